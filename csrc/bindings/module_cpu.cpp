@@ -1,0 +1,328 @@
+// module_cpu.cpp -- fastcnn._cpu: array checks, GIL release, nothing else.
+//
+// The one input rule (documented in the README): array arguments must be numpy.ndarray of
+// dtype float32 (class labels: any integer dtype; pooling indices: int64); anything else is a
+// TypeError that names the argument and says how to convert. Never a silent cast. Arrays that
+// are not C-contiguous and aligned (Fortran order, slices, negative or zero strides, misaligned
+// buffers) are copied once here; outputs are always fresh C-contiguous arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "common/check.h"
+#include "common/cpu_features.h"
+#include "cpu/kernels.h"
+#include "cpu/ops.h"
+#include "cpu/parallel.h"
+
+#ifndef FASTCNN_VERSION
+#define FASTCNN_VERSION "0.0.0"
+#endif
+
+namespace py = pybind11;
+using namespace fastcnn;
+using fastcnn::cpu::Shape;
+
+namespace {
+
+using FArray = py::array_t<float, py::array::c_style>;
+using IArray = py::array_t<int64_t, py::array::c_style>;
+
+std::string type_name(py::handle obj) {
+  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+}
+
+py::array contiguous(py::array a) {
+  const int flags = a.flags();
+  const bool ok = (flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) &&
+                  (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
+  if (ok) return a;
+  return a.attr("copy")("C");
+}
+
+FArray as_float(py::handle obj, const char* op, const char* name) {
+  if (!py::isinstance<py::array>(obj)) {
+    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray of float32, got ",
+                             type_name(obj)));
+  }
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>())) {
+    throw py::type_error(cat(op, ": ", name, " has dtype ", py::str(a.dtype()).cast<std::string>(),
+                             " but fastcnn computes in float32 only; convert it with ", name,
+                             ".astype(numpy.float32)"));
+  }
+  return py::reinterpret_borrow<FArray>(contiguous(a));
+}
+
+std::optional<FArray> as_float_opt(py::handle obj, const char* op, const char* name) {
+  if (obj.is_none()) return std::nullopt;
+  return as_float(obj, op, name);
+}
+
+Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
+
+FArray new_float(const Shape& shape) { return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end())); }
+
+void same_shape(const py::array& a, const py::array& b, const char* op, const char* an,
+                const char* bn) {
+  FASTCNN_CHECK(shape_of(a) == shape_of(b), op, ": ", an, " has shape ", shape_str(shape_of(a)),
+                " but ", bn, " has shape ", shape_str(shape_of(b)), ": expected the same shape");
+}
+
+Conv2dParams conv_params(const py::array& x, const py::array& w, const std::optional<FArray>& b,
+                              int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t pb,
+                              int64_t pr, int64_t dh, int64_t dw, int64_t groups) {
+  Shape bs;
+  if (b) bs = shape_of(*b);
+  return cpu::check_conv2d_args(shape_of(x), shape_of(w), b ? &bs : nullptr, sh, sw, pt, pl, pb, pr,
+                                dh, dw, groups);
+}
+
+// ---- ops ------------------------------------------------------------------------------------
+
+FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t sw, int64_t pt,
+              int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw, int64_t groups,
+              bool relu) {
+  FArray x = as_float(x_, "conv2d", "x"), w = as_float(w_, "conv2d", "w");
+  auto b = as_float_opt(b_, "conv2d", "b");
+  const auto p = conv_params(x, w, b, sh, sw, pt, pl, pb, pr, dh, dw, groups);
+  FArray y = new_float({p.N, p.K, p.P, p.Q});
+  {
+    py::gil_scoped_release nogil;
+    cpu::conv2d_forward(x.data(), w.data(), b ? b->data() : nullptr, y.mutable_data(), p, relu);
+  }
+  return y;
+}
+
+py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t sh, int64_t sw,
+                          int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
+                          int64_t groups, bool need_dx, bool need_dw, bool bias) {
+  const char* op = "conv2d_backward";
+  FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
+  const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
+  cpu::check_conv2d_grad(shape_of(dy), p);
+  py::object dx = py::none(), dwt = py::none(), db = py::none();
+  std::optional<FArray> dxa, dwa, dba;
+  if (need_dx) dxa = new_float(shape_of(x));
+  if (need_dw) dwa = new_float(shape_of(w));
+  if (bias) dba = new_float({p.K});
+  {
+    py::gil_scoped_release nogil;
+    if (dxa) cpu::conv2d_backward_data(dy.data(), w.data(), dxa->mutable_data(), p);
+    if (dwa) cpu::conv2d_backward_weights(dy.data(), x.data(), dwa->mutable_data(), p);
+    if (dba) cpu::bias_backward(dy.data(), dba->mutable_data(), p.N, p.K, p.P * p.Q);
+  }
+  if (dxa) dx = *dxa;
+  if (dwa) dwt = *dwa;
+  if (dba) db = *dba;
+  return py::make_tuple(dx, dwt, db);
+}
+
+FArray relu(py::handle x_) {
+  FArray x = as_float(x_, "relu", "x");
+  FArray y = new_float(shape_of(x));
+  {
+    py::gil_scoped_release nogil;
+    cpu::relu_forward(x.data(), y.mutable_data(), x.size());
+  }
+  return y;
+}
+
+FArray relu_backward(py::handle dy_, py::handle y_) {
+  FArray dy = as_float(dy_, "relu_backward", "dy"), y = as_float(y_, "relu_backward", "y");
+  same_shape(dy, y, "relu_backward", "dy", "y");
+  FArray dx = new_float(shape_of(dy));
+  {
+    py::gil_scoped_release nogil;
+    cpu::relu_backward(dy.data(), y.data(), dx.mutable_data(), dy.size());
+  }
+  return dx;
+}
+
+py::object max_pool2d(py::handle x_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                      int64_t pw, int64_t dh, int64_t dw, bool ceil_mode, bool return_indices) {
+  FArray x = as_float(x_, "max_pool2d", "x");
+  const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+  FArray y = new_float({p.N, p.C, p.P, p.Q});
+  std::optional<IArray> idx;
+  if (return_indices) idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
+  {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_forward(x.data(), y.mutable_data(), idx ? idx->mutable_data() : nullptr, p);
+  }
+  if (idx) return py::make_tuple(y, *idx);
+  return std::move(y);
+}
+
+FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw, int64_t sh,
+                           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                           bool ceil_mode, py::handle indices_) {
+  const char* op = "max_pool2d_backward";
+  FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
+  const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+  cpu::check_max_pool2d_grad(shape_of(dy), p);
+  IArray idx;
+  if (indices_.is_none()) {
+    idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
+    FArray scratch = new_float({p.N, p.C, p.P, p.Q});
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_forward(x.data(), scratch.mutable_data(), idx.mutable_data(), p);
+  } else {
+    if (!py::isinstance<py::array>(indices_))
+      throw py::type_error(cat(op, ": indices must be a numpy.ndarray of int64, got ",
+                               type_name(indices_)));
+    auto ia = py::reinterpret_borrow<py::array>(indices_);
+    if (!ia.dtype().is(py::dtype::of<int64_t>()))
+      throw py::type_error(cat(op, ": indices has dtype ", py::str(ia.dtype()).cast<std::string>(),
+                               "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
+    FASTCNN_CHECK(shape_of(ia) == shape_of(dy), op, ": indices has shape ",
+                  shape_str(shape_of(ia)), " but dy has shape ", shape_str(shape_of(dy)));
+    idx = py::reinterpret_borrow<IArray>(contiguous(ia));
+    cpu::check_max_pool2d_indices(idx.data(), p);
+  }
+  FArray dx = new_float(shape_of(x));
+  {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_backward(dy.data(), idx.data(), dx.mutable_data(), p);
+  }
+  return dx;
+}
+
+cpu::LinearParams linear_params(const py::array& x, const py::array& w,
+                                const std::optional<FArray>& b) {
+  Shape bs;
+  if (b) bs = shape_of(*b);
+  return cpu::check_linear_args(shape_of(x), shape_of(w), b ? &bs : nullptr);
+}
+
+FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
+  FArray x = as_float(x_, "linear", "x"), w = as_float(w_, "linear", "w");
+  auto b = as_float_opt(b_, "linear", "b");
+  const auto p = linear_params(x, w, b);
+  FArray y = new_float({p.N, p.out});
+  {
+    py::gil_scoped_release nogil;
+    cpu::linear_forward(x.data(), w.data(), b ? b->data() : nullptr, y.mutable_data(), p, relu);
+  }
+  return y;
+}
+
+py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool need_dx, bool need_dw,
+                          bool bias) {
+  const char* op = "linear_backward";
+  FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
+  const auto p = linear_params(x, w, std::nullopt);
+  cpu::check_linear_grad(shape_of(dy), p);
+  std::optional<FArray> dxa, dwa, dba;
+  if (need_dx) dxa = new_float({p.N, p.in});
+  if (need_dw) dwa = new_float({p.out, p.in});
+  if (bias) dba = new_float({p.out});
+  {
+    py::gil_scoped_release nogil;
+    if (dxa) cpu::linear_backward_data(dy.data(), w.data(), dxa->mutable_data(), p);
+    if (dwa) cpu::linear_backward_weights(dy.data(), x.data(), dwa->mutable_data(), p);
+    if (dba) cpu::linear_backward_bias(dy.data(), dba->mutable_data(), p);
+  }
+  py::object dx = py::none(), dw = py::none(), db = py::none();
+  if (dxa) dx = *dxa;
+  if (dwa) dw = *dwa;
+  if (dba) db = *dba;
+  return py::make_tuple(dx, dw, db);
+}
+
+// softmax over the last axis (fastcnn.ops moves the requested axis last)
+FArray softmax(py::handle x_, bool log) {
+  const char* op = log ? "log_softmax" : "softmax";
+  FArray x = as_float(x_, op, "x");
+  FASTCNN_CHECK(x.ndim() >= 1, op, ": x must have at least one dimension, got a 0-d array");
+  const int64_t L = x.shape(x.ndim() - 1);
+  const int64_t rows = L > 0 ? x.size() / L : 0;
+  FArray y = new_float(shape_of(x));
+  {
+    py::gil_scoped_release nogil;
+    if (L > 0) cpu::softmax_forward(x.data(), y.mutable_data(), rows, L, log);
+  }
+  return y;
+}
+
+py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
+  const char* op = "cross_entropy";
+  FArray logits = as_float(logits_, op, "logits");
+  FASTCNN_CHECK(logits.ndim() == 2, op, ": logits must be 2-D (N, classes), got shape ",
+                shape_str(shape_of(logits)));
+  const int64_t N = logits.shape(0), L = logits.shape(1);
+  FASTCNN_CHECK(L >= 1, op, ": logits of shape ", shape_str(shape_of(logits)), " has no classes");
+  if (!py::isinstance<py::array>(labels_))
+    throw py::type_error(cat(op, ": labels must be a numpy.ndarray (int class ids of shape (N,) "
+                             "or float32 probabilities of shape (N, classes)), got ",
+                             type_name(labels_)));
+  auto la = py::reinterpret_borrow<py::array>(labels_);
+  FArray dlogits = new_float({N, L});
+  double loss = 0.0;
+  const char kind = la.dtype().kind();
+  if (kind == 'i' || kind == 'u') {
+    FASTCNN_CHECK(la.ndim() == 1 && la.shape(0) == N, op, ": integer labels must have shape (", N,
+                  ",) to match logits ", shape_str(shape_of(logits)), ", got ",
+                  shape_str(shape_of(la)));
+    IArray lab = py::reinterpret_borrow<IArray>(
+        contiguous(py::reinterpret_borrow<py::array>(la.attr("astype")("int64"))));
+    cpu::check_class_labels(lab.data(), N, L);
+    py::gil_scoped_release nogil;
+    loss = cpu::cross_entropy(logits.data(), lab.data(), nullptr, dlogits.mutable_data(), N, L);
+  } else {
+    FArray t = as_float(labels_, op, "labels");
+    FASTCNN_CHECK(shape_of(t) == shape_of(logits), op, ": probability labels have shape ",
+                  shape_str(shape_of(t)), " but logits have shape ", shape_str(shape_of(logits)),
+                  ": expected the same shape (or integer class ids of shape (N,))");
+    py::gil_scoped_release nogil;
+    loss = cpu::cross_entropy(logits.data(), nullptr, t.data(), dlogits.mutable_data(), N, L);
+  }
+  return py::make_tuple(loss, dlogits);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "fastcnn's CPU kernels (generic C++, AVX2+FMA, AVX-512), chosen at import";
+  m.attr("__version__") = FASTCNN_VERSION;
+
+  m.def("isa", [] { return std::string(isa_name(cpu::active_isa())); },
+        "The ISA whose kernels are active: 'avx512', 'avx2' or 'generic'.");
+  m.def("best_isa", [] { return std::string(isa_name(cpu::best_isa())); },
+        "The best ISA this CPU and OS support.");
+  m.def("set_isa", [](const std::string& name) {
+    return std::string(isa_name(cpu::set_isa(parse_isa(name))));
+  }, py::arg("isa"), "Cap the active ISA (for tests); returns the ISA now active.");
+  m.def("num_threads", &cpu::num_threads);
+  m.def("set_num_threads", [](int n) {
+    FASTCNN_CHECK(n >= 1, "set_num_threads: n must be >= 1, got ", n);
+    cpu::set_num_threads(n);
+  }, py::arg("n"));
+
+  m.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride_h"),
+        py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("pad_bottom"),
+        py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
+        py::arg("relu") = false);
+  m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
+        py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
+        py::arg("groups"), py::arg("need_dx") = true, py::arg("need_dw") = true,
+        py::arg("bias") = true);
+  m.def("relu", &relu, py::arg("x"));
+  m.def("relu_backward", &relu_backward, py::arg("dy"), py::arg("y"));
+  m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+        py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+        py::arg("ceil_mode"), py::arg("return_indices"));
+  m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("x"), py::arg("kh"),
+        py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
+        py::arg("dw"), py::arg("ceil_mode"), py::arg("indices"));
+  m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false);
+  m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
+        py::arg("need_dx") = true, py::arg("need_dw") = true, py::arg("bias") = true);
+  m.def("softmax", &softmax, py::arg("x"), py::arg("log") = false);
+  m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
+}

@@ -1,0 +1,72 @@
+// params.h -- geometry of convolution and pooling, all int64, validated once.
+//
+// Conv2d: x (N, C, H, W), w (K, C/groups, R, S), y (N, K, P, Q) with
+//   P = floor((H + pad_top + pad_bottom - dil_h*(R-1) - 1) / stride_h) + 1   (Q likewise).
+// Pool2d: x (N, C, H, W) -> y (N, C, P, Q); padding is symmetric and implicit -inf, PyTorch's
+//   rule pad <= kernel/2; ceil_mode lets the last window hang over the end as long as it starts
+//   inside the input or the left padding.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "common/check.h"
+
+namespace fastcnn {
+
+struct Conv2dParams {
+  int64_t N = 0, C = 0, H = 0, W = 0;      // input
+  int64_t K = 0, R = 0, S = 0;             // weight (K, C/groups, R, S)
+  int64_t P = 0, Q = 0;                    // output size
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  int64_t groups = 1;
+  int64_t Cg() const { return C / groups; }   // input channels per group
+  int64_t Kg() const { return K / groups; }   // output channels per group
+  int64_t CRSg() const { return Cg() * R * S; }
+};
+
+struct Pool2dParams {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t P = 0, Q = 0;
+  int64_t kh = 1, kw = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  bool ceil_mode = false;
+};
+
+// Output length of one convolution axis; throws ValueError naming `axis` when impossible.
+inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad0, int64_t pad1,
+                             int64_t dil, const char* axis) {
+  const int64_t eff = checked_mul(dil, k - 1, "kernel extent") + 1;
+  const int64_t padded = in + pad0 + pad1;
+  FASTCNN_CHECK(eff <= padded, "conv2d: the dilated kernel (", eff, " along ", axis,
+                ") is larger than the padded input (", in, " + ", pad0, " + ", pad1, " = ", padded,
+                ")");
+  return (padded - eff) / stride + 1;
+}
+
+// Output length of one pooling axis (PyTorch's pooling_output_shape).
+inline int64_t pool_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                             bool ceil_mode, const char* axis) {
+  const int64_t eff = dil * (k - 1) + 1;
+  const int64_t span = in + 2 * pad - eff;
+  FASTCNN_CHECK(span >= 0, "max_pool2d: the dilated window (", eff, " along ", axis,
+                ") is larger than the padded input (", in, " + 2*", pad, ")");
+  int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;  // last window must start inside
+  // With dilation a window's taps can step over the whole input (PyTorch then returns -inf with
+  // an out-of-range index): such a geometry is rejected. Without dilation every window holds an
+  // input element (padding <= k/2 and the ceil_mode rule guarantee it).
+  for (int64_t o = 0; dil > 1 && o < out; ++o) {
+    const int64_t start = o * stride - pad;
+    const int64_t first = start >= 0 ? start : start + (-start + dil - 1) / dil * dil;
+    FASTCNN_CHECK(first < in && first <= start + (k - 1) * dil, "max_pool2d: pooling window ", o,
+                  " along ", axis, " covers no input element (size ", in, ", kernel ", k,
+                  ", stride ", stride, ", padding ", pad, ", dilation ", dil, ")");
+  }
+  return out;
+}
+
+}  // namespace fastcnn

@@ -1,0 +1,311 @@
+// conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver.
+//
+//   forward          y[n,g] (Kg x PQ)   = W[g] (Kg x CgRS) . col(x[n,g]) (CgRS x PQ)      G = N*groups
+//   backward-data    dx[n,g] (Cg x HW)  = per stride phase (ph, pw): W[g]^T restricted to the
+//                    taps that reach that phase (Cg x Kg*|Rph|*|Sph|) . shifted dy windows;
+//                    a gather, not a col2im scatter: no zero taps multiplied for stride > 1,
+//                    no races between threads, every dx element written once.
+//   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
+//                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
+// col() is never materialised: the B packer gathers each KC x NC block straight from the image
+// (zero for padding), so the workspace is bounded by the block sizes, not by the batch.
+// Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
+// GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
+#include "cpu/ops.h"
+#include "cpu/parallel.h"
+
+namespace fastcnn::cpu {
+namespace {
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// dst[t*dstep] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0; t < len.
+void gather_segment(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len, float* dst,
+                    int64_t dstep) {
+  int64_t lo = len, hi = len;
+  if (row) {
+    lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
+    hi = w0 <= W - 1 ? (W - 1 - w0) / ws + 1 : 0;
+    lo = std::min(lo, len);
+    hi = std::max(std::min(hi, len), lo);
+  }
+  for (int64_t t = 0; t < lo; ++t) dst[t * dstep] = 0.0f;
+  if (ws == 1 && dstep == 1) {
+    if (hi > lo) std::memcpy(dst + lo, row + w0 + lo, sizeof(float) * static_cast<size_t>(hi - lo));
+  } else {
+    for (int64_t t = lo; t < hi; ++t) dst[t * dstep] = row[w0 + t * ws];
+  }
+  for (int64_t t = hi; t < len; ++t) dst[t * dstep] = 0.0f;
+}
+
+// Packs B[k, j] for k in [k0, k0+kc), j in [j0, j0+nc) into NR-column panels, where row k reads
+// the plane src_k (Hs x Ws, or nullptr for an all-zero row) at (jp*a_h + b_h, jq*a_w + b_w) for
+// output position j = jp*Qo + jq: the implicit im2col of the forward pass and of backward-data.
+template <typename RowFn>
+void pack_b_windows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, int64_t Qo,
+                    int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, RowFn&& row_of) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* plane;
+    int64_t b_h, b_w;
+    row_of(k0 + k, plane, b_h, b_w);
+    for (int64_t p0 = 0; p0 < nc; p0 += nr) {
+      const int64_t cols = std::min<int64_t>(nr, nc - p0);
+      float* d = dst + (p0 / nr) * kc * nr + k * nr;
+      int64_t j = j0 + p0, done = 0;
+      while (done < cols) {
+        const int64_t jp = j / Qo, jq = j % Qo;
+        const int64_t len = std::min(Qo - jq, cols - done);
+        const int64_t h = jp * a_h + b_h;
+        const float* row = (plane && h >= 0 && h < Hs) ? plane + h * Ws : nullptr;
+        gather_segment(row, Ws, jq * a_w + b_w, a_w, len, d + done, 1);
+        done += len;
+        j += len;
+      }
+      for (int64_t c = cols; c < nr; ++c) d[c] = 0.0f;
+    }
+  }
+}
+
+struct Taps {
+  std::vector<int64_t> r, oh;  // kernel rows reaching this phase and their dy row offsets
+  std::vector<int64_t> s, ow;
+};
+
+}  // namespace
+
+Conv2dParams check_conv2d_args(const Shape& x, const Shape& w, const Shape* b, int64_t stride_h,
+                               int64_t stride_w, int64_t pad_top, int64_t pad_left,
+                               int64_t pad_bottom, int64_t pad_right, int64_t dil_h, int64_t dil_w,
+                               int64_t groups) {
+  FASTCNN_CHECK(x.size() == 4, "conv2d: x must be 4-D (N, C, H, W), got shape ", shape_str(x));
+  FASTCNN_CHECK(w.size() == 4, "conv2d: w must be 4-D (K, C/groups, R, S), got shape ",
+                shape_str(w));
+  FASTCNN_CHECK(stride_h >= 1 && stride_w >= 1, "conv2d: stride must be >= 1, got (", stride_h,
+                ", ", stride_w, ")");
+  FASTCNN_CHECK(dil_h >= 1 && dil_w >= 1, "conv2d: dilation must be >= 1, got (", dil_h, ", ",
+                dil_w, ")");
+  FASTCNN_CHECK(pad_top >= 0 && pad_left >= 0 && pad_bottom >= 0 && pad_right >= 0,
+                "conv2d: padding must be >= 0, got (top, left, bottom, right) = (", pad_top, ", ",
+                pad_left, ", ", pad_bottom, ", ", pad_right, ")");
+  FASTCNN_CHECK(groups >= 1, "conv2d: groups must be >= 1, got ", groups);
+  constexpr int64_t kMaxDim = int64_t{1} << 31;
+  for (int64_t v : {stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right})
+    FASTCNN_CHECK(v < kMaxDim, "conv2d: stride, padding and dilation must be < 2^31, got ", v);
+  Conv2dParams p;
+  p.N = x[0], p.C = x[1], p.H = x[2], p.W = x[3];
+  p.K = w[0], p.R = w[2], p.S = w[3];
+  FASTCNN_CHECK(p.C >= 1 && p.H >= 1 && p.W >= 1, "conv2d: x of shape ", shape_str(x),
+                " has an empty channel or spatial dimension");
+  FASTCNN_CHECK(p.K >= 1 && p.R >= 1 && p.S >= 1 && w[1] >= 1, "conv2d: w of shape ",
+                shape_str(w), " has an empty dimension");
+  FASTCNN_CHECK(p.C % groups == 0, "conv2d: groups=", groups, " must divide the ", p.C,
+                " input channels of x ", shape_str(x));
+  FASTCNN_CHECK(p.K % groups == 0, "conv2d: groups=", groups, " must divide the ", p.K,
+                " output channels of w ", shape_str(w));
+  FASTCNN_CHECK(w[1] == p.C / groups, "conv2d: w has shape ", shape_str(w), " but x ",
+                shape_str(x), " with groups=", groups, " needs w.shape[1] == ", p.C / groups);
+  if (b) {
+    FASTCNN_CHECK(b->size() == 1 && (*b)[0] == p.K, "conv2d: b must have shape (", p.K,
+                  ",) to match w ", shape_str(w), ", got ", shape_str(*b));
+  }
+  p.stride_h = stride_h, p.stride_w = stride_w, p.dil_h = dil_h, p.dil_w = dil_w;
+  p.pad_top = pad_top, p.pad_left = pad_left, p.pad_bottom = pad_bottom, p.pad_right = pad_right;
+  p.groups = groups;
+  p.P = conv_out_size(p.H, p.R, stride_h, pad_top, pad_bottom, dil_h, "the height");
+  p.Q = conv_out_size(p.W, p.S, stride_w, pad_left, pad_right, dil_w, "the width");
+  // every size product the kernels form must fit comfortably in int64
+  checked_numel({p.N, p.K, p.P, p.Q}, "conv2d output");
+  checked_numel({p.N, p.C, p.H, p.W}, "conv2d input");
+  checked_numel({p.K, w[1], p.R, p.S}, "conv2d weight");
+  checked_numel({p.N, p.P, p.Q, p.R, p.S}, "conv2d reduction");
+  return p;
+}
+
+void check_conv2d_grad(const Shape& dy, const Conv2dParams& p) {
+  const Shape want{p.N, p.K, p.P, p.Q};
+  FASTCNN_CHECK(dy == want, "conv2d_backward: dy has shape ", shape_str(dy),
+                " but the forward pass for these x, w and options gives ", shape_str(want));
+}
+
+void conv2d_forward(const float* x, const float* w, const float* b, float* y,
+                    const Conv2dParams& p, int relu) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
+  const int64_t RS = p.R * p.S;
+  GemmProblem prob;
+  prob.G = p.N * p.groups, prob.M = Kg, prob.N = PQ, prob.K = CRSg;
+  prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
+    const int64_t grp = g % p.groups;
+    pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
+  };
+  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+    const int64_t n = g / p.groups, grp = g % p.groups;
+    const float* xg = x + (n * p.C + grp * Cg) * HW;
+    pack_b_windows(k0, kc, j0, nc, dst, nr, p.Q, p.H, p.W, p.stride_h, p.stride_w,
+                   [&](int64_t k, const float*& plane, int64_t& bh, int64_t& bw) {
+                     const int64_t c = k / RS, r = (k / p.S) % p.R, s = k % p.S;
+                     plane = xg + c * HW;
+                     bh = r * p.dil_h - p.pad_top;
+                     bw = s * p.dil_w - p.pad_left;
+                   });
+  };
+  const StoreTileFn store = kernels().store_tile;
+  prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    const int64_t n = g / p.groups, grp = g % p.groups;
+    float* dst = y + (n * p.K + grp * Kg + i0) * PQ + j0;
+    store(dst, PQ, src, lds, mc, nc, b ? b + grp * Kg + i0 : nullptr, nullptr, relu, 0);
+  };
+  gemm(prob);
+}
+
+void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S;
+  const int64_t sh = p.stride_h, sw = p.stride_w;
+  const StoreTileFn store = kernels().store_tile;
+  for (int64_t ph = 0; ph < std::min(sh, p.H); ++ph) {
+    for (int64_t pw = 0; pw < std::min(sw, p.W); ++pw) {
+      // dx rows h = ph + sh*i (i < Hph) read dy row p = i + oh[r] through kernel row r when
+      // h + pad_top - r*dil_h is a multiple of the stride.
+      Taps t;
+      for (int64_t r = 0; r < p.R; ++r) {
+        const int64_t num = ph + p.pad_top - r * p.dil_h;
+        if (((num % sh) + sh) % sh == 0) t.r.push_back(r), t.oh.push_back(floor_div(num, sh));
+      }
+      for (int64_t s = 0; s < p.S; ++s) {
+        const int64_t num = pw + p.pad_left - s * p.dil_w;
+        if (((num % sw) + sw) % sw == 0) t.s.push_back(s), t.ow.push_back(floor_div(num, sw));
+      }
+      const int64_t Hph = (p.H - ph + sh - 1) / sh, Wph = (p.W - pw + sw - 1) / sw;
+      const int64_t nr_ = static_cast<int64_t>(t.r.size()), ns_ = static_cast<int64_t>(t.s.size());
+      GemmProblem prob;
+      prob.G = p.N * p.groups, prob.M = Cg, prob.N = Hph * Wph, prob.K = Kg * nr_ * ns_;
+      prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
+                        int mr) {
+        const int64_t grp = g % p.groups;
+        const float* wg = w + grp * Kg * Cg * RS;
+        for (int64_t q0 = 0; q0 < mc; q0 += mr) {
+          const int64_t rows = std::min<int64_t>(mr, mc - q0);
+          float* d = dst + (q0 / mr) * kc * mr;
+          for (int64_t k = 0; k < kc; ++k) {
+            const int64_t kk = (k0 + k) / (nr_ * ns_), ri = ((k0 + k) / ns_) % nr_,
+                          si = (k0 + k) % ns_;
+            const float* src = wg + (kk * Cg + i0 + q0) * RS + t.r[ri] * p.S + t.s[si];
+            for (int64_t rr = 0; rr < rows; ++rr) d[k * mr + rr] = src[rr * RS];
+            for (int64_t rr = rows; rr < mr; ++rr) d[k * mr + rr] = 0.0f;
+          }
+        }
+      };
+      prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                        int nr) {
+        const int64_t n = g / p.groups, grp = g % p.groups;
+        const float* dyg = dy + (n * p.K + grp * Kg) * PQ;
+        pack_b_windows(k0, kc, j0, nc, dst, nr, Wph, p.P, p.Q, 1, 1,
+                       [&](int64_t k, const float*& plane, int64_t& bh, int64_t& bw) {
+                         const int64_t kk = k / (nr_ * ns_), ri = (k / ns_) % nr_, si = k % ns_;
+                         plane = dyg + kk * PQ;
+                         bh = t.oh[ri];
+                         bw = t.ow[si];
+                       });
+      };
+      prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                       int64_t lds) {
+        const int64_t n = g / p.groups, grp = g % p.groups;
+        float* dxg = dx + (n * p.C + grp * Cg + i0) * HW;
+        if (sh == 1 && sw == 1) {
+          store(dxg + j0, HW, src, lds, mc, nc, nullptr, nullptr, 0, 0);
+          return;
+        }
+        for (int64_t i = 0; i < mc; ++i) {
+          for (int64_t j = 0; j < nc; ++j) {
+            const int64_t ih = (j0 + j) / Wph, iw = (j0 + j) % Wph;
+            dxg[i * HW + (ph + sh * ih) * p.W + pw + sw * iw] = src[i * lds + j];
+          }
+        }
+      };
+      gemm(prob);
+    }
+  }
+}
+
+void conv2d_backward_weights(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
+  const int64_t RS = p.R * p.S;
+  GemmProblem prob;
+  prob.G = p.groups, prob.M = Kg, prob.N = CRSg, prob.K = p.N * PQ;
+  prob.pack_a = [&](int64_t grp, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
+                    int mr) {
+    // A[i, k] = dy[n, grp*Kg + i, pq] with k = n*PQ + pq
+    for (int64_t q0 = 0; q0 < mc; q0 += mr) {
+      const int64_t rows = std::min<int64_t>(mr, mc - q0);
+      float* d = dst + (q0 / mr) * kc * mr;
+      for (int64_t rr = 0; rr < mr; ++rr) {
+        if (rr >= rows) {
+          for (int64_t k = 0; k < kc; ++k) d[k * mr + rr] = 0.0f;
+          continue;
+        }
+        const int64_t ch = grp * Kg + i0 + q0 + rr;
+        int64_t k = 0;
+        while (k < kc) {
+          const int64_t n = (k0 + k) / PQ, pq = (k0 + k) % PQ;
+          const int64_t len = std::min(PQ - pq, kc - k);
+          const float* src = dy + (n * p.K + ch) * PQ + pq;
+          for (int64_t t = 0; t < len; ++t) d[(k + t) * mr + rr] = src[t];
+          k += len;
+        }
+      }
+    }
+  };
+  prob.pack_b = [&](int64_t grp, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                    int nr) {
+    // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s)
+    for (int64_t q0 = 0; q0 < nc; q0 += nr) {
+      const int64_t cols = std::min<int64_t>(nr, nc - q0);
+      float* d = dst + (q0 / nr) * kc * nr;
+      for (int64_t col = 0; col < nr; ++col) {
+        if (col >= cols) {
+          for (int64_t k = 0; k < kc; ++k) d[k * nr + col] = 0.0f;
+          continue;
+        }
+        const int64_t j = j0 + q0 + col;
+        const int64_t c = j / RS, r = (j / p.S) % p.R, s = j % p.S;
+        int64_t k = 0;
+        while (k < kc) {
+          const int64_t n = (k0 + k) / PQ, pq = (k0 + k) % PQ;
+          const int64_t op = pq / p.Q, oq = pq % p.Q;
+          const int64_t len = std::min(p.Q - oq, kc - k);
+          const int64_t h = op * p.stride_h - p.pad_top + r * p.dil_h;
+          const float* row =
+              (h >= 0 && h < p.H) ? x + (n * p.C + grp * Cg + c) * HW + h * p.W : nullptr;
+          gather_segment(row, p.W, oq * p.stride_w - p.pad_left + s * p.dil_w, p.stride_w, len,
+                         d + k * nr + col, nr);
+          k += len;
+        }
+      }
+    }
+  };
+  const StoreTileFn store = kernels().store_tile;
+  prob.store = [&](int64_t grp, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    store(dw + (grp * Kg + i0) * CRSg + j0, CRSg, src, lds, mc, nc, nullptr, nullptr, 0, 0);
+  };
+  gemm(prob);
+}
+
+void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L) {
+  const SumFn sum = kernels().sum;
+  parallel_for(K, [&](int, int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      float s = 0.0f;
+      for (int64_t n = 0; n < N; ++n) s += sum(dy + (n * K + k) * L, L);
+      db[k] = s;
+    }
+  });
+}
+
+}  // namespace fastcnn::cpu

@@ -1,0 +1,50 @@
+// dispatch.cpp -- one kernel table per ISA, ordered avx512 -> avx2 -> generic; the active one is
+// chosen once at load (best supported, capped by FASTCNN_ISA) and can be re-capped by tests.
+// This table and the thread count (parallel.cpp) are the library's only mutable global state.
+#include <atomic>
+
+#include "cpu/kernels.h"
+
+namespace fastcnn::cpu {
+namespace {
+
+#define FASTCNN_TABLE(ns, isa_value)                                                           \
+  KernelTable {                                                                                \
+    isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd, \
+        ns::maxpool_fwd, ns::maxpool_bwd, ns::sum, ns::add                                     \
+  }
+
+const KernelTable& table_for(Isa isa) {
+  static const KernelTable generic_table = FASTCNN_TABLE(generic, Isa::generic);
+  static const KernelTable avx2_table = FASTCNN_TABLE(avx2, Isa::avx2);
+  static const KernelTable avx512_table = FASTCNN_TABLE(avx512, Isa::avx512);
+  switch (isa) {
+    case Isa::avx512: return avx512_table;
+    case Isa::avx2: return avx2_table;
+    default: return generic_table;
+  }
+}
+
+std::atomic<const KernelTable*>& active() {
+  static std::atomic<const KernelTable*> table{&table_for(default_isa())};
+  return table;
+}
+
+}  // namespace
+
+const KernelTable& kernels() { return *active().load(std::memory_order_acquire); }
+
+Isa best_isa() {
+  static const Isa best = detect_isa();
+  return best;
+}
+
+Isa set_isa(Isa requested) {
+  const Isa chosen = static_cast<int>(requested) < static_cast<int>(best_isa()) ? requested : best_isa();
+  active().store(&table_for(chosen), std::memory_order_release);
+  return chosen;
+}
+
+Isa active_isa() { return kernels().isa; }
+
+}  // namespace fastcnn::cpu

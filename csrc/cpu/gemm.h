@@ -1,0 +1,50 @@
+// gemm.h -- the packed, cache-blocked SGEMM driver shared by convolution and dense layers.
+//
+// Computes, for each of G independent problems g, C_g[M x N] = A_g[M x K] * B_g[K x N], where
+// A and B are never materialised: the caller gives packers that write blocks of A into MR-row
+// panels and blocks of B into NR-column panels straight from their source (a weight matrix, an
+// implicit im2col of an image, a transposed gradient ...), and a store that receives each
+// finished tile of C (and applies bias / ReLU / scatter to the real layout).
+//
+// Blocking (BLIS-style): K is cut in fixed KC = 256 slices (fixed, so every element's reduction
+// order never depends on the thread count); each work item is a (g, MC rows, NC columns) block
+// of C owned by one thread, which packs A (MC x KC, <= 256 KB) and B (KC x NC, <= 240 KB) for
+// each slice into its own workspace (L2-resident) and runs the MR x NR micro-kernel over them,
+// the B micro-panel (KC x NR) staying in L1. Workspace: per thread, bounded by the block sizes,
+// never by the batch. Work items are split finer when there are too few for the threads.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "cpu/kernels.h"
+
+namespace fastcnn::cpu {
+
+struct GemmProblem {
+  int64_t G = 1, M = 0, N = 0, K = 0;
+  // Write rows [i0, i0+mc) x cols [k0, k0+kc) of A_g as ceil(mc/mr) panels, panel p at
+  // dst + p*kc*mr holding element (i0 + p*mr + r, k0 + k) at [k*mr + r]; rows >= mc are zero.
+  std::function<void(int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr)>
+      pack_a;
+  // Write rows [k0, k0+kc) x cols [j0, j0+nc) of B_g as ceil(nc/nr) panels, panel p at
+  // dst + p*kc*nr holding element (k0 + k, j0 + p*nr + c) at [k*nr + c]; cols >= nc are zero.
+  std::function<void(int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr)>
+      pack_b;
+  // Receive the finished block C_g[i0:i0+mc, j0:j0+nc] at src (row stride lds).
+  std::function<void(int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                     int64_t lds)>
+      store;
+};
+
+// Runs the problem on the library's threads (validated sizes; never throws inside the region:
+// the workspace is allocated before it, and std::bad_alloc surfaces as MemoryError).
+void gemm(const GemmProblem& prob);
+
+// ---- packers for plain strided matrices: element (i, k) at base[i*rs + k*cs] ----------------
+void pack_a_strided(const float* base, int64_t rs, int64_t cs, int64_t i0, int64_t mc, int64_t k0,
+                    int64_t kc, float* dst, int mr);
+// element (k, j) at base[k*rs + j*cs]
+void pack_b_strided(const float* base, int64_t rs, int64_t cs, int64_t k0, int64_t kc, int64_t j0,
+                    int64_t nc, float* dst, int nr);
+
+}  // namespace fastcnn::cpu

@@ -1,0 +1,92 @@
+// kernels.h -- the per-ISA kernel table. Every ISA (generic, avx2, avx512) implements every entry
+// with the same signature, in its own namespace (fastcnn::cpu::<isa>) so that no inline helper of
+// an ISA file can be merged into baseline code. dispatch.cpp builds one table per ISA and selects
+// one at import: the best the CPU/OS supports, capped by FASTCNN_ISA.
+//
+// Kernels take validated, contiguous float32 buffers (any alignment of float), never allocate,
+// never throw and never touch Python. Threading is done by the op drivers (conv2d.cpp, ...),
+// which call these on disjoint pieces of work.
+#pragma once
+#include <cstdint>
+
+#include "common/cpu_features.h"
+#include "common/params.h"
+
+namespace fastcnn::cpu {
+
+// GEMM micro-kernel on packed panels:
+//   C[i, j] = (accumulate ? C[i, j] : 0) + sum_{k < kc} a[k*MR + i] * b[k*NR + j],  i < MR, j < NR
+// C is row-major with row stride ldc and always a full MR x NR tile (the driver's own buffer).
+using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                               int accumulate);
+
+// Tile epilogue from the driver's buffer to the destination, m x n (any m, n >= 0; masked tails):
+//   v = src[i*lds + j] + (bias_row ? bias_row[i] : 0) + (bias_col ? bias_col[j] : 0)
+//   v = relu ? max(v, 0) (NaN kept) : v
+//   dst[i*ldd + j] = accumulate ? dst[i*ldd + j] + v : v
+using StoreTileFn = void (*)(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m,
+                             int64_t n, const float* bias_row, const float* bias_col, int relu,
+                             int accumulate);
+
+// y[i] = relu(x[i]) for i < n; NaN propagates (PyTorch). x may equal y (in place).
+using ReluFwdFn = void (*)(const float* x, float* y, int64_t n);
+// dx[i] = y[i] > 0 ? dy[i] : 0 for i < n (y is the forward output). dx may equal dy.
+using ReluBwdFn = void (*)(const float* dy, const float* y, float* dx, int64_t n);
+
+// Max pooling forward on one (n, c) plane: x (H, W) -> y (P, Q) and, when idx is not null,
+// idx (P, Q) = flat index h*W + w of the chosen element. PyTorch's semantics: padding is
+// never chosen; ties go to the first maximum in row-major window order; a NaN wins over any
+// number (the last NaN in the window is chosen); an all -inf window gives -inf and the index of
+// its first in-bounds element.
+using MaxPoolFwdFn = void (*)(const float* x, float* y, int64_t* idx, const Pool2dParams& p);
+// Max pooling backward on one plane: dx (H, W) is zero-filled by this call, then
+// dx[idx[i]] += dy[i] for i < P*Q in order (deterministic for overlapping windows).
+using MaxPoolBwdFn = void (*)(const float* dy, const int64_t* idx, float* dx, int64_t HW,
+                              int64_t PQ);
+
+// Sum of x[0:n] in a fixed order (lane-wise partial sums, then a fixed tree): the same result
+// for the same n whatever the thread count.
+using SumFn = float (*)(const float* x, int64_t n);
+// acc[i] += x[i] for i < n.
+using AddFn = void (*)(float* acc, const float* x, int64_t n);
+
+struct KernelTable {
+  Isa isa;
+  int mr, nr;  // micro-tile of gemm_ukernel
+  GemmUkernelFn gemm_ukernel;
+  StoreTileFn store_tile;
+  ReluFwdFn relu_fwd;
+  ReluBwdFn relu_bwd;
+  MaxPoolFwdFn maxpool_fwd;
+  MaxPoolBwdFn maxpool_bwd;
+  SumFn sum;
+  AddFn add;
+};
+
+#define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                        \
+  namespace ns {                                                                              \
+  extern const int kMR, kNR;                                                                  \
+  void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,        \
+                    int accumulate);                                                          \
+  void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,\
+                  const float* bias_row, const float* bias_col, int relu, int accumulate);    \
+  void relu_fwd(const float* x, float* y, int64_t n);                                         \
+  void relu_bwd(const float* dy, const float* y, float* dx, int64_t n);                       \
+  void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p);            \
+  void maxpool_bwd(const float* dy, const int64_t* idx, float* dx, int64_t HW, int64_t PQ);   \
+  float sum(const float* x, int64_t n);                                                       \
+  void add(float* acc, const float* x, int64_t n);                                            \
+  }
+
+FASTCNN_DECLARE_ISA_KERNELS(generic)
+FASTCNN_DECLARE_ISA_KERNELS(avx2)
+FASTCNN_DECLARE_ISA_KERNELS(avx512)
+
+// The active table (set at import; re-selectable by tests through set_isa).
+const KernelTable& kernels();
+// Selects min(requested, best supported); returns the ISA now active. Thread-safe.
+Isa set_isa(Isa requested);
+Isa active_isa();
+Isa best_isa();
+
+}  // namespace fastcnn::cpu

@@ -1,0 +1,105 @@
+// linear.cpp -- dense layer forward/backward on the packed GEMM driver.
+//   forward   y (N, out)   = x (N, in) . w^T          M = N,   N = out, K = in
+//   data      dx (N, in)   = dy (N, out) . w          M = N,   N = in,  K = out
+//   weights   dw (out, in) = dy^T . x                 M = out, N = in,  K = N (fixed order)
+//   bias      db (out,)    = column sums of dy, rows added in order
+// Napkin maths: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP per pass, 4.7 MB of w.
+#include <algorithm>
+
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
+#include "cpu/ops.h"
+#include "cpu/parallel.h"
+
+namespace fastcnn::cpu {
+
+LinearParams check_linear_args(const Shape& x, const Shape& w, const Shape* b) {
+  FASTCNN_CHECK(x.size() == 2, "linear: x must be 2-D (N, in_features), got shape ",
+                shape_str(x));
+  FASTCNN_CHECK(w.size() == 2, "linear: w must be 2-D (out_features, in_features), got shape ",
+                shape_str(w));
+  FASTCNN_CHECK(x[1] == w[1], "linear: x has shape ", shape_str(x), " and w has shape ",
+                shape_str(w), ": expected x.shape[1] == w.shape[1]");
+  FASTCNN_CHECK(w[0] >= 1 && w[1] >= 1, "linear: w of shape ", shape_str(w),
+                " has an empty dimension");
+  if (b) {
+    FASTCNN_CHECK(b->size() == 1 && (*b)[0] == w[0], "linear: b must have shape (", w[0],
+                  ",) to match w ", shape_str(w), ", got ", shape_str(*b));
+  }
+  LinearParams p;
+  p.N = x[0], p.in = x[1], p.out = w[0];
+  checked_mul(p.N, p.out, "linear output");
+  return p;
+}
+
+void check_linear_grad(const Shape& dy, const LinearParams& p) {
+  const Shape want{p.N, p.out};
+  FASTCNN_CHECK(dy == want, "linear_backward: dy has shape ", shape_str(dy),
+                " but the forward pass for these x and w gives ", shape_str(want));
+}
+
+void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearParams& p,
+                    int relu) {
+  GemmProblem prob;
+  prob.M = p.N, prob.N = p.out, prob.K = p.in;
+  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
+    pack_a_strided(x, p.in, 1, i0, mc, k0, kc, dst, mr);
+  };
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+    pack_b_strided(w, 1, p.in, k0, kc, j0, nc, dst, nr);
+  };
+  const StoreTileFn store = kernels().store_tile;
+  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    store(y + i0 * p.out + j0, p.out, src, lds, mc, nc, nullptr, b ? b + j0 : nullptr, relu, 0);
+  };
+  gemm(prob);
+}
+
+void linear_backward_data(const float* dy, const float* w, float* dx, const LinearParams& p) {
+  GemmProblem prob;
+  prob.M = p.N, prob.N = p.in, prob.K = p.out;
+  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
+    pack_a_strided(dy, p.out, 1, i0, mc, k0, kc, dst, mr);
+  };
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+    pack_b_strided(w, p.in, 1, k0, kc, j0, nc, dst, nr);
+  };
+  const StoreTileFn store = kernels().store_tile;
+  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    store(dx + i0 * p.in + j0, p.in, src, lds, mc, nc, nullptr, nullptr, 0, 0);
+  };
+  gemm(prob);
+}
+
+void linear_backward_weights(const float* dy, const float* x, float* dw, const LinearParams& p) {
+  GemmProblem prob;
+  prob.M = p.out, prob.N = p.in, prob.K = p.N;
+  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
+    pack_a_strided(dy, 1, p.out, i0, mc, k0, kc, dst, mr);
+  };
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+    pack_b_strided(x, p.in, 1, k0, kc, j0, nc, dst, nr);
+  };
+  const StoreTileFn store = kernels().store_tile;
+  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    store(dw + i0 * p.in + j0, p.in, src, lds, mc, nc, nullptr, nullptr, 0, 0);
+  };
+  gemm(prob);
+}
+
+void linear_backward_bias(const float* dy, float* db, const LinearParams& p) {
+  constexpr int64_t kCols = 256;
+  const AddFn add = kernels().add;
+  parallel_for((p.out + kCols - 1) / kCols, [&](int, int64_t b, int64_t e) {
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t c0 = blk * kCols, len = std::min(kCols, p.out - c0);
+      std::fill(db + c0, db + c0 + len, 0.0f);
+      for (int64_t i = 0; i < p.N; ++i) add(db + c0, dy + i * p.out + c0, len);
+    }
+  });
+}
+
+}  // namespace fastcnn::cpu

@@ -1,0 +1,55 @@
+"""fastcnn: hand-written AVX2 / AVX-512 (and CUDA) kernels for small CNNs, with a Keras-like API.
+
+``fastcnn.ops`` is the functional API over the compiled kernels, ``fastcnn.reference`` the NumPy
+oracle with the same signatures; ``fastcnn.Sequential`` and ``fastcnn.layers`` build and train
+models; ``fastcnn.data`` loads image folders.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _cpu, ops, reference
+from ._device import cuda_available, cuda_built
+
+__version__: str = _cpu.__version__
+
+__all__ = ["__version__", "info", "num_threads", "ops", "reference", "set_num_threads"]
+
+
+def info() -> dict[str, object]:
+    """Build and runtime facts.
+
+    Returns:
+        dict with keys ``version``, ``cpu_isa`` (the active kernels: "avx512" | "avx2" |
+        "generic", capped by the FASTCNN_ISA environment variable), ``cpu_isa_best`` (what the CPU
+        supports), ``num_threads``, ``cuda_built`` and ``cuda_available``.
+    """
+    return {
+        "version": __version__,
+        "cpu_isa": _cpu.isa(),
+        "cpu_isa_best": _cpu.best_isa(),
+        "num_threads": _cpu.num_threads(),
+        "cuda_built": cuda_built(),
+        "cuda_available": cuda_available(),
+    }
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of CPU threads the kernels use (default: OpenMP's, i.e. the core count
+    or OMP_NUM_THREADS). Results are bit-identical for any thread count."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
+    _cpu.set_num_threads(n)
+
+
+def num_threads() -> int:
+    """The number of CPU threads the kernels use."""
+    return _cpu.num_threads()
+
+
+# libgomp can't run a parallel region in a child forked after it has used 2+ threads (the child
+# hangs). A forked child therefore runs the kernels on one thread (spawn/forkserver children
+# start fresh and are unaffected).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _cpu.set_num_threads(1))

@@ -1,0 +1,259 @@
+"""The functional API: every fastcnn op, the single door to the compiled kernels.
+
+Same functions and signatures as :mod:`fastcnn.reference` (the NumPy oracle). Each function
+normalises its options once (``stride=2`` -> ``(2, 2)``, ``padding="same"`` -> explicit
+``(top, left, bottom, right)``), then calls the compiled module for the arrays' kind:
+``numpy.ndarray`` -> ``fastcnn._cpu`` (C++ / AVX2 / AVX-512 kernels, chosen at import), CuPy
+arrays -> ``fastcnn._cuda`` when it is built. Shapes and dtypes are checked in C++ (the compiled
+module is a public door too) and reported as ``ValueError`` / ``TypeError`` naming the argument.
+
+Input rule: arrays must be float32 (``x.astype(numpy.float32)`` converts); class labels may be
+any integer dtype; pooling indices are int64. No silent casts, no promotion. Non-contiguous,
+Fortran-order, negative-stride, broadcast, misaligned and read-only arrays are accepted (copied
+once). Results are fresh C-contiguous arrays of the inputs' kind.
+
+Extension beyond the reference: ``conv2d(..., relu=True)`` and ``linear(..., relu=True)`` apply
+ReLU in the GEMM epilogue (one pass over the output instead of two).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _cpu
+from ._args import check_bool, check_int, conv_padding, pair, pool_args
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "cross_entropy",
+    "linear",
+    "linear_backward",
+    "log_softmax",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "relu",
+    "relu_backward",
+    "softmax",
+]
+
+
+def _is_cupy(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _backend(op: str, *arrays: Any) -> Any:
+    """The compiled module for these arrays: numpy -> _cpu, cupy -> _cuda; mixing is a TypeError."""
+    gpu = [a for a in arrays if a is not None and _is_cupy(a)]
+    if not gpu:
+        return _cpu
+    if len(gpu) != sum(a is not None for a in arrays):
+        raise TypeError(f"{op}: all arrays must be on the same device; got a mix of numpy and "
+                        "cupy arrays (move them with cupy.asarray / cupy.asnumpy)")
+    from ._device import cuda_module
+
+    return cuda_module(op)
+
+
+def _check_array(a: Any, name: str, op: str) -> None:
+    if not (isinstance(a, np.ndarray) or _is_cupy(a)):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray of float32, got "
+                        f"{type(a).__name__}")
+
+
+def _conv_args(
+    op: str, x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> tuple[int, ...]:
+    _check_array(x, "x", op)
+    _check_array(w, "w", op)
+    sh, sw = pair(stride, "stride", op=op, minimum=1)
+    dh, dw = pair(dilation, "dilation", op=op, minimum=1)
+    g = check_int(groups, "groups", op=op, minimum=1)
+    if x.ndim == 4 and w.ndim == 4:
+        pads = conv_padding(padding, x.shape[2], x.shape[3], w.shape[2], w.shape[3],
+                            (sh, sw), (dh, dw), op=op)
+    else:  # the compiled module reports the rank error
+        pads = conv_padding(padding, 1, 1, 1, 1, op=op) if not isinstance(padding, str) else (
+            0, 0, 0, 0)
+    return (sh, sw, *pads, dh, dw, g)
+
+
+def conv2d(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    relu: bool = False,
+) -> Any:
+    """2-D cross-correlation (PyTorch's ``conv2d``), optionally followed by a fused ReLU.
+
+    Args:
+        x: (N, C, H, W) float32.
+        w: (K, C/groups, R, S) float32.
+        b: (K,) float32 or None.
+        stride, dilation: int or (h, w), >= 1.
+        padding: int, (h, w), ``"valid"`` or ``"same"`` (output ceil(H/stride) for any stride;
+            an odd total puts the extra row/column at the bottom/right).
+        groups: >= 1, dividing C and K.
+        relu: apply ReLU to the result in the GEMM epilogue.
+
+    Returns:
+        y: (N, K, P, Q) float32.
+    """
+    op = "conv2d"
+    args = _conv_args(op, x, w, stride, padding, dilation, groups)
+    return _backend(op, x, w, b).conv2d(x, w, b, *args, check_bool(relu, "relu", op=op))
+
+
+def conv2d_backward(
+    dy: Any,
+    x: Any,
+    w: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    bias: bool = True,
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`conv2d`.
+
+    Args:
+        dy: (N, K, P, Q) gradient of the output; x, w and the options as in the forward call.
+        bias: whether to return db.
+
+    Returns:
+        ``(dx, dw, db)``: (N, C, H, W), (K, C/groups, R, S), (K,) or None when ``bias=False``.
+    """
+    op = "conv2d_backward"
+    args = _conv_args(op, x, w, stride, padding, dilation, groups)
+    _check_array(dy, "dy", op)
+    return _backend(op, dy, x, w).conv2d_backward(
+        dy, x, w, *args, True, True, check_bool(bias, "bias", op=op))
+
+
+def relu(x: Any) -> Any:
+    """``max(x, 0)`` elementwise, NaN propagating (PyTorch's ``relu``). Any shape, float32."""
+    return _backend("relu", x).relu(x)
+
+
+def relu_backward(dy: Any, y: Any) -> Any:
+    """``dy`` where the forward output ``y > 0``, else 0. dy, y: same shape, float32."""
+    return _backend("relu_backward", dy, y).relu_backward(dy, y)
+
+
+def max_pool2d(
+    x: Any,
+    kernel_size: Any,
+    *,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max pooling over (H, W), PyTorch's semantics (ties to the first maximum, NaN wins).
+
+    Args:
+        x: (N, C, H, W) float32.
+        kernel_size, stride (None = kernel_size), padding (<= kernel/2, implicit -inf),
+            dilation: int or (h, w).
+        ceil_mode: let the last window overhang the input (it must start inside).
+        return_indices: also return int64 indices (N, C, P, Q) into each flattened (H, W) plane.
+
+    Returns:
+        y (N, C, P, Q), or ``(y, indices)``.
+    """
+    op = "max_pool2d"
+    k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
+    return _backend(op, x).max_pool2d(
+        x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op),
+        check_bool(return_indices, "return_indices", op=op))
+
+
+def max_pool2d_backward(
+    dy: Any,
+    x: Any,
+    kernel_size: Any,
+    *,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    indices: Any = None,
+) -> Any:
+    """Gradient of :func:`max_pool2d`: ``dy`` (N, C, P, Q) scattered to ``dx`` (N, C, H, W).
+
+    ``indices`` (int64, from ``return_indices=True``) avoids recomputing the argmax from ``x``;
+    overlapping windows accumulate.
+    """
+    op = "max_pool2d_backward"
+    k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
+    return _backend(op, dy, x, indices).max_pool2d_backward(
+        dy, x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op), indices)
+
+
+def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
+    """Dense layer ``y = x @ w.T + b`` (optionally ReLU fused).
+
+    Args:
+        x: (N, in) float32; w: (out, in) float32; b: (out,) float32 or None.
+
+    Returns:
+        y: (N, out) float32.
+    """
+    op = "linear"
+    return _backend(op, x, w, b).linear(x, w, b, check_bool(relu, "relu", op=op))
+
+
+def linear_backward(dy: Any, x: Any, w: Any, *, bias: bool = True) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`linear`: ``(dx (N, in), dw (out, in), db (out,) or None)``."""
+    op = "linear_backward"
+    return _backend(op, dy, x, w).linear_backward(dy, x, w, True, True,
+                                                  check_bool(bias, "bias", op=op))
+
+
+def _softmax(x: Any, axis: Any, log: bool) -> Any:
+    op = "log_softmax" if log else "softmax"
+    _check_array(x, "x", op)
+    ax = check_int(axis, "axis", op=op)
+    if not -x.ndim <= ax < x.ndim:
+        raise ValueError(f"{op}: axis={ax} is out of range for x of shape {x.shape}")
+    ax %= x.ndim
+    mod = _backend(op, x)
+    if ax == x.ndim - 1:
+        return mod.softmax(x, log)
+    xp = np if mod is _cpu else __import__("cupy")
+    moved = xp.moveaxis(x, ax, -1)
+    return xp.ascontiguousarray(xp.moveaxis(mod.softmax(moved, log), -1, ax))
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """``exp(x) / sum(exp(x))`` along ``axis`` (stable). Any shape, float32."""
+    return _softmax(x, axis, False)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Any:
+    """``x - logsumexp(x)`` along ``axis`` (stable). Any shape, float32."""
+    return _softmax(x, axis, True)
+
+
+def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
+    """Softmax cross-entropy, mean over the batch, and its gradient in one stable step.
+
+    Args:
+        logits: (N, classes) float32.
+        labels: integer class ids (N,) or float32 probability targets (N, classes).
+
+    Returns:
+        ``(loss, dlogits)``: a Python float and (N, classes) float32
+        ``(softmax * sum(target) - target) / N``. An empty batch gives 0.0 and an empty dlogits.
+    """
+    op = "cross_entropy"
+    return _backend(op, logits, labels).cross_entropy(logits, labels)
