@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import os
 
-from . import _cpu, ops, reference
+from . import _cpu, data, datasets, ops, reference
 from ._device import cuda_available, cuda_built
 
 __version__: str = _cpu.__version__
 
-__all__ = ["__version__", "info", "num_threads", "ops", "reference", "set_num_threads"]
+__all__ = [
+    "__version__",
+    "data",
+    "datasets",
+    "info",
+    "num_threads",
+    "ops",
+    "reference",
+    "set_num_threads",
+]
 
 
 def info() -> dict[str, object]:
