@@ -8,7 +8,7 @@ from types import ModuleType
 def cuda_module(op: str) -> ModuleType:
     """Return ``fastcnn._cuda`` or raise a RuntimeError saying why GPU arrays can't be used."""
     try:
-        from . import _cuda  # type: ignore[attr-defined]  # noqa: PLC0415
+        from . import _cuda  # type: ignore[attr-defined]
     except ImportError as exc:
         raise RuntimeError(f"{op}: got cupy arrays, but this fastcnn was built without its CUDA "
                            "module (install with a CUDA toolkit present, FASTCNN_CUDA=ON)") from exc
@@ -18,7 +18,7 @@ def cuda_module(op: str) -> ModuleType:
 def cuda_built() -> bool:
     """True when the CUDA module was compiled into this install."""
     try:
-        from . import _cuda  # type: ignore[attr-defined]  # noqa: F401, PLC0415
+        from . import _cuda  # type: ignore[attr-defined]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -29,7 +29,7 @@ def cuda_available() -> bool:
     if not cuda_built():
         return False
     try:
-        import cupy  # noqa: PLC0415
+        import cupy
 
         return bool(cupy.cuda.is_available())
     except Exception:  # no cupy, no driver: the CPU path is used
