@@ -526,7 +526,8 @@ def test_relu_linear_softmax_match_torch() -> None:
     x = rng.standard_normal((3, 4, 5))
     x[0, 0, :2] = [np.nan, -np.inf]
     np.testing.assert_array_equal(ref.relu(x), torch.relu(torch.tensor(x)).numpy())
-    xr = rng.standard_normal((3, 4, 5))  # relu_backward: torch passes dy at NaN, we give 0
+    xr = rng.standard_normal((3, 4, 5))  # relu_backward: dy passes at NaN, as in torch
+    xr[1, 2, :3] = [np.nan, 0.0, -0.0]
     xt = torch.tensor(xr, requires_grad=True)
     dy = rng.standard_normal(xr.shape)
     torch.relu(xt).backward(torch.tensor(dy))

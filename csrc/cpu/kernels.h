@@ -30,7 +30,8 @@ using StoreTileFn = void (*)(float* dst, int64_t ldd, const float* src, int64_t 
 
 // y[i] = relu(x[i]) for i < n; NaN propagates (PyTorch). x may equal y (in place).
 using ReluFwdFn = void (*)(const float* x, float* y, int64_t n);
-// dx[i] = y[i] > 0 ? dy[i] : 0 for i < n (y is the forward output). dx may equal dy.
+// dx[i] = y[i] <= 0 ? 0 : dy[i] for i < n (y is the forward output; PyTorch's
+// threshold_backward, so a NaN y passes dy through). dx may equal dy.
 using ReluBwdFn = void (*)(const float* dy, const float* y, float* dx, int64_t n);
 
 // Max pooling forward on one (n, c) plane: x (H, W) -> y (P, Q) and, when idx is not null,

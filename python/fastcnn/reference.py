@@ -252,7 +252,8 @@ def relu(x: Any) -> np.ndarray:
 
 
 def relu_backward(dy: Any, y: Any) -> np.ndarray:
-    """``dx = dy where y > 0 else 0`` (``y`` is the ReLU output; NaN in ``y`` gives 0).
+    """``dx = 0 where y <= 0 else dy`` (``y`` is the ReLU output; PyTorch's threshold_backward,
+    so a NaN in ``y`` passes ``dy`` through).
 
     dy, y: same shape. Returns dx of that shape.
     """
@@ -261,7 +262,7 @@ def relu_backward(dy: Any, y: Any) -> np.ndarray:
     y = _float_array(y, "y", op)
     _check_shape(dy, y.shape, "dy", op, " (the shape of y)")
     dtype = np.result_type(dy, y)
-    return np.where(y > 0, dy, 0).astype(dtype, copy=False)
+    return np.where(y <= 0, 0, dy).astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------
