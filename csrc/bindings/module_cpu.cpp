@@ -303,6 +303,21 @@ PYBIND11_MODULE(_cpu, m) {
     cpu::set_num_threads(n);
   }, py::arg("n"));
 
+  m.def("probe_fma", [](double seconds, int threads) {
+    FASTCNN_CHECK(seconds > 0 && seconds <= 60, "probe_fma: seconds must be in (0, 60], got ", seconds);
+    FASTCNN_CHECK(threads >= 1 && threads <= 1024, "probe_fma: threads must be >= 1, got ", threads);
+    py::gil_scoped_release nogil;
+    return cpu::probe_fma_gflops(seconds, threads);
+  }, py::arg("seconds") = 0.2, py::arg("threads") = 1,
+        "GFLOP/s of the active ISA's FMA units on `threads` threads (the compute peak).");
+  m.def("probe_bandwidth", [](int64_t bytes, int threads) {
+    FASTCNN_CHECK(bytes >= (1 << 20), "probe_bandwidth: bytes must be >= 2^20, got ", bytes);
+    FASTCNN_CHECK(threads >= 1 && threads <= 1024, "probe_bandwidth: threads must be >= 1, got ",
+                  threads);
+    py::gil_scoped_release nogil;
+    return cpu::probe_copy_gbps(bytes, threads);
+  }, py::arg("bytes") = int64_t{1} << 29, py::arg("threads") = 1,
+        "GB/s (read + written) of a parallel copy of `bytes` bytes: the memory bandwidth.");
   m.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride_h"),
         py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("pad_bottom"),
         py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),

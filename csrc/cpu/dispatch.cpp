@@ -11,7 +11,8 @@ namespace {
 #define FASTCNN_TABLE(ns, isa_value)                                                           \
   KernelTable {                                                                                \
     isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd, \
-        ns::maxpool_fwd, ns::maxpool_bwd, ns::sum, ns::add                                     \
+        ns::maxpool_fwd, ns::maxpool_bwd, ns::sum, ns::add, ns::fma_probe,                      \
+        ns::kFmaProbeFlopsPerIter                                                              \
   }
 
 const KernelTable& table_for(Isa isa) {

@@ -51,6 +51,11 @@ using SumFn = float (*)(const float* x, int64_t n);
 // acc[i] += x[i] for i < n.
 using AddFn = void (*)(float* acc, const float* x, int64_t n);
 
+// Peak-probe: `iters` steps of independent FMA chains that fill the ISA's FMA ports; returns a
+// value derived from the accumulators (so the work can't be optimised away). The flops done are
+// iters * fma_probe_flops_per_iter (table entry below).
+using FmaProbeFn = float (*)(int64_t iters);
+
 struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
@@ -62,6 +67,8 @@ struct KernelTable {
   MaxPoolBwdFn maxpool_bwd;
   SumFn sum;
   AddFn add;
+  FmaProbeFn fma_probe;
+  int64_t fma_probe_flops_per_iter;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                        \
@@ -77,6 +84,8 @@ struct KernelTable {
   void maxpool_bwd(const float* dy, const int64_t* idx, float* dx, int64_t HW, int64_t PQ);   \
   float sum(const float* x, int64_t n);                                                       \
   void add(float* acc, const float* x, int64_t n);                                            \
+  float fma_probe(int64_t iters);                                                             \
+  extern const int64_t kFmaProbeFlopsPerIter;                                                 \
   }
 
 FASTCNN_DECLARE_ISA_KERNELS(generic)

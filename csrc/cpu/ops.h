@@ -63,4 +63,10 @@ double cross_entropy(const float* logits, const int64_t* labels, const float* ta
                      float* dlogits, int64_t rows, int64_t L);
 void check_class_labels(const int64_t* labels, int64_t n, int64_t classes);
 
+// ---- machine probes (benchmarks) -----------------------------------------------------------
+// GFLOP/s of the active ISA's FMA units on `threads` threads running at once for ~`seconds`.
+double probe_fma_gflops(double seconds, int threads);
+// GB/s (bytes read + written) of a parallel copy of `bytes` bytes, best of 5.
+double probe_copy_gbps(int64_t bytes, int threads);
+
 }  // namespace fastcnn::cpu
