@@ -50,7 +50,7 @@ FArray as_float(py::handle obj, const char* op, const char* name) {
                              type_name(obj)));
   }
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>())) {
+  if (!a.dtype().equal(py::dtype::of<float>())) {
     throw py::type_error(cat(op, ": ", name, " has dtype ", py::str(a.dtype()).cast<std::string>(),
                              " but fastcnn computes in float32 only; convert it with ", name,
                              ".astype(numpy.float32)"));
@@ -176,7 +176,7 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
       throw py::type_error(cat(op, ": indices must be a numpy.ndarray of int64, got ",
                                type_name(indices_)));
     auto ia = py::reinterpret_borrow<py::array>(indices_);
-    if (!ia.dtype().is(py::dtype::of<int64_t>()))
+    if (!ia.dtype().equal(py::dtype::of<int64_t>()))
       throw py::type_error(cat(op, ": indices has dtype ", py::str(ia.dtype()).cast<std::string>(),
                                "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
     FASTCNN_CHECK(shape_of(ia) == shape_of(dy), op, ": indices has shape ",

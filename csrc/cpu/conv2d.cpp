@@ -305,7 +305,7 @@ void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L) 
       for (int64_t n = 0; n < N; ++n) s += sum(dy + (n * K + k) * L, L);
       db[k] = s;
     }
-  });
+  }, threads_for(double(N) * double(K) * double(L), 1 << 15));
 }
 
 }  // namespace fastcnn::cpu

@@ -37,7 +37,8 @@ void gemm(const GemmProblem& prob) {
   const int mr = kt.mr, nr = kt.nr;
   const int64_t G = prob.G, M = prob.M, N = prob.N, K = prob.K;
   if (G <= 0 || M <= 0 || N <= 0) return;
-  const int nt = num_threads();
+  // >= 2 MFLOP per thread, or the parallel region costs more than it saves
+  const int nt = threads_for(2.0 * double(G) * double(M) * double(N) * double(std::max<int64_t>(K, 1)), 2e6);
 
   // Block sizes: as large as the caches allow, then smaller until there are enough items.
   int64_t mc = std::min(round_up(M, mr), round_up(kMCMax, mr));

@@ -99,7 +99,7 @@ void linear_backward_bias(const float* dy, float* db, const LinearParams& p) {
       std::fill(db + c0, db + c0 + len, 0.0f);
       for (int64_t i = 0; i < p.N; ++i) add(db + c0, dy + i * p.out + c0, len);
     }
-  });
+  }, threads_for(double(p.N) * double(p.out), 1 << 15));
 }
 
 }  // namespace fastcnn::cpu

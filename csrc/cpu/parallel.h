@@ -16,6 +16,15 @@ namespace fastcnn::cpu {
 int num_threads();
 void set_num_threads(int n);   // n >= 1 (validated by the caller)
 
+// Threads worth waking for `work` units when each should get at least `grain` of them: a
+// parallel region costs microseconds (up to a millisecond on a busy machine), so small calls
+// stay on the calling thread.
+inline int threads_for(double work, double grain) {
+  const double want = work / grain;
+  const int nt = num_threads();
+  return want >= nt ? nt : (want < 1.0 ? 1 : static_cast<int>(want));
+}
+
 // f(thread_index, begin, end) over [0, n) split into nt contiguous ranges; nt <= num_threads().
 template <typename F>
 void parallel_for(int64_t n, F&& f, int max_threads = 0) {

@@ -59,7 +59,7 @@ void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dPara
   const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
   parallel_for(p.N * p.C, [&](int, int64_t b, int64_t e) {
     for (int64_t pl = b; pl < e; ++pl) f(x + pl * HW, y + pl * PQ, idx ? idx + pl * PQ : nullptr, p);
-  });
+  }, threads_for(double(p.N * p.C) * double(HW + PQ), 1 << 15));
 }
 
 void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
@@ -67,7 +67,7 @@ void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const P
   const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
   parallel_for(p.N * p.C, [&](int, int64_t b, int64_t e) {
     for (int64_t pl = b; pl < e; ++pl) f(dy + pl * PQ, idx + pl * PQ, dx + pl * HW, HW, PQ);
-  });
+  }, threads_for(double(p.N * p.C) * double(HW + PQ), 1 << 15));
 }
 
 }  // namespace fastcnn::cpu

@@ -47,7 +47,7 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log
         for (int64_t j = 0; j < L; ++j) yi[j] = std::exp(xi[j] - mx) * inv;
       }
     }
-  });
+  }, threads_for(double(rows) * double(L), 1 << 14));
 }
 
 void check_class_labels(const int64_t* labels, int64_t n, int64_t classes) {
@@ -88,7 +88,7 @@ double cross_entropy(const float* logits, const int64_t* labels, const float* ta
         row_loss[static_cast<size_t>(i)] = loss;
       }
     }
-  });
+  }, threads_for(double(rows) * double(L), 1 << 14));
   double total = 0.0;
   for (double v : row_loss) total += v;
   return total / static_cast<double>(rows);

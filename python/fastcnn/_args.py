@@ -40,12 +40,22 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 
 
+_INT_LIMIT = 2**31  # sizes, strides, paddings and counts beyond this can't describe an array
+
+
+def _check_range(value: int | tuple[int, int], v: Any, name: str, op: str | None) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    if any(abs(i) >= _INT_LIMIT for i in values):
+        raise ValueError(f"{_prefix(op)}{name} must be below 2^31 in magnitude, got {v!r}")
+
+
 def check_int(v: Any, name: str, *, op: str | None = None, minimum: int | None = None) -> int:
     """Return ``v`` as a Python int; TypeError unless it is an int (bool rejected), ValueError
     when below ``minimum``. Messages read ``"<op>: <name> must be ..."``."""
     if not _is_int(v):
         raise TypeError(f"{_prefix(op)}{name} must be an int, got {v!r} ({type(v).__name__})")
     iv = int(v)
+    _check_range(iv, v, name, op)
     if minimum is not None and iv < minimum:
         raise ValueError(f"{_prefix(op)}{name} must be >= {minimum}, got {iv}")
     return iv
@@ -88,6 +98,7 @@ def pair(
                         f"({type(v).__name__})")
     if minimum is not None and min(out) < minimum:
         raise ValueError(f"{p}{name} must be >= {minimum}, got {v!r}")
+    _check_range(out, v, name, op)
     return out
 
 

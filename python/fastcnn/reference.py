@@ -248,7 +248,7 @@ def conv2d_backward(
 def relu(x: Any) -> np.ndarray:
     """``max(x, 0)`` elementwise; NaN propagates (like ``torch.relu``). Any shape."""
     x = _float_array(x, "x", "relu")
-    return np.maximum(x, x.dtype.type(0))
+    return np.where(x < 0, x.dtype.type(0), x)  # keeps NaN and -0.0, as torch.relu does
 
 
 def relu_backward(dy: Any, y: Any) -> np.ndarray:
