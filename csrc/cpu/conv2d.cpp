@@ -138,7 +138,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
   const int64_t RS = p.R * p.S;
   GemmProblem prob;
-  prob.G = p.N * p.groups, prob.M = Kg, prob.N = PQ, prob.K = CRSg;
+  prob.G = p.N * p.groups, prob.M = Kg, prob.N = PQ, prob.K = CRSg, prob.a_groups = p.groups;
   prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
@@ -185,6 +185,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
       const int64_t nr_ = static_cast<int64_t>(t.r.size()), ns_ = static_cast<int64_t>(t.s.size());
       GemmProblem prob;
       prob.G = p.N * p.groups, prob.M = Cg, prob.N = Hph * Wph, prob.K = Kg * nr_ * ns_;
+      prob.a_groups = p.groups;
       prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
                         int mr) {
         const int64_t grp = g % p.groups;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/check.h"
 #include "cpu/parallel.h"
 
 namespace fastcnn::cpu {
@@ -61,6 +62,21 @@ void gemm(const GemmProblem& prob) {
   const int use_threads = static_cast<int>(std::min<int64_t>(nt, nitems));
   Buffer work = alloc_floats(per_thread * use_threads);
 
+  // Shared A: all of A_grp packed once, k-block by k-block: block k0 of group grp starts at
+  // grp*K*Mp + k0*Mp and holds Mp/mr panels of kc*mr.
+  const int64_t Mp = round_up(M, mr), kblocks = ceil_div(K, kKC);
+  const int64_t ag = prob.a_groups;
+  Buffer apre;
+  if (ag > 0 && K > 0) {
+    apre = alloc_floats(checked_mul(ag * Mp, K, "gemm packed A"));
+    parallel_for(ag * kblocks, [&](int, int64_t b, int64_t e) {
+      for (int64_t it = b; it < e; ++it) {
+        const int64_t grp = it / kblocks, k0 = (it % kblocks) * kKC;
+        prob.pack_a(grp, 0, M, k0, std::min(kKC, K - k0), apre.get() + grp * K * Mp + k0 * Mp, mr);
+      }
+    }, threads_for(double(ag) * double(Mp) * double(K), 1 << 16));
+  }
+
   parallel_for(
       nitems,
       [&](int t, int64_t begin, int64_t end) {
@@ -78,13 +94,19 @@ void gemm(const GemmProblem& prob) {
           }
           for (int64_t k0 = 0; k0 < K; k0 += kKC) {
             const int64_t kc = std::min(kKC, K - k0);
-            prob.pack_a(g, i0, m, k0, kc, abuf, mr);
+            const float* ap;
+            if (apre) {
+              ap = apre.get() + (g % ag) * K * Mp + k0 * Mp + (i0 / mr) * kc * mr;
+            } else {
+              prob.pack_a(g, i0, m, k0, kc, abuf, mr);
+              ap = abuf;
+            }
             prob.pack_b(g, k0, kc, j0, n, bbuf, nr);
             const int acc = k0 > 0;
             for (int64_t jp = 0; jp < npan; ++jp) {
               const float* bp = bbuf + jp * kc * nr;
               for (int64_t ip = 0; ip < mpan; ++ip) {
-                kt.gemm_ukernel(kc, abuf + ip * kc * mr, bp, cbuf + ip * mr * c_ld + jp * nr, c_ld,
+                kt.gemm_ukernel(kc, ap + ip * kc * mr, bp, cbuf + ip * mr * c_ld + jp * nr, c_ld,
                                 acc);
               }
             }

@@ -30,6 +30,9 @@ struct GemmProblem {
   // dst + p*kc*nr holding element (k0 + k, j0 + p*nr + c) at [k*nr + c]; cols >= nc are zero.
   std::function<void(int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr)>
       pack_b;
+  // When > 0, A_g depends only on g % a_groups (weights shared by every image): the driver packs
+  // each distinct A once per call (weight-sized workspace) instead of once per work item.
+  int64_t a_groups = 0;
   // Receive the finished block C_g[i0:i0+mc, j0:j0+nc] at src (row stride lds).
   std::function<void(int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
                      int64_t lds)>
