@@ -72,6 +72,8 @@ void pack_b_windows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, 
   }
 }
 
+constexpr int64_t kCol2imMinImages = 4;
+
 struct Taps {
   std::vector<int64_t> r, oh;  // kernel rows reaching this phase and their dy row offsets
   std::vector<int64_t> s, ow;
@@ -164,7 +166,71 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
   gemm(prob);
 }
 
+namespace {
+
+// dx[n, g] = col2im(W[g]^T (CgRS x Kg) . dy[n, g] (Kg x PQ)): B is dy itself (a plain copy to
+// pack), A the prepacked transposed weights, and each finished tile of columns is added into dx
+// at its (c, r, s) taps. One thread owns each (n, g), so the additions never race and happen in
+// a fixed order.
+void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
+  const int64_t RS = p.R * p.S;
+  GemmProblem prob;
+  prob.G = p.N * p.groups, prob.M = CRSg, prob.N = PQ, prob.K = Kg, prob.a_groups = p.groups;
+  prob.serial_per_g = true;
+  prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
+    const int64_t grp = g % p.groups;
+    pack_a_strided(w + grp * Kg * CRSg, 1, CRSg, i0, mc, k0, kc, dst, mr);
+  };
+  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+    const int64_t n = g / p.groups, grp = g % p.groups;
+    pack_b_strided(dy + (n * p.K + grp * Kg) * PQ, PQ, 1, k0, kc, j0, nc, dst, nr);
+  };
+  const AddFn add = kernels().add;
+  prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    const int64_t n = g / p.groups, grp = g % p.groups;
+    float* dxg = dx + (n * p.C + grp * Cg) * HW;
+    if (i0 == 0 && j0 == 0) std::memset(dxg, 0, sizeof(float) * static_cast<size_t>(Cg * HW));
+    for (int64_t i = 0; i < mc; ++i) {
+      const int64_t row = i0 + i, c = row / RS, r = (row / p.S) % p.R, s = row % p.S;
+      float* plane = dxg + c * HW;
+      const float* t = src + i * lds;
+      const int64_t bw = s * p.dil_w - p.pad_left;
+      int64_t j = j0;
+      while (j < j0 + nc) {
+        const int64_t op = j / p.Q, oq = j % p.Q;
+        const int64_t len = std::min(p.Q - oq, j0 + nc - j);
+        const int64_t h = op * p.stride_h - p.pad_top + r * p.dil_h;
+        if (h >= 0 && h < p.H) {
+          // columns q in [oq, oq+len) land on w = q*sw + bw; keep those inside [0, W)
+          const int64_t sw = p.stride_w, w0 = oq * sw + bw;
+          const int64_t lo = w0 >= 0 ? 0 : std::min(len, (-w0 + sw - 1) / sw);
+          const int64_t hi = w0 <= p.W - 1 ? std::min(len, (p.W - 1 - w0) / sw + 1) : 0;
+          float* drow = plane + h * p.W;
+          const float* tv = t + (j - j0);
+          if (sw == 1) {
+            if (hi > lo) add(drow + w0 + lo, tv + lo, hi - lo);
+          } else {
+            for (int64_t u = lo; u < hi; ++u) drow[w0 + u * sw] += tv[u];
+          }
+        }
+        j += len;
+      }
+    }
+  };
+  gemm(prob);
+}
+
+}  // namespace
+
 void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  // The col2im form multiplies fewer zeros and packs less, but parallelises over (n, group)
+  // only; small batches take the gather form. The choice depends on the shape alone.
+  if (p.N * p.groups >= kCol2imMinImages) {
+    backward_data_col2im(dy, w, dx, p);
+    return;
+  }
   const int64_t Cg = p.Cg(), Kg = p.Kg(), HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S;
   const int64_t sh = p.stride_h, sw = p.stride_w;
   const StoreTileFn store = kernels().store_tile;
@@ -238,7 +304,7 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, const C
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
   const int64_t RS = p.R * p.S;
   GemmProblem prob;
-  prob.G = p.groups, prob.M = Kg, prob.N = CRSg, prob.K = p.N * PQ;
+  prob.G = p.groups, prob.M = Kg, prob.N = CRSg, prob.K = p.N * PQ, prob.split_k = true;
   prob.pack_a = [&](int64_t grp, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
                     int mr) {
     // A[i, k] = dy[n, grp*Kg + i, pq] with k = n*PQ + pq

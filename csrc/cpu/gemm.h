@@ -33,6 +33,13 @@ struct GemmProblem {
   // When > 0, A_g depends only on g % a_groups (weights shared by every image): the driver packs
   // each distinct A once per call (weight-sized workspace) instead of once per work item.
   int64_t a_groups = 0;
+  // Split a long reduction (weight gradients: K = batch x pixels) into at most 16 chunks of
+  // >= 4*KC rows each, fixed by K alone; chunks run in parallel into a (chunks x G x M x N)
+  // workspace and are summed in chunk order, so results never depend on the thread count.
+  bool split_k = false;
+  // One thread computes every block of a given g, in order: the store may then accumulate into
+  // output regions that blocks of the same g share (col2im).
+  bool serial_per_g = false;
   // Receive the finished block C_g[i0:i0+mc, j0:j0+nc] at src (row stride lds).
   std::function<void(int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
                      int64_t lds)>

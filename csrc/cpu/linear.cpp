@@ -75,7 +75,7 @@ void linear_backward_data(const float* dy, const float* w, float* dx, const Line
 
 void linear_backward_weights(const float* dy, const float* x, float* dw, const LinearParams& p) {
   GemmProblem prob;
-  prob.M = p.out, prob.N = p.in, prob.K = p.N;
+  prob.M = p.out, prob.N = p.in, prob.K = p.N, prob.split_k = true;
   prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     pack_a_strided(dy, 1, p.out, i0, mc, k0, kc, dst, mr);
   };
