@@ -9,18 +9,39 @@ from __future__ import annotations
 
 import os
 
-from . import _cpu, data, datasets, ops, reference
+from . import (
+    _cpu,
+    callbacks,
+    data,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    ops,
+    optimizers,
+    reference,
+)
 from ._device import cuda_available, cuda_built
+from .model import Sequential, load_model
 
 __version__: str = _cpu.__version__
 
 __all__ = [
+    "Sequential",
     "__version__",
+    "callbacks",
     "data",
     "datasets",
     "info",
+    "initializers",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
     "num_threads",
     "ops",
+    "optimizers",
     "reference",
     "set_num_threads",
 ]

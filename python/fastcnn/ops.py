@@ -12,8 +12,10 @@ any integer dtype; pooling indices are int64. No silent casts, no promotion. Non
 Fortran-order, negative-stride, broadcast, misaligned and read-only arrays are accepted (copied
 once). Results are fresh C-contiguous arrays of the inputs' kind.
 
-Extension beyond the reference: ``conv2d(..., relu=True)`` and ``linear(..., relu=True)`` apply
-ReLU in the GEMM epilogue (one pass over the output instead of two).
+Options beyond PyTorch's signatures (also in the reference): ``conv2d(..., relu=True)`` and
+``linear(..., relu=True)`` apply ReLU in the GEMM epilogue (one pass over the output instead of
+two); ``conv2d_backward(..., compute_dx=False)`` and ``linear_backward(..., compute_dx=False)``
+skip the input gradient (a network's first layer doesn't need it).
 """
 
 from __future__ import annotations
@@ -121,21 +123,26 @@ def conv2d_backward(
     dilation: Any = 1,
     groups: int = 1,
     bias: bool = True,
+    compute_dx: bool = True,
 ) -> tuple[Any, Any, Any]:
     """Gradients of :func:`conv2d`.
 
     Args:
         dy: (N, K, P, Q) gradient of the output; x, w and the options as in the forward call.
         bias: whether to return db.
+        compute_dx: whether to compute dx (a first layer doesn't need it: about a third of the
+            backward pass saved).
 
     Returns:
-        ``(dx, dw, db)``: (N, C, H, W), (K, C/groups, R, S), (K,) or None when ``bias=False``.
+        ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S),
+        (K,) or None when ``bias=False``.
     """
     op = "conv2d_backward"
     args = _conv_args(op, x, w, stride, padding, dilation, groups)
     _check_array(dy, "dy", op)
     return _backend(op, dy, x, w).conv2d_backward(
-        dy, x, w, *args, True, True, check_bool(bias, "bias", op=op))
+        dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op), True,
+        check_bool(bias, "bias", op=op))
 
 
 def relu(x: Any) -> Any:
@@ -212,11 +219,15 @@ def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
     return _backend(op, x, w, b).linear(x, w, b, check_bool(relu, "relu", op=op))
 
 
-def linear_backward(dy: Any, x: Any, w: Any, *, bias: bool = True) -> tuple[Any, Any, Any]:
-    """Gradients of :func:`linear`: ``(dx (N, in), dw (out, in), db (out,) or None)``."""
+def linear_backward(
+    dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`linear`: ``(dx (N, in) or None when compute_dx=False, dw (out, in),
+    db (out,) or None when bias=False)``."""
     op = "linear_backward"
-    return _backend(op, dy, x, w).linear_backward(dy, x, w, True, True,
-                                                  check_bool(bias, "bias", op=op))
+    return _backend(op, dy, x, w).linear_backward(
+        dy, x, w, check_bool(compute_dx, "compute_dx", op=op), True,
+        check_bool(bias, "bias", op=op))
 
 
 def _softmax(x: Any, axis: Any, log: bool) -> Any:

@@ -152,8 +152,9 @@ def conv2d(
     padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
+    relu: bool = False,
 ) -> np.ndarray:
-    """2-D cross-correlation (PyTorch's ``conv2d``).
+    """2-D cross-correlation (PyTorch's ``conv2d``), followed by ReLU when ``relu=True``.
 
     Args:
         x: (N, C, H, W) input.
@@ -185,6 +186,8 @@ def conv2d(
     y = y.reshape(K, N, P, Q).transpose(1, 0, 2, 3)
     if b is not None:
         y = y + b.astype(dtype, copy=False)[:, None, None]
+    if check_bool(relu, "relu", op=op):
+        y = np.where(y < 0, dtype.type(0), y)
     return np.ascontiguousarray(y)
 
 
@@ -198,8 +201,9 @@ def conv2d_backward(
     dilation: Any = 1,
     groups: int = 1,
     bias: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients of :func:`conv2d`.
+    compute_dx: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`conv2d` (``dx`` is None when ``compute_dx=False``).
 
     Args:
         dy: (N, K, P, Q) gradient of the output.
@@ -216,6 +220,7 @@ def conv2d_backward(
     x = _float_array(x, "x", op)
     w = _float_array(w, "w", op)
     bias = check_bool(bias, "bias", op=op)
+    compute_dx = check_bool(compute_dx, "compute_dx", op=op)
     geo = _conv_geometry(x, w, stride, padding, dilation, groups, op)
     N, C, H, W, K, R, S, P, Q, G, (sh, sw), (dh, dw_), (top, left, bottom, right) = geo
     _check_shape(dy, (N, K, P, Q), "dy", op, " = (N, K, P, Q) of the forward output")
@@ -227,6 +232,9 @@ def conv2d_backward(
     dyg = dy.transpose(1, 0, 2, 3).reshape(G, Kg, N * P * Q)
     dw = np.matmul(dyg, cols.transpose(0, 2, 1)).reshape(K, Cg, R, S)  # (G, Kg, CgRS)
 
+    db = dy.sum(axis=(0, 2, 3)) if bias else None
+    if not compute_dx:
+        return None, np.ascontiguousarray(dw), db
     # col2im: dcols (G, CgRS, NPQ) -> (C, R, S, N, P, Q), one strided slice add per tap.
     wmat = w.astype(dtype, copy=False).reshape(G, Kg, Cg * R * S)
     dcols = np.matmul(wmat.transpose(0, 2, 1), dyg).reshape(C, R, S, N, P, Q)
@@ -238,7 +246,6 @@ def conv2d_backward(
             dxp[:, :, h0:h0 + (P - 1) * sh + 1:sh, w0:w0 + (Q - 1) * sw + 1:sw] += (
                 dcols[:, r, s].transpose(1, 0, 2, 3))
     dx = np.ascontiguousarray(dxp[:, :, top:top + H, left:left + W])
-    db = dy.sum(axis=(0, 2, 3)) if bias else None
     return dx, np.ascontiguousarray(dw), db
 
 
@@ -407,8 +414,8 @@ def _linear_check(x: np.ndarray, w: np.ndarray, op: str) -> None:
                          f"w.shape[1] == x.shape[1] == {x.shape[1]}")
 
 
-def linear(x: Any, w: Any, b: Any = None) -> np.ndarray:
-    """Dense layer ``y = x @ w.T + b``.
+def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> np.ndarray:
+    """Dense layer ``y = x @ w.T + b``, followed by ReLU when ``relu=True``.
 
     x (N, in), w (out, in), b (out,) or None -> y (N, out).
     """
@@ -425,13 +432,15 @@ def linear(x: Any, w: Any, b: Any = None) -> np.ndarray:
     y = x.astype(dtype, copy=False) @ w.astype(dtype, copy=False).T
     if b is not None:
         y += b.astype(dtype, copy=False)
+    if check_bool(relu, "relu", op=op):
+        y = np.where(y < 0, dtype.type(0), y)
     return y
 
 
 def linear_backward(
-    dy: Any, x: Any, w: Any, *, bias: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients of :func:`linear`.
+    dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`linear` (``dx`` is None when ``compute_dx=False``).
 
     dy (N, out), x (N, in), w (out, in) -> dx (N, in) = dy @ w, dw (out, in) = dy.T @ x,
     db (out,) = dy.sum(0) (None when ``bias=False``). N = 0 gives zero dw and db.
@@ -445,7 +454,8 @@ def linear_backward(
     _check_shape(dy, (x.shape[0], w.shape[0]), "dy", op, " = (N, out_features)")
     dtype = np.result_type(dy, x, w)
     dy, x, w = (a.astype(dtype, copy=False) for a in (dy, x, w))
-    return dy @ w, dy.T @ x, (dy.sum(axis=0) if bias else None)
+    dx = dy @ w if check_bool(compute_dx, "compute_dx", op=op) else None
+    return dx, dy.T @ x, (dy.sum(axis=0) if bias else None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""The benchmark harness behind ``fastcnn bench`` and ``benchmarks/run_cpu.py``.
+
+Times fastcnn's kernels against the NumPy reference (:mod:`fastcnn.reference`) and PyTorch CPU
+(when importable) on named shape suites (:mod:`fastcnn.bench.suites`), for every op and pass,
+at one thread and at all threads, interleaved round-robin in one process
+(:mod:`fastcnn.bench.timing`); then the seeds' CNN training step as a whole and the overhead of
+``Sequential.fit`` over the bare ops (:mod:`fastcnn.bench.training`). Reports median ms (min,
+IQR), GFLOP/s or GB/s, the share of the machine's peak and the speed-ups, as a text table, JSON,
+markdown and a PNG chart (:mod:`fastcnn.bench.report`).
+
+Use::
+
+    python -m fastcnn.bench --quick                 # under a minute: seeds at batch 64
+    python -m fastcnn.bench --suite all --out DIR   # everything, files written to DIR
+    fastcnn bench ...                               # the same options
+
+or from Python: ``doc = fastcnn.bench.run_benchmark(fastcnn.bench.Config(suite="seeds"))``.
+Importing this package is cheap: PyTorch and matplotlib are imported only when a run needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["Config", "add_arguments", "config_from_args", "main", "run", "run_benchmark"]
+
+_DESCRIPTION = ("benchmark fastcnn's CPU kernels against the NumPy reference and PyTorch "
+                "(ms, GFLOP/s or GB/s, % of peak, speed-ups)")
+
+
+def __getattr__(name: str) -> Any:  # lazy: Config / run_benchmark pull in the harness
+    if name in ("Config", "run_benchmark"):
+        from . import harness
+
+        return getattr(harness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _threads(text: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of thread counts such as 1,2, got {text!r}"
+        ) from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return list(dict.fromkeys(vals))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``fastcnn bench`` options to ``parser`` (a sub-command parser of the CLI)."""
+    g = parser.add_argument_group("what to run")
+    g.add_argument("--suite", choices=("seeds", "imagenet", "all", "smoke"), default="seeds",
+                   help="shape suite (default seeds; all = seeds + imagenet; smoke = tiny "
+                        "shapes for tests)")
+    g.add_argument("--quick", action="store_true",
+                   help="a fast look (under a minute): seeds at batch 64 only, 3 repeats, "
+                        "short samples, 4-batch fit epochs")
+    g.add_argument("--filter", action="append", default=[], metavar="GLOB",
+                   help="keep only cases whose id matches (e.g. 'seeds.b64.conv2.*', "
+                        "'*.bwd*', 'train.*'); repeatable")
+    g.add_argument("--threads", type=_threads, default=None, metavar="LIST",
+                   help="thread counts, e.g. 1,2 (default: 1 and all cores)")
+    g.add_argument("--isa", choices=("generic", "avx2", "avx512"), default=None,
+                   help="run fastcnn's kernels of this ISA (default: the best available)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (cuda: not implemented yet)")
+    g.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference")
+    g.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    g.add_argument("--no-train", action="store_true",
+                   help="skip the whole training step (and the fit overhead)")
+    g.add_argument("--no-fit", action="store_true", help="skip the Sequential.fit overhead")
+
+    t = parser.add_argument_group("timing")
+    t.add_argument("--repeats", type=int, default=None,
+                   help="samples per implementation (default 15; --quick 3)")
+    t.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls before the samples, at least 1 (default 2; --quick 1)")
+    t.add_argument("--min-sample-ms", type=float, default=None,
+                   help="a sample repeats a fast call until it lasts this long (default 10; "
+                        "--quick 2)")
+    t.add_argument("--numpy-cap", type=float, default=None, metavar="SECONDS",
+                   help="a NumPy call slower than this is timed once (single-shot, marked *) "
+                        "(default 1.0; --quick 0.25)")
+    t.add_argument("--gap-ms", type=float, default=1.0,
+                   help="pause after each sample so spinning worker threads park (default 1)")
+    t.add_argument("--fit-steps", type=int, default=None,
+                   help="batches per fit epoch in the overhead measurement (default 16; "
+                        "--quick 4)")
+    t.add_argument("--peak-gflops", type=float, default=None,
+                   help="per-thread FMA peak to use for %% of peak instead of the probe")
+    t.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+
+    o = parser.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", default=None,
+                   help="write results.json, results.md and speedup.png into DIR")
+    o.add_argument("--name", default="", help="a name recorded in the results")
+    o.add_argument("--json", action="store_true",
+                   help="print the JSON document to stdout instead of the table")
+    o.add_argument("--no-chart", action="store_true", help="don't write the PNG chart")
+    o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~fastcnn.bench.harness.Config` for parsed ``fastcnn bench`` options."""
+    from .harness import Config, default_threads, quick_config
+
+    cfg = quick_config() if args.quick else Config()
+    cfg.suite = args.suite
+    cfg.threads = args.threads or default_threads()
+    for attr, value in (("repeats", args.repeats), ("warmup", args.warmup),
+                        ("numpy_cap_s", args.numpy_cap), ("fit_steps", args.fit_steps)):
+        if value is not None:
+            setattr(cfg, attr, value)
+    if args.min_sample_ms is not None:
+        cfg.min_sample_s = args.min_sample_ms / 1e3
+    if cfg.fit_steps < 1:
+        raise ValueError(f"--fit-steps must be >= 1, got {cfg.fit_steps}")
+    cfg.numpy = not args.no_numpy
+    cfg.torch = not args.no_torch
+    cfg.train = not args.no_train
+    cfg.fit = not args.no_fit
+    cfg.filters = list(args.filter)
+    cfg.isa = args.isa
+    cfg.device = args.device
+    cfg.peak_gflops = args.peak_gflops
+    cfg.gap_s = max(0.0, args.gap_ms) / 1e3
+    cfg.seed = args.seed
+    cfg.name = args.name
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``fastcnn bench`` with parsed options; returns the exit status.
+
+    Prints the table (or, with ``--json``, the JSON document) to stdout and progress to stderr;
+    with ``--out`` writes the result files. Raises ValueError for a bad option (the CLI turns it
+    into one error line and status 2).
+    """
+    from . import report
+    from .harness import run_benchmark
+
+    cfg = config_from_args(args)
+    doc = run_benchmark(cfg, progress=None if args.quiet else sys.stderr)
+    if args.out:
+        written = report.write_results(doc, args.out, chart=not args.no_chart)
+        doc["files"] = written
+        if not args.quiet:
+            for what, path in written.items():
+                print(f"{what}: {path}", file=sys.stderr)
+    print(report.to_json(doc) if args.json else report.table(doc))
+    return 130 if doc.get("interrupted") else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastcnn.bench [options]``: parse, run, return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m fastcnn.bench", description=_DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"fastcnn bench: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,216 @@
+"""The timed callables: one per implementation (fastcnn, NumPy reference, PyTorch) and case.
+
+Every implementation of a case works on the same input arrays (PyTorch's tensors share the
+NumPy buffers through ``torch.from_numpy``) and allocates its outputs, as each library's API
+does. A builder returns None where an implementation has no equivalent of the pass (the NumPy
+reference has no separate backward-data / backward-weights convolution).
+
+* fastcnn: :mod:`fastcnn.ops`, except ``bwd_data`` / ``bwd_weights``, which call the compiled
+  module's ``conv2d_backward(..., need_dx, need_dw, bias)`` directly.
+* NumPy: :mod:`fastcnn.reference`.
+* PyTorch: ``torch.nn.functional`` forwards; backward passes through the ATen kernels autograd
+  itself calls (``convolution_backward`` with an output mask, ``max_pool2d_with_indices_backward``,
+  ``threshold_backward``, and two ``mm`` + a sum for the dense layer), fed the same ``dy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import _cpu, ops, reference
+from .suites import Case
+
+__all__ = ["IMPLS", "build", "make_inputs", "outputs_as_arrays"]
+
+IMPLS: tuple[str, ...] = ("fastcnn", "numpy", "torch")
+
+Fn = Callable[[], Any]
+
+
+def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random float32 inputs of a case (weights scaled by 1/sqrt(fan-in)); backward passes also
+    get ``dy`` (and the forward output ``y`` / pooling ``idx`` they need)."""
+    lay, p = case.layer, case.pass_
+    d = lay.d
+    bwd = p.startswith("bwd")
+
+    def normal(*shape: int, scale: float = 1.0) -> np.ndarray:
+        a = rng.standard_normal(shape, dtype=np.float32)
+        if scale != 1.0:
+            a *= np.float32(scale)
+        return a
+
+    inp: dict[str, np.ndarray] = {}
+    if lay.op == "conv2d":
+        P, Q = lay.out_hw()
+        fan_in = d["C"] * d["R"] * d["S"]
+        inp["x"] = normal(d["N"], d["C"], d["H"], d["W"])
+        inp["w"] = normal(d["K"], d["C"], d["R"], d["S"], scale=fan_in ** -0.5)
+        inp["b"] = normal(d["K"], scale=0.1)
+        if bwd:
+            inp["dy"] = normal(d["N"], d["K"], P, Q)
+    elif lay.op == "linear":
+        inp["x"] = normal(d["N"], d["fin"])
+        inp["w"] = normal(d["fout"], d["fin"], scale=d["fin"] ** -0.5)
+        inp["b"] = normal(d["fout"], scale=0.1)
+        if bwd:
+            inp["dy"] = normal(d["N"], d["fout"])
+    elif lay.op == "relu":
+        shape = ((d["N"], d["C"]) if d["H"] == 1 and d["W"] == 1
+                 else (d["N"], d["C"], d["H"], d["W"]))
+        inp["x"] = normal(*shape)
+        if bwd:
+            inp["y"] = ops.relu(inp["x"])
+            inp["dy"] = normal(*shape)
+    elif lay.op == "max_pool2d":
+        inp["x"] = normal(d["N"], d["C"], d["H"], d["W"])
+        if bwd:
+            y, idx = ops.max_pool2d(inp["x"], d["k"], stride=d["stride"], return_indices=True)
+            inp["idx"] = idx
+            inp["dy"] = normal(*y.shape)
+    else:
+        raise ValueError(f"unknown op {lay.op!r}")
+    return inp
+
+
+def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
+    lay, p = case.layer, case.pass_
+    d = lay.d
+    if lay.op == "conv2d":
+        x, w, b = a["x"], a["w"], a["b"]
+        s, pad = d["stride"], d["pad"]
+        if p == "fwd":
+            return lambda: ops.conv2d(x, w, b, stride=s, padding=pad)
+        if p == "fwd_relu":
+            return lambda: ops.conv2d(x, w, b, stride=s, padding=pad, relu=True)
+        dy = a["dy"]
+        if p == "bwd":
+            return lambda: ops.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
+        need_dx = p == "bwd_data"
+        return lambda: _cpu.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
+                                            need_dx, not need_dx, not need_dx)
+    if lay.op == "linear":
+        x, w, b = a["x"], a["w"], a["b"]
+        if p == "fwd":
+            return lambda: ops.linear(x, w, b)
+        dy = a["dy"]
+        return lambda: ops.linear_backward(dy, x, w, bias=True)
+    if lay.op == "relu":
+        if p == "fwd":
+            x = a["x"]
+            return lambda: ops.relu(x)
+        dy, y = a["dy"], a["y"]
+        return lambda: ops.relu_backward(dy, y)
+    # max_pool2d
+    x, k, s = a["x"], d["k"], d["stride"]
+    if p == "fwd":
+        return lambda: ops.max_pool2d(x, k, stride=s)
+    if p == "fwd_idx":
+        return lambda: ops.max_pool2d(x, k, stride=s, return_indices=True)
+    dy, idx = a["dy"], a["idx"]
+    return lambda: ops.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
+
+
+def _numpy(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
+    ref = reference
+    lay, p = case.layer, case.pass_
+    d = lay.d
+    if lay.op == "conv2d":
+        x, w, b = a["x"], a["w"], a["b"]
+        s, pad = d["stride"], d["pad"]
+        if p == "fwd":
+            return lambda: ref.conv2d(x, w, b, stride=s, padding=pad)
+        if p == "fwd_relu":
+            return lambda: ref.relu(ref.conv2d(x, w, b, stride=s, padding=pad))
+        if p == "bwd":
+            dy = a["dy"]
+            return lambda: ref.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
+        return None  # the reference computes dx and dw together
+    if lay.op == "linear":
+        x, w, b = a["x"], a["w"], a["b"]
+        if p == "fwd":
+            return lambda: ref.linear(x, w, b)
+        dy = a["dy"]
+        return lambda: ref.linear_backward(dy, x, w, bias=True)
+    if lay.op == "relu":
+        if p == "fwd":
+            x = a["x"]
+            return lambda: ref.relu(x)
+        dy, y = a["dy"], a["y"]
+        return lambda: ref.relu_backward(dy, y)
+    x, k, s = a["x"], d["k"], d["stride"]
+    if p == "fwd":
+        return lambda: ref.max_pool2d(x, k, stride=s)
+    if p == "fwd_idx":
+        return lambda: ref.max_pool2d(x, k, stride=s, return_indices=True)
+    dy, idx = a["dy"], a["idx"]
+    return lambda: ref.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
+
+
+def _torch(case: Case, a: dict[str, np.ndarray], torch: Any) -> Fn | None:
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    t = {k: torch.from_numpy(v) for k, v in a.items()}
+    lay, p = case.layer, case.pass_
+    d = lay.d
+    if lay.op == "conv2d":
+        x, w, b = t["x"], t["w"], t["b"]
+        s, pad = d["stride"], d["pad"]
+        if p == "fwd":
+            return lambda: F.conv2d(x, w, b, stride=s, padding=pad)
+        if p == "fwd_relu":
+            return lambda: F.relu(F.conv2d(x, w, b, stride=s, padding=pad), inplace=True)
+        dy = t["dy"]
+        mask = {"bwd": [True, True, True], "bwd_data": [True, False, False],
+                "bwd_weights": [False, True, True]}[p]
+        bias_sizes = [d["K"]] if mask[2] else None
+        return lambda: aten.convolution_backward(dy, x, w, bias_sizes, [s, s], [pad, pad],
+                                                 [1, 1], False, [0, 0], 1, mask)
+    if lay.op == "linear":
+        x, w, b = t["x"], t["w"], t["b"]
+        if p == "fwd":
+            return lambda: F.linear(x, w, b)
+        dy = t["dy"]
+        return lambda: (torch.mm(dy, w), torch.mm(dy.t(), x), dy.sum(0))
+    if lay.op == "relu":
+        if p == "fwd":
+            x = t["x"]
+            return lambda: torch.relu(x)
+        dy, y = t["dy"], t["y"]
+        return lambda: aten.threshold_backward(dy, y, 0)
+    x, k, s = t["x"], d["k"], d["stride"]
+    if p == "fwd":
+        return lambda: F.max_pool2d(x, k, stride=s)
+    if p == "fwd_idx":
+        return lambda: F.max_pool2d(x, k, stride=s, return_indices=True)
+    dy, idx = t["dy"], t["idx"]
+    return lambda: aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [0, 0], [1, 1],
+                                                         False, idx)
+
+
+def build(impl: str, case: Case, inputs: dict[str, np.ndarray], torch: Any = None) -> Fn | None:
+    """The zero-argument callable timing ``impl`` on ``case``, or None when it has none."""
+    if impl == "fastcnn":
+        return _fastcnn(case, inputs)
+    if impl == "numpy":
+        return _numpy(case, inputs)
+    if impl == "torch":
+        return None if torch is None else _torch(case, inputs, torch)
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def outputs_as_arrays(out: Any) -> list[np.ndarray]:
+    """The arrays of a call's result, in order (None entries dropped; tensors -> NumPy; a float
+    -> a 0-d array), for comparing implementations."""
+    if out is None:
+        return []
+    if isinstance(out, tuple | list):
+        return [a for o in out for a in outputs_as_arrays(o)]
+    if isinstance(out, np.ndarray):
+        return [out]
+    if hasattr(out, "detach"):  # a torch tensor
+        return [out.detach().cpu().numpy()]
+    return [np.asarray(out)]

@@ -1,0 +1,329 @@
+"""Interleaved timing, thread control and the machine probes.
+
+Method (:func:`measure`), for the implementations of one case:
+
+1. Warm-up, one implementation after the other: the first call is timed on its own (its result
+   is handed to a checker, then dropped); an implementation with a time cap whose first call
+   took longer than the cap is measured **single-shot**: that one time is its only sample, and
+   it sits out the rest. Then ``warmup - 1`` more calls; the fastest warm-up call sets
+   ``number``, the calls per sample, so that a sample lasts at least ``min_sample_s`` (timer
+   resolution and call overhead of microsecond kernels average out).
+2. ``repeats`` rounds; each round takes one sample of every implementation, in an order rotated
+   by one every round (round-robin), so a slow phase of a noisy machine hits all of them alike
+   and none always runs right after another. ``gap_s`` of sleep after each sample lets spinning
+   worker threads (OpenMP, OpenBLAS) park before the next implementation starts. The garbage
+   collector is off during the rounds.
+3. Statistics per implementation: median (the reported time), min, quartiles and IQR over the
+   samples (each sample is the mean of its ``number`` calls).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import _cpu, ops
+from .. import set_num_threads as _fc_set_num_threads
+
+__all__ = [
+    "BackgroundLoad",
+    "ThreadControl",
+    "Timing",
+    "max_rel_err",
+    "measure",
+    "probe_machine",
+]
+
+
+@dataclass
+class Timing:
+    """Samples of one implementation on one case, in milliseconds per call."""
+
+    samples_ms: list[float] = field(default_factory=list)
+    number: int = 1
+    single_shot: bool = False
+    first_ms: float = math.nan
+
+    def _pct(self, q: float) -> float:
+        return float(np.percentile(self.samples_ms, q)) if self.samples_ms else math.nan
+
+    @property
+    def median_ms(self) -> float:
+        return self._pct(50)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms) if self.samples_ms else math.nan
+
+    @property
+    def q1_ms(self) -> float:
+        return self._pct(25)
+
+    @property
+    def q3_ms(self) -> float:
+        return self._pct(75)
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (samples included)."""
+        return {
+            "median_ms": self.median_ms, "min_ms": self.min_ms, "q1_ms": self.q1_ms,
+            "q3_ms": self.q3_ms, "iqr_ms": self.iqr_ms, "first_ms": self.first_ms,
+            "samples": len(self.samples_ms), "number": self.number,
+            "single_shot": self.single_shot, "samples_ms": list(self.samples_ms),
+        }
+
+
+def _time_call(fn: Callable[[], Any], number: int) -> float:
+    """Seconds per call, over ``number`` back-to-back calls (results dropped at once)."""
+    t0 = time.perf_counter_ns()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter_ns() - t0) * 1e-9 / number
+
+
+def measure(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int,
+    min_sample_s: float,
+    caps: dict[str, float | None] | None = None,
+    gap_s: float = 0.0,
+    on_first: Callable[[str, Any], None] | None = None,
+) -> dict[str, Timing]:
+    """Time several implementations of one case, interleaved (see the module docstring).
+
+    Args:
+        fns: implementation name -> zero-argument callable.
+        repeats: samples per implementation (rounds).
+        warmup: calls before the rounds (at least one is always made: it is checked and
+            calibrates ``number``).
+        min_sample_s: the shortest sample; ``number`` calls are made per sample to reach it.
+        caps: implementation -> seconds; a first call slower than this makes that
+            implementation single-shot. None = no cap.
+        gap_s: sleep after each sample.
+        on_first: called with (name, result of the first call).
+
+    Returns:
+        name -> :class:`Timing`.
+    """
+    caps = caps or {}
+    out: dict[str, Timing] = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter_ns()
+        result = fn()
+        first = (time.perf_counter_ns() - t0) * 1e-9
+        if on_first is not None:
+            on_first(name, result)
+        del result
+        tim = Timing(first_ms=first * 1e3)
+        out[name] = tim
+        cap = caps.get(name)
+        if cap is not None and first > cap:
+            tim.single_shot = True
+            tim.samples_ms.append(first * 1e3)
+            continue
+        best = first
+        for _ in range(max(warmup, 1) - 1):
+            best = min(best, _time_call(fn, 1))
+        tim.number = max(1, min(100_000, math.ceil(min_sample_s / max(best, 1e-9))))
+        if gap_s:
+            time.sleep(gap_s)
+
+    active = [n for n in fns if not out[n].single_shot]
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            k = r % len(active) if active else 0
+            for name in active[k:] + active[:k]:
+                tim = out[name]
+                tim.samples_ms.append(_time_call(fns[name], tim.number) * 1e3)
+                if gap_s:
+                    time.sleep(gap_s)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return out
+
+
+def max_rel_err(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
+    """The largest ``max|got - ref| / max|ref|`` over matching arrays (inf on a shape
+    mismatch or a different number of arrays; NaN in the same places counts as equal)."""
+    if len(got) != len(ref):
+        return math.inf
+    worst = 0.0
+    for g, r in zip(got, ref, strict=True):
+        if g.shape != r.shape:
+            return math.inf
+        if g.size == 0:
+            continue
+        g64, r64 = g.astype(np.float64), r.astype(np.float64)
+        both_nan = np.isnan(g64) & np.isnan(r64)
+        diff = np.where(both_nan, 0.0, np.abs(g64 - r64))
+        scale = float(np.nanmax(np.abs(r64))) if not np.isnan(r64).all() else 1.0
+        err = float(np.max(diff)) / max(scale, 1e-30)
+        worst = max(worst, err if not math.isnan(err) else math.inf)
+    return worst
+
+
+class ThreadControl:
+    """Sets the thread count of fastcnn, PyTorch and NumPy's BLAS (through threadpoolctl, when
+    installed) together; :meth:`restore` puts the previous counts back."""
+
+    def __init__(self, torch: Any = None) -> None:
+        self.torch = torch
+        self._fc0 = _cpu.num_threads()
+        self._torch0 = torch.get_num_threads() if torch is not None else None
+        self._limiter: Any = None
+        self.blas = "uncontrolled (threadpoolctl not installed)"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import threadpoolctl
+
+                self._tpc: Any = threadpoolctl
+                libs = [m.get("internal_api", "?") for m in threadpoolctl.threadpool_info()
+                        if m.get("user_api") == "blas"]
+            self.blas = "threadpoolctl: " + (", ".join(sorted(set(libs))) or "no BLAS found")
+        except Exception:  # any failure just leaves BLAS threads alone
+            self._tpc = None
+
+    def set(self, n: int) -> None:
+        """Use ``n`` threads in every library."""
+        _fc_set_num_threads(n)
+        if self.torch is not None:
+            self.torch.set_num_threads(n)
+        if self._tpc is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if self._limiter is not None:
+                    self._limiter.restore_original_limits()
+                self._limiter = self._tpc.threadpool_limits(limits=n, user_api="blas")
+
+    def restore(self) -> None:
+        """Put back the thread counts found at construction."""
+        _fc_set_num_threads(self._fc0)
+        if self.torch is not None and self._torch0 is not None:
+            self.torch.set_num_threads(self._torch0)
+        if self._limiter is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._limiter.restore_original_limits()
+            self._limiter = None
+
+
+class BackgroundLoad:
+    """CPU time the rest of the machine used while we measured, in cores (Linux ``/proc/stat``
+    busy + steal time, minus this process's user + system time, per wall-clock second).
+
+    Noise indicator: on a 2-core machine a background load near 1 means another process held a
+    core, and a 2-thread run was time-sliced. None where ``/proc/stat`` is unreadable.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                vals = [int(v) for v in f.readline().split()[1:9]]
+            hz = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, AttributeError):
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (vals + [0] * 8)[:8]
+        t = os.times()
+        busy = (user + nice + system + irq + softirq + steal) / hz
+        return time.perf_counter(), busy, t.user + t.system
+
+    def cores(self) -> float | None:
+        """Background cores since construction (or the previous call), >= 0."""
+        t1 = self._snapshot()
+        t0, self._t0 = self._t0, t1
+        if t0 is None or t1 is None or t1[0] - t0[0] <= 0:
+            return None
+        return max(0.0, ((t1[1] - t0[1]) - (t1[2] - t0[2])) / (t1[0] - t0[0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# machine probes
+# ----------------------------------------------------------------------------------------------
+def _best_rate(fn: Callable[[], Any], work: float, seconds: float) -> float:
+    """``work / fastest sample`` of repeated calls of ``fn`` for about ``seconds``: a peak is
+    what the machine can do, and noise only ever lowers it."""
+    fn()
+    once = max(_time_call(fn, 1), 1e-9)
+    number = max(1, math.ceil(0.005 / once))
+    reps = max(5, min(200, int(seconds / (once * number)) + 1))
+    return work / min(_time_call(fn, number) for _ in range(reps))
+
+
+def _fma_peak(n: int, seconds: float) -> tuple[float | None, str]:
+    probe = getattr(_cpu, "probe_fma", None)
+    if probe is None:
+        return None, "unknown: fastcnn._cpu.probe_fma is not built"
+    isa = _cpu.isa()
+    try:
+        return float(probe(isa, seconds, n)), f"fastcnn._cpu.probe_fma({isa!r}, threads={n})"
+    except (TypeError, ValueError, RuntimeError) as e:
+        return None, f"unknown: probe_fma failed ({e})"
+
+
+def _bandwidth(n: int, seconds: float, nbytes: int, torch: Any) -> tuple[float, str]:
+    """GB/s of a large copy (bytes read + written): the C++ probe, else a PyTorch ``copy_`` on
+    ``n`` threads, else a NumPy copy (one thread)."""
+    probe = getattr(_cpu, "probe_bandwidth", None)
+    if probe is not None:
+        try:
+            return (float(probe(nbytes, seconds, n)),
+                    f"fastcnn._cpu.probe_bandwidth({nbytes >> 20} MiB, threads={n})")
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    count = nbytes // 4
+    src = np.ones(count, dtype=np.float32)
+    dst = np.empty_like(src)
+    if torch is not None:
+        ts, td = torch.from_numpy(src), torch.from_numpy(dst)
+        rate = _best_rate(lambda: td.copy_(ts), 2 * nbytes, seconds)
+        return rate / 1e9, f"torch copy_ of {nbytes >> 20} MiB ({n} threads)"
+    rate = _best_rate(lambda: np.copyto(dst, src), 2 * nbytes, seconds)
+    return rate / 1e9, f"numpy copyto of {nbytes >> 20} MiB (1 thread)"
+
+
+def probe_machine(threads: list[int], tc: ThreadControl, *, seconds: float = 0.3,
+                  torch: Any = None, nbytes: int = 128 << 20) -> dict[str, dict[str, Any]]:
+    """Peaks per thread count: FMA GFLOP/s (when fastcnn has the probe), copy bandwidth GB/s
+    and fastcnn's own SGEMM on a 512^3 problem (``linear``: L2/L3-resident), the best a
+    convolution can reach in practice. Each is the best rate over ~``seconds`` of samples.
+
+    Returns:
+        ``{str(n): {"fma_gflops", "fma_source", "bandwidth_gbs", "bandwidth_source",
+        "gemm_gflops"}}``.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((512, 512), dtype=np.float32)
+    b = rng.standard_normal((512, 512), dtype=np.float32)
+    out: dict[str, dict[str, Any]] = {}
+    for n in threads:
+        tc.set(n)
+        fma, fma_src = _fma_peak(n, seconds)
+        bw, bw_src = _bandwidth(n, seconds, nbytes, torch)
+        gemm = _best_rate(lambda: ops.linear(a, b), 2 * 512**3, seconds) / 1e9
+        out[str(n)] = {"fma_gflops": fma, "fma_source": fma_src, "bandwidth_gbs": bw,
+                       "bandwidth_source": bw_src, "gemm_gflops": gemm,
+                       "gemm_source": "fastcnn.ops.linear 512x512x512"}
+    return out

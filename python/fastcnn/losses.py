@@ -1,0 +1,232 @@
+"""Losses: categorical cross-entropy (sparse or one-hot labels), binary cross-entropy, MSE.
+
+Every loss is a mean over the batch (and, for BCE / MSE, over the output elements, which is
+what Keras' mean over the last axis then over the batch gives).
+
+Fusion with the output activation
+---------------------------------
+``loss.fused_activation`` names the activation whose derivative cancels with the loss's:
+``"softmax"`` for the cross-entropies, ``"sigmoid"`` for binary cross-entropy. When a model's
+last layer ends with that activation (and ``from_logits`` is False), the model keeps that
+layer's pre-activation values (logits) during training and evaluation and calls
+``value_and_grad(logits, y_true, logits=True)``: the loss and its gradient with respect to the
+logits are computed in one numerically stable step (:func:`fastcnn.ops.cross_entropy` for
+softmax, ``log1p(exp(-|z|))`` for sigmoid). ``model.predict`` still returns probabilities.
+
+Without fusion (``logits=False`` and ``from_logits=False``) ``y_pred`` are probabilities,
+clipped to ``[1e-7, 1 - 1e-7]`` as Keras does (the gradient ignores the clipping).
+
+Labels
+------
+Both cross-entropies accept integer class ids ``(N,)`` (or ``(N, 1)``, or integral floats) and
+one-hot / probability rows ``(N, classes)``: ``SparseCategoricalCrossentropy`` and
+``CategoricalCrossentropy`` differ only in name (a dataset may yield either form).
+Binary cross-entropy takes 0/1 (or soft) targets of the output's size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import ops
+
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Loss",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "get",
+    "serialize",
+]
+
+_EPS = 1e-7
+
+
+class Loss:
+    """Base class.
+
+    ``value_and_grad(y_pred, y_true, logits=False) -> (loss: float, dy_pred: float32 array)``
+    is what the model calls; ``loss(y_true, y_pred)`` returns just the value (Keras' argument
+    order).
+    """
+
+    name: ClassVar[str] = "loss"
+    fused_activation: ClassVar[str | None] = None
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def value_and_grad(self, y_pred: np.ndarray, y_true: Any,
+                       logits: bool = False) -> tuple[float, np.ndarray]:
+        """Loss and its gradient with respect to ``y_pred`` (same shape, float32).
+
+        Args:
+            y_pred: the model's output (N, ...); pre-activation values when ``logits`` (or
+                ``from_logits``) is set.
+            y_true: targets for the batch.
+            logits: ``y_pred`` are the logits of the fused activation.
+        """
+        raise NotImplementedError
+
+    def __call__(self, y_true: Any, y_pred: np.ndarray) -> float:
+        return self.value_and_grad(np.asarray(y_pred, dtype=np.float32), y_true)[0]
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments."""
+        return {"from_logits": self.from_logits}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from_logits={self.from_logits})"
+
+
+def _class_targets(y_true: Any, n: int, classes: int) -> np.ndarray:
+    """int64 ids ``(n,)`` or float32 rows ``(n, classes)``, validated."""
+    y = np.asarray(y_true)
+    if y.ndim == 2 and y.shape == (n, classes) and not (classes == 1):
+        if not np.issubdtype(y.dtype, np.floating) and not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"one-hot labels must be numeric, got dtype {y.dtype}")
+        return np.ascontiguousarray(y, dtype=np.float32)
+    if y.size != n or (y.ndim > 1 and y.shape[-1] != 1) or y.ndim > 2:
+        raise ValueError(f"labels must be class ids of shape ({n},) or one-hot rows of shape "
+                         f"({n}, {classes}); got shape {y.shape}")
+    y = y.reshape(n)
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError("class-id labels given as floats must be whole numbers")
+    elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        raise ValueError(f"labels must be integer class ids or float one-hot rows, "
+                         f"got dtype {y.dtype}")
+    ids = np.ascontiguousarray(y, dtype=np.int64)
+    if n and (ids.min() < 0 or ids.max() >= classes):
+        raise ValueError(f"class ids must be in [0, {classes}), got values in "
+                         f"[{ids.min()}, {ids.max()}]")
+    return ids
+
+
+class _CrossEntropy(Loss):
+    fused_activation = "softmax"
+
+    def value_and_grad(self, y_pred, y_true, logits=False):
+        if y_pred.ndim != 2:
+            raise ValueError(f"{type(self).__name__}: expects outputs of shape "
+                             f"(N, classes), got {y_pred.shape}")
+        n, c = y_pred.shape
+        t = _class_targets(y_true, n, c)
+        if logits or self.from_logits:
+            loss, dlogits = ops.cross_entropy(np.ascontiguousarray(y_pred, dtype=np.float32), t)
+            return float(loss), dlogits
+        # probabilities (Keras: renormalise rows, clip, -sum t log p)
+        s = np.sum(y_pred, axis=1, keepdims=True)
+        p = np.clip(y_pred / s, _EPS, 1.0 - _EPS)
+        if t.ndim == 1:
+            onehot = np.zeros((n, c), dtype=np.float32)
+            onehot[np.arange(n), t] = 1.0
+            t = onehot
+        loss = -np.sum(t * np.log(p), dtype=np.float64) / max(n, 1)
+        o = np.clip(y_pred, _EPS, None)
+        grad = (-t / o + np.sum(t, axis=1, keepdims=True) / s) / max(n, 1)
+        return float(loss), grad.astype(np.float32)
+
+
+class SparseCategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy with integer class ids (one-hot rows are accepted too)."""
+
+    name = "sparse_categorical_crossentropy"
+
+
+class CategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy with one-hot / probability rows (class ids are accepted too)."""
+
+    name = "categorical_crossentropy"
+
+
+class BinaryCrossentropy(Loss):
+    """Binary cross-entropy for a one-unit output (or several independent ones).
+
+    Targets must have as many elements as the output (``(N,)`` for an ``(N, 1)`` output is
+    fine). Fused with a ``sigmoid`` output (or with ``from_logits=True``) it is computed from
+    the logits z as ``max(z, 0) - z t + log1p(exp(-|z|))``; gradient ``sigmoid(z) - t``.
+    """
+
+    name = "binary_crossentropy"
+    fused_activation = "sigmoid"
+
+    def value_and_grad(self, y_pred, y_true, logits=False):
+        t = np.asarray(y_true, dtype=np.float32)
+        if t.size != y_pred.size:
+            raise ValueError(f"binary_crossentropy: targets have {t.size} elements "
+                             f"(shape {t.shape}), the output has {y_pred.size} "
+                             f"(shape {y_pred.shape})")
+        t = t.reshape(y_pred.shape)
+        m = max(y_pred.size, 1)
+        if logits or self.from_logits:
+            z = y_pred
+            loss = np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))),
+                          dtype=np.float64) / m
+            e = np.exp(-np.abs(z))
+            sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+            return float(loss), ((sig - t) / m).astype(np.float32)
+        p = np.clip(y_pred, _EPS, 1.0 - _EPS)
+        loss = -np.sum(t * np.log(p) + (1 - t) * np.log(1 - p), dtype=np.float64) / m
+        grad = (p - t) / (p * (1 - p)) / m
+        return float(loss), grad.astype(np.float32)
+
+
+class MeanSquaredError(Loss):
+    """``mean((y_pred - y_true)^2)`` over all elements; targets reshaped to the output's
+    shape when they have the same number of elements."""
+
+    name = "mean_squared_error"
+
+    def __init__(self) -> None:
+        super().__init__(from_logits=False)
+
+    def value_and_grad(self, y_pred, y_true, logits=False):
+        t = np.asarray(y_true, dtype=np.float32)
+        if t.size != y_pred.size:
+            raise ValueError(f"mse: targets have shape {t.shape}, the output {y_pred.shape}")
+        diff = y_pred - t.reshape(y_pred.shape)
+        m = max(y_pred.size, 1)
+        loss = np.sum(np.square(diff, dtype=np.float64)) / m
+        return float(loss), (diff * np.float32(2.0 / m)).astype(np.float32)
+
+    def get_config(self):
+        return {}
+
+    def __repr__(self) -> str:
+        return "MeanSquaredError()"
+
+
+_BY_NAME: dict[str, type[Loss]] = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+}
+_BY_CLASS = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
+                                      BinaryCrossentropy, MeanSquaredError)}
+
+
+def get(identifier: Any) -> Loss:
+    """Loss from a name (``"sparse_categorical_crossentropy"``,
+    ``"categorical_crossentropy"``, ``"binary_crossentropy"``, ``"mse"`` /
+    ``"mean_squared_error"``), a :class:`Loss`, or a config dict."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
+        return _BY_CLASS[identifier["class_name"]](**identifier.get("config", {}))
+    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)} or a "
+                     f"fastcnn.losses.Loss")
+
+
+def serialize(loss: Loss) -> dict[str, Any]:
+    """``{"class_name", "config"}`` of a built-in loss (ValueError for custom classes)."""
+    if type(loss).__name__ not in _BY_CLASS:
+        raise ValueError(f"cannot serialise the custom loss {loss!r}")
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
