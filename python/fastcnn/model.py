@@ -256,6 +256,9 @@ class Sequential:
         self.stop_training = False
         self.device = "cpu"
         self.history: _callbacks.History | None = None
+        #: JSON-serialisable facts saved with the model (e.g. class names and preprocessing,
+        #: which ``fastcnn predict`` reads).
+        self.metadata: dict[str, Any] = {}
         self._rng = np.random.default_rng(seed)
         for layer in layers or []:
             self.add(layer)
@@ -797,6 +800,11 @@ class Sequential:
         }
         for k, p in self._all_weights().items():
             arrays[f"weights/{k}"] = p
+        if self.metadata:
+            try:
+                arrays["metadata"] = np.array(json.dumps(self.metadata))
+            except TypeError as e:
+                raise ValueError(f"save: model.metadata must be JSON-serialisable: {e}") from e
         states = {lay.name: st for lay in self.layers if (st := lay.get_state()) is not None}
         if states:
             arrays["layer_states"] = np.array(json.dumps(states))
@@ -931,7 +939,12 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
             layer_states = [(by_name[k], by_name[k].check_state(v)) for k, v in states.items()]
         except ValueError as e:
             raise ValueError(f"{name!r}: {e}") from e
-    allowed = {"format", "architecture", "training_config", "layer_states"}
+    metadata: dict[str, Any] = {}
+    if "metadata" in arrays:
+        metadata = _json_field(arrays, "metadata", path)
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{name!r}: 'metadata' is not a JSON object")
+    allowed = {"format", "architecture", "training_config", "layer_states", "metadata"}
     extra = [k for k in arrays if k not in allowed and not k.startswith(("weights/",
                                                                           "optimizer/"))]
     if extra:
@@ -957,4 +970,5 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
         p[...] = a
     for layer, checked in layer_states:
         layer.set_state(checked)
+    model.metadata = metadata
     return model
