@@ -26,8 +26,8 @@ namespace {
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // dst[t*dstep] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0; t < len.
-void gather_segment(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len, float* dst,
-                    int64_t dstep) {
+inline void gather_segment(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len,
+                           float* dst, int64_t dstep) {
   int64_t lo = len, hi = len;
   if (row) {
     lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
@@ -35,40 +35,50 @@ void gather_segment(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t
     lo = std::min(lo, len);
     hi = std::max(std::min(hi, len), lo);
   }
-  for (int64_t t = 0; t < lo; ++t) dst[t * dstep] = 0.0f;
-  if (ws == 1 && dstep == 1) {
-    if (hi > lo) std::memcpy(dst + lo, row + w0 + lo, sizeof(float) * static_cast<size_t>(hi - lo));
-  } else {
-    for (int64_t t = lo; t < hi; ++t) dst[t * dstep] = row[w0 + t * ws];
+  if (dstep == 1) {
+    for (int64_t t = 0; t < lo; ++t) dst[t] = 0.0f;
+    const float* src = row + w0;
+    if (ws == 1) {
+      for (int64_t t = lo; t < hi; ++t) dst[t] = src[t];
+    } else {
+      for (int64_t t = lo; t < hi; ++t) dst[t] = src[t * ws];
+    }
+    for (int64_t t = hi; t < len; ++t) dst[t] = 0.0f;
+    return;
   }
+  for (int64_t t = 0; t < lo; ++t) dst[t * dstep] = 0.0f;
+  for (int64_t t = lo; t < hi; ++t) dst[t * dstep] = row[w0 + t * ws];
   for (int64_t t = hi; t < len; ++t) dst[t * dstep] = 0.0f;
 }
 
 // Packs B[k, j] for k in [k0, k0+kc), j in [j0, j0+nc) into NR-column panels, where row k reads
 // the plane src_k (Hs x Ws, or nullptr for an all-zero row) at (jp*a_h + b_h, jq*a_w + b_w) for
 // output position j = jp*Qo + jq: the implicit im2col of the forward pass and of backward-data.
+// Each row is walked once with running (jp, jq) and panel counters: no division per element,
+// one contiguous copy per (output row, panel) segment.
 template <typename RowFn>
 void pack_b_windows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, int64_t Qo,
                     int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, RowFn&& row_of) {
+  const int64_t jp0 = j0 / Qo, jq0 = j0 % Qo;
   for (int64_t k = 0; k < kc; ++k) {
     const float* plane;
     int64_t b_h, b_w;
     row_of(k0 + k, plane, b_h, b_w);
-    for (int64_t p0 = 0; p0 < nc; p0 += nr) {
-      const int64_t cols = std::min<int64_t>(nr, nc - p0);
-      float* d = dst + (p0 / nr) * kc * nr + k * nr;
-      int64_t j = j0 + p0, done = 0;
-      while (done < cols) {
-        const int64_t jp = j / Qo, jq = j % Qo;
-        const int64_t len = std::min(Qo - jq, cols - done);
-        const int64_t h = jp * a_h + b_h;
-        const float* row = (plane && h >= 0 && h < Hs) ? plane + h * Ws : nullptr;
-        gather_segment(row, Ws, jq * a_w + b_w, a_w, len, d + done, 1);
-        done += len;
-        j += len;
-      }
-      for (int64_t c = cols; c < nr; ++c) d[c] = 0.0f;
+    float* panel = dst + k * nr;
+    int64_t jp = jp0, jq = jq0, lane = 0, done = 0;
+    while (done < nc) {
+      const int64_t len = std::min(std::min(Qo - jq, nr - lane), nc - done);
+      const int64_t h = jp * a_h + b_h;
+      const float* row = (plane && h >= 0 && h < Hs) ? plane + h * Ws : nullptr;
+      gather_segment(row, Ws, jq * a_w + b_w, a_w, len, panel + lane, 1);
+      done += len;
+      lane += len;
+      jq += len;
+      if (jq == Qo) jq = 0, ++jp;
+      if (lane == nr) lane = 0, panel += kc * nr;
     }
+    if (lane > 0)
+      for (int64_t c = lane; c < nr; ++c) panel[c] = 0.0f;
   }
 }
 
@@ -145,7 +155,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
     const int64_t n = g / p.groups, grp = g % p.groups;
     const float* xg = x + (n * p.C + grp * Cg) * HW;
     pack_b_windows(k0, kc, j0, nc, dst, nr, p.Q, p.H, p.W, p.stride_h, p.stride_w,
@@ -182,7 +192,7 @@ void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, 1, CRSg, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
     const int64_t n = g / p.groups, grp = g % p.groups;
     pack_b_strided(dy + (n * p.K + grp * Kg) * PQ, PQ, 1, k0, kc, j0, nc, dst, nr);
   };
@@ -269,7 +279,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
         }
       };
       prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
-                        int nr) {
+                        int nr, float* scratch) {
         const int64_t n = g / p.groups, grp = g % p.groups;
         const float* dyg = dy + (n * p.K + grp * Kg) * PQ;
         pack_b_windows(k0, kc, j0, nc, dst, nr, Wph, p.P, p.Q, 1, 1,
@@ -305,55 +315,56 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, const C
   const int64_t RS = p.R * p.S;
   GemmProblem prob;
   prob.G = p.groups, prob.M = Kg, prob.N = CRSg, prob.K = p.N * PQ, prob.split_k = true;
+  const TransposeFn transpose = kernels().transpose;
   prob.pack_a = [&](int64_t grp, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
                     int mr) {
-    // A[i, k] = dy[n, grp*Kg + i, pq] with k = n*PQ + pq
+    // A[i, k] = dy[n, grp*Kg + i, pq] with k = n*PQ + pq: per image, a block transpose
     for (int64_t q0 = 0; q0 < mc; q0 += mr) {
       const int64_t rows = std::min<int64_t>(mr, mc - q0);
       float* d = dst + (q0 / mr) * kc * mr;
-      for (int64_t rr = 0; rr < mr; ++rr) {
-        if (rr >= rows) {
-          for (int64_t k = 0; k < kc; ++k) d[k * mr + rr] = 0.0f;
-          continue;
-        }
-        const int64_t ch = grp * Kg + i0 + q0 + rr;
-        int64_t k = 0;
-        while (k < kc) {
-          const int64_t n = (k0 + k) / PQ, pq = (k0 + k) % PQ;
-          const int64_t len = std::min(PQ - pq, kc - k);
-          const float* src = dy + (n * p.K + ch) * PQ + pq;
-          for (int64_t t = 0; t < len; ++t) d[(k + t) * mr + rr] = src[t];
-          k += len;
-        }
+      int64_t k = 0;
+      while (k < kc) {
+        const int64_t n = (k0 + k) / PQ, pq = (k0 + k) % PQ;
+        const int64_t len = std::min(PQ - pq, kc - k);
+        transpose(dy + (n * p.K + grp * Kg + i0 + q0) * PQ + pq, PQ, rows, len, d + k * mr, mr);
+        k += len;
       }
+      for (int64_t rr = rows; rr < mr; ++rr)
+        for (int64_t kk = 0; kk < kc; ++kk) d[kk * mr + rr] = 0.0f;
     }
   };
   prob.pack_b = [&](int64_t grp, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
-                    int nr) {
-    // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s)
+                    int nr, float* scratch) {
+    // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s):
+    // each column j is an im2col row, gathered contiguously into scratch (nr x kc), then the
+    // panel is one block transpose.
     for (int64_t q0 = 0; q0 < nc; q0 += nr) {
       const int64_t cols = std::min<int64_t>(nr, nc - q0);
       float* d = dst + (q0 / nr) * kc * nr;
-      for (int64_t col = 0; col < nr; ++col) {
-        if (col >= cols) {
-          for (int64_t k = 0; k < kc; ++k) d[k * nr + col] = 0.0f;
-          continue;
-        }
+      for (int64_t col = 0; col < cols; ++col) {
         const int64_t j = j0 + q0 + col;
         const int64_t c = j / RS, r = (j / p.S) % p.R, s = j % p.S;
-        int64_t k = 0;
+        float* t = scratch + col * kc;
+        int64_t k = 0, n = k0 / PQ, pq = k0 % PQ;
+        int64_t op = pq / p.Q, oq = pq % p.Q;
         while (k < kc) {
-          const int64_t n = (k0 + k) / PQ, pq = (k0 + k) % PQ;
-          const int64_t op = pq / p.Q, oq = pq % p.Q;
           const int64_t len = std::min(p.Q - oq, kc - k);
           const int64_t h = op * p.stride_h - p.pad_top + r * p.dil_h;
           const float* row =
               (h >= 0 && h < p.H) ? x + (n * p.C + grp * Cg + c) * HW + h * p.W : nullptr;
           gather_segment(row, p.W, oq * p.stride_w - p.pad_left + s * p.dil_w, p.stride_w, len,
-                         d + k * nr + col, nr);
+                         t + k, 1);
           k += len;
+          oq += len;
+          if (oq == p.Q) {
+            oq = 0;
+            if (++op == p.P) op = 0, ++n;
+          }
         }
       }
+      transpose(scratch, kc, cols, kc, d, nr);
+      for (int64_t k = 0; cols < nr && k < kc; ++k)
+        for (int64_t col = cols; col < nr; ++col) d[k * nr + col] = 0.0f;
     }
   };
   const StoreTileFn store = kernels().store_tile;

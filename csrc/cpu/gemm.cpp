@@ -12,7 +12,7 @@
 namespace fastcnn::cpu {
 namespace {
 
-constexpr int64_t kKC = 256;      // fixed: part of the reduction order
+constexpr int64_t kKC = 128;      // fixed: part of the reduction order
 constexpr int64_t kMCMax = 256;
 constexpr int64_t kNCMax = 240;   // multiple of 8, 24 and 48
 constexpr int64_t kMaxChunks = 16;  // split_k: at most this many partial results
@@ -64,7 +64,7 @@ void gemm(const GemmProblem& prob) {
   const int64_t a_size = round_up(mc, mr) * kc_max, b_size = round_up(nc, nr) * kc_max;
   const int64_t c_ld = round_up(nc, nr);
   const int64_t c_size = round_up(mc, mr) * c_ld;
-  const int64_t per_thread = a_size + b_size + c_size + 64;
+  const int64_t per_thread = a_size + 2 * b_size + c_size + 64;  // A, B, B scratch, C
   const int64_t nitems = prob.serial_per_g ? G : G * nchunks * blocks;
   const int use_threads = static_cast<int>(std::min<int64_t>(nt, nitems));
   Buffer work = alloc_floats(per_thread * use_threads);
@@ -98,7 +98,7 @@ void gemm(const GemmProblem& prob) {
         prob.pack_a(g, i0, m, k0, kc, abuf, mr);
         ap = abuf;
       }
-      prob.pack_b(g, k0, kc, j0, n, bbuf, nr);
+      prob.pack_b(g, k0, kc, j0, n, bbuf, nr, bbuf + b_size);
       const int acc = k0 > kb;
       for (int64_t jp = 0; jp < npan; ++jp) {
         const float* bp = bbuf + jp * kc * nr;
@@ -112,7 +112,7 @@ void gemm(const GemmProblem& prob) {
     parallel_for(nitems, [&](int t, int64_t begin, int64_t end) {
       float* abuf = work.get() + t * per_thread;
       float* bbuf = abuf + a_size;
-      float* cbuf = bbuf + b_size;
+      float* cbuf = bbuf + 2 * b_size;
       for (int64_t item = begin; item < end; ++item) {
         const int64_t b0 = prob.serial_per_g ? 0 : item % blocks;
         const int64_t b1 = prob.serial_per_g ? blocks : b0 + 1;
@@ -135,7 +135,7 @@ void gemm(const GemmProblem& prob) {
   parallel_for(nitems, [&](int t, int64_t begin, int64_t end) {
     float* abuf = work.get() + t * per_thread;
     float* bbuf = abuf + a_size;
-    float* cbuf = bbuf + b_size;
+    float* cbuf = bbuf + 2 * b_size;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t blk = item % blocks, gc = item / blocks;  // gc = g * nchunks + chunk
       const int64_t g = gc / nchunks, chunk = gc % nchunks;
@@ -148,7 +148,7 @@ void gemm(const GemmProblem& prob) {
     }
   }, use_threads);
   parallel_for(G * blocks, [&](int t, int64_t begin, int64_t end) {
-    float* cbuf = work.get() + t * per_thread + a_size + b_size;
+    float* cbuf = work.get() + t * per_thread + a_size + 2 * b_size;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item / blocks, blk = item % blocks;
       const int64_t i0 = (blk / nblocks) * mc, j0 = (blk % nblocks) * nc;
@@ -169,11 +169,8 @@ void pack_a_strided(const float* base, int64_t rs, int64_t cs, int64_t i0, int64
   for (int64_t p0 = 0; p0 < mc; p0 += mr) {
     const int64_t rows = std::min<int64_t>(mr, mc - p0);
     float* d = dst + (p0 / mr) * kc * mr;
-    if (cs == 1) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* src = base + (i0 + p0 + r) * rs + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = src[k];
-      }
+    if (cs == 1) {  // rows contiguous along k: a block transpose
+      kernels().transpose(base + (i0 + p0) * rs + k0, rs, rows, kc, d, mr);
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* src = base + (k0 + k) * cs + (i0 + p0) * rs;
@@ -196,6 +193,10 @@ void pack_b_strided(const float* base, int64_t rs, int64_t cs, int64_t k0, int64
         std::memcpy(d + k * nr, src, sizeof(float) * static_cast<size_t>(cols));
         for (int64_t c = cols; c < nr; ++c) d[k * nr + c] = 0.0f;
       }
+    } else if (rs == 1) {  // columns contiguous along k: a block transpose
+      kernels().transpose(base + (j0 + p0) * cs + k0, cs, cols, kc, d, nr);
+      for (int64_t k = 0; cols < nr && k < kc; ++k)
+        for (int64_t c = cols; c < nr; ++c) d[k * nr + c] = 0.0f;
     } else {
       for (int64_t c = 0; c < cols; ++c) {
         const float* src = base + (j0 + p0 + c) * cs + k0 * rs;

@@ -28,7 +28,9 @@ struct GemmProblem {
       pack_a;
   // Write rows [k0, k0+kc) x cols [j0, j0+nc) of B_g as ceil(nc/nr) panels, panel p at
   // dst + p*kc*nr holding element (k0 + k, j0 + p*nr + c) at [k*nr + c]; cols >= nc are zero.
-  std::function<void(int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr)>
+  // `scratch` is the thread's own kc x nc_max workspace for packers that stage their data.
+  std::function<void(int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
+                     float* scratch)>
       pack_b;
   // When > 0, A_g depends only on g % a_groups (weights shared by every image): the driver packs
   // each distinct A once per call (weight-sized workspace) instead of once per work item.

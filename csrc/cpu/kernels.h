@@ -51,6 +51,11 @@ using SumFn = float (*)(const float* x, int64_t n);
 // acc[i] += x[i] for i < n.
 using AddFn = void (*)(float* acc, const float* x, int64_t n);
 
+// Block transpose for the GEMM packers: dst[j*ldd + i] = src[i*lds + j], i < rows, j < cols.
+// Reads only the rows x cols block of src and writes only the cols x rows block of dst.
+using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                             int64_t ldd);
+
 // Peak-probe: `iters` steps of independent FMA chains that fill the ISA's FMA ports; returns a
 // value derived from the accumulators (so the work can't be optimised away). The flops done are
 // iters * fma_probe_flops_per_iter (table entry below).
@@ -69,6 +74,7 @@ struct KernelTable {
   AddFn add;
   FmaProbeFn fma_probe;
   int64_t fma_probe_flops_per_iter;
+  TransposeFn transpose;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                        \
@@ -85,6 +91,8 @@ struct KernelTable {
   float sum(const float* x, int64_t n);                                                       \
   void add(float* acc, const float* x, int64_t n);                                            \
   float fma_probe(int64_t iters);                                                             \
+  void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,       \
+                 int64_t ldd);                                                                \
   extern const int64_t kFmaProbeFlopsPerIter;                                                 \
   }
 

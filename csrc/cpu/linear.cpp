@@ -45,7 +45,7 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, co
   prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     pack_a_strided(x, p.in, 1, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
     pack_b_strided(w, 1, p.in, k0, kc, j0, nc, dst, nr);
   };
   const StoreTileFn store = kernels().store_tile;
@@ -62,7 +62,7 @@ void linear_backward_data(const float* dy, const float* w, float* dx, const Line
   prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     pack_a_strided(dy, p.out, 1, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
     pack_b_strided(w, p.in, 1, k0, kc, j0, nc, dst, nr);
   };
   const StoreTileFn store = kernels().store_tile;
@@ -79,7 +79,7 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, const L
   prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     pack_a_strided(dy, 1, p.out, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr) {
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
     pack_b_strided(x, p.in, 1, k0, kc, j0, nc, dst, nr);
   };
   const StoreTileFn store = kernels().store_tile;

@@ -1,0 +1,110 @@
+// launch.h -- the CUDA launchers, as plain C++ declarations: module_cuda.cpp (compiled by the host
+// compiler) includes this and nothing of CUDA. Definitions live in csrc/cuda/*.cu.
+//
+// Contract of every launcher:
+//  * arguments are validated by the caller with the CPU's check_<op>_args (cpu/ops.h); buffers are
+//    contiguous float32 (int64 where stated) device pointers of the sizes those checks imply,
+//    any alignment of their element type (vector paths are taken only where aligned);
+//  * all work is queued on `stream` (a cudaStream_t passed as void*; nullptr = legacy default);
+//  * workspaces are provided by the caller (CuPy's pool), sized by the *_workspace functions;
+//  * every CUDA error (launch configuration, errors left by earlier asynchronous work) is thrown
+//    as std::runtime_error naming the op and the CUDA error; user errors that can only be seen on
+//    the device (class labels, pooling indices) are thrown as std::invalid_argument with the CPU
+//    binding's message. Nothing exits or aborts;
+//  * results are deterministic: the same inputs and shapes give the same bits on any GPU and any
+//    run (fixed reduction orders, fixed split-K chunking chosen from the shapes only, no float
+//    atomics).
+#pragma once
+#include <cstdint>
+
+#include "common/params.h"
+
+namespace fastcnn::cuda {
+
+using Stream = void*;
+
+// ---- device facts (never throw; 0 / false without a driver or a GPU) -------------------------
+int device_count() noexcept;
+int runtime_version() noexcept;  // e.g. 13000; the statically linked runtime's version
+int driver_version() noexcept;   // 0 without a driver
+
+// ---- conv2d (conv2d.cu) ------------------------------------------------------------------------
+// Workspace sizes in floats (0 when the split-K path is not used for these shapes).
+int64_t conv2d_forward_workspace(const Conv2dParams& p);
+int64_t conv2d_backward_weights_workspace(const Conv2dParams& p);
+// y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu (fused epilogue). b may be null.
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* ws,
+                    const Conv2dParams& p, bool relu, Stream stream);
+// dx (N, C, H, W) from dy (N, K, P, Q) and w: gather formulation, every dx element written once.
+void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p,
+                          Stream stream);
+// dw (K, C/groups, R, S) from dy and x: reduction over N*P*Q with a fixed split-K.
+void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* ws,
+                             const Conv2dParams& p, Stream stream);
+
+// ---- elementwise and bias reductions (eltwise.cu) ----------------------------------------------
+void relu_forward(const float* x, float* y, int64_t n, Stream stream);
+void relu_backward(const float* dy, const float* y, float* dx, int64_t n, Stream stream);
+// db[k] = sum over n < N, l < L of dy[(n*K + k)*L + l]  (conv bias: L = P*Q)
+void bias_backward_nkl(const float* dy, float* db, int64_t N, int64_t K, int64_t L, Stream stream);
+// db[j] = sum over rows i < N of dy[i*cols + j], rows added in order (dense bias)
+void bias_backward_rows(const float* dy, float* db, int64_t N, int64_t cols, Stream stream);
+
+// ---- max_pool2d (pool2d.cu) ------------------------------------------------------------------
+// idx may be null. Bytes of the workspace max_pool2d_backward needs when indices are checked.
+constexpr int64_t kPoolCheckWorkspaceBytes = 16;
+void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dParams& p,
+                        Stream stream);
+// dx (N, C, H, W) from dy (N, C, P, Q) and the argmax indices (N, C, P, Q).
+// check_indices (user-provided indices): ws (kPoolCheckWorkspaceBytes) receives two flags; an
+// index outside [0, H*W) throws std::invalid_argument (the CPU's message, one 16-byte copy to
+// the host and a stream sync); an index outside its own window (never produced by
+// max_pool2d) switches to an exact, serial-per-plane scatter in the CPU's order.
+// Without check_indices (indices from max_pool2d_forward) the gather kernel runs directly.
+void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p,
+                         bool check_indices, void* ws, Stream stream);
+
+// ---- dense (dense.cu) ----------------------------------------------------------------------------
+int64_t linear_forward_workspace(int64_t N, int64_t in, int64_t out);          // floats
+int64_t linear_backward_weights_workspace(int64_t N, int64_t in, int64_t out);  // floats
+// y (N, out) = x (N, in) . w (out, in)^T + b, then ReLU when relu
+void linear_forward(const float* x, const float* w, const float* b, float* y, float* ws,
+                    int64_t N, int64_t in, int64_t out, bool relu, Stream stream);
+// dx (N, in) = dy (N, out) . w
+void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N, int64_t in,
+                          int64_t out, Stream stream);
+// dw (out, in) = dy^T . x (reduction over the batch, fixed split-K)
+void linear_backward_weights(const float* dy, const float* x, float* dw, float* ws, int64_t N,
+                             int64_t in, int64_t out, Stream stream);
+// out[i] = epilogue(sum over s < splits of ws[s*total + i]) in order of s; the epilogue adds
+// bias[(i / bias_inner) % bias_period] when bias is not null, then ReLU when relu.
+void splitk_reduce(const float* ws, int64_t splits, int64_t total, float* out, const float* bias,
+                   int64_t bias_inner, int64_t bias_period, bool relu, Stream stream);
+
+// ---- softmax / cross-entropy (loss.cu) ----------------------------------------------------------
+void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log, Stream stream);
+// Bytes of workspace cross_entropy needs (row losses in double + a small result record).
+int64_t cross_entropy_workspace_bytes(int64_t rows);
+// Mean softmax cross-entropy over rows, dlogits (rows, L). labels (int64 class ids) or, when
+// labels is null, targets (rows, L). Synchronises the stream (the loss is returned to the host);
+// a label outside [0, L) throws std::invalid_argument with the CPU's message.
+double cross_entropy(const float* logits, const int64_t* labels, const float* targets,
+                     float* dlogits, void* ws, int64_t rows, int64_t L, Stream stream);
+
+// ---- optimizer updates (optim.cu), in place, elementwise, bit-identical to the NumPy formulas ----
+// SGD (fastcnn.optimizers.SGD): buf may be null when momentum == 0.
+void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
+                float weight_decay, bool nesterov, bool first_step, Stream stream);
+struct AdamScalars {
+  float step_size;      // float32(lr / (1 - beta_1^t))
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;  // one_minus_*: computed in float32
+  float sqrt_bc2;       // float32(sqrt(1 - beta_2^t))
+  float eps;
+  float l2;             // L2 weight decay added to the gradient (Adam), 0 for none
+  float decay;          // decoupled decay factor float32(1 - lr*wd) (AdamW), 1 for none
+  bool has_l2, has_decay;
+};
+void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s,
+                 Stream stream);
+
+}  // namespace fastcnn::cuda
