@@ -7,8 +7,9 @@
 //                    no races between threads, every dx element written once.
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
-// col() is never materialised: the B packer gathers each KC x NC block straight from the image
-// (zero for padding), so the workspace is bounded by the block sizes, not by the batch.
+// col() is never materialised: the B packer (the ISA's pack_windows / window_rows) gathers each
+// KC x NC block straight from the image (zero for padding), so the workspace is bounded by the
+// block sizes, not by the batch.
 // Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
 // GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
 #include <algorithm>
@@ -25,64 +26,14 @@ namespace {
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// dst[t*dstep] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0; t < len.
-inline void gather_segment(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len,
-                           float* dst, int64_t dstep) {
-  int64_t lo = len, hi = len;
-  if (row) {
-    lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
-    hi = w0 <= W - 1 ? (W - 1 - w0) / ws + 1 : 0;
-    lo = std::min(lo, len);
-    hi = std::max(std::min(hi, len), lo);
-  }
-  if (dstep == 1) {
-    for (int64_t t = 0; t < lo; ++t) dst[t] = 0.0f;
-    const float* src = row + w0;
-    if (ws == 1) {
-      for (int64_t t = lo; t < hi; ++t) dst[t] = src[t];
-    } else {
-      for (int64_t t = lo; t < hi; ++t) dst[t] = src[t * ws];
-    }
-    for (int64_t t = hi; t < len; ++t) dst[t] = 0.0f;
-    return;
-  }
-  for (int64_t t = 0; t < lo; ++t) dst[t * dstep] = 0.0f;
-  for (int64_t t = lo; t < hi; ++t) dst[t * dstep] = row[w0 + t * ws];
-  for (int64_t t = hi; t < len; ++t) dst[t * dstep] = 0.0f;
-}
-
-// Packs B[k, j] for k in [k0, k0+kc), j in [j0, j0+nc) into NR-column panels, where row k reads
-// the plane src_k (Hs x Ws, or nullptr for an all-zero row) at (jp*a_h + b_h, jq*a_w + b_w) for
-// output position j = jp*Qo + jq: the implicit im2col of the forward pass and of backward-data.
-// Each row is walked once with running (jp, jq) and panel counters: no division per element,
-// one contiguous copy per (output row, panel) segment.
-template <typename RowFn>
-void pack_b_windows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, int64_t Qo,
-                    int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, RowFn&& row_of) {
-  const int64_t jp0 = j0 / Qo, jq0 = j0 % Qo;
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* plane;
-    int64_t b_h, b_w;
-    row_of(k0 + k, plane, b_h, b_w);
-    float* panel = dst + k * nr;
-    int64_t jp = jp0, jq = jq0, lane = 0, done = 0;
-    while (done < nc) {
-      const int64_t len = std::min(std::min(Qo - jq, nr - lane), nc - done);
-      const int64_t h = jp * a_h + b_h;
-      const float* row = (plane && h >= 0 && h < Hs) ? plane + h * Ws : nullptr;
-      gather_segment(row, Ws, jq * a_w + b_w, a_w, len, panel + lane, 1);
-      done += len;
-      lane += len;
-      jq += len;
-      if (jq == Qo) jq = 0, ++jp;
-      if (lane == nr) lane = 0, panel += kc * nr;
-    }
-    if (lane > 0)
-      for (int64_t c = lane; c < nr; ++c) panel[c] = 0.0f;
-  }
-}
-
 constexpr int64_t kCol2imMinImages = 4;
+
+// Per-row sources of one packed block for the ISA's implicit-im2col kernels (kc <= kGemmKC rows;
+// a B panel of the weight gradient has nr <= kGemmKC columns too).
+struct Rows {
+  const float* plane[kGemmKC];
+  int64_t bh[kGemmKC], bw[kGemmKC];
+};
 
 struct Taps {
   std::vector<int64_t> r, oh;  // kernel rows reaching this phase and their dy row offsets
@@ -155,16 +106,20 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
+  const PackWindowsFn pack_windows = kernels().pack_windows;
+  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
+                    float* scratch) {
     const int64_t n = g / p.groups, grp = g % p.groups;
     const float* xg = x + (n * p.C + grp * Cg) * HW;
-    pack_b_windows(k0, kc, j0, nc, dst, nr, p.Q, p.H, p.W, p.stride_h, p.stride_w,
-                   [&](int64_t k, const float*& plane, int64_t& bh, int64_t& bw) {
-                     const int64_t c = k / RS, r = (k / p.S) % p.R, s = k % p.S;
-                     plane = xg + c * HW;
-                     bh = r * p.dil_h - p.pad_top;
-                     bw = s * p.dil_w - p.pad_left;
-                   });
+    Rows rows;
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t c = (k0 + k) / RS, r = ((k0 + k) / p.S) % p.R, s = (k0 + k) % p.S;
+      rows.plane[k] = xg + c * HW;
+      rows.bh[k] = r * p.dil_h - p.pad_top;
+      rows.bw[k] = s * p.dil_w - p.pad_left;
+    }
+    pack_windows(rows.plane, rows.bh, rows.bw, kc, j0, nc, p.Q, p.H, p.W, p.stride_h, p.stride_w,
+                 dst, nr);
   };
   const StoreTileFn store = kernels().store_tile;
   prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
@@ -244,6 +199,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
   const int64_t Cg = p.Cg(), Kg = p.Kg(), HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S;
   const int64_t sh = p.stride_h, sw = p.stride_w;
   const StoreTileFn store = kernels().store_tile;
+  const PackWindowsFn pack_windows = kernels().pack_windows;
   for (int64_t ph = 0; ph < std::min(sh, p.H); ++ph) {
     for (int64_t pw = 0; pw < std::min(sw, p.W); ++pw) {
       // dx rows h = ph + sh*i (i < Hph) read dy row p = i + oh[r] through kernel row r when
@@ -282,13 +238,15 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
                         int nr, float* scratch) {
         const int64_t n = g / p.groups, grp = g % p.groups;
         const float* dyg = dy + (n * p.K + grp * Kg) * PQ;
-        pack_b_windows(k0, kc, j0, nc, dst, nr, Wph, p.P, p.Q, 1, 1,
-                       [&](int64_t k, const float*& plane, int64_t& bh, int64_t& bw) {
-                         const int64_t kk = k / (nr_ * ns_), ri = (k / ns_) % nr_, si = k % ns_;
-                         plane = dyg + kk * PQ;
-                         bh = t.oh[ri];
-                         bw = t.ow[si];
-                       });
+        Rows rows;
+        for (int64_t k = 0; k < kc; ++k) {
+          const int64_t kk = (k0 + k) / (nr_ * ns_), ri = ((k0 + k) / ns_) % nr_,
+                        si = (k0 + k) % ns_;
+          rows.plane[k] = dyg + kk * PQ;
+          rows.bh[k] = t.oh[ri];
+          rows.bw[k] = t.ow[si];
+        }
+        pack_windows(rows.plane, rows.bh, rows.bw, kc, j0, nc, Wph, p.P, p.Q, 1, 1, dst, nr);
       };
       prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
                        int64_t lds) {
@@ -333,35 +291,25 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, const C
         for (int64_t kk = 0; kk < kc; ++kk) d[kk * mr + rr] = 0.0f;
     }
   };
+  const WindowRowsFn window_rows = kernels().window_rows;
   prob.pack_b = [&](int64_t grp, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
                     int nr, float* scratch) {
     // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s):
-    // each column j is an im2col row, gathered contiguously into scratch (nr x kc), then the
+    // the nr im2col rows of a panel are gathered contiguously into scratch (nr x kc), then the
     // panel is one block transpose.
+    Rows rows;
     for (int64_t q0 = 0; q0 < nc; q0 += nr) {
       const int64_t cols = std::min<int64_t>(nr, nc - q0);
       float* d = dst + (q0 / nr) * kc * nr;
       for (int64_t col = 0; col < cols; ++col) {
         const int64_t j = j0 + q0 + col;
         const int64_t c = j / RS, r = (j / p.S) % p.R, s = j % p.S;
-        float* t = scratch + col * kc;
-        int64_t k = 0, n = k0 / PQ, pq = k0 % PQ;
-        int64_t op = pq / p.Q, oq = pq % p.Q;
-        while (k < kc) {
-          const int64_t len = std::min(p.Q - oq, kc - k);
-          const int64_t h = op * p.stride_h - p.pad_top + r * p.dil_h;
-          const float* row =
-              (h >= 0 && h < p.H) ? x + (n * p.C + grp * Cg + c) * HW + h * p.W : nullptr;
-          gather_segment(row, p.W, oq * p.stride_w - p.pad_left + s * p.dil_w, p.stride_w, len,
-                         t + k, 1);
-          k += len;
-          oq += len;
-          if (oq == p.Q) {
-            oq = 0;
-            if (++op == p.P) op = 0, ++n;
-          }
-        }
+        rows.plane[col] = x + (grp * Cg + c) * HW;
+        rows.bh[col] = r * p.dil_h - p.pad_top;
+        rows.bw[col] = s * p.dil_w - p.pad_left;
       }
+      window_rows(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
+                  p.stride_h, p.stride_w, scratch);
       transpose(scratch, kc, cols, kc, d, nr);
       for (int64_t k = 0; cols < nr && k < kc; ++k)
         for (int64_t col = cols; col < nr; ++col) d[k * nr + col] = 0.0f;

@@ -12,7 +12,7 @@
 namespace fastcnn::cpu {
 namespace {
 
-constexpr int64_t kKC = 128;      // fixed: part of the reduction order
+constexpr int64_t kKC = kGemmKC;  // fixed: part of the reduction order
 constexpr int64_t kMCMax = 256;
 constexpr int64_t kNCMax = 240;   // multiple of 8, 24 and 48
 constexpr int64_t kMaxChunks = 16;  // split_k: at most this many partial results

@@ -6,7 +6,7 @@
 // implicit im2col of an image, a transposed gradient ...), and a store that receives each
 // finished tile of C (and applies bias / ReLU / scatter to the real layout).
 //
-// Blocking (BLIS-style): K is cut in fixed KC = 256 slices (fixed, so every element's reduction
+// Blocking (BLIS-style): K is cut in fixed KC = 128 slices (fixed, so every element's reduction
 // order never depends on the thread count); each work item is a (g, MC rows, NC columns) block
 // of C owned by one thread, which packs A (MC x KC, <= 256 KB) and B (KC x NC, <= 240 KB) for
 // each slice into its own workspace (L2-resident) and runs the MR x NR micro-kernel over them,
@@ -19,6 +19,10 @@
 #include "cpu/kernels.h"
 
 namespace fastcnn::cpu {
+
+// K slice of the blocking: fixed (it is part of every element's reduction order). Packers may
+// rely on kc <= kGemmKC.
+constexpr int64_t kGemmKC = 128;
 
 struct GemmProblem {
   int64_t G = 1, M = 0, N = 0, K = 0;

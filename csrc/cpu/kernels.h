@@ -56,6 +56,17 @@ using AddFn = void (*)(float* acc, const float* x, int64_t n);
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
                              int64_t ldd);
 
+// Implicit im2col (see window_impl.h for the exact layouts): B panels whose row k reads
+// planes[k] at (jp*a_h + bh[k], jq*a_w + bw[k]) for outputs j = jp*Qo + jq in [j0, j0+nc) ...
+using PackWindowsFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                               int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
+                               int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr);
+// ... and row-major im2col rows over a flattened (image, p, q) pixel range.
+using WindowRowsFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                              int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
+                              int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
+                              float* dst);
+
 // Peak-probe: `iters` steps of independent FMA chains that fill the ISA's FMA ports; returns a
 // value derived from the accumulators (so the work can't be optimised away). The flops done are
 // iters * fma_probe_flops_per_iter (table entry below).
@@ -75,6 +86,8 @@ struct KernelTable {
   FmaProbeFn fma_probe;
   int64_t fma_probe_flops_per_iter;
   TransposeFn transpose;
+  PackWindowsFn pack_windows;
+  WindowRowsFn window_rows;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                        \
@@ -93,6 +106,12 @@ struct KernelTable {
   float fma_probe(int64_t iters);                                                             \
   void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,       \
                  int64_t ldd);                                                                \
+  void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* bw,         \
+                    int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs, int64_t Ws,   \
+                    int64_t a_h, int64_t a_w, float* dst, int64_t nr);                        \
+  void window_rows(const float* const* planes, const int64_t* bh, const int64_t* bw,          \
+                   int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,       \
+                   int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst);  \
   extern const int64_t kFmaProbeFlopsPerIter;                                                 \
   }
 

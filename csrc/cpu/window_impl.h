@@ -1,0 +1,62 @@
+// window_impl.h -- the implicit-im2col loops shared by every ISA, included INSIDE each ISA's
+// anonymous namespace (generic/window.cpp, avx2/window_avx2.cpp, avx512/window_avx512.cpp)
+// after that file defines `segment(dst, row, W, w0, ws, len)`:
+//   dst[t] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0, for t < len.
+// Each ISA thus gets its own copy of these templates in its own namespace (no ODR merging of
+// AVX code into baseline callers). No includes here: the including file provides <cstdint>.
+
+// B panels of the forward / gather-backward GEMM: row k (k < kc) reads planes[k] (Hs x Ws, or
+// nullptr for zeros) at (jp*a_h + bh[k], jq*a_w + bw[k]) for output j = jp*Qo + jq in
+// [j0, j0 + nc); written as NR-column panels (panel p at dst + p*kc*nr), zero-padded.
+inline void pack_windows_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                              int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
+                              int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr) {
+  const int64_t jp0 = j0 / Qo, jq0 = j0 % Qo;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* plane = planes[k];
+    float* panel = dst + k * nr;
+    int64_t jp = jp0, jq = jq0, lane = 0, done = 0;
+    while (done < nc) {
+      int64_t len = Qo - jq;
+      if (nr - lane < len) len = nr - lane;
+      if (nc - done < len) len = nc - done;
+      const int64_t h = jp * a_h + bh[k];
+      const float* row = (plane && h >= 0 && h < Hs) ? plane + h * Ws : nullptr;
+      segment(panel + lane, row, Ws, jq * a_w + bw[k], a_w, len);
+      done += len;
+      lane += len;
+      jq += len;
+      if (jq == Qo) jq = 0, ++jp;
+      if (lane == nr) lane = 0, panel += kc * nr;
+    }
+    if (lane > 0) segment(panel + lane, nullptr, 0, 0, 1, nr - lane);
+  }
+}
+
+// Row-major im2col rows for the weight gradient: row i (i < rows) covers pixels k in
+// [k0, k0 + kc) of the flattened (image, p, q) grid (P x Q per image): the value is
+// planes[i][n*img_stride + (p*a_h + bh[i])*Ws + q*a_w + bw[i]] when inside the Hs x Ws plane,
+// else 0. dst is rows x kc (row stride kc).
+inline void window_rows_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                             int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
+                             int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
+                             float* dst) {
+  const int64_t PQ = P * Q;
+  for (int64_t i = 0; i < rows; ++i) {
+    float* t = dst + i * kc;
+    int64_t k = 0, n = k0 / PQ, pq = k0 % PQ;
+    int64_t op = pq / Q, oq = pq % Q;
+    while (k < kc) {
+      const int64_t len = Q - oq < kc - k ? Q - oq : kc - k;
+      const int64_t h = op * a_h + bh[i];
+      const float* row = (h >= 0 && h < Hs) ? planes[i] + n * img_stride + h * Ws : nullptr;
+      segment(t + k, row, Ws, oq * a_w + bw[i], a_w, len);
+      k += len;
+      oq += len;
+      if (oq == Q) {
+        oq = 0;
+        if (++op == P) op = 0, ++n;
+      }
+    }
+  }
+}
