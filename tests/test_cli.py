@@ -32,7 +32,7 @@ def test_train_digits_then_predict(tmp_path: Path, capsys: pytest.CaptureFixture
     assert model.metadata["class_names"] == [str(i) for i in range(10)]
 
     # an 8x8 grayscale image drawn from the test set: predict must name a class
-    (_, _), (x_test, y_test) = fc.datasets.load_digits()
+    (_, _), (x_test, _) = fc.datasets.load_digits()
     img = tmp_path / "digit.png"
     Image.fromarray((x_test[0, 0] * 255).astype(np.uint8), mode="L").save(img)
     assert main(["predict", str(model_path), str(img), "--top", "2"]) == 0

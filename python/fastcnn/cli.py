@@ -1,4 +1,4 @@
-"""The ``fastcnn`` command: ``info``, ``train`` and ``predict``.
+"""The ``fastcnn`` command: ``info``, ``train``, ``predict`` and ``bench``.
 
 ``fastcnn train`` with no arguments trains the seeds' CNN (Conv2D 32 -> Conv2D 64 -> MaxPool2D ->
 Flatten -> Dense 128 -> Dense softmax) on the bundled 8x8 digits and reports test accuracy;
@@ -40,7 +40,8 @@ def seeds_cnn(input_shape: tuple[int, int, int], classes: int, *, seed: int | No
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fastcnn", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="{info,train,predict}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{info,train,predict,bench}")
 
     sub.add_parser("info", help="print the build: version, CPU ISA, threads, CUDA")
 
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("model", metavar="MODEL", help="a model saved by `fastcnn train --out`")
     pr.add_argument("images", metavar="IMAGE", nargs="+")
     pr.add_argument("--top", type=int, default=1, help="print the top-k classes (default 1)")
+
+    from . import bench
+
+    bench.add_arguments(sub.add_parser(
+        "bench", help="benchmark the kernels against NumPy and PyTorch",
+        description=(bench.__doc__ or "").splitlines()[0]))
     return p
 
 
@@ -210,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_info()
         if args.command == "train":
             return _cmd_train(args)
+        if args.command == "bench":
+            from . import bench
+
+            return bench.run(args)
         return _cmd_predict(args)
     except KeyboardInterrupt:
         print("fastcnn: interrupted", file=sys.stderr)

@@ -74,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-train", action="store_true",
                    help="skip the whole training step (and the fit overhead)")
     g.add_argument("--no-fit", action="store_true", help="skip the Sequential.fit overhead")
+    g.add_argument("--list", action="store_true",
+                   help="print the selected cases (id, shape, work) and exit")
 
     t = parser.add_argument_group("timing")
     t.add_argument("--repeats", type=int, default=None,
@@ -86,8 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--numpy-cap", type=float, default=None, metavar="SECONDS",
                    help="a NumPy call slower than this is timed once (single-shot, marked *) "
                         "(default 1.0; --quick 0.25)")
-    t.add_argument("--gap-ms", type=float, default=1.0,
-                   help="pause after each sample so spinning worker threads park (default 1)")
+    t.add_argument("--gap-ms", type=float, default=5.0,
+                   help="pause after each sample so spinning OpenMP workers park (default 5)")
+    t.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each case, wait up to SECONDS for other processes to use "
+                        "< 0.25 cores (shared machines; default 0: don't wait)")
     t.add_argument("--fit-steps", type=int, default=None,
                    help="batches per fit epoch in the overhead measurement (default 16; "
                         "--quick 4)")
@@ -129,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     cfg.device = args.device
     cfg.peak_gflops = args.peak_gflops
     cfg.gap_s = max(0.0, args.gap_ms) / 1e3
+    cfg.wait_idle_s = max(0.0, args.wait_idle)
     cfg.seed = args.seed
     cfg.name = args.name
     return cfg
@@ -145,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     from .harness import run_benchmark
 
     cfg = config_from_args(args)
+    if args.list:
+        return _list_cases(cfg)
     doc = run_benchmark(cfg, progress=None if args.quiet else sys.stderr)
     if args.out:
         written = report.write_results(doc, args.out, chart=not args.no_chart)
@@ -154,6 +162,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{what}: {path}", file=sys.stderr)
     print(report.to_json(doc) if args.json else report.table(doc))
     return 130 if doc.get("interrupted") else 0
+
+
+def _list_cases(cfg: Any) -> int:
+    from .suites import cases
+
+    for c in cases(cfg.suite, quick=cfg.quick, filters=cfg.filters):
+        work = (f"{c.work / 1e9:.3f} GFLOP" if c.unit == "flop"
+                else f"{c.work / 2**20:.1f} MiB")
+        print(f"{c.id:<34} {c.layer.label + ' ' + c.pass_:<46} {work}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

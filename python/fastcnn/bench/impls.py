@@ -3,11 +3,12 @@
 Every implementation of a case works on the same input arrays (PyTorch's tensors share the
 NumPy buffers through ``torch.from_numpy``) and allocates its outputs, as each library's API
 does. A builder returns None where an implementation has no equivalent of the pass (the NumPy
-reference has no separate backward-data / backward-weights convolution).
+reference has no dx-only convolution backward).
 
-* fastcnn: :mod:`fastcnn.ops`, except ``bwd_data`` / ``bwd_weights``, which call the compiled
-  module's ``conv2d_backward(..., need_dx, need_dw, bias)`` directly.
-* NumPy: :mod:`fastcnn.reference`.
+* fastcnn: :mod:`fastcnn.ops` (``bwd_weights``: ``conv2d_backward(..., compute_dx=False)``),
+  except ``bwd_data``, which calls the compiled module's ``conv2d_backward(..., need_dx=True,
+  need_dw=False, bias=False)`` directly.
+* NumPy: :mod:`fastcnn.reference` (no ``bwd_data``).
 * PyTorch: ``torch.nn.functional`` forwards; backward passes through the ATen kernels autograd
   itself calls (``convolution_backward`` with an output mask, ``max_pool2d_with_indices_backward``,
   ``threshold_backward``, and two ``mm`` + a sum for the dense layer), fed the same ``dy``.
@@ -89,9 +90,12 @@ def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
         dy = a["dy"]
         if p == "bwd":
             return lambda: ops.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
-        need_dx = p == "bwd_data"
+        if p == "bwd_weights":  # what a first layer runs
+            return lambda: ops.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
+                                               compute_dx=False)
+        # dx only: the public API always computes dw; the compiled module can skip it
         return lambda: _cpu.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
-                                            need_dx, not need_dx, not need_dx)
+                                            True, False, False)
     if lay.op == "linear":
         x, w, b = a["x"], a["w"], a["b"]
         if p == "fwd":
@@ -125,10 +129,13 @@ def _numpy(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
             return lambda: ref.conv2d(x, w, b, stride=s, padding=pad)
         if p == "fwd_relu":
             return lambda: ref.relu(ref.conv2d(x, w, b, stride=s, padding=pad))
+        dy = a["dy"]
         if p == "bwd":
-            dy = a["dy"]
             return lambda: ref.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
-        return None  # the reference computes dx and dw together
+        if p == "bwd_weights":
+            return lambda: ref.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
+                                               compute_dx=False)
+        return None  # the reference has no dx-only backward
     if lay.op == "linear":
         x, w, b = a["x"], a["w"], a["b"]
         if p == "fwd":

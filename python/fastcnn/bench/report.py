@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["markdown", "table", "write_chart", "write_json", "write_results"]
+__all__ = ["markdown", "table", "to_json", "write_chart", "write_json", "write_results"]
 
 _OTHERS = (("numpy", "NumPy"), ("torch", "PyTorch"))
 
@@ -115,7 +115,7 @@ def _peaks_lines(doc: dict[str, Any]) -> list[str]:
         fma = (f"{p['fma_gflops']:.0f} GFLOP/s" if p.get("fma_gflops") else "unknown")
         out.append(f"  {n} thread(s): FMA peak {fma}; copy bandwidth "
                    f"{p['bandwidth_gbs']:.1f} GB/s ({p['bandwidth_source']}); fastcnn SGEMM "
-                   f"512^3 {p['gemm_gflops']:.0f} GFLOP/s")
+                   f"{p['gemm_gflops']:.0f} GFLOP/s ({p['gemm_source']})")
     return out
 
 
@@ -155,10 +155,23 @@ def _header_lines(doc: dict[str, Any]) -> list[str]:
 _LEGEND = ("times: median over the repeats (IQR: interquartile range); rate: GFLOP/s (conv, "
            "dense, training step) or GB/s read+written (ReLU, pooling); % peak: of the FMA "
            "peak (FLOPs) or of the large-copy bandwidth (bytes: cache-resident cases can pass "
-           "100 %); % GEMM: of fastcnn's 512^3 SGEMM at that thread count; x NumPy / x "
+           "100 %); % GEMM: of fastcnn's 1024^3 SGEMM at that thread count; x NumPy / x "
            "PyTorch: t_other / t_fastcnn (> 1: fastcnn faster); * single-shot (over the time "
            "cap); ! results differ; - not available / skipped; bg: CPU cores other processes "
            "used meanwhile (noise: near 1 on 2 cores, multi-thread times are unreliable)")
+
+
+NOISY_CORES = 0.5  # background load from which a row is flagged as noisy
+
+
+def _noise_lines(doc: dict[str, Any]) -> list[str]:
+    rows = doc.get("cases", []) + doc.get("train", [])
+    noisy = [r for r in rows if (r.get("background_load") or 0.0) >= NOISY_CORES]
+    if not noisy:
+        return []
+    return [f"note: {len(noisy)} of {len(rows)} measurements ran while other processes used "
+            f">= {NOISY_CORES} cores (bg column): their multi-thread times are unreliable; rerun "
+            "on a quiet machine or with --wait-idle 30"]
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -166,7 +179,7 @@ def table(doc: dict[str, Any]) -> str:
     out = _header_lines(doc)
     for title, rows in _sections(doc):
         out += ["", f"== {title} ==", _text_table(_HEAD, [_row_cells(r) for r in rows])]
-    out += ["", *_fit_lines(doc), _LEGEND]
+    out += ["", *_fit_lines(doc), *_noise_lines(doc), _LEGEND]
     if doc.get("interrupted"):
         out.append("(interrupted: partial results)")
     return "\n".join(out)
@@ -183,7 +196,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 "|" + "|".join(["---"] + ["---:"] * (len(_HEAD) - 1)) + "|"]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r)) + " |"
                 for r in rows]
-    out += ["", *_fit_lines(doc), "", _LEGEND]
+    out += ["", *_fit_lines(doc), *_noise_lines(doc), "", _LEGEND]
     if doc.get("interrupted"):
         out.append("\n(interrupted: partial results)")
     return "\n".join(out) + "\n"
@@ -233,17 +246,21 @@ def write_chart(doc: dict[str, Any], path: str) -> str | None:
 
 
 def write_results(doc: dict[str, Any], out_dir: str, *, chart: bool = True) -> dict[str, str]:
-    """Write ``results.json``, ``results.md`` and ``speedup.png`` into ``out_dir`` (created).
+    """Write ``results.json``, ``results.md``, ``table.txt`` and ``speedup.png`` into
+    ``out_dir`` (created).
 
     Returns:
         what -> path written, plus ``"chart_note"`` when the chart was skipped.
     """
     os.makedirs(out_dir, exist_ok=True)
     written = {"json": os.path.join(out_dir, "results.json"),
-               "markdown": os.path.join(out_dir, "results.md")}
+               "markdown": os.path.join(out_dir, "results.md"),
+               "table": os.path.join(out_dir, "table.txt")}
     write_json(doc, written["json"])
     with open(written["markdown"], "w", encoding="utf-8") as f:
         f.write(markdown(doc))
+    with open(written["table"], "w", encoding="utf-8") as f:
+        f.write(table(doc) + "\n")
     if chart:
         png = os.path.join(out_dir, "speedup.png")
         note = write_chart(doc, png)

@@ -11,8 +11,16 @@ Method (:func:`measure`), for the implementations of one case:
 2. ``repeats`` rounds; each round takes one sample of every implementation, in an order rotated
    by one every round (round-robin), so a slow phase of a noisy machine hits all of them alike
    and none always runs right after another. ``gap_s`` of sleep after each sample lets spinning
-   worker threads (OpenMP, OpenBLAS) park before the next implementation starts. The garbage
-   collector is off during the rounds.
+   OpenMP workers (libgomp spins a few ms after a parallel region) park before the next
+   implementation starts. Keep it short: on a VM an idle vCPU is halted after a while (tens of
+   ms), and waking it costs the next multi-threaded call milliseconds. The garbage collector is
+   off during the rounds.
+
+Threads: :class:`ThreadControl` sets fastcnn's and PyTorch's thread counts together, and keeps
+NumPy's BLAS on one thread (through threadpoolctl): a multi-threaded OpenBLAS keeps its workers
+spinning ~100 ms after every call, stealing a core from whatever runs next in the interleaved
+rounds (and sleeping that out lets the VM halt the vCPU, which costs as much). The NumPy
+reference's own code (im2col copies, elementwise ops) is single-threaded anyway.
 3. Statistics per implementation: median (the reported time), min, quartiles and IQR over the
    samples (each sample is the mean of its ``number`` calls).
 """
@@ -40,6 +48,7 @@ __all__ = [
     "max_rel_err",
     "measure",
     "probe_machine",
+    "wait_idle",
 ]
 
 
@@ -113,13 +122,18 @@ def measure(
         min_sample_s: the shortest sample; ``number`` calls are made per sample to reach it.
         caps: implementation -> seconds; a first call slower than this makes that
             implementation single-shot. None = no cap.
-        gap_s: sleep after each sample.
+        gap_s: sleep after each sample and warm-up call.
         on_first: called with (name, result of the first call).
 
     Returns:
         name -> :class:`Timing`.
     """
     caps = caps or {}
+
+    def pause() -> None:
+        if gap_s > 0:
+            time.sleep(gap_s)
+
     out: dict[str, Timing] = {}
     for name, fn in fns.items():
         t0 = time.perf_counter_ns()
@@ -130,6 +144,7 @@ def measure(
         del result
         tim = Timing(first_ms=first * 1e3)
         out[name] = tim
+        pause()
         cap = caps.get(name)
         if cap is not None and first > cap:
             tim.single_shot = True
@@ -138,9 +153,8 @@ def measure(
         best = first
         for _ in range(max(warmup, 1) - 1):
             best = min(best, _time_call(fn, 1))
+            pause()
         tim.number = max(1, min(100_000, math.ceil(min_sample_s / max(best, 1e-9))))
-        if gap_s:
-            time.sleep(gap_s)
 
     active = [n for n in fns if not out[n].single_shot]
     gc.collect()
@@ -152,8 +166,7 @@ def measure(
             for name in active[k:] + active[:k]:
                 tim = out[name]
                 tim.samples_ms.append(_time_call(fns[name], tim.number) * 1e3)
-                if gap_s:
-                    time.sleep(gap_s)
+                pause()
     finally:
         if was_enabled:
             gc.enable()
@@ -181,15 +194,17 @@ def max_rel_err(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
 
 
 class ThreadControl:
-    """Sets the thread count of fastcnn, PyTorch and NumPy's BLAS (through threadpoolctl, when
-    installed) together; :meth:`restore` puts the previous counts back."""
+    """Sets the thread count of fastcnn and PyTorch together and holds NumPy's BLAS at one thread
+    (through threadpoolctl, when installed; see the module docstring); :meth:`restore` puts the
+    previous settings back."""
 
     def __init__(self, torch: Any = None) -> None:
         self.torch = torch
         self._fc0 = _cpu.num_threads()
         self._torch0 = torch.get_num_threads() if torch is not None else None
         self._limiter: Any = None
-        self.blas = "uncontrolled (threadpoolctl not installed)"
+        self.blas = ("uncontrolled: threadpoolctl is not installed, so OpenBLAS/MKL use every "
+                     "core and their spinning workers disturb multi-thread timings")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -198,21 +213,20 @@ class ThreadControl:
                 self._tpc: Any = threadpoolctl
                 libs = [m.get("internal_api", "?") for m in threadpoolctl.threadpool_info()
                         if m.get("user_api") == "blas"]
-            self.blas = "threadpoolctl: " + (", ".join(sorted(set(libs))) or "no BLAS found")
+            self.blas = ("1 thread (threadpoolctl: " + (", ".join(sorted(set(libs)))
+                                                         or "no BLAS found") + ")")
         except Exception:  # any failure just leaves BLAS threads alone
             self._tpc = None
 
     def set(self, n: int) -> None:
-        """Use ``n`` threads in every library."""
+        """Use ``n`` threads in fastcnn and PyTorch (NumPy's BLAS: one)."""
         _fc_set_num_threads(n)
         if self.torch is not None:
             self.torch.set_num_threads(n)
-        if self._tpc is not None:
+        if self._tpc is not None and self._limiter is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if self._limiter is not None:
-                    self._limiter.restore_original_limits()
-                self._limiter = self._tpc.threadpool_limits(limits=n, user_api="blas")
+                self._limiter = self._tpc.threadpool_limits(limits=1, user_api="blas")
 
     def restore(self) -> None:
         """Put back the thread counts found at construction."""
@@ -259,9 +273,25 @@ class BackgroundLoad:
         return max(0.0, ((t1[1] - t0[1]) - (t1[2] - t0[2])) / (t1[0] - t0[0]))
 
 
+def wait_idle(timeout_s: float, *, threshold: float = 0.25, window_s: float = 0.25) -> float:
+    """Wait until other processes use less than ``threshold`` cores over a ``window_s`` window,
+    at most ``timeout_s``; returns the seconds waited (0 when the machine was already idle or
+    the load can't be read)."""
+    t0 = time.perf_counter()
+    while True:
+        load = BackgroundLoad()
+        time.sleep(window_s)
+        cores = load.cores()
+        if cores is None or cores < threshold or time.perf_counter() - t0 >= timeout_s:
+            return time.perf_counter() - t0 if cores is not None else 0.0
+
+
 # ----------------------------------------------------------------------------------------------
 # machine probes
 # ----------------------------------------------------------------------------------------------
+GEMM_SIZE = 1024  # the SGEMM probe: (1024 x 1024) @ (1024 x 1024)^T, 2.1 GFLOP
+
+
 def _best_rate(fn: Callable[[], Any], work: float, seconds: float) -> float:
     """``work / fastest sample`` of repeated calls of ``fn`` for about ``seconds``: a peak is
     what the machine can do, and noise only ever lowers it."""
@@ -273,24 +303,27 @@ def _best_rate(fn: Callable[[], Any], work: float, seconds: float) -> float:
 
 
 def _fma_peak(n: int, seconds: float) -> tuple[float | None, str]:
+    """GFLOP/s of independent FMA chains of the active ISA on ``n`` threads, from the compiled
+    module's probe (``_cpu.probe_fma(seconds, threads)``), when it is built."""
     probe = getattr(_cpu, "probe_fma", None)
     if probe is None:
         return None, "unknown: fastcnn._cpu.probe_fma is not built"
-    isa = _cpu.isa()
     try:
-        return float(probe(isa, seconds, n)), f"fastcnn._cpu.probe_fma({isa!r}, threads={n})"
+        gflops = float(probe(seconds=seconds, threads=n))
     except (TypeError, ValueError, RuntimeError) as e:
         return None, f"unknown: probe_fma failed ({e})"
+    return gflops, f"fastcnn._cpu.probe_fma ({_cpu.isa()}, {n} threads)"
 
 
 def _bandwidth(n: int, seconds: float, nbytes: int, torch: Any) -> tuple[float, str]:
-    """GB/s of a large copy (bytes read + written): the C++ probe, else a PyTorch ``copy_`` on
-    ``n`` threads, else a NumPy copy (one thread)."""
+    """GB/s of a large copy (bytes read + written): the compiled module's probe
+    (``_cpu.probe_bandwidth(bytes, threads)``), else a PyTorch ``copy_`` on ``n`` threads, else a
+    NumPy copy (one thread)."""
     probe = getattr(_cpu, "probe_bandwidth", None)
     if probe is not None:
         try:
-            return (float(probe(nbytes, seconds, n)),
-                    f"fastcnn._cpu.probe_bandwidth({nbytes >> 20} MiB, threads={n})")
+            return (float(probe(bytes=nbytes, threads=n)),
+                    f"fastcnn._cpu.probe_bandwidth ({nbytes >> 20} MiB copy, {n} threads)")
         except (TypeError, ValueError, RuntimeError):
             pass
     count = nbytes // 4
@@ -307,23 +340,23 @@ def _bandwidth(n: int, seconds: float, nbytes: int, torch: Any) -> tuple[float, 
 def probe_machine(threads: list[int], tc: ThreadControl, *, seconds: float = 0.3,
                   torch: Any = None, nbytes: int = 128 << 20) -> dict[str, dict[str, Any]]:
     """Peaks per thread count: FMA GFLOP/s (when fastcnn has the probe), copy bandwidth GB/s
-    and fastcnn's own SGEMM on a 512^3 problem (``linear``: L2/L3-resident), the best a
-    convolution can reach in practice. Each is the best rate over ~``seconds`` of samples.
+    and fastcnn's own SGEMM on a ``GEMM_SIZE``^3 problem (``linear``: 12 MB, L3-resident), the
+    best a convolution can reach in practice. Each is the best rate over ~``seconds`` of samples.
 
     Returns:
         ``{str(n): {"fma_gflops", "fma_source", "bandwidth_gbs", "bandwidth_source",
         "gemm_gflops"}}``.
     """
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((512, 512), dtype=np.float32)
-    b = rng.standard_normal((512, 512), dtype=np.float32)
+    a = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
+    b = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
     out: dict[str, dict[str, Any]] = {}
     for n in threads:
         tc.set(n)
         fma, fma_src = _fma_peak(n, seconds)
         bw, bw_src = _bandwidth(n, seconds, nbytes, torch)
-        gemm = _best_rate(lambda: ops.linear(a, b), 2 * 512**3, seconds) / 1e9
+        gemm = _best_rate(lambda: ops.linear(a, b), 2 * GEMM_SIZE**3, seconds) / 1e9
         out[str(n)] = {"fma_gflops": fma, "fma_source": fma_src, "bandwidth_gbs": bw,
                        "bandwidth_source": bw_src, "gemm_gflops": gemm,
-                       "gemm_source": "fastcnn.ops.linear 512x512x512"}
+                       "gemm_source": f"fastcnn.ops.linear {GEMM_SIZE}^3"}
     return out

@@ -7,8 +7,8 @@ One step = forward, loss and its gradient, backward, in-place update, written th
 the same initial weights and the same batch:
 
 * ``fastcnn``: :mod:`fastcnn.ops` directly (ReLU fused into the convolution and dense
-  epilogues as the layers do, pooling indices kept for the backward), SGD with NumPy in-place
-  ops (``g *= lr; p -= g``).
+  epilogues as the layers do, pooling indices kept for the backward, no input gradient for the
+  first layer), SGD with NumPy in-place ops (``g *= lr; p -= g``).
 * ``numpy``: the same with :mod:`fastcnn.reference` (unfused ReLU).
 * ``torch``: ``nn.Sequential`` of the same layers with a copy of the weights,
   ``F.cross_entropy``, ``loss.backward()``, ``torch.optim.SGD``.
@@ -16,8 +16,8 @@ the same initial weights and the same batch:
 The first step's losses are compared (same weights, same batch: they must agree).
 
 FLOPs of a step (for GFLOP/s): forward + weight gradients of the four weighted layers + data
-gradients of all but the first (PyTorch skips the input gradient; the ops path computes it, a
-small cost: it is the size of the first layer's forward).
+gradients of all but the first (no implementation computes the input gradient: PyTorch's
+autograd skips it, the ops and reference steps pass ``compute_dx=False`` as the layers do).
 
 Layer API overhead: ``fastcnn.Sequential.fit`` for one epoch of ``steps`` batches, against a
 bare loop of the ops step over the same number of batches, interleaved; overhead =
@@ -107,7 +107,7 @@ def fastcnn_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
         da2 = ops.relu_backward(da2, a2)
         da1, dw2, db2 = ops.conv2d_backward(da2, a1, p["w2"])
         da1 = ops.relu_backward(da1, a1)
-        _, dw1, db1 = ops.conv2d_backward(da1, x, p["w1"])
+        _, dw1, db1 = ops.conv2d_backward(da1, x, p["w1"], compute_dx=False)
         _sgd(p, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2, "w3": dw3, "b3": db3,
                  "w4": dw4, "b4": db4}, lr)
         return float(loss)
@@ -136,7 +136,7 @@ def numpy_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
         da2 = ref.relu_backward(da2, a2)
         da1, dw2, db2 = ref.conv2d_backward(da2, a1, p["w2"])
         da1 = ref.relu_backward(da1, a1)
-        _, dw1, db1 = ref.conv2d_backward(da1, x, p["w1"])
+        _, dw1, db1 = ref.conv2d_backward(da1, x, p["w1"], compute_dx=False)
         _sgd(p, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2, "w3": dw3, "b3": db3,
                  "w4": dw4, "b4": db4}, lr)
         return float(loss)
