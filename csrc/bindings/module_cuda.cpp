@@ -269,16 +269,17 @@ int64_t cross_entropy_plan(py::handle logits_shape, py::handle labels_shape,
   return cuda::cross_entropy_workspace_bytes(N);
 }
 
-// labels (int64) or targets (float32): exactly one is non-zero, unless N == 0.
+// labels (int64) or targets (float32): exactly one is non-zero (either may be 0 when N == 0).
 double cross_entropy(Ptr logits, py::handle logits_shape, Ptr labels, Ptr targets,
                      py::handle labels_shape, Ptr dlogits, Ptr ws, int64_t ws_bytes, Ptr stream) {
   const char* op = "cross_entropy";
-  const int64_t need = cross_entropy_plan(logits_shape, labels_shape, labels ? "int" : "float");
-  check_workspace(ws_bytes, need, op);
+  FASTCNN_CHECK(!(labels && targets), op, ": pass labels or targets, not both");
+  const int64_t need = cross_entropy_plan(logits_shape, labels_shape, targets ? "float" : "int");
   const Shape ls = shape_of(logits_shape, op, "logits_shape");
   const int64_t N = ls[0], L = ls[1];
-  FASTCNN_CHECK(N == 0 || (labels != 0) != (targets != 0), op,
-                ": pass exactly one of labels and targets");
+  if (N == 0) return 0.0;
+  FASTCNN_CHECK(labels || targets, op, ": pass labels or targets");
+  check_workspace(ws_bytes, need, op);
   py::gil_scoped_release nogil;
   return cuda::cross_entropy(dev<const float>(logits), dev<const int64_t>(labels),
                              dev<const float>(targets), dev<float>(dlogits), dev<void>(ws), N, L,

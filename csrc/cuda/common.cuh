@@ -9,9 +9,12 @@
 //  * block_sum: a fixed-shape tree reduction (deterministic);
 //  * the one templated SGEMM core shared by conv2d.cu and dense.cu (see "GEMM core" below).
 //
-// Emulation hook (tests without a GPU): compiled as C++ with -DFASTCNN_CUDA_EMULATE='"path.h"',
-// the kernels run on a CPU emulator of blocks, threads, shared memory and barriers supplied by
-// that header. Nothing else in the CUDA sources knows about it.
+// Test hooks (no effect on a normal build):
+//  * compiled as C++ with -DFASTCNN_CUDA_EMULATE='"path.h"', the kernels run on a CPU emulator of
+//    blocks, threads, shared memory, barriers and warp shuffles supplied by that header (launch()
+//    below is the only code that knows about it);
+//  * the launch caps and FASTCNN_CUDA_NARROW_LIMIT can be lowered with -D so that small tests
+//    exercise the grid-stride loops and the 64-bit index paths.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -39,6 +42,11 @@
 #endif
 #ifndef FASTCNN_CUDA_MAX_GRID_YZ
 #define FASTCNN_CUDA_MAX_GRID_YZ 65535
+#endif
+// Values below this take FastDiv's 32-bit multiply-high path (at most 2^31; tests lower it to 0
+// to run every division and every op through the 64-bit path).
+#ifndef FASTCNN_CUDA_NARROW_LIMIT
+#define FASTCNN_CUDA_NARROW_LIMIT (int64_t{1} << 31)
 #endif
 
 namespace fastcnn::cuda {
@@ -109,7 +117,8 @@ struct FastDiv {
 
   FastDiv() = default;
   FASTCNN_HD explicit FastDiv(int64_t divisor) : d(divisor < 1 ? 1 : divisor) {
-    fast = d < (int64_t{1} << 31);
+    static_assert(FASTCNN_CUDA_NARROW_LIMIT <= (int64_t{1} << 31), "narrow path is 31-bit");
+    fast = d < FASTCNN_CUDA_NARROW_LIMIT;
     if (fast) {
       uint32_t l = 0;
       while ((int64_t{1} << l) < d) ++l;
@@ -119,7 +128,7 @@ struct FastDiv {
     }
   }
   FASTCNN_HD int64_t div(int64_t n) const {
-    if (fast && static_cast<uint64_t>(n) < (uint64_t{1} << 31)) {
+    if (fast && n >= 0 && n < FASTCNN_CUDA_NARROW_LIMIT) {
       const uint32_t n32 = static_cast<uint32_t>(n);
       return static_cast<int64_t>((umulhi32(n32, mul) + n32) >> shift);
     }
@@ -148,7 +157,7 @@ struct FastDiv {
 // True when every value in the list is below 2^31 (the narrow FastDiv path is exact).
 inline bool fits31(std::initializer_list<int64_t> values) {
   for (int64_t v : values)
-    if (v < 0 || v >= (int64_t{1} << 31)) return false;
+    if (v < 0 || v >= FASTCNN_CUDA_NARROW_LIMIT) return false;
   return true;
 }
 

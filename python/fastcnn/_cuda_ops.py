@@ -1,0 +1,364 @@
+"""The CUDA backend for CuPy arrays: what :mod:`fastcnn.ops` calls instead of ``fastcnn._cpu``.
+
+Same function names and positional signatures as the compiled CPU module (``conv2d(x, w, b,
+stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups, relu)``, ...),
+taking and returning ``cupy.ndarray``. The input rule is the CPU's: float32 arrays (class labels:
+any integer dtype; pooling indices: int64), anything else is a TypeError naming the argument;
+non-contiguous inputs are copied once (``cupy.ascontiguousarray``); outputs are fresh C-contiguous
+arrays allocated with CuPy (its memory pool), as are the kernels' workspaces.
+
+Shapes and options are validated in C++ by the same ``check_<op>_args`` functions as the CPU
+module (ValueError, same messages) through ``fastcnn._cuda``'s ``*_plan`` functions, before
+anything is allocated; the kernels are then launched with raw device pointers on CuPy's current
+stream of the arrays' device (all arrays of a call must be on one device). Calls are
+asynchronous like any CuPy operation, except ``cross_entropy`` (it returns the loss as a Python
+float, so it synchronises the stream) and ``max_pool2d_backward`` with user-given ``indices``
+(they are validated on the device: one 16-byte copy and a sync).
+
+Optimizer updates (``sgd_update``, ``adam_update``) work in place on C-contiguous float32
+parameters and state and are bit-identical to :mod:`fastcnn.optimizers`' NumPy formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cupy
+import numpy as np
+
+from . import _cuda
+
+__all__ = [
+    "adam_update",
+    "conv2d",
+    "conv2d_backward",
+    "cross_entropy",
+    "linear",
+    "linear_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "relu",
+    "relu_backward",
+    "sgd_update",
+    "softmax",
+]
+
+_F32 = np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _type_name(a: Any) -> str:
+    return type(a).__name__
+
+
+def _f32(a: Any, op: str, name: str) -> Any:
+    """``a`` as a C-contiguous float32 cupy array; TypeError (the CPU's wording) otherwise."""
+    if not isinstance(a, cupy.ndarray):
+        raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
+    if a.dtype != _F32:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype} but fastcnn computes in float32 only; "
+                        f"convert it with {name}.astype(cupy.float32)")
+    return cupy.ascontiguousarray(a)
+
+
+def _f32_opt(a: Any, op: str, name: str) -> Any:
+    return None if a is None else _f32(a, op, name)
+
+
+def _device(op: str, *arrays: Any) -> Any:
+    """The one device of ``arrays`` (a ``cupy.cuda.Device`` context); ValueError if several."""
+    dev = None
+    for a in arrays:
+        if a is None:
+            continue
+        d = a.device.id
+        if dev is None:
+            dev = d
+        elif d != dev:
+            raise ValueError(f"{op}: the arrays are on different GPUs ({dev} and {d}); move them "
+                             "to one device first")
+    return cupy.cuda.Device(dev if dev is not None else cupy.cuda.runtime.getDevice())
+
+
+def _ptr(a: Any) -> int:
+    return 0 if a is None else int(a.data.ptr)
+
+
+def _shape(a: Any) -> tuple[int, ...] | None:
+    return None if a is None else tuple(a.shape)
+
+
+def _stream() -> int:
+    return int(cupy.cuda.get_current_stream().ptr)
+
+
+def _empty(shape: Any, dtype: Any = _F32) -> Any:
+    return cupy.empty(tuple(shape), dtype=dtype)
+
+
+def _workspace(n: int, dtype: Any = _F32) -> tuple[Any, int]:
+    """A workspace of n elements (None when n == 0) and n."""
+    n = int(n)
+    return (cupy.empty(n, dtype=dtype) if n > 0 else None), n
+
+
+def _same_shape(a: Any, b: Any, op: str, an: str, bn: str) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{op}: {an} has shape {tuple(a.shape)} but {bn} has shape "
+                         f"{tuple(b.shape)}: expected the same shape")
+
+
+# ------------------------------------------------------------------------------------------------
+# conv2d
+
+
+def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
+           pad_bottom: int, pad_right: int, dil_h: int, dil_w: int, groups: int,
+           relu: bool = False) -> Any:
+    """y (N, K, P, Q) = conv(x, w) + b, ReLU fused when ``relu``."""
+    op = "conv2d"
+    x, w, b = _f32(x, op, "x"), _f32(w, op, "w"), _f32_opt(b, op, "b")
+    geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
+    with _device(op, x, w, b):
+        plan = _cuda.conv2d_plan(x.shape, w.shape, _shape(b), *geo)
+        y = _empty(plan["y_shape"])
+        ws, nws = _workspace(plan["forward_workspace"])
+        _cuda.conv2d_forward(_ptr(x), x.shape, _ptr(w), w.shape, _ptr(b), _shape(b), _ptr(y),
+                             _ptr(ws), nws, *geo, bool(relu), _stream())
+    return y
+
+
+def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_top: int,
+                    pad_left: int, pad_bottom: int, pad_right: int, dil_h: int, dil_w: int,
+                    groups: int, need_dx: bool = True, need_dw: bool = True,
+                    bias: bool = True) -> tuple[Any, Any, Any]:
+    """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for."""
+    op = "conv2d_backward"
+    dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
+    geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
+    with _device(op, dy, x, w):
+        plan = _cuda.conv2d_plan(x.shape, w.shape, None, *geo, dy.shape)
+        dx = _empty(x.shape) if need_dx else None
+        dw = _empty(w.shape) if need_dw else None
+        db = _empty((w.shape[0],)) if bias else None
+        ws, nws = _workspace(plan["backward_weights_workspace"] if need_dw else 0)
+        _cuda.conv2d_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
+                              _ptr(dw), _ptr(db), _ptr(ws), nws, *geo, _stream())
+    return dx, dw, db
+
+
+# ------------------------------------------------------------------------------------------------
+# relu
+
+
+def relu(x: Any) -> Any:
+    """``max(x, 0)``, NaN and -0.0 passing through (the CPU kernels' bits)."""
+    x = _f32(x, "relu", "x")
+    with _device("relu", x):
+        y = _empty(x.shape)
+        _cuda.relu(_ptr(x), _ptr(y), x.size, _stream())
+    return y
+
+
+def relu_backward(dy: Any, y: Any) -> Any:
+    """``dy`` where ``y > 0`` (a NaN y passes dy), else 0."""
+    op = "relu_backward"
+    dy, y = _f32(dy, op, "dy"), _f32(y, op, "y")
+    _same_shape(dy, y, op, "dy", "y")
+    with _device(op, dy, y):
+        dx = _empty(dy.shape)
+        _cuda.relu_backward(_ptr(dy), _ptr(y), _ptr(dx), dy.size, _stream())
+    return dx
+
+
+# ------------------------------------------------------------------------------------------------
+# max_pool2d
+
+
+def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
+               ceil_mode: bool, return_indices: bool) -> Any:
+    """y (N, C, P, Q), or ``(y, indices)`` with int64 indices into each (H, W) plane."""
+    op = "max_pool2d"
+    x = _f32(x, op, "x")
+    geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
+    with _device(op, x):
+        out = _cuda.max_pool2d_plan(x.shape, *geo)
+        y = _empty(out)
+        idx = _empty(out, _I64) if return_indices else None
+        _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(y), _ptr(idx), *geo, _stream())
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+                        dh: int, dw: int, ceil_mode: bool, indices: Any) -> Any:
+    """dx (N, C, H, W): dy routed to the argmax of each window (recomputed from x when
+    ``indices`` is None), overlapping windows adding up in the CPU's order."""
+    op = "max_pool2d_backward"
+    dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
+    geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
+    if indices is not None:
+        if not isinstance(indices, cupy.ndarray):
+            raise TypeError(f"{op}: indices must be a cupy.ndarray of int64, got "
+                            f"{_type_name(indices)}")
+        if indices.dtype != _I64:
+            raise TypeError(f"{op}: indices has dtype {indices.dtype}; expected int64 as returned "
+                            "by max_pool2d(..., return_indices=True)")
+    with _device(op, dy, x, indices):
+        out = _cuda.max_pool2d_plan(x.shape, *geo, dy.shape)
+        if indices is None:
+            idx = _empty(out, _I64)
+            scratch = _empty(out)
+            _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(scratch), _ptr(idx), *geo, _stream())
+            check, ws, nws = False, None, 0
+        else:
+            idx = cupy.ascontiguousarray(indices)
+            check = True
+            ws, nws = _workspace(_cuda.POOL_CHECK_WORKSPACE_BYTES, np.uint8)
+        dx = _empty(x.shape)
+        _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(idx), idx.shape, check,
+                                  _ptr(ws), nws, _ptr(dx), *geo, _stream())
+    return dx
+
+
+# ------------------------------------------------------------------------------------------------
+# linear
+
+
+def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
+    """y (N, out) = x (N, in) @ w (out, in).T + b, ReLU fused when ``relu``."""
+    op = "linear"
+    x, w, b = _f32(x, op, "x"), _f32(w, op, "w"), _f32_opt(b, op, "b")
+    with _device(op, x, w, b):
+        plan = _cuda.linear_plan(x.shape, w.shape, _shape(b))
+        y = _empty(plan["y_shape"])
+        ws, nws = _workspace(plan["forward_workspace"])
+        _cuda.linear_forward(_ptr(x), x.shape, _ptr(w), w.shape, _ptr(b), _shape(b), _ptr(y),
+                             _ptr(ws), nws, bool(relu), _stream())
+    return y
+
+
+def linear_backward(dy: Any, x: Any, w: Any, need_dx: bool = True, need_dw: bool = True,
+                    bias: bool = True) -> tuple[Any, Any, Any]:
+    """``(dx (N, in), dw (out, in), db (out,))``; an entry is None when not asked for."""
+    op = "linear_backward"
+    dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
+    with _device(op, dy, x, w):
+        plan = _cuda.linear_plan(x.shape, w.shape, None, dy.shape)
+        dx = _empty(x.shape) if need_dx else None
+        dw = _empty(w.shape) if need_dw else None
+        db = _empty((w.shape[0],)) if bias else None
+        ws, nws = _workspace(plan["backward_weights_workspace"] if need_dw else 0)
+        _cuda.linear_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
+                              _ptr(dw), _ptr(db), _ptr(ws), nws, _stream())
+    return dx, dw, db
+
+
+# ------------------------------------------------------------------------------------------------
+# softmax / cross-entropy
+
+
+def softmax(x: Any, log: bool = False) -> Any:
+    """softmax (or log_softmax) over the last axis."""
+    op = "log_softmax" if log else "softmax"
+    x = _f32(x, op, "x")
+    with _device(op, x):
+        y = _empty(x.shape)
+        _cuda.softmax(_ptr(x), x.shape, _ptr(y), bool(log), _stream())
+    return y
+
+
+def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
+    """``(loss, dlogits)``: mean softmax cross-entropy over the rows and its gradient
+    ``(softmax * sum(target) - target) / N``. labels: integer class ids (N,) (any integer dtype)
+    or float32 probabilities (N, classes). Synchronises the stream (the loss is a float)."""
+    op = "cross_entropy"
+    logits = _f32(logits, op, "logits")
+    if not isinstance(labels, cupy.ndarray):
+        raise TypeError(f"{op}: labels must be a cupy.ndarray (int class ids of shape (N,) or "
+                        f"float32 probabilities of shape (N, classes)), got {_type_name(labels)}")
+    integer = labels.dtype.kind in "iu"
+    lab = tgt = None
+    with _device(op, logits, labels):
+        if integer:
+            nws = _cuda.cross_entropy_plan(logits.shape, labels.shape, "int")
+            lab = cupy.ascontiguousarray(labels.astype(_I64, copy=False))
+        else:
+            tgt = _f32(labels, op, "labels")
+            nws = _cuda.cross_entropy_plan(logits.shape, labels.shape, "float")
+        dlogits = _empty(logits.shape)
+        if logits.shape[0] == 0:
+            return 0.0, dlogits
+        ws, nws = _workspace(nws, np.uint8)
+        loss = _cuda.cross_entropy(_ptr(logits), logits.shape, _ptr(lab), _ptr(tgt),
+                                   labels.shape, _ptr(dlogits), _ptr(ws), nws, _stream())
+    return float(loss), dlogits
+
+
+# ------------------------------------------------------------------------------------------------
+# optimizer updates (in place)
+
+
+def _inplace(a: Any, op: str, name: str, like: Any = None) -> Any:
+    if not isinstance(a, cupy.ndarray):
+        raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
+    if a.dtype != _F32:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype}; expected float32")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be C-contiguous (it is updated in place)")
+    if like is not None and a.size != like.size:
+        raise ValueError(f"{op}: {name} has {a.size} elements but p has {like.size}")
+    return a
+
+
+def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 0.0,
+               nesterov: bool = False, weight_decay: float = 0.0, first: bool = False) -> None:
+    """One SGD step in place (``fastcnn.optimizers.SGD``'s formula, same bits):
+    ``g += wd*p``; ``buf = g`` (``first``) or ``momentum*buf + g``; ``g = g + momentum*buf``
+    (nesterov) or ``buf``; ``p -= lr*g``. ``buf`` is needed when ``momentum != 0``."""
+    op = "sgd_update"
+    p = _inplace(p, op, "p")
+    g = _f32(g, op, "g")
+    if g.size != p.size:
+        raise ValueError(f"{op}: g has {g.size} elements but p has {p.size}")
+    if momentum:
+        if buf is None:
+            raise ValueError(f"{op}: momentum={momentum} needs a momentum buffer")
+        buf = _inplace(buf, op, "buf", p)
+    with _device(op, p, g, buf if momentum else None):
+        _cuda.sgd_update(_ptr(p), _ptr(g), _ptr(buf) if momentum else 0, p.size,
+                         float(np.float32(lr)), float(np.float32(momentum)),
+                         float(np.float32(weight_decay)), bool(nesterov), bool(first), _stream())
+
+
+def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, beta_2: float,
+                epsilon: float, step: int, weight_decay: float = 0.0,
+                decoupled: bool = False) -> None:
+    """One Adam (AdamW when ``decoupled``) step in place, ``step`` counting from 1
+    (``fastcnn.optimizers.Adam``'s formula, same bits)."""
+    op = "adam_update"
+    p = _inplace(p, op, "p")
+    m = _inplace(m, op, "m", p)
+    v = _inplace(v, op, "v", p)
+    g = _f32(g, op, "g")
+    if g.size != p.size:
+        raise ValueError(f"{op}: g has {g.size} elements but p has {p.size}")
+    if int(step) < 1:
+        raise ValueError(f"{op}: step must be >= 1, got {step}")
+    b1, b2 = np.float32(beta_1), np.float32(beta_2)
+    bc1 = 1.0 - float(beta_1) ** int(step)
+    bc2 = 1.0 - float(beta_2) ** int(step)
+    has_decay = bool(decoupled and weight_decay)
+    has_l2 = bool(not decoupled and weight_decay)
+    decay = np.float32(1.0 - lr * weight_decay) if has_decay else np.float32(1.0)
+    with _device(op, p, g, m, v):
+        _cuda.adam_update(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.size,
+                          float(np.float32(lr / bc1)), float(b1), float(np.float32(1) - b1),
+                          float(b2), float(np.float32(1) - b2),
+                          float(np.float32(math.sqrt(bc2))), float(np.float32(epsilon)),
+                          float(np.float32(weight_decay)), float(decay), has_l2, has_decay,
+                          _stream())
