@@ -1,9 +1,29 @@
 // window_impl.h -- the implicit-im2col loops shared by every ISA, included INSIDE each ISA's
-// anonymous namespace (generic/window.cpp, avx2/window_avx2.cpp, avx512/window_avx512.cpp)
-// after that file defines `segment(dst, row, W, w0, ws, len)`:
+// anonymous namespace (generic/window.cpp, avx2/window_avx2.cpp, avx512/window_avx512.cpp).
+// The including file defines, after this include, the ISA's
+//   void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len);
 //   dst[t] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0, for t < len.
-// Each ISA thus gets its own copy of these templates in its own namespace (no ODR merging of
+// Each ISA thus gets its own copy of these functions in its own namespace (no ODR merging of
 // AVX code into baseline callers). No includes here: the including file provides <cstdint>.
+
+// The in-bounds part [lo, hi) of a segment (lo = hi = len for a null row): 0 <= w0 + t*ws < W.
+inline void segment_bounds(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len,
+                           int64_t& lo, int64_t& hi) {
+  lo = hi = len;
+  if (!row) return;
+  if (ws == 1) {  // no division in the common case
+    lo = w0 >= 0 ? 0 : -w0;
+    hi = W - w0;
+  } else {
+    lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
+    hi = w0 <= W - 1 ? (W - 1 - w0) / ws + 1 : 0;
+  }
+  lo = lo < len ? lo : len;
+  hi = hi < len ? hi : len;
+  hi = hi > lo ? hi : lo;
+}
+
+inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len);
 
 // B panels of the forward / gather-backward GEMM: row k (k < kc) reads planes[k] (Hs x Ws, or
 // nullptr for zeros) at (jp*a_h + bh[k], jq*a_w + bw[k]) for output j = jp*Qo + jq in

@@ -14,20 +14,11 @@ inline __m256i below(int64_t n) {  // lanes [0, n) set
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), idx);
 }
 
+#include "cpu/window_impl.h"
+
 inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len) {
-  int64_t lo = len, hi = len;
-  if (row) {  // in-bounds t: 0 <= w0 + t*ws < W (no division in the common ws == 1 case)
-    if (ws == 1) {
-      lo = w0 >= 0 ? 0 : -w0;
-      hi = W - w0;
-    } else {
-      lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
-      hi = w0 <= W - 1 ? (W - 1 - w0) / ws + 1 : 0;
-    }
-    lo = lo < len ? lo : len;
-    hi = hi < len ? hi : len;
-    hi = hi > lo ? hi : lo;
-  }
+  int64_t lo, hi;
+  segment_bounds(row, W, w0, ws, len, lo, hi);
   if (ws != 1) {
     for (int64_t t = 0; t < lo; ++t) dst[t] = 0.0f;
     for (int64_t t = lo; t < hi; ++t) dst[t] = row[w0 + t * ws];
@@ -43,7 +34,6 @@ inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t
   }
 }
 
-#include "cpu/window_impl.h"
 
 }  // namespace
 

@@ -17,20 +17,11 @@ inline __mmask16 below(int64_t n) {  // lanes [0, n), n clamped to [0, 16]
   return n <= 0 ? __mmask16(0) : n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
 }
 
+#include "cpu/window_impl.h"
+
 inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len) {
-  int64_t lo = len, hi = len;
-  if (row) {  // in-bounds t: 0 <= w0 + t*ws < W (no division in the common ws == 1 case)
-    if (ws == 1) {
-      lo = w0 >= 0 ? 0 : -w0;
-      hi = W - w0;
-    } else {
-      lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
-      hi = w0 <= W - 1 ? (W - 1 - w0) / ws + 1 : 0;
-    }
-    lo = lo < len ? lo : len;
-    hi = hi < len ? hi : len;
-    hi = hi > lo ? hi : lo;
-  }
+  int64_t lo, hi;
+  segment_bounds(row, W, w0, ws, len, lo, hi);
   const __m512i step = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
                                                              12, 13, 14, 15),
                                           _mm512_set1_epi32(static_cast<int>(ws)));
@@ -49,7 +40,6 @@ inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t
   }
 }
 
-#include "cpu/window_impl.h"
 
 }  // namespace
 
