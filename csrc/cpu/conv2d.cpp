@@ -1,10 +1,10 @@
 // conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver.
 //
 //   forward          y[n,g] (Kg x PQ)   = W[g] (Kg x CgRS) . col(x[n,g]) (CgRS x PQ)      G = N*groups
-//   backward-data    dx[n,g] (Cg x HW)  = per stride phase (ph, pw): W[g]^T restricted to the
-//                    taps that reach that phase (Cg x Kg*|Rph|*|Sph|) . shifted dy windows;
-//                    a gather, not a col2im scatter: no zero taps multiplied for stride > 1,
-//                    no races between threads, every dx element written once.
+//   backward-data    dcol[n,g] (CgRS x PQ) = W[g]^T (CgRS x Kg) . dy[n,g] (Kg x PQ), added into
+//                    dx[n,g] tile by tile (col2im) by the one thread that owns (n, g): no
+//                    races, a fixed order, and only real taps contribute (a NaN or inf weight
+//                    stays where PyTorch puts it; a gather over zero-padded dy would spread it).
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
 // col() is never materialised: the B packer (the ISA's pack_windows / window_rows) gathers each
@@ -14,7 +14,6 @@
 // GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
@@ -24,20 +23,11 @@
 namespace fastcnn::cpu {
 namespace {
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-constexpr int64_t kCol2imMinImages = 4;
-
 // Per-row sources of one packed block for the ISA's implicit-im2col kernels (kc <= kGemmKC rows;
 // a B panel of the weight gradient has nr <= kGemmKC columns too).
 struct Rows {
   const float* plane[kGemmKC];
   int64_t bh[kGemmKC], bw[kGemmKC];
-};
-
-struct Taps {
-  std::vector<int64_t> r, oh;  // kernel rows reaching this phase and their dy row offsets
-  std::vector<int64_t> s, ow;
 };
 
 }  // namespace
@@ -82,8 +72,9 @@ Conv2dParams check_conv2d_args(const Shape& x, const Shape& w, const Shape* b, i
   p.groups = groups;
   p.P = conv_out_size(p.H, p.R, stride_h, pad_top, pad_bottom, dil_h, "the height");
   p.Q = conv_out_size(p.W, p.S, stride_w, pad_left, pad_right, dil_w, "the width");
-  // every size product the kernels form must fit comfortably in int64
-  checked_numel({p.N, p.K, p.P, p.Q}, "conv2d output");
+  // every size product the kernels form must fit comfortably in int64 (an empty batch counts as
+  // one image: the output's strides must be describable even when it holds no element)
+  checked_numel({std::max<int64_t>(p.N, 1), p.K, p.P, p.Q}, "conv2d output");
   checked_numel({p.N, p.C, p.H, p.W}, "conv2d input");
   checked_numel({p.K, w[1], p.R, p.S}, "conv2d weight");
   checked_numel({p.N, p.P, p.Q, p.R, p.S}, "conv2d reduction");
@@ -190,82 +181,7 @@ void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv
 }  // namespace
 
 void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  // The col2im form multiplies fewer zeros and packs less, but parallelises over (n, group)
-  // only; small batches take the gather form. The choice depends on the shape alone.
-  if (p.N * p.groups >= kCol2imMinImages) {
-    backward_data_col2im(dy, w, dx, p);
-    return;
-  }
-  const int64_t Cg = p.Cg(), Kg = p.Kg(), HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S;
-  const int64_t sh = p.stride_h, sw = p.stride_w;
-  const StoreTileFn store = kernels().store_tile;
-  const PackWindowsFn pack_windows = kernels().pack_windows;
-  for (int64_t ph = 0; ph < std::min(sh, p.H); ++ph) {
-    for (int64_t pw = 0; pw < std::min(sw, p.W); ++pw) {
-      // dx rows h = ph + sh*i (i < Hph) read dy row p = i + oh[r] through kernel row r when
-      // h + pad_top - r*dil_h is a multiple of the stride.
-      Taps t;
-      for (int64_t r = 0; r < p.R; ++r) {
-        const int64_t num = ph + p.pad_top - r * p.dil_h;
-        if (((num % sh) + sh) % sh == 0) t.r.push_back(r), t.oh.push_back(floor_div(num, sh));
-      }
-      for (int64_t s = 0; s < p.S; ++s) {
-        const int64_t num = pw + p.pad_left - s * p.dil_w;
-        if (((num % sw) + sw) % sw == 0) t.s.push_back(s), t.ow.push_back(floor_div(num, sw));
-      }
-      const int64_t Hph = (p.H - ph + sh - 1) / sh, Wph = (p.W - pw + sw - 1) / sw;
-      const int64_t nr_ = static_cast<int64_t>(t.r.size()), ns_ = static_cast<int64_t>(t.s.size());
-      GemmProblem prob;
-      prob.G = p.N * p.groups, prob.M = Cg, prob.N = Hph * Wph, prob.K = Kg * nr_ * ns_;
-      prob.a_groups = p.groups;
-      prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
-                        int mr) {
-        const int64_t grp = g % p.groups;
-        const float* wg = w + grp * Kg * Cg * RS;
-        for (int64_t q0 = 0; q0 < mc; q0 += mr) {
-          const int64_t rows = std::min<int64_t>(mr, mc - q0);
-          float* d = dst + (q0 / mr) * kc * mr;
-          for (int64_t k = 0; k < kc; ++k) {
-            const int64_t kk = (k0 + k) / (nr_ * ns_), ri = ((k0 + k) / ns_) % nr_,
-                          si = (k0 + k) % ns_;
-            const float* src = wg + (kk * Cg + i0 + q0) * RS + t.r[ri] * p.S + t.s[si];
-            for (int64_t rr = 0; rr < rows; ++rr) d[k * mr + rr] = src[rr * RS];
-            for (int64_t rr = rows; rr < mr; ++rr) d[k * mr + rr] = 0.0f;
-          }
-        }
-      };
-      prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
-                        int nr, float* scratch) {
-        const int64_t n = g / p.groups, grp = g % p.groups;
-        const float* dyg = dy + (n * p.K + grp * Kg) * PQ;
-        Rows rows;
-        for (int64_t k = 0; k < kc; ++k) {
-          const int64_t kk = (k0 + k) / (nr_ * ns_), ri = ((k0 + k) / ns_) % nr_,
-                        si = (k0 + k) % ns_;
-          rows.plane[k] = dyg + kk * PQ;
-          rows.bh[k] = t.oh[ri];
-          rows.bw[k] = t.ow[si];
-        }
-        pack_windows(rows.plane, rows.bh, rows.bw, kc, j0, nc, Wph, p.P, p.Q, 1, 1, dst, nr);
-      };
-      prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
-                       int64_t lds) {
-        const int64_t n = g / p.groups, grp = g % p.groups;
-        float* dxg = dx + (n * p.C + grp * Cg + i0) * HW;
-        if (sh == 1 && sw == 1) {
-          store(dxg + j0, HW, src, lds, mc, nc, nullptr, nullptr, 0, 0);
-          return;
-        }
-        for (int64_t i = 0; i < mc; ++i) {
-          for (int64_t j = 0; j < nc; ++j) {
-            const int64_t ih = (j0 + j) / Wph, iw = (j0 + j) % Wph;
-            dxg[i * HW + (ph + sh * ih) * p.W + pw + sw * iw] = src[i * lds + j];
-          }
-        }
-      };
-      gemm(prob);
-    }
-  }
+  backward_data_col2im(dy, w, dx, p);
 }
 
 void conv2d_backward_weights(const float* dy, const float* x, float* dw, const Conv2dParams& p) {

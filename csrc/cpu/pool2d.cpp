@@ -1,6 +1,8 @@
 // pool2d.cpp -- max pooling driver: argument checks (PyTorch's rules) and a parallel loop over
 // the N*C planes, each pooled by the active ISA's kernel, which records argmax indices for the
 // backward pass. Backward scatters dy through the indices plane by plane (deterministic).
+#include <algorithm>
+
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
@@ -36,7 +38,7 @@ Pool2dParams check_max_pool2d_args(const Shape& x, int64_t kh, int64_t kw, int64
   p.Q = pool_out_size(p.W, kw, sw, pw, dw, ceil_mode, "the width");
   FASTCNN_CHECK(p.P >= 1 && p.Q >= 1, "max_pool2d: output size (", p.P, ", ", p.Q,
                 ") is too small for x ", shape_str(x));
-  checked_numel({p.N, p.C, p.P, p.Q}, "max_pool2d output");
+  checked_numel({std::max<int64_t>(p.N, 1), p.C, p.P, p.Q}, "max_pool2d output");
   return p;
 }
 
