@@ -7,7 +7,7 @@
 //                    stays where PyTorch puts it; a gather over zero-padded dy would spread it).
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
-// col() is never materialised: the B packer (the ISA's pack_windows / window_rows) gathers each
+// col() is never materialised: the B packer (the ISA's pack_windows / window_panel) gathers each
 // KC x NC block straight from the image (zero for padding), so the workspace is bounded by the
 // block sizes, not by the batch.
 // Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
@@ -207,12 +207,11 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, const C
         for (int64_t kk = 0; kk < kc; ++kk) d[kk * mr + rr] = 0.0f;
     }
   };
-  const WindowRowsFn window_rows = kernels().window_rows;
+  const WindowPanelFn window_panel = kernels().window_panel;
   prob.pack_b = [&](int64_t grp, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
                     int nr, float* scratch) {
     // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s):
-    // the nr im2col rows of a panel are gathered contiguously into scratch (nr x kc), then the
-    // panel is one block transpose.
+    // the nr im2col rows of a panel, transposed into it (the ISA's window_panel).
     Rows rows;
     for (int64_t q0 = 0; q0 < nc; q0 += nr) {
       const int64_t cols = std::min<int64_t>(nr, nc - q0);
@@ -224,11 +223,8 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, const C
         rows.bh[col] = r * p.dil_h - p.pad_top;
         rows.bw[col] = s * p.dil_w - p.pad_left;
       }
-      window_rows(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
-                  p.stride_h, p.stride_w, scratch);
-      transpose(scratch, kc, cols, kc, d, nr);
-      for (int64_t k = 0; cols < nr && k < kc; ++k)
-        for (int64_t col = cols; col < nr; ++col) d[k * nr + col] = 0.0f;
+      window_panel(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
+                   p.stride_h, p.stride_w, d, nr, scratch);
     }
   };
   const StoreTileFn store = kernels().store_tile;

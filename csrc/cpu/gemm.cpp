@@ -14,7 +14,7 @@ namespace {
 
 constexpr int64_t kKC = kGemmKC;  // fixed: part of the reduction order
 constexpr int64_t kMCMax = 256;
-constexpr int64_t kNCMax = 240;   // multiple of 8, 24 and 48
+constexpr int64_t kNCMax = 480;   // multiple of 8, 24 and 48
 constexpr int64_t kMaxChunks = 16;  // split_k: at most this many partial results
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

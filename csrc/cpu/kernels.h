@@ -67,6 +67,14 @@ using WindowRowsFn = void (*)(const float* const* planes, const int64_t* bh, con
                               int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
                               float* dst);
 
+// Weight-gradient B panel: element (k, col) = im2col row col (planes[col], bh[col], bw[col], as
+// in WindowRowsFn) at pixel k0 + k, written as dst[k*nr + col] for col < cols, zeros for
+// cols <= col < nr. `scratch` holds at least nr*kc floats (two-pass ISAs stage through it).
+using WindowPanelFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                               int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
+                               int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
+                               float* dst, int64_t nr, float* scratch);
+
 // Peak-probe: `iters` steps of independent FMA chains that fill the ISA's FMA ports; returns a
 // value derived from the accumulators (so the work can't be optimised away). The flops done are
 // iters * fma_probe_flops_per_iter (table entry below).
@@ -88,6 +96,7 @@ struct KernelTable {
   TransposeFn transpose;
   PackWindowsFn pack_windows;
   WindowRowsFn window_rows;
+  WindowPanelFn window_panel;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                        \
@@ -112,6 +121,10 @@ struct KernelTable {
   void window_rows(const float* const* planes, const int64_t* bh, const int64_t* bw,          \
                    int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,       \
                    int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst);  \
+  void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw,         \
+                    int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,      \
+                    int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst,  \
+                    int64_t nr, float* scratch);                                              \
   extern const int64_t kFmaProbeFlopsPerIter;                                                 \
   }
 

@@ -18,6 +18,7 @@ inline __mmask16 below(int64_t n) {  // lanes [0, n), n clamped to [0, 16]
 }
 
 #include "cpu/window_impl.h"
+#include "cpu/avx512/transpose16.h"
 
 inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len) {
   int64_t lo, hi;
@@ -53,6 +54,56 @@ void window_rows(const float* const* planes, const int64_t* bh, const int64_t* b
                  int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
                  int64_t Ws, int64_t a_h, int64_t a_w, float* dst) {
   window_rows_impl(planes, bh, bw, rows, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst);
+}
+
+// Fused gather + transpose: for each run of <= 16 pixels inside one output row, 16 columns at a
+// time: one masked load (or gather) per column of its contiguous im2col run, a 16x16 register
+// transpose, one 16-float store per pixel. No staging pass, no scalar stores.
+void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t cols,
+                  int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
+                  int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr, float* scratch) {
+  if (nr % 16 != 0) {  // the kernel table's nr is 48: never taken, kept for safety
+    window_rows_impl(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, scratch);
+    transpose(scratch, kc, cols, kc, dst, nr);
+    for (int64_t k = 0; cols < nr && k < kc; ++k)
+      for (int64_t c = cols; c < nr; ++c) dst[k * nr + c] = 0.0f;
+    return;
+  }
+  const int64_t PQ = P * Q;
+  const __m512i step = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(a_w)));
+  int64_t k = 0, n = k0 / PQ, pq = k0 % PQ;
+  int64_t op = pq / Q, oq = pq % Q;
+  while (k < kc) {
+    int64_t len = Q - oq < kc - k ? Q - oq : kc - k;
+    if (len > 16) len = 16;
+    for (int64_t g = 0; g < nr; g += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t col = g + i;
+        r[i] = _mm512_setzero_ps();
+        if (col >= cols) continue;
+        const int64_t h = op * a_h + bh[col];
+        const float* row = (h >= 0 && h < Hs) ? planes[col] + n * img_stride + h * Ws : nullptr;
+        const int64_t w0 = oq * a_w + bw[col];
+        int64_t lo, hi;
+        segment_bounds(row, Ws, w0, a_w, len, lo, hi);
+        const __mmask16 in = static_cast<__mmask16>(below(hi) & ~below(lo));
+        if (!in) continue;
+        r[i] = a_w == 1 ? _mm512_maskz_loadu_ps(in, row + w0)
+                        : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, step, row + w0, 4);
+      }
+      transpose16(r);
+      for (int64_t t = 0; t < len; ++t) _mm512_storeu_ps(dst + (k + t) * nr + g, r[t]);
+    }
+    k += len;
+    oq += len;
+    if (oq == Q) {
+      oq = 0;
+      if (++op == P) op = 0, ++n;
+    }
+  }
 }
 
 }  // namespace fastcnn::cpu::avx512
