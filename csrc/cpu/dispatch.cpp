@@ -12,7 +12,7 @@ namespace {
   KernelTable {                                                                                \
     isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd, \
         ns::maxpool_fwd, ns::maxpool_bwd, ns::sum, ns::add, ns::fma_probe,                      \
-        ns::kFmaProbeFlopsPerIter, ns::transpose, ns::pack_windows, ns::window_rows,           \
+        ns::kFmaProbeFlopsPerIter, ns::transpose, ns::pack_windows,                            \
         ns::window_panel                                                                       \
   }
 

@@ -61,15 +61,10 @@ using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_
 using PackWindowsFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
                                int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
                                int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr);
-// ... and row-major im2col rows over a flattened (image, p, q) pixel range.
-using WindowRowsFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
-                              int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
-                              int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
-                              float* dst);
-
-// Weight-gradient B panel: element (k, col) = im2col row col (planes[col], bh[col], bw[col], as
-// in WindowRowsFn) at pixel k0 + k, written as dst[k*nr + col] for col < cols, zeros for
-// cols <= col < nr. `scratch` holds at least nr*kc floats (two-pass ISAs stage through it).
+// Weight-gradient B panel (see window_impl.h, window_rows_impl, for the im2col rows): element
+// (k, col) = im2col row col (planes[col] of image 0, next image img_stride further; bh[col],
+// bw[col]) at pixel k0 + k of the flattened (image, p, q) grid, written as dst[k*nr + col] for
+// col < cols, zeros for cols <= col < nr. `scratch` holds at least nr*kc floats.
 using WindowPanelFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
                                int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
                                int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
@@ -95,7 +90,6 @@ struct KernelTable {
   int64_t fma_probe_flops_per_iter;
   TransposeFn transpose;
   PackWindowsFn pack_windows;
-  WindowRowsFn window_rows;
   WindowPanelFn window_panel;
 };
 
@@ -118,9 +112,6 @@ struct KernelTable {
   void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* bw,         \
                     int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs, int64_t Ws,   \
                     int64_t a_h, int64_t a_w, float* dst, int64_t nr);                        \
-  void window_rows(const float* const* planes, const int64_t* bh, const int64_t* bw,          \
-                   int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,       \
-                   int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst);  \
   void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw,         \
                     int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,      \
                     int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst,  \

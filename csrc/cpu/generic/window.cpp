@@ -24,12 +24,6 @@ void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* 
   pack_windows_impl(planes, bh, bw, kc, j0, nc, Qo, Hs, Ws, a_h, a_w, dst, nr);
 }
 
-void window_rows(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t rows,
-                 int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
-                 int64_t Ws, int64_t a_h, int64_t a_w, float* dst) {
-  window_rows_impl(planes, bh, bw, rows, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst);
-}
-
 void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t cols,
                   int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
                   int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr, float* scratch) {
