@@ -257,6 +257,55 @@ def test_conv2d_non_contiguous_inputs(cp: Any, rng: np.random.Generator) -> None
     check_bitwise(y, ops.conv2d(np.ascontiguousarray(x[:, :, :, ::2]), w, padding=1), "y")
 
 
+@cuda
+@pytest.mark.parametrize("batch", [1, 3, 4])
+def test_conv2d_backward_nonfinite_weight_stays_local(cp: Any, batch: int) -> None:
+    """A NaN / inf weight may only reach the dx elements it multiplies (PyTorch, the reference and
+    the CPU: dx = col2im(w^T dy)); test_fuzz's regression of the same name, on the GPU. A gather
+    GEMM over zero-padded dy multiplies the weight by those zeros: 0 * NaN / 0 * inf = NaN."""
+    dy = np.ones((batch, 4, 1, 1), np.float32)
+    x = np.ones((batch, 2, 1, 4), np.float32)
+    w = np.ones((4, 2, 1, 4), np.float32)
+    w[0, 1, 0, 2] = np.nan  # reaches dx[:, 1, 0, 2] only
+    dx = host(cp, ops.conv2d_backward(gpu(cp, dy), gpu(cp, x), gpu(cp, w))[0])
+    want = np.ones((batch, 2, 1, 4), np.float32) * 4
+    want[:, 1, 0, 2] = np.nan
+    check_exact(dx, want, "dx (NaN weight)")
+    check_exact(dx, ref.conv2d_backward(dy, x, w)[0], "dx (NaN weight) vs the reference")
+
+    dy = np.ones((batch, 1, 3, 3), np.float32)
+    x = np.ones((batch, 1, 3, 3), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf  # with padding 1: reaches dx[:, :, :2, :2] only
+    dx = host(cp, ops.conv2d_backward(gpu(cp, dy), gpu(cp, x), gpu(cp, w), padding=1)[0])
+    want = np.broadcast_to(np.array([[np.inf, np.inf, 4], [np.inf, np.inf, 6], [4, 6, 4]],
+                                    np.float32), (batch, 1, 3, 3))
+    check_exact(dx, want, "dx (inf weight, padding 1)")
+    check_exact(dx, ref.conv2d_backward(dy, x, w, padding=1)[0],
+                "dx (inf weight, padding 1) vs the reference")
+
+
+@cuda
+@pytest.mark.parametrize("case", CONV_CASES[:14], ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_conv2d_backward_nonfinite_weights_every_option(cp: Any, rng: np.random.Generator,
+                                                         case: Any) -> None:
+    """NaN, inf and -inf weights (small integers elsewhere) with every option (stride, padding
+    incl. asymmetric "same" and larger than the kernel, dilation, groups): dx equals the CPU's
+    exactly, NaN where the CPU has NaN, and every gradient is deterministic."""
+    xs, ws, opts = case
+    x, w = small_ints(rng, xs), small_ints(rng, ws)
+    flat = w.reshape(-1)
+    picks = rng.choice(flat.size, size=min(3, flat.size), replace=False)
+    for i, v in zip(picks, (np.nan, np.inf, -np.inf), strict=False):
+        flat[i] = v
+    dy = small_ints(rng, ops.conv2d(x, np.nan_to_num(w), **opts).shape)
+    dx_cpu = ops.conv2d_backward(dy, x, w, **opts)[0]
+    dx = host(cp, ops.conv2d_backward(gpu(cp, dy), gpu(cp, x), gpu(cp, w), **opts)[0])
+    check_exact(dx, dx_cpu.astype(np.float64), "dx (non-finite weights)")
+    again = host(cp, ops.conv2d_backward(gpu(cp, dy), gpu(cp, x), gpu(cp, w), **opts)[0])
+    check_bitwise(again, dx, "dx run to run")
+
+
 # ================================================================================================
 # relu
 # ================================================================================================

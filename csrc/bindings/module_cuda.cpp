@@ -16,6 +16,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -89,6 +90,7 @@ py::dict conv2d_plan(py::handle x_shape, py::handle w_shape, py::handle b_shape,
   py::dict d;
   d["y_shape"] = to_tuple({p.N, p.K, p.P, p.Q});
   d["forward_workspace"] = cuda::conv2d_forward_workspace(p);
+  d["backward_data_workspace"] = cuda::conv2d_backward_data_workspace(p);
   d["backward_weights_workspace"] = cuda::conv2d_backward_weights_workspace(p);
   return d;
 }
@@ -115,10 +117,15 @@ void conv2d_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   const auto p = conv_params(x_shape, w_shape, py::handle(Py_None), sh, sw, pt, pl, pb, pr, dh, dw,
                              groups, op);
   cpu::check_conv2d_grad(shape_of(dy_shape, op, "dy_shape"), p);
-  if (dwt) check_workspace(ws_floats, cuda::conv2d_backward_weights_workspace(p), op);
+  // one workspace serves both passes (queued in order on one stream)
+  const int64_t need = std::max(dx ? cuda::conv2d_backward_data_workspace(p) : int64_t{0},
+                                dwt ? cuda::conv2d_backward_weights_workspace(p) : int64_t{0});
+  check_workspace(ws_floats, need, op);
   py::gil_scoped_release nogil;
   const cuda::Stream s = stream_of(stream);
-  if (dx) cuda::conv2d_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx), p, s);
+  if (dx)
+    cuda::conv2d_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx),
+                               dev<float>(ws), p, s);
   if (dwt)
     cuda::conv2d_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p, s);
@@ -327,8 +334,9 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
         py::arg("groups"), py::arg("dy_shape") = py::none(),
-        "Validate a conv2d; dict with y_shape and the workspace sizes (floats) of the forward "
-        "and backward-weights passes.");
+        "Validate a conv2d; dict with y_shape and the workspace sizes (floats) of the forward, "
+        "backward-data and backward-weights passes (conv2d_backward takes the larger of the "
+        "last two it runs).");
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
         py::arg("w_shape"), py::arg("b"), py::arg("b_shape"), py::arg("y"), py::arg("ws"),
         py::arg("ws_floats"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"),

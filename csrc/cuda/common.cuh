@@ -89,14 +89,6 @@ FASTCNN_HD int64_t floor_div(int64_t a, int64_t b) {                          //
 }
 FASTCNN_HD int64_t pos_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }  // b > 0
 FASTCNN_HD int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-FASTCNN_HD int64_t gcd64(int64_t a, int64_t b) {
-  while (b != 0) {
-    const int64_t t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
 FASTCNN_HD uint32_t umulhi32(uint32_t a, uint32_t b) {
 #if defined(__CUDA_ARCH__)
   return __umulhi(a, b);

@@ -8,13 +8,20 @@
 //                    padding); bias + ReLU in the epilogue. Split-K (fixed by the shapes) only
 //                    when N*groups*tiles is too small to fill a GPU (then a second kernel sums
 //                    the splits in order and applies the epilogue).
-//   backward-data    gather, no atomics: dx rows h = ph + sh*i of stride phase (ph, pw) receive
-//                    exactly the taps r with (ph + pad_top - r*dil_h) divisible by sh, an
-//                    arithmetic progression r0 + j*sh/gcd(sh, dil_h) read from dy row
-//                    i + oh0 - j*dil_h/gcd(sh, dil_h) (columns likewise). Per (n, group, phase):
-//                    dx_phase (Cg x Hph*Wph) = W_g^T over the phase's taps (Cg x Kg*|r|*|s|) .
-//                    shifted dy windows; no zero taps are multiplied for stride > 1 and every dx
-//                    element is written exactly once (a phase with no taps writes zeros).
+//   backward-data    col2im, as the CPU, PyTorch and fastcnn.reference: per chunk of images,
+//                    (1) dcol[n, g] (CgRS x PQ) = W_g^T (CgRS x Kg) . dy[n, g] (Kg x PQ),
+//                        G = images*groups, A = w read transposed, B = dy as it is, into the
+//                        workspace (images, C*R*S, P*Q); no padding enters this GEMM;
+//                    (2) col2im as a gather: one thread per dx element sums, in fixed (r, s)
+//                        order, dcol[(c, r, s), (p, q)] over the taps whose output position
+//                        p = (h + pad_top - r*dil_h) / stride_h (q likewise) is exact and inside
+//                        the output. Every dx element written once, no atomics, and only real
+//                        taps are added, so a NaN / inf weight reaches exactly the dx elements
+//                        it multiplies (a gather GEMM over zero-padded dy would multiply it by
+//                        those zeros: 0 * inf = NaN all over dx).
+//                    Chunks: as many images as keep the column buffer under 2^23 floats
+//                    (32 MiB; at least one image), split evenly; a function of the shapes only.
+//                    The workspace can be the backward-weights one (same stream, in order).
 //   backward-weights per group: dW_g (Kg x CgRS) = dy_g (Kg x N*P*Q) . col(x)^T (N*P*Q x CgRS),
 //                    the reduction over N*P*Q split into a fixed number of chunks chosen from the
 //                    shapes only (never from the GPU), each chunk summed in order by one block
@@ -26,6 +33,12 @@
 // 1.36 GFLOP as 64 images x 5 tiles = 320 blocks; backward-weights: M 64, N 288, K 36864 ->
 // 3 tiles x 64 splits of 576 = 192 blocks + a 1.2 M-element reduction; at ~20-30 TFLOP/s of
 // FP32 FMA on an H100 each pass is ~0.1 ms, dominated by the B-tile gathers (L1/L2-resident).
+// Backward-data: dcol is 288 x 576 = 166 k floats (648 KiB) per image -> 2 chunks of 32 images
+// (21 MiB of workspace, L2-sized on an H100); the GEMM is the same 1.36 GFLOP (25 tiles per
+// image, 800 blocks per chunk, but only Kg/BK = 8 k-steps per tile, so tile set-up and the
+// epilogue weigh more than in the forward); col2im reads 9 taps for each of the 1.38 M dx
+// elements (coalesced along w): dcol written once and read once, ~2 x 42 MB, ~30 us at HBM
+// speed, less from L2 -- the price of never multiplying a weight by a padding zero.
 #include "cuda/common.cuh"
 
 namespace fastcnn::cuda {
@@ -90,93 +103,95 @@ gemm::Split fwd_split(const Conv2dParams& p) {
   return gemm::choose_split(p.N * p.groups, p.Kg(), p.P * p.Q, p.CRSg(), true);
 }
 
-// ---- backward-data -----------------------------------------------------------------------------
-// Taps of one axis for one stride phase: r = r0 + j*rstep (j < n) reads dy row i + o0 - j*ostep.
-struct AxisTaps {
-  int64_t r0 = 0, n = 0, rstep = 1, o0 = 0, ostep = 0, len = 0;  // len: dx rows of the phase
-};
+// ---- backward-data: dcol = W^T . dy (GEMM), then col2im (gather) ------------------------------
+// Images per chunk: the column buffer (imgs x C*R*S x P*Q floats) stays below kColBudget floats
+// whatever the batch (at least one image per chunk); the chunks are as even as possible. A
+// function of the shapes only (the result does not depend on it anyway: every dcol element is
+// the same whatever the chunk, and col2im's order is fixed).
+// Tests can lower it with -D (EXTRA_CXXFLAGS=-DFASTCNN_CUDA_COL_BUDGET=2000 tools/cuda_emu/run.sh)
+// so that small batches run several chunks.
+#ifndef FASTCNN_CUDA_COL_BUDGET
+#define FASTCNN_CUDA_COL_BUDGET (int64_t{1} << 23)  // 32 MiB of floats
+#endif
+constexpr int64_t kColBudget = FASTCNN_CUDA_COL_BUDGET;
 
-FASTCNN_HD AxisTaps axis_taps(int64_t ph, int64_t pad, int64_t stride, int64_t dil, int64_t R,
-                              int64_t in) {
-  AxisTaps t;
-  t.len = ph < in ? ceil_div(in - ph, stride) : 0;
-  const int64_t g = gcd64(stride, dil);
-  t.rstep = stride / g;
-  t.ostep = dil / g;
-  int64_t r = 0;
-  const int64_t lim = imin(R, stride);  // r*dil mod stride repeats with period stride/g
-  while (r < lim && pos_mod(ph + pad - r * dil, stride) != 0) ++r;
-  if (r < lim) {
-    t.r0 = r;
-    t.n = (R - 1 - r) / t.rstep + 1;
-    t.o0 = (ph + pad - r * dil) / stride;  // exact division (may be negative)
-  }
-  return t;
+int64_t col_per_image(const Conv2dParams& p) {
+  return checked_numel({p.C, p.R, p.S, p.P, p.Q}, "conv2d_backward column buffer of one image");
 }
 
-template <bool kWide>
-struct ConvBwdDataOp {
-  static constexpr bool kAContigK = true;   // w[kk, c, r, s]: k = (kk, jr, js), s fastest
-  static constexpr bool kBContigK = false;  // dy gathered along dx pixels n
+int64_t col_chunk_images(const Conv2dParams& p) {
+  if (p.N == 0) return 0;
+  const int64_t most = imax(1, imin(kColBudget / col_per_image(p), p.N));
+  return ceil_div(p.N, ceil_div(p.N, most));
+}
+
+// dcol[n, g] (CgRS x PQ) = W_g^T (CgRS x Kg) . dy[n, g] (Kg x PQ), G = images*groups of a chunk.
+// Row m = (c, r, s) of the group; dcol is (images, C*R*S, P*Q) contiguous, so group g's block
+// starts at g*CgRS*PQ, as dy's (images, K, P*Q) block does at g*Kg*PQ.
+struct ConvDcolOp {
+  static constexpr bool kAContigK = false;  // W^T[m, k] = w[k, m]: m = (c, r, s) contiguous
+  static constexpr bool kBContigK = false;  // dy[k, n]: pixels n contiguous
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
-  const float* dy = nullptr;
+  const float* dy = nullptr;  // the chunk's first image
   const float* w = nullptr;
-  float* dx = nullptr;
-  int64_t C = 0, H = 0, W = 0, Kout = 0, Kg = 0, Cg = 0, P = 0, Q = 0, R = 0, S = 0, groups = 1;
-  int64_t sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
-  int64_t phases_w = 1, phases = 1;
-  FastDiv div_phases, div_phases_w, div_groups;
-  // bound per (n, group, phase)
-  int64_t ph = 0, pw = 0;
-  AxisTaps th, tw;
-  FastDiv div_taps, div_ns, div_wph;
+  float* col = nullptr;
+  FastDiv div_groups;
+  // bound per (image, group)
   const float* dyg = nullptr;
   const float* wg = nullptr;
-  float* dxg = nullptr;
+  float* colg = nullptr;
 
   FASTCNN_D void bind(int64_t g) {
-    int64_t ig, img;
-    const int64_t phase = div_phases.divmod_t<kWide>(g, ig);
-    const int64_t grp = div_groups.divmod_t<kWide>(ig, img);
-    pw = div_phases_w.divmod_t<kWide>(phase, ph);
-    th = axis_taps(ph, pt, sh, dh, R, H);
-    tw = axis_taps(pw, pl, sw, dw, S, W);
-    N = th.len * tw.len;
-    K = Kg * th.n * tw.n;
-    div_taps = FastDiv(th.n * tw.n);
-    div_ns = FastDiv(tw.n);
-    div_wph = FastDiv(tw.len);
-    dyg = dy + (img * Kout + grp * Kg) * P * Q;
-    wg = w + grp * Kg * Cg * R * S;
-    dxg = dx + (img * C + grp * Cg) * H * W;
+    int64_t img;
+    const int64_t grp = div_groups.divmod(g, img);
+    dyg = dy + g * K * N;
+    wg = w + grp * K * M;
+    colg = col + g * M * N;
   }
-  // k = (kk, jr, js)
-  FASTCNN_D void tap(int64_t k, int64_t& kk, int64_t& jr, int64_t& js) const {
-    const int64_t t = div_taps.divmod_t<kWide>(k, kk);
-    js = div_ns.divmod_t<kWide>(t, jr);
-  }
-  FASTCNN_D float a(int64_t m, int64_t k) const {
-    int64_t kk, jr, js;
-    tap(k, kk, jr, js);
-    const int64_t r = th.r0 + jr * th.rstep, s = tw.r0 + js * tw.rstep;
-    return wg[((kk * Cg + m) * R + r) * S + s];
-  }
-  FASTCNN_D float b(int64_t k, int64_t n) const {
-    int64_t kk, jr, js, i;
-    tap(k, kk, jr, js);
-    const int64_t iw = div_wph.divmod_t<kWide>(n, i);
-    const int64_t p = i + th.o0 - jr * th.ostep, q = iw + tw.o0 - js * tw.ostep;
-    if (static_cast<uint64_t>(p) >= static_cast<uint64_t>(P) ||
-        static_cast<uint64_t>(q) >= static_cast<uint64_t>(Q))
-      return 0.0f;
-    return dyg[(kk * P + p) * Q + q];
-  }
-  FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const {
-    int64_t i;
-    const int64_t iw = div_wph.divmod_t<kWide>(n, i);
-    dxg[(m * H + ph + sh * i) * W + pw + sw * iw] = v;
-  }
+  FASTCNN_D float a(int64_t m, int64_t k) const { return wg[k * M + m]; }
+  FASTCNN_D float b(int64_t k, int64_t n) const { return dyg[k * N + n]; }
+  FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
 };
+
+// dx[i] for i = ((img*C + c)*H + h)*W + w of the chunk: the sum, over the taps (r, s) in
+// row-major order whose output position p = (h + pt - r*dh) / sh, q = (w + pl - s*dw) / sw is
+// exact and inside the output, of dcol[img, (c, r, s), (p, q)]. Each element is written once by
+// one thread (no atomics), and only real taps are added: a NaN / inf weight reaches exactly the
+// dx elements it multiplies (PyTorch's, the reference's and the CPU's col2im).
+struct Col2ImArgs {
+  const float* col = nullptr;
+  float* dx = nullptr;
+  int64_t total = 0, P = 0, Q = 0, R = 0, S = 0;
+  int64_t pt = 0, pl = 0, dh = 1, dw = 1;
+  FastDiv div_W, div_H, div_sh, div_sw;
+};
+
+template <bool kWide>
+__global__ void __launch_bounds__(kThreads) col2im_kernel(const Col2ImArgs a) {
+  const int64_t PQ = a.P * a.Q, RSPQ = a.R * a.S * PQ;
+  for (int64_t i = global_thread(); i < a.total; i += grid_threads()) {
+    int64_t t, ic;
+    const int64_t w = a.div_W.divmod_t<kWide>(i, t);
+    const int64_t h = a.div_H.divmod_t<kWide>(t, ic);  // ic = img*C + c
+    const float* colc = a.col + ic * RSPQ;
+    float acc = 0.0f;
+    for (int64_t r = 0; r < a.R; ++r) {
+      const int64_t th = h + a.pt - r * a.dh;  // decreases with r
+      if (th < 0) break;
+      int64_t p;
+      if (a.div_sh.divmod_t<kWide>(th, p) != 0 || p >= a.P) continue;
+      const float* colr = colc + r * a.S * PQ + p * a.Q;
+      for (int64_t s = 0; s < a.S; ++s) {
+        const int64_t tw = w + a.pl - s * a.dw;
+        if (tw < 0) break;
+        int64_t q;
+        if (a.div_sw.divmod_t<kWide>(tw, q) != 0 || q >= a.Q) continue;
+        acc += colr[s * PQ + q];
+      }
+    }
+    a.dx[i] = acc;
+  }
+}
 
 // ---- backward-weights --------------------------------------------------------------------------
 template <bool kWide>
@@ -237,6 +252,10 @@ int64_t conv2d_forward_workspace(const Conv2dParams& p) {
   return s.splits > 1 ? s.splits * p.N * p.K * p.P * p.Q : 0;
 }
 
+int64_t conv2d_backward_data_workspace(const Conv2dParams& p) {
+  return col_chunk_images(p) * (p.N == 0 ? 0 : col_per_image(p));
+}
+
 int64_t conv2d_backward_weights_workspace(const Conv2dParams& p) {
   const gemm::Split s = bwd_weights_split(p);
   return s.splits > 1 ? s.splits * p.K * p.CRSg() : 0;
@@ -266,32 +285,32 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, fl
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, y, b, PQ, p.K, relu, stream);
 }
 
-void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p,
-                          Stream stream) {
+void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
+                          const Conv2dParams& p, Stream stream) {
   if (p.N * p.C * p.H * p.W == 0) return;
-  const int64_t phases_w = imin(p.stride_w, p.W), phases = imin(p.stride_h, p.H) * phases_w;
-  // the largest phase (ph = pw = 0) bounds the pixel count of every phase
-  const int64_t max_n = ceil_div(p.H, p.stride_h) * ceil_div(p.W, p.stride_w);
-  auto go = [&](auto op) {
-    op.phases_w = phases_w, op.phases = phases;
-    op.G = p.N * p.groups * phases;
-    op.M = p.Cg();
-    op.dy = dy, op.w = w, op.dx = dx;
-    op.C = p.C, op.H = p.H, op.W = p.W, op.Kout = p.K, op.Kg = p.Kg(), op.Cg = p.Cg();
-    op.P = p.P, op.Q = p.Q, op.R = p.R, op.S = p.S, op.groups = p.groups;
-    op.sh = p.stride_h, op.sw = p.stride_w, op.pt = p.pad_top, op.pl = p.pad_left;
-    op.dh = p.dil_h, op.dw = p.dil_w;
-    op.div_phases = FastDiv(phases), op.div_phases_w = FastDiv(phases_w);
+  const int64_t imgs = col_chunk_images(p), PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+  for (int64_t n0 = 0; n0 < p.N; n0 += imgs) {
+    const int64_t nb = imin(imgs, p.N - n0);
+    ConvDcolOp op;
+    op.G = nb * p.groups, op.splits = 1;  // K = Kg: one chunk, no split
+    op.M = p.CRSg(), op.N = PQ, op.K = p.Kg();
+    op.chunk = round_up(imax(op.K, 1), BK);
+    op.dy = dy + n0 * p.K * PQ, op.w = w, op.col = ws;
     op.div_groups = FastDiv(p.groups);
-    // no split: one chunk covers the K of any phase (Kg * taps <= Kg * R * S)
-    op.splits = 1;
-    op.chunk = round_up(imax(p.Kg() * p.R * p.S, 1), BK);
-    gemm::run("conv2d_backward (dx)", op, op.M, max_n, stream);
-  };
-  if (fits31({p.N * p.groups * phases, p.Kg() * p.R * p.S, p.H * p.W}))
-    go(ConvBwdDataOp<false>{});
-  else
-    go(ConvBwdDataOp<true>{});
+    gemm::run("conv2d_backward (dx: dcol)", op, op.M, op.N, stream);
+
+    Col2ImArgs a;
+    a.col = ws, a.dx = dx + n0 * CHW, a.total = nb * CHW;
+    a.P = p.P, a.Q = p.Q, a.R = p.R, a.S = p.S;
+    a.pt = p.pad_top, a.pl = p.pad_left, a.dh = p.dil_h, a.dw = p.dil_w;
+    a.div_W = FastDiv(p.W), a.div_H = FastDiv(p.H);
+    a.div_sh = FastDiv(p.stride_h), a.div_sw = FastDiv(p.stride_w);
+    const dim3 grid = grid_1d(a.total), block(kThreads);
+    if (fits31({a.total, p.H + p.pad_top, p.W + p.pad_left, p.stride_h, p.stride_w}))
+      launch("conv2d_backward (dx: col2im)", col2im_kernel<false>, grid, block, stream, a);
+    else
+      launch("conv2d_backward (dx: col2im)", col2im_kernel<true>, grid, block, stream, a);
+  }
 }
 
 void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* ws,

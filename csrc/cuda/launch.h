@@ -29,15 +29,20 @@ int runtime_version() noexcept;  // e.g. 13000; the statically linked runtime's 
 int driver_version() noexcept;   // 0 without a driver
 
 // ---- conv2d (conv2d.cu) ------------------------------------------------------------------------
-// Workspace sizes in floats (0 when the split-K path is not used for these shapes).
+// Workspace sizes in floats (forward / backward-weights: 0 when the split-K path is not used for
+// these shapes; backward-data: the column buffer of a chunk of images, 0 for an empty batch).
 int64_t conv2d_forward_workspace(const Conv2dParams& p);
+int64_t conv2d_backward_data_workspace(const Conv2dParams& p);
 int64_t conv2d_backward_weights_workspace(const Conv2dParams& p);
 // y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu (fused epilogue). b may be null.
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* ws,
                     const Conv2dParams& p, bool relu, Stream stream);
-// dx (N, C, H, W) from dy (N, K, P, Q) and w: gather formulation, every dx element written once.
-void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p,
-                          Stream stream);
+// dx (N, C, H, W) from dy (N, K, P, Q) and w: dcol = W^T . dy per chunk of images into ws
+// (conv2d_backward_data_workspace floats), then col2im as a gather (every dx element written
+// once, only its real taps added). ws may be the one backward-weights uses afterwards (same
+// stream: the passes run in order).
+void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
+                          const Conv2dParams& p, Stream stream);
 // dw (K, C/groups, R, S) from dy and x: reduction over N*P*Q with a fixed split-K.
 void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* ws,
                              const Conv2dParams& p, Stream stream);

@@ -146,7 +146,8 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
         dx = _empty(x.shape) if need_dx else None
         dw = _empty(w.shape) if need_dw else None
         db = _empty((w.shape[0],)) if bias else None
-        ws, nws = _workspace(plan["backward_weights_workspace"] if need_dw else 0)
+        ws, nws = _workspace(max(plan["backward_data_workspace"] if need_dx else 0,
+                                 plan["backward_weights_workspace"] if need_dw else 0))
         _cuda.conv2d_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
                               _ptr(dw), _ptr(db), _ptr(ws), nws, *geo, _stream())
     return dx, dw, db

@@ -8,7 +8,13 @@ Conventions
 * Weights use PyTorch layouts: conv kernel ``(K, C/groups, R, S)``, dense kernel ``(out, in)``,
   biases ``(K,)`` / ``(out,)``.
 * Every numeric kernel goes through :mod:`fastcnn.ops` (never a compiled module directly); a
-  little NumPy glue (reshapes, the dropout mask, the softmax/sigmoid derivatives) stays here.
+  little array glue (reshapes, the dropout mask, the softmax/sigmoid derivatives) stays here,
+  written against ``xp = array_module(x)`` so that it runs on NumPy arrays (CPU) and on CuPy
+  arrays (GPU, after ``model.to("cuda")``) alike. Weights are created with NumPy at build time
+  and moved by the model (:meth:`Layer.to_device`).
+* Dropout masks are drawn on the host from the layer's NumPy generator and uploaded when the
+  input is a cupy array: a seeded model drops the same elements on the GPU as on the CPU (the
+  upload costs one host-to-device copy of the mask per batch).
 
 The layer protocol (what :class:`fastcnn.Sequential` relies on)
 ---------------------------------------------------------------
@@ -46,6 +52,7 @@ import numpy as np
 
 from . import initializers as _init
 from . import ops
+from ._device import array_module, assign, host_copy, is_cupy, move
 
 __all__ = [
     "ACTIVATIONS",
@@ -105,10 +112,16 @@ def _same_pad(size: int, k_eff: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _shape_of(a: Any) -> tuple[int, ...]:
+    """Shape of an array of either kind (or of a nested list)."""
+    return tuple(a.shape) if is_cupy(a) else np.shape(a)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function, float32 in, float32 out."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
+    """Numerically stable logistic function, float32 in, float32 out (NumPy or CuPy)."""
+    xp = array_module(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
 
 
 def _activation_forward(z: np.ndarray, activation: str | None) -> np.ndarray:
@@ -128,7 +141,7 @@ def _activation_backward(dy: np.ndarray, y: np.ndarray, activation: str | None) 
     if activation == "relu":
         return ops.relu_backward(dy, y)
     if activation == "softmax":
-        s = np.sum(dy * y, axis=1, keepdims=True, dtype=np.float32)
+        s = array_module(y).sum(dy * y, axis=1, keepdims=True, dtype=np.float32)
         return (y * (dy - s)).astype(np.float32, copy=False)
     return (dy * y * (np.float32(1) - y)).astype(np.float32, copy=False)
 
@@ -216,10 +229,11 @@ class Layer:
         if not self.trainable or g is None:
             return
         buf = self.grads[key]
+        xp = array_module(buf)
         if accumulate:
-            np.add(buf, g, out=buf)
+            xp.add(buf, g, out=buf)
         else:
-            np.copyto(buf, g)
+            xp.copyto(buf, g)
 
     # -- weights ----------------------------------------------------------------------------
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -237,9 +251,17 @@ class Layer:
         """Number of scalars in all weights (trainable or not)."""
         return sum(int(p.size) for p in self.params.values())
 
+    def to_device(self, device: str) -> None:
+        """Move ``params`` and ``grads`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy) and drop the
+        forward cache (it holds arrays of the old device). Called by ``Sequential.to``."""
+        self.params = {k: move(v, device) for k, v in self.params.items()}
+        self.grads = {k: move(v, device) for k, v in self.grads.items()}
+        self._cache = None
+
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of the weights, in ``params`` order."""
-        return [p.copy() for p in self.params.values()]
+        """Copies of the weights, in ``params`` order, as NumPy arrays (also for a layer on
+        the GPU)."""
+        return [host_copy(p) for p in self.params.values()]
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Assign weights in ``params`` order (shapes checked first; float32 copies)."""
@@ -248,11 +270,11 @@ class Layer:
             raise ValueError(f"{self._label()}: expected {len(self.params)} arrays, "
                              f"got {len(weights)}")
         for (k, p), w in zip(self.params.items(), weights, strict=True):
-            if np.shape(w) != p.shape:
+            if _shape_of(w) != p.shape:
                 raise ValueError(f"{self._label()}: weight {k!r} has shape {p.shape}, "
-                                 f"got {np.shape(w)}")
+                                 f"got {_shape_of(w)}")
         for p, w in zip(self.params.values(), weights, strict=True):
-            p[...] = np.asarray(w, dtype=np.float32)
+            assign(p, w)
 
     # -- non-weight state (random generators), saved with the model --------------------------
     def get_state(self) -> dict[str, Any] | None:
@@ -643,7 +665,8 @@ class MaxPool2D(Layer):
     def forward(self, x, training=False):
         if self._explicit_pad is not None:
             t, b, l, r = self._explicit_pad
-            x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
+            x = array_module(x).pad(x, ((0, 0), (0, 0), (t, b), (l, r)),
+                                    constant_values=-np.inf)
         if training:
             y, idx = ops.max_pool2d(x, self.pool_size, return_indices=True,
                                     **self._pool_kwargs())
@@ -659,7 +682,7 @@ class MaxPool2D(Layer):
         if self._explicit_pad is not None:
             t, _, l, _ = self._explicit_pad
             H, W = self.input_shape[1], self.input_shape[2]  # type: ignore[index]
-            dx = np.ascontiguousarray(dx[:, :, t:t + H, l:l + W])
+            dx = array_module(dx).ascontiguousarray(dx[:, :, t:t + H, l:l + W])
         return dx
 
     def get_config(self):
@@ -682,11 +705,11 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self._cache = x.shape if training else None
-        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+        return array_module(x).ascontiguousarray(x).reshape(x.shape[0], -1)
 
     def backward(self, dy, accumulate=False):
         shape = self._need_cache()
-        return np.ascontiguousarray(dy).reshape(shape)
+        return array_module(dy).ascontiguousarray(dy).reshape(shape)
 
 
 class Dropout(Layer):
@@ -721,8 +744,11 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._cache = "identity" if training else None
             return x
+        # drawn on the host from the layer's generator (the same masks on CPU and GPU)
         keep = self._rng.random(x.shape, dtype=np.float32) >= np.float32(self.rate)
         mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - self.rate))
+        if is_cupy(x):
+            mask = array_module(x).asarray(mask)
         self._cache = mask
         return x * mask
 

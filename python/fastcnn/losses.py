@@ -22,6 +22,14 @@ Both cross-entropies accept integer class ids ``(N,)`` (or ``(N, 1)``, or integr
 one-hot / probability rows ``(N, classes)``: ``SparseCategoricalCrossentropy`` and
 ``CategoricalCrossentropy`` differ only in name (a dataset may yield either form).
 Binary cross-entropy takes 0/1 (or soft) targets of the output's size.
+
+Devices
+-------
+The losses run on the predictions' device: NumPy arrays on the CPU, CuPy arrays on the GPU
+(``xp = array_module(y_pred)``). Targets on the other device are moved to the predictions'
+(labels are small); the gradient is an array of the predictions' kind and the loss a Python
+float (on the GPU that is the one device-to-host copy of a training step). Checking class ids
+on the GPU costs one reduction and a synchronisation.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import ops
+from ._device import array_module, is_cupy, to_device_like
 
 __all__ = [
     "BinaryCrossentropy",
@@ -72,7 +81,11 @@ class Loss:
         raise NotImplementedError
 
     def __call__(self, y_true: Any, y_pred: np.ndarray) -> float:
-        return self.value_and_grad(np.asarray(y_pred, dtype=np.float32), y_true)[0]
+        if is_cupy(y_pred):
+            y_pred = array_module(y_pred).ascontiguousarray(y_pred, dtype=np.float32)
+        else:
+            y_pred = np.asarray(y_pred, dtype=np.float32)
+        return self.value_and_grad(y_pred, y_true)[0]
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments."""
@@ -82,25 +95,33 @@ class Loss:
         return f"{type(self).__name__}(from_logits={self.from_logits})"
 
 
-def _class_targets(y_true: Any, n: int, classes: int) -> np.ndarray:
-    """int64 ids ``(n,)`` or float32 rows ``(n, classes)``, validated."""
-    y = np.asarray(y_true)
+def _targets(y_true: Any, y_pred: Any) -> Any:
+    """``y_true`` as an array on ``y_pred``'s device (moved there when it is not)."""
+    if is_cupy(y_pred) or is_cupy(y_true):
+        return to_device_like(y_true, y_pred)
+    return np.asarray(y_true)
+
+
+def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.ndarray:
+    """int64 ids ``(n,)`` or float32 rows ``(n, classes)``, validated, on ``like``'s device."""
+    y = _targets(y_true, like)
+    xp = array_module(y)
     if y.ndim == 2 and y.shape == (n, classes) and not (classes == 1):
         if not np.issubdtype(y.dtype, np.floating) and not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"one-hot labels must be numeric, got dtype {y.dtype}")
-        return np.ascontiguousarray(y, dtype=np.float32)
+        return xp.ascontiguousarray(y, dtype=np.float32)
     if y.size != n or (y.ndim > 1 and y.shape[-1] != 1) or y.ndim > 2:
         raise ValueError(f"labels must be class ids of shape ({n},) or one-hot rows of shape "
                          f"({n}, {classes}); got shape {y.shape}")
     y = y.reshape(n)
     if np.issubdtype(y.dtype, np.floating):
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+        if not bool(xp.all(xp.isfinite(y))) or bool(xp.any(y != xp.round(y))):
             raise ValueError("class-id labels given as floats must be whole numbers")
     elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         raise ValueError(f"labels must be integer class ids or float one-hot rows, "
                          f"got dtype {y.dtype}")
-    ids = np.ascontiguousarray(y, dtype=np.int64)
-    if n and (ids.min() < 0 or ids.max() >= classes):
+    ids = xp.ascontiguousarray(y, dtype=np.int64)
+    if n and bool(xp.any((ids < 0) | (ids >= classes))):
         raise ValueError(f"class ids must be in [0, {classes}), got values in "
                          f"[{ids.min()}, {ids.max()}]")
     return ids
@@ -114,20 +135,21 @@ class _CrossEntropy(Loss):
             raise ValueError(f"{type(self).__name__}: expects outputs of shape "
                              f"(N, classes), got {y_pred.shape}")
         n, c = y_pred.shape
-        t = _class_targets(y_true, n, c)
+        t = _class_targets(y_true, n, c, y_pred)
+        xp = array_module(y_pred)
         if logits or self.from_logits:
-            loss, dlogits = ops.cross_entropy(np.ascontiguousarray(y_pred, dtype=np.float32), t)
+            loss, dlogits = ops.cross_entropy(xp.ascontiguousarray(y_pred, dtype=np.float32), t)
             return float(loss), dlogits
         # probabilities (Keras: renormalise rows, clip, -sum t log p)
-        s = np.sum(y_pred, axis=1, keepdims=True)
-        p = np.clip(y_pred / s, _EPS, 1.0 - _EPS)
+        s = xp.sum(y_pred, axis=1, keepdims=True)
+        p = xp.clip(y_pred / s, _EPS, 1.0 - _EPS)
         if t.ndim == 1:
-            onehot = np.zeros((n, c), dtype=np.float32)
-            onehot[np.arange(n), t] = 1.0
+            onehot = xp.zeros((n, c), dtype=np.float32)
+            onehot[xp.arange(n), t] = 1.0
             t = onehot
-        loss = -np.sum(t * np.log(p), dtype=np.float64) / max(n, 1)
-        o = np.clip(y_pred, _EPS, None)
-        grad = (-t / o + np.sum(t, axis=1, keepdims=True) / s) / max(n, 1)
+        loss = -xp.sum(t * xp.log(p), dtype=np.float64) / max(n, 1)
+        o = xp.clip(y_pred, _EPS, None)
+        grad = (-t / o + xp.sum(t, axis=1, keepdims=True) / s) / max(n, 1)
         return float(loss), grad.astype(np.float32)
 
 
@@ -155,7 +177,8 @@ class BinaryCrossentropy(Loss):
     fused_activation = "sigmoid"
 
     def value_and_grad(self, y_pred, y_true, logits=False):
-        t = np.asarray(y_true, dtype=np.float32)
+        t = _targets(y_true, y_pred).astype(np.float32, copy=False)
+        xp = array_module(y_pred)
         if t.size != y_pred.size:
             raise ValueError(f"binary_crossentropy: targets have {t.size} elements "
                              f"(shape {t.shape}), the output has {y_pred.size} "
@@ -164,13 +187,13 @@ class BinaryCrossentropy(Loss):
         m = max(y_pred.size, 1)
         if logits or self.from_logits:
             z = y_pred
-            loss = np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))),
+            loss = xp.sum(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))),
                           dtype=np.float64) / m
-            e = np.exp(-np.abs(z))
-            sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+            e = xp.exp(-xp.abs(z))
+            sig = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
             return float(loss), ((sig - t) / m).astype(np.float32)
-        p = np.clip(y_pred, _EPS, 1.0 - _EPS)
-        loss = -np.sum(t * np.log(p) + (1 - t) * np.log(1 - p), dtype=np.float64) / m
+        p = xp.clip(y_pred, _EPS, 1.0 - _EPS)
+        loss = -xp.sum(t * xp.log(p) + (1 - t) * xp.log(1 - p), dtype=np.float64) / m
         grad = (p - t) / (p * (1 - p)) / m
         return float(loss), grad.astype(np.float32)
 
@@ -185,12 +208,13 @@ class MeanSquaredError(Loss):
         super().__init__(from_logits=False)
 
     def value_and_grad(self, y_pred, y_true, logits=False):
-        t = np.asarray(y_true, dtype=np.float32)
+        t = _targets(y_true, y_pred).astype(np.float32, copy=False)
+        xp = array_module(y_pred)
         if t.size != y_pred.size:
             raise ValueError(f"mse: targets have shape {t.shape}, the output {y_pred.shape}")
         diff = y_pred - t.reshape(y_pred.shape)
         m = max(y_pred.size, 1)
-        loss = np.sum(np.square(diff, dtype=np.float64)) / m
+        loss = xp.sum(xp.square(diff, dtype=np.float64)) / m
         return float(loss), (diff * np.float32(2.0 / m)).astype(np.float32)
 
     def get_config(self):

@@ -17,6 +17,10 @@ Names accepted by ``model.compile(metrics=[...])`` (the name given is the key in
 * ``"top_k"``, ``"top_k_accuracy"``, ``"top_k_categorical_accuracy"``,
   ``"sparse_top_k_categorical_accuracy"``: :class:`TopKAccuracy` with k = 5;
   ``"top_3"`` / ``"top_3_accuracy"``: any explicit k.
+
+Metrics are computed on the predictions' device (NumPy or CuPy arrays; labels on the other
+device are moved to it); only the batch's sum of per-sample values comes back to the host (one
+scalar per update).
 """
 
 from __future__ import annotations
@@ -26,15 +30,24 @@ from typing import Any
 
 import numpy as np
 
+from ._device import array_module, is_cupy, to_device_like
+
 __all__ = ["Accuracy", "Metric", "TopKAccuracy", "get", "get_list"]
+
+
+def _labels(y_true: Any, y_pred: Any) -> Any:
+    """``y_true`` as an array on ``y_pred``'s device."""
+    if is_cupy(y_pred) or is_cupy(y_true):
+        return to_device_like(y_true, y_pred)
+    return np.asarray(y_true)
 
 
 def _as_class_ids(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Integer class ids from sparse ``(N,)`` / ``(N, 1)`` labels or one-hot ``(N, C)``."""
-    y = np.asarray(y_true)
+    y = _labels(y_true, y_pred)
     n = y_pred.shape[0]
     if y.ndim == 2 and y.shape[1] == y_pred.shape[1] and y_pred.shape[1] > 1:
-        return np.argmax(y, axis=1)
+        return array_module(y).argmax(y, axis=1)
     y = y.reshape(n)
     return y.astype(np.int64, copy=False)
 
@@ -58,10 +71,13 @@ class Metric:
 
     def update(self, y_true: np.ndarray, y_pred: np.ndarray, logits: bool = False) -> float:
         """Add one batch (``y_pred`` ``(N, ...)``); returns the batch's own value."""
-        v = self.batch_values(y_true, np.asarray(y_pred), logits)
-        self._total += float(np.sum(v, dtype=np.float64))
+        if not is_cupy(y_pred):
+            y_pred = np.asarray(y_pred)
+        v = self.batch_values(y_true, y_pred, logits)
+        total = float(array_module(v).sum(v, dtype=np.float64))  # the one device-to-host copy
+        self._total += total
         self._count += int(v.size)
-        return float(np.mean(v)) if v.size else 0.0
+        return total / v.size if v.size else 0.0
 
     def result(self) -> float:
         """Sample-weighted mean over everything since the last :meth:`reset` (0 when empty)."""
@@ -100,7 +116,7 @@ class Accuracy(Metric):
             return self.kind
         if y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
             return "binary"
-        y = np.asarray(y_true)
+        y = _labels(y_true, y_pred)
         if y.ndim == 2 and y.shape[1] == y_pred.shape[1]:
             return "categorical"
         return "sparse"
@@ -108,14 +124,15 @@ class Accuracy(Metric):
     def batch_values(self, y_true, y_pred, logits=False):
         kind = self._infer(y_true, y_pred)
         n = y_pred.shape[0]
+        xp = array_module(y_pred)
         if kind == "binary":
             thr = self.threshold
             if logits:  # sigmoid(z) > t  <=>  z > logit(t)
                 thr = float(np.log(thr / (1.0 - thr))) if 0.0 < thr < 1.0 else thr
             pred = y_pred.reshape(n, -1) > thr
-            true = np.asarray(y_true).reshape(n, -1) > 0.5
-            return np.mean(pred == true, axis=1)
-        pred = np.argmax(y_pred.reshape(n, -1), axis=1)
+            true = _labels(y_true, y_pred).reshape(n, -1) > 0.5
+            return xp.mean(pred == true, axis=1)
+        pred = xp.argmax(y_pred.reshape(n, -1), axis=1)
         return (pred == _as_class_ids(y_true, y_pred.reshape(n, -1))).astype(np.float64)
 
     def get_config(self):
@@ -137,11 +154,12 @@ class TopKAccuracy(Metric):
 
     def batch_values(self, y_true, y_pred, logits=False):
         n = y_pred.shape[0]
+        xp = array_module(y_pred)
         scores = y_pred.reshape(n, -1)
         ids = _as_class_ids(y_true, scores)
-        true_score = scores[np.arange(n), ids]
-        higher = np.sum(scores > true_score[:, None], axis=1)
-        return ((higher < self.k) & ~np.isnan(true_score)).astype(np.float64)
+        true_score = scores[xp.arange(n), ids]
+        higher = xp.sum(scores > true_score[:, None], axis=1)
+        return ((higher < self.k) & ~xp.isnan(true_score)).astype(np.float64)
 
     def get_config(self):
         return {"name": self.name, "k": self.k}

@@ -44,6 +44,26 @@ is completed, never half-applied), then the progress bar is closed, a line sayin
 interrupted is printed, ``on_train_end`` runs and the History of the completed epochs is
 returned (``history.interrupted`` is True).
 
+Devices
+-------
+``model.to("cuda")`` moves every layer's weights and gradients and the optimizer's state to the
+GPU as CuPy arrays; ``model.to("cpu")`` moves them back as NumPy arrays; ``model.to("auto")``
+picks the GPU when ``fastcnn.info()["cuda_available"]`` (the CUDA module built, CuPy importable,
+a device usable), else the CPU, silently. When the GPU can't be used, ``to("cuda")`` stays on
+the CPU with one RuntimeWarning saying why (``to("cuda", strict=True)`` raises RuntimeError
+instead). ``model.device`` is ``"cpu"`` or ``"cuda"``.
+
+On the GPU, ``fit`` / ``evaluate`` / ``predict`` take NumPy inputs (or datasets yielding them)
+and upload each batch, labels included, one batch ahead: with CuPy's pinned memory and streams
+the copy of batch i + 1 runs on its own stream while batch i computes (see
+:class:`fastcnn._device.BatchUploader`). CuPy inputs are used as they are. A training step
+copies only the loss (and each metric's per-batch sum) back to the host. ``predict`` returns a
+NumPy array (as Keras does), ``evaluate`` Python floats; ``model(x)`` / ``model.backward(dy)``
+(custom loops) take either kind and return arrays on the model's device. A model on the CPU
+given CuPy arrays raises TypeError. Weights are saved as NumPy arrays from either device;
+``load_model`` returns a model on the CPU (call ``.to("cuda")``). ``get_weights`` returns NumPy
+arrays, ``set_weights`` / ``load_weights`` accept NumPy (or CuPy) arrays on either device.
+
 Files
 -----
 ``model.save(path)`` writes one ``.npz`` (exactly at ``path``; no suffix is added) holding
@@ -74,11 +94,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from . import _device
 from . import callbacks as _callbacks
 from . import layers as _layers
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from ._device import BatchUploader, assign, host_copy, is_cupy, to_host
+from ._device import move as _device_move
 
 __all__ = ["NonFiniteLossError", "Sequential", "load_model"]
 
@@ -95,8 +118,8 @@ class NonFiniteLossError(FloatingPointError, ValueError):
 
 
 def _is_dataset(obj: Any) -> bool:
-    return (not isinstance(obj, np.ndarray | list | tuple) and hasattr(obj, "__iter__")
-            and hasattr(obj, "__len__"))
+    return (not isinstance(obj, np.ndarray | list | tuple) and not is_cupy(obj)
+            and hasattr(obj, "__iter__") and hasattr(obj, "__len__"))
 
 
 def _to_float32(x: Any) -> np.ndarray:
@@ -120,7 +143,18 @@ class _ArrayBatches:
                 idx: Any = slice(i, i + bs)
             else:
                 idx = self.order[i:i + bs]
-            yield self.x[idx], (None if self.y is None else self.y[idx])
+            xi = _index_for(self.x, idx)
+            yi = None if self.y is None else _index_for(self.y, idx)
+            yield self.x[xi], (None if self.y is None else self.y[yi])
+
+
+def _index_for(a: Any, idx: Any) -> Any:
+    """An index for ``a``: a NumPy index array is uploaded when ``a`` is a cupy array."""
+    if is_cupy(a) and isinstance(idx, np.ndarray):
+        import cupy
+
+        return cupy.asarray(idx)
+    return idx
 
 
 def _xy(item: Any, who: str) -> tuple[Any, Any]:
@@ -133,11 +167,12 @@ def _xy(item: Any, who: str) -> tuple[Any, Any]:
 
 
 def _check_arrays(x: Any, y: Any, who: str) -> tuple[np.ndarray, np.ndarray | None]:
-    x = np.asarray(x)
+    """``x`` and ``y`` as arrays (NumPy, or CuPy arrays left as they are), checked."""
+    x = x if is_cupy(x) else np.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"{who}: x must have a batch axis, got shape {x.shape}")
     if y is not None:
-        y = np.asarray(y)
+        y = y if is_cupy(y) else np.asarray(y)
         if y.ndim == 0 or len(y) != len(x):
             raise ValueError(f"{who}: x and y must have the same number of samples, got "
                              f"{len(x)} and {y.shape}")
@@ -286,6 +321,7 @@ class Sequential:
         if self.built:
             shape = self.layers[-1].output_shape if self.layers else self.input_shape
             layer.build(shape, self._rng)  # type: ignore[arg-type]
+            layer.to_device(self.device)
         self.layers.append(layer)
 
     def build(self, input_shape: tuple[int, ...], seed: int | None = None) -> None:
@@ -300,6 +336,7 @@ class Sequential:
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
         for layer in self.layers:
             shape = layer.build(shape, self._rng)
+            layer.to_device(self.device)  # weights are created on the host
         self.input_shape = tuple(int(s) for s in input_shape)
         self.built = True
 
@@ -338,8 +375,9 @@ class Sequential:
         return {f"{layer.name}/{k}": p for layer in self.layers for k, p in layer.params.items()}
 
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of all weights (trainable or not), layer by layer."""
-        return [p.copy() for p in self._all_weights().values()]
+        """Copies of all weights (trainable or not), layer by layer, as NumPy arrays (also for
+        a model on the GPU)."""
+        return [host_copy(p) for p in self._all_weights().values()]
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Assign all weights in :meth:`get_weights` order (every shape checked first)."""
@@ -349,10 +387,11 @@ class Sequential:
         if len(weights) != len(current):
             raise ValueError(f"set_weights: expected {len(current)} arrays, got {len(weights)}")
         for (k, p), w in zip(current, weights, strict=True):
-            if np.shape(w) != p.shape:
-                raise ValueError(f"set_weights: {k!r} has shape {p.shape}, got {np.shape(w)}")
+            shape = tuple(w.shape) if is_cupy(w) else np.shape(w)
+            if shape != p.shape:
+                raise ValueError(f"set_weights: {k!r} has shape {p.shape}, got {shape}")
         for (_, p), w in zip(current, weights, strict=True):
-            p[...] = np.asarray(w, dtype=np.float32)
+            assign(p, w)
 
     def count_params(self) -> int:
         """Number of scalars in all weights (Keras' total)."""
@@ -409,6 +448,48 @@ class Sequential:
         act = getattr(last, "activation", None) if last.has_activation else None
         return act is not None and act == self.loss.fused_activation
 
+    def _input(self, x: Any, who: str) -> Any:
+        """``x`` as a C-contiguous float32 array: NumPy (converted), or a CuPy array when the
+        model is on the GPU (TypeError on the CPU)."""
+        if is_cupy(x):
+            if self.device != "cuda":
+                raise TypeError(f"{who}: got a cupy array but the model is on the CPU; call "
+                                f"model.to('cuda') or pass NumPy arrays (cupy.asnumpy)")
+            import cupy
+
+            return cupy.ascontiguousarray(x, dtype=np.float32)
+        return _to_float32(x)
+
+    def _on_device(self, a: Any) -> Any:
+        """``a`` on the model's device (a NumPy array uploaded when the model is on the GPU)."""
+        if self.device == "cuda" and a is not None and not is_cupy(a):
+            import cupy
+
+            return cupy.asarray(a)
+        return a
+
+    def _device_batches(self, pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        """``(x, y)`` batches on the model's device: uploaded one batch ahead on the GPU
+        (:class:`fastcnn._device.BatchUploader`), passed through on the CPU."""
+        try:
+            if self.device != "cuda":
+                yield from pairs
+                return
+            up = BatchUploader()
+            try:
+                pending = None
+                for xb, yb in pairs:
+                    started = up.start((xb, yb))  # before batch i's work is queued
+                    if pending is not None:
+                        yield up.finish(pending)  # type: ignore[misc]
+                    pending = started
+                if pending is not None:
+                    yield up.finish(pending)  # type: ignore[misc]
+            finally:
+                up.close()
+        finally:
+            _close_iterator(pairs)
+
     def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -425,9 +506,9 @@ class Sequential:
             training: cache what :meth:`backward` needs and apply Dropout.
             logits: skip the last layer's activation (return its pre-activation values).
         """
-        x = _to_float32(x)
+        x = self._input(x, "model(x)")
         self._ensure_built(x)
-        return self._forward(x, training, logits)
+        return self._forward(self._on_device(x), training, logits)
 
     def backward(self, dy: Any, accumulate: bool = False,
                  input_grad: bool = True) -> np.ndarray | None:
@@ -437,7 +518,7 @@ class Sequential:
         ``input_grad=False`` skips the gradient with respect to the input (the first layer's
         dx, which training doesn't need) and returns None."""
         self._require_built()
-        g = _to_float32(dy)
+        g = self._on_device(self._input(dy, "backward"))
         first = self.layers[0] if self.layers else None
         if first is not None:
             first.need_input_grad = bool(input_grad)
@@ -454,14 +535,22 @@ class Sequential:
         dataset yielding ``(x_batch, y_batch)`` or ``x_batch``), batch by batch.
 
         Returns:
-            float32 array (N, *output_shape).
+            float32 NumPy array (N, *output_shape), also for a model on the GPU (its outputs
+            are gathered on the device and copied to the host once, at the end).
         """
         outs = []
         for xb, _ in self._eval_batches(x, None, batch_size, "predict", verbose):
-            outs.append(self._forward(xb, False, False))
+            out = self._forward(xb, False, False)
+            if is_cupy(out) and (out is xb or out.base is not None):
+                out = out.copy()  # a view of an upload buffer, which is reused
+            outs.append(out)
         if not outs:
             self._require_built()
             return np.zeros((0, *self.output_shape), dtype=np.float32)  # type: ignore[misc]
+        if is_cupy(outs[0]):
+            import cupy
+
+            return cupy.asnumpy(cupy.concatenate(outs, axis=0))
         return np.concatenate(outs, axis=0)
 
     def _eval_batches(self, x: Any, y: Any, batch_size: int, who: str,
@@ -475,17 +564,25 @@ class Sequential:
             source = _ArrayBatches(xa, ya, _check_batch_size(batch_size))
         bar = tqdm(total=len(source), desc=who, unit="batch", disable=verbose != 1,
                    file=sys.stdout, leave=True)
-        batches = iter(source)
+
+        def host_batches(batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
+            try:
+                for item in batches:
+                    if isinstance(item, tuple | list) and len(item) == 2:
+                        xb, yb = item
+                    elif isinstance(item, tuple | list) and len(item) == 1:
+                        xb, yb = item[0], None
+                    else:
+                        xb, yb = item, None
+                    xb = self._input(xb, who)
+                    self._ensure_built(xb)
+                    yield xb, yb
+            finally:
+                _close_iterator(batches)
+
+        batches = self._device_batches(host_batches(iter(source)))
         try:
-            for item in batches:
-                if isinstance(item, tuple | list) and len(item) == 2:
-                    xb, yb = item
-                elif isinstance(item, tuple | list) and len(item) == 1:
-                    xb, yb = item[0], None
-                else:
-                    xb, yb = item, None
-                xb = _to_float32(xb)
-                self._ensure_built(xb)
+            for xb, yb in batches:
                 yield xb, yb
                 bar.update(1)
         finally:
@@ -504,6 +601,7 @@ class Sequential:
         self.loss = _losses.get(loss)
         self.metrics = _metrics.get_list(metrics)
         self._check_loss_activation()
+        self._place_optimizer_state()
 
     def _check_loss_activation(self) -> None:
         if self.loss is None or not self.layers:
@@ -598,7 +696,7 @@ class Sequential:
         train, val = self._fit_sources(x, y, batch_size, validation_split, validation_data)
         array_train = isinstance(train, _ArrayBatches)
         if array_train:
-            self._ensure_built(_to_float32(train.x[:1]))
+            self._ensure_built(self._input(train.x[:1], "fit"))
         self._check_loss_activation()
 
         history = _callbacks.History()
@@ -629,12 +727,9 @@ class Sequential:
                 for m in self.metrics:
                     m.reset()
                 batch = -1
-                batches = iter(train)
-                for batch, item in enumerate(batches):
-                    xb_raw, yb = _xy(item, "fit")
+                batches = self._device_batches(self._fit_batches(iter(train)))
+                for batch, (xb, yb) in enumerate(batches):
                     cbs.on_train_batch_begin(batch, {})
-                    xb = _to_float32(xb_raw)
-                    self._ensure_built(xb)
                     fused = self.output_fused
                     out = self._forward(xb, True, fused)
                     value, dout = loss_fn.value_and_grad(out, yb, logits=fused)
@@ -691,6 +786,17 @@ class Sequential:
         cbs.on_train_end({})
         return history
 
+    def _fit_batches(self, batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
+        """Training items as ``(x float32, y)`` host (or CuPy) arrays, the model built."""
+        try:
+            for item in batches:
+                xb_raw, yb = _xy(item, "fit")
+                xb = self._input(xb_raw, "fit")
+                self._ensure_built(xb)
+                yield xb, yb
+        finally:
+            _close_iterator(batches)
+
     def _fit_sources(self, x: Any, y: Any, batch_size: int, validation_split: float,
                      validation_data: Any) -> tuple[Any, tuple[Any, Any] | None]:
         val: tuple[Any, Any] | None = None
@@ -733,25 +839,51 @@ class Sequential:
         return train, val
 
     # -- device -----------------------------------------------------------------------------
-    def to(self, device: str) -> Sequential:
-        """Move the model to ``"cpu"``, ``"cuda"`` or ``"auto"``; returns ``self``.
+    def to(self, device: str, *, strict: bool = False) -> Sequential:
+        """Move the model (weights, gradients, optimizer state) to a device; returns ``self``.
 
-        For now the model runs on the CPU only: ``"cuda"`` / ``"auto"`` warn once
-        (RuntimeWarning) and stay on the CPU.
+        Args:
+            device: ``"cpu"`` (NumPy arrays), ``"cuda"`` (CuPy arrays on the current GPU) or
+                ``"auto"`` (the GPU when ``fastcnn.info()["cuda_available"]``, else the CPU,
+                without a warning).
+            strict: with ``"cuda"``, raise instead of falling back to the CPU.
+
+        Raises:
+            ValueError: an unknown device name.
+            RuntimeError: ``"cuda"`` with ``strict=True`` and the GPU can't be used (the
+                message says why: no CUDA module, no CuPy, no device / driver).
+
+        Warns:
+            RuntimeWarning: ``"cuda"`` without ``strict`` when the GPU can't be used (one
+                warning saying why; the model stays on the CPU).
         """
         if device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+        target = "cpu"
         if device != "cpu":
-            from . import info  # the package's, resolved at call time
-
-            if not info().get("cuda_available", False):
-                reason = "CUDA is not available (fastcnn.info()['cuda_available'] is False)"
-            else:
-                reason = "the CUDA model backend is not implemented yet"
-            warnings.warn(f"model.to({device!r}): {reason}; the model stays on the CPU",
-                          RuntimeWarning, stacklevel=2)
-        self.device = "cpu"
+            reason = _device.cuda_unavailable_reason()  # looked up here: patchable in tests
+            if reason is None:
+                target = "cuda"
+            elif device == "cuda":
+                if strict:
+                    raise RuntimeError(f"model.to('cuda', strict=True): the GPU can't be "
+                                       f"used: {reason}")
+                warnings.warn(f"model.to('cuda'): {reason}; the model stays on the CPU",
+                              RuntimeWarning, stacklevel=2)
+        self.device = target
+        for layer in self.layers:
+            layer.to_device(target)
+        self._place_optimizer_state()
         return self
+
+    def _place_optimizer_state(self) -> None:
+        """Move the optimizer's state arrays (not its step counters) to the model's device."""
+        if self.optimizer is None:
+            return
+        for st in self.optimizer.state.values():
+            for slot, a in list(st.items()):
+                if slot != "step":
+                    st[slot] = _device_move(a, self.device)
 
     # -- saving -----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -799,7 +931,7 @@ class Sequential:
             "architecture": np.array(json.dumps(self.get_config())),
         }
         for k, p in self._all_weights().items():
-            arrays[f"weights/{k}"] = p
+            arrays[f"weights/{k}"] = to_host(p)
         if self.metadata:
             try:
                 arrays["metadata"] = np.array(json.dumps(self.metadata))
@@ -821,7 +953,7 @@ class Sequential:
         self._require_built()
         arrays = {"format": np.array(WEIGHTS_FORMAT)}
         for k, p in self._all_weights().items():
-            arrays[f"weights/{k}"] = p
+            arrays[f"weights/{k}"] = to_host(p)
         _atomic_savez(path, arrays)
 
     def _checked_weights(self, arrays: dict[str, np.ndarray],
@@ -862,7 +994,7 @@ class Sequential:
         arrays = _read_npz(path)
         _format_of(arrays, path)
         for p, a in self._checked_weights(arrays, path):
-            p[...] = a
+            assign(p, a)
 
 
 def _close_iterator(it: Any) -> None:

@@ -16,6 +16,16 @@ gradients anyway unless asked to accumulate). State (moments, step counts) is ke
 parameter name, so freezing a layer or saving / loading a model keeps it aligned;
 ``get_state()`` / ``set_state()`` give it as a flat dict of arrays for ``model.save``.
 
+Devices
+-------
+Parameters, gradients and state live on one device: NumPy arrays on the CPU, CuPy arrays on the
+GPU (``model.to("cuda")`` moves the state with the model). On the GPU, SGD and Adam / AdamW run
+the CUDA update kernels (``fastcnn._cuda_ops.sgd_update`` / ``adam_update``, bit-identical to
+the NumPy formulas below), RMSprop the same formulas with CuPy arrays. A state array found on
+the other device than its parameter (e.g. state loaded from a file, then the model moved) is
+moved to the parameter's device at the next :meth:`Optimizer.step`. Step counters stay on the
+host; :meth:`Optimizer.get_state` always returns NumPy arrays.
+
 Learning-rate schedules are callables ``schedule(step) -> lr`` evaluated on
 ``optimizer.iterations`` (the number of ``step`` calls so far, i.e. batches): pass one as
 ``learning_rate``.
@@ -29,6 +39,8 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
+
+from ._device import array_module, cuda_module, host_copy, is_cupy, move, to_host
 
 __all__ = [
     "SGD",
@@ -236,6 +248,7 @@ class Optimizer:
             if st is None:
                 st = self.state[key] = {"step": np.zeros((), dtype=np.int64)}
             st["step"] += 1
+            _match_device(st, p)
             self._update(p, g, st, lr, int(st["step"]))
         self.iterations += 1
 
@@ -243,7 +256,8 @@ class Optimizer:
               init: np.ndarray | None = None) -> np.ndarray:
         a = st.get(name)
         if a is None:
-            a = st[name] = (np.zeros_like(like) if init is None else init.copy())
+            a = st[name] = (array_module(like).zeros_like(like) if init is None
+                            else init.copy())
         return a
 
     def _update(self, p: np.ndarray, g: np.ndarray, st: dict[str, np.ndarray], lr: float,
@@ -274,7 +288,7 @@ class Optimizer:
         out = {"iterations": np.array(self.iterations, dtype=np.int64)}
         for key, st in self.state.items():
             for slot, a in st.items():
-                out[f"{slot}/{key}"] = np.array(a, copy=True)
+                out[f"{slot}/{key}"] = host_copy(a)
         return out
 
     def set_state(self, flat: dict[str, np.ndarray],
@@ -290,7 +304,7 @@ class Optimizer:
             slot, sep, key = k.partition("/")
             if not sep or not key:
                 raise ValueError(f"bad optimizer state key {k!r}")
-            a = np.asarray(a)
+            a = to_host(a)
             if slot == "step":
                 if a.shape != () or not np.issubdtype(a.dtype, np.integer):
                     raise ValueError(f"optimizer state {k!r}: expected an integer scalar, "
@@ -322,6 +336,14 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _match_device(st: dict[str, Any], p: Any) -> None:
+    """Move the state arrays of one parameter (not its step counter) to ``p``'s device."""
+    gpu = is_cupy(p)
+    for slot, a in st.items():
+        if slot != "step" and is_cupy(a) != gpu:
+            st[slot] = move(a, "cuda" if gpu else "cpu")
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum (PyTorch's formulas)::
 
@@ -345,6 +367,15 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, p, g, st, lr, t):
+        if is_cupy(p):  # the CUDA kernel: the same float32 operations, one pass
+            buf, first = st.get("momentum"), False
+            if self.momentum and buf is None:
+                buf = st["momentum"] = array_module(p).empty_like(p)
+                first = True
+            cuda_module("SGD.step").sgd_update(
+                p, g, buf, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
+                weight_decay=self.weight_decay, first=first)
+            return
         if self.weight_decay:
             g = g + np.float32(self.weight_decay) * p
         if self.momentum:
@@ -381,6 +412,12 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def _update(self, p, g, st, lr, t):
+        if is_cupy(p):  # the CUDA kernel: the same float32 operations, one pass
+            cuda_module("Adam.step").adam_update(
+                p, g, self._slot(st, "m", p), self._slot(st, "v", p), lr=lr,
+                beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, step=t,
+                weight_decay=self.weight_decay, decoupled=self._decoupled)
+            return
         if self.weight_decay:
             if self._decoupled:
                 p *= np.float32(1.0 - lr * self.weight_decay)
@@ -440,6 +477,7 @@ class RMSprop(Optimizer):
         if self.weight_decay:
             g = g + np.float32(self.weight_decay) * p
         rho = np.float32(self.rho)
+        xp = array_module(p)  # NumPy or CuPy: the same formulas on either device
         v = self._slot(st, "v", p)
         v *= rho
         v += (np.float32(1) - rho) * (g * g)
@@ -447,9 +485,9 @@ class RMSprop(Optimizer):
             mg = self._slot(st, "mg", p)
             mg *= rho
             mg += (np.float32(1) - rho) * g
-            avg = np.sqrt(v - mg * mg)
+            avg = xp.sqrt(v - mg * mg)
         else:
-            avg = np.sqrt(v)
+            avg = xp.sqrt(v)
         avg += np.float32(self.epsilon)
         if self.momentum > 0:
             buf = self._slot(st, "momentum", p)

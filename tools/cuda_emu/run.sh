@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs tests/test_cuda.py against fastcnn's real CUDA sources compiled as C++ for a CPU emulation
+# Runs the GPU tests (tests/test_cuda.py: the ops; tests/test_cuda_model.py: models on the GPU)
+# against fastcnn's real CUDA sources compiled as C++ for a CPU emulation
 # of the CUDA execution model (cuda_emu.h: one fiber per CUDA thread, barriers, shuffled
 # scheduling between barriers) and a NumPy-backed stand-in for CuPy (fake_cupy/). No GPU, no
 # nvcc needed. This checks the kernels' logic (indexing, tiling, barriers, grid-stride loops,
 # 32/64-bit paths, every output written); speed and real-GPU behaviour need a GPU.
 #
 #   tools/cuda_emu/run.sh [pytest args...]      env: PYTHON (default python3), EXTRA_CXXFLAGS,
-#                                               CAP1D / CAPX / CAPYZ (launch caps), NARROW
+#                                               CAP1D / CAPX / CAPYZ (launch caps), NARROW,
+#                                               TESTS (test files, space-separated; default
+#                                               "tests/test_cuda.py tests/test_cuda_model.py")
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -50,4 +53,5 @@ g++ -shared $extra -o "$site/fastcnn/_cuda$suffix" "$out/module_cuda.o" "${objs[
 
 # 4. the GPU tests, on the emulator
 cd "$root"
-PYTHONPATH="$site" FASTCNN_CUDA_EMULATED=1 "$py" -m pytest tests/test_cuda.py -p no:cacheprovider -q "$@"
+read -r -a tests <<< "${TESTS:-tests/test_cuda.py tests/test_cuda_model.py}"
+PYTHONPATH="$site" FASTCNN_CUDA_EMULATED=1 "$py" -m pytest "${tests[@]}" -p no:cacheprovider -q "$@"

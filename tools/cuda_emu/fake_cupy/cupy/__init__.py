@@ -3,20 +3,46 @@
 Arrays are numpy.ndarray subclasses whose type's module is "cupy" and whose `.data.ptr` is the
 host address (the emulated kernels read host memory). `empty` fills new arrays with garbage
 (NaN / a byte pattern) so that outputs a kernel forgets to write are caught.
+
+Honesty: the fake refuses what real CuPy refuses, as far as a NumPy subclass can.
+
+- NumPy ufuncs (`np.exp(a)`, `a * b`, `a += b`, reductions) and NumPy API functions
+  (`np.sum(a)`, `np.where(...)`, `np.concatenate(...)`) on fake arrays run only when this module
+  implements them (CuPy's `__array_ufunc__` / `__array_function__`), and return fake arrays;
+  an operand that is a plain `numpy.ndarray` (a host array mixed with a device array) is a
+  TypeError, as in CuPy. Reductions return 0-d arrays, not NumPy scalars, as in CuPy.
+- The functions of this module (`cupy.sum`, `cupy.ascontiguousarray`, ...) refuse NumPy arrays
+  except where CuPy takes them (`asarray`, `array`: an upload).
+- `ndarray.set` / `get` check what CuPy checks (a NumPy array of the same shape and dtype).
+- `__array__` raises TypeError like CuPy's ("Implicit conversion to a NumPy array is not
+  allowed"), but NumPy never calls it for an ndarray subclass: `np.asarray(a)`, `np.array(a)`,
+  `np.ascontiguousarray(a)` of a fake array silently give a host array where CuPy raises, and
+  `isinstance(a, numpy.ndarray)` is True where CuPy's is False. fastcnn's own mixing checks
+  (fastcnn.ops, the ufunc rule above) usually catch the host array that follows.
+
+Streams, events and pinned memory exist so that the code paths that use them run, but every
+copy and kernel is synchronous here: whether a copy really overlaps computation (and any race
+between streams) can only be seen on a GPU.
 """
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import numpy as np
 
+float16 = np.float16
 float32 = np.float32
 float64 = np.float64
-int64 = np.int64
+int8 = np.int8
 int32 = np.int32
+int64 = np.int64
 uint8 = np.uint8
 uint64 = np.uint64
 bool_ = np.bool_
+dtype = np.dtype
+inf = np.inf
+nan = np.nan
 
 
 class _Mem:
@@ -34,6 +60,43 @@ class _Device:
     def __exit__(self, *exc):
         return False
 
+    def synchronize(self):
+        pass
+
+
+# ------------------------------------------------------------------------------------------------
+# host <-> device rules
+
+
+def _unwrap(a: Any, where: str) -> Any:
+    """A fake array as a plain NumPy view; a NumPy array is refused (CuPy's TypeError);
+    nested lists / tuples are walked; anything else (scalars, dtypes, None) passes."""
+    if isinstance(a, ndarray):
+        return a.view(np.ndarray)
+    if isinstance(a, np.ndarray):
+        raise TypeError(f"{where}: Unsupported type <class 'numpy.ndarray'> (a host array mixed "
+                        "with device arrays; use cupy.asarray to upload it)")
+    if isinstance(a, list | tuple):
+        return type(a)(_unwrap(e, where) for e in a)
+    if isinstance(a, dict):
+        return {k: _unwrap(v, where) for k, v in a.items()}
+    return a
+
+
+def _wrap(a: Any) -> Any:
+    """NumPy results as fake arrays (NumPy scalars as 0-d arrays, as CuPy returns)."""
+    if isinstance(a, ndarray):
+        return a
+    if isinstance(a, np.ndarray):
+        return a.view(ndarray)
+    if isinstance(a, np.generic):
+        return np.asarray(a).view(ndarray)
+    if isinstance(a, tuple):
+        return tuple(_wrap(e) for e in a)
+    if isinstance(a, list):
+        return [_wrap(e) for e in a]
+    return a
+
 
 class ndarray(np.ndarray):
     @property
@@ -44,36 +107,111 @@ class ndarray(np.ndarray):
     def device(self):
         return _Device(0)
 
-    def get(self):
-        return np.array(self, copy=True, subok=False)
+    def get(self, stream=None, order="C", out=None):
+        host = np.array(self.view(np.ndarray), copy=True, order=order)
+        if out is not None:
+            out[...] = host
+            return out
+        return host
+
+    def set(self, arr, stream=None):
+        """Copy a host array into this one (CuPy's checks: a NumPy array, same shape and dtype,
+        this array contiguous)."""
+        if not isinstance(arr, np.ndarray) or isinstance(arr, ndarray):
+            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+        if self.shape != arr.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        if self.dtype != arr.dtype:
+            raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
+        if not self.flags.c_contiguous:
+            raise RuntimeError("Cannot set to non-contiguous array")
+        self.view(np.ndarray)[...] = arr
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use "
+                        "`.get()` to construct a NumPy array explicitly.")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        where = f"cupy.{ufunc.__name__}"
+        args = _unwrap(inputs, where)
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = _unwrap(out, where)
+        if "where" in kwargs:
+            kwargs["where"] = _unwrap(kwargs["where"], where)
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        impl = _API.get(func.__name__)
+        if impl is None:
+            return NotImplemented  # NumPy raises TypeError: no implementation found
+        return impl(*args, **kwargs)
+
+    def __repr__(self):
+        return repr(self.view(np.ndarray))
+
+    def __str__(self):
+        return str(self.view(np.ndarray))
 
 
 ndarray.__module__ = "cupy"
 
-
-def _wrap(a):
-    return a.view(ndarray)
+_API: dict[str, Any] = {}
 
 
-def asarray(a, dtype=None):
-    return _wrap(np.array(a, dtype=dtype, copy=True, subok=False))
+def _api(np_func, name=None):
+    """A cupy function doing what ``np_func`` does, on fake arrays only."""
+    name = name or np_func.__name__
+
+    def f(*args, **kwargs):
+        out = kwargs.get("out")
+        u_args = _unwrap(args, f"cupy.{name}")
+        u_kwargs = _unwrap(kwargs, f"cupy.{name}")
+        r = np_func(*u_args, **u_kwargs)
+        return out if isinstance(out, ndarray) else _wrap(r)
+
+    f.__name__ = name
+    _API[name] = f
+    return f
 
 
-array = asarray
+# ------------------------------------------------------------------------------------------------
+# creation and transfer
 
 
-def asnumpy(a):
-    return np.array(a, copy=True, subok=False)
+def asarray(a, dtype=None, order=None):
+    """Upload (a copy) from host data; a fake array of the right dtype is returned as is."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
+    return _wrap(np.array(a, dtype=dtype, copy=True, subok=False, order=order or "K"))
+
+
+def array(a, dtype=None, copy=True, order="K"):
+    if isinstance(a, ndarray):
+        return a.astype(a.dtype if dtype is None else dtype, order=order, copy=True)
+    return _wrap(np.array(a, dtype=dtype, copy=True, subok=False, order=order))
+
+
+def asnumpy(a, stream=None, order="C", out=None):
+    if isinstance(a, ndarray):
+        return a.get(stream=stream, order=order, out=out)
+    return np.asarray(a, order=order)
 
 
 def ascontiguousarray(a, dtype=None):
-    if isinstance(a, ndarray) and a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
+    if not isinstance(a, ndarray):
+        raise TypeError(f"Argument 'a' has incorrect type (expected cupy.ndarray, got "
+                        f"{type(a).__name__})")
+    if a.flags.c_contiguous and (dtype is None or a.dtype == np.dtype(dtype)):
         return a
-    return _wrap(np.ascontiguousarray(np.asarray(a), dtype=dtype))
+    return _wrap(np.ascontiguousarray(a.view(np.ndarray), dtype=dtype))
 
 
-def empty(shape, dtype=float):
-    a = np.empty(shape, dtype=dtype)
+def empty(shape, dtype=float, order="C"):
+    a = np.empty(shape, dtype=dtype, order=order)
     if a.dtype.kind == "f":
         a.fill(np.nan)
     else:
@@ -81,29 +219,69 @@ def empty(shape, dtype=float):
     return _wrap(a)
 
 
-def empty_like(a, dtype=None):
-    return empty(a.shape, a.dtype if dtype is None else dtype)
+def empty_like(a, dtype=None, order="K", shape=None):
+    if not isinstance(a, ndarray):
+        raise TypeError("cupy.empty_like: expected a cupy.ndarray")
+    return empty(a.shape if shape is None else shape, a.dtype if dtype is None else dtype)
 
 
-def zeros(shape, dtype=float):
-    return _wrap(np.zeros(shape, dtype=dtype))
+def zeros(shape, dtype=float, order="C"):
+    return _wrap(np.zeros(shape, dtype=dtype, order=order))
 
 
-def zeros_like(a):
-    return _wrap(np.zeros_like(np.asarray(a)))
+def ones(shape, dtype=float, order="C"):
+    return _wrap(np.ones(shape, dtype=dtype, order=order))
 
 
-def moveaxis(a, src, dst):
-    return _wrap(np.moveaxis(np.asarray(a), src, dst))
+_API.update(empty_like=empty_like)
+zeros_like = _api(np.zeros_like)
+ones_like = _api(np.ones_like)
+arange = _api(np.arange)
+moveaxis = _api(np.moveaxis)
+broadcast_to = _api(np.broadcast_to)
+concatenate = _api(np.concatenate)
+stack = _api(np.stack)
+copyto = _api(np.copyto)
+pad = _api(np.pad)
+where = _api(np.where)
+clip = _api(np.clip)
+sum = _api(np.sum)
+mean = _api(np.mean)
+argmax = _api(np.argmax)
+any = _api(np.any)
+all = _api(np.all)
+round = _api(np.round)
+around = _api(np.around, "around")
+shape = _api(np.shape)
+reshape = _api(np.reshape)
+shares_memory = _api(np.shares_memory)
+
+for _name in ("exp", "log", "log1p", "sqrt", "square", "abs", "absolute", "maximum", "minimum",
+              "isnan", "isfinite", "add", "subtract", "multiply", "divide", "true_divide",
+              "negative", "greater", "less", "equal", "logical_and", "logical_or"):
+    globals()[_name] = _api(getattr(np, _name), _name)
+del _name
 
 
-def broadcast_to(a, shape):
-    return _wrap(np.broadcast_to(np.asarray(a), shape))
+# ------------------------------------------------------------------------------------------------
+# cuda: streams, events, pinned memory (all synchronous here)
+
+
+class _Event:
+    def __init__(self, block=False, disable_timing=False, interprocess=False) -> None:
+        self.done = True
+
+    def record(self, stream=None):
+        self.done = True
+
+    def synchronize(self):
+        pass
 
 
 class _Stream:
-    def __init__(self, null: bool = False) -> None:
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False) -> None:
         self.ptr = 0 if null else 0x5EED
+        self.non_blocking = non_blocking
 
     def __enter__(self):
         _state["stream"].append(self)
@@ -120,6 +298,19 @@ class _Stream:
         _state["stream"][0] = self
         return self
 
+    def record(self, event=None):
+        event = _Event() if event is None else event
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        if not isinstance(event, _Event):
+            raise TypeError("wait_event: expected a cupy.cuda.Event")
+
+    @property
+    def done(self):
+        return True
+
 
 _state = {"stream": [_Stream(null=True)]}
 
@@ -128,10 +319,17 @@ def _get_current_stream():
     return _state["stream"][-1]
 
 
+def _alloc_pinned_memory(size: int):
+    """Page-locked host memory; a writable buffer (``numpy.frombuffer`` gives an array)."""
+    return bytearray(int(size))
+
+
 cuda = types.SimpleNamespace(
     is_available=lambda: True,
     get_current_stream=_get_current_stream,
     Device=_Device,
     Stream=_Stream,
-    runtime=types.SimpleNamespace(getDevice=lambda: 0),
+    Event=_Event,
+    alloc_pinned_memory=_alloc_pinned_memory,
+    runtime=types.SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1),
 )
