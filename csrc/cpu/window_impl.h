@@ -4,7 +4,8 @@
 //   void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len);
 //   dst[t] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0, for t < len.
 // Each ISA thus gets its own copy of these functions in its own namespace (no ODR merging of
-// AVX code into baseline callers). No includes here: the including file provides <cstdint>.
+// AVX code into baseline callers). No includes here: the including file provides <cstdint> and
+// its ISA's `transpose` (kernels.h).
 
 // The in-bounds part [lo, hi) of a segment (lo = hi = len for a null row): 0 <= w0 + t*ws < W.
 inline void segment_bounds(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len,
@@ -79,4 +80,17 @@ inline void window_rows_impl(const float* const* planes, const int64_t* bh, cons
       }
     }
   }
+}
+
+// The weight-gradient B panel in two passes: the im2col rows into scratch (cols x kc), then one
+// block transpose (the ISA's `transpose`) and zero columns up to nr.
+inline void window_panel_two_pass(const float* const* planes, const int64_t* bh,
+                                  const int64_t* bw, int64_t cols, int64_t img_stride, int64_t k0,
+                                  int64_t kc, int64_t P, int64_t Q, int64_t Hs, int64_t Ws,
+                                  int64_t a_h, int64_t a_w, float* dst, int64_t nr,
+                                  float* scratch) {
+  window_rows_impl(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, scratch);
+  transpose(scratch, kc, cols, kc, dst, nr);
+  for (int64_t k = 0; cols < nr && k < kc; ++k)
+    for (int64_t c = cols; c < nr; ++c) dst[k * nr + c] = 0.0f;
 }

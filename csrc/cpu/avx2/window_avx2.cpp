@@ -34,7 +34,6 @@ inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t
   }
 }
 
-
 }  // namespace
 
 void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t kc,
@@ -46,11 +45,8 @@ void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* 
 void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t cols,
                   int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
                   int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr, float* scratch) {
-  // two passes: the im2col rows into scratch (cols x kc), then one block transpose
-  window_rows_impl(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, scratch);
-  transpose(scratch, kc, cols, kc, dst, nr);
-  for (int64_t k = 0; cols < nr && k < kc; ++k)
-    for (int64_t c = cols; c < nr; ++c) dst[k * nr + c] = 0.0f;
+  window_panel_two_pass(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst, nr,
+                        scratch);
 }
 
 }  // namespace fastcnn::cpu::avx2

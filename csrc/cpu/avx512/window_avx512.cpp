@@ -57,10 +57,8 @@ void window_panel(const float* const* planes, const int64_t* bh, const int64_t* 
                   int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
                   int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr, float* scratch) {
   if (nr % 16 != 0) {  // the kernel table's nr is 48: never taken, kept for safety
-    window_rows_impl(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, scratch);
-    transpose(scratch, kc, cols, kc, dst, nr);
-    for (int64_t k = 0; cols < nr && k < kc; ++k)
-      for (int64_t c = cols; c < nr; ++c) dst[k * nr + c] = 0.0f;
+    window_panel_two_pass(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst,
+                          nr, scratch);
     return;
   }
   const int64_t PQ = P * Q;

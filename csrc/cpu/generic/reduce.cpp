@@ -8,7 +8,7 @@
 //   result lane[0].
 // (The SIMD files add +0 to the lanes past the tail; that is exact here: a lane that starts at +0
 // can never become -0 under round-to-nearest, and v + (+0) == v for every other v.)
-// Approach: plain loops over a 64-float array; without -ffast-math the compiler keeps the order
+// Approach: plain loops over a 64-float array; without fast-math flags the compiler keeps the order
 // and still vectorises the lane loop (16 SSE adds per 64 floats).
 // Napkin: 4 bytes read per element and one add; memory bound on big arrays.
 #include "cpu/kernels.h"
