@@ -195,9 +195,45 @@ def _fmt_logs(logs: dict[str, float]) -> str:
 
 
 def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
+    """``np.savez`` to a new file in ``path``'s directory, fsync, then ``os.replace``: ``path``
+    is either the previous file or the complete new one, never a half-written mix.
+
+    Where the OS allows it (Linux ``O_TMPFILE``) the data is written to an unnamed file that
+    gets a name only once it is complete, so a process killed mid-write leaves nothing behind;
+    elsewhere a hidden ``.<name>.*.tmp`` file is used and removed on every error path.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    fd = -1
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~umask)
+        except OSError:  # a filesystem without O_TMPFILE: use a named temporary file
+            fd = -1
+    if fd >= 0:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+            # a name for the finished file (an instant before it replaces `path`); passing a
+            # dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which links the open file
+            name = f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+            tmp = os.path.join(directory, name)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.link(f"/proc/self/fd/{f.fileno()}", name, dst_dir_fd=dir_fd,
+                        follow_symlinks=True)
+            finally:
+                os.close(dir_fd)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:
@@ -205,8 +241,6 @@ def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -
             np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
