@@ -39,42 +39,7 @@
 namespace fastcnn::cpu::avx512 {
 namespace {
 
-// No std::min / std::isnan / numeric_limits calls in this file: in an unoptimised build they are
-// emitted as weak out-of-line copies, and the linker may keep this file's VEX-encoded copy for
-// baseline callers too (BUILD-NOTES). These helpers are local to the ISA namespace.
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();  // constant, never a call
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-inline bool is_nan(float v) { return v != v; }
-
-inline int64_t first_in_bounds(int64_t i0, int64_t dil) {
-  return i0 < 0 ? i0 + ((-i0 + dil - 1) / dil) * dil : i0;
-}
-
-// One window, PyTorch's scalar loop; rows [h0, h1) (h0 already in bounds; may be empty).
-inline void pool_window_scalar(const float* x, int64_t W, int64_t h0, int64_t h1, int64_t dh,
-                               int64_t ws, int64_t kw, int64_t dw, float* yo, int64_t* io) {
-  const int64_t w1 = imin(ws + (kw - 1) * dw + 1, W);
-  const int64_t w0 = first_in_bounds(ws, dw);
-  float maxval = kNegInf;
-  int64_t maxidx = -1;
-  if (h0 < h1 && w0 < w1) {
-    maxidx = h0 * W + w0;
-    for (int64_t h = h0; h < h1; h += dh) {
-      const float* row = x + h * W;
-      for (int64_t w = w0; w < w1; w += dw) {
-        const float v = row[w];
-        if (v > maxval || is_nan(v)) {
-          maxval = v;
-          maxidx = h * W + w;
-        }
-      }
-    }
-  }
-  *yo = maxval;
-  if (io) *io = maxidx;
-}
-
-enum class Load { unit, pair, gather };
+#include "cpu/maxpool_impl.h"
 
 // Lane masks of a block of n <= 16 interior columns: m = lanes [0, n); for stride 2, lo / hi
 // cover the floats 0 .. 2n-2 (relative to the window start of lane 0) in the two loaded vectors.
@@ -158,14 +123,6 @@ __attribute__((always_inline)) inline void pool_blocks(const float* x, int64_t W
   }
 }
 
-// Scalar windows q in [q0, q1) of one output row.
-inline void pool_row_scalar(const float* x, int64_t W, int64_t h0, int64_t h1, int64_t dh,
-                            int64_t kw, int64_t dw, int64_t sw, int64_t pw, int64_t q0,
-                            int64_t q1, float* yr, int64_t* ir) {
-  for (int64_t q = q0; q < q1; ++q)
-    pool_window_scalar(x, W, h0, h1, dh, q * sw - pw, kw, dw, yr + q, ir ? ir + q : nullptr);
-}
-
 // The whole plane; interior columns [qa, qb) vectorised (qa == qb: all scalar).
 template <Load L, bool kIdx, int KW>
 void pool_plane(const float* x, float* y, int64_t* idx, const Pool2dParams& p, int64_t qa,
@@ -207,55 +164,14 @@ void pool_plane(const float* x, float* y, int64_t* idx, const Pool2dParams& p, i
   }
 }
 
-template <Load L, bool kIdx>
-void pool_plane_kw(const float* x, float* y, int64_t* idx, const Pool2dParams& p, int64_t qa,
-                   int64_t qb) {
-  if (p.kw == 2) {
-    pool_plane<L, kIdx, 2>(x, y, idx, p, qa, qb);
-  } else if (p.kw == 3) {
-    pool_plane<L, kIdx, 3>(x, y, idx, p, qa, qb);
-  } else {
-    pool_plane<L, kIdx, 0>(x, y, idx, p, qa, qb);
-  }
-}
-
-template <bool kIdx>
-void pool_plane_dispatch(const float* x, float* y, int64_t* idx, const Pool2dParams& p,
-                         int64_t qa, int64_t qb) {
-  if (p.stride_w == 1) {
-    pool_plane_kw<Load::unit, kIdx>(x, y, idx, p, qa, qb);
-  } else if (p.stride_w == 2) {
-    pool_plane_kw<Load::pair, kIdx>(x, y, idx, p, qa, qb);
-  } else {
-    pool_plane_kw<Load::gather, kIdx>(x, y, idx, p, qa, qb);
-  }
-}
-
 }  // namespace
 
 void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
-  const int64_t H = p.H, W = p.W, Q = p.Q;
-  const int64_t kw = p.kw, sw = p.stride_w, pw = p.pad_w, dw = p.dil_w;
-  // Interior columns: ws = q*sw - pw >= 0 and ws + (kw-1)*dw <= W-1.
-  const int64_t qa = imin((pw + sw - 1) / sw, Q);
-  const int64_t last = W - 1 + pw - (kw - 1) * dw;
-  int64_t qb = last >= 0 ? imin(last / sw + 1, Q) : 0;
-  const bool vec_ok = W > 0 && H <= INT_MAX / W && sw <= (int64_t{1} << 26);
-  if (!vec_ok || qb <= qa) qb = qa;  // everything scalar
-  if (idx) {
-    pool_plane_dispatch<true>(x, y, idx, p, qa, qb);
-  } else {
-    pool_plane_dispatch<false>(x, y, idx, p, qa, qb);
-  }
+  maxpool_fwd_impl(x, y, idx, p);
 }
 
 void maxpool_bwd(const float* dy, const int64_t* idx, float* dx, int64_t HW, int64_t PQ) {
-  if (HW > 0) std::memset(dx, 0, static_cast<size_t>(HW) * sizeof(float));
-  const uint64_t hw = static_cast<uint64_t>(HW);
-  for (int64_t i = 0; i < PQ; ++i) {  // in order: overlapping windows repeat a j
-    const int64_t j = idx[i];
-    if (static_cast<uint64_t>(j) < hw) dx[j] += dy[i];  // -1 (empty window) and junk skipped
-  }
+  maxpool_bwd_impl(dy, idx, dx, HW, PQ);
 }
 
 }  // namespace fastcnn::cpu::avx512
