@@ -77,84 +77,56 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return inp
 
 
-def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
+def _api(api: Any, case: Case, a: dict[str, np.ndarray]) -> Fn | None:
+    """The call of ``api`` (fastcnn.ops or fastcnn.reference: same signatures) for one case;
+    None for a pass the API has no call for (a dx-only convolution backward)."""
     lay, p = case.layer, case.pass_
     d = lay.d
     if lay.op == "conv2d":
         x, w, b = a["x"], a["w"], a["b"]
         s, pad = d["stride"], d["pad"]
         if p == "fwd":
-            return lambda: ops.conv2d(x, w, b, stride=s, padding=pad)
+            return lambda: api.conv2d(x, w, b, stride=s, padding=pad)
         if p == "fwd_relu":
-            return lambda: ops.conv2d(x, w, b, stride=s, padding=pad, relu=True)
+            return lambda: api.conv2d(x, w, b, stride=s, padding=pad, relu=True)
         dy = a["dy"]
         if p == "bwd":
-            return lambda: ops.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
+            return lambda: api.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
         if p == "bwd_weights":  # what a first layer runs
-            return lambda: ops.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
+            return lambda: api.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
                                                compute_dx=False)
-        # dx only: the public API always computes dw; the compiled module can skip it
-        return lambda: _cpu.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
-                                            True, False, False)
+        if api is ops:  # dx only: only the compiled module can skip dw
+            return lambda: _cpu.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
+                                                True, False, False)
+        return None
     if lay.op == "linear":
         x, w, b = a["x"], a["w"], a["b"]
         if p == "fwd":
-            return lambda: ops.linear(x, w, b)
+            return lambda: api.linear(x, w, b)
         dy = a["dy"]
-        return lambda: ops.linear_backward(dy, x, w, bias=True)
+        return lambda: api.linear_backward(dy, x, w, bias=True)
     if lay.op == "relu":
         if p == "fwd":
             x = a["x"]
-            return lambda: ops.relu(x)
+            return lambda: api.relu(x)
         dy, y = a["dy"], a["y"]
-        return lambda: ops.relu_backward(dy, y)
+        return lambda: api.relu_backward(dy, y)
     # max_pool2d
     x, k, s = a["x"], d["k"], d["stride"]
     if p == "fwd":
-        return lambda: ops.max_pool2d(x, k, stride=s)
+        return lambda: api.max_pool2d(x, k, stride=s)
     if p == "fwd_idx":
-        return lambda: ops.max_pool2d(x, k, stride=s, return_indices=True)
+        return lambda: api.max_pool2d(x, k, stride=s, return_indices=True)
     dy, idx = a["dy"], a["idx"]
-    return lambda: ops.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
+    return lambda: api.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
+
+
+def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
+    return _api(ops, case, a)
 
 
 def _numpy(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
-    ref = reference
-    lay, p = case.layer, case.pass_
-    d = lay.d
-    if lay.op == "conv2d":
-        x, w, b = a["x"], a["w"], a["b"]
-        s, pad = d["stride"], d["pad"]
-        if p == "fwd":
-            return lambda: ref.conv2d(x, w, b, stride=s, padding=pad)
-        if p == "fwd_relu":
-            return lambda: ref.relu(ref.conv2d(x, w, b, stride=s, padding=pad))
-        dy = a["dy"]
-        if p == "bwd":
-            return lambda: ref.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
-        if p == "bwd_weights":
-            return lambda: ref.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
-                                               compute_dx=False)
-        return None  # the reference has no dx-only backward
-    if lay.op == "linear":
-        x, w, b = a["x"], a["w"], a["b"]
-        if p == "fwd":
-            return lambda: ref.linear(x, w, b)
-        dy = a["dy"]
-        return lambda: ref.linear_backward(dy, x, w, bias=True)
-    if lay.op == "relu":
-        if p == "fwd":
-            x = a["x"]
-            return lambda: ref.relu(x)
-        dy, y = a["dy"], a["y"]
-        return lambda: ref.relu_backward(dy, y)
-    x, k, s = a["x"], d["k"], d["stride"]
-    if p == "fwd":
-        return lambda: ref.max_pool2d(x, k, stride=s)
-    if p == "fwd_idx":
-        return lambda: ref.max_pool2d(x, k, stride=s, return_indices=True)
-    dy, idx = a["dy"], a["idx"]
-    return lambda: ref.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
+    return _api(reference, case, a)
 
 
 def _torch(case: Case, a: dict[str, np.ndarray], torch: Any) -> Fn | None:

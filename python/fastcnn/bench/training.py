@@ -87,61 +87,43 @@ def _sgd(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float)
         np.subtract(params[k], g, out=params[k])
 
 
-def fastcnn_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
-    """A step function ``step(x, y) -> loss`` on :mod:`fastcnn.ops` (updates ``params``)."""
+def _api_step(api: Any, params: dict[str, np.ndarray], lr: float) -> StepFn:
+    """``step(x, y) -> loss`` on ``api`` (fastcnn.ops or fastcnn.reference: same signatures);
+    updates ``params`` with SGD."""
     p = params
 
     def step(x: np.ndarray, y: np.ndarray) -> float:
         n = x.shape[0]
-        a1 = ops.conv2d(x, p["w1"], p["b1"], relu=True)
-        a2 = ops.conv2d(a1, p["w2"], p["b2"], relu=True)
-        pooled, idx = ops.max_pool2d(a2, 2, return_indices=True)
+        a1 = api.conv2d(x, p["w1"], p["b1"], relu=True)
+        a2 = api.conv2d(a1, p["w2"], p["b2"], relu=True)
+        pooled, idx = api.max_pool2d(a2, 2, return_indices=True)
         f = pooled.reshape(n, -1)
-        h = ops.linear(f, p["w3"], p["b3"], relu=True)
-        logits = ops.linear(h, p["w4"], p["b4"])
-        loss, dlogits = ops.cross_entropy(logits, y)
-        dh, dw4, db4 = ops.linear_backward(dlogits, h, p["w4"])
-        dh = ops.relu_backward(dh, h)
-        df, dw3, db3 = ops.linear_backward(dh, f, p["w3"])
-        da2 = ops.max_pool2d_backward(df.reshape(pooled.shape), a2, 2, indices=idx)
-        da2 = ops.relu_backward(da2, a2)
-        da1, dw2, db2 = ops.conv2d_backward(da2, a1, p["w2"])
-        da1 = ops.relu_backward(da1, a1)
-        _, dw1, db1 = ops.conv2d_backward(da1, x, p["w1"], compute_dx=False)
+        h = api.linear(f, p["w3"], p["b3"], relu=True)
+        logits = api.linear(h, p["w4"], p["b4"])
+        loss, dlogits = api.cross_entropy(logits, y)
+        dh, dw4, db4 = api.linear_backward(dlogits, h, p["w4"])
+        dh = api.relu_backward(dh, h)
+        df, dw3, db3 = api.linear_backward(dh, f, p["w3"])
+        da2 = api.max_pool2d_backward(df.reshape(pooled.shape), a2, 2, indices=idx)
+        da2 = api.relu_backward(da2, a2)
+        da1, dw2, db2 = api.conv2d_backward(da2, a1, p["w2"])
+        da1 = api.relu_backward(da1, a1)
+        _, dw1, db1 = api.conv2d_backward(da1, x, p["w1"], compute_dx=False)
         _sgd(p, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2, "w3": dw3, "b3": db3,
                  "w4": dw4, "b4": db4}, lr)
         return float(loss)
 
     return step
+
+
+def fastcnn_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
+    """A step function ``step(x, y) -> loss`` on :mod:`fastcnn.ops` (updates ``params``)."""
+    return _api_step(ops, params, lr)
 
 
 def numpy_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
     """The same step on the NumPy reference (:mod:`fastcnn.reference`)."""
-    ref = reference
-    p = params
-
-    def step(x: np.ndarray, y: np.ndarray) -> float:
-        n = x.shape[0]
-        a1 = ref.relu(ref.conv2d(x, p["w1"], p["b1"]))
-        a2 = ref.relu(ref.conv2d(a1, p["w2"], p["b2"]))
-        pooled, idx = ref.max_pool2d(a2, 2, return_indices=True)
-        f = pooled.reshape(n, -1)
-        h = ref.relu(ref.linear(f, p["w3"], p["b3"]))
-        logits = ref.linear(h, p["w4"], p["b4"])
-        loss, dlogits = ref.cross_entropy(logits, y)
-        dh, dw4, db4 = ref.linear_backward(dlogits, h, p["w4"])
-        dh = ref.relu_backward(dh, h)
-        df, dw3, db3 = ref.linear_backward(dh, f, p["w3"])
-        da2 = ref.max_pool2d_backward(df.reshape(pooled.shape), a2, 2, indices=idx)
-        da2 = ref.relu_backward(da2, a2)
-        da1, dw2, db2 = ref.conv2d_backward(da2, a1, p["w2"])
-        da1 = ref.relu_backward(da1, a1)
-        _, dw1, db1 = ref.conv2d_backward(da1, x, p["w1"], compute_dx=False)
-        _sgd(p, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2, "w3": dw3, "b3": db3,
-                 "w4": dw4, "b4": db4}, lr)
-        return float(loss)
-
-    return step
+    return _api_step(reference, params, lr)
 
 
 def torch_step(torch: Any, params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
