@@ -5,13 +5,7 @@
 // Napkin maths: 24 FMA x 16 lanes x 2 flops = 768 flops per k step; at 2 FMA ports that is
 // 12 cycles, against 3 vector loads + 8 scalar broadcasts, so the kernel is FMA-bound:
 // 64 flops/cycle/core peak. The 8-row tile divides the usual channel counts (32, 64, 128).
-// GCC 12 reports its own _mm512_undefined_*() inside immintrin.h as "maybe uninitialized" once
-// inlined (GCC PR105593); the pragma covers only the header's lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
 

@@ -1,12 +1,6 @@
 // probe_avx512.cpp -- FMA peak probe: 24 independent zmm FMA chains (latency 4 x 2 ports = 8
 // chains are enough to saturate; 24 hide any scheduling slack). 24 x 16 lanes x 2 flops per step.
-// GCC 12 reports its own _mm512_undefined_*() inside immintrin.h as "maybe uninitialized" once
-// inlined (GCC PR105593); the pragma covers only the header's lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
 

@@ -9,13 +9,7 @@
 // add: 64 floats per iteration, then 16, then one masked load/store tail; nothing past n-1.
 // Napkin: 4 independent add chains x 16 lanes; 2 loads/cycle ~ 128 B/cycle in L1, far above
 // DRAM: memory bound for anything outside L2.
-// GCC 12 reports its own _mm512_undefined_*() inside immintrin.h as "maybe uninitialized" once
-// inlined (GCC PR105593); the pragma covers only the header's lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
 

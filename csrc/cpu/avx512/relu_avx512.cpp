@@ -7,13 +7,7 @@
 // are neither read nor written, so nothing past element n-1 is touched).
 // Napkin: 1 load + 1 max + 1 store per 16 floats; the core could do ~200 GB/s, DRAM gives one
 // core ~10-20 GB/s: memory bound, 64 MB in + 64 MB out ~ 7-13 ms.
-// GCC 12 reports its own _mm512_undefined_*() inside immintrin.h as "maybe uninitialized" once
-// inlined (GCC PR105593); the pragma covers only the header's lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
 

@@ -2,11 +2,7 @@
 // 16x16 tiles in registers: 16 masked row loads, 4 shuffle stages (unpack ps, unpack pd, two
 // 128-bit lane shuffles: 64 shuffles per 256 elements), 16 masked row stores. Edge tiles use
 // masks on both sides, so nothing outside the two blocks is read or written.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
 

@@ -2,11 +2,7 @@
 // (one output row inside one panel, <= 48 floats) is 16-lane masked loads of its in-bounds part
 // (masked-off lanes are never read) and masked stores that write the zero padding too; strided
 // windows (stride > 1) gather with a masked index vector.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
 
