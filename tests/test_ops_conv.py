@@ -265,3 +265,22 @@ def test_conv2d_denormals_and_specials(isa: str) -> None:
                 "denormal sums")
     xs = np.array([np.inf, -np.inf, np.nan, 1.0], np.float32).reshape(1, 1, 1, 4)
     check_exact(ops.conv2d(xs, w), ref.conv2d(xs, w), "inf/nan")
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_conv2d_backward_nonfinite_input_stays_local(isa: str, padding: int) -> None:
+    """An inf / NaN in x may only reach the dw taps that multiply it (the reference's im2col
+    form). Stride-1 weight gradients run on the padded grid (csrc/cpu/conv2d_wide.cpp), whose
+    discarded columns multiply x by zeros: 0 * inf would put NaN in taps the inf never meets
+    (here x[.., 1, 4] sits in a discarded column of taps (1, 0) and (1, 1)), so such inputs must
+    take the im2col form."""
+    for bad in (np.inf, np.nan):
+        x = np.ones((2, 1, 3, 5), np.float32)
+        x[1, 0, 1, 4] = bad
+        w = np.ones((2, 1, 3, 3), np.float32)
+        dy = np.ones((2, 2, 1 + 2 * padding, 3 + 2 * padding), np.float32)
+        _, dw, _ = ops.conv2d_backward(dy, x, w, padding=padding)
+        with np.errstate(invalid="ignore"):
+            _, dw_ref, _ = ref.conv2d_backward(dy, x, w, padding=padding)
+        assert np.array_equal(dw, dw_ref, equal_nan=True), (bad, dw.tolist(), dw_ref.tolist())
+        assert np.isfinite(dw).sum() == np.isfinite(dw_ref).sum() > 0

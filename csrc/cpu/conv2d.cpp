@@ -14,7 +14,9 @@
 // GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
+#include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
@@ -89,6 +91,16 @@ void check_conv2d_grad(const Shape& dy, const Conv2dParams& p) {
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu) {
+  if (wide_conv_applicable(p)) {
+    WideConv cv;
+    cv.x = x, cv.w = w, cv.b = b, cv.y = y;
+    cv.N = p.N, cv.C = p.C, cv.H = p.H, cv.W = p.W, cv.K = p.K, cv.R = p.R, cv.S = p.S;
+    cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
+    cv.pad_top = p.pad_top, cv.pad_left = p.pad_left, cv.pad_bottom = p.pad_bottom;
+    cv.pad_right = p.pad_right;
+    wide_correlate(cv, relu);
+    return;
+  }
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
   const int64_t RS = p.R * p.S;
   GemmProblem prob;
@@ -181,10 +193,35 @@ void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv
 }  // namespace
 
 void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  backward_data_col2im(dy, w, dx, p);
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
+  // the wide form's weight panels are Cg rows tall: not when padding them to MR rows would waste
+  // over a third of the work (a first layer's few input channels)
+  const int64_t mr = kernels().mr, rows = (Cg + mr - 1) / mr * mr;
+  if (!wide_conv_applicable(p) || 2 * rows > 3 * Cg || !all_finite(w, p.K * Cg * RS)) {
+    backward_data_col2im(dy, w, dx, p);
+    return;
+  }
+  // dx = dy padded by (R-1)*dh - pad, correlated with wt[g*Cg + c, k, r, s] =
+  // w[g*Kg + k, c, R-1-r, S-1-s] (flipped taps, (k, c) transposed per group): stride 1 again.
+  std::vector<float> wt(static_cast<size_t>(p.K * Cg * RS));
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* src = w + ((g * Kg + k) * Cg + c) * RS;
+        float* dst = wt.data() + ((g * Cg + c) * Kg + k) * RS;
+        for (int64_t t = 0; t < RS; ++t) dst[t] = src[RS - 1 - t];
+      }
+  WideConv cv;
+  cv.x = dy, cv.w = wt.data(), cv.b = nullptr, cv.y = dx;
+  cv.N = p.N, cv.C = p.K, cv.H = p.P, cv.W = p.Q, cv.K = p.C, cv.R = p.R, cv.S = p.S;
+  cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
+  cv.pad_top = (p.R - 1) * p.dil_h - p.pad_top, cv.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
+  cv.pad_left = (p.S - 1) * p.dil_w - p.pad_left, cv.pad_right = (p.S - 1) * p.dil_w - p.pad_right;
+  wide_correlate(cv, 0);
 }
 
 void conv2d_backward_weights(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
+  if (wide_conv_applicable(p) && wide_weight_grad(p, dy, x, dw)) return;
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
   const int64_t RS = p.R * p.S;
   GemmProblem prob;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "cpu/buffer.h"
 #include "cpu/parallel.h"
 
 namespace fastcnn::cpu {
@@ -19,18 +20,6 @@ constexpr int64_t kMaxChunks = 16;  // split_k: at most this many partial result
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
-struct AlignedFree {
-  void operator()(float* p) const { std::free(p); }
-};
-using Buffer = std::unique_ptr<float[], AlignedFree>;
-
-Buffer alloc_floats(int64_t n) {
-  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(n, 16) * 4, 64));
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw std::bad_alloc();
-  return Buffer(static_cast<float*>(p));
-}
 
 }  // namespace
 

@@ -20,6 +20,22 @@ namespace fastcnn::cpu {
 using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                int accumulate);
 
+// Micro-kernel of the wide-grid direct convolution (conv2d_wide.cpp): the GEMM micro-kernel whose
+// B row k is read at an offset instead of from a packed panel,
+//   C[i, j] = (accumulate ? C[i, j] : 0) + sum_{k < kc} a[k*MR + i] * src[off[k] + j],
+// i < MR, j < NR (src[off[k] .. off[k] + NR) must be readable).
+using ConvUkernelFn = void (*)(int64_t kc, const float* a, const float* src, const int64_t* off,
+                               float* c, int64_t ldc, int accumulate);
+
+// Micro-kernel of the wide-grid weight gradient (conv2d_wide.cpp): for i < 4 rows, t < 6 taps and
+// lanes l < 16,
+//   part[(i*6 + t)*16 + l] += sum_{n < nimg} sum_{v < jv} dy[n*dy_is + i*dy_ld + 16v + l]
+//                                                         * x[n*x_is + off[t] + 16v + l]
+// (every ISA keeps the same 16 lane-wise partial sums, so the driver's reduction is shared).
+using ConvDwUkernelFn = void (*)(int64_t nimg, int64_t jv, const float* dy, int64_t dy_ld,
+                                 int64_t dy_is, const float* x, int64_t x_is, const int64_t* off,
+                                 float* part);
+
 // Tile epilogue from the driver's buffer to the destination, m x n (any m, n >= 0; masked tails):
 //   v = src[i*lds + j] + (bias_row ? bias_row[i] : 0) + (bias_col ? bias_col[j] : 0)
 //   v = relu ? max(v, 0) (NaN kept) : v
@@ -79,6 +95,8 @@ struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
   GemmUkernelFn gemm_ukernel;
+  ConvUkernelFn conv_ukernel;
+  ConvDwUkernelFn conv_dw_ukernel;
   StoreTileFn store_tile;
   ReluFwdFn relu_fwd;
   ReluBwdFn relu_bwd;
@@ -98,6 +116,11 @@ struct KernelTable {
   extern const int kMR, kNR;                                                                  \
   void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,        \
                     int accumulate);                                                          \
+  void conv_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off,         \
+                    float* c, int64_t ldc, int accumulate);                                   \
+  void conv_dw_ukernel(int64_t nimg, int64_t jv, const float* dy, int64_t dy_ld,            \
+                       int64_t dy_is, const float* x, int64_t x_is, const int64_t* off,    \
+                       float* part);                                                       \
   void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,\
                   const float* bias_row, const float* bias_col, int relu, int accumulate);    \
   void relu_fwd(const float* x, float* y, int64_t n);                                         \

@@ -1,0 +1,306 @@
+// conv2d_wide.cpp -- stride-1 convolution as a "wide-grid" direct convolution: no im2col.
+//
+// For stride 1 the im2col row of tap (c, r, s) is the zero-padded image plane c read at
+//   xp[c][(p + r*dh) * Wp + q + s*dw]           (Wp = padded width)
+// and if the outputs are numbered on the padded grid, j = p*Wp + q, that is xp[c] + off + j with
+// off = r*dh*Wp + s*dw: a *contiguous* run of j for every tap. So a GEMM micro-kernel can read its
+// B rows straight from the padded image at per-tap offsets (the ISA's conv_ukernel) instead of
+// from packed im2col panels. Columns with q >= Q (the last (S-1)*dw of every padded row) read
+// the next row's data and are computed and discarded: a waste of (S-1)*dw / Wp (2/26 for the
+// seeds' conv2, 2/58 for a 56x56 layer), against the whole im2col gather saved.
+//
+//   y[n, g*Kg + i, p, q] = bias + sum_{c, r, s} W[g*Kg + i, c, r, s] * xp[n, g, c][off(c,r,s) + j]
+//
+// Work items are (image, group, band of output rows); an item copies its band of the input
+// (plus the (R-1)*dh halo rows) into the thread's zero-padded scratch, then runs MR x NR tiles
+// over it: for each NR-column strip, every MR-row weight panel (prepacked once per call), the B
+// data of the strip staying in L1/L2. Each output is reduced by one micro-kernel call over all
+// Cg*R*S taps in tap order, so results do not depend on the thread count or the banding.
+//
+// Backward-data of a stride-1 convolution is itself a stride-1 correlation: dx = dy padded by
+// (R-1)*dh - pad (a crop when negative) correlated with the weights flipped in r, s and
+// transposed in (k, c) per group, so it runs on the same code. That form multiplies zeros of the
+// padding with every weight, so it is used only when the weights are all finite (a NaN or inf
+// weight must stay local, as in PyTorch: conv2d.cpp's col2im form handles that case).
+// Napkin maths (seeds' conv2, 32->64 3x3 on 26x26, batch 64): 1.36 GFLOP per pass; the band copy
+// moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
+#include "cpu/conv2d_wide.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/check.h"
+#include "cpu/buffer.h"
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+
+namespace fastcnn::cpu {
+namespace {
+
+constexpr int64_t kScratchFloats = int64_t{1} << 18;  // 1 MiB band per thread when possible
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The band copies move short rows (often 24-64 floats): a call to memcpy per row costs more than
+// the copy, so these loops must stay loops (GCC would otherwise turn them back into calls).
+#if defined(__GNUC__) && !defined(__clang__)
+#define FASTCNN_NO_LIBCALL __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FASTCNN_NO_LIBCALL
+#endif
+
+FASTCNN_NO_LIBCALL inline void copy_row(float* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+FASTCNN_NO_LIBCALL inline void zero_row(float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = 0.0f;
+}
+// copy_row that also reports whether any value was NaN or infinite
+FASTCNN_NO_LIBCALL inline uint32_t copy_row_check(float* dst, const float* src, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, src + i, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    dst[i] = src[i];
+  }
+  return bad;
+}
+
+}  // namespace
+
+bool wide_conv_applicable(const Conv2dParams& p) {
+  // stride 1, and at most half of each padded row wasted on discarded columns
+  return p.stride_h == 1 && p.stride_w == 1 && (p.S - 1) * p.dil_w <= p.Q;
+}
+
+void wide_correlate(const WideConv& cv, int relu) {
+  const KernelTable& kt = kernels();
+  const int64_t mr = kt.mr, nr = kt.nr;
+  const int64_t G = cv.groups, Cg = cv.C / G, Kg = cv.K / G, RS = cv.R * cv.S, CRS = Cg * RS;
+  const int64_t Wp = cv.W + cv.pad_left + cv.pad_right;
+  const int64_t P = cv.H + cv.pad_top + cv.pad_bottom - (cv.R - 1) * cv.dil_h;
+  const int64_t Q = Wp - (cv.S - 1) * cv.dil_w;
+  const int64_t HW = cv.H * cv.W, PQ = P * Q;
+  if (cv.N == 0 || P <= 0 || Q <= 0) return;
+  const int64_t halo = (cv.R - 1) * cv.dil_h;
+
+  // Weights as MR-row panels over all CRS taps, per group: panel ip of group g at
+  // apack[(g * mpan + ip) * CRS * mr].
+  const int64_t mpan = ceil_div(Kg, mr);
+  std::vector<float> apack(static_cast<size_t>(checked_mul(G * mpan * mr, CRS, "conv2d weights")));
+  for (int64_t g = 0; g < G; ++g)
+    pack_a_strided(cv.w + g * Kg * CRS, CRS, 1, 0, Kg, 0, CRS, apack.data() + g * mpan * mr * CRS,
+                   static_cast<int>(mr));
+
+  // Bands of output rows: as tall as a ~1 MiB scratch allows, then shorter until every thread
+  // has work (the band never changes a result, only which thread computes it).
+  const double flops = 2.0 * double(cv.N) * double(cv.K) * double(PQ) * double(CRS);
+  const int nt = threads_for(flops, 2e6);
+  int64_t band = P;
+  while (band > 1 && Cg * (band + halo) * Wp > kScratchFloats) band = ceil_div(band, 2);
+  while (band > 1 && cv.N * G * ceil_div(P, band) < 2 * int64_t{nt}) band = ceil_div(band, 2);
+  const int64_t nbands = ceil_div(P, band);
+  const int64_t items = cv.N * G * nbands;
+  const int use_threads = static_cast<int>(std::min<int64_t>(nt, items));
+
+  // Per thread: the band (Cg planes of (band + halo) x Wp, then a zero tail that the last strip's
+  // discarded columns may read), the tap offsets and an MR x NR tile per weight panel.
+  const int64_t tail = (cv.S - 1) * cv.dil_w + nr + 16;
+  const int64_t scr_size = checked_mul(Cg, (band + halo) * Wp, "conv2d band") + tail;
+  const int64_t per_thread = ceil_div(scr_size + mpan * mr * nr, 16) * 16;
+  Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
+  std::vector<int64_t> offs(static_cast<size_t>(CRS * use_threads));
+
+  // Tap chunk: whole channels whose window for one strip (NR columns + the halo rows) fits in
+  // ~16 KB, balanced over the group's channels (fixed by the shape: part of the sum order).
+  const int64_t win = nr + halo * Wp + (cv.S - 1) * cv.dil_w;
+  const int64_t cmax = std::max<int64_t>(1, 4096 / win), nchunk = ceil_div(Cg, cmax);
+  const int64_t kch = ceil_div(Cg, nchunk) * RS;
+  const ConvUkernelFn ukernel = kt.conv_ukernel;
+  const StoreTileFn store = kt.store_tile;
+  parallel_for(items, [&](int t, int64_t begin, int64_t end) {
+    float* scr = work.get() + t * per_thread;
+    float* tile = scr + scr_size;
+    int64_t* off = offs.data() + t * CRS;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / (G * nbands), g = (item / nbands) % G, bi = item % nbands;
+      const int64_t p0 = bi * band, rows = std::min(band, P - p0), in_rows = rows + halo;
+      const int64_t plane = in_rows * Wp;
+      // the band: padded rows p0 .. p0 + in_rows of every channel of the group
+      const int64_t lo = std::max<int64_t>(cv.pad_left, 0), skip = std::max<int64_t>(-cv.pad_left, 0);
+      const int64_t len = std::max<int64_t>(std::min(cv.W - skip, Wp - lo), 0);
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* src = cv.x + (n * cv.C + g * Cg + c) * HW;
+        for (int64_t rr = 0; rr < in_rows; ++rr) {
+          float* d = scr + c * plane + rr * Wp;
+          const int64_t h = p0 + rr - cv.pad_top;
+          if (h < 0 || h >= cv.H || len == 0) {
+            zero_row(d, Wp);
+            continue;
+          }
+          zero_row(d, lo);
+          copy_row(d + lo, src + h * cv.W + skip, len);
+          zero_row(d + lo + len, Wp - lo - len);
+        }
+      }
+      std::memset(scr + Cg * plane, 0, sizeof(float) * static_cast<size_t>(tail));
+      for (int64_t k = 0; k < CRS; ++k) {
+        const int64_t c = k / RS, r = (k / cv.S) % cv.R, s = k % cv.S;
+        off[k] = c * plane + r * cv.dil_h * Wp + s * cv.dil_w;
+      }
+      const float* ag = apack.data() + g * mpan * mr * CRS;
+      const int64_t J = rows * Wp;  // padded-grid outputs of the band
+      float* yb = cv.y + (n * cv.K + g * Kg) * PQ + p0 * Q;
+      for (int64_t j0 = 0; j0 < J; j0 += nr) {
+        const int64_t jn = std::min(nr, J - j0);
+        // taps in chunks whose B rows (the strip's window of kch channels) stay in L1, each
+        // chunk run for every weight panel before the next
+        for (int64_t k0 = 0; k0 < CRS; k0 += kch)
+          for (int64_t ip = 0; ip < mpan; ++ip)
+            ukernel(std::min(kch, CRS - k0), ag + ip * CRS * mr + k0 * mr, scr + j0, off + k0,
+                    tile + ip * mr * nr, nr, k0 > 0);
+        for (int64_t ip = 0; ip < mpan; ++ip) {
+          const int64_t i0 = ip * mr, m = std::min(mr, Kg - i0);
+          const float* bias = cv.b ? cv.b + g * Kg + i0 : nullptr;
+          const float* tp = tile + ip * mr * nr;
+          // the strip's kept columns, one output row at a time
+          for (int64_t j = j0; j < j0 + jn;) {
+            const int64_t pr = j / Wp, q = j % Wp;
+            const int64_t row_end = std::min(j0 + jn, (pr + 1) * Wp);
+            if (q < Q) {
+              const int64_t cnt = std::min(row_end, pr * Wp + Q) - j;
+              store(yb + i0 * PQ + pr * Q + q, PQ, tp + (j - j0), nr, m, cnt, bias, nullptr,
+                    relu, 0);
+            }
+            j = row_end;
+          }
+        }
+      }
+    }
+  }, use_threads);
+}
+
+bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  const KernelTable& kt = kernels();
+  const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
+  if (p.N == 0) {
+    std::memset(dw, 0, sizeof(float) * static_cast<size_t>(p.K * CRS));
+    return true;
+  }
+  const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
+  const int64_t J = p.P * Wp, Jpad = ceil_div(J, 16) * 16, PQ = p.P * p.Q, HW = p.H * p.W;
+  const int64_t plane = Hp * Wp;
+  // x reads reach (Cg-1)*plane + (R-1)*dh*Wp + (S-1)*dw + Jpad - 1 < Cg*plane + tail
+  const int64_t x_is = ceil_div(Cg * plane + (p.S - 1) * p.dil_w + 32, 16) * 16;
+  // images per chunk: a 4-row block of dy over the chunk stays within ~24 KB (L1)
+  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(p.N, 24576 / (16 * Jpad)));
+  const int64_t nib = ceil_div(Kg, 4), nkb = ceil_div(CRS, 6);
+  const int64_t items = G * nib;  // (group, 4-row block), each with every tap
+  const double flops = 2.0 * double(p.N) * double(p.K) * double(CRS) * double(PQ);
+  const int use_threads = static_cast<int>(std::min<int64_t>(threads_for(flops, 2e6), items));
+  const int64_t max_items = ceil_div(items, use_threads) + 1;
+  const int64_t dy_rows = max_items * 4;  // rows of one image's dy held by a thread
+  const int64_t tile = 4 * 6 * 16;
+  const int64_t per_thread = nb * x_is + nb * dy_rows * Jpad + max_items * nkb * tile;  // all x16
+  Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d dw work"));
+  std::vector<uint32_t> bad_x(static_cast<size_t>(use_threads), 0);
+  // tap offsets, 6 per block (past CRS: tap 0 again, computed and dropped)
+  std::vector<int64_t> off(static_cast<size_t>(nkb * 6));
+  for (int64_t k = 0; k < nkb * 6; ++k) {
+    const int64_t kk = k < CRS ? k : 0;
+    const int64_t c = kk / RS, r = (kk / p.S) % p.R, s = kk % p.S;
+    off[k] = c * plane + r * p.dil_h * Wp + s * p.dil_w;
+  }
+  const ConvDwUkernelFn ukernel = kt.conv_dw_ukernel;
+  parallel_for(items, [&](int t, int64_t begin, int64_t end) {
+    float* xp = work.get() + t * per_thread;
+    uint32_t bad = 0;
+    float* dyw = xp + nb * x_is;
+    float* part = dyw + nb * dy_rows * Jpad;
+    std::memset(part, 0, sizeof(float) * static_cast<size_t>((end - begin) * nkb * tile));
+    for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
+      const int64_t nimg = std::min(nb, p.N - n0);
+      for (int64_t it = begin; it < end;) {
+        const int64_t g = it / nib, ib0 = it % nib;
+        const int64_t it_end = std::min(end, (g + 1) * nib), ib1 = ib0 + (it_end - it);
+        // the group's padded images and this thread's rows of dy on the padded grid
+        for (int64_t nl = 0; nl < nimg; ++nl) {
+          float* xi = xp + nl * x_is;
+          for (int64_t c = 0; c < Cg; ++c) {
+            const float* src = x + ((n0 + nl) * p.C + g * Cg + c) * HW;
+            float* d = xi + c * plane;
+            for (int64_t h = 0; h < Hp; ++h, d += Wp) {
+              const int64_t hs = h - p.pad_top;
+              if (hs < 0 || hs >= p.H) {
+                zero_row(d, Wp);
+                continue;
+              }
+              zero_row(d, p.pad_left);
+              bad |= copy_row_check(d + p.pad_left, src + hs * p.W, p.W);
+              zero_row(d + p.pad_left + p.W, p.pad_right);
+            }
+          }
+          zero_row(xi + Cg * plane, x_is - Cg * plane);
+          float* di = dyw + nl * dy_rows * Jpad;
+          for (int64_t i = 0; i < (ib1 - ib0) * 4; ++i) {
+            float* d = di + i * Jpad;
+            const int64_t row = ib0 * 4 + i;
+            if (row >= Kg) {
+              zero_row(d, Jpad);
+              continue;
+            }
+            const float* src = dy + ((n0 + nl) * p.K + g * Kg + row) * PQ;
+            for (int64_t pr = 0; pr < p.P; ++pr) {
+              copy_row(d + pr * Wp, src + pr * p.Q, p.Q);
+              zero_row(d + pr * Wp + p.Q, Wp - p.Q);
+            }
+            zero_row(d + J, Jpad - J);
+          }
+        }
+        for (int64_t ib = ib0; ib < ib1; ++ib) {
+          float* pt = part + (it - begin + (ib - ib0)) * nkb * tile;
+          const float* d = dyw + (ib - ib0) * 4 * Jpad;
+          for (int64_t kb = 0; kb < nkb; ++kb)
+            ukernel(nimg, Jpad / 16, d, Jpad, dy_rows * Jpad, xp, x_is, off.data() + kb * 6,
+                    pt + kb * tile);
+        }
+        it = it_end;
+      }
+    }
+    bad_x[static_cast<size_t>(t)] = bad;
+    // lane sums in a fixed tree (the same for every ISA and thread count)
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t g = it / nib, ib = it % nib;
+      const float* pt = part + (it - begin) * nkb * tile;
+      for (int64_t kb = 0; kb < nkb; ++kb)
+        for (int64_t i = 0; i < 4; ++i)
+          for (int64_t tt = 0; tt < 6; ++tt) {
+            const int64_t row = ib * 4 + i, k = kb * 6 + tt;
+            if (row >= Kg || k >= CRS) continue;
+            const float* l = pt + kb * tile + (i * 6 + tt) * 16;
+            float s8[8], s4[4];
+            for (int q = 0; q < 8; ++q) s8[q] = l[q] + l[q + 8];
+            for (int q = 0; q < 4; ++q) s4[q] = s8[q] + s8[q + 4];
+            dw[(g * Kg + row) * CRS + k] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+          }
+    }
+  }, use_threads);
+  for (uint32_t b : bad_x)
+    if (b) return false;
+  return true;
+}
+
+bool all_finite(const float* v, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, v + i, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+}  // namespace fastcnn::cpu

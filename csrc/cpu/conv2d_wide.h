@@ -1,0 +1,33 @@
+// conv2d_wide.h -- the stride-1 "wide-grid" direct convolution (conv2d_wide.cpp), used by
+// conv2d.cpp for the forward pass and the backward-data pass of stride-1 convolutions.
+#pragma once
+#include <cstdint>
+
+#include "common/params.h"
+
+namespace fastcnn::cpu {
+
+// One stride-1 correlation: y (N, K, P, Q) = b + sum over taps of w (K, C/groups, R, S) times x
+// (N, C, H, W) zero-padded by pad_* (a negative pad crops), dilated by dil_*, per group;
+// P = H + pad_top + pad_bottom - (R-1)*dil_h (>= 1), Q likewise. Contiguous buffers.
+struct WideConv {
+  const float* x = nullptr;
+  const float* w = nullptr;
+  const float* b = nullptr;  // (K,) or null
+  float* y = nullptr;
+  int64_t N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, groups = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0, dil_h = 1, dil_w = 1;
+};
+
+// Whether the forward pass of p (and its backward-data pass) should run on the wide grid.
+bool wide_conv_applicable(const Conv2dParams& p);
+// Computes cv (every element of y written), ReLU after the bias when relu != 0.
+void wide_correlate(const WideConv& cv, int relu);
+// dw (K, C/groups, R, S) of a convolution with wide_conv_applicable(p). Returns false, dw then
+// being garbage, when x holds a NaN or infinity: the padded grid's discarded columns multiply x
+// by zeros of dy, which would spread them where PyTorch's im2col form doesn't.
+bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+// No NaN or infinity in v[0:n].
+bool all_finite(const float* v, int64_t n);
+
+}  // namespace fastcnn::cpu
