@@ -56,6 +56,18 @@ def run_conv_case(rng: np.random.Generator, xs: tuple[int, ...], ws: tuple[int, 
         check_exact(db, db_ref, f"{what} db (ints)")
     else:
         assert db is None
+    # the ReLU's backward fused into the passes (relu_y: the forward's ReLU output, zeros and all)
+    yr = ops.conv2d(x, w, b, relu=True, **opts)
+    exp = ref.conv2d_backward(f64(dy), f64(x), f64(w), bias=bias, relu_y=f64(yr), **opts)
+    for cdx in (True, False):
+        got = ops.conv2d_backward(dy, x, w, bias=bias, relu_y=yr, compute_dx=cdx, **opts)
+        if cdx:
+            check_exact(got[0], exp[0], f"{what} dx (ints, relu_y)")
+        else:
+            assert got[0] is None
+        check_exact(got[1], exp[1], f"{what} dw (ints, relu_y, compute_dx={cdx})")
+        if bias:
+            check_exact(got[2], exp[2], f"{what} db (ints, relu_y, compute_dx={cdx})")
 
     # 2. random normal: within the summation tolerance
     x, w = normal(rng, xs), normal(rng, ws)
@@ -284,3 +296,23 @@ def test_conv2d_backward_nonfinite_input_stays_local(isa: str, padding: int) -> 
             _, dw_ref, _ = ref.conv2d_backward(dy, x, w, padding=padding)
         assert np.array_equal(dw, dw_ref, equal_nan=True), (bad, dw.tolist(), dw_ref.tolist())
         assert np.isfinite(dw).sum() == np.isfinite(dw_ref).sum() > 0
+
+
+def test_conv2d_backward_relu_y_rules(isa: str, rng: np.random.Generator) -> None:
+    """relu_y follows relu_backward: dy passes where relu_y > 0 or NaN, zero elsewhere (-0.0 and
+    0.0 included); a relu_y of the wrong shape or dtype is refused by name."""
+    x, w = normal(rng, (2, 3, 6, 7)), normal(rng, (4, 3, 3, 3))
+    dy = normal(rng, (2, 4, 4, 5))
+    ry = normal(rng, dy.shape)
+    ry[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    for opts in ({}, {"padding": 1}, {"stride": 2}):
+        d = normal(rng, ops.conv2d(x, w, **opts).shape)
+        r = np.resize(ry, d.shape).astype(np.float32)
+        got = ops.conv2d_backward(d, x, w, relu_y=r, **opts)
+        want = ops.conv2d_backward(ops.relu_backward(d, r), x, w, **opts)
+        for g, e in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="relu_y"):
+        ops.conv2d_backward(dy, x, w, relu_y=ry[:1])
+    with pytest.raises(TypeError, match="relu_y"):
+        ops.conv2d_backward(dy, x, w, relu_y=ry.astype(np.float64))

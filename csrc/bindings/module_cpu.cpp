@@ -100,11 +100,17 @@ FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t s
 
 py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t sh, int64_t sw,
                           int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
-                          int64_t groups, bool need_dx, bool need_dw, bool bias) {
+                          int64_t groups, bool need_dx, bool need_dw, bool bias,
+                          py::handle relu_y_) {
   const char* op = "conv2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
   cpu::check_conv2d_grad(shape_of(dy), p);
+  std::optional<FArray> relu_y;
+  if (!relu_y_.is_none()) {
+    relu_y = as_float(relu_y_, op, "relu_y");
+    same_shape(*relu_y, dy, op, "relu_y", "dy");
+  }
   py::object dx = py::none(), dwt = py::none(), db = py::none();
   std::optional<FArray> dxa, dwa, dba;
   if (need_dx) dxa = new_float(shape_of(x));
@@ -112,9 +118,9 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   if (bias) dba = new_float({p.K});
   {
     py::gil_scoped_release nogil;
-    if (dxa) cpu::conv2d_backward_data(dy.data(), w.data(), dxa->mutable_data(), p);
-    if (dwa) cpu::conv2d_backward_weights(dy.data(), x.data(), dwa->mutable_data(), p);
-    if (dba) cpu::bias_backward(dy.data(), dba->mutable_data(), p.N, p.K, p.P * p.Q);
+    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, x.data(), w.data(),
+                         dxa ? dxa->mutable_data() : nullptr, dwa ? dwa->mutable_data() : nullptr,
+                         dba ? dba->mutable_data() : nullptr, p);
   }
   if (dxa) dx = *dxa;
   if (dwa) dwt = *dwa;
@@ -326,7 +332,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
         py::arg("groups"), py::arg("need_dx") = true, py::arg("need_dw") = true,
-        py::arg("bias") = true);
+        py::arg("bias") = true, py::arg("relu_y") = py::none());
   m.def("relu", &relu, py::arg("x"));
   m.def("relu_backward", &relu_backward, py::arg("dy"), py::arg("y"));
   m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/buffer.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
@@ -190,19 +191,20 @@ void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv
   gemm(prob);
 }
 
-}  // namespace
-
-void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
+// Whether backward-data runs on the wide grid (see conv2d_wide.cpp).
+bool backward_data_wide(const float* w, const Conv2dParams& p) {
   // the wide form's weight panels are Cg rows tall: not when padding them to MR rows would waste
   // over a third of the work (a first layer's few input channels)
-  const int64_t mr = kernels().mr, rows = (Cg + mr - 1) / mr * mr;
-  if (!wide_conv_applicable(p) || 2 * rows > 3 * Cg || !all_finite(w, p.K * Cg * RS)) {
-    backward_data_col2im(dy, w, dx, p);
-    return;
-  }
-  // dx = dy padded by (R-1)*dh - pad, correlated with wt[g*Cg + c, k, r, s] =
-  // w[g*Kg + k, c, R-1-r, S-1-s] (flipped taps, (k, c) transposed per group): stride 1 again.
+  const int64_t Cg = p.Cg(), mr = kernels().mr, rows = (Cg + mr - 1) / mr * mr;
+  return wide_conv_applicable(p) && 2 * rows <= 3 * Cg && all_finite(w, p.K * Cg * p.R * p.S);
+}
+
+// dx = dy (through the ReLU whose output is relu_y, when given) padded by (R-1)*dh - pad,
+// correlated with wt[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s] (flipped taps, (k, c)
+// transposed per group): a stride-1 convolution again.
+void backward_data_wide_run(const float* dy, const float* relu_y, const float* w, float* dx,
+                            const Conv2dParams& p) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
   std::vector<float> wt(static_cast<size_t>(p.K * Cg * RS));
   for (int64_t g = 0; g < p.groups; ++g)
     for (int64_t k = 0; k < Kg; ++k)
@@ -212,7 +214,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
         for (int64_t t = 0; t < RS; ++t) dst[t] = src[RS - 1 - t];
       }
   WideConv cv;
-  cv.x = dy, cv.w = wt.data(), cv.b = nullptr, cv.y = dx;
+  cv.x = dy, cv.w = wt.data(), cv.b = nullptr, cv.y = dx, cv.relu_mask = relu_y;
   cv.N = p.N, cv.C = p.K, cv.H = p.P, cv.W = p.Q, cv.K = p.C, cv.R = p.R, cv.S = p.S;
   cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
   cv.pad_top = (p.R - 1) * p.dil_h - p.pad_top, cv.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
@@ -220,8 +222,8 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
   wide_correlate(cv, 0);
 }
 
-void conv2d_backward_weights(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
-  if (wide_conv_applicable(p) && wide_weight_grad(p, dy, x, dw)) return;
+// dW = dy . im2col(x)^T as a split-K GEMM on the packed driver (any geometry)
+void backward_weights_gemm(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
   const int64_t RS = p.R * p.S;
   GemmProblem prob;
@@ -270,6 +272,33 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, const C
     store(dw + (grp * Kg + i0) * CRSg + j0, CRSg, src, lds, mc, nc, nullptr, nullptr, 0, 0);
   };
   gemm(prob);
+}
+
+}  // namespace
+
+void conv2d_backward(const float* dy, const float* relu_y, const float* x, const float* w,
+                     float* dx, float* dw, float* db, const Conv2dParams& p) {
+  // dy through the ReLU's backward, materialised only for a path that can't fuse it
+  Buffer dz;
+  auto plain_dy = [&]() -> const float* {
+    if (!relu_y) return dy;
+    if (!dz) {
+      const int64_t n = p.N * p.K * p.P * p.Q;
+      dz = alloc_floats(n);
+      relu_backward(dy, relu_y, dz.get(), n);
+    }
+    return dz.get();
+  };
+  if (dx) {
+    if (backward_data_wide(w, p)) backward_data_wide_run(dy, relu_y, w, dx, p);
+    else backward_data_col2im(plain_dy(), w, dx, p);
+  }
+  bool db_done = false;
+  if (dw) {
+    if (wide_conv_applicable(p) && wide_weight_grad(p, dy, relu_y, x, dw, db)) db_done = true;
+    else backward_weights_gemm(plain_dy(), x, dw, p);
+  }
+  if (db && !db_done) bias_backward(plain_dy(), db, p.N, p.K, p.P * p.Q);
 }
 
 void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L) {

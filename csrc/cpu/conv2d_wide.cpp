@@ -57,6 +57,15 @@ FASTCNN_NO_LIBCALL inline void copy_row(float* dst, const float* src, int64_t n)
 FASTCNN_NO_LIBCALL inline void zero_row(float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = 0.0f;
 }
+// copy_row through a ReLU's backward: src where the ReLU's output y is > 0 or NaN, else 0
+// (relu_backward's rule, PyTorch's threshold_backward)
+FASTCNN_NO_LIBCALL inline void copy_row_relu(float* dst, const float* src, const float* y,
+                                             int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = src[i];  // loaded unconditionally: a select, so the loop vectorises
+    dst[i] = y[i] <= 0.0f ? 0.0f : v;
+  }
+}
 // copy_row that also reports whether any value was NaN or infinite
 FASTCNN_NO_LIBCALL inline uint32_t copy_row_check(float* dst, const float* src, int64_t n) {
   uint32_t bad = 0;
@@ -142,7 +151,11 @@ void wide_correlate(const WideConv& cv, int relu) {
             continue;
           }
           zero_row(d, lo);
-          copy_row(d + lo, src + h * cv.W + skip, len);
+          if (cv.relu_mask)
+            copy_row_relu(d + lo, src + h * cv.W + skip,
+                          cv.relu_mask + (src - cv.x) + h * cv.W + skip, len);
+          else
+            copy_row(d + lo, src + h * cv.W + skip, len);
           zero_row(d + lo + len, Wp - lo - len);
         }
       }
@@ -183,11 +196,13 @@ void wide_correlate(const WideConv& cv, int relu) {
   }, use_threads);
 }
 
-bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y, const float* x,
+                      float* dw, float* db) {
   const KernelTable& kt = kernels();
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   if (p.N == 0) {
     std::memset(dw, 0, sizeof(float) * static_cast<size_t>(p.K * CRS));
+    if (db) std::memset(db, 0, sizeof(float) * static_cast<size_t>(p.K));
     return true;
   }
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
@@ -204,7 +219,7 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, fl
   const int64_t max_items = ceil_div(items, use_threads) + 1;
   const int64_t dy_rows = max_items * 4;  // rows of one image's dy held by a thread
   const int64_t tile = 4 * 6 * 16;
-  const int64_t per_thread = nb * x_is + nb * dy_rows * Jpad + max_items * nkb * tile;  // all x16
+  const int64_t per_thread = nb * x_is + nb * dy_rows * Jpad + max_items * nkb * tile + dy_rows;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d dw work"));
   std::vector<uint32_t> bad_x(static_cast<size_t>(use_threads), 0);
   // tap offsets, 6 per block (past CRS: tap 0 again, computed and dropped)
@@ -215,12 +230,15 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, fl
     off[k] = c * plane + r * p.dil_h * Wp + s * p.dil_w;
   }
   const ConvDwUkernelFn ukernel = kt.conv_dw_ukernel;
+  const SumFn sum = kt.sum;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* xp = work.get() + t * per_thread;
     uint32_t bad = 0;
     float* dyw = xp + nb * x_is;
     float* part = dyw + nb * dy_rows * Jpad;
+    float* bsum = part + max_items * nkb * tile;  // bias sums of the thread's rows
     std::memset(part, 0, sizeof(float) * static_cast<size_t>((end - begin) * nkb * tile));
+    std::memset(bsum, 0, sizeof(float) * static_cast<size_t>(dy_rows));
     for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
       const int64_t nimg = std::min(nb, p.N - n0);
       for (int64_t it = begin; it < end;) {
@@ -252,12 +270,17 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, fl
               zero_row(d, Jpad);
               continue;
             }
-            const float* src = dy + ((n0 + nl) * p.K + g * Kg + row) * PQ;
+            const int64_t at = ((n0 + nl) * p.K + g * Kg + row) * PQ;
             for (int64_t pr = 0; pr < p.P; ++pr) {
-              copy_row(d + pr * Wp, src + pr * p.Q, p.Q);
+              if (relu_y)
+                copy_row_relu(d + pr * Wp, dy + at + pr * p.Q, relu_y + at + pr * p.Q, p.Q);
+              else
+                copy_row(d + pr * Wp, dy + at + pr * p.Q, p.Q);
               zero_row(d + pr * Wp + p.Q, Wp - p.Q);
             }
             zero_row(d + J, Jpad - J);
+            // the bias gradient, image by image in order (this thread owns the row)
+            if (db) bsum[(it - begin) * 4 + i] += sum(d, Jpad);
           }
         }
         for (int64_t ib = ib0; ib < ib1; ++ib) {
@@ -271,6 +294,12 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, fl
       }
     }
     bad_x[static_cast<size_t>(t)] = bad;
+    if (db)
+      for (int64_t it = begin; it < end; ++it)
+        for (int64_t i = 0; i < 4; ++i) {
+          const int64_t g = it / nib, row = (it % nib) * 4 + i;
+          if (row < Kg) db[g * Kg + row] = bsum[(it - begin) * 4 + i];
+        }
     // lane sums in a fixed tree (the same for every ISA and thread count)
     for (int64_t it = begin; it < end; ++it) {
       const int64_t g = it / nib, ib = it % nib;

@@ -17,6 +17,9 @@ struct WideConv {
   float* y = nullptr;
   int64_t N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, groups = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0, dil_h = 1, dil_w = 1;
+  // When set (same layout as x): x is first passed through a ReLU's backward, x where
+  // relu_mask > 0 or NaN, else 0 (relu_mask = the ReLU's output).
+  const float* relu_mask = nullptr;
 };
 
 // Whether the forward pass of p (and its backward-data pass) should run on the wide grid.
@@ -26,7 +29,10 @@ void wide_correlate(const WideConv& cv, int relu);
 // dw (K, C/groups, R, S) of a convolution with wide_conv_applicable(p). Returns false, dw then
 // being garbage, when x holds a NaN or infinity: the padded grid's discarded columns multiply x
 // by zeros of dy, which would spread them where PyTorch's im2col form doesn't.
-bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+// relu_y (optional, dy's layout): dy is first passed through the backward of the ReLU whose
+// output is relu_y. db (optional): the bias gradient of that same dy.
+bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y, const float* x,
+                      float* dw, float* db);
 // No NaN or infinity in v[0:n].
 bool all_finite(const float* v, int64_t n);
 

@@ -23,8 +23,11 @@ void check_conv2d_grad(const Shape& dy, const Conv2dParams& p);
 // y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu != 0 (fused epilogue).
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu);
-void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv2dParams& p);
-void conv2d_backward_weights(const float* dy, const float* x, float* dw, const Conv2dParams& p);
+// Gradients of conv2d_forward for the outputs that are not null: dx (N, C, H, W), dw (K, C/groups,
+// R, S), db (K,). relu_y (optional, dy's layout): dy is first passed through the backward of the
+// ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused into the passes' dy reads.
+void conv2d_backward(const float* dy, const float* relu_y, const float* x, const float* w,
+                     float* dx, float* dw, float* db, const Conv2dParams& p);
 // db[k] = sum over n, p, q of dy[n, k, p, q] (used by conv2d; layout (N, K, L) with L = P*Q)
 void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
 

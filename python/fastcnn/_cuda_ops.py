@@ -136,10 +136,14 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
 def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_top: int,
                     pad_left: int, pad_bottom: int, pad_right: int, dil_h: int, dil_w: int,
                     groups: int, need_dx: bool = True, need_dw: bool = True,
-                    bias: bool = True) -> tuple[Any, Any, Any]:
-    """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for."""
+                    bias: bool = True, relu_y: Any = None) -> tuple[Any, Any, Any]:
+    """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With ``relu_y``
+    (the forward's ReLU output) ``dy`` first goes through the ReLU's backward (a separate pass
+    here; the CPU kernels fuse it)."""
     op = "conv2d_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, dy, x, w):
         plan = _cuda.conv2d_plan(x.shape, w.shape, None, *geo, dy.shape)

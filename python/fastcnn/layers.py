@@ -433,11 +433,15 @@ class Conv2D(_ActivationMixin, Layer):
 
     def backward(self, dy, accumulate=False):
         x, y, applied = self._need_cache()
-        dz = self._act_backward(dy, y, applied)
+        kw: dict[str, Any] = {}
+        if applied and self.activation == "relu":
+            dz, kw["relu_y"] = dy, y  # the ReLU's backward fused into the conv's backward
+        else:
+            dz = self._act_backward(dy, y, applied)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["kernel"], stride=self.strides,
                                          padding=self._pad_arg(), dilation=self.dilation_rate,
                                          groups=self.groups, bias=self.use_bias,
-                                         compute_dx=self.need_input_grad)
+                                         compute_dx=self.need_input_grad, **kw)
         self._store_grad("kernel", dw, accumulate)
         if self.use_bias:
             self._store_grad("bias", db, accumulate)

@@ -124,6 +124,7 @@ def conv2d_backward(
     groups: int = 1,
     bias: bool = True,
     compute_dx: bool = True,
+    relu_y: Any = None,
 ) -> tuple[Any, Any, Any]:
     """Gradients of :func:`conv2d`.
 
@@ -132,6 +133,10 @@ def conv2d_backward(
         bias: whether to return db.
         compute_dx: whether to compute dx (a first layer doesn't need it: about a third of the
             backward pass saved).
+        relu_y: (N, K, P, Q) output of the forward ``conv2d(..., relu=True)`` (a fastcnn
+            extension). ``dy`` is then the gradient of that ReLU's output and is passed through
+            the ReLU's backward first, ``relu_backward(dy, relu_y)``, fused into the passes'
+            reads of ``dy`` (no extra array, no extra pass over memory).
 
     Returns:
         ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S),
@@ -140,9 +145,11 @@ def conv2d_backward(
     op = "conv2d_backward"
     args = _conv_args(op, x, w, stride, padding, dilation, groups)
     _check_array(dy, "dy", op)
-    return _backend(op, dy, x, w).conv2d_backward(
+    if relu_y is not None:
+        _check_array(relu_y, "relu_y", op)
+    return _backend(op, dy, x, w, relu_y).conv2d_backward(
         dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op), True,
-        check_bool(bias, "bias", op=op))
+        check_bool(bias, "bias", op=op), relu_y=relu_y)
 
 
 def relu(x: Any) -> Any:

@@ -202,6 +202,7 @@ def conv2d_backward(
     groups: int = 1,
     bias: bool = True,
     compute_dx: bool = True,
+    relu_y: Any = None,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d` (``dx`` is None when ``compute_dx=False``).
 
@@ -210,6 +211,8 @@ def conv2d_backward(
         x: (N, C, H, W) forward input; w: (K, C/groups, R, S) weights.
         stride, padding, dilation, groups: as in :func:`conv2d`.
         bias: whether to return ``db``.
+        relu_y: the output of ``conv2d(..., relu=True)``: ``dy`` is first passed through the
+            ReLU's backward, ``relu_backward(dy, relu_y)``.
 
     Returns:
         dx (N, C, H, W), dw (K, C/groups, R, S), db (K,) or None when ``bias=False``.
@@ -224,6 +227,10 @@ def conv2d_backward(
     geo = _conv_geometry(x, w, stride, padding, dilation, groups, op)
     N, C, H, W, K, R, S, P, Q, G, (sh, sw), (dh, dw_), (top, left, bottom, right) = geo
     _check_shape(dy, (N, K, P, Q), "dy", op, " = (N, K, P, Q) of the forward output")
+    if relu_y is not None:
+        relu_y = _float_array(relu_y, "relu_y", op)
+        _check_shape(relu_y, dy.shape, "relu_y", op, " (the shape of dy)")
+        dy = relu_backward(dy, relu_y)
     dtype = np.result_type(dy, x, w)
     dy = dy.astype(dtype, copy=False)
     Kg, Cg = K // G, C // G
