@@ -258,6 +258,21 @@ def test_conv2d_non_contiguous_inputs(cp: Any, rng: np.random.Generator) -> None
 
 
 @cuda
+def test_conv2d_backward_relu_y(cp: Any, rng: np.random.Generator) -> None:
+    """relu_y= (the ReLU's backward fused on the CPU, a separate pass on the GPU): the same
+    gradients as the CPU, exactly on integers."""
+    x, w = small_ints(rng, (2, 3, 7, 6)), small_ints(rng, (4, 3, 3, 3))
+    y = ops.conv2d(x, w, relu=True, padding=1)
+    dy = small_ints(rng, y.shape)
+    want = ops.conv2d_backward(dy, x, w, padding=1, relu_y=y)
+    got = ops.conv2d_backward(gpu(cp, dy), gpu(cp, x), gpu(cp, w), padding=1, relu_y=gpu(cp, y))
+    for name, g, e in zip(("dx", "dw", "db"), got, want, strict=True):
+        check_exact(host(cp, g), e.astype(np.float64), f"{name} (relu_y)")
+    with pytest.raises(TypeError, match="same device"):
+        ops.conv2d_backward(gpu(cp, dy), gpu(cp, x), gpu(cp, w), padding=1, relu_y=y)
+
+
+@cuda
 @pytest.mark.parametrize("batch", [1, 3, 4])
 def test_conv2d_backward_nonfinite_weight_stays_local(cp: Any, batch: int) -> None:
     """A NaN / inf weight may only reach the dx elements it multiplies (PyTorch, the reference and
