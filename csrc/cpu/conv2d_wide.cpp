@@ -22,6 +22,16 @@
 // transposed in (k, c) per group, so it runs on the same code. That form multiplies zeros of the
 // padding with every weight, so it is used only when the weights are all finite (a NaN or inf
 // weight must stay local, as in PyTorch: conv2d.cpp's col2im form handles that case).
+// The weight gradient runs on the same padded grid as an outer product per pixel:
+//   dw[g*Kg + k, tap] = sum_n sum_j xp[n, g, c(tap)][off(tap) + j] * dyw[n, g*Kg + k][j]
+// with dyw = dy on the padded grid (zeros in the discarded columns), transposed to pixel-major
+// per image. The ISA's conv_wgrad_ukernel keeps a 12-tap x 32-channel tile in registers:
+// per pixel 12 broadcast input values (at the taps' offsets) times two vectors of dy, summed
+// over all of an image's pixels before touching memory. Tiles are the parallel work (the batch
+// is also cut into a shape-fixed number of ranges when tiles are few), so a given element's sum
+// order never depends on the thread count. Multiplying the discarded columns' x by zeros would
+// turn an inf or NaN of x into NaN where the im2col form (PyTorch's) keeps it local, so an input
+// that holds one goes to conv2d.cpp's GEMM form instead.
 // Napkin maths (seeds' conv2, 32->64 3x3 on 26x26, batch 64): 1.36 GFLOP per pass; the band copy
 // moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
 #include "cpu/conv2d_wide.h"
@@ -205,51 +215,52 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
     if (db) std::memset(db, 0, sizeof(float) * static_cast<size_t>(p.K));
     return true;
   }
+  constexpr int64_t kTaps = 12, kCh = 32;  // the micro-kernel's tile
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
-  const int64_t J = p.P * Wp, Jpad = ceil_div(J, 16) * 16, PQ = p.P * p.Q, HW = p.H * p.W;
-  const int64_t plane = Hp * Wp;
-  // x reads reach (Cg-1)*plane + (R-1)*dh*Wp + (S-1)*dw + Jpad - 1 < Cg*plane + tail
-  const int64_t x_is = ceil_div(Cg * plane + (p.S - 1) * p.dil_w + 32, 16) * 16;
-  // images per chunk: a 4-row block of dy over the chunk stays within ~24 KB (L1)
-  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(p.N, 24576 / (16 * Jpad)));
-  const int64_t nib = ceil_div(Kg, 4), nkb = ceil_div(CRS, 6);
-  const int64_t items = G * nib;  // (group, 4-row block), each with every tap
+  const int64_t J = p.P * Wp, PQ = p.P * p.Q, HW = p.H * p.W, plane = Hp * Wp;
+  // x reads reach (Cg-1)*plane + (R-1)*dh*Wp + (S-1)*dw + J - 1 < Cg*plane + tail
+  const int64_t x_is = ceil_div(Cg * plane + (p.S - 1) * p.dil_w + 16, 16) * 16;
+  const int64_t ntb = ceil_div(CRS, kTaps), nkb = ceil_div(Kg, kCh), ldT = nkb * kCh;
+  const int64_t T = G * ntb * nkb;  // (group, 12-tap block, 32-channel block) tiles
+  const int64_t tile = kTaps * kCh;
+  // With few tiles the batch is split too, into NS image ranges summed in order at the end:
+  // fixed by the shape (part of every element's sum order), never by the thread count.
+  const int64_t NS = std::min<int64_t>(p.N, std::max<int64_t>(1, ceil_div(16, T)));
+  const int64_t items = NS * T;
   const double flops = 2.0 * double(p.N) * double(p.K) * double(CRS) * double(PQ);
   const int use_threads = static_cast<int>(std::min<int64_t>(threads_for(flops, 2e6), items));
-  const int64_t max_items = ceil_div(items, use_threads) + 1;
-  const int64_t dy_rows = max_items * 4;  // rows of one image's dy held by a thread
-  const int64_t tile = 4 * 6 * 16;
-  const int64_t per_thread = nb * x_is + nb * dy_rows * Jpad + max_items * nkb * tile + dy_rows;
+  const int64_t dyt_size = ceil_div(J * ldT, 16) * 16, rows_size = ceil_div(Kg * p.Q, 16) * 16;
+  const int64_t per_thread = x_is + dyt_size + rows_size;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d dw work"));
+  Buffer part = alloc_floats(items * (tile + kCh));  // each item's tile, then its bias sums
   std::vector<uint32_t> bad_x(static_cast<size_t>(use_threads), 0);
-  // tap offsets, 6 per block (past CRS: tap 0 again, computed and dropped)
-  std::vector<int64_t> off(static_cast<size_t>(nkb * 6));
-  for (int64_t k = 0; k < nkb * 6; ++k) {
+  // tap offsets in the padded image (past CRS: tap 0 again, computed and dropped)
+  std::vector<int64_t> off(static_cast<size_t>(ntb * kTaps));
+  for (int64_t k = 0; k < ntb * kTaps; ++k) {
     const int64_t kk = k < CRS ? k : 0;
     const int64_t c = kk / RS, r = (kk / p.S) % p.R, s = kk % p.S;
     off[k] = c * plane + r * p.dil_h * Wp + s * p.dil_w;
   }
-  const ConvDwUkernelFn ukernel = kt.conv_dw_ukernel;
-  const SumFn sum = kt.sum;
+  const ConvWgradUkernelFn ukernel = kt.conv_wgrad_ukernel;
+  const TransposeFn transpose = kt.transpose;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* xp = work.get() + t * per_thread;
+    float* dyt = xp + x_is;            // (J, ldT): dy of one image and group, pixel-major
+    float* rows = dyt + dyt_size;      // (Kg, Q): one output row of dy through the ReLU
     uint32_t bad = 0;
-    float* dyw = xp + nb * x_is;
-    float* part = dyw + nb * dy_rows * Jpad;
-    float* bsum = part + max_items * nkb * tile;  // bias sums of the thread's rows
-    std::memset(part, 0, sizeof(float) * static_cast<size_t>((end - begin) * nkb * tile));
-    std::memset(bsum, 0, sizeof(float) * static_cast<size_t>(dy_rows));
-    for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
-      const int64_t nimg = std::min(nb, p.N - n0);
-      for (int64_t it = begin; it < end;) {
-        const int64_t g = it / nib, ib0 = it % nib;
-        const int64_t it_end = std::min(end, (g + 1) * nib), ib1 = ib0 + (it_end - it);
-        // the group's padded images and this thread's rows of dy on the padded grid
-        for (int64_t nl = 0; nl < nimg; ++nl) {
-          float* xi = xp + nl * x_is;
+    // channels past Kg stay zero (computed and dropped)
+    for (int64_t j = 0; j < J && Kg < ldT; ++j) zero_row(dyt + j * ldT + Kg, ldT - Kg);
+    for (int64_t it = begin; it < end;) {
+      const int64_t sp = it / T, run_end = std::min(end, (sp + 1) * T);
+      const int64_t n0 = p.N * sp / NS, n1 = p.N * (sp + 1) / NS;
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t i0 = it; i0 < run_end;) {
+          const int64_t g = (i0 % T) / (ntb * nkb);
+          const int64_t i1 = std::min(run_end, sp * T + (g + 1) * ntb * nkb);
+          // the group's padded image
           for (int64_t c = 0; c < Cg; ++c) {
-            const float* src = x + ((n0 + nl) * p.C + g * Cg + c) * HW;
-            float* d = xi + c * plane;
+            const float* src = x + (n * p.C + g * Cg + c) * HW;
+            float* d = xp + c * plane;
             for (int64_t h = 0; h < Hp; ++h, d += Wp) {
               const int64_t hs = h - p.pad_top;
               if (hs < 0 || hs >= p.H) {
@@ -261,62 +272,50 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
               zero_row(d + p.pad_left + p.W, p.pad_right);
             }
           }
-          zero_row(xi + Cg * plane, x_is - Cg * plane);
-          float* di = dyw + nl * dy_rows * Jpad;
-          for (int64_t i = 0; i < (ib1 - ib0) * 4; ++i) {
-            float* d = di + i * Jpad;
-            const int64_t row = ib0 * 4 + i;
-            if (row >= Kg) {
-              zero_row(d, Jpad);
-              continue;
+          zero_row(xp + Cg * plane, x_is - Cg * plane);
+          // dy of the group on the padded grid, transposed: dyt[pr*Wp + q][k]; zero for q >= Q
+          const int64_t at = (n * p.K + g * Kg) * PQ;
+          for (int64_t pr = 0; pr < p.P; ++pr) {
+            const float* src = dy + at + pr * p.Q;
+            int64_t lds = PQ;
+            if (relu_y) {
+              for (int64_t k = 0; k < Kg; ++k)
+                copy_row_relu(rows + k * p.Q, src + k * PQ, relu_y + at + k * PQ + pr * p.Q, p.Q);
+              src = rows, lds = p.Q;
             }
-            const int64_t at = ((n0 + nl) * p.K + g * Kg + row) * PQ;
-            for (int64_t pr = 0; pr < p.P; ++pr) {
-              if (relu_y)
-                copy_row_relu(d + pr * Wp, dy + at + pr * p.Q, relu_y + at + pr * p.Q, p.Q);
-              else
-                copy_row(d + pr * Wp, dy + at + pr * p.Q, p.Q);
-              zero_row(d + pr * Wp + p.Q, Wp - p.Q);
-            }
-            zero_row(d + J, Jpad - J);
-            // the bias gradient, image by image in order (this thread owns the row)
-            if (db) bsum[(it - begin) * 4 + i] += sum(d, Jpad);
+            transpose(src, lds, Kg, p.Q, dyt + pr * Wp * ldT, ldT);
+            for (int64_t q = p.Q; q < Wp; ++q) zero_row(dyt + (pr * Wp + q) * ldT, Kg);
           }
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t tb = (i / nkb) % ntb, kb = i % nkb;
+            float* pt = part.get() + i * (tile + kCh);
+            ukernel(J, xp, off.data() + tb * kTaps, dyt + kb * kCh, ldT, pt, kCh, n > n0);
+            if (db && tb == 0) {  // the block's bias gradient, image by image in order
+              float acc[kCh] = {};
+              for (int64_t j = 0; j < J; ++j)
+                for (int64_t k = 0; k < kCh; ++k) acc[k] += dyt[j * ldT + kb * kCh + k];
+              for (int64_t k = 0; k < kCh; ++k) pt[tile + k] = n > n0 ? pt[tile + k] + acc[k] : acc[k];
+            }
+          }
+          i0 = i1;
         }
-        for (int64_t ib = ib0; ib < ib1; ++ib) {
-          float* pt = part + (it - begin + (ib - ib0)) * nkb * tile;
-          const float* d = dyw + (ib - ib0) * 4 * Jpad;
-          for (int64_t kb = 0; kb < nkb; ++kb)
-            ukernel(nimg, Jpad / 16, d, Jpad, dy_rows * Jpad, xp, x_is, off.data() + kb * 6,
-                    pt + kb * tile);
-        }
-        it = it_end;
       }
+      it = run_end;
     }
     bad_x[static_cast<size_t>(t)] = bad;
-    if (db)
-      for (int64_t it = begin; it < end; ++it)
-        for (int64_t i = 0; i < 4; ++i) {
-          const int64_t g = it / nib, row = (it % nib) * 4 + i;
-          if (row < Kg) db[g * Kg + row] = bsum[(it - begin) * 4 + i];
-        }
-    // lane sums in a fixed tree (the same for every ISA and thread count)
-    for (int64_t it = begin; it < end; ++it) {
-      const int64_t g = it / nib, ib = it % nib;
-      const float* pt = part + (it - begin) * nkb * tile;
-      for (int64_t kb = 0; kb < nkb; ++kb)
-        for (int64_t i = 0; i < 4; ++i)
-          for (int64_t tt = 0; tt < 6; ++tt) {
-            const int64_t row = ib * 4 + i, k = kb * 6 + tt;
-            if (row >= Kg || k >= CRS) continue;
-            const float* l = pt + kb * tile + (i * 6 + tt) * 16;
-            float s8[8], s4[4];
-            for (int q = 0; q < 8; ++q) s8[q] = l[q] + l[q + 8];
-            for (int q = 0; q < 4; ++q) s4[q] = s8[q] + s8[q + 4];
-            dw[(g * Kg + row) * CRS + k] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
-          }
-    }
   }, use_threads);
+  // the image ranges' partial tiles summed in order, transposed into dw (K, Cg*R*S)
+  for (int64_t i = 0; i < T; ++i) {
+    const int64_t g = i / (ntb * nkb), tb = (i / nkb) % ntb, kb = i % nkb;
+    float* pt = part.get() + i * (tile + kCh);
+    const int64_t len = db && tb == 0 ? tile + kCh : tile;  // bias sums only where computed
+    for (int64_t sp = 1; sp < NS; ++sp) kt.add(pt, pt + sp * T * (tile + kCh), len);
+    for (int64_t jj = 0; jj < kCh && kb * kCh + jj < Kg; ++jj) {
+      for (int64_t ti = 0; ti < kTaps && tb * kTaps + ti < CRS; ++ti)
+        dw[(g * Kg + kb * kCh + jj) * CRS + tb * kTaps + ti] = pt[ti * kCh + jj];
+      if (db && tb == 0) db[g * Kg + kb * kCh + jj] = pt[tile + jj];
+    }
+  }
   for (uint32_t b : bad_x)
     if (b) return false;
   return true;

@@ -10,7 +10,7 @@ namespace {
 
 #define FASTCNN_TABLE(ns, isa_value)                                                           \
   KernelTable {                                                                                \
-    isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::conv_ukernel, ns::conv_dw_ukernel,          \
+    isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::conv_ukernel, ns::conv_wgrad_ukernel,          \
         ns::store_tile, ns::relu_fwd, ns::relu_bwd, \
         ns::maxpool_fwd, ns::maxpool_bwd, ns::sum, ns::add, ns::fma_probe,                      \
         ns::kFmaProbeFlopsPerIter, ns::transpose, ns::pack_windows,                            \

@@ -27,14 +27,12 @@ using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float
 using ConvUkernelFn = void (*)(int64_t kc, const float* a, const float* src, const int64_t* off,
                                float* c, int64_t ldc, int accumulate);
 
-// Micro-kernel of the wide-grid weight gradient (conv2d_wide.cpp): for i < 4 rows, t < 6 taps and
-// lanes l < 16,
-//   part[(i*6 + t)*16 + l] += sum_{n < nimg} sum_{v < jv} dy[n*dy_is + i*dy_ld + 16v + l]
-//                                                         * x[n*x_is + off[t] + 16v + l]
-// (every ISA keeps the same 16 lane-wise partial sums, so the driver's reduction is shared).
-using ConvDwUkernelFn = void (*)(int64_t nimg, int64_t jv, const float* dy, int64_t dy_ld,
-                                 int64_t dy_is, const float* x, int64_t x_is, const int64_t* off,
-                                 float* part);
+// Micro-kernel of the wide-grid weight gradient (conv2d_wide.cpp), an outer product per pixel:
+//   C[i*ldc + j] = (accumulate ? C[i*ldc + j] : 0) + sum_{k < kc} src[off[i] + k] * b[k*ldb + j]
+// for i < 12 taps, j < 32 output channels (b: dy transposed to pixel-major, ldb >= 32).
+using ConvWgradUkernelFn = void (*)(int64_t kc, const float* src, const int64_t* off,
+                                    const float* b, int64_t ldb, float* c, int64_t ldc,
+                                    int accumulate);
 
 // Tile epilogue from the driver's buffer to the destination, m x n (any m, n >= 0; masked tails):
 //   v = src[i*lds + j] + (bias_row ? bias_row[i] : 0) + (bias_col ? bias_col[j] : 0)
@@ -96,7 +94,7 @@ struct KernelTable {
   int mr, nr;  // micro-tile of gemm_ukernel
   GemmUkernelFn gemm_ukernel;
   ConvUkernelFn conv_ukernel;
-  ConvDwUkernelFn conv_dw_ukernel;
+  ConvWgradUkernelFn conv_wgrad_ukernel;
   StoreTileFn store_tile;
   ReluFwdFn relu_fwd;
   ReluBwdFn relu_bwd;
@@ -118,9 +116,8 @@ struct KernelTable {
                     int accumulate);                                                          \
   void conv_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off,         \
                     float* c, int64_t ldc, int accumulate);                                   \
-  void conv_dw_ukernel(int64_t nimg, int64_t jv, const float* dy, int64_t dy_ld,            \
-                       int64_t dy_is, const float* x, int64_t x_is, const int64_t* off,    \
-                       float* part);                                                       \
+  void conv_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b, \
+                          int64_t ldb, float* c, int64_t ldc, int accumulate);          \
   void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,\
                   const float* bias_row, const float* bias_col, int relu, int accumulate);    \
   void relu_fwd(const float* x, float* y, int64_t n);                                         \
