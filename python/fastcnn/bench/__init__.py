@@ -1,4 +1,5 @@
-"""The benchmark harness behind ``fastcnn bench`` and ``benchmarks/run_cpu.py``.
+"""The benchmark harness behind ``fastcnn bench``, ``benchmarks/run_cpu.py`` and
+``benchmarks/run_cuda.py``.
 
 Times fastcnn's kernels against the NumPy reference (:mod:`fastcnn.reference`) and PyTorch CPU
 (when importable) on named shape suites (:mod:`fastcnn.bench.suites`), for every op and pass,
@@ -8,10 +9,15 @@ at one thread and at all threads, interleaved round-robin in one process
 IQR), GFLOP/s or GB/s, the share of the machine's peak and the speed-ups, as a text table, JSON,
 markdown and a PNG chart (:mod:`fastcnn.bench.report`).
 
+``--device cuda`` times fastcnn's CUDA kernels against a CuPy reference
+(:mod:`fastcnn.bench.cupy_ref`) and PyTorch's CUDA path on the same suites, with CUDA events
+(:mod:`fastcnn.bench.cuda_harness`).
+
 Use::
 
     python -m fastcnn.bench --quick                 # under a minute: seeds at batch 64
     python -m fastcnn.bench --suite all --out DIR   # everything, files written to DIR
+    fastcnn bench --device cuda --suite all         # the GPU benchmark
     fastcnn bench ...                               # the same options
 
 or from Python: ``doc = fastcnn.bench.run_benchmark(fastcnn.bench.Config(suite="seeds"))``.
@@ -27,8 +33,9 @@ from typing import Any
 
 __all__ = ["Config", "add_arguments", "config_from_args", "main", "run", "run_benchmark"]
 
-_DESCRIPTION = ("benchmark fastcnn's CPU kernels against the NumPy reference and PyTorch "
-                "(ms, GFLOP/s or GB/s, % of peak, speed-ups)")
+_DESCRIPTION = ("benchmark fastcnn's CPU kernels against the NumPy reference and PyTorch, or "
+                "with --device cuda its CUDA kernels against CuPy and PyTorch (ms, GFLOP/s or "
+                "GB/s, % of peak, speed-ups)")
 
 
 def __getattr__(name: str) -> Any:  # lazy: Config / run_benchmark pull in the harness
@@ -64,16 +71,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="keep only cases whose id matches (e.g. 'seeds.b64.conv2.*', "
                         "'*.bwd*', 'train.*'); repeatable")
     g.add_argument("--threads", type=_threads, default=None, metavar="LIST",
-                   help="thread counts, e.g. 1,2 (default: 1 and all cores)")
+                   help="thread counts, e.g. 1,2 (default: 1 and all cores; CPU only)")
     g.add_argument("--isa", choices=("generic", "avx2", "avx512"), default=None,
-                   help="run fastcnn's kernels of this ISA (default: the best available)")
+                   help="run fastcnn's kernels of this ISA (default: the best available; CPU "
+                        "only)")
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cpu (cuda: not implemented yet)")
-    g.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference")
+                   help="cpu (default): the CPU kernels against NumPy and PyTorch CPU; cuda: "
+                        "the CUDA kernels against a CuPy reference and PyTorch's CUDA path, "
+                        "timed with CUDA events (needs fastcnn built with CUDA, CuPy and a "
+                        "GPU; --threads and --isa don't apply)")
+    g.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference (CPU)")
+    g.add_argument("--no-cupy", action="store_true",
+                   help="skip the CuPy reference (--device cuda)")
     g.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     g.add_argument("--no-train", action="store_true",
                    help="skip the whole training step (and the fit overhead)")
-    g.add_argument("--no-fit", action="store_true", help="skip the Sequential.fit overhead")
+    g.add_argument("--no-fit", action="store_true",
+                   help="skip the Sequential.fit overhead (CPU only)")
     g.add_argument("--list", action="store_true",
                    help="print the selected cases (id, shape, work) and exit")
 
@@ -112,8 +126,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~fastcnn.bench.harness.Config` for parsed ``fastcnn bench`` options."""
-    from .harness import Config, default_threads, quick_config
+    from .harness import Config, default_threads, quick_config, require_cuda
 
+    if args.device == "cuda" and not args.list:
+        require_cuda()  # no GPU: the same error as before any other option is looked at
+        cpu_only = [opt for opt, given in (("--threads", args.threads is not None),
+                                           ("--isa", args.isa is not None)) if given]
+        if cpu_only:
+            raise ValueError(f"{' and '.join(cpu_only)}: only for the CPU benchmark "
+                             "(fastcnn's CPU kernels); leave out with --device cuda")
     cfg = quick_config() if args.quick else Config()
     cfg.suite = args.suite
     cfg.threads = args.threads or default_threads()
@@ -127,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise ValueError(f"--fit-steps must be >= 1, got {cfg.fit_steps}")
     cfg.numpy = not args.no_numpy
     cfg.torch = not args.no_torch
+    cfg.cupy = not args.no_cupy
     cfg.train = not args.no_train
     cfg.fit = not args.no_fit
     cfg.filters = list(args.filter)
@@ -145,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
 
     Prints the table (or, with ``--json``, the JSON document) to stdout and progress to stderr;
     with ``--out`` writes the result files. Raises ValueError for a bad option (the CLI turns it
-    into one error line and status 2).
+    into one error line and status 2). Status 130 after Ctrl-C, 1 when an implementation failed
+    (the GPU benchmark's ``errors``), else 0.
     """
     from . import report
     from .harness import run_benchmark
@@ -161,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             for what, path in written.items():
                 print(f"{what}: {path}", file=sys.stderr)
     print(report.to_json(doc) if args.json else report.table(doc))
-    return 130 if doc.get("interrupted") else 0
+    return 130 if doc.get("interrupted") else 1 if doc.get("errors") else 0
 
 
 def _list_cases(cfg: Any) -> int:

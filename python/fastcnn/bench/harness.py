@@ -1,5 +1,6 @@
 """The benchmark run: suites x thread counts x implementations, then the training step and the
-layer API overhead; returns one JSON-ready document (see :func:`run_benchmark`)."""
+layer API overhead; returns one JSON-ready document (see :func:`run_benchmark`). ``--device
+cuda`` runs the GPU benchmark instead (:mod:`fastcnn.bench.cuda_harness`)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from .timing import (
     wait_idle,
 )
 
-__all__ = ["SCHEMA", "Config", "run_benchmark"]
+__all__ = ["SCHEMA", "Config", "require_cuda", "run_benchmark", "selection"]
 
 SCHEMA = "fastcnn.bench/1"
 CHECK_TOL = 1e-3  # max |a - b| / max |b| between implementations' results
@@ -49,6 +50,7 @@ class Config:
     numpy: bool = True
     numpy_cap_s: float = 1.0
     torch: bool = True
+    cupy: bool = True
     train: bool = True
     fit: bool = True
     fit_steps: int = 16
@@ -167,10 +169,13 @@ class _Progress:
         self.line(f"[{self.i:>3}/{self.total}] {label:<34} t={threads}  " + " | ".join(parts))
 
 
-def _summary(work: int, unit: str, timings: dict[str, Timing],
-             skipped: dict[str, str]) -> dict[str, Any]:
+def summary(work: int, unit: str, timings: dict[str, Timing], skipped: dict[str, str],
+            impls: tuple[str, ...] = _impls.IMPLS,
+            others: tuple[str, ...] = ("numpy", "torch")) -> dict[str, Any]:
+    """The JSON fields of one measured row: every implementation's timing (or why it was
+    skipped) and rate, fastcnn's rate and the speed-ups ``t_other / t_fastcnn``."""
     impl_out: dict[str, Any] = {}
-    for name in _impls.IMPLS:
+    for name in impls:
         if name in timings:
             d = timings[name].to_dict()
             d["rate"] = _rate(work, timings[name].median_ms)
@@ -181,14 +186,14 @@ def _summary(work: int, unit: str, timings: dict[str, Timing],
     fc_ms = fc.median_ms if fc else math.nan
     rate = _rate(work, fc_ms)
     speedup = {other: (timings[other].median_ms / fc_ms if other in timings and fc_ms > 0
-                       else None) for other in ("numpy", "torch")}
+                       else None) for other in others}
     return {
         "unit": unit, "work": work, "rate_unit": "GFLOP/s" if unit == "flop" else "GB/s",
         "impls": impl_out, "rate": rate, "speedup": speedup,
     }
 
 
-def _checker(errs: dict[str, float]) -> Any:
+def checker(errs: dict[str, float]) -> Any:
     """An ``on_first`` callback comparing every implementation's first result with fastcnn's."""
     base: dict[str, list[np.ndarray]] = {}
 
@@ -200,6 +205,34 @@ def _checker(errs: dict[str, float]) -> Any:
             errs[name] = max_rel_err(base["fastcnn"], arrays)
 
     return on_first
+
+
+def require_cuda() -> None:
+    """Raise the ValueError of ``--device cuda`` on a machine where fastcnn can't use a GPU."""
+    if not info()["cuda_available"]:
+        raise ValueError("--device cuda: fastcnn was not built with CUDA or no CUDA device "
+                         "is usable (fastcnn info shows cuda_built / cuda_available)")
+
+
+def selection(cfg: Config) -> tuple[list[_suites.Case], list[int]]:
+    """The cases and the training-step batch sizes ``cfg`` selects (suite, ``--quick``,
+    ``--filter``); ValueError for bad repeats / warm-up or when nothing is left."""
+    if cfg.repeats < 1 or cfg.warmup < 0:
+        raise ValueError(f"--repeats must be >= 1 and --warmup >= 0, got {cfg.repeats}, "
+                         f"{cfg.warmup}")
+    case_list = _suites.cases(cfg.suite, quick=cfg.quick, filters=cfg.filters)
+    train_batches = [b for s in _suites.suite_names(cfg.suite)
+                     for b in _suites.TRAIN_BATCHES.get(s, ())]
+    if cfg.quick:
+        train_batches = [b for b in train_batches if b <= 64]
+    if cfg.filters:  # the training step's ids are train.b<batch>
+        train_batches = [b for b in train_batches
+                         if any(fnmatch.fnmatchcase(f"train.b{b}", f) for f in cfg.filters)]
+    if not case_list and not train_batches:
+        raise ValueError(f"no benchmark case matches --suite {cfg.suite}"
+                         + (" --quick" if cfg.quick else "")
+                         + (f" --filter {' '.join(cfg.filters)}" if cfg.filters else ""))
+    return case_list, train_batches
 
 
 def run_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
@@ -219,29 +252,15 @@ def run_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[
         ValueError: a bad setting (unknown suite, no case left, CUDA unavailable, ...).
     """
     if cfg.device == "cuda":
-        if not info()["cuda_available"]:
-            raise ValueError("--device cuda: fastcnn was not built with CUDA or no CUDA device "
-                             "is usable (fastcnn info shows cuda_built / cuda_available)")
-        raise ValueError("--device cuda: the GPU benchmarks are not implemented yet")
+        require_cuda()
+        from .cuda_harness import run_cuda_benchmark
+
+        return run_cuda_benchmark(cfg, progress=progress)
     if cfg.device != "cpu":
         raise ValueError(f"--device must be cpu or cuda, got {cfg.device!r}")
     if not cfg.threads or any(n < 1 for n in cfg.threads):
         raise ValueError(f"--threads must be positive ints, got {cfg.threads}")
-    if cfg.repeats < 1 or cfg.warmup < 0:
-        raise ValueError(f"--repeats must be >= 1 and --warmup >= 0, got {cfg.repeats}, "
-                         f"{cfg.warmup}")
-    case_list = _suites.cases(cfg.suite, quick=cfg.quick, filters=cfg.filters)
-    train_batches = [b for s in _suites.suite_names(cfg.suite)
-                     for b in _suites.TRAIN_BATCHES.get(s, ())]
-    if cfg.quick:
-        train_batches = [b for b in train_batches if b <= 64]
-    if cfg.filters:  # the training step's ids are train.b<batch>
-        train_batches = [b for b in train_batches
-                         if any(fnmatch.fnmatchcase(f"train.b{b}", f) for f in cfg.filters)]
-    if not case_list and not train_batches:
-        raise ValueError(f"no benchmark case matches --suite {cfg.suite}"
-                         + (" --quick" if cfg.quick else "")
-                         + (f" --filter {' '.join(cfg.filters)}" if cfg.filters else ""))
+    case_list, train_batches = selection(cfg)
 
     t_start = time.perf_counter()
     torch, torch_note = _import_torch(cfg)
@@ -327,11 +346,11 @@ def _run_cases(cfg: Config, case_list: list[_suites.Case], torch: Any, tc: Threa
             timings = measure(
                 fns, repeats=cfg.repeats, warmup=cfg.warmup, min_sample_s=cfg.min_sample_s,
                 caps={"numpy": cfg.numpy_cap_s}, gap_s=cfg.gap_s,
-                on_first=_checker(errs) if i == 0 else None)
+                on_first=checker(errs) if i == 0 else None)
             row = {"id": case.id, "suite": case.layer.suite, "layer": case.layer.name,
                    "label": case.layer.label, "op": case.layer.op, "pass": case.pass_,
                    "dims": case.layer.d, "threads": n}
-            row.update(_summary(case.work, case.unit, timings, skipped))
+            row.update(summary(case.work, case.unit, timings, skipped))
             row["background_load"] = load.cores()
             row["waited_idle_s"] = waited
             row["max_rel_err"] = dict(errs)
@@ -381,7 +400,7 @@ def _run_train(cfg: Config, batches: list[int], torch: Any, tc: ThreadControl,
             row: dict[str, Any] = {"id": f"train.b{batch}", "label":
                                    f"seeds CNN train step N={batch}", "batch": batch,
                                    "threads": n}
-            row.update(_summary(flops, "flop", timings, skipped))
+            row.update(summary(flops, "flop", timings, skipped))
             row["background_load"] = load.cores()
             row["first_loss"] = losses
             ref = losses.get("fastcnn")

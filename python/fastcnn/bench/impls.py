@@ -7,11 +7,14 @@ reference has no dx-only convolution backward).
 
 * fastcnn: :mod:`fastcnn.ops` (``bwd_weights``: ``conv2d_backward(..., compute_dx=False)``),
   except ``bwd_data``, which calls the compiled module's ``conv2d_backward(..., need_dx=True,
-  need_dw=False, bias=False)`` directly.
+  need_dw=False, bias=False)`` directly (``fastcnn._cpu``, or for CuPy arrays
+  ``fastcnn._cuda_ops``: same signature).
 * NumPy: :mod:`fastcnn.reference` (no ``bwd_data``).
 * PyTorch: ``torch.nn.functional`` forwards; backward passes through the ATen kernels autograd
   itself calls (``convolution_backward`` with an output mask, ``max_pool2d_with_indices_backward``,
   ``threshold_backward``, and two ``mm`` + a sum for the dense layer), fed the same ``dy``.
+  The tensors wrap the inputs without a copy: ``torch.from_numpy`` here, ``torch.from_dlpack``
+  for the GPU benchmark's CuPy arrays (:mod:`fastcnn.bench.cuda_impls`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from .. import _cpu, ops, reference
+from .._device import cuda_module, is_cupy, to_host
 from .suites import Case
 
-__all__ = ["IMPLS", "build", "make_inputs", "outputs_as_arrays"]
+__all__ = ["IMPLS", "api_fn", "build", "make_inputs", "outputs_as_arrays", "torch_fn"]
 
 IMPLS: tuple[str, ...] = ("fastcnn", "numpy", "torch")
 
@@ -77,9 +81,10 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return inp
 
 
-def _api(api: Any, case: Case, a: dict[str, np.ndarray]) -> Fn | None:
-    """The call of ``api`` (fastcnn.ops or fastcnn.reference: same signatures) for one case;
-    None for a pass the API has no call for (a dx-only convolution backward)."""
+def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
+    """The call of ``api`` (fastcnn.ops, fastcnn.reference or fastcnn.bench.cupy_ref: same
+    signatures) for one case; None for a pass the API has no call for (a dx-only convolution
+    backward, except fastcnn.ops's)."""
     lay, p = case.layer, case.pass_
     d = lay.d
     if lay.op == "conv2d":
@@ -96,8 +101,9 @@ def _api(api: Any, case: Case, a: dict[str, np.ndarray]) -> Fn | None:
             return lambda: api.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
                                                compute_dx=False)
         if api is ops:  # dx only: only the compiled module can skip dw
-            return lambda: _cpu.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
-                                                True, False, False)
+            mod = cuda_module("conv2d_backward") if is_cupy(x) else _cpu
+            return lambda: mod.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
+                                               True, False, False)
         return None
     if lay.op == "linear":
         x, w, b = a["x"], a["w"], a["b"]
@@ -122,17 +128,21 @@ def _api(api: Any, case: Case, a: dict[str, np.ndarray]) -> Fn | None:
 
 
 def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
-    return _api(ops, case, a)
+    return api_fn(ops, case, a)
 
 
 def _numpy(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
-    return _api(reference, case, a)
+    return api_fn(reference, case, a)
 
 
-def _torch(case: Case, a: dict[str, np.ndarray], torch: Any) -> Fn | None:
+def torch_fn(case: Case, a: dict[str, Any], torch: Any,
+             to_tensor: Callable[[Any], Any] | None = None) -> Fn:
+    """PyTorch's call for one case on tensors wrapping ``a`` (``to_tensor``: default
+    ``torch.from_numpy``; ``torch.from_dlpack`` for CuPy arrays)."""
     F = torch.nn.functional
     aten = torch.ops.aten
-    t = {k: torch.from_numpy(v) for k, v in a.items()}
+    to_tensor = to_tensor or torch.from_numpy
+    t = {k: to_tensor(v) for k, v in a.items()}
     lay, p = case.layer, case.pass_
     d = lay.d
     if lay.op == "conv2d":
@@ -177,17 +187,19 @@ def build(impl: str, case: Case, inputs: dict[str, np.ndarray], torch: Any = Non
     if impl == "numpy":
         return _numpy(case, inputs)
     if impl == "torch":
-        return None if torch is None else _torch(case, inputs, torch)
+        return None if torch is None else torch_fn(case, inputs, torch)
     raise ValueError(f"unknown implementation {impl!r}")
 
 
 def outputs_as_arrays(out: Any) -> list[np.ndarray]:
-    """The arrays of a call's result, in order (None entries dropped; tensors -> NumPy; a float
-    -> a 0-d array), for comparing implementations."""
+    """The arrays of a call's result, in order, on the host (None entries dropped; CuPy arrays
+    and tensors -> NumPy; a float -> a 0-d array), for comparing implementations."""
     if out is None:
         return []
     if isinstance(out, tuple | list):
         return [a for o in out for a in outputs_as_arrays(o)]
+    if is_cupy(out):
+        return [to_host(out)]
     if isinstance(out, np.ndarray):
         return [out]
     if hasattr(out, "detach"):  # a torch tensor

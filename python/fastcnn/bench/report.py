@@ -6,6 +6,11 @@ thread count (FMA peak from the probe for FLOPs, copy bandwidth for bytes), and 
 implementations' medians with the speed-up ``t_other / t_fastcnn`` (above 1: fastcnn is faster).
 ``*`` marks a single-shot time (the NumPy reference over its time cap), ``!`` a result that did
 not match fastcnn's, ``-`` a pass an implementation does not have or that was skipped.
+
+A GPU document (``device`` ``"cuda"``, from :mod:`fastcnn.bench.cuda_harness`) has no thread
+and background-load columns; its others are the CuPy reference and PyTorch, its ``% peak`` is of
+the theoretical FP32 rate (FLOPs) or the device-to-device copy bandwidth (bytes) and its
+``% SGEMM`` of cuBLAS SGEMM; the header names the GPU and its peaks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,15 @@ from typing import Any
 __all__ = ["markdown", "table", "to_json", "write_chart", "write_json", "write_results"]
 
 _OTHERS = (("numpy", "NumPy"), ("torch", "PyTorch"))
+_GPU_OTHERS = (("cupy", "CuPy"), ("torch", "PyTorch"))
+
+
+def _gpu(doc: dict[str, Any]) -> bool:
+    return doc.get("device") == "cuda"
+
+
+def _others(doc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return _GPU_OTHERS if _gpu(doc) else _OTHERS
 
 
 def _clean(obj: Any) -> Any:
@@ -72,22 +86,31 @@ def _speedup(row: dict[str, Any], name: str) -> str:
     return f"{v:.2f}x{flag}"
 
 
-def _row_cells(row: dict[str, Any]) -> list[str]:
+def _row_cells(row: dict[str, Any], gpu: bool = False) -> list[str]:
     fc = row["impls"].get("fastcnn", {})
-    cells = [
-        f"{row['label']} {row.get('pass', '')}".strip(), str(row["threads"]),
+    cells = [f"{row['label']} {row.get('pass', '')}".strip()]
+    if not gpu:  # a GPU row has no thread count
+        cells.append(str(row["threads"]))
+    cells += [
         _ms(fc.get("median_ms")), _ms(fc.get("iqr_ms")),
         f"{_num(row['rate'])} {row['rate_unit']}" if row.get("rate") is not None else "-",
         _num(row.get("pct_peak"), "{:.0f}%"), _num(row.get("pct_gemm"), "{:.0f}%"),
     ]
-    for name, _ in _OTHERS:
+    for name, _ in (_GPU_OTHERS if gpu else _OTHERS):
         cells += [_impl_ms(row, name), _speedup(row, name)]
-    cells.append(_num(row.get("background_load"), "{:.1f}"))
+    if not gpu:
+        cells.append(_num(row.get("background_load"), "{:.1f}"))
     return cells
 
 
 _HEAD = ["case", "thr", "fastcnn ms", "IQR ms", "rate", "% peak", "% GEMM", "NumPy ms",
          "x NumPy", "PyTorch ms", "x PyTorch", "bg"]
+_GPU_HEAD = ["case", "fastcnn ms", "IQR ms", "rate", "% peak", "% SGEMM", "CuPy ms", "x CuPy",
+             "PyTorch ms", "x PyTorch"]
+
+
+def _head(doc: dict[str, Any]) -> list[str]:
+    return _GPU_HEAD if _gpu(doc) else _HEAD
 
 
 def _sections(doc: dict[str, Any]) -> Iterable[tuple[str, list[dict[str, Any]]]]:
@@ -120,6 +143,8 @@ def _peaks_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def _fit_lines(doc: dict[str, Any]) -> list[str]:
+    if "fit" not in doc:  # the GPU benchmark doesn't measure it
+        return []
     fit = doc.get("fit") or {}
     if "skipped" in fit:
         return [f"layer API overhead: skipped ({fit['skipped']})"]
@@ -161,6 +186,50 @@ _LEGEND = ("times: median over the repeats (IQR: interquartile range); rate: GFL
            "used meanwhile (noise: near 1 on 2 cores, multi-thread times are unreliable)")
 
 
+def _gpu_peak_line(doc: dict[str, Any]) -> str:
+    p = doc.get("probes", {})
+    g = doc.get("machine", {}).get("gpu") or {}
+    bw, sgemm = p.get("bandwidth_gbs"), p.get("sgemm_gflops")
+    line = (f"  copy bandwidth {_num(bw)} GB/s ({p.get('bandwidth_source', '-')}); cuBLAS SGEMM "
+            f"{_num(sgemm, '{:.0f}')} GFLOP/s ({p.get('sgemm_source', '-')}); theoretical FP32 ")
+    if g.get("fp32_peak_gflops"):
+        return line + (f"{g['fp32_peak_gflops']:.0f} GFLOP/s ({g['sms']} SMs x "
+                       f"{g['clock_mhz']:.0f} MHz x {g['fp32_lanes_per_sm']} FP32 lanes x 2)")
+    return line + "unknown for this GPU"
+
+
+def _gpu_header_lines(doc: dict[str, Any]) -> list[str]:
+    m = doc.get("machine", {})
+    g = m.get("gpu") or {}
+    fc = m.get("fastcnn", {})
+    cfg = doc.get("config", {})
+    tf32 = doc.get("tf32") or {}
+    cc = g.get("compute_capability")
+    about = ", ".join(x for x in (
+        f"sm_{cc[0]}{cc[1]}" if cc else "", f"{g['sms']} SMs" if g.get("sms") else "",
+        f"{g['clock_mhz']:.0f} MHz" if g.get("clock_mhz") else "",
+        f"{g['memory_gib']:.0f} GiB" if g.get("memory_gib") else "") if x)
+    torch_tf32 = ("PyTorch TF32 off (matmul, cuDNN)" if tf32 else "PyTorch not used")
+    return [
+        f"fastcnn {fc.get('version')} on {g.get('name')} ({about or 'no details'}); CUDA "
+        f"runtime {g.get('cuda_runtime')}, driver {g.get('cuda_driver')}; cupy {g.get('cupy')}; "
+        f"{m.get('torch_status', 'torch not used')}; host {m.get('cpu')}",
+        f"suite {cfg.get('suite')}{' (quick)' if cfg.get('quick') else ''}, "
+        f"{cfg.get('repeats')} repeats after {cfg.get('warmup')} warm-up call(s), samples >= "
+        f"{1e3 * cfg.get('min_sample_s', 0):.0f} ms, CUDA events, interleaved; {torch_tf32}; "
+        f"CUPY_TF32={g.get('cupy_tf32_env') or 'unset'}",
+        "peaks:", _gpu_peak_line(doc),
+    ]
+
+
+_GPU_LEGEND = ("times: median over the repeats, from CUDA events (IQR: interquartile range); "
+               "rate: GFLOP/s (conv, dense, training step) or GB/s read+written (ReLU, "
+               "pooling); % peak: of the theoretical FP32 peak (FLOPs; - when unknown) or of "
+               "the device-to-device copy bandwidth (bytes: L2-resident cases can pass 100 %); "
+               "% SGEMM: of cuBLAS SGEMM (cupy.matmul, TF32 off); x CuPy / x PyTorch: t_other / "
+               "t_fastcnn (> 1: fastcnn faster); ! results differ; - not available / skipped")
+
+
 NOISY_CORES = 0.5  # background load from which a row is flagged as noisy
 
 
@@ -174,12 +243,27 @@ def _noise_lines(doc: dict[str, Any]) -> list[str]:
             "on a quiet machine or with --wait-idle 30"]
 
 
+def _error_lines(doc: dict[str, Any]) -> list[str]:
+    errors = doc.get("errors") or []
+    return [f"{len(errors)} error(s):", *(f"  {e}" for e in errors)] if errors else []
+
+
+def _intro_lines(doc: dict[str, Any]) -> list[str]:
+    return _gpu_header_lines(doc) if _gpu(doc) else _header_lines(doc)
+
+
+def _legend(doc: dict[str, Any]) -> str:
+    return _GPU_LEGEND if _gpu(doc) else _LEGEND
+
+
 def table(doc: dict[str, Any]) -> str:
     """The readable text report printed by ``fastcnn bench``."""
-    out = _header_lines(doc)
+    out = _intro_lines(doc)
+    gpu = _gpu(doc)
     for title, rows in _sections(doc):
-        out += ["", f"== {title} ==", _text_table(_HEAD, [_row_cells(r) for r in rows])]
-    out += ["", *_fit_lines(doc), *_noise_lines(doc), _LEGEND]
+        out += ["", f"== {title} ==",
+                _text_table(_head(doc), [_row_cells(r, gpu) for r in rows])]
+    out += ["", *_fit_lines(doc), *_noise_lines(doc), *_error_lines(doc), _legend(doc)]
     if doc.get("interrupted"):
         out.append("(interrupted: partial results)")
     return "\n".join(out)
@@ -190,20 +274,22 @@ def markdown(doc: dict[str, Any]) -> str:
     out = [f"# fastcnn benchmark {doc.get('name') or ''}".rstrip(), "",
            f"Created {doc.get('created')}, {doc.get('elapsed_s', 0):.0f} s.", ""]
     out += [line if not line.startswith("  ") else "- " + line.strip()
-            for line in _header_lines(doc)]
+            for line in _intro_lines(doc)]
+    head, gpu = _head(doc), _gpu(doc)
     for title, rows in _sections(doc):
-        out += ["", f"## {title}", "", "| " + " | ".join(_HEAD) + " |",
-                "|" + "|".join(["---"] + ["---:"] * (len(_HEAD) - 1)) + "|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r)) + " |"
+        out += ["", f"## {title}", "", "| " + " | ".join(head) + " |",
+                "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r, gpu)) + " |"
                 for r in rows]
-    out += ["", *_fit_lines(doc), *_noise_lines(doc), "", _LEGEND]
+    out += ["", *_fit_lines(doc), *_noise_lines(doc), *_error_lines(doc), "", _legend(doc)]
     if doc.get("interrupted"):
         out.append("\n(interrupted: partial results)")
     return "\n".join(out) + "\n"
 
 
 def write_chart(doc: dict[str, Any], path: str) -> str | None:
-    """Speed-up bars (vs NumPy and vs PyTorch, log scale), one panel per thread count.
+    """Speed-up bars (vs NumPy and vs PyTorch, log scale), one panel per thread count (a GPU
+    document: vs CuPy and vs PyTorch, one panel).
 
     Returns:
         None when written, else why not (matplotlib missing, nothing to plot).
@@ -218,15 +304,16 @@ def write_chart(doc: dict[str, Any], path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed (pip install matplotlib)"
-    threads = sorted({r["threads"] for r in rows})
+    threads = sorted({r.get("threads") or 0 for r in rows})  # 0: the GPU's one panel
     labels = list(dict.fromkeys(r["id"] for r in rows))
+    gpu_name = (doc.get("machine", {}).get("gpu") or {}).get("name") or "the GPU"
     height = 1.2 + 0.22 * len(labels)
     fig, axes = plt.subplots(1, len(threads), figsize=(6.5 * len(threads), height),
                              sharey=True, squeeze=False)
     for ax, n in zip(axes[0], threads, strict=True):
-        by_id = {r["id"]: r for r in rows if r["threads"] == n}
+        by_id = {r["id"]: r for r in rows if (r.get("threads") or 0) == n}
         ys = range(len(labels))
-        for k, (name, title) in enumerate(_OTHERS):
+        for k, (name, title) in enumerate(_others(doc)):
             vals = [(by_id.get(lab) or {}).get("speedup", {}).get(name) or math.nan
                     for lab in labels]
             ax.barh([y + (k - 0.5) * 0.4 for y in ys], vals, height=0.4, label=f"vs {title}")
@@ -235,7 +322,8 @@ def write_chart(doc: dict[str, Any], path: str) -> str | None:
         ax.set_yticks(list(ys))
         ax.set_yticklabels(labels, fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"fastcnn speed-up, {n} thread(s)")
+        ax.set_title(f"fastcnn speed-up, {n} thread(s)" if n else
+                     f"fastcnn speed-up on {gpu_name}")
         ax.set_xlabel("t_other / t_fastcnn (> 1: fastcnn faster)")
         ax.grid(axis="x", which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")

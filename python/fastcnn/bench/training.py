@@ -13,6 +13,12 @@ the same initial weights and the same batch:
 * ``torch``: ``nn.Sequential`` of the same layers with a copy of the weights,
   ``F.cross_entropy``, ``loss.backward()``, ``torch.optim.SGD``.
 
+The GPU benchmark (:mod:`fastcnn.bench.cuda_harness`) runs the same functions on CuPy arrays:
+the ops step as is (fastcnn.ops dispatches CuPy arrays to the CUDA kernels; the SGD update's
+in-place operators work on either kind), :func:`api_step` over
+:mod:`fastcnn.bench.cupy_ref` as the CuPy reference, and :func:`torch_step` with
+``device="cuda"`` and ``torch.from_dlpack`` inputs.
+
 The first step's losses are compared (same weights, same batch: they must agree).
 
 FLOPs of a step (for GFLOP/s): forward + weight gradients of the four weighted layers + data
@@ -37,6 +43,7 @@ from .. import ops, reference
 
 __all__ = [
     "StepFn",
+    "api_step",
     "data",
     "fastcnn_step",
     "fit_and_bare_epoch",
@@ -47,7 +54,7 @@ __all__ = [
     "torch_step",
 ]
 
-StepFn = Callable[[np.ndarray, np.ndarray], float]
+StepFn = Callable[[Any, Any], float]  # step(x, y) -> loss (NumPy or CuPy arrays)
 
 _SHAPES = {
     "w1": (32, 1, 3, 3), "b1": (32,),
@@ -80,19 +87,21 @@ def step_flops(n: int) -> int:
     return 3 * (conv1 + conv2 + d1 + d2) - conv1
 
 
-def _sgd(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
+def _sgd(params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:
+    """``g *= lr; p -= g`` in place (NumPy or CuPy arrays)."""
     lr32 = np.float32(lr)
     for k, g in grads.items():
-        np.multiply(g, lr32, out=g)
-        np.subtract(params[k], g, out=params[k])
+        p = params[k]
+        g *= lr32
+        p -= g
 
 
-def _api_step(api: Any, params: dict[str, np.ndarray], lr: float) -> StepFn:
-    """``step(x, y) -> loss`` on ``api`` (fastcnn.ops or fastcnn.reference: same signatures);
-    updates ``params`` with SGD."""
+def api_step(api: Any, params: dict[str, Any], lr: float = 1e-3) -> StepFn:
+    """``step(x, y) -> loss`` on ``api`` (fastcnn.ops, fastcnn.reference or
+    fastcnn.bench.cupy_ref: same signatures); updates ``params`` with SGD."""
     p = params
 
-    def step(x: np.ndarray, y: np.ndarray) -> float:
+    def step(x: Any, y: Any) -> float:
         n = x.shape[0]
         a1 = api.conv2d(x, p["w1"], p["b1"], relu=True)
         a2 = api.conv2d(a1, p["w2"], p["b2"], relu=True)
@@ -105,10 +114,9 @@ def _api_step(api: Any, params: dict[str, np.ndarray], lr: float) -> StepFn:
         dh = api.relu_backward(dh, h)
         df, dw3, db3 = api.linear_backward(dh, f, p["w3"])
         da2 = api.max_pool2d_backward(df.reshape(pooled.shape), a2, 2, indices=idx)
-        da2 = api.relu_backward(da2, a2)
-        da1, dw2, db2 = api.conv2d_backward(da2, a1, p["w2"])
-        da1 = api.relu_backward(da1, a1)
-        _, dw1, db1 = api.conv2d_backward(da1, x, p["w1"], compute_dx=False)
+        # the ReLUs' backward fused into the convolutions' (relu_y: the fused forward's output)
+        da1, dw2, db2 = api.conv2d_backward(da2, a1, p["w2"], relu_y=a2)
+        _, dw1, db1 = api.conv2d_backward(da1, x, p["w1"], compute_dx=False, relu_y=a1)
         _sgd(p, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2, "w3": dw3, "b3": db3,
                  "w4": dw4, "b4": db4}, lr)
         return float(loss)
@@ -118,16 +126,19 @@ def _api_step(api: Any, params: dict[str, np.ndarray], lr: float) -> StepFn:
 
 def fastcnn_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
     """A step function ``step(x, y) -> loss`` on :mod:`fastcnn.ops` (updates ``params``)."""
-    return _api_step(ops, params, lr)
+    return api_step(ops, params, lr)
 
 
 def numpy_step(params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
     """The same step on the NumPy reference (:mod:`fastcnn.reference`)."""
-    return _api_step(reference, params, lr)
+    return api_step(reference, params, lr)
 
 
-def torch_step(torch: Any, params: dict[str, np.ndarray], lr: float = 1e-3) -> StepFn:
-    """The same step in PyTorch: ``nn.Sequential`` with a copy of ``params``, SGD."""
+def torch_step(torch: Any, params: dict[str, np.ndarray], lr: float = 1e-3, *,
+               device: str = "cpu", to_tensor: Callable[[Any], Any] | None = None) -> StepFn:
+    """The same step in PyTorch: ``nn.Sequential`` with a copy of ``params`` on ``device``,
+    SGD. ``to_tensor`` wraps the step's x and y (default ``torch.from_numpy``;
+    ``torch.from_dlpack`` for CuPy arrays)."""
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
@@ -136,12 +147,14 @@ def torch_step(torch: Any, params: dict[str, np.ndarray], lr: float = 1e-3) -> S
         for i, k in ((0, "1"), (2, "2"), (6, "3"), (8, "4")):
             model[i].weight.copy_(torch.from_numpy(params["w" + k]))
             model[i].bias.copy_(torch.from_numpy(params["b" + k]))
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     cross_entropy = torch.nn.functional.cross_entropy
+    wrap = to_tensor or torch.from_numpy
 
-    def step(x: np.ndarray, y: np.ndarray) -> float:
+    def step(x: Any, y: Any) -> float:
         opt.zero_grad(set_to_none=True)
-        loss = cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss = cross_entropy(model(wrap(x)), wrap(y))
         loss.backward()
         opt.step()
         return float(loss.item())

@@ -22,10 +22,14 @@ Honesty: the fake refuses what real CuPy refuses, as far as a NumPy subclass can
 
 Streams, events and pinned memory exist so that the code paths that use them run, but every
 copy and kernel is synchronous here: whether a copy really overlaps computation (and any race
-between streams) can only be seen on a GPU.
+between streams) can only be seen on a GPU. An event records the host clock
+(``time.perf_counter``) when recorded, so ``cuda.get_elapsed_time`` gives the host time between
+two events: with synchronous kernels that is the emulated work's time, nothing like a GPU's.
+``cuda.runtime.getDeviceProperties`` names the emulator and reports nothing else.
 """
 from __future__ import annotations
 
+import time
 import types
 from typing import Any
 
@@ -43,6 +47,7 @@ bool_ = np.bool_
 dtype = np.dtype
 inf = np.inf
 nan = np.nan
+__version__ = f"fake (tools/cuda_emu/fake_cupy over NumPy {np.__version__})"
 
 
 class _Mem:
@@ -255,6 +260,7 @@ around = _api(np.around, "around")
 shape = _api(np.shape)
 reshape = _api(np.reshape)
 shares_memory = _api(np.shares_memory)
+matmul = _api(np.matmul, "matmul")
 
 for _name in ("exp", "log", "log1p", "sqrt", "square", "abs", "absolute", "maximum", "minimum",
               "isnan", "isfinite", "add", "subtract", "multiply", "divide", "true_divide",
@@ -270,9 +276,12 @@ del _name
 class _Event:
     def __init__(self, block=False, disable_timing=False, interprocess=False) -> None:
         self.done = True
+        self.disable_timing = disable_timing
+        self.time: float | None = None
 
     def record(self, stream=None):
         self.done = True
+        self.time = time.perf_counter()
 
     def synchronize(self):
         pass
@@ -319,6 +328,19 @@ def _get_current_stream():
     return _state["stream"][-1]
 
 
+def _get_elapsed_time(start_event, end_event) -> float:
+    """Milliseconds between two recorded events (host time here; CuPy's errors otherwise)."""
+    for e in (start_event, end_event):
+        if not isinstance(e, _Event):
+            raise TypeError("get_elapsed_time: expected cupy.cuda.Event")
+        if e.disable_timing:
+            raise RuntimeError("cudaErrorInvalidResourceHandle: event created with "
+                               "disable_timing=True")
+        if e.time is None:
+            raise RuntimeError("cudaErrorInvalidResourceHandle: event not recorded")
+    return (end_event.time - start_event.time) * 1e3
+
+
 def _alloc_pinned_memory(size: int):
     """Page-locked host memory; a writable buffer (``numpy.frombuffer`` gives an array)."""
     return bytearray(int(size))
@@ -330,6 +352,9 @@ cuda = types.SimpleNamespace(
     Device=_Device,
     Stream=_Stream,
     Event=_Event,
+    get_elapsed_time=_get_elapsed_time,
     alloc_pinned_memory=_alloc_pinned_memory,
-    runtime=types.SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1),
+    runtime=types.SimpleNamespace(
+        getDevice=lambda: 0, getDeviceCount=lambda: 1,
+        getDeviceProperties=lambda device: {"name": b"CPU emulation (tools/cuda_emu)"}),
 )

@@ -1,0 +1,224 @@
+"""A CuPy reference of the benchmarked ops: the GPU benchmark's baseline, what a user would write
+with CuPy alone. Same functions and keyword signatures as :mod:`fastcnn.ops` (and
+:mod:`fastcnn.reference`), on CuPy arrays; clarity over speed, but no per-element Python loops.
+
+* ``conv2d``: zero-pad, im2col by one strided slice copy per kernel tap into a ``(C*R*S,
+  N*P*Q)`` matrix, one ``cupy.matmul`` (cuBLAS SGEMM) with the ``(K, C*R*S)`` weights, bias
+  and ReLU as elementwise kernels.
+* ``conv2d_backward``: ``dw = dy @ cols^T`` and ``dx = w^T @ dy`` back in column space,
+  scattered into the padded input by one strided slice add per tap (col2im), then cropped;
+  ``relu_y`` applies the ReLU's backward to ``dy`` first (a separate elementwise pass).
+  ``compute_dw=False`` (an option the other APIs lack) gives the dx-only pass.
+* ``max_pool2d``: non-overlapping windows only (stride = kernel size, no padding or dilation,
+  floor mode), as a reshape to ``(N, C, P, k, Q, k)`` and a max (or an argmax over the
+  ``k*k`` taps for the indices).
+* ``max_pool2d_backward``: ``dy`` placed at the tap its index names, by a one-hot comparison
+  and the inverse reshape.
+* ``relu``: ``cupy.maximum``; ``relu_backward``: ``cupy.where(y > 0, dy, 0)``.
+* ``linear``: ``x @ w.T + b`` (cuBLAS); backward ``dy @ w``, ``dy.T @ x``, ``dy.sum(0)``.
+* ``cross_entropy``: softmax shifted by the row maximum; returns a float (synchronises, as
+  fastcnn's does).
+
+Only what the benchmark runs is supported (``groups=1``; pooling as above): anything else is a
+ValueError. Arguments are not otherwise checked. CuPy is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._args import check_int, conv_output_size, conv_padding, pair, pool_args
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "cross_entropy",
+    "linear",
+    "linear_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "relu",
+    "relu_backward",
+]
+
+
+def _cp() -> Any:
+    import cupy
+
+    return cupy
+
+
+def _conv_geometry(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+                   op: str) -> tuple[Any, ...]:
+    if check_int(groups, "groups", op=op, minimum=1) != 1:
+        raise ValueError(f"{op}: the CuPy reference supports groups=1 only, got {groups}")
+    _, _, H, W = x.shape
+    _, _, R, S = w.shape
+    st = pair(stride, "stride", op=op, minimum=1)
+    dil = pair(dilation, "dilation", op=op, minimum=1)
+    pads = conv_padding(padding, H, W, R, S, st, dil, op=op)
+    P, Q = conv_output_size(H, W, R, S, st, pads, dil, op=op)
+    return st, dil, pads, P, Q
+
+
+def _tap_slices(r: int, s: int, st: tuple[int, int], dil: tuple[int, int], P: int,
+                Q: int) -> tuple[slice, slice]:
+    """The rows and columns of the padded input under kernel tap (r, s) of every output pixel."""
+    h0, w0 = r * dil[0], s * dil[1]
+    return (slice(h0, h0 + (P - 1) * st[0] + 1, st[0]),
+            slice(w0, w0 + (Q - 1) * st[1] + 1, st[1]))
+
+
+def _im2col(x: Any, R: int, S: int, st: tuple[int, int], dil: tuple[int, int],
+            pads: tuple[int, int, int, int], P: int, Q: int) -> Any:
+    """x (N, C, H, W) -> cols (C*R*S, N*P*Q); one strided copy per tap."""
+    cp = _cp()
+    N, C, _, _ = x.shape
+    top, left, bottom, right = pads
+    xp = cp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right))) if any(pads) else x
+    cols = cp.empty((C, R, S, N, P, Q), dtype=x.dtype)
+    for r in range(R):
+        for s in range(S):
+            rows, cols_ = _tap_slices(r, s, st, dil, P, Q)
+            cols[:, r, s] = xp[:, :, rows, cols_].transpose(1, 0, 2, 3)
+    return cols.reshape(C * R * S, N * P * Q)
+
+
+def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, relu: bool = False) -> Any:
+    """y (N, K, P, Q) = im2col(x) times w, + b, ReLU when ``relu``."""
+    cp = _cp()
+    st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups, "conv2d")
+    N = x.shape[0]
+    K, C, R, S = w.shape
+    y = w.reshape(K, C * R * S) @ _im2col(x, R, S, st, dil, pads, P, Q)  # (K, N*P*Q)
+    y = y.reshape(K, N, P, Q).transpose(1, 0, 2, 3)
+    y = cp.ascontiguousarray(y + b[:, None, None] if b is not None else y)
+    if relu:
+        cp.maximum(y, y.dtype.type(0), out=y)
+    return y
+
+
+def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 0,
+                    dilation: Any = 1, groups: int = 1, bias: bool = True,
+                    compute_dx: bool = True, relu_y: Any = None,
+                    compute_dw: bool = True) -> tuple[Any, Any, Any]:
+    """``(dx, dw, db)`` of :func:`conv2d`; dx is None when ``compute_dx=False``, dw when
+    ``compute_dw=False``, db when ``bias=False``. ``relu_y`` (the output of ``conv2d(...,
+    relu=True)``): ``dy`` goes through the ReLU's backward first."""
+    cp = _cp()
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
+    st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups,
+                                         "conv2d_backward")
+    N, _, H, W = x.shape
+    K, C, R, S = w.shape
+    dym = dy.transpose(1, 0, 2, 3).reshape(K, N * P * Q)
+    dw = db = dx = None
+    if compute_dw:
+        dw = (dym @ _im2col(x, R, S, st, dil, pads, P, Q).T).reshape(K, C, R, S)
+    if bias:
+        db = dy.sum(axis=(0, 2, 3))
+    if compute_dx:
+        top, left, bottom, right = pads
+        dcols = (w.reshape(K, C * R * S).T @ dym).reshape(C, R, S, N, P, Q)
+        dxp = cp.zeros((N, C, H + top + bottom, W + left + right), dtype=dy.dtype)
+        for r in range(R):
+            for s in range(S):
+                rows, cols_ = _tap_slices(r, s, st, dil, P, Q)
+                dxp[:, :, rows, cols_] += dcols[:, r, s].transpose(1, 0, 2, 3)
+        dx = cp.ascontiguousarray(dxp[:, :, top:top + H, left:left + W])
+    return dx, dw, db
+
+
+def relu(x: Any) -> Any:
+    """``max(x, 0)`` elementwise."""
+    return _cp().maximum(x, x.dtype.type(0))
+
+
+def relu_backward(dy: Any, y: Any) -> Any:
+    """``dy`` where ``y > 0``, else 0."""
+    return _cp().where(y > 0, dy, dy.dtype.type(0))
+
+
+def _pool_k(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+            op: str) -> int:
+    (kh, kw), st, pad, dil = pool_args(kernel_size, stride, padding, dilation, op=op)
+    if kh != kw or st != (kh, kw) or pad != (0, 0) or dil != (1, 1) or ceil_mode:
+        raise ValueError(f"{op}: the CuPy reference pools square non-overlapping windows only "
+                         "(stride = kernel size, no padding or dilation, floor mode)")
+    return kh
+
+
+def max_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
+    """y (N, C, P, Q), or ``(y, indices)`` with int64 flat indices ``h*W + w`` into each
+    plane (the first maximum of a window)."""
+    cp = _cp()
+    k = _pool_k(kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    N, C, H, W = x.shape
+    P, Q = H // k, W // k
+    win = x[:, :, :P * k, :Q * k].reshape(N, C, P, k, Q, k)
+    if not return_indices:
+        return win.max(axis=(3, 5))
+    taps = win.transpose(0, 1, 2, 4, 3, 5).reshape(N, C, P, Q, k * k)
+    tap = taps.argmax(axis=-1)
+    y = taps.max(axis=-1)
+    ih = cp.arange(P).reshape(P, 1) * k + tap // k
+    iw = cp.arange(Q) * k + tap % k
+    return y, ih * W + iw
+
+
+def max_pool2d_backward(dy: Any, x: Any, kernel_size: Any, *, stride: Any = None,
+                        padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
+                        indices: Any = None) -> Any:
+    """dx (N, C, H, W): each ``dy`` at the input element its index names (recomputed from x
+    when ``indices`` is None)."""
+    cp = _cp()
+    k = _pool_k(kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d_backward")
+    if indices is None:
+        _, indices = max_pool2d(x, k, return_indices=True)
+    N, C, H, W = x.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    tap = ((indices // W - cp.arange(P).reshape(P, 1) * k) * k
+           + indices % W - cp.arange(Q) * k)  # (N, C, P, Q) in [0, k*k)
+    dwin = (tap[..., None] == cp.arange(k * k)) * dy[..., None]  # (N, C, P, Q, k*k)
+    dx = dwin.reshape(N, C, P, Q, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, P * k, Q * k)
+    if (P * k, Q * k) == (H, W):
+        return cp.ascontiguousarray(dx)
+    full = cp.zeros((N, C, H, W), dtype=dy.dtype)
+    full[:, :, :P * k, :Q * k] = dx
+    return full
+
+
+def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
+    """y (N, out) = x @ w.T + b, ReLU when ``relu``."""
+    cp = _cp()
+    y = x @ w.T
+    if b is not None:
+        y += b
+    if relu:
+        cp.maximum(y, y.dtype.type(0), out=y)
+    return y
+
+
+def linear_backward(dy: Any, x: Any, w: Any, *, bias: bool = True,
+                    compute_dx: bool = True) -> tuple[Any, Any, Any]:
+    """``(dy @ w or None, dy.T @ x, dy.sum(0) or None)``."""
+    return (dy @ w if compute_dx else None, dy.T @ x, dy.sum(axis=0) if bias else None)
+
+
+def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
+    """Mean softmax cross-entropy over the rows for integer class ids, and its gradient
+    ``(softmax - onehot) / N``."""
+    cp = _cp()
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = cp.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    rows = cp.arange(n)
+    loss = -(shifted[rows, labels] - cp.log(total[:, 0])).mean()
+    grad = e / total
+    grad[rows, labels] -= 1
+    grad /= n
+    return float(loss), grad
