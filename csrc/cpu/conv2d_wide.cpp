@@ -223,9 +223,10 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
   const int64_t ntb = ceil_div(CRS, kTaps), nkb = ceil_div(Kg, kCh), ldT = nkb * kCh;
   const int64_t T = G * ntb * nkb;  // (group, 12-tap block, 32-channel block) tiles
   const int64_t tile = kTaps * kCh;
-  // With few tiles the batch is split too, into NS image ranges summed in order at the end:
-  // fixed by the shape (part of every element's sum order), never by the thread count.
-  const int64_t NS = std::min<int64_t>(p.N, std::max<int64_t>(1, ceil_div(16, T)));
+  // The batch is split too, into NS image ranges summed in order at the end (at least two, so
+  // that two threads take one range each instead of both preparing every image; more when
+  // tiles are few): fixed by the shape (part of every element's sum order), never by threads.
+  const int64_t NS = std::min<int64_t>(p.N, std::max<int64_t>(2, ceil_div(16, T)));
   const int64_t items = NS * T;
   const double flops = 2.0 * double(p.N) * double(p.K) * double(CRS) * double(PQ);
   const int use_threads = static_cast<int>(std::min<int64_t>(threads_for(flops, 2e6), items));
