@@ -49,7 +49,7 @@
 namespace fastcnn::cpu {
 namespace {
 
-constexpr int64_t kScratchFloats = int64_t{1} << 18;  // 1 MiB band per thread when possible
+constexpr int64_t kScratchFloats = int64_t{1} << 16;  // 256 KiB band per thread when possible
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -114,7 +114,8 @@ void wide_correlate(const WideConv& cv, int relu) {
     pack_a_strided(cv.w + g * Kg * CRS, CRS, 1, 0, Kg, 0, CRS, apack.data() + g * mpan * mr * CRS,
                    static_cast<int>(mr));
 
-  // Bands of output rows: as tall as a ~1 MiB scratch allows, then shorter until every thread
+  // Bands of output rows: as tall as a ~256 KiB scratch allows (the band stays in L2 next to
+  // the weights while the output streams out), then shorter until every thread
   // has work (the band never changes a result, only which thread computes it).
   const double flops = 2.0 * double(cv.N) * double(cv.K) * double(PQ) * double(CRS);
   const int nt = threads_for(flops, 2e6);
