@@ -222,6 +222,7 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
   // x reads reach (Cg-1)*plane + (R-1)*dh*Wp + (S-1)*dw + J - 1 < Cg*plane + tail
   const int64_t x_is = ceil_div(Cg * plane + (p.S - 1) * p.dil_w + 16, 16) * 16;
   const int64_t ntb = ceil_div(CRS, kTaps), nkb = ceil_div(Kg, kCh), ldT = nkb * kCh;
+  const int64_t kPix = std::max<int64_t>(64, 65536 / ldT);  // pixels per chunk: <= 256 KiB of dy
   const int64_t T = G * ntb * nkb;  // (group, 12-tap block, 32-channel block) tiles
   const int64_t tile = kTaps * kCh;
   // The batch is split too, into NS image ranges summed in order at the end (at least two, so
@@ -288,10 +289,17 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
             transpose(src, lds, Kg, p.Q, dyt + pr * Wp * ldT, ldT);
             for (int64_t q = p.Q; q < Wp; ++q) zero_row(dyt + (pr * Wp + q) * ldT, Kg);
           }
+          // pixels in chunks whose dy rows (kPix x ldT) stay in L2 across the tiles
+          for (int64_t j0 = 0; j0 < J; j0 += kPix)
+            for (int64_t i = i0; i < i1; ++i) {
+              const int64_t tb = (i / nkb) % ntb, kb = i % nkb;
+              ukernel(std::min(kPix, J - j0), xp + j0, off.data() + tb * kTaps,
+                      dyt + j0 * ldT + kb * kCh, ldT, part.get() + i * (tile + kCh), kCh,
+                      n > n0 || j0 > 0);
+            }
           for (int64_t i = i0; i < i1; ++i) {
             const int64_t tb = (i / nkb) % ntb, kb = i % nkb;
             float* pt = part.get() + i * (tile + kCh);
-            ukernel(J, xp, off.data() + tb * kTaps, dyt + kb * kCh, ldT, pt, kCh, n > n0);
             if (db && tb == 0) {  // the block's bias gradient, image by image in order
               float acc[kCh] = {};
               for (int64_t j = 0; j < J; ++j)
