@@ -215,6 +215,12 @@ EDGES = [
     _edge("NPQ=1800-dw-1x1", (2, 3, 30, 30), (5, 3, 1, 1)),
     _edge("NPQ>KC-dw-stride2", (4, 2, 25, 25), (3, 2, 3, 3), stride=2, padding=1),
     _edge("empty-batch", (0, 3, 5, 5), (4, 3, 3, 3), padding=1),
+    # the wide-grid paths' blockings (csrc/cpu/conv2d_wide.cpp): several row bands per image
+    # (64 x 42 x 43 floats exceed a band), several tap chunks per strip, pixel chunks and both
+    # 32-channel blocks of the weight gradient, 12-tap blocks with a tail (576 = 48 x 12; 3x2)
+    _edge("wide-bands-chunks", (2, 64, 40, 41), (40, 64, 3, 3), padding=1),
+    _edge("wide-crop-pad", (1, 3, 9, 7), (5, 3, 3, 2), padding=(3, 2), dilation=(1, 2)),
+    _edge("wide-narrow-rows", (3, 2, 30, 2), (33, 2, 3, 2)),
 ]
 
 
