@@ -322,3 +322,19 @@ def test_conv2d_backward_relu_y_rules(isa: str, rng: np.random.Generator) -> Non
         ops.conv2d_backward(dy, x, w, relu_y=ry[:1])
     with pytest.raises(TypeError, match="relu_y"):
         ops.conv2d_backward(dy, x, w, relu_y=ry.astype(np.float64))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_conv2d_nonfinite_weight_meets_the_padding(isa: str, bad: float) -> None:
+    """Border rows of a padded convolution multiply the padding's zeros by every weight of the
+    kernel rows that hang over the edge: 0 * NaN / 0 * inf = NaN there, as in the reference
+    (im2col) and PyTorch. The wide-grid forward skips such kernel rows only when every weight is
+    finite (skipping 0 * w is exact then)."""
+    x = np.ones((1, 1, 4, 60), np.float32)  # padded rows wider than every ISA's strip
+    w = np.ones((2, 1, 3, 3), np.float32)
+    w[1, 0, 0, 0] = bad
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d(x, w, padding=2)
+    got = ops.conv2d(x, w, padding=2)
+    assert np.array_equal(got, want, equal_nan=True), (got.tolist(), want.tolist())
+    assert np.isnan(got[0, 1]).any() and np.isfinite(got[0, 0]).all()

@@ -52,6 +52,9 @@ namespace {
 constexpr int64_t kScratchFloats = int64_t{1} << 16;  // 256 KiB band per thread when possible
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// floor / ceil of a / b for any sign of a, b > 0
+int64_t floor_div_signed(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+int64_t ceil_div_signed(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
 // The band copies move short rows (often 24-64 floats): a call to memcpy per row costs more than
 // the copy, so these loops must stay loops (GCC would otherwise turn them back into calls).
@@ -106,13 +109,27 @@ void wide_correlate(const WideConv& cv, int relu) {
   if (cv.N == 0 || P <= 0 || Q <= 0) return;
   const int64_t halo = (cv.R - 1) * cv.dil_h;
 
-  // Weights as MR-row panels over all CRS taps, per group: panel ip of group g at
-  // apack[(g * mpan + ip) * CRS * mr].
+  // Taps in the order (r, c, s): k = r*CS + c*S + s, so that the taps of one kernel row form a
+  // contiguous range (a strip whose rows all read zero padding through kernel row r skips it).
+  // Weights as MR-row panels over all CRS taps in that order, per group: panel ip of group g at
+  // apack[(g * mpan + ip) * CRS * mr], element (row i, tap k) at [k * mr + i].
+  const int64_t CS = Cg * cv.S;
   const int64_t mpan = ceil_div(Kg, mr);
   std::vector<float> apack(static_cast<size_t>(checked_mul(G * mpan * mr, CRS, "conv2d weights")));
   for (int64_t g = 0; g < G; ++g)
-    pack_a_strided(cv.w + g * Kg * CRS, CRS, 1, 0, Kg, 0, CRS, apack.data() + g * mpan * mr * CRS,
-                   static_cast<int>(mr));
+    for (int64_t ip = 0; ip < mpan; ++ip) {
+      float* d = apack.data() + (g * mpan + ip) * CRS * mr;
+      for (int64_t k = 0; k < CRS; ++k) {
+        const int64_t r = k / CS, c = (k / cv.S) % Cg, s = k % cv.S;
+        for (int64_t i = 0; i < mr; ++i) {
+          const int64_t row = ip * mr + i;
+          d[k * mr + i] = row < Kg ? cv.w[((g * Kg + row) * Cg + c) * RS + r * cv.S + s] : 0.0f;
+        }
+      }
+    }
+  // Skipping taps that read only padding drops products 0 * w: exact (x + 0 = x) unless a weight
+  // is inf or NaN (0 * inf = NaN must stay, as in the im2col form).
+  const bool skip_ok = all_finite(cv.w, cv.K * CRS);
 
   // Bands of output rows: as tall as a ~256 KiB scratch allows (the band stays in L2 next to
   // the weights while the output streams out), then shorter until every thread
@@ -134,11 +151,12 @@ void wide_correlate(const WideConv& cv, int relu) {
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
   std::vector<int64_t> offs(static_cast<size_t>(CRS * use_threads));
 
-  // Tap chunk: whole channels whose window for one strip (NR columns + the halo rows) fits in
-  // ~16 KB, balanced over the group's channels (fixed by the shape: part of the sum order).
-  const int64_t win = nr + halo * Wp + (cv.S - 1) * cv.dil_w;
+  // Tap chunk: the taps of one kernel row over whole channels whose window for one strip (NR
+  // columns + (S-1)*dw) fits in ~16 KB, balanced over the group's channels (fixed by the shape:
+  // part of the sum order).
+  const int64_t win = nr + (cv.S - 1) * cv.dil_w;
   const int64_t cmax = std::max<int64_t>(1, 4096 / win), nchunk = ceil_div(Cg, cmax);
-  const int64_t kch = ceil_div(Cg, nchunk) * RS;
+  const int64_t cch = ceil_div(Cg, nchunk);
   const ConvUkernelFn ukernel = kt.conv_ukernel;
   const StoreTileFn store = kt.store_tile;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
@@ -172,7 +190,7 @@ void wide_correlate(const WideConv& cv, int relu) {
       }
       std::memset(scr + Cg * plane, 0, sizeof(float) * static_cast<size_t>(tail));
       for (int64_t k = 0; k < CRS; ++k) {
-        const int64_t c = k / RS, r = (k / cv.S) % cv.R, s = k % cv.S;
+        const int64_t r = k / CS, c = (k / cv.S) % Cg, s = k % cv.S;
         off[k] = c * plane + r * cv.dil_h * Wp + s * cv.dil_w;
       }
       const float* ag = apack.data() + g * mpan * mr * CRS;
@@ -180,12 +198,26 @@ void wide_correlate(const WideConv& cv, int relu) {
       float* yb = cv.y + (n * cv.K + g * Kg) * PQ + p0 * Q;
       for (int64_t j0 = 0; j0 < J; j0 += nr) {
         const int64_t jn = std::min(nr, J - j0);
-        // taps in chunks whose B rows (the strip's window of kch channels) stay in L1, each
-        // chunk run for every weight panel before the next
-        for (int64_t k0 = 0; k0 < CRS; k0 += kch)
-          for (int64_t ip = 0; ip < mpan; ++ip)
-            ukernel(std::min(kch, CRS - k0), ag + ip * CRS * mr + k0 * mr, scr + j0, off + k0,
-                    tile + ip * mr * nr, nr, k0 > 0);
+        // kernel rows that read real input for some row of the strip (the others read only the
+        // zero padding of every output row the strip holds), then taps in chunks whose B rows
+        // (the strip's window of cch channels) stay in L1, each chunk run for every weight panel
+        int64_t r_lo = 0, r_hi = cv.R - 1;
+        if (skip_ok) {
+          const int64_t oh_a = p0 + j0 / Wp, oh_b = p0 + (j0 + jn - 1) / Wp;
+          r_lo = std::max<int64_t>(0, ceil_div_signed(cv.pad_top - oh_b, cv.dil_h));
+          r_hi = std::min<int64_t>(cv.R - 1, floor_div_signed(cv.H - 1 + cv.pad_top - oh_a, cv.dil_h));
+        }
+        bool first = true;
+        for (int64_t r = r_lo; r <= r_hi; ++r)
+          for (int64_t c0 = 0; c0 < Cg; c0 += cch) {
+            const int64_t k0 = r * CS + c0 * cv.S, kc = (std::min(Cg, c0 + cch) - c0) * cv.S;
+            for (int64_t ip = 0; ip < mpan; ++ip)
+              ukernel(kc, ag + ip * CRS * mr + k0 * mr, scr + j0, off + k0, tile + ip * mr * nr,
+                      nr, !first);
+            first = false;
+          }
+        if (first)  // no kernel row reads input: the strip is all padding (bias only)
+          for (int64_t ip = 0; ip < mpan; ++ip) ukernel(0, ag, scr + j0, off, tile + ip * mr * nr, nr, 0);
         for (int64_t ip = 0; ip < mpan; ++ip) {
           const int64_t i0 = ip * mr, m = std::min(mr, Kg - i0);
           const float* bias = cv.b ? cv.b + g * Kg + i0 : nullptr;
