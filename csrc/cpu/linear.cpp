@@ -42,6 +42,9 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, co
                     int relu) {
   GemmProblem prob;
   prob.M = p.N, prob.N = p.out, prob.K = p.in;
+  // A long reduction into a small output (9216 -> 128 at batch 64): split K in shape-fixed chunks
+  // rather than the output, so threads don't each pack the whole of x or w again.
+  prob.split_k = p.in >= 1024 && p.N * p.out <= 65536;
   prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     pack_a_strided(x, p.in, 1, i0, mc, k0, kc, dst, mr);
   };
