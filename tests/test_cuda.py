@@ -273,6 +273,23 @@ def test_conv2d_backward_relu_y(cp: Any, rng: np.random.Generator) -> None:
 
 
 @cuda
+def test_conv2d_backward_through_pooling(cp: Any, rng: np.random.Generator) -> None:
+    """pool_indices= (a max pooling of the output, routed back before the ReLU): the same
+    gradients as the CPU, exactly on integers; disjoint and overlapping windows."""
+    x, w = small_ints(rng, (2, 3, 10, 9)), small_ints(rng, (4, 3, 3, 3))
+    y = ops.conv2d(x, w, relu=True)
+    for popts in ({"pool_size": 2}, {"pool_size": 3, "pool_stride": 2}):
+        k, s = popts["pool_size"], popts.get("pool_stride")
+        _, idx = ops.max_pool2d(y, k, stride=s, return_indices=True)
+        dp = small_ints(rng, idx.shape)
+        want = ops.conv2d_backward(dp, x, w, relu_y=y, pool_indices=idx, **popts)
+        got = ops.conv2d_backward(gpu(cp, dp), gpu(cp, x), gpu(cp, w), relu_y=gpu(cp, y),
+                                  pool_indices=gpu(cp, idx), **popts)
+        for name, g, e in zip(("dx", "dw", "db"), got, want, strict=True):
+            check_exact(host(cp, g), e.astype(np.float64), f"{name} (pool {popts})")
+
+
+@cuda
 @pytest.mark.parametrize("batch", [1, 3, 4])
 def test_conv2d_backward_nonfinite_weight_stays_local(cp: Any, batch: int) -> None:
     """A NaN / inf weight may only reach the dx elements it multiplies (PyTorch, the reference and

@@ -338,3 +338,81 @@ def test_conv2d_nonfinite_weight_meets_the_padding(isa: str, bad: float) -> None
     got = ops.conv2d(x, w, padding=2)
     assert np.array_equal(got, want, equal_nan=True), (got.tolist(), want.tolist())
     assert np.isnan(got[0, 1]).any() and np.isfinite(got[0, 0]).all()
+
+
+POOL_CASES = [
+    # (x, w, conv options, pool options): fused (disjoint windows) and not
+    pytest.param((2, 3, 10, 10), (4, 3, 3, 3), {}, {"pool_size": 2}, id="2x2"),
+    pytest.param((2, 3, 11, 9), (5, 3, 3, 3), {"padding": 1},
+                 {"pool_size": 3, "pool_padding": 1}, id="3x3-pad"),
+    pytest.param((1, 2, 9, 9), (3, 2, 3, 3), {}, {"pool_size": 2, "pool_ceil_mode": True},
+                 id="2x2-ceil"),
+    pytest.param((2, 3, 10, 10), (4, 3, 3, 3), {}, {"pool_size": 3, "pool_stride": 2},
+                 id="overlapping"),
+    pytest.param((2, 4, 12, 12), (6, 4, 3, 3), {"stride": 2}, {"pool_size": 2}, id="conv-stride2"),
+    pytest.param((1, 40, 26, 26), (33, 40, 3, 3), {}, {"pool_size": (2, 3)}, id="2x3-tails"),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "copts", "popts"), POOL_CASES)
+def test_conv2d_backward_through_pooling(isa: str, rng: np.random.Generator, xs: Any, ws: Any,
+                                          copts: dict[str, Any], popts: dict[str, Any]) -> None:
+    """pool_indices= routes dy back through a max pooling of the output (then the ReLU): exactly
+    max_pool2d_backward followed by conv2d_backward(relu_y=), and the reference."""
+    x, w, b = small_ints(rng, xs), small_ints(rng, ws), small_ints(rng, (ws[0],))
+    y = ops.conv2d(x, w, b, relu=True, **copts)
+    k, s = popts["pool_size"], popts.get("pool_stride")
+    pd, cm = popts.get("pool_padding", 0), popts.get("pool_ceil_mode", False)
+    pooled, idx = ops.max_pool2d(y, k, stride=s, padding=pd, ceil_mode=cm, return_indices=True)
+    dp = small_ints(rng, pooled.shape)
+    full = ops.max_pool2d_backward(dp, y, k, stride=s, padding=pd, ceil_mode=cm, indices=idx)
+    for relu_y in (y, None):
+        for cdx in (True, False):
+            got = ops.conv2d_backward(dp, x, w, relu_y=relu_y, pool_indices=idx,
+                                      compute_dx=cdx, **popts, **copts)
+            want = ops.conv2d_backward(full, x, w, relu_y=relu_y, compute_dx=cdx, **copts)
+            exp = ref.conv2d_backward(f64(dp), f64(x), f64(w), relu_y=relu_y, pool_indices=idx,
+                                      compute_dx=cdx, **popts, **copts)
+            for name, g, e, r in zip(("dx", "dw", "db"), got, want, exp, strict=True):
+                if e is None:
+                    assert g is None
+                    continue
+                check_bitwise(g, e, f"[{isa}] {name} relu={relu_y is not None} dx={cdx}")
+                check_exact(g, r, f"[{isa}] {name} vs the reference")
+
+
+def test_conv2d_backward_pool_indices_outside_their_window(isa: str,
+                                                           rng: np.random.Generator) -> None:
+    """Indices given by the user may point anywhere in the plane: the fused form detects one
+    outside its window and falls back to max_pool2d_backward's scatter (dx[idx] += dy)."""
+    x, w = small_ints(rng, (1, 2, 8, 8)), small_ints(rng, (3, 2, 3, 3))
+    y = ops.conv2d(x, w, relu=True)
+    _, idx = ops.max_pool2d(y, 2, return_indices=True)
+    idx = idx.copy()
+    idx[0, 1, 1, 2] = 0  # window (1, 2) points at pixel (0, 0)
+    dp = small_ints(rng, idx.shape)
+    got = ops.conv2d_backward(dp, x, w, relu_y=y, pool_indices=idx, pool_size=2)
+    full = ops.max_pool2d_backward(dp, y, 2, indices=idx)
+    want = ops.conv2d_backward(full, x, w, relu_y=y)
+    for g, e in zip(got, want, strict=True):
+        check_bitwise(g, e, f"[{isa}] stray index")
+
+
+def test_conv2d_backward_pool_argument_errors(isa: str, rng: np.random.Generator) -> None:
+    x, w = normal(rng, (1, 2, 8, 8)), normal(rng, (3, 2, 3, 3))
+    y = ops.conv2d(x, w, relu=True)
+    p, idx = ops.max_pool2d(y, 2, return_indices=True)
+    with pytest.raises(ValueError, match="pool_size"):
+        ops.conv2d_backward(p, x, w, pool_indices=idx)
+    with pytest.raises(ValueError, match="dy has shape"):
+        ops.conv2d_backward(y, x, w, pool_indices=idx, pool_size=2)
+    with pytest.raises(ValueError, match="pool_indices has shape"):
+        ops.conv2d_backward(p, x, w, pool_indices=idx[:, :1], pool_size=2)
+    with pytest.raises(TypeError, match="pool_indices"):
+        ops.conv2d_backward(p, x, w, pool_indices=idx.astype(np.int32), pool_size=2)
+    with pytest.raises(ValueError, match="outside"):
+        ops.conv2d_backward(p, x, w, pool_indices=idx + 1000, pool_size=2)
+    with pytest.raises(ValueError, match="pool_padding"):
+        ops.conv2d_backward(p, x, w, pool_indices=idx, pool_size=2, pool_padding=2)
+    with pytest.raises(ValueError, match="relu_y has shape"):
+        ops.conv2d_backward(p, x, w, pool_indices=idx, pool_size=2, relu_y=p)

@@ -101,15 +101,46 @@ FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t s
 py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t sh, int64_t sw,
                           int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
                           int64_t groups, bool need_dx, bool need_dw, bool bias,
-                          py::handle relu_y_) {
+                          py::handle relu_y_, py::handle pool_indices_, int64_t pool_kh,
+                          int64_t pool_kw, int64_t pool_sh, int64_t pool_sw, int64_t pool_ph,
+                          int64_t pool_pw, bool pool_ceil_mode) {
   const char* op = "conv2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
-  cpu::check_conv2d_grad(shape_of(dy), p);
+  const cpu::Shape out{p.N, p.K, p.P, p.Q};
+  std::optional<cpu::PooledGrad> pool;
+  IArray idx;
+  if (pool_indices_.is_none()) {
+    cpu::check_conv2d_grad(shape_of(dy), p);
+  } else {
+    // dy is the gradient of max_pool2d(conv output): routed back through the pooling
+    pool.emplace();
+    pool->pp = cpu::check_max_pool2d_args(out, pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
+                                          pool_pw, 1, 1, pool_ceil_mode);
+    const cpu::Shape pooled{p.N, p.K, pool->pp.P, pool->pp.Q};
+    FASTCNN_CHECK(shape_of(dy) == pooled, op, ": dy has shape ", shape_str(shape_of(dy)),
+                  " but max pooling the convolution's output ", shape_str(out),
+                  " with these pool options gives ", shape_str(pooled));
+    if (!py::isinstance<py::array>(pool_indices_))
+      throw py::type_error(cat(op, ": pool_indices must be a numpy.ndarray of int64, got ",
+                               type_name(pool_indices_)));
+    auto ia = py::reinterpret_borrow<py::array>(pool_indices_);
+    if (!ia.dtype().equal(py::dtype::of<int64_t>()))
+      throw py::type_error(cat(op, ": pool_indices has dtype ",
+                               py::str(ia.dtype()).cast<std::string>(),
+                               "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
+    FASTCNN_CHECK(shape_of(ia) == pooled, op, ": pool_indices has shape ",
+                  shape_str(shape_of(ia)), " but dy has shape ", shape_str(pooled));
+    idx = py::reinterpret_borrow<IArray>(contiguous(ia));
+    cpu::check_max_pool2d_indices(idx.data(), pool->pp);
+    pool->idx = idx.data();
+  }
   std::optional<FArray> relu_y;
   if (!relu_y_.is_none()) {
     relu_y = as_float(relu_y_, op, "relu_y");
-    same_shape(*relu_y, dy, op, "relu_y", "dy");
+    FASTCNN_CHECK(shape_of(*relu_y) == out, op, ": relu_y has shape ",
+                  shape_str(shape_of(*relu_y)), " but the convolution's output has shape ",
+                  shape_str(out));
   }
   py::object dx = py::none(), dwt = py::none(), db = py::none();
   std::optional<FArray> dxa, dwa, dba;
@@ -118,9 +149,10 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   if (bias) dba = new_float({p.K});
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, x.data(), w.data(),
-                         dxa ? dxa->mutable_data() : nullptr, dwa ? dwa->mutable_data() : nullptr,
-                         dba ? dba->mutable_data() : nullptr, p);
+    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, pool ? &*pool : nullptr,
+                         x.data(), w.data(), dxa ? dxa->mutable_data() : nullptr,
+                         dwa ? dwa->mutable_data() : nullptr, dba ? dba->mutable_data() : nullptr,
+                         p);
   }
   if (dxa) dx = *dxa;
   if (dwa) dwt = *dwa;
@@ -332,7 +364,10 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
         py::arg("groups"), py::arg("need_dx") = true, py::arg("need_dw") = true,
-        py::arg("bias") = true, py::arg("relu_y") = py::none());
+        py::arg("bias") = true, py::arg("relu_y") = py::none(),
+        py::arg("pool_indices") = py::none(), py::arg("pool_kh") = 1, py::arg("pool_kw") = 1,
+        py::arg("pool_sh") = 1, py::arg("pool_sw") = 1, py::arg("pool_ph") = 0,
+        py::arg("pool_pw") = 0, py::arg("pool_ceil_mode") = false);
   m.def("relu", &relu, py::arg("x"));
   m.def("relu_backward", &relu_backward, py::arg("dy"), py::arg("y"));
   m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),

@@ -32,6 +32,10 @@
 // order never depends on the thread count. Multiplying the discarded columns' x by zeros would
 // turn an inf or NaN of x into NaN where the im2col form (PyTorch's) keeps it local, so an input
 // that holds one goes to conv2d.cpp's GEMM form instead.
+// Fused backward inputs: the backward passes read dy only through the band copy and the
+// per-image transposition, so dy can be given as the gradient of a ReLU's output (relu_y:
+// masked while copied) and of a max pooling of it (unpool: each plane rebuilt with the ISA's
+// maxpool_bwd kernel into the thread's scratch as it is needed), never materialised in full.
 // Napkin maths (seeds' conv2, 32->64 3x3 on 26x26, batch 64): 1.36 GFLOP per pass; the band copy
 // moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
 #include "cpu/conv2d_wide.h"
@@ -93,6 +97,11 @@ FASTCNN_NO_LIBCALL inline uint32_t copy_row_check(float* dst, const float* src, 
 
 }  // namespace
 
+void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
+  const int64_t PQ = u.pp.P * u.pp.Q;
+  kernels().maxpool_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp.H * u.pp.W, PQ);
+}
+
 bool wide_conv_applicable(const Conv2dParams& p) {
   // stride 1, and at most half of each padded row wasted on discarded columns
   return p.stride_h == 1 && p.stride_w == 1 && (p.S - 1) * p.dil_w <= p.Q;
@@ -147,7 +156,8 @@ void wide_correlate(const WideConv& cv, int relu) {
   // discarded columns may read), the tap offsets and an MR x NR tile per weight panel.
   const int64_t tail = (cv.S - 1) * cv.dil_w + nr + 16;
   const int64_t scr_size = checked_mul(Cg, (band + halo) * Wp, "conv2d band") + tail;
-  const int64_t per_thread = ceil_div(scr_size + mpan * mr * nr, 16) * 16;
+  const int64_t uplane = cv.unpool ? HW : 0;  // one unpooled input plane
+  const int64_t per_thread = ceil_div(scr_size + mpan * mr * nr + uplane, 16) * 16;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
   std::vector<int64_t> offs(static_cast<size_t>(CRS * use_threads));
 
@@ -162,6 +172,7 @@ void wide_correlate(const WideConv& cv, int relu) {
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* scr = work.get() + t * per_thread;
     float* tile = scr + scr_size;
+    float* up = tile + mpan * mr * nr;  // cv.unpool: the channel's unpooled plane
     int64_t* off = offs.data() + t * CRS;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / (G * nbands), g = (item / nbands) % G, bi = item % nbands;
@@ -172,6 +183,11 @@ void wide_correlate(const WideConv& cv, int relu) {
       const int64_t len = std::max<int64_t>(std::min(cv.W - skip, Wp - lo), 0);
       for (int64_t c = 0; c < Cg; ++c) {
         const float* src = cv.x + (n * cv.C + g * Cg + c) * HW;
+        const float* mask = cv.relu_mask ? cv.relu_mask + (n * cv.C + g * Cg + c) * HW : nullptr;
+        if (cv.unpool) {
+          unpool_plane(*cv.unpool, n * cv.C + g * Cg + c, up);
+          src = up;
+        }
         for (int64_t rr = 0; rr < in_rows; ++rr) {
           float* d = scr + c * plane + rr * Wp;
           const int64_t h = p0 + rr - cv.pad_top;
@@ -180,9 +196,8 @@ void wide_correlate(const WideConv& cv, int relu) {
             continue;
           }
           zero_row(d, lo);
-          if (cv.relu_mask)
-            copy_row_relu(d + lo, src + h * cv.W + skip,
-                          cv.relu_mask + (src - cv.x) + h * cv.W + skip, len);
+          if (mask)
+            copy_row_relu(d + lo, src + h * cv.W + skip, mask + h * cv.W + skip, len);
           else
             copy_row(d + lo, src + h * cv.W + skip, len);
           zero_row(d + lo + len, Wp - lo - len);
@@ -239,8 +254,8 @@ void wide_correlate(const WideConv& cv, int relu) {
   }, use_threads);
 }
 
-bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y, const float* x,
-                      float* dw, float* db) {
+bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y,
+                      const Unpool* unpool, const float* x, float* dw, float* db) {
   const KernelTable& kt = kernels();
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   if (p.N == 0) {
@@ -265,7 +280,8 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
   const double flops = 2.0 * double(p.N) * double(p.K) * double(CRS) * double(PQ);
   const int use_threads = static_cast<int>(std::min<int64_t>(threads_for(flops, 2e6), items));
   const int64_t dyt_size = ceil_div(J * ldT, 16) * 16, rows_size = ceil_div(Kg * p.Q, 16) * 16;
-  const int64_t per_thread = x_is + dyt_size + rows_size;
+  const int64_t up_size = unpool ? ceil_div(Kg * PQ, 16) * 16 : 0;  // the group's unpooled dy
+  const int64_t per_thread = x_is + dyt_size + rows_size + up_size;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d dw work"));
   Buffer part = alloc_floats(items * (tile + kCh));  // each item's tile, then its bias sums
   std::vector<uint32_t> bad_x(static_cast<size_t>(use_threads), 0);
@@ -282,6 +298,7 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
     float* xp = work.get() + t * per_thread;
     float* dyt = xp + x_is;            // (J, ldT): dy of one image and group, pixel-major
     float* rows = dyt + dyt_size;      // (Kg, Q): one output row of dy through the ReLU
+    float* up = rows + rows_size;      // (Kg, P*Q): unpool: the image's dy for the group
     uint32_t bad = 0;
     // channels past Kg stay zero (computed and dropped)
     for (int64_t j = 0; j < J && Kg < ldT; ++j) zero_row(dyt + j * ldT + Kg, ldT - Kg);
@@ -310,12 +327,17 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
           zero_row(xp + Cg * plane, x_is - Cg * plane);
           // dy of the group on the padded grid, transposed: dyt[pr*Wp + q][k]; zero for q >= Q
           const int64_t at = (n * p.K + g * Kg) * PQ;
+          const float* dyg = dy + at;
+          if (unpool) {
+            for (int64_t k = 0; k < Kg; ++k) unpool_plane(*unpool, n * p.K + g * Kg + k, up + k * PQ);
+            dyg = up;
+          }
           for (int64_t pr = 0; pr < p.P; ++pr) {
-            const float* src = dy + at + pr * p.Q;
+            const float* src = dyg + pr * p.Q;
             int64_t lds = PQ;
             if (relu_y) {
               for (int64_t k = 0; k < Kg; ++k)
-                copy_row_relu(rows + k * p.Q, src + k * PQ, relu_y + at + k * PQ + pr * p.Q, p.Q);
+                copy_row_relu(rows + k * p.Q, src + k * lds, relu_y + at + k * PQ + pr * p.Q, p.Q);
               src = rows, lds = p.Q;
             }
             transpose(src, lds, Kg, p.Q, dyt + pr * Wp * ldT, ldT);

@@ -7,6 +7,17 @@
 
 namespace fastcnn::cpu {
 
+// A gradient given through a max pooling: the gradient of the pooling's input (N, K, H, W) is
+// max_pool2d_backward(dp (N, K, P, Q), idx), each dp added at its window's argmax idx.
+struct Unpool {
+  const float* dp = nullptr;
+  const int64_t* idx = nullptr;
+  Pool2dParams pp;  // the pooling: input (N, K, H, W) -> (N, K, P, Q)
+};
+// Plane pl (= n*K + k) of that gradient into dst (H*W floats), with the ISA's maxpool_bwd
+// kernel: bitwise what max_pool2d_backward writes for the plane.
+void unpool_plane(const Unpool& u, int64_t pl, float* dst);
+
 // One stride-1 correlation: y (N, K, P, Q) = b + sum over taps of w (K, C/groups, R, S) times x
 // (N, C, H, W) zero-padded by pad_* (a negative pad crops), dilated by dil_*, per group;
 // P = H + pad_top + pad_bottom - (R-1)*dil_h (>= 1), Q likewise. Contiguous buffers.
@@ -20,6 +31,9 @@ struct WideConv {
   // When set (same layout as x): x is first passed through a ReLU's backward, x where
   // relu_mask > 0 or NaN, else 0 (relu_mask = the ReLU's output).
   const float* relu_mask = nullptr;
+  // When set: x is not read; its planes are unpool_plane of this (x's layout is the pooling's
+  // input), produced plane by plane into the thread's scratch.
+  const Unpool* unpool = nullptr;
 };
 
 // Whether the forward pass of p (and its backward-data pass) should run on the wide grid.
@@ -31,8 +45,9 @@ void wide_correlate(const WideConv& cv, int relu);
 // by zeros of dy, which would spread them where PyTorch's im2col form doesn't.
 // relu_y (optional, dy's layout): dy is first passed through the backward of the ReLU whose
 // output is relu_y. db (optional): the bias gradient of that same dy.
-bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y, const float* x,
-                      float* dw, float* db);
+// unpool (optional): dy is not read; its planes come from unpool_plane.
+bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y,
+                      const Unpool* unpool, const float* x, float* dw, float* db);
 // No NaN or infinity in v[0:n].
 bool all_finite(const float* v, int64_t n);
 

@@ -26,8 +26,16 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
 // Gradients of conv2d_forward for the outputs that are not null: dx (N, C, H, W), dw (K, C/groups,
 // R, S), db (K,). relu_y (optional, dy's layout): dy is first passed through the backward of the
 // ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused into the passes' dy reads.
-void conv2d_backward(const float* dy, const float* relu_y, const float* x, const float* w,
-                     float* dx, float* dw, float* db, const Conv2dParams& p);
+// pool (optional): dy is the gradient of max_pool2d(conv output) with these indices and
+// geometry (pp: input (N, K, P, Q) -> dy's shape), routed back through the pooling first
+// (max_pool2d_backward's rule), then through the ReLU; fused into the reads when the windows
+// don't overlap. Indices must lie in [0, P*Q) (check_max_pool2d_indices).
+struct PooledGrad {
+  const int64_t* idx = nullptr;
+  Pool2dParams pp;
+};
+void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pool, const float* x,
+                     const float* w, float* dx, float* dw, float* db, const Conv2dParams& p);
 // db[k] = sum over n, p, q of dy[n, k, p, q] (used by conv2d; layout (N, K, L) with L = P*Q)
 void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
 

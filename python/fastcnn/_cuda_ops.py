@@ -136,12 +136,22 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
 def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_top: int,
                     pad_left: int, pad_bottom: int, pad_right: int, dil_h: int, dil_w: int,
                     groups: int, need_dx: bool = True, need_dw: bool = True,
-                    bias: bool = True, relu_y: Any = None) -> tuple[Any, Any, Any]:
-    """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With ``relu_y``
-    (the forward's ReLU output) ``dy`` first goes through the ReLU's backward (a separate pass
-    here; the CPU kernels fuse it)."""
+                    bias: bool = True, relu_y: Any = None, pool_indices: Any = None,
+                    pool_kh: int = 1, pool_kw: int = 1, pool_sh: int = 1, pool_sw: int = 1,
+                    pool_ph: int = 0, pool_pw: int = 0,
+                    pool_ceil_mode: bool = False) -> tuple[Any, Any, Any]:
+    """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With
+    ``pool_indices`` ``dy`` is the gradient of a max pooling of the output and is first routed
+    back through it; with ``relu_y`` (the forward's ReLU output) it then goes through the ReLU's
+    backward (separate passes here; the CPU kernels fuse them)."""
     op = "conv2d_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
+    if pool_indices is not None:
+        geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
+        with _device(op, dy, x, w):
+            out = _cuda.conv2d_plan(x.shape, w.shape, None, *geo, None)["y_shape"]
+        dy = max_pool2d_backward(dy, cupy.empty(tuple(out), _F32), pool_kh, pool_kw, pool_sh,
+                                 pool_sw, pool_ph, pool_pw, 1, 1, pool_ceil_mode, pool_indices)
     if relu_y is not None:
         dy = relu_backward(dy, relu_y)
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)

@@ -431,11 +431,24 @@ class Conv2D(_ActivationMixin, Layer):
         self._cache = (x, y, apply_activation) if training else None
         return y
 
-    def backward(self, dy, accumulate=False):
+    def accepts_pooled_grad(self) -> bool:
+        """Whether :meth:`backward` can take a max pooling's gradient with ``pool=`` (the
+        pooling then routed inside the convolution's backward): no activation after the
+        convolution but a ReLU."""
+        return self._cache is not None and (not self._cache[2] or self.activation in (None, "relu"))
+
+    def backward(self, dy, accumulate=False, pool=None):
+        """``pool``: :meth:`MaxPool2D.pooled_grad_args` of the pooling after this layer, when
+        ``dy`` is the gradient of that pooling's output (see :meth:`accepts_pooled_grad`)."""
         x, y, applied = self._need_cache()
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = dict(pool or {})
         if applied and self.activation == "relu":
             dz, kw["relu_y"] = dy, y  # the ReLU's backward fused into the conv's backward
+        elif pool:
+            if applied and self.activation is not None:
+                raise ValueError(f"{self._label()}: pool= needs no activation or ReLU, this "
+                                 f"layer has {self.activation!r}")
+            dz = dy
         else:
             dz = self._act_backward(dy, y, applied)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["kernel"], stride=self.strides,
@@ -679,6 +692,19 @@ class MaxPool2D(Layer):
             y = ops.max_pool2d(x, self.pool_size, **self._pool_kwargs())
             self._cache = None
         return y
+
+    def pooled_grad_args(self) -> dict[str, Any] | None:
+        """After ``forward(x, training=True)``: the ``conv2d_backward`` arguments
+        (``pool_indices``, ``pool_size``, ...) that route a gradient of this layer's output back
+        through it inside the previous Conv2D's backward pass (Sequential fuses the two); None
+        when this pooling can't be expressed that way (Keras "same" padding is an explicit
+        -inf pad here)."""
+        if self._cache is None or self._explicit_pad is not None:
+            return None
+        _, idx = self._cache
+        self._cache = None  # consumed: the gradient is routed by the convolution
+        return {"pool_indices": idx, "pool_size": self.pool_size, "pool_stride": self.strides,
+                "pool_padding": self._ops_padding, "pool_ceil_mode": self._ceil_mode}
 
     def backward(self, dy, accumulate=False):
         x, idx = self._need_cache()

@@ -557,8 +557,21 @@ class Sequential:
         if first is not None:
             first.need_input_grad = bool(input_grad)
         try:
-            for layer in reversed(self.layers):
+            i = len(self.layers) - 1
+            while i >= 0:
+                layer = self.layers[i]
+                prev = self.layers[i - 1] if i > 0 else None
+                # Conv2D -> MaxPool2D: the pooling's backward runs inside the convolution's
+                # (fused with its ReLU's; the full-size gradient never materialised)
+                if (isinstance(layer, _layers.MaxPool2D) and isinstance(prev, _layers.Conv2D)
+                        and prev.accepts_pooled_grad()):
+                    pool = layer.pooled_grad_args()
+                    if pool is not None:
+                        g = prev.backward(g, accumulate, pool=pool)
+                        i -= 2
+                        continue
                 g = layer.backward(g, accumulate)
+                i -= 1
         finally:
             if first is not None:
                 first.need_input_grad = True

@@ -125,6 +125,11 @@ def conv2d_backward(
     bias: bool = True,
     compute_dx: bool = True,
     relu_y: Any = None,
+    pool_indices: Any = None,
+    pool_size: Any = None,
+    pool_stride: Any = None,
+    pool_padding: Any = 0,
+    pool_ceil_mode: bool = False,
 ) -> tuple[Any, Any, Any]:
     """Gradients of :func:`conv2d`.
 
@@ -137,6 +142,15 @@ def conv2d_backward(
             extension). ``dy`` is then the gradient of that ReLU's output and is passed through
             the ReLU's backward first, ``relu_backward(dy, relu_y)``, fused into the passes'
             reads of ``dy`` (no extra array, no extra pass over memory).
+        pool_indices, pool_size, pool_stride, pool_padding, pool_ceil_mode: the argmax indices
+            and geometry of a ``max_pool2d(y, pool_size, stride=pool_stride, ...,
+            return_indices=True)`` applied to this convolution's output ``y`` (after its ReLU;
+            a fastcnn extension). ``dy`` is then the gradient of the *pooled* output and is
+            routed back through the pooling first, exactly as ``max_pool2d_backward`` does,
+            then through the ReLU when ``relu_y`` is given. On the CPU this is fused into the
+            passes (each image's pooled gradient unpooled into a cache-sized scratch as it is
+            read; the full-size gradient is never materialised), so the pooling's backward
+            costs no separate pass over memory.
 
     Returns:
         ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S),
@@ -147,9 +161,24 @@ def conv2d_backward(
     _check_array(dy, "dy", op)
     if relu_y is not None:
         _check_array(relu_y, "relu_y", op)
-    return _backend(op, dy, x, w, relu_y).conv2d_backward(
+    pool: dict[str, Any] = {}
+    if pool_indices is not None:
+        if pool_size is None:
+            raise ValueError(f"{op}: pool_indices needs pool_size (the max_pool2d kernel_size "
+                             "that produced them)")
+        k = pair(pool_size, "pool_size", op=op, minimum=1)
+        st = k if pool_stride is None else pair(pool_stride, "pool_stride", op=op, minimum=1)
+        pd = pair(pool_padding, "pool_padding", op=op, minimum=0)
+        if pd[0] > k[0] // 2 or pd[1] > k[1] // 2:
+            raise ValueError(f"{op}: pool_padding {pd} must be at most half the pool_size {k}")
+        pool = {"pool_indices": pool_indices, "pool_kh": k[0], "pool_kw": k[1],
+                "pool_sh": st[0], "pool_sw": st[1], "pool_ph": pd[0], "pool_pw": pd[1],
+                "pool_ceil_mode": check_bool(pool_ceil_mode, "pool_ceil_mode", op=op)}
+    elif pool_size is not None or pool_stride is not None:
+        raise ValueError(f"{op}: pool_size / pool_stride given without pool_indices")
+    return _backend(op, dy, x, w, relu_y, pool_indices).conv2d_backward(
         dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op), True,
-        check_bool(bias, "bias", op=op), relu_y=relu_y)
+        check_bool(bias, "bias", op=op), relu_y=relu_y, **pool)
 
 
 def relu(x: Any) -> Any:

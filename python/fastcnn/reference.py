@@ -203,6 +203,11 @@ def conv2d_backward(
     bias: bool = True,
     compute_dx: bool = True,
     relu_y: Any = None,
+    pool_indices: Any = None,
+    pool_size: Any = None,
+    pool_stride: Any = None,
+    pool_padding: Any = 0,
+    pool_ceil_mode: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d` (``dx`` is None when ``compute_dx=False``).
 
@@ -213,6 +218,9 @@ def conv2d_backward(
         bias: whether to return ``db``.
         relu_y: the output of ``conv2d(..., relu=True)``: ``dy`` is first passed through the
             ReLU's backward, ``relu_backward(dy, relu_y)``.
+        pool_indices, pool_size, pool_stride, pool_padding, pool_ceil_mode: ``dy`` is the
+            gradient of ``max_pool2d`` of the convolution's output with these indices and
+            options: it is first routed back with :func:`max_pool2d_backward`.
 
     Returns:
         dx (N, C, H, W), dw (K, C/groups, R, S), db (K,) or None when ``bias=False``.
@@ -226,6 +234,12 @@ def conv2d_backward(
     compute_dx = check_bool(compute_dx, "compute_dx", op=op)
     geo = _conv_geometry(x, w, stride, padding, dilation, groups, op)
     N, C, H, W, K, R, S, P, Q, G, (sh, sw), (dh, dw_), (top, left, bottom, right) = geo
+    if pool_indices is not None:
+        if pool_size is None:
+            raise ValueError(f"{op}: pool_indices needs pool_size")
+        dy = max_pool2d_backward(dy, np.zeros((N, K, P, Q), dy.dtype), pool_size,
+                                 stride=pool_stride, padding=pool_padding,
+                                 ceil_mode=pool_ceil_mode, indices=pool_indices)
     _check_shape(dy, (N, K, P, Q), "dy", op, " = (N, K, P, Q) of the forward output")
     if relu_y is not None:
         relu_y = _float_array(relu_y, "relu_y", op)

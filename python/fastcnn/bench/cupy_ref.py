@@ -102,11 +102,21 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
 def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 0,
                     dilation: Any = 1, groups: int = 1, bias: bool = True,
                     compute_dx: bool = True, relu_y: Any = None,
-                    compute_dw: bool = True) -> tuple[Any, Any, Any]:
+                    compute_dw: bool = True, pool_indices: Any = None, pool_size: Any = None,
+                    pool_stride: Any = None, pool_padding: Any = 0,
+                    pool_ceil_mode: bool = False) -> tuple[Any, Any, Any]:
     """``(dx, dw, db)`` of :func:`conv2d`; dx is None when ``compute_dx=False``, dw when
-    ``compute_dw=False``, db when ``bias=False``. ``relu_y`` (the output of ``conv2d(...,
-    relu=True)``): ``dy`` goes through the ReLU's backward first."""
+    ``compute_dw=False``, db when ``bias=False``. ``pool_indices`` / ``pool_*``: ``dy`` is the
+    gradient of a max pooling of the output, routed back first (:func:`max_pool2d_backward`);
+    ``relu_y`` (the output of ``conv2d(..., relu=True)``): ``dy`` then goes through the ReLU's
+    backward."""
     cp = _cp()
+    if pool_indices is not None:
+        shape = relu_y.shape if relu_y is not None else conv2d(
+            x, w, stride=stride, padding=padding, dilation=dilation, groups=groups).shape
+        dy = max_pool2d_backward(dy, cp.empty(shape, dtype=dy.dtype), pool_size,
+                                 stride=pool_stride, padding=pool_padding,
+                                 ceil_mode=pool_ceil_mode, indices=pool_indices)
     if relu_y is not None:
         dy = relu_backward(dy, relu_y)
     st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups,

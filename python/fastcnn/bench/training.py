@@ -113,9 +113,10 @@ def api_step(api: Any, params: dict[str, Any], lr: float = 1e-3) -> StepFn:
         dh, dw4, db4 = api.linear_backward(dlogits, h, p["w4"])
         dh = api.relu_backward(dh, h)
         df, dw3, db3 = api.linear_backward(dh, f, p["w3"])
-        da2 = api.max_pool2d_backward(df.reshape(pooled.shape), a2, 2, indices=idx)
-        # the ReLUs' backward fused into the convolutions' (relu_y: the fused forward's output)
-        da1, dw2, db2 = api.conv2d_backward(da2, a1, p["w2"], relu_y=a2)
+        # the pooling's and the ReLUs' backward fused into the convolutions' (pool_indices:
+        # dy is the pooled gradient; relu_y: the fused forward's output)
+        da1, dw2, db2 = api.conv2d_backward(df.reshape(pooled.shape), a1, p["w2"], relu_y=a2,
+                                            pool_indices=idx, pool_size=2)
         _, dw1, db1 = api.conv2d_backward(da1, x, p["w1"], compute_dx=False, relu_y=a1)
         _sgd(p, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2, "w3": dw3, "b3": db3,
                  "w4": dw4, "b4": db4}, lr)
