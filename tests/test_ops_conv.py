@@ -341,7 +341,7 @@ def test_conv2d_nonfinite_weight_meets_the_padding(isa: str, bad: float) -> None
 
 
 POOL_CASES = [
-    # (x, w, conv options, pool options): fused (disjoint windows) and not
+    # (x, w, conv options, pool options): disjoint and overlapping windows, padding, ceil mode
     pytest.param((2, 3, 10, 10), (4, 3, 3, 3), {}, {"pool_size": 2}, id="2x2"),
     pytest.param((2, 3, 11, 9), (5, 3, 3, 3), {"padding": 1},
                  {"pool_size": 3, "pool_padding": 1}, id="3x3-pad"),
@@ -383,8 +383,8 @@ def test_conv2d_backward_through_pooling(isa: str, rng: np.random.Generator, xs:
 
 def test_conv2d_backward_pool_indices_outside_their_window(isa: str,
                                                            rng: np.random.Generator) -> None:
-    """Indices given by the user may point anywhere in the plane: the fused form detects one
-    outside its window and falls back to max_pool2d_backward's scatter (dx[idx] += dy)."""
+    """Indices given by the user may point anywhere in the plane: the fused form still routes
+    each gradient exactly as max_pool2d_backward's scatter does (dx[idx] += dy)."""
     x, w = small_ints(rng, (1, 2, 8, 8)), small_ints(rng, (3, 2, 3, 3))
     y = ops.conv2d(x, w, relu=True)
     _, idx = ops.max_pool2d(y, 2, return_indices=True)
