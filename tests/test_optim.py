@@ -166,3 +166,100 @@ def test_get_by_name_and_errors():
         O.SGD(learning_rate=-1.0)
     with pytest.raises(ValueError, match="nesterov"):
         O.SGD(nesterov=True)
+
+
+def _numpy_sgd(p, g, st, lr, momentum, nesterov, wd):
+    """The SGD formula in NumPy float32, operation by operation (the compiled update's spec)."""
+    if wd:
+        g = g + np.float32(wd) * p
+    if momentum:
+        if "buf" not in st:
+            buf = st["buf"] = np.array(g, dtype=np.float32, copy=True)
+        else:
+            buf = st["buf"]
+            buf *= np.float32(momentum)
+            buf += g
+        g = g + np.float32(momentum) * buf if nesterov else buf
+    p -= np.float32(lr) * g
+
+
+def _numpy_adam(p, g, st, lr, t, b1_, b2_, eps, wd, decoupled):
+    if wd:
+        if decoupled:
+            p *= np.float32(1.0 - lr * wd)
+        else:
+            g = g + np.float32(wd) * p
+    b1, b2 = np.float32(b1_), np.float32(b2_)
+    m = st.setdefault("m", np.zeros_like(p))
+    v = st.setdefault("v", np.zeros_like(p))
+    m *= b1
+    m += (np.float32(1) - b1) * g
+    v *= b2
+    v += (np.float32(1) - b2) * (g * g)
+    denom = np.sqrt(v) / np.float32(math.sqrt(1.0 - b2_ ** t))
+    denom += np.float32(eps)
+    p -= np.float32(lr / (1.0 - b1_ ** t)) * (m / denom)
+
+
+@pytest.mark.parametrize("cfg", [
+    ("SGD", {"learning_rate": 0.1}),
+    ("SGD", {"learning_rate": 0.1, "momentum": 0.9}),
+    ("SGD", {"learning_rate": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01}),
+    ("Adam", {"learning_rate": 0.01}),
+    ("Adam", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "weight_decay": 0.1}),
+    ("AdamW", {"learning_rate": 0.003, "weight_decay": 0.1, "epsilon": 1e-5}),
+], ids=lambda c: f"{c[0]}-{len(c[1])}")
+def test_compiled_updates_are_the_numpy_formula_bit_for_bit(cfg: tuple[str, dict]) -> None:
+    """SGD / Adam / AdamW steps run in one compiled pass (csrc/cpu/optim.cpp, the twin of the
+    CUDA update): bit-identical to the NumPy formula, step after step; specials propagate."""
+    name, kw = cfg
+    opt = getattr(O, name)(**kw)
+    rng = np.random.default_rng(3)
+    shapes = [(1000,), (7, 13), (3, 1, 3, 3), (1,)]
+    ps = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ps[0][:4] = [np.inf, -np.inf, np.nan, 0.0]
+    mine = [(p.copy(), np.zeros_like(p)) for p in ps]
+    ref = [p.copy() for p in ps]
+    states: list[dict] = [{} for _ in ps]
+    for t in range(1, 5):
+        for i, s in enumerate(shapes):
+            g = rng.standard_normal(s).astype(np.float32)
+            mine[i][1][...] = g
+            lr = kw["learning_rate"]
+            with np.errstate(all="ignore"):  # inf - inf in the reference is the point
+                _reference_step(name, kw, ref[i], g, states[i], lr, t)
+        opt.step(mine)
+        for (p, _), r in zip(mine, ref, strict=True):
+            assert np.array_equal(p.view(np.uint32), r.view(np.uint32)) or \
+                np.array_equal(p, r, equal_nan=True), (name, t)
+
+
+def _reference_step(name: str, kw: dict, p: np.ndarray, g: np.ndarray, st: dict, lr: float,
+                    t: int) -> None:
+    if name == "SGD":
+        _numpy_sgd(p, g.copy(), st, lr, kw.get("momentum", 0.0), kw.get("nesterov", False),
+                   kw.get("weight_decay", 0.0))
+    else:
+        _numpy_adam(p, g.copy(), st, lr, t, kw.get("beta_1", 0.9), kw.get("beta_2", 0.999),
+                    kw.get("epsilon", 1e-7), kw.get("weight_decay", 0.0), name == "AdamW")
+
+
+def test_compiled_update_argument_errors() -> None:
+    p, g = np.zeros(4, np.float32), np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="in place"):
+        fc._cpu.sgd_update(np.zeros((4, 2), np.float32)[:, 0], g, None, lr=0.1, momentum=0.0,
+                           nesterov=False, weight_decay=0.0, first=False)
+    with pytest.raises(ValueError, match="momentum buffer"):
+        fc._cpu.sgd_update(p, g, None, lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0,
+                           first=True)
+    with pytest.raises(ValueError, match="elements"):
+        fc._cpu.sgd_update(p, g[:3], None, lr=0.1, momentum=0.0, nesterov=False,
+                           weight_decay=0.0, first=False)
+    ro = np.zeros(4, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fc._cpu.sgd_update(ro, g, None, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
+                           first=False)
+    with pytest.raises(TypeError, match="float32"):
+        fc._cpu.sgd_update(p.astype(np.float64), g, None, lr=0.1, momentum=0.0,
+                           nesterov=False, weight_decay=0.0, first=False)

@@ -160,6 +160,52 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   return py::make_tuple(dx, dwt, db);
 }
 
+// A float32 array updated in place: C-contiguous, aligned, writeable, `n` elements (n < 0: any).
+FArray inplace_float(py::handle obj, const char* op, const char* name, int64_t n) {
+  FArray a = as_float(obj, op, name);
+  FASTCNN_CHECK(a.ptr() == obj.ptr(), op, ": ", name,
+                " must be C-contiguous and aligned (it is updated in place)");
+  FASTCNN_CHECK(a.writeable(), op, ": ", name, " is read-only (it is updated in place)");
+  FASTCNN_CHECK(n < 0 || a.size() == n, op, ": ", name, " has ", a.size(), " elements but p has ",
+                n);
+  return a;
+}
+
+void sgd_update(py::handle p_, py::handle g_, py::handle buf_, double lr, double momentum,
+                bool nesterov, double weight_decay, bool first) {
+  const char* op = "sgd_update";
+  FArray p = inplace_float(p_, op, "p", -1);
+  FArray g = as_float(g_, op, "g");
+  FASTCNN_CHECK(g.size() == p.size(), op, ": g has ", g.size(), " elements but p has ", p.size());
+  std::optional<FArray> buf;
+  if (momentum != 0.0) {
+    FASTCNN_CHECK(!buf_.is_none(), op, ": momentum=", momentum, " needs a momentum buffer");
+    buf = inplace_float(buf_, op, "buf", p.size());
+  }
+  py::gil_scoped_release nogil;
+  cpu::sgd_update(p.mutable_data(), g.data(), buf ? buf->mutable_data() : nullptr, p.size(),
+                  static_cast<float>(lr), static_cast<float>(momentum),
+                  static_cast<float>(weight_decay), nesterov, first);
+}
+
+void adam_update(py::handle p_, py::handle g_, py::handle m_, py::handle v_, double step_size,
+                 double beta1, double one_minus_beta1, double beta2, double one_minus_beta2,
+                 double sqrt_bc2, double eps, double l2, double decay, bool has_l2,
+                 bool has_decay) {
+  const char* op = "adam_update";
+  FArray p = inplace_float(p_, op, "p", -1);
+  FArray m = inplace_float(m_, op, "m", p.size()), v = inplace_float(v_, op, "v", p.size());
+  FArray g = as_float(g_, op, "g");
+  FASTCNN_CHECK(g.size() == p.size(), op, ": g has ", g.size(), " elements but p has ", p.size());
+  AdamScalars s{static_cast<float>(step_size), static_cast<float>(beta1),
+                static_cast<float>(one_minus_beta1), static_cast<float>(beta2),
+                static_cast<float>(one_minus_beta2), static_cast<float>(sqrt_bc2),
+                static_cast<float>(eps), static_cast<float>(l2), static_cast<float>(decay),
+                has_l2, has_decay};
+  py::gil_scoped_release nogil;
+  cpu::adam_update(p.mutable_data(), g.data(), m.mutable_data(), v.mutable_data(), p.size(), s);
+}
+
 FArray relu(py::handle x_) {
   FArray x = as_float(x_, "relu", "x");
   FArray y = new_float(shape_of(x));
@@ -368,6 +414,12 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("pool_indices") = py::none(), py::arg("pool_kh") = 1, py::arg("pool_kw") = 1,
         py::arg("pool_sh") = 1, py::arg("pool_sw") = 1, py::arg("pool_ph") = 0,
         py::arg("pool_pw") = 0, py::arg("pool_ceil_mode") = false);
+  m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("lr"),
+        py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"), py::arg("first"));
+  m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
+        py::arg("step_size"), py::arg("beta1"), py::arg("one_minus_beta1"), py::arg("beta2"),
+        py::arg("one_minus_beta2"), py::arg("sqrt_bc2"), py::arg("eps"), py::arg("l2"),
+        py::arg("decay"), py::arg("has_l2"), py::arg("has_decay"));
   m.def("relu", &relu, py::arg("x"));
   m.def("relu_backward", &relu_backward, py::arg("dy"), py::arg("y"));
   m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),

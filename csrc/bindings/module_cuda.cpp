@@ -308,8 +308,8 @@ void adam_update(Ptr p, Ptr g, Ptr m, Ptr v, int64_t n, float step_size, float b
                  float one_minus_beta1, float beta2, float one_minus_beta2, float sqrt_bc2,
                  float eps, float l2, float decay, bool has_l2, bool has_decay, Ptr stream) {
   FASTCNN_CHECK(n >= 0, "adam_update: n must be >= 0, got ", n);
-  cuda::AdamScalars s{step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, sqrt_bc2,
-                      eps,       l2,    decay,           has_l2, has_decay};
+  AdamScalars s{step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, sqrt_bc2,
+                eps,       l2,    decay,           has_l2, has_decay};
   py::gil_scoped_release nogil;
   cuda::adam_update(dev<float>(p), dev<const float>(g), dev<float>(m), dev<float>(v), n, s,
                     stream_of(stream));

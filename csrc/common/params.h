@@ -26,6 +26,18 @@ struct Conv2dParams {
   int64_t CRSg() const { return Cg() * R * S; }
 };
 
+// Scalars of one Adam / AdamW step (fastcnn.optimizers.Adam), rounded to float32 on the host as
+// NumPy rounds them; shared by the CPU and CUDA updates.
+struct AdamScalars {
+  float step_size;      // float32(lr / (1 - beta_1^t))
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;  // one_minus_*: computed in float32
+  float sqrt_bc2;       // float32(sqrt(1 - beta_2^t))
+  float eps;
+  float l2;             // L2 weight decay added to the gradient (Adam), 0 for none
+  float decay;          // decoupled decay factor float32(1 - lr*wd) (AdamW), 1 for none
+  bool has_l2, has_decay;
+};
+
 struct Pool2dParams {
   int64_t N = 0, C = 0, H = 0, W = 0;
   int64_t P = 0, Q = 0;

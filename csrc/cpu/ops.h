@@ -74,6 +74,12 @@ double cross_entropy(const float* logits, const int64_t* labels, const float* ta
                      float* dlogits, int64_t rows, int64_t L);
 void check_class_labels(const int64_t* labels, int64_t n, int64_t classes);
 
+// ---- optimizer updates (optim.cpp), in place, elementwise, bit-identical to the NumPy formulas
+// of fastcnn.optimizers and to the CUDA updates. SGD: buf may be null when momentum == 0.
+void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
+                float weight_decay, bool nesterov, bool first_step);
+void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s);
+
 // ---- machine probes (benchmarks) -----------------------------------------------------------
 // GFLOP/s of the active ISA's FMA units on `threads` threads running at once for ~`seconds`.
 double probe_fma_gflops(double seconds, int threads);

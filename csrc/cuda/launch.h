@@ -100,15 +100,6 @@ double cross_entropy(const float* logits, const int64_t* labels, const float* ta
 // SGD (fastcnn.optimizers.SGD): buf may be null when momentum == 0.
 void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
                 float weight_decay, bool nesterov, bool first_step, Stream stream);
-struct AdamScalars {
-  float step_size;      // float32(lr / (1 - beta_1^t))
-  float beta1, one_minus_beta1, beta2, one_minus_beta2;  // one_minus_*: computed in float32
-  float sqrt_bc2;       // float32(sqrt(1 - beta_2^t))
-  float eps;
-  float l2;             // L2 weight decay added to the gradient (Adam), 0 for none
-  float decay;          // decoupled decay factor float32(1 - lr*wd) (AdamW), 1 for none
-  bool has_l2, has_decay;
-};
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s,
                  Stream stream);
 

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _cpu
 from ._device import array_module, cuda_module, host_copy, is_cupy, move, to_host
 
 __all__ = [
@@ -367,26 +368,17 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, p, g, st, lr, t):
-        if is_cupy(p):  # the CUDA kernel: the same float32 operations, one pass
-            buf, first = st.get("momentum"), False
-            if self.momentum and buf is None:
-                buf = st["momentum"] = array_module(p).empty_like(p)
-                first = True
-            cuda_module("SGD.step").sgd_update(
-                p, g, buf, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
-                weight_decay=self.weight_decay, first=first)
-            return
-        if self.weight_decay:
-            g = g + np.float32(self.weight_decay) * p
-        if self.momentum:
-            if "momentum" not in st:
-                buf = st["momentum"] = np.array(g, dtype=np.float32, copy=True)
-            else:
-                buf = st["momentum"]
-                buf *= np.float32(self.momentum)
-                buf += g
-            g = g + np.float32(self.momentum) * buf if self.nesterov else buf
-        p -= np.float32(lr) * g
+        # the compiled update (CPU or CUDA): the formula above in float32, operation by operation
+        # in this order (bit-identical to NumPy evaluating it), in one pass and in place
+        buf, first = st.get("momentum"), False
+        if self.momentum and buf is None:
+            buf = st["momentum"] = array_module(p).empty_like(p)
+            first = True
+        mod = cuda_module("SGD.step") if is_cupy(p) else _cpu
+        f32 = np.float32
+        mod.sgd_update(p, g, buf, lr=float(f32(lr)), momentum=float(f32(self.momentum)),
+                       nesterov=self.nesterov, weight_decay=float(f32(self.weight_decay)),
+                       first=first)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -418,23 +410,19 @@ class Adam(Optimizer):
                 beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, step=t,
                 weight_decay=self.weight_decay, decoupled=self._decoupled)
             return
-        if self.weight_decay:
-            if self._decoupled:
-                p *= np.float32(1.0 - lr * self.weight_decay)
-            else:
-                g = g + np.float32(self.weight_decay) * p
+        # the compiled CPU update: the formula in float32, operation by operation in the order
+        # written above (the scalars rounded to float32 here, as NumPy rounds them), one pass
+        wd, dec = self.weight_decay, self._decoupled
         b1, b2 = np.float32(self.beta_1), np.float32(self.beta_2)
-        m = self._slot(st, "m", p)
-        v = self._slot(st, "v", p)
-        m *= b1
-        m += (np.float32(1) - b1) * g
-        v *= b2
-        v += (np.float32(1) - b2) * (g * g)
-        bc1 = 1.0 - self.beta_1 ** t
-        bc2 = 1.0 - self.beta_2 ** t
-        denom = np.sqrt(v) / np.float32(math.sqrt(bc2))
-        denom += np.float32(self.epsilon)
-        p -= np.float32(lr / bc1) * (m / denom)
+        _cpu.adam_update(
+            p, g, self._slot(st, "m", p), self._slot(st, "v", p),
+            step_size=float(np.float32(lr / (1.0 - self.beta_1 ** t))), beta1=float(b1),
+            one_minus_beta1=float(np.float32(1) - b1), beta2=float(b2),
+            one_minus_beta2=float(np.float32(1) - b2),
+            sqrt_bc2=float(np.float32(math.sqrt(1.0 - self.beta_2 ** t))),
+            eps=float(np.float32(self.epsilon)), l2=float(np.float32(wd)),
+            decay=float(np.float32(1.0 - lr * wd)) if dec and wd else 1.0,
+            has_l2=bool(wd and not dec), has_decay=bool(wd and dec))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
