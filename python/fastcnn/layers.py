@@ -229,11 +229,10 @@ class Layer:
         if not self.trainable or g is None:
             return
         buf = self.grads[key]
-        xp = array_module(buf)
         if accumulate:
-            xp.add(buf, g, out=buf)
+            array_module(buf).add(buf, g, out=buf)
         else:
-            xp.copyto(buf, g)
+            self.grads[key] = g  # the op's fresh result (float32, C-contiguous): no copy
 
     # -- weights ----------------------------------------------------------------------------
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
