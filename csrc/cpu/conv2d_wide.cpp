@@ -161,12 +161,12 @@ void wide_correlate(const WideConv& cv, int relu) {
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
   std::vector<int64_t> offs(static_cast<size_t>(CRS * use_threads));
 
-  // Tap chunk: the taps of one kernel row over whole channels whose window for one strip (NR
-  // columns + (S-1)*dw) fits in ~16 KB, balanced over the group's channels (fixed by the shape:
-  // part of the sum order).
+  // Tap chunks: runs of whole (channel, kernel row) pairs whose windows for one strip (NR
+  // columns + (S-1)*dw each) fit in ~16 KB, balanced over all the taps (fixed by the shape:
+  // part of the sum order); one chunk when everything fits (a first layer's taps).
   const int64_t win = nr + (cv.S - 1) * cv.dil_w;
-  const int64_t cmax = std::max<int64_t>(1, 4096 / win), nchunk = ceil_div(Cg, cmax);
-  const int64_t cch = ceil_div(Cg, nchunk);
+  const int64_t cmax = std::max<int64_t>(1, 4096 / win);  // (channel, kernel row) pairs
+  const int64_t per = ceil_div(cv.R * Cg, ceil_div(cv.R * Cg, cmax));  // pairs per chunk
   const ConvUkernelFn ukernel = kt.conv_ukernel;
   const StoreTileFn store = kt.store_tile;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
@@ -222,15 +222,19 @@ void wide_correlate(const WideConv& cv, int relu) {
           r_lo = std::max<int64_t>(0, ceil_div_signed(cv.pad_top - oh_b, cv.dil_h));
           r_hi = std::min<int64_t>(cv.R - 1, floor_div_signed(cv.H - 1 + cv.pad_top - oh_a, cv.dil_h));
         }
+        // the taps of kernel rows r_lo..r_hi are one contiguous range of (channel, kernel row)
+        // pairs (r-major order), run through the fixed chunks it meets: a chunk cut short by
+        // the range only drops exact zeros, so any banding sums every output the same way
+        const int64_t lo_pair = r_lo * Cg, hi_pair = (r_hi + 1) * Cg;
         bool first = true;
-        for (int64_t r = r_lo; r <= r_hi; ++r)
-          for (int64_t c0 = 0; c0 < Cg; c0 += cch) {
-            const int64_t k0 = r * CS + c0 * cv.S, kc = (std::min(Cg, c0 + cch) - c0) * cv.S;
-            for (int64_t ip = 0; ip < mpan; ++ip)
-              ukernel(kc, ag + ip * CRS * mr + k0 * mr, scr + j0, off + k0, tile + ip * mr * nr,
-                      nr, !first);
-            first = false;
-          }
+        for (int64_t q0 = lo_pair / per * per; q0 < hi_pair; q0 += per) {
+          const int64_t a = std::max(q0, lo_pair), e = std::min(q0 + per, hi_pair);
+          const int64_t k0 = a * cv.S, kc = (e - a) * cv.S;
+          for (int64_t ip = 0; ip < mpan; ++ip)
+            ukernel(kc, ag + ip * CRS * mr + k0 * mr, scr + j0, off + k0, tile + ip * mr * nr, nr,
+                    !first);
+          first = false;
+        }
         if (first)  // no kernel row reads input: the strip is all padding (bias only)
           for (int64_t ip = 0; ip < mpan; ++ip) ukernel(0, ag, scr + j0, off, tile + ip * mr * nr, nr, 0);
         for (int64_t ip = 0; ip < mpan; ++ip) {
