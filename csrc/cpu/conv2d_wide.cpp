@@ -95,6 +95,27 @@ FASTCNN_NO_LIBCALL inline uint32_t copy_row_check(float* dst, const float* src, 
   return bad;
 }
 
+// Rows h0 .. h0+n of one zero-padded plane into dst (n rows of Wp floats): padded row r is
+// input row r - top, padded column q input column q - left (a negative pad crops); what lies
+// outside the H x W input is zero. copy(d, h, w0, len) writes input row h, columns w0 ..
+// w0+len, to d (plainly, through a ReLU mask, or checking finiteness).
+template <class Copy>
+void pad_rows(float* dst, int64_t Wp, int64_t h0, int64_t n, int64_t top, int64_t left, int64_t H,
+              int64_t W, Copy copy) {
+  const int64_t lo = std::max<int64_t>(left, 0), skip = std::max<int64_t>(-left, 0);
+  const int64_t len = std::max<int64_t>(std::min(W - skip, Wp - lo), 0);
+  for (int64_t r = 0; r < n; ++r, dst += Wp) {
+    const int64_t h = h0 + r - top;
+    if (h < 0 || h >= H || len == 0) {
+      zero_row(dst, Wp);
+      continue;
+    }
+    zero_row(dst, lo);
+    copy(dst + lo, h, skip, len);
+    zero_row(dst + lo + len, Wp - lo - len);
+  }
+}
+
 }  // namespace
 
 void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
@@ -179,8 +200,6 @@ void wide_correlate(const WideConv& cv, int relu) {
       const int64_t p0 = bi * band, rows = std::min(band, P - p0), in_rows = rows + halo;
       const int64_t plane = in_rows * Wp;
       // the band: padded rows p0 .. p0 + in_rows of every channel of the group
-      const int64_t lo = std::max<int64_t>(cv.pad_left, 0), skip = std::max<int64_t>(-cv.pad_left, 0);
-      const int64_t len = std::max<int64_t>(std::min(cv.W - skip, Wp - lo), 0);
       for (int64_t c = 0; c < Cg; ++c) {
         const float* src = cv.x + (n * cv.C + g * Cg + c) * HW;
         const float* mask = cv.relu_mask ? cv.relu_mask + (n * cv.C + g * Cg + c) * HW : nullptr;
@@ -188,20 +207,11 @@ void wide_correlate(const WideConv& cv, int relu) {
           unpool_plane(*cv.unpool, n * cv.C + g * Cg + c, up);
           src = up;
         }
-        for (int64_t rr = 0; rr < in_rows; ++rr) {
-          float* d = scr + c * plane + rr * Wp;
-          const int64_t h = p0 + rr - cv.pad_top;
-          if (h < 0 || h >= cv.H || len == 0) {
-            zero_row(d, Wp);
-            continue;
-          }
-          zero_row(d, lo);
-          if (mask)
-            copy_row_relu(d + lo, src + h * cv.W + skip, mask + h * cv.W + skip, len);
-          else
-            copy_row(d + lo, src + h * cv.W + skip, len);
-          zero_row(d + lo + len, Wp - lo - len);
-        }
+        pad_rows(scr + c * plane, Wp, p0, in_rows, cv.pad_top, cv.pad_left, cv.H, cv.W,
+                 [&](float* d, int64_t h, int64_t w0, int64_t len) {
+                   if (mask) copy_row_relu(d, src + h * cv.W + w0, mask + h * cv.W + w0, len);
+                   else copy_row(d, src + h * cv.W + w0, len);
+                 });
       }
       std::memset(scr + Cg * plane, 0, sizeof(float) * static_cast<size_t>(tail));
       for (int64_t k = 0; k < CRS; ++k) {
@@ -316,17 +326,10 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
           // the group's padded image
           for (int64_t c = 0; c < Cg; ++c) {
             const float* src = x + (n * p.C + g * Cg + c) * HW;
-            float* d = xp + c * plane;
-            for (int64_t h = 0; h < Hp; ++h, d += Wp) {
-              const int64_t hs = h - p.pad_top;
-              if (hs < 0 || hs >= p.H) {
-                zero_row(d, Wp);
-                continue;
-              }
-              zero_row(d, p.pad_left);
-              bad |= copy_row_check(d + p.pad_left, src + hs * p.W, p.W);
-              zero_row(d + p.pad_left + p.W, p.pad_right);
-            }
+            pad_rows(xp + c * plane, Wp, 0, Hp, p.pad_top, p.pad_left, p.H, p.W,
+                     [&](float* d, int64_t h, int64_t w0, int64_t len) {
+                       bad |= copy_row_check(d, src + h * p.W + w0, len);
+                     });
           }
           zero_row(xp + Cg * plane, x_is - Cg * plane);
           // dy of the group on the padded grid, transposed: dyt[pr*Wp + q][k]; zero for q >= Q
