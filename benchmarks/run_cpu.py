@@ -24,22 +24,27 @@ from fastcnn import bench
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the options, run the benchmark, write the files; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None, *, device: str = "cpu",
+         description: str | None = None) -> int:
+    """Parse the options, run the benchmark on ``device`` (the default of ``--device``), write
+    the files; returns the exit status. ``benchmarks/run_cuda.py`` calls this with "cuda"."""
+    prog = "run_cpu.py" if device == "cpu" else f"run_{device}.py"
+    parser = argparse.ArgumentParser(prog=prog,
+                                     description=description or __doc__.splitlines()[0])
     bench.add_arguments(parser)
-    parser.set_defaults(suite="all")
+    parser.set_defaults(suite="all", device=device)
     args = parser.parse_args(argv)
     if not args.list:
         if not args.name:
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-            args.name = stamp + ("-quick" if args.quick else "")
+            tag = "" if args.device == "cpu" else f"-{args.device}"
+            args.name = stamp + tag + ("-quick" if args.quick else "")
         if args.out is None:
             args.out = os.path.join(RESULTS, args.name)
     try:
         return bench.run(args)
     except (ValueError, TypeError, OSError) as e:
-        print(f"run_cpu.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
 
 

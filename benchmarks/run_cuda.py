@@ -16,34 +16,17 @@ with CUDA, CuPy and a GPU. Examples::
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
 
-from fastcnn import bench
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_cpu  # the shared driver: same options, names and files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, run the GPU benchmark, write the files; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    bench.add_arguments(parser)
-    parser.set_defaults(suite="all", device="cuda")
-    args = parser.parse_args(argv)
-    if not args.list:
-        if not args.name:
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-            args.name = stamp + "-cuda" + ("-quick" if args.quick else "")
-        if args.out is None:
-            args.out = os.path.join(RESULTS, args.name)
-    try:
-        return bench.run(args)
-    except (ValueError, TypeError, OSError) as e:
-        print(f"run_cuda.py: error: {e}", file=sys.stderr)
-        return 2
+    return run_cpu.main(argv, device="cuda", description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
