@@ -147,10 +147,16 @@ def test_smoke_run_writes_json_markdown_and_chart(tmp_path: Path,
     assert [t["batch"] for t in doc["train"]] == [4] and doc["train"][0]["check_ok"]
     fit = doc["fit"]
     assert "skipped" in fit or fit["rows"][0]["fit_epoch"]["median_ms"] > 0
+    mem = {r["impl"]: r for r in doc["memory"]["rows"]}
+    assert set(mem) == ({"fastcnn", "fastcnn.fit", "torch"} if _torch_available()
+                        else {"fastcnn", "fastcnn.fit"})
+    for r in mem.values():
+        assert r["batch"] == 4 and r["threads"] == 1 and r["peak_mib"] >= 0, r
+        assert ("x_torch" in r) == _torch_available()
 
     md = (out / "results.md").read_text(encoding="utf-8")
     assert md.startswith("# fastcnn benchmark smoke") and "| case | thr |" in md
-    assert "## training step" in md
+    assert "## training step" in md and "training step peak memory (N=4" in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -165,7 +171,7 @@ def test_json_to_stdout_with_filters(capsys: pytest.CaptureFixture[str]) -> None
     doc = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in doc["cases"]] == ["smoke.relu.fwd", "smoke.relu.bwd",
                                                "smoke.pool.fwd"]
-    assert doc["train"] == [] and "skipped" in doc["fit"]
+    assert doc["train"] == [] and "skipped" in doc["fit"] and "skipped" in doc["memory"]
     for r in doc["cases"]:
         assert r["impls"]["numpy"] == {"skipped": "--no-numpy"}
         assert r["impls"]["torch"] == {"skipped": "--no-torch"}
@@ -194,3 +200,15 @@ def test_add_arguments_and_run_for_the_cli(capsys: pytest.CaptureFixture[str]) -
                               "--filter", "smoke.dense.*"])
     assert bench.run(args) == 0
     assert "dense 16->8" in capsys.readouterr().out
+
+
+def test_memory_child_measures_and_failures_are_reported() -> None:
+    from fastcnn.bench import memory
+
+    row = memory.measure_child("fastcnn", 2, 1, 1)  # in this process: its caches may hold it all
+    assert row["impl"] == "fastcnn" and row["peak_mib"] >= 0 and row["rss_before_mib"] > 0
+    bad = memory._run_one("nope", 2, 1, 1, 60.0, {})
+    assert "invalid choice: 'nope'" in bad["skipped"] and "peak_mib" not in bad
+    res = memory.run_memory([2], 1, torch=False, steps=1)
+    assert [r["impl"] for r in res["rows"]] == ["fastcnn", "fastcnn.fit"]
+    assert all(r["peak_mib"] > 0 and "x_torch" not in r for r in res["rows"])

@@ -5,7 +5,8 @@ Times fastcnn's kernels against the NumPy reference (:mod:`fastcnn.reference`) a
 (when importable) on named shape suites (:mod:`fastcnn.bench.suites`), for every op and pass,
 at one thread and at all threads, interleaved round-robin in one process
 (:mod:`fastcnn.bench.timing`); then the seeds' CNN training step as a whole and the overhead of
-``Sequential.fit`` over the bare ops (:mod:`fastcnn.bench.training`). Reports median ms (min,
+``Sequential.fit`` over the bare ops (:mod:`fastcnn.bench.training`), and the step's peak
+memory against PyTorch's (:mod:`fastcnn.bench.memory`). Reports median ms (min,
 IQR), GFLOP/s or GB/s, the share of the machine's peak and the speed-ups, as a text table, JSON,
 markdown and a PNG chart (:mod:`fastcnn.bench.report`).
 
@@ -88,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="skip the whole training step (and the fit overhead)")
     g.add_argument("--no-fit", action="store_true",
                    help="skip the Sequential.fit overhead (CPU only)")
+    g.add_argument("--no-memory", action="store_true",
+                   help="skip the training step's peak memory (one child process per "
+                        "implementation; CPU only)")
     g.add_argument("--list", action="store_true",
                    help="print the selected cases (id, shape, work) and exit")
 
@@ -151,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     cfg.cupy = not args.no_cupy
     cfg.train = not args.no_train
     cfg.fit = not args.no_fit
+    cfg.memory = not args.no_memory
     cfg.filters = list(args.filter)
     cfg.isa = args.isa
     cfg.device = args.device

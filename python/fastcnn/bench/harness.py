@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _cpu, info
 from . import impls as _impls
+from . import memory as _memory
 from . import suites as _suites
 from . import training as _training
 from .timing import (
@@ -53,6 +54,7 @@ class Config:
     cupy: bool = True
     train: bool = True
     fit: bool = True
+    memory: bool = True
     fit_steps: int = 16
     filters: list[str] = field(default_factory=list)
     isa: str | None = None
@@ -292,12 +294,17 @@ def run_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[
         doc["train"] = []
         doc["fit"] = {"skipped": "--no-train" if not cfg.train else "--no-fit" if not cfg.fit
                       else "no training step in the selected suite / filters"}
+        doc["memory"] = {"skipped": "--no-train" if not cfg.train else "--no-memory"
+                         if not cfg.memory else "no training step in the selected suite / "
+                         "filters"}
         try:
             _run_cases(cfg, case_list, torch, tc, doc, prog)
             if cfg.train and train_batches:
                 _run_train(cfg, train_batches, torch, tc, doc, prog)
             if cfg.fit and cfg.train and train_batches:
                 doc["fit"] = _run_fit(cfg, min(train_batches), tc, prog)
+            if cfg.memory and cfg.train and train_batches:
+                doc["memory"] = _run_memory(cfg, train_batches, torch, prog)
             prog.line("probing the machine again (the better of two probes is the peak)...")
             doc["probes"] = _best_probes(doc["probes"],
                                          probe_machine(cfg.threads, tc, **probe_args))
@@ -412,6 +419,18 @@ def _run_train(cfg: Config, batches: list[int], torch: Any, tc: ThreadControl,
             prog.line(f"[train] N={batch} t={n}  " + " | ".join(
                 f"{k} {t.median_ms:.3g} ms" + ("*" if t.single_shot else "")
                 for k, t in timings.items()))
+
+
+def _run_memory(cfg: Config, batches: list[int], torch: Any,
+                prog: _Progress) -> dict[str, Any]:
+    threads = max(cfg.threads)
+    prog.line(f"[memory] peak memory of {len(batches)} x training steps, one process per "
+              f"implementation, {threads} thread(s)...")
+    res = _memory.run_memory(batches, threads, torch=torch is not None, isa=cfg.isa)
+    for r in res.get("rows", []):
+        prog.line(f"[memory] N={r['batch']} {r['impl']}: " + (
+            f"{r['peak_mib']:.1f} MiB" if "peak_mib" in r else f"skipped ({r['skipped']})"))
+    return res
 
 
 def _run_fit(cfg: Config, batch: int, tc: ThreadControl, prog: _Progress) -> dict[str, Any]:

@@ -160,6 +160,22 @@ def _fit_lines(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _memory_lines(doc: dict[str, Any]) -> list[str]:
+    if "memory" not in doc:  # the GPU benchmark doesn't measure it
+        return []
+    mem = doc.get("memory") or {}
+    if "skipped" in mem:
+        return [f"training step peak memory: skipped ({mem['skipped']})"]
+    out = []
+    for r in mem.get("rows", []):
+        what = (f"{r['peak_mib']:.1f} MiB" + (f" = {r['x_torch']:.2f}x PyTorch's"
+                                              if "x_torch" in r and r["impl"] != "torch" else "")
+                if "peak_mib" in r else f"skipped ({r['skipped']})")
+        out.append(f"training step peak memory (N={r['batch']}, {r['steps']} steps, "
+                   f"{r['threads']} thread(s), above the RSS before them), {r['impl']}: {what}")
+    return out
+
+
 def _header_lines(doc: dict[str, Any]) -> list[str]:
     m = doc.get("machine", {})
     fc = m.get("fastcnn", {})
@@ -263,7 +279,8 @@ def table(doc: dict[str, Any]) -> str:
     for title, rows in _sections(doc):
         out += ["", f"== {title} ==",
                 _text_table(_head(doc), [_row_cells(r, gpu) for r in rows])]
-    out += ["", *_fit_lines(doc), *_noise_lines(doc), *_error_lines(doc), _legend(doc)]
+    out += ["", *_fit_lines(doc), *_memory_lines(doc), *_noise_lines(doc), *_error_lines(doc),
+            _legend(doc)]
     if doc.get("interrupted"):
         out.append("(interrupted: partial results)")
     return "\n".join(out)
@@ -281,7 +298,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r, gpu)) + " |"
                 for r in rows]
-    out += ["", *_fit_lines(doc), *_noise_lines(doc), *_error_lines(doc), "", _legend(doc)]
+    out += ["", *_fit_lines(doc), *_memory_lines(doc), *_noise_lines(doc), *_error_lines(doc),
+            "", _legend(doc)]
     if doc.get("interrupted"):
         out.append("\n(interrupted: partial results)")
     return "\n".join(out) + "\n"
