@@ -253,6 +253,37 @@ def test_max_pool2d_backward_user_indices(isa: str, rng: np.random.Generator) ->
                 f"[{isa}] dx (strided indices)")
 
 
+@pytest.mark.parametrize("q", [1, 7, 8, 15, 16, 17, 31, 32, 33])
+def test_max_pool2d_backward_tiled_2x2(isa: str, rng: np.random.Generator, q: int) -> None:
+    """2x2 / stride-2 windows tiling the plane (the vector unpooling path) around the 16-window
+    blocks: bit for bit the scatter into zeros (-0.0 becomes +0.0; NaN, inf pass), with argmax
+    indices, with any index of its own window, and with a stray index elsewhere in the plane
+    (which must give the scatter's answer, collisions included)."""
+    x = pool_input(rng, (2, 3, 6, 2 * q))
+    dy = normal(rng, (2, 3, 3, q))
+    dy[rng.random(dy.shape) < 0.2] = -0.0
+    dy.flat[::7] = np.nan
+    dy.flat[3::11] = -np.inf
+    _, idx = ops.max_pool2d(x, 2, return_indices=True)
+
+    def expect(ind: np.ndarray) -> np.ndarray:
+        return ref.max_pool2d_backward(dy, x, 2, indices=ind).astype(np.float32)
+
+    check_bitwise(ops.max_pool2d_backward(dy, x, 2, indices=idx), expect(idx), f"[{isa}] argmax")
+    check_bitwise(ops.max_pool2d_backward(dy, x, 2), expect(idx), f"[{isa}] recomputed")
+    p_, q_ = np.meshgrid(np.arange(3), np.arange(q), indexing="ij")
+    own = (2 * p_ + rng.integers(0, 2, (2, 3, 3, q))) * (2 * q) + 2 * q_ + rng.integers(
+        0, 2, (2, 3, 3, q))
+    check_bitwise(ops.max_pool2d_backward(dy, x, 2, indices=own), expect(own),
+                  f"[{isa}] own windows")
+    for pos, target in (((1, 2, 2, q - 1), 0), ((0, 0, 0, 0), 6 * 2 * q - 1),
+                        ((1, 1, 1, q // 2), int(own[1, 1, 0, 0]))):
+        stray = own.copy()
+        stray[pos] = target  # inside the plane, outside its window: may collide with another
+        check_bitwise(ops.max_pool2d_backward(dy, x, 2, indices=stray), expect(stray),
+                      f"[{isa}] stray index at {pos} -> {target}")
+
+
 @pytest.mark.parametrize("bad", [-1, 36, 2**40, -(2**62)])
 def test_max_pool2d_backward_out_of_range_indices(isa: str, rng: np.random.Generator,
                                                   bad: int) -> None:

@@ -266,13 +266,14 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
     FASTCNN_CHECK(shape_of(ia) == shape_of(dy), op, ": indices has shape ",
                   shape_str(shape_of(ia)), " but dy has shape ", shape_str(shape_of(dy)));
     idx = py::reinterpret_borrow<IArray>(contiguous(ia));
-    cpu::check_max_pool2d_indices(idx.data(), p);
   }
   FArray dx = new_float(shape_of(x));
+  bool in_range;
   {
     py::gil_scoped_release nogil;
-    cpu::max_pool2d_backward(dy.data(), idx.data(), dx.mutable_data(), p);
+    in_range = cpu::max_pool2d_backward(dy.data(), idx.data(), dx.mutable_data(), p);
   }
+  if (!in_range) cpu::check_max_pool2d_indices(idx.data(), p);  // throws, naming the index
   return dx;
 }
 

@@ -120,7 +120,7 @@ void pad_rows(float* dst, int64_t Wp, int64_t h0, int64_t n, int64_t top, int64_
 
 void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
   const int64_t PQ = u.pp.P * u.pp.Q;
-  kernels().maxpool_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp.H * u.pp.W, PQ);
+  kernels().maxpool_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp);  // indices checked before
 }
 
 bool wide_conv_applicable(const Conv2dParams& p) {

@@ -54,10 +54,11 @@ using ReluBwdFn = void (*)(const float* dy, const float* y, float* dx, int64_t n
 // number (the last NaN in the window is chosen); an all -inf window gives -inf and the index of
 // its first in-bounds element.
 using MaxPoolFwdFn = void (*)(const float* x, float* y, int64_t* idx, const Pool2dParams& p);
-// Max pooling backward on one plane: dx (H, W) is zero-filled by this call, then
-// dx[idx[i]] += dy[i] for i < P*Q in order (deterministic for overlapping windows).
-using MaxPoolBwdFn = void (*)(const float* dy, const int64_t* idx, float* dx, int64_t HW,
-                              int64_t PQ);
+// Max pooling backward on one plane of p: dx (H, W) = 0, then dx[idx[i]] += dy[i] for
+// i < P*Q in order (deterministic for overlapping windows); indices outside [0, H*W) are
+// skipped, and the call then returns false (true: every index was in range).
+using MaxPoolBwdFn = bool (*)(const float* dy, const int64_t* idx, float* dx,
+                              const Pool2dParams& p);
 
 // Sum of x[0:n] in a fixed order (lane-wise partial sums, then a fixed tree): the same result
 // for the same n whatever the thread count.
@@ -123,7 +124,7 @@ struct KernelTable {
   void relu_fwd(const float* x, float* y, int64_t n);                                         \
   void relu_bwd(const float* dy, const float* y, float* dx, int64_t n);                       \
   void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p);            \
-  void maxpool_bwd(const float* dy, const int64_t* idx, float* dx, int64_t HW, int64_t PQ);   \
+  bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p);    \
   float sum(const float* x, int64_t n);                                                       \
   void add(float* acc, const float* x, int64_t n);                                            \
   float fma_probe(int64_t iters);                                                             \

@@ -47,10 +47,13 @@ void relu_backward(const float* dy, const float* y, float* dx, int64_t n);
 Pool2dParams check_max_pool2d_args(const Shape& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                    int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode);
 void check_max_pool2d_grad(const Shape& dy, const Pool2dParams& p);
-// Checks that every index lies in [0, H*W) (indices from the user); throws otherwise.
+// Checks that every index lies in [0, H*W) (indices from the user); throws otherwise, naming
+// the first one outside. Parallel scan; the error path rescans serially.
 void check_max_pool2d_indices(const int64_t* idx, const Pool2dParams& p);
 void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dParams& p);
-void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p);
+// dx = max pooling's gradient; indices outside [0, H*W) are skipped and make it return false
+// (the caller then reports them with check_max_pool2d_indices, outside any parallel region).
+bool max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p);
 
 // ---- linear ---------------------------------------------------------------------------------
 struct LinearParams {

@@ -1,7 +1,9 @@
 // pool2d.cpp -- max pooling driver: argument checks (PyTorch's rules) and a parallel loop over
 // the N*C planes, each pooled by the active ISA's kernel, which records argmax indices for the
-// backward pass. Backward scatters dy through the indices plane by plane (deterministic).
+// backward pass. Backward scatters dy through the indices plane by plane (deterministic), and
+// checks the indices as it goes.
 #include <algorithm>
+#include <atomic>
 
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
@@ -50,6 +52,13 @@ void check_max_pool2d_grad(const Shape& dy, const Pool2dParams& p) {
 
 void check_max_pool2d_indices(const int64_t* idx, const Pool2dParams& p) {
   const int64_t total = p.N * p.C * p.P * p.Q, HW = p.H * p.W;
+  std::atomic<bool> bad{false};
+  parallel_for(total, [&](int, int64_t b, int64_t e) {
+    bool out = false;  // a branch-free scan the compiler vectorises
+    for (int64_t i = b; i < e; ++i) out |= static_cast<uint64_t>(idx[i]) >= static_cast<uint64_t>(HW);
+    if (out) bad.store(true, std::memory_order_relaxed);
+  }, threads_for(double(total), 1 << 16));
+  if (!bad.load()) return;
   for (int64_t i = 0; i < total; ++i) {
     FASTCNN_CHECK(idx[i] >= 0 && idx[i] < HW, "max_pool2d_backward: indices[", i, "] = ", idx[i],
                   " is outside the input plane of ", p.H, " x ", p.W, " = ", HW, " elements");
@@ -64,12 +73,16 @@ void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dPara
   }, threads_for(double(p.N * p.C) * double(HW + PQ), 1 << 15));
 }
 
-void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
+bool max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
   const MaxPoolBwdFn f = kernels().maxpool_bwd;
   const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
+  std::atomic<bool> ok{true};
   parallel_for(p.N * p.C, [&](int, int64_t b, int64_t e) {
-    for (int64_t pl = b; pl < e; ++pl) f(dy + pl * PQ, idx + pl * PQ, dx + pl * HW, HW, PQ);
+    bool all = true;
+    for (int64_t pl = b; pl < e; ++pl) all &= f(dy + pl * PQ, idx + pl * PQ, dx + pl * HW, p);
+    if (!all) ok.store(false, std::memory_order_relaxed);
   }, threads_for(double(p.N * p.C) * double(HW + PQ), 1 << 15));
+  return ok.load();
 }
 
 }  // namespace fastcnn::cpu

@@ -185,8 +185,8 @@ void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) 
   maxpool_fwd_impl(x, y, idx, p);
 }
 
-void maxpool_bwd(const float* dy, const int64_t* idx, float* dx, int64_t HW, int64_t PQ) {
-  maxpool_bwd_impl(dy, idx, dx, HW, PQ);
+bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
+  return maxpool_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
 }
 
 }  // namespace fastcnn::cpu::avx2

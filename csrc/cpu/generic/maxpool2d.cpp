@@ -61,13 +61,20 @@ void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) 
   }
 }
 
-void maxpool_bwd(const float* dy, const int64_t* idx, float* dx, int64_t HW, int64_t PQ) {
+bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
+  const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
   if (HW > 0) std::memset(dx, 0, static_cast<size_t>(HW) * sizeof(float));
   const uint64_t hw = static_cast<uint64_t>(HW);
+  bool ok = true;
   for (int64_t i = 0; i < PQ; ++i) {
     const int64_t j = idx[i];
-    if (static_cast<uint64_t>(j) < hw) dx[j] += dy[i];  // -1 (empty window) and junk skipped
+    if (static_cast<uint64_t>(j) < hw) {
+      dx[j] += dy[i];
+    } else {
+      ok = false;  // -1 (empty window) and junk skipped
+    }
   }
+  return ok;
 }
 
 }  // namespace fastcnn::cpu::generic
