@@ -170,6 +170,7 @@ def test_json_to_stdout_with_filters(capsys: pytest.CaptureFixture[str]) -> None
                        "--filter", "smoke.pool.fwd"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in doc["cases"]] == ["smoke.relu.fwd", "smoke.relu.bwd",
+                                               "smoke.relu.fwd_out", "smoke.relu.bwd_out",
                                                "smoke.pool.fwd"]
     assert doc["train"] == [] and "skipped" in doc["fit"] and "skipped" in doc["memory"]
     for r in doc["cases"]:

@@ -198,7 +198,8 @@ def test_smoke_run_writes_json_markdown_and_chart(cp: Any, tmp_path: Path,
 def test_json_with_filters_and_skips(cp: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main([*FAST, "--json", "--no-cupy", "--no-torch", "--filter", "*.relu.*"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [r["id"] for r in doc["cases"]] == ["smoke.relu.fwd", "smoke.relu.bwd"]
+    assert [r["id"] for r in doc["cases"]] == ["smoke.relu.fwd", "smoke.relu.bwd",
+                                               "smoke.relu.fwd_out", "smoke.relu.bwd_out"]
     assert doc["train"] == []
     for r in doc["cases"]:
         assert r["impls"]["cupy"] == {"skipped": "--no-cupy"}

@@ -375,6 +375,36 @@ def test_relu_shapes_and_errors(cp: Any, rng: np.random.Generator) -> None:
         ops.relu_backward(gpu(cp, x), gpu(cp, x[:2]))
 
 
+@cuda
+def test_relu_out(cp: Any, rng: np.random.Generator) -> None:
+    """out= on the GPU: the CPU's rules and bits (in place included)."""
+    x, dy = _specials(rng, 1001).reshape(7, 143), _specials(rng, 1001).reshape(7, 143)
+    y_cpu = ops.relu(x)
+    out = gpu(cp, np.full(x.shape, np.nan, np.float32))
+    assert ops.relu(gpu(cp, x), out=out) is out
+    check_bitwise(host(cp, out), y_cpu, "relu out=")
+    xg = gpu(cp, x)
+    assert ops.relu(xg, out=xg) is xg
+    check_bitwise(host(cp, xg), y_cpu, "relu in place")
+    dx_cpu = ops.relu_backward(dy, y_cpu)
+    for target in ("new", "dy", "y"):
+        dyg, yg = gpu(cp, dy), gpu(cp, y_cpu)
+        o = {"new": cp.empty(x.shape, cp.float32), "dy": dyg, "y": yg}[target]
+        assert ops.relu_backward(dyg, yg, out=o) is o
+        check_bitwise(host(cp, o), dx_cpu, f"relu_backward out={target}")
+    with pytest.raises(ValueError, match="relu: out has shape"):
+        ops.relu(gpu(cp, x), out=cp.empty((7, 142), cp.float32))
+    with pytest.raises(TypeError, match="relu: out has dtype float64"):
+        ops.relu(gpu(cp, x), out=cp.empty(x.shape, cp.float64))
+    with pytest.raises(TypeError, match="same device"):
+        ops.relu(gpu(cp, x), out=np.empty(x.shape, np.float32))
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        ops.relu(gpu(cp, x), out=cp.empty((143, 7), cp.float32).T)
+    buf = cp.zeros(1002, cp.float32)
+    with pytest.raises(ValueError, match="out overlaps x without being the same array"):
+        ops.relu(buf[:1001].reshape(7, 143), out=buf[1:].reshape(7, 143))
+
+
 # ================================================================================================
 # max_pool2d
 # ================================================================================================

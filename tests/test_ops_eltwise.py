@@ -116,6 +116,61 @@ def test_relu_aliasing_and_fresh_outputs(isa: str, rng: np.random.Generator) -> 
     check_bitwise(x, xc, "input modified")
 
 
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 64, 65, 1000, (1 << 16) + 3])
+def test_relu_out(isa: str, rng: np.random.Generator, n: int) -> None:
+    """out= is written and returned: bit for bit the fresh result, in place (out=x, out=dy,
+    out=y) included, whatever out held before."""
+    x, dy = mixed_values(rng, n), mixed_values(rng, n)
+    y_ref = ops.relu(x)
+    out = np.full(n, np.nan, np.float32)
+    assert ops.relu(x, out=out) is out
+    check_bitwise(out, y_ref, f"[{isa}] relu out=")
+    xi = x.copy()
+    assert ops.relu(xi, out=xi) is xi
+    check_bitwise(xi, y_ref, f"[{isa}] relu in place")
+    dx_ref = ops.relu_backward(dy, y_ref)
+    check_bitwise(dx_ref, relu_backward_expected(dy, y_ref), f"[{isa}] relu_backward")
+    out = np.full(n, 7.0, np.float32)
+    assert ops.relu_backward(dy, y_ref, out=out) is out
+    check_bitwise(out, dx_ref, f"[{isa}] relu_backward out=")
+    for name in ("dy", "y"):
+        a, b = dy.copy(), y_ref.copy()
+        target = a if name == "dy" else b
+        assert ops.relu_backward(a, b, out=target) is target
+        check_bitwise(target, dx_ref, f"[{isa}] relu_backward out={name}")
+    # a 4-D out of the same shape
+    x4 = normal(rng, (2, 3, 4, 5))
+    out4 = np.empty_like(x4)
+    ops.relu(x4, out=out4)
+    check_bitwise(out4, np.maximum(x4, np.float32(0)), f"[{isa}] relu 4-D out=")
+
+
+def test_relu_out_errors(rng: np.random.Generator) -> None:
+    x = normal(rng, (3, 4))
+    with pytest.raises(ValueError, match=r"relu: out has shape \(3, 5\) but the result has shape"):
+        ops.relu(x, out=np.empty((3, 5), np.float32))
+    with pytest.raises(TypeError, match="relu: out has dtype float64"):
+        ops.relu(x, out=np.empty((3, 4)))
+    with pytest.raises(TypeError, match=r"relu: out must be a numpy\.ndarray"):
+        ops.relu(x, out=[0.0] * 12)
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        ops.relu(x, out=np.empty((4, 3), np.float32).T)
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        ops.relu(x, out=ro)
+    buf = np.zeros(13, np.float32)
+    with pytest.raises(ValueError, match="out overlaps x without being the same array"):
+        ops.relu(buf[:12].reshape(3, 4), out=buf[1:].reshape(3, 4))
+    y = ops.relu(x)
+    buf2 = np.concatenate([x.ravel(), [0.0]]).astype(np.float32)
+    with pytest.raises(ValueError, match="out overlaps dy"):
+        ops.relu_backward(buf2[:12].reshape(3, 4), y, out=buf2[1:].reshape(3, 4))
+    with pytest.raises(ValueError, match="relu_backward: out has shape"):
+        ops.relu_backward(x, y, out=np.empty(12, np.float32))
+    check_bitwise(y, ops.relu(x), "y untouched by the failed calls")
+
+
 def test_relu_backward_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="dy"):
         ops.relu_backward(np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32))

@@ -4,7 +4,8 @@
 // dtype float32 (class labels: any integer dtype; pooling indices: int64); anything else is a
 // TypeError that names the argument and says how to convert. Never a silent cast. Arrays that
 // are not C-contiguous and aligned (Fortran order, slices, negative or zero strides, misaligned
-// buffers) are copied once here; outputs are always fresh C-contiguous arrays.
+// buffers) are copied once here; outputs are fresh C-contiguous arrays, except an `out=` array
+// given to the elementwise ops (as_out: used as it is, never copied).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -66,6 +67,42 @@ std::optional<FArray> as_float_opt(py::handle obj, const char* op, const char* n
 Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
 
 FArray new_float(const Shape& shape) { return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end())); }
+
+// An `out=` destination: a writeable, C-contiguous, aligned float32 numpy.ndarray of `shape`,
+// used as it is (never copied). It may be one of `inputs` itself (in place: the elementwise
+// kernels read each element before writing it) but must not overlap one partially.
+FArray as_out(py::handle obj, const Shape& shape, const char* op,
+              std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
+  if (!py::isinstance<py::array>(obj)) {
+    throw py::type_error(cat(op, ": out must be a numpy.ndarray of float32, got ",
+                             type_name(obj)));
+  }
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().equal(py::dtype::of<float>())) {
+    throw py::type_error(cat(op, ": out has dtype ", py::str(a.dtype()).cast<std::string>(),
+                             "; expected float32"));
+  }
+  FASTCNN_CHECK(shape_of(a) == shape, op, ": out has shape ", shape_str(shape_of(a)),
+                " but the result has shape ", shape_str(shape));
+  const int flags = a.flags();
+  FASTCNN_CHECK((flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) &&
+                    (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_),
+                op, ": out must be C-contiguous and aligned (it is written in place), got strides ",
+                shape_str(Shape(a.strides(), a.strides() + a.ndim())));
+  FASTCNN_CHECK(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, op,
+                ": out is read-only");
+  const auto lo = reinterpret_cast<uintptr_t>(a.data());
+  const auto hi = lo + static_cast<uintptr_t>(a.nbytes());
+  for (const auto& [name, in] : inputs) {
+    const auto ilo = reinterpret_cast<uintptr_t>(in->data());
+    const auto ihi = ilo + static_cast<uintptr_t>(in->nbytes());
+    const bool same = ilo == lo && ihi == hi;
+    FASTCNN_CHECK(same || ihi <= lo || hi <= ilo || lo == hi, op, ": out overlaps ", name,
+                  " without being the same array; pass ", name,
+                  " itself (in place) or a separate array");
+  }
+  return py::reinterpret_borrow<FArray>(a);
+}
 
 void same_shape(const py::array& a, const py::array& b, const char* op, const char* an,
                 const char* bn) {
@@ -206,9 +243,10 @@ void adam_update(py::handle p_, py::handle g_, py::handle m_, py::handle v_, dou
   cpu::adam_update(p.mutable_data(), g.data(), m.mutable_data(), v.mutable_data(), p.size(), s);
 }
 
-FArray relu(py::handle x_) {
+FArray relu(py::handle x_, py::handle out_) {
   FArray x = as_float(x_, "relu", "x");
-  FArray y = new_float(shape_of(x));
+  FArray y = out_.is_none() ? new_float(shape_of(x))
+                            : as_out(out_, shape_of(x), "relu", {{"x", &x}});
   {
     py::gil_scoped_release nogil;
     cpu::relu_forward(x.data(), y.mutable_data(), x.size());
@@ -216,10 +254,11 @@ FArray relu(py::handle x_) {
   return y;
 }
 
-FArray relu_backward(py::handle dy_, py::handle y_) {
+FArray relu_backward(py::handle dy_, py::handle y_, py::handle out_) {
   FArray dy = as_float(dy_, "relu_backward", "dy"), y = as_float(y_, "relu_backward", "y");
   same_shape(dy, y, "relu_backward", "dy", "y");
-  FArray dx = new_float(shape_of(dy));
+  FArray dx = out_.is_none() ? new_float(shape_of(dy))
+                             : as_out(out_, shape_of(dy), "relu_backward", {{"dy", &dy}, {"y", &y}});
   {
     py::gil_scoped_release nogil;
     cpu::relu_backward(dy.data(), y.data(), dx.mutable_data(), dy.size());
@@ -421,8 +460,9 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("step_size"), py::arg("beta1"), py::arg("one_minus_beta1"), py::arg("beta2"),
         py::arg("one_minus_beta2"), py::arg("sqrt_bc2"), py::arg("eps"), py::arg("l2"),
         py::arg("decay"), py::arg("has_l2"), py::arg("has_decay"));
-  m.def("relu", &relu, py::arg("x"));
-  m.def("relu_backward", &relu_backward, py::arg("dy"), py::arg("y"));
+  m.def("relu", &relu, py::arg("x"), py::arg("out") = py::none());
+  m.def("relu_backward", &relu_backward, py::arg("dy"), py::arg("y"),
+        py::arg("out") = py::none());
   m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
         py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
         py::arg("ceil_mode"), py::arg("return_indices"));

@@ -171,22 +171,47 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
 # relu
 
 
-def relu(x: Any) -> Any:
+def _out(out: Any, shape: tuple[int, ...], op: str, **inputs: Any) -> Any:
+    """An ``out=`` destination (the CPU's rules): a C-contiguous float32 cupy array of
+    ``shape``, used as it is; it may be one of ``inputs`` (in place) but not overlap one
+    partially."""
+    if not isinstance(out, cupy.ndarray):
+        raise TypeError(f"{op}: out must be a cupy.ndarray of float32, got {_type_name(out)}")
+    if out.dtype != _F32:
+        raise TypeError(f"{op}: out has dtype {out.dtype}; expected float32")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: out has shape {tuple(out.shape)} but the result has shape "
+                         f"{tuple(shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: out must be C-contiguous (it is written in place), got strides "
+                         f"{out.strides}")
+    lo, hi = _ptr(out), _ptr(out) + out.nbytes
+    for name, a in inputs.items():
+        alo, ahi = _ptr(a), _ptr(a) + a.nbytes
+        if not (alo == lo and ahi == hi) and alo < hi and lo < ahi and lo != hi:
+            raise ValueError(f"{op}: out overlaps {name} without being the same array; pass "
+                             f"{name} itself (in place) or a separate array")
+    return out
+
+
+def relu(x: Any, out: Any = None) -> Any:
     """``max(x, 0)``, NaN and -0.0 passing through (the CPU kernels' bits)."""
     x = _f32(x, "relu", "x")
-    with _device("relu", x):
-        y = _empty(x.shape)
+    y = None if out is None else _out(out, x.shape, "relu", x=x)
+    with _device("relu", x, y):
+        y = _empty(x.shape) if y is None else y
         _cuda.relu(_ptr(x), _ptr(y), x.size, _stream())
     return y
 
 
-def relu_backward(dy: Any, y: Any) -> Any:
+def relu_backward(dy: Any, y: Any, out: Any = None) -> Any:
     """``dy`` where ``y > 0`` (a NaN y passes dy), else 0."""
     op = "relu_backward"
     dy, y = _f32(dy, op, "dy"), _f32(y, op, "y")
     _same_shape(dy, y, op, "dy", "y")
-    with _device(op, dy, y):
-        dx = _empty(dy.shape)
+    dx = None if out is None else _out(out, dy.shape, op, dy=dy, y=y)
+    with _device(op, dy, y, dx):
+        dx = _empty(dy.shape) if dx is None else dx
         _cuda.relu_backward(_ptr(dy), _ptr(y), _ptr(dx), dy.size, _stream())
     return dx
 

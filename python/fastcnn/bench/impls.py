@@ -2,8 +2,11 @@
 
 Every implementation of a case works on the same input arrays (PyTorch's tensors share the
 NumPy buffers through ``torch.from_numpy``) and allocates its outputs, as each library's API
-does. A builder returns None where an implementation has no equivalent of the pass (the NumPy
-reference has no dx-only convolution backward).
+does, except in the ReLU passes ``fwd_out`` / ``bwd_out``, where all of them write into one
+preallocated ``out`` array (fastcnn: ``out=``; NumPy: ``np.maximum`` / ``np.multiply`` with
+``out=``; PyTorch: ``clamp_min(out=)`` / ``threshold_backward(grad_input=)``). A builder
+returns None where an implementation has no equivalent of the pass (the NumPy reference has no
+dx-only convolution backward).
 
 * fastcnn: :mod:`fastcnn.ops` (``bwd_weights``: ``conv2d_backward(..., compute_dx=False)``),
   except ``bwd_data``, which calls the compiled module's ``conv2d_backward(..., need_dx=True,
@@ -70,6 +73,8 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
         if bwd:
             inp["y"] = ops.relu(inp["x"])
             inp["dy"] = normal(*shape)
+        if case.pass_.endswith("_out"):
+            inp["out"] = np.zeros(shape, np.float32)  # pages touched once, here
     elif lay.op == "max_pool2d":
         inp["x"] = normal(d["N"], d["C"], d["H"], d["W"])
         if bwd:
@@ -112,11 +117,21 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
         dy = a["dy"]
         return lambda: api.linear_backward(dy, x, w, bias=True)
     if lay.op == "relu":
-        if p == "fwd":
+        out = a.get("out")
+        xp = _array_module(a["x"])
+        if p in ("fwd", "fwd_out"):
             x = a["x"]
-            return lambda: api.relu(x)
+            if out is None:
+                return lambda: api.relu(x)
+            if api is ops:
+                return lambda: ops.relu(x, out=out)
+            return lambda: xp.maximum(x, np.float32(0), out=out)
         dy, y = a["dy"], a["y"]
-        return lambda: api.relu_backward(dy, y)
+        if out is None:
+            return lambda: api.relu_backward(dy, y)
+        if api is ops:
+            return lambda: ops.relu_backward(dy, y, out=out)
+        return lambda: xp.multiply(dy, y > 0, out=out)
     # max_pool2d
     x, k, s = a["x"], d["k"], d["stride"]
     if p == "fwd":
@@ -125,6 +140,15 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
         return lambda: api.max_pool2d(x, k, stride=s, return_indices=True)
     dy, idx = a["dy"], a["idx"]
     return lambda: api.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
+
+
+def _array_module(a: Any) -> Any:
+    """numpy, or cupy for a CuPy array."""
+    if is_cupy(a):
+        import cupy
+
+        return cupy
+    return np
 
 
 def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
@@ -165,11 +189,16 @@ def torch_fn(case: Case, a: dict[str, Any], torch: Any,
         dy = t["dy"]
         return lambda: (torch.mm(dy, w), torch.mm(dy.t(), x), dy.sum(0))
     if lay.op == "relu":
-        if p == "fwd":
+        out = t.get("out")
+        if p in ("fwd", "fwd_out"):
             x = t["x"]
-            return lambda: torch.relu(x)
+            if out is None:
+                return lambda: torch.relu(x)
+            return lambda: torch.clamp_min(x, 0.0, out=out)
         dy, y = t["dy"], t["y"]
-        return lambda: aten.threshold_backward(dy, y, 0)
+        if out is None:
+            return lambda: aten.threshold_backward(dy, y, 0)
+        return lambda: aten.threshold_backward.grad_input(dy, y, 0, grad_input=out)
     x, k, s = t["x"], d["k"], d["stride"]
     if p == "fwd":
         return lambda: F.max_pool2d(x, k, stride=s)

@@ -13,7 +13,9 @@ each (shape, pass) pair is one :class:`Case`. The work of a case is counted once
 
 Passes: ``fwd``; ``fwd_relu`` (convolution with the ReLU applied, fused in fastcnn's GEMM
 epilogue, as the layers run it); ``fwd_idx`` (pooling that also returns the argmax indices, as
-training runs it); ``bwd`` (every gradient: dx, dw, db); ``bwd_data`` (dx only) and
+training runs it); ``fwd_out`` / ``bwd_out`` (ReLU into a preallocated ``out`` array: the
+kernel's bandwidth without a fresh array's page faults; ImageNet suite); ``bwd`` (every
+gradient: dx, dw, db); ``bwd_data`` (dx only) and
 ``bwd_weights`` (dw and db only), timed through the compiled module's ``need_dx`` / ``need_dw``
 flags. The suites:
 
@@ -43,7 +45,7 @@ __all__ = [
 PASSES: dict[str, tuple[str, ...]] = {
     "conv2d": ("fwd", "fwd_relu", "bwd", "bwd_data", "bwd_weights"),
     "max_pool2d": ("fwd", "fwd_idx", "bwd"),
-    "relu": ("fwd", "bwd"),
+    "relu": ("fwd", "bwd", "fwd_out", "bwd_out"),
     "linear": ("fwd", "bwd"),
 }
 
@@ -115,7 +117,7 @@ class Case:
             return 4 * macs if p == "bwd" else 2 * macs
         if lay.op == "relu":
             n = d["N"] * d["C"] * d["H"] * d["W"]
-            return 12 * n if p == "bwd" else 8 * n
+            return 12 * n if p.startswith("bwd") else 8 * n
         if lay.op == "max_pool2d":
             P, Q = lay.out_hw()
             nx = d["N"] * d["C"] * d["H"] * d["W"]
@@ -140,9 +142,10 @@ def _pool(suite: str, name: str, N: int, C: int, H: int, k: int = 2) -> Layer:
                  f"maxpool {k}x{k} ({N},{C},{H},{H})")
 
 
-def _relu(suite: str, name: str, N: int, C: int, H: int = 1) -> Layer:
+def _relu(suite: str, name: str, N: int, C: int, H: int = 1, *,
+          passes: tuple[str, ...] = ("fwd", "bwd")) -> Layer:
     shape = f"({N},{C},{H},{H})" if H > 1 else f"({N},{C})"
-    return Layer(suite, name, "relu", (("N", N), ("C", C), ("H", H), ("W", H)), PASSES["relu"],
+    return Layer(suite, name, "relu", (("N", N), ("C", C), ("H", H), ("W", H)), passes,
                  f"relu {shape}")
 
 
@@ -175,7 +178,7 @@ def _imagenet() -> list[Layer]:
     s = "imagenet"
     return [
         _conv(s, "conv7x7s2", 32, 3, 224, 64, 7, stride=2, pad=3, passes=_IMAGENET_CONV_PASSES),
-        _relu(s, "relu", 32, 64, 112),
+        _relu(s, "relu", 32, 64, 112, passes=PASSES["relu"]),
         _pool(s, "pool", 32, 64, 112),
         _conv(s, "conv3x3.64", 32, 64, 56, 64, 3, pad=1, passes=_IMAGENET_CONV_PASSES),
         _conv(s, "conv3x3.128", 32, 128, 28, 128, 3, pad=1, passes=_IMAGENET_CONV_PASSES),
@@ -187,7 +190,7 @@ def _smoke() -> list[Layer]:
     s = "smoke"
     return [
         _conv(s, "conv", 2, 3, 8, 4, 3, pad=1),
-        _relu(s, "relu", 2, 4, 8),
+        _relu(s, "relu", 2, 4, 8, passes=PASSES["relu"]),
         _pool(s, "pool", 2, 4, 8),
         _dense(s, "dense", 2, 16, 8),
     ]
