@@ -221,6 +221,11 @@ EDGES = [
     _edge("wide-bands-chunks", (2, 64, 40, 41), (40, 64, 3, 3), padding=1),
     _edge("wide-crop-pad", (1, 3, 9, 7), (5, 3, 3, 2), padding=(3, 2), dilation=(1, 2)),
     _edge("wide-narrow-rows", (3, 2, 30, 2), (33, 2, 3, 2)),
+    # strided weight gradients on the phase planes: a 7x7 / 2 stem (13 tap blocks, both
+    # channel blocks, odd padded sizes), stride 3 with dilation, a phase no tap reads (1x1 / 2)
+    _edge("wide-dw-stem-7x7-s2", (2, 3, 30, 29), (40, 3, 7, 7), stride=2, padding=3),
+    _edge("wide-dw-s3-dil2", (2, 5, 17, 19), (36, 5, 3, 3), stride=3, dilation=2, padding=2),
+    _edge("wide-dw-s2x1", (2, 4, 11, 40), (33, 4, 3, 5), stride=(2, 1), padding=(1, 2)),
 ]
 
 
@@ -285,21 +290,23 @@ def test_conv2d_denormals_and_specials(isa: str) -> None:
     check_exact(ops.conv2d(xs, w), ref.conv2d(xs, w), "inf/nan")
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", [0, 1])
-def test_conv2d_backward_nonfinite_input_stays_local(isa: str, padding: int) -> None:
+def test_conv2d_backward_nonfinite_input_stays_local(isa: str, padding: int, stride: int) -> None:
     """An inf / NaN in x may only reach the dw taps that multiply it (the reference's im2col
     form). Stride-1 weight gradients run on the padded grid (csrc/cpu/conv2d_wide.cpp), whose
     discarded columns multiply x by zeros: 0 * inf would put NaN in taps the inf never meets
     (here x[.., 1, 4] sits in a discarded column of taps (1, 0) and (1, 1)), so such inputs must
-    take the im2col form."""
+    take the im2col form. Strided ones run on the phase planes, with the same rule."""
     for bad in (np.inf, np.nan):
         x = np.ones((2, 1, 3, 5), np.float32)
         x[1, 0, 1, 4] = bad
         w = np.ones((2, 1, 3, 3), np.float32)
-        dy = np.ones((2, 2, 1 + 2 * padding, 3 + 2 * padding), np.float32)
-        _, dw, _ = ops.conv2d_backward(dy, x, w, padding=padding)
+        dy = np.ones(ops.conv2d(np.ones_like(x), w, padding=padding, stride=stride).shape,
+                     np.float32)
+        _, dw, _ = ops.conv2d_backward(dy, x, w, padding=padding, stride=stride)
         with np.errstate(invalid="ignore"):
-            _, dw_ref, _ = ref.conv2d_backward(dy, x, w, padding=padding)
+            _, dw_ref, _ = ref.conv2d_backward(dy, x, w, padding=padding, stride=stride)
         assert np.array_equal(dw, dw_ref, equal_nan=True), (bad, dw.tolist(), dw_ref.tolist())
         assert np.isfinite(dw).sum() == np.isfinite(dw_ref).sum() > 0
 

@@ -309,7 +309,7 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
   }
   bool db_done = false;
   if (dw) {
-    if (wide_conv_applicable(p) && wide_weight_grad(p, dy, relu_y, unpool, x, dw, db))
+    if (wide_wgrad_applicable(p) && wide_weight_grad(p, dy, relu_y, unpool, x, dw, db))
       db_done = true;
     else
       backward_weights_gemm(plain_dy(), x, dw, p);

@@ -116,6 +116,43 @@ void pad_rows(float* dst, int64_t Wp, int64_t h0, int64_t n, int64_t top, int64_
   }
 }
 
+// The sh*sw phase planes of one zero-padded plane (stride > 1): phase (a, b) at
+// dst + (a*sw + b)*Hg*Wg holds padded element (i*sh + a, j*sw + b) at [i*Wg + j], zero where
+// that lies in the padding or past the padded image. Returns whether an input value was NaN or
+// infinite.
+FASTCNN_NO_LIBCALL uint32_t phase_split(float* dst, const float* src, int64_t H, int64_t W,
+                                        int64_t top, int64_t left, int64_t sh, int64_t sw,
+                                        int64_t Hg, int64_t Wg) {
+  uint32_t bad = 0;
+  const int64_t plane = Hg * Wg;
+  for (int64_t a = 0; a < sh; ++a) {
+    for (int64_t i = 0; i < Hg; ++i) {
+      const int64_t h = i * sh + a - top;
+      for (int64_t b = 0; b < sw; ++b) {
+        float* d = dst + (a * sw + b) * plane + i * Wg;
+        if (h < 0 || h >= H) {
+          zero_row(d, Wg);
+          continue;
+        }
+        const float* row = src + h * W;
+        // columns j with 0 <= j*sw + b - left < W
+        const int64_t j0 = std::min(Wg, ceil_div(std::max<int64_t>(left - b, 0), sw));
+        const int64_t j1 = std::max(j0, std::min(Wg, ceil_div(W + left - b, sw)));
+        zero_row(d, j0);
+        for (int64_t j = j0; j < j1; ++j) {
+          const float v = row[j * sw + b - left];
+          uint32_t bits;
+          std::memcpy(&bits, &v, 4);
+          bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+          d[j] = v;
+        }
+        zero_row(d + j1, Wg - j1);
+      }
+    }
+  }
+  return bad;
+}
+
 }  // namespace
 
 void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
@@ -126,6 +163,17 @@ void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
 bool wide_conv_applicable(const Conv2dParams& p) {
   // stride 1, and at most half of each padded row wasted on discarded columns
   return p.stride_h == 1 && p.stride_w == 1 && (p.S - 1) * p.dil_w <= p.Q;
+}
+
+bool wide_wgrad_applicable(const Conv2dParams& p) {
+  // at most half of each grid row wasted on discarded columns; strided: the phase planes pay
+  // off only when windows overlap in both directions (several taps read each phase plane; a
+  // 1x1 / 2 or 3x3 / 3 convolution would build sh*sw planes for one tap each: the GEMM form
+  // measured faster there)
+  const int64_t Wg = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
+  const bool stride1 = p.stride_h == 1 && p.stride_w == 1;
+  const bool overlap = (p.R - 1) * p.dil_h + 1 > p.stride_h && (p.S - 1) * p.dil_w + 1 > p.stride_w;
+  return Wg - p.Q <= p.Q && (stride1 || overlap);
 }
 
 void wide_correlate(const WideConv& cv, int relu) {
@@ -278,10 +326,14 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
     return true;
   }
   constexpr int64_t kTaps = 12, kCh = 32;  // the micro-kernel's tile
+  const int64_t sh = p.stride_h, sw = p.stride_w, nph = sh * sw;
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
-  const int64_t J = p.P * Wp, PQ = p.P * p.Q, HW = p.H * p.W, plane = Hp * Wp;
-  // x reads reach (Cg-1)*plane + (R-1)*dh*Wp + (S-1)*dw + J - 1 < Cg*plane + tail
-  const int64_t x_is = ceil_div(Cg * plane + (p.S - 1) * p.dil_w + 16, 16) * 16;
+  // the grid: phase planes of Hg x Wg (stride 1: the padded image itself, Hg x Wg = Hp x Wp)
+  const int64_t Hg = ceil_div(Hp, sh), Wg = ceil_div(Wp, sw);
+  const int64_t J = p.P * Wg, PQ = p.P * p.Q, HW = p.H * p.W, plane = Hg * Wg;
+  // x reads reach (Cg*nph - 1)*plane + ((R-1)*dh/sh)*Wg + (S-1)*dw/sw + J - 1, and
+  // P + (R-1)*dh/sh <= Hg, so they end before Cg*nph*plane + tail
+  const int64_t x_is = ceil_div(Cg * nph * plane + (p.S - 1) * p.dil_w + 16, 16) * 16;
   const int64_t ntb = ceil_div(CRS, kTaps), nkb = ceil_div(Kg, kCh), ldT = nkb * kCh;
   const int64_t kPix = std::max<int64_t>(64, 65536 / ldT);  // pixels per chunk: <= 256 KiB of dy
   const int64_t T = G * ntb * nkb;  // (group, 12-tap block, 32-channel block) tiles
@@ -299,12 +351,15 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d dw work"));
   Buffer part = alloc_floats(items * (tile + kCh));  // each item's tile, then its bias sums
   std::vector<uint32_t> bad_x(static_cast<size_t>(use_threads), 0);
-  // tap offsets in the padded image (past CRS: tap 0 again, computed and dropped)
+  // tap offsets in the phase planes (past CRS: tap 0 again, computed and dropped): tap (c, r, s)
+  // reads padded row p*sh + r*dh = (p + r*dh/sh)*sh + r*dh%sh, i.e. phase row p + r*dh/sh of
+  // the phase (r*dh%sh, s*dw%sw) of channel c
   std::vector<int64_t> off(static_cast<size_t>(ntb * kTaps));
   for (int64_t k = 0; k < ntb * kTaps; ++k) {
     const int64_t kk = k < CRS ? k : 0;
     const int64_t c = kk / RS, r = (kk / p.S) % p.R, s = kk % p.S;
-    off[k] = c * plane + r * p.dil_h * Wp + s * p.dil_w;
+    const int64_t rh = r * p.dil_h, sv = s * p.dil_w;
+    off[k] = (c * nph + (rh % sh) * sw + sv % sw) * plane + (rh / sh) * Wg + sv / sw;
   }
   const ConvWgradUkernelFn ukernel = kt.conv_wgrad_ukernel;
   const TransposeFn transpose = kt.transpose;
@@ -323,16 +378,21 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
         for (int64_t i0 = it; i0 < run_end;) {
           const int64_t g = (i0 % T) / (ntb * nkb);
           const int64_t i1 = std::min(run_end, sp * T + (g + 1) * ntb * nkb);
-          // the group's padded image
+          // the group's padded image (stride > 1: split into its phase planes)
           for (int64_t c = 0; c < Cg; ++c) {
             const float* src = x + (n * p.C + g * Cg + c) * HW;
-            pad_rows(xp + c * plane, Wp, 0, Hp, p.pad_top, p.pad_left, p.H, p.W,
-                     [&](float* d, int64_t h, int64_t w0, int64_t len) {
-                       bad |= copy_row_check(d, src + h * p.W + w0, len);
-                     });
+            if (nph == 1) {
+              pad_rows(xp + c * plane, Wp, 0, Hp, p.pad_top, p.pad_left, p.H, p.W,
+                       [&](float* d, int64_t h, int64_t w0, int64_t len) {
+                         bad |= copy_row_check(d, src + h * p.W + w0, len);
+                       });
+            } else {
+              bad |= phase_split(xp + c * nph * plane, src, p.H, p.W, p.pad_top, p.pad_left, sh,
+                                 sw, Hg, Wg);
+            }
           }
-          zero_row(xp + Cg * plane, x_is - Cg * plane);
-          // dy of the group on the padded grid, transposed: dyt[pr*Wp + q][k]; zero for q >= Q
+          zero_row(xp + Cg * nph * plane, x_is - Cg * nph * plane);
+          // dy of the group on the grid, transposed: dyt[pr*Wg + q][k]; zero for q >= Q
           const int64_t at = (n * p.K + g * Kg) * PQ;
           const float* dyg = dy + at;
           if (unpool) {
@@ -347,8 +407,8 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
                 copy_row_relu(rows + k * p.Q, src + k * lds, relu_y + at + k * PQ + pr * p.Q, p.Q);
               src = rows, lds = p.Q;
             }
-            transpose(src, lds, Kg, p.Q, dyt + pr * Wp * ldT, ldT);
-            for (int64_t q = p.Q; q < Wp; ++q) zero_row(dyt + (pr * Wp + q) * ldT, Kg);
+            transpose(src, lds, Kg, p.Q, dyt + pr * Wg * ldT, ldT);
+            for (int64_t q = p.Q; q < Wg; ++q) zero_row(dyt + (pr * Wg + q) * ldT, Kg);
           }
           // pixels in chunks whose dy rows (kPix x ldT) stay in L2 across the tiles
           for (int64_t j0 = 0; j0 < J; j0 += kPix)

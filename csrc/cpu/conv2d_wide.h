@@ -38,9 +38,13 @@ struct WideConv {
 
 // Whether the forward pass of p (and its backward-data pass) should run on the wide grid.
 bool wide_conv_applicable(const Conv2dParams& p);
+// Whether the weight gradient of p should run on the wide grid: stride 1, or a larger stride
+// with overlapping windows (a stride-s convolution is the sum of stride-1 ones over the
+// s_h x s_w phase planes of the padded input); at most half of each grid row discarded.
+bool wide_wgrad_applicable(const Conv2dParams& p);
 // Computes cv (every element of y written), ReLU after the bias when relu != 0.
 void wide_correlate(const WideConv& cv, int relu);
-// dw (K, C/groups, R, S) of a convolution with wide_conv_applicable(p). Returns false, dw then
+// dw (K, C/groups, R, S) of a convolution with wide_wgrad_applicable(p). Returns false, dw then
 // being garbage, when x holds a NaN or infinity: the padded grid's discarded columns multiply x
 // by zeros of dy, which would spread them where PyTorch's im2col form doesn't.
 // relu_y (optional, dy's layout): dy is first passed through the backward of the ReLU whose
