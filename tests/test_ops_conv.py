@@ -226,6 +226,11 @@ EDGES = [
     _edge("wide-dw-stem-7x7-s2", (2, 3, 30, 29), (40, 3, 7, 7), stride=2, padding=3),
     _edge("wide-dw-s3-dil2", (2, 5, 17, 19), (36, 5, 3, 3), stride=3, dilation=2, padding=2),
     _edge("wide-dw-s2x1", (2, 4, 11, 40), (33, 4, 3, 5), stride=(2, 1), padding=(1, 2)),
+    # strided forward passes on the phase planes: two row bands, kernel rows over the padding
+    # skipped, strides (3, 2) with a grid column count that isn't a multiple of the stride
+    _edge("wide-fwd-5x5-s2-bands", (1, 16, 64, 61), (9, 16, 5, 5), stride=2, padding=2),
+    _edge("wide-fwd-7x7-s2-pad5", (2, 2, 9, 11), (5, 2, 7, 7), stride=2, padding=5),
+    _edge("wide-fwd-7x5-s3x2", (2, 3, 23, 20), (10, 3, 7, 5), stride=(3, 2), padding=(2, 1)),
 ]
 
 
@@ -332,17 +337,19 @@ def test_conv2d_backward_relu_y_rules(isa: str, rng: np.random.Generator) -> Non
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_conv2d_nonfinite_weight_meets_the_padding(isa: str, bad: float) -> None:
+@pytest.mark.parametrize(("k", "stride"), [(3, 1), (5, 2)])
+def test_conv2d_nonfinite_weight_meets_the_padding(isa: str, bad: float, k: int,
+                                                   stride: int) -> None:
     """Border rows of a padded convolution multiply the padding's zeros by every weight of the
     kernel rows that hang over the edge: 0 * NaN / 0 * inf = NaN there, as in the reference
-    (im2col) and PyTorch. The wide-grid forward skips such kernel rows only when every weight is
-    finite (skipping 0 * w is exact then)."""
-    x = np.ones((1, 1, 4, 60), np.float32)  # padded rows wider than every ISA's strip
-    w = np.ones((2, 1, 3, 3), np.float32)
+    (im2col) and PyTorch. The wide-grid forward (stride 1, and 5x5 / 2 on the phase planes)
+    skips such kernel rows only when every weight is finite (skipping 0 * w is exact then)."""
+    x = np.ones((1, 1, 4 * stride, 60 * stride), np.float32)  # rows wider than every strip
+    w = np.ones((2, 1, k, k), np.float32)
     w[1, 0, 0, 0] = bad
     with np.errstate(invalid="ignore"):
-        want = ref.conv2d(x, w, padding=2)
-    got = ops.conv2d(x, w, padding=2)
+        want = ref.conv2d(x, w, padding=k - 1, stride=stride)
+    got = ops.conv2d(x, w, padding=k - 1, stride=stride)
     assert np.array_equal(got, want, equal_nan=True), (got.tolist(), want.tolist())
     assert np.isnan(got[0, 1]).any() and np.isfinite(got[0, 0]).all()
 

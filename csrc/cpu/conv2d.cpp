@@ -92,13 +92,13 @@ void check_conv2d_grad(const Shape& dy, const Conv2dParams& p) {
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu) {
-  if (wide_conv_applicable(p)) {
+  if (wide_fwd_applicable(p)) {
     WideConv cv;
     cv.x = x, cv.w = w, cv.b = b, cv.y = y;
     cv.N = p.N, cv.C = p.C, cv.H = p.H, cv.W = p.W, cv.K = p.K, cv.R = p.R, cv.S = p.S;
     cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
     cv.pad_top = p.pad_top, cv.pad_left = p.pad_left, cv.pad_bottom = p.pad_bottom;
-    cv.pad_right = p.pad_right;
+    cv.pad_right = p.pad_right, cv.stride_h = p.stride_h, cv.stride_w = p.stride_w;
     wide_correlate(cv, relu);
     return;
   }

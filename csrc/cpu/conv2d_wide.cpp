@@ -40,6 +40,8 @@
 // moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
 #include "cpu/conv2d_wide.h"
 
+#include <emmintrin.h>  // SSE2 (baseline x86-64): the stride-2 row gather
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -116,20 +118,52 @@ void pad_rows(float* dst, int64_t Wp, int64_t h0, int64_t n, int64_t top, int64_
   }
 }
 
-// The sh*sw phase planes of one zero-padded plane (stride > 1): phase (a, b) at
-// dst + (a*sw + b)*Hg*Wg holds padded element (i*sh + a, j*sw + b) at [i*Wg + j], zero where
-// that lies in the padding or past the padded image. Returns whether an input value was NaN or
-// infinite.
-FASTCNN_NO_LIBCALL uint32_t phase_split(float* dst, const float* src, int64_t H, int64_t W,
-                                        int64_t top, int64_t left, int64_t sh, int64_t sw,
-                                        int64_t Hg, int64_t Wg) {
+// d[j] = s[j * sw] for j < n, and whether any was NaN or infinite (kCheck). Stride 2 (the
+// usual one) as SSE2 shuffles of two loaded vectors, reading no element past s[2*(n-1)].
+template <bool kCheck>
+FASTCNN_NO_LIBCALL inline uint32_t gather_row(float* d, const float* s, int64_t n, int64_t sw) {
   uint32_t bad = 0;
-  const int64_t plane = Hg * Wg;
+  int64_t j = 0;
+  if (sw == 2) {
+    const __m128i expo = _mm_set1_epi32(0x7f800000);
+    __m128i acc = _mm_setzero_si128();
+    for (; j + 5 <= n; j += 4) {  // reads s[2j .. 2j+7], all <= 2*(n-1)
+      const __m128 v = _mm_shuffle_ps(_mm_loadu_ps(s + 2 * j), _mm_loadu_ps(s + 2 * j + 4),
+                                      _MM_SHUFFLE(2, 0, 2, 0));
+      if constexpr (kCheck) {
+        const __m128i e = _mm_and_si128(_mm_castps_si128(v), expo);
+        acc = _mm_or_si128(acc, _mm_cmpeq_epi32(e, expo));
+      }
+      _mm_storeu_ps(d + j, v);
+    }
+    if constexpr (kCheck) bad = static_cast<uint32_t>(_mm_movemask_epi8(acc) != 0);
+  }
+  for (; j < n; ++j) {
+    const float v = s[j * sw];
+    if constexpr (kCheck) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    d[j] = v;
+  }
+  return bad;
+}
+
+// Rows i0 .. i0+n of the sh*sw phase planes of one zero-padded plane (stride > 1): phase (a, b)
+// at dst + (a*sw + b)*n*Wg holds padded element (i*sh + a, j*sw + b) at [(i - i0)*Wg + j], zero
+// where that lies in the padding or past the padded image. Returns whether an input value was
+// NaN or infinite (kCheck; else 0).
+template <bool kCheck>
+uint32_t phase_split(float* dst, const float* src, int64_t H, int64_t W, int64_t top, int64_t left,
+                     int64_t sh, int64_t sw, int64_t i0, int64_t n, int64_t Wg) {
+  uint32_t bad = 0;
+  const int64_t plane = n * Wg;
   for (int64_t a = 0; a < sh; ++a) {
-    for (int64_t i = 0; i < Hg; ++i) {
+    for (int64_t i = i0; i < i0 + n; ++i) {
       const int64_t h = i * sh + a - top;
       for (int64_t b = 0; b < sw; ++b) {
-        float* d = dst + (a * sw + b) * plane + i * Wg;
+        float* d = dst + (a * sw + b) * plane + (i - i0) * Wg;
         if (h < 0 || h >= H) {
           zero_row(d, Wg);
           continue;
@@ -139,13 +173,7 @@ FASTCNN_NO_LIBCALL uint32_t phase_split(float* dst, const float* src, int64_t H,
         const int64_t j0 = std::min(Wg, ceil_div(std::max<int64_t>(left - b, 0), sw));
         const int64_t j1 = std::max(j0, std::min(Wg, ceil_div(W + left - b, sw)));
         zero_row(d, j0);
-        for (int64_t j = j0; j < j1; ++j) {
-          const float v = row[j * sw + b - left];
-          uint32_t bits;
-          std::memcpy(&bits, &v, 4);
-          bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-          d[j] = v;
-        }
+        if (j1 > j0) bad |= gather_row<kCheck>(d + j0, row + j0 * sw + b - left, j1 - j0, sw);
         zero_row(d + j1, Wg - j1);
       }
     }
@@ -165,6 +193,16 @@ bool wide_conv_applicable(const Conv2dParams& p) {
   return p.stride_h == 1 && p.stride_w == 1 && (p.S - 1) * p.dil_w <= p.Q;
 }
 
+bool wide_fwd_applicable(const Conv2dParams& p) {
+  if (wide_conv_applicable(p)) return true;
+  // strided: on the phase planes when windows span at least two strides each way (every phase
+  // plane read by several taps: 5x5 / 2, the 7x7 / 2 stem; a 3x3 / 2 measured faster through the
+  // GEMM form) and at most half of each grid row is discarded
+  const int64_t Wg = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
+  const bool wide = (p.R - 1) * p.dil_h >= 2 * p.stride_h && (p.S - 1) * p.dil_w >= 2 * p.stride_w;
+  return wide && Wg - p.Q <= p.Q;
+}
+
 bool wide_wgrad_applicable(const Conv2dParams& p) {
   // at most half of each grid row wasted on discarded columns; strided: the phase planes pay
   // off only when windows overlap in both directions (several taps read each phase plane; a
@@ -180,12 +218,16 @@ void wide_correlate(const WideConv& cv, int relu) {
   const KernelTable& kt = kernels();
   const int64_t mr = kt.mr, nr = kt.nr;
   const int64_t G = cv.groups, Cg = cv.C / G, Kg = cv.K / G, RS = cv.R * cv.S, CRS = Cg * RS;
-  const int64_t Wp = cv.W + cv.pad_left + cv.pad_right;
-  const int64_t P = cv.H + cv.pad_top + cv.pad_bottom - (cv.R - 1) * cv.dil_h;
-  const int64_t Q = Wp - (cv.S - 1) * cv.dil_w;
+  const int64_t sh = cv.stride_h, sw = cv.stride_w, nph = sh * sw;
+  const int64_t Hp = cv.H + cv.pad_top + cv.pad_bottom, Wp = cv.W + cv.pad_left + cv.pad_right;
+  const int64_t Hr = Hp - (cv.R - 1) * cv.dil_h, Wr = Wp - (cv.S - 1) * cv.dil_w;
+  if (cv.N == 0 || Hr <= 0 || Wr <= 0) return;
+  const int64_t P = (Hr - 1) / sh + 1, Q = (Wr - 1) / sw + 1;
+  // the grid: rows of Wg = ceil(Wp / sw) (stride 1: the padded width), on phase planes when
+  // strided; a band of output rows reads halo more (phase) rows
+  const int64_t Wg = ceil_div(Wp, sw);
   const int64_t HW = cv.H * cv.W, PQ = P * Q;
-  if (cv.N == 0 || P <= 0 || Q <= 0) return;
-  const int64_t halo = (cv.R - 1) * cv.dil_h;
+  const int64_t halo = (cv.R - 1) * cv.dil_h / sh;
 
   // Taps in the order (r, c, s): k = r*CS + c*S + s, so that the taps of one kernel row form a
   // contiguous range (a strip whose rows all read zero padding through kernel row r skips it).
@@ -215,7 +257,7 @@ void wide_correlate(const WideConv& cv, int relu) {
   const double flops = 2.0 * double(cv.N) * double(cv.K) * double(PQ) * double(CRS);
   const int nt = threads_for(flops, 2e6);
   int64_t band = P;
-  while (band > 1 && Cg * (band + halo) * Wp > kScratchFloats) band = ceil_div(band, 2);
+  while (band > 1 && Cg * nph * (band + halo) * Wg > kScratchFloats) band = ceil_div(band, 2);
   while (band > 1 && cv.N * G * ceil_div(P, band) < 2 * int64_t{nt}) band = ceil_div(band, 2);
   const int64_t nbands = ceil_div(P, band);
   const int64_t items = cv.N * G * nbands;
@@ -224,7 +266,7 @@ void wide_correlate(const WideConv& cv, int relu) {
   // Per thread: the band (Cg planes of (band + halo) x Wp, then a zero tail that the last strip's
   // discarded columns may read), the tap offsets and an MR x NR tile per weight panel.
   const int64_t tail = (cv.S - 1) * cv.dil_w + nr + 16;
-  const int64_t scr_size = checked_mul(Cg, (band + halo) * Wp, "conv2d band") + tail;
+  const int64_t scr_size = checked_mul(Cg * nph, (band + halo) * Wg, "conv2d band") + tail;
   const int64_t uplane = cv.unpool ? HW : 0;  // one unpooled input plane
   const int64_t per_thread = ceil_div(scr_size + mpan * mr * nr + uplane, 16) * 16;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
@@ -233,7 +275,7 @@ void wide_correlate(const WideConv& cv, int relu) {
   // Tap chunks: runs of whole (channel, kernel row) pairs whose windows for one strip (NR
   // columns + (S-1)*dw each) fit in ~16 KB, balanced over all the taps (fixed by the shape:
   // part of the sum order); one chunk when everything fits (a first layer's taps).
-  const int64_t win = nr + (cv.S - 1) * cv.dil_w;
+  const int64_t win = std::min(cv.S, sw) * nr + (cv.S - 1) * cv.dil_w / sw;
   const int64_t cmax = std::max<int64_t>(1, 4096 / win);  // (channel, kernel row) pairs
   const int64_t per = ceil_div(cv.R * Cg, ceil_div(cv.R * Cg, cmax));  // pairs per chunk
   const ConvUkernelFn ukernel = kt.conv_ukernel;
@@ -246,10 +288,16 @@ void wide_correlate(const WideConv& cv, int relu) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / (G * nbands), g = (item / nbands) % G, bi = item % nbands;
       const int64_t p0 = bi * band, rows = std::min(band, P - p0), in_rows = rows + halo;
-      const int64_t plane = in_rows * Wp;
-      // the band: padded rows p0 .. p0 + in_rows of every channel of the group
+      const int64_t plane = in_rows * Wg;
+      // the band: padded rows p0 .. p0 + in_rows of every channel of the group (strided: rows
+      // p0 .. p0 + in_rows of each of the channel's phase planes)
       for (int64_t c = 0; c < Cg; ++c) {
         const float* src = cv.x + (n * cv.C + g * Cg + c) * HW;
+        if (nph > 1) {
+          phase_split<false>(scr + c * nph * plane, src, cv.H, cv.W, cv.pad_top, cv.pad_left, sh, sw,
+                      p0, in_rows, Wg);
+          continue;
+        }
         const float* mask = cv.relu_mask ? cv.relu_mask + (n * cv.C + g * Cg + c) * HW : nullptr;
         if (cv.unpool) {
           unpool_plane(*cv.unpool, n * cv.C + g * Cg + c, up);
@@ -261,13 +309,14 @@ void wide_correlate(const WideConv& cv, int relu) {
                    else copy_row(d, src + h * cv.W + w0, len);
                  });
       }
-      std::memset(scr + Cg * plane, 0, sizeof(float) * static_cast<size_t>(tail));
+      std::memset(scr + Cg * nph * plane, 0, sizeof(float) * static_cast<size_t>(tail));
       for (int64_t k = 0; k < CRS; ++k) {
         const int64_t r = k / CS, c = (k / cv.S) % Cg, s = k % cv.S;
-        off[k] = c * plane + r * cv.dil_h * Wp + s * cv.dil_w;
+        const int64_t rh = r * cv.dil_h, sv = s * cv.dil_w;
+        off[k] = (c * nph + (rh % sh) * sw + sv % sw) * plane + (rh / sh) * Wg + sv / sw;
       }
       const float* ag = apack.data() + g * mpan * mr * CRS;
-      const int64_t J = rows * Wp;  // padded-grid outputs of the band
+      const int64_t J = rows * Wg;  // grid outputs of the band
       float* yb = cv.y + (n * cv.K + g * Kg) * PQ + p0 * Q;
       for (int64_t j0 = 0; j0 < J; j0 += nr) {
         const int64_t jn = std::min(nr, J - j0);
@@ -275,10 +324,11 @@ void wide_correlate(const WideConv& cv, int relu) {
         // zero padding of every output row the strip holds), then taps in chunks whose B rows
         // (the strip's window of cch channels) stay in L1, each chunk run for every weight panel
         int64_t r_lo = 0, r_hi = cv.R - 1;
-        if (skip_ok) {
-          const int64_t oh_a = p0 + j0 / Wp, oh_b = p0 + (j0 + jn - 1) / Wp;
-          r_lo = std::max<int64_t>(0, ceil_div_signed(cv.pad_top - oh_b, cv.dil_h));
-          r_hi = std::min<int64_t>(cv.R - 1, floor_div_signed(cv.H - 1 + cv.pad_top - oh_a, cv.dil_h));
+        if (skip_ok) {  // kernel row r reads padded rows oh*sh + r*dh of output rows oh
+          const int64_t oh_a = p0 + j0 / Wg, oh_b = p0 + (j0 + jn - 1) / Wg;
+          r_lo = std::max<int64_t>(0, ceil_div_signed(cv.pad_top - oh_b * sh, cv.dil_h));
+          r_hi = std::min<int64_t>(cv.R - 1,
+                                   floor_div_signed(cv.H - 1 + cv.pad_top - oh_a * sh, cv.dil_h));
         }
         // the taps of kernel rows r_lo..r_hi are one contiguous range of (channel, kernel row)
         // pairs (r-major order), run through the fixed chunks it meets: a chunk cut short by
@@ -301,10 +351,10 @@ void wide_correlate(const WideConv& cv, int relu) {
           const float* tp = tile + ip * mr * nr;
           // the strip's kept columns, one output row at a time
           for (int64_t j = j0; j < j0 + jn;) {
-            const int64_t pr = j / Wp, q = j % Wp;
-            const int64_t row_end = std::min(j0 + jn, (pr + 1) * Wp);
+            const int64_t pr = j / Wg, q = j % Wg;
+            const int64_t row_end = std::min(j0 + jn, (pr + 1) * Wg);
             if (q < Q) {
-              const int64_t cnt = std::min(row_end, pr * Wp + Q) - j;
+              const int64_t cnt = std::min(row_end, pr * Wg + Q) - j;
               store(yb + i0 * PQ + pr * Q + q, PQ, tp + (j - j0), nr, m, cnt, bias, nullptr,
                     relu, 0);
             }
@@ -387,8 +437,8 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
                          bad |= copy_row_check(d, src + h * p.W + w0, len);
                        });
             } else {
-              bad |= phase_split(xp + c * nph * plane, src, p.H, p.W, p.pad_top, p.pad_left, sh,
-                                 sw, Hg, Wg);
+              bad |= phase_split<true>(xp + c * nph * plane, src, p.H, p.W, p.pad_top, p.pad_left, sh,
+                                 sw, 0, Hg, Wg);
             }
           }
           zero_row(xp + Cg * nph * plane, x_is - Cg * nph * plane);

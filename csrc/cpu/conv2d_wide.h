@@ -28,6 +28,9 @@ struct WideConv {
   float* y = nullptr;
   int64_t N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, groups = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0, dil_h = 1, dil_w = 1;
+  // > 1: x is read through its stride_h x stride_w phase planes (plain x only: relu_mask and
+  // unpool need stride 1); P = (H + pads - (R-1)*dil_h - 1) / stride_h + 1, Q likewise
+  int64_t stride_h = 1, stride_w = 1;
   // When set (same layout as x): x is first passed through a ReLU's backward, x where
   // relu_mask > 0 or NaN, else 0 (relu_mask = the ReLU's output).
   const float* relu_mask = nullptr;
@@ -38,6 +41,9 @@ struct WideConv {
 
 // Whether the forward pass of p (and its backward-data pass) should run on the wide grid.
 bool wide_conv_applicable(const Conv2dParams& p);
+// Whether the forward pass of p should run on the wide grid: stride 1 (wide_conv_applicable),
+// or a larger stride with overlapping windows on the phase planes of the padded input.
+bool wide_fwd_applicable(const Conv2dParams& p);
 // Whether the weight gradient of p should run on the wide grid: stride 1, or a larger stride
 // with overlapping windows (a stride-s convolution is the sum of stride-1 ones over the
 // s_h x s_w phase planes of the padded input); at most half of each grid row discarded.
