@@ -20,8 +20,9 @@
 // Napkin (2x2/2, 112x112 plane, 3136 outputs = 392 vectors): per vector 4 taps x (2 loads,
 // shuffle + permute, 2 compares, or, 2 blends) ~ 30 uops -> ~12k uops ~ 3 us; measured ~2.6 us
 // a plane with idx (0.8 ns an output), ~1.8 us without, in L2.
-// Backward: memset + a scalar scatter-add loop (overlapping windows collide; AVX2 has no
-// scatter anyway; the loop is ~1 cycle per output).
+// Backward: 2x2 / stride-2 windows tiling the plane unpool 4 windows at a time, each dx element
+// written once (unpool_2x2); anything else is a memset + a scalar scatter-add loop (overlapping
+// windows collide; AVX2 has no scatter anyway; the loop is ~1 cycle per output).
 #include <immintrin.h>
 
 #include <climits>
@@ -179,6 +180,58 @@ void pool_plane(const float* x, float* y, int64_t* idx, const Pool2dParams& p, i
   }
 }
 
+// Backward of 2x2 / stride-2 windows tiling the plane (tiled_2x2; see maxpool2d_avx512.cpp's
+// unpool_2x2 for the contract): 4 windows at a time, each index matched against its own window's
+// four positions with 64-bit compares, each dx element written once with 0.0f + dy or 0; false
+// (the caller then scatters) as soon as an index lies outside its window. Leftover windows of a
+// row (Q % 4) go through the same test one at a time.
+bool unpool_2x2(const float* dy, const int64_t* idx, float* dx, int64_t P, int64_t Q) {
+  const int64_t W = 2 * Q;
+  const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6);
+  const __m256i one = _mm256_set1_epi64x(1), wv = _mm256_set1_epi64x(W);
+  const __m256i w1 = _mm256_set1_epi64x(W + 1);
+  const __m256i low32 = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);  // int64 lane -> int32 lane
+  const __m128 zero = _mm_setzero_ps();
+  for (int64_t p = 0; p < P; ++p) {
+    const float* dyr = dy + p * Q;
+    const int64_t* ir = idx + p * Q;
+    float* r0 = dx + 2 * p * W;
+    float* r1 = r0 + W;
+    int64_t q = 0;
+    for (; q + 4 <= Q; q += 4) {
+      const __m256i base = _mm256_add_epi64(_mm256_set1_epi64x(2 * p * W + 2 * q), lane2);
+      const __m256i rel =
+          _mm256_sub_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ir + q)), base);
+      const __m256i m00 = _mm256_cmpeq_epi64(rel, _mm256_setzero_si256());
+      const __m256i m01 = _mm256_cmpeq_epi64(rel, one);
+      const __m256i m10 = _mm256_cmpeq_epi64(rel, wv);
+      const __m256i m11 = _mm256_cmpeq_epi64(rel, w1);
+      const __m256i any = _mm256_or_si256(_mm256_or_si256(m00, m01), _mm256_or_si256(m10, m11));
+      if (_mm256_movemask_pd(_mm256_castsi256_pd(any)) != 0xF) return false;
+      const __m128 v = _mm_add_ps(zero, _mm_loadu_ps(dyr + q));
+      auto pick = [&](__m256i m) {  // v where the int64 mask lane is set
+        const __m128i m32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(m, low32));
+        return _mm_and_ps(v, _mm_castsi128_ps(m32));
+      };
+      const __m128 e00 = pick(m00), e01 = pick(m01), e10 = pick(m10), e11 = pick(m11);
+      _mm_storeu_ps(r0 + 2 * q, _mm_unpacklo_ps(e00, e01));
+      _mm_storeu_ps(r0 + 2 * q + 4, _mm_unpackhi_ps(e00, e01));
+      _mm_storeu_ps(r1 + 2 * q, _mm_unpacklo_ps(e10, e11));
+      _mm_storeu_ps(r1 + 2 * q + 4, _mm_unpackhi_ps(e10, e11));
+    }
+    for (; q < Q; ++q) {
+      const int64_t rel = ir[q] - (2 * p * W + 2 * q);
+      if (rel != 0 && rel != 1 && rel != W && rel != W + 1) return false;
+      const float v = 0.0f + dyr[q];
+      r0[2 * q] = rel == 0 ? v : 0.0f;
+      r0[2 * q + 1] = rel == 1 ? v : 0.0f;
+      r1[2 * q] = rel == W ? v : 0.0f;
+      r1[2 * q + 1] = rel == W + 1 ? v : 0.0f;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
@@ -186,6 +239,7 @@ void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) 
 }
 
 bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
+  if (tiled_2x2(p) && unpool_2x2(dy, idx, dx, p.P, p.Q)) return true;
   return maxpool_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
 }
 
