@@ -1,4 +1,4 @@
-// conv2d_wide.cpp -- stride-1 convolution as a "wide-grid" direct convolution: no im2col.
+// conv2d_wide.cpp -- convolution as a "wide-grid" direct convolution: no im2col.
 //
 // For stride 1 the im2col row of tap (c, r, s) is the zero-padded image plane c read at
 //   xp[c][(p + r*dh) * Wp + q + s*dw]           (Wp = padded width)
@@ -36,6 +36,14 @@
 // per-image transposition, so dy can be given as the gradient of a ReLU's output (relu_y:
 // masked while copied) and of a max pooling of it (unpool: each plane rebuilt with the ISA's
 // maxpool_bwd kernel into the thread's scratch as it is needed), never materialised in full.
+// Strides: with stride s the tap (c, r, s) of output (p, q) reads padded element
+// (p*sh + r*dh, q*sw + s*dw) = phase plane (r*dh % sh, s*dw % sw) of channel c at (p + r*dh/sh,
+// q + s*dw/sw), where phase plane (a, b) holds the padded elements (i*sh + a, j*sw + b) at (i, j):
+// a stride-1 read again, on a grid of Wg = ceil(Wp / sw) columns. So the forward pass and the
+// weight gradient of a strided convolution run on the same code over the input's sh*sw phase
+// planes (the band copy / image copy splits them, phase_split), with the taps' offsets into
+// them; the forward only where windows span two strides or more (several taps per phase plane:
+// a 3x3 / 2 measured faster through the GEMM form), the weight gradient wherever they overlap.
 // Napkin maths (seeds' conv2, 32->64 3x3 on 26x26, batch 64): 1.36 GFLOP per pass; the band copy
 // moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
 #include "cpu/conv2d_wide.h"

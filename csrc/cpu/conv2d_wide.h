@@ -1,5 +1,6 @@
-// conv2d_wide.h -- the stride-1 "wide-grid" direct convolution (conv2d_wide.cpp), used by
-// conv2d.cpp for the forward pass and the backward-data pass of stride-1 convolutions.
+// conv2d_wide.h -- the "wide-grid" direct convolution (conv2d_wide.cpp), used by conv2d.cpp for
+// the forward and backward-data passes of stride-1 convolutions, the forward pass of strided ones
+// with wide windows, and the weight gradients of both.
 #pragma once
 #include <cstdint>
 
@@ -18,9 +19,10 @@ struct Unpool {
 // kernel: bitwise what max_pool2d_backward writes for the plane.
 void unpool_plane(const Unpool& u, int64_t pl, float* dst);
 
-// One stride-1 correlation: y (N, K, P, Q) = b + sum over taps of w (K, C/groups, R, S) times x
-// (N, C, H, W) zero-padded by pad_* (a negative pad crops), dilated by dil_*, per group;
-// P = H + pad_top + pad_bottom - (R-1)*dil_h (>= 1), Q likewise. Contiguous buffers.
+// One correlation: y (N, K, P, Q) = b + sum over taps of w (K, C/groups, R, S) times x
+// (N, C, H, W) zero-padded by pad_* (a negative pad crops), dilated by dil_*, strided by
+// stride_*, per group; P = (H + pad_top + pad_bottom - (R-1)*dil_h - 1) / stride_h + 1 (>= 1), Q
+// likewise. Contiguous buffers.
 struct WideConv {
   const float* x = nullptr;
   const float* w = nullptr;
