@@ -257,8 +257,9 @@ FArray relu(py::handle x_, py::handle out_) {
 FArray relu_backward(py::handle dy_, py::handle y_, py::handle out_) {
   FArray dy = as_float(dy_, "relu_backward", "dy"), y = as_float(y_, "relu_backward", "y");
   same_shape(dy, y, "relu_backward", "dy", "y");
-  FArray dx = out_.is_none() ? new_float(shape_of(dy))
-                             : as_out(out_, shape_of(dy), "relu_backward", {{"dy", &dy}, {"y", &y}});
+  FArray dx = out_.is_none()
+                  ? new_float(shape_of(dy))
+                  : as_out(out_, shape_of(dy), "relu_backward", {{"dy", &dy}, {"y", &y}});
   {
     py::gil_scoped_release nogil;
     cpu::relu_backward(dy.data(), y.data(), dx.mutable_data(), dy.size());

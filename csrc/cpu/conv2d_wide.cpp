@@ -302,8 +302,8 @@ void wide_correlate(const WideConv& cv, int relu) {
       for (int64_t c = 0; c < Cg; ++c) {
         const float* src = cv.x + (n * cv.C + g * Cg + c) * HW;
         if (nph > 1) {
-          phase_split<false>(scr + c * nph * plane, src, cv.H, cv.W, cv.pad_top, cv.pad_left, sh, sw,
-                      p0, in_rows, Wg);
+          phase_split<false>(scr + c * nph * plane, src, cv.H, cv.W, cv.pad_top, cv.pad_left, sh,
+                             sw, p0, in_rows, Wg);
           continue;
         }
         const float* mask = cv.relu_mask ? cv.relu_mask + (n * cv.C + g * Cg + c) * HW : nullptr;
@@ -445,8 +445,8 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
                          bad |= copy_row_check(d, src + h * p.W + w0, len);
                        });
             } else {
-              bad |= phase_split<true>(xp + c * nph * plane, src, p.H, p.W, p.pad_top, p.pad_left, sh,
-                                 sw, 0, Hg, Wg);
+              bad |= phase_split<true>(xp + c * nph * plane, src, p.H, p.W, p.pad_top,
+                                       p.pad_left, sh, sw, 0, Hg, Wg);
             }
           }
           zero_row(xp + Cg * nph * plane, x_is - Cg * nph * plane);

@@ -55,7 +55,8 @@ void check_max_pool2d_indices(const int64_t* idx, const Pool2dParams& p) {
   std::atomic<bool> bad{false};
   parallel_for(total, [&](int, int64_t b, int64_t e) {
     bool out = false;  // a branch-free scan the compiler vectorises
-    for (int64_t i = b; i < e; ++i) out |= static_cast<uint64_t>(idx[i]) >= static_cast<uint64_t>(HW);
+    const uint64_t hw = static_cast<uint64_t>(HW);
+    for (int64_t i = b; i < e; ++i) out |= static_cast<uint64_t>(idx[i]) >= hw;
     if (out) bad.store(true, std::memory_order_relaxed);
   }, threads_for(double(total), 1 << 16));
   if (!bad.load()) return;
