@@ -70,12 +70,14 @@ def test_every_implementation_agrees_on_the_smoke_suite(rng: np.random.Generator
     torch = pytest.importorskip("torch") if _torch_available() else None
     for case in suites.cases("smoke"):
         inputs = make_inputs(case, rng)
-        ref = outputs_as_arrays(build("fastcnn", case, inputs)())
+        ref = [a.copy() for a in outputs_as_arrays(build("fastcnn", case, inputs)())]
         assert ref, case.id
         for impl in IMPLS[1:]:
             fn = build(impl, case, inputs, torch)
             if fn is None:
                 continue
+            if "out" in inputs:  # the *_out passes: every implementation writes this array
+                inputs["out"].fill(np.nan)
             err = timing.max_rel_err(outputs_as_arrays(fn()), ref)
             assert err <= 1e-4, f"{case.id}: {impl} differs from fastcnn by {err}"
 

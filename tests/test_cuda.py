@@ -478,6 +478,31 @@ def test_max_pool2d_user_indices(cp: Any, rng: np.random.Generator) -> None:
         ops.max_pool2d_backward(gpu(cp, dy), gpu(cp, x), 2, indices=gpu(cp, idx.astype(np.int32)))
 
 
+@cuda
+def test_max_pool2d_backward_out(cp: Any, rng: np.random.Generator) -> None:
+    """out= on the GPU: the CPU's bits and rules (x itself allowed, partial overlap refused)."""
+    x = pool_input(rng, (2, 3, 7, 9))
+    for opts in ({"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}):
+        y, idx = ops.max_pool2d(x, return_indices=True, **opts)
+        dy = normal(rng, y.shape)
+        want = ops.max_pool2d_backward(dy, x, indices=idx, **opts)
+        for ind in (gpu(cp, idx), None):
+            out = gpu(cp, np.full(x.shape, np.nan, np.float32))
+            assert ops.max_pool2d_backward(gpu(cp, dy), gpu(cp, x), indices=ind, out=out,
+                                           **opts) is out
+            check_bitwise(host(cp, out), want, f"out= {opts}")
+            xg = gpu(cp, x)
+            assert ops.max_pool2d_backward(gpu(cp, dy), xg, indices=ind, out=xg, **opts) is xg
+            check_bitwise(host(cp, xg), want, f"out=x {opts}")
+    buf = cp.zeros(x.size + y.size, cp.float32)
+    with pytest.raises(ValueError, match="out overlaps dy without being the same array"):
+        ops.max_pool2d_backward(buf[:y.size].reshape(y.shape), gpu(cp, x), indices=gpu(cp, idx),
+                                out=buf[1:1 + x.size].reshape(x.shape), **opts)
+    with pytest.raises(TypeError, match="same device"):
+        ops.max_pool2d_backward(gpu(cp, dy), gpu(cp, x), indices=gpu(cp, idx),
+                                out=np.empty(x.shape, np.float32), **opts)
+
+
 # ================================================================================================
 # linear
 # ================================================================================================

@@ -284,6 +284,34 @@ def test_max_pool2d_backward_tiled_2x2(isa: str, rng: np.random.Generator, q: in
                       f"[{isa}] stray index at {pos} -> {target}")
 
 
+@pytest.mark.parametrize("xs", [(2, 3, 6, 8), (1, 2, 7, 5)])
+def test_max_pool2d_backward_out(isa: str, rng: np.random.Generator, xs: tuple[int, ...]) -> None:
+    """out= receives dx (tiled 2x2 and the scatter path with overlapping windows), whatever it
+    held, and is returned; x itself may be the destination; partial overlaps are refused."""
+    x = pool_input(rng, xs)
+    for opts in ({"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}):
+        y, idx = ops.max_pool2d(x, return_indices=True, **opts)
+        dy = small_ints(rng, y.shape)
+        want = ops.max_pool2d_backward(dy, x, indices=idx, **opts)
+        for ind in (idx, None):
+            out = np.full(x.shape, np.nan, np.float32)
+            assert ops.max_pool2d_backward(dy, x, indices=ind, out=out, **opts) is out
+            check_bitwise(out, want, f"[{isa}] out= {opts} indices={ind is not None}")
+            xi = x.copy()
+            assert ops.max_pool2d_backward(dy, xi, indices=ind, out=xi, **opts) is xi
+            check_bitwise(xi, want, f"[{isa}] out=x {opts} indices={ind is not None}")
+    buf = np.zeros(x.size + y.size, np.float32)
+    dyv = buf[:y.size].reshape(y.shape)
+    dyv[...] = dy
+    with pytest.raises(ValueError, match="out overlaps dy without being the same array"):
+        ops.max_pool2d_backward(dyv, x, indices=idx, out=buf[1:1 + x.size].reshape(x.shape),
+                                **opts)
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: out has shape"):
+        ops.max_pool2d_backward(dy, x, indices=idx, out=np.empty(y.shape, np.float32), **opts)
+    with pytest.raises(TypeError, match="out has dtype float64"):
+        ops.max_pool2d_backward(dy, x, indices=idx, out=np.empty(x.shape), **opts)
+
+
 @pytest.mark.parametrize("bad", [-1, 36, 2**40, -(2**62)])
 def test_max_pool2d_backward_out_of_range_indices(isa: str, rng: np.random.Generator,
                                                   bad: int) -> None:

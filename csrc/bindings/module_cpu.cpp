@@ -5,7 +5,7 @@
 // TypeError that names the argument and says how to convert. Never a silent cast. Arrays that
 // are not C-contiguous and aligned (Fortran order, slices, negative or zero strides, misaligned
 // buffers) are copied once here; outputs are fresh C-contiguous arrays, except an `out=` array
-// given to the elementwise ops (as_out: used as it is, never copied).
+// given to relu, relu_backward or max_pool2d_backward (as_out: used as it is, never copied).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -70,7 +70,8 @@ FArray new_float(const Shape& shape) { return FArray(std::vector<py::ssize_t>(sh
 
 // An `out=` destination: a writeable, C-contiguous, aligned float32 numpy.ndarray of `shape`,
 // used as it is (never copied). It may be one of `inputs` itself (in place: the elementwise
-// kernels read each element before writing it) but must not overlap one partially.
+// kernels read each element before writing it; max pooling's backward reads x only before
+// writing) but must not overlap one partially.
 FArray as_out(py::handle obj, const Shape& shape, const char* op,
               std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
   if (!py::isinstance<py::array>(obj)) {
@@ -284,7 +285,7 @@ py::object max_pool2d(py::handle x_, int64_t kh, int64_t kw, int64_t sh, int64_t
 
 FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                           bool ceil_mode, py::handle indices_) {
+                           bool ceil_mode, py::handle indices_, py::handle out_) {
   const char* op = "max_pool2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
   const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
@@ -307,7 +308,9 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
                   shape_str(shape_of(ia)), " but dy has shape ", shape_str(shape_of(dy)));
     idx = py::reinterpret_borrow<IArray>(contiguous(ia));
   }
-  FArray dx = new_float(shape_of(x));
+  FArray dx = out_.is_none()
+                  ? new_float(shape_of(x))
+                  : as_out(out_, shape_of(x), op, {{"dy", &dy}, {"x", &x}, {"indices", &idx}});
   bool in_range;
   {
     py::gil_scoped_release nogil;
@@ -469,7 +472,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("ceil_mode"), py::arg("return_indices"));
   m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("x"), py::arg("kh"),
         py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
-        py::arg("dw"), py::arg("ceil_mode"), py::arg("indices"));
+        py::arg("dw"), py::arg("ceil_mode"), py::arg("indices"), py::arg("out") = py::none());
   m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false);
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("need_dx") = true, py::arg("need_dw") = true, py::arg("bias") = true);

@@ -235,7 +235,7 @@ def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh:
 
 
 def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
-                        dh: int, dw: int, ceil_mode: bool, indices: Any) -> Any:
+                        dh: int, dw: int, ceil_mode: bool, indices: Any, out: Any = None) -> Any:
     """dx (N, C, H, W): dy routed to the argmax of each window (recomputed from x when
     ``indices`` is None), overlapping windows adding up in the CPU's order."""
     op = "max_pool2d_backward"
@@ -248,7 +248,9 @@ def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph:
         if indices.dtype != _I64:
             raise TypeError(f"{op}: indices has dtype {indices.dtype}; expected int64 as returned "
                             "by max_pool2d(..., return_indices=True)")
-    with _device(op, dy, x, indices):
+    dx = None if out is None else _out(out, x.shape, op, dy=dy, x=x,
+                                       **({} if indices is None else {"indices": indices}))
+    with _device(op, dy, x, indices, dx):
         out = _cuda.max_pool2d_plan(x.shape, *geo, dy.shape)
         if indices is None:
             idx = _empty(out, _I64)
@@ -259,7 +261,7 @@ def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph:
             idx = cupy.ascontiguousarray(indices)
             check = True
             ws, nws = _workspace(_cuda.POOL_CHECK_WORKSPACE_BYTES, np.uint8)
-        dx = _empty(x.shape)
+        dx = _empty(x.shape) if dx is None else dx
         _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(idx), idx.shape, check,
                                   _ptr(ws), nws, _ptr(dx), *geo, _stream())
     return dx

@@ -249,16 +249,19 @@ def max_pool2d_backward(
     dilation: Any = 1,
     ceil_mode: bool = False,
     indices: Any = None,
+    out: Any = None,
 ) -> Any:
     """Gradient of :func:`max_pool2d`: ``dy`` (N, C, P, Q) scattered to ``dx`` (N, C, H, W).
 
     ``indices`` (int64, from ``return_indices=True``) avoids recomputing the argmax from ``x``;
-    overlapping windows accumulate.
+    overlapping windows accumulate. ``out``: an optional destination for dx (C-contiguous
+    float32 of x's shape on x's device; it may be x itself but not overlap dy, x or the indices
+    partially), written and returned; it saves a fresh array's page faults on large inputs.
     """
     op = "max_pool2d_backward"
     k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
-    return _backend(op, dy, x, indices).max_pool2d_backward(
-        dy, x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op), indices)
+    return _backend(op, dy, x, indices, out).max_pool2d_backward(
+        dy, x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op), indices, out=out)
 
 
 def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:

@@ -2,11 +2,13 @@
 
 Every implementation of a case works on the same input arrays (PyTorch's tensors share the
 NumPy buffers through ``torch.from_numpy``) and allocates its outputs, as each library's API
-does, except in the ReLU passes ``fwd_out`` / ``bwd_out``, where all of them write into one
-preallocated ``out`` array (fastcnn: ``out=``; NumPy: ``np.maximum`` / ``np.multiply`` with
-``out=``; PyTorch: ``clamp_min(out=)`` / ``threshold_backward(grad_input=)``). A builder
-returns None where an implementation has no equivalent of the pass (the NumPy reference has no
-dx-only convolution backward).
+does, except in the ``*_out`` passes (ReLU forward and backward, max pooling backward), where
+all of them write into one preallocated ``out`` array (fastcnn: ``out=``; NumPy and CuPy:
+``maximum`` / ``multiply`` with ``out=``, for pooling the reference's result copied in;
+PyTorch: ``clamp_min(out=)`` / ``threshold_backward(grad_input=)`` /
+``max_pool2d_with_indices_backward(grad_input=)``).
+A builder returns None where an implementation has no equivalent of the pass (the NumPy
+reference has no dx-only convolution backward).
 
 * fastcnn: :mod:`fastcnn.ops` (``bwd_weights``: ``conv2d_backward(..., compute_dx=False)``),
   except ``bwd_data``, which calls the compiled module's ``conv2d_backward(..., need_dx=True,
@@ -81,6 +83,8 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
             y, idx = ops.max_pool2d(inp["x"], d["k"], stride=d["stride"], return_indices=True)
             inp["idx"] = idx
             inp["dy"] = normal(*y.shape)
+            if case.pass_ == "bwd_out":
+                inp["out"] = np.zeros(inp["x"].shape, np.float32)  # pages touched once, here
     else:
         raise ValueError(f"unknown op {lay.op!r}")
     return inp
@@ -139,6 +143,17 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
     if p == "fwd_idx":
         return lambda: api.max_pool2d(x, k, stride=s, return_indices=True)
     dy, idx = a["dy"], a["idx"]
+    if p == "bwd_out":
+        out = a["out"]
+        if api is ops:
+            return lambda: ops.max_pool2d_backward(dy, x, k, stride=s, indices=idx, out=out)
+        xp = _array_module(x)
+
+        def ref_into_out() -> Any:  # the references allocate: their result copied into out
+            xp.copyto(out, api.max_pool2d_backward(dy, x, k, stride=s, indices=idx))
+            return out
+
+        return ref_into_out
     return lambda: api.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
 
 
@@ -205,6 +220,10 @@ def torch_fn(case: Case, a: dict[str, Any], torch: Any,
     if p == "fwd_idx":
         return lambda: F.max_pool2d(x, k, stride=s, return_indices=True)
     dy, idx = t["dy"], t["idx"]
+    if p == "bwd_out":
+        out = t["out"]
+        return lambda: aten.max_pool2d_with_indices_backward.grad_input(
+            dy, x, [k, k], [s, s], [0, 0], [1, 1], False, idx, grad_input=out)
     return lambda: aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [0, 0], [1, 1],
                                                          False, idx)
 

@@ -13,8 +13,9 @@ each (shape, pass) pair is one :class:`Case`. The work of a case is counted once
 
 Passes: ``fwd``; ``fwd_relu`` (convolution with the ReLU applied, fused in fastcnn's GEMM
 epilogue, as the layers run it); ``fwd_idx`` (pooling that also returns the argmax indices, as
-training runs it); ``fwd_out`` / ``bwd_out`` (ReLU into a preallocated ``out`` array: the
-kernel's bandwidth without a fresh array's page faults; ImageNet suite); ``bwd`` (every
+training runs it); ``fwd_out`` / ``bwd_out`` (ReLU, and max pooling's backward, into a
+preallocated ``out`` array: the kernel's bandwidth without a fresh array's page faults;
+ImageNet suite); ``bwd`` (every
 gradient: dx, dw, db); ``bwd_data`` (dx only) and
 ``bwd_weights`` (dw and db only), timed through the compiled module's ``need_dx`` / ``need_dw``
 flags. The suites:
@@ -44,7 +45,7 @@ __all__ = [
 # the passes each op supports, in the order they are timed
 PASSES: dict[str, tuple[str, ...]] = {
     "conv2d": ("fwd", "fwd_relu", "bwd", "bwd_data", "bwd_weights"),
-    "max_pool2d": ("fwd", "fwd_idx", "bwd"),
+    "max_pool2d": ("fwd", "fwd_idx", "bwd", "bwd_out"),
     "relu": ("fwd", "bwd", "fwd_out", "bwd_out"),
     "linear": ("fwd", "bwd"),
 }
@@ -123,7 +124,7 @@ class Case:
             nx = d["N"] * d["C"] * d["H"] * d["W"]
             ny = d["N"] * d["C"] * P * Q
             return {"fwd": 4 * nx + 4 * ny, "fwd_idx": 4 * nx + 12 * ny,
-                    "bwd": 12 * ny + 4 * nx}[p]
+                    "bwd": 12 * ny + 4 * nx, "bwd_out": 12 * ny + 4 * nx}[p]
         raise ValueError(f"unknown op {lay.op!r}")
 
 
@@ -136,10 +137,10 @@ def _conv(suite: str, name: str, N: int, C: int, H: int, K: int, R: int, *, stri
     return Layer(suite, name, "conv2d", dims, passes or PASSES["conv2d"], label)
 
 
-def _pool(suite: str, name: str, N: int, C: int, H: int, k: int = 2) -> Layer:
+def _pool(suite: str, name: str, N: int, C: int, H: int, k: int = 2, *,
+          passes: tuple[str, ...] = ("fwd", "fwd_idx", "bwd")) -> Layer:
     dims = (("N", N), ("C", C), ("H", H), ("W", H), ("k", k), ("stride", k))
-    return Layer(suite, name, "max_pool2d", dims, PASSES["max_pool2d"],
-                 f"maxpool {k}x{k} ({N},{C},{H},{H})")
+    return Layer(suite, name, "max_pool2d", dims, passes, f"maxpool {k}x{k} ({N},{C},{H},{H})")
 
 
 def _relu(suite: str, name: str, N: int, C: int, H: int = 1, *,
@@ -179,7 +180,7 @@ def _imagenet() -> list[Layer]:
     return [
         _conv(s, "conv7x7s2", 32, 3, 224, 64, 7, stride=2, pad=3, passes=_IMAGENET_CONV_PASSES),
         _relu(s, "relu", 32, 64, 112, passes=PASSES["relu"]),
-        _pool(s, "pool", 32, 64, 112),
+        _pool(s, "pool", 32, 64, 112, passes=PASSES["max_pool2d"]),
         _conv(s, "conv3x3.64", 32, 64, 56, 64, 3, pad=1, passes=_IMAGENET_CONV_PASSES),
         _conv(s, "conv3x3.128", 32, 128, 28, 128, 3, pad=1, passes=_IMAGENET_CONV_PASSES),
         _dense(s, "dense", 256, 4096, 1000),
@@ -191,7 +192,7 @@ def _smoke() -> list[Layer]:
     return [
         _conv(s, "conv", 2, 3, 8, 4, 3, pad=1),
         _relu(s, "relu", 2, 4, 8, passes=PASSES["relu"]),
-        _pool(s, "pool", 2, 4, 8),
+        _pool(s, "pool", 2, 4, 8, passes=PASSES["max_pool2d"]),
         _dense(s, "dense", 2, 16, 8),
     ]
 
