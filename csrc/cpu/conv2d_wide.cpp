@@ -130,6 +130,11 @@ void pad_rows(float* dst, int64_t Wp, int64_t h0, int64_t n, int64_t top, int64_
 // usual one) as SSE2 shuffles of two loaded vectors, reading no element past s[2*(n-1)].
 template <bool kCheck>
 FASTCNN_NO_LIBCALL inline uint32_t gather_row(float* d, const float* s, int64_t n, int64_t sw) {
+  if (sw == 1) {  // a stride-(s, 1) convolution's rows: plain copies
+    if constexpr (kCheck) return copy_row_check(d, s, n);
+    copy_row(d, s, n);
+    return 0;
+  }
   uint32_t bad = 0;
   int64_t j = 0;
   if (sw == 2) {
@@ -196,30 +201,31 @@ void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
   kernels().maxpool_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp);  // indices checked before
 }
 
-bool wide_conv_applicable(const Conv2dParams& p) {
-  // stride 1, and at most half of each padded row wasted on discarded columns
-  return p.stride_h == 1 && p.stride_w == 1 && (p.S - 1) * p.dil_w <= p.Q;
+namespace {
+// At most half of each grid row (ceil(Wp / sw) columns, Q of them kept) wasted on discarded
+// columns (stride 1: (S-1)*dw <= Q).
+bool grid_waste_ok(const Conv2dParams& p) {
+  return ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w) - p.Q <= p.Q;
 }
+bool stride1(const Conv2dParams& p) { return p.stride_h == 1 && p.stride_w == 1; }
+}  // namespace
+
+bool wide_conv_applicable(const Conv2dParams& p) { return stride1(p) && grid_waste_ok(p); }
 
 bool wide_fwd_applicable(const Conv2dParams& p) {
-  if (wide_conv_applicable(p)) return true;
   // strided: on the phase planes when windows span at least two strides each way (every phase
   // plane read by several taps: 5x5 / 2, the 7x7 / 2 stem; a 3x3 / 2 measured faster through the
-  // GEMM form) and at most half of each grid row is discarded
-  const int64_t Wg = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
+  // GEMM form)
   const bool wide = (p.R - 1) * p.dil_h >= 2 * p.stride_h && (p.S - 1) * p.dil_w >= 2 * p.stride_w;
-  return wide && Wg - p.Q <= p.Q;
+  return grid_waste_ok(p) && (stride1(p) || wide);
 }
 
 bool wide_wgrad_applicable(const Conv2dParams& p) {
-  // at most half of each grid row wasted on discarded columns; strided: the phase planes pay
-  // off only when windows overlap in both directions (several taps read each phase plane; a
-  // 1x1 / 2 or 3x3 / 3 convolution would build sh*sw planes for one tap each: the GEMM form
-  // measured faster there)
-  const int64_t Wg = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
-  const bool stride1 = p.stride_h == 1 && p.stride_w == 1;
+  // strided: the phase planes pay off only when windows overlap in both directions (several
+  // taps read each phase plane; a 1x1 / 2 or 3x3 / 3 convolution would build sh*sw planes for
+  // one tap each: the GEMM form measured faster there)
   const bool overlap = (p.R - 1) * p.dil_h + 1 > p.stride_h && (p.S - 1) * p.dil_w + 1 > p.stride_w;
-  return Wg - p.Q <= p.Q && (stride1 || overlap);
+  return grid_waste_ok(p) && (stride1(p) || overlap);
 }
 
 void wide_correlate(const WideConv& cv, int relu) {
