@@ -97,23 +97,7 @@ inline void maxpool_fwd_impl(const float* x, float* y, int64_t* idx, const Pool2
   }
 }
 
-// Backward: memset + a scalar scatter-add in order (overlapping windows collide). Returns
-// whether every index was inside the plane.
-inline bool maxpool_bwd_scatter(const float* dy, const int64_t* idx, float* dx, int64_t HW,
-                                int64_t PQ) {
-  if (HW > 0) std::memset(dx, 0, static_cast<size_t>(HW) * sizeof(float));
-  const uint64_t hw = static_cast<uint64_t>(HW);
-  bool ok = true;
-  for (int64_t i = 0; i < PQ; ++i) {  // in order: overlapping windows repeat a j
-    const int64_t j = idx[i];
-    if (static_cast<uint64_t>(j) < hw) {
-      dx[j] += dy[i];
-    } else {
-      ok = false;  // -1 (empty window) and junk skipped
-    }
-  }
-  return ok;
-}
+#include "cpu/maxpool_scatter.h"
 
 // 2x2 windows of stride 2 tiling the plane exactly (no padding or dilation, H = 2P, W = 2Q):
 // every element belongs to one window, so the scatter-add is a plain unpooling.

@@ -22,6 +22,8 @@
 namespace fastcnn::cpu::generic {
 namespace {
 
+#include "cpu/maxpool_scatter.h"
+
 // First in-bounds tap of an axis: PyTorch's `while (i0 < 0) i0 += dil;` in closed form.
 inline int64_t first_in_bounds(int64_t i0, int64_t dil) {
   return i0 < 0 ? i0 + ((-i0 + dil - 1) / dil) * dil : i0;
@@ -62,19 +64,7 @@ void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) 
 }
 
 bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
-  const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
-  if (HW > 0) std::memset(dx, 0, static_cast<size_t>(HW) * sizeof(float));
-  const uint64_t hw = static_cast<uint64_t>(HW);
-  bool ok = true;
-  for (int64_t i = 0; i < PQ; ++i) {
-    const int64_t j = idx[i];
-    if (static_cast<uint64_t>(j) < hw) {
-      dx[j] += dy[i];
-    } else {
-      ok = false;  // -1 (empty window) and junk skipped
-    }
-  }
-  return ok;
+  return maxpool_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
 }
 
 }  // namespace fastcnn::cpu::generic
