@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 
 from fastcnn import ops
 from fastcnn import reference as ref
-from fastcnn._args import conv_output_size, conv_padding, pair, pool_args, pool_output_size
+from fastcnn._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
 
 EPS32 = float(np.finfo(np.float32).eps)
 OPS = ["conv2d", "conv2d_backward", "relu", "relu_backward", "max_pool2d",

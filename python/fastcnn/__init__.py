@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from . import (
-    _cpu,
     callbacks,
     data,
     datasets,
@@ -18,11 +17,13 @@ from . import (
     layers,
     losses,
     metrics,
+    models,
     ops,
     optimizers,
     reference,
 )
 from ._device import cuda_available, cuda_built
+from ._native import cpu as _cpu
 from .model import Sequential, load_model
 
 __version__: str = _cpu.__version__
@@ -39,6 +40,7 @@ __all__ = [
     "load_model",
     "losses",
     "metrics",
+    "models",
     "num_threads",
     "ops",
     "optimizers",

@@ -17,25 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "seeds_cnn"]
-
-
-def seeds_cnn(input_shape: tuple[int, int, int], classes: int, *, seed: int | None = 0,
-              padding: str = "valid") -> Any:
-    """The seeds' CNN for inputs ``(C, H, W)``: two 3x3 ReLU convolutions (32, 64 filters),
-    2x2 max pooling, a 128-unit ReLU dense layer and a softmax classifier. ``padding="same"``
-    keeps the spatial size through the convolutions (used for the tiny 8x8 digits)."""
-    from . import layers as L
-    from .model import Sequential
-
-    return Sequential([
-        L.Conv2D(32, 3, padding=padding, activation="relu"),
-        L.Conv2D(64, 3, padding=padding, activation="relu"),
-        L.MaxPool2D(2),
-        L.Flatten(),
-        L.Dense(128, activation="relu"),
-        L.Dense(classes, activation="softmax"),
-    ], input_shape=input_shape, seed=seed)
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +93,7 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from . import data, datasets, optimizers, set_num_threads
+    from .models import seeds_cnn
 
     if a.threads is not None:
         set_num_threads(a.threads)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from . import _cpu
-from ._args import check_bool, check_int, conv_padding, pair, pool_args
+from ._args import check_bool, check_int
+from ._geometry import conv_padding, pair, pool_args
 
 __all__ = [
     "conv2d",

@@ -29,15 +29,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._args import (
-    check_bool,
-    check_int,
-    conv_output_size,
-    conv_padding,
-    pair,
-    pool_args,
-    pool_output_size,
-)
+from ._args import check_bool, check_int
+from ._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
 
 __all__ = [
     "check_bool",

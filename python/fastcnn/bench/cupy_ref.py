@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._args import check_int, conv_output_size, conv_padding, pair, pool_args
+from .._args import check_int
+from .._geometry import conv_output_size, conv_padding, pair, pool_args
 
 __all__ = [
     "conv2d",

@@ -172,15 +172,10 @@ def data(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def seeds_model(seed: int = 0, lr: float = 1e-3) -> Any:
     """The seeds' CNN as ``fastcnn.Sequential``, compiled with SGD and sparse categorical
     cross-entropy. Raises ImportError / AttributeError when the layer API is unavailable."""
-    from .. import layers as L
     from .. import optimizers
-    from ..model import Sequential
+    from ..models import seeds_cnn
 
-    model = Sequential([
-        L.Conv2D(32, 3, activation="relu"), L.Conv2D(64, 3, activation="relu"),
-        L.MaxPool2D(2), L.Flatten(), L.Dense(128, activation="relu"),
-        L.Dense(10, activation="softmax"),
-    ], input_shape=(1, 28, 28), seed=seed)
+    model = seeds_cnn((1, 28, 28), 10, seed=seed)
     model.compile(optimizer=optimizers.SGD(learning_rate=lr),
                   loss="sparse_categorical_crossentropy")
     return model
