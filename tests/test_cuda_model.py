@@ -248,7 +248,7 @@ def test_gpu_training_is_deterministic_and_a_custom_loop_equals_fit(cp: Any) -> 
             out = b(xb, training=True, logits=fused)
             assert isinstance(out, cp.ndarray)
             _, dout = b.loss.value_and_grad(out, yb, logits=fused)
-            assert b.backward(dout, input_grad=False) is None
+            assert b.backward(dout, compute_dx=False) is None
             b.optimizer.step(b)
     _same(b.get_weights(), a.get_weights())
 

@@ -77,29 +77,27 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.set_model(model)
 
-    def on_train_begin(self, logs=None):
+    def _dispatch(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
-            cb.on_train_begin(logs)
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, logs=None):
+        self._dispatch("on_train_begin", logs)
 
     def on_train_end(self, logs=None):
-        for cb in self.callbacks:
-            cb.on_train_end(logs)
+        self._dispatch("on_train_end", logs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        for cb in self.callbacks:
-            cb.on_epoch_begin(epoch, logs)
+        self._dispatch("on_epoch_begin", epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        for cb in self.callbacks:
-            cb.on_epoch_end(epoch, logs)
+        self._dispatch("on_epoch_end", epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
-        for cb in self.callbacks:
-            cb.on_train_batch_begin(batch, logs)
+        self._dispatch("on_train_batch_begin", batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        for cb in self.callbacks:
-            cb.on_train_batch_end(batch, logs)
+        self._dispatch("on_train_batch_end", batch, logs)
 
 
 class History(Callback):

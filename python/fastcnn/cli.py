@@ -162,7 +162,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .data import load_image
-    from .model import load_model
+    from .saving import load_model
 
     model = load_model(a.model, compile=False)
     meta = getattr(model, "metadata", None) or {}

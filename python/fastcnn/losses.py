@@ -95,8 +95,10 @@ class Loss:
         return f"{type(self).__name__}(from_logits={self.from_logits})"
 
 
-def _targets(y_true: Any, y_pred: Any) -> Any:
-    """``y_true`` as an array on ``y_pred``'s device (moved there when it is not)."""
+def as_targets(y_true: Any, y_pred: Any) -> Any:
+    """``y_true`` (labels or targets, any shape) as an array on ``y_pred``'s device (moved there
+    when it is not): a NumPy array on the CPU, a CuPy array on the GPU. Used by the losses and
+    by :mod:`fastcnn.metrics`."""
     if is_cupy(y_pred) or is_cupy(y_true):
         return to_device_like(y_true, y_pred)
     return np.asarray(y_true)
@@ -104,7 +106,7 @@ def _targets(y_true: Any, y_pred: Any) -> Any:
 
 def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.ndarray:
     """int64 ids ``(n,)`` or float32 rows ``(n, classes)``, validated, on ``like``'s device."""
-    y = _targets(y_true, like)
+    y = as_targets(y_true, like)
     xp = array_module(y)
     if y.ndim == 2 and y.shape == (n, classes) and not (classes == 1):
         if not np.issubdtype(y.dtype, np.floating) and not np.issubdtype(y.dtype, np.integer):
@@ -177,7 +179,7 @@ class BinaryCrossentropy(Loss):
     fused_activation = "sigmoid"
 
     def value_and_grad(self, y_pred, y_true, logits=False):
-        t = _targets(y_true, y_pred).astype(np.float32, copy=False)
+        t = as_targets(y_true, y_pred).astype(np.float32, copy=False)
         xp = array_module(y_pred)
         if t.size != y_pred.size:
             raise ValueError(f"binary_crossentropy: targets have {t.size} elements "
@@ -208,7 +210,7 @@ class MeanSquaredError(Loss):
         super().__init__(from_logits=False)
 
     def value_and_grad(self, y_pred, y_true, logits=False):
-        t = _targets(y_true, y_pred).astype(np.float32, copy=False)
+        t = as_targets(y_true, y_pred).astype(np.float32, copy=False)
         xp = array_module(y_pred)
         if t.size != y_pred.size:
             raise ValueError(f"mse: targets have shape {t.shape}, the output {y_pred.shape}")

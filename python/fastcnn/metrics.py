@@ -30,21 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from ._device import array_module, is_cupy, to_device_like
+from ._device import array_module, is_cupy
+from .losses import as_targets
 
 __all__ = ["Accuracy", "Metric", "TopKAccuracy", "get", "get_list"]
 
 
-def _labels(y_true: Any, y_pred: Any) -> Any:
-    """``y_true`` as an array on ``y_pred``'s device."""
-    if is_cupy(y_pred) or is_cupy(y_true):
-        return to_device_like(y_true, y_pred)
-    return np.asarray(y_true)
-
-
 def _as_class_ids(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Integer class ids from sparse ``(N,)`` / ``(N, 1)`` labels or one-hot ``(N, C)``."""
-    y = _labels(y_true, y_pred)
+    y = as_targets(y_true, y_pred)
     n = y_pred.shape[0]
     if y.ndim == 2 and y.shape[1] == y_pred.shape[1] and y_pred.shape[1] > 1:
         return array_module(y).argmax(y, axis=1)
@@ -116,7 +110,7 @@ class Accuracy(Metric):
             return self.kind
         if y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
             return "binary"
-        y = _labels(y_true, y_pred)
+        y = as_targets(y_true, y_pred)
         if y.ndim == 2 and y.shape[1] == y_pred.shape[1]:
             return "categorical"
         return "sparse"
@@ -130,7 +124,7 @@ class Accuracy(Metric):
             if logits:  # sigmoid(z) > t  <=>  z > logit(t)
                 thr = float(np.log(thr / (1.0 - thr))) if 0.0 < thr < 1.0 else thr
             pred = y_pred.reshape(n, -1) > thr
-            true = _labels(y_true, y_pred).reshape(n, -1) > 0.5
+            true = as_targets(y_true, y_pred).reshape(n, -1) > 0.5
             return xp.mean(pred == true, axis=1)
         pred = xp.argmax(y_pred.reshape(n, -1), axis=1)
         return (pred == _as_class_ids(y_true, y_pred.reshape(n, -1))).astype(np.float64)

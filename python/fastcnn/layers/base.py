@@ -1,0 +1,306 @@
+"""The layer base class and the activation helpers the layers share.
+
+:class:`Layer` implements the protocol described in :mod:`fastcnn.layers` (build, forward,
+backward, weights, state, config) and the defaults of its two optional parts: ``compute_dx``
+and the pooled-gradient fusion (:meth:`Layer.accepts_pooled_grad` /
+:meth:`Layer.offer_pooled_grad`). :class:`ActivationMixin` and the ``activation_*`` functions
+run an activation's forward and backward on NumPy or CuPy arrays alike.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import initializers as _init
+from .. import ops
+from .._device import array_module, assign, host_copy, is_cupy, move
+
+__all__ = [
+    "ACTIVATIONS",
+    "ACT_FLOPS",
+    "ActivationMixin",
+    "KernelBiasMixin",
+    "Layer",
+    "Shape",
+    "check_activation",
+]
+
+Shape = tuple[int, ...]
+
+#: Activation names accepted by Conv2D / Dense / Activation (``None`` and ``"linear"`` = none).
+ACTIVATIONS = (None, "linear", "relu", "sigmoid", "softmax")
+#: Forward FLOPs per element of each activation.
+ACT_FLOPS = {None: 0, "relu": 1, "sigmoid": 4, "softmax": 5}
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def check_activation(activation: str | None, layer: str) -> str | None:
+    """``activation`` checked against :data:`ACTIVATIONS` (``"linear"`` becomes None);
+    ValueError naming ``layer`` otherwise."""
+    if activation == "linear":
+        return None
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{layer}: unknown activation {activation!r}; expected one of "
+                         f"{list(ACTIVATIONS)}")
+    return activation
+
+
+def _shape_of(a: Any) -> tuple[int, ...]:
+    """Shape of an array of either kind (or of a nested list)."""
+    return tuple(a.shape) if is_cupy(a) else np.shape(a)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float32 in, float32 out (NumPy or CuPy)."""
+    xp = array_module(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
+
+
+def activation_forward(z: np.ndarray, activation: str | None) -> np.ndarray:
+    """``activation(z)``; softmax is over axis 1. Same shape and array kind as ``z``."""
+    if activation is None:
+        return z
+    if activation == "relu":
+        return ops.relu(z)
+    if activation == "softmax":
+        return ops.softmax(z, axis=1)
+    return _sigmoid(z)
+
+
+def activation_backward(dy: np.ndarray, y: np.ndarray, activation: str | None) -> np.ndarray:
+    """d(loss)/dz from d(loss)/dy and the activation's output ``y`` (both the shape of z)."""
+    if activation is None:
+        return dy
+    if activation == "relu":
+        return ops.relu_backward(dy, y)
+    if activation == "softmax":
+        s = array_module(y).sum(dy * y, axis=1, keepdims=True, dtype=np.float32)
+        return (y * (dy - s)).astype(np.float32, copy=False)
+    return (dy * y * (np.float32(1) - y)).astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# base class
+
+
+class Layer:
+    """Base class of all layers (see the module docstring for the protocol).
+
+    Attributes:
+        name: unique within a model (assigned by the model when ``None``).
+        trainable: when False the layer's weights are frozen: excluded from
+            ``model.parameters()`` (so optimizers skip them) and counted as non-trainable.
+        params / grads: dicts of float32 arrays (empty for layers without weights).
+        input_shape / output_shape: per-sample shapes, set by :meth:`build`.
+        flops: forward FLOPs per sample, set by :meth:`build`.
+    """
+
+    default_name: ClassVar[str] = "layer"
+    has_activation: ClassVar[bool] = False
+
+    def __init__(self, *, name: str | None = None, trainable: bool = True) -> None:
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"layer name must be a non-empty string without '/', got {name!r}")
+        self.name: str | None = name
+        self.trainable = bool(trainable)
+        self.built = False
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.flops = 0
+        self._cache: Any = None
+        #: False while the model runs a backward pass that does not need this layer's dx (the
+        #: first layer's, in training); a layer may then skip dx and return None.
+        self.compute_dx = True
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, input_shape: Shape, rng: np.random.Generator | None = None) -> Shape:
+        """Create weights for per-sample ``input_shape``; returns the per-sample output shape.
+
+        Args:
+            input_shape: shape of one sample, e.g. ``(C, H, W)``.
+            rng: generator used for weight initialisation (a fresh unseeded one if None).
+        """
+        input_shape = tuple(int(s) for s in input_shape)
+        if any(s < 1 for s in input_shape):
+            raise ValueError(f"{self._label()}: input shape must be positive, got {input_shape}")
+        rng = rng if rng is not None else np.random.default_rng()
+        self.input_shape = input_shape
+        self.output_shape = self._build(input_shape, rng)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.built = True
+        return self.output_shape
+
+    def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        self.flops = 0
+        return input_shape
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Per-sample output shape for ``input_shape`` (builds nothing)."""
+        clone = copy.copy(self)  # build() rebinds params / grads: the original is untouched
+        return clone.build(input_shape, np.random.default_rng(0))
+
+    # -- running ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``x`` (N, *input_shape) float32 -> (N, *output_shape) float32."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, accumulate: bool = False) -> np.ndarray:
+        """``dy`` (N, *output_shape) -> ``dx`` (N, *input_shape); fills ``grads``. ``dx`` may be
+        None when :attr:`compute_dx` is False."""
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    # -- the pooled-gradient fusion (see the package docstring) -----------------------------
+    def accepts_pooled_grad(self) -> bool:
+        """Whether :meth:`backward` can take ``pooled_grad=`` (the next layer's pooling routed
+        inside this layer's backward) after the last training forward. False by default."""
+        return False
+
+    def offer_pooled_grad(self) -> dict[str, Any] | None:
+        """After ``forward(x, training=True)``: the ``pooled_grad`` arguments that route a
+        gradient of this layer's output back through it inside the previous layer's backward,
+        or None (the default) when it has none to offer. Offering consumes the forward cache:
+        this layer's own :meth:`backward` is then not called."""
+        return None
+
+    def _need_cache(self) -> Any:
+        if self._cache is None:
+            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
+                               f"forward(x, training=True)")
+        return self._cache
+
+    def _store_grad(self, key: str, g: np.ndarray | None, accumulate: bool) -> None:
+        if not self.trainable or g is None:
+            return
+        buf = self.grads[key]
+        if accumulate:
+            array_module(buf).add(buf, g, out=buf)
+        else:
+            self.grads[key] = g  # the op's fresh result (float32, C-contiguous): no copy
+
+    # -- weights ----------------------------------------------------------------------------
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield ``(key, param, grad)`` for every weight of a trainable layer."""
+        if self.trainable:
+            for k, p in self.params.items():
+                yield k, p, self.grads[k]
+
+    def parameters(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(param, grad)`` pairs (empty when ``trainable`` is False)."""
+        for _, p, g in self.named_parameters():
+            yield p, g
+
+    def count_params(self) -> int:
+        """Number of scalars in all weights (trainable or not)."""
+        return sum(int(p.size) for p in self.params.values())
+
+    def to_device(self, device: str) -> None:
+        """Move ``params`` and ``grads`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy) and drop the
+        forward cache (it holds arrays of the old device). Called by ``Sequential.to``."""
+        self.params = {k: move(v, device) for k, v in self.params.items()}
+        self.grads = {k: move(v, device) for k, v in self.grads.items()}
+        self._cache = None
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights, in ``params`` order, as NumPy arrays (also for a layer on
+        the GPU)."""
+        return [host_copy(p) for p in self.params.values()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Assign weights in ``params`` order (shapes checked first; float32 copies)."""
+        weights = list(weights)
+        if len(weights) != len(self.params):
+            raise ValueError(f"{self._label()}: expected {len(self.params)} arrays, "
+                             f"got {len(weights)}")
+        for (k, p), w in zip(self.params.items(), weights, strict=True):
+            if _shape_of(w) != p.shape:
+                raise ValueError(f"{self._label()}: weight {k!r} has shape {p.shape}, "
+                                 f"got {_shape_of(w)}")
+        for p, w in zip(self.params.values(), weights, strict=True):
+            assign(p, w)
+
+    # -- non-weight state (random generators), saved with the model --------------------------
+    def get_state(self) -> dict[str, Any] | None:
+        """JSON-serialisable state other than weights (None when there is none)."""
+        return None
+
+    def check_state(self, state: Any) -> Any:
+        """Validate :meth:`get_state`'s value; returns what :meth:`set_state` assigns.
+        ValueError when it does not fit this layer."""
+        if state is not None:
+            raise ValueError(f"{self._label()}: has no state to load")
+        return None
+
+    def set_state(self, checked: Any) -> None:
+        """Assign a value returned by :meth:`check_state`."""
+
+    # -- serialisation ----------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments."""
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Rebuild an (unbuilt) layer from :meth:`get_config`'s dict."""
+        return cls(**config)
+
+    def _label(self) -> str:
+        return f"{type(self).__name__}({self.name!r})" if self.name else type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{self._label()} output_shape={self.output_shape}>"
+
+
+class ActivationMixin:
+    """Shared pieces of layers with an ``activation``."""
+
+    activation: str | None
+
+    def _act(self, z: np.ndarray, apply_activation: bool) -> np.ndarray:
+        act = self.activation if apply_activation else None
+        return activation_forward(z, act)
+
+    def _act_backward(self, dy: np.ndarray, y: np.ndarray, applied: bool) -> np.ndarray:
+        return activation_backward(dy, y, self.activation if applied else None)
+
+
+class KernelBiasMixin(ActivationMixin):
+    """Shared pieces of layers with a ``kernel``, an optional ``bias`` (each with an
+    initializer) and an activation: Conv2D and Dense."""
+
+    use_bias: bool
+    params: dict[str, np.ndarray]
+
+    def _init_kernel_bias(self, activation: str | None, use_bias: bool, kernel_initializer: Any,
+                          bias_initializer: Any, label: str) -> None:
+        self.activation = check_activation(activation, label)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _init.get(kernel_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def _store_kernel_bias(self, dw: np.ndarray, db: np.ndarray | None,
+                           accumulate: bool) -> None:
+        """Store the ops' ``dw`` and ``db`` (None without a bias) into ``grads``."""
+        self._store_grad("kernel", dw, accumulate)  # type: ignore[attr-defined]
+        if self.use_bias:
+            self._store_grad("bias", db, accumulate)  # type: ignore[attr-defined]
+
+    def _kernel_bias_config(self) -> dict[str, Any]:
+        return {
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": _init.serialize(self.kernel_initializer),
+            "bias_initializer": _init.serialize(self.bias_initializer),
+        }

@@ -1,0 +1,322 @@
+"""Model files: an atomic, pickle-free ``.npz`` container; save, save_weights, load_weights and
+load_model.
+
+``save(model, path)`` (``model.save(path)``) writes one ``.npz`` (exactly at ``path``; no suffix
+is added) holding ``format`` (:data:`MODEL_FORMAT`), the architecture as a JSON string in a
+NumPy unicode array, ``weights/<layer>/<param>`` arrays, the compile settings (JSON), the
+layers' non-weight state (JSON), ``model.metadata`` (JSON) and ``optimizer/<slot>/<layer>/
+<param>`` state; ``save_weights`` writes only ``format`` (:data:`WEIGHTS_FORMAT`) and the
+weights. Weights are saved as NumPy arrays from either device.
+
+A file is written to a temporary file in the same directory and ``os.replace``'d into place,
+so a crash never leaves a half-written file. Loading uses ``allow_pickle=False`` and checks
+every key, shape and dtype before assigning anything: a truncated, mismatched or pickled file
+raises ValueError naming the problem and leaves the model unchanged. :func:`load_model` returns
+a model on the CPU (call ``.to("cuda")``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from . import layers as _layers
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optimizers as _optimizers
+from ._device import assign, to_host
+from .model import Sequential
+
+__all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "load_model", "load_weights", "save",
+           "save_weights"]
+
+#: ``format`` of a file written by :func:`save` (architecture, weights, training state).
+MODEL_FORMAT = "fastcnn.Sequential/1"
+#: ``format`` of a file written by :func:`save_weights` (weights only).
+WEIGHTS_FORMAT = "fastcnn.weights/1"
+
+
+# --------------------------------------------------------------------------------------------
+# the container
+
+
+def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` to a new file in ``path``'s directory, fsync, then ``os.replace``: ``path``
+    is either the previous file or the complete new one, never a half-written mix.
+
+    Where the OS allows it (Linux ``O_TMPFILE``) the data is written to an unnamed file that
+    gets a name only once it is complete, so a process killed mid-write leaves nothing behind;
+    elsewhere a hidden ``.<name>.*.tmp`` file is used and removed on every error path.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    fd = -1
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~umask)
+        except OSError:  # a filesystem without O_TMPFILE: use a named temporary file
+            fd = -1
+    if fd >= 0:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+            # a name for the finished file (an instant before it replaces `path`); passing a
+            # dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which links the open file
+            name = f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+            tmp = os.path.join(directory, name)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.link(f"/proc/self/fd/{f.fileno()}", name, dst_dir_fd=dir_fd,
+                        follow_symlinks=True)
+            finally:
+                os.close(dir_fd)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (``allow_pickle=False``), read fully (so CRC errors of a
+    damaged file surface here); ValueError naming the problem for anything unreadable."""
+    name = os.fspath(path)
+    with open(name, "rb") as fh:  # our handle: closed on every error path
+        try:
+            obj = np.load(fh, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{name!r} is not a readable fastcnn .npz file (truncated, "
+                             f"damaged or pickled: {e})") from e
+        if not hasattr(obj, "files"):
+            raise ValueError(f"{name!r} is a single .npy array, not a fastcnn .npz file")
+        try:
+            with obj:
+                return {k: obj[k] for k in obj.files}
+        except ValueError as e:
+            raise ValueError(f"{name!r} holds pickled (object) data, which fastcnn never "
+                             f"writes and refuses to load: {e}") from e
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+            raise ValueError(f"{name!r} is truncated or damaged: {e}") from e
+
+
+def _json_field(arrays: dict[str, np.ndarray], key: str, path: Any) -> Any:
+    a = arrays.get(key)
+    if a is None:
+        raise ValueError(f"{os.fspath(path)!r}: missing {key!r}")
+    if a.shape != () or a.dtype.kind != "U":
+        raise ValueError(f"{os.fspath(path)!r}: {key!r} must be a unicode string, got "
+                         f"{a.dtype} {a.shape}")
+    try:
+        return json.loads(str(a))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{os.fspath(path)!r}: {key!r} is not valid JSON: {e}") from e
+
+
+def _format_of(arrays: dict[str, np.ndarray], path: Any) -> str:
+    a = arrays.get("format")
+    if a is None or a.shape != () or a.dtype.kind != "U":
+        raise ValueError(f"{os.fspath(path)!r} is not a fastcnn file (no 'format' entry)")
+    fmt = str(a)
+    if fmt not in (MODEL_FORMAT, WEIGHTS_FORMAT):
+        raise ValueError(f"{os.fspath(path)!r}: unsupported format {fmt!r}; expected "
+                         f"{MODEL_FORMAT!r} or {WEIGHTS_FORMAT!r}")
+    return fmt
+
+
+
+# --------------------------------------------------------------------------------------------
+# a model's parts
+
+
+def _training_config(model: Sequential) -> dict[str, Any] | None:
+    """The compile settings as JSON-serialisable dicts (None when not compiled, or, with a
+    warning, when they are custom objects that can't be serialised)."""
+    if model.loss is None or model.optimizer is None:
+        return None
+    try:
+        return {
+            "loss": _losses.serialize(model.loss),
+            "metrics": [{"class_name": type(m).__name__, "config": m.get_config()}
+                        for m in model.metrics],
+            "optimizer": _optimizers.serialize(model.optimizer),
+        }
+    except ValueError as e:
+        warnings.warn(f"save: the compile settings are not saved ({e})", UserWarning,
+                      stacklevel=4)  # the caller of Sequential.save
+        return None
+
+
+def _weight_arrays(model: Sequential) -> dict[str, np.ndarray]:
+    """``weights/<layer>/<param>`` -> host copy of every weight (trainable or not)."""
+    return {f"weights/{k}": to_host(p) for k, p in model._all_weights().items()}
+
+
+def _checked_weights(model: Sequential, arrays: dict[str, np.ndarray],
+                     path: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pair every model weight with its array from a file; ValueError before any change.
+
+    Weights are matched by name; when the names differ (a model whose layers were named
+    differently) but the file holds the same number of weights with the same shapes in
+    the same order, they are matched by position."""
+    name = os.fspath(path)
+    mine = model._all_weights()
+    stored = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
+    if set(stored) != set(mine):
+        same_order = len(stored) == len(mine) and all(
+            a.shape == b.shape for a, b in zip(stored.values(), mine.values(), strict=True))
+        if not same_order:
+            missing = sorted(set(mine) - set(stored))
+            extra = sorted(set(stored) - set(mine))
+            raise ValueError(f"{name!r} does not match the model: missing weights "
+                             f"{missing}, unexpected weights {extra}")
+        stored = dict(zip(mine, stored.values(), strict=True))
+    pairs = []
+    for k, p in mine.items():
+        a = stored[k]
+        if a.shape != p.shape:
+            raise ValueError(f"{name!r}: weight {k!r} has shape {a.shape}, the model "
+                             f"expects {p.shape}")
+        if a.dtype != np.float32:
+            raise ValueError(f"{name!r}: weight {k!r} has dtype {a.dtype}, expected "
+                             f"float32")
+        pairs.append((p, a))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# save / load
+
+
+def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
+    """:meth:`fastcnn.Sequential.save`: architecture, weights, compile settings, layer states,
+    metadata and (with ``include_optimizer``) optimizer state to one ``.npz``, atomically."""
+    model._require_built()
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(MODEL_FORMAT),
+        "architecture": np.array(json.dumps(model.get_config())),
+        **_weight_arrays(model),
+    }
+    if model.metadata:
+        try:
+            arrays["metadata"] = np.array(json.dumps(model.metadata))
+        except TypeError as e:
+            raise ValueError(f"save: model.metadata must be JSON-serialisable: {e}") from e
+    states = {lay.name: st for lay in model.layers if (st := lay.get_state()) is not None}
+    if states:
+        arrays["layer_states"] = np.array(json.dumps(states))
+    tc = _training_config(model)
+    if tc is not None:
+        arrays["training_config"] = np.array(json.dumps(tc))
+        if include_optimizer and model.optimizer is not None:
+            for k, v in model.optimizer.get_state().items():
+                arrays[f"optimizer/{k}"] = v
+    _atomic_savez(path, arrays)
+
+
+def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
+    """:meth:`fastcnn.Sequential.save_weights`: only ``format`` and the weights, atomically."""
+    model._require_built()
+    _atomic_savez(path, {"format": np.array(WEIGHTS_FORMAT), **_weight_arrays(model)})
+
+
+def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
+    """:meth:`fastcnn.Sequential.load_weights`: the weights of a :func:`save` or
+    :func:`save_weights` file, all checked before any is assigned."""
+    model._require_built()
+    arrays = _read_npz(path)
+    _format_of(arrays, path)
+    for p, a in _checked_weights(model, arrays, path):
+        assign(p, a)
+
+
+def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
+    """Rebuild a model saved by :meth:`Sequential.save`: architecture, weights and (with
+    ``compile=True``) optimizer, loss, metrics and optimizer state.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a fastcnn model file, truncated / damaged, pickled data, or any key,
+            shape or dtype that does not match the stored architecture.
+    """
+    arrays = _read_npz(path)
+    name = os.fspath(path)
+    fmt = _format_of(arrays, path)
+    if fmt != MODEL_FORMAT:
+        raise ValueError(f"{name!r} holds only weights (save_weights); build the model and "
+                         f"call model.load_weights(path) instead")
+    arch = _json_field(arrays, "architecture", path)
+    try:
+        model = Sequential.from_config(arch)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{name!r}: bad architecture: {e}") from e
+    if not model.built:
+        raise ValueError(f"{name!r}: the architecture has no input shape")
+    pairs = _checked_weights(model, arrays, path)
+    layer_states: list[tuple[_layers.Layer, Any]] = []
+    if "layer_states" in arrays:
+        states = _json_field(arrays, "layer_states", path)
+        by_name = {lay.name: lay for lay in model.layers}
+        if not isinstance(states, dict) or not set(states) <= set(by_name):
+            raise ValueError(f"{name!r}: 'layer_states' names unknown layers")
+        try:
+            layer_states = [(by_name[k], by_name[k].check_state(v)) for k, v in states.items()]
+        except ValueError as e:
+            raise ValueError(f"{name!r}: {e}") from e
+    metadata: dict[str, Any] = {}
+    if "metadata" in arrays:
+        metadata = _json_field(arrays, "metadata", path)
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{name!r}: 'metadata' is not a JSON object")
+    allowed = {"format", "architecture", "training_config", "layer_states", "metadata"}
+    extra = [k for k in arrays if k not in allowed and not k.startswith(("weights/",
+                                                                          "optimizer/"))]
+    if extra:
+        raise ValueError(f"{name!r}: unexpected entries {extra}")
+    opt_state = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                 if k.startswith("optimizer/")}
+    if compile and "training_config" in arrays:
+        tc = _json_field(arrays, "training_config", path)
+        try:
+            optimizer = _optimizers.get(tc["optimizer"])
+            loss = _losses.get(tc["loss"])
+            metric_objs = [_metrics.get(m) for m in tc.get("metrics", [])]
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{name!r}: bad training_config: {e}") from e
+        if opt_state:
+            expected = {k: p.shape for k, p, _ in model.named_parameters()}
+            try:
+                optimizer.set_state(opt_state, expected)
+            except ValueError as e:
+                raise ValueError(f"{name!r}: {e}") from e
+        model.compile(optimizer, loss, metric_objs)
+    for p, a in pairs:
+        p[...] = a
+    for layer, checked in layer_states:
+        layer.set_state(checked)
+    model.metadata = metadata
+    return model

@@ -1,0 +1,535 @@
+"""Training: ``fit`` / ``evaluate`` / ``predict`` around one :func:`train_step`.
+
+:meth:`fastcnn.Sequential.fit` / ``evaluate`` / ``predict`` call the functions of the same
+names here; :func:`train_step` is the one training step that ``fit`` runs for every batch and
+that a custom loop can call too.
+
+Inputs and labels
+-----------------
+``x`` is NCHW (``(N, C, H, W)`` for ``input_shape=(C, H, W)``) or ``(N, features)`` for a flat
+``input_shape``. It may have any numeric dtype: every batch is converted with
+``np.asarray(x_batch, dtype=np.float32)`` (the ops take float32 only), so a uint8 data set is
+converted batch by batch, never all at once. Labels are integer class ids ``(N,)`` or float
+one-hot rows ``(N, classes)`` for the cross-entropies, 0/1 targets for binary cross-entropy,
+targets of the output's size for MSE.
+
+Training, step by step (what ``fit`` does, and how to reproduce it by hand)
+---------------------------------------------------------------------------
+``fit(x, y, batch_size, epochs, shuffle=True, seed=s)`` creates ``rng =
+np.random.default_rng(s)`` once and, at the start of every epoch, takes ``perm =
+rng.permutation(n)`` (``np.arange(n)`` with ``shuffle=False``); batch ``b`` holds the samples
+``perm[b * batch_size:(b + 1) * batch_size]``. With ``validation_split`` the last
+``n - ceil(n * (1 - validation_split))`` samples are held out first (before shuffling), as Keras
+does. For each batch it calls ``train_step(model, xb, yb)``, which does::
+
+    fused = model.output_fused                   # softmax/sigmoid output + matching loss
+    out = model(xb, training=True, logits=fused)  # logits of the last layer when fused
+    loss, dout = model.loss.value_and_grad(out, yb, logits=fused)
+    # a NaN / inf loss raises NonFiniteLossError here, before any weight changes
+    model.backward(dout, compute_dx=False)        # writes every layer's grads, skips dx
+    model.optimizer.step(model)                   # in-place update
+
+A hand-written loop calling ``train_step`` (or doing those lines) on the same batches gives
+bitwise the same weights as ``fit`` (see tests/test_training.py and tests/test_model.py).
+``model.backward`` overwrites the gradients (``accumulate=True`` adds to them);
+``optimizer.zero_grad(model)`` zeroes them.
+
+With a dataset object (anything iterable over ``(x_batch, y_batch)`` with ``__len__`` = number
+of batches, e.g. :class:`fastcnn.data.ArrayDataset` / ``ImageFolder``) the dataset decides batch
+size and order; ``batch_size``, ``shuffle``, ``seed`` and ``validation_split`` do not apply.
+
+Determinism: ``Sequential(..., seed=s)`` initialises weights from ``np.random.default_rng(s)``
+(layers in order) and seeds Dropout masks from it; with the same model seed and fit seed,
+training gives the same weights run to run.
+
+Errors and interruption: a NaN or infinite loss raises :class:`NonFiniteLossError` (both a
+FloatingPointError and a ValueError; ``fit``'s names the epoch and batch), before that batch
+changes any weight. Ctrl-C (SIGINT) during ``fit`` is deferred to the end of the current batch
+(its update is completed, never half-applied), then the progress bar is closed, a line saying
+training was interrupted is printed, ``on_train_end`` runs and the History of the completed
+epochs is returned (``history.interrupted`` is True).
+
+Devices
+-------
+On the GPU, ``fit`` / ``evaluate`` / ``predict`` take NumPy inputs (or datasets yielding them)
+and upload each batch, labels included, one batch ahead: with CuPy's pinned memory and streams
+the copy of batch i + 1 runs on its own stream while batch i computes (see
+:class:`fastcnn._device.BatchUploader`). CuPy inputs are used as they are. A training step
+copies only the loss (and each metric's per-batch sum) back to the host. ``predict`` returns a
+NumPy array (as Keras does), ``evaluate`` Python floats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from . import callbacks as _callbacks
+from ._device import BatchUploader, is_cupy
+from .model import Sequential
+
+__all__ = ["NonFiniteLossError", "StepResult", "evaluate", "fit", "predict", "train_step"]
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite (raised by :func:`train_step` and ``fit``,
+    before the batch changes any weight). ``loss`` is the offending value."""
+
+    def __init__(self, message: str, loss: float = math.nan) -> None:
+        super().__init__(message)
+        self.loss = loss
+
+
+class StepResult(NamedTuple):
+    """What :func:`train_step` returns."""
+
+    #: the batch's mean loss, a Python float (on the GPU the step's one device-to-host copy)
+    loss: float
+    #: the model's output for the batch (N, *output_shape), float32, on the model's device:
+    #: the last layer's pre-activation values when ``logits`` is True
+    outputs: Any
+    #: whether ``outputs`` are logits (``model.output_fused``: the output activation is fused
+    #: into the loss); pass ``logits=logits or model.loss.from_logits`` to a metric's update
+    logits: bool
+
+
+# --------------------------------------------------------------------------------------------
+# one step
+
+
+def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
+    """One training step on one batch: forward, loss, backward (without the first layer's dx)
+    and the optimizer's in-place update, exactly as ``fit`` runs it for every batch.
+
+    Args:
+        model: a compiled :class:`fastcnn.Sequential` (built here from ``x`` if it is not).
+        x: the batch's inputs (N, *input_shape), any numeric dtype (converted to float32) and
+            NumPy, or CuPy for a model on the GPU (NumPy inputs are uploaded).
+        y: the batch's labels (N,) or (N, ...), as the compiled loss takes them.
+
+    Returns:
+        :class:`StepResult` ``(loss, outputs, logits)``.
+
+    Raises:
+        RuntimeError: the model is not compiled.
+        NonFiniteLossError: the loss is NaN or infinite; no gradient is written and no weight
+            (nor the optimizer's state) changes.
+    """
+    loss_fn, optimizer = model._require_compiled("train_step")
+    xb = model._input(x, "train_step")
+    model._ensure_built(xb)
+    fused = model.output_fused
+    out = model._forward(model._on_device(xb), True, fused)
+    value, dout = loss_fn.value_and_grad(out, y, logits=fused)
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"the loss became {value}; the weights are those before this "
+                                 f"batch. Lower the learning rate or check the inputs for "
+                                 f"NaN/inf.", value)
+    model.backward(dout, compute_dx=False)
+    optimizer.step(model)
+    return StepResult(value, out, fused)
+
+
+# --------------------------------------------------------------------------------------------
+# data helpers
+
+
+def _is_dataset(obj: Any) -> bool:
+    return (not isinstance(obj, np.ndarray | list | tuple) and not is_cupy(obj)
+            and hasattr(obj, "__iter__") and hasattr(obj, "__len__"))
+
+
+
+class _ArrayBatches:
+    """Batches of ``(x, y)`` arrays in a given order."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.order: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, Any]]:
+        n, bs = len(self.x), self.batch_size
+        for i in range(0, n, bs):
+            if self.order is None:
+                idx: Any = slice(i, i + bs)
+            else:
+                idx = self.order[i:i + bs]
+            xi = _index_for(self.x, idx)
+            yi = None if self.y is None else _index_for(self.y, idx)
+            yield self.x[xi], (None if self.y is None else self.y[yi])
+
+
+def _index_for(a: Any, idx: Any) -> Any:
+    """An index for ``a``: a NumPy index array is uploaded when ``a`` is a cupy array."""
+    if is_cupy(a) and isinstance(idx, np.ndarray):
+        import cupy
+
+        return cupy.asarray(idx)
+    return idx
+
+
+def _xy(item: Any, who: str) -> tuple[Any, Any]:
+    """Split a dataset item into ``(x_batch, y_batch)`` with a clear error."""
+    if isinstance(item, tuple | list) and len(item) == 2:
+        return item[0], item[1]
+    raise ValueError(f"{who}: a training dataset must yield (x_batch, y_batch) pairs, got "
+                     f"{type(item).__name__}" + (f" of length {len(item)}"
+                                                 if isinstance(item, tuple | list) else ""))
+
+
+def _check_arrays(x: Any, y: Any, who: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` and ``y`` as arrays (NumPy, or CuPy arrays left as they are), checked."""
+    x = x if is_cupy(x) else np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"{who}: x must have a batch axis, got shape {x.shape}")
+    if y is not None:
+        y = y if is_cupy(y) else np.asarray(y)
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{who}: x and y must have the same number of samples, got "
+                             f"{len(x)} and {y.shape}")
+    return x, y
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _fmt_logs(logs: dict[str, float]) -> str:
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+def _close_iterator(it: Any) -> None:
+    """Stop a dataset's epoch iterator early (a background producer thread, a generator)."""
+    close = getattr(it, "close", None)
+    if callable(close):
+        close()
+
+
+def _install_sigint(state: dict[str, bool]) -> Any:
+    """Defer Ctrl-C to the end of the current batch; returns the handler to restore (or None
+    when no handler could be installed, e.g. outside the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    old = signal.getsignal(signal.SIGINT)
+    if old is None:  # installed from C; leave it alone
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        state["flag"] = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
+    return old
+
+
+def _restore_sigint(old: Any) -> None:
+    if old is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, old)
+
+
+
+def _device_batches(model: Sequential,
+                    pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+    """``(x, y)`` batches on the model's device: uploaded one batch ahead on the GPU
+    (:class:`fastcnn._device.BatchUploader`), passed through on the CPU."""
+    try:
+        if model.device != "cuda":
+            yield from pairs
+            return
+        up = BatchUploader()
+        try:
+            pending = None
+            for xb, yb in pairs:
+                started = up.start((xb, yb))  # before batch i's work is queued
+                if pending is not None:
+                    yield up.finish(pending)  # type: ignore[misc]
+                pending = started
+            if pending is not None:
+                yield up.finish(pending)  # type: ignore[misc]
+        finally:
+            up.close()
+    finally:
+        _close_iterator(pairs)
+
+
+def _fit_batches(model: Sequential, batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
+    """Training items as ``(x float32, y)`` host (or CuPy) arrays, the model built."""
+    try:
+        for item in batches:
+            xb_raw, yb = _xy(item, "fit")
+            xb = model._input(xb_raw, "fit")
+            model._ensure_built(xb)
+            yield xb, yb
+    finally:
+        _close_iterator(batches)
+
+
+def _eval_batches(model: Sequential, x: Any, y: Any, batch_size: int, who: str,
+                  verbose: int) -> Iterator[tuple[np.ndarray, Any]]:
+    """``(x, y or None)`` batches of an array pair or a dataset on the model's device, with a
+    progress bar when ``verbose == 1``."""
+    if _is_dataset(x):
+        if y is not None:
+            raise ValueError(f"{who}: y must be None when x is a dataset")
+        source: Any = x
+    else:
+        xa, ya = _check_arrays(x, y, who)
+        source = _ArrayBatches(xa, ya, _check_batch_size(batch_size))
+    bar = tqdm(total=len(source), desc=who, unit="batch", disable=verbose != 1,
+               file=sys.stdout, leave=True)
+
+    def host_batches(batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
+        try:
+            for item in batches:
+                if isinstance(item, tuple | list) and len(item) == 2:
+                    xb, yb = item
+                elif isinstance(item, tuple | list) and len(item) == 1:
+                    xb, yb = item[0], None
+                else:
+                    xb, yb = item, None
+                xb = model._input(xb, who)
+                model._ensure_built(xb)
+                yield xb, yb
+        finally:
+            _close_iterator(batches)
+
+    batches = _device_batches(model, host_batches(iter(source)))
+    try:
+        for xb, yb in batches:
+            yield xb, yb
+            bar.update(1)
+    finally:
+        bar.close()
+        _close_iterator(batches)
+
+
+# --------------------------------------------------------------------------------------------
+# predict / evaluate
+
+
+def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
+    """:meth:`fastcnn.Sequential.predict`: outputs (N, *output_shape) as a float32 NumPy array,
+    batch by batch (on the GPU gathered on the device and copied to the host once)."""
+    outs = []
+    for xb, _ in _eval_batches(model, x, None, batch_size, "predict", verbose):
+        out = model._forward(xb, False, False)
+        if is_cupy(out) and (out is xb or out.base is not None):
+            out = out.copy()  # a view of an upload buffer, which is reused
+        outs.append(out)
+    if not outs:
+        model._require_built()
+        return np.zeros((0, *model.output_shape), dtype=np.float32)  # type: ignore[misc]
+    if is_cupy(outs[0]):
+        import cupy
+
+        return cupy.asnumpy(cupy.concatenate(outs, axis=0))
+    return np.concatenate(outs, axis=0)
+
+
+def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
+             return_dict: bool = False) -> float | list[float] | dict[str, float]:
+    """:meth:`fastcnn.Sequential.evaluate`: the loss (no metrics), ``[loss, metric, ...]`` in
+    compile order, or ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``."""
+    model._require_compiled("evaluate")
+    logs = _evaluate_logs(model, x, y, batch_size, verbose, "evaluate")
+    if return_dict:
+        return logs
+    if not model.metrics:
+        return logs["loss"]
+    return list(logs.values())
+
+
+def _evaluate_logs(model: Sequential, x: Any, y: Any, batch_size: int, verbose: int,
+                   who: str) -> dict[str, float]:
+    loss_fn = model.loss
+    assert loss_fn is not None
+    if not _is_dataset(x) and y is None:
+        raise ValueError(f"{who}: y is required with array inputs")
+    fused = model.output_fused
+    total, count = 0.0, 0
+    for m in model.metrics:
+        m.reset()
+    for xb, yb in _eval_batches(model, x, y, batch_size, who, verbose):
+        if yb is None:
+            raise ValueError(f"{who}: the dataset yielded no labels")
+        out = model._forward(xb, False, fused)
+        value, _ = loss_fn.value_and_grad(out, yb, logits=fused)
+        n = len(xb)
+        total += value * n
+        count += n
+        for m in model.metrics:
+            m.update(yb, out, logits=fused or loss_fn.from_logits)
+    if count == 0:
+        raise ValueError(f"{who}: no samples")
+    logs = {"loss": total / count}
+    logs.update({m.name: m.result() for m in model.metrics})
+    return logs
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+
+
+def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
+        verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,
+        validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+        seed: int | None = None, initial_epoch: int = 0) -> _callbacks.History:
+    """:meth:`fastcnn.Sequential.fit` (arguments documented there; the steps in this module's
+    docstring): one :func:`train_step` per batch, callbacks, progress bar, validation,
+    SIGINT deferred to the end of the batch. Returns the History."""
+    loss_fn, _ = model._require_compiled("fit")
+    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+    rng = np.random.default_rng(seed)
+    train, val = _fit_sources(x, y, batch_size, validation_split, validation_data)
+    array_train = isinstance(train, _ArrayBatches)
+    if array_train:
+        model._ensure_built(model._input(train.x[:1], "fit"))
+    model._check_loss_activation()
+
+    history = _callbacks.History()
+    history.params = {"epochs": int(epochs), "steps": len(train),
+                      "batch_size": batch_size if array_train else None}
+    # History last: it records the keys other callbacks add to the epoch logs
+    cbs = _callbacks.CallbackList([*(callbacks or []), history], model=model)
+    model.history = history
+    model.stop_training = False
+
+    interrupt = {"flag": False}
+    old_handler = _install_sigint(interrupt)
+    bar: Any = None
+    batches: Any = None
+    epoch, batch = initial_epoch, -1
+    try:
+        cbs.on_train_begin({})
+        for epoch in range(initial_epoch, epochs):
+            if array_train:
+                train.order = rng.permutation(len(train.x)) if shuffle else None
+            cbs.on_epoch_begin(epoch, {})
+            t0 = time.perf_counter()
+            bar = tqdm(total=len(train), desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
+                       disable=verbose != 1, file=sys.stdout, leave=True)
+            running = 0.0
+            seen = 0
+            for m in model.metrics:
+                m.reset()
+            batch = -1
+            batches = _device_batches(model, _fit_batches(model, iter(train)))
+            for batch, (xb, yb) in enumerate(batches):
+                cbs.on_train_batch_begin(batch, {})
+                try:
+                    step = train_step(model, xb, yb)
+                except NonFiniteLossError as e:
+                    raise NonFiniteLossError(
+                        f"the loss became {e.loss} at epoch {epoch + 1}, batch {batch + 1} "
+                        f"(of {len(train)}); the weights are those before that batch. "
+                        f"Lower the learning rate or check the inputs for NaN/inf.",
+                        e.loss) from None
+                n = len(xb)
+                running += step.loss * n
+                seen += n
+                for m in model.metrics:
+                    m.update(yb, step.outputs, logits=step.logits or loss_fn.from_logits)
+                blogs = {"loss": running / seen, **{m.name: m.result() for m in model.metrics}}
+                bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
+                bar.update(1)
+                cbs.on_train_batch_end(batch, blogs)
+                if interrupt["flag"] or model.stop_training:
+                    break
+            _close_iterator(batches)
+            if interrupt["flag"]:
+                break
+            if seen == 0:
+                raise ValueError("fit: the training data yielded no batches")
+            logs = {"loss": running / seen, **{m.name: m.result() for m in model.metrics}}
+            if val is not None:
+                vlogs = _evaluate_logs(model, val[0], val[1], batch_size, 0, "validation")
+                logs.update({f"val_{k}": v for k, v in vlogs.items()})
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
+            bar.close()
+            bar = None
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.1f}s - "
+                      f"{_fmt_logs(logs)}")
+            cbs.on_epoch_end(epoch, logs)
+            if interrupt["flag"] or model.stop_training:
+                break
+    except KeyboardInterrupt:
+        # raised outside our handler's reach (e.g. by a data loader): the batch in flight
+        # was not applied (the update itself runs with SIGINT deferred)
+        interrupt["flag"] = True
+    finally:
+        if bar is not None:
+            bar.close()
+        _close_iterator(batches)
+        _restore_sigint(old_handler)
+    if interrupt["flag"]:
+        history.interrupted = True
+        print(f"Training interrupted (Ctrl-C) during epoch {epoch + 1}, after batch "
+              f"{batch + 1}; returning the history of {len(history.epoch)} completed "
+              f"epoch(s).", flush=True)
+    cbs.on_train_end({})
+    return history
+
+
+def _fit_sources(x: Any, y: Any, batch_size: int, validation_split: float,
+                 validation_data: Any) -> tuple[Any, tuple[Any, Any] | None]:
+    val: tuple[Any, Any] | None = None
+    if _is_dataset(x):
+        if y is not None:
+            raise ValueError("fit: y must be None when x is a dataset (it yields labels)")
+        if validation_split:
+            raise ValueError("fit: validation_split needs arrays; pass validation_data "
+                             "for a dataset")
+        if len(x) == 0:
+            raise ValueError("fit: the dataset has no batches")
+        train: Any = x
+    else:
+        if x is None or y is None:
+            raise ValueError("fit: pass x and y arrays, or a dataset as x")
+        xa, ya = _check_arrays(x, y, "fit")
+        assert ya is not None
+        bs = _check_batch_size(batch_size)
+        if validation_split and validation_data is None:  # validation_data wins (Keras)
+            if not 0.0 < float(validation_split) < 1.0:
+                raise ValueError(f"fit: validation_split must be in (0, 1), got "
+                                 f"{validation_split}")
+            split = math.ceil(len(xa) * (1.0 - float(validation_split)))
+            if split == len(xa) or split == 0:
+                raise ValueError(f"fit: validation_split={validation_split} of "
+                                 f"{len(xa)} samples leaves an empty set")
+            val = (xa[split:], ya[split:])
+            xa, ya = xa[:split], ya[:split]
+        if len(xa) == 0:
+            raise ValueError("fit: no training samples")
+        train = _ArrayBatches(xa, ya, bs)
+    if validation_data is not None:
+        if _is_dataset(validation_data):
+            val = (validation_data, None)
+        elif isinstance(validation_data, tuple | list) and len(validation_data) == 2:
+            xv, yv = _check_arrays(validation_data[0], validation_data[1], "validation")
+            val = (xv, yv)
+        else:
+            raise ValueError("fit: validation_data must be (x_val, y_val) or a dataset")
+    return train, val
+
