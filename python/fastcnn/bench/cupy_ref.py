@@ -32,7 +32,14 @@ from __future__ import annotations
 from typing import Any
 
 from .._args import check_int
-from .._geometry import conv_output_size, conv_padding, pair, pool_args, tap_slice
+from .._geometry import (
+    conv_output_size,
+    conv_padding,
+    pair,
+    pool_args,
+    pool_output_size,
+    tap_slice,
+)
 
 __all__ = [
     "conv2d",
@@ -113,18 +120,16 @@ def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 
     ``relu_y`` (the output of ``conv2d(..., relu=True)``): ``dy`` then goes through the ReLU's
     backward."""
     cp = _cp()
-    if pool_indices is not None:
-        shape = relu_y.shape if relu_y is not None else conv2d(
-            x, w, stride=stride, padding=padding, dilation=dilation, groups=groups).shape
-        dy = max_pool2d_backward(dy, cp.empty(shape, dtype=dy.dtype), pool_size,
-                                 stride=pool_stride, padding=pool_padding,
-                                 ceil_mode=pool_ceil_mode, indices=pool_indices)
-    if relu_y is not None:
-        dy = relu_backward(dy, relu_y)
     st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups,
                                          "conv2d_backward")
     N, _, H, W = x.shape
     K, C, R, S = w.shape
+    if pool_indices is not None:  # the convolution's output (N, K, P, Q) is the pooling's input
+        dy = max_pool2d_backward(dy, cp.empty((N, K, P, Q), dtype=dy.dtype), pool_size,
+                                 stride=pool_stride, padding=pool_padding,
+                                 ceil_mode=pool_ceil_mode, indices=pool_indices)
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
     dym = dy.transpose(1, 0, 2, 3).reshape(K, N * P * Q)
     dw = db = dx = None
     if compute_dw:
@@ -177,7 +182,7 @@ def max_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0
     cp = _cp()
     k = _pool_k(kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     N, C, H, W = x.shape
-    P, Q = H // k, W // k
+    P, Q = pool_output_size(H, W, k, k, 0, 1, op="max_pool2d")
     win = x[:, :, :P * k, :Q * k].reshape(N, C, P, k, Q, k)
     if not return_indices:
         return win.max(axis=(3, 5))
