@@ -711,17 +711,15 @@ def test_sgd_update_matches_numpy(cp: Any, rng: np.random.Generator, momentum: f
                                          (optimizers.AdamW, 0.01)])
 def test_adam_update_matches_numpy(cp: Any, rng: np.random.Generator, cls: Any,
                                    wd: float) -> None:
-    from fastcnn import _cuda_ops
-
     p = normal(rng, (777,))
     opt = cls(learning_rate=1e-3, weight_decay=wd)
     pg, m, v = gpu(cp, p), cp.asarray(np.zeros_like(p)), cp.asarray(np.zeros_like(p))
     for step in range(1, 4):
         g = normal(rng, (777,))
         opt.step([(p, g)])
-        _cuda_ops.adam_update(pg, gpu(cp, g), m, v, lr=1e-3, beta_1=opt.beta_1,
-                              beta_2=opt.beta_2, epsilon=opt.epsilon, step=step,
-                              weight_decay=wd, decoupled=cls is optimizers.AdamW)
+        ops.adam_update(pg, gpu(cp, g), m, v, lr=1e-3, beta_1=opt.beta_1,
+                        beta_2=opt.beta_2, epsilon=opt.epsilon, step=step,
+                        weight_decay=wd, decoupled=cls is optimizers.AdamW)
         check_bitwise(host(cp, pg), p, f"p after step {step}")
         check_bitwise(host(cp, m), opt.state["0"]["m"], f"m after step {step}")
         check_bitwise(host(cp, v), opt.state["0"]["v"], f"v after step {step}")

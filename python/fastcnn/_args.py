@@ -1,20 +1,23 @@
-"""Checks of scalar arguments (ints, bools), shared by every module that takes them.
+"""Checks of scalar arguments (ints, bools, a choice among names), shared by every module that
+takes them.
 
 Messages read ``"<op>: <name> must be ..."``: a TypeError for a value of the wrong type (bools
-are not ints), a ValueError for one out of range. Geometry (pairs, padding, output sizes) is in
-:mod:`fastcnn._geometry`.
+are not ints), a ValueError for one out of range or not among the choices. Geometry (pairs,
+padding, output sizes) is in :mod:`fastcnn._geometry`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_bool", "check_int", "check_range", "is_int", "op_prefix"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_range", "is_int", "op_prefix"]
 
 
 def op_prefix(op: str | None) -> str:
+    """``"<op>: "``, the start of an error message (empty without an op)."""
     return f"{op}: " if op else ""
 
 
@@ -49,3 +52,12 @@ def check_bool(v: Any, name: str, *, op: str | None = None) -> bool:
     if not isinstance(v, bool | np.bool_):
         raise TypeError(f"{op_prefix(op)}{name} must be a bool, got {v!r} ({type(v).__name__})")
     return bool(v)
+
+
+def check_choice(value: Any, choices: Collection[Any], name: str, *, op: str | None = None) -> Any:
+    """Return ``value`` when it is one of ``choices`` (a sequence, a set, or a dict's keys);
+    ValueError listing them otherwise."""
+    if value not in choices:
+        raise ValueError(f"{op_prefix(op)}{name} must be one of "
+                         f"{', '.join(map(repr, choices))}, got {value!r}")
+    return value

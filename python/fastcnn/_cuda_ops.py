@@ -16,18 +16,23 @@ float, so it synchronises the stream) and ``max_pool2d_backward`` with user-give
 (they are validated on the device: one 16-byte copy and a sync).
 
 Optimizer updates (``sgd_update``, ``adam_update``) work in place on C-contiguous float32
-parameters and state and are bit-identical to :mod:`fastcnn.optimizers`' NumPy formulas.
+parameters and state and are bit-identical to the NumPy formulas of :mod:`fastcnn.reference`
+(``adam_update`` takes the CPU module's prepared float32 scalars, formed by
+:func:`fastcnn.ops.adam_update`).
+
+``fastcnn._cuda`` is reached through :mod:`fastcnn._native`, the one door to the compiled modules.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import cupy
 import numpy as np
 
-from . import _cuda
+from . import _native
+
+_cuda = _native.cuda()
 
 __all__ = [
     "adam_update",
@@ -135,7 +140,7 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
 
 def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_top: int,
                     pad_left: int, pad_bottom: int, pad_right: int, dil_h: int, dil_w: int,
-                    groups: int, need_dx: bool = True, need_dw: bool = True,
+                    groups: int, compute_dx: bool = True, compute_dw: bool = True,
                     bias: bool = True, relu_y: Any = None, pool_indices: Any = None,
                     pool_kh: int = 1, pool_kw: int = 1, pool_sh: int = 1, pool_sw: int = 1,
                     pool_ph: int = 0, pool_pw: int = 0,
@@ -157,11 +162,11 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, dy, x, w):
         plan = _cuda.conv2d_plan(x.shape, w.shape, None, *geo, dy.shape)
-        dx = _empty(x.shape) if need_dx else None
-        dw = _empty(w.shape) if need_dw else None
+        dx = _empty(x.shape) if compute_dx else None
+        dw = _empty(w.shape) if compute_dw else None
         db = _empty((w.shape[0],)) if bias else None
-        ws, nws = _workspace(max(plan["backward_data_workspace"] if need_dx else 0,
-                                 plan["backward_weights_workspace"] if need_dw else 0))
+        ws, nws = _workspace(max(plan["backward_data_workspace"] if compute_dx else 0,
+                                 plan["backward_weights_workspace"] if compute_dw else 0))
         _cuda.conv2d_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
                               _ptr(dw), _ptr(db), _ptr(ws), nws, *geo, _stream())
     return dx, dw, db
@@ -284,17 +289,17 @@ def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
     return y
 
 
-def linear_backward(dy: Any, x: Any, w: Any, need_dx: bool = True, need_dw: bool = True,
+def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw: bool = True,
                     bias: bool = True) -> tuple[Any, Any, Any]:
     """``(dx (N, in), dw (out, in), db (out,))``; an entry is None when not asked for."""
     op = "linear_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
     with _device(op, dy, x, w):
         plan = _cuda.linear_plan(x.shape, w.shape, None, dy.shape)
-        dx = _empty(x.shape) if need_dx else None
-        dw = _empty(w.shape) if need_dw else None
+        dx = _empty(x.shape) if compute_dx else None
+        dw = _empty(w.shape) if compute_dw else None
         db = _empty((w.shape[0],)) if bias else None
-        ws, nws = _workspace(plan["backward_weights_workspace"] if need_dw else 0)
+        ws, nws = _workspace(plan["backward_weights_workspace"] if compute_dw else 0)
         _cuda.linear_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
                               _ptr(dw), _ptr(db), _ptr(ws), nws, _stream())
     return dx, dw, db
@@ -357,9 +362,9 @@ def _inplace(a: Any, op: str, name: str, like: Any = None) -> Any:
     return a
 
 
-def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 0.0,
-               nesterov: bool = False, weight_decay: float = 0.0, first: bool = False) -> None:
-    """One SGD step in place (``fastcnn.optimizers.SGD``'s formula, same bits):
+def sgd_update(p: Any, g: Any, buf: Any, lr: float, momentum: float, nesterov: bool,
+               weight_decay: float, first: bool) -> None:
+    """One SGD step in place (:func:`fastcnn.ops.sgd_update`'s formula, the CPU's bits):
     ``g += wd*p``; ``buf = g`` (``first``) or ``momentum*buf + g``; ``g = g + momentum*buf``
     (nesterov) or ``buf``; ``p -= lr*g``. ``buf`` is needed when ``momentum != 0``."""
     op = "sgd_update"
@@ -372,16 +377,16 @@ def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 
             raise ValueError(f"{op}: momentum={momentum} needs a momentum buffer")
         buf = _inplace(buf, op, "buf", p)
     with _device(op, p, g, buf if momentum else None):
-        _cuda.sgd_update(_ptr(p), _ptr(g), _ptr(buf) if momentum else 0, p.size,
-                         float(np.float32(lr)), float(np.float32(momentum)),
-                         float(np.float32(weight_decay)), bool(nesterov), bool(first), _stream())
+        _cuda.sgd_update(_ptr(p), _ptr(g), _ptr(buf) if momentum else 0, p.size, float(lr),
+                         float(momentum), float(weight_decay), bool(nesterov), bool(first),
+                         _stream())
 
 
-def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, beta_2: float,
-                epsilon: float, step: int, weight_decay: float = 0.0,
-                decoupled: bool = False) -> None:
-    """One Adam (AdamW when ``decoupled``) step in place, ``step`` counting from 1
-    (``fastcnn.optimizers.Adam``'s formula, same bits)."""
+def adam_update(p: Any, g: Any, m: Any, v: Any, step_size: float, beta1: float,
+                one_minus_beta1: float, beta2: float, one_minus_beta2: float, sqrt_bc2: float,
+                eps: float, l2: float, decay: float, has_l2: bool, has_decay: bool) -> None:
+    """One Adam (AdamW with ``has_decay``) step in place from the scalars
+    :func:`fastcnn.ops.adam_update` prepares (the CPU module's signature, the CPU's bits)."""
     op = "adam_update"
     p = _inplace(p, op, "p")
     m = _inplace(m, op, "m", p)
@@ -389,18 +394,8 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, bet
     g = _f32(g, op, "g")
     if g.size != p.size:
         raise ValueError(f"{op}: g has {g.size} elements but p has {p.size}")
-    if int(step) < 1:
-        raise ValueError(f"{op}: step must be >= 1, got {step}")
-    b1, b2 = np.float32(beta_1), np.float32(beta_2)
-    bc1 = 1.0 - float(beta_1) ** int(step)
-    bc2 = 1.0 - float(beta_2) ** int(step)
-    has_decay = bool(decoupled and weight_decay)
-    has_l2 = bool(not decoupled and weight_decay)
-    decay = np.float32(1.0 - lr * weight_decay) if has_decay else np.float32(1.0)
     with _device(op, p, g, m, v):
-        _cuda.adam_update(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.size,
-                          float(np.float32(lr / bc1)), float(b1), float(np.float32(1) - b1),
-                          float(b2), float(np.float32(1) - b2),
-                          float(np.float32(math.sqrt(bc2))), float(np.float32(epsilon)),
-                          float(np.float32(weight_decay)), float(decay), has_l2, has_decay,
-                          _stream())
+        _cuda.adam_update(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.size, float(step_size),
+                          float(beta1), float(one_minus_beta1), float(beta2),
+                          float(one_minus_beta2), float(sqrt_bc2), float(eps), float(l2),
+                          float(decay), bool(has_l2), bool(has_decay), _stream())

@@ -1,5 +1,6 @@
 """Devices: where GPU arrays go (the CUDA backend, fastcnn._cuda_ops over fastcnn._cuda, when it
-is built and a GPU is present), why the GPU can't be used (:func:`cuda_unavailable_reason`),
+is built and a GPU is present; :func:`cuda_built` and :func:`cuda_device_count` are
+:mod:`fastcnn._native`'s), why the GPU can't be used (:func:`cuda_unavailable_reason`),
 array-module-agnostic helpers for code that runs on NumPy and CuPy arrays alike
 (:func:`array_module`, :func:`move`, :func:`to_host`, :func:`assign`) and the uploader that feeds
 batches to the GPU one batch ahead (:class:`BatchUploader`). CuPy is imported only when a cupy
@@ -12,37 +13,37 @@ from typing import Any
 
 import numpy as np
 
+from . import _native
+from ._native import cuda_built, cuda_device_count
+
+__all__ = [
+    "BatchUploader",
+    "array_module",
+    "assign",
+    "cuda_available",
+    "cuda_built",
+    "cuda_device_count",
+    "cuda_module",
+    "cuda_unavailable_reason",
+    "host_copy",
+    "is_cupy",
+    "move",
+    "to_device_like",
+    "to_host",
+]
+
 
 def cuda_module(op: str) -> ModuleType:
     """Return the CUDA backend for CuPy arrays (``fastcnn._cuda_ops``: the compiled CPU module's
     function names and signatures), or raise a RuntimeError saying why GPU arrays can't be used."""
     try:
-        from . import _cuda  # type: ignore[attr-defined]  # noqa: F401
+        _native.cuda()
     except ImportError as exc:
         raise RuntimeError(f"{op}: got cupy arrays, but this fastcnn was built without its CUDA "
                            "module (install with a CUDA toolkit present, FASTCNN_CUDA=ON)") from exc
     from . import _cuda_ops
 
     return _cuda_ops
-
-
-def cuda_built() -> bool:
-    """True when the CUDA module was compiled into this install."""
-    try:
-        from . import _cuda  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def cuda_device_count() -> int:
-    """Number of CUDA devices the CUDA module sees (0 when it is not built, without a driver or
-    without a GPU; never raises)."""
-    try:
-        from . import _cuda  # type: ignore[attr-defined]
-    except ImportError:
-        return 0
-    return int(_cuda.device_count())
 
 
 def cuda_available() -> bool:

@@ -10,8 +10,14 @@ One pad order everywhere: four pads are ``(top, left, bottom, right)``; one axis
 
 * :func:`pair` turns ``int | (int, int)`` into ``(h, w)``, rejecting bools, floats and wrong
   lengths with a message that names the argument.
-* :func:`same_padding` is one axis of TensorFlow's ``"same"``: output ``ceil(size / stride)``
-  for any stride, an odd total padding puts the extra row/column at the end.
+* :func:`split_margin` splits a total (padding, a crop's margin) into ``(before, after)``, the
+  odd one after; :func:`same_padding` is one axis of TensorFlow's ``"same"``: output
+  ``ceil(size / stride)`` for any stride, an odd total padding puts the extra row/column at the
+  end.
+* :func:`dilated_size` (the extent of a dilated kernel), :func:`span` (the input extent that
+  ``count`` windows ``stride`` apart cover) and :func:`tap_slice` (the input rows or columns that
+  one kernel tap reads for every output) are the building blocks of the sizes below and of the
+  NumPy / CuPy references' im2col.
 * :func:`conv_padding` resolves ``int | (h, w) | "valid" | "same"`` into
   ``(top, left, bottom, right)``.
 * :func:`conv_output_size` and :func:`pool_output_size` mirror ``csrc/common/params.h``
@@ -29,10 +35,14 @@ from ._args import check_range, is_int, op_prefix
 __all__ = [
     "conv_output_size",
     "conv_padding",
+    "dilated_size",
     "pair",
     "pool_args",
     "pool_output_size",
     "same_padding",
+    "span",
+    "split_margin",
+    "tap_slice",
 ]
 
 
@@ -70,6 +80,30 @@ def pair(
     return out
 
 
+def dilated_size(k: int, dilation: int = 1) -> int:
+    """The extent of a kernel of ``k`` taps ``dilation`` apart: ``dilation * (k - 1) + 1``."""
+    return dilation * (k - 1) + 1
+
+
+def span(count: int, stride: int, k: int = 1, dilation: int = 1) -> int:
+    """The input extent covered by ``count`` (>= 1) windows of a kernel ``k`` (dilated by
+    ``dilation``) placed ``stride`` apart: ``(count - 1) * stride + dilated_size(k, dilation)``."""
+    return (count - 1) * stride + dilated_size(k, dilation)
+
+
+def tap_slice(start: int, stride: int, count: int) -> slice:
+    """The ``count`` (>= 1) indices ``start, start + stride, ...`` as a slice: the rows (or
+    columns) of the padded input that the kernel tap at offset ``start`` reads for each of
+    ``count`` outputs."""
+    return slice(start, start + span(count, stride), stride)
+
+
+def split_margin(total: int) -> tuple[int, int]:
+    """``total`` split into ``(before, after)``, the odd one after (TensorFlow's rule for "same"
+    padding, and a centre crop's margins)."""
+    return total // 2, total - total // 2
+
+
 def same_padding(size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
     """TensorFlow's (and Keras') "same" padding along one axis: ``(before, after)`` such that
     the output has ``ceil(size / stride)`` elements; an odd total puts the extra one after.
@@ -77,8 +111,7 @@ def same_padding(size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple
     The total is ``max((ceil(size / stride) - 1) * stride + dilation * (k - 1) + 1 - size, 0)``.
     """
     out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (k - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
+    return split_margin(max(span(out, stride, k, dilation) - size, 0))
 
 
 def conv_padding(
@@ -124,7 +157,7 @@ def conv_padding(
 
 def _conv_out_1d(size: int, k: int, stride: int, pad0: int, pad1: int, dil: int,
                  axis: str, op: str) -> int:
-    eff = dil * (k - 1) + 1
+    eff = dilated_size(k, dil)
     padded = size + pad0 + pad1
     if eff > padded:
         raise ValueError(f"{op}: the dilated kernel ({eff} along {axis}) is larger than the "
@@ -169,30 +202,33 @@ def pool_args(
     dilation: Any = 1,
     *,
     op: str = "max_pool2d",
+    names: tuple[str, str, str, str] = ("kernel_size", "stride", "padding", "dilation"),
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Validate pooling geometry: returns ``(kernel, stride, padding, dilation)`` as pairs.
 
     ``stride=None`` means ``kernel_size``. Kernel, stride and dilation must be >= 1, padding >= 0
-    and at most half the kernel (``padding <= kernel // 2``, PyTorch's rule).
+    and at most half the kernel (``padding <= kernel // 2``, PyTorch's rule). ``names``: the four
+    arguments' names in error messages (``conv2d_backward`` calls them ``pool_size``, ...).
     """
-    k = pair(kernel_size, "kernel_size", op=op, minimum=1)
-    s = k if stride is None else pair(stride, "stride", op=op, minimum=1)
-    p = pair(padding, "padding", op=op, minimum=0)
-    d = pair(dilation, "dilation", op=op, minimum=1)
+    kn, sn, pn, dn = names
+    k = pair(kernel_size, kn, op=op, minimum=1)
+    s = k if stride is None else pair(stride, sn, op=op, minimum=1)
+    p = pair(padding, pn, op=op, minimum=0)
+    d = pair(dilation, dn, op=op, minimum=1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k} "
-                         f"(padding <= kernel_size // 2)")
+        raise ValueError(f"{op}: {pn} {p} must be at most half the {kn} {k} "
+                         f"({pn} <= {kn} // 2)")
     return k, s, p, d
 
 
 def _pool_out_1d(size: int, k: int, stride: int, pad: int, dil: int, ceil_mode: bool,
                  axis: str, op: str) -> int:
-    eff = dil * (k - 1) + 1
-    span = size + 2 * pad - eff
-    if span < 0:
+    eff = dilated_size(k, dil)
+    room = size + 2 * pad - eff
+    if room < 0:
         raise ValueError(f"{op}: the dilated window ({eff} along {axis}) is larger than the "
                          f"padded input ({size} + 2*{pad} = {size + 2 * pad})")
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    out = (room + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + pad:  # the last window must start inside
         out -= 1
     # With dilation > 1 a window's taps can step over the whole input (PyTorch then returns

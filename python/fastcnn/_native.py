@@ -4,11 +4,13 @@
   dispatch table, the thread count and the machine probes.
 * :func:`cuda` returns ``fastcnn._cuda`` (built when nvcc was found at install), imported on
   first use so that ``import fastcnn`` never loads the CUDA runtime; :func:`cuda_built` says
-  whether it exists. The CUDA adapter (:mod:`fastcnn._cuda_ops`) is its only user in the
-  package: it turns CuPy arrays into the pointers and streams the module takes.
+  whether it exists. The CUDA adapter (:mod:`fastcnn._cuda_ops`) is the one caller that uses
+  it (it turns CuPy arrays into the pointers and streams the module takes); :mod:`fastcnn._device`
+  only asks whether it is there.
 
-Layering: ``ops`` (and the adapter, the benchmark probes, ``info()``) -> ``_native`` ->
-``_cpu`` / ``_cuda``. Layers, models and training never come here; they call :mod:`fastcnn.ops`.
+Layering: ``ops`` (and the adapter, ``_device``, the benchmark probes, ``info()``) -> ``_native``
+-> ``_cpu`` / ``_cuda``. Layers, models, optimizers and training never come here; they call
+:mod:`fastcnn.ops`.
 """
 
 from __future__ import annotations

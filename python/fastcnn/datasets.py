@@ -1,7 +1,8 @@
 """Small ready-made data sets: the bundled 8x8 digits, and MNIST read from its IDX files.
 
 Both return NCHW float32 images scaled to [0, 1] and int64 labels. This module imports only
-NumPy (the digits are a package data file, so scikit-learn is not needed).
+NumPy (and fastcnn's argument checks; the digits are a package data file, so scikit-learn is
+not needed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import zlib
 from importlib import resources
 
 import numpy as np
+
+from ._args import check_int
 
 __all__ = ["load_digits", "load_mnist", "read_idx"]
 
@@ -50,8 +53,7 @@ def load_digits(test_size: float = 0.2, seed: int = 0) -> tuple[Split, Split]:
                                                                  np.floating)) or not (
             0.0 <= test_size < 1.0):
         raise ValueError(f"test_size must be a number in [0, 1), got {test_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_int(seed, "seed", minimum=0)
     path = resources.files(__package__ or "fastcnn").joinpath(_DIGITS_FILE)
     with path.open("rb") as f, np.load(f) as data:
         images = np.asarray(data["images"])

@@ -2,10 +2,12 @@
 
 Same functions and signatures as :mod:`fastcnn.reference` (the NumPy oracle). Each function
 normalises its options once (``stride=2`` -> ``(2, 2)``, ``padding="same"`` -> explicit
-``(top, left, bottom, right)``), then calls the compiled module for the arrays' kind:
-``numpy.ndarray`` -> ``fastcnn._cpu`` (C++ / AVX2 / AVX-512 kernels, chosen at import), CuPy
-arrays -> ``fastcnn._cuda`` when it is built. Shapes and dtypes are checked in C++ (the compiled
-module is a public door too) and reported as ``ValueError`` / ``TypeError`` naming the argument.
+``(top, left, bottom, right)``, by :mod:`fastcnn._geometry`), then calls the compiled module for
+the arrays' kind through :mod:`fastcnn._native`: ``numpy.ndarray`` -> ``fastcnn._cpu`` (C++ /
+AVX2 / AVX-512 kernels, chosen at import), CuPy arrays -> ``fastcnn._cuda`` (through its adapter
+:mod:`fastcnn._cuda_ops`, the same signatures) when it is built. Shapes and dtypes are checked in
+C++ (the compiled module is a public door too) and reported as ``ValueError`` / ``TypeError``
+naming the argument.
 
 Input rule: arrays must be float32 (``x.astype(numpy.float32)`` converts); class labels may be
 any integer dtype; pooling indices are int64. No silent casts, no promotion. Non-contiguous,
@@ -15,20 +17,29 @@ once). Results are fresh C-contiguous arrays of the inputs' kind.
 Options beyond PyTorch's signatures (also in the reference): ``conv2d(..., relu=True)`` and
 ``linear(..., relu=True)`` apply ReLU in the GEMM epilogue (one pass over the output instead of
 two); ``conv2d_backward(..., compute_dx=False)`` and ``linear_backward(..., compute_dx=False)``
-skip the input gradient (a network's first layer doesn't need it).
+skip the input gradient (a network's first layer doesn't need it), ``compute_dw=False`` the
+weights' gradient.
+
+Optimizer updates: :func:`sgd_update` and :func:`adam_update` update a parameter and its state
+in place, in one pass, with the same float32 operations as the NumPy formulas
+(:func:`fastcnn.reference.sgd_update` / :func:`~fastcnn.reference.adam_update`), bit for bit, on
+either device; :mod:`fastcnn.optimizers` calls them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from . import _cpu
+from . import _native
 from ._args import check_bool, check_int
+from ._device import array_module, cuda_module, is_cupy
 from ._geometry import conv_padding, pair, pool_args
 
 __all__ = [
+    "adam_update",
     "conv2d",
     "conv2d_backward",
     "cross_entropy",
@@ -39,29 +50,25 @@ __all__ = [
     "max_pool2d_backward",
     "relu",
     "relu_backward",
+    "sgd_update",
     "softmax",
 ]
 
 
-def _is_cupy(a: Any) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
 def _backend(op: str, *arrays: Any) -> Any:
-    """The compiled module for these arrays: numpy -> _cpu, cupy -> _cuda; mixing is a TypeError."""
-    gpu = [a for a in arrays if a is not None and _is_cupy(a)]
+    """The compiled module for these arrays: numpy -> _cpu, cupy -> the CUDA adapter over
+    _cuda; mixing is a TypeError."""
+    gpu = [a for a in arrays if a is not None and is_cupy(a)]
     if not gpu:
-        return _cpu
+        return _native.cpu
     if len(gpu) != sum(a is not None for a in arrays):
         raise TypeError(f"{op}: all arrays must be on the same device; got a mix of numpy and "
                         "cupy arrays (move them with cupy.asarray / cupy.asnumpy)")
-    from ._device import cuda_module
-
     return cuda_module(op)
 
 
 def _check_array(a: Any, name: str, op: str) -> None:
-    if not (isinstance(a, np.ndarray) or _is_cupy(a)):
+    if not (isinstance(a, np.ndarray) or is_cupy(a)):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray of float32, got "
                         f"{type(a).__name__}")
 
@@ -125,6 +132,7 @@ def conv2d_backward(
     groups: int = 1,
     bias: bool = True,
     compute_dx: bool = True,
+    compute_dw: bool = True,
     relu_y: Any = None,
     pool_indices: Any = None,
     pool_size: Any = None,
@@ -139,6 +147,8 @@ def conv2d_backward(
         bias: whether to return db.
         compute_dx: whether to compute dx (a first layer doesn't need it: about a third of the
             backward pass saved).
+        compute_dw: whether to compute dw (False: the data gradient alone, e.g. of a frozen
+            layer).
         relu_y: (N, K, P, Q) output of the forward ``conv2d(..., relu=True)`` (a fastcnn
             extension). ``dy`` is then the gradient of that ReLU's output and is passed through
             the ReLU's backward first, ``relu_backward(dy, relu_y)``, fused into the passes'
@@ -149,13 +159,13 @@ def conv2d_backward(
             a fastcnn extension). ``dy`` is then the gradient of the *pooled* output and is
             routed back through the pooling first, exactly as ``max_pool2d_backward`` does,
             then through the ReLU when ``relu_y`` is given. On the CPU this is fused into the
-            passes (each image's pooled gradient unpooled into a cache-sized scratch as it is
+            passes (each image's pooled gradient scattered into a cache-sized scratch as it is
             read; the full-size gradient is never materialised), so the pooling's backward
             costs no separate pass over memory.
 
     Returns:
-        ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S),
-        (K,) or None when ``bias=False``.
+        ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S)
+        or None when ``compute_dw=False``, (K,) or None when ``bias=False``.
     """
     op = "conv2d_backward"
     args = _conv_args(op, x, w, stride, padding, dilation, groups)
@@ -167,19 +177,17 @@ def conv2d_backward(
         if pool_size is None:
             raise ValueError(f"{op}: pool_indices needs pool_size (the max_pool2d kernel_size "
                              "that produced them)")
-        k = pair(pool_size, "pool_size", op=op, minimum=1)
-        st = k if pool_stride is None else pair(pool_stride, "pool_stride", op=op, minimum=1)
-        pd = pair(pool_padding, "pool_padding", op=op, minimum=0)
-        if pd[0] > k[0] // 2 or pd[1] > k[1] // 2:
-            raise ValueError(f"{op}: pool_padding {pd} must be at most half the pool_size {k}")
+        k, st, pd, _ = pool_args(pool_size, pool_stride, pool_padding, op=op,
+                                 names=("pool_size", "pool_stride", "pool_padding", "dilation"))
         pool = {"pool_indices": pool_indices, "pool_kh": k[0], "pool_kw": k[1],
                 "pool_sh": st[0], "pool_sw": st[1], "pool_ph": pd[0], "pool_pw": pd[1],
                 "pool_ceil_mode": check_bool(pool_ceil_mode, "pool_ceil_mode", op=op)}
     elif pool_size is not None or pool_stride is not None:
         raise ValueError(f"{op}: pool_size / pool_stride given without pool_indices")
     return _backend(op, dy, x, w, relu_y, pool_indices).conv2d_backward(
-        dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op), True,
-        check_bool(bias, "bias", op=op), relu_y=relu_y, **pool)
+        dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op),
+        check_bool(compute_dw, "compute_dw", op=op), check_bool(bias, "bias", op=op),
+        relu_y=relu_y, **pool)
 
 
 def relu(x: Any, *, out: Any = None) -> Any:
@@ -279,14 +287,15 @@ def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
 
 
 def linear_backward(
-    dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True
+    dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True,
+    compute_dw: bool = True
 ) -> tuple[Any, Any, Any]:
-    """Gradients of :func:`linear`: ``(dx (N, in) or None when compute_dx=False, dw (out, in),
-    db (out,) or None when bias=False)``."""
+    """Gradients of :func:`linear`: ``(dx (N, in) or None when compute_dx=False, dw (out, in)
+    or None when compute_dw=False, db (out,) or None when bias=False)``."""
     op = "linear_backward"
     return _backend(op, dy, x, w).linear_backward(
-        dy, x, w, check_bool(compute_dx, "compute_dx", op=op), True,
-        check_bool(bias, "bias", op=op))
+        dy, x, w, check_bool(compute_dx, "compute_dx", op=op),
+        check_bool(compute_dw, "compute_dw", op=op), check_bool(bias, "bias", op=op))
 
 
 def _softmax(x: Any, axis: Any, log: bool) -> Any:
@@ -299,7 +308,7 @@ def _softmax(x: Any, axis: Any, log: bool) -> Any:
     mod = _backend(op, x)
     if ax == x.ndim - 1:
         return mod.softmax(x, log)
-    xp = np if mod is _cpu else __import__("cupy")
+    xp = array_module(x)
     moved = xp.moveaxis(x, ax, -1)
     return xp.ascontiguousarray(xp.moveaxis(mod.softmax(moved, log), -1, ax))
 
@@ -327,3 +336,59 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
     """
     op = "cross_entropy"
     return _backend(op, logits, labels).cross_entropy(logits, labels)
+
+
+def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 0.0,
+               nesterov: bool = False, weight_decay: float = 0.0, first: bool = False) -> None:
+    """One SGD step in place, PyTorch's formula (:class:`fastcnn.optimizers.SGD`)::
+
+        g = g + weight_decay * p
+        buf = g  (first)  |  momentum * buf + g
+        g = g + momentum * buf  (nesterov)  |  buf  (momentum != 0)
+        p -= lr * g
+
+    Args:
+        p: the parameter, float32 of any shape, C-contiguous and writable (updated in place).
+        g: its gradient, float32 with p's number of elements (not modified).
+        buf: the momentum buffer (p's size, updated in place); needed when ``momentum != 0``.
+        lr, momentum, weight_decay: rounded to float32, as NumPy rounds them.
+        first: the first step: ``buf = g`` (buf's old contents are ignored).
+    """
+    op = "sgd_update"
+    f32 = np.float32
+    _backend(op, p, g, buf).sgd_update(
+        p, g, buf, lr=float(f32(lr)), momentum=float(f32(momentum)),
+        nesterov=check_bool(nesterov, "nesterov", op=op),
+        weight_decay=float(f32(weight_decay)), first=check_bool(first, "first", op=op))
+
+
+def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, beta_2: float,
+                epsilon: float, step: int, weight_decay: float = 0.0,
+                decoupled: bool = False) -> None:
+    """One Adam step in place (AdamW with ``decoupled``), PyTorch's formula
+    (:class:`fastcnn.optimizers.Adam` / ``AdamW``)::
+
+        p = p * (1 - lr * weight_decay)  (decoupled)  |  g = g + weight_decay * p
+        m = beta_1 m + (1 - beta_1) g;   v = beta_2 v + (1 - beta_2) g^2
+        p -= lr / (1 - beta_1^step) * m / (sqrt(v) / sqrt(1 - beta_2^step) + epsilon)
+
+    Args:
+        p: the parameter, float32, C-contiguous and writable (updated in place).
+        g: its gradient (p's number of elements; not modified).
+        m, v: the moment estimates (p's size, updated in place; zeros before the first step).
+        lr, beta_1, beta_2, epsilon, weight_decay: the scalars are formed in float64 (the bias
+            corrections, ``lr / (1 - beta_1^step)``, ...), then rounded to float32.
+        step: the step number, counting from 1.
+    """
+    op = "adam_update"
+    t = check_int(step, "step", op=op, minimum=1)
+    decoupled = check_bool(decoupled, "decoupled", op=op)
+    lr, beta_1, beta_2, wd = float(lr), float(beta_1), float(beta_2), float(weight_decay)
+    f32 = np.float32
+    b1, b2 = f32(beta_1), f32(beta_2)
+    _backend(op, p, g, m, v).adam_update(
+        p, g, m, v, step_size=float(f32(lr / (1.0 - beta_1 ** t))), beta1=float(b1),
+        one_minus_beta1=float(f32(1) - b1), beta2=float(b2), one_minus_beta2=float(f32(1) - b2),
+        sqrt_bc2=float(f32(math.sqrt(1.0 - beta_2 ** t))), eps=float(f32(epsilon)),
+        l2=float(f32(wd)), decay=float(f32(1.0 - lr * wd)) if decoupled and wd else 1.0,
+        has_l2=bool(wd and not decoupled), has_decay=bool(wd and decoupled))

@@ -19,9 +19,10 @@ parameter name, so freezing a layer or saving / loading a model keeps it aligned
 Devices
 -------
 Parameters, gradients and state live on one device: NumPy arrays on the CPU, CuPy arrays on the
-GPU (``model.to("cuda")`` moves the state with the model). On the GPU, SGD and Adam / AdamW run
-the CUDA update kernels (``fastcnn._cuda_ops.sgd_update`` / ``adam_update``, bit-identical to
-the NumPy formulas below), RMSprop the same formulas with CuPy arrays. A state array found on
+GPU (``model.to("cuda")`` moves the state with the model). SGD and Adam / AdamW update through
+:func:`fastcnn.ops.sgd_update` / :func:`fastcnn.ops.adam_update` (one compiled pass on either
+device, bit-identical to the NumPy formulas below and to :mod:`fastcnn.reference`'s twins),
+RMSprop runs the formulas with NumPy or CuPy arrays. A state array found on
 the other device than its parameter (e.g. state loaded from a file, then the model moved) is
 moved to the parameter's device at the next :meth:`Optimizer.step`. Step counters stay on the
 host; :meth:`Optimizer.get_state` always returns NumPy arrays.
@@ -40,8 +41,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _cpu
-from ._device import array_module, cuda_module, host_copy, is_cupy, move, to_host
+from . import ops
+from ._device import array_module, host_copy, is_cupy, move, to_host
 
 __all__ = [
     "SGD",
@@ -374,11 +375,8 @@ class SGD(Optimizer):
         if self.momentum and buf is None:
             buf = st["momentum"] = array_module(p).empty_like(p)
             first = True
-        mod = cuda_module("SGD.step") if is_cupy(p) else _cpu
-        f32 = np.float32
-        mod.sgd_update(p, g, buf, lr=float(f32(lr)), momentum=float(f32(self.momentum)),
-                       nesterov=self.nesterov, weight_decay=float(f32(self.weight_decay)),
-                       first=first)
+        ops.sgd_update(p, g, buf, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
+                       weight_decay=self.weight_decay, first=first)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -404,25 +402,11 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def _update(self, p, g, st, lr, t):
-        if is_cupy(p):  # the CUDA kernel: the same float32 operations, one pass
-            cuda_module("Adam.step").adam_update(
-                p, g, self._slot(st, "m", p), self._slot(st, "v", p), lr=lr,
-                beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, step=t,
-                weight_decay=self.weight_decay, decoupled=self._decoupled)
-            return
-        # the compiled CPU update: the formula in float32, operation by operation in the order
-        # written above (the scalars rounded to float32 here, as NumPy rounds them), one pass
-        wd, dec = self.weight_decay, self._decoupled
-        b1, b2 = np.float32(self.beta_1), np.float32(self.beta_2)
-        _cpu.adam_update(
-            p, g, self._slot(st, "m", p), self._slot(st, "v", p),
-            step_size=float(np.float32(lr / (1.0 - self.beta_1 ** t))), beta1=float(b1),
-            one_minus_beta1=float(np.float32(1) - b1), beta2=float(b2),
-            one_minus_beta2=float(np.float32(1) - b2),
-            sqrt_bc2=float(np.float32(math.sqrt(1.0 - self.beta_2 ** t))),
-            eps=float(np.float32(self.epsilon)), l2=float(np.float32(wd)),
-            decay=float(np.float32(1.0 - lr * wd)) if dec and wd else 1.0,
-            has_l2=bool(wd and not dec), has_decay=bool(wd and dec))
+        # the compiled update (CPU or CUDA): the formula in float32, operation by operation in
+        # the order written above (the scalars rounded to float32 as NumPy rounds them), one pass
+        ops.adam_update(p, g, self._slot(st, "m", p), self._slot(st, "v", p), lr=lr,
+                        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, step=t,
+                        weight_decay=self.weight_decay, decoupled=self._decoupled)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -20,19 +20,35 @@ Approaches:
   ``-inf`` window are patched in only where they occur). The backward scatter-adds ``dy`` at
   the indices with ``numpy.add.at``.
 * ``softmax`` / ``log_softmax`` / ``cross_entropy``: shift by the row maximum first.
+* ``sgd_update`` / ``adam_update``: the optimizer formulas in place, one NumPy operation per
+  float32 operation of the compiled updates, in their order (so the two agree bit for bit).
+
+``out=`` (``relu``, ``relu_backward``, ``max_pool2d_backward``) copies the result into the given
+array of the result's shape and returns it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ._args import check_bool, check_int
-from ._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
+from ._geometry import (
+    conv_output_size,
+    conv_padding,
+    dilated_size,
+    pair,
+    pool_args,
+    pool_output_size,
+    span,
+    tap_slice,
+)
 
 __all__ = [
+    "adam_update",
     "check_bool",
     "check_int",
     "conv2d",
@@ -50,6 +66,7 @@ __all__ = [
     "pool_output_size",
     "relu",
     "relu_backward",
+    "sgd_update",
     "softmax",
 ]
 
@@ -75,6 +92,15 @@ def _check_shape(a: np.ndarray, expected: tuple[int, ...], name: str, op: str,
                  why: str = "") -> None:
     if a.shape != tuple(expected):
         raise ValueError(f"{op}: {name} has shape {a.shape}, expected {tuple(expected)}{why}")
+
+
+def _into(out: Any, result: np.ndarray, op: str) -> np.ndarray:
+    """``result``, or with ``out`` given: ``result`` copied into it (same shape), ``out``."""
+    if out is None:
+        return result
+    _check_shape(out, result.shape, "out", op, " (the result's shape)")
+    out[...] = result
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,24 +155,15 @@ def _im2col(x: np.ndarray, geo: _ConvGeom) -> np.ndarray:
     """
     N, C, _, _, _, R, S, P, Q, G, (sh, sw), (dh, dw), (top, left, bottom, right) = geo
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    eh, ew = dh * (R - 1) + 1, dw * (S - 1) + 1
+    eh, ew = dilated_size(R, dh), dilated_size(S, dw)
     win = sliding_window_view(xp, (eh, ew), axis=(2, 3))  # (N, C, Hp-eh+1, Wp-ew+1, eh, ew)
     win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :P, :Q]  # (N, C, P, Q, R, S), a view
     cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3))  # (C, R, S, N, P, Q)
     return cols.reshape(G, C // G * R * S, N * P * Q)
 
 
-def conv2d(
-    x: Any,
-    w: Any,
-    b: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-    relu: bool = False,
-) -> np.ndarray:
+def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, relu: bool = False) -> np.ndarray:
     """2-D cross-correlation (PyTorch's ``conv2d``), followed by ReLU when ``relu=True``.
 
     Args:
@@ -185,24 +202,13 @@ def conv2d(
 
 
 def conv2d_backward(
-    dy: Any,
-    x: Any,
-    w: Any,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-    bias: bool = True,
-    compute_dx: bool = True,
-    relu_y: Any = None,
-    pool_indices: Any = None,
-    pool_size: Any = None,
-    pool_stride: Any = None,
-    pool_padding: Any = 0,
-    pool_ceil_mode: bool = False,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Gradients of :func:`conv2d` (``dx`` is None when ``compute_dx=False``).
+    dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+    groups: int = 1, bias: bool = True, compute_dx: bool = True, compute_dw: bool = True,
+    relu_y: Any = None, pool_indices: Any = None, pool_size: Any = None,
+    pool_stride: Any = None, pool_padding: Any = 0, pool_ceil_mode: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Gradients of :func:`conv2d` (``dx`` / ``dw`` is None when ``compute_dx`` / ``compute_dw``
+    is False).
 
     Args:
         dy: (N, K, P, Q) gradient of the output.
@@ -216,7 +222,7 @@ def conv2d_backward(
             options: it is first routed back with :func:`max_pool2d_backward`.
 
     Returns:
-        dx (N, C, H, W), dw (K, C/groups, R, S), db (K,) or None when ``bias=False``.
+        dx (N, C, H, W), dw (K, C/groups, R, S), db (K,) or None when not asked for.
         With an empty batch (N = 0) dw and db are zeros.
     """
     op = "conv2d_backward"
@@ -225,6 +231,7 @@ def conv2d_backward(
     w = _float_array(w, "w", op)
     bias = check_bool(bias, "bias", op=op)
     compute_dx = check_bool(compute_dx, "compute_dx", op=op)
+    compute_dw = check_bool(compute_dw, "compute_dw", op=op)
     geo = _conv_geometry(x, w, stride, padding, dilation, groups, op)
     N, C, H, W, K, R, S, P, Q, G, (sh, sw), (dh, dw_), (top, left, bottom, right) = geo
     if pool_indices is not None:
@@ -242,37 +249,37 @@ def conv2d_backward(
     dy = dy.astype(dtype, copy=False)
     Kg, Cg = K // G, C // G
 
-    cols = _im2col(x.astype(dtype, copy=False), geo)  # (G, CgRS, NPQ)
     dyg = dy.transpose(1, 0, 2, 3).reshape(G, Kg, N * P * Q)
-    dw = np.matmul(dyg, cols.transpose(0, 2, 1)).reshape(K, Cg, R, S)  # (G, Kg, CgRS)
-
+    dw = None
+    if compute_dw:
+        cols = _im2col(x.astype(dtype, copy=False), geo)  # (G, CgRS, NPQ)
+        dw = np.ascontiguousarray(np.matmul(dyg, cols.transpose(0, 2, 1)).reshape(K, Cg, R, S))
     db = dy.sum(axis=(0, 2, 3)) if bias else None
     if not compute_dx:
-        return None, np.ascontiguousarray(dw), db
+        return None, dw, db
     # col2im: dcols (G, CgRS, NPQ) -> (C, R, S, N, P, Q), one strided slice add per tap.
     wmat = w.astype(dtype, copy=False).reshape(G, Kg, Cg * R * S)
     dcols = np.matmul(wmat.transpose(0, 2, 1), dyg).reshape(C, R, S, N, P, Q)
     dxp = np.zeros((N, C, H + top + bottom, W + left + right), dtype=dtype)
     for r in range(R):
-        h0 = r * dh
         for s in range(S):
-            w0 = s * dw_
-            dxp[:, :, h0:h0 + (P - 1) * sh + 1:sh, w0:w0 + (Q - 1) * sw + 1:sw] += (
+            dxp[:, :, tap_slice(r * dh, sh, P), tap_slice(s * dw_, sw, Q)] += (
                 dcols[:, r, s].transpose(1, 0, 2, 3))
     dx = np.ascontiguousarray(dxp[:, :, top:top + H, left:left + W])
-    return dx, np.ascontiguousarray(dw), db
+    return dx, dw, db
 
 
 # ----------------------------------------------------------------------------------------------
 # ReLU
 # ----------------------------------------------------------------------------------------------
-def relu(x: Any) -> np.ndarray:
+def relu(x: Any, *, out: Any = None) -> np.ndarray:
     """``max(x, 0)`` elementwise; NaN propagates (like ``torch.relu``). Any shape."""
     x = _float_array(x, "x", "relu")
-    return np.where(x < 0, x.dtype.type(0), x)  # keeps NaN and -0.0, as torch.relu does
+    # keeps NaN and -0.0, as torch.relu does
+    return _into(out, np.where(x < 0, x.dtype.type(0), x), "relu")
 
 
-def relu_backward(dy: Any, y: Any) -> np.ndarray:
+def relu_backward(dy: Any, y: Any, *, out: Any = None) -> np.ndarray:
     """``dx = 0 where y <= 0 else dy`` (``y`` is the ReLU output; PyTorch's threshold_backward,
     so a NaN in ``y`` passes ``dy`` through).
 
@@ -283,7 +290,7 @@ def relu_backward(dy: Any, y: Any) -> np.ndarray:
     y = _float_array(y, "y", op)
     _check_shape(dy, y.shape, "dy", op, " (the shape of y)")
     dtype = np.result_type(dy, y)
-    return np.where(y <= 0, 0, dy).astype(dtype, copy=False)
+    return _into(out, np.where(y <= 0, 0, dy).astype(dtype, copy=False), op)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,10 +301,10 @@ def _pool_forward(x: np.ndarray, k: tuple[int, int], s: tuple[int, int], p: tupl
     """y (N, C, P, Q) and int64 flat indices ``h*W + w`` into each input plane."""
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k, s, p, d
-    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    eh, ew = dilated_size(kh, dh), dilated_size(kw, dw)
     # -inf padding; ceil_mode windows may hang past the symmetric padding at the bottom/right.
-    bottom = max((P - 1) * sh + eh - H - ph, 0)
-    right = max((Q - 1) * sw + ew - W - pw, 0)
+    bottom = max(span(P, sh, kh, dh) - H - ph, 0)
+    right = max(span(Q, sw, kw, dw) - W - pw, 0)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, bottom), (pw, right)), constant_values=-np.inf)
     win = sliding_window_view(xp, (eh, ew), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     T = kh * kw
@@ -338,14 +345,8 @@ def _pool_setup(x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: A
 
 
 def max_pool2d(
-    x: Any,
-    kernel_size: Any,
-    *,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
+    x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+    ceil_mode: bool = False, return_indices: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """2-D max pooling with PyTorch's semantics.
 
@@ -372,15 +373,8 @@ def max_pool2d(
 
 
 def max_pool2d_backward(
-    dy: Any,
-    x: Any,
-    kernel_size: Any,
-    *,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    indices: Any = None,
+    dy: Any, x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
+    dilation: Any = 1, ceil_mode: bool = False, indices: Any = None, out: Any = None,
 ) -> np.ndarray:
     """Gradient of :func:`max_pool2d` with respect to x.
 
@@ -414,7 +408,7 @@ def max_pool2d_backward(
     plane = np.arange(N * C).reshape(N, C, 1)
     np.add.at(dx.reshape(N * C, H * W), (plane, idx.reshape(N, C, P * Q).astype(np.intp)),
               dy.reshape(N, C, P * Q).astype(dtype, copy=False))
-    return dx.reshape(N, C, H, W)
+    return _into(out, dx.reshape(N, C, H, W), op)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -452,9 +446,11 @@ def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> np.ndarray:
 
 
 def linear_backward(
-    dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Gradients of :func:`linear` (``dx`` is None when ``compute_dx=False``).
+    dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True,
+    compute_dw: bool = True
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Gradients of :func:`linear` (``dx`` / ``dw`` is None when ``compute_dx`` / ``compute_dw``
+    is False).
 
     dy (N, out), x (N, in), w (out, in) -> dx (N, in) = dy @ w, dw (out, in) = dy.T @ x,
     db (out,) = dy.sum(0) (None when ``bias=False``). N = 0 gives zero dw and db.
@@ -469,7 +465,8 @@ def linear_backward(
     dtype = np.result_type(dy, x, w)
     dy, x, w = (a.astype(dtype, copy=False) for a in (dy, x, w))
     dx = dy @ w if check_bool(compute_dx, "compute_dx", op=op) else None
-    return dx, dy.T @ x, (dy.sum(axis=0) if bias else None)
+    dw = dy.T @ x if check_bool(compute_dw, "compute_dw", op=op) else None
+    return dx, dw, (dy.sum(axis=0) if bias else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -553,3 +550,55 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[float, np.ndarray]:
             loss = -(target * logp).sum() / dtype.type(N)
         grad = prob * target.sum(axis=1, keepdims=True) - target
     return float(loss), grad / dtype.type(N)
+
+
+# ----------------------------------------------------------------------------------------------
+# optimizer updates (in place)
+# ----------------------------------------------------------------------------------------------
+def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 0.0,
+               nesterov: bool = False, weight_decay: float = 0.0, first: bool = False) -> None:
+    """One SGD step in place (:func:`fastcnn.ops.sgd_update`), p, g and buf of one shape::
+
+        g = g + weight_decay * p;  buf = g (first) | momentum * buf + g
+        g = g + momentum * buf (nesterov) | buf (momentum != 0);  p -= lr * g
+    """
+    f32 = np.float32
+    if weight_decay:
+        g = g + f32(weight_decay) * p
+    if momentum:
+        if buf is None:
+            raise ValueError(f"sgd_update: momentum={momentum} needs a momentum buffer")
+        if first:
+            buf[...] = g
+        else:
+            buf *= f32(momentum)
+            buf += g
+        g = g + f32(momentum) * buf if nesterov else buf
+    p -= f32(lr) * g
+
+
+def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, beta_2: float,
+                epsilon: float, step: int, weight_decay: float = 0.0,
+                decoupled: bool = False) -> None:
+    """One Adam (AdamW with ``decoupled``) step in place (:func:`fastcnn.ops.adam_update`)::
+
+        p = p * (1 - lr * weight_decay) (decoupled) | g = g + weight_decay * p
+        m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
+        p -= lr / (1 - beta_1^step) * m / (sqrt(v) / sqrt(1 - beta_2^step) + epsilon)
+    """
+    f32 = np.float32
+    t = check_int(step, "step", op="adam_update", minimum=1)
+    lr, beta_1, beta_2, wd = float(lr), float(beta_1), float(beta_2), float(weight_decay)
+    if wd:
+        if decoupled:
+            p *= f32(1.0 - lr * wd)
+        else:
+            g = g + f32(wd) * p
+    b1, b2 = f32(beta_1), f32(beta_2)
+    m *= b1
+    m += (f32(1) - b1) * g
+    v *= b2
+    v += (f32(1) - b2) * (g * g)
+    denom = np.sqrt(v) / f32(math.sqrt(1.0 - beta_2 ** t))
+    denom += f32(epsilon)
+    p -= f32(lr / (1.0 - beta_1 ** t)) * (m / denom)

@@ -1,6 +1,9 @@
 """A CuPy reference of the benchmarked ops: the GPU benchmark's baseline, what a user would write
-with CuPy alone. Same functions and keyword signatures as :mod:`fastcnn.ops` (and
-:mod:`fastcnn.reference`), on CuPy arrays; clarity over speed, but no per-element Python loops.
+with CuPy alone. Same functions and signatures as :mod:`fastcnn.ops` (and
+:mod:`fastcnn.reference`; tests/test_twins.py checks it), on CuPy arrays, for the ops the
+benchmark runs: conv2d, conv2d_backward, relu, relu_backward, max_pool2d, max_pool2d_backward,
+linear, linear_backward and cross_entropy (not softmax / log_softmax or the optimizer updates).
+Clarity over speed, but no per-element Python loops; geometry from :mod:`fastcnn._geometry`.
 
 * ``conv2d``: zero-pad, im2col by one strided slice copy per kernel tap into a ``(C*R*S,
   N*P*Q)`` matrix, one ``cupy.matmul`` (cuBLAS SGEMM) with the ``(K, C*R*S)`` weights, bias
@@ -8,13 +11,14 @@ with CuPy alone. Same functions and keyword signatures as :mod:`fastcnn.ops` (an
 * ``conv2d_backward``: ``dw = dy @ cols^T`` and ``dx = w^T @ dy`` back in column space,
   scattered into the padded input by one strided slice add per tap (col2im), then cropped;
   ``relu_y`` applies the ReLU's backward to ``dy`` first (a separate elementwise pass).
-  ``compute_dw=False`` (an option the other APIs lack) gives the dx-only pass.
+  ``compute_dw=False`` gives the dx-only pass.
 * ``max_pool2d``: non-overlapping windows only (stride = kernel size, no padding or dilation,
   floor mode), as a reshape to ``(N, C, P, k, Q, k)`` and a max (or an argmax over the
   ``k*k`` taps for the indices).
 * ``max_pool2d_backward``: ``dy`` placed at the tap its index names, by a one-hot comparison
   and the inverse reshape.
-* ``relu``: ``cupy.maximum``; ``relu_backward``: ``cupy.where(y > 0, dy, 0)``.
+* ``relu``: ``cupy.maximum`` (into ``out`` when given); ``relu_backward``:
+  ``cupy.where(y > 0, dy, 0)`` (copied into ``out`` when given, as is the pooling's backward).
 * ``linear``: ``x @ w.T + b`` (cuBLAS); backward ``dy @ w``, ``dy.T @ x``, ``dy.sum(0)``.
 * ``cross_entropy``: softmax shifted by the row maximum; returns a float (synchronises, as
   fastcnn's does).
@@ -28,7 +32,14 @@ from __future__ import annotations
 from typing import Any
 
 from .._args import check_int
-from .._geometry import conv_output_size, conv_padding, pair, pool_args
+from .._geometry import (
+    conv_output_size,
+    conv_padding,
+    pair,
+    pool_args,
+    pool_output_size,
+    tap_slice,
+)
 
 __all__ = [
     "conv2d",
@@ -65,9 +76,7 @@ def _conv_geometry(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, gro
 def _tap_slices(r: int, s: int, st: tuple[int, int], dil: tuple[int, int], P: int,
                 Q: int) -> tuple[slice, slice]:
     """The rows and columns of the padded input under kernel tap (r, s) of every output pixel."""
-    h0, w0 = r * dil[0], s * dil[1]
-    return (slice(h0, h0 + (P - 1) * st[0] + 1, st[0]),
-            slice(w0, w0 + (Q - 1) * st[1] + 1, st[1]))
+    return tap_slice(r * dil[0], st[0], P), tap_slice(s * dil[1], st[1], Q)
 
 
 def _im2col(x: Any, R: int, S: int, st: tuple[int, int], dil: tuple[int, int],
@@ -102,28 +111,25 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
 
 def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 0,
                     dilation: Any = 1, groups: int = 1, bias: bool = True,
-                    compute_dx: bool = True, relu_y: Any = None,
-                    compute_dw: bool = True, pool_indices: Any = None, pool_size: Any = None,
-                    pool_stride: Any = None, pool_padding: Any = 0,
-                    pool_ceil_mode: bool = False) -> tuple[Any, Any, Any]:
+                    compute_dx: bool = True, compute_dw: bool = True, relu_y: Any = None,
+                    pool_indices: Any = None, pool_size: Any = None, pool_stride: Any = None,
+                    pool_padding: Any = 0, pool_ceil_mode: bool = False) -> tuple[Any, Any, Any]:
     """``(dx, dw, db)`` of :func:`conv2d`; dx is None when ``compute_dx=False``, dw when
     ``compute_dw=False``, db when ``bias=False``. ``pool_indices`` / ``pool_*``: ``dy`` is the
     gradient of a max pooling of the output, routed back first (:func:`max_pool2d_backward`);
     ``relu_y`` (the output of ``conv2d(..., relu=True)``): ``dy`` then goes through the ReLU's
     backward."""
     cp = _cp()
-    if pool_indices is not None:
-        shape = relu_y.shape if relu_y is not None else conv2d(
-            x, w, stride=stride, padding=padding, dilation=dilation, groups=groups).shape
-        dy = max_pool2d_backward(dy, cp.empty(shape, dtype=dy.dtype), pool_size,
-                                 stride=pool_stride, padding=pool_padding,
-                                 ceil_mode=pool_ceil_mode, indices=pool_indices)
-    if relu_y is not None:
-        dy = relu_backward(dy, relu_y)
     st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups,
                                          "conv2d_backward")
     N, _, H, W = x.shape
     K, C, R, S = w.shape
+    if pool_indices is not None:  # the convolution's output (N, K, P, Q) is the pooling's input
+        dy = max_pool2d_backward(dy, cp.empty((N, K, P, Q), dtype=dy.dtype), pool_size,
+                                 stride=pool_stride, padding=pool_padding,
+                                 ceil_mode=pool_ceil_mode, indices=pool_indices)
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
     dym = dy.transpose(1, 0, 2, 3).reshape(K, N * P * Q)
     dw = db = dx = None
     if compute_dw:
@@ -142,14 +148,22 @@ def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 
     return dx, dw, db
 
 
-def relu(x: Any) -> Any:
+def _into(out: Any, result: Any) -> Any:
+    """``result``, or ``result`` copied into ``out`` (its shape) and ``out``."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def relu(x: Any, *, out: Any = None) -> Any:
     """``max(x, 0)`` elementwise."""
-    return _cp().maximum(x, x.dtype.type(0))
+    return _cp().maximum(x, x.dtype.type(0), out=out)
 
 
-def relu_backward(dy: Any, y: Any) -> Any:
+def relu_backward(dy: Any, y: Any, *, out: Any = None) -> Any:
     """``dy`` where ``y > 0``, else 0."""
-    return _cp().where(y > 0, dy, dy.dtype.type(0))
+    return _into(out, _cp().where(y > 0, dy, dy.dtype.type(0)))
 
 
 def _pool_k(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
@@ -168,7 +182,7 @@ def max_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0
     cp = _cp()
     k = _pool_k(kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     N, C, H, W = x.shape
-    P, Q = H // k, W // k
+    P, Q = pool_output_size(H, W, k, k, 0, 1, op="max_pool2d")
     win = x[:, :, :P * k, :Q * k].reshape(N, C, P, k, Q, k)
     if not return_indices:
         return win.max(axis=(3, 5))
@@ -182,7 +196,7 @@ def max_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0
 
 def max_pool2d_backward(dy: Any, x: Any, kernel_size: Any, *, stride: Any = None,
                         padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
-                        indices: Any = None) -> Any:
+                        indices: Any = None, out: Any = None) -> Any:
     """dx (N, C, H, W): each ``dy`` at the input element its index names (recomputed from x
     when ``indices`` is None)."""
     cp = _cp()
@@ -196,10 +210,10 @@ def max_pool2d_backward(dy: Any, x: Any, kernel_size: Any, *, stride: Any = None
     dwin = (tap[..., None] == cp.arange(k * k)) * dy[..., None]  # (N, C, P, Q, k*k)
     dx = dwin.reshape(N, C, P, Q, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, P * k, Q * k)
     if (P * k, Q * k) == (H, W):
-        return cp.ascontiguousarray(dx)
+        return _into(out, cp.ascontiguousarray(dx))
     full = cp.zeros((N, C, H, W), dtype=dy.dtype)
     full[:, :, :P * k, :Q * k] = dx
-    return full
+    return _into(out, full)
 
 
 def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
@@ -213,10 +227,11 @@ def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
     return y
 
 
-def linear_backward(dy: Any, x: Any, w: Any, *, bias: bool = True,
-                    compute_dx: bool = True) -> tuple[Any, Any, Any]:
-    """``(dy @ w or None, dy.T @ x, dy.sum(0) or None)``."""
-    return (dy @ w if compute_dx else None, dy.T @ x, dy.sum(axis=0) if bias else None)
+def linear_backward(dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True,
+                    compute_dw: bool = True) -> tuple[Any, Any, Any]:
+    """``(dy @ w, dy.T @ x, dy.sum(0))``, each None when not asked for."""
+    return (dy @ w if compute_dx else None, dy.T @ x if compute_dw else None,
+            dy.sum(axis=0) if bias else None)
 
 
 def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:

@@ -10,7 +10,8 @@
 
 Both datasets are iterables: each ``for`` loop over one is an epoch of ``(x, y)`` batches
 (``x`` alone without labels), reshuffled reproducibly from ``seed``; ``len(ds)`` is the
-number of batches per epoch. This module imports only NumPy and Pillow.
+number of batches per epoch. This package imports only NumPy, Pillow and fastcnn's pure-Python
+argument checks (``fastcnn._args``) and geometry (``fastcnn._geometry``).
 """
 
 from ._pipeline import BatchIterator, DataWarning

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .._args import check_int
 from .augment import Augmentation
 
 __all__ = ["BatchIterator", "DataWarning"]
@@ -50,20 +51,12 @@ def resolve_seed(seed: int | None) -> int:
     """A non-negative int seed; ``None`` draws fresh OS entropy (still fixed for the dataset)."""
     if seed is None:
         return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", minimum=0)
 
 
 def derived_rng(seed: int, *key: int) -> np.random.Generator:
     """An independent generator for ``key`` (e.g. (0, epoch) or (1, epoch, batch))."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
-
-
-def check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_augment(augment: Any) -> list[Callable[[np.ndarray, np.random.Generator], np.ndarray]]:
@@ -291,13 +284,13 @@ class BatchDataset:
 
     def __init__(self, *, batch_size: int, shuffle: bool, seed: int | None,
                  augment: Any, rescale: float | None, drop_last: bool, prefetch: int) -> None:
-        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.shuffle = bool(shuffle)
         self.seed = resolve_seed(seed)
         self.augment = check_augment(augment)
         self.rescale = check_rescale(rescale)
         self.drop_last = bool(drop_last)
-        self.prefetch = check_int(prefetch, "prefetch", 0)
+        self.prefetch = check_int(prefetch, "prefetch", minimum=0)
         #: The number the next ``iter()`` gives its epoch (0, 1, ...); may be set to replay one.
         self.epoch = 0
 

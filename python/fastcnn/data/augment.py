@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from .._args import check_choice, check_int
+from .._geometry import split_margin
+
 __all__ = [
     "Augmentation",
     "CenterCrop",
@@ -87,12 +90,6 @@ def _factor_range(
     return lo, hi
 
 
-def _check_choice(value: str, choices: Sequence[str], name: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def _value_range(value_range: Sequence[float], name: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value_range)
@@ -103,12 +100,6 @@ def _value_range(value_range: Sequence[float], name: str) -> tuple[float, float]
     if not lo < hi:
         raise ValueError(f"{name}: value_range must have low < high, got {value_range!r}")
     return lo, hi
-
-
-def _size(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _map_index(idx: np.ndarray, size: int, fill_mode: str) -> np.ndarray:
@@ -260,8 +251,8 @@ class _AffineAugmentation(Augmentation):
     """Shared parts of the augmentations that resample through an affine map."""
 
     def __init__(self, fill_mode: str, interpolation: str, fill_value: float) -> None:
-        self.fill_mode = _check_choice(fill_mode, FILL_MODES, "fill_mode")
-        self.interpolation = _check_choice(interpolation, INTERPOLATIONS, "interpolation")
+        self.fill_mode = check_choice(fill_mode, FILL_MODES, "fill_mode")
+        self.interpolation = check_choice(interpolation, INTERPOLATIONS, "interpolation")
         if not _is_number(fill_value):
             raise ValueError(f"fill_value must be a number, got {fill_value!r}")
         self.fill_value = float(fill_value)
@@ -286,7 +277,7 @@ class RandomFlip(Augmentation):
     MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
     def __init__(self, mode: str = "horizontal_and_vertical") -> None:
-        self.mode = _check_choice(mode, self.MODES, "mode")
+        self.mode = check_choice(mode, self.MODES, "mode")
 
     def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         batch = _as_batch(batch, type(self).__name__)
@@ -424,8 +415,8 @@ class RandomCrop(Augmentation):
     """
 
     def __init__(self, height: int, width: int) -> None:
-        self.height = _size(height, "RandomCrop height")
-        self.width = _size(width, "RandomCrop width")
+        self.height = check_int(height, "height", op=type(self).__name__, minimum=1)
+        self.width = check_int(width, "width", op=type(self).__name__, minimum=1)
 
     def _check(self, h: int, w: int) -> None:
         if h < self.height or w < self.width:
@@ -455,15 +446,16 @@ class RandomCrop(Augmentation):
 class CenterCrop(RandomCrop):
     """Cut the central (height, width) window out of each image (deterministic; ``rng`` unused).
 
-    When the margin is odd the extra row / column is cut from the bottom / right.
+    When the margin is odd the extra row / column is cut from the bottom / right (as "same"
+    padding puts its odd row / column there: :func:`fastcnn._geometry.split_margin`).
     """
 
     def __call__(self, batch: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         batch = _as_batch(batch, type(self).__name__)
         _, _, h, w = batch.shape
         self._check(h, w)
-        top = (h - self.height) // 2
-        left = (w - self.width) // 2
+        top, _ = split_margin(h - self.height)
+        left, _ = split_margin(w - self.width)
         return batch[:, :, top:top + self.height, left:left + self.width].copy()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .._args import check_choice, check_int
 from ._pipeline import (
     BatchDataset,
     BatchIterator,
@@ -20,7 +21,6 @@ from ._pipeline import (
     WorkerPool,
     _Stopped,
     _warn_bad,
-    check_int,
     derived_rng,
     wait_future,
 )
@@ -46,12 +46,6 @@ _DIRECT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa
 _SPLIT_SEED = 0x5EED  # the validation split does not depend on `seed`; see ImageFolder
 
 
-def _check_choice(value: Any, choices: Any, name: str) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def _target_size(target_size: Any) -> tuple[int, int] | None:
     if target_size is None:
         return None
@@ -59,7 +53,8 @@ def _target_size(target_size: Any) -> tuple[int, int] | None:
         h, w = target_size
     except (TypeError, ValueError):
         raise ValueError(f"target_size must be (height, width), got {target_size!r}") from None
-    return (check_int(h, "target_size height", 1), check_int(w, "target_size width", 1))
+    return (check_int(h, "target_size height", minimum=1),
+            check_int(w, "target_size width", minimum=1))
 
 
 def decode_image(path: str, color_mode: str = "rgb",
@@ -111,8 +106,8 @@ def load_image(path: str | os.PathLike[str], color_mode: str = "rgb",
     Returns:
         (C, H, W) float32 with values in [0, 255]; C = 1, 3 or 4.
     """
-    _check_choice(color_mode, COLOR_MODES, "color_mode")
-    _check_choice(interpolation, INTERPOLATIONS, "interpolation")
+    check_choice(color_mode, COLOR_MODES, "color_mode")
+    check_choice(interpolation, INTERPOLATIONS, "interpolation")
     return decode_image(os.fspath(path), color_mode, _target_size(target_size),
                         interpolation).astype(np.float32)
 
@@ -229,12 +224,12 @@ class ImageFolder(BatchDataset):
         if size is None:
             raise ValueError("target_size must be (height, width), got None")
         self.target_size = size
-        self.color_mode = _check_choice(color_mode, COLOR_MODES, "color_mode")
-        self.class_mode = _check_choice(class_mode, CLASS_MODES, "class_mode")
-        self.interpolation = _check_choice(interpolation, INTERPOLATIONS, "interpolation")
+        self.color_mode = check_choice(color_mode, COLOR_MODES, "color_mode")
+        self.class_mode = check_choice(class_mode, CLASS_MODES, "class_mode")
+        self.interpolation = check_choice(interpolation, INTERPOLATIONS, "interpolation")
         if num_workers is None:
             num_workers = min(8, (os.cpu_count() or 1) + 2)
-        self.num_workers = check_int(num_workers, "num_workers", 0)
+        self.num_workers = check_int(num_workers, "num_workers", minimum=0)
         self.follow_links = bool(follow_links)
         if isinstance(validation_split, bool) or not isinstance(
                 validation_split, (int, float, np.integer, np.floating)) or not (
@@ -242,7 +237,7 @@ class ImageFolder(BatchDataset):
             raise ValueError(f"validation_split must be a number in [0, 1), got "
                              f"{validation_split!r}")
         self.validation_split = float(validation_split)
-        self.subset = _check_choice(subset, (None, "training", "validation"), "subset")
+        self.subset = check_choice(subset, (None, "training", "validation"), "subset")
         if (self.subset is None) != (self.validation_split == 0.0):
             raise ValueError("validation_split and subset go together: give both (e.g. 0.2 "
                              f"and 'training'), or neither; got validation_split="
