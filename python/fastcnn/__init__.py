@@ -1,8 +1,10 @@
 """fastcnn: hand-written AVX2 / AVX-512 (and CUDA) kernels for small CNNs, with a Keras-like API.
 
 ``fastcnn.ops`` is the functional API over the compiled kernels, ``fastcnn.reference`` the NumPy
-oracle with the same signatures; ``fastcnn.Sequential`` and ``fastcnn.layers`` build and train
-models; ``fastcnn.data`` loads image folders.
+oracle with the same signatures; ``fastcnn.Sequential`` and ``fastcnn.layers`` build models,
+``fastcnn.training`` trains them (``fit`` around one ``train_step``), ``fastcnn.saving`` writes
+and reads them; ``fastcnn.models`` holds ready-made networks; ``fastcnn.data`` loads image
+folders. ARCHITECTURE.md is the map.
 """
 
 from __future__ import annotations
@@ -21,15 +23,21 @@ from . import (
     ops,
     optimizers,
     reference,
+    saving,
+    training,
 )
 from ._device import cuda_available, cuda_built
 from ._native import cpu as _cpu
-from .model import Sequential, load_model
+from .model import Sequential
+from .saving import load_model
+from .training import NonFiniteLossError, StepResult, train_step
 
 __version__: str = _cpu.__version__
 
 __all__ = [
+    "NonFiniteLossError",
     "Sequential",
+    "StepResult",
     "__version__",
     "callbacks",
     "data",
@@ -45,7 +53,10 @@ __all__ = [
     "ops",
     "optimizers",
     "reference",
+    "saving",
     "set_num_threads",
+    "train_step",
+    "training",
 ]
 
 

@@ -65,7 +65,7 @@ from ._device import move as _device_move
 if TYPE_CHECKING:
     from .callbacks import Callback, History
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Sequential"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,11 +515,3 @@ def _readable_bytes(n: int) -> str:
             return f"{size:.2f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return f"{size:.2f} GB"  # pragma: no cover
-
-
-
-def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
-    """:func:`fastcnn.saving.load_model` (``fastcnn.load_model``): the model saved at ``path``."""
-    from . import saving
-
-    return saving.load_model(path, compile)
