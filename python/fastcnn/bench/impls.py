@@ -11,9 +11,10 @@ A builder returns None where an implementation has no equivalent of the pass (th
 reference has no dx-only convolution backward).
 
 * fastcnn: :mod:`fastcnn.ops` (``bwd_weights``: ``conv2d_backward(..., compute_dx=False)``),
-  except ``bwd_data``, which calls the compiled module's ``conv2d_backward(..., need_dx=True,
-  need_dw=False, bias=False)`` directly (``fastcnn._cpu``, or for CuPy arrays
-  ``fastcnn._cuda_ops``: same signature).
+  except ``bwd_data``, which calls the compiled module's ``conv2d_backward`` directly, its flags
+  ``compute_dx=True, compute_dw=False, bias=False`` passed positionally (the CPU module,
+  ``fastcnn._native.cpu``, or for CuPy arrays the CUDA adapter ``fastcnn._cuda_ops``: same
+  signature).
 * NumPy: :mod:`fastcnn.reference` (no ``bwd_data``).
 * PyTorch: ``torch.nn.functional`` forwards; backward passes through the ATen kernels autograd
   itself calls (``convolution_backward`` with an output mask, ``max_pool2d_with_indices_backward``,
@@ -29,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _cpu, ops, reference
-from .._device import cuda_module, is_cupy, to_host
+from .. import _native, ops, reference
+from .._device import array_module, cuda_module, is_cupy, to_host
 from .suites import Case
 
 __all__ = ["IMPLS", "api_fn", "build", "make_inputs", "outputs_as_arrays", "torch_fn"]
@@ -110,7 +111,9 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
             return lambda: api.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
                                                compute_dx=False)
         if api is ops:  # dx only: only the compiled module can skip dw
-            mod = cuda_module("conv2d_backward") if is_cupy(x) else _cpu
+            mod = cuda_module("conv2d_backward") if is_cupy(x) else _native.cpu
+            # stride (h, w), pads (top, left, bottom, right), dilation (h, w), groups,
+            # compute_dx, compute_dw, bias
             return lambda: mod.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
                                                True, False, False)
         return None
@@ -122,7 +125,7 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
         return lambda: api.linear_backward(dy, x, w, bias=True)
     if lay.op == "relu":
         out = a.get("out")
-        xp = _array_module(a["x"])
+        xp = array_module(a["x"])
         if p in ("fwd", "fwd_out"):
             x = a["x"]
             if out is None:
@@ -147,7 +150,7 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
         out = a["out"]
         if api is ops:
             return lambda: ops.max_pool2d_backward(dy, x, k, stride=s, indices=idx, out=out)
-        xp = _array_module(x)
+        xp = array_module(x)
 
         def ref_into_out() -> Any:  # the references allocate: their result copied into out
             xp.copyto(out, api.max_pool2d_backward(dy, x, k, stride=s, indices=idx))
@@ -155,15 +158,6 @@ def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
 
         return ref_into_out
     return lambda: api.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
-
-
-def _array_module(a: Any) -> Any:
-    """numpy, or cupy for a CuPy array."""
-    if is_cupy(a):
-        import cupy
-
-        return cupy
-    return np
 
 
 def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:

@@ -7,7 +7,7 @@ implementations' medians with the speed-up ``t_other / t_fastcnn`` (above 1: fas
 ``*`` marks a single-shot time (the NumPy reference over its time cap), ``!`` a result that did
 not match fastcnn's, ``-`` a pass an implementation does not have or that was skipped.
 
-A GPU document (``device`` ``"cuda"``, from :mod:`fastcnn.bench.cuda_harness`) has no thread
+A GPU document (``device`` ``"cuda"``, from :mod:`fastcnn.bench.cuda`) has no thread
 and background-load columns; its others are the CuPy reference and PyTorch, its ``% peak`` is of
 the theoretical FP32 rate (FLOPs) or the device-to-device copy bandwidth (bytes) and its
 ``% SGEMM`` of cuBLAS SGEMM; the header names the GPU and its peaks.
