@@ -16,28 +16,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from .. import _native
+from . import common
 from . import impls as _impls
 from . import memory as _memory
 from . import suites as _suites
 from . import training as _training
-from .common import (
-    CHECK_TOL,
-    Config,
-    Progress,
-    apply_peaks,
-    best_probes,
-    case_row,
-    checker,
-    cpu_machine,
-    import_torch,
-    loadavg,
-    losses_agree,
-    probe_cpu,
-    selection,
-    skips,
-    summary,
-    train_row,
-)
+from .common import Config, Progress
 from .timing import BackgroundLoad, ThreadControl, measure, wait_idle
 
 __all__ = ["OTHERS", "SCHEMA", "run_cpu_benchmark"]
@@ -65,10 +49,10 @@ def run_cpu_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> d
     """
     if not cfg.threads or any(n < 1 for n in cfg.threads):
         raise ValueError(f"--threads must be positive ints, got {cfg.threads}")
-    case_list, train_batches = selection(cfg)
+    case_list, train_batches = common.selection(cfg)
 
     t_start = time.perf_counter()
-    torch, torch_note = import_torch(cfg)
+    torch, torch_note = common.import_torch(cfg)
     tc = ThreadControl(torch)
     cpu = _native.cpu
     isa0 = cpu.isa()
@@ -85,12 +69,12 @@ def run_cpu_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> d
             if active != cfg.isa:
                 raise ValueError(f"--isa {cfg.isa}: this CPU/build gives {active!r} "
                                  f"(best: {cpu.best_isa()!r})")
-        doc["machine"] = cpu_machine(torch, tc)
+        doc["machine"] = common.cpu_machine(torch, tc)
         doc["machine"]["torch_status"] = torch_note
         prog = Progress(progress, len(case_list) * len(cfg.threads))
         prog.line(f"fastcnn bench: {len(case_list)} cases x threads {cfg.threads}, "
                   f"isa {cpu.isa()}, {torch_note}; probing the machine...")
-        doc["probes"] = probe_cpu(cfg, tc, torch)
+        doc["probes"] = common.probe_cpu(cfg, tc, torch)
         doc["cases"] = []
         doc["train"] = []
         doc["fit"] = {"skipped": "--no-train" if not cfg.train else "--no-fit" if not cfg.fit
@@ -107,21 +91,21 @@ def run_cpu_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> d
             if cfg.memory and cfg.train and train_batches:
                 doc["memory"] = _run_memory(cfg, train_batches, torch, prog)
             prog.line("probing the machine again (the better of two probes is the peak)...")
-            doc["probes"] = best_probes(doc["probes"], probe_cpu(cfg, tc, torch))
+            doc["probes"] = common.best_probes(doc["probes"], common.probe_cpu(cfg, tc, torch))
         except KeyboardInterrupt:
             doc["interrupted"] = True
             prog.line("interrupted: reporting what was measured")
-        apply_peaks(doc, cfg.peak_gflops)
+        common.apply_peaks(doc, cfg.peak_gflops)
     finally:
         tc.restore()
         cpu.set_isa(isa0)
-    doc["machine"]["loadavg_end"] = loadavg()
+    doc["machine"]["loadavg_end"] = common.loadavg()
     doc["elapsed_s"] = time.perf_counter() - t_start
     return doc
 
 
 def _skips(cfg: Config, torch: Any, torch_note: str) -> dict[str, str]:
-    return skips("numpy", cfg.numpy, torch, torch_note)
+    return common.skips("numpy", cfg.numpy, torch, torch_note)
 
 
 def _run_cases(cfg: Config, case_list: list[_suites.Case], torch: Any, tc: ThreadControl,
@@ -148,13 +132,13 @@ def _run_cases(cfg: Config, case_list: list[_suites.Case], torch: Any, tc: Threa
             timings = measure(
                 fns, repeats=cfg.repeats, warmup=cfg.warmup, min_sample_s=cfg.min_sample_s,
                 caps={"numpy": cfg.numpy_cap_s}, gap_s=cfg.gap_s,
-                on_first=checker(errs) if i == 0 else None)
-            row = {**case_row(case), "threads": n}
-            row.update(summary(case.work, case.unit, timings, skipped, _impls.IMPLS, OTHERS))
+                on_first=common.checker(errs) if i == 0 else None)
+            row = {**common.case_row(case), "threads": n}
+            row.update(common.summary(case.work, case.unit, timings, skipped, _impls.IMPLS, OTHERS))
             row["background_load"] = load.cores()
             row["waited_idle_s"] = waited
             row["max_rel_err"] = dict(errs)
-            row["check_ok"] = all(e <= CHECK_TOL for e in errs.values())
+            row["check_ok"] = all(e <= common.CHECK_TOL for e in errs.values())
             if i == 0 and not row["check_ok"]:
                 prog.line(f"WARNING: {case.id}: results differ from fastcnn's: {errs}")
             doc["cases"].append(row)
@@ -197,11 +181,11 @@ def _run_train(cfg: Config, batches: list[int], torch: Any, tc: ThreadControl,
             timings = measure(fns, repeats=cfg.repeats, warmup=cfg.warmup,
                               min_sample_s=cfg.min_sample_s, caps={"numpy": cfg.numpy_cap_s},
                               gap_s=cfg.gap_s, on_first=on_first)
-            row = {**train_row(batch), "threads": n}
-            row.update(summary(flops, "flop", timings, skipped, _impls.IMPLS, OTHERS))
+            row = {**common.train_row(batch), "threads": n}
+            row.update(common.summary(flops, "flop", timings, skipped, _impls.IMPLS, OTHERS))
             row["background_load"] = load.cores()
             row["first_loss"] = losses
-            row["check_ok"] = losses_agree(losses)
+            row["check_ok"] = common.losses_agree(losses)
             if not row["check_ok"]:
                 prog.line(f"WARNING: train step N={batch}: first losses differ: {losses}")
             doc["train"].append(row)

@@ -25,27 +25,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from . import common, cupy_ref
 from . import cuda_impls as _gpu
-from . import cupy_ref
 from . import training as _training
-from .common import (
-    CHECK_TOL,
-    Config,
-    Progress,
-    apply_peaks,
-    best_probes,
-    case_row,
-    checker,
-    gpu_machine,
-    import_torch,
-    losses_agree,
-    probe_gpu,
-    require_cuda,
-    selection,
-    skips,
-    summary,
-    train_row,
-)
+from .common import Config, Progress
 from .cuda_timing import tf32_off
 from .impls import make_inputs
 from .suites import Case
@@ -71,7 +54,7 @@ class _Run(Progress):
         self.clocks = _gpu.clocks(cp, torch)
 
     def skips(self) -> dict[str, str]:
-        return skips("cupy", self.cfg.cupy, self.torch, self.torch_note)
+        return common.skips("cupy", self.cfg.cupy, self.torch, self.torch_note)
 
     def error(self, what: str, name: str, e: BaseException) -> str:
         msg = f"{type(e).__name__}: {e}"
@@ -139,13 +122,14 @@ def _run_cases(run: _Run, case_list: list[Case]) -> None:
         skipped = run.skips()
         fns = _case_fns(run, case, inputs, skipped)
         errs: dict[str, float] = {}
-        run.first_calls(case.id, fns, skipped, checker(errs))
+        run.first_calls(case.id, fns, skipped, common.checker(errs))
         timings = run.measure(case.id, fns, skipped)
-        row = case_row(case)
-        row.update(summary(case.work, case.unit, timings, skipped, _gpu.IMPLS, OTHERS))
+        row = common.case_row(case)
+        row.update(common.summary(case.work, case.unit, timings, skipped, _gpu.IMPLS, OTHERS))
         row["max_rel_err"] = dict(errs)
-        row["check_ok"] = "fastcnn" in timings and all(e <= CHECK_TOL for e in errs.values())
-        if errs and not all(e <= CHECK_TOL for e in errs.values()):
+        agree = all(e <= common.CHECK_TOL for e in errs.values())
+        row["check_ok"] = "fastcnn" in timings and agree
+        if not agree:
             run.line(f"WARNING: {case.id}: results differ from fastcnn's: {errs}")
         run.doc["cases"].append(row)
         run.case(case.id, timings)
@@ -187,14 +171,14 @@ def _run_train(run: _Run, batches: list[int]) -> None:
         def on_first(name: str, loss: Any, losses: dict[str, float] = losses) -> None:
             losses[name] = float(loss)
 
-        row = train_row(batch)
+        row = common.train_row(batch)
         what = row["id"]
         run.first_calls(what, fns, skipped, on_first)
         timings = run.measure(what, fns, skipped)
-        row.update(summary(_training.step_flops(batch), "flop", timings, skipped, _gpu.IMPLS,
-                           OTHERS))
+        row.update(common.summary(_training.step_flops(batch), "flop", timings, skipped,
+                                  _gpu.IMPLS, OTHERS))
         row["first_loss"] = losses
-        row["check_ok"] = losses_agree(losses)
+        row["check_ok"] = common.losses_agree(losses)
         if not row["check_ok"]:
             run.line(f"WARNING: train step N={batch}: first losses differ: {losses}")
         run.doc["train"].append(row)
@@ -214,14 +198,14 @@ def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> 
     Raises:
         ValueError: a bad setting, or no usable GPU.
     """
-    require_cuda()
-    case_list, train_batches = selection(cfg)
+    common.require_cuda()
+    case_list, train_batches = common.selection(cfg)
     if not cfg.train:
         train_batches = []
     import cupy as cp
 
     t_start = time.perf_counter()
-    torch, torch_note = import_torch(cfg, "cuda")
+    torch, torch_note = common.import_torch(cfg, "cuda")
     doc: dict[str, Any] = {
         "schema": SCHEMA, "device": "cuda", "name": cfg.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -230,7 +214,7 @@ def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> 
     }
     with tf32_off(torch) as tf32:
         doc["tf32"] = tf32
-        doc["machine"] = gpu_machine(cp, torch, torch_note)
+        doc["machine"] = common.gpu_machine(cp, torch, torch_note)
         run = _Run(cfg, cp, torch, torch_note, doc, progress, len(case_list) + len(train_batches))
         gpu = doc["machine"]["gpu"]
         run.line(f"fastcnn bench --device cuda: {len(case_list)} cases on {gpu['name']}, "
@@ -238,15 +222,15 @@ def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> 
         if gpu.get("cupy_tf32_env") == "1":
             run.line("WARNING: CUPY_TF32=1: CuPy's matmuls (the SGEMM probe, the CuPy "
                      "reference) use TF32, not float32")
-        doc["probes"] = probe_gpu(cp, cfg)
+        doc["probes"] = common.probe_gpu(cp, cfg)
         try:
             _run_cases(run, case_list)
             _run_train(run, train_batches)
             run.line("probing the GPU again (the better of two probes is the peak)...")
-            doc["probes"] = best_probes(doc["probes"], probe_gpu(cp, cfg), gpu=True)
+            doc["probes"] = common.best_probes(doc["probes"], common.probe_gpu(cp, cfg), gpu=True)
         except KeyboardInterrupt:
             doc["interrupted"] = True
             run.line("interrupted: reporting what was measured")
-        apply_peaks(doc)
+        common.apply_peaks(doc)
     doc["elapsed_s"] = time.perf_counter() - t_start
     return doc
