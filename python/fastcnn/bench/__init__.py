@@ -32,7 +32,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .common import Config
 
 __all__ = ["Config", "add_arguments", "config_from_args", "main", "run", "run_benchmark"]
 
@@ -49,10 +52,10 @@ def __getattr__(name: str) -> Any:  # lazy: Config pulls in NumPy and the compil
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_benchmark(cfg: Any, *, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
-    """Run the benchmark ``cfg`` (a :class:`~fastcnn.bench.common.Config`) describes: the CPU
-    benchmark (:func:`fastcnn.bench.cpu.run_cpu_benchmark`) or, for ``device="cuda"``, the GPU
-    benchmark (:func:`fastcnn.bench.cuda.run_cuda_benchmark`).
+def run_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
+    """Run the benchmark ``cfg`` describes: the CPU benchmark
+    (:func:`fastcnn.bench.cpu.run_cpu_benchmark`) or, for ``device="cuda"``, the GPU benchmark
+    (:func:`fastcnn.bench.cuda.run_cuda_benchmark`).
 
     Args:
         cfg: the settings.
@@ -158,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> Config:
     """The :class:`~fastcnn.bench.common.Config` for parsed ``fastcnn bench`` options."""
     from .common import Config, default_threads, quick_config, require_cuda
 
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     return 130 if doc.get("interrupted") else 1 if doc.get("errors") else 0
 
 
-def _list_cases(cfg: Any) -> int:
+def _list_cases(cfg: Config) -> int:
     from .suites import cases
 
     for c in cases(cfg.suite, quick=cfg.quick, filters=cfg.filters):
