@@ -24,14 +24,8 @@ from fastcnn import bench
 from fastcnn import reference as ref
 from fastcnn._device import cuda_built
 from fastcnn.bench import cuda_impls, cupy_ref, report, suites, training
-from fastcnn.bench.cuda_harness import _apply_peaks
-from fastcnn.bench.cuda_timing import (
-    CupyEventClock,
-    TorchEventClock,
-    tf32_off,
-    theoretical_fp32_gflops,
-)
-from fastcnn.bench.harness import summary
+from fastcnn.bench.common import apply_peaks, summary, theoretical_fp32_gflops
+from fastcnn.bench.cuda_timing import CupyEventClock, TorchEventClock, tf32_off
 from fastcnn.bench.impls import make_inputs, outputs_as_arrays, torch_fn
 from fastcnn.bench.timing import Timing, max_rel_err
 
@@ -127,7 +121,7 @@ def _gpu_doc() -> dict[str, Any]:
         "cases": [row], "train": [train], "errors": ["smoke.x: torch: RuntimeError: boom"],
         "interrupted": False, "elapsed_s": 1.0,
     }
-    _apply_peaks(doc)
+    apply_peaks(doc)
     return doc
 
 

@@ -12,7 +12,9 @@ markdown and a PNG chart (:mod:`fastcnn.bench.report`).
 
 ``--device cuda`` times fastcnn's CUDA kernels against a CuPy reference
 (:mod:`fastcnn.bench.cupy_ref`) and PyTorch's CUDA path on the same suites, with CUDA events
-(:mod:`fastcnn.bench.cuda_harness`).
+(:mod:`fastcnn.bench.cuda`). The CPU run is :mod:`fastcnn.bench.cpu`; what both share (the
+settings, probes, peaks, machine facts, row fields) is :mod:`fastcnn.bench.common`. This module
+holds the command line and :func:`run_benchmark`, which picks one of the two.
 
 Use::
 
@@ -30,7 +32,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .common import Config
 
 __all__ = ["Config", "add_arguments", "config_from_args", "main", "run", "run_benchmark"]
 
@@ -39,12 +44,40 @@ _DESCRIPTION = ("benchmark fastcnn's CPU kernels against the NumPy reference and
                 "GB/s, % of peak, speed-ups)")
 
 
-def __getattr__(name: str) -> Any:  # lazy: Config / run_benchmark pull in the harness
-    if name in ("Config", "run_benchmark"):
-        from . import harness
+def __getattr__(name: str) -> Any:  # lazy: Config pulls in NumPy and the compiled module
+    if name == "Config":
+        from .common import Config
 
-        return getattr(harness, name)
+        return Config
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def run_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
+    """Run the benchmark ``cfg`` describes: the CPU benchmark
+    (:func:`fastcnn.bench.cpu.run_cpu_benchmark`) or, for ``device="cuda"``, the GPU benchmark
+    (:func:`fastcnn.bench.cuda.run_cuda_benchmark`).
+
+    Args:
+        cfg: the settings.
+        progress: where to print one line per measured case (None: silent).
+
+    Returns:
+        The results document (``schema`` ``fastcnn.bench/1``, or ``fastcnn.bench.cuda/1``
+        for the GPU). Ctrl-C stops early and returns what was measured.
+
+    Raises:
+        ValueError: a bad setting (unknown device or suite, no case left, CUDA unavailable,
+            ...).
+    """
+    if cfg.device == "cuda":
+        from .cuda import run_cuda_benchmark
+
+        return run_cuda_benchmark(cfg, progress=progress)
+    if cfg.device != "cpu":
+        raise ValueError(f"--device must be cpu or cuda, got {cfg.device!r}")
+    from .cpu import run_cpu_benchmark
+
+    return run_cpu_benchmark(cfg, progress=progress)
 
 
 def _threads(text: str) -> list[int]:
@@ -128,9 +161,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~fastcnn.bench.harness.Config` for parsed ``fastcnn bench`` options."""
-    from .harness import Config, default_threads, quick_config, require_cuda
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The :class:`~fastcnn.bench.common.Config` for parsed ``fastcnn bench`` options."""
+    from .common import Config, default_threads, quick_config, require_cuda
 
     if args.device == "cuda" and not args.list:
         require_cuda()  # no GPU: the same error as before any other option is looked at
@@ -176,7 +209,6 @@ def run(args: argparse.Namespace) -> int:
     (the GPU benchmark's ``errors``), else 0.
     """
     from . import report
-    from .harness import run_benchmark
 
     cfg = config_from_args(args)
     if args.list:
@@ -192,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     return 130 if doc.get("interrupted") else 1 if doc.get("errors") else 0
 
 
-def _list_cases(cfg: Any) -> int:
+def _list_cases(cfg: Config) -> int:
     from .suites import cases
 
     for c in cases(cfg.suite, quick=cfg.quick, filters=cfg.filters):

@@ -5,8 +5,9 @@ The inputs of a case are drawn on the host (:func:`fastcnn.bench.impls.make_inpu
 benchmark's) and uploaded once (:func:`upload`); every implementation reads those CuPy arrays
 and allocates its outputs, as its API does:
 
-* fastcnn: :mod:`fastcnn.ops` on CuPy arrays (``bwd_data``: ``fastcnn._cuda_ops``'s
-  ``conv2d_backward(..., need_dx=True, need_dw=False, bias=False)``), as on the CPU.
+* fastcnn: :mod:`fastcnn.ops` on CuPy arrays (``bwd_data``: the CUDA adapter
+  ``fastcnn._cuda_ops``'s ``conv2d_backward`` with ``compute_dx=True, compute_dw=False,
+  bias=False``), as on the CPU (:func:`fastcnn.bench.impls.api_fn`).
 * cupy: :mod:`fastcnn.bench.cupy_ref` (``bwd_data``: its ``compute_dw=False``).
 * torch: the CPU benchmark's PyTorch calls (:func:`fastcnn.bench.impls.torch_fn`) on tensors
   that wrap the CuPy arrays through DLPack (``torch.from_dlpack``: no copy).

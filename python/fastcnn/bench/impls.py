@@ -7,13 +7,16 @@ all of them write into one preallocated ``out`` array (fastcnn: ``out=``; NumPy 
 ``maximum`` / ``multiply`` with ``out=``, for pooling the reference's result copied in;
 PyTorch: ``clamp_min(out=)`` / ``threshold_backward(grad_input=)`` /
 ``max_pool2d_with_indices_backward(grad_input=)``).
-A builder returns None where an implementation has no equivalent of the pass (the NumPy
-reference has no dx-only convolution backward).
+One function maps a case to its call (``_dispatch``), the same for every implementation; each
+library's calls are a small class (``_ApiCalls`` for the APIs with fastcnn.ops's signatures,
+``_TorchCalls``). A builder returns None where an implementation has no equivalent of the pass
+(the NumPy reference has no dx-only convolution backward).
 
 * fastcnn: :mod:`fastcnn.ops` (``bwd_weights``: ``conv2d_backward(..., compute_dx=False)``),
-  except ``bwd_data``, which calls the compiled module's ``conv2d_backward(..., need_dx=True,
-  need_dw=False, bias=False)`` directly (``fastcnn._cpu``, or for CuPy arrays
-  ``fastcnn._cuda_ops``: same signature).
+  except ``bwd_data``, which calls the compiled module's ``conv2d_backward`` directly, its flags
+  ``compute_dx=True, compute_dw=False, bias=False`` passed positionally (the CPU module,
+  ``fastcnn._native.cpu``, or for CuPy arrays the CUDA adapter ``fastcnn._cuda_ops``: same
+  signature).
 * NumPy: :mod:`fastcnn.reference` (no ``bwd_data``).
 * PyTorch: ``torch.nn.functional`` forwards; backward passes through the ATen kernels autograd
   itself calls (``convolution_backward`` with an output mask, ``max_pool2d_with_indices_backward``,
@@ -25,12 +28,12 @@ reference has no dx-only convolution backward).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from .. import _cpu, ops, reference
-from .._device import cuda_module, is_cupy, to_host
+from .. import _native, ops, reference
+from .._device import array_module, cuda_module, is_cupy, to_host
 from .suites import Case
 
 __all__ = ["IMPLS", "api_fn", "build", "make_inputs", "outputs_as_arrays", "torch_fn"]
@@ -90,150 +93,179 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return inp
 
 
-def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
-    """The call of ``api`` (fastcnn.ops, fastcnn.reference or fastcnn.bench.cupy_ref: same
-    signatures) for one case; None for a pass the API has no call for (a dx-only convolution
-    backward, except fastcnn.ops's)."""
+def _dispatch(calls: Any, case: Case, a: dict[str, Any]) -> Fn | None:
+    """The one map from a case to its call: ``calls`` (:class:`_ApiCalls` or
+    :class:`_TorchCalls`) builds the zero-argument callable of the op and pass on ``a``."""
     lay, p = case.layer, case.pass_
     d = lay.d
     if lay.op == "conv2d":
-        x, w, b = a["x"], a["w"], a["b"]
-        s, pad = d["stride"], d["pad"]
+        x, w, b, s, pad = a["x"], a["w"], a["b"], d["stride"], d["pad"]
+        if p.startswith("fwd"):
+            return calls.conv2d(x, w, b, s, pad, relu=p == "fwd_relu")
+        # bwd: every gradient; bwd_data: dx only; bwd_weights: dw and db (a first layer's)
+        return calls.conv2d_backward(a["dy"], x, w, s, pad, compute_dx=p != "bwd_weights",
+                                     compute_dw=p != "bwd_data")
+    if lay.op == "linear":
         if p == "fwd":
-            return lambda: api.conv2d(x, w, b, stride=s, padding=pad)
-        if p == "fwd_relu":
+            return calls.linear(a["x"], a["w"], a["b"])
+        return calls.linear_backward(a["dy"], a["x"], a["w"])
+    if lay.op == "relu":  # out: the *_out passes' array, else None
+        if p.startswith("fwd"):
+            return calls.relu(a["x"], a.get("out"))
+        return calls.relu_backward(a["dy"], a["y"], a.get("out"))
+    k, s = d["k"], d["stride"]
+    if p.startswith("fwd"):
+        return calls.max_pool2d(a["x"], k, s, return_indices=p == "fwd_idx")
+    return calls.max_pool2d_backward(a["dy"], a["x"], k, s, a["idx"], a.get("out"))
+
+
+class _ApiCalls:
+    """The calls of an API with :mod:`fastcnn.ops`'s signatures (fastcnn.ops, fastcnn.reference,
+    fastcnn.bench.cupy_ref). The references have no ``out=``: NumPy's / CuPy's ufuncs write the
+    ``*_out`` passes' array (pooling: the reference's result copied in)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def conv2d(self, x: Any, w: Any, b: Any, s: int, pad: int, *, relu: bool) -> Fn:
+        api = self.api
+        if relu:
             return lambda: api.conv2d(x, w, b, stride=s, padding=pad, relu=True)
-        dy = a["dy"]
-        if p == "bwd":
+        return lambda: api.conv2d(x, w, b, stride=s, padding=pad)
+
+    def conv2d_backward(self, dy: Any, x: Any, w: Any, s: int, pad: int, *, compute_dx: bool,
+                        compute_dw: bool) -> Fn | None:
+        api = self.api
+        if compute_dx and compute_dw:
             return lambda: api.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True)
-        if p == "bwd_weights":  # what a first layer runs
+        if compute_dw:
             return lambda: api.conv2d_backward(dy, x, w, stride=s, padding=pad, bias=True,
                                                compute_dx=False)
-        if api is ops:  # dx only: only the compiled module can skip dw
-            mod = cuda_module("conv2d_backward") if is_cupy(x) else _cpu
-            return lambda: mod.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1,
-                                               True, False, False)
-        return None
-    if lay.op == "linear":
-        x, w, b = a["x"], a["w"], a["b"]
-        if p == "fwd":
-            return lambda: api.linear(x, w, b)
-        dy = a["dy"]
+        if api is not ops:  # dx only: only the compiled module can skip dw
+            return None
+        mod = cuda_module("conv2d_backward") if is_cupy(x) else _native.cpu
+        # stride (h, w), pads (top, left, bottom, right), dilation (h, w), groups, compute_dx,
+        # compute_dw, bias
+        return lambda: mod.conv2d_backward(dy, x, w, s, s, pad, pad, pad, pad, 1, 1, 1, True,
+                                           False, False)
+
+    def linear(self, x: Any, w: Any, b: Any) -> Fn:
+        api = self.api
+        return lambda: api.linear(x, w, b)
+
+    def linear_backward(self, dy: Any, x: Any, w: Any) -> Fn:
+        api = self.api
         return lambda: api.linear_backward(dy, x, w, bias=True)
-    if lay.op == "relu":
-        out = a.get("out")
-        xp = _array_module(a["x"])
-        if p in ("fwd", "fwd_out"):
-            x = a["x"]
-            if out is None:
-                return lambda: api.relu(x)
-            if api is ops:
-                return lambda: ops.relu(x, out=out)
-            return lambda: xp.maximum(x, np.float32(0), out=out)
-        dy, y = a["dy"], a["y"]
+
+    def relu(self, x: Any, out: Any) -> Fn:
+        api = self.api
+        if out is None:
+            return lambda: api.relu(x)
+        if api is ops:
+            return lambda: ops.relu(x, out=out)
+        xp = array_module(x)
+        return lambda: xp.maximum(x, np.float32(0), out=out)
+
+    def relu_backward(self, dy: Any, y: Any, out: Any) -> Fn:
+        api = self.api
         if out is None:
             return lambda: api.relu_backward(dy, y)
         if api is ops:
             return lambda: ops.relu_backward(dy, y, out=out)
+        xp = array_module(dy)
         return lambda: xp.multiply(dy, y > 0, out=out)
-    # max_pool2d
-    x, k, s = a["x"], d["k"], d["stride"]
-    if p == "fwd":
+
+    def max_pool2d(self, x: Any, k: int, s: int, *, return_indices: bool) -> Fn:
+        api = self.api
+        if return_indices:
+            return lambda: api.max_pool2d(x, k, stride=s, return_indices=True)
         return lambda: api.max_pool2d(x, k, stride=s)
-    if p == "fwd_idx":
-        return lambda: api.max_pool2d(x, k, stride=s, return_indices=True)
-    dy, idx = a["dy"], a["idx"]
-    if p == "bwd_out":
-        out = a["out"]
+
+    def max_pool2d_backward(self, dy: Any, x: Any, k: int, s: int, idx: Any, out: Any) -> Fn:
+        api = self.api
+        if out is None:
+            return lambda: api.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
         if api is ops:
             return lambda: ops.max_pool2d_backward(dy, x, k, stride=s, indices=idx, out=out)
-        xp = _array_module(x)
+        xp = array_module(x)
 
         def ref_into_out() -> Any:  # the references allocate: their result copied into out
             xp.copyto(out, api.max_pool2d_backward(dy, x, k, stride=s, indices=idx))
             return out
 
         return ref_into_out
-    return lambda: api.max_pool2d_backward(dy, x, k, stride=s, indices=idx)
 
 
-def _array_module(a: Any) -> Any:
-    """numpy, or cupy for a CuPy array."""
-    if is_cupy(a):
-        import cupy
+class _TorchCalls(_ApiCalls):
+    """PyTorch's calls: the forwards of ``torch.nn.functional`` (whose convolution, dense and
+    pooling forwards take the arguments fastcnn.ops's take, as :class:`_ApiCalls` passes them)
+    and the ATen backward kernels autograd calls (``out``: their ``out=`` / ``grad_input=``
+    overloads)."""
 
-        return cupy
-    return np
+    def __init__(self, torch: Any) -> None:
+        super().__init__(torch.nn.functional)
+        self.torch, self.aten = torch, torch.ops.aten
+
+    def conv2d(self, x: Any, w: Any, b: Any, s: int, pad: int, *, relu: bool) -> Fn:
+        if not relu:
+            return super().conv2d(x, w, b, s, pad, relu=False)
+        F = self.api
+        return lambda: F.relu(F.conv2d(x, w, b, stride=s, padding=pad), inplace=True)
+
+    def conv2d_backward(self, dy: Any, x: Any, w: Any, s: int, pad: int, *, compute_dx: bool,
+                        compute_dw: bool) -> Fn:
+        aten = self.aten
+        mask = [compute_dx, compute_dw, compute_dw]  # dx, dw, db (the bias's goes with dw)
+        bias_sizes = [int(w.shape[0])] if compute_dw else None
+        return lambda: aten.convolution_backward(dy, x, w, bias_sizes, [s, s], [pad, pad],
+                                                 [1, 1], False, [0, 0], 1, mask)
+
+    def linear_backward(self, dy: Any, x: Any, w: Any) -> Fn:
+        torch = self.torch
+        return lambda: (torch.mm(dy, w), torch.mm(dy.t(), x), dy.sum(0))
+
+    def relu(self, x: Any, out: Any) -> Fn:
+        torch = self.torch
+        if out is None:
+            return lambda: torch.relu(x)
+        return lambda: torch.clamp_min(x, 0.0, out=out)
+
+    def relu_backward(self, dy: Any, y: Any, out: Any) -> Fn:
+        aten = self.aten
+        if out is None:
+            return lambda: aten.threshold_backward(dy, y, 0)
+        return lambda: aten.threshold_backward.grad_input(dy, y, 0, grad_input=out)
+
+    def max_pool2d_backward(self, dy: Any, x: Any, k: int, s: int, idx: Any, out: Any) -> Fn:
+        aten = self.aten
+        if out is None:
+            return lambda: aten.max_pool2d_with_indices_backward(
+                dy, x, [k, k], [s, s], [0, 0], [1, 1], False, idx)
+        return lambda: aten.max_pool2d_with_indices_backward.grad_input(
+            dy, x, [k, k], [s, s], [0, 0], [1, 1], False, idx, grad_input=out)
 
 
-def _fastcnn(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
-    return api_fn(ops, case, a)
-
-
-def _numpy(case: Case, a: dict[str, np.ndarray]) -> Fn | None:
-    return api_fn(reference, case, a)
+def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:
+    """The call of ``api`` (fastcnn.ops, fastcnn.reference or fastcnn.bench.cupy_ref: same
+    signatures) for one case; None for a pass the API has no call for (a dx-only convolution
+    backward, except fastcnn.ops's)."""
+    return _dispatch(_ApiCalls(api), case, a)
 
 
 def torch_fn(case: Case, a: dict[str, Any], torch: Any,
              to_tensor: Callable[[Any], Any] | None = None) -> Fn:
     """PyTorch's call for one case on tensors wrapping ``a`` (``to_tensor``: default
-    ``torch.from_numpy``; ``torch.from_dlpack`` for CuPy arrays)."""
-    F = torch.nn.functional
-    aten = torch.ops.aten
+    ``torch.from_numpy``; ``torch.from_dlpack`` for CuPy arrays). PyTorch has every pass."""
     to_tensor = to_tensor or torch.from_numpy
-    t = {k: to_tensor(v) for k, v in a.items()}
-    lay, p = case.layer, case.pass_
-    d = lay.d
-    if lay.op == "conv2d":
-        x, w, b = t["x"], t["w"], t["b"]
-        s, pad = d["stride"], d["pad"]
-        if p == "fwd":
-            return lambda: F.conv2d(x, w, b, stride=s, padding=pad)
-        if p == "fwd_relu":
-            return lambda: F.relu(F.conv2d(x, w, b, stride=s, padding=pad), inplace=True)
-        dy = t["dy"]
-        mask = {"bwd": [True, True, True], "bwd_data": [True, False, False],
-                "bwd_weights": [False, True, True]}[p]
-        bias_sizes = [d["K"]] if mask[2] else None
-        return lambda: aten.convolution_backward(dy, x, w, bias_sizes, [s, s], [pad, pad],
-                                                 [1, 1], False, [0, 0], 1, mask)
-    if lay.op == "linear":
-        x, w, b = t["x"], t["w"], t["b"]
-        if p == "fwd":
-            return lambda: F.linear(x, w, b)
-        dy = t["dy"]
-        return lambda: (torch.mm(dy, w), torch.mm(dy.t(), x), dy.sum(0))
-    if lay.op == "relu":
-        out = t.get("out")
-        if p in ("fwd", "fwd_out"):
-            x = t["x"]
-            if out is None:
-                return lambda: torch.relu(x)
-            return lambda: torch.clamp_min(x, 0.0, out=out)
-        dy, y = t["dy"], t["y"]
-        if out is None:
-            return lambda: aten.threshold_backward(dy, y, 0)
-        return lambda: aten.threshold_backward.grad_input(dy, y, 0, grad_input=out)
-    x, k, s = t["x"], d["k"], d["stride"]
-    if p == "fwd":
-        return lambda: F.max_pool2d(x, k, stride=s)
-    if p == "fwd_idx":
-        return lambda: F.max_pool2d(x, k, stride=s, return_indices=True)
-    dy, idx = t["dy"], t["idx"]
-    if p == "bwd_out":
-        out = t["out"]
-        return lambda: aten.max_pool2d_with_indices_backward.grad_input(
-            dy, x, [k, k], [s, s], [0, 0], [1, 1], False, idx, grad_input=out)
-    return lambda: aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [0, 0], [1, 1],
-                                                         False, idx)
+    return cast(Fn, _dispatch(_TorchCalls(torch), case, {k: to_tensor(v) for k, v in a.items()}))
 
 
 def build(impl: str, case: Case, inputs: dict[str, np.ndarray], torch: Any = None) -> Fn | None:
     """The zero-argument callable timing ``impl`` on ``case``, or None when it has none."""
     if impl == "fastcnn":
-        return _fastcnn(case, inputs)
+        return api_fn(ops, case, inputs)
     if impl == "numpy":
-        return _numpy(case, inputs)
+        return api_fn(reference, case, inputs)
     if impl == "torch":
         return None if torch is None else torch_fn(case, inputs, torch)
     raise ValueError(f"unknown implementation {impl!r}")

@@ -7,10 +7,10 @@ implementations' medians with the speed-up ``t_other / t_fastcnn`` (above 1: fas
 ``*`` marks a single-shot time (the NumPy reference over its time cap), ``!`` a result that did
 not match fastcnn's, ``-`` a pass an implementation does not have or that was skipped.
 
-A GPU document (``device`` ``"cuda"``, from :mod:`fastcnn.bench.cuda_harness`) has no thread
-and background-load columns; its others are the CuPy reference and PyTorch, its ``% peak`` is of
-the theoretical FP32 rate (FLOPs) or the device-to-device copy bandwidth (bytes) and its
-``% SGEMM`` of cuBLAS SGEMM; the header names the GPU and its peaks.
+A GPU document (``device`` ``"cuda"``, from :mod:`fastcnn.bench.cuda`) has no thread and
+background-load columns; its others are the CuPy reference and PyTorch, its ``% peak`` is of the
+theoretical FP32 rate (FLOPs) or the device-to-device copy bandwidth (bytes) and its ``% SGEMM``
+of cuBLAS SGEMM; the header names the GPU and its peaks.
 """
 
 from __future__ import annotations
@@ -142,14 +142,22 @@ def _peaks_lines(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _section(doc: dict[str, Any], key: str,
+             title: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of the optional section ``key`` (``fit``, ``memory``), or none and the line
+    saying why it was skipped; nothing at all when the document has no such section (the GPU
+    benchmark measures neither)."""
+    if key not in doc:
+        return [], []
+    sec = doc.get(key) or {}
+    if "skipped" in sec:
+        return [], [f"{title}: skipped ({sec['skipped']})"]
+    return sec.get("rows", []), []
+
+
 def _fit_lines(doc: dict[str, Any]) -> list[str]:
-    if "fit" not in doc:  # the GPU benchmark doesn't measure it
-        return []
-    fit = doc.get("fit") or {}
-    if "skipped" in fit:
-        return [f"layer API overhead: skipped ({fit['skipped']})"]
-    out = []
-    for r in fit.get("rows", []):
+    rows, out = _section(doc, "fit", "layer API overhead")
+    for r in rows:
         out.append(
             f"layer API overhead (Sequential.fit vs the bare ops loop, {r['steps']} batches of "
             f"{r['batch']}, {r['threads']} thread(s)): fit {r['fit_epoch']['median_ms']:.1f} ms"
@@ -161,13 +169,8 @@ def _fit_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def _memory_lines(doc: dict[str, Any]) -> list[str]:
-    if "memory" not in doc:  # the GPU benchmark doesn't measure it
-        return []
-    mem = doc.get("memory") or {}
-    if "skipped" in mem:
-        return [f"training step peak memory: skipped ({mem['skipped']})"]
-    out = []
-    for r in mem.get("rows", []):
+    rows, out = _section(doc, "memory", "training step peak memory")
+    for r in rows:
         what = (f"{r['peak_mib']:.1f} MiB" + (f" = {r['x_torch']:.2f}x PyTorch's"
                                               if "x_torch" in r and r["impl"] != "torch" else "")
                 if "peak_mib" in r else f"skipped ({r['skipped']})")

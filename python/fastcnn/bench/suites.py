@@ -15,10 +15,9 @@ Passes: ``fwd``; ``fwd_relu`` (convolution with the ReLU applied, fused in fastc
 epilogue, as the layers run it); ``fwd_idx`` (pooling that also returns the argmax indices, as
 training runs it); ``fwd_out`` / ``bwd_out`` (ReLU, and max pooling's backward, into a
 preallocated ``out`` array: the kernel's bandwidth without a fresh array's page faults;
-ImageNet suite); ``bwd`` (every
-gradient: dx, dw, db); ``bwd_data`` (dx only) and
-``bwd_weights`` (dw and db only), timed through the compiled module's ``need_dx`` / ``need_dw``
-flags. The suites:
+ImageNet suite); ``bwd`` (every gradient: dx, dw, db); ``bwd_data`` (dx only: the compiled
+module's ``compute_dw`` flag off) and ``bwd_weights`` (dw and db only: ``compute_dx=False``).
+The suites:
 
 * ``seeds``: the layers of the seeds' CNN on 28x28 MNIST-sized inputs (Conv 1->32 3x3, Conv
   32->64 3x3, MaxPool 2, Dense 9216->128, Dense 128->10 and the three ReLUs) at batch 64 and 256.

@@ -1,4 +1,5 @@
-"""Interleaved timing, thread control and the machine probes.
+"""Interleaved timing, thread control and the background load (the machine's peaks are probed
+in :mod:`fastcnn.bench.common`, with :func:`best_rate` from here).
 
 Method (:func:`measure`), for the implementations of one case:
 
@@ -15,14 +16,14 @@ Method (:func:`measure`), for the implementations of one case:
    implementation starts. Keep it short: on a VM an idle vCPU is halted after a while (tens of
    ms), and waking it costs the next multi-threaded call milliseconds. The garbage collector is
    off during the rounds.
+3. Statistics per implementation: median (the reported time), min, quartiles and IQR over the
+   samples (each sample is the mean of its ``number`` calls).
 
 Threads: :class:`ThreadControl` sets fastcnn's and PyTorch's thread counts together, and keeps
 NumPy's BLAS on one thread (through threadpoolctl): a multi-threaded OpenBLAS keeps its workers
 spinning ~100 ms after every call, stealing a core from whatever runs next in the interleaved
 rounds (and sleeping that out lets the VM halt the vCPU, which costs as much). The NumPy
 reference's own code (im2col copies, elementwise ops) is single-threaded anyway.
-3. Statistics per implementation: median (the reported time), min, quartiles and IQR over the
-   samples (each sample is the mean of its ``number`` calls).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _cpu, ops
+from .. import _native
 from .. import set_num_threads as _fc_set_num_threads
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "best_rate",
     "max_rel_err",
     "measure",
-    "probe_machine",
     "wait_idle",
 ]
 
@@ -218,7 +218,7 @@ class ThreadControl:
 
     def __init__(self, torch: Any = None) -> None:
         self.torch = torch
-        self._fc0 = _cpu.num_threads()
+        self._fc0 = _native.cpu.num_threads()
         self._torch0 = torch.get_num_threads() if torch is not None else None
         self._limiter: Any = None
         self.blas = ("uncontrolled: threadpoolctl is not installed, so OpenBLAS/MKL use every "
@@ -305,11 +305,8 @@ def wait_idle(timeout_s: float, *, threshold: float = 0.25, window_s: float = 0.
 
 
 # ----------------------------------------------------------------------------------------------
-# machine probes
+# peaks
 # ----------------------------------------------------------------------------------------------
-GEMM_SIZE = 1024  # the SGEMM probe: (1024 x 1024) @ (1024 x 1024)^T, 2.1 GFLOP
-
-
 def best_rate(fn: Callable[[], Any], work: float, seconds: float,
               clock: Clock = _time_call) -> float:
     """``work / fastest sample`` of repeated calls of ``fn`` for about ``seconds``: a peak is
@@ -320,63 +317,3 @@ def best_rate(fn: Callable[[], Any], work: float, seconds: float,
     number = max(1, math.ceil(0.005 / once))
     reps = max(5, min(200, int(seconds / (once * number)) + 1))
     return work / min(clock(fn, number) for _ in range(reps))
-
-
-def _fma_peak(n: int, seconds: float) -> tuple[float | None, str]:
-    """GFLOP/s of independent FMA chains of the active ISA on ``n`` threads, from the compiled
-    module's probe (``_cpu.probe_fma(seconds, threads)``), when it is built."""
-    probe = getattr(_cpu, "probe_fma", None)
-    if probe is None:
-        return None, "unknown: fastcnn._cpu.probe_fma is not built"
-    try:
-        gflops = float(probe(seconds=seconds, threads=n))
-    except (TypeError, ValueError, RuntimeError) as e:
-        return None, f"unknown: probe_fma failed ({e})"
-    return gflops, f"fastcnn._cpu.probe_fma ({_cpu.isa()}, {n} threads)"
-
-
-def _bandwidth(n: int, seconds: float, nbytes: int, torch: Any) -> tuple[float, str]:
-    """GB/s of a large copy (bytes read + written): the compiled module's probe
-    (``_cpu.probe_bandwidth(bytes, threads)``), else a PyTorch ``copy_`` on ``n`` threads, else a
-    NumPy copy (one thread)."""
-    probe = getattr(_cpu, "probe_bandwidth", None)
-    if probe is not None:
-        try:
-            return (float(probe(bytes=nbytes, threads=n)),
-                    f"fastcnn._cpu.probe_bandwidth ({nbytes >> 20} MiB copy, {n} threads)")
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    count = nbytes // 4
-    src = np.ones(count, dtype=np.float32)
-    dst = np.empty_like(src)
-    if torch is not None:
-        ts, td = torch.from_numpy(src), torch.from_numpy(dst)
-        rate = best_rate(lambda: td.copy_(ts), 2 * nbytes, seconds)
-        return rate / 1e9, f"torch copy_ of {nbytes >> 20} MiB ({n} threads)"
-    rate = best_rate(lambda: np.copyto(dst, src), 2 * nbytes, seconds)
-    return rate / 1e9, f"numpy copyto of {nbytes >> 20} MiB (1 thread)"
-
-
-def probe_machine(threads: list[int], tc: ThreadControl, *, seconds: float = 0.3,
-                  torch: Any = None, nbytes: int = 128 << 20) -> dict[str, dict[str, Any]]:
-    """Peaks per thread count: FMA GFLOP/s (when fastcnn has the probe), copy bandwidth GB/s
-    and fastcnn's own SGEMM on a ``GEMM_SIZE``^3 problem (``linear``: 12 MB, L3-resident), the
-    best a convolution can reach in practice. Each is the best rate over ~``seconds`` of samples.
-
-    Returns:
-        ``{str(n): {"fma_gflops", "fma_source", "bandwidth_gbs", "bandwidth_source",
-        "gemm_gflops"}}``.
-    """
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
-    b = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
-    out: dict[str, dict[str, Any]] = {}
-    for n in threads:
-        tc.set(n)
-        fma, fma_src = _fma_peak(n, seconds)
-        bw, bw_src = _bandwidth(n, seconds, nbytes, torch)
-        gemm = best_rate(lambda: ops.linear(a, b), 2 * GEMM_SIZE**3, seconds) / 1e9
-        out[str(n)] = {"fma_gflops": fma, "fma_source": fma_src, "bandwidth_gbs": bw,
-                       "bandwidth_source": bw_src, "gemm_gflops": gemm,
-                       "gemm_source": f"fastcnn.ops.linear {GEMM_SIZE}^3"}
-    return out

@@ -13,7 +13,7 @@ the same initial weights and the same batch:
 * ``torch``: ``nn.Sequential`` of the same layers with a copy of the weights,
   ``F.cross_entropy``, ``loss.backward()``, ``torch.optim.SGD``.
 
-The GPU benchmark (:mod:`fastcnn.bench.cuda_harness`) runs the same functions on CuPy arrays:
+The GPU benchmark (:mod:`fastcnn.bench.cuda`) runs the same functions on CuPy arrays:
 the ops step as is (fastcnn.ops dispatches CuPy arrays to the CUDA kernels; the SGD update's
 in-place operators work on either kind), :func:`api_step` over
 :mod:`fastcnn.bench.cupy_ref` as the CuPy reference, and :func:`torch_step` with

@@ -10,14 +10,14 @@ cuDNN convolutions (restored afterwards), so every implementation computes in fl
 GPU's peaks are probed at the start and at the end (the better of the two counts). An
 implementation that raises is skipped for that case with the error recorded (``errors`` in the
 document; ``fastcnn bench`` then exits with status 1), so one failure doesn't lose the run.
+The settings, probes, peaks, machine facts and row fields it shares with the CPU benchmark
+(:mod:`fastcnn.bench.cpu`) are in :mod:`fastcnn.bench.common`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import functools
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict
@@ -25,25 +25,16 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .. import info
+from . import common, cupy_ref
 from . import cuda_impls as _gpu
-from . import cupy_ref
 from . import training as _training
-from .cuda_timing import gpu_info, probe_gpu, tf32_off
-from .harness import (
-    CHECK_TOL,
-    Config,
-    _cpu_model,
-    checker,
-    require_cuda,
-    selection,
-    summary,
-)
+from .common import Config, Progress
+from .cuda_timing import tf32_off
 from .impls import make_inputs
 from .suites import Case
 from .timing import Timing, measure
 
-__all__ = ["CPU_ONLY", "SCHEMA", "run_cuda_benchmark"]
+__all__ = ["CPU_ONLY", "OTHERS", "SCHEMA", "run_cuda_benchmark"]
 
 SCHEMA = "fastcnn.bench.cuda/1"
 OTHERS: tuple[str, ...] = ("cupy", "torch")
@@ -52,82 +43,18 @@ CPU_ONLY = ("threads", "isa", "numpy", "numpy_cap_s", "fit", "fit_steps", "peak_
             "gap_s", "wait_idle_s")
 
 
-def _import_torch_cuda(cfg: Config) -> tuple[Any, str]:
-    if not cfg.torch:
-        return None, "--no-torch"
-    try:
-        import torch
-    except ImportError as e:
-        return None, f"torch not importable ({e})"
-    if not torch.cuda.is_available():
-        return None, f"torch {torch.__version__} has no usable CUDA device"
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return torch, f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {cudnn})"
-
-
-def _machine(cp: Any, torch: Any, torch_note: str) -> dict[str, Any]:
-    m: dict[str, Any] = {
-        "gpu": gpu_info(cp), "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
-        "platform": platform.platform(), "python": sys.version.split()[0],
-        "numpy": np.__version__, "fastcnn": info(), "torch_status": torch_note,
-    }
-    if torch is not None:
-        m["torch"] = torch.__version__
-    return m
-
-
-def _probe(cp: Any, cfg: Config) -> dict[str, Any]:
-    smoke = cfg.suite == "smoke"
-    return probe_gpu(cp, copy_bytes=(16 if smoke else 256) << 20, gemm_n=256 if smoke else 8192,
-                     seconds=0.1 if smoke or cfg.quick else 0.3)
-
-
-def _best_probes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Per metric the better of two probe runs (noise only lowers a peak)."""
-    out = dict(a)
-    for key in ("bandwidth_gbs", "sgemm_gflops"):
-        vals = [v for v in (a.get(key), b.get(key)) if v is not None]
-        out[key] = max(vals) if vals else None
-        out[key + "_runs"] = [a.get(key), b.get(key)]
-    return out
-
-
-def _apply_peaks(doc: dict[str, Any]) -> None:
-    """``% peak``: of the theoretical FP32 rate (FLOPs; None when unknown) or of the copy
-    bandwidth (bytes); ``% SGEMM`` (``pct_gemm``): of the cuBLAS SGEMM probe (FLOPs)."""
-    probes = doc.get("probes", {})
-    fp32 = doc.get("machine", {}).get("gpu", {}).get("fp32_peak_gflops")
-    for row in doc.get("cases", []) + doc.get("train", []):
-        if row["unit"] == "flop":
-            peak, gemm = fp32, probes.get("sgemm_gflops")
-        else:
-            peak, gemm = probes.get("bandwidth_gbs"), None
-        rate = row.get("rate")
-        row["peak"] = peak
-        row["pct_peak"] = 100.0 * rate / peak if rate is not None and peak else None
-        row["pct_gemm"] = 100.0 * rate / gemm if rate is not None and gemm else None
-
-
-class _Run:
-    """State of one GPU run: settings, libraries, the document and the progress stream."""
+class _Run(Progress):
+    """State of one GPU run: settings, libraries, the document and the progress lines."""
 
     def __init__(self, cfg: Config, cp: Any, torch: Any, torch_note: str, doc: dict[str, Any],
                  progress: TextIO | None, total: int) -> None:
+        super().__init__(progress, total)
         self.cfg, self.cp, self.torch, self.torch_note = cfg, cp, torch, torch_note
-        self.doc, self.progress, self.total, self.i = doc, progress, total, 0
+        self.doc = doc
         self.clocks = _gpu.clocks(cp, torch)
 
-    def line(self, text: str) -> None:
-        if self.progress is not None:
-            print(text, file=self.progress, flush=True)
-
     def skips(self) -> dict[str, str]:
-        out = {}
-        if not self.cfg.cupy:
-            out["cupy"] = "--no-cupy"
-        if self.torch is None:
-            out["torch"] = self.torch_note
-        return out
+        return common.skips("cupy", self.cfg.cupy, self.torch, self.torch_note)
 
     def error(self, what: str, name: str, e: BaseException) -> str:
         msg = f"{type(e).__name__}: {e}"
@@ -169,11 +96,6 @@ class _Run:
                 skipped[name] = note
             return {}
 
-    def progress_line(self, label: str, timings: dict[str, Timing]) -> None:
-        self.i += 1
-        parts = [f"{k} {t.median_ms:.3g} ms" for k, t in timings.items()]
-        self.line(f"[{self.i:>3}/{self.total}] {label:<34} " + " | ".join(parts))
-
 
 def _case_fns(run: _Run, case: Case, inputs: dict[str, Any],
               skipped: dict[str, str]) -> dict[str, Any]:
@@ -200,18 +122,17 @@ def _run_cases(run: _Run, case_list: list[Case]) -> None:
         skipped = run.skips()
         fns = _case_fns(run, case, inputs, skipped)
         errs: dict[str, float] = {}
-        run.first_calls(case.id, fns, skipped, checker(errs))
+        run.first_calls(case.id, fns, skipped, common.checker(errs))
         timings = run.measure(case.id, fns, skipped)
-        row: dict[str, Any] = {"id": case.id, "suite": case.layer.suite,
-                               "layer": case.layer.name, "label": case.layer.label,
-                               "op": case.layer.op, "pass": case.pass_, "dims": case.layer.d}
-        row.update(summary(case.work, case.unit, timings, skipped, _gpu.IMPLS, OTHERS))
+        row = common.case_row(case)
+        row.update(common.summary(case.work, case.unit, timings, skipped, _gpu.IMPLS, OTHERS))
         row["max_rel_err"] = dict(errs)
-        row["check_ok"] = "fastcnn" in timings and all(e <= CHECK_TOL for e in errs.values())
-        if errs and not all(e <= CHECK_TOL for e in errs.values()):
+        agree = all(e <= common.CHECK_TOL for e in errs.values())
+        row["check_ok"] = "fastcnn" in timings and agree
+        if not agree:
             run.line(f"WARNING: {case.id}: results differ from fastcnn's: {errs}")
         run.doc["cases"].append(row)
-        run.progress_line(case.id, timings)
+        run.case(case.id, timings)
         del fns, inputs
 
 
@@ -250,21 +171,18 @@ def _run_train(run: _Run, batches: list[int]) -> None:
         def on_first(name: str, loss: Any, losses: dict[str, float] = losses) -> None:
             losses[name] = float(loss)
 
-        what = f"train.b{batch}"
+        row = common.train_row(batch)
+        what = row["id"]
         run.first_calls(what, fns, skipped, on_first)
         timings = run.measure(what, fns, skipped)
-        row: dict[str, Any] = {"id": what, "label": f"seeds CNN train step N={batch}",
-                               "batch": batch}
-        row.update(summary(_training.step_flops(batch), "flop", timings, skipped, _gpu.IMPLS,
-                           OTHERS))
+        row.update(common.summary(_training.step_flops(batch), "flop", timings, skipped,
+                                  _gpu.IMPLS, OTHERS))
         row["first_loss"] = losses
-        ref = losses.get("fastcnn")
-        row["check_ok"] = ref is not None and all(
-            abs(v - ref) <= 1e-3 * max(1.0, abs(ref)) for v in losses.values())
+        row["check_ok"] = common.losses_agree(losses)
         if not row["check_ok"]:
             run.line(f"WARNING: train step N={batch}: first losses differ: {losses}")
         run.doc["train"].append(row)
-        run.progress_line(what, timings)
+        run.case(what, timings)
 
 
 def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
@@ -280,14 +198,14 @@ def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> 
     Raises:
         ValueError: a bad setting, or no usable GPU.
     """
-    require_cuda()
-    case_list, train_batches = selection(cfg)
+    common.require_cuda()
+    case_list, train_batches = common.selection(cfg)
     if not cfg.train:
         train_batches = []
     import cupy as cp
 
     t_start = time.perf_counter()
-    torch, torch_note = _import_torch_cuda(cfg)
+    torch, torch_note = common.import_torch(cfg, "cuda")
     doc: dict[str, Any] = {
         "schema": SCHEMA, "device": "cuda", "name": cfg.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -296,7 +214,7 @@ def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> 
     }
     with tf32_off(torch) as tf32:
         doc["tf32"] = tf32
-        doc["machine"] = _machine(cp, torch, torch_note)
+        doc["machine"] = common.gpu_machine(cp, torch, torch_note)
         run = _Run(cfg, cp, torch, torch_note, doc, progress, len(case_list) + len(train_batches))
         gpu = doc["machine"]["gpu"]
         run.line(f"fastcnn bench --device cuda: {len(case_list)} cases on {gpu['name']}, "
@@ -304,15 +222,15 @@ def run_cuda_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> 
         if gpu.get("cupy_tf32_env") == "1":
             run.line("WARNING: CUPY_TF32=1: CuPy's matmuls (the SGEMM probe, the CuPy "
                      "reference) use TF32, not float32")
-        doc["probes"] = _probe(cp, cfg)
+        doc["probes"] = common.probe_gpu(cp, cfg)
         try:
             _run_cases(run, case_list)
             _run_train(run, train_batches)
             run.line("probing the GPU again (the better of two probes is the peak)...")
-            doc["probes"] = _best_probes(doc["probes"], _probe(cp, cfg))
+            doc["probes"] = common.best_probes(doc["probes"], common.probe_gpu(cp, cfg), gpu=True)
         except KeyboardInterrupt:
             doc["interrupted"] = True
             run.line("interrupted: reporting what was measured")
-        _apply_peaks(doc)
+        common.apply_peaks(doc)
     doc["elapsed_s"] = time.perf_counter() - t_start
     return doc
