@@ -4,7 +4,7 @@
   avx512 up to ``fastcnn._cpu.best_isa()``), activating it for the test and restoring the previous
   one afterwards. ``ISAS`` lists the same names for tests that loop themselves.
 * ``rng``: a seeded ``numpy.random.Generator`` (a fresh one per test: reproducible in any order).
-* ``device``: "cpu", plus "cuda" (marked ``cuda``) for tests that run on both.
+* ``cp``: CuPy for the GPU tests, which are skipped unless fastcnn's CUDA backend can run here.
 * an autouse fixture restoring the thread count and the active ISA after every test.
 * hypothesis profiles, chosen by the environment variable HYPOTHESIS_PROFILE: "ci" (the default:
   few examples, derandomised, no deadline), "dev" (more examples, random) and "fuzz" (many).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,9 +67,16 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(SEED)
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def device(request: pytest.FixtureRequest) -> str:
-    return request.param
+@pytest.fixture(scope="session")
+def cp() -> Any:
+    """CuPy, when fastcnn's CUDA backend can run here (else the test is skipped): the GPU tests
+    (test_cuda*.py, test_bench_cuda.py) take it."""
+    cupy = pytest.importorskip("cupy")
+    if not fastcnn.info()["cuda_built"]:
+        pytest.skip("fastcnn was built without its CUDA module")
+    if not fastcnn.info()["cuda_available"]:
+        pytest.skip("no usable CUDA device")
+    return cupy
 
 
 @pytest.fixture(autouse=True)

@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import fastcnn
 from fastcnn import bench
 from fastcnn import reference as ref
-from fastcnn._device import cuda_built
 from fastcnn.bench import cuda_impls, cupy_ref, report, suites, training
 from fastcnn.bench.common import apply_peaks, summary, theoretical_fp32_gflops
 from fastcnn.bench.cuda_timing import CupyEventClock, TorchEventClock, tf32_off
@@ -37,17 +35,6 @@ pytestmark = pytest.mark.filterwarnings(
 EMULATED = os.environ.get("FASTCNN_CUDA_EMULATED") == "1"
 FAST = ["--device", "cuda", "--suite", "smoke", "--repeats", "1", "--warmup", "1",
         "--min-sample-ms", "0", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def cp() -> Any:
-    """CuPy, when fastcnn's CUDA backend can run here (else the test is skipped)."""
-    cupy = pytest.importorskip("cupy")
-    if not cuda_built():
-        pytest.skip("fastcnn was built without its CUDA module")
-    if not fastcnn.info()["cuda_available"]:
-        pytest.skip("no usable CUDA device")
-    return cupy
 
 
 def _torch_cuda() -> Any:

@@ -32,17 +32,6 @@ from fastcnn._device import cuda_built
 cuda = pytest.mark.cuda
 
 
-@pytest.fixture(scope="module")
-def cp() -> Any:
-    """CuPy, when fastcnn's CUDA backend can run here (else the test is skipped)."""
-    cupy = pytest.importorskip("cupy")
-    if not cuda_built():
-        pytest.skip("fastcnn was built without its CUDA module")
-    if not fastcnn.info()["cuda_available"]:
-        pytest.skip("no usable CUDA device")
-    return cupy
-
-
 def gpu(cp: Any, a: Any) -> Any:
     return None if a is None else cp.asarray(a)
 

@@ -22,23 +22,11 @@ import pytest
 import fastcnn as fc
 from fastcnn import callbacks, data, losses, metrics, optimizers
 from fastcnn import layers as L
-from fastcnn._device import cuda_built
 
 cuda = pytest.mark.cuda
 pytestmark = cuda
 
 RTOL, ATOL = 2e-4, 2e-5  # GPU vs CPU after a few steps (float32, other summation order)
-
-
-@pytest.fixture(scope="module")
-def cp() -> Any:
-    """CuPy, when fastcnn's CUDA backend can run here (else the test is skipped)."""
-    cupy = pytest.importorskip("cupy")
-    if not cuda_built():
-        pytest.skip("fastcnn was built without its CUDA module")
-    if not fc.info()["cuda_available"]:
-        pytest.skip("no usable CUDA device")
-    return cupy
 
 
 def _model(seed: int = 0, dropout: float = 0.3, out: str = "softmax",
