@@ -218,8 +218,22 @@ def _uniform_version(path: Path) -> int:
     return int(values.pop())
 
 
-def _partial_temp_file(directory: Path) -> bool:
-    """A temporary file of a save holding more than 1 MiB (but not all 24 MB) exists."""
+def _partial_temp_file(directory: Path, pid: int) -> bool:
+    """A temporary file of a save holding more than 1 MiB (but not all 24 MB) exists.
+
+    On Linux the save writes an unnamed O_TMPFILE, named only for the instant between its
+    ``link`` and ``os.replace``: it is found through the child's ``/proc/<pid>/fd`` while it is
+    being written (killing at the named instant would test that instant, not a write)."""
+    fds = Path(f"/proc/{pid}/fd")
+    if hasattr(os, "O_TMPFILE") and fds.is_dir():
+        for fd in fds.iterdir():
+            try:
+                target = os.readlink(fd)
+                if target.startswith(f"{directory}/#") and os.stat(fd).st_size > 1 << 20:
+                    return True
+            except (FileNotFoundError, PermissionError):  # closed meanwhile
+                pass
+        return False
     for name in os.listdir(directory):
         if name != "model.npz":
             try:
@@ -242,7 +256,7 @@ def _kill_mid_save(tmp_path: Path) -> tuple[Path, int, list[str]]:
             last = int(line.split()[1])
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # the next save is under way: kill it mid-write
-                if _partial_temp_file(tmp_path):
+                if _partial_temp_file(tmp_path, proc.pid):
                     proc.send_signal(signal.SIGKILL)
                     break
                 time.sleep(0.0005)
