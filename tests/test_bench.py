@@ -3,7 +3,6 @@ writes valid JSON and markdown. No timing is asserted: only structure, bookkeepi
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 from pathlib import Path
@@ -27,73 +26,6 @@ def _torch_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-# ----------------------------------------------------------------------------------------------
-# the package's shape
-# ----------------------------------------------------------------------------------------------
-def _bench_imports() -> dict[str, set[str]]:
-    """Module of fastcnn.bench -> the fastcnn modules it imports anywhere in its source (lazy
-    imports in functions included), dotted from the package (``fastcnn.bench.cpu``)."""
-    root = BENCH_DIR.parent.parent  # the folder holding the fastcnn package
-
-    def is_module(name: str) -> bool:
-        path = root.joinpath(*name.split("."))  # x.py, a compiled x.*.so, or a package
-        return any(path.parent.glob(f"{path.name}.*")) or (path / "__init__.py").exists()
-
-    graph: dict[str, set[str]] = {}
-    for path in sorted(BENCH_DIR.glob("*.py")):
-        mod = "fastcnn.bench" + ("" if path.stem == "__init__" else f".{path.stem}")
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = (".".join(["fastcnn", "bench"][:3 - node.level]) if node.level
-                        else "")
-                base = ".".join(p for p in (base, node.module or "") if p)
-                for a in node.names:  # `from . import x`: the module x where there is one
-                    sub = f"{base}.{a.name}"
-                    deps.add(sub if is_module(sub) else base)
-        graph[mod] = {d for d in deps if d.startswith("fastcnn.")} - {mod}
-    return graph
-
-
-def test_bench_has_no_import_cycle_and_one_door() -> None:
-    graph = _bench_imports()
-    names = {f"fastcnn.bench.{m}" for m in ("common", "cpu", "cuda")}
-    assert names <= set(graph)
-    state: dict[str, int] = {}  # 1: on the path, 2: done
-
-    def visit(mod: str, path: list[str]) -> None:
-        state[mod] = 1
-        for dep in sorted(graph.get(mod, ())):
-            assert state.get(dep) != 1, f"import cycle: {' -> '.join([*path, dep])}"
-            if dep in graph and dep not in state:
-                visit(dep, [*path, dep])
-        state[mod] = 2
-
-    for mod in graph:
-        if mod not in state:
-            visit(mod, [mod])
-
-    def reaches(src: str, dst: str) -> bool:
-        seen, todo = set(), [src]
-        while todo:
-            for dep in graph.get(todo.pop(), ()):
-                if dep == dst:
-                    return True
-                if dep in graph and dep not in seen:
-                    seen.add(dep)
-                    todo.append(dep)
-        return False
-
-    cpu, cuda, common = "fastcnn.bench.cpu", "fastcnn.bench.cuda", "fastcnn.bench.common"
-    assert not reaches(cpu, cuda) and not reaches(cuda, cpu)
-    assert common in graph[cpu] and common in graph[cuda]
-    compiled = {"fastcnn._cpu", "fastcnn._cuda"}  # only through fastcnn._native
-    for mod, deps in graph.items():
-        assert not deps & compiled, f"{mod} imports {deps & compiled}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ This file holds the model itself: its structure (layers, build), weights, the fo
 (``model(x)``) and backward pass (``model.backward(dy)``), ``compile``, ``summary``, the
 architecture config and ``to(device)``. The training machinery (``fit`` / ``evaluate`` /
 ``predict`` around one :func:`fastcnn.training.train_step`) is in :mod:`fastcnn.training`, the
-files (``save`` / ``save_weights`` / ``load_weights`` / ``load_model``) in
-:mod:`fastcnn.saving`; the methods of the same names here delegate to them. Those modules
-import this one; this one imports them only inside the delegating methods.
+files (``save`` / ``save_weights`` / ``load_weights`` / ``load_model``) in :mod:`fastcnn.saving`.
+Sequential inherits ``fit`` / ``evaluate`` / ``predict`` from :class:`fastcnn.training.Trainer`
+and ``save`` / ``save_weights`` / ``load_weights`` from :class:`fastcnn.saving.Saveable`
+(Keras 3's layout): this module imports those two and they never import it, so the
+dependencies run one way.
 
 Inputs
 ------
@@ -47,7 +49,6 @@ device; ``load_model`` returns a model on the CPU (call ``.to("cuda")``).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -61,9 +62,12 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._device import assign, host_copy, is_cupy
 from ._device import move as _device_move
+from .saving import Saveable
+from .training import Trainer
 
 if TYPE_CHECKING:
-    from .callbacks import Callback, History
+    from .callbacks import History
+
 
 __all__ = ["Sequential"]
 
@@ -72,7 +76,7 @@ __all__ = ["Sequential"]
 # the model
 
 
-class Sequential:
+class Sequential(Trainer, Saveable):
     """A linear stack of layers.
 
     Args:
@@ -329,20 +333,7 @@ class Sequential:
                 first.compute_dx = True
         return g if compute_dx else None
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Outputs (probabilities for a softmax / sigmoid output) for ``x`` (an array or a
-        dataset yielding ``(x_batch, y_batch)`` or ``x_batch``), batch by batch
-        (:func:`fastcnn.training.predict`).
-
-        Returns:
-            float32 NumPy array (N, *output_shape), also for a model on the GPU (its outputs
-            are gathered on the device and copied to the host once, at the end).
-        """
-        from . import training
-
-        return training.predict(self, x, batch_size, verbose)
-
-    # -- compile / evaluate -----------------------------------------------------------------
+    # -- compile --------------------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None) -> None:
         """Set the optimizer (object or ``"sgd"``/``"adam"``/``"adamw"``/``"rmsprop"``), the
         loss (``"sparse_categorical_crossentropy"``, ``"categorical_crossentropy"``,
@@ -369,52 +360,6 @@ class Sequential:
         if self.loss is None or self.optimizer is None:
             raise RuntimeError(f"{who}: call model.compile(optimizer, loss, metrics) first")
         return self.loss, self.optimizer
-
-    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
-                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
-        """Loss and metrics over ``(x, y)`` or a dataset.
-
-        Returns:
-            the loss (no metrics), ``[loss, metric, ...]`` in compile order, or a dict
-            ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``.
-        """
-        from . import training
-
-        return training.evaluate(self, x, y, batch_size, verbose, return_dict)
-
-    # -- fit --------------------------------------------------------------------------------
-    def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
-            verbose: int = 1, callbacks: list[Callback] | None = None,
-            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
-            seed: int | None = None, initial_epoch: int = 0) -> History:
-        """Train for ``epochs`` epochs (:func:`fastcnn.training.fit`, whose module docstring gives
-        the exact steps: one :func:`fastcnn.training.train_step` per batch).
-
-        Args:
-            x, y: arrays (N, *input_shape) and labels (N, ...), or ``x`` a dataset object
-                (iterable of ``(x_batch, y_batch)`` with ``__len__``) and ``y`` None.
-            batch_size: samples per batch (arrays only).
-            epochs: train until this epoch index (``initial_epoch`` to ``epochs - 1``).
-            verbose: 0 silent, 1 a tqdm progress bar per epoch with the running loss and
-                metrics, 2 one line per epoch.
-            callbacks: :mod:`fastcnn.callbacks` objects.
-            validation_split: fraction of the arrays held out (the last samples) for
-                validation; ignored when ``validation_data`` is given.
-            validation_data: ``(x_val, y_val)`` or a dataset, evaluated after every epoch
-                (``val_loss``, ``val_<metric>``).
-            shuffle: reshuffle the arrays every epoch.
-            seed: seed of the shuffling generator (``np.random.default_rng(seed)``).
-
-        Returns:
-            :class:`fastcnn.callbacks.History` (also kept as ``model.history``).
-
-        Raises:
-            fastcnn.training.NonFiniteLossError: the loss became NaN / inf (names epoch and batch).
-        """
-        from . import training
-
-        return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                            validation_data, shuffle, seed, initial_epoch)
 
     # -- device -----------------------------------------------------------------------------
     def to(self, device: str, *, strict: bool = False) -> Sequential:
@@ -484,28 +429,6 @@ class Sequential:
         shape = config.get("input_shape")
         return cls(layers, input_shape=tuple(shape) if shape else None,
                    seed=config.get("seed"), name=config.get("name", "sequential"))
-
-
-    def save(self, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
-        """Write architecture, weights, compile settings and optimizer state to one ``.npz``
-        at ``path`` (atomically: temporary file + ``os.replace``; :func:`fastcnn.saving.save`)."""
-        from . import saving
-
-        saving.save(self, path, include_optimizer)
-
-    def save_weights(self, path: str | os.PathLike[str]) -> None:
-        """Write only the weights (``weights/<layer>/<param>``) to one ``.npz``, atomically
-        (:func:`fastcnn.saving.save_weights`)."""
-        from . import saving
-
-        saving.save_weights(self, path)
-
-    def load_weights(self, path: str | os.PathLike[str]) -> None:
-        """Load weights saved by :meth:`save_weights` or :meth:`save` (checked first; on any
-        error the model is unchanged; :func:`fastcnn.saving.load_weights`)."""
-        from . import saving
-
-        saving.load_weights(self, path)
 
 
 def _readable_bytes(n: int) -> str:

@@ -23,7 +23,7 @@ import os
 import tempfile
 import warnings
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._device import assign, to_host
-from .model import Sequential
+
+if TYPE_CHECKING:  # a model is known here only by the methods called on it
+    from .model import Sequential
 
 __all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "load_model", "load_weights", "save",
            "save_weights"]
@@ -271,7 +273,7 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
                          f"call model.load_weights(path) instead")
     arch = _json_field(arrays, "architecture", path)
     try:
-        model = Sequential.from_config(arch)
+        model = _model_class(arch).from_config(arch)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{name!r}: bad architecture: {e}") from e
     if not model.built:
@@ -320,3 +322,35 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
         layer.set_state(checked)
     model.metadata = metadata
     return model
+
+
+class Saveable:
+    """The file methods of a model: :class:`fastcnn.Sequential` inherits them (as it inherits
+    :class:`fastcnn.training.Trainer`'s), so this module never imports :mod:`fastcnn.model`;
+    :func:`load_model` finds the class a file names among this class's subclasses."""
+
+    def save(self, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
+        """Write architecture, weights, compile settings and optimizer state to one ``.npz``
+        at ``path``, atomically (temporary file + ``os.replace``; :func:`save`)."""
+        save(self, path, include_optimizer)  # type: ignore[arg-type]
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write only the weights (``weights/<layer>/<param>``) to one ``.npz``, atomically."""
+        save_weights(self, path)  # type: ignore[arg-type]
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load weights saved by :meth:`save_weights` or :meth:`save` (checked first; on any
+        error the model is unchanged)."""
+        load_weights(self, path)  # type: ignore[arg-type]
+
+
+def _model_class(config: Any) -> type[Sequential]:
+    """The model class (a :class:`Saveable` subclass) that an architecture config names."""
+    name = config.get("class_name") if isinstance(config, dict) else None
+    pending: list[type] = list(Saveable.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls  # type: ignore[return-value]
+        pending.extend(cls.__subclasses__())
+    raise ValueError(f"not a fastcnn model architecture (class_name {name!r})")

@@ -1,8 +1,8 @@
 """Training: ``fit`` / ``evaluate`` / ``predict`` around one :func:`train_step`.
 
-:meth:`fastcnn.Sequential.fit` / ``evaluate`` / ``predict`` call the functions of the same
-names here; :func:`train_step` is the one training step that ``fit`` runs for every batch and
-that a custom loop can call too.
+:class:`Trainer` gives :class:`fastcnn.Sequential` its ``fit`` / ``evaluate`` / ``predict``
+methods, which call the functions of the same names here; :func:`train_step` is the one
+training step that ``fit`` runs for every batch and that a custom loop can call too.
 
 Inputs and labels
 -----------------
@@ -68,14 +68,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from . import callbacks as _callbacks
 from ._device import BatchUploader, is_cupy
-from .model import Sequential
+
+if TYPE_CHECKING:  # the model is known here only by the methods called on it
+    from .model import Sequential
 
 __all__ = ["NonFiniteLossError", "StepResult", "evaluate", "fit", "predict", "train_step"]
 
@@ -533,3 +535,59 @@ def _fit_sources(x: Any, y: Any, batch_size: int, validation_split: float,
             raise ValueError("fit: validation_data must be (x_val, y_val) or a dataset")
     return train, val
 
+
+class Trainer:
+    """The training methods of a model: :class:`fastcnn.Sequential` inherits them (Keras 3's
+    ``Model(Trainer, ...)`` layout). Each is a thin call of this module's function of the same
+    name with ``self`` as the model, so this module never imports :mod:`fastcnn.model`."""
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
+            verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,
+            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+            seed: int | None = None, initial_epoch: int = 0) -> _callbacks.History:
+        """Train for ``epochs`` epochs: one :func:`train_step` per batch (:mod:`fastcnn.training`'s
+        docstring gives the exact steps).
+
+        Args:
+            x, y: arrays (N, *input_shape) and labels (N, ...), or ``x`` a dataset object
+                (iterable of ``(x_batch, y_batch)`` with ``__len__``) and ``y`` None.
+            batch_size: samples per batch (arrays only).
+            epochs: train until this epoch index (``initial_epoch`` to ``epochs - 1``).
+            verbose: 0 silent, 1 a tqdm progress bar per epoch with the running loss and
+                metrics, 2 one line per epoch.
+            callbacks: :mod:`fastcnn.callbacks` objects.
+            validation_split: fraction of the arrays held out (the last samples) for
+                validation; ignored when ``validation_data`` is given.
+            validation_data: ``(x_val, y_val)`` or a dataset, evaluated after every epoch
+                (``val_loss``, ``val_<metric>``).
+            shuffle: reshuffle the arrays every epoch.
+            seed: seed of the shuffling generator (``np.random.default_rng(seed)``).
+
+        Returns:
+            :class:`fastcnn.callbacks.History` (also kept as ``model.history``).
+
+        Raises:
+            NonFiniteLossError: the loss became NaN / inf (names epoch and batch).
+        """
+        return fit(self, x, y, batch_size, epochs, verbose,  # type: ignore[arg-type]
+                   callbacks, validation_split, validation_data, shuffle, seed, initial_epoch)
+
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
+                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss and metrics over ``(x, y)`` or a dataset.
+
+        Returns:
+            the loss (no metrics), ``[loss, metric, ...]`` in compile order, or a dict
+            ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``.
+        """
+        return evaluate(self, x, y, batch_size, verbose, return_dict)  # type: ignore[arg-type]
+
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
+        """Outputs (probabilities for a softmax / sigmoid output) for ``x`` (an array or a
+        dataset yielding ``(x_batch, y_batch)`` or ``x_batch``), batch by batch.
+
+        Returns:
+            float32 NumPy array (N, *output_shape), also for a model on the GPU (its outputs
+            are gathered on the device and copied to the host once, at the end).
+        """
+        return predict(self, x, batch_size, verbose)  # type: ignore[arg-type]
