@@ -40,6 +40,7 @@ import numpy as np
 
 from . import ops
 from ._device import array_module, is_cupy, to_device_like
+from ._registry import Registry
 
 __all__ = [
     "BinaryCrossentropy",
@@ -226,33 +227,22 @@ class MeanSquaredError(Loss):
         return "MeanSquaredError()"
 
 
-_BY_NAME: dict[str, type[Loss]] = {
+_REGISTRY: Registry[Loss] = Registry("loss", Loss, {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
-}
-_BY_CLASS = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
-                                      BinaryCrossentropy, MeanSquaredError)}
+})
 
 
 def get(identifier: Any) -> Loss:
     """Loss from a name (``"sparse_categorical_crossentropy"``,
     ``"categorical_crossentropy"``, ``"binary_crossentropy"``, ``"mse"`` /
     ``"mean_squared_error"``), a :class:`Loss`, or a config dict."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
-        return _BY_CLASS[identifier["class_name"]](**identifier.get("config", {}))
-    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)} or a "
-                     f"fastcnn.losses.Loss")
+    return _REGISTRY.get(identifier)
 
 
 def serialize(loss: Loss) -> dict[str, Any]:
     """``{"class_name", "config"}`` of a built-in loss (ValueError for custom classes)."""
-    if type(loss).__name__ not in _BY_CLASS:
-        raise ValueError(f"cannot serialise the custom loss {loss!r}")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return _REGISTRY.serialize(loss)

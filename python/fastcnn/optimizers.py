@@ -43,6 +43,7 @@ import numpy as np
 
 from . import ops
 from ._device import array_module, host_copy, is_cupy, move, to_host
+from ._registry import Registry
 
 __all__ = [
     "SGD",
@@ -474,25 +475,17 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-_OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (SGD, Adam, AdamW, RMSprop)}
-_OPT_CLASSES = {c.__name__: c for c in (SGD, Adam, AdamW, RMSprop)}
+_REGISTRY: Registry[Optimizer] = Registry(
+    "optimizer", Optimizer, {c.name: c for c in (SGD, Adam, AdamW, RMSprop)},
+    from_config=lambda cls, config: cls.from_config(config))
 
 
 def get(identifier: Any) -> Optimizer:
     """Optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``; default
     arguments), an :class:`Optimizer`, or a ``{"class_name", "config"}`` dict."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
-        return _OPTIMIZERS[identifier.lower()]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _OPT_CLASSES:
-        return _OPT_CLASSES[identifier["class_name"]].from_config(identifier.get("config", {}))
-    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {sorted(_OPTIMIZERS)} "
-                     f"or a fastcnn.optimizers.Optimizer")
+    return _REGISTRY.get(identifier)
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
     """``{"class_name", "config"}`` of a built-in optimizer (ValueError for custom ones)."""
-    if type(optimizer).__name__ not in _OPT_CLASSES:
-        raise ValueError(f"cannot serialise the custom optimizer {optimizer!r}")
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return _REGISTRY.serialize(optimizer)
