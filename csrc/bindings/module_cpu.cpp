@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "common/args.h"
 #include "common/check.h"
 #include "common/cpu_features.h"
 #include "cpu/kernels.h"
@@ -26,7 +27,6 @@
 
 namespace py = pybind11;
 using namespace fastcnn;
-using fastcnn::cpu::Shape;
 
 namespace {
 
@@ -116,7 +116,7 @@ Conv2dParams conv_params(const py::array& x, const py::array& w, const std::opti
                               int64_t pr, int64_t dh, int64_t dw, int64_t groups) {
   Shape bs;
   if (b) bs = shape_of(*b);
-  return cpu::check_conv2d_args(shape_of(x), shape_of(w), b ? &bs : nullptr, sh, sw, pt, pl, pb, pr,
+  return check_conv2d_args(shape_of(x), shape_of(w), b ? &bs : nullptr, sh, sw, pt, pl, pb, pr,
                                 dh, dw, groups);
 }
 
@@ -145,20 +145,16 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   const char* op = "conv2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
-  const cpu::Shape out{p.N, p.K, p.P, p.Q};
+  const Shape out{p.N, p.K, p.P, p.Q};
   std::optional<cpu::PooledGrad> pool;
   IArray idx;
   if (pool_indices_.is_none()) {
-    cpu::check_conv2d_grad(shape_of(dy), p);
+    check_conv2d_grad(shape_of(dy), p);
   } else {
     // dy is the gradient of max_pool2d(conv output): routed back through the pooling
     pool.emplace();
-    pool->pp = cpu::check_max_pool2d_args(out, pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
-                                          pool_pw, 1, 1, pool_ceil_mode);
-    const cpu::Shape pooled{p.N, p.K, pool->pp.P, pool->pp.Q};
-    FASTCNN_CHECK(shape_of(dy) == pooled, op, ": dy has shape ", shape_str(shape_of(dy)),
-                  " but max pooling the convolution's output ", shape_str(out),
-                  " with these pool options gives ", shape_str(pooled));
+    pool->pp = check_conv2d_pooled_grad(shape_of(dy), p, pool_kh, pool_kw, pool_sh, pool_sw,
+                                        pool_ph, pool_pw, pool_ceil_mode);
     if (!py::isinstance<py::array>(pool_indices_))
       throw py::type_error(cat(op, ": pool_indices must be a numpy.ndarray of int64, got ",
                                type_name(pool_indices_)));
@@ -167,8 +163,7 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
       throw py::type_error(cat(op, ": pool_indices has dtype ",
                                py::str(ia.dtype()).cast<std::string>(),
                                "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-    FASTCNN_CHECK(shape_of(ia) == pooled, op, ": pool_indices has shape ",
-                  shape_str(shape_of(ia)), " but dy has shape ", shape_str(pooled));
+    check_indices_shape(shape_of(ia), shape_of(dy), op, "pool_indices");
     idx = py::reinterpret_borrow<IArray>(contiguous(ia));
     cpu::check_max_pool2d_indices(idx.data(), pool->pp);
     pool->idx = idx.data();
@@ -271,7 +266,7 @@ FArray relu_backward(py::handle dy_, py::handle y_, py::handle out_) {
 py::object max_pool2d(py::handle x_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                       int64_t pw, int64_t dh, int64_t dw, bool ceil_mode, bool return_indices) {
   FArray x = as_float(x_, "max_pool2d", "x");
-  const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+  const auto p = check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
   FArray y = new_float({p.N, p.C, p.P, p.Q});
   std::optional<IArray> idx;
   if (return_indices) idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
@@ -288,8 +283,8 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
                            bool ceil_mode, py::handle indices_, py::handle out_) {
   const char* op = "max_pool2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
-  const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
-  cpu::check_max_pool2d_grad(shape_of(dy), p);
+  const auto p = check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+  check_max_pool2d_grad(shape_of(dy), p);
   IArray idx;
   if (indices_.is_none()) {
     idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
@@ -304,8 +299,7 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
     if (!ia.dtype().equal(py::dtype::of<int64_t>()))
       throw py::type_error(cat(op, ": indices has dtype ", py::str(ia.dtype()).cast<std::string>(),
                                "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-    FASTCNN_CHECK(shape_of(ia) == shape_of(dy), op, ": indices has shape ",
-                  shape_str(shape_of(ia)), " but dy has shape ", shape_str(shape_of(dy)));
+    check_indices_shape(shape_of(ia), shape_of(dy), op, "indices");
     idx = py::reinterpret_borrow<IArray>(contiguous(ia));
   }
   FArray dx = out_.is_none()
@@ -320,11 +314,11 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
   return dx;
 }
 
-cpu::LinearParams linear_params(const py::array& x, const py::array& w,
+LinearParams linear_params(const py::array& x, const py::array& w,
                                 const std::optional<FArray>& b) {
   Shape bs;
   if (b) bs = shape_of(*b);
-  return cpu::check_linear_args(shape_of(x), shape_of(w), b ? &bs : nullptr);
+  return check_linear_args(shape_of(x), shape_of(w), b ? &bs : nullptr);
 }
 
 FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
@@ -344,7 +338,7 @@ py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool nee
   const char* op = "linear_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = linear_params(x, w, std::nullopt);
-  cpu::check_linear_grad(shape_of(dy), p);
+  check_linear_grad(shape_of(dy), p);
   std::optional<FArray> dxa, dwa, dba;
   if (need_dx) dxa = new_float({p.N, p.in});
   if (need_dw) dwa = new_float({p.out, p.in});
@@ -366,13 +360,11 @@ py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool nee
 FArray softmax(py::handle x_, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
   FArray x = as_float(x_, op, "x");
-  FASTCNN_CHECK(x.ndim() >= 1, op, ": x must have at least one dimension, got a 0-d array");
-  const int64_t L = x.shape(x.ndim() - 1);
-  const int64_t rows = L > 0 ? x.size() / L : 0;
+  const RowsParams r = check_softmax_args(shape_of(x), log);
   FArray y = new_float(shape_of(x));
   {
     py::gil_scoped_release nogil;
-    if (L > 0) cpu::softmax_forward(x.data(), y.mutable_data(), rows, L, log);
+    if (r.L > 0) cpu::softmax_forward(x.data(), y.mutable_data(), r.rows, r.L, log);
   }
   return y;
 }
@@ -380,10 +372,8 @@ FArray softmax(py::handle x_, bool log) {
 py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
   const char* op = "cross_entropy";
   FArray logits = as_float(logits_, op, "logits");
-  FASTCNN_CHECK(logits.ndim() == 2, op, ": logits must be 2-D (N, classes), got shape ",
-                shape_str(shape_of(logits)));
-  const int64_t N = logits.shape(0), L = logits.shape(1);
-  FASTCNN_CHECK(L >= 1, op, ": logits of shape ", shape_str(shape_of(logits)), " has no classes");
+  const RowsParams r = check_cross_entropy_logits(shape_of(logits));
+  const int64_t N = r.rows, L = r.L;
   if (!py::isinstance<py::array>(labels_))
     throw py::type_error(cat(op, ": labels must be a numpy.ndarray (int class ids of shape (N,) "
                              "or float32 probabilities of shape (N, classes)), got ",
@@ -393,9 +383,7 @@ py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
   double loss = 0.0;
   const char kind = la.dtype().kind();
   if (kind == 'i' || kind == 'u') {
-    FASTCNN_CHECK(la.ndim() == 1 && la.shape(0) == N, op, ": integer labels must have shape (", N,
-                  ",) to match logits ", shape_str(shape_of(logits)), ", got ",
-                  shape_str(shape_of(la)));
+    check_cross_entropy_labels(shape_of(la), shape_of(logits), true);
     IArray lab = py::reinterpret_borrow<IArray>(
         contiguous(py::reinterpret_borrow<py::array>(la.attr("astype")("int64"))));
     cpu::check_class_labels(lab.data(), N, L);
@@ -403,9 +391,7 @@ py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
     loss = cpu::cross_entropy(logits.data(), lab.data(), nullptr, dlogits.mutable_data(), N, L);
   } else {
     FArray t = as_float(labels_, op, "labels");
-    FASTCNN_CHECK(shape_of(t) == shape_of(logits), op, ": probability labels have shape ",
-                  shape_str(shape_of(t)), " but logits have shape ", shape_str(shape_of(logits)),
-                  ": expected the same shape (or integer class ids of shape (N,))");
+    check_cross_entropy_labels(shape_of(t), shape_of(logits), false);
     py::gil_scoped_release nogil;
     loss = cpu::cross_entropy(logits.data(), nullptr, t.data(), dlogits.mutable_data(), N, L);
   }

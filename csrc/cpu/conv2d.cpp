@@ -35,61 +35,6 @@ struct Rows {
 
 }  // namespace
 
-Conv2dParams check_conv2d_args(const Shape& x, const Shape& w, const Shape* b, int64_t stride_h,
-                               int64_t stride_w, int64_t pad_top, int64_t pad_left,
-                               int64_t pad_bottom, int64_t pad_right, int64_t dil_h, int64_t dil_w,
-                               int64_t groups) {
-  FASTCNN_CHECK(x.size() == 4, "conv2d: x must be 4-D (N, C, H, W), got shape ", shape_str(x));
-  FASTCNN_CHECK(w.size() == 4, "conv2d: w must be 4-D (K, C/groups, R, S), got shape ",
-                shape_str(w));
-  FASTCNN_CHECK(stride_h >= 1 && stride_w >= 1, "conv2d: stride must be >= 1, got (", stride_h,
-                ", ", stride_w, ")");
-  FASTCNN_CHECK(dil_h >= 1 && dil_w >= 1, "conv2d: dilation must be >= 1, got (", dil_h, ", ",
-                dil_w, ")");
-  FASTCNN_CHECK(pad_top >= 0 && pad_left >= 0 && pad_bottom >= 0 && pad_right >= 0,
-                "conv2d: padding must be >= 0, got (top, left, bottom, right) = (", pad_top, ", ",
-                pad_left, ", ", pad_bottom, ", ", pad_right, ")");
-  FASTCNN_CHECK(groups >= 1, "conv2d: groups must be >= 1, got ", groups);
-  constexpr int64_t kMaxDim = int64_t{1} << 31;
-  for (int64_t v : {stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right})
-    FASTCNN_CHECK(v < kMaxDim, "conv2d: stride, padding and dilation must be < 2^31, got ", v);
-  Conv2dParams p;
-  p.N = x[0], p.C = x[1], p.H = x[2], p.W = x[3];
-  p.K = w[0], p.R = w[2], p.S = w[3];
-  FASTCNN_CHECK(p.C >= 1 && p.H >= 1 && p.W >= 1, "conv2d: x of shape ", shape_str(x),
-                " has an empty channel or spatial dimension");
-  FASTCNN_CHECK(p.K >= 1 && p.R >= 1 && p.S >= 1 && w[1] >= 1, "conv2d: w of shape ",
-                shape_str(w), " has an empty dimension");
-  FASTCNN_CHECK(p.C % groups == 0, "conv2d: groups=", groups, " must divide the ", p.C,
-                " input channels of x ", shape_str(x));
-  FASTCNN_CHECK(p.K % groups == 0, "conv2d: groups=", groups, " must divide the ", p.K,
-                " output channels of w ", shape_str(w));
-  FASTCNN_CHECK(w[1] == p.C / groups, "conv2d: w has shape ", shape_str(w), " but x ",
-                shape_str(x), " with groups=", groups, " needs w.shape[1] == ", p.C / groups);
-  if (b) {
-    FASTCNN_CHECK(b->size() == 1 && (*b)[0] == p.K, "conv2d: b must have shape (", p.K,
-                  ",) to match w ", shape_str(w), ", got ", shape_str(*b));
-  }
-  p.stride_h = stride_h, p.stride_w = stride_w, p.dil_h = dil_h, p.dil_w = dil_w;
-  p.pad_top = pad_top, p.pad_left = pad_left, p.pad_bottom = pad_bottom, p.pad_right = pad_right;
-  p.groups = groups;
-  p.P = conv_out_size(p.H, p.R, stride_h, pad_top, pad_bottom, dil_h, "the height");
-  p.Q = conv_out_size(p.W, p.S, stride_w, pad_left, pad_right, dil_w, "the width");
-  // every size product the kernels form must fit comfortably in int64 (an empty batch counts as
-  // one image: the output's strides must be describable even when it holds no element)
-  checked_numel({std::max<int64_t>(p.N, 1), p.K, p.P, p.Q}, "conv2d output");
-  checked_numel({p.N, p.C, p.H, p.W}, "conv2d input");
-  checked_numel({p.K, w[1], p.R, p.S}, "conv2d weight");
-  checked_numel({p.N, p.P, p.Q, p.R, p.S}, "conv2d reduction");
-  return p;
-}
-
-void check_conv2d_grad(const Shape& dy, const Conv2dParams& p) {
-  const Shape want{p.N, p.K, p.P, p.Q};
-  FASTCNN_CHECK(dy == want, "conv2d_backward: dy has shape ", shape_str(dy),
-                " but the forward pass for these x, w and options gives ", shape_str(want));
-}
-
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu) {
   if (wide_fwd_applicable(p)) {

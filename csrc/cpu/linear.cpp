@@ -13,31 +13,6 @@
 
 namespace fastcnn::cpu {
 
-LinearParams check_linear_args(const Shape& x, const Shape& w, const Shape* b) {
-  FASTCNN_CHECK(x.size() == 2, "linear: x must be 2-D (N, in_features), got shape ",
-                shape_str(x));
-  FASTCNN_CHECK(w.size() == 2, "linear: w must be 2-D (out_features, in_features), got shape ",
-                shape_str(w));
-  FASTCNN_CHECK(x[1] == w[1], "linear: x has shape ", shape_str(x), " and w has shape ",
-                shape_str(w), ": expected x.shape[1] == w.shape[1]");
-  FASTCNN_CHECK(w[0] >= 1 && w[1] >= 1, "linear: w of shape ", shape_str(w),
-                " has an empty dimension");
-  if (b) {
-    FASTCNN_CHECK(b->size() == 1 && (*b)[0] == w[0], "linear: b must have shape (", w[0],
-                  ",) to match w ", shape_str(w), ", got ", shape_str(*b));
-  }
-  LinearParams p;
-  p.N = x[0], p.in = x[1], p.out = w[0];
-  checked_mul(p.N, p.out, "linear output");
-  return p;
-}
-
-void check_linear_grad(const Shape& dy, const LinearParams& p) {
-  const Shape want{p.N, p.out};
-  FASTCNN_CHECK(dy == want, "linear_backward: dy has shape ", shape_str(dy),
-                " but the forward pass for these x and w gives ", shape_str(want));
-}
-
 void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearParams& p,
                     int relu) {
   GemmProblem prob;

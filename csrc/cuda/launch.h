@@ -2,7 +2,7 @@
 // compiler) includes this and nothing of CUDA. Definitions live in csrc/cuda/*.cu.
 //
 // Contract of every launcher:
-//  * arguments are validated by the caller with the CPU's check_<op>_args (cpu/ops.h); buffers are
+//  * arguments are validated by the caller with check_<op>_args (common/args.h); buffers are
 //    contiguous float32 (int64 where stated) device pointers of the sizes those checks imply,
 //    any alignment of their element type (vector paths are taken only where aligned);
 //  * all work is queued on `stream` (a cudaStream_t passed as void*; nullptr = legacy default);
