@@ -128,7 +128,7 @@ void conv2d_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   if (dwt)
     cuda::conv2d_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p, s);
-  if (db) cuda::bias_backward_nkl(dev<const float>(dy), dev<float>(db), p.N, p.K, p.P * p.Q, s);
+  if (db) cuda::conv2d_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.K, p.P * p.Q, s);
 }
 
 // ---- relu --------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   if (dwt)
     cuda::linear_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p.N, p.in, p.out, s);
-  if (db) cuda::bias_backward_rows(dev<const float>(dy), dev<float>(db), p.N, p.out, s);
+  if (db) cuda::linear_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.out, s);
 }
 
 // ---- softmax / cross-entropy -------------------------------------------------------------------

@@ -7,9 +7,9 @@
 //                    stays where PyTorch puts it; a gather over zero-padded dy would spread it).
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
-// col() is never materialised: the B packer (the ISA's pack_windows / window_panel) gathers each
-// KC x NC block straight from the image (zero for padding), so the workspace is bounded by the
-// block sizes, not by the batch.
+// col() is never materialised: the B packer (the ISA's conv2d_im2col / conv2d_im2col_wgrad)
+// gathers each KC x NC block straight from the image (zero for padding), so the workspace is
+// bounded by the block sizes, not by the batch.
 // Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
 // GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
 #include <algorithm>
@@ -55,7 +55,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
   };
-  const PackWindowsFn pack_windows = kernels().pack_windows;
+  const Conv2dIm2colFn conv2d_im2col = kernels().conv2d_im2col;
   prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
                     float* scratch) {
     const int64_t n = g / p.groups, grp = g % p.groups;
@@ -67,8 +67,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       rows.bh[k] = r * p.dil_h - p.pad_top;
       rows.bw[k] = s * p.dil_w - p.pad_left;
     }
-    pack_windows(rows.plane, rows.bh, rows.bw, kc, j0, nc, p.Q, p.H, p.W, p.stride_h, p.stride_w,
-                 dst, nr);
+    conv2d_im2col(rows.plane, rows.bh, rows.bw, kc, j0, nc, p.Q, p.H, p.W, p.stride_h, p.stride_w,
+                  dst, nr);
   };
   const StoreTileFn store = kernels().store_tile;
   prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
@@ -192,11 +192,11 @@ void backward_weights_gemm(const float* dy, const float* x, float* dw, const Con
         for (int64_t kk = 0; kk < kc; ++kk) d[kk * mr + rr] = 0.0f;
     }
   };
-  const WindowPanelFn window_panel = kernels().window_panel;
+  const Conv2dIm2colWgradFn conv2d_im2col_wgrad = kernels().conv2d_im2col_wgrad;
   prob.pack_b = [&](int64_t grp, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
                     int nr, float* scratch) {
     // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s):
-    // the nr im2col rows of a panel, transposed into it (the ISA's window_panel).
+    // the nr im2col rows of a panel, transposed into it (the ISA's conv2d_im2col_wgrad).
     Rows rows;
     for (int64_t q0 = 0; q0 < nc; q0 += nr) {
       const int64_t cols = std::min<int64_t>(nr, nc - q0);
@@ -208,8 +208,8 @@ void backward_weights_gemm(const float* dy, const float* x, float* dw, const Con
         rows.bh[col] = r * p.dil_h - p.pad_top;
         rows.bw[col] = s * p.dil_w - p.pad_left;
       }
-      window_panel(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
-                   p.stride_h, p.stride_w, d, nr, scratch);
+      conv2d_im2col_wgrad(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
+                          p.stride_h, p.stride_w, d, nr, scratch);
     }
   };
   const StoreTileFn store = kernels().store_tile;
@@ -259,10 +259,10 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     else
       backward_weights_gemm(plain_dy(), x, dw, p);
   }
-  if (db && !db_done) bias_backward(plain_dy(), db, p.N, p.K, p.P * p.Q);
+  if (db && !db_done) conv2d_backward_bias(plain_dy(), db, p.N, p.K, p.P * p.Q);
 }
 
-void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L) {
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L) {
   const SumFn sum = kernels().sum;
   parallel_for(K, [&](int, int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {

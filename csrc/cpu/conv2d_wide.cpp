@@ -4,7 +4,7 @@
 //   xp[c][(p + r*dh) * Wp + q + s*dw]           (Wp = padded width)
 // and if the outputs are numbered on the padded grid, j = p*Wp + q, that is xp[c] + off + j with
 // off = r*dh*Wp + s*dw: a *contiguous* run of j for every tap. So a GEMM micro-kernel can read its
-// B rows straight from the padded image at per-tap offsets (the ISA's conv_ukernel) instead of
+// B rows straight from the padded image at per-tap offsets (the ISA's conv2d_ukernel) instead of
 // from packed im2col panels. Columns with q >= Q (the last (S-1)*dw of every padded row) read
 // the next row's data and are computed and discarded: a waste of (S-1)*dw / Wp (2/26 for the
 // seeds' conv2, 2/58 for a 56x56 layer), against the whole im2col gather saved.
@@ -25,7 +25,7 @@
 // The weight gradient runs on the same padded grid as an outer product per pixel:
 //   dw[g*Kg + k, tap] = sum_n sum_j xp[n, g, c(tap)][off(tap) + j] * dyw[n, g*Kg + k][j]
 // with dyw = dy on the padded grid (zeros in the discarded columns), transposed to pixel-major
-// per image. The ISA's conv_wgrad_ukernel keeps a 12-tap x 32-channel tile in registers:
+// per image. The ISA's conv2d_wgrad_ukernel keeps a 12-tap x 32-channel tile in registers:
 // per pixel 12 broadcast input values (at the taps' offsets) times two vectors of dy, summed
 // over all of an image's pixels before touching memory. Tiles are the parallel work (the batch
 // is also cut into a shape-fixed number of ranges when tiles are few), so a given element's sum
@@ -35,7 +35,7 @@
 // Fused backward inputs: the backward passes read dy only through the band copy and the
 // per-image transposition, so dy can be given as the gradient of a ReLU's output (relu_y:
 // masked while copied) and of a max pooling of it (unpool: each plane rebuilt with the ISA's
-// maxpool_bwd kernel into the thread's scratch as it is needed), never materialised in full.
+// maxpool2d_bwd kernel into the thread's scratch as it is needed), never materialised in full.
 // Strides: with stride s the tap (c, r, s) of output (p, q) reads padded element
 // (p*sh + r*dh, q*sw + s*dw) = phase plane (r*dh % sh, s*dw % sw) of channel c at (p + r*dh/sh,
 // q + s*dw/sw), where phase plane (a, b) holds the padded elements (i*sh + a, j*sw + b) at (i, j):
@@ -198,7 +198,7 @@ uint32_t phase_split(float* dst, const float* src, int64_t H, int64_t W, int64_t
 
 void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
   const int64_t PQ = u.pp.P * u.pp.Q;
-  kernels().maxpool_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp);  // indices checked before
+  kernels().maxpool2d_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp);  // indices checked before
 }
 
 namespace {
@@ -292,7 +292,7 @@ void wide_correlate(const WideConv& cv, int relu) {
   const int64_t win = std::min(cv.S, sw) * nr + (cv.S - 1) * cv.dil_w / sw;
   const int64_t cmax = std::max<int64_t>(1, 4096 / win);  // (channel, kernel row) pairs
   const int64_t per = ceil_div(cv.R * Cg, ceil_div(cv.R * Cg, cmax));  // pairs per chunk
-  const ConvUkernelFn ukernel = kt.conv_ukernel;
+  const Conv2dUkernelFn ukernel = kt.conv2d_ukernel;
   const StoreTileFn store = kt.store_tile;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* scr = work.get() + t * per_thread;
@@ -425,7 +425,7 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
     const int64_t rh = r * p.dil_h, sv = s * p.dil_w;
     off[k] = (c * nph + (rh % sh) * sw + sv % sw) * plane + (rh / sh) * Wg + sv / sw;
   }
-  const ConvWgradUkernelFn ukernel = kt.conv_wgrad_ukernel;
+  const Conv2dWgradUkernelFn ukernel = kt.conv2d_wgrad_ukernel;
   const TransposeFn transpose = kt.transpose;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* xp = work.get() + t * per_thread;

@@ -15,7 +15,7 @@ struct Unpool {
   const int64_t* idx = nullptr;
   Pool2dParams pp;  // the pooling: input (N, K, H, W) -> (N, K, P, Q)
 };
-// Plane pl (= n*K + k) of that gradient into dst (H*W floats), with the ISA's maxpool_bwd
+// Plane pl (= n*K + k) of that gradient into dst (H*W floats), with the ISA's maxpool2d_bwd
 // kernel: bitwise what max_pool2d_backward writes for the plane.
 void unpool_plane(const Unpool& u, int64_t pl, float* dst);
 

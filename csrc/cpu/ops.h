@@ -27,7 +27,7 @@ struct PooledGrad {
 void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pool, const float* x,
                      const float* w, float* dx, float* dw, float* db, const Conv2dParams& p);
 // db[k] = sum over n, p, q of dy[n, k, p, q] (used by conv2d; layout (N, K, L) with L = P*Q)
-void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
 
 // ---- relu -----------------------------------------------------------------------------------
 void relu_forward(const float* x, float* y, int64_t n);

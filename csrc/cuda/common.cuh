@@ -7,7 +7,7 @@
 //  * FastDiv: division by a run-time constant with a multiply-high (31-bit dividends; larger
 //    ones fall back to a 64-bit division, so int64 index maths stays exact for any size);
 //  * block_sum: a fixed-shape tree reduction (deterministic);
-//  * the one templated SGEMM core shared by conv2d.cu and dense.cu (see "GEMM core" below).
+//  * the one templated SGEMM core shared by conv2d.cu and linear.cu (see "GEMM core" below).
 //
 // Test hooks (no effect on a normal build):
 //  * compiled as C++ with -DFASTCNN_CUDA_EMULATE='"path.h"', the kernels run on a CPU emulator of

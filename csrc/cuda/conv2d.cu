@@ -26,7 +26,9 @@
 //                    the reduction over N*P*Q split into a fixed number of chunks chosen from the
 //                    shapes only (never from the GPU), each chunk summed in order by one block
 //                    into its own workspace slice, then the slices summed in order
-//                    (splitk_reduce): deterministic, no float atomics.
+//                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
+//   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: one block per channel, a fixed
+//                    shared-memory tree (block_sum).
 // Index maths is int64 throughout; per-element divisions use FastDiv (multiply-high for values
 // below 2^31, an exact 64-bit fallback above).
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
@@ -241,6 +243,25 @@ struct ConvBwdWeightsOp {
   }
 };
 
+// db[k] = sum over n, l of dy[(n*K + k)*L + l] (L = P*Q): one block per channel, 256 threads
+// striding over the channel's N*L elements (coalesced along l), then block_sum's fixed tree.
+__global__ void __launch_bounds__(kThreads)
+    bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N, int64_t K,
+                    int64_t L, FastDiv div_L) {
+  __shared__ float smem[kThreads];
+  const int64_t NL = N * L;
+  for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = threadIdx.x; j < NL; j += kThreads) {
+      int64_t n;
+      const int64_t l = div_L.divmod(j, n);
+      acc += dy[(n * K + k) * L + l];
+    }
+    const float total = block_sum(acc, smem);
+    if (threadIdx.x == 0) db[k] = total;
+  }
+}
+
 gemm::Split bwd_weights_split(const Conv2dParams& p) {
   return gemm::choose_split(p.groups, p.Kg(), p.CRSg(), p.N * p.P * p.Q, true);
 }
@@ -335,6 +356,13 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
   else
     go(ConvBwdWeightsOp<true>{});
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, dw, nullptr, 1, 1, false, stream);
+}
+
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L,
+                          Stream stream) {
+  if (K <= 0) return;
+  launch("conv2d_backward (db)", bias_kernel, grid_1d(K, 1), dim3(kThreads), stream, dy, db,
+         N, K, L, FastDiv(L));
 }
 
 }  // namespace fastcnn::cuda

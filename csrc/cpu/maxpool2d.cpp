@@ -1,8 +1,8 @@
-// pool2d.cpp -- max pooling driver: argument checks (PyTorch's rules) and a parallel loop over
-// the N*C planes, each pooled by the active ISA's kernel, which records argmax indices for the
-// backward pass. Backward scatters dy through the indices plane by plane (deterministic), and
-// checks the indices as it goes.
-#include <algorithm>
+// maxpool2d.cpp -- max pooling driver: x (N, C, H, W) -> y, idx (N, C, P, Q) (arguments checked
+// by common/args.cpp, PyTorch's rules). A parallel loop over the N*C planes, each pooled by the
+// active ISA's kernel, which records argmax indices for the backward pass. Backward scatters dy
+// through the indices plane by plane (deterministic), and checks the indices as it goes; user
+// indices are checked here (check_max_pool2d_indices: a parallel scan of host memory).
 #include <atomic>
 
 #include "cpu/kernels.h"
@@ -28,7 +28,7 @@ void check_max_pool2d_indices(const int64_t* idx, const Pool2dParams& p) {
 }
 
 void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
-  const MaxPoolFwdFn f = kernels().maxpool_fwd;
+  const MaxPool2dFwdFn f = kernels().maxpool2d_fwd;
   const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
   parallel_for(p.N * p.C, [&](int, int64_t b, int64_t e) {
     for (int64_t pl = b; pl < e; ++pl) f(x + pl * HW, y + pl * PQ, idx ? idx + pl * PQ : nullptr, p);
@@ -36,7 +36,7 @@ void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dPara
 }
 
 bool max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
-  const MaxPoolBwdFn f = kernels().maxpool_bwd;
+  const MaxPool2dBwdFn f = kernels().maxpool2d_bwd;
   const int64_t HW = p.H * p.W, PQ = p.P * p.Q;
   std::atomic<bool> ok{true};
   parallel_for(p.N * p.C, [&](int, int64_t b, int64_t e) {

@@ -1,4 +1,4 @@
-// loss.cu -- softmax / log-softmax over rows and the fused softmax cross-entropy.
+// softmax.cu -- softmax / log-softmax over rows and the fused softmax cross-entropy.
 // Shapes: x / logits (rows, L) contiguous (fastcnn.ops moves the softmax axis last); labels
 // (rows,) int64 class ids, or targets (rows, L) float32 probabilities.
 // Semantics: the CPU's (csrc/cpu/softmax.cpp): m = max of the row (NaN when any NaN; an infinite

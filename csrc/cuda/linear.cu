@@ -1,8 +1,9 @@
-// dense.cu -- the dense (fully connected) layer, forward and backward, on the shared tiled SGEMM
-// core (common.cuh), plus the split-K reduction used by dense and conv2d.
+// linear.cu -- the dense (fully connected) layer, forward and backward, on the shared tiled SGEMM
+// core (common.cuh; its split-K reduction is gemm.cu).
 //   forward   y (N, out)   = x (N, in) . w^T + b, ReLU fused     M = N,   N = out, K = in
 //   data      dx (N, in)   = dy (N, out) . w                     M = N,   N = in,  K = out
 //   weights   dw (out, in) = dy^T . x                            M = out, N = in,  K = N
+//   bias      db (out,)    = column sums of dy, rows added in order (one thread per column)
 // Operands are read in place through strides (no transposed copies); each product picks the
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous).
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
@@ -54,19 +55,15 @@ DenseOp<AK, BKc> dense_op(int64_t M, int64_t N, int64_t K, gemm::Split sp) {
   return op;
 }
 
+// db[j] = sum over rows i of dy[i*cols + j]: one thread per column adding the rows in order
+// (the CPU's order, so the same bits).
 __global__ void __launch_bounds__(kThreads)
-    splitk_reduce_kernel(const float* __restrict__ ws, int64_t splits, int64_t total,
-                         float* __restrict__ out, const float* __restrict__ bias, FastDiv inner,
-                         FastDiv period, int relu) {
-  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
-    float s = ws[i];
-    for (int64_t j = 1; j < splits; ++j) s += ws[j * total + i];
-    if (bias) {
-      int64_t ch;
-      s += bias[period.divmod(inner.div(i), ch)];  // bias index (i / inner) mod period
-    }
-    if (relu) s = relu_keep_nan(s);
-    out[i] = s;
+    bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N,
+                     int64_t cols) {
+  for (int64_t j = global_thread(); j < cols; j += grid_threads()) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < N; ++i) acc += dy[i * cols + j];
+    db[j] = acc;
   }
 }
 
@@ -78,13 +75,6 @@ gemm::Split wgt_split(int64_t N, int64_t in, int64_t out) {
 }
 
 }  // namespace
-
-void splitk_reduce(const float* ws, int64_t splits, int64_t total, float* out, const float* bias,
-                   int64_t bias_inner, int64_t bias_period, bool relu, Stream stream) {
-  if (total <= 0) return;
-  launch("splitk_reduce", splitk_reduce_kernel, grid_1d(total), dim3(kThreads), stream, ws,
-         splits, total, out, bias, FastDiv(bias_inner), FastDiv(bias_period), relu ? 1 : 0);
-}
 
 int64_t linear_forward_workspace(int64_t N, int64_t in, int64_t out) {
   const gemm::Split s = fwd_split(N, in, out);
@@ -128,6 +118,12 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, float* 
   op.C = dw, op.ws = ws;
   gemm::run("linear_backward (dw)", op, out, in, stream);  // N = 0 writes zeros
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, out * in, dw, nullptr, 1, 1, false, stream);
+}
+
+void linear_backward_bias(const float* dy, float* db, int64_t N, int64_t cols, Stream stream) {
+  if (cols <= 0) return;
+  launch("linear_backward (db)", bias_kernel, grid_1d(cols), dim3(kThreads), stream, dy, db,
+         N, cols);
 }
 
 }  // namespace fastcnn::cuda
