@@ -105,6 +105,20 @@ FArray as_out(py::handle obj, const Shape& shape, const char* op,
   return py::reinterpret_borrow<FArray>(a);
 }
 
+// Pooling indices from the user (argument `name`): an int64 numpy.ndarray of dy's shape, made
+// contiguous (their values are checked by the caller).
+IArray as_indices(py::handle obj, const Shape& dy, const char* op, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray of int64, got ",
+                             type_name(obj)));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().equal(py::dtype::of<int64_t>()))
+    throw py::type_error(cat(op, ": ", name, " has dtype ", py::str(a.dtype()).cast<std::string>(),
+                             "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
+  check_indices_shape(shape_of(a), dy, op, name);
+  return py::reinterpret_borrow<IArray>(contiguous(a));
+}
+
 void same_shape(const py::array& a, const py::array& b, const char* op, const char* an,
                 const char* bn) {
   FASTCNN_CHECK(shape_of(a) == shape_of(b), op, ": ", an, " has shape ", shape_str(shape_of(a)),
@@ -138,7 +152,7 @@ FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t s
 
 py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t sh, int64_t sw,
                           int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
-                          int64_t groups, bool need_dx, bool need_dw, bool bias,
+                          int64_t groups, bool compute_dx, bool compute_dw, bool bias,
                           py::handle relu_y_, py::handle pool_indices_, int64_t pool_kh,
                           int64_t pool_kw, int64_t pool_sh, int64_t pool_sw, int64_t pool_ph,
                           int64_t pool_pw, bool pool_ceil_mode) {
@@ -146,27 +160,18 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
   const Shape out{p.N, p.K, p.P, p.Q};
-  std::optional<cpu::PooledGrad> pool;
+  std::optional<cpu::PooledGrad> pooled;
   IArray idx;
   if (pool_indices_.is_none()) {
     check_conv2d_grad(shape_of(dy), p);
   } else {
     // dy is the gradient of max_pool2d(conv output): routed back through the pooling
-    pool.emplace();
-    pool->pp = check_conv2d_pooled_grad(shape_of(dy), p, pool_kh, pool_kw, pool_sh, pool_sw,
+    pooled.emplace();
+    pooled->pp = check_conv2d_pooled_grad(shape_of(dy), p, pool_kh, pool_kw, pool_sh, pool_sw,
                                         pool_ph, pool_pw, pool_ceil_mode);
-    if (!py::isinstance<py::array>(pool_indices_))
-      throw py::type_error(cat(op, ": pool_indices must be a numpy.ndarray of int64, got ",
-                               type_name(pool_indices_)));
-    auto ia = py::reinterpret_borrow<py::array>(pool_indices_);
-    if (!ia.dtype().equal(py::dtype::of<int64_t>()))
-      throw py::type_error(cat(op, ": pool_indices has dtype ",
-                               py::str(ia.dtype()).cast<std::string>(),
-                               "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-    check_indices_shape(shape_of(ia), shape_of(dy), op, "pool_indices");
-    idx = py::reinterpret_borrow<IArray>(contiguous(ia));
-    cpu::check_max_pool2d_indices(idx.data(), pool->pp);
-    pool->idx = idx.data();
+    idx = as_indices(pool_indices_, shape_of(dy), op, "pool_indices");
+    cpu::check_max_pool2d_indices(idx.data(), pooled->pp);
+    pooled->idx = idx.data();
   }
   std::optional<FArray> relu_y;
   if (!relu_y_.is_none()) {
@@ -177,12 +182,12 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   }
   py::object dx = py::none(), dwt = py::none(), db = py::none();
   std::optional<FArray> dxa, dwa, dba;
-  if (need_dx) dxa = new_float(shape_of(x));
-  if (need_dw) dwa = new_float(shape_of(w));
+  if (compute_dx) dxa = new_float(shape_of(x));
+  if (compute_dw) dwa = new_float(shape_of(w));
   if (bias) dba = new_float({p.K});
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, pool ? &*pool : nullptr,
+    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, pooled ? &*pooled : nullptr,
                          x.data(), w.data(), dxa ? dxa->mutable_data() : nullptr,
                          dwa ? dwa->mutable_data() : nullptr, dba ? dba->mutable_data() : nullptr,
                          p);
@@ -292,15 +297,7 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
     py::gil_scoped_release nogil;
     cpu::max_pool2d_forward(x.data(), scratch.mutable_data(), idx.mutable_data(), p);
   } else {
-    if (!py::isinstance<py::array>(indices_))
-      throw py::type_error(cat(op, ": indices must be a numpy.ndarray of int64, got ",
-                               type_name(indices_)));
-    auto ia = py::reinterpret_borrow<py::array>(indices_);
-    if (!ia.dtype().equal(py::dtype::of<int64_t>()))
-      throw py::type_error(cat(op, ": indices has dtype ", py::str(ia.dtype()).cast<std::string>(),
-                               "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-    check_indices_shape(shape_of(ia), shape_of(dy), op, "indices");
-    idx = py::reinterpret_borrow<IArray>(contiguous(ia));
+    idx = as_indices(indices_, shape_of(dy), op, "indices");
   }
   FArray dx = out_.is_none()
                   ? new_float(shape_of(x))
@@ -333,15 +330,15 @@ FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
   return y;
 }
 
-py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool need_dx, bool need_dw,
-                          bool bias) {
+py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool compute_dx,
+                          bool compute_dw, bool bias) {
   const char* op = "linear_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = linear_params(x, w, std::nullopt);
   check_linear_grad(shape_of(dy), p);
   std::optional<FArray> dxa, dwa, dba;
-  if (need_dx) dxa = new_float({p.N, p.in});
-  if (need_dw) dwa = new_float({p.out, p.in});
+  if (compute_dx) dxa = new_float({p.N, p.in});
+  if (compute_dw) dwa = new_float({p.out, p.in});
   if (bias) dba = new_float({p.out});
   {
     py::gil_scoped_release nogil;
@@ -439,7 +436,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
-        py::arg("groups"), py::arg("need_dx") = true, py::arg("need_dw") = true,
+        py::arg("groups"), py::arg("compute_dx") = true, py::arg("compute_dw") = true,
         py::arg("bias") = true, py::arg("relu_y") = py::none(),
         py::arg("pool_indices") = py::none(), py::arg("pool_kh") = 1, py::arg("pool_kw") = 1,
         py::arg("pool_sh") = 1, py::arg("pool_sw") = 1, py::arg("pool_ph") = 0,
@@ -461,7 +458,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("dw"), py::arg("ceil_mode"), py::arg("indices"), py::arg("out") = py::none());
   m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false);
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
-        py::arg("need_dx") = true, py::arg("need_dw") = true, py::arg("bias") = true);
+        py::arg("compute_dx") = true, py::arg("compute_dw") = true, py::arg("bias") = true);
   m.def("softmax", &softmax, py::arg("x"), py::arg("log") = false);
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
 }

@@ -147,7 +147,7 @@ bool backward_data_wide(const float* w, const Conv2dParams& p) {
 // dx = dy (through the ReLU whose output is relu_y, when given) padded by (R-1)*dh - pad,
 // correlated with wt[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s] (flipped taps, (k, c)
 // transposed per group): a stride-1 convolution again.
-void backward_data_wide_run(const float* dy, const float* relu_y, const Unpool* unpool,
+void backward_data_wide_run(const float* dy, const float* relu_y, const PooledGrad* pooled,
                             const float* w, float* dx, const Conv2dParams& p) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
   std::vector<float> wt(static_cast<size_t>(p.K * Cg * RS));
@@ -160,7 +160,7 @@ void backward_data_wide_run(const float* dy, const float* relu_y, const Unpool* 
       }
   WideConv cv;
   cv.x = dy, cv.w = wt.data(), cv.b = nullptr, cv.y = dx, cv.relu_mask = relu_y;
-  cv.unpool = unpool;
+  cv.pooled = pooled;
   cv.N = p.N, cv.C = p.K, cv.H = p.P, cv.W = p.Q, cv.K = p.C, cv.R = p.R, cv.S = p.S;
   cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
   cv.pad_top = (p.R - 1) * p.dil_h - p.pad_top, cv.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
@@ -222,26 +222,21 @@ void backward_weights_gemm(const float* dy, const float* x, float* dw, const Con
 
 }  // namespace
 
-void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pool, const float* x,
-                     const float* w, float* dx, float* dw, float* db, const Conv2dParams& p) {
+void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pooled,
+                     const float* x, const float* w, float* dx, float* dw, float* db,
+                     const Conv2dParams& p) {
   // The gradient of the convolution's output: dy, or dy routed back through the pooling, then
   // through the ReLU. The wide passes build it plane by plane / row by row in their own
   // scratch from those; it is materialised only for a path that can't (the GEMM forms).
-  Unpool up;
-  const Unpool* unpool = nullptr;
-  if (pool) {
-    up.dp = dy, up.idx = pool->idx, up.pp = pool->pp;
-    unpool = &up;
-  }
   Buffer dz;
   auto plain_dy = [&]() -> const float* {
-    if (!relu_y && !pool) return dy;
+    if (!relu_y && !pooled) return dy;
     if (!dz) {
       const int64_t n = p.N * p.K * p.P * p.Q;
       dz = alloc_floats(n);
       const float* g = dy;
-      if (pool) {
-        max_pool2d_backward(dy, pool->idx, dz.get(), pool->pp);
+      if (pooled) {
+        max_pool2d_backward(dy, pooled->idx, dz.get(), pooled->pp);
         g = dz.get();
       }
       if (relu_y) relu_backward(g, relu_y, dz.get(), n);
@@ -249,12 +244,12 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     return dz.get();
   };
   if (dx) {
-    if (backward_data_wide(w, p)) backward_data_wide_run(dy, relu_y, unpool, w, dx, p);
+    if (backward_data_wide(w, p)) backward_data_wide_run(dy, relu_y, pooled, w, dx, p);
     else backward_data_col2im(plain_dy(), w, dx, p);
   }
   bool db_done = false;
   if (dw) {
-    if (wide_wgrad_applicable(p) && wide_weight_grad(p, dy, relu_y, unpool, x, dw, db))
+    if (wide_wgrad_applicable(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
       db_done = true;
     else
       backward_weights_gemm(plain_dy(), x, dw, p);

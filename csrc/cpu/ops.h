@@ -13,19 +13,23 @@ namespace fastcnn::cpu {
 // y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu != 0 (fused epilogue).
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu);
-// Gradients of conv2d_forward for the outputs that are not null: dx (N, C, H, W), dw (K, C/groups,
-// R, S), db (K,). relu_y (optional, dy's layout): dy is first passed through the backward of the
-// ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused into the passes' dy reads.
-// pool (optional): dy is the gradient of max_pool2d(conv output) with these indices and
-// geometry (pp: input (N, K, P, Q) -> dy's shape), routed back through the pooling first
-// (max_pool2d_backward's rule), then through the ReLU; fused into the reads when the windows
-// don't overlap. Indices must lie in [0, P*Q) (check_max_pool2d_indices).
+// The pooled-gradient fusion (conv2d_backward's pool_indices= in Python): the gradient given is
+// that of max_pool2d(conv output), dy (N, K, P', Q'), to be routed back through the pooling
+// (max_pool2d_backward's rule) into the conv output's gradient (N, K, P, Q).
 struct PooledGrad {
-  const int64_t* idx = nullptr;
-  Pool2dParams pp;
+  const int64_t* idx = nullptr;  // (N, K, P', Q') argmax indices, each in [0, P*Q) (checked by
+                                 // check_max_pool2d_indices)
+  Pool2dParams pp;               // the pooling: input (N, K, P, Q) -> (N, K, P', Q')
 };
-void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pool, const float* x,
-                     const float* w, float* dx, float* dw, float* db, const Conv2dParams& p);
+// Gradients of conv2d_forward for the outputs that are not null: dx (N, C, H, W), dw (K, C/groups,
+// R, S), db (K,). relu_y (optional, the conv output's layout): the gradient is first passed
+// through the backward of the ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused
+// into the passes' dy reads. pooled (optional): dy is a pooled gradient (PooledGrad), routed back
+// through the pooling first, then through the ReLU; unpooled plane by plane inside the passes
+// where they can (the wide-grid forms), materialised once otherwise.
+void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pooled,
+                     const float* x, const float* w, float* dx, float* dw, float* db,
+                     const Conv2dParams& p);
 // db[k] = sum over n, p, q of dy[n, k, p, q] (used by conv2d; layout (N, K, L) with L = P*Q)
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
 
