@@ -21,10 +21,6 @@
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
 
-#ifndef FASTCNN_VERSION
-#define FASTCNN_VERSION "0.0.0"
-#endif
-
 namespace py = pybind11;
 using namespace fastcnn;
 

@@ -26,10 +26,6 @@
 #include "common/check.h"
 #include "cuda/launch.h"
 
-#ifndef FASTCNN_VERSION
-#define FASTCNN_VERSION "0.0.0"
-#endif
-
 namespace py = pybind11;
 using namespace fastcnn;
 

@@ -13,59 +13,48 @@
 
 namespace fastcnn::cpu {
 
-void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearParams& p,
-                    int relu) {
+namespace {
+
+// One strided matrix as a GEMM operand: element (i, j) at base[i*rs + j*cs].
+struct Strided {
+  const float* base;
+  int64_t rs, cs;
+};
+
+// c (M x N, row-major) = a (M x K) . b (K x N), then + bias[j] and ReLU when given.
+void strided_gemm(Strided a, Strided b, float* c, int64_t M, int64_t N, int64_t K, bool split_k,
+                  const float* bias = nullptr, int relu = 0) {
   GemmProblem prob;
-  prob.M = p.N, prob.N = p.out, prob.K = p.in;
-  // A long reduction into a small output (9216 -> 128 at batch 64): split K in shape-fixed chunks
-  // rather than the output, so threads don't each pack the whole of x or w again.
-  prob.split_k = p.in >= 1024 && p.N * p.out <= 65536;
+  prob.M = M, prob.N = N, prob.K = K, prob.split_k = split_k;
   prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
-    pack_a_strided(x, p.in, 1, i0, mc, k0, kc, dst, mr);
+    pack_a_strided(a.base, a.rs, a.cs, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    pack_b_strided(w, 1, p.in, k0, kc, j0, nc, dst, nr);
-  };
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
+                    float*) { pack_b_strided(b.base, b.rs, b.cs, k0, kc, j0, nc, dst, nr); };
   const StoreTileFn store = kernels().store_tile;
   prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
                    int64_t lds) {
-    store(y + i0 * p.out + j0, p.out, src, lds, mc, nc, nullptr, b ? b + j0 : nullptr, relu, 0);
+    store(c + i0 * N + j0, N, src, lds, mc, nc, nullptr, bias ? bias + j0 : nullptr, relu, 0);
   };
   gemm(prob);
+}
+
+}  // namespace
+
+void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearParams& p,
+                    int relu) {
+  // A long reduction into a small output (9216 -> 128 at batch 64): split K in shape-fixed chunks
+  // rather than the output, so threads don't each pack the whole of x or w again.
+  const bool split_k = p.in >= 1024 && p.N * p.out <= 65536;
+  strided_gemm({x, p.in, 1}, {w, 1, p.in}, y, p.N, p.out, p.in, split_k, b, relu);
 }
 
 void linear_backward_data(const float* dy, const float* w, float* dx, const LinearParams& p) {
-  GemmProblem prob;
-  prob.M = p.N, prob.N = p.in, prob.K = p.out;
-  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
-    pack_a_strided(dy, p.out, 1, i0, mc, k0, kc, dst, mr);
-  };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    pack_b_strided(w, p.in, 1, k0, kc, j0, nc, dst, nr);
-  };
-  const StoreTileFn store = kernels().store_tile;
-  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
-                   int64_t lds) {
-    store(dx + i0 * p.in + j0, p.in, src, lds, mc, nc, nullptr, nullptr, 0, 0);
-  };
-  gemm(prob);
+  strided_gemm({dy, p.out, 1}, {w, p.in, 1}, dx, p.N, p.in, p.out, false);
 }
 
 void linear_backward_weights(const float* dy, const float* x, float* dw, const LinearParams& p) {
-  GemmProblem prob;
-  prob.M = p.out, prob.N = p.in, prob.K = p.N, prob.split_k = true;
-  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
-    pack_a_strided(dy, 1, p.out, i0, mc, k0, kc, dst, mr);
-  };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    pack_b_strided(x, p.in, 1, k0, kc, j0, nc, dst, nr);
-  };
-  const StoreTileFn store = kernels().store_tile;
-  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
-                   int64_t lds) {
-    store(dw + i0 * p.in + j0, p.in, src, lds, mc, nc, nullptr, nullptr, 0, 0);
-  };
-  gemm(prob);
+  strided_gemm({dy, 1, p.out}, {x, p.in, 1}, dw, p.out, p.in, p.N, true);
 }
 
 void linear_backward_bias(const float* dy, float* db, const LinearParams& p) {

@@ -4,32 +4,22 @@
 #include "cuda/common.cuh"
 
 namespace fastcnn::cuda {
+namespace {
 
-int device_count() noexcept {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // no driver / no device: not an error for the caller
-    return 0;
-  }
-  return n;
-}
-
-int runtime_version() noexcept {
+// f(&v) or 0 when it fails (no driver / no device: not an error for the caller)
+int query(cudaError_t (*f)(int*)) noexcept {
   int v = 0;
-  if (cudaRuntimeGetVersion(&v) != cudaSuccess) {
+  if (f(&v) != cudaSuccess) {
     (void)cudaGetLastError();
     return 0;
   }
   return v;
 }
 
-int driver_version() noexcept {
-  int v = 0;
-  if (cudaDriverGetVersion(&v) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 0;
-  }
-  return v;
-}
+}  // namespace
+
+int device_count() noexcept { return query(cudaGetDeviceCount); }
+int runtime_version() noexcept { return query(cudaRuntimeGetVersion); }
+int driver_version() noexcept { return query(cudaDriverGetVersion); }
 
 }  // namespace fastcnn::cuda

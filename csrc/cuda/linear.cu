@@ -21,7 +21,7 @@ using gemm::BK;
 
 // A[m, k] = A[m*sam + k*sak], B[k, n] = B[k*sbk + n*sbn], C (M, N) row-major (+ bias[n], ReLU).
 template <bool AK, bool BKc>
-struct DenseOp {
+struct LinearOp {
   static constexpr bool kAContigK = AK;
   static constexpr bool kBContigK = BKc;
   int64_t G = 1, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
@@ -49,8 +49,8 @@ struct DenseOp {
 };
 
 template <bool AK, bool BKc>
-DenseOp<AK, BKc> dense_op(int64_t M, int64_t N, int64_t K, gemm::Split sp) {
-  DenseOp<AK, BKc> op;
+LinearOp<AK, BKc> linear_op(int64_t M, int64_t N, int64_t K, gemm::Split sp) {
+  LinearOp<AK, BKc> op;
   op.M = M, op.N = N, op.K = K, op.splits = sp.splits, op.chunk = sp.chunk;
   return op;
 }
@@ -90,7 +90,7 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
                     int64_t N, int64_t in, int64_t out, bool relu, Stream stream) {
   if (N * out == 0) return;
   const gemm::Split sp = fwd_split(N, in, out);
-  auto op = dense_op<true, true>(N, out, in, sp);  // A = x (k contiguous), B[k, n] = w[n, k]
+  auto op = linear_op<true, true>(N, out, in, sp);  // A = x (k contiguous), B[k, n] = w[n, k]
   op.A = x, op.sam = in, op.sak = 1;
   op.B = w, op.sbk = 1, op.sbn = in;
   op.C = y, op.ws = ws, op.bias = b, op.relu = relu ? 1 : 0;
@@ -101,7 +101,7 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
 void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N, int64_t in,
                           int64_t out, Stream stream) {
   if (N * in == 0) return;
-  auto op = dense_op<true, false>(N, in, out, gemm::choose_split(1, N, in, out, false));
+  auto op = linear_op<true, false>(N, in, out, gemm::choose_split(1, N, in, out, false));
   op.A = dy, op.sam = out, op.sak = 1;  // dy (N, out)
   op.B = w, op.sbk = in, op.sbn = 1;    // w (out, in): B[k, n] = w[k, n]
   op.C = dx;
@@ -112,7 +112,7 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, float* 
                              int64_t in, int64_t out, Stream stream) {
   if (out * in == 0) return;
   const gemm::Split sp = wgt_split(N, in, out);
-  auto op = dense_op<false, false>(out, in, N, sp);
+  auto op = linear_op<false, false>(out, in, N, sp);
   op.A = dy, op.sam = 1, op.sak = out;  // A[m, k] = dy[k, m] (m contiguous)
   op.B = x, op.sbk = in, op.sbn = 1;    // B[k, n] = x[k, n]
   op.C = dw, op.ws = ws;
