@@ -103,7 +103,7 @@ stage info 60 0 bash -c info || {
 stage pytest 150 "$bench_min" "$py" -m pytest -p no:cacheprovider -q -ra \
   tests/test_cuda.py tests/test_cuda_model.py tests/test_bench_cuda.py
 
-# every kernel file: conv2d, pool2d, eltwise, dense, loss, optim
+# every kernel file: conv2d, maxpool2d, relu, linear (+ gemm), softmax, optim
 san_k="${SAN_K:-test_conv2d_against_cpu or test_max_pool2d_against_cpu or test_max_pool2d_user_indices or test_relu_against_cpu or test_linear_against_cpu or test_softmax_against_cpu or test_cross_entropy_labels or test_sgd_update_matches_numpy or test_adam_update_matches_numpy}"
 no_pool='import sys, cupy, pytest
 cupy.cuda.set_allocator(None)

@@ -14,19 +14,15 @@
 #include <optional>
 #include <string>
 
+#include "common/args.h"
 #include "common/check.h"
 #include "common/cpu_features.h"
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
 
-#ifndef FASTCNN_VERSION
-#define FASTCNN_VERSION "0.0.0"
-#endif
-
 namespace py = pybind11;
 using namespace fastcnn;
-using fastcnn::cpu::Shape;
 
 namespace {
 
@@ -105,6 +101,20 @@ FArray as_out(py::handle obj, const Shape& shape, const char* op,
   return py::reinterpret_borrow<FArray>(a);
 }
 
+// Pooling indices from the user (argument `name`): an int64 numpy.ndarray of dy's shape, made
+// contiguous (their values are checked by the caller).
+IArray as_indices(py::handle obj, const Shape& dy, const char* op, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray of int64, got ",
+                             type_name(obj)));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().equal(py::dtype::of<int64_t>()))
+    throw py::type_error(cat(op, ": ", name, " has dtype ", py::str(a.dtype()).cast<std::string>(),
+                             "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
+  check_indices_shape(shape_of(a), dy, op, name);
+  return py::reinterpret_borrow<IArray>(contiguous(a));
+}
+
 void same_shape(const py::array& a, const py::array& b, const char* op, const char* an,
                 const char* bn) {
   FASTCNN_CHECK(shape_of(a) == shape_of(b), op, ": ", an, " has shape ", shape_str(shape_of(a)),
@@ -116,7 +126,7 @@ Conv2dParams conv_params(const py::array& x, const py::array& w, const std::opti
                               int64_t pr, int64_t dh, int64_t dw, int64_t groups) {
   Shape bs;
   if (b) bs = shape_of(*b);
-  return cpu::check_conv2d_args(shape_of(x), shape_of(w), b ? &bs : nullptr, sh, sw, pt, pl, pb, pr,
+  return check_conv2d_args(shape_of(x), shape_of(w), b ? &bs : nullptr, sh, sw, pt, pl, pb, pr,
                                 dh, dw, groups);
 }
 
@@ -138,40 +148,26 @@ FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t s
 
 py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t sh, int64_t sw,
                           int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
-                          int64_t groups, bool need_dx, bool need_dw, bool bias,
+                          int64_t groups, bool compute_dx, bool compute_dw, bool bias,
                           py::handle relu_y_, py::handle pool_indices_, int64_t pool_kh,
                           int64_t pool_kw, int64_t pool_sh, int64_t pool_sw, int64_t pool_ph,
                           int64_t pool_pw, bool pool_ceil_mode) {
   const char* op = "conv2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
-  const cpu::Shape out{p.N, p.K, p.P, p.Q};
-  std::optional<cpu::PooledGrad> pool;
+  const Shape out{p.N, p.K, p.P, p.Q};
+  std::optional<cpu::PooledGrad> pooled;
   IArray idx;
   if (pool_indices_.is_none()) {
-    cpu::check_conv2d_grad(shape_of(dy), p);
+    check_conv2d_grad(shape_of(dy), p);
   } else {
     // dy is the gradient of max_pool2d(conv output): routed back through the pooling
-    pool.emplace();
-    pool->pp = cpu::check_max_pool2d_args(out, pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
-                                          pool_pw, 1, 1, pool_ceil_mode);
-    const cpu::Shape pooled{p.N, p.K, pool->pp.P, pool->pp.Q};
-    FASTCNN_CHECK(shape_of(dy) == pooled, op, ": dy has shape ", shape_str(shape_of(dy)),
-                  " but max pooling the convolution's output ", shape_str(out),
-                  " with these pool options gives ", shape_str(pooled));
-    if (!py::isinstance<py::array>(pool_indices_))
-      throw py::type_error(cat(op, ": pool_indices must be a numpy.ndarray of int64, got ",
-                               type_name(pool_indices_)));
-    auto ia = py::reinterpret_borrow<py::array>(pool_indices_);
-    if (!ia.dtype().equal(py::dtype::of<int64_t>()))
-      throw py::type_error(cat(op, ": pool_indices has dtype ",
-                               py::str(ia.dtype()).cast<std::string>(),
-                               "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-    FASTCNN_CHECK(shape_of(ia) == pooled, op, ": pool_indices has shape ",
-                  shape_str(shape_of(ia)), " but dy has shape ", shape_str(pooled));
-    idx = py::reinterpret_borrow<IArray>(contiguous(ia));
-    cpu::check_max_pool2d_indices(idx.data(), pool->pp);
-    pool->idx = idx.data();
+    pooled.emplace();
+    pooled->pp = check_conv2d_pooled_grad(shape_of(dy), p, pool_kh, pool_kw, pool_sh, pool_sw,
+                                        pool_ph, pool_pw, pool_ceil_mode);
+    idx = as_indices(pool_indices_, shape_of(dy), op, "pool_indices");
+    cpu::check_max_pool2d_indices(idx.data(), pooled->pp);
+    pooled->idx = idx.data();
   }
   std::optional<FArray> relu_y;
   if (!relu_y_.is_none()) {
@@ -182,12 +178,12 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   }
   py::object dx = py::none(), dwt = py::none(), db = py::none();
   std::optional<FArray> dxa, dwa, dba;
-  if (need_dx) dxa = new_float(shape_of(x));
-  if (need_dw) dwa = new_float(shape_of(w));
+  if (compute_dx) dxa = new_float(shape_of(x));
+  if (compute_dw) dwa = new_float(shape_of(w));
   if (bias) dba = new_float({p.K});
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, pool ? &*pool : nullptr,
+    cpu::conv2d_backward(dy.data(), relu_y ? relu_y->data() : nullptr, pooled ? &*pooled : nullptr,
                          x.data(), w.data(), dxa ? dxa->mutable_data() : nullptr,
                          dwa ? dwa->mutable_data() : nullptr, dba ? dba->mutable_data() : nullptr,
                          p);
@@ -271,7 +267,7 @@ FArray relu_backward(py::handle dy_, py::handle y_, py::handle out_) {
 py::object max_pool2d(py::handle x_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                       int64_t pw, int64_t dh, int64_t dw, bool ceil_mode, bool return_indices) {
   FArray x = as_float(x_, "max_pool2d", "x");
-  const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+  const auto p = check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
   FArray y = new_float({p.N, p.C, p.P, p.Q});
   std::optional<IArray> idx;
   if (return_indices) idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
@@ -288,8 +284,8 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
                            bool ceil_mode, py::handle indices_, py::handle out_) {
   const char* op = "max_pool2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
-  const auto p = cpu::check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
-  cpu::check_max_pool2d_grad(shape_of(dy), p);
+  const auto p = check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+  check_max_pool2d_grad(shape_of(dy), p);
   IArray idx;
   if (indices_.is_none()) {
     idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
@@ -297,16 +293,7 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
     py::gil_scoped_release nogil;
     cpu::max_pool2d_forward(x.data(), scratch.mutable_data(), idx.mutable_data(), p);
   } else {
-    if (!py::isinstance<py::array>(indices_))
-      throw py::type_error(cat(op, ": indices must be a numpy.ndarray of int64, got ",
-                               type_name(indices_)));
-    auto ia = py::reinterpret_borrow<py::array>(indices_);
-    if (!ia.dtype().equal(py::dtype::of<int64_t>()))
-      throw py::type_error(cat(op, ": indices has dtype ", py::str(ia.dtype()).cast<std::string>(),
-                               "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-    FASTCNN_CHECK(shape_of(ia) == shape_of(dy), op, ": indices has shape ",
-                  shape_str(shape_of(ia)), " but dy has shape ", shape_str(shape_of(dy)));
-    idx = py::reinterpret_borrow<IArray>(contiguous(ia));
+    idx = as_indices(indices_, shape_of(dy), op, "indices");
   }
   FArray dx = out_.is_none()
                   ? new_float(shape_of(x))
@@ -320,11 +307,11 @@ FArray max_pool2d_backward(py::handle dy_, py::handle x_, int64_t kh, int64_t kw
   return dx;
 }
 
-cpu::LinearParams linear_params(const py::array& x, const py::array& w,
+LinearParams linear_params(const py::array& x, const py::array& w,
                                 const std::optional<FArray>& b) {
   Shape bs;
   if (b) bs = shape_of(*b);
-  return cpu::check_linear_args(shape_of(x), shape_of(w), b ? &bs : nullptr);
+  return check_linear_args(shape_of(x), shape_of(w), b ? &bs : nullptr);
 }
 
 FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
@@ -339,15 +326,15 @@ FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
   return y;
 }
 
-py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool need_dx, bool need_dw,
-                          bool bias) {
+py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool compute_dx,
+                          bool compute_dw, bool bias) {
   const char* op = "linear_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = linear_params(x, w, std::nullopt);
-  cpu::check_linear_grad(shape_of(dy), p);
+  check_linear_grad(shape_of(dy), p);
   std::optional<FArray> dxa, dwa, dba;
-  if (need_dx) dxa = new_float({p.N, p.in});
-  if (need_dw) dwa = new_float({p.out, p.in});
+  if (compute_dx) dxa = new_float({p.N, p.in});
+  if (compute_dw) dwa = new_float({p.out, p.in});
   if (bias) dba = new_float({p.out});
   {
     py::gil_scoped_release nogil;
@@ -366,13 +353,11 @@ py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool nee
 FArray softmax(py::handle x_, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
   FArray x = as_float(x_, op, "x");
-  FASTCNN_CHECK(x.ndim() >= 1, op, ": x must have at least one dimension, got a 0-d array");
-  const int64_t L = x.shape(x.ndim() - 1);
-  const int64_t rows = L > 0 ? x.size() / L : 0;
+  const RowsParams r = check_softmax_args(shape_of(x), log);
   FArray y = new_float(shape_of(x));
   {
     py::gil_scoped_release nogil;
-    if (L > 0) cpu::softmax_forward(x.data(), y.mutable_data(), rows, L, log);
+    if (r.L > 0) cpu::softmax_forward(x.data(), y.mutable_data(), r.rows, r.L, log);
   }
   return y;
 }
@@ -380,10 +365,8 @@ FArray softmax(py::handle x_, bool log) {
 py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
   const char* op = "cross_entropy";
   FArray logits = as_float(logits_, op, "logits");
-  FASTCNN_CHECK(logits.ndim() == 2, op, ": logits must be 2-D (N, classes), got shape ",
-                shape_str(shape_of(logits)));
-  const int64_t N = logits.shape(0), L = logits.shape(1);
-  FASTCNN_CHECK(L >= 1, op, ": logits of shape ", shape_str(shape_of(logits)), " has no classes");
+  const RowsParams r = check_cross_entropy_logits(shape_of(logits));
+  const int64_t N = r.rows, L = r.L;
   if (!py::isinstance<py::array>(labels_))
     throw py::type_error(cat(op, ": labels must be a numpy.ndarray (int class ids of shape (N,) "
                              "or float32 probabilities of shape (N, classes)), got ",
@@ -393,9 +376,7 @@ py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
   double loss = 0.0;
   const char kind = la.dtype().kind();
   if (kind == 'i' || kind == 'u') {
-    FASTCNN_CHECK(la.ndim() == 1 && la.shape(0) == N, op, ": integer labels must have shape (", N,
-                  ",) to match logits ", shape_str(shape_of(logits)), ", got ",
-                  shape_str(shape_of(la)));
+    check_cross_entropy_labels(shape_of(la), shape_of(logits), true);
     IArray lab = py::reinterpret_borrow<IArray>(
         contiguous(py::reinterpret_borrow<py::array>(la.attr("astype")("int64"))));
     cpu::check_class_labels(lab.data(), N, L);
@@ -403,9 +384,7 @@ py::tuple cross_entropy(py::handle logits_, py::handle labels_) {
     loss = cpu::cross_entropy(logits.data(), lab.data(), nullptr, dlogits.mutable_data(), N, L);
   } else {
     FArray t = as_float(labels_, op, "labels");
-    FASTCNN_CHECK(shape_of(t) == shape_of(logits), op, ": probability labels have shape ",
-                  shape_str(shape_of(t)), " but logits have shape ", shape_str(shape_of(logits)),
-                  ": expected the same shape (or integer class ids of shape (N,))");
+    check_cross_entropy_labels(shape_of(t), shape_of(logits), false);
     py::gil_scoped_release nogil;
     loss = cpu::cross_entropy(logits.data(), nullptr, t.data(), dlogits.mutable_data(), N, L);
   }
@@ -453,7 +432,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
-        py::arg("groups"), py::arg("need_dx") = true, py::arg("need_dw") = true,
+        py::arg("groups"), py::arg("compute_dx") = true, py::arg("compute_dw") = true,
         py::arg("bias") = true, py::arg("relu_y") = py::none(),
         py::arg("pool_indices") = py::none(), py::arg("pool_kh") = 1, py::arg("pool_kw") = 1,
         py::arg("pool_sh") = 1, py::arg("pool_sw") = 1, py::arg("pool_ph") = 0,
@@ -475,7 +454,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("dw"), py::arg("ceil_mode"), py::arg("indices"), py::arg("out") = py::none());
   m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false);
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
-        py::arg("need_dx") = true, py::arg("need_dw") = true, py::arg("bias") = true);
+        py::arg("compute_dx") = true, py::arg("compute_dw") = true, py::arg("bias") = true);
   m.def("softmax", &softmax, py::arg("x"), py::arg("log") = false);
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
 }

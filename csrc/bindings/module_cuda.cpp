@@ -9,7 +9,7 @@
 // output and workspace with CuPy, sized by the *_plan functions here.
 //
 // Every shape and option is validated by the same check_<op>_args functions as the CPU module
-// (csrc/cpu/ops.h), so the ValueError messages are the same; the checks run before any launch
+// (csrc/common/args.h), so the ValueError messages are the same; the checks run before any launch
 // (the *_plan functions run them too, before the adapter allocates). CUDA errors are raised as
 // RuntimeError naming the op and the CUDA error (never an exit or abort). Launches run with the
 // GIL released. device_count / runtime_version / driver_version / available never raise.
@@ -22,17 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "common/args.h"
 #include "common/check.h"
-#include "cpu/ops.h"
 #include "cuda/launch.h"
-
-#ifndef FASTCNN_VERSION
-#define FASTCNN_VERSION "0.0.0"
-#endif
 
 namespace py = pybind11;
 using namespace fastcnn;
-using fastcnn::cpu::Shape;
 
 namespace {
 
@@ -77,7 +72,7 @@ Conv2dParams conv_params(const py::handle& x_shape, const py::handle& w_shape,
                          int64_t groups, const char* op) {
   const Shape xs = shape_of(x_shape, op, "x_shape"), ws = shape_of(w_shape, op, "w_shape");
   const auto bs = shape_opt(b_shape, op, "b_shape");
-  return cpu::check_conv2d_args(xs, ws, bs ? &*bs : nullptr, sh, sw, pt, pl, pb, pr, dh, dw,
+  return check_conv2d_args(xs, ws, bs ? &*bs : nullptr, sh, sw, pt, pl, pb, pr, dh, dw,
                                 groups);
 }
 
@@ -86,7 +81,7 @@ py::dict conv2d_plan(py::handle x_shape, py::handle w_shape, py::handle b_shape,
                      int64_t dw, int64_t groups, py::handle dy_shape) {
   const auto p = conv_params(x_shape, w_shape, b_shape, sh, sw, pt, pl, pb, pr, dh, dw, groups,
                              "conv2d");
-  if (!dy_shape.is_none()) cpu::check_conv2d_grad(shape_of(dy_shape, "conv2d_backward", "dy_shape"), p);
+  if (!dy_shape.is_none()) check_conv2d_grad(shape_of(dy_shape, "conv2d_backward", "dy_shape"), p);
   py::dict d;
   d["y_shape"] = to_tuple({p.N, p.K, p.P, p.Q});
   d["forward_workspace"] = cuda::conv2d_forward_workspace(p);
@@ -116,7 +111,7 @@ void conv2d_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   const char* op = "conv2d_backward";
   const auto p = conv_params(x_shape, w_shape, py::handle(Py_None), sh, sw, pt, pl, pb, pr, dh, dw,
                              groups, op);
-  cpu::check_conv2d_grad(shape_of(dy_shape, op, "dy_shape"), p);
+  check_conv2d_grad(shape_of(dy_shape, op, "dy_shape"), p);
   // one workspace serves both passes (queued in order on one stream)
   const int64_t need = std::max(dx ? cuda::conv2d_backward_data_workspace(p) : int64_t{0},
                                 dwt ? cuda::conv2d_backward_weights_workspace(p) : int64_t{0});
@@ -129,7 +124,7 @@ void conv2d_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   if (dwt)
     cuda::conv2d_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p, s);
-  if (db) cuda::bias_backward_nkl(dev<const float>(dy), dev<float>(db), p.N, p.K, p.P * p.Q, s);
+  if (db) cuda::conv2d_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.K, p.P * p.Q, s);
 }
 
 // ---- relu --------------------------------------------------------------------------------------
@@ -152,7 +147,7 @@ void relu_backward(Ptr dy, Ptr y, Ptr dx, int64_t n, Ptr stream) {
 Pool2dParams pool_params(py::handle x_shape, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                          int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode,
                          const char* op) {
-  return cpu::check_max_pool2d_args(shape_of(x_shape, op, "x_shape"), kh, kw, sh, sw, ph, pw, dh,
+  return check_max_pool2d_args(shape_of(x_shape, op, "x_shape"), kh, kw, sh, sw, ph, pw, dh,
                                     dw, ceil_mode);
 }
 
@@ -161,7 +156,7 @@ py::tuple max_pool2d_plan(py::handle x_shape, int64_t kh, int64_t kw, int64_t sh
                           py::handle dy_shape) {
   const auto p = pool_params(x_shape, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, "max_pool2d");
   if (!dy_shape.is_none())
-    cpu::check_max_pool2d_grad(shape_of(dy_shape, "max_pool2d_backward", "dy_shape"), p);
+    check_max_pool2d_grad(shape_of(dy_shape, "max_pool2d_backward", "dy_shape"), p);
   return to_tuple({p.N, p.C, p.P, p.Q});
 }
 
@@ -182,10 +177,8 @@ void max_pool2d_backward(Ptr dy, py::handle dy_shape, py::handle x_shape, Ptr id
   const char* op = "max_pool2d_backward";
   const auto p = pool_params(x_shape, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, op);
   const Shape dys = shape_of(dy_shape, op, "dy_shape");
-  cpu::check_max_pool2d_grad(dys, p);
-  const Shape is = shape_of(idx_shape, op, "indices_shape");
-  FASTCNN_CHECK(is == dys, op, ": indices has shape ", shape_str(is), " but dy has shape ",
-                shape_str(dys));
+  check_max_pool2d_grad(dys, p);
+  check_indices_shape(shape_of(idx_shape, op, "indices_shape"), dys, op, "indices");
   if (check_indices) check_workspace(ws_bytes, cuda::kPoolCheckWorkspaceBytes, op);
   py::gil_scoped_release nogil;
   cuda::max_pool2d_backward(dev<const float>(dy), dev<const int64_t>(idx), dev<float>(dx), p,
@@ -194,18 +187,18 @@ void max_pool2d_backward(Ptr dy, py::handle dy_shape, py::handle x_shape, Ptr id
 
 // ---- linear ------------------------------------------------------------------------------------
 
-cpu::LinearParams linear_params(py::handle x_shape, py::handle w_shape, py::handle b_shape,
+LinearParams linear_params(py::handle x_shape, py::handle w_shape, py::handle b_shape,
                                 const char* op) {
   const Shape xs = shape_of(x_shape, op, "x_shape"), ws = shape_of(w_shape, op, "w_shape");
   const auto bs = shape_opt(b_shape, op, "b_shape");
-  return cpu::check_linear_args(xs, ws, bs ? &*bs : nullptr);
+  return check_linear_args(xs, ws, bs ? &*bs : nullptr);
 }
 
 py::dict linear_plan(py::handle x_shape, py::handle w_shape, py::handle b_shape,
                      py::handle dy_shape) {
   const auto p = linear_params(x_shape, w_shape, b_shape, "linear");
   if (!dy_shape.is_none())
-    cpu::check_linear_grad(shape_of(dy_shape, "linear_backward", "dy_shape"), p);
+    check_linear_grad(shape_of(dy_shape, "linear_backward", "dy_shape"), p);
   py::dict d;
   d["y_shape"] = to_tuple({p.N, p.out});
   d["forward_workspace"] = cuda::linear_forward_workspace(p.N, p.in, p.out);
@@ -228,7 +221,7 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
                      Ptr stream) {
   const char* op = "linear_backward";
   const auto p = linear_params(x_shape, w_shape, py::handle(Py_None), op);
-  cpu::check_linear_grad(shape_of(dy_shape, op, "dy_shape"), p);
+  check_linear_grad(shape_of(dy_shape, op, "dy_shape"), p);
   if (dwt) check_workspace(ws_floats, cuda::linear_backward_weights_workspace(p.N, p.in, p.out), op);
   py::gil_scoped_release nogil;
   const cuda::Stream s = stream_of(stream);
@@ -237,7 +230,7 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   if (dwt)
     cuda::linear_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p.N, p.in, p.out, s);
-  if (db) cuda::bias_backward_rows(dev<const float>(dy), dev<float>(db), p.N, p.out, s);
+  if (db) cuda::linear_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.out, s);
 }
 
 // ---- softmax / cross-entropy -------------------------------------------------------------------
@@ -245,12 +238,9 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
 // softmax over the last axis (fastcnn.ops moves the requested axis last)
 void softmax(Ptr x, py::handle x_shape, Ptr y, bool log, Ptr stream) {
   const char* op = log ? "log_softmax" : "softmax";
-  const Shape s = shape_of(x_shape, op, "x_shape");
-  FASTCNN_CHECK(!s.empty(), op, ": x must have at least one dimension, got a 0-d array");
-  const int64_t n = checked_numel(s, op), L = s.back();
-  const int64_t rows = L > 0 ? n / L : 0;
+  const RowsParams r = check_softmax_args(shape_of(x_shape, op, "x_shape"), log);
   py::gil_scoped_release nogil;
-  cuda::softmax_forward(dev<const float>(x), dev<float>(y), rows, L, log, stream_of(stream));
+  cuda::softmax_forward(dev<const float>(x), dev<float>(y), r.rows, r.L, log, stream_of(stream));
 }
 
 // labels_kind: "int" (class ids, int64 on the device) or "float" (float32 probabilities).
@@ -259,21 +249,12 @@ int64_t cross_entropy_plan(py::handle logits_shape, py::handle labels_shape,
                            const std::string& labels_kind) {
   const char* op = "cross_entropy";
   const Shape ls = shape_of(logits_shape, op, "logits_shape");
-  FASTCNN_CHECK(ls.size() == 2, op, ": logits must be 2-D (N, classes), got shape ", shape_str(ls));
-  const int64_t N = ls[0], L = ls[1];
-  FASTCNN_CHECK(L >= 1, op, ": logits of shape ", shape_str(ls), " has no classes");
+  const RowsParams r = check_cross_entropy_logits(ls);
   const Shape t = shape_of(labels_shape, op, "labels_shape");
-  if (labels_kind == "int") {
-    FASTCNN_CHECK(t.size() == 1 && t[0] == N, op, ": integer labels must have shape (", N,
-                  ",) to match logits ", shape_str(ls), ", got ", shape_str(t));
-  } else {
-    FASTCNN_CHECK(labels_kind == "float", op, ": labels_kind must be 'int' or 'float', got '",
-                  labels_kind, "'");
-    FASTCNN_CHECK(t == ls, op, ": probability labels have shape ", shape_str(t),
-                  " but logits have shape ", shape_str(ls),
-                  ": expected the same shape (or integer class ids of shape (N,))");
-  }
-  return cuda::cross_entropy_workspace_bytes(N);
+  FASTCNN_CHECK(labels_kind == "int" || labels_kind == "float", op,
+                ": labels_kind must be 'int' or 'float', got '", labels_kind, "'");
+  check_cross_entropy_labels(t, ls, labels_kind == "int");
+  return cuda::cross_entropy_workspace_bytes(r.rows);
 }
 
 // labels (int64) or targets (float32): exactly one is non-zero (either may be 0 when N == 0).

@@ -5,10 +5,12 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <vector>
 #include <cstdint>
+#include <vector>
 
 namespace fastcnn {
+
+using Shape = std::vector<int64_t>;  // an array's shape (the bindings' view of it)
 
 template <typename... Args>
 std::string cat(const Args&... args) {
@@ -17,7 +19,7 @@ std::string cat(const Args&... args) {
   return os.str();
 }
 
-inline std::string shape_str(const std::vector<int64_t>& s) {
+inline std::string shape_str(const Shape& s) {
   std::ostringstream os;
   os << "(";
   for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
@@ -34,7 +36,7 @@ inline int64_t checked_mul(int64_t a, int64_t b, const char* what) {
   return r;
 }
 
-inline int64_t checked_numel(const std::vector<int64_t>& shape, const char* what) {
+inline int64_t checked_numel(const Shape& shape, const char* what) {
   int64_t n = 1;
   for (int64_t d : shape) n = checked_mul(n, d, what);
   return n;

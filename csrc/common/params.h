@@ -1,4 +1,5 @@
-// params.h -- geometry of convolution and pooling, all int64, validated once.
+// params.h -- geometry of convolution, pooling and linear, all int64, validated once (by the
+// check_<op>_args of common/args.h), shared by the CPU drivers and the CUDA launchers.
 //
 // Conv2d: x (N, C, H, W), w (K, C/groups, R, S), y (N, K, P, Q) with
 //   P = floor((H + pad_top + pad_bottom - dil_h*(R-1) - 1) / stride_h) + 1   (Q likewise).
@@ -24,6 +25,16 @@ struct Conv2dParams {
   int64_t Cg() const { return C / groups; }   // input channels per group
   int64_t Kg() const { return K / groups; }   // output channels per group
   int64_t CRSg() const { return Cg() * R * S; }
+};
+
+// Linear: x (N, in), w (out, in), y (N, out).
+struct LinearParams {
+  int64_t N = 0, in = 0, out = 0;
+};
+
+// Softmax / cross-entropy: `rows` rows of L contiguous elements (the reduced axis last).
+struct RowsParams {
+  int64_t rows = 0, L = 0;
 };
 
 // Scalars of one Adam / AdamW step (fastcnn.optimizers.Adam), rounded to float32 on the host as

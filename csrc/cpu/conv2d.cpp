@@ -7,9 +7,9 @@
 //                    stays where PyTorch puts it; a gather over zero-padded dy would spread it).
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
-// col() is never materialised: the B packer (the ISA's pack_windows / window_panel) gathers each
-// KC x NC block straight from the image (zero for padding), so the workspace is bounded by the
-// block sizes, not by the batch.
+// col() is never materialised: the B packer (the ISA's conv2d_im2col / conv2d_im2col_wgrad)
+// gathers each KC x NC block straight from the image (zero for padding), so the workspace is
+// bounded by the block sizes, not by the batch.
 // Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
 // GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
 #include <algorithm>
@@ -35,61 +35,6 @@ struct Rows {
 
 }  // namespace
 
-Conv2dParams check_conv2d_args(const Shape& x, const Shape& w, const Shape* b, int64_t stride_h,
-                               int64_t stride_w, int64_t pad_top, int64_t pad_left,
-                               int64_t pad_bottom, int64_t pad_right, int64_t dil_h, int64_t dil_w,
-                               int64_t groups) {
-  FASTCNN_CHECK(x.size() == 4, "conv2d: x must be 4-D (N, C, H, W), got shape ", shape_str(x));
-  FASTCNN_CHECK(w.size() == 4, "conv2d: w must be 4-D (K, C/groups, R, S), got shape ",
-                shape_str(w));
-  FASTCNN_CHECK(stride_h >= 1 && stride_w >= 1, "conv2d: stride must be >= 1, got (", stride_h,
-                ", ", stride_w, ")");
-  FASTCNN_CHECK(dil_h >= 1 && dil_w >= 1, "conv2d: dilation must be >= 1, got (", dil_h, ", ",
-                dil_w, ")");
-  FASTCNN_CHECK(pad_top >= 0 && pad_left >= 0 && pad_bottom >= 0 && pad_right >= 0,
-                "conv2d: padding must be >= 0, got (top, left, bottom, right) = (", pad_top, ", ",
-                pad_left, ", ", pad_bottom, ", ", pad_right, ")");
-  FASTCNN_CHECK(groups >= 1, "conv2d: groups must be >= 1, got ", groups);
-  constexpr int64_t kMaxDim = int64_t{1} << 31;
-  for (int64_t v : {stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right})
-    FASTCNN_CHECK(v < kMaxDim, "conv2d: stride, padding and dilation must be < 2^31, got ", v);
-  Conv2dParams p;
-  p.N = x[0], p.C = x[1], p.H = x[2], p.W = x[3];
-  p.K = w[0], p.R = w[2], p.S = w[3];
-  FASTCNN_CHECK(p.C >= 1 && p.H >= 1 && p.W >= 1, "conv2d: x of shape ", shape_str(x),
-                " has an empty channel or spatial dimension");
-  FASTCNN_CHECK(p.K >= 1 && p.R >= 1 && p.S >= 1 && w[1] >= 1, "conv2d: w of shape ",
-                shape_str(w), " has an empty dimension");
-  FASTCNN_CHECK(p.C % groups == 0, "conv2d: groups=", groups, " must divide the ", p.C,
-                " input channels of x ", shape_str(x));
-  FASTCNN_CHECK(p.K % groups == 0, "conv2d: groups=", groups, " must divide the ", p.K,
-                " output channels of w ", shape_str(w));
-  FASTCNN_CHECK(w[1] == p.C / groups, "conv2d: w has shape ", shape_str(w), " but x ",
-                shape_str(x), " with groups=", groups, " needs w.shape[1] == ", p.C / groups);
-  if (b) {
-    FASTCNN_CHECK(b->size() == 1 && (*b)[0] == p.K, "conv2d: b must have shape (", p.K,
-                  ",) to match w ", shape_str(w), ", got ", shape_str(*b));
-  }
-  p.stride_h = stride_h, p.stride_w = stride_w, p.dil_h = dil_h, p.dil_w = dil_w;
-  p.pad_top = pad_top, p.pad_left = pad_left, p.pad_bottom = pad_bottom, p.pad_right = pad_right;
-  p.groups = groups;
-  p.P = conv_out_size(p.H, p.R, stride_h, pad_top, pad_bottom, dil_h, "the height");
-  p.Q = conv_out_size(p.W, p.S, stride_w, pad_left, pad_right, dil_w, "the width");
-  // every size product the kernels form must fit comfortably in int64 (an empty batch counts as
-  // one image: the output's strides must be describable even when it holds no element)
-  checked_numel({std::max<int64_t>(p.N, 1), p.K, p.P, p.Q}, "conv2d output");
-  checked_numel({p.N, p.C, p.H, p.W}, "conv2d input");
-  checked_numel({p.K, w[1], p.R, p.S}, "conv2d weight");
-  checked_numel({p.N, p.P, p.Q, p.R, p.S}, "conv2d reduction");
-  return p;
-}
-
-void check_conv2d_grad(const Shape& dy, const Conv2dParams& p) {
-  const Shape want{p.N, p.K, p.P, p.Q};
-  FASTCNN_CHECK(dy == want, "conv2d_backward: dy has shape ", shape_str(dy),
-                " but the forward pass for these x, w and options gives ", shape_str(want));
-}
-
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu) {
   if (wide_fwd_applicable(p)) {
@@ -110,7 +55,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
   };
-  const PackWindowsFn pack_windows = kernels().pack_windows;
+  const Conv2dIm2colFn conv2d_im2col = kernels().conv2d_im2col;
   prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
                     float* scratch) {
     const int64_t n = g / p.groups, grp = g % p.groups;
@@ -122,8 +67,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       rows.bh[k] = r * p.dil_h - p.pad_top;
       rows.bw[k] = s * p.dil_w - p.pad_left;
     }
-    pack_windows(rows.plane, rows.bh, rows.bw, kc, j0, nc, p.Q, p.H, p.W, p.stride_h, p.stride_w,
-                 dst, nr);
+    conv2d_im2col(rows.plane, rows.bh, rows.bw, kc, j0, nc, p.Q, p.H, p.W, p.stride_h, p.stride_w,
+                  dst, nr);
   };
   const StoreTileFn store = kernels().store_tile;
   prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
@@ -202,7 +147,7 @@ bool backward_data_wide(const float* w, const Conv2dParams& p) {
 // dx = dy (through the ReLU whose output is relu_y, when given) padded by (R-1)*dh - pad,
 // correlated with wt[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s] (flipped taps, (k, c)
 // transposed per group): a stride-1 convolution again.
-void backward_data_wide_run(const float* dy, const float* relu_y, const Unpool* unpool,
+void backward_data_wide_run(const float* dy, const float* relu_y, const PooledGrad* pooled,
                             const float* w, float* dx, const Conv2dParams& p) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
   std::vector<float> wt(static_cast<size_t>(p.K * Cg * RS));
@@ -215,7 +160,7 @@ void backward_data_wide_run(const float* dy, const float* relu_y, const Unpool* 
       }
   WideConv cv;
   cv.x = dy, cv.w = wt.data(), cv.b = nullptr, cv.y = dx, cv.relu_mask = relu_y;
-  cv.unpool = unpool;
+  cv.pooled = pooled;
   cv.N = p.N, cv.C = p.K, cv.H = p.P, cv.W = p.Q, cv.K = p.C, cv.R = p.R, cv.S = p.S;
   cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
   cv.pad_top = (p.R - 1) * p.dil_h - p.pad_top, cv.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
@@ -247,11 +192,11 @@ void backward_weights_gemm(const float* dy, const float* x, float* dw, const Con
         for (int64_t kk = 0; kk < kc; ++kk) d[kk * mr + rr] = 0.0f;
     }
   };
-  const WindowPanelFn window_panel = kernels().window_panel;
+  const Conv2dIm2colWgradFn conv2d_im2col_wgrad = kernels().conv2d_im2col_wgrad;
   prob.pack_b = [&](int64_t grp, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
                     int nr, float* scratch) {
     // B[k, j] = x[n, grp*Cg + c, p*sh - pt + r*dh, q*sw - pl + s*dw], k = (n, p, q), j = (c, r, s):
-    // the nr im2col rows of a panel, transposed into it (the ISA's window_panel).
+    // the nr im2col rows of a panel, transposed into it (the ISA's conv2d_im2col_wgrad).
     Rows rows;
     for (int64_t q0 = 0; q0 < nc; q0 += nr) {
       const int64_t cols = std::min<int64_t>(nr, nc - q0);
@@ -263,8 +208,8 @@ void backward_weights_gemm(const float* dy, const float* x, float* dw, const Con
         rows.bh[col] = r * p.dil_h - p.pad_top;
         rows.bw[col] = s * p.dil_w - p.pad_left;
       }
-      window_panel(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
-                   p.stride_h, p.stride_w, d, nr, scratch);
+      conv2d_im2col_wgrad(rows.plane, rows.bh, rows.bw, cols, p.C * HW, k0, kc, p.P, p.Q, p.H, p.W,
+                          p.stride_h, p.stride_w, d, nr, scratch);
     }
   };
   const StoreTileFn store = kernels().store_tile;
@@ -277,26 +222,21 @@ void backward_weights_gemm(const float* dy, const float* x, float* dw, const Con
 
 }  // namespace
 
-void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pool, const float* x,
-                     const float* w, float* dx, float* dw, float* db, const Conv2dParams& p) {
+void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pooled,
+                     const float* x, const float* w, float* dx, float* dw, float* db,
+                     const Conv2dParams& p) {
   // The gradient of the convolution's output: dy, or dy routed back through the pooling, then
   // through the ReLU. The wide passes build it plane by plane / row by row in their own
   // scratch from those; it is materialised only for a path that can't (the GEMM forms).
-  Unpool up;
-  const Unpool* unpool = nullptr;
-  if (pool) {
-    up.dp = dy, up.idx = pool->idx, up.pp = pool->pp;
-    unpool = &up;
-  }
   Buffer dz;
   auto plain_dy = [&]() -> const float* {
-    if (!relu_y && !pool) return dy;
+    if (!relu_y && !pooled) return dy;
     if (!dz) {
       const int64_t n = p.N * p.K * p.P * p.Q;
       dz = alloc_floats(n);
       const float* g = dy;
-      if (pool) {
-        max_pool2d_backward(dy, pool->idx, dz.get(), pool->pp);
+      if (pooled) {
+        max_pool2d_backward(dy, pooled->idx, dz.get(), pooled->pp);
         g = dz.get();
       }
       if (relu_y) relu_backward(g, relu_y, dz.get(), n);
@@ -304,20 +244,20 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     return dz.get();
   };
   if (dx) {
-    if (backward_data_wide(w, p)) backward_data_wide_run(dy, relu_y, unpool, w, dx, p);
+    if (backward_data_wide(w, p)) backward_data_wide_run(dy, relu_y, pooled, w, dx, p);
     else backward_data_col2im(plain_dy(), w, dx, p);
   }
   bool db_done = false;
   if (dw) {
-    if (wide_wgrad_applicable(p) && wide_weight_grad(p, dy, relu_y, unpool, x, dw, db))
+    if (wide_wgrad_applicable(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
       db_done = true;
     else
       backward_weights_gemm(plain_dy(), x, dw, p);
   }
-  if (db && !db_done) bias_backward(plain_dy(), db, p.N, p.K, p.P * p.Q);
+  if (db && !db_done) conv2d_backward_bias(plain_dy(), db, p.N, p.K, p.P * p.Q);
 }
 
-void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L) {
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L) {
   const SumFn sum = kernels().sum;
   parallel_for(K, [&](int, int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {

@@ -4,7 +4,7 @@
 //   xp[c][(p + r*dh) * Wp + q + s*dw]           (Wp = padded width)
 // and if the outputs are numbered on the padded grid, j = p*Wp + q, that is xp[c] + off + j with
 // off = r*dh*Wp + s*dw: a *contiguous* run of j for every tap. So a GEMM micro-kernel can read its
-// B rows straight from the padded image at per-tap offsets (the ISA's conv_ukernel) instead of
+// B rows straight from the padded image at per-tap offsets (the ISA's conv2d_ukernel) instead of
 // from packed im2col panels. Columns with q >= Q (the last (S-1)*dw of every padded row) read
 // the next row's data and are computed and discarded: a waste of (S-1)*dw / Wp (2/26 for the
 // seeds' conv2, 2/58 for a 56x56 layer), against the whole im2col gather saved.
@@ -25,7 +25,7 @@
 // The weight gradient runs on the same padded grid as an outer product per pixel:
 //   dw[g*Kg + k, tap] = sum_n sum_j xp[n, g, c(tap)][off(tap) + j] * dyw[n, g*Kg + k][j]
 // with dyw = dy on the padded grid (zeros in the discarded columns), transposed to pixel-major
-// per image. The ISA's conv_wgrad_ukernel keeps a 12-tap x 32-channel tile in registers:
+// per image. The ISA's conv2d_wgrad_ukernel keeps a 12-tap x 32-channel tile in registers:
 // per pixel 12 broadcast input values (at the taps' offsets) times two vectors of dy, summed
 // over all of an image's pixels before touching memory. Tiles are the parallel work (the batch
 // is also cut into a shape-fixed number of ranges when tiles are few), so a given element's sum
@@ -34,8 +34,8 @@
 // that holds one goes to conv2d.cpp's GEMM form instead.
 // Fused backward inputs: the backward passes read dy only through the band copy and the
 // per-image transposition, so dy can be given as the gradient of a ReLU's output (relu_y:
-// masked while copied) and of a max pooling of it (unpool: each plane rebuilt with the ISA's
-// maxpool_bwd kernel into the thread's scratch as it is needed), never materialised in full.
+// masked while copied) and of a max pooling of it (pooled: each plane rebuilt with the ISA's
+// maxpool2d_bwd kernel into the thread's scratch as it is needed), never materialised in full.
 // Strides: with stride s the tap (c, r, s) of output (p, q) reads padded element
 // (p*sh + r*dh, q*sw + s*dw) = phase plane (r*dh % sh, s*dw % sw) of channel c at (p + r*dh/sh,
 // q + s*dw/sw), where phase plane (a, b) holds the padded elements (i*sh + a, j*sw + b) at (i, j):
@@ -196,9 +196,9 @@ uint32_t phase_split(float* dst, const float* src, int64_t H, int64_t W, int64_t
 
 }  // namespace
 
-void unpool_plane(const Unpool& u, int64_t pl, float* dst) {
-  const int64_t PQ = u.pp.P * u.pp.Q;
-  kernels().maxpool_bwd(u.dp + pl * PQ, u.idx + pl * PQ, dst, u.pp);  // indices checked before
+void pooled_grad_plane(const PooledGrad& pg, const float* dy, int64_t pl, float* dst) {
+  const int64_t PQ = pg.pp.P * pg.pp.Q;
+  kernels().maxpool2d_bwd(dy + pl * PQ, pg.idx + pl * PQ, dst, pg.pp);  // indices checked before
 }
 
 namespace {
@@ -281,7 +281,7 @@ void wide_correlate(const WideConv& cv, int relu) {
   // discarded columns may read), the tap offsets and an MR x NR tile per weight panel.
   const int64_t tail = (cv.S - 1) * cv.dil_w + nr + 16;
   const int64_t scr_size = checked_mul(Cg * nph, (band + halo) * Wg, "conv2d band") + tail;
-  const int64_t uplane = cv.unpool ? HW : 0;  // one unpooled input plane
+  const int64_t uplane = cv.pooled ? HW : 0;  // one unpooled input plane
   const int64_t per_thread = ceil_div(scr_size + mpan * mr * nr + uplane, 16) * 16;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
   std::vector<int64_t> offs(static_cast<size_t>(CRS * use_threads));
@@ -292,12 +292,12 @@ void wide_correlate(const WideConv& cv, int relu) {
   const int64_t win = std::min(cv.S, sw) * nr + (cv.S - 1) * cv.dil_w / sw;
   const int64_t cmax = std::max<int64_t>(1, 4096 / win);  // (channel, kernel row) pairs
   const int64_t per = ceil_div(cv.R * Cg, ceil_div(cv.R * Cg, cmax));  // pairs per chunk
-  const ConvUkernelFn ukernel = kt.conv_ukernel;
+  const Conv2dUkernelFn ukernel = kt.conv2d_ukernel;
   const StoreTileFn store = kt.store_tile;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* scr = work.get() + t * per_thread;
     float* tile = scr + scr_size;
-    float* up = tile + mpan * mr * nr;  // cv.unpool: the channel's unpooled plane
+    float* up = tile + mpan * mr * nr;  // cv.pooled: the channel's unpooled plane
     int64_t* off = offs.data() + t * CRS;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / (G * nbands), g = (item / nbands) % G, bi = item % nbands;
@@ -313,8 +313,8 @@ void wide_correlate(const WideConv& cv, int relu) {
           continue;
         }
         const float* mask = cv.relu_mask ? cv.relu_mask + (n * cv.C + g * Cg + c) * HW : nullptr;
-        if (cv.unpool) {
-          unpool_plane(*cv.unpool, n * cv.C + g * Cg + c, up);
+        if (cv.pooled) {
+          pooled_grad_plane(*cv.pooled, cv.x, n * cv.C + g * Cg + c, up);
           src = up;
         }
         pad_rows(scr + c * plane, Wp, p0, in_rows, cv.pad_top, cv.pad_left, cv.H, cv.W,
@@ -381,7 +381,7 @@ void wide_correlate(const WideConv& cv, int relu) {
 }
 
 bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y,
-                      const Unpool* unpool, const float* x, float* dw, float* db) {
+                      const PooledGrad* pooled, const float* x, float* dw, float* db) {
   const KernelTable& kt = kernels();
   const int64_t G = p.groups, Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS;
   if (p.N == 0) {
@@ -410,7 +410,7 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
   const double flops = 2.0 * double(p.N) * double(p.K) * double(CRS) * double(PQ);
   const int use_threads = static_cast<int>(std::min<int64_t>(threads_for(flops, 2e6), items));
   const int64_t dyt_size = ceil_div(J * ldT, 16) * 16, rows_size = ceil_div(Kg * p.Q, 16) * 16;
-  const int64_t up_size = unpool ? ceil_div(Kg * PQ, 16) * 16 : 0;  // the group's unpooled dy
+  const int64_t up_size = pooled ? ceil_div(Kg * PQ, 16) * 16 : 0;  // the group's unpooled dy
   const int64_t per_thread = x_is + dyt_size + rows_size + up_size;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d dw work"));
   Buffer part = alloc_floats(items * (tile + kCh));  // each item's tile, then its bias sums
@@ -425,13 +425,13 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
     const int64_t rh = r * p.dil_h, sv = s * p.dil_w;
     off[k] = (c * nph + (rh % sh) * sw + sv % sw) * plane + (rh / sh) * Wg + sv / sw;
   }
-  const ConvWgradUkernelFn ukernel = kt.conv_wgrad_ukernel;
+  const Conv2dWgradUkernelFn ukernel = kt.conv2d_wgrad_ukernel;
   const TransposeFn transpose = kt.transpose;
   parallel_for(items, [&](int t, int64_t begin, int64_t end) {
     float* xp = work.get() + t * per_thread;
     float* dyt = xp + x_is;            // (J, ldT): dy of one image and group, pixel-major
     float* rows = dyt + dyt_size;      // (Kg, Q): one output row of dy through the ReLU
-    float* up = rows + rows_size;      // (Kg, P*Q): unpool: the image's dy for the group
+    float* up = rows + rows_size;      // (Kg, P*Q): pooled: the image's dy for the group
     uint32_t bad = 0;
     // channels past Kg stay zero (computed and dropped)
     for (int64_t j = 0; j < J && Kg < ldT; ++j) zero_row(dyt + j * ldT + Kg, ldT - Kg);
@@ -459,8 +459,9 @@ bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_
           // dy of the group on the grid, transposed: dyt[pr*Wg + q][k]; zero for q >= Q
           const int64_t at = (n * p.K + g * Kg) * PQ;
           const float* dyg = dy + at;
-          if (unpool) {
-            for (int64_t k = 0; k < Kg; ++k) unpool_plane(*unpool, n * p.K + g * Kg + k, up + k * PQ);
+          if (pooled) {
+            for (int64_t k = 0; k < Kg; ++k)
+              pooled_grad_plane(*pooled, dy, n * p.K + g * Kg + k, up + k * PQ);
             dyg = up;
           }
           for (int64_t pr = 0; pr < p.P; ++pr) {

@@ -5,19 +5,14 @@
 #include <cstdint>
 
 #include "common/params.h"
+#include "cpu/ops.h"
 
 namespace fastcnn::cpu {
 
-// A gradient given through a max pooling: the gradient of the pooling's input (N, K, H, W) is
-// max_pool2d_backward(dp (N, K, P, Q), idx), each dp added at its window's argmax idx.
-struct Unpool {
-  const float* dp = nullptr;
-  const int64_t* idx = nullptr;
-  Pool2dParams pp;  // the pooling: input (N, K, H, W) -> (N, K, P, Q)
-};
-// Plane pl (= n*K + k) of that gradient into dst (H*W floats), with the ISA's maxpool_bwd
-// kernel: bitwise what max_pool2d_backward writes for the plane.
-void unpool_plane(const Unpool& u, int64_t pl, float* dst);
+// Plane pl (= n*K + k) of the gradient of the pooling's input, from the pooled gradient dy
+// (pg.pp's output layout) and pg's indices, into dst (pg.pp.H * pg.pp.W floats), with the ISA's
+// maxpool2d_bwd kernel: bitwise what max_pool2d_backward writes for the plane.
+void pooled_grad_plane(const PooledGrad& pg, const float* dy, int64_t pl, float* dst);
 
 // One correlation: y (N, K, P, Q) = b + sum over taps of w (K, C/groups, R, S) times x
 // (N, C, H, W) zero-padded by pad_* (a negative pad crops), dilated by dil_*, strided by
@@ -31,14 +26,15 @@ struct WideConv {
   int64_t N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, groups = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0, dil_h = 1, dil_w = 1;
   // > 1: x is read through its stride_h x stride_w phase planes (plain x only: relu_mask and
-  // unpool need stride 1); P = (H + pads - (R-1)*dil_h - 1) / stride_h + 1, Q likewise
+  // pooled need stride 1); P = (H + pads - (R-1)*dil_h - 1) / stride_h + 1, Q likewise
   int64_t stride_h = 1, stride_w = 1;
   // When set (same layout as x): x is first passed through a ReLU's backward, x where
   // relu_mask > 0 or NaN, else 0 (relu_mask = the ReLU's output).
   const float* relu_mask = nullptr;
-  // When set: x is not read; its planes are unpool_plane of this (x's layout is the pooling's
-  // input), produced plane by plane into the thread's scratch.
-  const Unpool* unpool = nullptr;
+  // When set: x is a pooled gradient (pooled->pp's output layout); the planes read are its
+  // pooled_grad_plane (the pooling's input layout), produced plane by plane into the thread's
+  // scratch.
+  const PooledGrad* pooled = nullptr;
 };
 
 // Whether the forward pass of p (and its backward-data pass) should run on the wide grid.
@@ -57,9 +53,9 @@ void wide_correlate(const WideConv& cv, int relu);
 // by zeros of dy, which would spread them where PyTorch's im2col form doesn't.
 // relu_y (optional, dy's layout): dy is first passed through the backward of the ReLU whose
 // output is relu_y. db (optional): the bias gradient of that same dy.
-// unpool (optional): dy is not read; its planes come from unpool_plane.
+// pooled (optional): dy is a pooled gradient; the planes read come from pooled_grad_plane.
 bool wide_weight_grad(const Conv2dParams& p, const float* dy, const float* relu_y,
-                      const Unpool* unpool, const float* x, float* dw, float* db);
+                      const PooledGrad* pooled, const float* x, float* dw, float* db);
 // No NaN or infinity in v[0:n].
 bool all_finite(const float* v, int64_t n);
 

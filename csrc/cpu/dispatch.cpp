@@ -8,13 +8,13 @@
 namespace fastcnn::cpu {
 namespace {
 
-#define FASTCNN_TABLE(ns, isa_value)                                                           \
-  KernelTable {                                                                                \
-    isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::conv_ukernel, ns::conv_wgrad_ukernel,          \
-        ns::store_tile, ns::relu_fwd, ns::relu_bwd, \
-        ns::maxpool_fwd, ns::maxpool_bwd, ns::sum, ns::add, ns::fma_probe,                      \
-        ns::kFmaProbeFlopsPerIter, ns::transpose, ns::pack_windows,                            \
-        ns::window_panel                                                                       \
+#define FASTCNN_TABLE(ns, isa_value)                                                        \
+  KernelTable {                                                                             \
+    isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel, ns::conv2d_ukernel,                      \
+        ns::conv2d_wgrad_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd,               \
+        ns::maxpool2d_fwd, ns::maxpool2d_bwd, ns::sum, ns::add, ns::fma_probe,              \
+        ns::kFmaProbeFlopsPerIter, ns::transpose, ns::conv2d_im2col,                        \
+        ns::conv2d_im2col_wgrad                                                             \
   }
 
 const KernelTable& table_for(Isa isa) {

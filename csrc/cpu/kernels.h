@@ -24,15 +24,15 @@ using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float
 // B row k is read at an offset instead of from a packed panel,
 //   C[i, j] = (accumulate ? C[i, j] : 0) + sum_{k < kc} a[k*MR + i] * src[off[k] + j],
 // i < MR, j < NR (src[off[k] .. off[k] + NR) must be readable).
-using ConvUkernelFn = void (*)(int64_t kc, const float* a, const float* src, const int64_t* off,
-                               float* c, int64_t ldc, int accumulate);
+using Conv2dUkernelFn = void (*)(int64_t kc, const float* a, const float* src, const int64_t* off,
+                                 float* c, int64_t ldc, int accumulate);
 
 // Micro-kernel of the wide-grid weight gradient (conv2d_wide.cpp), an outer product per pixel:
 //   C[i*ldc + j] = (accumulate ? C[i*ldc + j] : 0) + sum_{k < kc} src[off[i] + k] * b[k*ldb + j]
 // for i < 12 taps, j < 32 output channels (b: dy transposed to pixel-major, ldb >= 32).
-using ConvWgradUkernelFn = void (*)(int64_t kc, const float* src, const int64_t* off,
-                                    const float* b, int64_t ldb, float* c, int64_t ldc,
-                                    int accumulate);
+using Conv2dWgradUkernelFn = void (*)(int64_t kc, const float* src, const int64_t* off,
+                                      const float* b, int64_t ldb, float* c, int64_t ldc,
+                                      int accumulate);
 
 // Tile epilogue from the driver's buffer to the destination, m x n (any m, n >= 0; masked tails):
 //   v = src[i*lds + j] + (bias_row ? bias_row[i] : 0) + (bias_col ? bias_col[j] : 0)
@@ -53,12 +53,12 @@ using ReluBwdFn = void (*)(const float* dy, const float* y, float* dx, int64_t n
 // never chosen; ties go to the first maximum in row-major window order; a NaN wins over any
 // number (the last NaN in the window is chosen); an all -inf window gives -inf and the index of
 // its first in-bounds element.
-using MaxPoolFwdFn = void (*)(const float* x, float* y, int64_t* idx, const Pool2dParams& p);
+using MaxPool2dFwdFn = void (*)(const float* x, float* y, int64_t* idx, const Pool2dParams& p);
 // Max pooling backward on one plane of p: dx (H, W) = 0, then dx[idx[i]] += dy[i] for
 // i < P*Q in order (deterministic for overlapping windows); indices outside [0, H*W) are
 // skipped, and the call then returns false (true: every index was in range).
-using MaxPoolBwdFn = bool (*)(const float* dy, const int64_t* idx, float* dx,
-                              const Pool2dParams& p);
+using MaxPool2dBwdFn = bool (*)(const float* dy, const int64_t* idx, float* dx,
+                                const Pool2dParams& p);
 
 // Sum of x[0:n] in a fixed order (lane-wise partial sums, then a fixed tree): the same result
 // for the same n whatever the thread count.
@@ -71,19 +71,20 @@ using AddFn = void (*)(float* acc, const float* x, int64_t n);
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
                              int64_t ldd);
 
-// Implicit im2col (see window_impl.h for the exact layouts): B panels whose row k reads
+// Implicit im2col (see conv2d_im2col_impl.h for the exact layouts): B panels whose row k reads
 // planes[k] at (jp*a_h + bh[k], jq*a_w + bw[k]) for outputs j = jp*Qo + jq in [j0, j0+nc) ...
-using PackWindowsFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
-                               int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
-                               int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr);
-// Weight-gradient B panel (see window_impl.h, window_rows_impl, for the im2col rows): element
-// (k, col) = im2col row col (planes[col] of image 0, next image img_stride further; bh[col],
-// bw[col]) at pixel k0 + k of the flattened (image, p, q) grid, written as dst[k*nr + col] for
-// col < cols, zeros for cols <= col < nr. `scratch` holds at least nr*kc floats.
-using WindowPanelFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
-                               int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
-                               int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
-                               float* dst, int64_t nr, float* scratch);
+using Conv2dIm2colFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                                int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
+                                int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr);
+// Weight-gradient B panel (see conv2d_im2col_impl.h, im2col_rows_impl, for the im2col rows):
+// element (k, col) = im2col row col (planes[col] of image 0, next image img_stride further;
+// bh[col], bw[col]) at pixel k0 + k of the flattened (image, p, q) grid, written as
+// dst[k*nr + col] for col < cols, zeros for cols <= col < nr. `scratch` holds >= nr*kc floats.
+using Conv2dIm2colWgradFn = void (*)(const float* const* planes, const int64_t* bh,
+                                     const int64_t* bw, int64_t cols, int64_t img_stride,
+                                     int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
+                                     int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr,
+                                     float* scratch);
 
 // Peak-probe: `iters` steps of independent FMA chains that fill the ISA's FMA ports; returns a
 // value derived from the accumulators (so the work can't be optimised away). The flops done are
@@ -94,50 +95,52 @@ struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
   GemmUkernelFn gemm_ukernel;
-  ConvUkernelFn conv_ukernel;
-  ConvWgradUkernelFn conv_wgrad_ukernel;
+  Conv2dUkernelFn conv2d_ukernel;
+  Conv2dWgradUkernelFn conv2d_wgrad_ukernel;
   StoreTileFn store_tile;
   ReluFwdFn relu_fwd;
   ReluBwdFn relu_bwd;
-  MaxPoolFwdFn maxpool_fwd;
-  MaxPoolBwdFn maxpool_bwd;
+  MaxPool2dFwdFn maxpool2d_fwd;
+  MaxPool2dBwdFn maxpool2d_bwd;
   SumFn sum;
   AddFn add;
   FmaProbeFn fma_probe;
   int64_t fma_probe_flops_per_iter;
   TransposeFn transpose;
-  PackWindowsFn pack_windows;
-  WindowPanelFn window_panel;
+  Conv2dIm2colFn conv2d_im2col;
+  Conv2dIm2colWgradFn conv2d_im2col_wgrad;
 };
 
-#define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                        \
-  namespace ns {                                                                              \
-  extern const int kMR, kNR;                                                                  \
-  void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,        \
-                    int accumulate);                                                          \
-  void conv_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off,         \
-                    float* c, int64_t ldc, int accumulate);                                   \
-  void conv_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b, \
-                          int64_t ldb, float* c, int64_t ldc, int accumulate);          \
-  void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,\
-                  const float* bias_row, const float* bias_col, int relu, int accumulate);    \
-  void relu_fwd(const float* x, float* y, int64_t n);                                         \
-  void relu_bwd(const float* dy, const float* y, float* dx, int64_t n);                       \
-  void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p);            \
-  bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p);    \
-  float sum(const float* x, int64_t n);                                                       \
-  void add(float* acc, const float* x, int64_t n);                                            \
-  float fma_probe(int64_t iters);                                                             \
-  void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,       \
-                 int64_t ldd);                                                                \
-  void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* bw,         \
-                    int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs, int64_t Ws,   \
-                    int64_t a_h, int64_t a_w, float* dst, int64_t nr);                        \
-  void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw,         \
-                    int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,      \
-                    int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst,  \
-                    int64_t nr, float* scratch);                                              \
-  extern const int64_t kFmaProbeFlopsPerIter;                                                 \
+#define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
+  namespace ns {                                                                                \
+  extern const int kMR, kNR;                                                                    \
+  void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,          \
+                    int accumulate);                                                            \
+  void conv2d_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off,         \
+                      float* c, int64_t ldc, int accumulate);                                   \
+  void conv2d_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,   \
+                            int64_t ldb, float* c, int64_t ldc, int accumulate);                \
+  void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n, \
+                  const float* bias_row, const float* bias_col, int relu, int accumulate);      \
+  void relu_fwd(const float* x, float* y, int64_t n);                                           \
+  void relu_bwd(const float* dy, const float* y, float* dx, int64_t n);                         \
+  void maxpool2d_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p);            \
+  bool maxpool2d_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p);    \
+  float sum(const float* x, int64_t n);                                                         \
+  void add(float* acc, const float* x, int64_t n);                                              \
+  float fma_probe(int64_t iters);                                                               \
+  void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,         \
+                 int64_t ldd);                                                                  \
+  void conv2d_im2col(const float* const* planes, const int64_t* bh, const int64_t* bw,          \
+                     int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs, int64_t Ws,    \
+                     int64_t a_h, int64_t a_w, float* dst, int64_t nr);                         \
+  void conv2d_im2col_wgrad(const float* const* planes, const int64_t* bh, const int64_t* bw,    \
+                           int64_t cols, int64_t img_stride, int64_t k0, int64_t kc,            \
+                           int64_t P, int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h,           \
+                           int64_t a_w, float* dst, int64_t nr, float* scratch);                \
+  extern const int64_t kFmaProbeFlopsPerIter;                                                   \
+                                                                                                \
+                                                                                                \
   }
 
 FASTCNN_DECLARE_ISA_KERNELS(generic)

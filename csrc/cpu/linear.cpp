@@ -13,84 +13,48 @@
 
 namespace fastcnn::cpu {
 
-LinearParams check_linear_args(const Shape& x, const Shape& w, const Shape* b) {
-  FASTCNN_CHECK(x.size() == 2, "linear: x must be 2-D (N, in_features), got shape ",
-                shape_str(x));
-  FASTCNN_CHECK(w.size() == 2, "linear: w must be 2-D (out_features, in_features), got shape ",
-                shape_str(w));
-  FASTCNN_CHECK(x[1] == w[1], "linear: x has shape ", shape_str(x), " and w has shape ",
-                shape_str(w), ": expected x.shape[1] == w.shape[1]");
-  FASTCNN_CHECK(w[0] >= 1 && w[1] >= 1, "linear: w of shape ", shape_str(w),
-                " has an empty dimension");
-  if (b) {
-    FASTCNN_CHECK(b->size() == 1 && (*b)[0] == w[0], "linear: b must have shape (", w[0],
-                  ",) to match w ", shape_str(w), ", got ", shape_str(*b));
-  }
-  LinearParams p;
-  p.N = x[0], p.in = x[1], p.out = w[0];
-  checked_mul(p.N, p.out, "linear output");
-  return p;
+namespace {
+
+// One strided matrix as a GEMM operand: element (i, j) at base[i*rs + j*cs].
+struct Strided {
+  const float* base;
+  int64_t rs, cs;
+};
+
+// c (M x N, row-major) = a (M x K) . b (K x N), then + bias[j] and ReLU when given.
+void strided_gemm(Strided a, Strided b, float* c, int64_t M, int64_t N, int64_t K, bool split_k,
+                  const float* bias = nullptr, int relu = 0) {
+  GemmProblem prob;
+  prob.M = M, prob.N = N, prob.K = K, prob.split_k = split_k;
+  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
+    pack_a_strided(a.base, a.rs, a.cs, i0, mc, k0, kc, dst, mr);
+  };
+  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
+                    float*) { pack_b_strided(b.base, b.rs, b.cs, k0, kc, j0, nc, dst, nr); };
+  const StoreTileFn store = kernels().store_tile;
+  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
+                   int64_t lds) {
+    store(c + i0 * N + j0, N, src, lds, mc, nc, nullptr, bias ? bias + j0 : nullptr, relu, 0);
+  };
+  gemm(prob);
 }
 
-void check_linear_grad(const Shape& dy, const LinearParams& p) {
-  const Shape want{p.N, p.out};
-  FASTCNN_CHECK(dy == want, "linear_backward: dy has shape ", shape_str(dy),
-                " but the forward pass for these x and w gives ", shape_str(want));
-}
+}  // namespace
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearParams& p,
                     int relu) {
-  GemmProblem prob;
-  prob.M = p.N, prob.N = p.out, prob.K = p.in;
   // A long reduction into a small output (9216 -> 128 at batch 64): split K in shape-fixed chunks
   // rather than the output, so threads don't each pack the whole of x or w again.
-  prob.split_k = p.in >= 1024 && p.N * p.out <= 65536;
-  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
-    pack_a_strided(x, p.in, 1, i0, mc, k0, kc, dst, mr);
-  };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    pack_b_strided(w, 1, p.in, k0, kc, j0, nc, dst, nr);
-  };
-  const StoreTileFn store = kernels().store_tile;
-  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
-                   int64_t lds) {
-    store(y + i0 * p.out + j0, p.out, src, lds, mc, nc, nullptr, b ? b + j0 : nullptr, relu, 0);
-  };
-  gemm(prob);
+  const bool split_k = p.in >= 1024 && p.N * p.out <= 65536;
+  strided_gemm({x, p.in, 1}, {w, 1, p.in}, y, p.N, p.out, p.in, split_k, b, relu);
 }
 
 void linear_backward_data(const float* dy, const float* w, float* dx, const LinearParams& p) {
-  GemmProblem prob;
-  prob.M = p.N, prob.N = p.in, prob.K = p.out;
-  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
-    pack_a_strided(dy, p.out, 1, i0, mc, k0, kc, dst, mr);
-  };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    pack_b_strided(w, p.in, 1, k0, kc, j0, nc, dst, nr);
-  };
-  const StoreTileFn store = kernels().store_tile;
-  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
-                   int64_t lds) {
-    store(dx + i0 * p.in + j0, p.in, src, lds, mc, nc, nullptr, nullptr, 0, 0);
-  };
-  gemm(prob);
+  strided_gemm({dy, p.out, 1}, {w, p.in, 1}, dx, p.N, p.in, p.out, false);
 }
 
 void linear_backward_weights(const float* dy, const float* x, float* dw, const LinearParams& p) {
-  GemmProblem prob;
-  prob.M = p.out, prob.N = p.in, prob.K = p.N, prob.split_k = true;
-  prob.pack_a = [&](int64_t, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
-    pack_a_strided(dy, 1, p.out, i0, mc, k0, kc, dst, mr);
-  };
-  prob.pack_b = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    pack_b_strided(x, p.in, 1, k0, kc, j0, nc, dst, nr);
-  };
-  const StoreTileFn store = kernels().store_tile;
-  prob.store = [&](int64_t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
-                   int64_t lds) {
-    store(dw + i0 * p.in + j0, p.in, src, lds, mc, nc, nullptr, nullptr, 0, 0);
-  };
-  gemm(prob);
+  strided_gemm({dy, 1, p.out}, {x, p.in, 1}, dw, p.out, p.in, p.N, true);
 }
 
 void linear_backward_bias(const float* dy, float* db, const LinearParams& p) {

@@ -1,52 +1,43 @@
-// ops.h -- the CPU op drivers: argument checks (check_<op>_args: the one place user errors are
-// found, raised as std::invalid_argument naming the argument, the shapes and what was
-// expected) and the drivers that split work over threads and call the active kernel table.
-// Drivers take validated, contiguous float32 buffers and write every element of their outputs.
+// ops.h -- the CPU op drivers: they split work over threads and call the active kernel table.
+// Drivers take contiguous float32 buffers validated by common/args.h (check_<op>_args) and write
+// every element of their outputs. The checks of values in host memory (class labels, user-given
+// pooling indices) are here: they are CPU work, run before any parallel kernel that relies on them.
 #pragma once
 #include <cstdint>
-#include <vector>
 
 #include "common/params.h"
 
 namespace fastcnn::cpu {
 
-using Shape = std::vector<int64_t>;
-
 // ---- conv2d ---------------------------------------------------------------------------------
-// x (N, C, H, W), w (K, C/groups, R, S), b (K,) or none; pads are (top, left, bottom, right).
-Conv2dParams check_conv2d_args(const Shape& x, const Shape& w, const Shape* b, int64_t stride_h,
-                               int64_t stride_w, int64_t pad_top, int64_t pad_left,
-                               int64_t pad_bottom, int64_t pad_right, int64_t dil_h, int64_t dil_w,
-                               int64_t groups);
-// dy must be (N, K, P, Q) of the forward described by p.
-void check_conv2d_grad(const Shape& dy, const Conv2dParams& p);
 // y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu != 0 (fused epilogue).
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu);
-// Gradients of conv2d_forward for the outputs that are not null: dx (N, C, H, W), dw (K, C/groups,
-// R, S), db (K,). relu_y (optional, dy's layout): dy is first passed through the backward of the
-// ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused into the passes' dy reads.
-// pool (optional): dy is the gradient of max_pool2d(conv output) with these indices and
-// geometry (pp: input (N, K, P, Q) -> dy's shape), routed back through the pooling first
-// (max_pool2d_backward's rule), then through the ReLU; fused into the reads when the windows
-// don't overlap. Indices must lie in [0, P*Q) (check_max_pool2d_indices).
+// The pooled-gradient fusion (conv2d_backward's pool_indices= in Python): the gradient given is
+// that of max_pool2d(conv output), dy (N, K, P', Q'), to be routed back through the pooling
+// (max_pool2d_backward's rule) into the conv output's gradient (N, K, P, Q).
 struct PooledGrad {
-  const int64_t* idx = nullptr;
-  Pool2dParams pp;
+  const int64_t* idx = nullptr;  // (N, K, P', Q') argmax indices, each in [0, P*Q) (checked by
+                                 // check_max_pool2d_indices)
+  Pool2dParams pp;               // the pooling: input (N, K, P, Q) -> (N, K, P', Q')
 };
-void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pool, const float* x,
-                     const float* w, float* dx, float* dw, float* db, const Conv2dParams& p);
+// Gradients of conv2d_forward for the outputs that are not null: dx (N, C, H, W), dw (K, C/groups,
+// R, S), db (K,). relu_y (optional, the conv output's layout): the gradient is first passed
+// through the backward of the ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused
+// into the passes' dy reads. pooled (optional): dy is a pooled gradient (PooledGrad), routed back
+// through the pooling first, then through the ReLU; unpooled plane by plane inside the passes
+// where they can (the wide-grid forms), materialised once otherwise.
+void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pooled,
+                     const float* x, const float* w, float* dx, float* dw, float* db,
+                     const Conv2dParams& p);
 // db[k] = sum over n, p, q of dy[n, k, p, q] (used by conv2d; layout (N, K, L) with L = P*Q)
-void bias_backward(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L);
 
 // ---- relu -----------------------------------------------------------------------------------
 void relu_forward(const float* x, float* y, int64_t n);
 void relu_backward(const float* dy, const float* y, float* dx, int64_t n);
 
 // ---- max_pool2d -----------------------------------------------------------------------------
-Pool2dParams check_max_pool2d_args(const Shape& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                   int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode);
-void check_max_pool2d_grad(const Shape& dy, const Pool2dParams& p);
 // Checks that every index lies in [0, H*W) (indices from the user); throws otherwise, naming
 // the first one outside. Parallel scan; the error path rescans serially.
 void check_max_pool2d_indices(const int64_t* idx, const Pool2dParams& p);
@@ -56,11 +47,6 @@ void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dPara
 bool max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p);
 
 // ---- linear ---------------------------------------------------------------------------------
-struct LinearParams {
-  int64_t N = 0, in = 0, out = 0;
-};
-LinearParams check_linear_args(const Shape& x, const Shape& w, const Shape* b);
-void check_linear_grad(const Shape& dy, const LinearParams& p);
 // y (N, out) = x (N, in) . w (out, in)^T + b, then ReLU when relu != 0
 void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearParams& p,
                     int relu);

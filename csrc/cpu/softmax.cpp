@@ -31,23 +31,32 @@ void row_stats(const float* x, int64_t L, float& mx, float& lse_shift) {
   lse_shift = std::log(s);
 }
 
-}  // namespace
-
-void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log) {
+// f(i, xi, mx, ls) for every row i of x (xi: the row, mx / ls: its row_stats), on the
+// library's threads
+template <class F>
+void for_each_row(const float* x, int64_t rows, int64_t L, const F& f) {
   parallel_for(rows, [&](int, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const float* xi = x + i * L;
-      float* yi = y + i * L;
       float mx, ls;
       row_stats(xi, L, mx, ls);
-      if (log) {
-        for (int64_t j = 0; j < L; ++j) yi[j] = (xi[j] - mx) - ls;
-      } else {
-        const float inv = 1.0f / std::exp(ls);
-        for (int64_t j = 0; j < L; ++j) yi[j] = std::exp(xi[j] - mx) * inv;
-      }
+      f(i, xi, mx, ls);
     }
   }, threads_for(double(rows) * double(L), 1 << 14));
+}
+
+}  // namespace
+
+void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log) {
+  for_each_row(x, rows, L, [&](int64_t i, const float* xi, float mx, float ls) {
+    float* yi = y + i * L;
+    if (log) {
+      for (int64_t j = 0; j < L; ++j) yi[j] = (xi[j] - mx) - ls;
+    } else {
+      const float inv = 1.0f / std::exp(ls);
+      for (int64_t j = 0; j < L; ++j) yi[j] = std::exp(xi[j] - mx) * inv;
+    }
+  });
 }
 
 void check_class_labels(const int64_t* labels, int64_t n, int64_t classes) {
@@ -62,33 +71,29 @@ double cross_entropy(const float* logits, const int64_t* labels, const float* ta
   if (rows == 0) return 0.0;
   std::vector<double> row_loss(static_cast<size_t>(rows));
   const float inv_rows = 1.0f / static_cast<float>(rows);
-  parallel_for(rows, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float* xi = logits + i * L;
-      float* di = dlogits + i * L;
-      float mx, ls;
-      row_stats(xi, L, mx, ls);
-      const float inv = 1.0f / std::exp(ls);
-      if (labels) {
-        const int64_t t = labels[i];
-        for (int64_t j = 0; j < L; ++j) di[j] = std::exp(xi[j] - mx) * inv * inv_rows;
-        di[t] -= inv_rows;
-        row_loss[static_cast<size_t>(i)] = static_cast<double>(ls) - (static_cast<double>(xi[t]) - mx);
-      } else {
-        const float* ti = targets + i * L;
-        float tsum = 0.0f;
-        double loss = 0.0;
-        for (int64_t j = 0; j < L; ++j) {
-          tsum += ti[j];
-          const float logp = (xi[j] - mx) - ls;
-          loss -= static_cast<double>(ti[j]) * static_cast<double>(logp);
-        }
-        for (int64_t j = 0; j < L; ++j)
-          di[j] = (std::exp(xi[j] - mx) * inv * tsum - ti[j]) * inv_rows;
-        row_loss[static_cast<size_t>(i)] = loss;
+  for_each_row(logits, rows, L, [&](int64_t i, const float* xi, float mx, float ls) {
+    float* di = dlogits + i * L;
+    const float inv = 1.0f / std::exp(ls);
+    if (labels) {
+      const int64_t t = labels[i];
+      for (int64_t j = 0; j < L; ++j) di[j] = std::exp(xi[j] - mx) * inv * inv_rows;
+      di[t] -= inv_rows;
+      row_loss[static_cast<size_t>(i)] =
+          static_cast<double>(ls) - (static_cast<double>(xi[t]) - mx);
+    } else {
+      const float* ti = targets + i * L;
+      float tsum = 0.0f;
+      double loss = 0.0;
+      for (int64_t j = 0; j < L; ++j) {
+        tsum += ti[j];
+        const float logp = (xi[j] - mx) - ls;
+        loss -= static_cast<double>(ti[j]) * static_cast<double>(logp);
       }
+      for (int64_t j = 0; j < L; ++j)
+        di[j] = (std::exp(xi[j] - mx) * inv * tsum - ti[j]) * inv_rows;
+      row_loss[static_cast<size_t>(i)] = loss;
     }
-  }, threads_for(double(rows) * double(L), 1 << 14));
+  });
   double total = 0.0;
   for (double v : row_loss) total += v;
   return total / static_cast<double>(rows);

@@ -7,7 +7,7 @@
 //  * FastDiv: division by a run-time constant with a multiply-high (31-bit dividends; larger
 //    ones fall back to a 64-bit division, so int64 index maths stays exact for any size);
 //  * block_sum: a fixed-shape tree reduction (deterministic);
-//  * the one templated SGEMM core shared by conv2d.cu and dense.cu (see "GEMM core" below).
+//  * the one templated SGEMM core shared by conv2d.cu and linear.cu (see "GEMM core" below).
 //
 // Test hooks (no effect on a normal build):
 //  * compiled as C++ with -DFASTCNN_CUDA_EMULATE='"path.h"', the kernels run on a CPU emulator of
@@ -244,25 +244,17 @@ inline Split choose_split(int64_t G, int64_t M, int64_t N, int64_t K, bool allow
   return s;
 }
 
-template <bool kAContigK>
-FASTCNN_D void a_coord(int tid, int i, int& m, int& k) {
-  if (kAContigK) {
+// The element thread tid loads in its i-th load of a tile that is kExtent (BM for A, BN for B)
+// by BK: (k, mn), with consecutive threads along k when the operand is contiguous in k
+// (kContigK), along m / n otherwise (coalesced either way).
+template <bool kContigK, int kExtent>
+FASTCNN_D void tile_coord(int tid, int i, int& k, int& mn) {
+  if (kContigK) {
     k = tid % BK;
-    m = tid / BK + i * (THREADS / BK);
+    mn = tid / BK + i * (THREADS / BK);
   } else {
-    m = tid % BM;
-    k = tid / BM + i * (THREADS / BM);
-  }
-}
-
-template <bool kBContigK>
-FASTCNN_D void b_coord(int tid, int i, int& k, int& n) {
-  if (kBContigK) {
-    k = tid % BK;
-    n = tid / BK + i * (THREADS / BK);
-  } else {
-    n = tid % BN;
-    k = tid / BN + i * (THREADS / BN);
+    mn = tid % kExtent;
+    k = tid / kExtent + i * (THREADS / kExtent);
   }
 }
 
@@ -287,14 +279,14 @@ FASTCNN_D void tile(const Op& v, int64_t m0, int64_t n0, int64_t kbeg, int64_t k
 #pragma unroll
     for (int i = 0; i < A_LOADS; ++i) {
       int m, k;
-      a_coord<Op::kAContigK>(tid, i, m, k);
+      tile_coord<Op::kAContigK, BM>(tid, i, k, m);
       const int64_t gm = m0 + m, gk = k0 + k;
       ra[i] = (gm < v.M && gk < kend) ? v.a(gm, gk) : 0.0f;
     }
 #pragma unroll
     for (int i = 0; i < B_LOADS; ++i) {
       int k, n;
-      b_coord<Op::kBContigK>(tid, i, k, n);
+      tile_coord<Op::kBContigK, BN>(tid, i, k, n);
       const int64_t gk = k0 + k, gn = n0 + n;
       rb[i] = (gk < kend && gn < v.N) ? v.b(gk, gn) : 0.0f;
     }
@@ -303,13 +295,13 @@ FASTCNN_D void tile(const Op& v, int64_t m0, int64_t n0, int64_t kbeg, int64_t k
 #pragma unroll
     for (int i = 0; i < A_LOADS; ++i) {
       int m, k;
-      a_coord<Op::kAContigK>(tid, i, m, k);
+      tile_coord<Op::kAContigK, BM>(tid, i, k, m);
       As[buf][k][m] = ra[i];
     }
 #pragma unroll
     for (int i = 0; i < B_LOADS; ++i) {
       int k, n;
-      b_coord<Op::kBContigK>(tid, i, k, n);
+      tile_coord<Op::kBContigK, BN>(tid, i, k, n);
       Bs[buf][k][n] = rb[i];
     }
   };

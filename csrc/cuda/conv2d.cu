@@ -26,7 +26,9 @@
 //                    the reduction over N*P*Q split into a fixed number of chunks chosen from the
 //                    shapes only (never from the GPU), each chunk summed in order by one block
 //                    into its own workspace slice, then the slices summed in order
-//                    (splitk_reduce): deterministic, no float atomics.
+//                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
+//   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: one block per channel, a fixed
+//                    shared-memory tree (block_sum).
 // Index maths is int64 throughout; per-element divisions use FastDiv (multiply-high for values
 // below 2^31, an exact 64-bit fallback above).
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
@@ -46,6 +48,28 @@ namespace {
 
 using gemm::BK;
 
+// The implicit im2col of the input, shared by the forward and backward-weights B tiles: element
+// ((c, r, s), (p, q)) is channel c of xc (planes of H x W) at the tap's input position, zero in
+// the padding.
+struct Im2col {
+  int64_t H = 0, W = 0, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  FASTCNN_D float at(const float* xc, int64_t c, int64_t r, int64_t s, int64_t p,
+                     int64_t q) const {
+    const int64_t h = p * sh - pt + r * dh, w = q * sw - pl + s * dw;
+    if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(H) ||
+        static_cast<uint64_t>(w) >= static_cast<uint64_t>(W))
+      return 0.0f;
+    return xc[(c * H + h) * W + w];
+  }
+};
+
+Im2col im2col_of(const Conv2dParams& p) {
+  Im2col g;
+  g.H = p.H, g.W = p.W, g.sh = p.stride_h, g.sw = p.stride_w;
+  g.pt = p.pad_top, g.pl = p.pad_left, g.dh = p.dil_h, g.dw = p.dil_w;
+  return g;
+}
+
 // ---- forward -----------------------------------------------------------------------------------
 template <bool kWide>
 struct ConvFwdOp {
@@ -57,8 +81,8 @@ struct ConvFwdOp {
   const float* bias = nullptr;
   float* y = nullptr;
   float* ws = nullptr;
-  int64_t C = 0, H = 0, W = 0, Cg = 0, groups = 1, total = 0;
-  int64_t sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  int64_t C = 0, Cg = 0, groups = 1, total = 0;
+  Im2col col;
   FastDiv div_groups, div_RS, div_S, div_Q;
   int relu = 0;
   // bound per group
@@ -71,7 +95,7 @@ struct ConvFwdOp {
     g = gg;
     int64_t img;
     const int64_t grp = div_groups.divmod_t<kWide>(gg, img);
-    xg = x + (img * C + grp * Cg) * H * W;
+    xg = x + (img * C + grp * Cg) * col.H * col.W;
     wg = w + grp * M * K;
     bg = bias ? bias + grp * M : nullptr;
   }
@@ -81,11 +105,7 @@ struct ConvFwdOp {
     const int64_t rs = div_RS.divmod_t<kWide>(k, c);
     const int64_t s = div_S.divmod_t<kWide>(rs, r);
     const int64_t q = div_Q.divmod_t<kWide>(n, p);
-    const int64_t h = p * sh - pt + r * dh, ww = q * sw - pl + s * dw;
-    if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(H) ||
-        static_cast<uint64_t>(ww) >= static_cast<uint64_t>(W))
-      return 0.0f;
-    return xg[(c * H + h) * W + ww];
+    return col.at(xg, c, r, s, p, q);
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // y is (G, Kg, PQ) contiguous
@@ -203,8 +223,8 @@ struct ConvBwdWeightsOp {
   const float* x = nullptr;
   float* dw = nullptr;
   float* ws = nullptr;
-  int64_t C = 0, H = 0, W = 0, Kout = 0, Cg = 0, PQ = 0, total = 0;
-  int64_t sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw_ = 1;
+  int64_t C = 0, Kout = 0, Cg = 0, PQ = 0, total = 0;
+  Im2col col;
   FastDiv div_PQ, div_Q, div_RS, div_S;
   int64_t g = 0;
   const float* dyg = nullptr;
@@ -213,7 +233,7 @@ struct ConvBwdWeightsOp {
   FASTCNN_D void bind(int64_t grp) {
     g = grp;
     dyg = dy + grp * M * PQ;
-    xg = x + grp * Cg * H * W;
+    xg = x + grp * Cg * col.H * col.W;
   }
   FASTCNN_D float a(int64_t m, int64_t k) const {
     int64_t img;
@@ -226,11 +246,7 @@ struct ConvBwdWeightsOp {
     const int64_t q = div_Q.divmod_t<kWide>(pq, p);
     const int64_t rs = div_RS.divmod_t<kWide>(n, c);
     const int64_t s = div_S.divmod_t<kWide>(rs, r);
-    const int64_t h = p * sh - pt + r * dh, ww = q * sw - pl + s * dw_;
-    if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(H) ||
-        static_cast<uint64_t>(ww) >= static_cast<uint64_t>(W))
-      return 0.0f;
-    return xg[((img * C + c) * H + h) * W + ww];
+    return col.at(xg + img * C * col.H * col.W, c, r, s, p, q);
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // dw is (groups, Kg, CgRS) contiguous
@@ -240,6 +256,25 @@ struct ConvBwdWeightsOp {
       dw[off] = v;
   }
 };
+
+// db[k] = sum over n, l of dy[(n*K + k)*L + l] (L = P*Q): one block per channel, 256 threads
+// striding over the channel's N*L elements (coalesced along l), then block_sum's fixed tree.
+__global__ void __launch_bounds__(kThreads)
+    bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N, int64_t K,
+                    int64_t L, FastDiv div_L) {
+  __shared__ float smem[kThreads];
+  const int64_t NL = N * L;
+  for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = threadIdx.x; j < NL; j += kThreads) {
+      int64_t n;
+      const int64_t l = div_L.divmod(j, n);
+      acc += dy[(n * K + k) * L + l];
+    }
+    const float total = block_sum(acc, smem);
+    if (threadIdx.x == 0) db[k] = total;
+  }
+}
 
 gemm::Split bwd_weights_split(const Conv2dParams& p) {
   return gemm::choose_split(p.groups, p.Kg(), p.CRSg(), p.N * p.P * p.Q, true);
@@ -270,9 +305,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, fl
     op.G = p.N * p.groups, op.splits = sp.splits, op.chunk = sp.chunk;
     op.M = p.Kg(), op.N = PQ, op.K = p.CRSg();
     op.x = x, op.w = w, op.bias = b, op.y = y, op.ws = ws;
-    op.C = p.C, op.H = p.H, op.W = p.W, op.Cg = p.Cg(), op.groups = p.groups, op.total = total;
-    op.sh = p.stride_h, op.sw = p.stride_w, op.pt = p.pad_top, op.pl = p.pad_left;
-    op.dh = p.dil_h, op.dw = p.dil_w;
+    op.C = p.C, op.Cg = p.Cg(), op.groups = p.groups, op.total = total, op.col = im2col_of(p);
     op.div_groups = FastDiv(p.groups), op.div_RS = FastDiv(p.R * p.S), op.div_S = FastDiv(p.S);
     op.div_Q = FastDiv(p.Q);
     op.relu = relu ? 1 : 0;
@@ -322,10 +355,8 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
     op.G = p.groups, op.splits = sp.splits, op.chunk = sp.chunk;
     op.M = p.Kg(), op.N = CRSg, op.K = p.N * PQ;
     op.dy = dy, op.x = x, op.dw = dw, op.ws = ws;
-    op.C = p.C, op.H = p.H, op.W = p.W, op.Kout = p.K, op.Cg = p.Cg(), op.PQ = PQ;
-    op.total = total;
-    op.sh = p.stride_h, op.sw = p.stride_w, op.pt = p.pad_top, op.pl = p.pad_left;
-    op.dh = p.dil_h, op.dw_ = p.dil_w;
+    op.C = p.C, op.Kout = p.K, op.Cg = p.Cg(), op.PQ = PQ, op.total = total;
+    op.col = im2col_of(p);
     op.div_PQ = FastDiv(PQ), op.div_Q = FastDiv(p.Q), op.div_RS = FastDiv(p.R * p.S);
     op.div_S = FastDiv(p.S);
     gemm::run("conv2d_backward (dw)", op, op.M, op.N, stream);  // K = 0 (N = 0) writes zeros
@@ -335,6 +366,13 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
   else
     go(ConvBwdWeightsOp<true>{});
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, dw, nullptr, 1, 1, false, stream);
+}
+
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L,
+                          Stream stream) {
+  if (K <= 0) return;
+  launch("conv2d_backward (db)", bias_kernel, grid_1d(K, 1), dim3(kThreads), stream, dy, db,
+         N, K, L, FastDiv(L));
 }
 
 }  // namespace fastcnn::cuda

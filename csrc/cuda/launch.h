@@ -2,7 +2,7 @@
 // compiler) includes this and nothing of CUDA. Definitions live in csrc/cuda/*.cu.
 //
 // Contract of every launcher:
-//  * arguments are validated by the caller with the CPU's check_<op>_args (cpu/ops.h); buffers are
+//  * arguments are validated by the caller with check_<op>_args (common/args.h); buffers are
 //    contiguous float32 (int64 where stated) device pointers of the sizes those checks imply,
 //    any alignment of their element type (vector paths are taken only where aligned);
 //  * all work is queued on `stream` (a cudaStream_t passed as void*; nullptr = legacy default);
@@ -23,7 +23,7 @@ namespace fastcnn::cuda {
 
 using Stream = void*;
 
-// ---- device facts (never throw; 0 / false without a driver or a GPU) -------------------------
+// ---- device facts (device.cu; never throw: 0 without a driver or a GPU) ----------------------
 int device_count() noexcept;
 int runtime_version() noexcept;  // e.g. 13000; the statically linked runtime's version
 int driver_version() noexcept;   // 0 without a driver
@@ -47,15 +47,15 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
 void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* ws,
                              const Conv2dParams& p, Stream stream);
 
-// ---- elementwise and bias reductions (eltwise.cu) ----------------------------------------------
+// db[k] = sum over n < N, l < L of dy[(n*K + k)*L + l]  (L = P*Q)
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L,
+                          Stream stream);
+
+// ---- relu (relu.cu) ----------------------------------------------------------------------------
 void relu_forward(const float* x, float* y, int64_t n, Stream stream);
 void relu_backward(const float* dy, const float* y, float* dx, int64_t n, Stream stream);
-// db[k] = sum over n < N, l < L of dy[(n*K + k)*L + l]  (conv bias: L = P*Q)
-void bias_backward_nkl(const float* dy, float* db, int64_t N, int64_t K, int64_t L, Stream stream);
-// db[j] = sum over rows i < N of dy[i*cols + j], rows added in order (dense bias)
-void bias_backward_rows(const float* dy, float* db, int64_t N, int64_t cols, Stream stream);
 
-// ---- max_pool2d (pool2d.cu) ------------------------------------------------------------------
+// ---- max_pool2d (maxpool2d.cu) ------------------------------------------------------------------
 // idx may be null. Bytes of the workspace max_pool2d_backward needs when indices are checked.
 constexpr int64_t kPoolCheckWorkspaceBytes = 16;
 void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dParams& p,
@@ -69,7 +69,7 @@ void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dPara
 void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p,
                          bool check_indices, void* ws, Stream stream);
 
-// ---- dense (dense.cu) ----------------------------------------------------------------------------
+// ---- linear (linear.cu) ------------------------------------------------------------------------
 int64_t linear_forward_workspace(int64_t N, int64_t in, int64_t out);          // floats
 int64_t linear_backward_weights_workspace(int64_t N, int64_t in, int64_t out);  // floats
 // y (N, out) = x (N, in) . w (out, in)^T + b, then ReLU when relu
@@ -81,12 +81,16 @@ void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N,
 // dw (out, in) = dy^T . x (reduction over the batch, fixed split-K)
 void linear_backward_weights(const float* dy, const float* x, float* dw, float* ws, int64_t N,
                              int64_t in, int64_t out, Stream stream);
+// db[j] = sum over rows i < N of dy[i*cols + j], rows added in order
+void linear_backward_bias(const float* dy, float* db, int64_t N, int64_t cols, Stream stream);
+
+// ---- the split-K reduction of the GEMM core (gemm.cu) ------------------------------------------
 // out[i] = epilogue(sum over s < splits of ws[s*total + i]) in order of s; the epilogue adds
 // bias[(i / bias_inner) % bias_period] when bias is not null, then ReLU when relu.
 void splitk_reduce(const float* ws, int64_t splits, int64_t total, float* out, const float* bias,
                    int64_t bias_inner, int64_t bias_period, bool relu, Stream stream);
 
-// ---- softmax / cross-entropy (loss.cu) ----------------------------------------------------------
+// ---- softmax / cross-entropy (softmax.cu) ------------------------------------------------------
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log, Stream stream);
 // Bytes of workspace cross_entropy needs (row losses in double + a small result record).
 int64_t cross_entropy_workspace_bytes(int64_t rows);

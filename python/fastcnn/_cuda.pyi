@@ -5,8 +5,9 @@ The raw door to the CUDA kernels: arrays are device pointers (ints, e.g. CuPy's 
 their shapes as tuples, and ``stream`` is a ``cudaStream_t`` as an int (e.g.
 ``cupy.cuda.get_current_stream().ptr``). Use :mod:`fastcnn.ops` (through
 ``fastcnn._cuda_ops``) rather than this module: it checks dtypes and allocates outputs and
-workspaces, sized by the ``*_plan`` functions. Shapes and options are checked with the CPU
-module's rules and messages (ValueError); CUDA errors raise RuntimeError.
+workspaces, sized by the ``*_plan`` functions. Shapes and options are checked by the same C++
+checks as the CPU module's (csrc/common/args.h: the same ValueError messages); CUDA errors raise
+RuntimeError.
 """
 
 from typing import Any

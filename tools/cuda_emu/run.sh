@@ -18,11 +18,11 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 extra="${EXTRA_CXXFLAGS:-}"
 
-# 1. the CPU module and the core library (the CUDA binding links the CPU's argument checks)
+# 1. the CPU module and the device-neutral library (the argument checks both bindings link)
 cmake -S "$root" -B "$out/build" -G Ninja -DFASTCNN_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
   -DPython_EXECUTABLE="$("$py" -c 'import sys; print(sys.executable)')" \
   -Dpybind11_DIR="$("$py" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
-cmake --build "$out/build" --target _cpu fastcnn_core -j 2 >/dev/null
+cmake --build "$out/build" --target _cpu fastcnn_common -j 2 >/dev/null
 
 # 2. the CUDA sources as C++ against the emulator, small launch caps so every grid-stride loop
 #    runs several rounds
@@ -38,7 +38,8 @@ for f in "$root"/csrc/cuda/*.cu; do
   g++ "${flags[@]}" -x c++ "${inc[@]}" "${defs[@]}" -c "$f" -o "$o" &
   objs+=("$o")
 done
-g++ "${flags[@]}" "${inc[@]}" -c "$root/csrc/bindings/module_cuda.cpp" -o "$out/module_cuda.o" &
+g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' -c "$root/csrc/bindings/module_cuda.cpp" \
+  -o "$out/module_cuda.o" &
 wait
 
 # 3. a package directory: the sources, both modules, the fake cupy
@@ -49,7 +50,7 @@ cp -r "$here/fake_cupy/cupy" "$site/"
 cp -r "$root/python/fastcnn" "$site/fastcnn"
 cp "$out/build/_cpu$suffix" "$site/fastcnn/"
 g++ -shared $extra -o "$site/fastcnn/_cuda$suffix" "$out/module_cuda.o" "${objs[@]}" \
-  "$out/build/libfastcnn_core.a" -fopenmp
+  "$out/build/libfastcnn_common.a"
 
 # 4. the GPU tests, on the emulator
 cd "$root"

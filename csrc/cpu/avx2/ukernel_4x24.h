@@ -1,5 +1,6 @@
-// ukernel_4x24.h -- the body shared by the AVX2 GEMM and wide-grid convolution micro-kernels
-// (gemm_avx2.cpp, conv_rows_avx2.cpp): C[4 x 24] (+)= sum_k A_panel[k][4]^T * B_row(k)[24],
+// ukernel_4x24.h -- the body shared by two AVX2+FMA micro-kernels: the GEMM's (gemm_avx2.cpp,
+// gemm_ukernel) and conv2d's wide-grid one (conv2d_ukernel_avx2.cpp, conv2d_ukernel):
+//   C[4 x 24] (+)= sum_k A_panel[k][4]^T * B_row(k)[24]
 // where b_row(k) gives row k of B (a packed panel, or the padded image at a tap's offset).
 // Per k: 3 ymm loads of B, 4 broadcasts of A, 12 FMAs into 12 ymm accumulators.
 // Included INSIDE an anonymous namespace of those AVX2 files after <immintrin.h>.

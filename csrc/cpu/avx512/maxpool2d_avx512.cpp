@@ -1,6 +1,7 @@
 // maxpool2d_avx512.cpp -- 2-D max pooling forward and backward on one (n, c) plane, AVX-512.
-//   maxpool_fwd: x (H, W) -> y (P, Q), idx (P, Q) = h*W + w of the chosen element (idx may be null)
-//   maxpool_bwd: dx (H*W) = 0, then dx[idx[i]] += dy[i] for i = 0 .. P*Q-1 in order
+//   maxpool2d_fwd: x (H, W) -> y (P, Q), idx (P, Q) = h*W + w of the chosen element (idx may
+//                  be null)
+//   maxpool2d_bwd: dx (H*W) = 0, then dx[idx[i]] += dy[i] for i = 0 .. P*Q-1 in order
 // Semantics: exactly generic/maxpool2d.cpp (PyTorch's CPU loop: taps in row-major order,
 // `v > max || isnan(v)` takes the tap, start from -inf and the first in-bounds index; an empty
 // window gives -inf / -1 and the backward skips indices outside [0, H*W)).
@@ -35,7 +36,7 @@
 namespace fastcnn::cpu::avx512 {
 namespace {
 
-#include "cpu/maxpool_impl.h"
+#include "cpu/maxpool2d_impl.h"
 
 // Lane masks of a block of n <= 16 interior columns: m = lanes [0, n); for stride 2, lo / hi
 // cover the floats 0 .. 2n-2 (relative to the window start of lane 0) in the two loaded vectors.
@@ -219,13 +220,13 @@ bool unpool_2x2(const float* dy, const int64_t* idx, float* dx, int64_t P, int64
 
 }  // namespace
 
-void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
-  maxpool_fwd_impl(x, y, idx, p);
+void maxpool2d_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
+  maxpool2d_fwd_impl(x, y, idx, p);
 }
 
-bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
+bool maxpool2d_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
   if (tiled_2x2(p) && unpool_2x2(dy, idx, dx, p.P, p.Q)) return true;
-  return maxpool_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
+  return maxpool2d_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
 }
 
 }  // namespace fastcnn::cpu::avx512

@@ -1,6 +1,6 @@
 // transpose16.h -- 16x16 float transpose in AVX-512 registers. Included INSIDE an anonymous
-// namespace of AVX-512 files only (transpose_avx512.cpp, window_avx512.cpp), so each gets its
-// own internal copy. Needs cpu/avx512/intrin.h included before.
+// namespace of AVX-512 files only (transpose_avx512.cpp, conv2d_im2col_avx512.cpp), so each gets
+// its own internal copy. Needs cpu/avx512/intrin.h included before.
 
 // r[0..15] rows in, columns out (in place)
 inline void transpose16(__m512 r[16]) {

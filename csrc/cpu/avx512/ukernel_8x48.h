@@ -1,5 +1,6 @@
-// ukernel_8x48.h -- the body shared by the AVX-512 GEMM and wide-grid convolution micro-kernels
-// (gemm_avx512.cpp, conv_rows_avx512.cpp): C[8 x 48] (+)= sum_k A_panel[k][8]^T * B_row(k)[48],
+// ukernel_8x48.h -- the body shared by two AVX-512 micro-kernels: the GEMM's (gemm_avx512.cpp,
+// gemm_ukernel) and conv2d's wide-grid one (conv2d_ukernel_avx512.cpp, conv2d_ukernel):
+//   C[8 x 48] (+)= sum_k A_panel[k][8]^T * B_row(k)[48]
 // where b_row(k) gives row k of B (a packed panel, or the padded image at a tap's offset).
 // Per k: 3 zmm loads of B, 8 broadcasts of A, 24 FMAs into 24 zmm accumulators (+3 B registers).
 // Included INSIDE an anonymous namespace of those AVX-512 files after cpu/avx512/intrin.h.

@@ -1,6 +1,7 @@
 // maxpool2d.cpp (generic) -- 2-D max pooling forward and backward on one (n, c) plane, portable.
-//   maxpool_fwd: x (H, W) -> y (P, Q), idx (P, Q) = h*W + w of the chosen element (idx may be null)
-//   maxpool_bwd: dx (H*W) = 0, then dx[idx[i]] += dy[i] for i = 0 .. P*Q-1 in order
+//   maxpool2d_fwd: x (H, W) -> y (P, Q), idx (P, Q) = h*W + w of the chosen element (idx may
+//                  be null)
+//   maxpool2d_bwd: dx (H*W) = 0, then dx[idx[i]] += dy[i] for i = 0 .. P*Q-1 in order
 // Semantics (PyTorch's CPU kernel, bit for bit, and the oracle the SIMD files are tested against):
 // window (p, q) covers rows h0 = p*sh - ph, h0 + dh, ... < min(h0 + (kh-1)*dh + 1, H) with h0
 // first advanced by dh while negative (w likewise); maxval = -inf, maxidx = h0*W + w0, then in
@@ -22,7 +23,7 @@
 namespace fastcnn::cpu::generic {
 namespace {
 
-#include "cpu/maxpool_scatter.h"
+#include "cpu/maxpool2d_scatter.h"
 
 // First in-bounds tap of an axis: PyTorch's `while (i0 < 0) i0 += dil;` in closed form.
 inline int64_t first_in_bounds(int64_t i0, int64_t dil) {
@@ -31,7 +32,7 @@ inline int64_t first_in_bounds(int64_t i0, int64_t dil) {
 
 }  // namespace
 
-void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
+void maxpool2d_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
   const int64_t H = p.H, W = p.W, P = p.P, Q = p.Q;
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t op = 0; op < P; ++op) {
@@ -63,8 +64,8 @@ void maxpool_fwd(const float* x, float* y, int64_t* idx, const Pool2dParams& p) 
   }
 }
 
-bool maxpool_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
-  return maxpool_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
+bool maxpool2d_bwd(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p) {
+  return maxpool2d_bwd_scatter(dy, idx, dx, p.H * p.W, p.P * p.Q);
 }
 
 }  // namespace fastcnn::cpu::generic

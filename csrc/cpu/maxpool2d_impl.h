@@ -1,4 +1,4 @@
-// maxpool_impl.h -- the ISA-neutral parts of max pooling, included INSIDE the anonymous namespace
+// maxpool2d_impl.h -- the ISA-neutral parts of max pooling, included INSIDE the anonymous namespace
 // of avx2/maxpool2d_avx2.cpp and avx512/maxpool2d_avx512.cpp (each gets its own internal copy:
 // no weak symbol that the linker could share between ISA and baseline code). The including file
 // includes <climits>, <cstring> and <limits> first and defines, after this include,
@@ -81,7 +81,7 @@ void pool_plane_dispatch(const float* x, float* y, int64_t* idx, const Pool2dPar
 }
 
 // The whole forward: interior columns found once, then the template for this geometry.
-inline void maxpool_fwd_impl(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
+inline void maxpool2d_fwd_impl(const float* x, float* y, int64_t* idx, const Pool2dParams& p) {
   const int64_t H = p.H, W = p.W, Q = p.Q;
   const int64_t kw = p.kw, sw = p.stride_w, pw = p.pad_w, dw = p.dil_w;
   // Interior columns: ws = q*sw - pw >= 0 and ws + (kw-1)*dw <= W-1.
@@ -97,7 +97,7 @@ inline void maxpool_fwd_impl(const float* x, float* y, int64_t* idx, const Pool2
   }
 }
 
-#include "cpu/maxpool_scatter.h"
+#include "cpu/maxpool2d_scatter.h"
 
 // 2x2 windows of stride 2 tiling the plane exactly (no padding or dilation, H = 2P, W = 2Q):
 // every element belongs to one window, so the scatter-add is a plain unpooling.

@@ -1,4 +1,5 @@
-// conv_wgrad_avx512.cpp -- AVX-512 micro-kernel of the wide-grid weight gradient (12 x 32).
+// conv2d_wgrad_avx512.cpp -- conv2d's AVX-512 micro-kernel of the wide-grid weight gradient
+// (12 x 32).
 //
 //   C[i][jj] = (accumulate ? C[i][jj] : 0) + sum_{k < kc} src[off[i] + k] * b[k*ldb + jj]
 // for 12 taps i and 32 output channels jj (see conv2d_wide.cpp): per output pixel k, the 12 taps'
@@ -12,8 +13,8 @@
 
 namespace fastcnn::cpu::avx512 {
 
-void conv_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,
-                        int64_t ldb, float* c, int64_t ldc, int accumulate) {
+void conv2d_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, int accumulate) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;

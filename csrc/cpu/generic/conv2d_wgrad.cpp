@@ -1,13 +1,13 @@
-// conv_wgrad.cpp (generic) -- portable micro-kernel of the wide-grid weight gradient:
+// conv2d_wgrad.cpp (generic) -- conv2d's portable micro-kernel of the wide-grid weight gradient:
 //   C[i][jj] = (accumulate ? C[i][jj] : 0) + sum_{k < kc} src[off[i] + k] * b[k*ldb + jj]
-// for i < 12 taps, jj < 32 channels (see conv_wgrad_avx512.cpp and conv2d_wide.cpp). One tap at
+// for i < 12 taps, jj < 32 channels (see conv2d_wgrad_avx512.cpp and conv2d_wide.cpp). One tap at
 // a time, 32 accumulators in a fixed-size array the compiler keeps in SSE registers.
 #include "cpu/kernels.h"
 
 namespace fastcnn::cpu::generic {
 
-void conv_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,
-                        int64_t ldb, float* c, int64_t ldc, int accumulate) {
+void conv2d_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, int accumulate) {
   for (int i = 0; i < 12; ++i) {
     float acc[32] = {};
     const float* s = src + off[i];

@@ -1,15 +1,15 @@
-// conv_wgrad_avx2.cpp -- AVX2+FMA micro-kernel of the wide-grid weight gradient (12 x 32; see
-// conv_wgrad_avx512.cpp for the contract). 12 x 32 accumulators don't fit in 16 ymm registers,
-// so the tile runs as four 6-tap x 16-channel passes over the pixels, each with 12 accumulators:
-// per pixel 6 broadcasts + 2 ymm loads against 12 FMAs.
+// conv2d_wgrad_avx2.cpp -- conv2d's AVX2+FMA micro-kernel of the wide-grid weight gradient
+// (12 x 32; see conv2d_wgrad_avx512.cpp for the contract). 12 x 32 accumulators don't fit in 16
+// ymm registers, so the tile runs as four 6-tap x 16-channel passes over the pixels, each with 12
+// accumulators: per pixel 6 broadcasts + 2 ymm loads against 12 FMAs.
 #include <immintrin.h>
 
 #include "cpu/kernels.h"
 
 namespace fastcnn::cpu::avx2 {
 
-void conv_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,
-                        int64_t ldb, float* c, int64_t ldc, int accumulate) {
+void conv2d_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, int accumulate) {
   for (int i0 = 0; i0 < 12; i0 += 6) {
     for (int j0 = 0; j0 < 32; j0 += 16) {
       __m256 acc[6][2];

@@ -1,5 +1,6 @@
-// window_impl.h -- the implicit-im2col loops shared by every ISA, included INSIDE each ISA's
-// anonymous namespace (generic/window.cpp, avx2/window_avx2.cpp, avx512/window_avx512.cpp).
+// conv2d_im2col_impl.h -- conv2d's implicit-im2col loops shared by every ISA, included INSIDE
+// each ISA's anonymous namespace (generic/conv2d_im2col.cpp, avx2/conv2d_im2col_avx2.cpp,
+// avx512/conv2d_im2col_avx512.cpp).
 // The including file defines, after this include, the ISA's
 //   void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len);
 //   dst[t] = row[w0 + t*ws] when row != nullptr and 0 <= w0 + t*ws < W, else 0, for t < len.
@@ -29,9 +30,9 @@ inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t
 // B panels of the forward / gather-backward GEMM: row k (k < kc) reads planes[k] (Hs x Ws, or
 // nullptr for zeros) at (jp*a_h + bh[k], jq*a_w + bw[k]) for output j = jp*Qo + jq in
 // [j0, j0 + nc); written as NR-column panels (panel p at dst + p*kc*nr), zero-padded.
-inline void pack_windows_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
-                              int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
-                              int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr) {
+inline void im2col_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                        int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
+                        int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr) {
   const int64_t jp0 = j0 / Qo, jq0 = j0 % Qo;
   for (int64_t k = 0; k < kc; ++k) {
     const float* plane = planes[k];
@@ -58,7 +59,7 @@ inline void pack_windows_impl(const float* const* planes, const int64_t* bh, con
 // [k0, k0 + kc) of the flattened (image, p, q) grid (P x Q per image): the value is
 // planes[i][n*img_stride + (p*a_h + bh[i])*Ws + q*a_w + bw[i]] when inside the Hs x Ws plane,
 // else 0. dst is rows x kc (row stride kc).
-inline void window_rows_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
+inline void im2col_rows_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
                              int64_t rows, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
                              int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
                              float* dst) {
@@ -84,12 +85,12 @@ inline void window_rows_impl(const float* const* planes, const int64_t* bh, cons
 
 // The weight-gradient B panel in two passes: the im2col rows into scratch (cols x kc), then one
 // block transpose (the ISA's `transpose`) and zero columns up to nr.
-inline void window_panel_two_pass(const float* const* planes, const int64_t* bh,
+inline void im2col_wgrad_two_pass(const float* const* planes, const int64_t* bh,
                                   const int64_t* bw, int64_t cols, int64_t img_stride, int64_t k0,
                                   int64_t kc, int64_t P, int64_t Q, int64_t Hs, int64_t Ws,
                                   int64_t a_h, int64_t a_w, float* dst, int64_t nr,
                                   float* scratch) {
-  window_rows_impl(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, scratch);
+  im2col_rows_impl(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, scratch);
   transpose(scratch, kc, cols, kc, dst, nr);
   for (int64_t k = 0; cols < nr && k < kc; ++k)
     for (int64_t c = cols; c < nr; ++c) dst[k * nr + c] = 0.0f;

@@ -1,7 +1,9 @@
-// window_avx512.cpp -- implicit im2col (window_impl.h) with AVX-512 segment copies: a segment
-// (one output row inside one panel, <= 48 floats) is 16-lane masked loads of its in-bounds part
-// (masked-off lanes are never read) and masked stores that write the zero padding too; strided
-// windows (stride > 1) gather with a masked index vector.
+// conv2d_im2col_avx512.cpp -- conv2d's implicit-im2col packers (conv2d_im2col_impl.h), AVX-512.
+// conv2d_im2col: B panels (kc x nr) of the forward / gather GEMM; conv2d_im2col_wgrad: the
+// weight gradient's transposed B panel. A segment (one output row inside one panel, <= 48
+// floats) is 16-lane masked loads of its in-bounds part (masked-off lanes are never read) and
+// masked stores that write the zero padding too; strided windows (stride > 1) gather with a
+// masked index vector.
 #include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
@@ -13,7 +15,7 @@ inline __mmask16 below(int64_t n) {  // lanes [0, n), n clamped to [0, 16]
   return n <= 0 ? __mmask16(0) : n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
 }
 
-#include "cpu/window_impl.h"
+#include "cpu/conv2d_im2col_impl.h"
 #include "cpu/avx512/transpose16.h"
 
 inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len) {
@@ -40,20 +42,21 @@ inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t
 
 }  // namespace
 
-void pack_windows(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t kc,
-                  int64_t j0, int64_t nc, int64_t Qo, int64_t Hs, int64_t Ws, int64_t a_h,
-                  int64_t a_w, float* dst, int64_t nr) {
-  pack_windows_impl(planes, bh, bw, kc, j0, nc, Qo, Hs, Ws, a_h, a_w, dst, nr);
+void conv2d_im2col(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t kc,
+                   int64_t j0, int64_t nc, int64_t Qo, int64_t Hs, int64_t Ws, int64_t a_h,
+                   int64_t a_w, float* dst, int64_t nr) {
+  im2col_impl(planes, bh, bw, kc, j0, nc, Qo, Hs, Ws, a_h, a_w, dst, nr);
 }
 
 // Fused gather + transpose: for each run of <= 16 pixels inside one output row, 16 columns at a
 // time: one masked load (or gather) per column of its contiguous im2col run, a 16x16 register
 // transpose, one 16-float store per pixel. No staging pass, no scalar stores.
-void window_panel(const float* const* planes, const int64_t* bh, const int64_t* bw, int64_t cols,
-                  int64_t img_stride, int64_t k0, int64_t kc, int64_t P, int64_t Q, int64_t Hs,
-                  int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr, float* scratch) {
+void conv2d_im2col_wgrad(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                         int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
+                         int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst,
+                         int64_t nr, float* scratch) {
   if (nr % 16 != 0) {  // the kernel table's nr is 48: never taken, kept for safety
-    window_panel_two_pass(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst,
+    im2col_wgrad_two_pass(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst,
                           nr, scratch);
     return;
   }

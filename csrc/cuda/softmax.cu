@@ -1,4 +1,4 @@
-// loss.cu -- softmax / log-softmax over rows and the fused softmax cross-entropy.
+// softmax.cu -- softmax / log-softmax over rows and the fused softmax cross-entropy.
 // Shapes: x / logits (rows, L) contiguous (fastcnn.ops moves the softmax axis last); labels
 // (rows,) int64 class ids, or targets (rows, L) float32 probabilities.
 // Semantics: the CPU's (csrc/cpu/softmax.cpp): m = max of the row (NaN when any NaN; an infinite
@@ -73,23 +73,33 @@ FASTCNN_D void row_stats(const float* xr, int64_t L, int lane, float& mx, float&
   lse = logf(s);
 }
 
-__global__ void __launch_bounds__(kThreads)
-    softmax_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int64_t L,
-                   int log) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+// f(row, xr, mx, ls) for each row this warp owns (one warp per row, grid-stride over rows;
+// xr: the row, mx / ls: its row_stats)
+template <class F>
+FASTCNN_D void for_each_row(const float* x, int64_t rows, int64_t L, int lane, const F& f) {
+  const int warp = threadIdx.x / 32;
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp; row < rows;
        row += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
     const float* xr = x + row * L;
-    float* yr = y + row * L;
     float mx, ls;
     row_stats(xr, L, lane, mx, ls);
+    f(row, xr, mx, ls);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    softmax_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int64_t L,
+                   int log) {
+  const int lane = threadIdx.x % 32;
+  for_each_row(x, rows, L, lane, [&](int64_t row, const float* xr, float mx, float ls) {
+    float* yr = y + row * L;
     if (log) {
       for (int64_t j = lane; j < L; j += 32) yr[j] = (xr[j] - mx) - ls;
     } else {
       const float inv = 1.0f / expf(ls);
       for (int64_t j = lane; j < L; j += 32) yr[j] = __fmul_rn(expf(xr[j] - mx), inv);
     }
-  }
+  });
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -97,13 +107,9 @@ __global__ void __launch_bounds__(kThreads)
                    const float* __restrict__ targets, float* __restrict__ dlogits,
                    double* __restrict__ row_loss, int64_t rows, int64_t L, float inv_rows,
                    CeResult* res) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp; row < rows;
-       row += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
-    const float* xr = logits + row * L;
+  const int lane = threadIdx.x % 32;
+  for_each_row(logits, rows, L, lane, [&](int64_t row, const float* xr, float mx, float ls) {
     float* dr = dlogits + row * L;
-    float mx, ls;
-    row_stats(xr, L, lane, mx, ls);
     const float inv = 1.0f / expf(ls);
     if (labels) {
       const int64_t t = labels[row];
@@ -136,7 +142,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       if (lane == 0) row_loss[row] = loss;
     }
-  }
+  });
 }
 
 // One block: the mean of the row losses in a fixed order; the bad label's value for the host.

@@ -1,4 +1,6 @@
-// conv_rows_avx512.cpp -- AVX-512 micro-kernel of the wide-grid direct convolution (8 x 48).
+// conv2d_ukernel_avx512.cpp -- conv2d's AVX-512 micro-kernel: the inner loop of the wide-grid
+// direct convolution (conv2d_wide.cpp). The loop body is ukernel_8x48.h, shared with the GEMM
+// micro-kernel (gemm_avx512.cpp).
 //
 // C[8 x 48] = sum_k A_panel[k][8]^T * src[off[k] .. off[k] + 48): the GEMM micro-kernel with its
 // B rows read straight from a zero-padded image (row k of im2col is the padded image shifted by
@@ -14,8 +16,8 @@ namespace {
 #include "cpu/avx512/ukernel_8x48.h"
 }  // namespace
 
-void conv_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off, float* c,
-                  int64_t ldc, int accumulate) {
+void conv2d_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off, float* c,
+                    int64_t ldc, int accumulate) {
   ukernel_8x48(kc, a, [src, off](int64_t k) { return src + off[k]; }, c, ldc, accumulate);
 }
 

@@ -1,4 +1,4 @@
-// pool2d.cu -- 2-D max pooling, forward with int64 argmax indices and backward without atomics.
+// maxpool2d.cu -- 2-D max pooling, forward with int64 argmax indices and backward without atomics.
 // Shapes: x (N, C, H, W) -> y, idx (N, C, P, Q); idx = h*W + w within the (n, c) plane.
 // Semantics: PyTorch's, exactly as the CPU kernels (csrc/cpu/generic/maxpool2d.cpp): window (p, q)
 // covers rows p*sh - ph + i*dh (i < kh) that lie inside the input (implicit -inf padding, never

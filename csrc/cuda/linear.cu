@@ -1,8 +1,9 @@
-// dense.cu -- the dense (fully connected) layer, forward and backward, on the shared tiled SGEMM
-// core (common.cuh), plus the split-K reduction used by dense and conv2d.
+// linear.cu -- the dense (fully connected) layer, forward and backward, on the shared tiled SGEMM
+// core (common.cuh; its split-K reduction is gemm.cu).
 //   forward   y (N, out)   = x (N, in) . w^T + b, ReLU fused     M = N,   N = out, K = in
 //   data      dx (N, in)   = dy (N, out) . w                     M = N,   N = in,  K = out
 //   weights   dw (out, in) = dy^T . x                            M = out, N = in,  K = N
+//   bias      db (out,)    = column sums of dy, rows added in order (one thread per column)
 // Operands are read in place through strides (no transposed copies); each product picks the
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous).
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
@@ -20,7 +21,7 @@ using gemm::BK;
 
 // A[m, k] = A[m*sam + k*sak], B[k, n] = B[k*sbk + n*sbn], C (M, N) row-major (+ bias[n], ReLU).
 template <bool AK, bool BKc>
-struct DenseOp {
+struct LinearOp {
   static constexpr bool kAContigK = AK;
   static constexpr bool kBContigK = BKc;
   int64_t G = 1, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
@@ -48,25 +49,21 @@ struct DenseOp {
 };
 
 template <bool AK, bool BKc>
-DenseOp<AK, BKc> dense_op(int64_t M, int64_t N, int64_t K, gemm::Split sp) {
-  DenseOp<AK, BKc> op;
+LinearOp<AK, BKc> linear_op(int64_t M, int64_t N, int64_t K, gemm::Split sp) {
+  LinearOp<AK, BKc> op;
   op.M = M, op.N = N, op.K = K, op.splits = sp.splits, op.chunk = sp.chunk;
   return op;
 }
 
+// db[j] = sum over rows i of dy[i*cols + j]: one thread per column adding the rows in order
+// (the CPU's order, so the same bits).
 __global__ void __launch_bounds__(kThreads)
-    splitk_reduce_kernel(const float* __restrict__ ws, int64_t splits, int64_t total,
-                         float* __restrict__ out, const float* __restrict__ bias, FastDiv inner,
-                         FastDiv period, int relu) {
-  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
-    float s = ws[i];
-    for (int64_t j = 1; j < splits; ++j) s += ws[j * total + i];
-    if (bias) {
-      int64_t ch;
-      s += bias[period.divmod(inner.div(i), ch)];  // bias index (i / inner) mod period
-    }
-    if (relu) s = relu_keep_nan(s);
-    out[i] = s;
+    bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N,
+                     int64_t cols) {
+  for (int64_t j = global_thread(); j < cols; j += grid_threads()) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < N; ++i) acc += dy[i * cols + j];
+    db[j] = acc;
   }
 }
 
@@ -78,13 +75,6 @@ gemm::Split wgt_split(int64_t N, int64_t in, int64_t out) {
 }
 
 }  // namespace
-
-void splitk_reduce(const float* ws, int64_t splits, int64_t total, float* out, const float* bias,
-                   int64_t bias_inner, int64_t bias_period, bool relu, Stream stream) {
-  if (total <= 0) return;
-  launch("splitk_reduce", splitk_reduce_kernel, grid_1d(total), dim3(kThreads), stream, ws,
-         splits, total, out, bias, FastDiv(bias_inner), FastDiv(bias_period), relu ? 1 : 0);
-}
 
 int64_t linear_forward_workspace(int64_t N, int64_t in, int64_t out) {
   const gemm::Split s = fwd_split(N, in, out);
@@ -100,7 +90,7 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
                     int64_t N, int64_t in, int64_t out, bool relu, Stream stream) {
   if (N * out == 0) return;
   const gemm::Split sp = fwd_split(N, in, out);
-  auto op = dense_op<true, true>(N, out, in, sp);  // A = x (k contiguous), B[k, n] = w[n, k]
+  auto op = linear_op<true, true>(N, out, in, sp);  // A = x (k contiguous), B[k, n] = w[n, k]
   op.A = x, op.sam = in, op.sak = 1;
   op.B = w, op.sbk = 1, op.sbn = in;
   op.C = y, op.ws = ws, op.bias = b, op.relu = relu ? 1 : 0;
@@ -111,7 +101,7 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
 void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N, int64_t in,
                           int64_t out, Stream stream) {
   if (N * in == 0) return;
-  auto op = dense_op<true, false>(N, in, out, gemm::choose_split(1, N, in, out, false));
+  auto op = linear_op<true, false>(N, in, out, gemm::choose_split(1, N, in, out, false));
   op.A = dy, op.sam = out, op.sak = 1;  // dy (N, out)
   op.B = w, op.sbk = in, op.sbn = 1;    // w (out, in): B[k, n] = w[k, n]
   op.C = dx;
@@ -122,12 +112,18 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, float* 
                              int64_t in, int64_t out, Stream stream) {
   if (out * in == 0) return;
   const gemm::Split sp = wgt_split(N, in, out);
-  auto op = dense_op<false, false>(out, in, N, sp);
+  auto op = linear_op<false, false>(out, in, N, sp);
   op.A = dy, op.sam = 1, op.sak = out;  // A[m, k] = dy[k, m] (m contiguous)
   op.B = x, op.sbk = in, op.sbn = 1;    // B[k, n] = x[k, n]
   op.C = dw, op.ws = ws;
   gemm::run("linear_backward (dw)", op, out, in, stream);  // N = 0 writes zeros
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, out * in, dw, nullptr, 1, 1, false, stream);
+}
+
+void linear_backward_bias(const float* dy, float* db, int64_t N, int64_t cols, Stream stream) {
+  if (cols <= 0) return;
+  launch("linear_backward (db)", bias_kernel, grid_1d(cols), dim3(kThreads), stream, dy, db,
+         N, cols);
 }
 
 }  // namespace fastcnn::cuda
