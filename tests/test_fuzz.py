@@ -741,7 +741,7 @@ def _same_dx(dx: np.ndarray, expected: np.ndarray, batch: int) -> None:
 
 def test_empty_batch_with_an_output_too_large_to_describe(isa: str) -> None:
     """Found by test_fuzz_long under .ci/sanitize (UBSan: signed integer overflow in
-    pybind11/buffer_info.h, undefined behaviour). check_conv2d_args (csrc/cpu/conv2d.cpp) bounds
+    pybind11/buffer_info.h, undefined behaviour). check_conv2d_args (csrc/common/args.cpp) bounds
     the output with checked_numel({N, K, P, Q}), which is 0 for an empty batch, so an output
     whose other dimensions K * P * Q (* 4 bytes) pass 2^63 is accepted, and new_float
     (csrc/bindings/module_cpu.cpp) asks pybind11 for an array whose C strides overflow int64.
