@@ -200,6 +200,14 @@ ParamSource = Any  # a model (with named_parameters) or an iterable of (param, g
 class Optimizer:
     """Base class of the optimizers.
 
+    Args (every optimizer takes these, by keyword):
+        learning_rate: a float >= 0 or a schedule ``schedule(step) -> lr``.
+        weight_decay: L2 (decoupled for AdamW), >= 0.
+        clipnorm: clip each parameter's gradient to this L2 norm (None: off).
+        clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]`` (None: off).
+        global_clipnorm: clip all gradients together to this joint L2 norm (None: off; not
+            with ``clipnorm``). See "Gradient clipping" in the module docstring.
+
     Attributes:
         iterations: number of :meth:`step` calls so far.
         learning_rate: the current rate (a float; a schedule is evaluated at ``iterations``).
