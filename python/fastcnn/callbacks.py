@@ -1,4 +1,5 @@
-"""Training callbacks: History, EarlyStopping, ModelCheckpoint, LearningRateScheduler.
+"""Training callbacks: History, EarlyStopping, ModelCheckpoint, LearningRateScheduler,
+ReduceLROnPlateau, CSVLogger, TerminateOnNaN, LambdaCallback.
 
 A callback gets ``set_model(model)`` and then, from ``model.fit``:
 ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
@@ -7,17 +8,27 @@ running ``loss`` and metrics of the epoch), ``on_epoch_end(epoch, logs)`` (``log
 epoch's ``loss``, metrics and ``val_*`` values; a callback may add keys, they go into the
 History) and ``on_train_end(logs)``. Epochs and batches are 0-based. Setting
 ``model.stop_training = True`` ends training after the current batch.
+
+A NaN or infinite batch loss is found by ``train_step`` before that batch changes any weight;
+``fit`` then asks ``on_train_batch_nonfinite(batch, logs)`` (``logs["loss"]`` the value):
+when a callback returns True (:class:`TerminateOnNaN` does) training ends there cleanly, with
+the weights of before that batch and the History of the completed epochs; otherwise ``fit``
+raises :class:`fastcnn.NonFiniteLossError`.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
@@ -25,6 +36,8 @@ __all__ = [
     "LambdaCallback",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
 ]
 
 Logs = dict[str, Any]
@@ -57,6 +70,12 @@ class Callback:
 
     def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         """After batch ``batch`` was applied (weights updated)."""
+
+    def on_train_batch_nonfinite(self, batch: int, logs: Logs | None = None) -> bool:
+        """The loss of batch ``batch`` is NaN or infinite (``logs["loss"]``); no weight has
+        changed. Return True to end training cleanly here instead of raising
+        :class:`fastcnn.NonFiniteLossError` (the default, False)."""
+        return False
 
 
 class CallbackList(Callback):
@@ -98,6 +117,11 @@ class CallbackList(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._dispatch("on_train_batch_end", batch, logs)
+
+    def on_train_batch_nonfinite(self, batch, logs=None):
+        # every callback is asked (none is skipped because an earlier one said True)
+        answers = [bool(cb.on_train_batch_nonfinite(batch, logs)) for cb in self.callbacks]
+        return any(answers)
 
 
 class History(Callback):
@@ -297,12 +321,242 @@ class LearningRateScheduler(Callback):
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
+class ReduceLROnPlateau(Callback):
+    """Multiply the optimizer's learning rate by ``factor`` when ``monitor`` has not improved
+    for ``patience`` epochs (Keras' arguments, defaults and rules).
+
+    Args:
+        monitor: an epoch result (``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ...).
+        factor: ``new_lr = max(lr * factor, min_lr)``; in [0, 1).
+        patience: epochs without improvement before the rate is reduced.
+        verbose: 1 prints a line for each reduction.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like names).
+        min_delta: an improvement must beat the best by more than this.
+        cooldown: epochs to wait after a reduction before counting again.
+        min_lr: the rate is never reduced below this (nor reduced once at it).
+
+    The rate of each epoch is added to its results as ``"learning_rate"``. The optimizer's
+    learning rate must be a number: with a schedule (a callable) as learning rate,
+    ``on_train_begin`` raises a TypeError.
+
+    Attributes:
+        best, wait, cooldown_counter: the state of the rule.
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= float(factor) < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in [0, 1) (the rate is "
+                             f"multiplied by it), got factor={factor}")
+        for nm, v in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+                raise ValueError(f"ReduceLROnPlateau: {nm} must be an int >= 0, got {v!r}")
+        if not float(min_lr) >= 0.0:
+            raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr!r}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _resolve_mode(mode, monitor)
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def _better(self, a: float, b: float) -> bool:
+        if self.mode == "min":
+            return a < b - self.min_delta
+        return a > b + self.min_delta
+
+    def _optimizer(self) -> Any:
+        opt = self.model.optimizer
+        if opt.schedule is not None:
+            raise TypeError(f"ReduceLROnPlateau: the optimizer's learning rate is the schedule "
+                            f"{opt.schedule!r}, which this callback can't lower; give the "
+                            f"optimizer a number as learning_rate, or drop the callback")
+        return opt
+
+    def on_train_begin(self, logs=None):
+        self._optimizer()
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        opt = self._optimizer()
+        if logs is not None:
+            logs["learning_rate"] = float(opt.learning_rate)
+        current = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(opt.learning_rate)
+                if old > float(np.float32(self.min_lr)):
+                    new = max(old * self.factor, self.min_lr)
+                    opt.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Write each epoch's results to a CSV file (Keras' format).
+
+    Args:
+        filename: the file; its folder must exist.
+        separator: the field separator.
+        append: add to an existing file (its header is kept and used for the columns) instead
+            of overwriting it.
+
+    The columns are ``epoch`` (0-based, as Keras writes it) and the first epoch's result names,
+    sorted (Keras' order); a name missing in a later epoch is written as ``NA``. The file is
+    flushed after every epoch (a run stopped early keeps its lines) and closed at the end of
+    training. A file that can't be opened raises an OSError naming ``filename``.
+    """
+
+    def __init__(self, filename: str | os.PathLike[str], separator: str = ",",
+                 append: bool = False) -> None:
+        super().__init__()
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = bool(append)
+        self.keys: list[str] | None = None
+        self._file: io.TextIOBase | None = None
+        self._writer: Any = None
+        self._header_needed = True
+
+    def _existing_header(self) -> list[str] | None:
+        try:
+            with open(self.filename, newline="") as f:
+                first = f.readline()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise OSError(f"CSVLogger: cannot read {self.filename!r}: {e.strerror or e}") from e
+        if not first.strip():
+            return None
+        return next(csv.reader([first], delimiter=self.sep))
+
+    def on_train_begin(self, logs=None):
+        self._close()
+        self.keys = None
+        self._header_needed = True
+        if self.append:
+            header = self._existing_header()
+            if header is not None:
+                self.keys = [k for k in header if k != "epoch"]
+                self._header_needed = False
+        try:
+            self._file = open(self.filename, "a" if self.append else "w",
+                              newline="", encoding="utf-8")
+        except OSError as e:
+            raise OSError(f"CSVLogger: cannot open {self.filename!r} for writing: "
+                          f"{e.strerror or e}") from e
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._file is None:  # used without on_train_begin (a hand-written loop)
+            self.on_train_begin()
+        assert self._file is not None
+        if self.keys is None:
+            self.keys = sorted(logs)
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *self.keys],
+                                          delimiter=self.sep, extrasaction="ignore")
+            if self._header_needed:
+                self._writer.writeheader()
+        row = {"epoch": epoch, **{k: _csv_value(logs[k]) if k in logs else "NA"
+                                  for k in self.keys}}
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as e:
+            raise OSError(f"CSVLogger: cannot write to {self.filename!r}: "
+                          f"{e.strerror or e}") from e
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._writer = None
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+
+def _csv_value(v: Any) -> Any:
+    """A cell: numbers as they are, sequences as ``"[a, b]"`` (Keras' rendering)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list | tuple | np.ndarray) and np.ndim(v) > 0:
+        return f"[{', '.join(str(x) for x in np.ravel(v))}]"
+    return float(v) if isinstance(v, np.floating | np.integer) else v
+
+
+class TerminateOnNaN(Callback):
+    """End training cleanly at the first NaN or infinite batch loss (Keras' callback).
+
+    Without it ``fit`` raises :class:`fastcnn.NonFiniteLossError`. With it, ``fit`` stops at
+    that batch instead: the batch is not applied (the weights, and the optimizer's state, are
+    those of before it), the epoch it interrupted is not recorded, ``on_train_end`` runs and
+    ``fit`` returns the History of the completed epochs. A line naming the epoch and batch is
+    printed. A non-finite running loss seen in ``on_train_batch_end`` (a custom step that
+    does not check) also sets ``model.stop_training``.
+
+    Attributes:
+        stopped: ``(epoch, batch)`` (0-based) where training was ended, or None.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.stopped = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _stop(self, batch: int, loss: Any, applied: bool) -> None:
+        self.stopped = (self._epoch, batch)
+        self.model.stop_training = True
+        state = ("after it was applied" if applied
+                 else "the weights are those before this batch")
+        print(f"Epoch {self._epoch + 1}, batch {batch + 1}: the loss is {loss}; terminating "
+              f"training ({state}).", flush=True)
+
+    def on_train_batch_nonfinite(self, batch, logs=None):
+        self._stop(batch, (logs or {}).get("loss", math.nan), applied=False)
+        return True
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._stop(batch, loss, applied=True)
+
+
 class LambdaCallback(Callback):
     """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``
     (any of the hook names; missing ones do nothing)."""
 
     _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-              "on_train_batch_begin", "on_train_batch_end")
+              "on_train_batch_begin", "on_train_batch_end", "on_train_batch_nonfinite")
 
     def __init__(self, **hooks: Callable[..., None]) -> None:
         super().__init__()

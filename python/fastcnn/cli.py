@@ -4,15 +4,24 @@
 Flatten -> Dense 128 -> Dense softmax) on the bundled 8x8 digits and reports test accuracy;
 ``fastcnn train --data DIR`` trains the same network on an image folder (one sub-folder per
 class). Errors in arguments or data print one line and exit with status 2, without a traceback.
+``python -m fastcnn ...`` is the same command; ``fastcnn --version`` prints the version.
+
+Output: progress bars on a terminal; when stdout is not a terminal (a pipe, a file, CI) ``train``
+prints one line per epoch instead (Keras' ``verbose=2``). Warnings raised during the command
+(e.g. an unreadable image) print as one line, ``warning: <message>``, on stderr. Ctrl-C during
+``train`` stops after the current batch: the summary gives the epochs actually trained, the
+model is still evaluated and saved (``--out``), and the exit status is 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,7 +110,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
     if a.epochs is not None and a.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {a.epochs}")
-    verbose = 0 if a.quiet else 1
+    # progress bars only on a terminal: piped or redirected, one line per epoch
+    verbose = 0 if a.quiet else (1 if _is_terminal(sys.stdout) else 2)
     meta: dict[str, Any]
     if a.data is None:
         (x, y), (x_test, y_test) = datasets.load_digits()
@@ -124,6 +134,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         train = data.ImageFolder(a.data, augment=augment, shuffle=True,
                                  validation_split=split, subset="training" if split else None,
                                  **common)
+        if len(train.class_indices) < 2:
+            raise ValueError(f"{a.data}: found only one class sub-folder "
+                             f"({next(iter(train.class_indices))!r}); training a classifier "
+                             f"needs at least two (one sub-folder of images per class)")
         val = (data.ImageFolder(a.data, shuffle=False, validation_split=split,
                                 subset="validation", **common) if split else None)
         classes = sorted(train.class_indices, key=train.class_indices.__getitem__)
@@ -144,7 +158,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     history = model.fit(epochs=epochs, verbose=verbose, seed=a.seed, **fit_args)
     elapsed = time.perf_counter() - t0
     hist = history.history
-    line = f"trained {epochs} epochs in {elapsed:.1f} s"
+    done = len(history.epoch)  # the epochs actually completed (fewer after Ctrl-C)
+    line = (f"interrupted: trained {done} of {epochs} epochs in {elapsed:.1f} s"
+            if history.interrupted else f"trained {done} epochs in {elapsed:.1f} s")
     if "val_accuracy" in hist:
         line += f"; validation accuracy {hist['val_accuracy'][-1]:.4f}"
     print(line)
@@ -157,13 +173,15 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.plot:
         _plot(hist, a.plot)
         print(f"saved the training curves to {a.plot}")
-    return 0
+    return 130 if history.interrupted else 0
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .data import load_image
     from .saving import load_model
 
+    if a.top < 1:
+        raise ValueError(f"--top must be >= 1 (the number of classes to print), got {a.top}")
     model = load_model(a.model, compile=False)
     meta = getattr(model, "metadata", None) or {}
     shape = model.input_shape
@@ -184,7 +202,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
             raise ValueError(f"{path}: cannot read the image ({e})") from None
         batch.append(img * scale)
     probs = model.predict(np.stack(batch).astype(np.float32))
-    k = max(1, min(a.top, probs.shape[1]))
+    k = min(a.top, probs.shape[1])
     for path, p in zip(a.images, probs, strict=True):
         best = np.argsort(-p, kind="stable")[:k]
         parts = [f"{names[i] if names else i} ({p[i]:.4f})" for i in best]
@@ -192,9 +210,48 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # a closed or detached stream
+        return False
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """``warnings.formatwarning`` for the command: ``warning: <message>``, no source line."""
+    text = " ".join(str(message).split())
+    return f"warning: {text}\n"
+
+
+@contextlib.contextmanager
+def _cli_warnings() -> Iterator[None]:
+    """Warnings print as one readable line while the command runs; restored afterwards."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
+def _add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastcnn {__version__}")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fastcnn`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``fastcnn`` console script (and of ``python -m fastcnn``); returns
+    the exit status."""
+    args = _add_version(_parser()).parse_args(argv)
+    with _cli_warnings():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "info":
             return _cmd_info()

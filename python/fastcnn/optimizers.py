@@ -27,6 +27,19 @@ the other device than its parameter (e.g. state loaded from a file, then the mod
 moved to the parameter's device at the next :meth:`Optimizer.step`. Step counters stay on the
 host; :meth:`Optimizer.get_state` always returns NumPy arrays.
 
+Gradient clipping
+-----------------
+Every optimizer takes Keras' ``clipnorm`` (each parameter's gradient rescaled to an L2 norm of
+at most ``clipnorm``: ``g * clipnorm / max(||g||, clipnorm)``), ``global_clipnorm`` (all
+gradients of one step rescaled together so that their joint L2 norm is at most
+``global_clipnorm``) and ``clipvalue`` (each element clipped to ``[-clipvalue, clipvalue]``). At
+most one of ``clipnorm`` / ``global_clipnorm`` may be set; as in Keras 3 one rule applies,
+checked in the order clipnorm, global_clipnorm, clipvalue. Clipping acts on the raw gradient
+(before L2 ``weight_decay`` is added), writes a clipped copy (the model's gradients are left as
+``backward`` wrote them) and is deterministic: the norms are float64 sums of the float32
+gradients, computed on the gradients' device and read back as one scalar per parameter
+(``clipnorm``) or per step (``global_clipnorm``); a gradient within the bound is used as it is.
+
 Learning-rate schedules are callables ``schedule(step) -> lr`` evaluated on
 ``optimizer.iterations`` (the number of ``step`` calls so far, i.e. batches): pass one as
 ``learning_rate``.
@@ -187,6 +200,14 @@ ParamSource = Any  # a model (with named_parameters) or an iterable of (param, g
 class Optimizer:
     """Base class of the optimizers.
 
+    Args (every optimizer takes these, by keyword):
+        learning_rate: a float >= 0 or a schedule ``schedule(step) -> lr``.
+        weight_decay: L2 (decoupled for AdamW), >= 0.
+        clipnorm: clip each parameter's gradient to this L2 norm (None: off).
+        clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]`` (None: off).
+        global_clipnorm: clip all gradients together to this joint L2 norm (None: off; not
+            with ``clipnorm``). See "Gradient clipping" in the module docstring.
+
     Attributes:
         iterations: number of :meth:`step` calls so far.
         learning_rate: the current rate (a float; a schedule is evaluated at ``iterations``).
@@ -197,7 +218,16 @@ class Optimizer:
     name: ClassVar[str] = "optimizer"
 
     def __init__(self, learning_rate: float | LearningRateSchedule = 0.001,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None,
+                 global_clipnorm: float | None = None) -> None:
+        self.clipnorm = _clip_arg(clipnorm, "clipnorm", type(self).__name__)
+        self.clipvalue = _clip_arg(clipvalue, "clipvalue", type(self).__name__)
+        self.global_clipnorm = _clip_arg(global_clipnorm, "global_clipnorm", type(self).__name__)
+        if self.clipnorm is not None and self.global_clipnorm is not None:
+            raise ValueError(f"{type(self).__name__}: only one of clipnorm and global_clipnorm "
+                             f"can be set, got clipnorm={clipnorm}, "
+                             f"global_clipnorm={global_clipnorm}")
         self.iterations = 0
         self._lr: float | LearningRateSchedule = 0.0
         self.learning_rate = learning_rate  # type: ignore[assignment]
@@ -244,9 +274,10 @@ class Optimizer:
             g[...] = 0
 
     def step(self, params: ParamSource) -> None:
-        """Apply one update to every ``(param, grad)`` of ``params``, in place."""
+        """Apply one update to every ``(param, grad)`` of ``params``, in place (the gradients
+        clipped first when ``clipnorm`` / ``global_clipnorm`` / ``clipvalue`` is set)."""
         lr = self.learning_rate
-        for key, p, g in self._named(params):
+        for key, p, g in self._clipped(list(self._named(params))):
             st = self.state.get(key)
             if st is None:
                 st = self.state[key] = {"step": np.zeros((), dtype=np.int64)}
@@ -254,6 +285,20 @@ class Optimizer:
             _match_device(st, p)
             self._update(p, g, st, lr, int(st["step"]))
         self.iterations += 1
+
+    def _clipped(self, named: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
+        """``named`` with each gradient replaced by its clipped copy (module docstring)."""
+        if self.clipnorm is not None:
+            return [(k, p, _scaled(g, self.clipnorm, _sumsq(g))) for k, p, g in named]
+        if self.global_clipnorm is not None and named:
+            total = sum(_sumsq_device(g) for _, _, g in named)
+            sumsq = float(total)  # the one device-to-host copy of the step
+            return [(k, p, _scaled(g, self.global_clipnorm, sumsq)) for k, p, g in named]
+        if self.clipvalue is not None:
+            v = self.clipvalue
+            return [(k, p, array_module(g).clip(g, np.float32(-v), np.float32(v))
+                     .astype(np.float32, copy=False)) for k, p, g in named]
+        return named
 
     def _slot(self, st: dict[str, np.ndarray], name: str, like: np.ndarray,
               init: np.ndarray | None = None) -> np.ndarray:
@@ -276,7 +321,11 @@ class Optimizer:
         elif not isinstance(lr, float):
             raise ValueError(f"cannot serialise the learning-rate callable {lr!r}; "
                              f"use a fastcnn.optimizers.LearningRateSchedule")
-        return {"learning_rate": lr, "weight_decay": self.weight_decay}
+        cfg: dict[str, Any] = {"learning_rate": lr, "weight_decay": self.weight_decay}
+        for nm in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(self, nm) is not None:  # only the ones set: older configs stay valid
+                cfg[nm] = getattr(self, nm)
+        return cfg
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
@@ -339,6 +388,40 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _clip_arg(value: Any, name: str, who: str) -> float | None:
+    """A clipping bound: None (off) or a finite float > 0 (ValueError otherwise)."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: {name} must be a number or None, got {value!r}") from None
+    if isinstance(value, bool) or not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{who}: {name} must be a finite number > 0 (or None for no "
+                         f"clipping), got {value!r}")
+    return v
+
+
+def _sumsq_device(g: Any) -> Any:
+    """Sum of squares of ``g`` in float64, as a 0-d array on ``g``'s device."""
+    g64 = g.astype(np.float64)
+    return array_module(g).sum(g64 * g64)
+
+
+def _sumsq(g: Any) -> float:
+    return float(_sumsq_device(g))
+
+
+def _scaled(g: Any, bound: float, sumsq: float) -> Any:
+    """``g * bound / max(sqrt(sumsq), bound)`` (Keras' clip_by_norm): ``g`` itself when
+    within the bound, else a float32 copy. A non-finite norm leaves ``g`` as it is (NaN in,
+    NaN out)."""
+    norm = math.sqrt(sumsq) if sumsq >= 0 else math.nan
+    if not math.isfinite(norm) or norm <= bound:
+        return g
+    return (g * np.float32(bound / norm)).astype(np.float32, copy=False)
+
+
 def _match_device(st: dict[str, Any], p: Any) -> None:
     """Move the state arrays of one parameter (not its step counter) to ``p``'s device."""
     gpu = is_cupy(p)
@@ -360,8 +443,8 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float | LearningRateSchedule = 0.01,
                  momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(learning_rate, weight_decay)
+                 weight_decay: float = 0.0, **clipping: float | None) -> None:
+        super().__init__(learning_rate, weight_decay, **clipping)
         if not 0.0 <= momentum < 1.0 + 1e-12:
             raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum}")
         if nesterov and momentum <= 0:
@@ -395,8 +478,8 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate: float | LearningRateSchedule = 0.001,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(learning_rate, weight_decay)
+                 weight_decay: float = 0.0, **clipping: float | None) -> None:
+        super().__init__(learning_rate, weight_decay, **clipping)
         for nm, b in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"{type(self).__name__}: {nm} must be in [0, 1), got {b}")
@@ -423,8 +506,8 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate: float | LearningRateSchedule = 0.001,
                  weight_decay: float = 0.01, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7) -> None:
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay)
+                 epsilon: float = 1e-7, **clipping: float | None) -> None:
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, **clipping)
 
 
 class RMSprop(Optimizer):
@@ -439,8 +522,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate: float | LearningRateSchedule = 0.001, rho: float = 0.9,
                  momentum: float = 0.0, epsilon: float = 1e-7, centered: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(learning_rate, weight_decay)
+                 weight_decay: float = 0.0, **clipping: float | None) -> None:
+        super().__init__(learning_rate, weight_decay, **clipping)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"RMSprop: rho must be in [0, 1), got {rho}")
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
