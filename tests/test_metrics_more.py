@@ -283,3 +283,22 @@ def test_metrics_on_the_gpu_match_the_cpu() -> None:
         cpu.update(y, p)
         gpu.update(cp.asarray(y), cp.asarray(p))
         assert gpu.result() == pytest.approx(cpu.result(), abs=1e-12), m
+
+
+def test_fit_tells_metrics_which_activation_its_logits_need() -> None:
+    """A 3-column sigmoid output trained with binary cross-entropy is fused (fit sees logits):
+    the metrics must apply the sigmoid, not a softmax over the 3 columns. Their values after an
+    epoch equal the same metrics computed on predict's probabilities."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    y = (rng.random((64, 3)) < 0.5).astype(np.float32)
+    model = fc.Sequential([fc.layers.Dense(3, activation="sigmoid")], input_shape=(5,), seed=0)
+    model.compile(fc.optimizers.SGD(learning_rate=0.0), "binary_crossentropy",
+                  metrics=["precision", "recall", "auc"])
+    assert model.output_fused
+    hist = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    probs = model.predict(x)
+    for name in ("precision", "recall", "auc"):
+        m = fc.metrics.get(name)
+        m.update(y, probs)
+        assert hist.history[name][0] == pytest.approx(m.result(), rel=1e-6), name

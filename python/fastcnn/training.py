@@ -100,7 +100,7 @@ class StepResult(NamedTuple):
     #: the last layer's pre-activation values when ``logits`` is True
     outputs: Any
     #: whether ``outputs`` are logits (``model.output_fused``: the output activation is fused
-    #: into the loss); pass ``logits=logits or model.loss.from_logits`` to a metric's update
+    #: into the loss); a metric's update is then told the loss's activation (as fit does)
     logits: bool
 
 
@@ -143,6 +143,16 @@ def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
 
 # --------------------------------------------------------------------------------------------
 # data helpers
+
+
+def _metric_logits(loss_fn: Any, logits: bool) -> str | bool:
+    """What a metric's ``update(..., logits=)`` is told about the outputs: the activation that
+    turns them into probabilities (``"softmax"`` / ``"sigmoid"``, the loss's) when they are
+    logits, else False. A metric can't tell a several-column sigmoid output from a softmax one
+    by its shape, so it is told which."""
+    if logits or loss_fn.from_logits:
+        return loss_fn.fused_activation or bool(logits or loss_fn.from_logits)
+    return False
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -378,7 +388,7 @@ def _evaluate_logs(model: Sequential, x: Any, y: Any, batch_size: int, verbose: 
         total += value * n
         count += n
         for m in model.metrics:
-            m.update(yb, out, logits=fused or loss_fn.from_logits)
+            m.update(yb, out, logits=_metric_logits(loss_fn, fused))
     if count == 0:
         raise ValueError(f"{who}: no samples")
     logs = {"loss": total / count}
@@ -422,6 +432,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     bar: Any = None
     batches: Any = None
     epoch, batch = initial_epoch, -1
+    nonfinite = False
     try:
         cbs.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
@@ -442,6 +453,9 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 try:
                     step = train_step(model, xb, yb)
                 except NonFiniteLossError as e:
+                    if cbs.on_train_batch_nonfinite(batch, {"loss": e.loss}):
+                        nonfinite = True  # a callback (TerminateOnNaN) ends training here
+                        break
                     raise NonFiniteLossError(
                         f"the loss became {e.loss} at epoch {epoch + 1}, batch {batch + 1} "
                         f"(of {len(train)}); the weights are those before that batch. "
@@ -451,7 +465,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 running += step.loss * n
                 seen += n
                 for m in model.metrics:
-                    m.update(yb, step.outputs, logits=step.logits or loss_fn.from_logits)
+                    m.update(yb, step.outputs, logits=_metric_logits(loss_fn, step.logits))
                 blogs = {"loss": running / seen, **{m.name: m.result() for m in model.metrics}}
                 bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
                 bar.update(1)
@@ -459,7 +473,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 if interrupt["flag"] or model.stop_training:
                     break
             _close_iterator(batches)
-            if interrupt["flag"]:
+            if interrupt["flag"] or nonfinite:
                 break
             if seen == 0:
                 raise ValueError("fit: the training data yielded no batches")
