@@ -159,8 +159,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     hist = history.history
     done = len(history.epoch)  # the epochs actually completed (fewer after Ctrl-C)
-    line = (f"interrupted: trained {done} of {epochs} epochs in {elapsed:.1f} s"
-            if history.interrupted else f"trained {done} epochs in {elapsed:.1f} s")
+    unit = "epoch" if (epochs if history.interrupted else done) == 1 else "epochs"
+    line = (f"interrupted: trained {done} of {epochs} {unit} in {elapsed:.1f} s"
+            if history.interrupted else f"trained {done} {unit} in {elapsed:.1f} s")
     if "val_accuracy" in hist:
         line += f"; validation accuracy {hist['val_accuracy'][-1]:.4f}"
     print(line)
