@@ -62,6 +62,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._device import assign, host_copy, is_cupy
 from ._device import move as _device_move
+from .onnx import Exportable
 from .saving import Saveable
 from .training import Trainer
 
@@ -76,7 +77,7 @@ __all__ = ["Sequential"]
 # the model
 
 
-class Sequential(Trainer, Saveable):
+class Sequential(Trainer, Saveable, Exportable):
     """A linear stack of layers.
 
     Args:
