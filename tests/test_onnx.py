@@ -95,8 +95,8 @@ def test_conv2d_every_option(onnx: Any, ort: Any, rng: np.random.Generator, kern
     conv = proto.graph.node[0]
     assert conv.op_type == "Conv" and len(conv.input) == (3 if bias else 2)
     ops = [n.op_type for n in proto.graph.node]
-    assert ops == ["Conv"] + ({"relu": ["Relu"], "sigmoid": ["Sigmoid"],
-                               "softmax": ["Softmax"]}.get(act, []))  # type: ignore[arg-type]
+    assert ops == ["Conv", *{"relu": ["Relu"], "sigmoid": ["Sigmoid"],
+                             "softmax": ["Softmax"]}.get(act or "", [])]
 
 
 def test_conv2d_pads_are_in_onnx_order(onnx: Any) -> None:
@@ -265,3 +265,337 @@ def test_without_onnx_an_import_error_names_the_extra(monkeypatch: Any, tmp_path
     model.save(tmp_path / "m.npz")
     assert cli_main(["export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx")]) == 2
     assert 'pip install "fastcnn[onnx]"' in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# import: a CNN exported by PyTorch
+
+
+def _torch_onnx(torch: Any, net: Any, shape: tuple[int, ...], onnx: Any) -> Any:
+    import io
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation warning
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), torch.zeros(1, *shape), buf, dynamo=False,
+                          input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _torch_check(torch: Any, onnx: Any, ort: Any, net: Any, shape: tuple[int, ...],
+                 rng: np.random.Generator) -> fastcnn.Sequential:
+    """Import ``net``'s ONNX graph; its predictions equal onnxruntime's and PyTorch's."""
+    from fastcnn.onnx import load_onnx
+
+    proto = _torch_onnx(torch, net, shape, onnx)
+    model = load_onnx(proto)
+    x = rng.standard_normal((6, *shape)).astype(np.float32)
+    got = model.predict(x)
+    assert _max_rel(got, _run(ort, proto, x)) <= TOL
+    with torch.no_grad():
+        assert _max_rel(got, net(torch.from_numpy(x)).numpy()) <= TOL
+    return model
+
+
+def test_torch_seeds_cnn_imports_and_fine_tunes(onnx: Any, ort: Any,
+                                                rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 4 * 4, 32), nn.ReLU(),
+                        nn.Linear(32, 10))
+    model = _torch_check(torch, onnx, ort, net, (1, 12, 12), rng)
+    kinds = [(type(lay).__name__, getattr(lay, "activation", None)) for lay in model.layers]
+    assert kinds == [("Conv2D", "relu"), ("Conv2D", "relu"), ("MaxPool2D", None),
+                     ("Flatten", None), ("Dense", "relu"), ("Dense", None)]
+    np.testing.assert_array_equal(model.layers[0].params["kernel"],
+                                  net[0].weight.detach().numpy())
+    # fine-tune with fastcnn: the logits output trains with a from_logits loss
+    x = rng.standard_normal((64, 1, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    model.compile(fastcnn.optimizers.Adam(1e-2),
+                  fastcnn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = model.evaluate(x, y)
+    model.fit(x, y, batch_size=16, epochs=5, verbose=0, seed=0)
+    assert model.evaluate(x, y) < before
+
+
+def _net(torch: Any, *mods: Any) -> Any:
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(*mods)
+    with torch.no_grad():  # non-zero biases everywhere
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return net
+
+
+@pytest.mark.parametrize("conv", [
+    dict(stride=2), dict(padding=1), dict(padding=(1, 2)), dict(dilation=2),
+    dict(groups=2), dict(bias=False), dict(padding="same"), dict(stride=(2, 1), padding=2),
+], ids=str)
+def test_torch_conv_options(onnx: Any, ort: Any, rng: np.random.Generator,
+                            conv: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    kernel = (2, 3) if conv.get("padding") == "same" else 3
+    net = _net(torch, nn.Conv2d(4, 6, kernel, **conv), nn.ReLU(), nn.Flatten())
+    model = _torch_check(torch, onnx, ort, net, (4, 9, 10), rng)
+    layer = model.layers[0]
+    assert isinstance(layer, L.Conv2D) and layer.activation == "relu"
+    assert layer.use_bias == conv.get("bias", True)
+
+
+@pytest.mark.parametrize("pool", [
+    dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=2, ceil_mode=True), dict(kernel_size=(2, 3), stride=(1, 2)),
+], ids=str)
+def test_torch_maxpool_options(onnx: Any, ort: Any, rng: np.random.Generator,
+                               pool: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    net = _net(torch, torch.nn.MaxPool2d(**pool))
+    model = _torch_check(torch, onnx, ort, net, (3, 7, 9), rng)
+    assert isinstance(model.layers[0], L.MaxPool2D)
+
+
+def test_torch_activations_and_flattens(onnx: Any, ort: Any, rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)
+            self.fc = nn.Linear(3 * 5 * 5, 4)
+            self.fc2 = nn.Linear(4, 3)
+
+        def forward(self, x: Any) -> Any:
+            x = torch.softmax(torch.relu(torch.sigmoid(self.conv(x))), dim=1)
+            x = torch.flatten(x, 1)
+            return torch.softmax(torch.sigmoid(self.fc2(torch.relu(self.fc(x)))), dim=1)
+
+    model = _torch_check(torch, onnx, ort, _net(torch, Net()), (2, 5, 5), rng)
+    kinds = [(type(lay).__name__, getattr(lay, "activation", None)) for lay in model.layers]
+    assert kinds == [("Conv2D", "sigmoid"), ("ReLU", "relu"), ("Softmax", "softmax"),
+                     ("Flatten", None), ("Dense", "relu"), ("Dense", "sigmoid"),
+                     ("Softmax", "softmax")]
+
+
+def test_torch_view_flatten_is_not_a_chain(onnx: Any) -> None:
+    torch = pytest.importorskip("torch")
+    from fastcnn.onnx import load_onnx
+
+    class Net(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x.view(x.size(0), -1)
+
+    proto = _torch_onnx(torch, Net(), (2, 3, 3), onnx)
+    with pytest.raises(ValueError, match=r"node #0 \(Shape '.*'\): op 'Shape' is not supported"):
+        load_onnx(proto)
+
+
+# --------------------------------------------------------------------------------------------
+# import: graphs written with onnx.helper
+
+
+def _graph(onnx: Any, nodes: list[Any], inits: dict[str, np.ndarray], shape: list[Any],
+           opset: int = 17, output: str | None = None, out_type: int = 1) -> Any:
+    h = onnx.helper
+    f32 = onnx.TensorProto.FLOAT
+    graph = h.make_graph(
+        nodes, "g", [h.make_tensor_value_info("x", f32, shape)],
+        [h.make_tensor_value_info(output or nodes[-1].output[0], out_type, None)],
+        initializer=[onnx.numpy_helper.from_array(v, name=k) for k, v in inits.items()])
+    # the checker wants the output's shape: onnx's shape inference writes it (or, for a graph
+    # it can't infer, a rank-2 shape of free dimensions)
+    proto = onnx.shape_inference.infer_shapes(
+        h.make_model(graph, opset_imports=[h.make_opsetid("", opset)]))
+    out = proto.graph.output[0].type.tensor_type
+    if not out.HasField("shape"):
+        out.shape.dim.add()
+        out.shape.dim.add()
+    return proto
+
+
+def _same_as_ort(ort: Any, proto: Any, shape: tuple[int, ...], rng: np.random.Generator,
+                 **kw: Any) -> fastcnn.Sequential:
+    from fastcnn.onnx import load_onnx
+
+    model = load_onnx(proto, **kw)
+    x = rng.standard_normal((5, *shape)).astype(np.float32)
+    assert _max_rel(model.predict(x), _run(ort, proto, x)) <= TOL
+    return model
+
+
+def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_matmul_add_is_a_dense(onnx: Any, ort: Any, rng: np.random.Generator,
+                               swap: bool) -> None:
+    mk = onnx.helper.make_node
+    nodes = [mk("Flatten", ["x"], ["f"]), mk("MatMul", ["f", "W"], ["m"]),
+             mk("Add", ["b", "m"] if swap else ["m", "b"], ["a"]), mk("Relu", ["a"], ["y"])]
+    proto = _graph(onnx, nodes, {"W": _f32(rng, 12, 5), "b": _f32(rng, 5)}, ["N", 3, 2, 2])
+    model = _same_as_ort(ort, proto, (3, 2, 2), rng)
+    dense = model.layers[1]
+    assert isinstance(dense, L.Dense) and dense.use_bias and dense.activation == "relu"
+
+
+def test_gemm_attributes_reshape_constant_identity_dropout(onnx: Any, ort: Any,
+                                                          rng: np.random.Generator) -> None:
+    mk = onnx.helper.make_node
+    shape_c = onnx.numpy_helper.from_array(np.array([0, -1], dtype=np.int64))
+    nodes = [mk("Identity", ["x"], ["i"]),
+             mk("Constant", [], ["shape"], value=shape_c),
+             mk("Reshape", ["i", "shape"], ["r"]),
+             mk("Dropout", ["r", "ratio"], ["d"]),
+             mk("Gemm", ["d", "B", "C"], ["y"], alpha=0.5, beta=2.0, transB=0)]
+    inits = {"B": _f32(rng, 18, 4), "C": _f32(rng, 1, 4), "ratio": np.array(0.25, np.float32)}
+    model = _same_as_ort(ort, _graph(onnx, nodes, inits, ["N", 2, 3, 3]), (2, 3, 3), rng)
+    assert [type(lay).__name__ for lay in model.layers] == ["Flatten", "Dropout", "Dense"]
+    assert model.layers[1].rate == 0.25
+
+
+@pytest.mark.parametrize("auto_pad", ["VALID", "SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_auto_pad(onnx: Any, ort: Any, rng: np.random.Generator, auto_pad: str,
+                  stride: int) -> None:
+    mk = onnx.helper.make_node
+    # SAME_UPPER is Keras' "same"; SAME_LOWER puts an odd total's extra row/column first: the
+    # conv's along W with stride 2 on 7 x 6, the (3, 2) pooling's along W
+    nodes = [mk("Conv", ["x", "W"], ["c"], auto_pad=auto_pad, strides=[stride, stride]),
+             mk("MaxPool", ["c"], ["y"], kernel_shape=[3, 2], auto_pad=auto_pad)]
+    proto = _graph(onnx, nodes, {"W": _f32(rng, 3, 2, 3, 3)}, ["N", 2, 7, 6])
+    if auto_pad == "SAME_LOWER":  # the pooling's (and with stride 2 the conv's) odd total
+        from fastcnn.onnx import load_onnx
+
+        first = r"#0 \(Conv ''\): pads" if stride == 2 else r"#1 \(MaxPool ''\): pads"
+        with pytest.raises(ValueError, match=first):
+            load_onnx(proto)
+        return
+    model = _same_as_ort(ort, proto, (2, 7, 6), rng)
+    assert model.layers[1].padding == ("valid" if auto_pad == "VALID" else "same")
+
+
+def test_free_spatial_dims_need_input_shape(onnx: Any, ort: Any,
+                                            rng: np.random.Generator) -> None:
+    from fastcnn.onnx import load_onnx
+
+    mk = onnx.helper.make_node
+    proto = _graph(onnx, [mk("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])],
+                   {"W": _f32(rng, 3, 2, 3, 3)}, ["N", 2, "H", "W"])
+    with pytest.raises(ValueError, match=r"pass input_shape=\(C, H, W\)"):
+        load_onnx(proto)
+    _same_as_ort(ort, proto, (2, 6, 5), rng, input_shape=(2, 6, 5))
+    with pytest.raises(ValueError, match="does not fit the graph input"):
+        load_onnx(proto, input_shape=(3, 6, 5))
+
+
+@pytest.mark.parametrize(("layers", "shape"), [
+    ([L.Conv2D(3, 3, padding="same", activation="relu"), L.Conv2D(4, 2, strides=2),
+      L.ReLU(), L.MaxPool2D(2, padding="same"), L.Dropout(0.1), L.Flatten(),
+      L.Dense(6, activation="sigmoid"), L.Dense(3), L.Softmax()], (2, 9, 7)),
+    ([L.Dense(5, use_bias=False), L.Activation("sigmoid"), L.Dense(2, activation="softmax")],
+     (4,)),
+    ([L.Dropout(0.5)], (3,)),
+])
+def test_round_trip(onnx: Any, ort: Any, rng: np.random.Generator, tmp_path: Any,
+                    layers: list[L.Layer], shape: tuple[int, ...]) -> None:
+    from fastcnn.onnx import load_onnx
+
+    model = fastcnn.Sequential(layers, input_shape=shape, seed=2)
+    _randomise(model, rng)
+    model.export(tmp_path / "m.onnx")
+    back = load_onnx(tmp_path / "m.onnx")
+    x = rng.standard_normal((4, *shape)).astype(np.float32)
+    assert _max_rel(back.predict(x), model.predict(x)) <= TOL
+    back.export(tmp_path / "again.onnx")  # and once more: the same graph
+    again = load_onnx(tmp_path / "again.onnx")
+    np.testing.assert_array_equal(again.predict(x), back.predict(x))
+
+
+# --------------------------------------------------------------------------------------------
+# import: what fastcnn can't read
+
+
+def _fails(onnx: Any, nodes: list[Any], inits: dict[str, np.ndarray], shape: list[Any],
+           match: str, **kw: Any) -> None:
+    from fastcnn.onnx import load_onnx
+
+    with pytest.raises(ValueError, match=match):
+        load_onnx(_graph(onnx, nodes, inits, shape, **kw))
+
+
+def test_unsupported_nodes_and_attributes(onnx: Any, rng: np.random.Generator) -> None:
+    mk = onnx.helper.make_node
+    w = {"W": _f32(rng, 3, 2, 3, 3)}
+    x4 = ["N", 2, 7, 6]
+    _fails(onnx, [mk("Conv", ["x", "W"], ["c"], name="c0"), mk("Relu", ["c"], ["r"]),
+                  mk("Tanh", ["r"], ["y"], name="act")], w, x4,
+           r"node #2 \(Tanh 'act'\): op 'Tanh' is not supported; fastcnn reads Add, Conv")
+    _fails(onnx, [mk("Conv", ["x", "W"], ["y"], name="c", auto_pad="SAME_LOWER",
+                     strides=[2, 2])], w, x4,
+           r"node #0 \(Conv 'c'\): pads \[top, left, bottom, right\] = \[1, 1, 1, 0\] for input "
+           r"7x6")
+    _fails(onnx, [mk("Conv", ["x", "W"], ["y"], pads=[0, 1, 2, 1])], w, x4,
+           r"node #0 \(Conv ''\): pads .* = \[0, 1, 2, 1\]")
+    _fails(onnx, [mk("Conv", ["x", "W"], ["y"], auto_pad="WEIRD")], w, x4,
+           "auto_pad 'WEIRD' is not supported")
+    _fails(onnx, [mk("Conv", ["x", "W"], ["y"], foo=1)], w, x4,
+           "not a valid ONNX model: Unrecognized attribute: foo")  # onnx's checker
+    _fails(onnx, [mk("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])], {}, x4,
+           "dilations .* fastcnn's MaxPool2D has none")
+    _fails(onnx, [mk("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                     pads=[1, 1, 1, 1])], {}, x4, "neither fastcnn's 'valid'")
+    _fails(onnx, [mk("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2]),
+                  mk("Identity", ["idx"], ["z"])], {}, x4,
+           r"node #0 \(MaxPool ''\): its extra outputs \['idx'\] are used", output="z",
+           out_type=onnx.TensorProto.INT64)
+    _fails(onnx, [mk("Softmax", ["x"], ["y"], axis=-1)], {}, x4,
+           "softmax is over axis 1")
+    _fails(onnx, [mk("Softmax", ["x"], ["y"], axis=1)], {}, x4, "opset 11", opset=11)
+    _fails(onnx, [mk("Flatten", ["x"], ["f"]), mk("Gemm", ["f", "B"], ["y"], transA=1)],
+           {"B": _f32(rng, 84, 2)}, x4, "transA=1")
+    _fails(onnx, [mk("Flatten", ["x"], ["f"]), mk("Add", ["f", "b"], ["y"])],
+           {"b": _f32(rng, 84)}, x4, "Add is read only as the bias of the MatMul")
+    _fails(onnx, [mk("Reshape", ["x", "s"], ["y"])], {"s": np.array([1, -1], np.int64)}, x4,
+           r"shape \[1, -1\]: fastcnn reads only a flatten to \(N, -1\)")
+    _fails(onnx, [mk("Dropout", ["x", "r", "t"], ["y"])],
+           {"r": np.array(0.5, np.float32), "t": np.array(True)}, x4, "training_mode is true")
+    _fails(onnx, [mk("Conv", ["x", "W"], ["y"])], {"W": _f32(rng, 3, 4, 3, 3)}, x4,
+           "input channels 2 != weight channels 4")
+    _fails(onnx, [mk("Flatten", ["x"], ["f"]), mk("Gemm", ["f", "B"], ["y"])],
+           {"B": _f32(rng, 80, 2)}, x4, "weight for 80 input features, the input has 84")
+
+
+def test_a_branch_is_not_a_chain(onnx: Any, rng: np.random.Generator) -> None:
+    mk = onnx.helper.make_node
+    w = {"W": _f32(rng, 2, 2, 3, 3)}
+    # a residual connection: conv(x) + x
+    _fails(onnx, [mk("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+                  mk("Add", ["c", "x"], ["y"], name="skip")], w, ["N", 2, 5, 5],
+           r"node #1 \(Add 'skip'\): takes \['c', 'x'\], expected the previous node's output "
+           r"'c' .*chain")
+    _fails(onnx, [mk("Relu", ["x"], ["a"]), mk("Relu", ["x"], ["y"], name="second")], {},
+           ["N", 2, 5, 5], r"node #1 \(Relu 'second'\): takes \['x'\]")
+    _fails(onnx, [mk("Relu", ["x"], ["a"]), mk("Relu", ["a"], ["y"])], {}, ["N", 2, 5, 5],
+           "the chain ends at 'y', the graph output is 'a'", output="a")
+
+
+def test_bad_inputs(onnx: Any, tmp_path: Any) -> None:
+    from fastcnn.onnx import load_onnx
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not an onnx model at all")
+    with pytest.raises(ValueError, match=r"junk\.onnx.*not a readable ONNX model"):
+        load_onnx(tmp_path / "junk.onnx")
+    with pytest.raises(TypeError, match=r"a path or an onnx\.ModelProto, got int"):
+        load_onnx(3)  # type: ignore[arg-type]
+    _fails(onnx, [onnx.helper.make_node("Relu", ["x"], ["y"])], {}, ["N", 3, 4, 5, 6],
+           r"needs \(N, C, H, W\) or \(N, features\)")

@@ -471,7 +471,7 @@ def load_onnx(model: str | os.PathLike[str] | Any,
             raise ValueError(f"{where}: op {node.op_type!r} is not supported; fastcnn reads "
                              f"{', '.join(SUPPORTED_OPS)} (and Constant)")
         data = [n for n in node.input if n and n not in consts]
-        if data != [current] or node.input[0] != current and node.op_type != "Add":
+        if data != [current] or (node.input[0] != current and node.op_type != "Add"):
             raise ValueError(f"{where}: takes {list(node.input)}, expected the previous "
                              f"node's output {current!r} (and constants): fastcnn imports "
                              f"a chain of layers only")
