@@ -195,6 +195,23 @@ def test_export_to_a_file_and_newer_opset(onnx: Any, ort: Any, rng: np.random.Ge
     assert sorted(q.name for q in tmp_path.iterdir()) == ["m.onnx", "m21.onnx"]  # no tmp left
 
 
+def test_metadata_travels_in_metadata_props(onnx: Any, tmp_path: Any) -> None:
+    from fastcnn.onnx import load_onnx, to_onnx
+
+    model = seeds_cnn((1, 8, 8), 10)
+    assert load_onnx(to_onnx(model)).metadata == {}
+    model.metadata = {"class_names": ["a", "b"], "rescale": 1 / 255}
+    proto = to_onnx(model)
+    assert {p.key for p in proto.metadata_props} == {"fastcnn.metadata"}
+    assert load_onnx(proto).metadata == model.metadata
+    proto.metadata_props[0].value = "[1, 2]"
+    with pytest.raises(ValueError, match="is not a JSON object"):
+        load_onnx(proto)
+    model.metadata = {"f": object()}
+    with pytest.raises(ValueError, match="metadata must be JSON-serialisable"):
+        to_onnx(model)
+
+
 def test_export_errors(onnx: Any, tmp_path: Any) -> None:
     model = seeds_cnn((1, 8, 8), 10)
     with pytest.raises(ValueError, match=r"format must be one of \['onnx'\], got 'tf_saved"):

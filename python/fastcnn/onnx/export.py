@@ -21,13 +21,16 @@ activation             ``Relu`` / ``Sigmoid`` / ``Softmax`` (``axis=1``) after t
 
 The graph input is ``"input"`` of shape ``("N", *model.input_shape)`` (a dynamic batch
 dimension), float32; the output is ``"output"`` of shape ``("N", *model.output_shape)``.
-Weights are initializers named ``<layer>/kernel`` and ``<layer>/bias``. The model is checked
+Weights are initializers named ``<layer>/kernel`` and ``<layer>/bias``; ``model.metadata``
+(class names, preprocessing) goes, as JSON, into the model's ``metadata_props`` under
+``"fastcnn.metadata"`` (:func:`fastcnn.onnx.load_onnx` reads it back). The model is checked
 with ``onnx.checker.check_model(full_check=True)`` before it is returned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -43,10 +46,13 @@ from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx
 if TYPE_CHECKING:  # the model is known here only by the attributes read from it
     from ..model import Sequential
 
-__all__ = ["SUPPORTED_FORMATS", "Exportable", "export", "to_onnx"]
+__all__ = ["METADATA_KEY", "SUPPORTED_FORMATS", "Exportable", "export", "to_onnx"]
 
 #: The ``format`` values :meth:`Sequential.export` accepts.
 SUPPORTED_FORMATS = ("onnx",)
+
+#: The ``metadata_props`` key holding ``model.metadata`` as JSON.
+METADATA_KEY = "fastcnn.metadata"
 
 _ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "softmax": "Softmax"}
 
@@ -145,7 +151,8 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
 
     Raises:
         ImportError: onnx is not installed.
-        ValueError: the model is not built, a layer has no translation, or a bad ``opset``.
+        ValueError: the model is not built, a layer has no translation, a bad ``opset`` or
+            ``model.metadata`` that is not JSON-serialisable.
     """
     onnx = require_onnx("export to ONNX")
     opset = _check_opset(opset, onnx)
@@ -165,6 +172,12 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
                                    producer_name="fastcnn", producer_version=_cpu.__version__)
     proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
+    if model.metadata:
+        try:
+            text = json.dumps(model.metadata)
+        except TypeError as e:
+            raise ValueError(f"export: model.metadata must be JSON-serialisable: {e}") from e
+        onnx.helper.set_model_props(proto, {METADATA_KEY: text})
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

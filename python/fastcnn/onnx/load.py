@@ -20,10 +20,13 @@ Initializers (and ``Constant`` nodes) are the weights; the graph must have one d
 ``(N, *input_shape)`` float (``N`` free) and one output, and every node must take the previous
 node's output (a chain). Anything else, the first unsupported node, attribute or wiring, is a
 ValueError naming the node's op type, name and position (``node #i`` in ``graph.node``).
+``model.metadata`` is read back from the ``"fastcnn.metadata"`` entry of ``metadata_props``
+that :meth:`fastcnn.Sequential.export` writes (empty for other graphs).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -34,7 +37,7 @@ import numpy as np
 from .. import layers as _layers
 from .._geometry import same_padding
 from ._common import require_onnx
-from .export import Exportable
+from .export import METADATA_KEY, Exportable
 
 if TYPE_CHECKING:
     from ..model import Sequential
@@ -492,4 +495,21 @@ def load_onnx(model: str | os.PathLike[str] | Any,
                               seed=0, name=name)
     for layer, (_, _, weights) in zip(seq.layers, ch.entries, strict=True):
         layer.set_weights(weights)
+    seq.metadata = _metadata(proto)
     return seq
+
+
+def _metadata(proto: Any) -> dict[str, Any]:
+    """``model.metadata`` from the ``metadata_props`` entry :meth:`Sequential.export` writes."""
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            try:
+                meta = json.loads(prop.value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"load_onnx: metadata_props {METADATA_KEY!r} is not valid "
+                                 f"JSON: {e}") from e
+            if not isinstance(meta, dict):
+                raise ValueError(f"load_onnx: metadata_props {METADATA_KEY!r} is not a JSON "
+                                 f"object")
+            return meta
+    return {}
