@@ -4,7 +4,8 @@
 oracle with the same signatures; ``fastcnn.Sequential`` and ``fastcnn.layers`` build models,
 ``fastcnn.training`` trains them (``fit`` around one ``train_step``), ``fastcnn.saving`` writes
 and reads them; ``fastcnn.models`` holds ready-made networks; ``fastcnn.data`` loads image
-folders. ARCHITECTURE.md is the map.
+folders; ``fastcnn.onnx`` exports and imports ONNX graphs (with the optional onnx package).
+ARCHITECTURE.md is the map.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from . import (
     losses,
     metrics,
     models,
+    onnx,
     ops,
     optimizers,
     reference,
@@ -29,6 +31,7 @@ from . import (
 from ._device import cuda_available, cuda_built
 from ._native import cpu as _cpu
 from .model import Sequential
+from .onnx import load_onnx
 from .saving import load_model
 from .training import NonFiniteLossError, StepResult, train_step
 
@@ -46,10 +49,12 @@ __all__ = [
     "initializers",
     "layers",
     "load_model",
+    "load_onnx",
     "losses",
     "metrics",
     "models",
     "num_threads",
+    "onnx",
     "ops",
     "optimizers",
     "reference",

@@ -5,10 +5,10 @@ This file holds the model itself: its structure (layers, build), weights, the fo
 architecture config and ``to(device)``. The training machinery (``fit`` / ``evaluate`` /
 ``predict`` around one :func:`fastcnn.training.train_step`) is in :mod:`fastcnn.training`, the
 files (``save`` / ``save_weights`` / ``load_weights`` / ``load_model``) in :mod:`fastcnn.saving`.
-Sequential inherits ``fit`` / ``evaluate`` / ``predict`` from :class:`fastcnn.training.Trainer`
-and ``save`` / ``save_weights`` / ``load_weights`` from :class:`fastcnn.saving.Saveable`
-(Keras 3's layout): this module imports those two and they never import it, so the
-dependencies run one way.
+Sequential inherits ``fit`` / ``evaluate`` / ``predict`` from :class:`fastcnn.training.Trainer`,
+``save`` / ``save_weights`` / ``load_weights`` from :class:`fastcnn.saving.Saveable` and
+``export`` from :class:`fastcnn.onnx.Exportable` (Keras 3's layout): this module imports those
+and they never import it, so the dependencies run one way.
 
 Inputs
 ------
@@ -62,6 +62,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._device import assign, host_copy, is_cupy
 from ._device import move as _device_move
+from .onnx import Exportable
 from .saving import Saveable
 from .training import Trainer
 
@@ -76,7 +77,7 @@ __all__ = ["Sequential"]
 # the model
 
 
-class Sequential(Trainer, Saveable):
+class Sequential(Trainer, Saveable, Exportable):
     """A linear stack of layers.
 
     Args:

@@ -1,0 +1,244 @@
+"""ONNX export: :func:`to_onnx` builds an ``onnx.ModelProto`` from a built
+:class:`fastcnn.Sequential` with ``onnx.helper`` (no PyTorch involved), :func:`export` writes
+it to a file, and :class:`Exportable` gives the model its ``export`` method (Keras 3's name).
+
+One graph node (or none) per layer, standard ONNX ops only:
+
+=====================  ===============================================================
+fastcnn layer          ONNX
+=====================  ===============================================================
+Conv2D                 ``Conv`` (kernel ``(K, C/groups, R, S)``, the same layout;
+                       ``pads`` resolved to ``[top, left, bottom, right]``, ONNX's order;
+                       ``strides``, ``dilations``, ``group``; the bias as third input)
+Dense                  ``Gemm`` with ``transB=1`` (kernel ``(units, in)``)
+MaxPool2D              ``MaxPool`` (``"same"`` as explicit pads, which ONNX pads with
+                       -inf, as fastcnn does)
+Flatten                ``Flatten`` (``axis=1``)
+Dropout                nothing (identity at inference)
+activation             ``Relu`` / ``Sigmoid`` / ``Softmax`` (``axis=1``) after the layer,
+                       for Conv2D / Dense's fused activation and Activation / ReLU / Softmax
+=====================  ===============================================================
+
+The graph input is ``"input"`` of shape ``("N", *model.input_shape)`` (a dynamic batch
+dimension), float32; the output is ``"output"`` of shape ``("N", *model.output_shape)``.
+Weights are initializers named ``<layer>/kernel`` and ``<layer>/bias``; ``model.metadata``
+(class names, preprocessing) goes, as JSON, into the model's ``metadata_props`` under
+``"fastcnn.metadata"`` (:func:`fastcnn.onnx.load_onnx` reads it back). The model is checked
+with ``onnx.checker.check_model(full_check=True)`` before it is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import layers as _layers
+from .._device import host_copy
+from .._geometry import conv_padding, same_padding
+from .._native import cpu as _cpu
+from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx
+
+if TYPE_CHECKING:  # the model is known here only by the attributes read from it
+    from ..model import Sequential
+
+__all__ = ["METADATA_KEY", "SUPPORTED_FORMATS", "Exportable", "export", "to_onnx"]
+
+#: The ``format`` values :meth:`Sequential.export` accepts.
+SUPPORTED_FORMATS = ("onnx",)
+
+#: The ``metadata_props`` key holding ``model.metadata`` as JSON.
+METADATA_KEY = "fastcnn.metadata"
+
+_ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "softmax": "Softmax"}
+
+
+class _Graph:
+    """The nodes and initializers being written, and the name of the current tensor."""
+
+    def __init__(self, onnx: Any) -> None:
+        self.onnx = onnx
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.current = "input"
+
+    def weight(self, name: str, a: Any) -> str:
+        arr = np.ascontiguousarray(host_copy(a), dtype=np.float32)
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr, name=name))
+        return name
+
+    def node(self, op: str, name: str, extra_inputs: list[str] | None = None,
+             **attrs: Any) -> None:
+        out = f"{name}/output"
+        self.nodes.append(self.onnx.helper.make_node(
+            op, [self.current, *(extra_inputs or [])], [out], name=name, **attrs))
+        self.current = out
+
+    def activation(self, act: str | None, layer: str) -> None:
+        if act is None:
+            return
+        attrs = {"axis": 1} if act == "softmax" else {}
+        self.node(_ACTIVATION_OPS[act], f"{layer}/{act}", **attrs)
+
+
+def _add_layer(g: _Graph, layer: _layers.Layer) -> None:
+    """Append ``layer``'s node(s) to ``g`` (its input shape is ``layer.input_shape``)."""
+    name = str(layer.name)
+    if isinstance(layer, _layers.Conv2D):
+        _c, H, W = layer.input_shape  # type: ignore[misc]
+        R, S = layer.kernel_size
+        top, left, bottom, right = conv_padding(layer.padding, H, W, R, S, layer.strides,
+                                                layer.dilation_rate, op=layer._label())
+        inputs = [g.weight(f"{name}/kernel", layer.params["kernel"])]
+        if layer.use_bias:
+            inputs.append(g.weight(f"{name}/bias", layer.params["bias"]))
+        g.node("Conv", name, inputs, kernel_shape=[R, S], strides=list(layer.strides),
+               pads=[top, left, bottom, right], dilations=list(layer.dilation_rate),
+               group=layer.groups)
+        g.activation(layer.activation, name)
+    elif isinstance(layer, _layers.Dense):
+        inputs = [g.weight(f"{name}/kernel", layer.params["kernel"])]
+        if layer.use_bias:
+            inputs.append(g.weight(f"{name}/bias", layer.params["bias"]))
+        g.node("Gemm", name, inputs, transB=1)
+        g.activation(layer.activation, name)
+    elif isinstance(layer, _layers.MaxPool2D):
+        _c, H, W = layer.input_shape  # type: ignore[misc]
+        (kh, kw), (sh, sw) = layer.pool_size, layer.strides
+        if layer.padding == "same":
+            top, bottom = same_padding(H, kh, sh)
+            left, right = same_padding(W, kw, sw)
+        else:
+            top = left = bottom = right = 0
+        g.node("MaxPool", name, kernel_shape=[kh, kw], strides=[sh, sw],
+               pads=[top, left, bottom, right])
+    elif isinstance(layer, _layers.Flatten):
+        g.node("Flatten", name, axis=1)
+    elif isinstance(layer, _layers.Dropout):
+        return  # identity at inference
+    elif isinstance(layer, _layers.Activation):
+        g.activation(layer.activation, name)
+    else:
+        raise ValueError(f"export: no ONNX translation for layer {layer._label()} of type "
+                         f"{type(layer).__name__}; supported: Conv2D, Dense, MaxPool2D, "
+                         f"Flatten, Dropout, Activation / ReLU / Softmax")
+
+
+def _check_opset(opset: Any, onnx: Any) -> int:
+    newest = int(onnx.defs.onnx_opset_version())
+    if isinstance(opset, bool) or not isinstance(opset, int | np.integer) \
+            or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"export: opset must be an int from {MIN_OPSET} to {newest} (the "
+                         f"newest this onnx {onnx.__version__} knows), got {opset!r}")
+    return int(opset)
+
+
+def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
+    """The ONNX model of a built ``model`` (see the module docstring for the translation).
+
+    Args:
+        model: a built :class:`fastcnn.Sequential` (on either device).
+        opset: the default domain's opset version, from 17 to the newest the installed
+            ``onnx`` knows.
+
+    Returns:
+        ``onnx.ModelProto``, checked: input ``"input"`` ``(N, *input_shape)``, output
+        ``"output"`` ``(N, *output_shape)`` float32, ``N`` dynamic.
+
+    Raises:
+        ImportError: onnx is not installed.
+        ValueError: the model is not built, a layer has no translation, a bad ``opset`` or
+            ``model.metadata`` that is not JSON-serialisable.
+    """
+    onnx = require_onnx("export to ONNX")
+    opset = _check_opset(opset, onnx)
+    model._require_built()
+    g = _Graph(onnx)
+    for layer in model.layers:
+        _add_layer(g, layer)
+    if g.current == "input":  # nothing but Dropout / identity activations: one Identity node
+        g.node("Identity", "identity")
+    g.nodes[-1].output[0] = "output"
+    f32 = onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
+        g.nodes, str(model.name),
+        [onnx.helper.make_tensor_value_info("input", f32, ["N", *model.input_shape])],
+        [onnx.helper.make_tensor_value_info("output", f32, ["N", *model.output_shape])],
+        initializer=g.initializers)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                   producer_name="fastcnn", producer_version=_cpu.__version__)
+    proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
+    if model.metadata:
+        try:
+            text = json.dumps(model.metadata)
+        except TypeError as e:
+            raise ValueError(f"export: model.metadata must be JSON-serialisable: {e}") from e
+        onnx.helper.set_model_props(proto, {METADATA_KEY: text})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _ir_version_for(onnx: Any, opset: int) -> int:
+    """The IR version that goes with ``opset`` (so that runtimes that support that opset
+    accept the file; ``make_model`` would stamp the newest IR this onnx knows)."""
+    for entry in onnx.helper.VERSION_TABLE:  # (release, ir_version, ai.onnx opset, ...)
+        if entry[2] == opset:
+            return int(entry[1])
+    return int(onnx.IR_VERSION)
+
+
+def export(model: Sequential, filepath: str | os.PathLike[str], format: str = "onnx", *,
+           opset: int = DEFAULT_OPSET) -> None:
+    """:meth:`Sequential.export`: write :func:`to_onnx`'s model to ``filepath``, atomically
+    (a temporary file in the same directory, then ``os.replace``)."""
+    if format not in SUPPORTED_FORMATS:
+        raise ValueError(f"export: format must be one of {list(SUPPORTED_FORMATS)}, got "
+                         f"{format!r}")
+    data = to_onnx(model, opset).SerializeToString()
+    path = os.fspath(filepath)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Exportable:
+    """The export method of a model: :class:`fastcnn.Sequential` inherits it (as it inherits
+    :class:`fastcnn.training.Trainer`'s and :class:`fastcnn.saving.Saveable`'s), so this
+    package never imports :mod:`fastcnn.model`; :func:`fastcnn.onnx.load_onnx` finds the
+    model class among this class's subclasses."""
+
+    def export(self, filepath: str | os.PathLike[str], format: str = "onnx", *,
+               opset: int = DEFAULT_OPSET) -> None:
+        """Write the model for inference in another runtime (Keras 3's ``export``).
+
+        Args:
+            filepath: the file to write (``.onnx``).
+            format: ``"onnx"``, the only format so far.
+            opset: the ONNX opset (17 to the newest the installed onnx knows).
+
+        The graph takes ``(N, *input_shape)`` float32 with a dynamic ``N`` and returns what
+        :meth:`predict` returns (:mod:`fastcnn.onnx.export` lists the translation).
+
+        Raises:
+            ValueError: an unknown ``format``, a bad ``opset``, the model not built or a
+                layer with no ONNX translation.
+            ImportError: onnx is not installed (``pip install "fastcnn[onnx]"``).
+        """
+        export(self, filepath, format, opset=opset)  # type: ignore[arg-type]
