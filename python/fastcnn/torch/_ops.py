@@ -1,0 +1,463 @@
+"""fastcnn's kernels as PyTorch operators: ``torch.ops.fastcnn.*`` custom ops with autograd.
+
+Each forward op (``conv2d``, ``max_pool2d``, ``relu``, ``linear``, ``cross_entropy``) and each
+backward op is a :func:`torch.library.custom_op` with a fake (meta) implementation, so
+``torch.compile`` traces through them as opaque nodes with known output shapes; the forward ops'
+gradients are registered with :func:`torch.library.register_autograd` and run fastcnn's own
+backward kernels (``conv2d_backward`` with ``compute_dx`` / ``compute_dw`` set from which inputs
+need a gradient, ``max_pool2d_backward`` with the saved argmax indices, ``linear_backward``,
+``relu_backward``, and cross-entropy's ``dlogits`` scaled by the incoming gradient). Double
+backward is not supported (torch raises when asked for it).
+
+The crossing: a CPU tensor reaches :mod:`fastcnn.ops` as the NumPy array over its own memory
+(``t.detach().numpy()``; a non-contiguous tensor is made contiguous first, one copy) and the
+result comes back with ``torch.from_numpy`` (no copy). A CUDA tensor goes to CuPy through DLPack
+(``cupy.from_dlpack``, no copy) and back with ``torch.from_dlpack``, and fastcnn's kernels are
+launched on PyTorch's current stream of that device (a CuPy ``ExternalStream``), so they are
+ordered with the surrounding PyTorch work. The CUDA path has not been run on a GPU yet.
+
+Shapes follow PyTorch's functional API: x ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), conv
+weight ``(K, C/groups, R, S)``, linear weight ``(out, in)`` with x ``(*, in)``. Tensors must be
+float32 (a TypeError says ``.float()``); class labels any integer dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import ops
+from .._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
+
+__all__ = ["conv2d", "cross_entropy", "linear", "max_pool2d", "relu"]
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# the crossing: tensors -> arrays -> fastcnn.ops -> tensors
+
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as e:  # pragma: no cover - needs a GPU machine
+        raise RuntimeError("fastcnn.torch: CUDA tensors need CuPy (pip install "
+                           "\"fastcnn[cuda]\")") from e
+    return cupy
+
+
+def _np_view(t: Tensor) -> np.ndarray:
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t.resolve_neg().numpy()
+
+
+def _back(result: Any, wrap: Callable[[Any], Tensor], device: torch.device) -> Any:
+    if isinstance(result, tuple):
+        return tuple(_back(r, wrap, device) for r in result)
+    if result is None:
+        return None
+    if isinstance(result, float):
+        return torch.tensor(result, dtype=torch.float32, device=device)
+    return wrap(result)
+
+
+def call(fn: Callable[..., Any], *tensors: Tensor | None) -> Any:
+    """``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of ``tensors`` (None stays
+    None); arrays in the result come back as tensors (no copy), a float as a 0-d float32
+    tensor. The one place where tensors cross into fastcnn."""
+    device = next(t.device for t in tensors if t is not None)
+    if device.type == "cpu":
+        return _back(fn(*(None if t is None else _np_view(t) for t in tensors)),
+                     torch.from_numpy, device)
+    if device.type == "cuda":  # not run on a GPU yet: see the module docstring
+        cupy = _cupy()
+        stream = torch.cuda.current_stream(device).cuda_stream
+        with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream, device.index):
+            arrays = [None if t is None else cupy.from_dlpack(t.detach().contiguous())
+                      for t in tensors]
+            return _back(fn(*arrays), torch.from_dlpack, device)
+    raise TypeError(f"fastcnn.torch: tensors on {device} are not supported (CPU and CUDA only)")
+
+
+def _check(op: str, **tensors: Tensor | None) -> None:
+    """float32 tensors on one CPU or CUDA device (labels / indices are checked by fastcnn)."""
+    devices = set()
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"fastcnn.torch.{op}: {name} must be a torch.Tensor, got "
+                            f"{type(t).__name__}")
+        if t.dtype != torch.float32:
+            raise TypeError(f"fastcnn.torch.{op}: {name} must be float32, got {t.dtype} "
+                            f"(convert with .float())")
+        devices.add(t.device)
+    if len(devices) > 1:
+        raise ValueError(f"fastcnn.torch.{op}: all tensors must be on one device, got "
+                         f"{sorted(str(d) for d in devices)}")
+
+
+def _empty_like_or_none(flag: bool, like: Tensor) -> Tensor:
+    return torch.empty_like(like) if flag else like.new_empty(0)
+
+
+def _opt(t: Tensor, flag: bool) -> Tensor | None:
+    return t if flag else None
+
+
+# --------------------------------------------------------------------------------------------
+# conv2d
+
+@torch.library.custom_op("fastcnn::conv2d", mutates_args=(), schema=(
+    "(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, bool same, int[] dilation, "
+    "int groups) -> Tensor"))
+def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, stride: Sequence[int],
+            padding: Sequence[int], same: bool, dilation: Sequence[int], groups: int) -> Tensor:
+    pad = "same" if same else tuple(padding)
+    return call(lambda x_, w_, b_: ops.conv2d(x_, w_, b_, stride=tuple(stride), padding=pad,
+                                              dilation=tuple(dilation), groups=groups), x, w, b)
+
+
+@_conv2d.register_fake
+def _(x, w, b, stride, padding, same, dilation, groups):
+    N, _, H, W = x.shape
+    K, _, R, S = w.shape
+    pads = conv_padding("same" if same else tuple(padding), H, W, R, S, tuple(stride),
+                        tuple(dilation))
+    P, Q = conv_output_size(H, W, R, S, tuple(stride), pads, tuple(dilation))
+    return x.new_empty((N, K, P, Q))
+
+
+@torch.library.custom_op("fastcnn::conv2d_backward", mutates_args=(), schema=(
+    "(Tensor dy, Tensor x, Tensor w, int[] stride, int[] padding, bool same, int[] dilation, "
+    "int groups, bool compute_dx, bool compute_dw, bool bias) -> (Tensor, Tensor, Tensor)"))
+def _conv2d_backward(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int],
+                     padding: Sequence[int], same: bool, dilation: Sequence[int], groups: int,
+                     compute_dx: bool, compute_dw: bool, bias: bool
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    pad = "same" if same else tuple(padding)
+    dx, dw, db = call(lambda dy_, x_, w_: ops.conv2d_backward(
+        dy_, x_, w_, stride=tuple(stride), padding=pad, dilation=tuple(dilation), groups=groups,
+        bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
+    empty = x.new_empty(0)  # custom ops return tensors: "not computed" is an empty one
+    return (empty if dx is None else dx, empty.clone() if dw is None else dw,
+            empty.clone() if db is None else db)
+
+
+@_conv2d_backward.register_fake
+def _(dy, x, w, stride, padding, same, dilation, groups, compute_dx, compute_dw, bias):
+    return (_empty_like_or_none(compute_dx, x), _empty_like_or_none(compute_dw, w),
+            x.new_empty((w.shape[0],) if bias else (0,)))
+
+
+def _conv2d_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, w, b, *ctx.geometry = inputs
+    ctx.has_bias = b is not None
+    ctx.save_for_backward(x, w)
+
+
+def _conv2d_grad(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+    x, w = ctx.saved_tensors
+    need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+    need_db = need_db and ctx.has_bias
+    dx, dw, db = torch.ops.fastcnn.conv2d_backward(dy, x, w, *ctx.geometry, need_dx, need_dw,
+                                                   need_db)
+    return _opt(dx, need_dx), _opt(dw, need_dw), _opt(db, need_db), None, None, None, None, None
+
+
+_conv2d.register_autograd(_conv2d_grad, setup_context=_conv2d_setup)
+
+
+def _batched(x: Tensor, op: str) -> tuple[Tensor, bool]:
+    if x.dim() == 3:
+        return x.unsqueeze(0), True
+    if x.dim() != 4:
+        raise ValueError(f"fastcnn.torch.{op}: x must be (N, C, H, W) or (C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    return x, False
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """``torch.nn.functional.conv2d`` on fastcnn's kernels, with autograd.
+
+    Args:
+        x: (N, C, H, W) or (C, H, W) float32.
+        weight: (K, C/groups, R, S); bias: (K,) or None.
+        stride, dilation: int or (h, w); padding: int, (h, w), ``"valid"`` or ``"same"``
+            (fastcnn's rule, any stride: output ceil(H/stride), an odd total's extra row/column
+            at the bottom/right; PyTorch's own for stride 1).
+        groups: dividing C and K.
+
+    Returns:
+        (N, K, P, Q) (or (K, P, Q) for an unbatched x).
+    """
+    op = "conv2d"
+    _check(op, x=x, weight=weight, bias=bias)
+    x, unbatched = _batched(x, op)
+    st = pair(stride, "stride", op=op, minimum=1)
+    dil = pair(dilation, "dilation", op=op, minimum=1)
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"fastcnn.torch.conv2d: padding must be an int, a pair, 'valid' "
+                             f"or 'same', got {padding!r}")
+        same, pad = padding == "same", (0, 0)
+    else:
+        same, pad = False, pair(padding, "padding", op=op, minimum=0)
+    y = torch.ops.fastcnn.conv2d(x, weight, bias, list(st), list(pad), same, list(dil),
+                                 int(groups))
+    return y.squeeze(0) if unbatched else y
+
+
+# --------------------------------------------------------------------------------------------
+# max_pool2d
+
+_POOL = "int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode"
+
+
+@torch.library.custom_op("fastcnn::max_pool2d", mutates_args=(),
+                         schema=f"(Tensor x, {_POOL}) -> (Tensor, Tensor)")
+def _max_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
+                ) -> tuple[Tensor, Tensor]:
+    return call(lambda x_: ops.max_pool2d(x_, tuple(kernel_size), stride=tuple(stride),
+                                          padding=tuple(padding), dilation=tuple(dilation),
+                                          ceil_mode=ceil_mode, return_indices=True), x)
+
+
+@_max_pool2d.register_fake
+def _(x, kernel_size, stride, padding, dilation, ceil_mode):
+    N, C, H, W = x.shape
+    P, Q = pool_output_size(H, W, tuple(kernel_size), tuple(stride), tuple(padding),
+                            tuple(dilation), ceil_mode)
+    return x.new_empty((N, C, P, Q)), x.new_empty((N, C, P, Q), dtype=torch.int64)
+
+
+@torch.library.custom_op("fastcnn::max_pool2d_backward", mutates_args=(),
+                         schema=f"(Tensor dy, Tensor x, Tensor indices, {_POOL}) -> Tensor")
+def _max_pool2d_backward(dy: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
+                         stride: Sequence[int], padding: Sequence[int],
+                         dilation: Sequence[int], ceil_mode: bool) -> Tensor:
+    return call(lambda dy_, x_, i_: ops.max_pool2d_backward(
+        dy_, x_, tuple(kernel_size), stride=tuple(stride), padding=tuple(padding),
+        dilation=tuple(dilation), ceil_mode=ceil_mode, indices=i_), dy, x, indices)
+
+
+@_max_pool2d_backward.register_fake
+def _(dy, x, indices, kernel_size, stride, padding, dilation, ceil_mode):
+    return torch.empty_like(x)
+
+
+def _pool_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    x, *ctx.geometry = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(x, output[1])
+
+
+def _pool_grad(ctx: Any, dy: Tensor, _didx: Tensor | None) -> tuple[Tensor | None, ...]:
+    x, indices = ctx.saved_tensors
+    dx = torch.ops.fastcnn.max_pool2d_backward(dy, x, indices, *ctx.geometry)
+    return dx, None, None, None, None, None
+
+
+_max_pool2d.register_autograd(_pool_grad, setup_context=_pool_setup)
+
+
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False
+               ) -> Tensor | tuple[Tensor, Tensor]:
+    """``torch.nn.functional.max_pool2d`` on fastcnn's kernels, with autograd (the backward
+    uses the argmax indices saved by the forward).
+
+    Args:
+        x: (N, C, H, W) or (C, H, W) float32.
+        kernel_size, stride (None or empty: kernel_size), padding (<= kernel // 2), dilation:
+            int or (h, w).
+
+    Returns:
+        y (N, C, P, Q), or ``(y, indices)``: int64 indices into each flattened (H, W) plane,
+        as PyTorch's.
+    """
+    op = "max_pool2d"
+    _check(op, x=x)
+    x, unbatched = _batched(x, op)
+    if stride is not None and not isinstance(stride, int) and len(stride) == 0:
+        stride = None  # torch.nn.MaxPool2d's default, as F.max_pool2d reads it
+    k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
+    y, idx = torch.ops.fastcnn.max_pool2d(x, list(k), list(s), list(p), list(d),
+                                          bool(ceil_mode))
+    if unbatched:
+        y, idx = y.squeeze(0), idx.squeeze(0)
+    return (y, idx) if return_indices else y
+
+
+# --------------------------------------------------------------------------------------------
+# relu
+
+@torch.library.custom_op("fastcnn::relu", mutates_args=(), schema="(Tensor x) -> Tensor")
+def _relu(x: Tensor) -> Tensor:
+    return call(ops.relu, x)
+
+
+@_relu.register_fake
+def _(x):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("fastcnn::relu_backward", mutates_args=(),
+                         schema="(Tensor dy, Tensor y) -> Tensor")
+def _relu_backward(dy: Tensor, y: Tensor) -> Tensor:
+    return call(ops.relu_backward, dy, y)
+
+
+@_relu_backward.register_fake
+def _(dy, y):
+    return torch.empty_like(y, memory_format=torch.contiguous_format)
+
+
+def _relu_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.save_for_backward(output)
+
+
+def _relu_grad(ctx: Any, dy: Tensor) -> Tensor:
+    (y,) = ctx.saved_tensors
+    return torch.ops.fastcnn.relu_backward(dy, y)
+
+
+_relu.register_autograd(_relu_grad, setup_context=_relu_setup)
+
+
+def relu(x: Tensor) -> Tensor:
+    """``torch.relu`` on fastcnn's kernel (NaN propagates), with autograd. Any shape,
+    float32; the result is a new contiguous tensor."""
+    _check("relu", x=x)
+    return torch.ops.fastcnn.relu(x)
+
+
+# --------------------------------------------------------------------------------------------
+# linear
+
+@torch.library.custom_op("fastcnn::linear", mutates_args=(),
+                         schema="(Tensor x, Tensor w, Tensor? b) -> Tensor")
+def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    return call(ops.linear, x, w, b)
+
+
+@_linear.register_fake
+def _(x, w, b):
+    return x.new_empty((x.shape[0], w.shape[0]))
+
+
+@torch.library.custom_op("fastcnn::linear_backward", mutates_args=(), schema=(
+    "(Tensor dy, Tensor x, Tensor w, bool compute_dx, bool compute_dw, bool bias) -> "
+    "(Tensor, Tensor, Tensor)"))
+def _linear_backward(dy: Tensor, x: Tensor, w: Tensor, compute_dx: bool, compute_dw: bool,
+                     bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    dx, dw, db = call(lambda dy_, x_, w_: ops.linear_backward(
+        dy_, x_, w_, bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
+    empty = x.new_empty(0)
+    return (empty if dx is None else dx, empty.clone() if dw is None else dw,
+            empty.clone() if db is None else db)
+
+
+@_linear_backward.register_fake
+def _(dy, x, w, compute_dx, compute_dw, bias):
+    return (_empty_like_or_none(compute_dx, x), _empty_like_or_none(compute_dw, w),
+            x.new_empty((w.shape[0],) if bias else (0,)))
+
+
+def _linear_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, w, b = inputs
+    ctx.has_bias = b is not None
+    ctx.save_for_backward(x, w)
+
+
+def _linear_grad(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+    x, w = ctx.saved_tensors
+    need_dx, need_dw, need_db = ctx.needs_input_grad
+    need_db = need_db and ctx.has_bias
+    dx, dw, db = torch.ops.fastcnn.linear_backward(dy, x, w, need_dx, need_dw, need_db)
+    return _opt(dx, need_dx), _opt(dw, need_dw), _opt(db, need_db)
+
+
+_linear.register_autograd(_linear_grad, setup_context=_linear_setup)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``torch.nn.functional.linear`` on fastcnn's kernels, with autograd.
+
+    Args:
+        x: (*, in) float32 (leading axes are flattened into one batch axis and restored).
+        weight: (out, in); bias: (out,) or None.
+
+    Returns:
+        (*, out).
+    """
+    _check("linear", x=x, weight=weight, bias=bias)
+    if x.dim() == 2:
+        return torch.ops.fastcnn.linear(x, weight, bias)
+    if x.dim() == 0:
+        raise ValueError("fastcnn.torch.linear: x must have at least one axis (*, in), got a "
+                         "0-d tensor")
+    lead = x.shape[:-1]
+    y = torch.ops.fastcnn.linear(x.reshape(-1, x.shape[-1]), weight, bias)
+    return y.reshape(*lead, y.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# cross_entropy
+
+@torch.library.custom_op("fastcnn::cross_entropy", mutates_args=(),
+                         schema="(Tensor logits, Tensor labels) -> (Tensor, Tensor)")
+def _cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    return call(ops.cross_entropy, logits, labels)
+
+
+@_cross_entropy.register_fake
+def _(logits, labels):
+    return logits.new_empty(()), torch.empty_like(logits)
+
+
+def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+
+
+def _ce_grad(ctx: Any, dloss: Tensor, _ddlogits: Tensor | None) -> tuple[Tensor | None, None]:
+    (dlogits,) = ctx.saved_tensors
+    return dlogits * dloss, None
+
+
+_cross_entropy.register_autograd(_ce_grad, setup_context=_ce_setup)
+
+
+def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """``torch.nn.functional.cross_entropy`` (mean over the batch) on fastcnn's fused softmax
+    + cross-entropy kernel, with autograd for ``logits``.
+
+    Args:
+        logits: (N, classes) float32.
+        target: integer class ids (N,), or float32 probabilities (N, classes) (no gradient
+            flows to ``target``: one that requires it is a ValueError).
+
+    Returns:
+        the loss, a 0-d float32 tensor.
+    """
+    op = "cross_entropy"
+    _check(op, logits=logits)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"fastcnn.torch.{op}: target must be a torch.Tensor, got "
+                        f"{type(target).__name__}")
+    if target.requires_grad:
+        raise ValueError(f"fastcnn.torch.{op}: no gradient with respect to target; pass "
+                         f"target.detach()")
+    if target.device != logits.device:
+        raise ValueError(f"fastcnn.torch.{op}: logits on {logits.device}, target on "
+                         f"{target.device}; put them on one device")
+    loss, _ = torch.ops.fastcnn.cross_entropy(logits, target)
+    return loss
