@@ -190,6 +190,28 @@ def test_bad_inputs_are_clear_errors() -> None:
         ft.conv2d(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 3, 3))
 
 
+def test_meta_tensors_propagate_shapes_through_the_fake_implementations() -> None:
+    x = torch.empty(2, 3, 9, 9, device="meta")
+    w, b = torch.empty(5, 3, 3, 3, device="meta"), torch.empty(5, device="meta")
+    assert ft.conv2d(x, w, b, stride=2, padding="same").shape == (2, 5, 5, 5)
+    assert ft.max_pool2d(x, 3, 2, ceil_mode=True).shape == (2, 3, 4, 4)
+    assert ft.relu(x).shape == x.shape
+    assert ft.linear(torch.empty(4, 7, device="meta"), torch.empty(2, 7, device="meta")).shape \
+        == (4, 2)
+
+
+def test_the_direct_path_and_the_dispatcher_agree(rng: np.random.Generator) -> None:
+    """Without gradients the ops skip the dispatcher (a few microseconds instead of tens)."""
+    x = torch.from_numpy(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    w = torch.from_numpy(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    direct = ft.relu(ft.conv2d(x, w, padding=1))
+    dispatched = torch.ops.fastcnn.relu(torch.ops.fastcnn.conv2d(x, w, None, [1, 1], [1, 1],
+                                                                 False, [1, 1], 1))
+    assert torch.equal(direct, dispatched)
+    with_grad = ft.relu(ft.conv2d(x, w.clone().requires_grad_(), padding=1))
+    assert with_grad.grad_fn is not None and torch.equal(with_grad.detach(), direct)
+
+
 # --------------------------------------------------------------------------------------------
 # torch.compile
 
@@ -433,3 +455,14 @@ def test_cuda_tensors_match_the_cpu(cp, rng: np.random.Generator) -> None:
     torch.testing.assert_close(loss_gpu.cpu(), loss, rtol=1e-4, atol=1e-5)
     for a, b in zip(grads_gpu, grads, strict=True):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_torch_ops_benchmark_runs_and_reports_the_crossing() -> None:
+    from fastcnn.bench.torch_ops import format_table, torch_ops_benchmark
+
+    rows = torch_ops_benchmark(threads=1, repeats=2, min_sample_s=1e-4, quick=True)
+    assert [r["op"] for r in rows][:2] == ["relu", "relu"]
+    for r in rows:
+        assert r["fastcnn.torch_us"] > 0 and r["fastcnn.ops_us"] > 0 and r["torch_us"] > 0
+        assert r["crossing_us"] == pytest.approx(r["fastcnn.torch_us"] - r["fastcnn.ops_us"])
+    assert "crossing" in format_table(rows).splitlines()[0]

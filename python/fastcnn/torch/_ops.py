@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import ops
 from .._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
@@ -50,13 +51,16 @@ def _cupy() -> Any:
 
 
 def _np_view(t: Tensor) -> np.ndarray:
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if not t.is_contiguous():
         t = t.contiguous()
-    return t.resolve_neg().numpy()
+    return t.numpy()
 
 
-def _back(result: Any, wrap: Callable[[Any], Tensor], device: torch.device) -> Any:
+def _back(result: Any, wrap: Callable[[Any], Tensor], device: Any) -> Any:
+    if type(result) is np.ndarray:  # the common case first: this runs on every call
+        return wrap(result)
     if isinstance(result, tuple):
         return tuple(_back(r, wrap, device) for r in result)
     if result is None:
@@ -70,10 +74,11 @@ def call(fn: Callable[..., Any], *tensors: Tensor | None) -> Any:
     """``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of ``tensors`` (None stays
     None); arrays in the result come back as tensors (no copy), a float as a 0-d float32
     tensor. The one place where tensors cross into fastcnn."""
-    device = next(t.device for t in tensors if t is not None)
-    if device.type == "cpu":
-        return _back(fn(*(None if t is None else _np_view(t) for t in tensors)),
-                     torch.from_numpy, device)
+    first = tensors[0]  # the first tensor argument of every op is never None
+    if first.is_cpu:
+        return _back(fn(*[None if t is None else _np_view(t) for t in tensors]),
+                     torch.from_numpy, "cpu")
+    device = first.device
     if device.type == "cuda":  # not run on a GPU yet: see the module docstring
         cupy = _cupy()
         stream = torch.cuda.current_stream(device).cuda_stream
@@ -84,9 +89,26 @@ def call(fn: Callable[..., Any], *tensors: Tensor | None) -> Any:
     raise TypeError(f"fastcnn.torch: tensors on {device} are not supported (CPU and CUDA only)")
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _eager(*tensors: Tensor | None) -> bool:
+    """Whether an op may skip PyTorch's dispatcher and run its implementation directly: plain,
+    non-meta tensors of which none needs a gradient, outside ``torch.compile`` and any dispatch
+    mode (fake tensors, tracing). The dispatcher's custom-op layers cost tens of microseconds a
+    call; this path costs what the crossing itself does."""
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) not in _PLAIN or (grad and t.requires_grad) or t.is_meta):
+            return False  # meta tensors: the dispatcher runs the fake implementation
+    return True
+
+
 def _check(op: str, **tensors: Tensor | None) -> None:
-    """float32 tensors on one CPU or CUDA device (labels / indices are checked by fastcnn)."""
-    devices = set()
+    """float32 tensors on one device (labels / indices are checked by fastcnn)."""
+    first: Tensor | None = None
     for name, t in tensors.items():
         if t is None:
             continue
@@ -96,10 +118,16 @@ def _check(op: str, **tensors: Tensor | None) -> None:
         if t.dtype != torch.float32:
             raise TypeError(f"fastcnn.torch.{op}: {name} must be float32, got {t.dtype} "
                             f"(convert with .float())")
-        devices.add(t.device)
-    if len(devices) > 1:
-        raise ValueError(f"fastcnn.torch.{op}: all tensors must be on one device, got "
-                         f"{sorted(str(d) for d in devices)}")
+        if first is None:
+            first = t
+        elif t.device != first.device:
+            raise ValueError(f"fastcnn.torch.{op}: all tensors must be on one device, got "
+                             f"{first.device} and {name} on {t.device}")
+
+
+def _custom_op(name: str, impl: Callable[..., Any], schema: str) -> Any:
+    """``impl`` registered as the custom op ``fastcnn::<name>`` (no argument mutated)."""
+    return torch.library.custom_op(f"fastcnn::{name}", impl, mutates_args=(), schema=schema)
 
 
 def _empty_like_or_none(flag: bool, like: Tensor) -> Tensor:
@@ -113,14 +141,17 @@ def _opt(t: Tensor, flag: bool) -> Tensor | None:
 # --------------------------------------------------------------------------------------------
 # conv2d
 
-@torch.library.custom_op("fastcnn::conv2d", mutates_args=(), schema=(
-    "(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, bool same, int[] dilation, "
-    "int groups) -> Tensor"))
-def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, stride: Sequence[int],
-            padding: Sequence[int], same: bool, dilation: Sequence[int], groups: int) -> Tensor:
+def _conv2d_impl(x: Tensor, w: Tensor, b: Tensor | None, stride: Sequence[int],
+                 padding: Sequence[int], same: bool, dilation: Sequence[int],
+                 groups: int) -> Tensor:
     pad = "same" if same else tuple(padding)
     return call(lambda x_, w_, b_: ops.conv2d(x_, w_, b_, stride=tuple(stride), padding=pad,
                                               dilation=tuple(dilation), groups=groups), x, w, b)
+
+
+_conv2d = _custom_op("conv2d", _conv2d_impl, (
+    "(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, bool same, int[] dilation, "
+    "int groups) -> Tensor"))
 
 
 @_conv2d.register_fake
@@ -133,13 +164,10 @@ def _(x, w, b, stride, padding, same, dilation, groups):
     return x.new_empty((N, K, P, Q))
 
 
-@torch.library.custom_op("fastcnn::conv2d_backward", mutates_args=(), schema=(
-    "(Tensor dy, Tensor x, Tensor w, int[] stride, int[] padding, bool same, int[] dilation, "
-    "int groups, bool compute_dx, bool compute_dw, bool bias) -> (Tensor, Tensor, Tensor)"))
-def _conv2d_backward(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int],
-                     padding: Sequence[int], same: bool, dilation: Sequence[int], groups: int,
-                     compute_dx: bool, compute_dw: bool, bias: bool
-                     ) -> tuple[Tensor, Tensor, Tensor]:
+def _conv2d_backward_impl(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int],
+                          padding: Sequence[int], same: bool, dilation: Sequence[int], groups: int,
+                          compute_dx: bool, compute_dw: bool, bias: bool
+                          ) -> tuple[Tensor, Tensor, Tensor]:
     pad = "same" if same else tuple(padding)
     dx, dw, db = call(lambda dy_, x_, w_: ops.conv2d_backward(
         dy_, x_, w_, stride=tuple(stride), padding=pad, dilation=tuple(dilation), groups=groups,
@@ -147,6 +175,11 @@ def _conv2d_backward(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int],
     empty = x.new_empty(0)  # custom ops return tensors: "not computed" is an empty one
     return (empty if dx is None else dx, empty.clone() if dw is None else dw,
             empty.clone() if db is None else db)
+
+
+_conv2d_backward = _custom_op("conv2d_backward", _conv2d_backward_impl, (
+    "(Tensor dy, Tensor x, Tensor w, int[] stride, int[] padding, bool same, int[] dilation, "
+    "int groups, bool compute_dx, bool compute_dw, bool bias) -> (Tensor, Tensor, Tensor)"))
 
 
 @_conv2d_backward.register_fake
@@ -165,8 +198,8 @@ def _conv2d_grad(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     x, w = ctx.saved_tensors
     need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
     need_db = need_db and ctx.has_bias
-    dx, dw, db = torch.ops.fastcnn.conv2d_backward(dy, x, w, *ctx.geometry, need_dx, need_dw,
-                                                   need_db)
+    op = _conv2d_backward_impl if _eager(dy, x, w) else torch.ops.fastcnn.conv2d_backward
+    dx, dw, db = op(dy, x, w, *ctx.geometry, need_dx, need_dw, need_db)
     return _opt(dx, need_dx), _opt(dw, need_dw), _opt(db, need_db), None, None, None, None, None
 
 
@@ -209,8 +242,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
         same, pad = padding == "same", (0, 0)
     else:
         same, pad = False, pair(padding, "padding", op=op, minimum=0)
-    y = torch.ops.fastcnn.conv2d(x, weight, bias, list(st), list(pad), same, list(dil),
-                                 int(groups))
+    args = (x, weight, bias, list(st), list(pad), same, list(dil), int(groups))
+    y = _conv2d_impl(*args) if _eager(x, weight, bias) else torch.ops.fastcnn.conv2d(*args)
     return y.squeeze(0) if unbatched else y
 
 
@@ -220,14 +253,15 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
 _POOL = "int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode"
 
 
-@torch.library.custom_op("fastcnn::max_pool2d", mutates_args=(),
-                         schema=f"(Tensor x, {_POOL}) -> (Tensor, Tensor)")
-def _max_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
-                padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
-                ) -> tuple[Tensor, Tensor]:
+def _max_pool2d_impl(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                     padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
+                     ) -> tuple[Tensor, Tensor]:
     return call(lambda x_: ops.max_pool2d(x_, tuple(kernel_size), stride=tuple(stride),
                                           padding=tuple(padding), dilation=tuple(dilation),
                                           ceil_mode=ceil_mode, return_indices=True), x)
+
+
+_max_pool2d = _custom_op("max_pool2d", _max_pool2d_impl, f"(Tensor x, {_POOL}) -> (Tensor, Tensor)")
 
 
 @_max_pool2d.register_fake
@@ -238,14 +272,16 @@ def _(x, kernel_size, stride, padding, dilation, ceil_mode):
     return x.new_empty((N, C, P, Q)), x.new_empty((N, C, P, Q), dtype=torch.int64)
 
 
-@torch.library.custom_op("fastcnn::max_pool2d_backward", mutates_args=(),
-                         schema=f"(Tensor dy, Tensor x, Tensor indices, {_POOL}) -> Tensor")
-def _max_pool2d_backward(dy: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
-                         stride: Sequence[int], padding: Sequence[int],
-                         dilation: Sequence[int], ceil_mode: bool) -> Tensor:
+def _max_pool2d_backward_impl(dy: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
+                              stride: Sequence[int], padding: Sequence[int],
+                              dilation: Sequence[int], ceil_mode: bool) -> Tensor:
     return call(lambda dy_, x_, i_: ops.max_pool2d_backward(
         dy_, x_, tuple(kernel_size), stride=tuple(stride), padding=tuple(padding),
         dilation=tuple(dilation), ceil_mode=ceil_mode, indices=i_), dy, x, indices)
+
+
+_max_pool2d_backward = _custom_op("max_pool2d_backward", _max_pool2d_backward_impl,
+                                  f"(Tensor dy, Tensor x, Tensor indices, {_POOL}) -> Tensor")
 
 
 @_max_pool2d_backward.register_fake
@@ -261,7 +297,9 @@ def _pool_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]
 
 def _pool_grad(ctx: Any, dy: Tensor, _didx: Tensor | None) -> tuple[Tensor | None, ...]:
     x, indices = ctx.saved_tensors
-    dx = torch.ops.fastcnn.max_pool2d_backward(dy, x, indices, *ctx.geometry)
+    op = (_max_pool2d_backward_impl if _eager(dy, x, indices)
+          else torch.ops.fastcnn.max_pool2d_backward)
+    dx = op(dy, x, indices, *ctx.geometry)
     return dx, None, None, None, None, None
 
 
@@ -289,8 +327,8 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
     if stride is not None and not isinstance(stride, int) and len(stride) == 0:
         stride = None  # torch.nn.MaxPool2d's default, as F.max_pool2d reads it
     k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
-    y, idx = torch.ops.fastcnn.max_pool2d(x, list(k), list(s), list(p), list(d),
-                                          bool(ceil_mode))
+    args = (x, list(k), list(s), list(p), list(d), bool(ceil_mode))
+    y, idx = _max_pool2d_impl(*args) if _eager(x) else torch.ops.fastcnn.max_pool2d(*args)
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
     return (y, idx) if return_indices else y
@@ -299,9 +337,11 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
 # --------------------------------------------------------------------------------------------
 # relu
 
-@torch.library.custom_op("fastcnn::relu", mutates_args=(), schema="(Tensor x) -> Tensor")
-def _relu(x: Tensor) -> Tensor:
+def _relu_impl(x: Tensor) -> Tensor:
     return call(ops.relu, x)
+
+
+_relu = _custom_op("relu", _relu_impl, "(Tensor x) -> Tensor")
 
 
 @_relu.register_fake
@@ -309,10 +349,11 @@ def _(x):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("fastcnn::relu_backward", mutates_args=(),
-                         schema="(Tensor dy, Tensor y) -> Tensor")
-def _relu_backward(dy: Tensor, y: Tensor) -> Tensor:
+def _relu_backward_impl(dy: Tensor, y: Tensor) -> Tensor:
     return call(ops.relu_backward, dy, y)
+
+
+_relu_backward = _custom_op("relu_backward", _relu_backward_impl, "(Tensor dy, Tensor y) -> Tensor")
 
 
 @_relu_backward.register_fake
@@ -326,7 +367,8 @@ def _relu_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
 
 def _relu_grad(ctx: Any, dy: Tensor) -> Tensor:
     (y,) = ctx.saved_tensors
-    return torch.ops.fastcnn.relu_backward(dy, y)
+    op = _relu_backward_impl if _eager(dy, y) else torch.ops.fastcnn.relu_backward
+    return op(dy, y)
 
 
 _relu.register_autograd(_relu_grad, setup_context=_relu_setup)
@@ -336,16 +378,17 @@ def relu(x: Tensor) -> Tensor:
     """``torch.relu`` on fastcnn's kernel (NaN propagates), with autograd. Any shape,
     float32; the result is a new contiguous tensor."""
     _check("relu", x=x)
-    return torch.ops.fastcnn.relu(x)
+    return _relu_impl(x) if _eager(x) else torch.ops.fastcnn.relu(x)
 
 
 # --------------------------------------------------------------------------------------------
 # linear
 
-@torch.library.custom_op("fastcnn::linear", mutates_args=(),
-                         schema="(Tensor x, Tensor w, Tensor? b) -> Tensor")
-def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+def _linear_impl(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     return call(ops.linear, x, w, b)
+
+
+_linear = _custom_op("linear", _linear_impl, "(Tensor x, Tensor w, Tensor? b) -> Tensor")
 
 
 @_linear.register_fake
@@ -353,16 +396,18 @@ def _(x, w, b):
     return x.new_empty((x.shape[0], w.shape[0]))
 
 
-@torch.library.custom_op("fastcnn::linear_backward", mutates_args=(), schema=(
-    "(Tensor dy, Tensor x, Tensor w, bool compute_dx, bool compute_dw, bool bias) -> "
-    "(Tensor, Tensor, Tensor)"))
-def _linear_backward(dy: Tensor, x: Tensor, w: Tensor, compute_dx: bool, compute_dw: bool,
-                     bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _linear_backward_impl(dy: Tensor, x: Tensor, w: Tensor, compute_dx: bool, compute_dw: bool,
+                          bias: bool) -> tuple[Tensor, Tensor, Tensor]:
     dx, dw, db = call(lambda dy_, x_, w_: ops.linear_backward(
         dy_, x_, w_, bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
     empty = x.new_empty(0)
     return (empty if dx is None else dx, empty.clone() if dw is None else dw,
             empty.clone() if db is None else db)
+
+
+_linear_backward = _custom_op("linear_backward", _linear_backward_impl, (
+    "(Tensor dy, Tensor x, Tensor w, bool compute_dx, bool compute_dw, bool bias) -> "
+    "(Tensor, Tensor, Tensor)"))
 
 
 @_linear_backward.register_fake
@@ -381,7 +426,8 @@ def _linear_grad(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     x, w = ctx.saved_tensors
     need_dx, need_dw, need_db = ctx.needs_input_grad
     need_db = need_db and ctx.has_bias
-    dx, dw, db = torch.ops.fastcnn.linear_backward(dy, x, w, need_dx, need_dw, need_db)
+    op = _linear_backward_impl if _eager(dy, x, w) else torch.ops.fastcnn.linear_backward
+    dx, dw, db = op(dy, x, w, need_dx, need_dw, need_db)
     return _opt(dx, need_dx), _opt(dw, need_dw), _opt(db, need_db)
 
 
@@ -399,23 +445,26 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         (*, out).
     """
     _check("linear", x=x, weight=weight, bias=bias)
+    op = _linear_impl if _eager(x, weight, bias) else torch.ops.fastcnn.linear
     if x.dim() == 2:
-        return torch.ops.fastcnn.linear(x, weight, bias)
+        return op(x, weight, bias)
     if x.dim() == 0:
         raise ValueError("fastcnn.torch.linear: x must have at least one axis (*, in), got a "
                          "0-d tensor")
     lead = x.shape[:-1]
-    y = torch.ops.fastcnn.linear(x.reshape(-1, x.shape[-1]), weight, bias)
+    y = op(x.reshape(-1, x.shape[-1]), weight, bias)
     return y.reshape(*lead, y.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------
 # cross_entropy
 
-@torch.library.custom_op("fastcnn::cross_entropy", mutates_args=(),
-                         schema="(Tensor logits, Tensor labels) -> (Tensor, Tensor)")
-def _cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def _cross_entropy_impl(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return call(ops.cross_entropy, logits, labels)
+
+
+_cross_entropy = _custom_op("cross_entropy", _cross_entropy_impl,
+                            "(Tensor logits, Tensor labels) -> (Tensor, Tensor)")
 
 
 @_cross_entropy.register_fake
@@ -459,5 +508,6 @@ def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     if target.device != logits.device:
         raise ValueError(f"fastcnn.torch.{op}: logits on {logits.device}, target on "
                          f"{target.device}; put them on one device")
-    loss, _ = torch.ops.fastcnn.cross_entropy(logits, target)
+    op = _cross_entropy_impl if _eager(logits) else torch.ops.fastcnn.cross_entropy
+    loss, _ = op(logits, target)
     return loss
