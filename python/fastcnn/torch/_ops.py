@@ -92,18 +92,54 @@ def call(fn: Callable[..., Any], *tensors: Tensor | None) -> Any:
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def _eager(*tensors: Tensor | None) -> bool:
-    """Whether an op may skip PyTorch's dispatcher and run its implementation directly: plain,
-    non-meta tensors of which none needs a gradient, outside ``torch.compile`` and any dispatch
-    mode (fake tensors, tracing). The dispatcher's custom-op layers cost tens of microseconds a
-    call; this path costs what the crossing itself does."""
+_DIRECT, _FUNCTION, _DISPATCHER = "direct", "function", "dispatcher"
+
+
+def _path(*tensors: Tensor | None) -> str:
+    """How an op runs: plain, non-meta tensors outside ``torch.compile`` and any dispatch mode
+    (fake tensors, tracing) skip PyTorch's dispatcher, whose custom-op layers cost tens of
+    microseconds a call (over a hundred with autograd): ``_DIRECT`` (the implementation
+    itself) when no tensor needs a gradient, else ``_FUNCTION`` (a ``torch.autograd.Function``
+    with the same setup and backward as the registered autograd). Anything else goes through
+    ``torch.ops.fastcnn`` (``_DISPATCHER``), which is what torch.compile sees."""
     if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
-        return False
+        return _DISPATCHER
     grad = torch.is_grad_enabled()
+    path = _DIRECT
     for t in tensors:
-        if t is not None and (type(t) not in _PLAIN or (grad and t.requires_grad) or t.is_meta):
-            return False  # meta tensors: the dispatcher runs the fake implementation
-    return True
+        if t is None:
+            continue
+        if type(t) not in _PLAIN or t.is_meta:
+            return _DISPATCHER  # meta tensors: the dispatcher runs the fake implementation
+        if grad and t.requires_grad:
+            path = _FUNCTION
+    return path
+
+
+def _eager(*tensors: Tensor | None) -> bool:
+    """Whether a backward op may run its implementation directly (see :func:`_path`)."""
+    return _path(*tensors) is _DIRECT
+
+
+def _function(name: str, impl: Callable[..., Any], setup: Callable[..., None],
+              grad: Callable[..., Any]) -> Any:
+    """A ``torch.autograd.Function`` running ``impl`` with ``setup`` / ``grad`` as its
+    setup_context / backward: the eager path of an op whose inputs need gradients."""
+    def forward(ctx: Any, *args: Any) -> Any:  # the classic form: its apply is ~4x cheaper
+        output = impl(*args)
+        setup(ctx, args, output)
+        return output
+
+    return type(f"{name}_function", (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(grad)})
+
+
+def _run(path: str, impl: Callable[..., Any], function: Any, op: Any, *args: Any) -> Any:
+    if path is _DIRECT:
+        return impl(*args)
+    if path is _FUNCTION:
+        return function.apply(*args)
+    return op(*args)
 
 
 def _check(op: str, **tensors: Tensor | None) -> None:
@@ -204,6 +240,7 @@ def _conv2d_grad(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
 
 
 _conv2d.register_autograd(_conv2d_grad, setup_context=_conv2d_setup)
+_conv2d_function = _function("_conv2d", _conv2d_impl, _conv2d_setup, _conv2d_grad)
 
 
 def _batched(x: Tensor, op: str) -> tuple[Tensor, bool]:
@@ -243,7 +280,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     else:
         same, pad = False, pair(padding, "padding", op=op, minimum=0)
     args = (x, weight, bias, list(st), list(pad), same, list(dil), int(groups))
-    y = _conv2d_impl(*args) if _eager(x, weight, bias) else torch.ops.fastcnn.conv2d(*args)
+    y = _run(_path(x, weight, bias), _conv2d_impl, _conv2d_function, torch.ops.fastcnn.conv2d,
+             *args)
     return y.squeeze(0) if unbatched else y
 
 
@@ -304,6 +342,7 @@ def _pool_grad(ctx: Any, dy: Tensor, _didx: Tensor | None) -> tuple[Tensor | Non
 
 
 _max_pool2d.register_autograd(_pool_grad, setup_context=_pool_setup)
+_max_pool2d_function = _function("_max_pool2d", _max_pool2d_impl, _pool_setup, _pool_grad)
 
 
 def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
@@ -328,7 +367,8 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         stride = None  # torch.nn.MaxPool2d's default, as F.max_pool2d reads it
     k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
     args = (x, list(k), list(s), list(p), list(d), bool(ceil_mode))
-    y, idx = _max_pool2d_impl(*args) if _eager(x) else torch.ops.fastcnn.max_pool2d(*args)
+    y, idx = _run(_path(x), _max_pool2d_impl, _max_pool2d_function,
+                  torch.ops.fastcnn.max_pool2d, *args)
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
     return (y, idx) if return_indices else y
@@ -372,13 +412,14 @@ def _relu_grad(ctx: Any, dy: Tensor) -> Tensor:
 
 
 _relu.register_autograd(_relu_grad, setup_context=_relu_setup)
+_relu_function = _function("_relu", _relu_impl, _relu_setup, _relu_grad)
 
 
 def relu(x: Tensor) -> Tensor:
     """``torch.relu`` on fastcnn's kernel (NaN propagates), with autograd. Any shape,
     float32; the result is a new contiguous tensor."""
     _check("relu", x=x)
-    return _relu_impl(x) if _eager(x) else torch.ops.fastcnn.relu(x)
+    return _run(_path(x), _relu_impl, _relu_function, torch.ops.fastcnn.relu, x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,6 +473,7 @@ def _linear_grad(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
 
 
 _linear.register_autograd(_linear_grad, setup_context=_linear_setup)
+_linear_function = _function("_linear", _linear_impl, _linear_setup, _linear_grad)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -445,14 +487,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         (*, out).
     """
     _check("linear", x=x, weight=weight, bias=bias)
-    op = _linear_impl if _eager(x, weight, bias) else torch.ops.fastcnn.linear
+    path = _path(x, weight, bias)
     if x.dim() == 2:
-        return op(x, weight, bias)
+        return _run(path, _linear_impl, _linear_function, torch.ops.fastcnn.linear, x, weight,
+                    bias)
     if x.dim() == 0:
         raise ValueError("fastcnn.torch.linear: x must have at least one axis (*, in), got a "
                          "0-d tensor")
     lead = x.shape[:-1]
-    y = op(x.reshape(-1, x.shape[-1]), weight, bias)
+    y = _run(path, _linear_impl, _linear_function, torch.ops.fastcnn.linear,
+             x.reshape(-1, x.shape[-1]), weight, bias)
     return y.reshape(*lead, y.shape[-1])
 
 
@@ -483,6 +527,7 @@ def _ce_grad(ctx: Any, dloss: Tensor, _ddlogits: Tensor | None) -> tuple[Tensor 
 
 
 _cross_entropy.register_autograd(_ce_grad, setup_context=_ce_setup)
+_cross_entropy_function = _function("_cross_entropy", _cross_entropy_impl, _ce_setup, _ce_grad)
 
 
 def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
@@ -508,6 +553,6 @@ def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     if target.device != logits.device:
         raise ValueError(f"fastcnn.torch.{op}: logits on {logits.device}, target on "
                          f"{target.device}; put them on one device")
-    op = _cross_entropy_impl if _eager(logits) else torch.ops.fastcnn.cross_entropy
-    loss, _ = op(logits, target)
+    loss, _ = _run(_path(logits), _cross_entropy_impl, _cross_entropy_function,
+                   torch.ops.fastcnn.cross_entropy, logits, target)
     return loss
