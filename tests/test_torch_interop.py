@@ -208,8 +208,15 @@ def test_the_direct_path_and_the_dispatcher_agree(rng: np.random.Generator) -> N
     dispatched = torch.ops.fastcnn.relu(torch.ops.fastcnn.conv2d(x, w, None, [1, 1], [1, 1],
                                                                  False, [1, 1], 1))
     assert torch.equal(direct, dispatched)
-    with_grad = ft.relu(ft.conv2d(x, w.clone().requires_grad_(), padding=1))
+    wg = w.clone().requires_grad_()
+    with_grad = ft.relu(ft.conv2d(x, wg, padding=1))  # an autograd.Function
     assert with_grad.grad_fn is not None and torch.equal(with_grad.detach(), direct)
+    dy = torch.from_numpy(rng.standard_normal(tuple(direct.shape)).astype(np.float32))
+    (dw,) = torch.autograd.grad(with_grad, wg, dy)
+    registered = torch.ops.fastcnn.relu(torch.ops.fastcnn.conv2d(x, wg, None, [1, 1], [1, 1],
+                                                                 False, [1, 1], 1))
+    (dw_registered,) = torch.autograd.grad(registered, wg, dy)  # register_autograd's
+    assert torch.equal(dw, dw_registered)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +468,7 @@ def test_the_torch_ops_benchmark_runs_and_reports_the_crossing() -> None:
     from fastcnn.bench.torch_ops import format_table, torch_ops_benchmark
 
     rows = torch_ops_benchmark(threads=1, repeats=2, min_sample_s=1e-4, quick=True)
-    assert [r["op"] for r in rows][:2] == ["relu", "relu"]
+    assert [r["op"] for r in rows][:2] == ["relu", "relu forward + backward"]
     for r in rows:
         assert r["fastcnn.torch_us"] > 0 and r["fastcnn.ops_us"] > 0 and r["torch_us"] > 0
         assert r["crossing_us"] == pytest.approx(r["fastcnn.torch_us"] - r["fastcnn.ops_us"])

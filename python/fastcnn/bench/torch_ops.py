@@ -3,8 +3,9 @@
 :func:`torch_ops_benchmark` times, for each case, the same op three ways on the CPU: through
 :mod:`fastcnn.torch` on tensors (what a PyTorch model that went through ``accelerate`` runs),
 through :mod:`fastcnn.ops` on NumPy arrays (the kernels alone), and PyTorch's own op. The
-difference between the first two is the crossing: the custom-op dispatch, the autograd node,
-the tensor -> NumPy view and back. A tiny ``relu`` (16 elements) shows it bare.
+difference between the first two is the crossing: the checks, the autograd node when a
+gradient is needed, the tensor -> NumPy view and back. A tiny ``relu`` (16 elements) shows it
+bare, without and with autograd.
 
 Method: the three are timed round-robin (one sample each per round, in an order rotated every
 round), each sample the mean of enough calls to last ``min_sample_s``; the reported time is the
@@ -39,6 +40,12 @@ def _cases(torch: Any, ft: Any, quick: bool) -> list[tuple[str, str, dict[str, C
     cases.append(("relu", "(16,)", {"fastcnn.torch": lambda: ft.relu(tiny),
                                     "fastcnn.ops": lambda: ops.relu(tiny_np),
                                     "torch": lambda: torch.relu(tiny)}))
+    tg, tdy = t(16, grad=True), t(16)
+    tdy_np = tdy.numpy()
+    cases.append(("relu forward + backward", "(16,)", {
+        "fastcnn.torch": lambda: torch.autograd.grad(ft.relu(tg), tg, tdy),
+        "fastcnn.ops": lambda: ops.relu_backward(tdy_np, ops.relu(tiny_np)),
+        "torch": lambda: torch.autograd.grad(torch.relu(tg), tg, tdy)}))
     big = t(n, 32, 26, 26)
     big_np = big.numpy()
     cases.append(("relu", f"({n}, 32, 26, 26)", {"fastcnn.torch": lambda: ft.relu(big),

@@ -9,6 +9,12 @@ need a gradient, ``max_pool2d_backward`` with the saved argmax indices, ``linear
 ``relu_backward``, and cross-entropy's ``dlogits`` scaled by the incoming gradient). Double
 backward is not supported (torch raises when asked for it).
 
+In eager mode the dispatcher's custom-op layers are skipped (they cost 30-120 us a call): an op
+whose inputs need no gradient calls its implementation directly, one whose inputs do runs as a
+classic ``torch.autograd.Function`` with the same setup and backward; under ``torch.compile``,
+a dispatch mode (fake tensors, tracing), on meta tensors or on tensor subclasses the ops go
+through ``torch.ops.fastcnn`` (:func:`_path`).
+
 The crossing: a CPU tensor reaches :mod:`fastcnn.ops` as the NumPy array over its own memory
 (``t.detach().numpy()``; a non-contiguous tensor is made contiguous first, one copy) and the
 result comes back with ``torch.from_numpy`` (no copy). A CUDA tensor goes to CuPy through DLPack
