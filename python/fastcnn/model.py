@@ -410,6 +410,13 @@ class Sequential(Trainer, Saveable, Exportable):
                     st[slot] = _device_move(a, self.device)
 
     # -- saving -----------------------------------------------------------------------------
+    def to_torch(self) -> Any:
+        """An equivalent ``torch.nn.Sequential`` holding copies of the weights (needs PyTorch:
+        ``pip install "fastcnn[torch]"``); see :func:`fastcnn.torch.to_torch`."""
+        from .torch.convert import to_torch  # fastcnn.torch never imports this module
+
+        return to_torch(self)
+
     def get_config(self) -> dict[str, Any]:
         """Architecture as a JSON-serialisable dict."""
         return {

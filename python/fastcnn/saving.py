@@ -6,7 +6,10 @@ is added) holding ``format`` (:data:`MODEL_FORMAT`), the architecture as a JSON 
 NumPy unicode array, ``weights/<layer>/<param>`` arrays, the compile settings (JSON), the
 layers' non-weight state (JSON), ``model.metadata`` (JSON) and ``optimizer/<slot>/<layer>/
 <param>`` state; ``save_weights`` writes only ``format`` (:data:`WEIGHTS_FORMAT`) and the
-weights. Weights are saved as NumPy arrays from either device.
+weights. Weights are saved as NumPy arrays from either device. ``save_weights`` /
+``load_weights`` with a path ending in ``.safetensors`` use that format instead (optional: the
+safetensors package), tensors named as the equivalent PyTorch model's state_dict
+(:mod:`fastcnn._torch_layout`).
 
 A file is written to a temporary file in the same directory and ``os.replace``'d into place,
 so a crash never leaves a half-written file. Loading uses ``allow_pickle=False`` and checks
@@ -23,7 +26,8 @@ import os
 import tempfile
 import warnings
 import zipfile
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -32,6 +36,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._device import assign, to_host
+from ._torch_layout import state_dict_names
 
 if TYPE_CHECKING:  # a model is known here only by the methods called on it
     from .model import Sequential
@@ -50,7 +55,12 @@ WEIGHTS_FORMAT = "fastcnn.weights/1"
 
 
 def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a new file in ``path``'s directory, fsync, then ``os.replace``: ``path``
+    """``np.savez`` to ``path`` atomically (:func:`_atomic_write`)."""
+    _atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """``write(f)`` to a new file in ``path``'s directory, fsync, then ``os.replace``: ``path``
     is either the previous file or the complete new one, never a half-written mix.
 
     Where the OS allows it (Linux ``O_TMPFILE``) the data is written to an unnamed file that
@@ -69,7 +79,7 @@ def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -
             fd = -1
     if fd >= 0:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+            write(f)
             f.flush()
             os.fsync(f.fileno())
             # a name for the finished file (an instant before it replaces `path`); passing a
@@ -93,7 +103,7 @@ def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~umask)
@@ -240,19 +250,109 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
     _atomic_savez(path, arrays)
 
 
+def _is_safetensors(path: str | os.PathLike[str]) -> bool:
+    return os.fspath(path).endswith(".safetensors")
+
+
+def _safetensors_numpy() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError as e:
+        raise ImportError('.safetensors files need the safetensors package: pip install '
+                          '"fastcnn[torch]" (or pip install safetensors)') from e
+    return safetensors.numpy
+
+
+def _save_safetensors(model: Sequential, path: str | os.PathLike[str]) -> None:
+    st = _safetensors_numpy()
+    names = state_dict_names(model.layers)  # torch key -> "<layer>/<param>"
+    weights = model._all_weights()
+    tensors = {key: np.ascontiguousarray(to_host(weights[name])) for key, name in names.items()}
+    data = st.save(tensors, metadata={"format": WEIGHTS_FORMAT})
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _safetensors_damage(data: bytes) -> str:
+    """What is wrong with an unreadable ``.safetensors`` byte string, naming the first tensor
+    whose bytes are missing when the header can be read (8-byte length, JSON header, data)."""
+    if len(data) < 8:
+        return f"{len(data)} bytes: no header"
+    n = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (ValueError, UnicodeDecodeError):
+        return "the header is truncated or damaged"
+    size = len(data) - 8 - n
+    for key, info in header.items() if isinstance(header, dict) else ():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not offsets or len(offsets) != 2 or offsets[1] > size:
+            return f"tensor {key!r} is truncated or damaged"
+    return "damaged"
+
+
+def _load_safetensors(model: Sequential,
+                      path: str | os.PathLike[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pair every model weight with its tensor of a ``.safetensors`` file (named by the
+    equivalent torch model's state_dict keys); ValueError naming the tensor before any change."""
+    st = _safetensors_numpy()
+    name = os.fspath(path)
+    with open(name, "rb") as fh:
+        data = fh.read()
+    try:
+        stored = st.load(data)
+    except Exception as e:  # safetensors raises its own SafetensorError (and others) on damage
+        raise ValueError(f"{name!r} is not a readable .safetensors file "
+                         f"({_safetensors_damage(data)}; {e})") from e
+    names = state_dict_names(model.layers)
+    weights = model._all_weights()
+    missing = [k for k in names if k not in stored]
+    extra = sorted(set(stored) - set(names))
+    if missing or extra:
+        raise ValueError(f"{name!r} does not match the model: missing tensors {missing}, "
+                         f"unexpected tensors {extra} (expected the state_dict keys of "
+                         f"model.to_torch(): {list(names)})")
+    pairs = []
+    for key, wname in names.items():
+        a, p = stored[key], weights[wname]
+        if a.shape != p.shape:
+            raise ValueError(f"{name!r}: tensor {key!r} (weight {wname!r}) has shape "
+                             f"{a.shape}, the model expects {p.shape}")
+        if a.dtype != np.float32:
+            raise ValueError(f"{name!r}: tensor {key!r} (weight {wname!r}) has dtype "
+                             f"{a.dtype}, expected float32")
+        pairs.append((p, a))
+    return pairs
+
+
 def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
-    """:meth:`fastcnn.Sequential.save_weights`: only ``format`` and the weights, atomically."""
+    """:meth:`fastcnn.Sequential.save_weights`: only ``format`` and the weights, atomically.
+
+    A ``path`` ending in ``.safetensors`` is written in that format (the safetensors package),
+    the tensors named by the state_dict keys of the equivalent ``torch.nn.Sequential``
+    (``model.to_torch()``: ``"0.weight"``, ``"0.bias"``, ...), so PyTorch loads it with
+    ``load_state_dict(safetensors.torch.load_file(path))``; any other name is an ``.npz``."""
     model._require_built()
+    if _is_safetensors(path):
+        _save_safetensors(model, path)
+        return
     _atomic_savez(path, {"format": np.array(WEIGHTS_FORMAT), **_weight_arrays(model)})
 
 
 def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
     """:meth:`fastcnn.Sequential.load_weights`: the weights of a :func:`save` or
-    :func:`save_weights` file, all checked before any is assigned."""
+    :func:`save_weights` file (a ``.safetensors`` one by its torch state_dict keys, e.g. one
+    PyTorch wrote with ``safetensors.torch.save_file(module.state_dict(), path)``), all checked
+    before any is assigned."""
     model._require_built()
-    arrays = _read_npz(path)
-    _format_of(arrays, path)
-    for p, a in _checked_weights(model, arrays, path):
+    if _is_safetensors(path):
+        pairs = _load_safetensors(model, path)
+    else:
+        arrays = _read_npz(path)
+        _format_of(arrays, path)
+        pairs = _checked_weights(model, arrays, path)
+    for p, a in pairs:
         assign(p, a)
 
 
