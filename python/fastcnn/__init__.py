@@ -4,7 +4,8 @@
 oracle with the same signatures; ``fastcnn.Sequential`` and ``fastcnn.layers`` build models,
 ``fastcnn.training`` trains them (``fit`` around one ``train_step``), ``fastcnn.saving`` writes
 and reads them; ``fastcnn.models`` holds ready-made networks; ``fastcnn.data`` loads image
-folders; ``fastcnn.onnx`` exports and imports ONNX graphs (with the optional onnx package).
+folders; ``fastcnn.torch`` runs fastcnn's kernels inside PyTorch (optional torch);
+``fastcnn.onnx`` exports and imports ONNX graphs (with the optional onnx package).
 ARCHITECTURE.md is the map.
 """
 
@@ -63,6 +64,16 @@ __all__ = [
     "train_step",
     "training",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``fastcnn.from_torch``: :func:`fastcnn.torch.from_torch`, imported on first use so that
+    ``import fastcnn`` never imports PyTorch."""
+    if name == "from_torch":
+        from .torch import from_torch
+
+        return from_torch
+    raise AttributeError(f"module 'fastcnn' has no attribute {name!r}")
 
 
 def info() -> dict[str, object]:
