@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ._device import array_module, is_cupy
+from ._arrays import array_module, is_cupy
 from .losses import as_targets
 
 __all__ = ["Accuracy", "Metric", "TopKAccuracy", "get", "get_list"]
