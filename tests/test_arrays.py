@@ -110,7 +110,7 @@ def test_the_model_refuses_a_tensor_that_requires_grad() -> None:
     with pytest.raises(TypeError, match=r"model\(x\): x is a torch tensor that requires grad.*"
                                         r"x\.detach\(\)"):
         model(x)
-    with pytest.raises(TypeError, match="predict: x .*requires grad"):
+    with pytest.raises(TypeError, match=r"predict: x .*requires grad"):
         model.predict(x)
     with torch.no_grad():
         assert isinstance(model(x), torch.Tensor)
@@ -390,3 +390,66 @@ def test_dir_lists_only_the_public_names() -> None:
     assert "np" not in dir(ops) and "check_int" not in dir(ops) and "Any" not in dir(ops)
     assert dir(reference) == sorted(reference.__all__)
     assert "np" not in dir(reference)
+
+
+# ------------------------------------------------------------------------------------------------
+# the GPU (cp: skipped unless fastcnn's CUDA backend runs here; the emulator runs these too)
+
+
+def test_cpu_tensors_and_cupy_arrays_do_not_mix(cp: Any) -> None:
+    with pytest.raises(TypeError, match=r"relu_backward: all arrays must be on one device; dy is "
+                                        r"a torch tensor on the CPU but y is a cupy array on "
+                                        r"cuda:0"):
+        ops.relu_backward(torch.zeros(4, 5), cp.zeros((4, 5), dtype=cp.float32))
+
+
+def test_a_gpu_model_takes_cpu_tensors(cp: Any) -> None:
+    cpu = fc.Sequential([L.Flatten(), L.Dense(3)], input_shape=(4, 6), seed=0)
+    gpu = fc.Sequential([L.Flatten(), L.Dense(3)], input_shape=(4, 6), seed=0).to("cuda")
+    x = _f(5, 4, 6)
+    out = gpu.predict(torch.from_numpy(x))
+    assert isinstance(out, torch.Tensor) and out.device.type == "cpu"  # the input's device
+    np.testing.assert_allclose(out.numpy(), cpu.predict(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="model is on the CPU"):
+        cpu.predict(cp.asarray(x))
+
+
+def _cuda_torch() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs PyTorch with a usable CUDA device")
+
+
+def test_cuda_tensors_round_trip_without_a_copy(cp: Any) -> None:
+    _cuda_torch()
+    x = torch.randn(64, 128, device="cuda")
+    assert _arrays.to_backend(x, "x", "test").data.ptr == x.data_ptr()
+    y = ops.relu(x)
+    assert isinstance(y, torch.Tensor) and y.device == x.device
+    assert torch.equal(y, torch.relu(x))
+    out = torch.empty_like(x)
+    assert ops.relu(x, out=out) is out and torch.equal(out, y)
+    w = torch.randn(32, 128, device="cuda")
+    torch.testing.assert_close(ops.linear(x, w), x @ w.T, rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_tensors_run_on_torchs_current_stream(cp: Any) -> None:
+    _cuda_torch()
+    s = torch.cuda.Stream()
+    x = torch.randn(256, 1024, device="cuda")
+    torch.cuda.synchronize()
+    with torch.cuda.stream(s):
+        z = x * 2  # queued on s
+        y = ops.relu(z)  # must see z, on s, without a host sync
+        expected = torch.relu(z)
+    s.synchronize()
+    assert torch.equal(y, expected)
+
+
+def test_a_gpu_model_takes_cuda_tensors(cp: Any) -> None:
+    _cuda_torch()
+    gpu = fc.Sequential([L.Flatten(), L.Dense(3)], input_shape=(4, 6), seed=0).to("cuda")
+    x = torch.randn(5, 4, 6, device="cuda")
+    out = gpu.predict(x)
+    assert isinstance(out, torch.Tensor) and out.is_cuda
+    np.testing.assert_allclose(out.cpu().numpy(), gpu.predict(x.cpu().numpy()), rtol=1e-6)
+    assert gpu(x).is_cuda

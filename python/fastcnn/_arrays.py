@@ -159,7 +159,7 @@ def _torch_to_backend(t: Any, name: str, op: str) -> Any:
     if t.requires_grad:
         if torch.is_grad_enabled():
             raise TypeError(
-                f"{op}: {name} is a torch tensor that requires grad; fastcnn.ops does not record "
+                f"{op}: {name} is a torch tensor that requires grad; fastcnn does not record "
                 f"autograd, so the result would silently cut your graph. Pass {name}.detach() "
                 "(no gradient flows back through this op), call it under torch.no_grad(), or "
                 "use fastcnn.torch, whose ops are differentiable")
