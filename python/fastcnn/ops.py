@@ -86,18 +86,21 @@ def _converts(*names: str) -> Callable[[_F], _F]:
         assert {p.name for p in params} >= set(names), (fn.__name__, names)
         positions = tuple((i, p.name) for i, p in enumerate(params)
                           if p.name in names and p.kind is p.POSITIONAL_OR_KEYWORD)
+        indices = tuple(i for i, _ in positions)
         op = fn.__name__
 
         @functools.wraps(fn)
         def converting(*args: Any, **kwargs: Any) -> Any:
-            for i, _ in positions:  # the fast path: one type test per array argument
-                if i < len(args) and type(args[i]) not in NATIVE and is_foreign(args[i]):
-                    break
-            else:
-                if not kwargs or not any(type(kwargs[k]) not in NATIVE and is_foreign(kwargs[k])
-                                         for k in names if k in kwargs):
-                    return fn(*args, **kwargs)
-            return call_converted(fn, op, positions, names, args, kwargs)
+            # the fast path: one type test per array argument given
+            n = len(args)
+            for i in indices:
+                if i < n and type(args[i]) not in NATIVE and is_foreign(args[i]):
+                    return call_converted(fn, op, positions, names, args, kwargs)
+            if kwargs:
+                for k in names:
+                    if k in kwargs and type(kwargs[k]) not in NATIVE and is_foreign(kwargs[k]):
+                        return call_converted(fn, op, positions, names, args, kwargs)
+            return fn(*args, **kwargs)
 
         return converting  # type: ignore[return-value]
 
