@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastcnn as fc
-from fastcnn import _device
+from fastcnn import _arrays, _device
 from fastcnn import layers as L
 
 
@@ -116,13 +116,13 @@ def test_each_reason_reaches_the_warning(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_array_helpers_on_the_cpu() -> None:
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
-    assert _device.array_module(a) is np and not _device.is_cupy(a)
-    assert _device.to_host(a) is a
-    assert _device.move(a, "cpu") is a
-    c = _device.host_copy(a)
+    assert _arrays.array_module(a) is np and not _arrays.is_cupy(a)
+    assert _arrays.to_host(a) is a
+    assert _arrays.move(a, "cpu") is a
+    c = _arrays.host_copy(a)
     assert c is not a and np.array_equal(c, a)
     dst = np.zeros((2, 3), np.float32)
-    _device.assign(dst, [[1, 2, 3], [4, 5, 6]])
+    _arrays.assign(dst, [[1, 2, 3], [4, 5, 6]])
     assert dst.dtype == np.float32 and dst[1, 2] == 6
 
 

@@ -1,10 +1,9 @@
 """Devices: where GPU arrays go (the CUDA backend, fastcnn._cuda_ops over fastcnn._cuda, when it
 is built and a GPU is present; :func:`cuda_built` and :func:`cuda_device_count` are
-:mod:`fastcnn._native`'s), why the GPU can't be used (:func:`cuda_unavailable_reason`),
-array-module-agnostic helpers for code that runs on NumPy and CuPy arrays alike
-(:func:`array_module`, :func:`move`, :func:`to_host`, :func:`assign`) and the uploader that feeds
-batches to the GPU one batch ahead (:class:`BatchUploader`). CuPy is imported only when a cupy
-array or the GPU is involved."""
+:mod:`fastcnn._native`'s), why the GPU can't be used (:func:`cuda_unavailable_reason`) and the
+uploader that feeds batches to the GPU one batch ahead (:class:`BatchUploader`). Array kinds and
+the helpers for code that runs on NumPy and CuPy arrays alike are :mod:`fastcnn._arrays`'s. CuPy
+is imported only when a cupy array or the GPU is involved."""
 
 from __future__ import annotations
 
@@ -14,22 +13,16 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from ._arrays import is_cupy
 from ._native import cuda_built, cuda_device_count
 
 __all__ = [
     "BatchUploader",
-    "array_module",
-    "assign",
     "cuda_available",
     "cuda_built",
     "cuda_device_count",
     "cuda_module",
     "cuda_unavailable_reason",
-    "host_copy",
-    "is_cupy",
-    "move",
-    "to_device_like",
-    "to_host",
 ]
 
 
@@ -75,79 +68,6 @@ def cuda_unavailable_reason() -> str | None:
     except Exception as exc:
         return f"CuPy cannot use the GPU ({exc})"
     return None
-
-
-# ------------------------------------------------------------------------------------------------
-# arrays of either kind
-
-
-def is_cupy(a: Any) -> bool:
-    """True for a ``cupy.ndarray`` (checked by type, without importing CuPy)."""
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
-def array_module(a: Any) -> ModuleType:
-    """``cupy`` for a cupy array, else ``numpy``: write ``xp = array_module(a)`` and then
-    ``xp.sum(...)``, ``xp.where(...)`` for code that runs on either device."""
-    if is_cupy(a):
-        import cupy
-
-        return cupy
-    return np
-
-
-def to_host(a: Any) -> Any:
-    """``a`` as a NumPy array (``cupy.asnumpy`` for a cupy array, a copy; ``numpy.asarray``
-    otherwise, no copy when it already is one)."""
-    if is_cupy(a):
-        import cupy
-
-        return cupy.asnumpy(a)
-    return np.asarray(a)
-
-
-def to_device_like(a: Any, like: Any) -> Any:
-    """``a`` on the device of the array ``like`` (uploaded / downloaded when they differ);
-    non-array values (scalars, lists) become arrays of ``like``'s kind."""
-    if is_cupy(like):
-        if is_cupy(a):
-            return a
-        import cupy
-
-        return cupy.asarray(np.asarray(a))
-    return to_host(a)
-
-
-def move(a: Any, device: str) -> Any:
-    """``a`` on ``device`` ("cpu" -> numpy, "cuda" -> cupy); the same object when it is there
-    already."""
-    if device == "cuda":
-        if is_cupy(a):
-            return a
-        import cupy
-
-        return cupy.ascontiguousarray(cupy.asarray(a))
-    return to_host(a)
-
-
-def assign(dst: Any, src: Any) -> None:
-    """``dst[...] = src`` across devices (``src`` cast to ``dst``'s dtype)."""
-    if is_cupy(dst):
-        import cupy
-
-        src = src if is_cupy(src) else cupy.asarray(np.asarray(src, dtype=dst.dtype))
-        dst[...] = src.astype(dst.dtype, copy=False)
-    else:
-        dst[...] = np.asarray(to_host(src), dtype=dst.dtype)
-
-
-def host_copy(a: Any) -> np.ndarray:
-    """A fresh NumPy copy of ``a`` (``cupy.asnumpy`` for a cupy array)."""
-    if is_cupy(a):
-        import cupy
-
-        return cupy.asnumpy(a)
-    return np.array(a, copy=True)
 
 
 # ------------------------------------------------------------------------------------------------

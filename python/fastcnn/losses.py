@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import ops
-from ._device import array_module, is_cupy, to_device_like
+from ._arrays import array_module, is_cupy, to_device_like
 from ._registry import Registry
 
 __all__ = [

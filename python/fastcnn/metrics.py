@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._device import array_module, is_cupy, to_host
+from ._arrays import array_module, is_cupy, to_host
 from .losses import as_targets
 
 __all__ = [

@@ -13,9 +13,11 @@ and they never import it, so the dependencies run one way.
 Inputs
 ------
 ``x`` is NCHW (``(N, C, H, W)`` for ``input_shape=(C, H, W)``) or ``(N, features)`` for a flat
-``input_shape``, of any numeric dtype: it is converted with ``np.asarray(x, dtype=np.float32)``
-(the ops take float32 only). Labels, datasets and the exact steps of ``fit`` are described in
-:mod:`fastcnn.training`.
+``input_shape``, of any numeric dtype and any array kind (NumPy, CuPy, a list, a PyTorch tensor, a
+DLPack object; :mod:`fastcnn._arrays`): it is converted to float32 (the ops take float32 only),
+without a copy when it already is a C-contiguous float32 array or tensor. An object is taken for a
+dataset only when it is not array-like. Labels, datasets and the exact steps of ``fit`` are
+described in :mod:`fastcnn.training`.
 
 Custom loops
 ------------
@@ -40,8 +42,10 @@ a device usable), else the CPU, silently. When the GPU can't be used, ``to("cuda
 the CPU with one RuntimeWarning saying why (``to("cuda", strict=True)`` raises RuntimeError
 instead). ``model.device`` is ``"cpu"`` or ``"cuda"``.
 
-``model(x)`` / ``model.backward(dy)`` take either array kind and return arrays on the model's
-device (a model on the CPU given CuPy arrays raises TypeError); ``fit`` / ``evaluate`` /
+``model(x)`` / ``model.backward(dy)`` take NumPy or CuPy arrays, lists, PyTorch tensors (CPU or
+CUDA) and DLPack objects (tensors viewed without a copy; one that requires grad is a TypeError) and
+return arrays on the model's device, of the input's kind: a torch tensor for a torch tensor, NumPy /
+CuPy otherwise (a model on the CPU given GPU arrays raises TypeError); ``fit`` / ``evaluate`` /
 ``predict`` upload NumPy batches one batch ahead (see :mod:`fastcnn.training`). ``get_weights``
 returns NumPy arrays, ``set_weights`` / ``load_weights`` accept NumPy (or CuPy) arrays on either
 device; ``load_model`` returns a model on the CPU (call ``.to("cuda")``).
@@ -60,8 +64,8 @@ from . import layers as _layers
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
-from ._device import assign, host_copy, is_cupy
-from ._device import move as _device_move
+from ._arrays import as_array, assign, host_copy, is_cupy, restore_kind
+from ._arrays import move as _device_move
 from .onnx import Exportable
 from .saving import Saveable
 from .training import Trainer
@@ -260,17 +264,22 @@ class Sequential(Trainer, Saveable, Exportable):
         act = getattr(last, "activation", None) if last.has_activation else None
         return act is not None and act == self.loss.fused_activation
 
-    def _input(self, x: Any, who: str) -> Any:
-        """``x`` as a C-contiguous float32 array: NumPy (converted), or a CuPy array when the
-        model is on the GPU (TypeError on the CPU)."""
-        if is_cupy(x):
+    def _input(self, x: Any, who: str, name: str = "x") -> Any:
+        """``x`` as a C-contiguous float32 array: NumPy (lists, CPU tensors and other CPU
+        arrays converted, zero-copy when they already are C-contiguous float32), or a CuPy array
+        (CUDA tensors viewed through DLPack) when the model is on the GPU (TypeError on the
+        CPU). A tensor that requires grad is a TypeError (:mod:`fastcnn._arrays`)."""
+        a = as_array(x, name, who)
+        if is_cupy(a):
             if self.device != "cuda":
-                raise TypeError(f"{who}: got a cupy array but the model is on the CPU; call "
-                                f"model.to('cuda') or pass NumPy arrays (cupy.asnumpy)")
+                raise TypeError(f"{who}: got a GPU array ({type(x).__module__}."
+                                f"{type(x).__name__}) but the model is on the CPU; call "
+                                f"model.to('cuda') or pass CPU arrays ({name}.cpu() for a "
+                                f"tensor, cupy.asnumpy({name}) for a cupy array)")
             import cupy
 
-            return cupy.ascontiguousarray(x, dtype=np.float32)
-        return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+            return cupy.ascontiguousarray(a, dtype=np.float32)
+        return np.ascontiguousarray(a, dtype=np.float32)
 
     def _on_device(self, a: Any) -> Any:
         """``a`` on the model's device (a NumPy array uploaded when the model is on the GPU)."""
@@ -289,19 +298,19 @@ class Sequential(Trainer, Saveable, Exportable):
                 x = layer.forward(x, training)
         return x
 
-    def __call__(self, x: Any, training: bool = False, logits: bool = False) -> np.ndarray:
+    def __call__(self, x: Any, training: bool = False, logits: bool = False) -> Any:
         """Forward pass: ``x`` (N, *input_shape) -> output (N, *output_shape), float32.
 
         Args:
             training: cache what :meth:`backward` needs and apply Dropout.
             logits: skip the last layer's activation (return its pre-activation values).
         """
-        x = self._input(x, "model(x)")
-        self._ensure_built(x)
-        return self._forward(self._on_device(x), training, logits)
+        xa = self._input(x, "model(x)")
+        self._ensure_built(xa)
+        return restore_kind(self._forward(self._on_device(xa), training, logits), x)
 
     def backward(self, dy: Any, accumulate: bool = False,
-                 compute_dx: bool = True) -> np.ndarray | None:
+                 compute_dx: bool = True) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with
         respect to that call's output, converted to float32) -> ``dx`` (N, *input_shape).
         Writes each trainable layer's ``grads`` (adds to them with ``accumulate=True``).
@@ -312,7 +321,7 @@ class Sequential(Trainer, Saveable, Exportable):
         :meth:`~fastcnn.layers.Layer.offer_pooled_grad`, if it makes one: the two backward
         passes then run as one (``backward(dy, accumulate, pooled_grad=offer)``)."""
         self._require_built()
-        g = self._on_device(self._input(dy, "backward"))
+        g = self._on_device(self._input(dy, "backward", "dy"))
         first = self.layers[0] if self.layers else None
         if first is not None:
             first.compute_dx = bool(compute_dx)
@@ -332,7 +341,7 @@ class Sequential(Trainer, Saveable, Exportable):
         finally:
             if first is not None:
                 first.compute_dx = True
-        return g if compute_dx else None
+        return restore_kind(g, dy) if compute_dx else None
 
     # -- compile --------------------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None) -> None:

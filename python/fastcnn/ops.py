@@ -9,6 +9,15 @@ AVX2 / AVX-512 kernels, chosen at import), CuPy arrays -> ``fastcnn._cuda`` (thr
 C++ (the compiled module is a public door too) and reported as ``ValueError`` / ``TypeError``
 naming the argument.
 
+Array kinds: NumPy and CuPy arrays, PyTorch tensors (CPU and CUDA) and any object with
+``__dlpack__`` are accepted, viewed without a copy (:mod:`fastcnn._arrays` holds the rules), and
+results come back in the first array argument's kind: a torch tensor for torch tensors, on
+their device (an op on CUDA tensors runs on PyTorch's current stream); NumPy / CuPy for NumPy,
+CuPy and other DLPack inputs. Kinds may be mixed within a device (NumPy with CPU tensors), not
+across devices (TypeError). A tensor that requires grad is refused while autograd records
+(TypeError: pass ``x.detach()``, or use :mod:`fastcnn.torch`'s differentiable ops); an ``out=``
+tensor is written in place and returned as itself.
+
 Input rule: arrays must be float32 (``x.astype(numpy.float32)`` converts); class labels may be
 any integer dtype; pooling indices are int64. No silent casts, no promotion. Non-contiguous,
 Fortran-order, negative-stride, broadcast, misaligned and read-only arrays are accepted (copied
@@ -28,14 +37,18 @@ either device; :mod:`fastcnn.optimizers` calls them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import _native
 from ._args import check_bool, check_int
-from ._device import array_module, cuda_module, is_cupy
+from ._arrays import NATIVE, array_module, call_converted, is_cupy, is_foreign
+from ._device import cuda_module
 from ._geometry import conv_padding, pair, pool_args
 
 __all__ = [
@@ -54,6 +67,45 @@ __all__ = [
     "softmax",
 ]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def __dir__() -> list[str]:
+    """``dir(fastcnn.ops)``: the ops only (PEP 562), not the helpers this module imports."""
+    return sorted(__all__)
+
+
+def _converts(*names: str) -> Callable[[_F], _F]:
+    """Make an op take any array kind: its array parameters ``names`` are viewed as backend
+    arrays once (:func:`fastcnn._arrays.call_converted`: torch tensors and DLPack objects,
+    zero-copy) and its results given back once in the first array argument's kind. Calls whose
+    arrays are all NumPy / CuPy go straight to the op (one type test per array argument)."""
+
+    def wrap(fn: _F) -> _F:
+        params = list(inspect.signature(fn).parameters.values())
+        assert {p.name for p in params} >= set(names), (fn.__name__, names)
+        positions = tuple((i, p.name) for i, p in enumerate(params)
+                          if p.name in names and p.kind is p.POSITIONAL_OR_KEYWORD)
+        indices = tuple(i for i, _ in positions)
+        op = fn.__name__
+
+        @functools.wraps(fn)
+        def converting(*args: Any, **kwargs: Any) -> Any:
+            # the fast path: one type test per array argument given
+            n = len(args)
+            for i in indices:
+                if i < n and type(args[i]) not in NATIVE and is_foreign(args[i]):
+                    return call_converted(fn, op, positions, names, args, kwargs)
+            if kwargs:
+                for k in names:
+                    if k in kwargs and type(kwargs[k]) not in NATIVE and is_foreign(kwargs[k]):
+                        return call_converted(fn, op, positions, names, args, kwargs)
+            return fn(*args, **kwargs)
+
+        return converting  # type: ignore[return-value]
+
+    return wrap
+
 
 def _backend(op: str, *arrays: Any) -> Any:
     """The compiled module for these arrays: numpy -> _cpu, cupy -> the CUDA adapter over
@@ -69,8 +121,9 @@ def _backend(op: str, *arrays: Any) -> Any:
 
 def _check_array(a: Any, name: str, op: str) -> None:
     if not (isinstance(a, np.ndarray) or is_cupy(a)):
-        raise TypeError(f"{op}: {name} must be a numpy.ndarray of float32, got "
-                        f"{type(a).__name__}")
+        raise TypeError(f"{op}: {name} must be an array of float32 (numpy, cupy, a torch tensor "
+                        f"or a DLPack object), got {type(a).__name__}; convert it with "
+                        f"numpy.asarray({name}, dtype=numpy.float32)")
 
 
 def _conv_args(
@@ -90,6 +143,7 @@ def _conv_args(
     return (sh, sw, *pads, dh, dw, g)
 
 
+@_converts("x", "w", "b")
 def conv2d(
     x: Any,
     w: Any,
@@ -121,6 +175,7 @@ def conv2d(
     return _backend(op, x, w, b).conv2d(x, w, b, *args, check_bool(relu, "relu", op=op))
 
 
+@_converts("dy", "x", "w", "relu_y", "pool_indices")
 def conv2d_backward(
     dy: Any,
     x: Any,
@@ -190,6 +245,7 @@ def conv2d_backward(
         relu_y=relu_y, **pool)
 
 
+@_converts("x", "out")
 def relu(x: Any, *, out: Any = None) -> Any:
     """``max(x, 0)`` elementwise, NaN propagating (PyTorch's ``relu``). Any shape, float32.
 
@@ -205,6 +261,7 @@ def relu(x: Any, *, out: Any = None) -> Any:
     return _backend("relu", x, out).relu(x, out=out)
 
 
+@_converts("dy", "y", "out")
 def relu_backward(dy: Any, y: Any, *, out: Any = None) -> Any:
     """``dy`` where the forward output ``y > 0``, else 0.
 
@@ -219,6 +276,7 @@ def relu_backward(dy: Any, y: Any, *, out: Any = None) -> Any:
     return _backend("relu_backward", dy, y, out).relu_backward(dy, y, out=out)
 
 
+@_converts("x")
 def max_pool2d(
     x: Any,
     kernel_size: Any,
@@ -248,6 +306,7 @@ def max_pool2d(
         check_bool(return_indices, "return_indices", op=op))
 
 
+@_converts("dy", "x", "indices", "out")
 def max_pool2d_backward(
     dy: Any,
     x: Any,
@@ -273,6 +332,7 @@ def max_pool2d_backward(
         dy, x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op), indices, out=out)
 
 
+@_converts("x", "w", "b")
 def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
     """Dense layer ``y = x @ w.T + b`` (optionally ReLU fused).
 
@@ -286,6 +346,7 @@ def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
     return _backend(op, x, w, b).linear(x, w, b, check_bool(relu, "relu", op=op))
 
 
+@_converts("dy", "x", "w")
 def linear_backward(
     dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True,
     compute_dw: bool = True
@@ -313,16 +374,19 @@ def _softmax(x: Any, axis: Any, log: bool) -> Any:
     return xp.ascontiguousarray(xp.moveaxis(mod.softmax(moved, log), -1, ax))
 
 
+@_converts("x")
 def softmax(x: Any, axis: int = -1) -> Any:
     """``exp(x) / sum(exp(x))`` along ``axis`` (stable). Any shape, float32."""
     return _softmax(x, axis, False)
 
 
+@_converts("x")
 def log_softmax(x: Any, axis: int = -1) -> Any:
     """``x - logsumexp(x)`` along ``axis`` (stable). Any shape, float32."""
     return _softmax(x, axis, True)
 
 
+@_converts("logits", "labels")
 def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
     """Softmax cross-entropy, mean over the batch, and its gradient in one stable step.
 
@@ -338,6 +402,7 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
     return _backend(op, logits, labels).cross_entropy(logits, labels)
 
 
+@_converts("p", "g", "buf")
 def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 0.0,
                nesterov: bool = False, weight_decay: float = 0.0, first: bool = False) -> None:
     """One SGD step in place, PyTorch's formula (:class:`fastcnn.optimizers.SGD`)::
@@ -362,6 +427,7 @@ def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 
         weight_decay=float(f32(weight_decay)), first=check_bool(first, "first", op=op))
 
 
+@_converts("p", "g", "m", "v")
 def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, beta_2: float,
                 epsilon: float, step: int, weight_decay: float = 0.0,
                 decoupled: bool = False) -> None:

@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import ops
-from ._device import array_module, host_copy, is_cupy, move, to_host
+from ._arrays import array_module, host_copy, is_cupy, move, to_host
 from ._registry import Registry
 
 __all__ = [

@@ -35,7 +35,7 @@ from . import layers as _layers
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
-from ._device import assign, to_host
+from ._arrays import assign, to_host
 from ._torch_layout import state_dict_names
 
 if TYPE_CHECKING:  # a model is known here only by the methods called on it

@@ -51,12 +51,15 @@ epochs is returned (``history.interrupted`` is True).
 
 Devices
 -------
-On the GPU, ``fit`` / ``evaluate`` / ``predict`` take NumPy inputs (or datasets yielding them)
-and upload each batch, labels included, one batch ahead: with CuPy's pinned memory and streams
-the copy of batch i + 1 runs on its own stream while batch i computes (see
-:class:`fastcnn._device.BatchUploader`). CuPy inputs are used as they are. A training step
-copies only the loss (and each metric's per-batch sum) back to the host. ``predict`` returns a
-NumPy array (as Keras does), ``evaluate`` Python floats.
+Inputs may be NumPy or CuPy arrays, lists, PyTorch tensors or DLPack objects (tensors are viewed
+without a copy; :mod:`fastcnn._arrays`); an object is a dataset only when it is not array-like, so a
+tensor is one array, never a dataset of rows. On the GPU, ``fit`` / ``evaluate`` / ``predict`` take
+host inputs (or datasets yielding them) and upload each batch, labels included, one batch ahead:
+with CuPy's pinned memory and streams the copy of batch i + 1 runs on its own stream while batch i
+computes (see :class:`fastcnn._device.BatchUploader`). CuPy inputs are used as they are. A training
+step copies only the loss (and each metric's per-batch sum) back to the host. ``predict`` returns a
+NumPy array (as Keras does; a torch tensor on the input's device for a torch tensor), ``evaluate``
+Python floats.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import callbacks as _callbacks
-from ._device import BatchUploader, is_cupy
+from ._arrays import as_array, is_array_like, is_cupy, is_torch
+from ._device import BatchUploader
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential
@@ -128,6 +132,7 @@ def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
     """
     loss_fn, optimizer = model._require_compiled("train_step")
     xb = model._input(x, "train_step")
+    y = None if y is None else as_array(y, "y", "train_step")
     model._ensure_built(xb)
     fused = model.output_fused
     out = model._forward(model._on_device(xb), True, fused)
@@ -156,8 +161,10 @@ def _metric_logits(loss_fn: Any, logits: bool) -> str | bool:
 
 
 def _is_dataset(obj: Any) -> bool:
-    return (not isinstance(obj, np.ndarray | list | tuple) and not is_cupy(obj)
-            and hasattr(obj, "__iter__") and hasattr(obj, "__len__"))
+    """True for a dataset object (iterable of batches with ``__len__``), False for anything
+    array-like (NumPy / CuPy arrays, tensors, DLPack and ``__array__`` objects, lists, tuples),
+    which iterate and have a length too but are one array."""
+    return (not is_array_like(obj) and hasattr(obj, "__iter__") and hasattr(obj, "__len__"))
 
 
 
@@ -202,12 +209,13 @@ def _xy(item: Any, who: str) -> tuple[Any, Any]:
 
 
 def _check_arrays(x: Any, y: Any, who: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` and ``y`` as arrays (NumPy, or CuPy arrays left as they are), checked."""
-    x = x if is_cupy(x) else np.asarray(x)
+    """``x`` and ``y`` as backend arrays (:func:`fastcnn._arrays.as_array`: NumPy and CuPy
+    arrays as they are, tensors viewed without a copy, lists converted), checked."""
+    x = as_array(x, "x", who)
     if x.ndim < 2:
         raise ValueError(f"{who}: x must have a batch axis, got shape {x.shape}")
     if y is not None:
-        y = y if is_cupy(y) else np.asarray(y)
+        y = as_array(y, "y", who)
         if y.ndim == 0 or len(y) != len(x):
             raise ValueError(f"{who}: x and y must have the same number of samples, got "
                              f"{len(x)} and {y.shape}")
@@ -288,6 +296,7 @@ def _fit_batches(model: Sequential, batches: Iterator[Any]) -> Iterator[tuple[An
         for item in batches:
             xb_raw, yb = _xy(item, "fit")
             xb = model._input(xb_raw, "fit")
+            yb = None if yb is None else as_array(yb, "y", "fit")
             model._ensure_built(xb)
             yield xb, yb
     finally:
@@ -319,7 +328,7 @@ def _eval_batches(model: Sequential, x: Any, y: Any, batch_size: int, who: str,
                     xb, yb = item, None
                 xb = model._input(xb, who)
                 model._ensure_built(xb)
-                yield xb, yb
+                yield xb, (None if yb is None else as_array(yb, "y", who))
         finally:
             _close_iterator(batches)
 
@@ -337,9 +346,10 @@ def _eval_batches(model: Sequential, x: Any, y: Any, batch_size: int, who: str,
 # predict / evaluate
 
 
-def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-    """:meth:`fastcnn.Sequential.predict`: outputs (N, *output_shape) as a float32 NumPy array,
-    batch by batch (on the GPU gathered on the device and copied to the host once)."""
+def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -> Any:
+    """:meth:`fastcnn.Sequential.predict`: outputs (N, *output_shape) float32, batch by batch (on
+    the GPU gathered on the device), as a NumPy array, or a torch tensor on ``x``'s device when
+    ``x`` is one (a CUDA tensor's outputs never leave the GPU)."""
     outs = []
     for xb, _ in _eval_batches(model, x, None, batch_size, "predict", verbose):
         out = model._forward(xb, False, False)
@@ -348,12 +358,22 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -
         outs.append(out)
     if not outs:
         model._require_built()
-        return np.zeros((0, *model.output_shape), dtype=np.float32)  # type: ignore[misc]
-    if is_cupy(outs[0]):
+        result: Any = np.zeros((0, *model.output_shape), dtype=np.float32)  # type: ignore[misc]
+    elif is_cupy(outs[0]):
         import cupy
 
-        return cupy.asnumpy(cupy.concatenate(outs, axis=0))
-    return np.concatenate(outs, axis=0)
+        result = cupy.concatenate(outs, axis=0)
+        if not (is_torch(x) and x.is_cuda):
+            result = cupy.asnumpy(result)
+    else:
+        result = np.concatenate(outs, axis=0)
+    if not is_torch(x):
+        return result
+    import torch
+
+    if is_cupy(result):
+        return torch.from_dlpack(result)
+    return torch.from_numpy(result).to(x.device)
 
 
 def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
@@ -596,12 +616,14 @@ class Trainer:
         """
         return evaluate(self, x, y, batch_size, verbose, return_dict)  # type: ignore[arg-type]
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Outputs (probabilities for a softmax / sigmoid output) for ``x`` (an array or a
-        dataset yielding ``(x_batch, y_batch)`` or ``x_batch``), batch by batch.
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> Any:
+        """Outputs (probabilities for a softmax / sigmoid output) for ``x`` (an array of any
+        kind, a list, or a dataset yielding ``(x_batch, y_batch)`` or ``x_batch``), batch by
+        batch.
 
         Returns:
             float32 NumPy array (N, *output_shape), also for a model on the GPU (its outputs
-            are gathered on the device and copied to the host once, at the end).
+            are gathered on the device and copied to the host once, at the end); a torch
+            tensor on ``x``'s device when ``x`` is a torch tensor.
         """
         return predict(self, x, batch_size, verbose)  # type: ignore[arg-type]

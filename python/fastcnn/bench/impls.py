@@ -33,7 +33,8 @@ from typing import Any, cast
 import numpy as np
 
 from .. import _native, ops, reference
-from .._device import array_module, cuda_module, is_cupy, to_host
+from .._arrays import array_module, is_cupy, to_host
+from .._device import cuda_module
 from .suites import Case
 
 __all__ = ["IMPLS", "api_fn", "build", "make_inputs", "outputs_as_arrays", "torch_fn"]

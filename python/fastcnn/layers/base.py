@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import initializers as _init
 from .. import ops
-from .._device import array_module, assign, host_copy, is_cupy, move
+from .._arrays import array_module, assign, host_copy, is_cupy, move
 
 __all__ = [
     "ACTIVATIONS",

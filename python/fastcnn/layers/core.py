@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ops
-from .._device import array_module, is_cupy
+from .._arrays import array_module, is_cupy
 from .base import ACT_FLOPS, ActivationMixin, KernelBiasMixin, Layer, check_activation
 
 __all__ = ["Activation", "Dense", "Dropout", "Flatten", "ReLU", "Softmax"]

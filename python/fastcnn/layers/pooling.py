@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from .._device import array_module
+from .._arrays import array_module
 from .._geometry import pair, pool_output_size, same_padding
 from .base import Layer
 
