@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import layers as _layers
-from .._device import host_copy
+from .._arrays import host_copy
 from .._geometry import conv_padding, same_padding
 from .._native import cpu as _cpu
 from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx

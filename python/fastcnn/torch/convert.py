@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import layers as L
-from .._device import host_copy
+from .._arrays import host_copy
 from .._geometry import conv_padding, pair, pool_output_size
 from .._torch_layout import layer_modules
 from ..saving import _model_class
