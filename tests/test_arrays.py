@@ -119,13 +119,13 @@ def test_the_model_refuses_a_tensor_that_requires_grad() -> None:
 @pytest.mark.parametrize("obj", [np.zeros((2, 3)), [[1.0, 2.0]], (1.0, 2.0),
                                  torch.zeros(2, 3)])
 def test_array_likes_are_not_datasets(obj: Any) -> None:
-    from fastcnn.training import _is_dataset
+    from fastcnn._batches import is_dataset as _is_dataset
 
     assert not _is_dataset(obj)
 
 
 def test_dataset_detection() -> None:
-    from fastcnn.training import _is_dataset
+    from fastcnn._batches import is_dataset as _is_dataset
 
     class WithArray:  # __array__, __iter__ and __len__: still one array
         def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

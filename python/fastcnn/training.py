@@ -70,15 +70,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from . import callbacks as _callbacks
-from ._arrays import as_array, is_array_like, is_cupy, is_torch
-from ._device import BatchUploader
+from ._arrays import as_array, is_cupy, is_torch
+from ._batches import (
+    ArrayBatches,
+    close_iterator,
+    device_batches,
+    eval_batches,
+    fit_batches,
+    fit_sources,
+    is_dataset,
+)
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential
@@ -160,84 +167,8 @@ def _metric_logits(loss_fn: Any, logits: bool) -> str | bool:
     return False
 
 
-def _is_dataset(obj: Any) -> bool:
-    """True for a dataset object (iterable of batches with ``__len__``), False for anything
-    array-like (NumPy / CuPy arrays, tensors, DLPack and ``__array__`` objects, lists, tuples),
-    which iterate and have a length too but are one array."""
-    return (not is_array_like(obj) and hasattr(obj, "__iter__") and hasattr(obj, "__len__"))
-
-
-
-class _ArrayBatches:
-    """Batches of ``(x, y)`` arrays in a given order."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.order: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, Any]]:
-        n, bs = len(self.x), self.batch_size
-        for i in range(0, n, bs):
-            if self.order is None:
-                idx: Any = slice(i, i + bs)
-            else:
-                idx = self.order[i:i + bs]
-            xi = _index_for(self.x, idx)
-            yi = None if self.y is None else _index_for(self.y, idx)
-            yield self.x[xi], (None if self.y is None else self.y[yi])
-
-
-def _index_for(a: Any, idx: Any) -> Any:
-    """An index for ``a``: a NumPy index array is uploaded when ``a`` is a cupy array."""
-    if is_cupy(a) and isinstance(idx, np.ndarray):
-        import cupy
-
-        return cupy.asarray(idx)
-    return idx
-
-
-def _xy(item: Any, who: str) -> tuple[Any, Any]:
-    """Split a dataset item into ``(x_batch, y_batch)`` with a clear error."""
-    if isinstance(item, tuple | list) and len(item) == 2:
-        return item[0], item[1]
-    raise ValueError(f"{who}: a training dataset must yield (x_batch, y_batch) pairs, got "
-                     f"{type(item).__name__}" + (f" of length {len(item)}"
-                                                 if isinstance(item, tuple | list) else ""))
-
-
-def _check_arrays(x: Any, y: Any, who: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` and ``y`` as backend arrays (:func:`fastcnn._arrays.as_array`: NumPy and CuPy
-    arrays as they are, tensors viewed without a copy, lists converted), checked."""
-    x = as_array(x, "x", who)
-    if x.ndim < 2:
-        raise ValueError(f"{who}: x must have a batch axis, got shape {x.shape}")
-    if y is not None:
-        y = as_array(y, "y", who)
-        if y.ndim == 0 or len(y) != len(x):
-            raise ValueError(f"{who}: x and y must have the same number of samples, got "
-                             f"{len(x)} and {y.shape}")
-    return x, y
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
-
-
 def _fmt_logs(logs: dict[str, float]) -> str:
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-
-
-def _close_iterator(it: Any) -> None:
-    """Stop a dataset's epoch iterator early (a background producer thread, a generator)."""
-    close = getattr(it, "close", None)
-    if callable(close):
-        close()
 
 
 def _install_sigint(state: dict[str, bool]) -> Any:
@@ -265,83 +196,6 @@ def _restore_sigint(old: Any) -> None:
             signal.signal(signal.SIGINT, old)
 
 
-
-def _device_batches(model: Sequential,
-                    pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
-    """``(x, y)`` batches on the model's device: uploaded one batch ahead on the GPU
-    (:class:`fastcnn._device.BatchUploader`), passed through on the CPU."""
-    try:
-        if model.device != "cuda":
-            yield from pairs
-            return
-        up = BatchUploader()
-        try:
-            pending = None
-            for xb, yb in pairs:
-                started = up.start((xb, yb))  # before batch i's work is queued
-                if pending is not None:
-                    yield up.finish(pending)  # type: ignore[misc]
-                pending = started
-            if pending is not None:
-                yield up.finish(pending)  # type: ignore[misc]
-        finally:
-            up.close()
-    finally:
-        _close_iterator(pairs)
-
-
-def _fit_batches(model: Sequential, batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
-    """Training items as ``(x float32, y)`` host (or CuPy) arrays, the model built."""
-    try:
-        for item in batches:
-            xb_raw, yb = _xy(item, "fit")
-            xb = model._input(xb_raw, "fit")
-            yb = None if yb is None else as_array(yb, "y", "fit")
-            model._ensure_built(xb)
-            yield xb, yb
-    finally:
-        _close_iterator(batches)
-
-
-def _eval_batches(model: Sequential, x: Any, y: Any, batch_size: int, who: str,
-                  verbose: int) -> Iterator[tuple[np.ndarray, Any]]:
-    """``(x, y or None)`` batches of an array pair or a dataset on the model's device, with a
-    progress bar when ``verbose == 1``."""
-    if _is_dataset(x):
-        if y is not None:
-            raise ValueError(f"{who}: y must be None when x is a dataset")
-        source: Any = x
-    else:
-        xa, ya = _check_arrays(x, y, who)
-        source = _ArrayBatches(xa, ya, _check_batch_size(batch_size))
-    bar = tqdm(total=len(source), desc=who, unit="batch", disable=verbose != 1,
-               file=sys.stdout, leave=True)
-
-    def host_batches(batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
-        try:
-            for item in batches:
-                if isinstance(item, tuple | list) and len(item) == 2:
-                    xb, yb = item
-                elif isinstance(item, tuple | list) and len(item) == 1:
-                    xb, yb = item[0], None
-                else:
-                    xb, yb = item, None
-                xb = model._input(xb, who)
-                model._ensure_built(xb)
-                yield xb, (None if yb is None else as_array(yb, "y", who))
-        finally:
-            _close_iterator(batches)
-
-    batches = _device_batches(model, host_batches(iter(source)))
-    try:
-        for xb, yb in batches:
-            yield xb, yb
-            bar.update(1)
-    finally:
-        bar.close()
-        _close_iterator(batches)
-
-
 # --------------------------------------------------------------------------------------------
 # predict / evaluate
 
@@ -351,7 +205,7 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -
     the GPU gathered on the device), as a NumPy array, or a torch tensor on ``x``'s device when
     ``x`` is one (a CUDA tensor's outputs never leave the GPU)."""
     outs = []
-    for xb, _ in _eval_batches(model, x, None, batch_size, "predict", verbose):
+    for xb, _ in eval_batches(model, x, None, batch_size, "predict", verbose):
         out = model._forward(xb, False, False)
         if is_cupy(out) and (out is xb or out.base is not None):
             out = out.copy()  # a view of an upload buffer, which is reused
@@ -393,13 +247,13 @@ def _evaluate_logs(model: Sequential, x: Any, y: Any, batch_size: int, verbose: 
                    who: str) -> dict[str, float]:
     loss_fn = model.loss
     assert loss_fn is not None
-    if not _is_dataset(x) and y is None:
+    if not is_dataset(x) and y is None:
         raise ValueError(f"{who}: y is required with array inputs")
     fused = model.output_fused
     total, count = 0.0, 0
     for m in model.metrics:
         m.reset()
-    for xb, yb in _eval_batches(model, x, y, batch_size, who, verbose):
+    for xb, yb in eval_batches(model, x, y, batch_size, who, verbose):
         if yb is None:
             raise ValueError(f"{who}: the dataset yielded no labels")
         out = model._forward(xb, False, fused)
@@ -433,8 +287,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     if verbose not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
     rng = np.random.default_rng(seed)
-    train, val = _fit_sources(x, y, batch_size, validation_split, validation_data)
-    array_train = isinstance(train, _ArrayBatches)
+    train, val = fit_sources(x, y, batch_size, validation_split, validation_data)
+    array_train = isinstance(train, ArrayBatches)
     if array_train:
         model._ensure_built(model._input(train.x[:1], "fit"))
     model._check_loss_activation()
@@ -467,7 +321,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
             for m in model.metrics:
                 m.reset()
             batch = -1
-            batches = _device_batches(model, _fit_batches(model, iter(train)))
+            batches = device_batches(model, fit_batches(model, iter(train)))
             for batch, (xb, yb) in enumerate(batches):
                 cbs.on_train_batch_begin(batch, {})
                 try:
@@ -492,7 +346,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 cbs.on_train_batch_end(batch, blogs)
                 if interrupt["flag"] or model.stop_training:
                     break
-            _close_iterator(batches)
+            close_iterator(batches)
             if interrupt["flag"] or nonfinite:
                 break
             if seen == 0:
@@ -517,7 +371,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     finally:
         if bar is not None:
             bar.close()
-        _close_iterator(batches)
+        close_iterator(batches)
         _restore_sigint(old_handler)
     if interrupt["flag"]:
         history.interrupted = True
@@ -526,48 +380,6 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
               f"epoch(s).", flush=True)
     cbs.on_train_end({})
     return history
-
-
-def _fit_sources(x: Any, y: Any, batch_size: int, validation_split: float,
-                 validation_data: Any) -> tuple[Any, tuple[Any, Any] | None]:
-    val: tuple[Any, Any] | None = None
-    if _is_dataset(x):
-        if y is not None:
-            raise ValueError("fit: y must be None when x is a dataset (it yields labels)")
-        if validation_split:
-            raise ValueError("fit: validation_split needs arrays; pass validation_data "
-                             "for a dataset")
-        if len(x) == 0:
-            raise ValueError("fit: the dataset has no batches")
-        train: Any = x
-    else:
-        if x is None or y is None:
-            raise ValueError("fit: pass x and y arrays, or a dataset as x")
-        xa, ya = _check_arrays(x, y, "fit")
-        assert ya is not None
-        bs = _check_batch_size(batch_size)
-        if validation_split and validation_data is None:  # validation_data wins (Keras)
-            if not 0.0 < float(validation_split) < 1.0:
-                raise ValueError(f"fit: validation_split must be in (0, 1), got "
-                                 f"{validation_split}")
-            split = math.ceil(len(xa) * (1.0 - float(validation_split)))
-            if split == len(xa) or split == 0:
-                raise ValueError(f"fit: validation_split={validation_split} of "
-                                 f"{len(xa)} samples leaves an empty set")
-            val = (xa[split:], ya[split:])
-            xa, ya = xa[:split], ya[:split]
-        if len(xa) == 0:
-            raise ValueError("fit: no training samples")
-        train = _ArrayBatches(xa, ya, bs)
-    if validation_data is not None:
-        if _is_dataset(validation_data):
-            val = (validation_data, None)
-        elif isinstance(validation_data, tuple | list) and len(validation_data) == 2:
-            xv, yv = _check_arrays(validation_data[0], validation_data[1], "validation")
-            val = (xv, yv)
-        else:
-            raise ValueError("fit: validation_data must be (x_val, y_val) or a dataset")
-    return train, val
 
 
 class Trainer:
