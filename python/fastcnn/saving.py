@@ -41,7 +41,7 @@ from ._torch_layout import state_dict_names
 if TYPE_CHECKING:  # a model is known here only by the methods called on it
     from .model import Sequential
 
-__all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "load_model", "load_weights", "save",
+__all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "atomic_write", "load_model", "load_weights", "save",
            "save_weights"]
 
 #: ``format`` of a file written by :func:`save` (architecture, weights, training state).
@@ -55,11 +55,11 @@ WEIGHTS_FORMAT = "fastcnn.weights/1"
 
 
 def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to ``path`` atomically (:func:`_atomic_write`)."""
-    _atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    """``np.savez`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """``write(f)`` to a new file in ``path``'s directory, fsync, then ``os.replace``: ``path``
     is either the previous file or the complete new one, never a half-written mix.
 
@@ -269,7 +269,7 @@ def _save_safetensors(model: Sequential, path: str | os.PathLike[str]) -> None:
     weights = model._all_weights()
     tensors = {key: np.ascontiguousarray(to_host(weights[name])) for key, name in names.items()}
     data = st.save(tensors, metadata={"format": WEIGHTS_FORMAT})
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _safetensors_damage(data: bytes) -> str:

@@ -29,18 +29,17 @@ with ``onnx.checker.check_model(full_check=True)`` before it is returned.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _native
 from .. import layers as _layers
 from .._arrays import host_copy
 from .._geometry import conv_padding, same_padding
-from .._native import cpu as _cpu
+from ..saving import atomic_write
 from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx
 
 if TYPE_CHECKING:  # the model is known here only by the attributes read from it
@@ -170,7 +169,8 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
         [onnx.helper.make_tensor_value_info("output", f32, ["N", *model.output_shape])],
         initializer=g.initializers)
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
-                                   producer_name="fastcnn", producer_version=_cpu.__version__)
+                                   producer_name="fastcnn",
+                                   producer_version=_native.cpu.__version__)
     proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
     if model.metadata:
         try:
@@ -199,23 +199,7 @@ def export(model: Sequential, filepath: str | os.PathLike[str], format: str = "o
         raise ValueError(f"export: format must be one of {list(SUPPORTED_FORMATS)}, got "
                          f"{format!r}")
     data = to_onnx(model, opset).SerializeToString()
-    path = os.fspath(filepath)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(filepath, lambda f: f.write(data))
 
 
 class Exportable:
