@@ -206,6 +206,12 @@ def _(x, w, b, stride, padding, same, dilation, groups):
     return x.new_empty((N, K, P, Q))
 
 
+def _grads_or_empty(like: Tensor, *grads: Tensor | None) -> tuple[Tensor, ...]:
+    """Custom ops return tensors: a gradient that was not computed is an empty one (one fresh
+    empty tensor each, like ``like``'s dtype and device)."""
+    return tuple(like.new_empty(0) if g is None else g for g in grads)
+
+
 def _conv2d_backward_impl(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int],
                           padding: Sequence[int], same: bool, dilation: Sequence[int], groups: int,
                           compute_dx: bool, compute_dw: bool, bias: bool
@@ -214,9 +220,7 @@ def _conv2d_backward_impl(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int
     dx, dw, db = call(lambda dy_, x_, w_: ops.conv2d_backward(
         dy_, x_, w_, stride=tuple(stride), padding=pad, dilation=tuple(dilation), groups=groups,
         bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
-    empty = x.new_empty(0)  # custom ops return tensors: "not computed" is an empty one
-    return (empty if dx is None else dx, empty.clone() if dw is None else dw,
-            empty.clone() if db is None else db)
+    return _grads_or_empty(x, dx, dw, db)
 
 
 _conv2d_backward = _custom_op("conv2d_backward", _conv2d_backward_impl, (
@@ -447,9 +451,7 @@ def _linear_backward_impl(dy: Tensor, x: Tensor, w: Tensor, compute_dx: bool, co
                           bias: bool) -> tuple[Tensor, Tensor, Tensor]:
     dx, dw, db = call(lambda dy_, x_, w_: ops.linear_backward(
         dy_, x_, w_, bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
-    empty = x.new_empty(0)
-    return (empty if dx is None else dx, empty.clone() if dw is None else dw,
-            empty.clone() if db is None else db)
+    return _grads_or_empty(x, dx, dw, db)
 
 
 _linear_backward = _custom_op("linear_backward", _linear_backward_impl, (
