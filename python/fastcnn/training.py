@@ -605,3 +605,40 @@ class Trainer:
             are gathered on the device and copied to the host once, at the end).
         """
         return predict(self, x, batch_size, verbose)  # type: ignore[arg-type]
+
+    def train_on_batch(self: Sequential, x: Any, y: Any,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One :func:`train_step` on the batch ``x`` (N, *input_shape), ``y`` (N, ...).
+
+        Returns, as Keras (metrics reset first: the values are this batch's), Python floats:
+        the loss (no metrics), ``[loss, metric, ...]`` in compile order, or ``{"loss": ...,
+        "<metric>": ...}`` with ``return_dict=True``; the loss is the one before the update."""
+        step = train_step(self, x, y)
+        return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
+
+    def test_on_batch(self: Sequential, x: Any, y: Any,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss and metrics of one batch, no update; returns what :meth:`train_on_batch` does."""
+        loss_fn, _ = self._require_compiled("test_on_batch")
+        xb = self._input(x, "test_on_batch")
+        self._ensure_built(xb)
+        out = self._forward(self._on_device(xb), False, self.output_fused)
+        value, _ = loss_fn.value_and_grad(out, y, logits=self.output_fused)
+        return self._batch_logs(y, out, value, self.output_fused, return_dict)
+
+    def predict_on_batch(self: Sequential, x: Any) -> np.ndarray:
+        """Outputs of one forward pass on the batch ``x`` (N, *input_shape): a float32 NumPy
+        array (N, *output_shape), also for a model on the GPU (as Keras)."""
+        out = self(x)
+        return out.get() if is_cupy(out) else out
+
+    def _batch_logs(self: Sequential, y: Any, out: Any, value: float, logits: bool,
+                    return_dict: bool) -> float | list[float] | dict[str, float]:
+        logs = {"loss": float(value)}
+        for m in self.metrics:
+            m.reset()
+            m.update(y, out, logits=_metric_logits(self.loss, logits))
+            logs[m.name] = m.result()
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
