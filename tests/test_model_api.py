@@ -447,6 +447,20 @@ def test_load_model_refuses_custom_objects_in_the_compile_slot(tmp_path):
         fc.load_model(tmp_path / "m.npz", {"Scale": Scale})  # Keras' positional order
 
 
+def test_a_custom_layer_whose_init_refuses_its_config_is_explained(tmp_path):
+    class Rigid(Scale):
+        def __init__(self, init: float = 1.0) -> None:  # no name= / trainable=
+            super().__init__(init)
+
+    m = fc.Sequential([L.Flatten(), Rigid()], input_shape=(4,))
+    why = r"Rigid\.from_config.*unexpected keyword argument 'name'.*accept \*\*kwargs"
+    with pytest.raises(TypeError, match=why):
+        model_from_json(m.to_json(), {"Rigid": Rigid})
+    m.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="bad architecture: " + why):
+        fc.load_model(tmp_path / "m.npz", custom_objects={"Rigid": Rigid})
+
+
 def _redefine() -> type[L.Layer]:
     class Redefined(Scale):
         pass

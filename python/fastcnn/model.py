@@ -28,6 +28,22 @@ layers (a Conv2D's backward absorbing the next MaxPool2D's) are declared by the 
 :mod:`fastcnn.layers`); the model only asks them. :func:`fastcnn.training.train_step` is one
 whole training step, as ``fit`` runs it.
 
+Keras' model handling
+---------------------
+``model.get_layer(name)`` / ``get_layer(index=i)``, ``model.pop()`` (the last layer off, the
+model still built: replace a head), ``model.weights`` / ``trainable_weights`` /
+``non_trainable_weights`` (the model's own arrays, layer by layer), ``train_on_batch`` /
+``test_on_batch`` / ``predict_on_batch`` (from :class:`~fastcnn.training.Trainer`) and
+``to_json()`` (from :class:`~fastcnn.saving.Saveable`; :func:`fastcnn.model_from_json`).
+
+Frozen layers: ``layer.trainable = False`` takes the layer's weights out of
+:meth:`Sequential.parameters`, so no optimizer updates them (nor decays or clips them) and
+``summary`` counts them as non-trainable. It may be set at any time, also after ``compile``:
+unlike Keras, which needs ``compile`` again, it acts from the next step on (each step reads
+``parameters()`` afresh). The optimizer keeps a frozen weight's state (Adam's moments, step
+count) untouched, saves it with the model and resumes from it when the layer is unfrozen. A
+frozen layer still runs its backward pass (the layers below it need its ``dx``).
+
 Determinism: ``Sequential(..., seed=s)`` initialises weights from ``np.random.default_rng(s)``
 (layers in order) and seeds Dropout masks from it.
 

@@ -1,7 +1,8 @@
 """Training: ``fit`` / ``evaluate`` / ``predict`` around one :func:`train_step`.
 
 :class:`Trainer` gives :class:`fastcnn.Sequential` its ``fit`` / ``evaluate`` / ``predict``
-methods, which call the functions of the same names here; :func:`train_step` is the one
+methods, which call the functions of the same names here, and Keras' ``train_on_batch`` (one
+:func:`train_step`) / ``test_on_batch`` / ``predict_on_batch``; :func:`train_step` is the one
 training step that ``fit`` runs for every batch and that a custom loop can call too.
 
 Inputs and labels
@@ -552,8 +553,8 @@ def _fit_sources(x: Any, y: Any, batch_size: int, validation_split: float,
 
 class Trainer:
     """The training methods of a model: :class:`fastcnn.Sequential` inherits them (Keras 3's
-    ``Model(Trainer, ...)`` layout). Each is a thin call of this module's function of the same
-    name with ``self`` as the model, so this module never imports :mod:`fastcnn.model`."""
+    ``Model(Trainer, ...)`` layout): fit / evaluate / predict call this module's functions of
+    those names, the ``*_on_batch`` methods one step; this module never imports the model."""
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
             verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,

@@ -197,4 +197,11 @@ def deserialize(spec: dict[str, Any],
     if not isinstance(spec, dict) or "class_name" not in spec:
         raise ValueError(f"bad layer spec {spec!r}")
     cls = get_layer_class(spec["class_name"], custom_objects)
-    return cls.from_config(dict(spec.get("config", {})))
+    config = dict(spec.get("config", {}))
+    try:
+        return cls.from_config(config)
+    except TypeError as e:
+        raise TypeError(f"{cls.__name__}.from_config({config!r}) failed: {e}. A layer's "
+                        f"__init__ must take every key of its get_config() (name= and "
+                        f"trainable= too: accept **kwargs and pass them to "
+                        f"Layer.__init__), or the class must override from_config") from e
