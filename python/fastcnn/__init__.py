@@ -33,7 +33,7 @@ from ._device import cuda_available, cuda_built
 from ._native import cpu as _cpu
 from .model import Sequential
 from .onnx import load_onnx
-from .saving import load_model
+from .saving import load_model, model_from_json
 from .training import NonFiniteLossError, StepResult, train_step
 
 __version__: str = _cpu.__version__
@@ -53,6 +53,7 @@ __all__ = [
     "load_onnx",
     "losses",
     "metrics",
+    "model_from_json",
     "models",
     "num_threads",
     "onnx",

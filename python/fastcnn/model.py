@@ -30,6 +30,22 @@ layers (a Conv2D's backward absorbing the next MaxPool2D's) are declared by the 
 :mod:`fastcnn.layers`); the model only asks them. :func:`fastcnn.training.train_step` is one
 whole training step, as ``fit`` runs it.
 
+Keras' model handling
+---------------------
+``model.get_layer(name)`` / ``get_layer(index=i)``, ``model.pop()`` (the last layer off, the
+model still built: replace a head), ``model.weights`` / ``trainable_weights`` /
+``non_trainable_weights`` (the model's own arrays, layer by layer), ``train_on_batch`` /
+``test_on_batch`` / ``predict_on_batch`` (from :class:`~fastcnn.training.Trainer`) and
+``to_json()`` (from :class:`~fastcnn.saving.Saveable`; :func:`fastcnn.model_from_json`).
+
+Frozen layers: ``layer.trainable = False`` takes the layer's weights out of
+:meth:`Sequential.parameters`, so no optimizer updates them (nor decays or clips them) and
+``summary`` counts them as non-trainable. It may be set at any time, also after ``compile``:
+unlike Keras, which needs ``compile`` again, it acts from the next step on (each step reads
+``parameters()`` afresh). The optimizer keeps a frozen weight's state (Adam's moments, step
+count) untouched, saves it with the model and resumes from it when the layer is unfrozen. A
+frozen layer still runs its backward pass (the layers below it need its ``dx``).
+
 Determinism: ``Sequential(..., seed=s)`` initialises weights from ``np.random.default_rng(s)``
 (layers in order) and seeds Dropout masks from it.
 
@@ -140,6 +156,55 @@ class Sequential(Trainer, Saveable, Exportable):
             layer.to_device(self.device)
         self.layers.append(layer)
 
+    def pop(self) -> _layers.Layer:
+        """Remove the last layer and return it (Keras' ``pop``). A built model stays built,
+        its ``output_shape`` now the new last layer's; the optimizer's state of the removed
+        layer's weights is dropped (a layer added later under the same name starts afresh).
+        Removing the only layer leaves an empty, unbuilt model (``input_shape`` is kept).
+        Compile again before training when the output changed (a new head, a new loss).
+
+        Raises:
+            ValueError: the model has no layers.
+        """
+        if not self.layers:
+            raise ValueError("pop: the model has no layers to remove")
+        layer = self.layers.pop()
+        if self.optimizer is not None:
+            for k in layer.params:
+                self.optimizer.state.pop(f"{layer.name}/{k}", None)
+        if not self.layers:
+            self.built = False
+        return layer
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> _layers.Layer:
+        """The layer called ``name``, or at position ``index`` in :attr:`layers` (negative
+        counts from the end); pass exactly one of the two (Keras' ``get_layer``).
+
+        Raises:
+            ValueError: both or neither given, no layer of that name (the message lists the
+                names there are) or an index out of range.
+            TypeError: ``name`` not a string, ``index`` not an int.
+        """
+        if (name is None) == (index is None):
+            raise ValueError(f"get_layer: pass exactly one of name= and index=, got "
+                             f"name={name!r}, index={index!r}")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int | np.integer):
+                raise TypeError(f"get_layer: index must be an int, got {index!r}")
+            n = len(self.layers)
+            if not -n <= index < n:
+                raise ValueError(f"get_layer: index {index} is out of range for a model of "
+                                 f"{n} layer(s) (valid: {-n} to {n - 1})" if n else
+                                 f"get_layer: index {index}: the model has no layers")
+            return self.layers[index]
+        if not isinstance(name, str):
+            raise TypeError(f"get_layer: name must be a string, got {name!r}")
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"get_layer: no layer named {name!r}; the model's layers are "
+                         f"{[lay.name for lay in self.layers]}")
+
     def build(self, input_shape: tuple[int, ...], seed: int | None = None) -> None:
         """(Re)create every layer's weights for per-sample ``input_shape``; the generator is
         ``np.random.default_rng(seed)`` (``seed`` defaults to the model's)."""
@@ -190,6 +255,26 @@ class Sequential(Trainer, Saveable, Exportable):
     def _all_weights(self) -> dict[str, np.ndarray]:
         return {f"{layer.name}/{k}": p for layer in self.layers for k, p in layer.params.items()}
 
+    @property
+    def weights(self) -> list[Any]:
+        """Every weight (trainable or not), layer by layer, each layer's in ``params`` order
+        (kernel, bias): Keras' ``model.weights``. These are the model's own arrays on its
+        device (NumPy, or CuPy after ``to("cuda")``), not copies: writing into one changes the
+        model (:meth:`get_weights` gives NumPy copies). Empty before the model is built."""
+        return [p for layer in self.layers for p in layer.params.values()]
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        """The weights of the layers with ``trainable=True``, in :attr:`weights` order (what
+        the optimizer updates: the arrays of :meth:`parameters`)."""
+        return [p for layer in self.layers if layer.trainable for p in layer.params.values()]
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        """The weights of the frozen layers (``trainable=False``), in :attr:`weights` order."""
+        return [p for layer in self.layers if not layer.trainable
+                for p in layer.params.values()]
+
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights (trainable or not), layer by layer, as NumPy arrays (also for
         a model on the GPU)."""
@@ -221,17 +306,22 @@ class Sequential(Trainer, Saveable, Exportable):
         return sum(layer.flops for layer in self.layers)
 
     # -- summary ----------------------------------------------------------------------------
-    def summary(self, print_fn: Any = None) -> None:
+    def summary(self, print_fn: Any = None, show_trainable: bool = False) -> None:
         """Print a Keras-style table: layer (type), output shape, params, forward FLOPs per
-        sample, then total / trainable / non-trainable parameter counts."""
+        sample, then total / trainable / non-trainable parameter counts (a frozen layer's,
+        ``trainable=False``, count as non-trainable). ``show_trainable=True`` adds Keras'
+        "Trainable" column: Y, N (frozen), or - for a layer without weights."""
         self._require_built()
         print_fn = print_fn or print
-        rows = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
+        rows: list[tuple[str, ...]] = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
         for layer in self.layers:
             shape = "(None, " + ", ".join(str(s) for s in layer.output_shape) + ")"  # type: ignore[union-attr]
             rows.append((f"{layer.name} ({type(layer).__name__})", shape,
                          f"{layer.count_params():,}", f"{layer.flops:,}"))
-        widths = [max(len(r[i]) for r in rows) + 3 for i in range(4)]
+        if show_trainable:
+            flags = [("Y" if lay.trainable else "N") if lay.params else "-" for lay in self.layers]
+            rows = [(*r, f) for r, f in zip(rows, ["Trainable", *flags], strict=True)]
+        widths = [max(len(r[i]) for r in rows) + 3 for i in range(len(rows[0]))]
         width = sum(widths)
 
         def line(r: tuple[str, ...]) -> str:
@@ -438,11 +528,16 @@ class Sequential(Trainer, Saveable, Exportable):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Sequential:
-        """Model (built when the config has an input shape) from :meth:`get_config`."""
+    def from_config(cls, config: dict[str, Any],
+                    custom_objects: dict[str, type[_layers.Layer]] | None = None) -> Sequential:
+        """Model (built, with fresh weights from its seed, when the config has an input
+        shape) from :meth:`get_config`. ``custom_objects`` (``{"Scale": Scale}``) names
+        layer classes that are not registered (:func:`fastcnn.layers.register_layer`); it
+        wins over the registry."""
         if not isinstance(config, dict) or config.get("class_name") != "Sequential":
             raise ValueError("not a Sequential architecture")
-        layers = [_layers.deserialize(spec) for spec in config.get("layers", [])]
+        layers = [_layers.deserialize(spec, custom_objects)
+                  for spec in config.get("layers", [])]
         shape = config.get("input_shape")
         return cls(layers, input_shape=tuple(shape) if shape else None,
                    seed=config.get("seed"), name=config.get("name", "sequential"))
@@ -452,6 +547,6 @@ def _readable_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
-            return f"{size:.2f} {unit}" if unit != "B" else f"{int(size)} B"
+            return f"{size:.2f} {unit}"  # Keras' format: "0.00 B", "4.58 MB"
         size /= 1024
     return f"{size:.2f} GB"  # pragma: no cover

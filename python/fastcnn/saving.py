@@ -26,7 +26,7 @@ import os
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
@@ -41,8 +41,8 @@ from ._torch_layout import state_dict_names
 if TYPE_CHECKING:  # a model is known here only by the methods called on it
     from .model import Sequential
 
-__all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "atomic_write", "load_model", "load_weights", "save",
-           "save_weights"]
+__all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "atomic_write", "load_model", "load_weights",
+           "model_from_json", "save", "save_weights"]
 
 #: ``format`` of a file written by :func:`save` (architecture, weights, training state).
 MODEL_FORMAT = "fastcnn.Sequential/1"
@@ -356,15 +356,28 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
         assign(p, a)
 
 
-def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
+def load_model(path: str | os.PathLike[str], compile: bool = True, *,
+               custom_objects: Mapping[str, type[_layers.Layer]] | None = None) -> Sequential:
     """Rebuild a model saved by :meth:`Sequential.save`: architecture, weights and (with
     ``compile=True``) optimizer, loss, metrics and optimizer state.
 
+    Args:
+        custom_objects: ``{"Scale": Scale}``: layer classes the file names that are not
+            registered with :func:`fastcnn.layers.register_layer` (they win over the registry).
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a fastcnn model file, truncated / damaged, pickled data, or any key,
-            shape or dtype that does not match the stored architecture.
+        TypeError: ``compile`` not a bool (``custom_objects`` is passed by keyword), or
+            ``custom_objects`` not a dict of layer classes.
+        ValueError: not a fastcnn model file, truncated / damaged, pickled data, any key,
+            shape or dtype that does not match the stored architecture, or a layer class
+            that is neither built in, registered nor in ``custom_objects`` (the message names
+            it and says how to register it).
     """
+    if not isinstance(compile, bool | np.bool_ | int):
+        raise TypeError(f"load_model: compile must be a bool, got {type(compile).__name__}; "
+                        f"pass custom_objects={{...}} by keyword")
+    custom_objects = _layers.check_custom_objects(custom_objects)  # TypeError, before reading
     arrays = _read_npz(path)
     name = os.fspath(path)
     fmt = _format_of(arrays, path)
@@ -373,7 +386,7 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
                          f"call model.load_weights(path) instead")
     arch = _json_field(arrays, "architecture", path)
     try:
-        model = _model_class(arch).from_config(arch)
+        model = _model_class(arch).from_config(arch, custom_objects)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{name!r}: bad architecture: {e}") from e
     if not model.built:
@@ -409,8 +422,8 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
             metric_objs = [_metrics.get(m) for m in tc.get("metrics", [])]
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"{name!r}: bad training_config: {e}") from e
-        if opt_state:
-            expected = {k: p.shape for k, p, _ in model.named_parameters()}
+        if opt_state:  # frozen layers' weights may have state too (trained, then frozen)
+            expected = {k: p.shape for k, p in model._all_weights().items()}
             try:
                 optimizer.set_state(opt_state, expected)
             except ValueError as e:
@@ -442,6 +455,39 @@ class Saveable:
         """Load weights saved by :meth:`save_weights` or :meth:`save` (checked first; on any
         error the model is unchanged)."""
         load_weights(self, path)  # type: ignore[arg-type]
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture (``get_config()``: layers, input shape, seed, name; no weights) as
+        a JSON string, ``json.dumps(config, **kwargs)`` (Keras' ``to_json``);
+        :func:`model_from_json` rebuilds the model from it."""
+        return json.dumps(self.get_config(), **kwargs)  # type: ignore[attr-defined]
+
+
+def model_from_json(json_string: str,
+                    custom_objects: Mapping[str, type[_layers.Layer]] | None = None) -> Sequential:
+    """A new model from :meth:`Saveable.to_json`'s string (Keras' ``model_from_json``): the
+    same layers, built when the architecture has an input shape, with fresh weights drawn
+    from its seed (the weights are not in the string: ``load_weights`` them).
+
+    Args:
+        json_string: what ``model.to_json()`` returned.
+        custom_objects: ``{"Scale": Scale}``, layer classes that are not registered
+            (:func:`fastcnn.layers.register_layer`).
+
+    Raises:
+        TypeError: ``json_string`` not a string, or ``custom_objects`` not layer classes.
+        ValueError: not valid JSON, not a fastcnn architecture, or an unknown layer class
+            (the message names it and says how to register it).
+    """
+    if not isinstance(json_string, str | bytes | bytearray):
+        raise TypeError(f"model_from_json: json_string must be the string model.to_json() "
+                        f"returned, got {type(json_string).__name__}")
+    try:
+        config = json.loads(json_string)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"model_from_json: not valid JSON: {e}") from e
+    custom_objects = _layers.check_custom_objects(custom_objects)
+    return _model_class(config).from_config(config, custom_objects)
 
 
 def _model_class(config: Any) -> type[Sequential]:

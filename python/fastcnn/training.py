@@ -1,7 +1,8 @@
 """Training: ``fit`` / ``evaluate`` / ``predict`` around one :func:`train_step`.
 
 :class:`Trainer` gives :class:`fastcnn.Sequential` its ``fit`` / ``evaluate`` / ``predict``
-methods, which call the functions of the same names here; :func:`train_step` is the one
+methods, which call the functions of the same names here, and Keras' ``train_on_batch`` (one
+:func:`train_step`) / ``test_on_batch`` / ``predict_on_batch``; :func:`train_step` is the one
 training step that ``fit`` runs for every batch and that a custom loop can call too.
 
 Inputs and labels
@@ -384,8 +385,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
 
 class Trainer:
     """The training methods of a model: :class:`fastcnn.Sequential` inherits them (Keras 3's
-    ``Model(Trainer, ...)`` layout). Each is a thin call of this module's function of the same
-    name with ``self`` as the model, so this module never imports :mod:`fastcnn.model`."""
+    ``Model(Trainer, ...)`` layout): fit / evaluate / predict call this module's functions of
+    those names, the ``*_on_batch`` methods one step; this module never imports the model."""
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
             verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,
@@ -439,3 +440,40 @@ class Trainer:
             tensor on ``x``'s device when ``x`` is a torch tensor.
         """
         return predict(self, x, batch_size, verbose)  # type: ignore[arg-type]
+
+    def train_on_batch(self: Sequential, x: Any, y: Any,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One :func:`train_step` on the batch ``x`` (N, *input_shape), ``y`` (N, ...).
+
+        Returns, as Keras (metrics reset first: the values are this batch's), Python floats:
+        the loss (no metrics), ``[loss, metric, ...]`` in compile order, or ``{"loss": ...,
+        "<metric>": ...}`` with ``return_dict=True``; the loss is the one before the update."""
+        step = train_step(self, x, y)
+        return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
+
+    def test_on_batch(self: Sequential, x: Any, y: Any,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss and metrics of one batch, no update; returns what :meth:`train_on_batch` does."""
+        loss_fn, _ = self._require_compiled("test_on_batch")
+        xb = self._input(x, "test_on_batch")
+        self._ensure_built(xb)
+        out = self._forward(self._on_device(xb), False, self.output_fused)
+        value, _ = loss_fn.value_and_grad(out, y, logits=self.output_fused)
+        return self._batch_logs(y, out, value, self.output_fused, return_dict)
+
+    def predict_on_batch(self: Sequential, x: Any) -> np.ndarray:
+        """Outputs of one forward pass on the batch ``x`` (N, *input_shape): a float32 NumPy
+        array (N, *output_shape), also for a model on the GPU (as Keras)."""
+        out = self(x)
+        return out.get() if is_cupy(out) else out
+
+    def _batch_logs(self: Sequential, y: Any, out: Any, value: float, logits: bool,
+                    return_dict: bool) -> float | list[float] | dict[str, float]:
+        logs = {"loss": float(value)}
+        for m in self.metrics:
+            m.reset()
+            m.update(y, out, logits=_metric_logits(self.loss, logits))
+            logs[m.name] = m.result()
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())

@@ -51,6 +51,19 @@ an offer it calls ``layer.backward(dy, accumulate, pooled_grad=offer)`` on the f
 pooling's (and the ReLU's) backward runs inside the convolution's, and the full-size gradient is
 never materialised. The defaults of :class:`Layer` accept nothing and offer nothing.
 
+Custom layers
+-------------
+A subclass of :class:`Layer` implementing the protocol above trains with the built-in ones
+(``trainable=False`` and ``name`` come with ``Layer.__init__``: accept them as keywords and pass
+them on). Its ``get_config()`` (``super().get_config()`` plus its own arguments) is what
+``model.save`` / ``model.to_json()`` store; to load it back, either register the class once
+(``@fastcnn.layers.register_layer``, the role of Keras' ``register_keras_serializable``) or
+pass ``custom_objects={"Scale": Scale}`` to :func:`fastcnn.load_model`,
+:func:`fastcnn.model_from_json` or ``Sequential.from_config``. The registry is a table of
+classes filled at import and by ``register_layer``; a name taken by one class can't be given
+to another (ValueError; only a redefinition of the same class, same module and qualified name,
+replaces it), so it holds no state that could change a result behind the user's back.
+
 Files: :mod:`~fastcnn.layers.base` (the protocol, activation helpers), :mod:`~.conv` (Conv2D),
 :mod:`~.pooling` (MaxPool2D), :mod:`~.core` (Dense, activations, Flatten, Dropout).
 
@@ -60,7 +73,8 @@ sigmoid 4, softmax 5, a max over a pooling window ``window - 1`` comparisons per
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from .base import ACTIVATIONS, Layer
 from .conv import Conv2D
@@ -78,12 +92,21 @@ __all__ = [
     "MaxPool2D",
     "ReLU",
     "Softmax",
+    "check_custom_objects",
     "deserialize",
     "get_layer_class",
+    "register_layer",
 ]
 
 # --------------------------------------------------------------------------------------------
 # registry
+#
+# Class name -> layer class: the built-in layers (filled here, at import) and the classes users
+# register (:func:`register_layer`, usually at their module's import). It only ever gains
+# entries, and a name, once registered, keeps its class (another class under a taken name is a
+# ValueError; a redefinition of the same class, same module and qualified name, replaces it),
+# so nothing here changes a result behind the user's back. ``custom_objects`` are per call and
+# never stored.
 
 _LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -91,19 +114,94 @@ _LAYER_CLASSES: dict[str, type[Layer]] = {
 }
 _LAYER_CLASSES["MaxPooling2D"] = MaxPool2D
 MaxPooling2D = MaxPool2D  # Keras' other spelling
+_BUILTIN = frozenset(_LAYER_CLASSES)
+
+_LayerT = TypeVar("_LayerT", bound=Layer)
 
 
-def get_layer_class(class_name: str) -> type[Layer]:
-    """Layer class by name (``"Conv2D"``, ...); ValueError for an unknown name."""
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_layer(cls: type[_LayerT]) -> type[_LayerT]:
+    """Register a custom layer class under its ``__name__`` so that :func:`fastcnn.load_model`,
+    :func:`fastcnn.model_from_json` and ``Sequential.from_config`` find it (the role of Keras'
+    ``register_keras_serializable``); returns ``cls``, so it works as a decorator::
+
+        @fastcnn.layers.register_layer
+        class Scale(fastcnn.layers.Layer): ...
+
+    Registering the same class again is a no-op, and so is registering a redefinition of it
+    (same module and qualified name: a re-run notebook cell, ``importlib.reload``), which
+    replaces the old class object.
+
+    Raises:
+        TypeError: ``cls`` is not a subclass of :class:`Layer`.
+        ValueError: the name is a built-in layer's or is registered to another class (pass
+            ``custom_objects={name: cls}`` to the loading function instead, or rename it).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer: expected a subclass of fastcnn.layers.Layer, got "
+                        f"{cls!r}")
+    name = cls.__name__
+    old = _LAYER_CLASSES.get(name)
+    if old is not None and old is not cls:
+        if name in _BUILTIN or _qualified(old) != _qualified(cls):
+            raise ValueError(f"register_layer: the layer name {name!r} is already registered "
+                             f"to {_qualified(old)}, not {_qualified(cls)}; rename the class, "
+                             f"or pass custom_objects={{{name!r}: {cls.__name__}}} when "
+                             f"loading instead of registering it")
+    _LAYER_CLASSES[name] = cls
+    return cls
+
+
+def check_custom_objects(custom_objects: Mapping[str, Any] | None) -> dict[str, type[Layer]]:
+    """``custom_objects`` (None, or a dict of class name -> :class:`Layer` subclass) as a dict;
+    TypeError naming the bad entry otherwise."""
+    if custom_objects is None:
+        return {}
+    if not isinstance(custom_objects, Mapping):
+        raise TypeError(f"custom_objects must be a dict {{class name: layer class}}, got "
+                        f"{type(custom_objects).__name__}")
+    for k, v in custom_objects.items():
+        if not isinstance(k, str) or not (isinstance(v, type) and issubclass(v, Layer)):
+            raise TypeError(f"custom_objects[{k!r}] must map a class name to a subclass of "
+                            f"fastcnn.layers.Layer, got {v!r} (custom losses and metrics are "
+                            f"not saved: compile the loaded model again)")
+    return dict(custom_objects)
+
+
+def get_layer_class(class_name: str,
+                    custom_objects: Mapping[str, type[Layer]] | None = None) -> type[Layer]:
+    """Layer class by name (``"Conv2D"``, a registered class's name, or a key of
+    ``custom_objects``, which wins over the registry); ValueError naming the known names and
+    how to register a custom layer otherwise."""
+    custom = check_custom_objects(custom_objects)
+    if class_name in custom:
+        return custom[class_name]
     try:
         return _LAYER_CLASSES[class_name]
-    except KeyError:
-        raise ValueError(f"unknown layer class {class_name!r}; known: "
-                         f"{sorted(_LAYER_CLASSES)}") from None
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown layer class {class_name!r}; known: {sorted(_LAYER_CLASSES)}. For a "
+            f"custom layer, decorate its class with @fastcnn.layers.register_layer (in code "
+            f"that runs before loading) or pass custom_objects={{{class_name!r}: "
+            f"{class_name if isinstance(class_name, str) else 'cls'}}} to load_model / "
+            f"model_from_json / Sequential.from_config") from None
 
 
-def deserialize(spec: dict[str, Any]) -> Layer:
-    """Layer from ``{"class_name": ..., "config": {...}}``."""
+def deserialize(spec: dict[str, Any],
+                custom_objects: Mapping[str, type[Layer]] | None = None) -> Layer:
+    """Layer from ``{"class_name": ..., "config": {...}}`` (``custom_objects``: see
+    :func:`get_layer_class`)."""
     if not isinstance(spec, dict) or "class_name" not in spec:
         raise ValueError(f"bad layer spec {spec!r}")
-    return get_layer_class(spec["class_name"]).from_config(dict(spec.get("config", {})))
+    cls = get_layer_class(spec["class_name"], custom_objects)
+    config = dict(spec.get("config", {}))
+    try:
+        return cls.from_config(config)
+    except TypeError as e:
+        raise TypeError(f"{cls.__name__}.from_config({config!r}) failed: {e}. A layer's "
+                        f"__init__ must take every key of its get_config() (name= and "
+                        f"trainable= too: accept **kwargs and pass them to "
+                        f"Layer.__init__), or the class must override from_config") from e
