@@ -522,3 +522,37 @@ def test_on_batch_frozen_and_custom_layers_on_the_gpu(cp, tmp_path):
     gpu.save(tmp_path / "g.npz")
     back = fc.load_model(tmp_path / "g.npz").to("cuda")
     np.testing.assert_array_equal(back.predict_on_batch(x), out)
+
+
+def test_backward_stops_at_the_lowest_trainable_layer() -> None:
+    """With compute_dx=False the backward pass ends at the lowest layer with trainable weights
+    (which skips its dx): frozen layers below it are never run, frozen layers above it compute
+    only their dx, and the trainable layers' gradients are bitwise those of a full backward."""
+    def build() -> fc.Sequential:
+        return fc.Sequential([L.Conv2D(4, 3, activation="relu"), L.Conv2D(6, 3, activation="relu"),
+                              L.MaxPool2D(2), L.Flatten(), L.Dense(8, activation="relu"),
+                              L.Dense(5)], input_shape=(2, 10, 10), seed=4)
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 10, 10)).astype(np.float32)
+    dy = rng.standard_normal((3, 5)).astype(np.float32)
+    full, frozen = build(), build()
+    for lay in frozen.layers[:2] + frozen.layers[5:]:
+        lay.trainable = False
+    calls: list[str] = []
+    for lay in frozen.layers:
+        original = lay.backward
+
+        def spy(*args: Any, _orig: Any = original, _name: str = lay.name, **kw: Any) -> Any:
+            calls.append(_name)
+            return _orig(*args, **kw)
+
+        lay.backward = spy  # type: ignore[method-assign]
+    full(x, training=True)
+    full.backward(dy, compute_dx=False)
+    frozen(x, training=True)
+    assert frozen.backward(dy, compute_dx=False) is None
+    assert calls == ["dense_1", "dense"]  # Flatten and below: never run
+    np.testing.assert_array_equal(frozen.layers[4].grads["kernel"], full.layers[4].grads["kernel"])
+    np.testing.assert_array_equal(frozen.layers[4].grads["bias"], full.layers[4].grads["bias"])
+    assert frozen.layers[4].compute_dx is True  # restored after the pass

@@ -404,20 +404,25 @@ class Sequential(Trainer, Saveable, Exportable):
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with
         respect to that call's output, converted to float32) -> ``dx`` (N, *input_shape).
         Writes each trainable layer's ``grads`` (adds to them with ``accumulate=True``).
-        ``compute_dx=False`` skips the gradient with respect to the input (the first layer's
-        dx, which training doesn't need) and returns None.
+        ``compute_dx=False`` skips the gradient with respect to the input and returns None:
+        the backward then stops at the lowest layer with trainable weights, which skips its own
+        dx (layers below it, frozen or without weights, need no backward at all; frozen layers
+        above it compute only their dx).
 
         A layer that :meth:`~fastcnn.layers.Layer.accepts_pooled_grad` takes the next layer's
         :meth:`~fastcnn.layers.Layer.offer_pooled_grad`, if it makes one: the two backward
         passes then run as one (``backward(dy, accumulate, pooled_grad=offer)``)."""
         self._require_built()
         g = self._on_device(self._input(dy, "backward", "dy"))
-        first = self.layers[0] if self.layers else None
-        if first is not None:
-            first.compute_dx = bool(compute_dx)
+        lo = 0 if compute_dx else next(
+            (i for i, lay in enumerate(self.layers) if lay.trainable and lay.params),
+            len(self.layers))
+        low = self.layers[lo] if lo < len(self.layers) else None
+        if low is not None:
+            low.compute_dx = bool(compute_dx)
         try:
             i = len(self.layers) - 1
-            while i >= 0:
+            while i >= lo:
                 layer = self.layers[i]
                 prev = self.layers[i - 1] if i > 0 else None
                 if prev is not None and prev.accepts_pooled_grad():
@@ -429,8 +434,8 @@ class Sequential(Trainer, Saveable, Exportable):
                 g = layer.backward(g, accumulate)
                 i -= 1
         finally:
-            if first is not None:
-                first.compute_dx = True
+            if low is not None:
+                low.compute_dx = True
         return restore_kind(g, dy) if compute_dx else None
 
     # -- compile --------------------------------------------------------------------

@@ -136,8 +136,10 @@ class Conv2D(KernelBiasMixin, Layer):
             dz = self._act_backward(dy, y, applied)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["kernel"], stride=self.strides,
                                          padding=self._pad_arg(), dilation=self.dilation_rate,
-                                         groups=self.groups, bias=self.use_bias,
-                                         compute_dx=self.compute_dx, **kw)
+                                         groups=self.groups,
+                                         bias=self.use_bias and self.trainable,
+                                         compute_dx=self.compute_dx,
+                                         compute_dw=self.trainable, **kw)
         self._store_kernel_bias(dw, db, accumulate)
         return dx
 

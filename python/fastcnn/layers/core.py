@@ -69,8 +69,9 @@ class Dense(KernelBiasMixin, Layer):
     def backward(self, dy, accumulate=False):
         x, y, applied = self._need_cache()
         dz = self._act_backward(dy, y, applied)
-        dx, dw, db = ops.linear_backward(dz, x, self.params["kernel"], bias=self.use_bias,
-                                         compute_dx=self.compute_dx)
+        dx, dw, db = ops.linear_backward(dz, x, self.params["kernel"],
+                                         bias=self.use_bias and self.trainable,
+                                         compute_dx=self.compute_dx, compute_dw=self.trainable)
         self._store_kernel_bias(dw, db, accumulate)
         return dx
 
