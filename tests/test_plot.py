@@ -295,6 +295,14 @@ def test_confusion_matrix_thirty_classes_is_readable(tmp_path: Path, mpl: Any) -
     assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 5.5
 
 
+def test_confusion_matrix_many_classes_by_colour_only(mpl: Any) -> None:
+    y = np.arange(60).repeat(2)
+    fig = plot.confusion_matrix(y, y)
+    assert not fig.axes[0].texts
+    np.testing.assert_array_equal(np.asarray(fig.axes[0].images[0].get_array()),
+                                  2 * np.eye(60))
+
+
 def test_confusion_matrix_bad_input(mpl: Any) -> None:
     with pytest.raises(ValueError, match="normalize"):
         plot.confusion_matrix([0, 1], [0, 1], normalize="rows")
@@ -310,6 +318,8 @@ def test_confusion_matrix_bad_input(mpl: Any) -> None:
         plot.confusion_matrix([0.2, 0.9], [0, 1])
     with pytest.raises(ValueError, match="y_true must hold class labels >= 0"):
         plot.confusion_matrix([-1, 0], [0, 1])
+    with pytest.raises(ValueError, match=r"one column must hold sigmoid probabilities"):
+        plot.confusion_matrix([0, 2], [[0], [2]])
     with pytest.raises(ValueError, match="y_true is empty"):
         plot.confusion_matrix([], [])
 

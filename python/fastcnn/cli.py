@@ -11,6 +11,11 @@ prints one line per epoch instead (Keras' ``verbose=2``). Warnings raised during
 (e.g. an unreadable image) print as one line, ``warning: <message>``, on stderr. Ctrl-C during
 ``train`` stops after the current batch: the summary gives the epochs actually trained, the
 model is still evaluated and saved (``--out``), and the exit status is 130.
+
+``train --plot PNG`` draws the training curves and ``train --report DIR`` writes history.png,
+confusion.png and mistakes.png of the held-out images (``fastcnn.plot``; matplotlib, the
+``plot`` extra). Whatever would fail after training (matplotlib missing, an output path that
+can't be written) is checked before training starts.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ __all__ = ["confusion_matrix", "history", "mistakes", "require_matplotlib"]
 
 _EXTRA = 'pip install "fastcnn[plot]"'
 _NOT_MONITORED = ("learning_rate", "lr")  # logged per epoch, but no "best" value
+_MAX_CELL_TEXTS = 50  # classes; more and the numbers in the cells cannot be read
 _TRAIN_COLOR, _VAL_COLOR, _BEST_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c"
 
 
@@ -207,6 +208,10 @@ def _probabilities(probs: Any, name: str) -> np.ndarray:
     """(N, K) scores; one sigmoid column (N, 1) becomes the two classes [1 - p, p]."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim == 2 and p.shape[1] == 1:
+        if p.size and not (np.all(p >= 0) and np.all(p <= 1)):
+            raise ValueError(f"{name} with one column must hold sigmoid probabilities in "
+                             f"[0, 1], got values in [{p.min():.4g}, {p.max():.4g}] (labels "
+                             f"go in shape (N,))")
         p = np.concatenate([1 - p, p], axis=1)
     if p.ndim != 2 or p.shape[1] < 2:
         raise ValueError(f"{name} must be the model's outputs (N, K) with K >= 2 classes "
@@ -259,7 +264,8 @@ def confusion_matrix(y_true: Any, y_pred_or_probs: Any, class_names: Sequence[st
 
     Returns:
         The Figure; its first axis shows the (K, K) matrix as an image (``ax.images[0]``) with
-        one text per cell (the count, or the fraction with ``normalize``).
+        one text per cell (the count, or the fraction with ``normalize``; up to 50 classes,
+        more are shown by colour only).
     """
     if normalize not in (None, "true", "pred", "all"):
         raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
@@ -310,7 +316,7 @@ def confusion_matrix(y_true: Any, y_pred_or_probs: Any, class_names: Sequence[st
     ax.grid(which="minor", color="white", linewidth=1)
     ax.tick_params(which="minor", length=0)
     dark = 0.55 * shown.max()
-    for i in range(k):
+    for i in range(k if k <= _MAX_CELL_TEXTS else 0):  # beyond that the colours tell it
         for j in range(k):
             v = shown[i, j]
             text = str(counts[i, j]) if normalize is None else f"{v:.2f}"
