@@ -412,3 +412,12 @@ def test_drawing_leaves_pyplot_and_the_backend_alone(tmp_path: Path, mpl: Any) -
                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert r.returncode == 0, r.stderr
     _png(tmp_path / "h.png")
+
+
+def test_plot_needs_no_model_or_training() -> None:
+    import ast
+
+    tree = ast.parse(Path(plot.__file__).read_text(encoding="utf-8"))
+    ours = {node.module for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level}
+    assert ours == {"callbacks"}, ours  # History's monitor rule, nothing of model / training

@@ -306,7 +306,7 @@ def confusion_matrix(y_true: Any, y_pred_or_probs: Any, class_names: Sequence[st
         bar.update_ticks()
     fontsize = float(np.clip(15 - 0.4 * k, 5.5, 11))
     longest = max(len(s) for s in names)
-    rotate = k > 8 or longest * k > 60
+    rotate = longest * k > 45  # the names would run into each other
     ax.set_xticks(range(k), names, rotation=90 if rotate else 0, fontsize=min(10, fontsize + 2))
     ax.set_yticks(range(k), names, fontsize=min(10, fontsize + 2))
     ax.set_xlabel("predicted class")
