@@ -11,6 +11,11 @@ prints one line per epoch instead (Keras' ``verbose=2``). Warnings raised during
 (e.g. an unreadable image) print as one line, ``warning: <message>``, on stderr. Ctrl-C during
 ``train`` stops after the current batch: the summary gives the epochs actually trained, the
 model is still evaluated and saved (``--out``), and the exit status is 130.
+
+``train --plot PNG`` draws the training curves and ``train --report DIR`` writes history.png,
+confusion.png and mistakes.png of the held-out images (``fastcnn.plot``; matplotlib, the
+``plot`` extra). Whatever would fail after training (matplotlib missing, an output path that
+can't be written) is checked before training starts.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -54,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="CPU threads for the kernels")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", metavar="MODEL", help="save the trained model (.npz)")
-    t.add_argument("--plot", metavar="PNG", help="save loss and accuracy curves (matplotlib)")
+    t.add_argument("--plot", metavar="PNG",
+                   help='save the loss and accuracy curves (needs matplotlib: '
+                        'pip install "fastcnn[plot]")')
+    t.add_argument("--report", metavar="DIR",
+                   help="write history.png, confusion.png and mistakes.png of the held-out "
+                        "images (the test set, or with --data the validation split) into DIR")
     t.add_argument("--quiet", action="store_true", help="no summary or progress bars")
 
     pr = sub.add_parser("predict", help="classify images with a saved model")
@@ -83,38 +95,114 @@ def _cmd_info() -> int:
     return 0
 
 
-def _plot(history: dict[str, list[float]], path: str) -> None:
-    try:
-        import matplotlib
+def _writable_file(path: str, option: str) -> None:
+    """Fail before training when ``path`` can't be written (its folder missing, read-only, ...)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is a folder; give a file name")
+    _writable_dir(os.path.dirname(os.path.abspath(path)), option, path)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install matplotlib") from None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
-        for name in (key, f"val_{key}"):
-            if name in history:
-                ax.plot(range(1, len(history[name]) + 1), history[name], marker="o", label=name)
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+def _writable_dir(folder: str, option: str, path: str, create: bool = False) -> None:
+    """Fail before training when files can't be written into ``folder`` (``create``: make it)."""
+    if create:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"{option} {path}: cannot create the folder "
+                             f"({e.strerror or e})") from None
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option} {path}: the folder {folder} does not exist"
+                         if not os.path.exists(folder) else
+                         f"{option} {path}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fastcnn-write-check-")
+    except OSError as e:
+        raise ValueError(f"{option} {path}: cannot write into {folder} "
+                         f"({e.strerror or e})") from None
+    os.close(fd)
+    os.remove(probe)
+
+
+def _check_outputs(a: argparse.Namespace) -> None:
+    """Everything that would fail after training, checked before it starts."""
+    if a.plot or a.report:
+        from . import plot
+
+        try:
+            plot.require_matplotlib("--report" if a.report else "--plot")
+        except ImportError as e:  # one line and status 2, like the other errors
+            raise ValueError(str(e)) from None
+    if a.report and a.data is not None and not a.validation_split > 0:
+        raise ValueError("--report draws the held-out images: with --data it needs "
+                         f"--validation-split > 0, got {a.validation_split}")
+    if a.report:  # first: --out and --plot may name files inside it
+        if os.path.exists(a.report) and not os.path.isdir(a.report):
+            raise ValueError(f"--report {a.report}: is a file; give a folder")
+        _writable_dir(a.report, "--report", a.report, create=True)
+    if a.out:
+        _writable_file(a.out, "--out")
+    if a.plot:
+        _writable_file(a.plot, "--plot")
+
+
+def _held_out(model: Any, test: tuple[Any, ...] | None, val: Any,
+              keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (N,) and outputs (N, K) of the held-out images, then the images, labels and
+    outputs of the ``keep`` most confident mistakes (batch by batch: a large folder is never
+    held in memory at once)."""
+    batches = [(test[0], test[1])] if test is not None else val
+    ys, ps, mx, my, mp = [], [], [], [], []
+    for xb, yb in batches:
+        pb = model.predict(xb, batch_size=256)
+        yb = np.asarray(yb).reshape(-1).astype(np.int64)
+        ys.append(yb)
+        ps.append(pb)
+        wrong = np.argmax(pb, axis=1) != yb
+        mx.append(np.asarray(xb)[wrong])
+        my.append(yb[wrong])
+        mp.append(pb[wrong])
+        if sum(len(m) for m in my) > keep:  # keep only the most confident so far
+            x_, y_, p_ = np.concatenate(mx), np.concatenate(my), np.concatenate(mp)
+            top = np.argsort(-p_.max(axis=1), kind="stable")[:keep]
+            mx, my, mp = [x_[top]], [y_[top]], [p_[top]]
+    if not ys or not sum(len(v) for v in ys):
+        raise ValueError("--report: there are no held-out images to draw")
+    return (np.concatenate(ys), np.concatenate(ps),
+            np.concatenate(mx), np.concatenate(my), np.concatenate(mp))
+
+
+def _report(model: Any, history: Any, test: tuple[Any, ...] | None, val: Any,
+            classes: list[str], folder: str) -> None:
+    from . import plot
+
+    files = ["history.png"] if history.epoch else []
+    if history.epoch:
+        plot.history(history, os.path.join(folder, "history.png"))
+    y, probs, mx, my, mp = _held_out(model, test, val, keep=25)
+    plot.confusion_matrix(y, probs, class_names=classes,
+                          path=os.path.join(folder, "confusion.png"))
+    wrong = int((np.argmax(probs, axis=1) != y).sum())
+    shown = f" (the {len(my)} most confident shown)" if 0 < len(my) < wrong else ""
+    plot.mistakes(mx, my, mp, class_names=classes, max_images=25,
+                  path=os.path.join(folder, "mistakes.png"),
+                  title=(f"{wrong} of {len(y)} held-out images misclassified{shown}" if wrong
+                         else f"no mistakes on the {len(y)} held-out images"))
+    files += ["confusion.png", "mistakes.png"]
+    print(f"saved the report to {folder}: {', '.join(files)} ({len(y)} held-out images, "
+          f"{wrong} misclassified)")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from . import data, datasets, optimizers, set_num_threads
     from .models import seeds_cnn
 
-    if a.threads is not None:
-        set_num_threads(a.threads)
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
     if a.epochs is not None and a.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {a.epochs}")
+    _check_outputs(a)
+    if a.threads is not None:
+        set_num_threads(a.threads)
     # progress bars only on a terminal: piped or redirected, one line per epoch
     verbose = 0 if a.quiet else (1 if _is_terminal(sys.stdout) else 2)
     meta: dict[str, Any]
@@ -129,6 +217,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         fit_args: dict[str, Any] = {"x": x, "y": y, "batch_size": a.batch_size,
                                     "validation_split": a.validation_split}
         test: tuple[Any, ...] | None = (x_test, y_test)
+        val: Any = None
     else:
         augment = ([data.RandomFlip("horizontal"), data.RandomRotation(0.1),
                     data.RandomZoom(0.1)] if a.augment else [])
@@ -177,8 +266,15 @@ def _cmd_train(a: argparse.Namespace) -> int:
         model.save(a.out)
         print(f"saved the model to {a.out}")
     if a.plot:
-        _plot(hist, a.plot)
-        print(f"saved the training curves to {a.plot}")
+        if history.epoch:
+            from . import plot
+
+            plot.history(history, a.plot)
+            print(f"saved the training curves to {a.plot}")
+        else:
+            print(f"no epoch completed: {a.plot} not written")
+    if a.report:
+        _report(model, history, test, val, classes, a.report)
     return 130 if history.interrupted else 0
 
 
