@@ -151,7 +151,11 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
-def _resolve_mode(mode: str, monitor: str) -> str:
+def resolve_mode(mode: str, monitor: str) -> str:
+    """Whether a better ``monitor`` value is lower (``"min"``) or higher (``"max"``):
+    ``mode`` itself unless it is ``"auto"``, which reads the name as Keras does (accuracy,
+    top-k, AUC, precision and recall improve upwards, anything else downwards). The one rule
+    for every callback that watches a metric, and for ``fastcnn.plot``'s best epoch."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
@@ -196,7 +200,7 @@ class EarlyStopping(Callback):
         self.min_delta = abs(float(min_delta))
         self.patience = int(patience)
         self.verbose = verbose
-        self.mode = _resolve_mode(mode, monitor)
+        self.mode = resolve_mode(mode, monitor)
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self._reset()
@@ -267,7 +271,7 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
-        self.mode = _resolve_mode(mode, monitor)
+        self.mode = resolve_mode(mode, monitor)
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_train_begin(self, logs=None):
@@ -359,7 +363,7 @@ class ReduceLROnPlateau(Callback):
         self.factor = float(factor)
         self.patience = int(patience)
         self.verbose = verbose
-        self.mode = _resolve_mode(mode, monitor)
+        self.mode = resolve_mode(mode, monitor)
         self.min_delta = abs(float(min_delta))
         self.cooldown = int(cooldown)
         self.min_lr = float(min_lr)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .callbacks import _resolve_mode
+from .callbacks import resolve_mode
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -103,8 +103,8 @@ def _best(curve: np.ndarray, name: str) -> int | None:
     finite = np.isfinite(curve)
     if not finite.any():
         return None
-    masked = np.where(finite, curve, np.inf if _resolve_mode("auto", name) == "min" else -np.inf)
-    return int(np.argmin(masked) if _resolve_mode("auto", name) == "min" else np.argmax(masked))
+    masked = np.where(finite, curve, np.inf if resolve_mode("auto", name) == "min" else -np.inf)
+    return int(np.argmin(masked) if resolve_mode("auto", name) == "min" else np.argmax(masked))
 
 
 def history(history: Any, path: str | os.PathLike[str] | None = None, *,
