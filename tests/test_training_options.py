@@ -196,6 +196,12 @@ def test_validation_and_evaluate_with_sample_weights():
     per = [m.evaluate(xv[i:i + 1], yv[i:i + 1]) for i in range(12)]
     assert ev == pytest.approx(float(np.dot(wv, per)) / 12, rel=1e-5)
     assert ev != pytest.approx(m.evaluate(xv, yv), rel=1e-3)
+    # validation_split holds out the weights of the last samples too (Keras)
+    w = np.random.default_rng(5).uniform(0, 2, len(x))
+    m = _compiled()
+    h = m.fit(x, y, epochs=1, verbose=0, sample_weight=w, validation_split=0.25)
+    assert h.history["val_loss"][0] == pytest.approx(
+        m.evaluate(x[30:], y[30:], sample_weight=w[30:]), rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +380,20 @@ def test_a_loss_function_returning_only_values_is_a_clear_type_error():
         m.fit(x, y.astype(np.float32), verbose=0)
     with pytest.raises(TypeError, match="instance"):
         LS.get(LS.MeanSquaredError)
+
+
+def test_a_custom_loss_without_sample_weight_trains_unweighted_and_refuses_weights():
+    class Half(LS.Loss):
+        def value_and_grad(self, y_pred, y_true, logits=False):
+            v, g = LS.MeanSquaredError().value_and_grad(y_pred, y_true)
+            return v / 2, g / 2
+
+    x, _ = _data()
+    t = np.zeros((len(x), 1), np.float32)
+    m = _compiled(Half(), out=1, act=None)
+    m.fit(x, t, verbose=0)
+    with pytest.raises(TypeError, match="no sample_weight argument"):
+        m.fit(x, t, verbose=0, sample_weight=np.ones(len(x)))
 
 
 def test_a_metric_function_is_a_sample_weighted_mean_named_after_it():

@@ -43,9 +43,9 @@ if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential
 
 __all__ = ["ArrayBatches", "BatchSource", "check_arrays", "check_batch_size",
-           "check_class_weight", "check_steps", "class_sample_weight", "close_iterator",
-           "device_batches", "eval_batches", "fit_batches", "fit_sources", "is_dataset",
-           "source_kind", "split_item"]
+           "check_class_weight", "check_steps", "check_validation_freq", "class_sample_weight",
+           "close_iterator", "device_batches", "eval_batches", "fit_batches", "fit_sources",
+           "is_dataset", "make_source", "source_kind", "split_item", "validate_now"]
 
 
 def source_kind(obj: Any) -> str:
@@ -115,6 +115,23 @@ def check_steps(steps: Any, name: str, who: str) -> int | None:
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"{who}: {name} must be None or a positive int, got {steps!r}")
     return int(steps)
+
+
+def check_validation_freq(freq: Any) -> Any:
+    """``validation_freq``: an int >= 1 or a collection of 1-based epochs."""
+    if isinstance(freq, int | np.integer) and not isinstance(freq, bool) and freq >= 1:
+        return int(freq)
+    if isinstance(freq, list | tuple | set | frozenset | range) and all(
+            isinstance(e, int | np.integer) and not isinstance(e, bool) for e in freq):
+        return {int(e) for e in freq}
+    raise ValueError(f"fit: validation_freq must be an int >= 1 (validate every n epochs) or "
+                     f"a list of 1-based epochs, got {freq!r}")
+
+
+def validate_now(freq: Any, epoch: int) -> bool:
+    """Keras' rule: after 0-based ``epoch``, validate when ``epoch + 1`` is a multiple of an
+    int ``freq`` or is in a list of them."""
+    return (epoch + 1) % freq == 0 if isinstance(freq, int) else epoch + 1 in freq
 
 
 class BatchSource:
@@ -337,7 +354,8 @@ def _model_batches(model: Sequential, items: Iterator[Any], who: str, need_y: bo
                                      f"the class weights into the sample weights")
                 wb = class_sample_weight(class_weight, yb)
             if wb is not None:  # checked here, on the host, before an upload
-                wb = as_sample_weight(as_array(wb, "sample_weight", who), len(xb), None, who)
+                wb = as_array(wb, "sample_weight", who)
+                wb = as_sample_weight(wb, len(xb), wb, who)
             yield xb, yb, wb
     finally:
         close_iterator(items)

@@ -88,6 +88,7 @@ Python floats.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import signal
 import sys
@@ -106,6 +107,7 @@ from ._batches import (
     BatchSource,
     check_class_weight,
     check_steps,
+    check_validation_freq,
     close_iterator,
     device_batches,
     eval_batches,
@@ -113,6 +115,7 @@ from ._batches import (
     fit_sources,
     make_source,
     source_kind,
+    validate_now,
 )
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
@@ -173,10 +176,7 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     model._ensure_built(xb)
     fused = model.output_fused
     out = model._forward(model._on_device(xb), True, fused)
-    if sample_weight is None:  # a custom Loss may not take sample_weight
-        value, dout = loss_fn.value_and_grad(out, y, logits=fused)
-    else:
-        value, dout = loss_fn.value_and_grad(out, y, logits=fused, sample_weight=sample_weight)
+    value, dout = _loss(loss_fn, out, y, fused, sample_weight)
     if not math.isfinite(value):
         raise NonFiniteLossError(f"the loss became {value}; the weights are those before this "
                                  f"batch. Lower the learning rate or check the inputs for "
@@ -184,6 +184,21 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     model.backward(dout, compute_dx=False)
     optimizer.step(model)
     return StepResult(value, out, fused)
+
+
+def _loss(loss_fn: Any, out: Any, y: Any, fused: bool, w: Any) -> tuple[float, Any]:
+    """``loss_fn.value_and_grad``, with ``sample_weight`` only when there are weights (a custom
+    Loss written without it still trains unweighted; weighted, it is a clear TypeError)."""
+    if w is None:
+        return loss_fn.value_and_grad(out, y, logits=fused)  # type: ignore[no-any-return]
+    params = inspect.signature(loss_fn.value_and_grad).parameters
+    if "sample_weight" not in params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        raise TypeError(f"the loss {loss_fn!r} takes no sample weights: its value_and_grad "
+                        f"has no sample_weight argument; add one (sum(w * l) / N, see "
+                        f"fastcnn.losses) or train without sample_weight / class_weight")
+    return loss_fn.value_and_grad(out, y, logits=fused,  # type: ignore[no-any-return]
+                                  sample_weight=w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,10 +326,7 @@ def _evaluate_logs(model: Sequential, source: BatchSource, verbose: int,
         m.reset()
     for xb, yb, wb in eval_batches(model, source, who, verbose, need_y=True):
         out = model._forward(xb, False, fused)
-        if wb is None:
-            value, _ = loss_fn.value_and_grad(out, yb, logits=fused)
-        else:
-            value, _ = loss_fn.value_and_grad(out, yb, logits=fused, sample_weight=wb)
+        value, _ = _loss(loss_fn, out, yb, fused, wb)
         n = len(xb)
         total += value * n
         count += n
@@ -328,23 +340,6 @@ def _evaluate_logs(model: Sequential, source: BatchSource, verbose: int,
     logs = {"loss": total / count}
     logs.update({m.name: m.result() for m, _ in metrics})
     return logs
-
-
-def _check_freq(freq: Any) -> Any:
-    """``validation_freq``: an int >= 1 or a collection of 1-based epochs."""
-    if isinstance(freq, int | np.integer) and not isinstance(freq, bool) and freq >= 1:
-        return int(freq)
-    if isinstance(freq, list | tuple | set | frozenset | range) and all(
-            isinstance(e, int | np.integer) and not isinstance(e, bool) for e in freq):
-        return {int(e) for e in freq}
-    raise ValueError(f"fit: validation_freq must be an int >= 1 (validate every n epochs) or "
-                     f"a list of 1-based epochs, got {freq!r}")
-
-
-def _validate_now(freq: Any, epoch: int) -> bool:
-    """Keras' rule: after 0-based ``epoch``, validate when ``epoch + 1`` is a multiple of an
-    int ``freq`` or is in a list of them."""
-    return (epoch + 1) % freq == 0 if isinstance(freq, int) else epoch + 1 in freq
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,14 +365,14 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     if cw is not None and sample_weight is not None:
         raise ValueError("fit: pass class_weight or sample_weight, not both (Keras' rule); "
                          "multiply the class weights into the sample weights")
-    freq = _check_freq(validation_freq)
+    freq = check_validation_freq(validation_freq)
     rng = np.random.default_rng(seed)
     train, val = fit_sources(
         x, y, batch_size, validation_split, validation_data, sample_weight,
         check_steps(steps_per_epoch, "steps_per_epoch", "fit"),
         check_steps(validation_steps, "validation_steps", "fit"), validation_batch_size)
     if val is not None and val.one_shot and val.steps is None and sum(
-            _validate_now(freq, e) for e in range(initial_epoch, epochs)) > 1:
+            validate_now(freq, e) for e in range(initial_epoch, epochs)) > 1:
         raise ValueError("fit: validation_data is a generator, which can be read once, but "
                          "validation runs after several epochs; pass validation_steps with a "
                          "generator that yields forever, a Sequence or dataset, or arrays")
@@ -454,7 +449,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                     break
                 raise ValueError("fit: the training data yielded no batches")
             logs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
-            if val is not None and _validate_now(freq, epoch):
+            if val is not None and validate_now(freq, epoch):
                 vlogs = _evaluate_logs(model, val, 0, "validation")
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
