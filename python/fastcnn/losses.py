@@ -3,6 +3,26 @@
 Every loss is a mean over the batch (and, for BCE / MSE, over the output elements, which is
 what Keras' mean over the last axis then over the batch gives).
 
+Sample weights
+--------------
+``value_and_grad(..., sample_weight=w)`` with ``w`` of shape ``(N,)`` follows Keras'
+``"sum_over_batch_size"`` reduction: with ``l_i`` the loss of sample ``i`` (for BCE / MSE the
+mean over its values) the loss is ``sum(w_i * l_i) / N``, and its gradient is the unweighted
+one with row ``i`` multiplied by ``w_i`` (so weights of all ones give bitwise the unweighted
+gradient). ``fit``'s ``class_weight`` becomes such a ``w`` (``w_i = class_weight[y_i]``).
+
+Loss functions
+--------------
+``compile(loss=fn)`` takes, besides the names and :class:`Loss` objects, a plain function
+``fn(y_true, y_pred) -> (losses, grads)``: ``losses`` the per-sample losses ``(N,)`` and
+``grads`` their gradients with respect to ``y_pred`` (same shape as ``y_pred``; row ``i`` is
+``d losses[i] / d y_pred[i]``), NumPy arrays (CuPy on the GPU). fastcnn has no automatic
+differentiation, so a function returning only the losses (Keras' form) is refused with a
+TypeError at its first call; :class:`LossFunction` wraps it (batch mean and sample weights as
+above, ``name`` from ``fn.__name__``). ``y_pred`` are the model's outputs (probabilities for a
+softmax / sigmoid output: a loss function is never fused with the activation). For a loss with
+its own reduction, subclass :class:`Loss` and implement ``value_and_grad``.
+
 Fusion with the output activation
 ---------------------------------
 ``loss.fused_activation`` names the activation whose derivative cancels with the loss's:
@@ -46,8 +66,10 @@ __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
     "Loss",
+    "LossFunction",
     "MeanSquaredError",
     "SparseCategoricalCrossentropy",
+    "as_sample_weight",
     "get",
     "serialize",
 ]
@@ -69,8 +91,8 @@ class Loss:
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
-    def value_and_grad(self, y_pred: np.ndarray, y_true: Any,
-                       logits: bool = False) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, y_pred: np.ndarray, y_true: Any, logits: bool = False,
+                       sample_weight: Any = None) -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to ``y_pred`` (same shape, float32).
 
         Args:
@@ -78,15 +100,20 @@ class Loss:
                 ``from_logits``) is set.
             y_true: targets for the batch.
             logits: ``y_pred`` are the logits of the fused activation.
+            sample_weight: None or per-sample weights (N,): ``sum(w * l) / N`` (see the module
+                docstring). A subclass that takes no weights is called without the argument
+                when there are none.
         """
         raise NotImplementedError
 
-    def __call__(self, y_true: Any, y_pred: np.ndarray) -> float:
+    def __call__(self, y_true: Any, y_pred: np.ndarray, sample_weight: Any = None) -> float:
         if is_cupy(y_pred):
             y_pred = array_module(y_pred).ascontiguousarray(y_pred, dtype=np.float32)
         else:
             y_pred = np.asarray(y_pred, dtype=np.float32)
-        return self.value_and_grad(y_pred, y_true)[0]
+        if sample_weight is None:
+            return self.value_and_grad(y_pred, y_true)[0]
+        return self.value_and_grad(y_pred, y_true, sample_weight=sample_weight)[0]
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments."""
@@ -103,6 +130,32 @@ def as_targets(y_true: Any, y_pred: Any) -> Any:
     if is_cupy(y_pred) or is_cupy(y_true):
         return to_device_like(y_true, y_pred)
     return np.asarray(y_true)
+
+
+def as_sample_weight(sample_weight: Any, n: int, like: Any = None,
+                     who: str = "sample_weight") -> Any:
+    """Per-sample weights as a float32 array ``(n,)`` on ``like``'s device (``(n, 1)`` is
+    accepted); None stays None. ValueError for another shape or (host arrays: a GPU array is
+    not checked, which would cost a synchronisation) a NaN / infinite / negative weight."""
+    if sample_weight is None:
+        return None
+    w = as_targets(sample_weight, like)
+    if w.size != n or w.ndim > 2 or (w.ndim == 2 and w.shape[1] != 1) or w.ndim == 0:
+        raise ValueError(f"{who}: sample weights must have shape ({n},), one per sample of "
+                         f"the batch, got shape {tuple(w.shape)}")
+    if not (np.issubdtype(w.dtype, np.floating) or np.issubdtype(w.dtype, np.integer)
+            or w.dtype == np.bool_):
+        raise ValueError(f"{who}: sample weights must be numbers, got dtype {w.dtype}")
+    xp = array_module(w)
+    w = xp.ascontiguousarray(w.reshape(n), dtype=np.float32)
+    if n and not is_cupy(w) and not bool(xp.all(xp.isfinite(w) & (w >= 0))):
+        raise ValueError(f"{who}: sample weights must be finite and >= 0")
+    return w
+
+
+def _rows(w: Any, ndim: int) -> Any:
+    """``w`` (N,) shaped to broadcast over the rows of an (N, ...) array of ``ndim`` axes."""
+    return w.reshape(w.shape + (1,) * (ndim - 1))
 
 
 def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.ndarray:
@@ -133,16 +186,29 @@ def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.nd
 class _CrossEntropy(Loss):
     fused_activation = "softmax"
 
-    def value_and_grad(self, y_pred, y_true, logits=False):
+    def value_and_grad(self, y_pred, y_true, logits=False, sample_weight=None):
         if y_pred.ndim != 2:
             raise ValueError(f"{type(self).__name__}: expects outputs of shape "
                              f"(N, classes), got {y_pred.shape}")
         n, c = y_pred.shape
         t = _class_targets(y_true, n, c, y_pred)
+        w = as_sample_weight(sample_weight, n, y_pred)
         xp = array_module(y_pred)
         if logits or self.from_logits:
-            loss, dlogits = ops.cross_entropy(xp.ascontiguousarray(y_pred, dtype=np.float32), t)
-            return float(loss), dlogits
+            z = xp.ascontiguousarray(y_pred, dtype=np.float32)
+            loss, dlogits = ops.cross_entropy(z, t)
+            if w is None:
+                return float(loss), dlogits
+            # per-sample losses sum_j t_ij (logsumexp(z_i) - z_ij), weighted
+            z64 = z.astype(np.float64)
+            zmax = z64.max(axis=1, keepdims=True) if n else z64[:, :1]
+            lse = (xp.log(xp.sum(xp.exp(z64 - zmax), axis=1)) + zmax[:, 0])
+            if t.ndim == 1:
+                per = lse - z64[xp.arange(n), t]
+            else:
+                per = xp.sum(t, axis=1, dtype=np.float64) * lse - xp.sum(t * z64, axis=1)
+            return (float(xp.sum(w * per, dtype=np.float64)) / max(n, 1),
+                    dlogits * _rows(w, 2))
         # probabilities (Keras: renormalise rows, clip, -sum t log p)
         s = xp.sum(y_pred, axis=1, keepdims=True)
         p = xp.clip(y_pred / s, _EPS, 1.0 - _EPS)
@@ -150,10 +216,13 @@ class _CrossEntropy(Loss):
             onehot = xp.zeros((n, c), dtype=np.float32)
             onehot[xp.arange(n), t] = 1.0
             t = onehot
-        loss = -xp.sum(t * xp.log(p), dtype=np.float64) / max(n, 1)
         o = xp.clip(y_pred, _EPS, None)
-        grad = (-t / o + xp.sum(t, axis=1, keepdims=True) / s) / max(n, 1)
-        return float(loss), grad.astype(np.float32)
+        grad = ((-t / o + xp.sum(t, axis=1, keepdims=True) / s) / max(n, 1)).astype(np.float32)
+        if w is None:
+            loss = -xp.sum(t * xp.log(p), dtype=np.float64) / max(n, 1)
+            return float(loss), grad
+        per = -xp.sum(t * xp.log(p), axis=1, dtype=np.float64)
+        return float(xp.sum(w * per, dtype=np.float64)) / max(n, 1), grad * _rows(w, 2)
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
@@ -179,7 +248,7 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     fused_activation = "sigmoid"
 
-    def value_and_grad(self, y_pred, y_true, logits=False):
+    def value_and_grad(self, y_pred, y_true, logits=False, sample_weight=None):
         t = as_targets(y_true, y_pred).astype(np.float32, copy=False)
         xp = array_module(y_pred)
         if t.size != y_pred.size:
@@ -188,17 +257,21 @@ class BinaryCrossentropy(Loss):
                              f"(shape {y_pred.shape})")
         t = t.reshape(y_pred.shape)
         m = max(y_pred.size, 1)
+        w = as_sample_weight(sample_weight, y_pred.shape[0] if y_pred.ndim else 1, y_pred)
         if logits or self.from_logits:
             z = y_pred
-            loss = xp.sum(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))),
-                          dtype=np.float64) / m
+            elem = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
             e = xp.exp(-xp.abs(z))
             sig = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-            return float(loss), ((sig - t) / m).astype(np.float32)
-        p = xp.clip(y_pred, _EPS, 1.0 - _EPS)
-        loss = -xp.sum(t * xp.log(p) + (1 - t) * xp.log(1 - p), dtype=np.float64) / m
-        grad = (p - t) / (p * (1 - p)) / m
-        return float(loss), grad.astype(np.float32)
+            grad = ((sig - t) / m).astype(np.float32)
+        else:
+            p = xp.clip(y_pred, _EPS, 1.0 - _EPS)
+            elem = -(t * xp.log(p) + (1 - t) * xp.log(1 - p))
+            grad = ((p - t) / (p * (1 - p)) / m).astype(np.float32)
+        if w is None:
+            return float(xp.sum(elem, dtype=np.float64) / m), grad
+        wr = _rows(w, y_pred.ndim)
+        return float(xp.sum(elem * wr, dtype=np.float64) / m), grad * wr
 
 
 class MeanSquaredError(Loss):
@@ -210,21 +283,74 @@ class MeanSquaredError(Loss):
     def __init__(self) -> None:
         super().__init__(from_logits=False)
 
-    def value_and_grad(self, y_pred, y_true, logits=False):
+    def value_and_grad(self, y_pred, y_true, logits=False, sample_weight=None):
         t = as_targets(y_true, y_pred).astype(np.float32, copy=False)
         xp = array_module(y_pred)
         if t.size != y_pred.size:
             raise ValueError(f"mse: targets have shape {t.shape}, the output {y_pred.shape}")
         diff = y_pred - t.reshape(y_pred.shape)
         m = max(y_pred.size, 1)
-        loss = xp.sum(xp.square(diff, dtype=np.float64)) / m
-        return float(loss), (diff * np.float32(2.0 / m)).astype(np.float32)
+        grad = (diff * np.float32(2.0 / m)).astype(np.float32)
+        w = as_sample_weight(sample_weight, y_pred.shape[0] if y_pred.ndim else 1, y_pred)
+        if w is None:
+            return float(xp.sum(xp.square(diff, dtype=np.float64)) / m), grad
+        wr = _rows(w, y_pred.ndim)
+        return float(xp.sum(xp.square(diff, dtype=np.float64) * wr) / m), grad * wr
 
     def get_config(self):
         return {}
 
     def __repr__(self) -> str:
         return "MeanSquaredError()"
+
+
+class LossFunction(Loss):
+    """A plain function as a loss (see the module docstring): ``fn(y_true, y_pred) ->
+    (losses (N,), grads like y_pred)``; the loss is ``sum(w * losses) / N`` (``w`` = 1 without
+    sample weights) and its gradient ``w_i * grads[i] / N``. ``name`` defaults to
+    ``fn.__name__``. Not saved with the model (``save`` warns that the compile settings are
+    not saved)."""
+
+    def __init__(self, fn: Any, name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"LossFunction: fn must be callable, got {fn!r}")
+        super().__init__(from_logits=False)
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "loss")  # type: ignore[misc]
+
+    def value_and_grad(self, y_pred, y_true, logits=False, sample_weight=None):
+        if logits:
+            raise ValueError(f"{self.name}: a loss function takes the model's outputs, not "
+                             f"logits")
+        xp = array_module(y_pred)
+        n = y_pred.shape[0] if y_pred.ndim else 1
+        out = self.fn(as_targets(y_true, y_pred), y_pred)
+        hint = ("a loss function must return (losses, grads): the per-sample losses (N,) and "
+                "their gradient with respect to y_pred (same shape as y_pred), because fastcnn "
+                "has no automatic differentiation; or subclass fastcnn.losses.Loss and "
+                "implement value_and_grad(y_pred, y_true, logits=False, sample_weight=None)")
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise TypeError(f"loss function {self.name!r} returned {type(out).__name__}, not "
+                            f"a pair; {hint}")
+        per, grad = (as_targets(a, y_pred) for a in out)
+        if per.size != n or grad.shape != y_pred.shape:
+            raise TypeError(f"loss function {self.name!r} returned losses of shape "
+                            f"{tuple(per.shape)} and grads of shape {tuple(grad.shape)} for "
+                            f"y_pred of shape {tuple(y_pred.shape)}; expected ({n},) and "
+                            f"{tuple(y_pred.shape)}: {hint}")
+        per = per.reshape(n).astype(np.float64)
+        w = as_sample_weight(sample_weight, n, y_pred)
+        scale = np.float32(1.0 / max(n, 1))
+        g = grad.astype(np.float32) * scale
+        if w is None:
+            return float(xp.sum(per)) / max(n, 1), g
+        return float(xp.sum(w * per)) / max(n, 1), g * _rows(w, y_pred.ndim)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"LossFunction({self.name})"
 
 
 _REGISTRY: Registry[Loss] = Registry("loss", Loss, {
@@ -239,7 +365,12 @@ _REGISTRY: Registry[Loss] = Registry("loss", Loss, {
 def get(identifier: Any) -> Loss:
     """Loss from a name (``"sparse_categorical_crossentropy"``,
     ``"categorical_crossentropy"``, ``"binary_crossentropy"``, ``"mse"`` /
-    ``"mean_squared_error"``), a :class:`Loss`, or a config dict."""
+    ``"mean_squared_error"``), a :class:`Loss`, a config dict, or a function
+    ``fn(y_true, y_pred) -> (losses, grads)`` (wrapped in :class:`LossFunction`)."""
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        raise TypeError(f"loss: pass an instance, {identifier.__name__}(), not the class")
+    if callable(identifier) and not isinstance(identifier, Loss):
+        return LossFunction(identifier)
     return _REGISTRY.get(identifier)
 
 

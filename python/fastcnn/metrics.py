@@ -30,6 +30,11 @@ their one-hot rows first. They need probabilities: on logits (``logits=True``) t
 output's activation first: sigmoid to one column, softmax over several (``logits="sigmoid"``
 or ``"softmax"`` says which).
 
+``update(..., sample_weight=w)`` (N,) weighs samples as Keras: a mean metric gives ``sum(w *
+v) / sum(w)``, precision / recall / AUC count ``w_i`` for each decision of sample ``i``. As in
+Keras, ``fit`` / ``evaluate`` weigh a model's ``weighted_metrics``, never its ``metrics``. A
+function ``fn(y_true, y_pred) -> values (N,)`` is a metric too (:class:`MeanMetricWrapper`).
+
 Metrics are computed on the predictions' device (NumPy or CuPy arrays; labels on the other
 device are moved to it); only the batch's sum of per-sample values comes back to the host (one
 scalar per update).
@@ -44,12 +49,13 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_module, is_cupy, to_host
-from .losses import as_targets
+from .losses import as_sample_weight, as_targets
 
 __all__ = [
     "AUC",
     "Accuracy",
     "MeanAbsoluteError",
+    "MeanMetricWrapper",
     "Metric",
     "Precision",
     "Recall",
@@ -81,25 +87,34 @@ class Metric:
     def reset(self) -> None:
         """Forget everything accumulated."""
         self._total = 0.0
-        self._count = 0
+        self._count: float = 0
 
     def batch_values(self, y_true: np.ndarray, y_pred: np.ndarray,
                      logits: bool = False) -> np.ndarray:
         """Per-sample values ``(N,)`` of this metric for one batch."""
         raise NotImplementedError
 
-    def update(self, y_true: np.ndarray, y_pred: np.ndarray, logits: bool = False) -> float:
-        """Add one batch (``y_pred`` ``(N, ...)``); returns the batch's own value."""
+    def update(self, y_true: np.ndarray, y_pred: np.ndarray, logits: bool = False,
+               sample_weight: Any = None) -> float:
+        """Add one batch (``y_pred`` ``(N, ...)``, optional weights (N,)); returns the batch's
+        own (weighted) value."""
         if not is_cupy(y_pred):
             y_pred = np.asarray(y_pred)
         v = self.batch_values(y_true, y_pred, logits)
-        total = float(array_module(v).sum(v, dtype=np.float64))  # the one device-to-host copy
+        xp = array_module(v)
+        if sample_weight is None:
+            total = float(xp.sum(v, dtype=np.float64))  # the one device-to-host copy
+            count: float = int(v.size)
+        else:
+            w = _row_weights(sample_weight, v, self.name)
+            total, count = (float(c) for c in to_host(xp.stack([xp.sum(w * v), xp.sum(w)])))
         self._total += total
-        self._count += int(v.size)
-        return total / v.size if v.size else 0.0
+        self._count += count
+        return total / count if count else 0.0
 
     def result(self) -> float:
-        """Sample-weighted mean over everything since the last :meth:`reset` (0 when empty)."""
+        """(Sample-weighted) mean over everything since the last :meth:`reset` (0 when
+        empty)."""
         return self._total / self._count if self._count else 0.0
 
     def get_config(self) -> dict[str, Any]:
@@ -201,6 +216,12 @@ class SparseTopKCategoricalAccuracy(TopKAccuracy):
         super().__init__(k, name)
 
 
+def _row_weights(sample_weight: Any, a: Any, who: str) -> Any:
+    """Sample weights (N,) as float64 shaped (N, 1, ...) to broadcast over ``a`` (N, ...)."""
+    w = as_sample_weight(sample_weight, a.shape[0] if a.ndim else 1, a, who)
+    return w.astype(np.float64).reshape(w.shape + (1,) * max(a.ndim - 1, 0))
+
+
 def _probabilities(y_pred: Any, logits: bool | str) -> Any:
     """``y_pred`` (N, ...) as probabilities: as it is when ``logits`` is False, else through
     the output activation (``"sigmoid"`` / ``"softmax"``; True: sigmoid for one column,
@@ -281,7 +302,8 @@ class _ConfusionMetric(Metric):
     def reset(self) -> None:
         self.true_positives = self.false_positives = self.false_negatives = 0
 
-    def _counts(self, y_true: Any, y_pred: Any, logits: bool | str) -> tuple[int, int, int]:
+    def _counts(self, y_true: Any, y_pred: Any, logits: bool | str,
+                sample_weight: Any = None) -> tuple[float, float, float]:
         who = type(self).__name__
         if not is_cupy(y_pred):
             y_pred = np.asarray(y_pred)
@@ -301,12 +323,17 @@ class _ConfusionMetric(Metric):
             pred = p > (0.5 if self.thresholds is None else self.thresholds)
         pred = _class_column(pred, self.class_id, who)
         pos = _class_column(pos, self.class_id, who)
-        c = to_host(xp.stack([xp.sum(pred & pos), xp.sum(pred & ~pos),
-                              xp.sum(~pred & pos)]))  # the one device-to-host copy
-        return int(c[0]), int(c[1]), int(c[2])
+        if sample_weight is None:
+            c = to_host(xp.stack([xp.sum(pred & pos), xp.sum(pred & ~pos),
+                                  xp.sum(~pred & pos)]))  # the one device-to-host copy
+            return int(c[0]), int(c[1]), int(c[2])
+        w = _row_weights(sample_weight, pred, who)  # every decision of sample i weighs w_i
+        c = to_host(xp.stack([xp.sum((pred & pos) * w), xp.sum((pred & ~pos) * w),
+                              xp.sum((~pred & pos) * w)]))
+        return float(c[0]), float(c[1]), float(c[2])
 
-    def update(self, y_true, y_pred, logits=False):
-        tp, fp, fn = self._counts(y_true, y_pred, logits)
+    def update(self, y_true, y_pred, logits=False, sample_weight=None):
+        tp, fp, fn = self._counts(y_true, y_pred, logits, sample_weight)
         self.true_positives += tp
         self.false_positives += fp
         self.false_negatives += fn
@@ -404,18 +431,21 @@ class AUC(Metric):
 
     def reset(self) -> None:
         t = self.num_thresholds
-        self.true_positives = np.zeros(t, np.int64)
+        self.true_positives = np.zeros(t, np.int64)  # float64 once weighted
         self.false_positives = np.zeros(t, np.int64)
         self.true_negatives = np.zeros(t, np.int64)
         self.false_negatives = np.zeros(t, np.int64)
 
-    def update(self, y_true, y_pred, logits=False):
-        """Add one batch's counts; returns the batch's own AUC."""
+    def update(self, y_true, y_pred, logits=False, sample_weight=None):
+        """Add one batch's counts (each decision of sample ``i`` counts ``sample_weight[i]``
+        when given); returns the batch's own AUC."""
         if not is_cupy(y_pred):
             y_pred = np.asarray(y_pred)
         pos, _ = _binary_pairs(y_true, y_pred, "AUC")
         p = _probabilities(y_pred, logits or ("sigmoid" if self.from_logits else False))
         xp = array_module(p)
+        w = None if sample_weight is None else xp.broadcast_to(
+            _row_weights(sample_weight, p, "AUC"), p.shape).ravel()
         p = p.astype(np.float32).ravel()
         pos = pos.ravel()
         t = self.num_thresholds
@@ -423,16 +453,21 @@ class AUC(Metric):
         thr = xp.asarray(self.thresholds)
         idx = xp.searchsorted(thr, p, side="left")
         idx = xp.where(xp.isnan(p), 0, idx)  # NaN is above no threshold
-        hist = xp.stack([xp.bincount(idx[pos], minlength=t + 1),
-                         xp.bincount(idx[~pos], minlength=t + 1)])
-        hist = to_host(hist).astype(np.int64)  # the one device-to-host copy
+        if w is None:
+            hist = xp.stack([xp.bincount(idx[pos], minlength=t + 1),
+                             xp.bincount(idx[~pos], minlength=t + 1)])
+            hist = to_host(hist).astype(np.int64)  # the one device-to-host copy
+        else:
+            hist = to_host(xp.stack([xp.bincount(idx[pos], weights=w[pos], minlength=t + 1),
+                                     xp.bincount(idx[~pos], weights=w[~pos],
+                                                 minlength=t + 1)]))
         above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]  # above[:, j]: idx > j
         tp, fp = above[0], above[1]
         fn, tn = hist[0].sum() - tp, hist[1].sum() - fp
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += fn
-        self.true_negatives += tn
+        self.true_positives = self.true_positives + tp
+        self.false_positives = self.false_positives + fp
+        self.false_negatives = self.false_negatives + fn
+        self.true_negatives = self.true_negatives + tn
         return self._auc(tp, fp, tn, fn)
 
     def result(self) -> float:
@@ -508,6 +543,34 @@ class MeanAbsoluteError(Metric):
         return diff.reshape(n, -1).mean(axis=1) if n else diff.reshape(0)
 
 
+class MeanMetricWrapper(Metric):
+    """Keras' ``MeanMetricWrapper``: the (weighted) mean of ``fn(y_true, y_pred) -> values
+    (N,)`` (or (N, ...), averaged over the trailing axes) since :meth:`reset`; ``y_pred`` are
+    probabilities (the output activation applied to logits). Named ``fn.__name__``; not
+    saved with the model."""
+
+    def __init__(self, fn: Any, name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"MeanMetricWrapper: fn must be callable, got {fn!r}")
+        self.fn = fn
+        super().__init__(name or getattr(fn, "__name__", "metric"))
+
+    def batch_values(self, y_true, y_pred, logits=False):
+        p = _probabilities(y_pred, logits)
+        n = p.shape[0] if p.ndim else 1
+        v = as_targets(self.fn(as_targets(y_true, p), p), p).astype(np.float64)
+        if v.ndim == 0 or v.shape[0] != n:
+            raise ValueError(f"metric function {self.name!r} returned shape {tuple(v.shape)} "
+                             f"for a batch of {n}; expected the per-sample values ({n},)")
+        return v.reshape(n, -1).mean(axis=1)
+
+    def get_config(self):
+        raise ValueError(f"the metric function {self.name!r} can't be serialised")
+
+    def __repr__(self) -> str:
+        return f"MeanMetricWrapper({self.name})"
+
+
 _TOP_RE = re.compile(r"^top_(\d+)(_accuracy|_categorical_accuracy)?$")
 _CLASSES: dict[str, type[Metric]] = {
     c.__name__: c for c in (Accuracy, TopKAccuracy, TopKCategoricalAccuracy,
@@ -527,10 +590,15 @@ def get(identifier: Any) -> Metric:
     ``{"class_name": ..., "config": {...}}``. The metric's ``name`` is the name given."""
     if isinstance(identifier, Metric):
         return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        raise TypeError(f"metric: pass an instance, {identifier.__name__}(), not the class")
+    if callable(identifier):
+        return MeanMetricWrapper(identifier)
     if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
         return _CLASSES[identifier["class_name"]](**identifier.get("config", {}))
     if not isinstance(identifier, str):
-        raise TypeError(f"metric must be a name or a fastcnn.metrics.Metric, got {identifier!r}")
+        raise TypeError(f"metric must be a name, a fastcnn.metrics.Metric or a function "
+                        f"fn(y_true, y_pred) -> per-sample values, got {identifier!r}")
     key = identifier.lower()
     if key in ("accuracy", "acc"):
         return Accuracy(identifier)
@@ -547,15 +615,15 @@ def get(identifier: Any) -> Metric:
         return TopKAccuracy(int(m.group(1)), name=identifier)
     raise ValueError(f"unknown metric {identifier!r}; expected 'accuracy', 'binary_accuracy', "
                      f"'sparse_categorical_accuracy', 'categorical_accuracy', 'top_k', "
-                     f"'top_<k>', {', '.join(repr(k) for k in _BY_NAME)} or a "
-                     f"fastcnn.metrics.Metric")
+                     f"'top_<k>', {', '.join(repr(k) for k in _BY_NAME)}, a "
+                     f"fastcnn.metrics.Metric or a function fn(y_true, y_pred) -> values")
 
 
 def get_list(identifiers: Any) -> list[Metric]:
     """Metrics for ``compile(metrics=...)``: None, one identifier or a list; names unique."""
     if identifiers is None:
         return []
-    if isinstance(identifiers, str | Metric | dict):
+    if isinstance(identifiers, str | Metric | dict) or callable(identifiers):
         identifiers = [identifiers]
     out = [get(i) for i in identifiers]
     names = [m.name for m in out]

@@ -39,6 +39,29 @@ With a dataset object (anything iterable over ``(x_batch, y_batch)`` with ``__le
 of batches, e.g. :class:`fastcnn.data.ArrayDataset` / ``ImageFolder``) the dataset decides batch
 size and order; ``batch_size``, ``shuffle``, ``seed`` and ``validation_split`` do not apply.
 
+Generators, Sequences, steps, weights (Keras' arguments and rules)
+-----------------------------------------------------------------
+``x`` may also be a Keras ``Sequence``-style object (``__getitem__(i)`` + ``__len__``: batches
+``x[0] .. x[len - 1]`` each epoch, ``x.on_epoch_end()`` after each) or a Python generator /
+iterator of batches. Any batch may be ``(x, y, sample_weight)``. A generator without
+``steps_per_epoch`` is consumed until it ends in the first epoch; as it can't be replayed,
+training then stops before the next epoch with a UserWarning ("your input ran out of data").
+``steps_per_epoch=k`` takes the next ``k`` batches each epoch from a pass that continues across
+epochs (Keras 3): an infinite generator needs it; arrays and datasets start a new pass (arrays
+reshuffled) when one ends, and an epoch in which a pass ended early is shorter (a warning).
+``validation_steps`` does the same for the validation data, ``validation_freq`` (an int n:
+every n-th epoch; or a list of 1-based epochs) says after which epochs to validate
+(``val_*`` keys appear in the History only for those). ``evaluate`` / ``predict`` take
+``steps`` (the number of batches; needed for an infinite generator).
+
+``sample_weight`` (N,) (arrays; a dataset yields it as the third element) weighs each sample's
+loss: the batch loss is ``sum(w * l) / batch_size`` (Keras' ``"sum_over_batch_size"``) and the
+gradient is the unweighted one with sample ``i``'s row scaled by ``w_i`` (all ones: bitwise the
+unweighted training). ``class_weight={class: weight}`` is the same with ``w_i =
+class_weight[y_i]`` (class ids or the arg-max of one-hot rows; missing classes weigh 1; not
+together with sample weights). As in Keras, ``model.metrics`` are not weighted, the
+``model.weighted_metrics`` are; ``train_step(model, x, y, sample_weight=w)`` takes them too.
+
 Determinism: ``Sequential(..., seed=s)`` initialises weights from ``np.random.default_rng(s)``
 (layers in order) and seeds Dropout masks from it; with the same model seed and fit seed,
 training gives the same weights run to run.
@@ -66,11 +89,13 @@ Python floats.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import signal
 import sys
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -80,12 +105,18 @@ from . import callbacks as _callbacks
 from ._arrays import as_array, is_cupy, is_torch
 from ._batches import (
     ArrayBatches,
+    BatchSource,
+    check_class_weight,
+    check_steps,
+    check_validation_freq,
     close_iterator,
     device_batches,
     eval_batches,
     fit_batches,
     fit_sources,
-    is_dataset,
+    make_source,
+    source_kind,
+    validate_now,
 )
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
@@ -120,7 +151,7 @@ class StepResult(NamedTuple):
 # one step
 
 
-def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
+def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> StepResult:
     """One training step on one batch: forward, loss, backward (without the first layer's dx)
     and the optimizer's in-place update, exactly as ``fit`` runs it for every batch.
 
@@ -129,6 +160,8 @@ def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
         x: the batch's inputs (N, *input_shape), any numeric dtype (converted to float32) and
             NumPy, or CuPy for a model on the GPU (NumPy inputs are uploaded).
         y: the batch's labels (N,) or (N, ...), as the compiled loss takes them.
+        sample_weight: None or per-sample weights (N,): the loss is ``sum(w * l) / N`` and
+            each sample's gradient is scaled by its weight (Keras' rule).
 
     Returns:
         :class:`StepResult` ``(loss, outputs, logits)``.
@@ -144,7 +177,7 @@ def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
     model._ensure_built(xb)
     fused = model.output_fused
     out = model._forward(model._on_device(xb), True, fused)
-    value, dout = loss_fn.value_and_grad(out, y, logits=fused)
+    value, dout = _loss(loss_fn, out, y, fused, sample_weight)
     if not math.isfinite(value):
         raise NonFiniteLossError(f"the loss became {value}; the weights are those before this "
                                  f"batch. Lower the learning rate or check the inputs for "
@@ -152,6 +185,21 @@ def train_step(model: Sequential, x: Any, y: Any) -> StepResult:
     model.backward(dout, compute_dx=False)
     optimizer.step(model)
     return StepResult(value, out, fused)
+
+
+def _loss(loss_fn: Any, out: Any, y: Any, fused: bool, w: Any) -> tuple[float, Any]:
+    """``loss_fn.value_and_grad``, with ``sample_weight`` only when there are weights (a custom
+    Loss written without it still trains unweighted; weighted, it is a clear TypeError)."""
+    if w is None:
+        return loss_fn.value_and_grad(out, y, logits=fused)  # type: ignore[no-any-return]
+    params = inspect.signature(loss_fn.value_and_grad).parameters
+    if "sample_weight" not in params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        raise TypeError(f"the loss {loss_fn!r} takes no sample weights: its value_and_grad "
+                        f"has no sample_weight argument; add one (sum(w * l) / N, see "
+                        f"fastcnn.losses) or train without sample_weight / class_weight")
+    return loss_fn.value_and_grad(out, y, logits=fused,  # type: ignore[no-any-return]
+                                  sample_weight=w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,12 +249,15 @@ def _restore_sigint(old: Any) -> None:
 # predict / evaluate
 
 
-def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -> Any:
+def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0,
+            steps: int | None = None) -> Any:
     """:meth:`fastcnn.Sequential.predict`: outputs (N, *output_shape) float32, batch by batch (on
     the GPU gathered on the device), as a NumPy array, or a torch tensor on ``x``'s device when
-    ``x`` is one (a CUDA tensor's outputs never leave the GPU)."""
+    ``x`` is one (a CUDA tensor's outputs never leave the GPU). ``steps`` batches at most."""
+    source = make_source(x, None, None, batch_size, check_steps(steps, "steps", "predict"),
+                         "predict")
     outs = []
-    for xb, _ in eval_batches(model, x, None, batch_size, "predict", verbose):
+    for xb, _, _ in eval_batches(model, source, "predict", verbose, need_y=False):
         out = model._forward(xb, False, False)
         if is_cupy(out) and (out is xb or out.base is not None):
             out = out.copy()  # a view of an upload buffer, which is reused
@@ -232,42 +283,63 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0) -
 
 
 def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
-             return_dict: bool = False) -> float | list[float] | dict[str, float]:
+             return_dict: bool = False, sample_weight: Any = None,
+             steps: int | None = None) -> float | list[float] | dict[str, float]:
     """:meth:`fastcnn.Sequential.evaluate`: the loss (no metrics), ``[loss, metric, ...]`` in
     compile order, or ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``."""
     model._require_compiled("evaluate")
-    logs = _evaluate_logs(model, x, y, batch_size, verbose, "evaluate")
+    if x is not None and source_kind(x) == "arrays" and y is None:
+        raise ValueError("evaluate: y is required with array inputs")
+    source = make_source(x, y, sample_weight, batch_size,
+                         check_steps(steps, "steps", "evaluate"), "evaluate")
+    logs = _evaluate_logs(model, source, verbose, "evaluate")
     if return_dict:
         return logs
-    if not model.metrics:
+    if len(logs) == 1:
         return logs["loss"]
     return list(logs.values())
 
 
-def _evaluate_logs(model: Sequential, x: Any, y: Any, batch_size: int, verbose: int,
+def _all_metrics(model: Sequential) -> list[tuple[Any, bool]]:
+    """``(metric, weighted)``: the model's metrics (never weighted, as Keras) and its
+    ``weighted_metrics`` (weighted by the sample / class weights)."""
+    return ([(m, False) for m in model.metrics]
+            + [(m, True) for m in getattr(model, "weighted_metrics", None) or []])
+
+
+def _update_metrics(metrics: list[tuple[Any, bool]], yb: Any, out: Any, logits: Any,
+                    wb: Any) -> None:
+    for m, weighted in metrics:
+        if weighted and wb is not None:
+            m.update(yb, out, logits=logits, sample_weight=wb)
+        else:
+            m.update(yb, out, logits=logits)
+
+
+def _evaluate_logs(model: Sequential, source: BatchSource, verbose: int,
                    who: str) -> dict[str, float]:
     loss_fn = model.loss
     assert loss_fn is not None
-    if not is_dataset(x) and y is None:
-        raise ValueError(f"{who}: y is required with array inputs")
     fused = model.output_fused
     total, count = 0.0, 0
-    for m in model.metrics:
+    metrics = _all_metrics(model)
+    for m, _ in metrics:
         m.reset()
-    for xb, yb in eval_batches(model, x, y, batch_size, who, verbose):
-        if yb is None:
-            raise ValueError(f"{who}: the dataset yielded no labels")
+    for xb, yb, wb in eval_batches(model, source, who, verbose, need_y=True):
         out = model._forward(xb, False, fused)
-        value, _ = loss_fn.value_and_grad(out, yb, logits=fused)
+        value, _ = _loss(loss_fn, out, yb, fused, wb)
         n = len(xb)
         total += value * n
         count += n
-        for m in model.metrics:
-            m.update(yb, out, logits=_metric_logits(loss_fn, fused))
+        _update_metrics(metrics, yb, out, _metric_logits(loss_fn, fused), wb)
     if count == 0:
+        if source.exhausted:
+            raise ValueError(f"{who}: the generator is exhausted (a generator can be read "
+                             f"once): pass validation_steps / steps with a generator that "
+                             f"yields forever, or a Sequence or dataset")
         raise ValueError(f"{who}: no samples")
     logs = {"loss": total / count}
-    logs.update({m.name: m.result() for m in model.metrics})
+    logs.update({m.name: m.result() for m, _ in metrics})
     return logs
 
 
@@ -278,7 +350,10 @@ def _evaluate_logs(model: Sequential, x: Any, y: Any, batch_size: int, verbose: 
 def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
         verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,
         validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
-        seed: int | None = None, initial_epoch: int = 0) -> _callbacks.History:
+        seed: int | None = None, initial_epoch: int = 0, class_weight: Any = None,
+        sample_weight: Any = None, steps_per_epoch: int | None = None,
+        validation_steps: int | None = None, validation_batch_size: int | None = None,
+        validation_freq: Any = 1) -> _callbacks.History:
     """:meth:`fastcnn.Sequential.fit` (arguments documented there; the steps in this module's
     docstring): one :func:`train_step` per batch, callbacks, progress bar, validation,
     SIGINT deferred to the end of the batch. Returns the History."""
@@ -287,15 +362,30 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
     if verbose not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+    cw = check_class_weight(class_weight)
+    if cw is not None and sample_weight is not None:
+        raise ValueError("fit: pass class_weight or sample_weight, not both (Keras' rule); "
+                         "multiply the class weights into the sample weights")
+    freq = check_validation_freq(validation_freq)
     rng = np.random.default_rng(seed)
-    train, val = fit_sources(x, y, batch_size, validation_split, validation_data)
-    array_train = isinstance(train, ArrayBatches)
+    train, val = fit_sources(
+        x, y, batch_size, validation_split, validation_data, sample_weight,
+        check_steps(steps_per_epoch, "steps_per_epoch", "fit"),
+        check_steps(validation_steps, "validation_steps", "fit"), validation_batch_size)
+    if val is not None and val.one_shot and val.steps is None and sum(
+            validate_now(freq, e) for e in range(initial_epoch, epochs)) > 1:
+        raise ValueError("fit: validation_data is a generator, which can be read once, but "
+                         "validation runs after several epochs; pass validation_steps with a "
+                         "generator that yields forever, a Sequence or dataset, or arrays")
+    array_train = isinstance(train.data, ArrayBatches)
     if array_train:
-        model._ensure_built(model._input(train.x[:1], "fit"))
+        train.data.rng = rng if shuffle else None  # a new permutation every pass
+        model._ensure_built(model._input(train.data.x[:1], "fit"))
     model._check_loss_activation()
+    metrics = _all_metrics(model)
 
     history = _callbacks.History()
-    history.params = {"epochs": int(epochs), "steps": len(train),
+    history.params = {"epochs": int(epochs), "steps": train.length,
                       "batch_size": batch_size if array_train else None}
     # History last: it records the keys other callbacks add to the epoch logs
     cbs = _callbacks.CallbackList([*(callbacks or []), history], model=model)
@@ -311,37 +401,42 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     try:
         cbs.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
-            if array_train:
-                train.order = rng.permutation(len(train.x)) if shuffle else None
+            if train.exhausted:
+                warnings.warn(f"fit: your input ran out of data (a generator can be read "
+                              f"once); training stops after {epoch} epoch(s) instead of "
+                              f"{epochs}. Pass steps_per_epoch with a generator that yields "
+                              f"forever, or a Sequence or dataset", UserWarning, stacklevel=3)
+                break
             cbs.on_epoch_begin(epoch, {})
             t0 = time.perf_counter()
-            bar = tqdm(total=len(train), desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
+            bar = tqdm(total=train.length, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
                        disable=verbose != 1, file=sys.stdout, leave=True)
             running = 0.0
             seen = 0
-            for m in model.metrics:
+            for m, _ in metrics:
                 m.reset()
             batch = -1
-            batches = device_batches(model, fit_batches(model, iter(train)))
-            for batch, (xb, yb) in enumerate(batches):
+            batches = device_batches(model, fit_batches(model, train.epoch(), cw))
+            for batch, (xb, yb, wb) in enumerate(batches):
                 cbs.on_train_batch_begin(batch, {})
                 try:
-                    step = train_step(model, xb, yb)
+                    step = (train_step(model, xb, yb) if wb is None  # a wrapped
+                            else train_step(model, xb, yb, sample_weight=wb))  # one too
                 except NonFiniteLossError as e:
                     if cbs.on_train_batch_nonfinite(batch, {"loss": e.loss}):
                         nonfinite = True  # a callback (TerminateOnNaN) ends training here
                         break
                     raise NonFiniteLossError(
                         f"the loss became {e.loss} at epoch {epoch + 1}, batch {batch + 1} "
-                        f"(of {len(train)}); the weights are those before that batch. "
+                        f"(of {train.length or '?'}); the weights are those before that batch. "
                         f"Lower the learning rate or check the inputs for NaN/inf.",
                         e.loss) from None
                 n = len(xb)
                 running += step.loss * n
                 seen += n
-                for m in model.metrics:
-                    m.update(yb, step.outputs, logits=_metric_logits(loss_fn, step.logits))
-                blogs = {"loss": running / seen, **{m.name: m.result() for m in model.metrics}}
+                _update_metrics(metrics, yb, step.outputs,
+                                _metric_logits(loss_fn, step.logits), wb)
+                blogs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
                 bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
                 bar.update(1)
                 cbs.on_train_batch_end(batch, blogs)
@@ -351,10 +446,12 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
             if interrupt["flag"] or nonfinite:
                 break
             if seen == 0:
+                if train.exhausted:  # a generator ended right at an epoch's start (warned)
+                    break
                 raise ValueError("fit: the training data yielded no batches")
-            logs = {"loss": running / seen, **{m.name: m.result() for m in model.metrics}}
-            if val is not None:
-                vlogs = _evaluate_logs(model, val[0], val[1], batch_size, 0, "validation")
+            logs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
+            if val is not None and validate_now(freq, epoch):
+                vlogs = _evaluate_logs(model, val, 0, "validation")
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
             bar.close()
@@ -373,6 +470,9 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         if bar is not None:
             bar.close()
         close_iterator(batches)
+        train.close()
+        if val is not None:
+            val.close()
         _restore_sigint(old_handler)
     if interrupt["flag"]:
         history.interrupted = True
@@ -391,13 +491,18 @@ class Trainer:
     def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
             verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
-            seed: int | None = None, initial_epoch: int = 0) -> _callbacks.History:
+            seed: int | None = None, initial_epoch: int = 0, class_weight: Any = None,
+            sample_weight: Any = None, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, validation_batch_size: int | None = None,
+            validation_freq: Any = 1) -> _callbacks.History:
         """Train for ``epochs`` epochs: one :func:`train_step` per batch (:mod:`fastcnn.training`'s
-        docstring gives the exact steps).
+        docstring gives the exact steps and the rules of generators, steps and weights).
 
         Args:
             x, y: arrays (N, *input_shape) and labels (N, ...), or ``x`` a dataset object
-                (iterable of ``(x_batch, y_batch)`` with ``__len__``) and ``y`` None.
+                (iterable of ``(x_batch, y_batch)`` with ``__len__``), a Sequence-style object
+                (``__getitem__(i)`` + ``__len__``) or a generator / iterator of batches, and
+                ``y`` None; any batch may be ``(x, y, sample_weight)``.
             batch_size: samples per batch (arrays only).
             epochs: train until this epoch index (``initial_epoch`` to ``epochs - 1``).
             verbose: 0 silent, 1 a tqdm progress bar per epoch with the running loss and
@@ -405,10 +510,22 @@ class Trainer:
             callbacks: :mod:`fastcnn.callbacks` objects.
             validation_split: fraction of the arrays held out (the last samples) for
                 validation; ignored when ``validation_data`` is given.
-            validation_data: ``(x_val, y_val)`` or a dataset, evaluated after every epoch
-                (``val_loss``, ``val_<metric>``).
-            shuffle: reshuffle the arrays every epoch.
+            validation_data: ``(x_val, y_val)``, ``(x_val, y_val, sample_weight_val)``, a
+                dataset, a Sequence or a generator, evaluated after every epoch (``val_loss``,
+                ``val_<metric>``; see ``validation_freq``).
+            shuffle: reshuffle the arrays every epoch (every pass with ``steps_per_epoch``).
             seed: seed of the shuffling generator (``np.random.default_rng(seed)``).
+            initial_epoch: the first epoch's index (to resume training).
+            class_weight: ``{class id: weight}``: each sample's loss is weighted by its class's
+                weight (missing classes: 1.0); not together with sample weights.
+            sample_weight: per-sample loss weights (N,), arrays only (a dataset or generator
+                yields ``(x, y, w)`` instead): loss ``sum(w * l) / batch_size``.
+            steps_per_epoch: batches per epoch, taken from a pass over the data that continues
+                across epochs (required for an infinite generator).
+            validation_steps: batches per validation (same rule).
+            validation_batch_size: batch size of validation arrays (default ``batch_size``).
+            validation_freq: validate every n-th epoch (an int) or after the listed 1-based
+                epochs.
 
         Returns:
             :class:`fastcnn.callbacks.History` (also kept as ``model.history``).
@@ -417,29 +534,39 @@ class Trainer:
             NonFiniteLossError: the loss became NaN / inf (names epoch and batch).
         """
         return fit(self, x, y, batch_size, epochs, verbose,  # type: ignore[arg-type]
-                   callbacks, validation_split, validation_data, shuffle, seed, initial_epoch)
+                   callbacks, validation_split, validation_data, shuffle, seed, initial_epoch,
+                   class_weight, sample_weight, steps_per_epoch, validation_steps,
+                   validation_batch_size, validation_freq)
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
-                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
-        """Loss and metrics over ``(x, y)`` or a dataset.
+                 return_dict: bool = False, sample_weight: Any = None,
+                 steps: int | None = None) -> float | list[float] | dict[str, float]:
+        """Loss and metrics over ``(x, y)``, a dataset, a Sequence or a generator.
+
+        Args:
+            sample_weight: per-sample loss weights (N,) for arrays (Keras' rule, as ``fit``).
+            steps: evaluate this many batches (required for an infinite generator).
 
         Returns:
             the loss (no metrics), ``[loss, metric, ...]`` in compile order, or a dict
             ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``.
         """
-        return evaluate(self, x, y, batch_size, verbose, return_dict)  # type: ignore[arg-type]
+        return evaluate(self, x, y, batch_size, verbose,  # type: ignore[arg-type]
+                        return_dict, sample_weight, steps)
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> Any:
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
+                steps: int | None = None) -> Any:
         """Outputs (probabilities for a softmax / sigmoid output) for ``x`` (an array of any
-        kind, a list, or a dataset yielding ``(x_batch, y_batch)`` or ``x_batch``), batch by
-        batch.
+        kind, a list, or a dataset, Sequence or generator yielding ``(x_batch, y_batch)`` or
+        ``x_batch``), batch by batch; ``steps`` batches at most (required for an infinite
+        generator).
 
         Returns:
             float32 NumPy array (N, *output_shape), also for a model on the GPU (its outputs
             are gathered on the device and copied to the host once, at the end); a torch
             tensor on ``x``'s device when ``x`` is a torch tensor.
         """
-        return predict(self, x, batch_size, verbose)  # type: ignore[arg-type]
+        return predict(self, x, batch_size, verbose, steps)  # type: ignore[arg-type]
 
     def train_on_batch(self: Sequential, x: Any, y: Any,
                        return_dict: bool = False) -> float | list[float] | dict[str, float]:
