@@ -459,3 +459,26 @@ def test_no_warnings_on_the_plain_paths():
         warnings.simplefilter("error")
         _compiled().fit(x, y, epochs=2, verbose=0, validation_split=0.25)
         _compiled().fit(_Seq(x, y, 8), epochs=2, steps_per_epoch=5, verbose=0)
+
+
+def test_compile_weighted_metrics_are_weighted_named_and_saved(tmp_path) -> None:
+    """compile(weighted_metrics=...) (Keras): weighted by sample_weight, plain metrics not; a
+    name in both lists is reported as weighted_<name>; both lists survive save / load_model."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    w = rng.integers(0, 3, 40).astype(np.float32)
+    model = fc.Sequential([fc.layers.Dense(3, activation="softmax")], input_shape=(6,), seed=1)
+    model.compile(fc.optimizers.SGD(learning_rate=0.0), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+    assert [m.name for m in model.weighted_metrics] == ["weighted_accuracy"]
+    hist = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, sample_weight=w)
+    hit = (model.predict(x).argmax(1) == y).astype(np.float64)
+    assert hist.history["accuracy"][0] == pytest.approx(hit.mean())
+    assert hist.history["weighted_accuracy"][0] == pytest.approx((w * hit).sum() / w.sum())
+    model.save(tmp_path / "m.npz")
+    back = fc.load_model(tmp_path / "m.npz")
+    assert [m.name for m in back.metrics] == ["accuracy"]
+    assert [m.name for m in back.weighted_metrics] == ["weighted_accuracy"]
+    with pytest.raises(ValueError, match="unique"):
+        model.compile("sgd", "mse", metrics=["mae"], weighted_metrics=["mae", "mae"])

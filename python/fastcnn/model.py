@@ -120,6 +120,8 @@ class Sequential(Trainer, Saveable, Exportable):
         self.optimizer: _optimizers.Optimizer | None = None
         self.loss: _losses.Loss | None = None
         self.metrics: list[_metrics.Metric] = []
+        #: metrics weighted by fit / evaluate's sample and class weights (Keras)
+        self.weighted_metrics: list[_metrics.Metric] = []
         self.stop_training = False
         self.device = "cpu"
         self.history: History | None = None
@@ -439,16 +441,27 @@ class Sequential(Trainer, Saveable, Exportable):
         return restore_kind(g, dy) if compute_dx else None
 
     # -- compile --------------------------------------------------------------------
-    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None) -> None:
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
+                weighted_metrics: Any = None) -> None:
         """Set the optimizer (object or ``"sgd"``/``"adam"``/``"adamw"``/``"rmsprop"``), the
         loss (``"sparse_categorical_crossentropy"``, ``"categorical_crossentropy"``,
-        ``"binary_crossentropy"``, ``"mse"`` or a Loss) and metrics (``["accuracy",
-        "top_k", ...]``; see :mod:`fastcnn.metrics`)."""
+        ``"binary_crossentropy"``, ``"mse"``, a Loss or a loss function), metrics
+        (``["accuracy", "top_k", ...]``; see :mod:`fastcnn.metrics`) and weighted metrics:
+        those that ``fit`` / ``evaluate`` weigh by their ``sample_weight`` / ``class_weight``
+        (Keras; ``metrics`` are never weighted). A weighted metric whose name is also in
+        ``metrics`` is reported as ``weighted_<name>``."""
         if loss is None:
             raise ValueError("compile: a loss is required")
-        self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss)
-        self.metrics = _metrics.get_list(metrics)
+        optimizer, loss = _optimizers.get(optimizer), _losses.get(loss)
+        plain = _metrics.get_list(metrics)
+        weighted = _metrics.get_list(weighted_metrics)
+        taken = {m.name for m in plain}
+        for m in weighted:
+            if m.name in taken:
+                m.name = f"weighted_{m.name}"
+        _metrics.get_list(plain + weighted)  # the names together: unique, not "loss"
+        self.optimizer, self.loss, self.metrics = optimizer, loss, plain
+        self.weighted_metrics = weighted
         self._check_loss_activation()
         self._place_optimizer_state()
 

@@ -175,6 +175,8 @@ def _training_config(model: Sequential) -> dict[str, Any] | None:
             "loss": _losses.serialize(model.loss),
             "metrics": [{"class_name": type(m).__name__, "config": m.get_config()}
                         for m in model.metrics],
+            "weighted_metrics": [{"class_name": type(m).__name__, "config": m.get_config()}
+                                 for m in model.weighted_metrics],
             "optimizer": _optimizers.serialize(model.optimizer),
         }
     except ValueError as e:
@@ -420,6 +422,7 @@ def load_model(path: str | os.PathLike[str], compile: bool = True, *,
             optimizer = _optimizers.get(tc["optimizer"])
             loss = _losses.get(tc["loss"])
             metric_objs = [_metrics.get(m) for m in tc.get("metrics", [])]
+            weighted_objs = [_metrics.get(m) for m in tc.get("weighted_metrics", [])]
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"{name!r}: bad training_config: {e}") from e
         if opt_state:  # frozen layers' weights may have state too (trained, then frozen)
@@ -428,7 +431,7 @@ def load_model(path: str | os.PathLike[str], compile: bool = True, *,
                 optimizer.set_state(opt_state, expected)
             except ValueError as e:
                 raise ValueError(f"{name!r}: {e}") from e
-        model.compile(optimizer, loss, metric_objs)
+        model.compile(optimizer, loss, metric_objs, weighted_objs)
     for p, a in pairs:
         p[...] = a
     for layer, checked in layer_states:

@@ -304,7 +304,7 @@ def _all_metrics(model: Sequential) -> list[tuple[Any, bool]]:
     """``(metric, weighted)``: the model's metrics (never weighted, as Keras) and its
     ``weighted_metrics`` (weighted by the sample / class weights)."""
     return ([(m, False) for m in model.metrics]
-            + [(m, True) for m in getattr(model, "weighted_metrics", None) or []])
+            + [(m, True) for m in model.weighted_metrics])
 
 
 def _update_metrics(metrics: list[tuple[Any, bool]], yb: Any, out: Any, logits: Any,
