@@ -209,17 +209,18 @@ def _checked_weights(model: Sequential, arrays: dict[str, np.ndarray],
             raise ValueError(f"{name!r} does not match the model: missing weights "
                              f"{missing}, unexpected weights {extra}")
         stored = dict(zip(mine, stored.values(), strict=True))
-    pairs = []
-    for k, p in mine.items():
-        a = stored[k]
-        if a.shape != p.shape:
-            raise ValueError(f"{name!r}: weight {k!r} has shape {a.shape}, the model "
-                             f"expects {p.shape}")
-        if a.dtype != np.float32:
-            raise ValueError(f"{name!r}: weight {k!r} has dtype {a.dtype}, expected "
-                             f"float32")
-        pairs.append((p, a))
-    return pairs
+    return [_checked_pair(name, f"weight {k!r}", p, stored[k]) for k, p in mine.items()]
+
+
+def _checked_pair(name: str, what: str, p: np.ndarray,
+                  a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, a)`` when the file's array ``a`` can be assigned to the weight ``p``: the same
+    shape and float32; else a ValueError naming the file and ``what`` (the weight or tensor)."""
+    if a.shape != p.shape:
+        raise ValueError(f"{name!r}: {what} has shape {a.shape}, the model expects {p.shape}")
+    if a.dtype != np.float32:
+        raise ValueError(f"{name!r}: {what} has dtype {a.dtype}, expected float32")
+    return p, a
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,17 +316,8 @@ def _load_safetensors(model: Sequential,
         raise ValueError(f"{name!r} does not match the model: missing tensors {missing}, "
                          f"unexpected tensors {extra} (expected the state_dict keys of "
                          f"model.to_torch(): {list(names)})")
-    pairs = []
-    for key, wname in names.items():
-        a, p = stored[key], weights[wname]
-        if a.shape != p.shape:
-            raise ValueError(f"{name!r}: tensor {key!r} (weight {wname!r}) has shape "
-                             f"{a.shape}, the model expects {p.shape}")
-        if a.dtype != np.float32:
-            raise ValueError(f"{name!r}: tensor {key!r} (weight {wname!r}) has dtype "
-                             f"{a.dtype}, expected float32")
-        pairs.append((p, a))
-    return pairs
+    return [_checked_pair(name, f"tensor {key!r} (weight {wname!r})", weights[wname],
+                          stored[key]) for key, wname in names.items()]
 
 
 def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
