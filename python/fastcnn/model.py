@@ -217,8 +217,15 @@ class Sequential(Trainer, Saveable, Exportable):
         if not self.layers:
             raise ValueError("the model has no layers")
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
+        first = shape
         for layer in self.layers:
-            shape = layer.build(shape, self._rng)
+            try:
+                shape = layer.build(shape, self._rng)
+            except ValueError as e:
+                hint = _layout_hint(first)
+                if not hint:
+                    raise
+                raise ValueError(f"{e}. {hint}") from e
             layer.to_device(self.device)  # weights are created on the host
         self.input_shape = tuple(int(s) for s in input_shape)
         self.built = True
@@ -233,8 +240,10 @@ class Sequential(Trainer, Saveable, Exportable):
             self.build(tuple(x.shape[1:]))
         elif tuple(x.shape[1:]) != self.input_shape:
             want = ", ".join(str(s) for s in self.input_shape)  # type: ignore[union-attr]
+            got = ", ".join(str(s) for s in x.shape[1:])
+            hint = _layout_hint(tuple(x.shape[1:]), self.input_shape)
             raise ValueError(f"expected inputs of shape (N, {want}) for input_shape="
-                             f"{self.input_shape}, got {x.shape}")
+                             f"{self.input_shape}, got (N, {got})" + (f". {hint}" if hint else ""))
 
     @property
     def output_shape(self) -> tuple[int, ...] | None:
@@ -559,6 +568,25 @@ class Sequential(Trainer, Saveable, Exportable):
         shape = config.get("input_shape")
         return cls(layers, input_shape=tuple(shape) if shape else None,
                    seed=config.get("seed"), name=config.get("name", "sequential"))
+
+
+def _layout_hint(shape: tuple[int, ...], want: tuple[int, ...] | None = None) -> str:
+    """A sentence pointing at the likely fix when a per-sample ``shape`` looks like a layout
+    mistake: channels-last images (fastcnn is channels-first, NCHW), or images without their
+    channel axis; "" otherwise. ``want``: the model's per-sample input shape, when known."""
+    if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        h, w, c = shape
+        if want is None:
+            return (f"The shape {shape} looks channels-last (H, W, C); fastcnn is channels-first "
+                    f"(NCHW): use input_shape=({c}, {h}, {w}) and pass "
+                    f"x.transpose(0, 3, 1, 2)")
+        if tuple(want) == (c, h, w):
+            return ("The inputs look channels-last (N, H, W, C); fastcnn is channels-first "
+                    "(NCHW): pass x.transpose(0, 3, 1, 2)")
+    if want is not None and len(want) == 3 and tuple(shape) == tuple(want[1:]) and want[0] == 1:
+        return ("The images have no channel axis: add one with x[:, None] (numpy.expand_dims(x, "
+                "1)) for one channel")
+    return ""
 
 
 def _readable_bytes(n: int) -> str:

@@ -227,9 +227,29 @@ def _checked_pair(name: str, what: str, p: np.ndarray,
 # save / load
 
 
+#: file names fastcnn does not write, and what to use instead
+_FOREIGN = {".keras": "Keras", ".h5": "HDF5", ".hdf5": "HDF5", ".pt": "PyTorch",
+            ".pth": "PyTorch", ".onnx": "ONNX", ".safetensors": "safetensors"}
+
+
+def _check_suffix(path: str | os.PathLike[str], who: str, allowed: tuple[str, ...]) -> None:
+    """A ValueError before anything is written when ``path`` names a format fastcnn doesn't
+    write there (a ``.keras`` file would otherwise silently hold an .npz)."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in _FOREIGN and suffix not in allowed:
+        fix = {".onnx": "model.export(path) writes ONNX",
+               ".safetensors": "model.save_weights(path) writes the weights as safetensors"}
+        raise ValueError(f"{who}: {os.fspath(path)!r} names a {_FOREIGN[suffix]} file, which "
+                         f"{who} does not write; it writes {' or '.join(('.npz', *allowed))} "
+                         f"(any other name is an .npz)"
+                         + (f"; {fix[suffix]}" if suffix in fix else ""))
+
+
 def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
     """:meth:`fastcnn.Sequential.save`: architecture, weights, compile settings, layer states,
-    metadata and (with ``include_optimizer``) optimizer state to one ``.npz``, atomically."""
+    metadata and (with ``include_optimizer``) optimizer state to one ``.npz``, atomically.
+    A name of another format (``.keras``, ``.h5``, ``.pt``, ``.onnx``, ...) is a ValueError."""
+    _check_suffix(path, "save", ())
     model._require_built()
     arrays: dict[str, np.ndarray] = {
         "format": np.array(MODEL_FORMAT),
@@ -327,6 +347,7 @@ def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
     the tensors named by the state_dict keys of the equivalent ``torch.nn.Sequential``
     (``model.to_torch()``: ``"0.weight"``, ``"0.bias"``, ...), so PyTorch loads it with
     ``load_state_dict(safetensors.torch.load_file(path))``; any other name is an ``.npz``."""
+    _check_suffix(path, "save_weights", (".safetensors",))
     model._require_built()
     if _is_safetensors(path):
         _save_safetensors(model, path)
