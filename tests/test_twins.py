@@ -44,9 +44,14 @@ def _params(fn: Any) -> Params:
 
 
 def _own_functions(mod: Any) -> dict[str, Any]:
-    """The public functions defined in ``mod`` itself (not imported helpers)."""
+    """The public functions defined in ``mod`` itself, or for a package in its submodules (not
+    imported helpers)."""
+    def own(f: Any) -> bool:
+        return f.__module__ == mod.__name__ or (
+            hasattr(mod, "__path__") and f.__module__.startswith(mod.__name__ + "."))
+
     return {n: f for n, f in vars(mod).items()
-            if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == mod.__name__}
+            if inspect.isfunction(f) and not n.startswith("_") and own(f)}
 
 
 def _diff(a: Params, b: Params) -> str:

@@ -20,106 +20,14 @@
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
+#include "bindings/cpu_arrays.h"
 
 namespace py = pybind11;
 using namespace fastcnn;
 
 namespace {
 
-using FArray = py::array_t<float, py::array::c_style>;
-using IArray = py::array_t<int64_t, py::array::c_style>;
-
-std::string type_name(py::handle obj) {
-  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
-}
-
-py::array contiguous(py::array a) {
-  const int flags = a.flags();
-  const bool ok = (flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) &&
-                  (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
-  if (ok) return a;
-  return a.attr("copy")("C");
-}
-
-FArray as_float(py::handle obj, const char* op, const char* name) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray of float32, got ",
-                             type_name(obj)));
-  }
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<float>())) {
-    throw py::type_error(cat(op, ": ", name, " has dtype ", py::str(a.dtype()).cast<std::string>(),
-                             " but fastcnn computes in float32 only; convert it with ", name,
-                             ".astype(numpy.float32)"));
-  }
-  return py::reinterpret_borrow<FArray>(contiguous(a));
-}
-
-std::optional<FArray> as_float_opt(py::handle obj, const char* op, const char* name) {
-  if (obj.is_none()) return std::nullopt;
-  return as_float(obj, op, name);
-}
-
-Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
-
-FArray new_float(const Shape& shape) { return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end())); }
-
-// An `out=` destination: a writeable, C-contiguous, aligned float32 numpy.ndarray of `shape`,
-// used as it is (never copied). It may be one of `inputs` itself (in place: the elementwise
-// kernels read each element before writing it; max pooling's backward reads x only before
-// writing) but must not overlap one partially.
-FArray as_out(py::handle obj, const Shape& shape, const char* op,
-              std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(cat(op, ": out must be a numpy.ndarray of float32, got ",
-                             type_name(obj)));
-  }
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<float>())) {
-    throw py::type_error(cat(op, ": out has dtype ", py::str(a.dtype()).cast<std::string>(),
-                             "; expected float32"));
-  }
-  FASTCNN_CHECK(shape_of(a) == shape, op, ": out has shape ", shape_str(shape_of(a)),
-                " but the result has shape ", shape_str(shape));
-  const int flags = a.flags();
-  FASTCNN_CHECK((flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) &&
-                    (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_),
-                op, ": out must be C-contiguous and aligned (it is written in place), got strides ",
-                shape_str(Shape(a.strides(), a.strides() + a.ndim())));
-  FASTCNN_CHECK(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, op,
-                ": out is read-only");
-  const auto lo = reinterpret_cast<uintptr_t>(a.data());
-  const auto hi = lo + static_cast<uintptr_t>(a.nbytes());
-  for (const auto& [name, in] : inputs) {
-    const auto ilo = reinterpret_cast<uintptr_t>(in->data());
-    const auto ihi = ilo + static_cast<uintptr_t>(in->nbytes());
-    const bool same = ilo == lo && ihi == hi;
-    FASTCNN_CHECK(same || ihi <= lo || hi <= ilo || lo == hi, op, ": out overlaps ", name,
-                  " without being the same array; pass ", name,
-                  " itself (in place) or a separate array");
-  }
-  return py::reinterpret_borrow<FArray>(a);
-}
-
-// Pooling indices from the user (argument `name`): an int64 numpy.ndarray of dy's shape, made
-// contiguous (their values are checked by the caller).
-IArray as_indices(py::handle obj, const Shape& dy, const char* op, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray of int64, got ",
-                             type_name(obj)));
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<int64_t>()))
-    throw py::type_error(cat(op, ": ", name, " has dtype ", py::str(a.dtype()).cast<std::string>(),
-                             "; expected int64 as returned by max_pool2d(..., return_indices=True)"));
-  check_indices_shape(shape_of(a), dy, op, name);
-  return py::reinterpret_borrow<IArray>(contiguous(a));
-}
-
-void same_shape(const py::array& a, const py::array& b, const char* op, const char* an,
-                const char* bn) {
-  FASTCNN_CHECK(shape_of(a) == shape_of(b), op, ": ", an, " has shape ", shape_str(shape_of(a)),
-                " but ", bn, " has shape ", shape_str(shape_of(b)), ": expected the same shape");
-}
+using namespace fastcnn::bind;
 
 Conv2dParams conv_params(const py::array& x, const py::array& w, const std::optional<FArray>& b,
                               int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t pb,
@@ -194,16 +102,6 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   return py::make_tuple(dx, dwt, db);
 }
 
-// A float32 array updated in place: C-contiguous, aligned, writeable, `n` elements (n < 0: any).
-FArray inplace_float(py::handle obj, const char* op, const char* name, int64_t n) {
-  FArray a = as_float(obj, op, name);
-  FASTCNN_CHECK(a.ptr() == obj.ptr(), op, ": ", name,
-                " must be C-contiguous and aligned (it is updated in place)");
-  FASTCNN_CHECK(a.writeable(), op, ": ", name, " is read-only (it is updated in place)");
-  FASTCNN_CHECK(n < 0 || a.size() == n, op, ": ", name, " has ", a.size(), " elements but p has ",
-                n);
-  return a;
-}
 
 void sgd_update(py::handle p_, py::handle g_, py::handle buf_, double lr, double momentum,
                 bool nesterov, double weight_decay, bool first) {

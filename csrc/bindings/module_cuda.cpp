@@ -25,44 +25,14 @@
 #include "common/args.h"
 #include "common/check.h"
 #include "cuda/launch.h"
+#include "bindings/cuda_args.h"
 
 namespace py = pybind11;
 using namespace fastcnn;
 
 namespace {
 
-using Ptr = uintptr_t;  // a device address as a Python int
-
-Shape shape_of(const py::handle& obj, const char* op, const char* name) {
-  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj))
-    throw py::type_error(cat(op, ": ", name, " must be a shape tuple of ints"));
-  Shape s;
-  for (const py::handle& d : py::reinterpret_borrow<py::sequence>(obj)) s.push_back(d.cast<int64_t>());
-  return s;
-}
-
-std::optional<Shape> shape_opt(const py::handle& obj, const char* op, const char* name) {
-  if (obj.is_none()) return std::nullopt;
-  return shape_of(obj, op, name);
-}
-
-template <typename T>
-T* dev(Ptr p) {
-  return reinterpret_cast<T*>(p);
-}
-
-cuda::Stream stream_of(Ptr s) { return reinterpret_cast<cuda::Stream>(s); }
-
-py::tuple to_tuple(const Shape& s) {
-  py::tuple t(s.size());
-  for (size_t i = 0; i < s.size(); ++i) t[i] = py::int_(s[i]);
-  return t;
-}
-
-void check_workspace(int64_t have, int64_t need, const char* op) {
-  FASTCNN_CHECK(have >= need, op, ": workspace of ", have, " elements is smaller than the ", need,
-                " this problem needs (size it with the matching *_plan function)");
-}
+using namespace fastcnn::bind;
 
 // ---- conv2d ------------------------------------------------------------------------------------
 

@@ -38,8 +38,12 @@ for f in "$root"/csrc/cuda/*.cu; do
   g++ "${flags[@]}" -x c++ "${inc[@]}" "${defs[@]}" -c "$f" -o "$o" &
   objs+=("$o")
 done
-g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' -c "$root/csrc/bindings/module_cuda.cpp" \
-  -o "$out/module_cuda.o" &
+for f in "$root"/csrc/bindings/module_cuda.cpp "$root"/csrc/bindings/cuda_*.cpp; do
+  [ -e "$f" ] || continue
+  o="$out/$(basename "$f").o"
+  g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' -c "$f" -o "$o" &
+  objs+=("$o")
+done
 wait
 
 # 3. a package directory: the sources, both modules, the fake cupy
@@ -49,7 +53,7 @@ mkdir -p "$site"
 cp -r "$here/fake_cupy/cupy" "$site/"
 cp -r "$root/python/fastcnn" "$site/fastcnn"
 cp "$out/build/_cpu$suffix" "$site/fastcnn/"
-g++ -shared $extra -o "$site/fastcnn/_cuda$suffix" "$out/module_cuda.o" "${objs[@]}" \
+g++ -shared $extra -o "$site/fastcnn/_cuda$suffix" "${objs[@]}" \
   "$out/build/libfastcnn_common.a"
 
 # 4. the GPU tests, on the emulator

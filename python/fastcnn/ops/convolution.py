@@ -1,0 +1,128 @@
+"""Convolution: :func:`conv2d` and its gradients, :func:`conv2d_backward`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._args import check_bool, check_int
+from .._geometry import conv_padding, pair, pool_args
+from ._door import _backend, _check_array, _converts
+
+
+def _conv_args(
+    op: str, x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> tuple[int, ...]:
+    _check_array(x, "x", op)
+    _check_array(w, "w", op)
+    sh, sw = pair(stride, "stride", op=op, minimum=1)
+    dh, dw = pair(dilation, "dilation", op=op, minimum=1)
+    g = check_int(groups, "groups", op=op, minimum=1)
+    if x.ndim == 4 and w.ndim == 4:
+        pads = conv_padding(padding, x.shape[2], x.shape[3], w.shape[2], w.shape[3],
+                            (sh, sw), (dh, dw), op=op)
+    else:  # the compiled module reports the rank error
+        pads = conv_padding(padding, 1, 1, 1, 1, op=op) if not isinstance(padding, str) else (
+            0, 0, 0, 0)
+    return (sh, sw, *pads, dh, dw, g)
+
+
+@_converts("x", "w", "b")
+def conv2d(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    relu: bool = False,
+) -> Any:
+    """2-D cross-correlation (PyTorch's ``conv2d``), optionally followed by a fused ReLU.
+
+    Args:
+        x: (N, C, H, W) float32.
+        w: (K, C/groups, R, S) float32.
+        b: (K,) float32 or None.
+        stride, dilation: int or (h, w), >= 1.
+        padding: int, (h, w), ``"valid"`` or ``"same"`` (output ceil(H/stride) for any stride;
+            an odd total puts the extra row/column at the bottom/right).
+        groups: >= 1, dividing C and K.
+        relu: apply ReLU to the result in the GEMM epilogue.
+
+    Returns:
+        y: (N, K, P, Q) float32.
+    """
+    op = "conv2d"
+    args = _conv_args(op, x, w, stride, padding, dilation, groups)
+    return _backend(op, x, w, b).conv2d(x, w, b, *args, check_bool(relu, "relu", op=op))
+
+
+@_converts("dy", "x", "w", "relu_y", "pool_indices")
+def conv2d_backward(
+    dy: Any,
+    x: Any,
+    w: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    bias: bool = True,
+    compute_dx: bool = True,
+    compute_dw: bool = True,
+    relu_y: Any = None,
+    pool_indices: Any = None,
+    pool_size: Any = None,
+    pool_stride: Any = None,
+    pool_padding: Any = 0,
+    pool_ceil_mode: bool = False,
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`conv2d`.
+
+    Args:
+        dy: (N, K, P, Q) gradient of the output; x, w and the options as in the forward call.
+        bias: whether to return db.
+        compute_dx: whether to compute dx (a first layer doesn't need it: about a third of the
+            backward pass saved).
+        compute_dw: whether to compute dw (False: the data gradient alone, e.g. of a frozen
+            layer).
+        relu_y: (N, K, P, Q) output of the forward ``conv2d(..., relu=True)`` (a fastcnn
+            extension). ``dy`` is then the gradient of that ReLU's output and is passed through
+            the ReLU's backward first, ``relu_backward(dy, relu_y)``, fused into the passes'
+            reads of ``dy`` (no extra array, no extra pass over memory).
+        pool_indices, pool_size, pool_stride, pool_padding, pool_ceil_mode: the argmax indices
+            and geometry of a ``max_pool2d(y, pool_size, stride=pool_stride, ...,
+            return_indices=True)`` applied to this convolution's output ``y`` (after its ReLU;
+            a fastcnn extension). ``dy`` is then the gradient of the *pooled* output and is
+            routed back through the pooling first, exactly as ``max_pool2d_backward`` does,
+            then through the ReLU when ``relu_y`` is given. On the CPU this is fused into the
+            passes (each image's pooled gradient scattered into a cache-sized scratch as it is
+            read; the full-size gradient is never materialised), so the pooling's backward
+            costs no separate pass over memory.
+
+    Returns:
+        ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S)
+        or None when ``compute_dw=False``, (K,) or None when ``bias=False``.
+    """
+    op = "conv2d_backward"
+    args = _conv_args(op, x, w, stride, padding, dilation, groups)
+    _check_array(dy, "dy", op)
+    if relu_y is not None:
+        _check_array(relu_y, "relu_y", op)
+    pool: dict[str, Any] = {}
+    if pool_indices is not None:
+        if pool_size is None:
+            raise ValueError(f"{op}: pool_indices needs pool_size (the max_pool2d kernel_size "
+                             "that produced them)")
+        k, st, pd, _ = pool_args(pool_size, pool_stride, pool_padding, op=op,
+                                 names=("pool_size", "pool_stride", "pool_padding", "dilation"))
+        pool = {"pool_indices": pool_indices, "pool_kh": k[0], "pool_kw": k[1],
+                "pool_sh": st[0], "pool_sw": st[1], "pool_ph": pd[0], "pool_pw": pd[1],
+                "pool_ceil_mode": check_bool(pool_ceil_mode, "pool_ceil_mode", op=op)}
+    elif pool_size is not None or pool_stride is not None:
+        raise ValueError(f"{op}: pool_size / pool_stride given without pool_indices")
+    return _backend(op, dy, x, w, relu_y, pool_indices).conv2d_backward(
+        dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op),
+        check_bool(compute_dw, "compute_dw", op=op), check_bool(bias, "bias", op=op),
+        relu_y=relu_y, **pool)
