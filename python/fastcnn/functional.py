@@ -248,11 +248,12 @@ class Functional(Model):
                     continue
                 g = _summed(grads[i])
                 grads[i] = None
-                self._restore(i)
                 p = ins[0]
-                if not multi[i] and inputs_of[p] and not multi[p] and self._consumers[p] == [i]:
+                if not multi[i] and inputs_of[p] and not multi[p] and self._consumers[p] == [i] \
+                        and graph[p].layer is not graph[i].layer:
                     self._restore(p)
                     if graph[p].layer.accepts_pooled_grad():
+                        self._restore(i)
                         offer = graph[i].layer.offer_pooled_grad()
                         if offer is not None:  # the pooling's backward inside the conv's
                             dx = self._node_backward(p, g, accumulate, seen, needs,
@@ -260,6 +261,7 @@ class Functional(Model):
                             self._route(p, [dx], grads, needs)
                             done[p] = True
                             continue
+                self._restore(i)
                 dx = self._node_backward(i, g, accumulate, seen, needs)
                 self._route(i, dx if multi[i] else [dx], grads, needs)
         finally:
