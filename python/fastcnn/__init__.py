@@ -1,7 +1,8 @@
 """fastcnn: hand-written AVX2 / AVX-512 (and CUDA) kernels for small CNNs, with a Keras-like API.
 
 ``fastcnn.ops`` is the functional API over the compiled kernels, ``fastcnn.reference`` the NumPy
-oracle with the same signatures; ``fastcnn.Sequential`` and ``fastcnn.layers`` build models,
+oracle with the same signatures; ``fastcnn.Sequential`` (a stack), ``fastcnn.Model`` (a graph of
+layers called on ``fastcnn.Input``) and ``fastcnn.layers`` build models,
 ``fastcnn.training`` trains them (``fit`` around one ``train_step``), ``fastcnn.saving`` writes
 and reads them; ``fastcnn.models`` holds ready-made networks; ``fastcnn.data`` loads image
 folders; ``fastcnn.torch`` runs fastcnn's kernels inside PyTorch (optional torch);
@@ -32,7 +33,9 @@ from . import (
 )
 from ._device import cuda_available, cuda_built
 from ._native import cpu as _cpu
-from .model import Sequential
+from .functional import Functional
+from .layers import Input
+from .model import Model, Sequential
 from .onnx import load_onnx
 from .saving import load_model, model_from_json
 from .training import NonFiniteLossError, StepResult, train_step
@@ -40,6 +43,9 @@ from .training import NonFiniteLossError, StepResult, train_step
 __version__: str = _cpu.__version__
 
 __all__ = [
+    "Functional",
+    "Input",
+    "Model",
     "NonFiniteLossError",
     "Sequential",
     "StepResult",

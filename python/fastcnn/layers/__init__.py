@@ -65,7 +65,11 @@ to another (ValueError; only a redefinition of the same class, same module and q
 replaces it), so it holds no state that could change a result behind the user's back.
 
 Files: :mod:`~fastcnn.layers.base` (the protocol, activation helpers), :mod:`~.conv` (Conv2D),
-:mod:`~.pooling` (MaxPool2D), :mod:`~.core` (Dense, activations, Flatten, Dropout).
+:mod:`~.pooling` (MaxPool2D), :mod:`~.core` (Dense, activations, Flatten, Dropout); for the
+functional API (``fastcnn.Model``): :mod:`~.input` (Input, InputLayer), :mod:`~.merge` (Add,
+Concatenate: ``multi_input`` layers, whose forward takes a list and whose backward returns one
+gradient per input), :mod:`~.symbolic` (the symbolic tensors ``Layer.__call__`` returns when
+called on ``Input``'s).
 
 FLOPs are forward FLOPs per sample: a multiply-add counts 2, a bias add 1, ReLU 1 per element,
 sigmoid 4, softmax 5, a max over a pooling window ``window - 1`` comparisons per output.
@@ -79,19 +83,27 @@ from typing import Any, TypeVar
 from .base import ACTIVATIONS, Layer
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Softmax
+from .input import Input, InputLayer
+from .merge import Add, Concatenate
 from .pooling import MaxPool2D
+from .symbolic import SymbolicTensor
 
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "Add",
+    "Concatenate",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "Input",
+    "InputLayer",
     "Layer",
     "MaxPool2D",
     "ReLU",
     "Softmax",
+    "SymbolicTensor",
     "check_custom_objects",
     "deserialize",
     "get_layer_class",
@@ -112,6 +124,7 @@ _LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, Dense, Activation, ReLU, Softmax, MaxPool2D, Flatten, Dropout)
 }
+_LAYER_CLASSES.update({cls.__name__: cls for cls in (InputLayer, Add, Concatenate)})
 _LAYER_CLASSES["MaxPooling2D"] = MaxPool2D
 MaxPooling2D = MaxPool2D  # Keras' other spelling
 _BUILTIN = frozenset(_LAYER_CLASSES)

@@ -18,6 +18,7 @@ import numpy as np
 from .. import initializers as _init
 from .. import ops
 from .._arrays import array_module, assign, host_copy, is_cupy, move
+from . import symbolic as _symbolic
 
 __all__ = [
     "ACTIVATIONS",
@@ -159,8 +160,19 @@ class Layer:
         None when :attr:`compute_dx` is False."""
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    # -- the functional API (fastcnn.Input / fastcnn.Model) ---------------------------------
+    #: True for layers that take a list of inputs (Add, Concatenate): ``forward(xs)`` and
+    #: ``build([shapes])`` take lists, ``backward(dy)`` returns one ``dx`` per input.
+    multi_input: ClassVar[bool] = False
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """``forward(x, training)`` on arrays; on symbolic tensors (the output of
+        ``fastcnn.Input`` or of a layer called on one) it records the call in the graph and
+        returns the output's symbolic tensor (:mod:`fastcnn.layers.symbolic`)."""
+        if _symbolic.is_symbolic(x):
+            return _symbolic.call_symbolic(self, x)
         return self.forward(x, training=training)
+    # -- end of the functional API -----------------------------------------------------------
 
     # -- the pooled-gradient fusion (see the package docstring) -----------------------------
     def accepts_pooled_grad(self) -> bool:

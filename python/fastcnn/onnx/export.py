@@ -1,8 +1,11 @@
 """ONNX export: :func:`to_onnx` builds an ``onnx.ModelProto`` from a built
-:class:`fastcnn.Sequential` with ``onnx.helper`` (no PyTorch involved), :func:`export` writes
-it to a file, and :class:`Exportable` gives the model its ``export`` method (Keras 3's name).
+:class:`fastcnn.Sequential` or graph :class:`fastcnn.Model` with ``onnx.helper`` (no PyTorch
+involved), :func:`export` writes it to a file, and :class:`Exportable` gives the model its
+``export`` method (Keras 3's name).
 
-One graph node (or none) per layer, standard ONNX ops only:
+One graph node (or none) per layer call, in the model's node order (a graph's DAG becomes the
+same DAG of ONNX nodes; a shared layer's later calls are nodes ``<layer>/call<k>`` reading the
+same initializers), standard ONNX ops only:
 
 =====================  ===============================================================
 fastcnn layer          ONNX
@@ -17,6 +20,9 @@ Flatten                ``Flatten`` (``axis=1``)
 Dropout                nothing (identity at inference)
 activation             ``Relu`` / ``Sigmoid`` / ``Softmax`` (``axis=1``) after the layer,
                        for Conv2D / Dense's fused activation and Activation / ReLU / Softmax
+InputLayer             nothing (the graph input)
+Add                    ``Add`` (two inputs) or ``Sum`` (more)
+Concatenate            ``Concat`` (``axis`` made non-negative: 1 for NCHW channels)
 =====================  ===============================================================
 
 The graph input is ``"input"`` of shape ``("N", *model.input_shape)`` (a dynamic batch
@@ -43,7 +49,7 @@ from ..saving import atomic_write
 from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx
 
 if TYPE_CHECKING:  # the model is known here only by the attributes read from it
-    from ..model import Sequential
+    from ..model import Model as Sequential  # either kind of model
 
 __all__ = ["METADATA_KEY", "SUPPORTED_FORMATS", "Exportable", "export", "to_onnx"]
 
@@ -57,24 +63,29 @@ _ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "softmax": "Softmax"}
 
 
 class _Graph:
-    """The nodes and initializers being written, and the name of the current tensor."""
+    """The nodes and initializers being written; ``current`` is the tensor the next node
+    takes (a layer's input, set by :func:`to_onnx` for each layer call)."""
 
     def __init__(self, onnx: Any) -> None:
         self.onnx = onnx
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.current = "input"
+        self._weights: set[str] = set()
 
     def weight(self, name: str, a: Any) -> str:
-        arr = np.ascontiguousarray(host_copy(a), dtype=np.float32)
-        self.initializers.append(self.onnx.numpy_helper.from_array(arr, name=name))
+        if name not in self._weights:  # a shared layer's weights are written once
+            arr = np.ascontiguousarray(host_copy(a), dtype=np.float32)
+            self.initializers.append(self.onnx.numpy_helper.from_array(arr, name=name))
+            self._weights.add(name)
         return name
 
     def node(self, op: str, name: str, extra_inputs: list[str] | None = None,
-             **attrs: Any) -> None:
+             inputs: list[str] | None = None, **attrs: Any) -> None:
         out = f"{name}/output"
         self.nodes.append(self.onnx.helper.make_node(
-            op, [self.current, *(extra_inputs or [])], [out], name=name, **attrs))
+            op, [*(inputs if inputs is not None else [self.current]), *(extra_inputs or [])],
+            [out], name=name, **attrs))
         self.current = out
 
     def activation(self, act: str | None, layer: str) -> None:
@@ -84,27 +95,31 @@ class _Graph:
         self.node(_ACTIVATION_OPS[act], f"{layer}/{act}", **attrs)
 
 
-def _add_layer(g: _Graph, layer: _layers.Layer) -> None:
-    """Append ``layer``'s node(s) to ``g`` (its input shape is ``layer.input_shape``)."""
+def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
+               call: str | None = None) -> None:
+    """Append ``layer``'s node(s) to ``g`` (its input shape is ``layer.input_shape``), taking
+    ``g.current`` (or, for a merge layer, the tensors ``inputs``); ``call`` names the nodes
+    of a shared layer's later calls (the weights keep the layer's name)."""
     name = str(layer.name)
+    node = call or name
     if isinstance(layer, _layers.Conv2D):
         _c, H, W = layer.input_shape  # type: ignore[misc]
         R, S = layer.kernel_size
         top, left, bottom, right = conv_padding(layer.padding, H, W, R, S, layer.strides,
                                                 layer.dilation_rate, op=layer._label())
-        inputs = [g.weight(f"{name}/kernel", layer.params["kernel"])]
+        ws = [g.weight(f"{name}/kernel", layer.params["kernel"])]
         if layer.use_bias:
-            inputs.append(g.weight(f"{name}/bias", layer.params["bias"]))
-        g.node("Conv", name, inputs, kernel_shape=[R, S], strides=list(layer.strides),
+            ws.append(g.weight(f"{name}/bias", layer.params["bias"]))
+        g.node("Conv", node, ws, kernel_shape=[R, S], strides=list(layer.strides),
                pads=[top, left, bottom, right], dilations=list(layer.dilation_rate),
                group=layer.groups)
-        g.activation(layer.activation, name)
+        g.activation(layer.activation, node)
     elif isinstance(layer, _layers.Dense):
-        inputs = [g.weight(f"{name}/kernel", layer.params["kernel"])]
+        ws = [g.weight(f"{name}/kernel", layer.params["kernel"])]
         if layer.use_bias:
-            inputs.append(g.weight(f"{name}/bias", layer.params["bias"]))
-        g.node("Gemm", name, inputs, transB=1)
-        g.activation(layer.activation, name)
+            ws.append(g.weight(f"{name}/bias", layer.params["bias"]))
+        g.node("Gemm", node, ws, transB=1)
+        g.activation(layer.activation, node)
     elif isinstance(layer, _layers.MaxPool2D):
         _c, H, W = layer.input_shape  # type: ignore[misc]
         (kh, kw), (sh, sw) = layer.pool_size, layer.strides
@@ -113,18 +128,23 @@ def _add_layer(g: _Graph, layer: _layers.Layer) -> None:
             left, right = same_padding(W, kw, sw)
         else:
             top = left = bottom = right = 0
-        g.node("MaxPool", name, kernel_shape=[kh, kw], strides=[sh, sw],
+        g.node("MaxPool", node, kernel_shape=[kh, kw], strides=[sh, sw],
                pads=[top, left, bottom, right])
     elif isinstance(layer, _layers.Flatten):
-        g.node("Flatten", name, axis=1)
-    elif isinstance(layer, _layers.Dropout):
+        g.node("Flatten", node, axis=1)
+    elif isinstance(layer, _layers.Dropout | _layers.InputLayer):
         return  # identity at inference
     elif isinstance(layer, _layers.Activation):
-        g.activation(layer.activation, name)
+        g.activation(layer.activation, node)
+    elif isinstance(layer, _layers.Add):
+        g.node("Add" if len(inputs or ()) == 2 else "Sum", node, inputs=inputs)
+    elif isinstance(layer, _layers.Concatenate):
+        rank = 1 + len(layer.output_shape)  # type: ignore[arg-type]
+        g.node("Concat", node, inputs=inputs, axis=layer.axis % rank)
     else:
         raise ValueError(f"export: no ONNX translation for layer {layer._label()} of type "
                          f"{type(layer).__name__}; supported: Conv2D, Dense, MaxPool2D, "
-                         f"Flatten, Dropout, Activation / ReLU / Softmax")
+                         f"Flatten, Dropout, Activation / ReLU / Softmax, Add, Concatenate")
 
 
 def _check_opset(opset: Any, onnx: Any) -> int:
@@ -140,7 +160,8 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
     """The ONNX model of a built ``model`` (see the module docstring for the translation).
 
     Args:
-        model: a built :class:`fastcnn.Sequential` (on either device).
+        model: a built :class:`fastcnn.Sequential` or graph :class:`fastcnn.Model` (on
+            either device).
         opset: the default domain's opset version, from 17 to the newest the installed
             ``onnx`` knows.
 
@@ -157,11 +178,25 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
     opset = _check_opset(opset, onnx)
     model._require_built()
     g = _Graph(onnx)
-    for layer in model.layers:
-        _add_layer(g, layer)
-    if g.current == "input":  # nothing but Dropout / identity activations: one Identity node
+    nodes, out = model._nodes()  # (layer or None for the input, input node indices)
+    tensor = ["input"] * len(nodes)  # the ONNX tensor of each node's output
+    calls: dict[int, int] = {}
+    for i, (layer, ins) in enumerate(nodes):
+        if layer is None:
+            continue
+        k = calls.get(id(layer), 0)
+        calls[id(layer)] = k + 1
+        g.current = tensor[ins[0]]
+        _add_layer(g, layer, [tensor[j] for j in ins], f"{layer.name}/call{k}" if k else None)
+        tensor[i] = g.current
+    final = tensor[out]
+    producer = next((nd for nd in g.nodes if final in nd.output), None)
+    if producer is None or any(final in nd.input for nd in g.nodes):
+        # the input itself (nothing but identities) or a tensor other nodes read too
+        g.current = final
         g.node("Identity", "identity")
-    g.nodes[-1].output[0] = "output"
+        producer = g.nodes[-1]
+    producer.output[0] = "output"
     f32 = onnx.TensorProto.FLOAT
     graph = onnx.helper.make_graph(
         g.nodes, str(model.name),
