@@ -4,12 +4,12 @@
 // Tiling (fixed by the shape alone, never by the thread count):
 //  * "row" form, S >= kRowMin: a channel's values are N runs of S contiguous floats (stride
 //    C*S); a tile is R consecutive runs (R = 4096 / S) or, for S >= 4096, a 4096-float piece
-//    of one run. Tiles are numbered channel-major, so a thread's contiguous range of tiles
-//    covers a few channels whole (large C) or part of one (small C, large N*S): both keep every
-//    thread busy. Kernels are vectorised along S.
+//    of one run. Kernels are vectorised along S.
 //  * "column" form, S < kRowMin (incl. (N, C) inputs): x is an (N, C*S) matrix and a tile is
-//    R rows x J <= 256 columns; each column (a (channel, position) pair) is vectorised across,
-//    i.e. across channels for (N, C).
+//    R rows x J <= 256 columns (R*J <= 16 Ki floats, 64 KiB: the second pass hits L2); each
+//    column (a (channel, position) pair) is vectorised across, i.e. across channels for (N, C).
+//  Tiles are numbered in memory order, so a thread's contiguous range of tiles is a contiguous
+//  stretch of x: small C with large N*S and large C with small S both keep every thread busy.
 // Forward (training): pass 1 reads x once: each tile's statistics (bn_stats: its own mean, then
 // the centred sum of squares from L1 -- a chunked two-pass, no E[x^2] - E[x]^2 cancellation),
 // one (count, mean, M2) record per group; the records of a channel are combined in double in a
@@ -35,6 +35,7 @@ namespace {
 
 constexpr int64_t kRowMin = 64;         // S at which runs along S are long enough to vectorise
 constexpr double kGrainElems = 1 << 15;  // elements per thread worth a parallel region
+constexpr int64_t kBnColTileElems = 1 << 14;  // column-form tile: 64 KiB, re-read from L2
 
 struct Tiling {
   bool cols = false;
@@ -43,7 +44,7 @@ struct Tiling {
 };
 
 struct Tile {
-  int64_t off = 0, rows = 0, cols = 0, c = 0, j0 = 0, ib = 0;
+  int64_t off = 0, rows = 0, cols = 0, c = 0, j0 = 0, ib = 0, b = 0;
 };
 
 Tiling make_tiling(const BatchNormParams& p) {
@@ -61,24 +62,27 @@ Tiling make_tiling(const BatchNormParams& p) {
     t.cols = true;
     t.J = std::min(t.CS, kBnColTile);
     t.jb = cdiv(t.CS, t.J);
-    t.R = std::max<int64_t>(1, kBnTileElems / t.J);
+    t.R = std::max<int64_t>(1, kBnColTileElems / t.J);
     t.nb = cdiv(p.N, t.R);
     t.tiles = t.nb * t.jb;
   }
   return t;
 }
 
+// Tiles are numbered in memory order: row form (row block ib, channel c, piece b), column form
+// (row block ib, column block): a thread's contiguous range of tiles is a contiguous stretch of
+// memory, whatever C is.
 Tile tile_at(const Tiling& t, int64_t i) {
   Tile u;
   if (!t.cols) {
-    const int64_t per_c = t.nb * t.jb;
-    u.c = i / per_c;
-    const int64_t r = i % per_c;
-    u.ib = r / t.jb;
-    const int64_t b = r % t.jb;
-    u.off = (u.ib * t.R * t.C + u.c) * t.S + b * t.J;
+    const int64_t per_ib = t.C * t.jb;
+    u.ib = i / per_ib;
+    const int64_t r = i - u.ib * per_ib;
+    u.c = r / t.jb;
+    u.b = r - u.c * t.jb;
+    u.off = (u.ib * t.R * t.C + u.c) * t.S + u.b * t.J;
     u.rows = std::min(t.R, t.N - u.ib * t.R);
-    u.cols = std::min(t.J, t.S - b * t.J);
+    u.cols = std::min(t.J, t.S - u.b * t.J);
   } else {
     u.ib = i / t.jb;
     u.j0 = (i % t.jb) * t.J;
@@ -107,14 +111,19 @@ void for_tiles(const Tiling& t, F&& f) {
 // Groups of channel c: count, and the index of its record.
 int64_t groups_of(const Tiling& t) { return t.cols ? t.nb * t.S : t.nb * t.jb; }
 
-int64_t record_of(const Tiling& t, int64_t c, int64_t g) {
-  return t.cols ? (g / t.S) * t.CS + c * t.S + g % t.S : c * t.nb * t.jb + g;
-}
+// The records (one per group) are stored channel by channel, so that the per-channel combine
+// reads them contiguously: group g of channel c is record c * G + g, with g = s * nb + ib in
+// the column form (position s < S of row block ib) and g = ib * jb + b in the row form.
+int64_t record_of(const Tiling& t, int64_t c, int64_t g) { return c * groups_of(t) + g; }
+
+// Record of a row-form tile; of column j (of C*S) in row block ib for the column form.
+int64_t tile_record(const Tiling& t, const Tile& u) { return (u.c * t.nb + u.ib) * t.jb + u.b; }
+int64_t col_record(const Tiling& t, int64_t j, int64_t ib) { return j * t.nb + ib; }
 
 double count_of(const Tiling& t, int64_t c, int64_t g) {
-  if (t.cols) return static_cast<double>(std::min(t.R, t.N - (g / t.S) * t.R));
-  const Tile u = tile_at(t, c * t.nb * t.jb + g);
-  return static_cast<double>(u.rows * u.cols);
+  if (t.cols) return static_cast<double>(std::min(t.R, t.N - (g % t.nb) * t.R));
+  const int64_t ib = g / t.jb, b = g % t.jb;
+  return static_cast<double>(std::min(t.R, t.N - ib * t.R) * std::min(t.J, t.S - b * t.J));
 }
 
 struct Moments {
@@ -175,14 +184,19 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
       std::fill_n(invstd, C, nan);
       return;  // PyTorch leaves the running statistics alone for an empty batch
     }
-    const int64_t nrec = t.cols ? t.nb * t.CS : t.tiles;
+    const int64_t nrec = C * groups_of(t);
     std::vector<double> rmean(nrec), rm2(nrec);
-    for_tiles(t, [&](int64_t i, const Tile& u) {
+    for_tiles(t, [&](int64_t, const Tile& u) {
       if (t.cols) {
-        const int64_t r = u.ib * t.CS + u.j0;
-        k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, rmean.data() + r, rm2.data() + r);
+        double a[kBnColTile], q[kBnColTile];
+        k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, a, q);
+        for (int64_t j = 0; j < u.cols; ++j) {
+          const int64_t r = col_record(t, u.j0 + j, u.ib);
+          rmean[r] = a[j], rm2[r] = q[j];
+        }
       } else {
-        k.bn_stats(x + u.off, u.rows, u.cols, t.CS, &rmean[i], &rm2[i]);
+        const int64_t r = tile_record(t, u);
+        k.bn_stats(x + u.off, u.rows, u.cols, t.CS, &rmean[r], &rm2[r]);
       }
     });
     const int64_t G = groups_of(t);
@@ -244,15 +258,19 @@ void batch_norm_backward(const float* dy, const float* x, const float* weight, c
   std::vector<float> cm;
   if (t.cols && t.tiles) cm = expand(vm, t);
   if (sums && t.tiles) {
-    const int64_t nrec = t.cols ? t.nb * t.CS : t.tiles;
+    const int64_t nrec = C * groups_of(t);
     std::vector<double> rg(nrec), rh(nrec);
-    for_tiles(t, [&](int64_t i, const Tile& u) {
+    for_tiles(t, [&](int64_t, const Tile& u) {
       if (t.cols) {
-        const int64_t r = u.ib * t.CS + u.j0;
-        k.bn_bwd_col_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
-                          rg.data() + r, rh.data() + r);
+        double a[kBnColTile], q[kBnColTile];
+        k.bn_bwd_col_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0, a, q);
+        for (int64_t j = 0; j < u.cols; ++j) {
+          const int64_t r = col_record(t, u.j0 + j, u.ib);
+          rg[r] = a[j], rh[r] = q[j];
+        }
       } else {
-        k.bn_bwd_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, vm[u.c], &rg[i], &rh[i]);
+        const int64_t r = tile_record(t, u);
+        k.bn_bwd_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, vm[u.c], &rg[r], &rh[r]);
       }
     });
     const int64_t G = groups_of(t);

@@ -36,6 +36,8 @@ _cuda = _native.cuda()
 
 __all__ = [
     "adam_update",
+    "batch_norm",
+    "batch_norm_backward",
     "conv2d",
     "conv2d_backward",
     "cross_entropy",
@@ -47,9 +49,6 @@ __all__ = [
     "relu_backward",
     "sgd_update",
     "softmax",
-    # normalization family
-    "batch_norm",
-    "batch_norm_backward",
 ]
 
 _F32 = np.dtype(np.float32)

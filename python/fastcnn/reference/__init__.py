@@ -45,6 +45,8 @@ from .probability import cross_entropy, log_softmax, softmax
 
 __all__ = [
     "adam_update",
+    "batch_norm",
+    "batch_norm_backward",
     "check_bool",
     "check_int",
     "conv2d",
@@ -64,9 +66,6 @@ __all__ = [
     "relu_backward",
     "sgd_update",
     "softmax",
-    # normalization family
-    "batch_norm",
-    "batch_norm_backward",
 ]
 
 
