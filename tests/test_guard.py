@@ -20,7 +20,8 @@ Every ISA (the `isa` fixture), every op -- conv forward / backward-data / backwa
 groups, depthwise, 1x1 and stride 2, relu forward / backward, max pooling forward / backward
 with and without indices, linear forward / backward, softmax, log_softmax, cross_entropy,
 batch_norm forward / backward -- at sizes around the vector widths (8, 16 floats) and the GEMM
-micro-tiles (AVX2 4x24, AVX-512 8x48): 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49 along each dimension that the kernels tile.
+micro-tiles (AVX2 4x24, AVX-512 8x48): 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49 along each
+dimension that the kernels tile.
 """
 
 from __future__ import annotations
