@@ -111,17 +111,12 @@ void for_tiles(const Tiling& t, F&& f) {
 // Groups of channel c: count, and the index of its record.
 int64_t groups_of(const Tiling& t) { return t.cols ? t.nb * t.S : t.nb * t.jb; }
 
-// The records (one per group) are stored channel by channel, so that the per-channel combine
-// reads them contiguously: group g of channel c is record c * G + g, with g = s * nb + ib in
-// the column form (position s < S of row block ib) and g = ib * jb + b in the row form.
+// Row form: the records (one per tile) are stored channel by channel, so that the per-channel
+// combine reads them contiguously: group g = ib * jb + b of channel c is record c * G + g.
 int64_t record_of(const Tiling& t, int64_t c, int64_t g) { return c * groups_of(t) + g; }
-
-// Record of a row-form tile; of column j (of C*S) in row block ib for the column form.
 int64_t tile_record(const Tiling& t, const Tile& u) { return (u.c * t.nb + u.ib) * t.jb + u.b; }
-int64_t col_record(const Tiling& t, int64_t j, int64_t ib) { return j * t.nb + ib; }
 
 double count_of(const Tiling& t, int64_t c, int64_t g) {
-  if (t.cols) return static_cast<double>(std::min(t.R, t.N - (g % t.nb) * t.R));
   const int64_t ib = g / t.jb, b = g % t.jb;
   return static_cast<double>(std::min(t.R, t.N - ib * t.R) * std::min(t.J, t.S - b * t.J));
 }
@@ -168,6 +163,30 @@ std::vector<float> expand(const std::vector<float>& v, const Tiling& t) {
   return out;
 }
 
+// Column form: the records are rows of C*S values, one row per row block (rec[ib * CS + j],
+// written contiguously by the tiles). They are merged down the row blocks in a fixed pairwise
+// tree, level by level (row ib absorbs row ib + step), each level a contiguous sweep over the
+// rows, split over threads by column ranges; row 0 then holds every column's result.
+template <typename MergeRow>
+void merge_row_blocks(const Tiling& t, MergeRow&& merge_row) {
+  const int64_t chunk = 1024;  // columns per work item
+  const int64_t items = (t.CS + chunk - 1) / chunk;
+  parallel_for(
+      items,
+      [&](int, int64_t b, int64_t e) {
+        const int64_t j0 = b * chunk, j1 = std::min(t.CS, e * chunk);
+        for (int64_t step = 1; step < t.nb; step *= 2)
+          for (int64_t ib = 0; ib + step < t.nb; ib += 2 * step) merge_row(ib, ib + step, j0, j1, step);
+      },
+      threads_for(static_cast<double>(t.nb) * static_cast<double>(t.CS), 1 << 16));
+}
+
+// Rows merged in a tree of `step` below ib hold the count of those row blocks' rows.
+double rows_below(const Tiling& t, int64_t ib, int64_t step) {
+  const int64_t last = std::min(t.nb, ib + step);
+  return static_cast<double>(std::min(t.N, last * t.R) - ib * t.R);
+}
+
 }  // namespace
 
 void batch_norm_forward(const float* x, const float* weight, const float* bias,
@@ -184,24 +203,39 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
       std::fill_n(invstd, C, nan);
       return;  // PyTorch leaves the running statistics alone for an empty batch
     }
-    const int64_t nrec = C * groups_of(t);
+    const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
     std::vector<double> rmean(nrec), rm2(nrec);
     for_tiles(t, [&](int64_t, const Tile& u) {
       if (t.cols) {
-        double a[kBnColTile], q[kBnColTile];
-        k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, a, q);
-        for (int64_t j = 0; j < u.cols; ++j) {
-          const int64_t r = col_record(t, u.j0 + j, u.ib);
-          rmean[r] = a[j], rm2[r] = q[j];
-        }
+        const int64_t r = u.ib * t.CS + u.j0;
+        k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, rmean.data() + r, rm2.data() + r);
       } else {
         const int64_t r = tile_record(t, u);
         k.bn_stats(x + u.off, u.rows, u.cols, t.CS, &rmean[r], &rm2[r]);
       }
     });
-    const int64_t G = groups_of(t);
+    if (t.cols) {
+      merge_row_blocks(t, [&](int64_t ia, int64_t ib, int64_t j0, int64_t j1, int64_t step) {
+        const double na = rows_below(t, ia, step), nb = rows_below(t, ib, step);
+        const double fb = nb / (na + nb), fab = na * fb;
+        double* ma = rmean.data() + ia * t.CS;
+        double* qa = rm2.data() + ia * t.CS;
+        const double* mb = rmean.data() + ib * t.CS;
+        const double* qb = rm2.data() + ib * t.CS;
+        for (int64_t j = j0; j < j1; ++j) {  // merge(a, b) of Moments, one column each
+          const double delta = mb[j] - ma[j];
+          ma[j] += delta * fb;
+          qa[j] += qb[j] + delta * delta * fab;
+        }
+      });
+    }
+    const int64_t G = t.cols ? t.S : groups_of(t);
     for_channels(t, [&](int64_t c) {
       const Moments m = tree_moments(0, G, [&](int64_t g) {
+        if (t.cols) {  // the S columns of channel c, each over all N rows (row 0 of the merge)
+          const int64_t j = c * t.S + g;
+          return Moments{static_cast<double>(t.N), rmean[j], rm2[j]};
+        }
         const int64_t r = record_of(t, c, g);
         return Moments{count_of(t, c, g), rmean[r], rm2[r]};
       });
@@ -258,25 +292,32 @@ void batch_norm_backward(const float* dy, const float* x, const float* weight, c
   std::vector<float> cm;
   if (t.cols && t.tiles) cm = expand(vm, t);
   if (sums && t.tiles) {
-    const int64_t nrec = C * groups_of(t);
+    const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
     std::vector<double> rg(nrec), rh(nrec);
     for_tiles(t, [&](int64_t, const Tile& u) {
       if (t.cols) {
-        double a[kBnColTile], q[kBnColTile];
-        k.bn_bwd_col_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0, a, q);
-        for (int64_t j = 0; j < u.cols; ++j) {
-          const int64_t r = col_record(t, u.j0 + j, u.ib);
-          rg[r] = a[j], rh[r] = q[j];
-        }
+        const int64_t r = u.ib * t.CS + u.j0;
+        k.bn_bwd_col_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
+                          rg.data() + r, rh.data() + r);
       } else {
         const int64_t r = tile_record(t, u);
         k.bn_bwd_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, vm[u.c], &rg[r], &rh[r]);
       }
     });
-    const int64_t G = groups_of(t);
+    if (t.cols) {
+      merge_row_blocks(t, [&](int64_t ia, int64_t ib, int64_t j0, int64_t j1, int64_t) {
+        double* ga = rg.data() + ia * t.CS;
+        double* ha = rh.data() + ia * t.CS;
+        const double* gb = rg.data() + ib * t.CS;
+        const double* hb = rh.data() + ib * t.CS;
+        for (int64_t j = j0; j < j1; ++j) ga[j] += gb[j], ha[j] += hb[j];
+      });
+    }
+    const int64_t G = t.cols ? t.S : groups_of(t);
+    auto rec = [&](int64_t c, int64_t g) { return t.cols ? c * t.S + g : record_of(t, c, g); };
     for_channels(t, [&](int64_t c) {
-      sdy[c] = tree_sum(0, G, [&](int64_t g) { return rg[record_of(t, c, g)]; });
-      sdxm[c] = tree_sum(0, G, [&](int64_t g) { return rh[record_of(t, c, g)]; });
+      sdy[c] = tree_sum(0, G, [&](int64_t g) { return rg[rec(c, g)]; });
+      sdxm[c] = tree_sum(0, G, [&](int64_t g) { return rh[rec(c, g)]; });
     });
   }
   if (dweight)
