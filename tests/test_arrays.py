@@ -181,6 +181,11 @@ CASES: dict[str, Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "sgd_update": lambda: ((_f(6), _f(6), _f(6)), dict(lr=0.1, momentum=0.9)),
     "adam_update": lambda: ((_f(6), _f(6), np.zeros(6, np.float32), np.zeros(6, np.float32)),
                             dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1)),
+    # normalization family
+    "batch_norm": lambda: ((_f(4, 3, 5), _f(3), _f(3), np.zeros(3, np.float32),
+                            np.ones(3, np.float32)), dict(training=True)),
+    "batch_norm_backward": lambda: ((_f(4, 3, 5), _f(4, 3, 5), _f(3), _f(3),
+                                     np.abs(_f(3)) + np.float32(0.5)), {}),
 }
 
 

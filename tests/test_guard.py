@@ -18,9 +18,10 @@ written.
 
 Every ISA (the `isa` fixture), every op -- conv forward / backward-data / backward-weights with
 groups, depthwise, 1x1 and stride 2, relu forward / backward, max pooling forward / backward
-with and without indices, linear forward / backward, softmax, log_softmax, cross_entropy -- at
-sizes around the vector widths (8, 16 floats) and the GEMM micro-tiles (AVX2 4x24, AVX-512 8x48):
-7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49 along each dimension that the kernels tile.
+with and without indices, linear forward / backward, softmax, log_softmax, cross_entropy,
+batch_norm forward / backward -- at sizes around the vector widths (8, 16 floats) and the GEMM
+micro-tiles (AVX2 4x24, AVX-512 8x48): 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49 along each
+dimension that the kernels tile.
 """
 
 from __future__ import annotations
@@ -322,3 +323,47 @@ def test_the_guards_and_the_garbage_work() -> None:
         _poison(like, GARBAGE[0])
         fresh = np.empty(n, np.float32)
         assert np.isnan(fresh).mean() > 0.5, f"{n}: the poisoned memory was not reused"
+
+
+# ----------------------------------------------------------------------------------------------
+# normalization family: batch_norm
+# ----------------------------------------------------------------------------------------------
+def _bn_close(got: Any, expected: Any, what: str) -> None:
+    """Batch norm results: no NaN (an unwritten element), within float32 rounding of sums."""
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32, what
+    assert got.shape == expected.shape and got.flags.c_contiguous, what
+    assert not np.isnan(got).any(), f"{what}: NaN in the output (an unwritten element?)"
+    scale = 1.0 + float(np.abs(expected).max(initial=0.0))
+    err = float(np.abs(got.astype(np.float64) - expected).max(initial=0.0))
+    assert err <= 2e-5 * scale, f"{what}: off by {err:.3g}"
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_batch_norm(isa: str, n: int) -> None:
+    """Both tile forms (row: spatial >= 64; column: below), training and inference, forward and
+    backward; the running statistics are guarded in inference (read only there)."""
+    rng = np.random.default_rng(n)
+    for shape in [(n, 3), (2, n, 5), (3, 2, n + 60), (2, 2, n, 9)]:
+        c = shape[1]
+        x = (5 + 2 * rng.standard_normal(shape)).astype(np.float32)
+        dy = normal(rng, shape)
+        w, b = normal(rng, (c,)), normal(rng, (c,))
+        rm, rv = normal(rng, (c,)), (0.5 + rng.random(c)).astype(np.float32)
+        what = f"[{isa}] batch_norm {shape}"
+        for training in (True, False):
+            stats = {} if training else {"rm": rm, "rv": rv}
+            e = ref.batch_norm(x.astype(np.float64), w, b, None if training else rm,
+                               None if training else rv, training=training)
+            run_guarded(lambda x, w, b, t=training, **s: ops.batch_norm(
+                x, w, b, s.get("rm"), s.get("rv"), training=t)[:3],
+                {"x": x, "w": w, "b": b, **stats}, list(e), _bn_close,
+                f"{what} training={training}", n)
+            _, mean, invstd = ops.batch_norm(x, w, b, rm, rv, training=False) if not training \
+                else ops.batch_norm(x, w, b, None, None, training=True)
+            grads = ref.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64), w,
+                                            mean.astype(np.float64), invstd.astype(np.float64),
+                                            training=training)
+            run_guarded(lambda dy, x, w, mean, invstd, t=training: ops.batch_norm_backward(
+                dy, x, w, mean, invstd, training=t),
+                {"dy": dy, "x": x, "w": w, "mean": mean, "invstd": invstd}, list(grads),
+                _bn_close, f"{what} backward training={training}", n)

@@ -132,5 +132,6 @@ inline FArray inplace_float(py::handle obj, const char* op, const char* name, in
 
 // The op families bound in their own files: csrc/bindings/cpu_<family>.cpp defines
 // bind_<family>(m), declared here and called from module_cpu.cpp's PYBIND11_MODULE.
+void bind_normalization(py::module_& m);  // cpu_normalization.cpp (batch_norm)
 
 }  // namespace fastcnn::bind

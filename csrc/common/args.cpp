@@ -175,4 +175,67 @@ void check_cross_entropy_labels(const Shape& labels, const Shape& logits, bool c
   }
 }
 
+// ---- normalization family (batch_norm) -------------------------------------------------------
+
+namespace {
+
+BatchNormParams batch_norm_shape(const Shape& x, const char* op) {
+  FASTCNN_CHECK(x.size() >= 2 && x.size() <= 4, op,
+                ": x must be 2-D (N, C), 3-D (N, C, L) or 4-D (N, C, H, W), got shape ",
+                shape_str(x));
+  BatchNormParams p;
+  p.N = x[0], p.C = x[1];
+  p.S = 1;
+  for (size_t i = 2; i < x.size(); ++i) p.S = checked_mul(p.S, x[i], "batch_norm input");
+  checked_numel(x, "batch_norm input");
+  return p;
+}
+
+void check_per_channel(const Shape* a, const char* name, const Shape& x, int64_t C,
+                       const char* op) {
+  if (!a) return;
+  FASTCNN_CHECK(a->size() == 1 && (*a)[0] == C, op, ": ", name, " must have shape (", C,
+                ",) (one value per channel of x ", shape_str(x), "), got ", shape_str(*a));
+}
+
+}  // namespace
+
+BatchNormParams check_batch_norm_args(const Shape& x, const Shape* weight, const Shape* bias,
+                                      const Shape* running_mean, const Shape* running_var,
+                                      bool training, double momentum, double eps) {
+  const char* op = "batch_norm";
+  BatchNormParams p = batch_norm_shape(x, op);
+  check_per_channel(weight, "weight", x, p.C, op);
+  check_per_channel(bias, "bias", x, p.C, op);
+  check_per_channel(running_mean, "running_mean", x, p.C, op);
+  check_per_channel(running_var, "running_var", x, p.C, op);
+  FASTCNN_CHECK((running_mean == nullptr) == (running_var == nullptr), op,
+                ": give both running_mean and running_var or neither");
+  FASTCNN_CHECK(training || running_mean, op,
+                ": training=False normalises with running_mean and running_var; pass them (or "
+                "training=True)");
+  FASTCNN_CHECK(!training || p.M() != 1, op,
+                ": expected more than 1 value per channel when training, got x of shape ",
+                shape_str(x), " (N * spatial = 1); use a larger batch or training=False");
+  FASTCNN_CHECK(eps >= 0.0 && eps < 1e300, op, ": eps must be finite and >= 0, got ", eps);
+  FASTCNN_CHECK(momentum > -1e300 && momentum < 1e300, op, ": momentum must be finite, got ",
+                momentum);
+  p.training = training, p.momentum = momentum, p.eps = eps;
+  return p;
+}
+
+BatchNormParams check_batch_norm_backward_args(const Shape& dy, const Shape& x,
+                                               const Shape* weight, const Shape& mean,
+                                               const Shape& invstd, bool training) {
+  const char* op = "batch_norm_backward";
+  BatchNormParams p = batch_norm_shape(x, op);
+  FASTCNN_CHECK(dy == x, op, ": dy has shape ", shape_str(dy), " but x has shape ", shape_str(x),
+                ": expected the same shape");
+  check_per_channel(weight, "weight", x, p.C, op);
+  check_per_channel(&mean, "mean", x, p.C, op);
+  check_per_channel(&invstd, "invstd", x, p.C, op);
+  p.training = training;
+  return p;
+}
+
 }  // namespace fastcnn

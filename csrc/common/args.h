@@ -52,4 +52,16 @@ RowsParams check_cross_entropy_logits(const Shape& logits);
 // labels: class ids (N,) when class_ids, else probabilities of the logits' shape.
 void check_cross_entropy_labels(const Shape& labels, const Shape& logits, bool class_ids);
 
+// ---- normalization family (batch_norm) -------------------------------------------------------
+// x (N, C), (N, C, L) or (N, C, H, W); weight / bias / running_mean / running_var: (C,) each when
+// given (the running statistics both or neither, required when !training); training needs more
+// than one value per channel (N*spatial != 1, PyTorch's rule); eps >= 0, momentum finite.
+BatchNormParams check_batch_norm_args(const Shape& x, const Shape* weight, const Shape* bias,
+                                      const Shape* running_mean, const Shape* running_var,
+                                      bool training, double momentum, double eps);
+// The backward: dy of x's shape; weight (C,) or none; mean and invstd (C,).
+BatchNormParams check_batch_norm_backward_args(const Shape& dy, const Shape& x,
+                                               const Shape* weight, const Shape& mean,
+                                               const Shape& invstd, bool training);
+
 }  // namespace fastcnn

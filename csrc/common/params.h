@@ -92,4 +92,14 @@ inline int64_t pool_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad,
   return out;
 }
 
+// ---- normalization family (batch_norm) -------------------------------------------------------
+// x (N, C, S) as the kernels see it: S = L or H*W (1 for (N, C) inputs); M = N*S values per
+// channel. momentum / eps are PyTorch's (double, as F.batch_norm takes them).
+struct BatchNormParams {
+  int64_t N = 0, C = 0, S = 1;
+  bool training = false;
+  double momentum = 0.1, eps = 1e-5;
+  int64_t M() const { return N * S; }
+};
+
 }  // namespace fastcnn

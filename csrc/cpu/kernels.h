@@ -91,6 +91,39 @@ using Conv2dIm2colWgradFn = void (*)(const float* const* planes, const int64_t* 
 // iters * fma_probe_flops_per_iter (table entry below).
 using FmaProbeFn = float (*)(int64_t iters);
 
+// ---- normalization family (batch_norm; csrc/cpu/batch_norm.cpp drives these) ----------------
+// A "group" is a tile of rows r < rows, each of `cols` contiguous floats at x + r*ld (rows,
+// cols >= 1); the driver keeps tiles <= 4096 floats (column form: 16 Ki) so that a second pass
+// over one hits L1/L2. Column forms: each column j < cols (cols <= kBnColTile) of a tile is its own
+// group, and per-column coefficient arrays replace the scalars.
+constexpr int64_t kBnTileElems = 4096;
+constexpr int64_t kBnColTile = 256;
+// Statistics of one group of n = rows*cols values, two passes over the tile: its mean m0 (float
+// lanes, summed in double), then sd = sum(x - m0), sq = sum((x - m0)^2) in float lanes;
+// *mean = m0 + sd/n, *m2 = sq - sd*sd/n (double), the centred sum of squares.
+using BnStatsFn = void (*)(const float* x, int64_t rows, int64_t cols, int64_t ld, double* mean,
+                           double* m2);
+// The same for every column j < cols: mean[j], m2[j] of x[r*ld + j], r < rows.
+using BnColStatsFn = void (*)(const float* x, int64_t rows, int64_t cols, int64_t ld,
+                              double* mean, double* m2);
+// Backward sums of one group: *sdy = sum dy, *sdxm = sum dy * (x - m).
+using BnBwdSumsFn = void (*)(const float* dy, const float* x, int64_t rows, int64_t cols,
+                             int64_t ld, float m, double* sdy, double* sdxm);
+// The same per column (m[j] per column): sdy[j], sdxm[j].
+using BnBwdColSumsFn = void (*)(const float* dy, const float* x, int64_t rows, int64_t cols,
+                                int64_t ld, const float* m, double* sdy, double* sdxm);
+// y = (x - m) * a + b over the tile (y has x's layout; y may equal x).
+using BnApplyFn = void (*)(const float* x, float* y, int64_t rows, int64_t cols, int64_t ld,
+                           float m, float a, float b);
+using BnApplyColsFn = void (*)(const float* x, float* y, int64_t rows, int64_t cols, int64_t ld,
+                               const float* m, const float* a, const float* b);
+// dx = (dy - p) * s - (x - m) * q over the tile (dx may equal dy).
+using BnBwdApplyFn = void (*)(const float* dy, const float* x, float* dx, int64_t rows,
+                              int64_t cols, int64_t ld, float m, float p, float s, float q);
+using BnBwdApplyColsFn = void (*)(const float* dy, const float* x, float* dx, int64_t rows,
+                                  int64_t cols, int64_t ld, const float* m, const float* p,
+                                  const float* s, const float* q);
+
 struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
@@ -109,6 +142,15 @@ struct KernelTable {
   TransposeFn transpose;
   Conv2dIm2colFn conv2d_im2col;
   Conv2dIm2colWgradFn conv2d_im2col_wgrad;
+  // normalization family
+  BnStatsFn bn_stats;
+  BnColStatsFn bn_col_stats;
+  BnBwdSumsFn bn_bwd_sums;
+  BnBwdColSumsFn bn_bwd_col_sums;
+  BnApplyFn bn_apply;
+  BnApplyColsFn bn_apply_cols;
+  BnBwdApplyFn bn_bwd_apply;
+  BnBwdApplyColsFn bn_bwd_apply_cols;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -139,6 +181,24 @@ struct KernelTable {
                            int64_t P, int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h,           \
                            int64_t a_w, float* dst, int64_t nr, float* scratch);                \
   extern const int64_t kFmaProbeFlopsPerIter;                                                   \
+  /* normalization family */                                                                    \
+  void bn_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double* mean,           \
+                double* m2);                                                                    \
+  void bn_col_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double* mean,       \
+                    double* m2);                                                                \
+  void bn_bwd_sums(const float* dy, const float* x, int64_t rows, int64_t cols, int64_t ld,     \
+                   float m, double* sdy, double* sdxm);                                         \
+  void bn_bwd_col_sums(const float* dy, const float* x, int64_t rows, int64_t cols, int64_t ld, \
+                       const float* m, double* sdy, double* sdxm);                              \
+  void bn_apply(const float* x, float* y, int64_t rows, int64_t cols, int64_t ld, float m,      \
+                float a, float b);                                                              \
+  void bn_apply_cols(const float* x, float* y, int64_t rows, int64_t cols, int64_t ld,          \
+                     const float* m, const float* a, const float* b);                           \
+  void bn_bwd_apply(const float* dy, const float* x, float* dx, int64_t rows, int64_t cols,     \
+                    int64_t ld, float m, float p, float s, float q);                            \
+  void bn_bwd_apply_cols(const float* dy, const float* x, float* dx, int64_t rows,              \
+                         int64_t cols, int64_t ld, const float* m, const float* p,              \
+                         const float* s, const float* q);                                       \
                                                                                                 \
                                                                                                 \
   }

@@ -75,4 +75,20 @@ double probe_fma_gflops(double seconds, int threads);
 // GB/s (bytes read + written) of a parallel copy of `bytes` bytes, best of 5.
 double probe_copy_gbps(int64_t bytes, int threads);
 
+// ---- normalization family (batch_norm.cpp) ----------------------------------------------------
+// x, y (N, C, S) with S = p.S; weight, bias (C,) or null (1, 0); running_mean / running_var
+// (C,) or null (both or neither; read in inference, updated in place in training when given);
+// writes y and the per-channel mean and invstd = 1/sqrt(var + eps) used (C,). Training: the
+// batch's statistics (biased variance; the unbiased one for running_var); an empty batch
+// gives NaN mean / invstd and leaves the running statistics alone.
+void batch_norm_forward(const float* x, const float* weight, const float* bias,
+                        float* running_mean, float* running_var, float* y, float* mean,
+                        float* invstd, const BatchNormParams& p);
+// Gradients for the outputs that are not null: dx (N, C, S), dweight = sum dy * xhat and
+// dbias = sum dy (C,), with xhat = (x - mean) * invstd; p.training: through the batch
+// statistics, else through fixed ones (dx = dy * invstd * weight). weight null = 1.
+void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
+                         const float* invstd, float* dx, float* dweight, float* dbias,
+                         const BatchNormParams& p);
+
 }  // namespace fastcnn::cpu

@@ -107,4 +107,18 @@ void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s,
                  Stream stream);
 
+// ---- normalization family (batch_norm.cu) -------------------------------------------------------
+// Bytes of the workspace batch_norm_forward / batch_norm_backward need (8-byte aligned).
+int64_t batch_norm_workspace(const BatchNormParams& p);
+// The CPU driver's contract (cpu/ops.h batch_norm_forward): x, y (N, C, S); weight, bias,
+// running_mean, running_var (C,) or null; writes y, mean, invstd (C,); training updates the
+// running statistics in place. Fixed-shape reductions in double: deterministic.
+void batch_norm_forward(const float* x, const float* weight, const float* bias,
+                        float* running_mean, float* running_var, float* y, float* mean,
+                        float* invstd, void* ws, const BatchNormParams& p, Stream stream);
+// dx (N, C, S), dweight, dbias (C,), each may be null (cpu/ops.h batch_norm_backward).
+void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
+                         const float* invstd, float* dx, float* dweight, float* dbias, void* ws,
+                         const BatchNormParams& p, Stream stream);
+
 }  // namespace fastcnn::cuda

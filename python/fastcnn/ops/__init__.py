@@ -35,8 +35,8 @@ in place, in one pass, with the same float32 operations as the NumPy formulas
 either device; :mod:`fastcnn.optimizers` calls them.
 
 The ops live in submodules by family (``convolution``, ``pooling``, ``activation``, ``dense``,
-``probability``, ``optim``; the array door in ``_door``), re-exported here: call them as
-``fastcnn.ops.<name>``.
+``probability``, ``optim``, ``normalization``; the array door in ``_door``), re-exported here:
+call them as ``fastcnn.ops.<name>``.
 """
 
 from __future__ import annotations
@@ -45,12 +45,15 @@ from .. import _native  # noqa: F401  (tests replace _native.cpu through here)
 from .activation import relu, relu_backward
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
+from .normalization import batch_norm, batch_norm_backward  # normalization family
 from .optim import adam_update, sgd_update
 from .pooling import max_pool2d, max_pool2d_backward
 from .probability import cross_entropy, log_softmax, softmax
 
 __all__ = [
     "adam_update",
+    "batch_norm",
+    "batch_norm_backward",
     "conv2d",
     "conv2d_backward",
     "cross_entropy",

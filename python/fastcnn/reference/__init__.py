@@ -38,12 +38,15 @@ from .._geometry import conv_output_size, conv_padding, pair, pool_args, pool_ou
 from .activation import relu, relu_backward
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
+from .normalization import batch_norm, batch_norm_backward  # normalization family
 from .optim import adam_update, sgd_update
 from .pooling import max_pool2d, max_pool2d_backward
 from .probability import cross_entropy, log_softmax, softmax
 
 __all__ = [
     "adam_update",
+    "batch_norm",
+    "batch_norm_backward",
     "check_bool",
     "check_int",
     "conv2d",

@@ -1,0 +1,93 @@
+"""Batch norm on the CPU: fastcnn.ops vs torch's F.batch_norm (forward in training) and its
+backward through autograd, side by side in one run, in GB/s of the minimum traffic
+(forward 2 reads + 1 write of x = 12 B/element; backward 2 reads of dy and x + 1 write of
+dx = 20 B/element) and as a share of the machine's copy bandwidth (_cpu.probe_bandwidth).
+
+    PYTHONPATH=python python benchmarks/bench_batch_norm.py [--threads 2] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import fastcnn
+from fastcnn import _cpu, ops
+
+SHAPES = [
+    ("small C, large HW", (32, 16, 112, 112)),
+    ("resnet 64x56x56", (128, 64, 56, 56)),
+    ("large C, small HW", (2048, 256, 7, 7)),
+    ("(N, C) dense", (65536, 512)),
+]
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    """The fastest of `repeat` timed calls (after one warm-up), in seconds."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    """Parses the options, probes the copy bandwidth and times every shape."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    fastcnn.set_num_threads(args.threads)
+    copy = _cpu.probe_bandwidth(1 << 29, args.threads)
+    print(f"isa {_cpu.isa()}, {args.threads} threads, copy bandwidth {copy:.1f} GB/s")
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+    rng = np.random.default_rng(0)
+    print(f"{'shape':36} {'pass':4} {'fastcnn ms':>10} {'GB/s':>6} {'%copy':>6} "
+          f"{'torch ms':>9} {'GB/s':>6} {'speed-up':>8}")
+    for name, shape in SHAPES:
+        measure(name, shape, rng, copy, args.repeat, torch)
+
+
+def measure(name: str, shape: tuple[int, ...], rng: np.random.Generator, copy: float,
+            repeat: int, torch: Any) -> None:
+    """Times one shape's forward (training) and backward, fastcnn and torch, and prints them."""
+    c = shape[1]
+    x = 1000 + rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    w, b = np.ones(c, np.float32), np.zeros(c, np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    _, mean, invstd = ops.batch_norm(x, w, b, rm, rv, training=True)
+    fwd = best(lambda: ops.batch_norm(x, w, b, rm, rv, training=True), repeat)
+    bwd = best(lambda: ops.batch_norm_backward(dy, x, w, mean, invstd), repeat)
+    t_fwd = t_bwd = float("nan")
+    if torch is not None:
+        F = torch.nn.functional
+        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        wt, bt = torch.from_numpy(w.copy()), torch.from_numpy(b.copy())
+        rmt, rvt = torch.zeros(c), torch.ones(c)
+        with torch.no_grad():
+            t_fwd = best(lambda: F.batch_norm(xt, rmt, rvt, wt, bt, training=True), repeat)
+        xg = xt.clone().requires_grad_(True)
+        wg, bg = wt.clone().requires_grad_(True), bt.clone().requires_grad_(True)
+        y = F.batch_norm(xg, rmt, rvt, wg, bg, training=True)
+        t_bwd = best(lambda: torch.autograd.grad(y, (xg, wg, bg), dyt, retain_graph=True),
+                     repeat)
+    n = x.size
+    for p, t, tt, per in (("fwd", fwd, t_fwd, 12), ("bwd", bwd, t_bwd, 20)):
+        gbs, tgbs = per * n / t / 1e9, per * n / tt / 1e9
+        print(f"{name + ' ' + str(shape):36} {p:4} {t * 1e3:10.2f} {gbs:6.1f} "
+              f"{100 * gbs / copy:5.0f}% {tt * 1e3:9.2f} {tgbs:6.1f} {tt / t:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

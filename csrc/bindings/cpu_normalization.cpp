@@ -1,0 +1,106 @@
+// cpu_normalization.cpp -- fastcnn._cpu's normalization family: batch_norm and
+// batch_norm_backward (array rules of cpu_arrays.h; the checks are check_batch_norm_args /
+// check_batch_norm_backward_args, shared with the CUDA binding; the GIL is released around the
+// drivers of csrc/cpu/batch_norm.cpp).
+// running_mean / running_var are updated in place in training, so there they must be
+// C-contiguous, aligned, writeable float32 arrays (never copied); in inference any float32
+// array is taken (copied once when strided).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+
+#include "bindings/cpu_arrays.h"
+#include "common/args.h"
+#include "cpu/ops.h"
+
+namespace fastcnn::bind {
+namespace {
+
+std::optional<Shape> shape_opt(const std::optional<FArray>& a) {
+  if (!a) return std::nullopt;
+  return shape_of(*a);
+}
+
+const Shape* ptr(const std::optional<Shape>& s) { return s ? &*s : nullptr; }
+
+template <typename A>
+auto data_or_null(const std::optional<A>& a) -> decltype(a->data()) {
+  return a ? a->data() : nullptr;
+}
+
+py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
+                     py::handle running_mean_, py::handle running_var_, bool training,
+                     double momentum, double eps) {
+  const char* op = "batch_norm";
+  FArray x = as_float(x_, op, "x");
+  auto w = as_float_opt(weight_, op, "weight"), b = as_float_opt(bias_, op, "bias");
+  std::optional<FArray> rm, rv;
+  if (training) {
+    if (!running_mean_.is_none()) rm = inplace_float(running_mean_, op, "running_mean", -1);
+    if (!running_var_.is_none()) rv = inplace_float(running_var_, op, "running_var", -1);
+  } else {
+    rm = as_float_opt(running_mean_, op, "running_mean");
+    rv = as_float_opt(running_var_, op, "running_var");
+  }
+  const auto ws = shape_opt(w), bs = shape_opt(b), ms = shape_opt(rm), vs = shape_opt(rv);
+  const BatchNormParams p = check_batch_norm_args(shape_of(x), ptr(ws), ptr(bs), ptr(ms), ptr(vs),
+                                                  training, momentum, eps);
+  FASTCNN_CHECK(!(training && rm && rv && rm->data() == rv->data()), op,
+                ": running_mean and running_var are the same array; pass two arrays");
+  FArray y = new_float(shape_of(x));
+  FArray mean = new_float({p.C}), invstd = new_float({p.C});
+  float* rm_p = training && rm ? rm->mutable_data() : nullptr;
+  float* rv_p = training && rv ? rv->mutable_data() : nullptr;
+  const float* rm_c = rm ? rm->data() : nullptr;
+  const float* rv_c = rv ? rv->data() : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    cpu::batch_norm_forward(x.data(), data_or_null(w), data_or_null(b),
+                            training ? rm_p : const_cast<float*>(rm_c),
+                            training ? rv_p : const_cast<float*>(rv_c), y.mutable_data(),
+                            mean.mutable_data(), invstd.mutable_data(), p);
+  }
+  return py::make_tuple(y, mean, invstd);
+}
+
+py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
+                              py::handle mean_, py::handle invstd_, bool training,
+                              bool compute_dx, bool compute_dw) {
+  const char* op = "batch_norm_backward";
+  FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
+  auto w = as_float_opt(weight_, op, "weight");
+  FArray mean = as_float(mean_, op, "mean"), invstd = as_float(invstd_, op, "invstd");
+  const auto ws = shape_opt(w);
+  BatchNormParams p = check_batch_norm_backward_args(shape_of(dy), shape_of(x), ptr(ws),
+                                                     shape_of(mean), shape_of(invstd), training);
+  std::optional<FArray> dx, dw, db;
+  if (compute_dx) dx = new_float(shape_of(x));
+  if (compute_dw) dw = new_float({p.C}), db = new_float({p.C});
+  {
+    py::gil_scoped_release nogil;
+    cpu::batch_norm_backward(dy.data(), x.data(), data_or_null(w), mean.data(), invstd.data(),
+                             dx ? dx->mutable_data() : nullptr, dw ? dw->mutable_data() : nullptr,
+                             db ? db->mutable_data() : nullptr, p);
+  }
+  auto obj = [](const std::optional<FArray>& a) -> py::object {
+    return a ? py::object(*a) : py::object(py::none());
+  };
+  return py::make_tuple(obj(dx), obj(dw), obj(db));
+}
+
+}  // namespace
+
+void bind_normalization(py::module_& m) {
+  m.def("batch_norm", &batch_norm, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
+        py::arg("momentum"), py::arg("eps"),
+        "(y, mean, invstd): batch normalisation of x (N, C[, L | H, W]) per channel; in "
+        "training the running statistics (when given) are updated in place.");
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"),
+        py::arg("weight"), py::arg("mean"), py::arg("invstd"), py::arg("training"),
+        py::arg("compute_dx"), py::arg("compute_dw"),
+        "(dx, dweight, dbias) of batch_norm (None where not computed).");
+}
+
+}  // namespace fastcnn::bind

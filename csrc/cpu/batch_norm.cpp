@@ -1,0 +1,365 @@
+// batch_norm.cpp -- batch normalisation forward / backward drivers (per channel over N and the
+// spatial axes). x is seen as (N, C, S), S = L or H*W (1 for (N, C)); M = N*S values a channel.
+//
+// Tiling (fixed by the shape alone, never by the thread count):
+//  * "row" form, S >= kRowMin: a channel's values are N runs of S contiguous floats (stride
+//    C*S); a tile is R consecutive runs (R = 4096 / S) or, for S >= 4096, a 4096-float piece
+//    of one run. Kernels are vectorised along S.
+//  * "column" form, S < kRowMin (incl. (N, C) inputs): x is an (N, C*S) matrix and a tile is
+//    R rows x J <= 256 columns (R*J <= 16 Ki floats, 64 KiB: the second pass hits L2); each
+//    column (a (channel, position) pair) is vectorised across, i.e. across channels for (N, C).
+//  Tiles are numbered in memory order, so a thread's contiguous range of tiles is a contiguous
+//  stretch of x: small C with large N*S and large C with small S both keep every thread busy.
+// Forward (training): pass 1 reads x once: each tile's statistics (bn_stats: its own mean, then
+// the centred sum of squares from L1 -- a chunked two-pass, no E[x^2] - E[x]^2 cancellation),
+// one (count, mean, M2) record per group; the records of a channel are combined in double in a
+// fixed pairwise tree (Chan et al.'s parallel variance formula), so the statistics are the same
+// bits for any thread count. Pass 2 reads x again and writes y = (x - mean_hi) * a + b' with
+// a = invstd * weight, b' = bias - mean_lo * a (mean split in two floats: x - mean_hi is exact
+// near the mean, so a large mean costs no accuracy). Inference skips pass 1.
+// Backward: pass 1 reads dy and x (sum dy, sum dy * (x - mean) per group, tree-summed in
+// double), pass 2 reads them again and writes dx = (dy - p) * s - (x - mean) * q; inference
+// (dx = dy * invstd * weight) reads dy only and needs pass 1 only for dweight / dbias.
+// Bytes: forward 2 reads + 1 write of x (12 B/element), backward 2 x (dy, x) + dx (20 B/elt).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "cpu/ops.h"
+#include "cpu/parallel.h"
+
+namespace fastcnn::cpu {
+namespace {
+
+constexpr int64_t kRowMin = 64;         // S at which runs along S are long enough to vectorise
+constexpr double kGrainElems = 1 << 15;  // elements per thread worth a parallel region
+constexpr int64_t kBnColTileElems = 1 << 14;  // column-form tile: 64 KiB, re-read from L2
+
+struct Tiling {
+  bool cols = false;
+  int64_t N = 0, C = 0, S = 1, CS = 0;
+  int64_t R = 1, J = 1, nb = 0, jb = 0, tiles = 0;
+};
+
+struct Tile {
+  int64_t off = 0, rows = 0, cols = 0, c = 0, j0 = 0, ib = 0, b = 0;
+};
+
+Tiling make_tiling(const BatchNormParams& p) {
+  Tiling t;
+  t.N = p.N, t.C = p.C, t.S = p.S, t.CS = p.C * p.S;
+  if (t.CS == 0 || p.N == 0) return t;
+  auto cdiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  if (p.S >= kRowMin) {
+    t.J = std::min(p.S, kBnTileElems);
+    t.jb = cdiv(p.S, t.J);
+    t.R = p.S >= kBnTileElems ? 1 : kBnTileElems / p.S;
+    t.nb = cdiv(p.N, t.R);
+    t.tiles = p.C * t.nb * t.jb;
+  } else {
+    t.cols = true;
+    t.J = std::min(t.CS, kBnColTile);
+    t.jb = cdiv(t.CS, t.J);
+    t.R = std::max<int64_t>(1, kBnColTileElems / t.J);
+    t.nb = cdiv(p.N, t.R);
+    t.tiles = t.nb * t.jb;
+  }
+  return t;
+}
+
+// Tiles are numbered in memory order: row form (row block ib, channel c, piece b), column form
+// (row block ib, column block): a thread's contiguous range of tiles is a contiguous stretch of
+// memory, whatever C is.
+Tile tile_at(const Tiling& t, int64_t i) {
+  Tile u;
+  if (!t.cols) {
+    const int64_t per_ib = t.C * t.jb;
+    u.ib = i / per_ib;
+    const int64_t r = i - u.ib * per_ib;
+    u.c = r / t.jb;
+    u.b = r - u.c * t.jb;
+    u.off = (u.ib * t.R * t.C + u.c) * t.S + u.b * t.J;
+    u.rows = std::min(t.R, t.N - u.ib * t.R);
+    u.cols = std::min(t.J, t.S - u.b * t.J);
+  } else {
+    u.ib = i / t.jb;
+    u.j0 = (i % t.jb) * t.J;
+    u.off = u.ib * t.R * t.CS + u.j0;
+    u.rows = std::min(t.R, t.N - u.ib * t.R);
+    u.cols = std::min(t.J, t.CS - u.j0);
+  }
+  return u;
+}
+
+int tile_threads(const Tiling& t) {
+  return threads_for(static_cast<double>(t.N) * static_cast<double>(t.CS), kGrainElems);
+}
+
+// Runs f(tile index, tile) over every tile, in parallel over the fixed tiles.
+template <typename F>
+void for_tiles(const Tiling& t, F&& f) {
+  parallel_for(
+      t.tiles,
+      [&](int, int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) f(i, tile_at(t, i));
+      },
+      tile_threads(t));
+}
+
+// Groups of channel c: count, and the index of its record.
+int64_t groups_of(const Tiling& t) { return t.cols ? t.nb * t.S : t.nb * t.jb; }
+
+// Row form: the records (one per tile) are stored channel by channel, so that the per-channel
+// combine reads them contiguously: group g = ib * jb + b of channel c is record c * G + g.
+int64_t record_of(const Tiling& t, int64_t c, int64_t g) { return c * groups_of(t) + g; }
+int64_t tile_record(const Tiling& t, const Tile& u) { return (u.c * t.nb + u.ib) * t.jb + u.b; }
+
+double count_of(const Tiling& t, int64_t c, int64_t g) {
+  const int64_t ib = g / t.jb, b = g % t.jb;
+  return static_cast<double>(std::min(t.R, t.N - ib * t.R) * std::min(t.J, t.S - b * t.J));
+}
+
+struct Moments {
+  double n = 0, mean = 0, m2 = 0;
+};
+
+Moments merge(const Moments& a, const Moments& b) {  // Chan, Golub & LeVeque
+  const double n = a.n + b.n;
+  const double delta = b.mean - a.mean;
+  return {n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta * delta * (a.n * (b.n / n))};
+}
+
+template <typename Leaf>
+Moments tree_moments(int64_t lo, int64_t hi, const Leaf& leaf) {
+  if (hi - lo == 1) return leaf(lo);
+  const int64_t mid = lo + (hi - lo) / 2;
+  return merge(tree_moments(lo, mid, leaf), tree_moments(mid, hi, leaf));
+}
+
+template <typename Leaf>
+double tree_sum(int64_t lo, int64_t hi, const Leaf& leaf) {
+  if (hi - lo == 1) return leaf(lo);
+  const int64_t mid = lo + (hi - lo) / 2;
+  return tree_sum(lo, mid, leaf) + tree_sum(mid, hi, leaf);
+}
+
+template <typename F>
+void for_channels(const Tiling& t, F&& f) {
+  const double work = static_cast<double>(t.C) * static_cast<double>(std::max<int64_t>(1, groups_of(t)));
+  parallel_for(
+      t.C,
+      [&](int, int64_t b, int64_t e) {
+        for (int64_t c = b; c < e; ++c) f(c);
+      },
+      threads_for(work, 4096));
+}
+
+// Per-column copies of per-channel coefficients (column form: column j is channel j / S).
+std::vector<float> expand(const std::vector<float>& v, const Tiling& t) {
+  std::vector<float> out(static_cast<size_t>(t.CS));
+  for (int64_t c = 0; c < t.C; ++c) std::fill_n(out.begin() + c * t.S, t.S, v[c]);
+  return out;
+}
+
+// Column form: the records are rows of C*S values, one row per row block (rec[ib * CS + j],
+// written contiguously by the tiles). They are merged down the row blocks in a fixed pairwise
+// tree, level by level (row ib absorbs row ib + step), each level a contiguous sweep over the
+// rows, split over threads by column ranges; row 0 then holds every column's result.
+template <typename MergeRow>
+void merge_row_blocks(const Tiling& t, MergeRow&& merge_row) {
+  const int64_t chunk = 1024;  // columns per work item
+  const int64_t items = (t.CS + chunk - 1) / chunk;
+  parallel_for(
+      items,
+      [&](int, int64_t b, int64_t e) {
+        const int64_t j0 = b * chunk, j1 = std::min(t.CS, e * chunk);
+        for (int64_t step = 1; step < t.nb; step *= 2)
+          for (int64_t ib = 0; ib + step < t.nb; ib += 2 * step) merge_row(ib, ib + step, j0, j1, step);
+      },
+      threads_for(static_cast<double>(t.nb) * static_cast<double>(t.CS), 1 << 16));
+}
+
+// Rows merged in a tree of `step` below ib hold the count of those row blocks' rows.
+double rows_below(const Tiling& t, int64_t ib, int64_t step) {
+  const int64_t last = std::min(t.nb, ib + step);
+  return static_cast<double>(std::min(t.N, last * t.R) - ib * t.R);
+}
+
+}  // namespace
+
+void batch_norm_forward(const float* x, const float* weight, const float* bias,
+                        float* running_mean, float* running_var, float* y, float* mean,
+                        float* invstd, const BatchNormParams& p) {
+  const Tiling t = make_tiling(p);
+  const KernelTable& k = kernels();
+  const int64_t C = p.C, M = p.M();
+  std::vector<double> mean_d(C), var_d(C);
+  if (p.training) {
+    if (M == 0) {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::fill_n(mean, C, nan);
+      std::fill_n(invstd, C, nan);
+      return;  // PyTorch leaves the running statistics alone for an empty batch
+    }
+    const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
+    std::vector<double> rmean(nrec), rm2(nrec);
+    for_tiles(t, [&](int64_t, const Tile& u) {
+      if (t.cols) {
+        const int64_t r = u.ib * t.CS + u.j0;
+        k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, rmean.data() + r, rm2.data() + r);
+      } else {
+        const int64_t r = tile_record(t, u);
+        k.bn_stats(x + u.off, u.rows, u.cols, t.CS, &rmean[r], &rm2[r]);
+      }
+    });
+    if (t.cols) {
+      merge_row_blocks(t, [&](int64_t ia, int64_t ib, int64_t j0, int64_t j1, int64_t step) {
+        const double na = rows_below(t, ia, step), nb = rows_below(t, ib, step);
+        const double fb = nb / (na + nb), fab = na * fb;
+        double* ma = rmean.data() + ia * t.CS;
+        double* qa = rm2.data() + ia * t.CS;
+        const double* mb = rmean.data() + ib * t.CS;
+        const double* qb = rm2.data() + ib * t.CS;
+        for (int64_t j = j0; j < j1; ++j) {  // merge(a, b) of Moments, one column each
+          const double delta = mb[j] - ma[j];
+          ma[j] += delta * fb;
+          qa[j] += qb[j] + delta * delta * fab;
+        }
+      });
+    }
+    const int64_t G = t.cols ? t.S : groups_of(t);
+    for_channels(t, [&](int64_t c) {
+      const Moments m = tree_moments(0, G, [&](int64_t g) {
+        if (t.cols) {  // the S columns of channel c, each over all N rows (row 0 of the merge)
+          const int64_t j = c * t.S + g;
+          return Moments{static_cast<double>(t.N), rmean[j], rm2[j]};
+        }
+        const int64_t r = record_of(t, c, g);
+        return Moments{count_of(t, c, g), rmean[r], rm2[r]};
+      });
+      mean_d[c] = m.mean;
+      const double v = m.m2 / static_cast<double>(M);
+      var_d[c] = v < 0.0 ? 0.0 : v;  // rounding can leave a tiny negative; NaN stays NaN
+    });
+    if (running_mean) {
+      const double mo = p.momentum, keep = 1.0 - p.momentum;
+      const double unbias = static_cast<double>(M) / static_cast<double>(M - 1);
+      for (int64_t c = 0; c < C; ++c) {
+        running_mean[c] = static_cast<float>(keep * running_mean[c] + mo * mean_d[c]);
+        running_var[c] = static_cast<float>(keep * running_var[c] + mo * var_d[c] * unbias);
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) mean_d[c] = running_mean[c], var_d[c] = running_var[c];
+  }
+  std::vector<float> vm(C), va(C), vb(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double is = 1.0 / std::sqrt(var_d[c] + p.eps);
+    mean[c] = static_cast<float>(mean_d[c]);
+    invstd[c] = static_cast<float>(is);
+    const double a = is * (weight ? weight[c] : 1.0f);
+    const float af = static_cast<float>(a);
+    vm[c] = mean[c];
+    va[c] = af;
+    const double lo = mean_d[c] - static_cast<double>(mean[c]);  // mean = hi + lo
+    vb[c] = static_cast<float>((bias ? bias[c] : 0.0f) - (std::isfinite(lo) ? lo * af : 0.0));
+  }
+  if (t.tiles == 0) return;
+  if (t.cols) {
+    const std::vector<float> cm = expand(vm, t), ca = expand(va, t), cb = expand(vb, t);
+    for_tiles(t, [&](int64_t, const Tile& u) {
+      k.bn_apply_cols(x + u.off, y + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
+                      ca.data() + u.j0, cb.data() + u.j0);
+    });
+  } else {
+    for_tiles(t, [&](int64_t, const Tile& u) {
+      k.bn_apply(x + u.off, y + u.off, u.rows, u.cols, t.CS, vm[u.c], va[u.c], vb[u.c]);
+    });
+  }
+}
+
+void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
+                         const float* invstd, float* dx, float* dweight, float* dbias,
+                         const BatchNormParams& p) {
+  const Tiling t = make_tiling(p);
+  const KernelTable& k = kernels();
+  const int64_t C = p.C, M = p.M();
+  const bool sums = p.training ? (dx || dweight || dbias) : (dweight || dbias);
+  std::vector<double> sdy(C, 0.0), sdxm(C, 0.0);
+  std::vector<float> vm(mean, mean + C);
+  std::vector<float> cm;
+  if (t.cols && t.tiles) cm = expand(vm, t);
+  if (sums && t.tiles) {
+    const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
+    std::vector<double> rg(nrec), rh(nrec);
+    for_tiles(t, [&](int64_t, const Tile& u) {
+      if (t.cols) {
+        const int64_t r = u.ib * t.CS + u.j0;
+        k.bn_bwd_col_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
+                          rg.data() + r, rh.data() + r);
+      } else {
+        const int64_t r = tile_record(t, u);
+        k.bn_bwd_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, vm[u.c], &rg[r], &rh[r]);
+      }
+    });
+    if (t.cols) {
+      merge_row_blocks(t, [&](int64_t ia, int64_t ib, int64_t j0, int64_t j1, int64_t) {
+        double* ga = rg.data() + ia * t.CS;
+        double* ha = rh.data() + ia * t.CS;
+        const double* gb = rg.data() + ib * t.CS;
+        const double* hb = rh.data() + ib * t.CS;
+        for (int64_t j = j0; j < j1; ++j) ga[j] += gb[j], ha[j] += hb[j];
+      });
+    }
+    const int64_t G = t.cols ? t.S : groups_of(t);
+    auto rec = [&](int64_t c, int64_t g) { return t.cols ? c * t.S + g : record_of(t, c, g); };
+    for_channels(t, [&](int64_t c) {
+      sdy[c] = tree_sum(0, G, [&](int64_t g) { return rg[rec(c, g)]; });
+      sdxm[c] = tree_sum(0, G, [&](int64_t g) { return rh[rec(c, g)]; });
+    });
+  }
+  if (dweight)
+    for (int64_t c = 0; c < C; ++c) dweight[c] = static_cast<float>(sdxm[c] * invstd[c]);
+  if (dbias)
+    for (int64_t c = 0; c < C; ++c) dbias[c] = static_cast<float>(sdy[c]);
+  if (!dx || t.tiles == 0) return;
+  std::vector<float> vp(C), vs(C), vq(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double is = invstd[c];
+    const double s = is * (weight ? weight[c] : 1.0f);
+    vs[c] = static_cast<float>(s);
+    vp[c] = static_cast<float>(sdy[c] / static_cast<double>(M));
+    vq[c] = static_cast<float>(is * is * (sdxm[c] / static_cast<double>(M)) * s);
+  }
+  if (!p.training) {  // dx = dy * invstd * weight: dy only
+    if (t.cols) {
+      const std::vector<float> zero(static_cast<size_t>(t.CS), 0.0f), cs = expand(vs, t);
+      for_tiles(t, [&](int64_t, const Tile& u) {
+        k.bn_apply_cols(dy + u.off, dx + u.off, u.rows, u.cols, t.CS, zero.data(),
+                        cs.data() + u.j0, zero.data());
+      });
+    } else {
+      for_tiles(t, [&](int64_t, const Tile& u) {
+        k.bn_apply(dy + u.off, dx + u.off, u.rows, u.cols, t.CS, 0.0f, vs[u.c], 0.0f);
+      });
+    }
+    return;
+  }
+  if (t.cols) {
+    const std::vector<float> cp = expand(vp, t), cs = expand(vs, t), cq = expand(vq, t);
+    for_tiles(t, [&](int64_t, const Tile& u) {
+      k.bn_bwd_apply_cols(dy + u.off, x + u.off, dx + u.off, u.rows, u.cols, t.CS,
+                          cm.data() + u.j0, cp.data() + u.j0, cs.data() + u.j0,
+                          cq.data() + u.j0);
+    });
+  } else {
+    for_tiles(t, [&](int64_t, const Tile& u) {
+      k.bn_bwd_apply(dy + u.off, x + u.off, dx + u.off, u.rows, u.cols, t.CS, vm[u.c], vp[u.c],
+                     vs[u.c], vq[u.c]);
+    });
+  }
+}
+
+}  // namespace fastcnn::cpu

@@ -1,0 +1,90 @@
+"""Batch normalisation: :func:`batch_norm` and :func:`batch_norm_backward` (PyTorch's semantics).
+
+Per-channel statistics over N and the spatial axes of channels-first inputs (N, C), (N, C, L),
+(N, C, H, W). The CPU kernels reduce in fixed tiles combined in a fixed tree (bit-identical for
+any thread count): each tile's mean, then its centred sum of squares (a chunked two-pass, so a
+large mean costs no accuracy), merged across tiles in float64; the CUDA kernels follow the same
+plan without atomics (deterministic run to run).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._args import check_bool
+from ._door import _backend, _converts
+
+
+def _real(v: Any, name: str, op: str, *, minimum: float | None = None) -> float:
+    """``v`` as a finite Python float; TypeError for a non-number (bools too), ValueError
+    below ``minimum`` (the reference's rule)."""
+    if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
+        raise TypeError(f"{op}: {name} must be a real number, got {v!r} ({type(v).__name__})")
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"{op}: {name} must be finite, got {f}")
+    if minimum is not None and f < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {f}")
+    return f
+
+
+@_converts("x", "weight", "bias", "running_mean", "running_var")
+def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
+               training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> tuple[Any, Any, Any]:
+    """Batch normalisation per channel over N and the spatial axes (``F.batch_norm``).
+
+    Args:
+        x: (N, C), (N, C, L) or (N, C, H, W) float32.
+        weight, bias: (C,) float32 or None (1 and 0).
+        running_mean, running_var: (C,) float32 or None (both or neither; required when
+            ``training=False``). In training they are updated IN PLACE (so they must be
+            C-contiguous and writeable): ``r = (1 - momentum) * r + momentum * batch_stat``,
+            with the unbiased variance (M / (M - 1), M = N * spatial) for ``running_var``.
+        training: normalise with the batch statistics (biased variance); needs M > 1
+            (ValueError otherwise, as PyTorch). False: with the running statistics.
+        momentum: PyTorch's convention (Keras's momentum k is ``1 - k`` here).
+        eps: added to the variance, >= 0.
+
+    Returns:
+        ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
+        (C,) ``mean`` and ``invstd = 1 / sqrt(var + eps)`` used (the batch's in training, the
+        running ones in inference), which :func:`batch_norm_backward` takes. An empty batch in
+        training gives NaN mean / invstd and leaves the running statistics alone.
+    """
+    op = "batch_norm"
+    training = check_bool(training, "training", op=op)
+    momentum = _real(momentum, "momentum", op)
+    eps = _real(eps, "eps", op, minimum=0.0)
+    return _backend(op, x, weight, bias, running_mean, running_var).batch_norm(
+        x, weight, bias, running_mean, running_var, training, momentum, eps)
+
+
+@_converts("dy", "x", "weight", "mean", "invstd")
+def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
+                        training: bool = True, compute_dx: bool = True,
+                        compute_dw: bool = True) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`batch_norm`.
+
+    Args:
+        dy, x: (N, C[, L | H, W]) float32 of one shape: the output's gradient, the forward input.
+        weight: (C,) or None (1).
+        mean, invstd: (C,), the forward's outputs.
+        training: True: through the batch statistics (PyTorch's formula,
+            ``dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * weight``); False:
+            through fixed statistics, ``dx = dy * invstd * weight`` (reads dy only).
+        compute_dx: False skips dx; compute_dw: False skips dweight and dbias.
+
+    Returns:
+        ``(dx, dweight, dbias)``: dx of x's shape or None; dweight = ``sum(dy * xhat)``,
+        dbias = ``sum(dy)`` over N and the spatial axes, (C,) each, or None.
+    """
+    op = "batch_norm_backward"
+    training = check_bool(training, "training", op=op)
+    compute_dx = check_bool(compute_dx, "compute_dx", op=op)
+    compute_dw = check_bool(compute_dw, "compute_dw", op=op)
+    return _backend(op, dy, x, weight, mean, invstd).batch_norm_backward(
+        dy, x, weight, mean, invstd, training, compute_dx, compute_dw)
