@@ -14,7 +14,10 @@ namespace {
         ns::conv2d_wgrad_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd,               \
         ns::maxpool2d_fwd, ns::maxpool2d_bwd, ns::sum, ns::add, ns::fma_probe,              \
         ns::kFmaProbeFlopsPerIter, ns::transpose, ns::conv2d_im2col,                        \
-        ns::conv2d_im2col_wgrad                                                             \
+        ns::conv2d_im2col_wgrad,                                                            \
+        /* pooling family (issue 17) */                                                     \
+        ns::avgpool2d_fwd, ns::avgpool2d_bwd, ns::global_avgpool2d_fwd,                     \
+        ns::global_avgpool2d_bwd, ns::global_maxpool2d_fwd, ns::global_maxpool2d_bwd        \
   }
 
 const KernelTable& table_for(Isa isa) {
