@@ -39,11 +39,22 @@ from .activation import relu, relu_backward
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
 from .optim import adam_update, sgd_update
-from .pooling import max_pool2d, max_pool2d_backward
+from .pooling import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 from .probability import cross_entropy, log_softmax, softmax
 
 __all__ = [
     "adam_update",
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "check_bool",
     "check_int",
     "conv2d",
@@ -51,6 +62,10 @@ __all__ = [
     "conv_output_size",
     "conv_padding",
     "cross_entropy",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
     "linear",
     "linear_backward",
     "log_softmax",
