@@ -91,7 +91,7 @@ def test_avg_pool2d_widths(isa: str, rng: np.random.Generator, w: int, opts: dic
     k = opts["kernel_size"]
     kh, kw = (k, k) if isinstance(k, int) else k
     p = opts.get("padding", 0)
-    ph, pw = (p, p) if isinstance(p, int) else p
+    pw = p if isinstance(p, int) else p[1]
     if w + 2 * pw < kw:
         pytest.skip("window wider than the padded input")
     check_avg(rng, (2, 3, max(kh, 5), w), opts, isa)
@@ -320,7 +320,7 @@ def test_bit_identical_for_1_and_2_threads(isa: str, rng: np.random.Generator) -
         results.append([ops.avg_pool2d(x, **opts), ops.avg_pool2d_backward(dy, x, **opts),
                         ops.global_avg_pool2d(x), ops.global_max_pool2d(x, return_indices=True)[1],
                         ops.global_avg_pool2d_backward(g, x), ops.global_max_pool2d_backward(g, x)])
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
@@ -363,7 +363,7 @@ def test_bad_arguments() -> None:
         ops.avg_pool2d(x.astype(np.float64), 2)
     with pytest.raises(ValueError, match="avg_pool2d: x must be 4-D"):
         ops.avg_pool2d(x[0], 2)
-    with pytest.raises(ValueError, match="padding .* at most half"):
+    with pytest.raises(ValueError, match=r"padding .* at most half"):
         ops.avg_pool2d(x, 2, padding=2)
     with pytest.raises(ValueError, match="divisor_override must not be 0"):
         ops.avg_pool2d(x, 2, divisor_override=0)
