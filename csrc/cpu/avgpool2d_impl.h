@@ -105,6 +105,8 @@ void avg_fwd_planes(const float* x, float* y, const float* div, const Pool2dPara
       int64_t q = qa;
       for (; q + 4 * L <= qb; q += 4 * L)
         avg_blocks<M, KW, 4>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
+      for (; q + 2 * L <= qb; q += 2 * L)
+        avg_blocks<M, KW, 2>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
       for (; q < qb; q += L)
         avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q * sw - pw, imin(L, qb - q), dr + q,
                              yr + q);
@@ -166,6 +168,44 @@ inline float avg_grad_elem(const float* g, int64_t Q, int64_t oa, int64_t ob, in
   return acc;
 }
 
+// U blocks of n (<= kW; n < kW only when U == 1) consecutive dx elements of one row, stride 1:
+// lane i of block u sums g[oh, start + u*kW + i + j] over oh in [oa, ob], j < kw, in that order.
+template <int U>
+__attribute__((always_inline)) inline void grad_unit_blocks(const float* g, int64_t Q, int64_t oa,
+                                                            int64_t ob, int64_t kw, int64_t start,
+                                                            int64_t n, float* d) {
+  constexpr int64_t L = V::kW;
+  typename V::F acc[U];
+  for (int u = 0; u < U; ++u) acc[u] = V::zero();
+  for (int64_t oh = oa; oh <= ob; ++oh) {
+    const float* src = g + oh * Q + start;
+    for (int64_t j = 0; j < kw; ++j)
+      for (int u = 0; u < U; ++u) acc[u] = V::add(acc[u], V::load_n(src + j + u * L, n));
+  }
+  for (int u = 0; u < U; ++u) V::store_n(d + u * L, acc[u], n);
+}
+
+// U blocks of 2n (n <= kW; n < kW only when U == 1) consecutive dx elements of one row, stride 2:
+// the even element of lane i (block u) sums g[oh, e0 + u*kW + i + m], m < ce, the odd one
+// g[oh, o0 + u*kW + i + m], m < co, over oh in [oa, ob]; then the two are interleaved.
+template <int U>
+__attribute__((always_inline)) inline void grad_pair_blocks(const float* g, int64_t Q, int64_t oa,
+                                                            int64_t ob, int64_t e0, int64_t ce,
+                                                            int64_t o0, int64_t co, int64_t n,
+                                                            float* d) {
+  constexpr int64_t L = V::kW;
+  typename V::F e[U], o[U];
+  for (int u = 0; u < U; ++u) e[u] = V::zero(), o[u] = V::zero();
+  for (int64_t oh = oa; oh <= ob; ++oh) {
+    const float* row = g + oh * Q;
+    for (int64_t m = 0; m < ce; ++m)
+      for (int u = 0; u < U; ++u) e[u] = V::add(e[u], V::load_n(row + e0 + m + u * L, n));
+    for (int64_t m = 0; m < co; ++m)
+      for (int u = 0; u < U; ++u) o[u] = V::add(o[u], V::load_n(row + o0 + m + u * L, n));
+  }
+  for (int u = 0; u < U; ++u) V::store_interleaved_n(d + 2 * u * L, e[u], o[u], n);
+}
+
 inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, float* g,
                                const Pool2dParams& p, int64_t planes) {
   constexpr int64_t L = V::kW;
@@ -181,6 +221,12 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
   }
   wa = imin(wa, W);
   if (wb < wa) wb = wa;
+  // stride 2: the even elements wa, wa + 2, ... (lane i: wa + 2i) take the run of c0 windows from
+  // a0 + i, the odd ones c1 windows from a1 + i (c = wa + pw: the windows containing w are
+  // [ceil((w + pw - kw + 1) / 2), floor((w + pw) / 2)])
+  const int64_t c = wa + pw;
+  const int64_t a0 = ceil_div_any(c - kw + 1, 2), c0 = c / 2 - a0 + 1;
+  const int64_t a1 = ceil_div_any(c + 2 - kw, 2), c1 = (c + 1) / 2 - a1 + 1;
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* dyp = dy + pl * PQ;
     float* dxp = dx + pl * H * W;
@@ -199,34 +245,24 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
       }
       for (int64_t w = 0; w < wa; ++w) dr[w] = avg_grad_elem(g, Q, oa, ob, w, pw, kw, sw);
       int64_t w = wa;
-      if (sw == 1) {
-        for (; w < wb; w += L) {
-          const int64_t n = imin(L, wb - w);
-          typename V::F acc = V::zero();
-          for (int64_t oh = oa; oh <= ob; ++oh) {
-            const float* src = g + oh * Q + w + pw - kw + 1;
-            for (int64_t j = 0; j < kw; ++j) acc = V::add(acc, V::load_n(src + j, n));
-          }
-          V::store_n(dr + w, acc, n);
-        }
+      if (sw == 1) {  // dx[w] takes g[oh, w + off + j], j < kw
+        const int64_t off = pw - kw + 1;
+        for (; w + 4 * L <= wb; w += 4 * L)
+          grad_unit_blocks<4>(g, Q, oa, ob, kw, w + off, L, dr + w);
+        for (; w + 2 * L <= wb; w += 2 * L)
+          grad_unit_blocks<2>(g, Q, oa, ob, kw, w + off, L, dr + w);
+        for (; w < wb; w += L)
+          grad_unit_blocks<1>(g, Q, oa, ob, kw, w + off, imin(L, wb - w), dr + w);
         w = wb;
-      } else if (sw == 2) {
-        for (; w + 1 < wb; w += 2 * L) {
+      } else if (sw == 2) {  // blocks step by an even count: the phases' runs are fixed per plane
+        for (; w + 4 * L <= wb; w += 4 * L)
+          grad_pair_blocks<2>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, L,
+                              dr + w);
+        while (wb - w >= 2) {
           const int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
-          const int64_t c = w + pw;
-          const int64_t a0 = ceil_div_any(c - kw + 1, 2), b0 = c / 2;
-          const int64_t a1 = ceil_div_any(c + 2 - kw, 2), b1 = (c + 1) / 2;
-          typename V::F e = V::zero(), od = V::zero();
-          for (int64_t oh = oa; oh <= ob; ++oh) {
-            const float* row = g + oh * Q;
-            for (int64_t m = a0; m <= b0; ++m) e = V::add(e, V::load_n(row + m, n));
-            for (int64_t m = a1; m <= b1; ++m) od = V::add(od, V::load_n(row + m, n));
-          }
-          V::store_interleaved_n(dr + w, e, od, n);
-          if (n < L) {
-            w += 2 * n;
-            break;
-          }
+          grad_pair_blocks<1>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, n,
+                              dr + w);
+          w += 2 * n;
         }
       }
       for (; w < W; ++w) dr[w] = avg_grad_elem(g, Q, oa, ob, w, pw, kw, sw);
