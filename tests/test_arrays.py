@@ -181,6 +181,14 @@ CASES: dict[str, Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "sgd_update": lambda: ((_f(6), _f(6), _f(6)), dict(lr=0.1, momentum=0.9)),
     "adam_update": lambda: ((_f(6), _f(6), np.zeros(6, np.float32), np.zeros(6, np.float32)),
                             dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1)),
+    # pooling family (issue 17)
+    "avg_pool2d": lambda: ((_f(2, 3, 7, 7), 3), dict(stride=2, padding=1, ceil_mode=True)),
+    "avg_pool2d_backward": lambda: ((_f(2, 3, 4, 4), _f(2, 3, 7, 7), 3),
+                                    dict(stride=2, padding=1, ceil_mode=True)),
+    "global_avg_pool2d": lambda: ((_f(2, 3, 5, 5),), {}),
+    "global_avg_pool2d_backward": lambda: ((_f(2, 3), _f(2, 3, 5, 5)), {}),
+    "global_max_pool2d": lambda: ((_f(2, 3, 5, 5),), dict(return_indices=True)),
+    "global_max_pool2d_backward": lambda: ((_f(2, 3), _f(2, 3, 5, 5)), {}),
 }
 
 
