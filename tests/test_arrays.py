@@ -186,6 +186,14 @@ CASES: dict[str, Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = {
                             np.ones(3, np.float32)), dict(training=True)),
     "batch_norm_backward": lambda: ((_f(4, 3, 5), _f(4, 3, 5), _f(3), _f(3),
                                      np.abs(_f(3)) + np.float32(0.5)), {}),
+    # pooling family (issue 17)
+    "avg_pool2d": lambda: ((_f(2, 3, 7, 7), 3), dict(stride=2, padding=1, ceil_mode=True)),
+    "avg_pool2d_backward": lambda: ((_f(2, 3, 4, 4), _f(2, 3, 7, 7), 3),
+                                    dict(stride=2, padding=1, ceil_mode=True)),
+    "global_avg_pool2d": lambda: ((_f(2, 3, 5, 5),), {}),
+    "global_avg_pool2d_backward": lambda: ((_f(2, 3), _f(2, 3, 5, 5)), {}),
+    "global_max_pool2d": lambda: ((_f(2, 3, 5, 5),), dict(return_indices=True)),
+    "global_max_pool2d_backward": lambda: ((_f(2, 3), _f(2, 3, 5, 5)), {}),
 }
 
 

@@ -48,7 +48,10 @@ from fastcnn._geometry import conv_output_size, conv_padding, pair, pool_args, p
 EPS32 = float(np.finfo(np.float32).eps)
 OPS = ["conv2d", "conv2d_backward", "relu", "relu_backward", "max_pool2d",
        "max_pool2d_backward", "linear", "linear_backward", "softmax", "log_softmax",
-       "cross_entropy"]
+       "cross_entropy",
+       # pooling family (issue 17)
+       "avg_pool2d", "avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
+       "global_max_pool2d", "global_max_pool2d_backward"]
 LONG = settings(max_examples=2000, derandomize=False)
 
 
@@ -394,6 +397,57 @@ def cross_entropy_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
     return (logits, labels), draw(kwargs_of())
 
 
+# pooling family (issue 17): average pooling (no dilation) and the global pools
+@st.composite
+def avg_geometry(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any], tuple[Any, ...]]:
+    N, C, H, W = draw(st.integers(0, 3)), draw(_small_dim(3)), draw(_small_dim(10)), \
+        draw(_small_dim(10))
+    k = draw(option(int_or_pair(1, 4)))
+    kw = draw(kwargs_of(stride=option(st.one_of(st.none(), int_or_pair(1, 3))),
+                        padding=option(int_or_pair(0, 2)), ceil_mode=flags(),
+                        count_include_pad=flags(),
+                        divisor_override=option(st.one_of(st.none(), st.integers(-3, 5)))))
+    return (N, C, H, W), kw, (k,)
+
+
+@st.composite
+def avg_pool2d_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    xs, kw, rest = draw(avg_geometry())
+    return (draw(arrays(xs)), *rest), kw
+
+
+@st.composite
+def avg_pool2d_backward_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    xs, kw, rest = draw(avg_geometry())
+    kp = {k: v for k, v in kw.items() if k in ("stride", "padding", "ceil_mode")}
+    ys = _small(_pool_out_shape(xs, rest[0], kp)) or (xs[0], xs[1], 1, 1)
+    return (draw(arrays(ys)), draw(arrays(xs)), *rest), kw
+
+
+@st.composite
+def global_pool2d_calls(draw: st.DrawFn, indices: bool = False
+                        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    xs = (draw(st.integers(0, 3)), draw(_small_dim(4)), draw(_small_dim(9)), draw(_small_dim(9)))
+    kw = draw(kwargs_of(return_indices=flags())) if indices else draw(kwargs_of())
+    return (draw(arrays(xs)),), kw
+
+
+@st.composite
+def global_pool2d_backward_calls(draw: st.DrawFn, indices: bool = False
+                                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    xs = (draw(st.integers(0, 3)), draw(_small_dim(4)), draw(_small_dim(9)), draw(_small_dim(9)))
+    kw = draw(kwargs_of())
+    if indices and draw(st.booleans()):
+        kind = draw(st.sampled_from(["random", "random", "oob", "junk"]))
+        if kind == "junk":
+            kw["indices"] = Junk(draw(st.sampled_from(JUNK)))
+        else:
+            dtype = "int64" if draw(st.integers(0, 5)) < 5 else draw(
+                st.sampled_from(["int32", "uint64", "float32", "bool"]))
+            kw["indices"] = Indices(kind, dtype, "C", draw(st.integers(0, 2**32 - 1)))
+    return (draw(arrays(xs[:2])), draw(arrays(xs))), kw
+
+
 CALLS = {
     "conv2d": conv2d_calls(), "conv2d_backward": conv2d_backward_calls(),
     "relu": relu_calls(), "relu_backward": relu_backward_calls(),
@@ -401,6 +455,12 @@ CALLS = {
     "linear": linear_calls(), "linear_backward": linear_backward_calls(),
     "softmax": softmax_calls(), "log_softmax": softmax_calls(),
     "cross_entropy": cross_entropy_calls(),
+    # pooling family (issue 17)
+    "avg_pool2d": avg_pool2d_calls(), "avg_pool2d_backward": avg_pool2d_backward_calls(),
+    "global_avg_pool2d": global_pool2d_calls(),
+    "global_avg_pool2d_backward": global_pool2d_backward_calls(),
+    "global_max_pool2d": global_pool2d_calls(indices=True),
+    "global_max_pool2d_backward": global_pool2d_backward_calls(indices=True),
 }
 
 
@@ -533,10 +593,16 @@ def _reference(op: str, args: tuple[Any, ...], kw: dict[str, Any], f64: bool) ->
                                 **{k: conv(v) for k, v in kw.items()})
 
 
+# compared bit for bit with the float32 reference (selections, or sums in the kernels' order)
+BITWISE_OPS = ("relu", "relu_backward", "max_pool2d", "avg_pool2d", "avg_pool2d_backward",
+               "global_avg_pool2d", "global_avg_pool2d_backward", "global_max_pool2d",
+               "global_max_pool2d_backward")
+
+
 def compare(op: str, got: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
     """ops returned ``got``: the reference must accept the call and agree."""
     try:
-        exp = _reference(op, args, kw, f64=op not in ("relu", "relu_backward", "max_pool2d"))
+        exp = _reference(op, args, kw, f64=op not in BITWISE_OPS)
     except MemoryError:
         event("reference: MemoryError")
         return
@@ -552,7 +618,7 @@ def compare(op: str, got: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Non
         elif isinstance(e, float | np.floating):
             assert isinstance(g, float), f"{what}: expected a Python float, got {type(g)}"
             _compare_loss(g, float(e), args, what)
-        elif op in ("relu", "relu_backward", "max_pool2d") or e.dtype.kind in "iu":
+        elif op in BITWISE_OPS or e.dtype.kind in "iu":
             check_same(g, e, what)
         elif op == "max_pool2d_backward":
             kk = pair(args[2], "kernel_size")

@@ -297,6 +297,52 @@ def test_max_pool2d(isa: str, n: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# average and global pooling (pooling family, issue 17): float32 references in the kernels'
+# order, so the comparisons are bit for bit
+# ----------------------------------------------------------------------------------------------
+AVG_POOLS: list[dict[str, Any]] = [
+    {"kernel_size": 2},
+    {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    {"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": False},
+    {"kernel_size": (1, 4), "stride": (2, 3), "divisor_override": 3},
+]
+
+
+def bitwise(got: Any, expected: Any, what: str) -> None:
+    if isinstance(expected, np.ndarray) and expected.dtype == np.int64:
+        exact(got, expected, what)
+    else:
+        check_bitwise(got, np.asarray(expected), what)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_avg_and_global_pools(isa: str, n: int) -> None:
+    rng = np.random.default_rng(500 + n)
+    for shape in [(2, 3, n, n), (1, 2, 5, n)]:
+        x = normal(rng, shape)
+        for opts in AVG_POOLS:
+            what = f"[{isa}] avg_pool2d {shape} {opts}"
+            y = ref.avg_pool2d(x, **opts)
+            run_guarded(lambda x, o=opts: ops.avg_pool2d(x, **o), {"x": x}, [y], bitwise, what, n)
+            dy = normal(rng, y.shape)
+            dx = ref.avg_pool2d_backward(dy, x, **opts)
+            run_guarded(lambda dy, x, o=opts: ops.avg_pool2d_backward(dy, x, **o),
+                        {"dy": dy, "x": x}, [dx], bitwise, what + " backward", n)
+        what = f"[{isa}] global pools {shape}"
+        g = normal(rng, shape[:2])
+        y, idx = ref.global_max_pool2d(x, return_indices=True)
+        run_guarded(lambda x: ops.global_avg_pool2d(x), {"x": x}, [ref.global_avg_pool2d(x)],
+                    bitwise, what + " avg", n)
+        run_guarded(lambda x: ops.global_max_pool2d(x, return_indices=True), {"x": x},
+                    [y, idx], bitwise, what + " max", n)
+        run_guarded(lambda dy, x: ops.global_avg_pool2d_backward(dy, x), {"dy": g, "x": x},
+                    [ref.global_avg_pool2d_backward(g, x)], bitwise, what + " avg backward", n)
+        run_guarded(lambda dy, x, indices: ops.global_max_pool2d_backward(dy, x, indices=indices),
+                    {"dy": g, "x": x, "indices": idx}, [ref.global_max_pool2d_backward(g, x)],
+                    bitwise, what + " max backward", n)
+
+
+# ----------------------------------------------------------------------------------------------
 # the method itself
 # ----------------------------------------------------------------------------------------------
 def test_the_guards_and_the_garbage_work() -> None:

@@ -133,5 +133,6 @@ inline FArray inplace_float(py::handle obj, const char* op, const char* name, in
 // The op families bound in their own files: csrc/bindings/cpu_<family>.cpp defines
 // bind_<family>(m), declared here and called from module_cpu.cpp's PYBIND11_MODULE.
 void bind_normalization(py::module_& m);  // cpu_normalization.cpp (batch_norm)
+void bind_pooling(py::module_& m);  // cpu_pooling.cpp: avg and global pooling (issue 17)
 
 }  // namespace fastcnn::bind

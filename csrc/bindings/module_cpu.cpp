@@ -356,4 +356,5 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("softmax", &softmax, py::arg("x"), py::arg("log") = false);
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
   fastcnn::bind::bind_normalization(m);  // normalization family (cpu_normalization.cpp)
+  bind_pooling(m);  // cpu_pooling.cpp (issue 17)
 }

@@ -344,4 +344,5 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("l2"), py::arg("decay"), py::arg("has_l2"), py::arg("has_decay"),
         py::arg("stream"));
   fastcnn::bind::bind_normalization(m);  // normalization family (cuda_normalization.cpp)
+  bind_pooling(m);  // cuda_pooling.cpp (issue 17)
 }

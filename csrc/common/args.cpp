@@ -236,6 +236,65 @@ BatchNormParams check_batch_norm_backward_args(const Shape& dy, const Shape& x,
   check_per_channel(&invstd, "invstd", x, p.C, op);
   p.training = training;
   return p;
+// ---- pooling family: avg_pool2d, global_avg_pool2d, global_max_pool2d (issue 17) ----------
+
+AvgPool2dParams check_avg_pool2d_args(const Shape& x, int64_t kh, int64_t kw, int64_t sh,
+                                      int64_t sw, int64_t ph, int64_t pw, bool ceil_mode,
+                                      bool count_include_pad, bool has_divisor,
+                                      int64_t divisor_override, const char* op) {
+  FASTCNN_CHECK(x.size() == 4, op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
+  FASTCNN_CHECK(kh >= 1 && kw >= 1, op, ": kernel_size must be >= 1, got (", kh, ", ", kw, ")");
+  FASTCNN_CHECK(sh >= 1 && sw >= 1, op, ": stride must be >= 1, got (", sh, ", ", sw, ")");
+  FASTCNN_CHECK(ph >= 0 && pw >= 0, op, ": padding must be >= 0, got (", ph, ", ", pw, ")");
+  constexpr int64_t kMaxDim = int64_t{1} << 31;
+  for (int64_t v : {kh, kw, sh, sw, ph, pw})
+    FASTCNN_CHECK(v < kMaxDim, op, ": kernel_size, stride and padding must be < 2^31, got ", v);
+  FASTCNN_CHECK(ph <= kh / 2 && pw <= kw / 2, op, ": padding (", ph, ", ", pw,
+                ") must be at most half the kernel_size (", kh, ", ", kw, ")");
+  FASTCNN_CHECK(!has_divisor || divisor_override != 0, op,
+                ": divisor_override must not be 0 (None: the window's size)");
+  FASTCNN_CHECK(!has_divisor || (divisor_override < kMaxDim && divisor_override > -kMaxDim), op,
+                ": divisor_override must lie in (-2^31, 2^31), got ", divisor_override);
+  FASTCNN_CHECK(x[1] >= 1 && x[2] >= 1 && x[3] >= 1, op, ": x of shape ", shape_str(x),
+                " has an empty channel or spatial dimension");
+  FASTCNN_CHECK(x[2] + 2 * ph >= kh && x[3] + 2 * pw >= kw, op, ": the window (", kh, ", ", kw,
+                ") is larger than the padded input (", x[2], " + 2*", ph, ", ", x[3], " + 2*", pw,
+                ")");
+  AvgPool2dParams a;
+  Pool2dParams& p = a.pool;
+  p.N = x[0], p.C = x[1], p.H = x[2], p.W = x[3];
+  p.kh = kh, p.kw = kw, p.stride_h = sh, p.stride_w = sw, p.pad_h = ph, p.pad_w = pw;
+  p.dil_h = 1, p.dil_w = 1, p.ceil_mode = ceil_mode;
+  p.P = pool_out_size(p.H, kh, sh, ph, 1, ceil_mode, "the height");
+  p.Q = pool_out_size(p.W, kw, sw, pw, 1, ceil_mode, "the width");
+  checked_numel({std::max<int64_t>(p.N, 1), p.C, p.P, p.Q}, "avg_pool2d output");
+  checked_numel({p.N, p.C, p.H, p.W}, "avg_pool2d input");
+  a.count_include_pad = count_include_pad;
+  a.divisor_override = has_divisor ? divisor_override : 0;
+  return a;
+}
+
+void check_avg_pool2d_grad(const Shape& dy, const AvgPool2dParams& a) {
+  const Pool2dParams& p = a.pool;
+  const Shape want{p.N, p.C, p.P, p.Q};
+  FASTCNN_CHECK(dy == want, "avg_pool2d_backward: dy has shape ", shape_str(dy),
+                " but the forward pass for this x and these options gives ", shape_str(want));
+}
+
+GlobalPool2dParams check_global_pool2d_args(const Shape& x, const char* op) {
+  FASTCNN_CHECK(x.size() == 4, op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
+  FASTCNN_CHECK(x[1] >= 1 && x[2] >= 1 && x[3] >= 1, op, ": x of shape ", shape_str(x),
+                " has an empty channel or spatial dimension");
+  GlobalPool2dParams p;
+  p.N = x[0], p.C = x[1], p.H = x[2], p.W = x[3];
+  checked_numel({std::max<int64_t>(p.N, 1), p.C, p.H, p.W}, op);
+  return p;
+}
+
+void check_global_pool2d_grad(const Shape& dy, const GlobalPool2dParams& p, const char* op) {
+  const Shape want{p.N, p.C};
+  FASTCNN_CHECK(dy == want, op, ": dy has shape ", shape_str(dy),
+                " but the forward pass for this x gives ", shape_str(want));
 }
 
 }  // namespace fastcnn

@@ -63,5 +63,18 @@ BatchNormParams check_batch_norm_args(const Shape& x, const Shape* weight, const
 BatchNormParams check_batch_norm_backward_args(const Shape& dy, const Shape& x,
                                                const Shape* weight, const Shape& mean,
                                                const Shape& invstd, bool training);
+// ---- pooling family: avg_pool2d, global_avg_pool2d, global_max_pool2d (issue 17) ----------
+// x (N, C, H, W); PyTorch's rules for kernel_size, stride, padding (<= kernel/2), ceil_mode and
+// divisor_override (nonzero; has_divisor false: none). No dilation.
+AvgPool2dParams check_avg_pool2d_args(const Shape& x, int64_t kh, int64_t kw, int64_t sh,
+                                      int64_t sw, int64_t ph, int64_t pw, bool ceil_mode,
+                                      bool count_include_pad, bool has_divisor,
+                                      int64_t divisor_override, const char* op = "avg_pool2d");
+// dy must be (N, C, P, Q) of the forward described by p.
+void check_avg_pool2d_grad(const Shape& dy, const AvgPool2dParams& p);
+// x (N, C, H, W) with C, H, W >= 1 (op: "global_avg_pool2d", "global_max_pool2d_backward", ...).
+GlobalPool2dParams check_global_pool2d_args(const Shape& x, const char* op);
+// dy must be (N, C).
+void check_global_pool2d_grad(const Shape& dy, const GlobalPool2dParams& p, const char* op);
 
 }  // namespace fastcnn

@@ -100,6 +100,31 @@ struct BatchNormParams {
   bool training = false;
   double momentum = 0.1, eps = 1e-5;
   int64_t M() const { return N * S; }
+// ---- pooling family: average and global pooling (issue 17) -------------------------------------
+// Average pooling: the window geometry of Pool2dParams (no dilation), and PyTorch's divisor:
+// divisor_override when nonzero, else the window's size counting the padding (count_include_pad;
+// a ceil_mode window hanging past the padded input counts only up to its edge) or only the input
+// elements it covers.
+struct AvgPool2dParams {
+  Pool2dParams pool;
+  bool count_include_pad = true;
+  int64_t divisor_override = 0;  // 0: none
+};
+
+// Elements counted along one axis by window o (start o*stride - pad), PyTorch's avg_pool2d rule.
+inline int64_t avg_pool_count(int64_t o, int64_t size, int64_t k, int64_t stride, int64_t pad,
+                              bool include_pad) {
+  const int64_t start = o * stride - pad;
+  const int64_t end = start + k < size + pad ? start + k : size + pad;
+  if (include_pad) return end - start;
+  return (end < size ? end : size) - (start > 0 ? start : 0);
+}
+
+// Global pooling: one (H, W) plane per (n, c), reduced to one value.
+struct GlobalPool2dParams {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t planes() const { return N * C; }
+  int64_t HW() const { return H * W; }
 };
 
 }  // namespace fastcnn

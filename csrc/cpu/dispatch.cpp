@@ -18,6 +18,9 @@ namespace {
         /* normalization family */                                                          \
         ns::bn_stats, ns::bn_col_stats, ns::bn_bwd_sums, ns::bn_bwd_col_sums, ns::bn_apply, \
         ns::bn_apply_cols, ns::bn_bwd_apply, ns::bn_bwd_apply_cols                          \
+        /* pooling family (issue 17) */                                                     \
+        ns::avgpool2d_fwd, ns::avgpool2d_bwd, ns::global_avgpool2d_fwd,                     \
+        ns::global_avgpool2d_bwd, ns::global_maxpool2d_fwd, ns::global_maxpool2d_bwd        \
   }
 
 const KernelTable& table_for(Isa isa) {

@@ -123,6 +123,26 @@ using BnBwdApplyFn = void (*)(const float* dy, const float* x, float* dx, int64_
 using BnBwdApplyColsFn = void (*)(const float* dy, const float* x, float* dx, int64_t rows,
                                   int64_t cols, int64_t ld, const float* m, const float* p,
                                   const float* s, const float* q);
+// ---- pooling family: average and global pooling (issue 17) ------------------------------------
+// Average pooling forward on `planes` consecutive (n, c) planes: x (planes, H, W) -> y (planes,
+// P, Q), y[p, q] = 0 + (sum of the window's input elements in row-major order, from 0) /
+// div[p, q]; div (P, Q) is the driver's table of PyTorch's divisors as float.
+using AvgPool2dFwdFn = void (*)(const float* x, float* y, const float* div, const Pool2dParams& p,
+                                int64_t planes);
+// Its backward: dx[h, w] = 0 + sum of dy[p, q] / div[p, q] over the windows containing (h, w) in
+// increasing (p, q) order (0 when none); scratch: P*Q floats of the caller's.
+using AvgPool2dBwdFn = void (*)(const float* dy, float* dx, const float* div, float* scratch,
+                                const Pool2dParams& p, int64_t planes);
+// Global average over `planes` planes of HW floats: y[pl] = sum (the fixed 32-lane order of
+// generic/global_pool2d.cpp, the same on every ISA) / float(HW); backward dx = dy / float(HW).
+using GlobalAvgPool2dFwdFn = void (*)(const float* x, float* y, int64_t planes, int64_t HW);
+using GlobalAvgPool2dBwdFn = void (*)(const float* dy, float* dx, int64_t planes, int64_t HW);
+// Global max: max_pool2d's rule over each plane (idx may be null); backward: dx = 0 but
+// 0 + dy[pl] at idx[pl]; false when an index lies outside [0, HW) (skipped).
+using GlobalMaxPool2dFwdFn = void (*)(const float* x, float* y, int64_t* idx, int64_t planes,
+                                      int64_t HW);
+using GlobalMaxPool2dBwdFn = bool (*)(const float* dy, const int64_t* idx, float* dx,
+                                      int64_t planes, int64_t HW);
 
 struct KernelTable {
   Isa isa;
@@ -151,6 +171,13 @@ struct KernelTable {
   BnApplyColsFn bn_apply_cols;
   BnBwdApplyFn bn_bwd_apply;
   BnBwdApplyColsFn bn_bwd_apply_cols;
+  // pooling family (issue 17)
+  AvgPool2dFwdFn avgpool2d_fwd;
+  AvgPool2dBwdFn avgpool2d_bwd;
+  GlobalAvgPool2dFwdFn global_avgpool2d_fwd;
+  GlobalAvgPool2dBwdFn global_avgpool2d_bwd;
+  GlobalMaxPool2dFwdFn global_maxpool2d_fwd;
+  GlobalMaxPool2dBwdFn global_maxpool2d_bwd;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -199,6 +226,17 @@ struct KernelTable {
   void bn_bwd_apply_cols(const float* dy, const float* x, float* dx, int64_t rows,              \
                          int64_t cols, int64_t ld, const float* m, const float* p,              \
                          const float* s, const float* q);                                       \
+  /* pooling family (issue 17) */                                                               \
+  void avgpool2d_fwd(const float* x, float* y, const float* div, const Pool2dParams& p,         \
+                     int64_t planes);                                                           \
+  void avgpool2d_bwd(const float* dy, float* dx, const float* div, float* scratch,              \
+                     const Pool2dParams& p, int64_t planes);                                    \
+  void global_avgpool2d_fwd(const float* x, float* y, int64_t planes, int64_t HW);              \
+  void global_avgpool2d_bwd(const float* dy, float* dx, int64_t planes, int64_t HW);            \
+  void global_maxpool2d_fwd(const float* x, float* y, int64_t* idx, int64_t planes,             \
+                            int64_t HW);                                                        \
+  bool global_maxpool2d_bwd(const float* dy, const int64_t* idx, float* dx, int64_t planes,     \
+                            int64_t HW);                                                        \
                                                                                                 \
                                                                                                 \
   }

@@ -90,5 +90,20 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
 void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                          const float* invstd, float* dx, float* dweight, float* dbias,
                          const BatchNormParams& p);
+// ---- pooling family: average and global pooling (issue 17) ------------------------------------
+// y (N, C, P, Q) = avg_pool2d(x) (PyTorch's semantics and bits; avgpool2d.cpp builds the
+// divisor table); dx (N, C, H, W) its gradient, a deterministic gather.
+void avg_pool2d_forward(const float* x, float* y, const AvgPool2dParams& a);
+void avg_pool2d_backward(const float* dy, float* dx, const AvgPool2dParams& a);
+// y (N, C) = mean of each plane; dx (N, C, H, W) = dy / (H*W).
+void global_avg_pool2d_forward(const float* x, float* y, const GlobalPool2dParams& p);
+void global_avg_pool2d_backward(const float* dy, float* dx, const GlobalPool2dParams& p);
+// y (N, C) = max of each plane, idx (N, C) its flat index (may be null; max_pool2d's rule).
+void global_max_pool2d_forward(const float* x, float* y, int64_t* idx,
+                               const GlobalPool2dParams& p);
+// dx = dy routed to idx; an index outside [0, H*W) throws ValueError naming it (after the
+// parallel pass: no exception leaves a parallel region).
+void global_max_pool2d_backward(const float* dy, const int64_t* idx, float* dx,
+                                const GlobalPool2dParams& p);
 
 }  // namespace fastcnn::cpu

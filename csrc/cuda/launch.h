@@ -120,5 +120,21 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
 void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                          const float* invstd, float* dx, float* dweight, float* dbias, void* ws,
                          const BatchNormParams& p, Stream stream);
+// ---- pooling family: avgpool2d.cu, global_pool2d.cu (issue 17) -------------------------------
+// avg_pool2d: y (N, C, P, Q); its backward dx (N, C, H, W), a gather (no atomics). The CPU's bits.
+void avg_pool2d_forward(const float* x, float* y, const AvgPool2dParams& a, Stream stream);
+void avg_pool2d_backward(const float* dy, float* dx, const AvgPool2dParams& a, Stream stream);
+// Global pools: y (N, C) (idx (N, C) int64 may be null); backward dx (N, C, H, W).
+void global_avg_pool2d_forward(const float* x, float* y, const GlobalPool2dParams& p,
+                               Stream stream);
+void global_avg_pool2d_backward(const float* dy, float* dx, const GlobalPool2dParams& p,
+                                Stream stream);
+void global_max_pool2d_forward(const float* x, float* y, int64_t* idx,
+                               const GlobalPool2dParams& p, Stream stream);
+// check_indices (user-provided indices): ws (kPoolCheckWorkspaceBytes) receives a flag; an index
+// outside [0, H*W) throws std::invalid_argument (the CPU's message; one copy and a stream sync).
+void global_max_pool2d_backward(const float* dy, const int64_t* idx, float* dx,
+                                const GlobalPool2dParams& p, bool check_indices, void* ws,
+                                Stream stream);
 
 }  // namespace fastcnn::cuda

@@ -89,6 +89,18 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
             inp["dy"] = normal(*y.shape)
             if case.pass_ == "bwd_out":
                 inp["out"] = np.zeros(inp["x"].shape, np.float32)  # pages touched once, here
+    elif lay.op == "avg_pool2d":
+        inp["x"] = normal(d["N"], d["C"], d["H"], d["W"])
+        if bwd:
+            inp["dy"] = normal(d["N"], d["C"], *lay.out_hw())
+            if case.pass_ == "bwd_out":
+                inp["out"] = np.zeros(inp["x"].shape, np.float32)  # pages touched once, here
+    elif lay.op in ("global_avg_pool2d", "global_max_pool2d"):
+        inp["x"] = normal(d["N"], d["C"], d["H"], d["W"])
+        if bwd:
+            inp["dy"] = normal(d["N"], d["C"])
+            if lay.op == "global_max_pool2d":
+                inp["idx"] = ops.global_max_pool2d(inp["x"], return_indices=True)[1]
     else:
         raise ValueError(f"unknown op {lay.op!r}")
     return inp
@@ -114,6 +126,19 @@ def _dispatch(calls: Any, case: Case, a: dict[str, Any]) -> Fn | None:
         if p.startswith("fwd"):
             return calls.relu(a["x"], a.get("out"))
         return calls.relu_backward(a["dy"], a["y"], a.get("out"))
+    if lay.op == "avg_pool2d":
+        if p == "fwd":
+            return calls.avg_pool2d(a["x"], d["k"], d["stride"], d["pad"])
+        return calls.avg_pool2d_backward(a["dy"], a["x"], d["k"], d["stride"], d["pad"],
+                                         a.get("out"))
+    if lay.op == "global_avg_pool2d":
+        if p == "fwd":
+            return calls.global_avg_pool2d(a["x"])
+        return calls.global_avg_pool2d_backward(a["dy"], a["x"])
+    if lay.op == "global_max_pool2d":
+        if p.startswith("fwd"):
+            return calls.global_max_pool2d(a["x"], return_indices=p == "fwd_idx")
+        return calls.global_max_pool2d_backward(a["dy"], a["x"], a["idx"])
     k, s = d["k"], d["stride"]
     if p.startswith("fwd"):
         return calls.max_pool2d(a["x"], k, s, return_indices=p == "fwd_idx")
@@ -196,6 +221,44 @@ class _ApiCalls:
 
         return ref_into_out
 
+    # pooling family (issue 17); None where the API lacks the op (the CuPy reference)
+    def avg_pool2d(self, x: Any, k: int, s: int, pad: int) -> Fn | None:
+        f = getattr(self.api, "avg_pool2d", None)
+        return None if f is None else (lambda: f(x, k, stride=s, padding=pad))
+
+    def avg_pool2d_backward(self, dy: Any, x: Any, k: int, s: int, pad: int, out: Any
+                            ) -> Fn | None:
+        f = getattr(self.api, "avg_pool2d_backward", None)
+        if f is None:
+            return None
+        if out is None:
+            return lambda: f(dy, x, k, stride=s, padding=pad)
+        if self.api is ops:
+            return lambda: ops.avg_pool2d_backward(dy, x, k, stride=s, padding=pad, out=out)
+        xp = array_module(x)
+
+        def ref_into_out() -> Any:
+            xp.copyto(out, f(dy, x, k, stride=s, padding=pad))
+            return out
+
+        return ref_into_out
+
+    def global_avg_pool2d(self, x: Any) -> Fn | None:
+        f = getattr(self.api, "global_avg_pool2d", None)
+        return None if f is None else (lambda: f(x))
+
+    def global_avg_pool2d_backward(self, dy: Any, x: Any) -> Fn | None:
+        f = getattr(self.api, "global_avg_pool2d_backward", None)
+        return None if f is None else (lambda: f(dy, x))
+
+    def global_max_pool2d(self, x: Any, *, return_indices: bool) -> Fn | None:
+        f = getattr(self.api, "global_max_pool2d", None)
+        return None if f is None else (lambda: f(x, return_indices=return_indices))
+
+    def global_max_pool2d_backward(self, dy: Any, x: Any, idx: Any) -> Fn | None:
+        f = getattr(self.api, "global_max_pool2d_backward", None)
+        return None if f is None else (lambda: f(dy, x, indices=idx))
+
 
 class _TorchCalls(_ApiCalls):
     """PyTorch's calls: the forwards of ``torch.nn.functional`` (whose convolution, dense and
@@ -244,6 +307,35 @@ class _TorchCalls(_ApiCalls):
                 dy, x, [k, k], [s, s], [0, 0], [1, 1], False, idx)
         return lambda: aten.max_pool2d_with_indices_backward.grad_input(
             dy, x, [k, k], [s, s], [0, 0], [1, 1], False, idx, grad_input=out)
+
+    # pooling family (issue 17): the ATen kernels autograd calls; the global pools as
+    # adaptive pools to 1x1 (dy and the indices viewed as (N, C, 1, 1), the outputs as (N, C))
+    def avg_pool2d_backward(self, dy: Any, x: Any, k: int, s: int, pad: int, out: Any) -> Fn:
+        aten = self.aten
+        if out is None:
+            return lambda: aten.avg_pool2d_backward(dy, x, [k, k], [s, s], [pad, pad], False,
+                                                    True, None)
+        return lambda: aten.avg_pool2d_backward.grad_input(
+            dy, x, [k, k], [s, s], [pad, pad], False, True, None, grad_input=out)
+
+    def global_avg_pool2d(self, x: Any) -> Fn:
+        aten = self.aten
+        return lambda: aten._adaptive_avg_pool2d(x, [1, 1]).flatten(1)
+
+    def global_avg_pool2d_backward(self, dy: Any, x: Any) -> Fn:
+        aten, g = self.aten, dy.view(*dy.shape, 1, 1)
+        return lambda: aten._adaptive_avg_pool2d_backward(g, x)
+
+    def global_max_pool2d(self, x: Any, *, return_indices: bool) -> Fn:
+        aten = self.aten
+        if return_indices:
+            return lambda: tuple(t.flatten(1) for t in aten.adaptive_max_pool2d(x, [1, 1]))
+        return lambda: aten.adaptive_max_pool2d(x, [1, 1])[0].flatten(1)
+
+    def global_max_pool2d_backward(self, dy: Any, x: Any, idx: Any) -> Fn:
+        aten = self.aten
+        g, i = dy.view(*dy.shape, 1, 1), idx.view(*idx.shape, 1, 1)
+        return lambda: aten.adaptive_max_pool2d_backward(g, x, i)
 
 
 def api_fn(api: Any, case: Case, a: dict[str, Any]) -> Fn | None:

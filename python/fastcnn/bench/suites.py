@@ -9,7 +9,8 @@ each (shape, pass) pair is one :class:`Case`. The work of a case is counted once
 * ReLU and max pooling: bytes read plus bytes written, once each, as float32 (and int64 indices),
   the minimum traffic of the op: ReLU forward 4+4 bytes per element, backward 4+4+4 (dy, y ->
   dx); pooling forward ``4*|x| + 4*|y|`` (+ ``8*|y|`` for the indices), backward
-  ``4*|dy| + 8*|idx| + 4*|dx|``.
+  ``4*|dy| + 8*|idx| + 4*|dx|``; average pooling ``4*|x| + 4*|y|`` both ways; the global pools
+  ``4*|x| + 4*|y|`` (+ ``8*|y|`` for the max's indices, returned or read).
 
 Passes: ``fwd``; ``fwd_relu`` (convolution with the ReLU applied, fused in fastcnn's GEMM
 epilogue, as the layers run it); ``fwd_idx`` (pooling that also returns the argmax indices, as
@@ -24,6 +25,8 @@ The suites:
 * ``imagenet``: ResNet-like layers at batch 32: 3x3 convolutions 64->64 at 56x56 and 128->128 at
   28x28 (padding 1), the 7x7 stride-2 stem 3->64 at 224x224 (padding 3), 2x2 max pooling and
   ReLU on (32, 64, 112, 112), and a 4096->1000 dense layer at batch 256.
+  The pooling family: 2x2/2 and 3x3/2 (pad 1) average pools on (32, 64, 112, 112), 3x3/1
+  (pad 1) on (32, 64, 56, 56), and the global average / max pools on (2048, 64, 8, 8).
 * ``smoke``: tiny shapes of every op, for the test suite (not part of ``all``).
 """
 
@@ -47,7 +50,14 @@ PASSES: dict[str, tuple[str, ...]] = {
     "max_pool2d": ("fwd", "fwd_idx", "bwd", "bwd_out"),
     "relu": ("fwd", "bwd", "fwd_out", "bwd_out"),
     "linear": ("fwd", "bwd"),
+    # pooling family (issue 17)
+    "avg_pool2d": ("fwd", "bwd", "bwd_out"),
+    "global_avg_pool2d": ("fwd", "bwd"),
+    "global_max_pool2d": ("fwd", "fwd_idx", "bwd"),
 }
+
+POOL_OPS = ("max_pool2d", "avg_pool2d")  # the windowed pools (dims N C H W k stride [pad])
+GLOBAL_POOL_OPS = ("global_avg_pool2d", "global_max_pool2d")  # dims N C H W
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,10 @@ class Layer:
             p = (d["H"] + 2 * d["pad"] - d["R"]) // d["stride"] + 1
             q = (d["W"] + 2 * d["pad"] - d["S"]) // d["stride"] + 1
             return p, q
-        if self.op == "max_pool2d":
-            return ((d["H"] - d["k"]) // d["stride"] + 1, (d["W"] - d["k"]) // d["stride"] + 1)
+        if self.op in POOL_OPS:
+            pad = d.get("pad", 0)
+            return ((d["H"] + 2 * pad - d["k"]) // d["stride"] + 1,
+                    (d["W"] + 2 * pad - d["k"]) // d["stride"] + 1)
         raise ValueError(f"{self.op} has no spatial output")
 
 
@@ -124,6 +136,13 @@ class Case:
             ny = d["N"] * d["C"] * P * Q
             return {"fwd": 4 * nx + 4 * ny, "fwd_idx": 4 * nx + 12 * ny,
                     "bwd": 12 * ny + 4 * nx, "bwd_out": 12 * ny + 4 * nx}[p]
+        if lay.op == "avg_pool2d":  # x -> y; dy -> dx (no indices)
+            P, Q = lay.out_hw()
+            return 4 * d["N"] * d["C"] * (d["H"] * d["W"] + P * Q)
+        if lay.op in GLOBAL_POOL_OPS:  # x (N, C, H, W) <-> y (N, C) [+ int64 indices]
+            nx, ny = d["N"] * d["C"] * d["H"] * d["W"], d["N"] * d["C"]
+            idx = 8 * ny if p == "fwd_idx" or (p == "bwd" and lay.op == "global_max_pool2d") else 0
+            return 4 * nx + 4 * ny + idx
         raise ValueError(f"unknown op {lay.op!r}")
 
 
@@ -140,6 +159,18 @@ def _pool(suite: str, name: str, N: int, C: int, H: int, k: int = 2, *,
           passes: tuple[str, ...] = ("fwd", "fwd_idx", "bwd")) -> Layer:
     dims = (("N", N), ("C", C), ("H", H), ("W", H), ("k", k), ("stride", k))
     return Layer(suite, name, "max_pool2d", dims, passes, f"maxpool {k}x{k} ({N},{C},{H},{H})")
+
+
+def _avg(suite: str, name: str, N: int, C: int, H: int, k: int, stride: int, pad: int = 0
+         ) -> Layer:
+    dims = (("N", N), ("C", C), ("H", H), ("W", H), ("k", k), ("stride", stride), ("pad", pad))
+    return Layer(suite, name, "avg_pool2d", dims, PASSES["avg_pool2d"],
+                 f"avgpool {k}x{k}/{stride} pad {pad} ({N},{C},{H},{H})")
+
+
+def _global(suite: str, name: str, op: str, N: int, C: int, H: int) -> Layer:
+    return Layer(suite, name, op, (("N", N), ("C", C), ("H", H), ("W", H)), PASSES[op],
+                 f"{op.replace('_pool2d', '')} ({N},{C},{H},{H})")
 
 
 def _relu(suite: str, name: str, N: int, C: int, H: int = 1, *,
@@ -183,6 +214,13 @@ def _imagenet() -> list[Layer]:
         _conv(s, "conv3x3.64", 32, 64, 56, 64, 3, pad=1, passes=_IMAGENET_CONV_PASSES),
         _conv(s, "conv3x3.128", 32, 128, 28, 128, 3, pad=1, passes=_IMAGENET_CONV_PASSES),
         _dense(s, "dense", 256, 4096, 1000),
+        # pooling family (issue 17): DenseNet / ResNet-D style average pools, and the global
+        # pools of a CIFAR ResNet's head (8x8 planes, 64 channels, batch 2048: 33 MB)
+        _avg(s, "avgpool2x2", 32, 64, 112, 2, 2),
+        _avg(s, "avgpool3x3s2", 32, 64, 112, 3, 2, 1),
+        _avg(s, "avgpool3x3s1", 32, 64, 56, 3, 1, 1),
+        _global(s, "gap8x8", "global_avg_pool2d", 2048, 64, 8),
+        _global(s, "gmp8x8", "global_max_pool2d", 2048, 64, 8),
     ]
 
 
@@ -193,6 +231,9 @@ def _smoke() -> list[Layer]:
         _relu(s, "relu", 2, 4, 8, passes=PASSES["relu"]),
         _pool(s, "pool", 2, 4, 8, passes=PASSES["max_pool2d"]),
         _dense(s, "dense", 2, 16, 8),
+        _avg(s, "avgpool", 2, 4, 9, 3, 2, 1),
+        _global(s, "gap", "global_avg_pool2d", 2, 4, 5),
+        _global(s, "gmp", "global_max_pool2d", 2, 4, 5),
     ]
 
 

@@ -47,16 +47,31 @@ from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
 from .normalization import batch_norm, batch_norm_backward  # normalization family
 from .optim import adam_update, sgd_update
-from .pooling import max_pool2d, max_pool2d_backward
+from .pooling import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 from .probability import cross_entropy, log_softmax, softmax
 
 __all__ = [
     "adam_update",
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "batch_norm",
     "batch_norm_backward",
     "conv2d",
     "conv2d_backward",
     "cross_entropy",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
     "linear",
     "linear_backward",
     "log_softmax",
