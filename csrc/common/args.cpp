@@ -236,6 +236,8 @@ BatchNormParams check_batch_norm_backward_args(const Shape& dy, const Shape& x,
   check_per_channel(&invstd, "invstd", x, p.C, op);
   p.training = training;
   return p;
+}
+
 // ---- pooling family: avg_pool2d, global_avg_pool2d, global_max_pool2d (issue 17) ----------
 
 AvgPool2dParams check_avg_pool2d_args(const Shape& x, int64_t kh, int64_t kw, int64_t sh,

@@ -100,6 +100,8 @@ struct BatchNormParams {
   bool training = false;
   double momentum = 0.1, eps = 1e-5;
   int64_t M() const { return N * S; }
+};
+
 // ---- pooling family: average and global pooling (issue 17) -------------------------------------
 // Average pooling: the window geometry of Pool2dParams (no dilation), and PyTorch's divisor:
 // divisor_override when nonzero, else the window's size counting the padding (count_include_pad;

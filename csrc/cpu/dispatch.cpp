@@ -17,7 +17,7 @@ namespace {
         ns::conv2d_im2col_wgrad,                                                            \
         /* normalization family */                                                          \
         ns::bn_stats, ns::bn_col_stats, ns::bn_bwd_sums, ns::bn_bwd_col_sums, ns::bn_apply, \
-        ns::bn_apply_cols, ns::bn_bwd_apply, ns::bn_bwd_apply_cols                          \
+        ns::bn_apply_cols, ns::bn_bwd_apply, ns::bn_bwd_apply_cols,                         \
         /* pooling family (issue 17) */                                                     \
         ns::avgpool2d_fwd, ns::avgpool2d_bwd, ns::global_avgpool2d_fwd,                     \
         ns::global_avgpool2d_bwd, ns::global_maxpool2d_fwd, ns::global_maxpool2d_bwd        \
