@@ -38,7 +38,8 @@ for f in "$root"/csrc/cuda/*.cu; do
   g++ "${flags[@]}" -x c++ "${inc[@]}" "${defs[@]}" -c "$f" -o "$o" &
   objs+=("$o")
 done
-g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' -c "$root/csrc/bindings/module_cuda.cpp" \
+g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' \
+  -DFASTCNN_CUDA_ARCHS='"emulated"' -c "$root/csrc/bindings/module_cuda.cpp" \
   -o "$out/module_cuda.o" &
 wait
 
