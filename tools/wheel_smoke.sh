@@ -30,7 +30,8 @@ for cc in cc c++ gcc g++ clang clang++ nvcc cmake ninja make ld x86_64-linux-gnu
 done
 export PATH="$work/nocc:$PATH" CC="$work/nocc/cc" CXX="$work/nocc/c++" \
        CUDACXX="$work/nocc/nvcc"
-export PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
+# bytecode in the temporary folder: shared by this run's processes, written nowhere else
+export PYTHONPYCACHEPREFIX="$work/pycache" MPLBACKEND=Agg
 cd "$work"
 
 echo "== version and info =="
