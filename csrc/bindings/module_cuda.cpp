@@ -271,6 +271,7 @@ void adam_update(Ptr p, Ptr g, Ptr m, Ptr v, int64_t n, float step_size, float b
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fastcnn's CUDA kernels (raw pointers + shapes + stream; use fastcnn.ops with CuPy)";
   m.attr("__version__") = FASTCNN_VERSION;
+  m.attr("cuda_archs") = FASTCNN_CUDA_ARCHS;  // e.g. "sm_75 sm_90 compute_90" (CMakeLists.txt)
 
   m.def("device_count", [] { return cuda::device_count(); },
         "Number of CUDA devices; 0 without a driver or a GPU (never raises).");

@@ -33,6 +33,7 @@ from . import (
 )
 from ._device import cuda_available, cuda_built
 from ._native import cpu as _cpu
+from ._native import cuda_archs as _cuda_archs
 from .functional import Functional
 from .layers import Input
 from .model import Model, Sequential
@@ -91,7 +92,8 @@ def info() -> dict[str, object]:
     Returns:
         dict with keys ``version``, ``cpu_isa`` (the active kernels: "avx512" | "avx2" |
         "generic", capped by the FASTCNN_ISA environment variable), ``cpu_isa_best`` (what the CPU
-        supports), ``num_threads``, ``cuda_built`` and ``cuda_available``.
+        supports), ``num_threads``, ``cuda_built``, ``cuda_available`` and ``cuda_archs`` (the GPU
+        code in the CUDA module: ``sm_NN`` machine code, ``compute_NN`` PTX; empty without it).
     """
     return {
         "version": __version__,
@@ -100,6 +102,7 @@ def info() -> dict[str, object]:
         "num_threads": _cpu.num_threads(),
         "cuda_built": cuda_built(),
         "cuda_available": cuda_available(),
+        "cuda_archs": _cuda_archs(),
     }
 
 

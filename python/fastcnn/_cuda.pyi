@@ -15,6 +15,7 @@ from typing import Any
 Shape = tuple[int, ...]
 
 __version__: str
+cuda_archs: str  # the GPU code inside, e.g. "sm_75 sm_90 compute_90"
 POOL_CHECK_WORKSPACE_BYTES: int
 
 def device_count() -> int: ...

@@ -19,7 +19,7 @@ from types import ModuleType
 
 from . import _cpu as cpu
 
-__all__ = ["cpu", "cuda", "cuda_built", "cuda_device_count"]
+__all__ = ["cpu", "cuda", "cuda_archs", "cuda_built", "cuda_device_count"]
 
 
 def cuda() -> ModuleType:
@@ -51,3 +51,14 @@ def cuda_device_count() -> int:
     except ImportError:
         return 0
     return int(mod.device_count())
+
+
+def cuda_archs() -> list[str]:
+    """The GPU code the CUDA module holds: ``sm_NN`` (machine code for compute capability N.N)
+    and ``compute_NN`` (PTX, compiled by the driver for newer GPUs), e.g. ``["sm_75", "sm_90",
+    "compute_90"]``; empty when it is not built. Never raises."""
+    try:
+        mod = cuda()
+    except ImportError:
+        return []
+    return str(getattr(mod, "cuda_archs", "")).split()

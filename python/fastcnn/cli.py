@@ -91,7 +91,7 @@ def _cmd_info() -> int:
     from . import info
 
     for k, v in info().items():
-        print(f"{k}: {v}")
+        print(f"{k}: {(' '.join(v) or 'none') if isinstance(v, list) else v}")
     return 0
 
 

@@ -41,7 +41,8 @@ done
 for f in "$root"/csrc/bindings/module_cuda.cpp "$root"/csrc/bindings/cuda_*.cpp; do
   [ -e "$f" ] || continue
   o="$out/$(basename "$f").o"
-  g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' -c "$f" -o "$o" &
+  g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' \
+    -DFASTCNN_CUDA_ARCHS='"emulated"' -c "$f" -o "$o" &
   objs+=("$o")
 done
 wait
