@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -130,11 +131,13 @@ def _select_gpu(local: int) -> None:
 
 def _abort_hook(tp: type[BaseException], value: BaseException, tb: Any) -> None:
     c = _state.comm()
-    sys.stderr.write(f"[fastcnn.distributed] rank {c.rank} of {c.size} failed with an uncaught "
-                     f"exception; aborting the whole job (MPI_Abort):\n")
-    traceback.print_exception(tp, value, tb)
-    sys.stderr.flush()
+    text = "".join(traceback.format_exception(tp, value, tb))
+    head = f"{tp.__name__}: {value}".splitlines()[0] if str(value) else tp.__name__
     sys.stdout.flush()
+    sys.stderr.write(f"[fastcnn.distributed] rank {c.rank} of {c.size} failed ({head}); "
+                     f"aborting the whole job (MPI_Abort):\n{text}")
+    sys.stderr.flush()
+    time.sleep(0.3)  # let the launcher forward the message before the job is torn down
     c.abort(1)
     os._exit(1)  # pragma: no cover (Abort does not return)
 

@@ -62,10 +62,11 @@ def default_timeout() -> float:
     return t
 
 
-def _poll(done: Any, deadline: float, what: str, on_expiry: Any = None) -> None:
+def _poll(done: Any, timeout: float, what: str, on_expiry: Any = None) -> None:
     """Call ``done()`` until it is True: spin for the first ~0.2 ms, then sleep with a backoff
     of up to 1 ms; past ``deadline`` (time.monotonic) raise DistributedTimeoutError."""
     spins, sleep = 0, 1e-5
+    deadline = time.monotonic() + timeout
     while not done():
         if spins < 200:
             spins += 1
@@ -74,7 +75,8 @@ def _poll(done: Any, deadline: float, what: str, on_expiry: Any = None) -> None:
             if on_expiry is not None:
                 on_expiry()
             raise DistributedTimeoutError(
-                f"{what} did not complete within the collective timeout: another rank died, "
+                f"{what} did not complete within the collective timeout ({timeout:g} s): "
+                f"another rank died, "
                 f"hangs, or runs another code path (e.g. a different number of batches). "
                 f"Raise the timeout with fastcnn.distributed.init(timeout=...) or "
                 f"FASTCNN_DIST_TIMEOUT if a rank is just slow")
@@ -97,7 +99,7 @@ class Work:
 
     def wait(self, what: str) -> None:
         if not self.done:
-            _poll(self.test, time.monotonic() + self._timeout, what, self._expiry)
+            _poll(self.test, self._timeout, what, self._expiry)
         if self._then is not None:
             then, self._then = self._then, None
             then()
