@@ -102,7 +102,6 @@ import numpy as np
 from tqdm import tqdm
 
 from . import callbacks as _callbacks
-from .distributed import _fit as _dist  # identity at world size 1
 from ._arrays import as_array, is_cupy, is_torch
 from ._batches import (
     ArrayBatches,
@@ -119,6 +118,7 @@ from ._batches import (
     source_kind,
     validate_now,
 )
+from .distributed import _fit as _dist  # identity at world size 1
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential

@@ -63,23 +63,27 @@ def default_timeout() -> float:
 
 
 def _poll(done: Any, timeout: float, what: str, on_expiry: Any = None) -> None:
-    """Call ``done()`` until it is True: spin for the first ~0.2 ms, then sleep with a backoff
-    of up to 1 ms; past ``deadline`` (time.monotonic) raise DistributedTimeoutError."""
-    spins, sleep = 0, 1e-5
-    deadline = time.monotonic() + timeout
+    """Call ``done()`` until it is True: spin for the first 50 ms (MPI progresses only inside
+    MPI calls, and a sleeping rank delays its partners), then sleep with a backoff of up to
+    1 ms; past ``timeout`` seconds raise DistributedTimeoutError."""
+    start = time.monotonic()
+    spin_until, deadline = start + 0.05, start + timeout
+    sleep, i = 5e-5, 0
     while not done():
-        if spins < 200:
-            spins += 1
+        i += 1
+        if i & 63:
             continue
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now < spin_until:
+            continue
+        if now > deadline:
             if on_expiry is not None:
                 on_expiry()
             raise DistributedTimeoutError(
                 f"{what} did not complete within the collective timeout ({timeout:g} s): "
-                f"another rank died, "
-                f"hangs, or runs another code path (e.g. a different number of batches). "
-                f"Raise the timeout with fastcnn.distributed.init(timeout=...) or "
-                f"FASTCNN_DIST_TIMEOUT if a rank is just slow")
+                f"another rank died, hangs, or runs another code path (e.g. a different "
+                f"number of batches). Raise the timeout with fastcnn.distributed.init("
+                f"timeout=...) or FASTCNN_DIST_TIMEOUT if a rank is just slow")
         time.sleep(sleep)
         sleep = min(sleep * 2, 1e-3)
 

@@ -107,7 +107,7 @@ def batch_count(model: Any, n: int) -> int:
 def sync_gradients(model: Any) -> None:
     """Wait for the averaged gradients of the reducer attached to ``model`` (if any)."""
     r = _ATTACHED.get(model)
-    if r is not None and active():
+    if r is not None:
         r.wait()
 
 

@@ -71,7 +71,7 @@ def reduce_metrics(metrics: list[Any]) -> None:
             if np.issubdtype(v.dtype, np.integer):
                 new = np.rint(part).reshape(v.shape).astype(v.dtype)
         elif isinstance(v, int | np.integer):
-            new = int(round(part[0]))
+            new = int(np.rint(part[0]))
         else:
             new = float(part[0])
         setattr(m, k, new)

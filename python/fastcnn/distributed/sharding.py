@@ -11,8 +11,8 @@ or prediction batch that small is computed by rank 0 alone.
 This works for anything ``fit`` takes (arrays, ``ImageFolder`` and other datasets, Sequences,
 generators), as the same seed gives every rank the same order. The price: every rank
 produces the whole global batch before keeping its part (for arrays a gather in memory; a
-dataset that decodes files decodes the whole batch on every rank). ``seed=None`` is replaced by one seed drawn on rank 0 and
-broadcast (:func:`common_seed`), so the ranks' shuffles agree.
+dataset that decodes files decodes the whole batch on every rank). ``seed=None`` is replaced
+by one seed drawn on rank 0 and broadcast (:func:`common_seed`), so the ranks' shuffles agree.
 """
 
 from __future__ import annotations
