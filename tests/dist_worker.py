@@ -3,7 +3,8 @@
 
 Scenarios: ``train`` (fit + evaluate + predict on the digits, per-step weight checksums, rank-0
 files), ``resume`` (load a checkpoint and train on), ``mismatch`` (rank 1 uses another seed),
-``raise`` (rank 1 raises mid-epoch), ``hang`` (rank 1 stops answering), ``kill`` (rank 1 dies),
+``diffdata`` (the ranks read different
+batches), ``raise`` (rank 1 raises mid-epoch), ``hang`` (rank 1 stops answering), ``kill`` (rank 1 dies),
 ``loop`` (a custom loop with attach / shard_batches / allreduce_gradients). Each rank writes its
 diagnostics to ``OUT/diag_<rank>.json`` / ``.npz``; fit's own files go to ``OUT/files``.
 """
@@ -101,6 +102,9 @@ def main() -> int:
     elif scenario == "mismatch":
         m = model(seed=r)
         m.fit(x, y, batch_size=batch, epochs=1, seed=0, verbose=0)
+    elif scenario == "diffdata":  # each rank shuffles with its own seed: caught
+        perm = np.random.default_rng(r).permutation(len(x))
+        model().fit(x[perm], y[perm], batch_size=batch, shuffle=False, verbose=0)
     elif scenario in ("raise", "hang", "kill"):
         m = model()
         m.fit(x, y, batch_size=batch, epochs=2, seed=0, verbose=0,

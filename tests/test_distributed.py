@@ -186,6 +186,13 @@ def test_a_rank_with_another_model_is_an_error_naming_the_first_mismatch(
 
 
 @needs_mpi
+def test_ranks_reading_different_batches_is_an_error(tmp_path: Path) -> None:
+    p, took = run("diffdata", tmp_path, "32")
+    assert p.returncode != 0 and took < 30
+    assert "rank 1 read another first batch than rank 0" in p.stdout + p.stderr
+
+
+@needs_mpi
 def test_a_custom_loop_with_attach_and_allreduce_gradients(tmp_path: Path) -> None:
     p, _ = run("loop", tmp_path, "32")
     assert p.returncode == 0, p.stderr[-3000:]

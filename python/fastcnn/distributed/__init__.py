@@ -64,7 +64,7 @@ _old_excepthook: Any = None
 
 
 def init(backend: str = "auto", *, device: str = "cpu", timeout: float | None = None,
-         abort_on_exception: bool = True) -> int:
+         abort_on_exception: bool = True, shard_data: bool = True) -> int:
     """Join the job: read the MPI environment and set up the communicators. Returns the world
     size. Calling it again is a no-op (call :func:`shutdown` first to change settings).
 
@@ -81,6 +81,10 @@ def init(backend: str = "auto", *, device: str = "cpu", timeout: float | None = 
         abort_on_exception: under several ranks, an uncaught exception on a rank prints its
             traceback and aborts the whole job (``MPI_Abort``) instead of leaving the other
             ranks waiting.
+        shard_data: ``fit`` / ``evaluate`` / ``predict`` read the same batches on every rank
+            and each keeps its part (checked on each pass's first batch); False: each rank's
+            data is its own shard already and is used whole (the gradients are still
+            weighted by each rank's share of the global batch).
 
     Raises:
         DistributedError: a launcher started this process but mpi4py is missing; NCCL or a
@@ -106,7 +110,7 @@ def init(backend: str = "auto", *, device: str = "cpu", timeout: float | None = 
         dev = _select_gpu(host.local_rank)
         if backend in ("auto", "nccl"):
             dev = NCCLComm(host)
-    _state.set_comms(host, dev)
+    _state.set_comms(host, dev, shard_data)
     if abort_on_exception and host.size > 1 and _old_excepthook is None:
         _old_excepthook = sys.excepthook
         sys.excepthook = _abort_hook

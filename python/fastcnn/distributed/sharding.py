@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import secrets
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from . import _state
+from ._comm import DistributedError
 
 __all__ = ["common_seed", "local_items", "shard_batches", "shard_range"]
 
@@ -62,7 +64,7 @@ def local_items(items: Iterable[Any], who: str) -> Iterator[Any]:
     (short batches skipped on every rank) or an evaluation (short batches on rank 0)."""
     global _warned_short
     c = _state.comm()
-    if c.size == 1:
+    if c.size == 1 or not _state.shard_data():
         yield from items
         return
     rows: list[np.ndarray] = []
@@ -72,6 +74,8 @@ def local_items(items: Iterable[Any], who: str) -> Iterator[Any]:
     start = 0
     for item in items:
         n = _batch_len(item)
+        if start == 0:
+            _check_same_batch(item, who)
         if n >= c.size:
             lo, hi = shard_range(n, c.rank, c.size)
         elif who == "fit":
@@ -89,6 +93,26 @@ def local_items(items: Iterable[Any], who: str) -> Iterator[Any]:
             rows.append(np.arange(start + lo, start + hi, dtype=np.int64))
             yield _slice(item, lo, hi)
         start += n
+
+
+def _check_same_batch(item: Any, who: str) -> None:
+    """The first batch of a pass must be the same on every rank (else the shards would
+    overlap and miss samples): compare a CRC-32 of its inputs over the ranks."""
+    x = item[0] if isinstance(item, tuple | list) and len(item) in (1, 2, 3) else item
+    if hasattr(x, "get") and not isinstance(x, np.ndarray):
+        x = x.get()  # CuPy
+    elif hasattr(x, "numpy") and hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()  # a torch tensor
+    mine = zlib.crc32(np.ascontiguousarray(np.asarray(x)).tobytes()) if len(x) else 0
+    crcs = np.concatenate(_state.comm().allgather(np.array([mine], np.int64)))
+    bad = [r for r, v in enumerate(crcs.tolist()) if v != crcs[0]]
+    if bad:
+        raise DistributedError(
+            f"{who}: rank {bad[0]} read another first batch than rank 0 (CRC-32 {crcs[bad[0]]:08x} "
+            f"vs {crcs[0]:08x}): under several ranks every rank must read the same data in "
+            f"the same order, and each keeps its part of every batch. Give the dataset or "
+            f"generator a fixed seed (e.g. ImageFolder(..., seed=0)), or, if each rank reads "
+            f"its own data on purpose, call fastcnn.distributed.init(shard_data=False)")
 
 
 def shard_batches(batches: Iterable[Any], who: str = "fit") -> Iterator[Any]:
