@@ -18,6 +18,7 @@ of gradients pre-scaled by ``n_rank / n_global``).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -95,10 +96,17 @@ class Work:
     def __init__(self, test: Any, timeout: float, then: Any = None, on_expiry: Any = None) -> None:
         self._test, self._timeout, self._then, self._expiry = test, timeout, then, on_expiry
         self.done = False
+        self._lock = threading.Lock()  # a progress thread may test too: one at a time
 
     def test(self) -> bool:
-        if not self.done and self._test():
-            self.done = True
+        if self.done:
+            return True
+        if self._lock.acquire(blocking=False):
+            try:
+                if not self.done and self._test():
+                    self.done = True
+            finally:
+                self._lock.release()
         return self.done
 
     def wait(self, what: str) -> None:
@@ -114,6 +122,8 @@ class SelfComm:
 
     rank, size, local_rank, local_size = 0, 1, 0, 1
     name = "self"
+    #: whether several threads may call MPI at once (the progress thread needs it)
+    thread_multiple = False
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -158,6 +168,7 @@ class MPIComm(SelfComm):
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank, self.local_size = self.local.Get_rank(), self.local.Get_size()
+        self.thread_multiple = MPI.Query_thread() >= MPI.THREAD_MULTIPLE
 
     def _typed(self, buf: np.ndarray) -> list[Any]:
         if not (isinstance(buf, np.ndarray) and buf.flags.c_contiguous):

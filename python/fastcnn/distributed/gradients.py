@@ -11,8 +11,16 @@ written its gradients, every bucket whose layers are all done is copied into its
 pre-scaled, and its nonblocking allreduce (MPI ``Iallreduce``; NCCL on its own stream for CuPy
 gradients) starts while the layers below still run their backward. :meth:`GradientReducer.wait`
 starts what is left, waits for every bucket (with the collective timeout) and points each
-layer's ``grads`` at its slice of the reduced buffer, which the optimizer then reads. MPI makes
-progress inside MPI calls: each layer's hook also tests the buckets in flight.
+layer's ``grads`` at its slice of the reduced buffer, which the optimizer then reads.
+
+Progress. MPI moves a nonblocking collective forward only inside MPI calls, and a layer's
+backward is one long kernel call (the GIL released). With ``progress="thread"`` (the default;
+``FASTCNN_DIST_PROGRESS=thread|poll``) a helper thread tests the buckets in flight every few
+tens of microseconds while the kernels run, so the reduction really proceeds during the
+backward pass (when MPI runs at ``MPI_THREAD_MULTIPLE``, mpi4py's default, else it falls
+back to polling; a request is tested by one thread at a time); with ``"poll"`` only each
+layer's hook and :meth:`GradientReducer.wait` test them. NCCL needs neither: it runs on its
+own CUDA stream.
 
 The mean. Each rank's gradient is scaled by ``weight`` before the sum: ``1 / world_size``
 (equal shards: the plain mean of the ranks' mean gradients, which is the global batch's mean
@@ -23,6 +31,7 @@ still exactly the global batch's mean).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -77,6 +86,8 @@ class GradientReducer:
         bucket_mb: MiB per bucket (default ``FASTCNN_DIST_BUCKET_MB`` or 4).
         overlap: start each bucket's allreduce during the backward pass (layer hooks);
             False: everything starts in :meth:`wait`.
+        progress: ``"thread"`` or ``"poll"`` (see Progress above; default
+            ``FASTCNN_DIST_PROGRESS`` or ``"thread"``).
 
     Use: ``model.backward(...)`` then ``reducer.wait()`` (or
     :func:`allreduce_gradients`) before ``optimizer.step(model)``; gradient accumulation over
@@ -85,7 +96,12 @@ class GradientReducer:
     communication not hidden behind the backward pass) and ``buckets``.
     """
 
-    def __init__(self, model: Any, bucket_mb: float | None = None, overlap: bool = True) -> None:
+    def __init__(self, model: Any, bucket_mb: float | None = None, overlap: bool = True,
+                 progress: str | None = None) -> None:
+        progress = progress or os.environ.get("FASTCNN_DIST_PROGRESS", "thread")
+        if progress not in ("thread", "poll"):
+            raise ValueError(f"progress must be 'thread' or 'poll' (FASTCNN_DIST_PROGRESS), "
+                             f"got {progress!r}")
         if not getattr(model, "built", False):
             raise ValueError("GradientReducer: the model is not built; build it (input_shape= "
                              "or model.build) before attaching")
@@ -101,6 +117,10 @@ class GradientReducer:
         self._ready: set[int] = set()
         self._open = False
         self._hooked: list[Any] = []
+        self.progress = progress
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         if self.overlap:
             for layer in model.layers:
                 self._hook(layer)
@@ -127,6 +147,11 @@ class GradientReducer:
             if getattr(fn, "__fastcnn_reducer__", None) is self:
                 del layer.__dict__["backward"]
         self._hooked = []
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
         if _ATTACHED.get(self.model) is self:
             del _ATTACHED[self.model]
 
@@ -214,6 +239,29 @@ class GradientReducer:
             b.work = Work(work.test, host.timeout, then=lambda: buf.set(staged))
         else:
             b.work = host.iallreduce(b.buf)
+            if self.progress == "thread" and host.thread_multiple:
+                self._kick()
+
+    def _kick(self) -> None:
+        """Wake the progress thread (started on first use)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._progress, daemon=True,
+                                            name="fastcnn-dist-progress")
+            self._thread.start()
+        self._wake.set()
+
+    def _progress(self) -> None:
+        """Test the buckets in flight until none is left, then sleep until the next start."""
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            while not self._stop.is_set():
+                pending = [w for b in self._buckets if (w := b.work) is not None and not w.done]
+                if not pending:
+                    break
+                for w in pending:
+                    w.test()
+                time.sleep(2e-5)
 
     def wait(self) -> None:
         """Start the buckets not started yet, wait for all (collective timeout), and point
@@ -263,14 +311,15 @@ def allreduce_gradients(model: Any, weight: float | None = None) -> None:
     r.wait()
 
 
-def attach(model: Any, bucket_mb: float | None = None, overlap: bool = True) -> GradientReducer:
+def attach(model: Any, bucket_mb: float | None = None, overlap: bool = True,
+           progress: str | None = None) -> GradientReducer:
     """Attach a :class:`GradientReducer` to ``model`` (replacing one attached before): from
     now on :func:`fastcnn.train_step` on it trains data-parallel (global loss, averaged
     gradients), and its buckets start during ``model.backward``. Returns the reducer."""
     old = _ATTACHED.get(model)
     if old is not None:
         old.close()
-    r = GradientReducer(model, bucket_mb, overlap)
+    r = GradientReducer(model, bucket_mb, overlap, progress)
     _ATTACHED[model] = r
     return r
 
