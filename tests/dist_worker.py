@@ -4,8 +4,9 @@
 Scenarios: ``train`` (fit + evaluate + predict on the digits, per-step weight checksums, rank-0
 files), ``resume`` (load a checkpoint and train on), ``mismatch`` (rank 1 uses another seed),
 ``diffdata`` (the ranks read different batches), ``raise`` (rank 1 raises mid-epoch), ``hang``
-(rank 1 stops answering), ``kill`` (rank 1 dies), ``loop`` (a custom loop with attach / shard_batches / allreduce_gradients). Each rank writes its
-diagnostics to ``OUT/diag_<rank>.json`` / ``.npz``; fit's own files go to ``OUT/files``.
+(rank 1 stops answering), ``kill`` (rank 1 dies), ``loop`` (a custom loop with attach /
+shard_batches / allreduce_gradients). Each rank writes its diagnostics to
+``OUT/diag_<rank>.json`` / ``.npz``; fit's own files go to ``OUT/files``.
 """
 
 from __future__ import annotations
