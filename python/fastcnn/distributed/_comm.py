@@ -219,13 +219,12 @@ class NCCLComm:
         try:
             import cupy
             from cupy.cuda import nccl
-        except ImportError as e:
+
+            nccl.get_version()  # loads libnccl
+        except Exception as e:  # ImportError, or the library missing at load time
             raise DistributedError(
                 f"the NCCL backend needs CuPy with NCCL (pip install cupy-cuda13x "
-                f"nvidia-nccl-cu13): {e}") from e
-        if not nccl.available:
-            raise DistributedError("cupy.cuda.nccl is not available: install the NCCL wheel "
-                                   "(pip install nvidia-nccl-cu13) matching your CuPy")
+                f"nvidia-nccl-cu13): {type(e).__name__}: {e}") from e
         self.cp, self.nccl, self.host = cupy, nccl, host
         self.rank, self.size, self.timeout = host.rank, host.size, host.timeout
         uid = np.zeros(128, np.int64)  # nccl.get_unique_id(): a tuple of 128 signed chars
