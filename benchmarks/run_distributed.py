@@ -9,6 +9,10 @@ What it measures (every rank runs ``--threads`` kernel threads; the global batch
   rank count, and of PyTorch DDP (gloo backend) on the same model, batch, threads and data
   size; scaling efficiency = images/s at N ranks / (N x images/s at 1 rank);
 * the allreduce time against the message size (MPI ``Iallreduce`` as fastcnn waits for it);
+* the host's ceiling: N independent single-process trainings at batch ``B / N`` run at once
+  (no communication at all): what N ranks could reach at best on this host, which separates
+  the cost of smaller per-rank batches and of cores shared with other work from the cost of
+  communication;
 * how much of the gradient allreduce the overlap hides: the time a step spends blocked in the
   reduction with the buckets started during the backward pass (``overlap``) and with all of
   them started after it (``no overlap``); hidden = 1 - blocked(overlap) / blocked(no overlap).
@@ -173,11 +177,30 @@ def fastcnn_run(world: int, a: argparse.Namespace, path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def ceiling_run(world: int, a: argparse.Namespace, out: Path) -> float:
+    """images/s of ``world`` independent 1-rank trainings at batch B / world, run at once."""
+    env = {k: v for k, v in os.environ.items()}
+    env.update(OMP_NUM_THREADS=str(a.threads), FASTCNN_NUM_THREADS=str(a.threads))
+    procs, paths = [], []
+    for i in range(world):
+        path = str(out / f"ceiling_{world}_{i}.json")
+        paths.append(path)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--json", path,
+               "--batch", str(a.batch // world), "--steps", str(a.steps), "--threads",
+               str(a.threads), "--repeats", str(a.repeats)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit("a ceiling run failed")
+    return sum(json.loads(Path(q).read_text())["images_per_s"] for q in paths)
+
+
 def markdown(res: dict) -> str:
     lines = [f"Seeds' CNN (1x28x28, Adam), global batch {res['batch']}, {res['threads']} "
              f"thread(s) per rank, {res['steps']} steps per timed epoch; {res['machine']}", "",
-             "| ranks | fastcnn images/s | scaling eff. | PyTorch DDP (gloo) images/s | "
-             "scaling eff. | fastcnn / DDP |", "| --- | --- | --- | --- | --- | --- |"]
+             "| ranks | fastcnn images/s | scaling eff. | host ceiling images/s | "
+             "PyTorch DDP (gloo) images/s | scaling eff. | fastcnn / DDP |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     f1 = res["fastcnn"][0]["images_per_s"]
     t1 = res["torch"][0]["images_per_s"] if res["torch"] else None
     for i, f in enumerate(res["fastcnn"]):
@@ -185,6 +208,7 @@ def markdown(res: dict) -> str:
         t = res["torch"][i] if res["torch"] else None
         lines.append(
             f"| {w} | {f['images_per_s']:.0f} | {f['images_per_s'] / (w * f1):.0%} | "
+            f"{res['ceiling'].get(str(w), f1):.0f} | "
             + (f"{t['images_per_s']:.0f} | {t['images_per_s'] / (w * t1):.0%} | "
                f"{f['images_per_s'] / t['images_per_s']:.2f}x |" if t else "- | - | - |"))
     multi = [f for f in res["fastcnn"] if f["world"] > 1]
@@ -236,10 +260,16 @@ def main() -> int:
     info = fc.info()
     res: dict = {"batch": a.batch, "threads": a.threads, "steps": a.steps,
                  "machine": f"{os.cpu_count()} cores, fastcnn {info['version']} "
-                            f"({info['cpu_isa']})", "fastcnn": [], "torch": []}
+                            f"({info['cpu_isa']}), load average before "
+                            f"{os.getloadavg()[0]:.1f}", "fastcnn": [], "torch": [],
+                 "ceiling": {}}
     for w in ranks:
         res["fastcnn"].append(fastcnn_run(w, a, str(out / f"fastcnn_{w}.json")))
         print(f"fastcnn {w} rank(s): {res['fastcnn'][-1]['images_per_s']:.0f} images/s",
+              flush=True)
+    for w in ranks[1:]:
+        res["ceiling"][str(w)] = ceiling_run(w, a, out)
+        print(f"host ceiling {w} independent processes: {res['ceiling'][str(w)]:.0f} images/s",
               flush=True)
     if not a.no_torch:
         for w in ranks:

@@ -4,7 +4,8 @@
 Scenarios: ``train`` (fit + evaluate + predict on the digits, per-step weight checksums, rank-0
 files), ``resume`` (load a checkpoint and train on), ``mismatch`` (rank 1 uses another seed),
 ``diffdata`` (the ranks read different batches), ``raise`` (rank 1 raises mid-epoch), ``hang``
-(rank 1 stops answering), ``kill`` (rank 1 dies), ``loop`` (a custom loop with attach /
+(rank 1 stops answering), ``kill`` (rank 1 dies), ``sigint`` / ``stop`` (Ctrl-C or
+stop_training on rank 1 only), ``loop`` (a custom loop with attach /
 shard_batches / allreduce_gradients). Each rank writes its diagnostics to
 ``OUT/diag_<rank>.json`` / ``.npz``; fit's own files go to ``OUT/files``.
 """
@@ -58,6 +59,10 @@ class StepLog(Callback):
                 time.sleep(120)
             if self.fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.fault == "sigint":  # Ctrl-C reaching this rank only
+                os.kill(os.getpid(), signal.SIGINT)
+            if self.fault == "stop":  # a callback stopping training on this rank only
+                self.model.stop_training = True
 
 
 def save_diag(out: str, **kw: object) -> None:
@@ -105,6 +110,11 @@ def main() -> int:
     elif scenario == "diffdata":  # each rank shuffles with its own seed: caught
         perm = np.random.default_rng(r).permutation(len(x))
         model().fit(x[perm], y[perm], batch_size=batch, shuffle=False, verbose=0)
+    elif scenario in ("sigint", "stop"):
+        m = model()
+        log = StepLog(scenario)
+        h = m.fit(x, y, batch_size=batch, epochs=2, seed=0, verbose=0, callbacks=[log])
+        save_diag(out, crcs=log.crcs, interrupted=h.interrupted, world=world)
     elif scenario in ("raise", "hang", "kill"):
         m = model()
         m.fit(x, y, batch_size=batch, epochs=2, seed=0, verbose=0,

@@ -193,6 +193,18 @@ def test_ranks_reading_different_batches_is_an_error(tmp_path: Path) -> None:
 
 
 @needs_mpi
+@pytest.mark.parametrize("how", ["sigint", "stop"])
+def test_ctrl_c_or_stop_training_on_one_rank_stops_every_rank_after_the_same_batch(
+        tmp_path: Path, how: str) -> None:
+    p, _ = run(how, tmp_path, "32")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m0, _ = diag(tmp_path, 0)
+    m1, _ = diag(tmp_path, 1)
+    assert len(m0["crcs"]) == 3 and m0["crcs"] == m1["crcs"]
+    assert m0["interrupted"] == m1["interrupted"] == (how == "sigint")
+
+
+@needs_mpi
 def test_a_custom_loop_with_attach_and_allreduce_gradients(tmp_path: Path) -> None:
     p, _ = run("loop", tmp_path, "32")
     assert p.returncode == 0, p.stderr[-3000:]

@@ -448,6 +448,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
                 bar.update(1)
                 cbs.on_train_batch_end(batch, blogs)
+                interrupt["flag"], model.stop_training = _dist.agree(interrupt["flag"],
+                                                                     model.stop_training)
                 if interrupt["flag"] or model.stop_training:
                     break
             close_iterator(batches)
@@ -469,6 +471,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.1f}s - "
                       f"{_fmt_logs(logs)}")
             cbs.on_epoch_end(epoch, logs)
+            interrupt["flag"], model.stop_training = _dist.agree(interrupt["flag"],
+                                                                 model.stop_training)
             if interrupt["flag"] or model.stop_training:
                 break
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ from .gradients import _ATTACHED, attach, detach, reducer_of
 from .reduce import allreduce_sum, gather_rows, reduce_metrics
 from .sharding import _predict_rows, common_seed, local_items
 
-__all__ = ["batch_count", "begin_fit", "common_seed", "end_fit", "gather_predictions",
+__all__ = ["agree", "batch_count", "begin_fit", "common_seed", "end_fit", "gather_predictions",
            "is_main", "local_items", "reduce_evaluation", "reduce_metrics", "step_loss",
            "sync_gradients", "verbosity"]
 
@@ -102,6 +102,16 @@ def batch_count(model: Any, n: int) -> int:
     """The global batch's number of samples of the last :func:`step_loss` (``n`` without a
     reducer attached)."""
     return _counts.get(id(model), n) if model in _ATTACHED else n
+
+
+def agree(interrupted: bool, stop: bool) -> tuple[bool, bool]:
+    """Under several ranks, True on every rank when it is True on any (Ctrl-C reaches the
+    ranks at slightly different batches; a callback may stop training on one rank only):
+    every rank then leaves the loop after the same batch. Unchanged at world size 1."""
+    if _state.comm().size == 1:
+        return interrupted, stop
+    anyi, anys = allreduce_sum([bool(interrupted), bool(stop)], "the stop / Ctrl-C agreement")
+    return bool(anyi), bool(anys)
 
 
 def sync_gradients(model: Any) -> None:
