@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from ._arrays import array_module, as_array, is_array_like, is_cupy
 from ._device import BatchUploader
+from .distributed import _fit as _dist
 from .losses import as_sample_weight
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
@@ -340,7 +341,7 @@ def device_batches(model: Sequential,
 def _model_batches(model: Sequential, items: Iterator[Any], who: str, need_y: bool,
                    class_weight: dict[int, float] | None = None) -> Iterator[tuple[Any, ...]]:
     try:
-        for item in items:
+        for item in _dist.local_items(items, who):  # this rank's part (identity for 1)
             xb, yb, wb = split_item(item, who, need_y)
             xb = model._input(xb, who)
             model._ensure_built(xb)

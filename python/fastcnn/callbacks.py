@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .distributed import _fit as _dist
+
 __all__ = [
     "CSVLogger",
     "Callback",
@@ -45,6 +47,10 @@ Logs = dict[str, Any]
 
 class Callback:
     """Base class; every hook is a no-op."""
+
+    #: True for callbacks that write files or print (ModelCheckpoint, CSVLogger): under several
+    #: ranks (fastcnn.distributed) only rank 0's CallbackList runs them
+    main_rank_only: bool = False
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -88,6 +94,8 @@ class CallbackList(Callback):
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be fastcnn.callbacks.Callback objects, "
                                 f"got {cb!r}")
+        if not _dist.is_main():
+            self.callbacks = [cb for cb in self.callbacks if not cb.main_rank_only]
         if model is not None:
             self.set_model(model)
 
@@ -262,6 +270,8 @@ class ModelCheckpoint(Callback):
         verbose: 1 prints a line for each save.
     """
 
+    main_rank_only = True
+
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False,
                  mode: str = "auto") -> None:
@@ -430,6 +440,8 @@ class CSVLogger(Callback):
     flushed after every epoch (a run stopped early keeps its lines) and closed at the end of
     training. A file that can't be opened raises an OSError naming ``filename``.
     """
+
+    main_rank_only = True
 
     def __init__(self, filename: str | os.PathLike[str], separator: str = ",",
                  append: bool = False) -> None:

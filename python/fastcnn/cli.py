@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="write history.png, confusion.png and mistakes.png of the held-out "
                         "images (the test set, or with --data the validation split) into DIR")
     t.add_argument("--quiet", action="store_true", help="no summary or progress bars")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n N fastcnn train "
+                        "--distributed` (MPI; NCCL with --device cuda); --batch-size is the "
+                        "global batch; rank 0 prints and writes the files")
 
     pr = sub.add_parser("predict", help="classify images with a saved model")
     pr.add_argument("model", metavar="MODEL", help="a model saved by `fastcnn train --out`")
@@ -201,6 +205,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.epochs is not None and a.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {a.epochs}")
     _check_outputs(a)
+    if a.distributed:  # one rank of `mpiexec -n N fastcnn train --distributed`
+        from . import distributed
+
+        distributed.init(device="cuda" if a.device == "cuda" else "cpu")
+        if not distributed.is_main():  # rank 0 alone prints and writes the files
+            sys.stdout = open(os.devnull, "w")
+            a.out = a.plot = a.report = None
     if a.threads is not None:
         set_num_threads(a.threads)
     # progress bars only on a terminal: piped or redirected, one line per epoch

@@ -118,6 +118,7 @@ from ._batches import (
     source_kind,
     validate_now,
 )
+from .distributed import _fit as _dist  # identity at world size 1
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential
@@ -178,11 +179,13 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     fused = model.output_fused
     out = model._forward(model._on_device(xb), True, fused)
     value, dout = _loss(loss_fn, out, y, fused, sample_weight)
+    value = _dist.step_loss(model, value, len(xb))  # the global batch's, under several ranks
     if not math.isfinite(value):
         raise NonFiniteLossError(f"the loss became {value}; the weights are those before this "
                                  f"batch. Lower the learning rate or check the inputs for "
                                  f"NaN/inf.", value)
     model.backward(dout, compute_dx=False)
+    _dist.sync_gradients(model)  # averaged over the ranks (started during the backward)
     optimizer.step(model)
     return StepResult(value, out, fused)
 
@@ -254,6 +257,7 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0,
     """:meth:`fastcnn.Sequential.predict`: outputs (N, *output_shape) float32, batch by batch (on
     the GPU gathered on the device), as a NumPy array, or a torch tensor on ``x``'s device when
     ``x`` is one (a CUDA tensor's outputs never leave the GPU). ``steps`` batches at most."""
+    verbose = _dist.verbosity(verbose)
     source = make_source(x, None, None, batch_size, check_steps(steps, "steps", "predict"),
                          "predict")
     outs = []
@@ -273,6 +277,7 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0,
             result = cupy.asnumpy(result)
     else:
         result = np.concatenate(outs, axis=0)
+    result = _dist.gather_predictions(result)  # every rank's rows, in order
     if not is_torch(x):
         return result
     import torch
@@ -292,7 +297,7 @@ def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, ver
         raise ValueError("evaluate: y is required with array inputs")
     source = make_source(x, y, sample_weight, batch_size,
                          check_steps(steps, "steps", "evaluate"), "evaluate")
-    logs = _evaluate_logs(model, source, verbose, "evaluate")
+    logs = _evaluate_logs(model, source, _dist.verbosity(verbose), "evaluate")
     if return_dict:
         return logs
     if len(logs) == 1:
@@ -332,6 +337,7 @@ def _evaluate_logs(model: Sequential, source: BatchSource, verbose: int,
         total += value * n
         count += n
         _update_metrics(metrics, yb, out, _metric_logits(loss_fn, fused), wb)
+    total, count = _dist.reduce_evaluation(total, count, metrics)  # over the ranks
     if count == 0:
         if source.exhausted:
             raise ValueError(f"{who}: the generator is exhausted (a generator can be read "
@@ -367,7 +373,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         raise ValueError("fit: pass class_weight or sample_weight, not both (Keras' rule); "
                          "multiply the class weights into the sample weights")
     freq = check_validation_freq(validation_freq)
-    rng = np.random.default_rng(seed)
+    verbose = _dist.verbosity(verbose)  # rank 0 prints
+    rng = np.random.default_rng(_dist.common_seed(seed))  # one shuffle on every rank
     train, val = fit_sources(
         x, y, batch_size, validation_split, validation_data, sample_weight,
         check_steps(steps_per_epoch, "steps_per_epoch", "fit"),
@@ -392,6 +399,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     model.history = history
     model.stop_training = False
 
+    dist_owned = _dist.begin_fit(model)  # a gradient reducer, under several ranks
     interrupt = {"flag": False}
     old_handler = _install_sigint(interrupt)
     bar: Any = None
@@ -431,7 +439,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                         f"(of {train.length or '?'}); the weights are those before that batch. "
                         f"Lower the learning rate or check the inputs for NaN/inf.",
                         e.loss) from None
-                n = len(xb)
+                n = _dist.batch_count(model, len(xb))  # the global batch's
                 running += step.loss * n
                 seen += n
                 _update_metrics(metrics, yb, step.outputs,
@@ -440,6 +448,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
                 bar.update(1)
                 cbs.on_train_batch_end(batch, blogs)
+                interrupt["flag"], model.stop_training = _dist.agree(interrupt["flag"],
+                                                                     model.stop_training)
                 if interrupt["flag"] or model.stop_training:
                     break
             close_iterator(batches)
@@ -449,6 +459,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 if train.exhausted:  # a generator ended right at an epoch's start (warned)
                     break
                 raise ValueError("fit: the training data yielded no batches")
+            _dist.reduce_metrics(metrics)  # the epoch's metrics over all ranks
             logs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
             if val is not None and validate_now(freq, epoch):
                 vlogs = _evaluate_logs(model, val, 0, "validation")
@@ -460,6 +471,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.1f}s - "
                       f"{_fmt_logs(logs)}")
             cbs.on_epoch_end(epoch, logs)
+            interrupt["flag"], model.stop_training = _dist.agree(interrupt["flag"],
+                                                                 model.stop_training)
             if interrupt["flag"] or model.stop_training:
                 break
     except KeyboardInterrupt:
@@ -474,6 +487,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         if val is not None:
             val.close()
         _restore_sigint(old_handler)
+        _dist.end_fit(model, dist_owned)
     if interrupt["flag"]:
         history.interrupted = True
         print(f"Training interrupted (Ctrl-C) during epoch {epoch + 1}, after batch "
