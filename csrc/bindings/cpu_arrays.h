@@ -132,5 +132,6 @@ inline FArray inplace_float(py::handle obj, const char* op, const char* name, in
 
 // The op families bound in their own files: csrc/bindings/cpu_<family>.cpp defines
 // bind_<family>(m), declared here and called from module_cpu.cpp's PYBIND11_MODULE.
+void bind_activation(py::module_& m);  // cpu_activation.cpp (issue 17)
 
 }  // namespace fastcnn::bind

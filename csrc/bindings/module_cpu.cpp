@@ -355,4 +355,5 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("compute_dx") = true, py::arg("compute_dw") = true, py::arg("bias") = true);
   m.def("softmax", &softmax, py::arg("x"), py::arg("log") = false);
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
+  fastcnn::bind::bind_activation(m);  // sigmoid, tanh, leaky_relu, gelu, silu (issue 17)
 }

@@ -7,6 +7,7 @@
 // validate on the device). Device-neutral: no CPU kernels, no CUDA, no Python.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "common/check.h"
 #include "common/params.h"
@@ -51,5 +52,12 @@ RowsParams check_softmax_args(const Shape& x, bool log);
 RowsParams check_cross_entropy_logits(const Shape& logits);
 // labels: class ids (N,) when class_ids, else probabilities of the logits' shape.
 void check_cross_entropy_labels(const Shape& labels, const Shape& logits, bool class_ids);
+
+// ---- activation family (issue 17) ------------------------------------------------------------
+// gelu's approximate= ("none" | "tanh", PyTorch's names): true for the tanh form; ValueError
+// naming op and the choices otherwise.
+bool check_gelu_approximate(const std::string& approximate, const char* op);
+// An activation's gradient pair: dy must have the shape of the forward tensor `name` (x or y).
+void check_activation_grad(const Shape& dy, const Shape& t, const char* op, const char* name);
 
 }  // namespace fastcnn

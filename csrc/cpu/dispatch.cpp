@@ -14,7 +14,11 @@ namespace {
         ns::conv2d_wgrad_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd,               \
         ns::maxpool2d_fwd, ns::maxpool2d_bwd, ns::sum, ns::add, ns::fma_probe,              \
         ns::kFmaProbeFlopsPerIter, ns::transpose, ns::conv2d_im2col,                        \
-        ns::conv2d_im2col_wgrad                                                             \
+        ns::conv2d_im2col_wgrad,                                                            \
+        /* activation family (issue 17) */                                                 \
+        ns::sigmoid_fwd, ns::sigmoid_bwd, ns::tanh_fwd, ns::tanh_bwd, ns::leaky_relu_fwd,   \
+        ns::leaky_relu_bwd, ns::gelu_fwd, ns::gelu_bwd, ns::gelu_tanh_fwd,                  \
+        ns::gelu_tanh_bwd, ns::silu_fwd, ns::silu_bwd                                       \
   }
 
 const KernelTable& table_for(Isa isa) {

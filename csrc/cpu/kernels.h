@@ -91,6 +91,20 @@ using Conv2dIm2colWgradFn = void (*)(const float* const* planes, const int64_t* 
 // iters * fma_probe_flops_per_iter (table entry below).
 using FmaProbeFn = float (*)(int64_t iters);
 
+// ---- activation family (issue 17; activation_*.cpp, vmath_*.h) ----------------------------------
+// Elementwise over n contiguous floats, any alignment; dx may equal dy or the forward tensor and
+// y may equal x (in place). Maximum errors against the float64 reference: the header comment of
+// each ISA's activation file (PyTorch's special values: NaN, +-inf, -0.0).
+//   fwd: y[i] = f(x[i]) for sigmoid, tanh, gelu (exact erf form), gelu_tanh, silu
+using ActFwdFn = void (*)(const float* x, float* y, int64_t n);
+//   bwd: dx[i] = dy[i] * f'(.) from t = the forward OUTPUT y (sigmoid, tanh) or INPUT x (gelu,
+//   gelu_tanh, silu)
+using ActBwdFn = void (*)(const float* dy, const float* t, float* dx, int64_t n);
+// leaky_relu: y = x > 0 ? x : x * slope; backward dx = x > 0 ? dy : dy * slope (x: the input)
+using LeakyReluFwdFn = void (*)(const float* x, float* y, int64_t n, float slope);
+using LeakyReluBwdFn = void (*)(const float* dy, const float* x, float* dx, int64_t n,
+                                float slope);
+
 struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
@@ -109,6 +123,19 @@ struct KernelTable {
   TransposeFn transpose;
   Conv2dIm2colFn conv2d_im2col;
   Conv2dIm2colWgradFn conv2d_im2col_wgrad;
+  // activation family (issue 17)
+  ActFwdFn sigmoid_fwd;
+  ActBwdFn sigmoid_bwd;
+  ActFwdFn tanh_fwd;
+  ActBwdFn tanh_bwd;
+  LeakyReluFwdFn leaky_relu_fwd;
+  LeakyReluBwdFn leaky_relu_bwd;
+  ActFwdFn gelu_fwd;
+  ActBwdFn gelu_bwd;
+  ActFwdFn gelu_tanh_fwd;
+  ActBwdFn gelu_tanh_bwd;
+  ActFwdFn silu_fwd;
+  ActBwdFn silu_bwd;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -139,6 +166,19 @@ struct KernelTable {
                            int64_t P, int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h,           \
                            int64_t a_w, float* dst, int64_t nr, float* scratch);                \
   extern const int64_t kFmaProbeFlopsPerIter;                                                   \
+  /* activation family (issue 17) */                                                            \
+  void sigmoid_fwd(const float* x, float* y, int64_t n);                                        \
+  void sigmoid_bwd(const float* dy, const float* y, float* dx, int64_t n);                      \
+  void tanh_fwd(const float* x, float* y, int64_t n);                                           \
+  void tanh_bwd(const float* dy, const float* y, float* dx, int64_t n);                         \
+  void leaky_relu_fwd(const float* x, float* y, int64_t n, float slope);                        \
+  void leaky_relu_bwd(const float* dy, const float* x, float* dx, int64_t n, float slope);      \
+  void gelu_fwd(const float* x, float* y, int64_t n);                                           \
+  void gelu_bwd(const float* dy, const float* x, float* dx, int64_t n);                         \
+  void gelu_tanh_fwd(const float* x, float* y, int64_t n);                                      \
+  void gelu_tanh_bwd(const float* dy, const float* x, float* dx, int64_t n);                    \
+  void silu_fwd(const float* x, float* y, int64_t n);                                           \
+  void silu_bwd(const float* dy, const float* x, float* dx, int64_t n);                         \
                                                                                                 \
                                                                                                 \
   }

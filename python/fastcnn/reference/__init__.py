@@ -36,6 +36,9 @@ from __future__ import annotations
 from .._args import check_bool, check_int
 from .._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
 from .activation import relu, relu_backward
+# activation family (issue 17)
+from .activation import (gelu, gelu_backward, leaky_relu, leaky_relu_backward, sigmoid,
+                         sigmoid_backward, silu, silu_backward, tanh, tanh_backward)
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
 from .optim import adam_update, sgd_update
@@ -63,6 +66,17 @@ __all__ = [
     "relu_backward",
     "sgd_update",
     "softmax",
+    # activation family (issue 17)
+    "gelu",
+    "gelu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "silu",
+    "silu_backward",
+    "tanh",
+    "tanh_backward",
 ]
 
 
