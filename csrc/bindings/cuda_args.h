@@ -52,5 +52,6 @@ inline void check_workspace(int64_t have, int64_t need, const char* op) {
 
 // The op families bound in their own files: csrc/bindings/cuda_<family>.cpp defines
 // bind_<family>(m), declared here and called from module_cuda.cpp's PYBIND11_MODULE.
+void bind_activation(py::module_& m);  // cuda_activation.cpp (issue 17)
 
 }  // namespace fastcnn::bind

@@ -343,4 +343,5 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("beta2"), py::arg("one_minus_beta2"), py::arg("sqrt_bc2"), py::arg("eps"),
         py::arg("l2"), py::arg("decay"), py::arg("has_l2"), py::arg("has_decay"),
         py::arg("stream"));
+  fastcnn::bind::bind_activation(m);  // sigmoid, tanh, leaky_relu, gelu, silu (issue 17)
 }

@@ -107,4 +107,14 @@ void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s,
                  Stream stream);
 
+// ---- activation family (activation.cu; issue 17) -----------------------------------------------
+// Elementwise over n floats (any alignment; in place allowed). Backward from t = the forward
+// OUTPUT y (sigmoid, tanh) or INPUT x (leaky_relu, gelu, gelu_tanh, silu); negative_slope is
+// used by leaky_relu only.
+enum class ActOp : int { sigmoid = 0, tanh = 1, leaky_relu = 2, gelu = 3, gelu_tanh = 4, silu = 5 };
+void activation_forward(ActOp op, const float* x, float* y, int64_t n, float negative_slope,
+                        Stream stream);
+void activation_backward(ActOp op, const float* dy, const float* t, float* dx, int64_t n,
+                         float negative_slope, Stream stream);
+
 }  // namespace fastcnn::cuda

@@ -90,7 +90,7 @@ def _sigmoid64(v: np.ndarray) -> np.ndarray:
 
 def _phi_cdf64(x: np.ndarray) -> np.ndarray:
     """The standard normal CDF, ``0.5 * erfc(-x / sqrt(2))`` (accurate in both tails)."""
-    return 0.5 * _erfc(-x / math.sqrt(2.0)).astype(np.float64)
+    return 0.5 * np.asarray(_erfc(-x / math.sqrt(2.0)), np.float64)
 
 
 def _check_slope(negative_slope: Any, op: str) -> float:
@@ -115,7 +115,7 @@ def _check_approximate(approximate: Any, op: str) -> str:
 def sigmoid(x: Any, *, out: Any = None) -> np.ndarray:
     """``1 / (1 + exp(-x))``; sigmoid(-inf) = 0, sigmoid(inf) = 1, no overflow. Any shape."""
     x = _float_array(x, "x", "sigmoid")
-    return _into(out, _sigmoid64(_f64(x)).astype(x.dtype), "sigmoid")
+    return _into(out, np.asarray(_sigmoid64(_f64(x)), x.dtype), "sigmoid")
 
 
 def sigmoid_backward(dy: Any, y: Any, *, out: Any = None) -> np.ndarray:
@@ -126,13 +126,13 @@ def sigmoid_backward(dy: Any, y: Any, *, out: Any = None) -> np.ndarray:
     op = "sigmoid_backward"
     dy, y, dtype = _pair(dy, y, "y", op)
     y64 = _f64(y)
-    return _into(out, (_f64(dy) * y64 * (1.0 - y64)).astype(dtype), op)
+    return _into(out, np.asarray(_f64(dy) * y64 * (1.0 - y64), dtype), op)
 
 
 def tanh(x: Any, *, out: Any = None) -> np.ndarray:
     """``tanh(x)``; tanh(+-inf) = +-1, -0.0 kept. Any shape."""
     x = _float_array(x, "x", "tanh")
-    return _into(out, np.tanh(_f64(x)).astype(x.dtype), "tanh")
+    return _into(out, np.asarray(np.tanh(_f64(x)), x.dtype), "tanh")
 
 
 def tanh_backward(dy: Any, y: Any, *, out: Any = None) -> np.ndarray:
@@ -143,7 +143,7 @@ def tanh_backward(dy: Any, y: Any, *, out: Any = None) -> np.ndarray:
     op = "tanh_backward"
     dy, y, dtype = _pair(dy, y, "y", op)
     y64 = _f64(y)
-    return _into(out, (_f64(dy) * (1.0 - y64 * y64)).astype(dtype), op)
+    return _into(out, np.asarray(_f64(dy) * (1.0 - y64 * y64), dtype), op)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def leaky_relu(x: Any, negative_slope: float = 0.01, *, out: Any = None) -> np.n
     x = _float_array(x, "x", op)
     s = x.dtype.type(_check_slope(negative_slope, op))
     with np.errstate(over="ignore", invalid="ignore"):
-        return _into(out, np.where(x > 0, x, x * s), op)
+        return _into(out, np.asarray(np.where(x > 0, x, x * s), x.dtype), op)
 
 
 def leaky_relu_backward(dy: Any, x: Any, negative_slope: float = 0.01, *,
@@ -171,7 +171,7 @@ def leaky_relu_backward(dy: Any, x: Any, negative_slope: float = 0.01, *,
     s = dtype.type(_check_slope(negative_slope, op))
     dy = dy.astype(dtype, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
-        return _into(out, np.where(x > 0, dy, dy * s), op)
+        return _into(out, np.asarray(np.where(x > 0, dy, dy * s), dtype), op)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def gelu(x: Any, approximate: str = "none", *, out: Any = None) -> np.ndarray:
     op = "gelu"
     approximate = _check_approximate(approximate, op)
     x = _float_array(x, "x", op)
-    return _into(out, _gelu64(_f64(x), approximate).astype(x.dtype), op)
+    return _into(out, np.asarray(_gelu64(_f64(x), approximate), x.dtype), op)
 
 
 def gelu_backward(dy: Any, x: Any, approximate: str = "none", *, out: Any = None) -> np.ndarray:
@@ -215,7 +215,7 @@ def gelu_backward(dy: Any, x: Any, approximate: str = "none", *, out: Any = None
     dy, x, dtype = _pair(dy, x, "x", op)
     with np.errstate(over="ignore", invalid="ignore"):
         dx = _f64(dy) * _gelu_grad64(_f64(x), approximate)
-    return _into(out, dx.astype(dtype), op)
+    return _into(out, np.asarray(dx, dtype), op)
 
 
 def silu(x: Any, *, out: Any = None) -> np.ndarray:
@@ -223,7 +223,7 @@ def silu(x: Any, *, out: Any = None) -> np.ndarray:
     x = _float_array(x, "x", "silu")
     x64 = _f64(x)
     with np.errstate(invalid="ignore"):
-        return _into(out, (x64 * _sigmoid64(x64)).astype(x.dtype), "silu")
+        return _into(out, np.asarray(x64 * _sigmoid64(x64), x.dtype), "silu")
 
 
 def silu_backward(dy: Any, x: Any, *, out: Any = None) -> np.ndarray:
@@ -237,4 +237,4 @@ def silu_backward(dy: Any, x: Any, *, out: Any = None) -> np.ndarray:
     x64 = _f64(x)
     s, one_minus_s = _sigmoid64(x64), _sigmoid64(-x64)
     with np.errstate(invalid="ignore"):
-        return _into(out, (_f64(dy) * s * (1.0 + x64 * one_minus_s)).astype(dtype), op)
+        return _into(out, np.asarray(_f64(dy) * s * (1.0 + x64 * one_minus_s), dtype), op)
