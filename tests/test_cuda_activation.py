@@ -17,9 +17,18 @@ import pytest
 from conftest import normal
 from fastcnn import ops
 from fastcnn import reference as ref
-from test_ops_activation import (ALL, FROM_OUTPUT, SPECIALS, _bwd, _fwd, _same_specials,
-                                 grad_scale, sweep, ulps)
 from test_ops_activation import ACT_ULPS as _ULPS
+from test_ops_activation import (
+    ALL,
+    FROM_OUTPUT,
+    SPECIALS,
+    _bwd,
+    _fwd,
+    _same_specials,
+    grad_scale,
+    sweep,
+    ulps,
+)
 
 cuda = pytest.mark.cuda
 

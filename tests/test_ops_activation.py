@@ -2,9 +2,10 @@
 every ISA.
 
 * Accuracy: every 97th float32 bit pattern of [-128, 128] (2.3e7 inputs, both signs, the
-  subnormals included; ``-m fuzz``, every 997th by default) plus the special values, against the float64 reference; the maximum error
-  in ulps of the float32 result (subnormal results: units of 2^-149) must stay within
-  ``ACT_ULPS`` (the bounds stated in csrc/cpu/avx2/activation_avx2.cpp). Backward: dy = 1, the
+  subnormals included; ``-m fuzz``, every 997th by default) plus the special values, against
+  the float64 reference; the maximum error in ulps of the float32 result (subnormal results:
+  units of 2^-149) must stay within ``ACT_ULPS`` (the bounds stated in
+  csrc/cpu/avx2/activation_avx2.cpp). Backward: dy = 1, the
   error in ulps of the larger of |result| and the formula's largest term (a derivative's zero has
   no relative accuracy: gelu' vanishes at x = -0.7518, silu' at -1.2785).
 * Special values against PyTorch (NaN, +-inf, -0.0, huge, subnormal): NaN where PyTorch gives
@@ -231,7 +232,8 @@ def test_specials_against_torch(isa: str) -> None:
     for name, tf in cases.items():
         if name in FROM_OUTPUT:  # PyTorch's backward of the same float32 output
             y = _fwd(name)[0](x)
-            tb = torch.ops.aten.sigmoid_backward if name == "sigmoid" else torch.ops.aten.tanh_backward
+            aten = torch.ops.aten
+            tb = aten.sigmoid_backward if name == "sigmoid" else aten.tanh_backward
             want = tb(torch.from_numpy(one), torch.from_numpy(y)).numpy()
             got = _bwd(name)[0](one, y)
         else:

@@ -42,10 +42,20 @@ The ops live in submodules by family (``convolution``, ``pooling``, ``activation
 from __future__ import annotations
 
 from .. import _native  # noqa: F401  (tests replace _native.cpu through here)
-from .activation import relu, relu_backward
-# activation family (issue 17)
-from .activation import (gelu, gelu_backward, leaky_relu, leaky_relu_backward, sigmoid,
-                         sigmoid_backward, silu, silu_backward, tanh, tanh_backward)
+from .activation import (
+    gelu,
+    gelu_backward,
+    leaky_relu,
+    leaky_relu_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    silu,
+    silu_backward,
+    tanh,
+    tanh_backward,
+)
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
 from .optim import adam_update, sgd_update
@@ -57,6 +67,10 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "cross_entropy",
+    "gelu",
+    "gelu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
     "linear",
     "linear_backward",
     "log_softmax",
@@ -65,16 +79,11 @@ __all__ = [
     "relu",
     "relu_backward",
     "sgd_update",
-    "softmax",
-    # activation family (issue 17)
-    "gelu",
-    "gelu_backward",
-    "leaky_relu",
-    "leaky_relu_backward",
     "sigmoid",
     "sigmoid_backward",
     "silu",
     "silu_backward",
+    "softmax",
     "tanh",
     "tanh_backward",
 ]
