@@ -181,6 +181,17 @@ CASES: dict[str, Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "sgd_update": lambda: ((_f(6), _f(6), _f(6)), dict(lr=0.1, momentum=0.9)),
     "adam_update": lambda: ((_f(6), _f(6), np.zeros(6, np.float32), np.zeros(6, np.float32)),
                             dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1)),
+    # activation family (issue 17)
+    "sigmoid": lambda: ((_f(4, 5),), {}),
+    "sigmoid_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
+    "tanh": lambda: ((_f(4, 5),), {}),
+    "tanh_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
+    "leaky_relu": lambda: ((_f(4, 5), 0.2), {}),
+    "leaky_relu_backward": lambda: ((_f(4, 5), _f(4, 5)), dict(negative_slope=0.2)),
+    "gelu": lambda: ((_f(4, 5),), dict(approximate="tanh")),
+    "gelu_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
+    "silu": lambda: ((_f(4, 5),), {}),
+    "silu_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
 }
 
 

@@ -49,6 +49,9 @@ EPS32 = float(np.finfo(np.float32).eps)
 OPS = ["conv2d", "conv2d_backward", "relu", "relu_backward", "max_pool2d",
        "max_pool2d_backward", "linear", "linear_backward", "softmax", "log_softmax",
        "cross_entropy"]
+# the activation family (issue 17)
+ACTIVATIONS = ["sigmoid", "tanh", "silu", "gelu", "leaky_relu"]
+OPS += [*ACTIVATIONS, *(a + "_backward" for a in ACTIVATIONS)]
 LONG = settings(max_examples=2000, derandomize=False)
 
 
@@ -394,6 +397,20 @@ def cross_entropy_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
     return (logits, labels), draw(kwargs_of())
 
 
+@st.composite
+def activation_calls(draw: st.DrawFn, op: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    rank = draw(st.integers(0, 5))
+    shape = tuple(draw(st.lists(st.integers(0, 9), min_size=rank, max_size=rank)))
+    n = 2 if op.endswith("_backward") else 1
+    args = tuple(draw(arrays(shape)) for _ in range(n))
+    if op.startswith("gelu"):
+        return args, draw(kwargs_of(approximate=option(st.sampled_from(["none", "tanh"]))))
+    if op.startswith("leaky_relu"):
+        return args, draw(kwargs_of(negative_slope=option(
+            st.sampled_from([0.01, 0.2, 0.0, -0.5, 2.0, np.float32(0.1), 3]))))
+    return args, draw(kwargs_of())
+
+
 CALLS = {
     "conv2d": conv2d_calls(), "conv2d_backward": conv2d_backward_calls(),
     "relu": relu_calls(), "relu_backward": relu_backward_calls(),
@@ -402,6 +419,7 @@ CALLS = {
     "softmax": softmax_calls(), "log_softmax": softmax_calls(),
     "cross_entropy": cross_entropy_calls(),
 }
+CALLS.update({op: activation_calls(op) for op in OPS if op.split("_backward")[0] in ACTIVATIONS})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,7 +554,8 @@ def _reference(op: str, args: tuple[Any, ...], kw: dict[str, Any], f64: bool) ->
 def compare(op: str, got: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
     """ops returned ``got``: the reference must accept the call and agree."""
     try:
-        exp = _reference(op, args, kw, f64=op not in ("relu", "relu_backward", "max_pool2d"))
+        exp = _reference(op, args, kw, f64=op not in ("relu", "relu_backward", "max_pool2d")
+                         and not op.startswith("leaky_relu"))
     except MemoryError:
         event("reference: MemoryError")
         return
@@ -552,8 +571,17 @@ def compare(op: str, got: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Non
         elif isinstance(e, float | np.floating):
             assert isinstance(g, float), f"{what}: expected a Python float, got {type(g)}"
             _compare_loss(g, float(e), args, what)
-        elif op in ("relu", "relu_backward", "max_pool2d") or e.dtype.kind in "iu":
+        elif (op in ("relu", "relu_backward", "max_pool2d") or op.startswith("leaky_relu")
+              or e.dtype.kind in "iu"):
             check_same(g, e, what)
+        elif op.split("_backward")[0] in ACTIVATIONS:
+            # within the kernels' ulp bounds (tests/test_ops_activation.py), in units of the
+            # result, of |dy| for the backward (whose derivative is at most ~1.13 in size) and
+            # of the smallest subnormal
+            dy = np.abs(args[0].astype(np.float64)) if op.endswith("_backward") else 0.0
+            with np.errstate(invalid="ignore"):
+                tol = 8 * EPS32 * (np.abs(e) + 2 * dy) + 8 * 2.0**-149
+            check_close(g, e, np.where(np.isfinite(tol), tol, 0.0), what)
         elif op == "max_pool2d_backward":
             kk = pair(args[2], "kernel_size")
             absr = _reference(op, (_abs(args[0]), *args[1:]), kw, f64=True)
