@@ -94,7 +94,6 @@ inline __m256 tanh(__m256 x) {
   const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), t, t);  // tanh(|x|) >= +0
   const __m256 e = exp(_mm256_mul_ps(c(-2.0f), t));
   const __m256 big = _mm256_div_ps(_mm256_sub_ps(c(1.0f), e), _mm256_add_ps(c(1.0f), e));
-
   const __m256 y = _mm256_blendv_ps(big, small, _mm256_cmp_ps(t, c(0.625f), _CMP_LT_OQ));
   return _mm256_or_ps(y, _mm256_and_ps(x, sign_bit()));  // odd: x's sign (tanh(-0) = -0)
 }

@@ -72,7 +72,6 @@ inline __m512 tanh(__m512 x) {
   const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), t, t);  // tanh(|x|) >= +0
   const __m512 e = exp(_mm512_mul_ps(c(-2.0f), t));
   const __m512 big = _mm512_div_ps(_mm512_sub_ps(c(1.0f), e), _mm512_add_ps(c(1.0f), e));
-
   const __m512 y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, c(0.625f), _CMP_LT_OQ), big, small);
   return _mm512_or_ps(y, _mm512_and_ps(x, sign_bit()));  // odd: x's sign (tanh(-0) = -0)
 }
