@@ -194,6 +194,17 @@ CASES: dict[str, Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "global_avg_pool2d_backward": lambda: ((_f(2, 3), _f(2, 3, 5, 5)), {}),
     "global_max_pool2d": lambda: ((_f(2, 3, 5, 5),), dict(return_indices=True)),
     "global_max_pool2d_backward": lambda: ((_f(2, 3), _f(2, 3, 5, 5)), {}),
+    # activation family (issue 17)
+    "sigmoid": lambda: ((_f(4, 5),), {}),
+    "sigmoid_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
+    "tanh": lambda: ((_f(4, 5),), {}),
+    "tanh_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
+    "leaky_relu": lambda: ((_f(4, 5), 0.2), {}),
+    "leaky_relu_backward": lambda: ((_f(4, 5), _f(4, 5)), dict(negative_slope=0.2)),
+    "gelu": lambda: ((_f(4, 5),), dict(approximate="tanh")),
+    "gelu_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
+    "silu": lambda: ((_f(4, 5),), {}),
+    "silu_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
 }
 
 

@@ -52,6 +52,9 @@ OPS = ["conv2d", "conv2d_backward", "relu", "relu_backward", "max_pool2d",
        # pooling family (issue 17)
        "avg_pool2d", "avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
        "global_max_pool2d", "global_max_pool2d_backward"]
+# the activation family (issue 17)
+ACTIVATIONS = ["sigmoid", "tanh", "silu", "gelu", "leaky_relu"]
+OPS += [*ACTIVATIONS, *(a + "_backward" for a in ACTIVATIONS)]
 LONG = settings(max_examples=2000, derandomize=False)
 
 
@@ -448,6 +451,20 @@ def global_pool2d_backward_calls(draw: st.DrawFn, indices: bool = False
     return (draw(arrays(xs[:2])), draw(arrays(xs))), kw
 
 
+@st.composite
+def activation_calls(draw: st.DrawFn, op: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    rank = draw(st.integers(0, 5))
+    shape = tuple(draw(st.lists(st.integers(0, 9), min_size=rank, max_size=rank)))
+    n = 2 if op.endswith("_backward") else 1
+    args = tuple(draw(arrays(shape)) for _ in range(n))
+    if op.startswith("gelu"):
+        return args, draw(kwargs_of(approximate=option(st.sampled_from(["none", "tanh"]))))
+    if op.startswith("leaky_relu"):
+        return args, draw(kwargs_of(negative_slope=option(
+            st.sampled_from([0.01, 0.2, 0.0, -0.5, 2.0, np.float32(0.1), 3]))))
+    return args, draw(kwargs_of())
+
+
 CALLS = {
     "conv2d": conv2d_calls(), "conv2d_backward": conv2d_backward_calls(),
     "relu": relu_calls(), "relu_backward": relu_backward_calls(),
@@ -462,6 +479,7 @@ CALLS = {
     "global_max_pool2d": global_pool2d_calls(indices=True),
     "global_max_pool2d_backward": global_pool2d_backward_calls(indices=True),
 }
+CALLS.update({op: activation_calls(op) for op in OPS if op.split("_backward")[0] in ACTIVATIONS})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,7 +620,8 @@ BITWISE_OPS = ("relu", "relu_backward", "max_pool2d", "avg_pool2d", "avg_pool2d_
 def compare(op: str, got: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
     """ops returned ``got``: the reference must accept the call and agree."""
     try:
-        exp = _reference(op, args, kw, f64=op not in BITWISE_OPS)
+        exp = _reference(op, args, kw, f64=op not in BITWISE_OPS
+                         and not op.startswith("leaky_relu"))
     except MemoryError:
         event("reference: MemoryError")
         return
@@ -618,8 +637,16 @@ def compare(op: str, got: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Non
         elif isinstance(e, float | np.floating):
             assert isinstance(g, float), f"{what}: expected a Python float, got {type(g)}"
             _compare_loss(g, float(e), args, what)
-        elif op in BITWISE_OPS or e.dtype.kind in "iu":
+        elif op in BITWISE_OPS or op.startswith("leaky_relu") or e.dtype.kind in "iu":
             check_same(g, e, what)
+        elif op.split("_backward")[0] in ACTIVATIONS:
+            # within the kernels' ulp bounds (tests/test_ops_activation.py), in units of the
+            # result, of |dy| for the backward (whose derivative is at most ~1.13 in size) and
+            # of the smallest subnormal
+            dy = np.abs(args[0].astype(np.float64)) if op.endswith("_backward") else 0.0
+            with np.errstate(invalid="ignore"):
+                tol = 8 * EPS32 * (np.abs(e) + 2 * dy) + 8 * 2.0**-149
+            check_close(g, e, np.where(np.isfinite(tol), tol, 0.0), what)
         elif op == "max_pool2d_backward":
             kk = pair(args[2], "kernel_size")
             absr = _reference(op, (_abs(args[0]), *args[1:]), kw, f64=True)

@@ -108,15 +108,16 @@ def _compiled_names(fn: Any) -> list[str]:
 
 
 def _cuda_ops_functions() -> dict[str, list[str]]:
-    """The public functions of fastcnn/_cuda_ops.py and their parameter names, from the source."""
+    """The public functions of the package fastcnn/_cuda_ops/ and their parameter names, from
+    the source."""
     import fastcnn
 
-    src = Path(fastcnn.__file__).with_name("_cuda_ops.py").read_text()
     out = {}
-    for node in ast.parse(src).body:
-        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
-            a = node.args
-            out[node.name] = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    for path in sorted(Path(fastcnn.__file__).with_name("_cuda_ops").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                a = node.args
+                out[node.name] = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
     return out
 
 
@@ -131,7 +132,7 @@ def test_cuda_adapter_has_the_cpu_modules_functions() -> None:
     assert set(adapter) == set(_cpu_ops()), sorted(set(adapter) ^ set(_cpu_ops()))
     import fastcnn
 
-    src = Path(fastcnn.__file__).with_name("_cuda_ops.py").read_text()
+    src = Path(fastcnn.__file__).with_name("_cuda_ops").joinpath("__init__.py").read_text()
     listed = re.search(r"__all__ = \[(.*?)\]", src, re.S)
     assert listed and set(re.findall(r'"(\w+)"', listed.group(1))) == set(adapter)
 

@@ -134,5 +134,6 @@ inline FArray inplace_float(py::handle obj, const char* op, const char* name, in
 // bind_<family>(m), declared here and called from module_cpu.cpp's PYBIND11_MODULE.
 void bind_normalization(py::module_& m);  // cpu_normalization.cpp (batch_norm)
 void bind_pooling(py::module_& m);  // cpu_pooling.cpp: avg and global pooling (issue 17)
+void bind_activation(py::module_& m);  // cpu_activation.cpp (issue 17)
 
 }  // namespace fastcnn::bind

@@ -54,5 +54,6 @@ inline void check_workspace(int64_t have, int64_t need, const char* op) {
 // bind_<family>(m), declared here and called from module_cuda.cpp's PYBIND11_MODULE.
 void bind_normalization(py::module_& m);  // cuda_normalization.cpp (batch_norm)
 void bind_pooling(py::module_& m);  // cuda_pooling.cpp: avg and global pooling (issue 17)
+void bind_activation(py::module_& m);  // cuda_activation.cpp (issue 17)
 
 }  // namespace fastcnn::bind

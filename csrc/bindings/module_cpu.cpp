@@ -357,4 +357,5 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
   fastcnn::bind::bind_normalization(m);  // normalization family (cpu_normalization.cpp)
   bind_pooling(m);  // cpu_pooling.cpp (issue 17)
+  fastcnn::bind::bind_activation(m);  // sigmoid, tanh, leaky_relu, gelu, silu (issue 17)
 }

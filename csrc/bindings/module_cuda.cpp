@@ -346,4 +346,5 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("stream"));
   fastcnn::bind::bind_normalization(m);  // normalization family (cuda_normalization.cpp)
   bind_pooling(m);  // cuda_pooling.cpp (issue 17)
+  fastcnn::bind::bind_activation(m);  // sigmoid, tanh, leaky_relu, gelu, silu (issue 17)
 }

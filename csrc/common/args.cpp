@@ -299,4 +299,16 @@ void check_global_pool2d_grad(const Shape& dy, const GlobalPool2dParams& p, cons
                 " but the forward pass for this x gives ", shape_str(want));
 }
 
+// ---- activation family (issue 17) ------------------------------------------------------------
+bool check_gelu_approximate(const std::string& approximate, const char* op) {
+  FASTCNN_CHECK(approximate == "none" || approximate == "tanh", op,
+                ": approximate must be 'none' or 'tanh', got '", approximate, "'");
+  return approximate == "tanh";
+}
+
+void check_activation_grad(const Shape& dy, const Shape& t, const char* op, const char* name) {
+  FASTCNN_CHECK(dy == t, op, ": dy has shape ", shape_str(dy), " but ", name, " has shape ",
+                shape_str(t), ": expected the same shape");
+}
+
 }  // namespace fastcnn

@@ -7,6 +7,7 @@
 // validate on the device). Device-neutral: no CPU kernels, no CUDA, no Python.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "common/check.h"
 #include "common/params.h"
@@ -76,5 +77,11 @@ void check_avg_pool2d_grad(const Shape& dy, const AvgPool2dParams& p);
 GlobalPool2dParams check_global_pool2d_args(const Shape& x, const char* op);
 // dy must be (N, C).
 void check_global_pool2d_grad(const Shape& dy, const GlobalPool2dParams& p, const char* op);
+// ---- activation family (issue 17) ------------------------------------------------------------
+// gelu's approximate= ("none" | "tanh", PyTorch's names): true for the tanh form; ValueError
+// naming op and the choices otherwise.
+bool check_gelu_approximate(const std::string& approximate, const char* op);
+// An activation's gradient pair: dy must have the shape of the forward tensor `name` (x or y).
+void check_activation_grad(const Shape& dy, const Shape& t, const char* op, const char* name);
 
 }  // namespace fastcnn

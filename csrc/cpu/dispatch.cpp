@@ -20,7 +20,11 @@ namespace {
         ns::bn_apply_cols, ns::bn_bwd_apply, ns::bn_bwd_apply_cols,                         \
         /* pooling family (issue 17) */                                                     \
         ns::avgpool2d_fwd, ns::avgpool2d_bwd, ns::global_avgpool2d_fwd,                     \
-        ns::global_avgpool2d_bwd, ns::global_maxpool2d_fwd, ns::global_maxpool2d_bwd        \
+        ns::global_avgpool2d_bwd, ns::global_maxpool2d_fwd, ns::global_maxpool2d_bwd,       \
+        /* activation family (issue 17) */                                                 \
+        ns::sigmoid_fwd, ns::sigmoid_bwd, ns::tanh_fwd, ns::tanh_bwd, ns::leaky_relu_fwd,   \
+        ns::leaky_relu_bwd, ns::gelu_fwd, ns::gelu_bwd, ns::gelu_tanh_fwd,                  \
+        ns::gelu_tanh_bwd, ns::silu_fwd, ns::silu_bwd                                       \
   }
 
 const KernelTable& table_for(Isa isa) {

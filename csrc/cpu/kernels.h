@@ -143,6 +143,19 @@ using GlobalMaxPool2dFwdFn = void (*)(const float* x, float* y, int64_t* idx, in
                                       int64_t HW);
 using GlobalMaxPool2dBwdFn = bool (*)(const float* dy, const int64_t* idx, float* dx,
                                       int64_t planes, int64_t HW);
+// ---- activation family (issue 17; activation_*.cpp, vmath_*.h) ----------------------------------
+// Elementwise over n contiguous floats, any alignment; dx may equal dy or the forward tensor and
+// y may equal x (in place). Maximum errors against the float64 reference: the header comment of
+// each ISA's activation file (PyTorch's special values: NaN, +-inf, -0.0).
+//   fwd: y[i] = f(x[i]) for sigmoid, tanh, gelu (exact erf form), gelu_tanh, silu
+using ActFwdFn = void (*)(const float* x, float* y, int64_t n);
+//   bwd: dx[i] = dy[i] * f'(.) from t = the forward OUTPUT y (sigmoid, tanh) or INPUT x (gelu,
+//   gelu_tanh, silu)
+using ActBwdFn = void (*)(const float* dy, const float* t, float* dx, int64_t n);
+// leaky_relu: y = x > 0 ? x : x * slope; backward dx = x > 0 ? dy : dy * slope (x: the input)
+using LeakyReluFwdFn = void (*)(const float* x, float* y, int64_t n, float slope);
+using LeakyReluBwdFn = void (*)(const float* dy, const float* x, float* dx, int64_t n,
+                                float slope);
 
 struct KernelTable {
   Isa isa;
@@ -178,6 +191,19 @@ struct KernelTable {
   GlobalAvgPool2dBwdFn global_avgpool2d_bwd;
   GlobalMaxPool2dFwdFn global_maxpool2d_fwd;
   GlobalMaxPool2dBwdFn global_maxpool2d_bwd;
+  // activation family (issue 17)
+  ActFwdFn sigmoid_fwd;
+  ActBwdFn sigmoid_bwd;
+  ActFwdFn tanh_fwd;
+  ActBwdFn tanh_bwd;
+  LeakyReluFwdFn leaky_relu_fwd;
+  LeakyReluBwdFn leaky_relu_bwd;
+  ActFwdFn gelu_fwd;
+  ActBwdFn gelu_bwd;
+  ActFwdFn gelu_tanh_fwd;
+  ActBwdFn gelu_tanh_bwd;
+  ActFwdFn silu_fwd;
+  ActBwdFn silu_bwd;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -237,6 +263,19 @@ struct KernelTable {
                             int64_t HW);                                                        \
   bool global_maxpool2d_bwd(const float* dy, const int64_t* idx, float* dx, int64_t planes,     \
                             int64_t HW);                                                        \
+  /* activation family (issue 17) */                                                            \
+  void sigmoid_fwd(const float* x, float* y, int64_t n);                                        \
+  void sigmoid_bwd(const float* dy, const float* y, float* dx, int64_t n);                      \
+  void tanh_fwd(const float* x, float* y, int64_t n);                                           \
+  void tanh_bwd(const float* dy, const float* y, float* dx, int64_t n);                         \
+  void leaky_relu_fwd(const float* x, float* y, int64_t n, float slope);                        \
+  void leaky_relu_bwd(const float* dy, const float* x, float* dx, int64_t n, float slope);      \
+  void gelu_fwd(const float* x, float* y, int64_t n);                                           \
+  void gelu_bwd(const float* dy, const float* x, float* dx, int64_t n);                         \
+  void gelu_tanh_fwd(const float* x, float* y, int64_t n);                                      \
+  void gelu_tanh_bwd(const float* dy, const float* x, float* dx, int64_t n);                    \
+  void silu_fwd(const float* x, float* y, int64_t n);                                           \
+  void silu_bwd(const float* dy, const float* x, float* dx, int64_t n);                         \
                                                                                                 \
                                                                                                 \
   }

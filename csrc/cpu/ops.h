@@ -105,5 +105,20 @@ void global_max_pool2d_forward(const float* x, float* y, int64_t* idx,
 // parallel pass: no exception leaves a parallel region).
 void global_max_pool2d_backward(const float* dy, const int64_t* idx, float* dx,
                                 const GlobalPool2dParams& p);
+// ---- activation family (issue 17; activation.cpp): elementwise over n floats, fixed 64 Ki
+// chunks over the threads (bit-identical for any thread count); in place allowed (y == x,
+// dx == dy or dx == the forward tensor). Backward from the forward OUTPUT y (sigmoid, tanh) or
+// INPUT x (leaky_relu, gelu, silu). gelu: tanh_approx selects PyTorch's approximate="tanh".
+void sigmoid_forward(const float* x, float* y, int64_t n);
+void sigmoid_backward(const float* dy, const float* y, float* dx, int64_t n);
+void tanh_forward(const float* x, float* y, int64_t n);
+void tanh_backward(const float* dy, const float* y, float* dx, int64_t n);
+void leaky_relu_forward(const float* x, float* y, int64_t n, float negative_slope);
+void leaky_relu_backward(const float* dy, const float* x, float* dx, int64_t n,
+                         float negative_slope);
+void gelu_forward(const float* x, float* y, int64_t n, bool tanh_approx);
+void gelu_backward(const float* dy, const float* x, float* dx, int64_t n, bool tanh_approx);
+void silu_forward(const float* x, float* y, int64_t n);
+void silu_backward(const float* dy, const float* x, float* dx, int64_t n);
 
 }  // namespace fastcnn::cpu

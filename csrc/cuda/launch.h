@@ -136,5 +136,14 @@ void global_max_pool2d_forward(const float* x, float* y, int64_t* idx,
 void global_max_pool2d_backward(const float* dy, const int64_t* idx, float* dx,
                                 const GlobalPool2dParams& p, bool check_indices, void* ws,
                                 Stream stream);
+// ---- activation family (activation.cu; issue 17) -----------------------------------------------
+// Elementwise over n floats (any alignment; in place allowed). Backward from t = the forward
+// OUTPUT y (sigmoid, tanh) or INPUT x (leaky_relu, gelu, gelu_tanh, silu); negative_slope is
+// used by leaky_relu only.
+enum class ActOp : int { sigmoid = 0, tanh = 1, leaky_relu = 2, gelu = 3, gelu_tanh = 4, silu = 5 };
+void activation_forward(ActOp op, const float* x, float* y, int64_t n, float negative_slope,
+                        Stream stream);
+void activation_backward(ActOp op, const float* dy, const float* t, float* dx, int64_t n,
+                         float negative_slope, Stream stream);
 
 }  // namespace fastcnn::cuda

@@ -42,7 +42,20 @@ call them as ``fastcnn.ops.<name>``.
 from __future__ import annotations
 
 from .. import _native  # noqa: F401  (tests replace _native.cpu through here)
-from .activation import relu, relu_backward
+from .activation import (
+    gelu,
+    gelu_backward,
+    leaky_relu,
+    leaky_relu_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    silu,
+    silu_backward,
+    tanh,
+    tanh_backward,
+)
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
 from .normalization import batch_norm, batch_norm_backward  # normalization family
@@ -68,10 +81,14 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "cross_entropy",
+    "gelu",
+    "gelu_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
     "global_max_pool2d",
     "global_max_pool2d_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
     "linear",
     "linear_backward",
     "log_softmax",
@@ -80,7 +97,13 @@ __all__ = [
     "relu",
     "relu_backward",
     "sgd_update",
+    "sigmoid",
+    "sigmoid_backward",
+    "silu",
+    "silu_backward",
     "softmax",
+    "tanh",
+    "tanh_backward",
 ]
 
 

@@ -23,8 +23,13 @@ Approaches:
 * ``sgd_update`` / ``adam_update``: the optimizer formulas in place, one NumPy operation per
   float32 operation of the compiled updates, in their order (so the two agree bit for bit).
 
-``out=`` (``relu``, ``relu_backward``, ``max_pool2d_backward``) copies the result into the given
-array of the result's shape and returns it.
+* the activations (``sigmoid``, ``tanh``, ``gelu``, ``silu`` and their backward): float64
+  formulas that neither overflow nor cancel (``x * sigmoid(v)`` for silu and the tanh GELU,
+  ``erfc`` for the exact GELU), rounded once to the inputs' dtype; ``leaky_relu`` in the input
+  dtype, exactly as the kernels.
+
+``out=`` (``relu``, the other activations, their backward, ``max_pool2d_backward``) copies the
+result into the given array of the result's shape and returns it.
 
 The functions live in submodules by family, as in :mod:`fastcnn.ops` (``convolution``,
 ``pooling``, ``activation``, ``dense``, ``probability``, ``optim``; the array checks in
@@ -35,7 +40,20 @@ from __future__ import annotations
 
 from .._args import check_bool, check_int
 from .._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
-from .activation import relu, relu_backward
+from .activation import (
+    gelu,
+    gelu_backward,
+    leaky_relu,
+    leaky_relu_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    silu,
+    silu_backward,
+    tanh,
+    tanh_backward,
+)
 from .convolution import conv2d, conv2d_backward
 from .dense import linear, linear_backward
 from .normalization import batch_norm, batch_norm_backward  # normalization family
@@ -65,10 +83,14 @@ __all__ = [
     "conv_output_size",
     "conv_padding",
     "cross_entropy",
+    "gelu",
+    "gelu_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
     "global_max_pool2d",
     "global_max_pool2d_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
     "linear",
     "linear_backward",
     "log_softmax",
@@ -80,7 +102,13 @@ __all__ = [
     "relu",
     "relu_backward",
     "sgd_update",
+    "sigmoid",
+    "sigmoid_backward",
+    "silu",
+    "silu_backward",
     "softmax",
+    "tanh",
+    "tanh_backward",
 ]
 
 

@@ -1,0 +1,126 @@
+"""What every CUDA adapter function shares: the input rule (float32, contiguous copies),
+the arrays' device, raw pointers, the current stream, outputs and workspaces from CuPy's pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cupy
+import numpy as np
+
+from .. import _native
+
+_cuda = _native.cuda()
+
+
+_F32 = np.dtype(np.float32)
+
+
+_I64 = np.dtype(np.int64)
+
+
+def _type_name(a: Any) -> str:
+    return type(a).__name__
+
+
+def _f32(a: Any, op: str, name: str) -> Any:
+    """``a`` as a C-contiguous float32 cupy array; TypeError (the CPU's wording) otherwise."""
+    if not isinstance(a, cupy.ndarray):
+        raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
+    if a.dtype != _F32:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype} but fastcnn computes in float32 only; "
+                        f"convert it with {name}.astype(cupy.float32)")
+    return cupy.ascontiguousarray(a)
+
+
+def _f32_opt(a: Any, op: str, name: str) -> Any:
+    return None if a is None else _f32(a, op, name)
+
+
+def _device(op: str, *arrays: Any) -> Any:
+    """The one device of ``arrays`` (a ``cupy.cuda.Device`` context); ValueError if several."""
+    dev = None
+    for a in arrays:
+        if a is None:
+            continue
+        d = a.device.id
+        if dev is None:
+            dev = d
+        elif d != dev:
+            raise ValueError(f"{op}: the arrays are on different GPUs ({dev} and {d}); move them "
+                             "to one device first")
+    return cupy.cuda.Device(dev if dev is not None else cupy.cuda.runtime.getDevice())
+
+
+def _ptr(a: Any) -> int:
+    return 0 if a is None else int(a.data.ptr)
+
+
+def _shape(a: Any) -> tuple[int, ...] | None:
+    return None if a is None else tuple(a.shape)
+
+
+def _stream() -> int:
+    return int(cupy.cuda.get_current_stream().ptr)
+
+
+def _empty(shape: Any, dtype: Any = _F32) -> Any:
+    return cupy.empty(tuple(shape), dtype=dtype)
+
+
+def _workspace(n: int, dtype: Any = _F32) -> tuple[Any, int]:
+    """A workspace of n elements (None when n == 0) and n."""
+    n = int(n)
+    return (cupy.empty(n, dtype=dtype) if n > 0 else None), n
+
+
+def _same_shape(a: Any, b: Any, op: str, an: str, bn: str) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{op}: {an} has shape {tuple(a.shape)} but {bn} has shape "
+                         f"{tuple(b.shape)}: expected the same shape")
+
+
+def _out(out: Any, shape: tuple[int, ...], op: str, **inputs: Any) -> Any:
+    """An ``out=`` destination (the CPU's rules): a C-contiguous float32 cupy array of
+    ``shape``, used as it is; it may be one of ``inputs`` (in place) but not overlap one
+    partially."""
+    if not isinstance(out, cupy.ndarray):
+        raise TypeError(f"{op}: out must be a cupy.ndarray of float32, got {_type_name(out)}")
+    if out.dtype != _F32:
+        raise TypeError(f"{op}: out has dtype {out.dtype}; expected float32")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: out has shape {tuple(out.shape)} but the result has shape "
+                         f"{tuple(shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: out must be C-contiguous (it is written in place), got strides "
+                         f"{out.strides}")
+    lo, hi = _ptr(out), _ptr(out) + out.nbytes
+    for name, a in inputs.items():
+        alo, ahi = _ptr(a), _ptr(a) + a.nbytes
+        if not (alo == lo and ahi == hi) and alo < hi and lo < ahi and lo != hi:
+            raise ValueError(f"{op}: out overlaps {name} without being the same array; pass "
+                             f"{name} itself (in place) or a separate array")
+    return out
+
+
+def _inplace(a: Any, op: str, name: str, like: Any = None) -> Any:
+    if not isinstance(a, cupy.ndarray):
+        raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
+    if a.dtype != _F32:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype}; expected float32")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be C-contiguous (it is updated in place)")
+    if like is not None and a.size != like.size:
+        raise ValueError(f"{op}: {name} has {a.size} elements but p has {like.size}")
+    return a
+
+
+def _f32_like(a: Any, op: str, name: str) -> Any:
+    """``a`` checked as a float32 cupy array whose values are not read (only its shape and
+    device): never copied."""
+    if not isinstance(a, cupy.ndarray):
+        raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
+    if a.dtype != _F32:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype} but fastcnn computes in float32 only; "
+                        f"convert it with {name}.astype(cupy.float32)")
+    return a

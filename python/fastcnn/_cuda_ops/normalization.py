@@ -1,0 +1,72 @@
+"""CUDA adapter: batch normalisation (batch_norm.cu)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._common import (
+    _cuda,
+    _device,
+    _empty,
+    _f32,
+    _f32_opt,
+    _inplace,
+    _ptr,
+    _shape,
+    _stream,
+    _workspace,
+)
+
+
+def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
+               training: bool, momentum: float, eps: float) -> tuple[Any, Any, Any]:
+    """``(y, mean, invstd)``: batch normalisation per channel (the CPU module's contract); in
+    training ``running_mean`` / ``running_var`` (when given) are updated in place, so they must
+    then be C-contiguous float32 cupy arrays."""
+    op = "batch_norm"
+    x = _f32(x, op, "x")
+    weight, bias = _f32_opt(weight, op, "weight"), _f32_opt(bias, op, "bias")
+    if training:
+        rm = None if running_mean is None else _inplace(running_mean, op, "running_mean")
+        rv = None if running_var is None else _inplace(running_var, op, "running_var")
+        if rm is not None and rv is not None and _ptr(rm) == _ptr(rv):
+            raise ValueError(f"{op}: running_mean and running_var are the same array; pass two "
+                             "arrays")
+    else:
+        rm, rv = _f32_opt(running_mean, op, "running_mean"), _f32_opt(running_var, op,
+                                                                      "running_var")
+    nws = _cuda.batch_norm_plan(x.shape, _shape(weight), _shape(bias), _shape(rm), _shape(rv),
+                                bool(training), float(momentum), float(eps))
+    with _device(op, x, weight, bias, rm, rv):
+        c = x.shape[1]
+        y, mean, invstd = _empty(x.shape), _empty((c,)), _empty((c,))
+        ws, nws = _workspace(nws, np.uint8)
+        _cuda.batch_norm_forward(_ptr(x), x.shape, _ptr(weight), _shape(weight), _ptr(bias),
+                                 _shape(bias), _ptr(rm), _shape(rm), _ptr(rv), _shape(rv),
+                                 _ptr(y), _ptr(mean), _ptr(invstd), _ptr(ws), nws,
+                                 bool(training), float(momentum), float(eps), _stream())
+    return y, mean, invstd
+
+
+def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, training: bool,
+                        compute_dx: bool, compute_dw: bool) -> tuple[Any, Any, Any]:
+    """``(dx, dweight, dbias)`` of :func:`batch_norm` (None where not computed)."""
+    op = "batch_norm_backward"
+    dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
+    weight = _f32_opt(weight, op, "weight")
+    mean, invstd = _f32(mean, op, "mean"), _f32(invstd, op, "invstd")
+    nws = _cuda.batch_norm_backward_plan(dy.shape, x.shape, _shape(weight), mean.shape,
+                                         invstd.shape, bool(training))
+    with _device(op, dy, x, weight, mean, invstd):
+        c = x.shape[1]
+        dx = _empty(x.shape) if compute_dx else None
+        dw = _empty((c,)) if compute_dw else None
+        db = _empty((c,)) if compute_dw else None
+        ws, nws = _workspace(nws, np.uint8)
+        _cuda.batch_norm_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(weight),
+                                  _shape(weight), _ptr(mean), mean.shape, _ptr(invstd),
+                                  invstd.shape, _ptr(dx), _ptr(dw), _ptr(db), _ptr(ws), nws,
+                                  bool(training), _stream())
+    return dx, dw, db
