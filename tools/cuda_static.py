@@ -42,15 +42,15 @@ REG_UNIT, SMEM_UNIT, SMEM_RESERVED = 256, 128, 1024
 # (regex on the demangled kernel name, label, FFMA-share floor of its main loop or None), the
 # first match wins. Floors apply to the 32-bit paths (the 64-bit fallbacks, for tensors of 2^31
 # elements and more, are reported only). Issue 14's targets are conv >= 60 %, dense and dcol
-# >= 70 % on the main 64 x 128 tile; the floors below sit at what the code reaches (dcol: 68 %,
-# short of its 70 % target) and at the smaller tiles' ceiling (a 4 x 4 register tile does half
-# the FMAs per k step of the 4 x 8 one for a similar load and index overhead).
+# >= 70 % on the main 64 x 128 tile; the smaller tiles' floors sit just under what they reach (a
+# 4 x 4 register tile does half the FMAs per k step of the 4 x 8 one for a similar load and
+# index overhead).
 FLOORS: list[tuple[str, str, float | None]] = [
     (r"gemm_kernel<64x128, ConvFwdOp", "conv fwd", 0.60),
     (r"gemm_kernel<64x128, ConvBwdWeightsOp", "conv dw", 0.60),
-    (r"gemm_kernel<64x128, ConvDcolOp", "conv dcol", 0.66),
+    (r"gemm_kernel<64x128, ConvDcolOp", "conv dcol", 0.70),
     (r"gemm_kernel<64x128, LinearOp", "dense", 0.70),
-    (r"gemm_kernel<(64x64|32x128), Conv(Fwd|BwdWeights)Op", "conv (small tile)", 0.45),
+    (r"gemm_kernel<(64x64|32x128), Conv(Fwd|BwdWeights)Op", "conv (small tile)", 0.50),
     (r"gemm_kernel<(64x64|32x128), (ConvDcolOp|LinearOp)", "dense / dcol (small tile)", 0.55),
     (r"gemm_kernel<", "gemm", None),
 ]

@@ -68,7 +68,8 @@ inline Step3 step3(int64_t L1, int64_t L0) {
 //   B row state (pixel n = (p, q)): h0 = p*sh - pt, w0 = q*sw - pl, pix = h0*W + w0;
 //   B k state (k = (c, r, s)):      rh = r*dh, sw = s*dw, off = c*H*W + rh*W + sw, stepped by BK
 //                                    with two carries (no division in the k loop);
-//   element: (h0 + rh, w0 + sw) inside H x W ? xg[pix + off] : 0.
+//   element: (h0 + rh, w0 + sw) inside H x W ? x[pix + off] : 0 (pix includes the group's
+//   plane offset, so a load is the base pointer plus one Idx offset).
 template <typename I>
 struct ConvFwdOp {
   using Idx = I;
@@ -86,26 +87,26 @@ struct ConvFwdOp {
   Idx st_lo = 0, st_mid = 0, st_hi = 0;  // Step3 of (c, r, s), pre-multiplied: s*dw, r*dh, c*HW
   FastDiv div_groups, div_RS, div_S, div_Q;
   int relu = 0;
-  // bound per group
+  // bound per group: offsets of the group's x planes and weights (folded into the row states,
+  // so every load is one base pointer plus one Idx offset)
   int64_t g = 0;
-  const float* xg = nullptr;
-  const float* wg = nullptr;
+  Idx xo = 0, wo = 0;
   const float* bg = nullptr;
 
   FASTCNN_D void bind(int64_t gg) {
     g = gg;
     int64_t img;
     const int64_t grp = div_groups.divmod(gg, img);
-    xg = x + (img * C + grp * Cg) * H * W;
-    wg = w + grp * M * K;
+    xo = static_cast<Idx>((img * C + grp * Cg) * H * W);
+    wo = static_cast<Idx>(grp * M * K);
     bg = bias ? bias + grp * M : nullptr;
   }
   using ARow = Idx;
   using KA = Idx;
-  FASTCNN_D ARow a_row(Idx m) const { return m * static_cast<Idx>(K); }
+  FASTCNN_D ARow a_row(Idx m) const { return wo + m * static_cast<Idx>(K); }
   FASTCNN_D KA a_k(Idx k) const { return k; }
   FASTCNN_D void a_step(KA& k) const { k += BK; }
-  FASTCNN_D float a(ARow r, KA k) const { return wg[r + k]; }
+  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
 
   struct BRow {
     Idx h0, w0, pix;
@@ -119,7 +120,7 @@ struct ConvFwdOp {
     BRow r;
     r.h0 = static_cast<Idx>(p) * sh - pt;
     r.w0 = q * sw - pl;
-    r.pix = r.h0 * W + r.w0;
+    r.pix = xo + r.h0 * W + r.w0;
     return r;
   }
   FASTCNN_D KB b_k(Idx k) const {
@@ -148,7 +149,7 @@ struct ConvFwdOp {
     if (static_cast<U>(r.h0 + t.rh) >= static_cast<U>(H) ||
         static_cast<U>(r.w0 + t.sw) >= static_cast<U>(W))
       return 0.0f;
-    return xg[r.pix + t.off];
+    return x[r.pix + t.off];
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // y is (G, Kg, PQ) contiguous
@@ -183,9 +184,10 @@ void set_geometry(Op& op, const Conv2dParams& p) {
 bool conv_fits31(const Conv2dParams& p) {
   const int64_t reach = (p.H + p.pad_top + p.pad_bottom + p.R * p.dil_h + p.stride_h) *
                         (p.W + p.pad_left + p.pad_right + p.S * p.dil_w + p.stride_w);
-  return fits31({p.N * p.C * p.H * p.W, p.N * p.K * p.P * p.Q, p.K * p.CRSg(), p.N * p.P * p.Q,
-                 p.C * reach + p.N * p.C * p.H * p.W, p.CRSg() + 2 * BK,
-                 p.N * p.P * p.Q + 2 * BK});
+  // (+ BK images: the k states step once past the end of the reduction without loading)
+  return fits31({(p.N + BK) * p.C * p.H * p.W, (p.N + BK) * p.K * p.P * p.Q, p.K * p.CRSg(),
+                 p.N * p.P * p.Q + 2 * BK, p.C * reach + (p.N + BK) * p.C * p.H * p.W,
+                 p.CRSg() + 2 * BK});
 }
 
 // ---- backward-data: dcol = W^T . dy (GEMM), then col2im (gather) ------------------------------
@@ -223,31 +225,31 @@ struct ConvDcolOp {
   const float* w = nullptr;
   float* col = nullptr;
   FastDiv div_groups;
-  // bound per (image, group)
-  const float* dyg = nullptr;
-  const float* wg = nullptr;
+  // bound per (image, group): offsets of its dy block and its group's weights
+  Idx dyo = 0, wo = 0;
   float* colg = nullptr;
 
   FASTCNN_D void bind(int64_t g) {
     int64_t img;
     const int64_t grp = div_groups.divmod(g, img);
-    dyg = dy + g * K * N;
-    wg = w + grp * K * M;
+    dyo = static_cast<Idx>(g * K * N);
+    wo = static_cast<Idx>(grp * K * M);
     colg = col + g * M * N;
   }
-  // A[m, k] = wg[k*M + m], B[k, n] = dyg[k*N + n]: row offsets m / n, k states k*M / k*N
+  // A[m, k] = w[wo + k*M + m], B[k, n] = dy[dyo + k*N + n]: row offsets wo + m / dyo + n,
+  // k states k*M / k*N
   using ARow = Idx;
   using KA = Idx;
   using BRow = Idx;
   using KB = Idx;
-  FASTCNN_D ARow a_row(Idx m) const { return m; }
+  FASTCNN_D ARow a_row(Idx m) const { return wo + m; }
   FASTCNN_D KA a_k(Idx k) const { return k * static_cast<Idx>(M); }
   FASTCNN_D void a_step(KA& k) const { k += BK * static_cast<Idx>(M); }
-  FASTCNN_D float a(ARow r, KA k) const { return wg[r + k]; }
-  FASTCNN_D BRow b_row(Idx n) const { return n; }
+  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+  FASTCNN_D BRow b_row(Idx n) const { return dyo + n; }
   FASTCNN_D KB b_k(Idx k) const { return k * static_cast<Idx>(N); }
   FASTCNN_D void b_step(KB& k) const { k += BK * static_cast<Idx>(N); }
-  FASTCNN_D float b(BRow r, KB k) const { return dyg[r + k]; }
+  FASTCNN_D float b(BRow r, KB k) const { return dy[r + k]; }
   FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
 };
 
@@ -296,7 +298,8 @@ __global__ void __launch_bounds__(kThreads) col2im_kernel(const Col2ImArgs a) {
 //   A k state: pq and off = img*K*PQ + pq, stepped by BK with one carry;
 //   B k state (k = (img, p, q)): h0 = p*sh - pt, w0 = q*sw - pl, pix = img*C*H*W + h0*W + w0,
 //   stepped by BK with two carries; B row state (n = (c, r, s)): rh = r*dh, sw = s*dw,
-//   off = c*H*W + rh*W + sw; element: (h0 + rh, w0 + sw) inside H x W ? xg[pix + off] : 0.
+//   off = group offset + c*H*W + rh*W + sw; element: (h0 + rh, w0 + sw) inside H x W ?
+//   x[pix + off] : 0.
 template <typename I>
 struct ConvBwdWeightsOp {
   using Idx = I;
@@ -314,19 +317,18 @@ struct ConvBwdWeightsOp {
   Idx b_lo = 0, b_mid = 0, b_hi = 0;  // BK over (img, p, q): b_hi pre-multiplied by C*H*W
   FastDiv div_PQ, div_Q, div_RS, div_S;
   int64_t g = 0;
-  const float* dyg = nullptr;
-  const float* xg = nullptr;
+  Idx dyo = 0, xo = 0;  // the group's channel offsets in dy and x (folded into the row states)
 
   FASTCNN_D void bind(int64_t grp) {
     g = grp;
-    dyg = dy + grp * M * PQ;
-    xg = x + grp * Cg * H * W;
+    dyo = static_cast<Idx>(grp * M * PQ);
+    xo = static_cast<Idx>(grp * Cg * H * W);
   }
   struct KA {
     Idx pq, off;
   };
   using ARow = Idx;
-  FASTCNN_D ARow a_row(Idx m) const { return m * PQ; }
+  FASTCNN_D ARow a_row(Idx m) const { return dyo + m * PQ; }
   FASTCNN_D KA a_k(Idx k) const {
     int64_t img;
     const Idx pq = static_cast<Idx>(div_PQ.divmod(k, img));
@@ -338,7 +340,7 @@ struct ConvBwdWeightsOp {
     t.pq -= c ? PQ : Idx{0};
     t.off += a_lo + a_hi + (c ? KPQ - PQ : Idx{0});
   }
-  FASTCNN_D float a(ARow r, const KA& t) const { return dyg[r + t.off]; }
+  FASTCNN_D float a(ARow r, const KA& t) const { return dy[r + t.off]; }
 
   struct KB {
     Idx p, q, img_off, h0, w0, pix;
@@ -353,7 +355,7 @@ struct ConvBwdWeightsOp {
     BRow t;
     t.rh = static_cast<Idx>(r) * dh;
     t.sw = s * dw;
-    t.off = static_cast<Idx>(c) * HW + t.rh * W + t.sw;
+    t.off = xo + static_cast<Idx>(c) * HW + t.rh * W + t.sw;
     return t;
   }
   FASTCNN_D void b_pix(KB& t) const {
@@ -385,7 +387,7 @@ struct ConvBwdWeightsOp {
     if (static_cast<U>(t.h0 + r.rh) >= static_cast<U>(H) ||
         static_cast<U>(t.w0 + r.sw) >= static_cast<U>(W))
       return 0.0f;
-    return xg[t.pix + r.off];
+    return x[t.pix + r.off];
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // dw is (groups, Kg, CgRS) contiguous
@@ -484,8 +486,8 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
       op.div_groups = FastDiv(p.groups);
       gemm::run("conv2d_backward (dx: dcol)", op, op.M, op.N, stream);
     };
-    // 32-bit offsets within one (image, group): w, one image's dy and dcol blocks (+ a step)
-    if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (p.Kg() + BK) * PQ, p.CRSg() * PQ}))
+    // 32-bit load offsets: all of w and the chunk's dy, plus one k step past the end
+    if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (nb * p.K + BK) * PQ}))
       go(ConvDcolOp<int32_t>{});
     else
       go(ConvDcolOp<int64_t>{});
