@@ -1,5 +1,6 @@
 // conv2d.cu -- 2-D convolution (cross-correlation), forward and backward, as implicit GEMMs on the
-// shared tiled SGEMM core (common.cuh: 64 x 128 block tiles, BK 8, 4 x 8 register tiles).
+// shared tiled SGEMM core (gemm_core.cuh: 64 x 128, 64 x 64 or 32 x 128 block tiles picked by
+// gemm::choose_tile, BK 8; the tile never changes the bits).
 // Shapes: x (N, C, H, W), w (K, C/groups, R, S), b (K,), y / dy (N, K, P, Q); every option of the
 // CPU path: stride, padding (asymmetric, as "same" gives), dilation, groups, bias, fused ReLU.
 //
@@ -29,8 +30,10 @@
 //                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
 //   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: one block per channel, a fixed
 //                    shared-memory tree (block_sum).
-// Index maths is int64 throughout; per-element divisions use FastDiv (multiply-high for values
-// below 2^31, an exact 64-bit fallback above).
+// Index maths: each GEMM op computes a thread's operand coordinates once per tile (FastDiv) and
+// steps them by BK between k steps with compare-and-select carries, so the k loop has no
+// division; its offsets are int32 when conv_fits31 holds (every offset below 2^31: the usual
+// case) and int64 otherwise. col2im and the bias reduction: FastDiv, 32-bit where it fits.
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
 // 1.36 GFLOP as 64 images x 5 tiles = 320 blocks; backward-weights: M 64, N 288, K 36864 ->
 // 3 tiles x 64 splits of 576 = 192 blocks + a 1.2 M-element reduction; at ~20-30 TFLOP/s of

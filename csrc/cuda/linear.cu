@@ -1,11 +1,12 @@
 // linear.cu -- the dense (fully connected) layer, forward and backward, on the shared tiled SGEMM
-// core (common.cuh; its split-K reduction is gemm.cu).
+// core (gemm_core.cuh; its split-K reduction is gemm.cu).
 //   forward   y (N, out)   = x (N, in) . w^T + b, ReLU fused     M = N,   N = out, K = in
 //   data      dx (N, in)   = dy (N, out) . w                     M = N,   N = in,  K = out
 //   weights   dw (out, in) = dy^T . x                            M = out, N = in,  K = N
 //   bias      db (out,)    = column sums of dy, rows added in order (one thread per column)
 // Operands are read in place through strides (no transposed copies); each product picks the
-// thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous).
+// thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
+// with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
 // one 64 x 128 tile, K 9216) is split into a fixed number of chunks chosen from the shapes only;
 // each chunk goes to its own workspace slice and splitk_reduce sums the slices in order, then
