@@ -78,6 +78,7 @@ struct ConvFwdOp {
   using Idx = I;
   static constexpr bool kAContigK = true;   // w[m, k]: k = (c, r, s) contiguous
   static constexpr bool kBContigK = false;  // x gathered along output pixels n
+  static constexpr bool kStore4 = false;
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* x = nullptr;
   const float* w = nullptr;
@@ -254,6 +255,10 @@ struct ConvDcolOp {
   FASTCNN_D void b_step(KB& k) const { k += BK * static_cast<Idx>(N); }
   FASTCNN_D float b(BRow r, KB k) const { return dy[r + k]; }
   FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
+  static constexpr bool kStore4 = true;
+  FASTCNN_D bool store4(int64_t, int64_t m, int64_t n, float4 v) const {
+    return gemm::store_float4(colg + m * N + n, v);
+  }
 };
 
 // dx[i] for i = ((img*C + c)*H + h)*W + w of the chunk: the sum, over the taps (r, s) in
@@ -308,6 +313,7 @@ struct ConvBwdWeightsOp {
   using Idx = I;
   static constexpr bool kAContigK = true;  // dy[n, k, pq]: reduction index (n, pq), pq fastest
   static constexpr bool kBContigK = true;  // x gathered along (n, p, q), q fastest
+  static constexpr bool kStore4 = false;
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* dy = nullptr;
   const float* x = nullptr;

@@ -17,6 +17,9 @@
 //       XRow x_row(Idx mn) const;  KX x_k(Idx k) const;  void x_step(KX&) const;
 //       float a(const ARow&, const KA&) const;  float b(const BRow&, const KB&) const;
 //       __device__ void store(int64_t s, int64_t m, int64_t n, float v) const;
+//       static constexpr bool kStore4;  // and, when true, columns n..n+3 in one store:
+//       __device__ bool store4(int64_t s, int64_t m, int64_t n, float4 v) const;  // false
+//                                       // (nothing written) when not 16-byte aligned
 //     };
 // A and B are read through these, so im2col and strided or transposed operands are computed on
 // the fly (zero for padding) and nothing is materialised. Idx = int32_t when the launcher has
@@ -101,6 +104,13 @@ inline TileKind choose_tile(int64_t G, int64_t M, int64_t N, int64_t splits, int
   if (M <= 32) return TileKind::k32x128;  // half the 64-row tile would be padding
   if (gs * tiles(1, M, N, 64, 128) >= sms) return TileKind::k64x128;
   return TileKind::k64x64;
+}
+
+// *p = v as one 128-bit store when p is 16-byte aligned (true), else nothing (false).
+FASTCNN_D bool store_float4(float* p, const float4& v) {
+  if ((reinterpret_cast<uintptr_t>(p) & 15u) != 0) return false;
+  *reinterpret_cast<float4*>(p) = v;
+  return true;
 }
 
 // k lane and the i-th row (m / n) a thread loads of a tile of `extent` rows by BK.
@@ -201,14 +211,25 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
     buf ^= 1;
   }
 
+  // Epilogue. Ops with kStore4 send each row's four-column groups out as one 128-bit store where
+  // the destination is 16-byte aligned and all four columns exist (store4 returns false, writing
+  // nothing, otherwise); the rest store column by column. (The conv forward and weight-gradient
+  // ops stay scalar: at their 128-register cap the vector epilogue spills.)
 #pragma unroll
   for (int i = 0; i < C::TM; ++i) {
     const int64_t gm = m0_ + (i / 4) * C::TY * 4 + ty * 4 + i % 4;
     if (gm >= v.M) continue;
 #pragma unroll
-    for (int j = 0; j < C::TN; ++j) {
-      const int64_t gn = n0_ + (j / 4) * C::TX * 4 + tx * 4 + j % 4;
-      if (gn < v.N) v.store(split, gm, gn, acc[i][j]);
+    for (int g = 0; g < C::TN / 4; ++g) {
+      const int64_t gn = n0_ + g * C::TX * 4 + tx * 4;
+      if constexpr (Op::kStore4) {
+        const float4 q = make_float4(acc[i][4 * g], acc[i][4 * g + 1], acc[i][4 * g + 2],
+                                     acc[i][4 * g + 3]);
+        if (gn + 3 < v.N && v.store4(split, gm, gn, q)) continue;
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (gn + j < v.N) v.store(split, gm, gn + j, acc[i][4 * g + j]);
     }
   }
 }

@@ -59,6 +59,17 @@ struct LinearOp {
     if (relu) v = relu_keep_nan(v);
     C[off] = v;
   }
+  static constexpr bool kStore4 = true;
+  FASTCNN_D bool store4(int64_t split, int64_t m, int64_t n, float4 v) const {
+    const int64_t off = m * N + n;
+    if (splits > 1) return gemm::store_float4(ws + split * M * N + off, v);
+    if (bias) v.x += bias[n], v.y += bias[n + 1], v.z += bias[n + 2], v.w += bias[n + 3];
+    if (relu) {
+      v.x = relu_keep_nan(v.x), v.y = relu_keep_nan(v.y);
+      v.z = relu_keep_nan(v.z), v.w = relu_keep_nan(v.w);
+    }
+    return gemm::store_float4(C + off, v);
+  }
 };
 
 // Runs the product on the 32-bit main loop when every operand offset (plus one k step past the
