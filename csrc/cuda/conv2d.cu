@@ -1,5 +1,6 @@
 // conv2d.cu -- 2-D convolution (cross-correlation), forward and backward, as implicit GEMMs on the
-// shared tiled SGEMM core (common.cuh: 64 x 128 block tiles, BK 8, 4 x 8 register tiles).
+// shared tiled SGEMM core (gemm_core.cuh: 64 x 128, 64 x 64 or 32 x 128 block tiles picked by
+// gemm::choose_tile, BK 8; the tile never changes the bits).
 // Shapes: x (N, C, H, W), w (K, C/groups, R, S), b (K,), y / dy (N, K, P, Q); every option of the
 // CPU path: stride, padding (asymmetric, as "same" gives), dilation, groups, bias, fused ReLU.
 //
@@ -29,8 +30,10 @@
 //                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
 //   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: one block per channel, a fixed
 //                    shared-memory tree (block_sum).
-// Index maths is int64 throughout; per-element divisions use FastDiv (multiply-high for values
-// below 2^31, an exact 64-bit fallback above).
+// Index maths: each GEMM op computes a thread's operand coordinates once per tile (FastDiv) and
+// steps them by BK between k steps with compare-and-select carries, so the k loop has no
+// division; its offsets are int32 when conv_fits31 holds (every offset below 2^31: the usual
+// case) and int64 otherwise. col2im and the bias reduction: FastDiv, 32-bit where it fits.
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
 // 1.36 GFLOP as 64 images x 5 tiles = 320 blocks; backward-weights: M 64, N 288, K 36864 ->
 // 3 tiles x 64 splits of 576 = 192 blocks + a 1.2 M-element reduction; at ~20-30 TFLOP/s of
@@ -41,6 +44,8 @@
 // epilogue weigh more than in the forward); col2im reads 9 taps for each of the 1.38 M dx
 // elements (coalesced along w): dcol written once and read once, ~2 x 42 MB, ~30 us at HBM
 // speed, less from L2 -- the price of never multiplying a weight by a padding zero.
+#include <type_traits>
+
 #include "cuda/common.cuh"
 
 namespace fastcnn::cuda {
@@ -48,33 +53,32 @@ namespace {
 
 using gemm::BK;
 
-// The implicit im2col of the input, shared by the forward and backward-weights B tiles: element
-// ((c, r, s), (p, q)) is channel c of xc (planes of H x W) at the tap's input position, zero in
-// the padding.
-struct Im2col {
-  int64_t H = 0, W = 0, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
-  FASTCNN_D float at(const float* xc, int64_t c, int64_t r, int64_t s, int64_t p,
-                     int64_t q) const {
-    const int64_t h = p * sh - pt + r * dh, w = q * sw - pl + s * dw;
-    if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(H) ||
-        static_cast<uint64_t>(w) >= static_cast<uint64_t>(W))
-      return 0.0f;
-    return xc[(c * H + h) * W + w];
-  }
+// Step constants of a k state over (c, r, s) or (img, p, q) advanced by BK: BK = hi*L1*L0 +
+// mid*L0 + lo with lo < L0, mid < L1 (so each carry is one compare and one select).
+struct Step3 {
+  int64_t lo = 0, mid = 0, hi = 0;
 };
-
-Im2col im2col_of(const Conv2dParams& p) {
-  Im2col g;
-  g.H = p.H, g.W = p.W, g.sh = p.stride_h, g.sw = p.stride_w;
-  g.pt = p.pad_top, g.pl = p.pad_left, g.dh = p.dil_h, g.dw = p.dil_w;
-  return g;
+inline Step3 step3(int64_t L1, int64_t L0) {
+  Step3 s;
+  s.lo = BK % L0;
+  s.mid = (BK / L0) % L1;
+  s.hi = BK / (L0 * L1);
+  return s;
 }
 
 // ---- forward -----------------------------------------------------------------------------------
-template <bool kWide>
+// A = w (Kg x CgRS, k contiguous), B = col(x) (CgRS x PQ) gathered on the fly:
+//   B row state (pixel n = (p, q)): h0 = p*sh - pt, w0 = q*sw - pl, pix = h0*W + w0;
+//   B k state (k = (c, r, s)):      rh = r*dh, sw = s*dw, off = c*H*W + rh*W + sw, stepped by BK
+//                                    with two carries (no division in the k loop);
+//   element: (h0 + rh, w0 + sw) inside H x W ? x[pix + off] : 0 (pix includes the group's
+//   plane offset, so a load is the base pointer plus one Idx offset).
+template <typename I>
 struct ConvFwdOp {
+  using Idx = I;
   static constexpr bool kAContigK = true;   // w[m, k]: k = (c, r, s) contiguous
   static constexpr bool kBContigK = false;  // x gathered along output pixels n
+  static constexpr bool kStore4 = false;
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* x = nullptr;
   const float* w = nullptr;
@@ -82,30 +86,74 @@ struct ConvFwdOp {
   float* y = nullptr;
   float* ws = nullptr;
   int64_t C = 0, Cg = 0, groups = 1, total = 0;
-  Im2col col;
+  Idx H = 0, W = 0, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  Idx Rdh = 0, Sdw = 0, HW = 0, RS = 1, S = 1, Q = 1;
+  Idx st_lo = 0, st_mid = 0, st_hi = 0;  // Step3 of (c, r, s), pre-multiplied: s*dw, r*dh, c*HW
   FastDiv div_groups, div_RS, div_S, div_Q;
   int relu = 0;
-  // bound per group
+  // bound per group: offsets of the group's x planes and weights (folded into the row states,
+  // so every load is one base pointer plus one Idx offset)
   int64_t g = 0;
-  const float* xg = nullptr;
-  const float* wg = nullptr;
+  Idx xo = 0, wo = 0;
   const float* bg = nullptr;
 
   FASTCNN_D void bind(int64_t gg) {
     g = gg;
     int64_t img;
-    const int64_t grp = div_groups.divmod_t<kWide>(gg, img);
-    xg = x + (img * C + grp * Cg) * col.H * col.W;
-    wg = w + grp * M * K;
+    const int64_t grp = div_groups.divmod(gg, img);
+    xo = static_cast<Idx>((img * C + grp * Cg) * H * W);
+    wo = static_cast<Idx>(grp * M * K);
     bg = bias ? bias + grp * M : nullptr;
   }
-  FASTCNN_D float a(int64_t m, int64_t k) const { return wg[m * K + k]; }
-  FASTCNN_D float b(int64_t k, int64_t n) const {
-    int64_t c, r, p;
-    const int64_t rs = div_RS.divmod_t<kWide>(k, c);
-    const int64_t s = div_S.divmod_t<kWide>(rs, r);
-    const int64_t q = div_Q.divmod_t<kWide>(n, p);
-    return col.at(xg, c, r, s, p, q);
+  using ARow = Idx;
+  using KA = Idx;
+  FASTCNN_D ARow a_row(Idx m) const { return wo + m * static_cast<Idx>(K); }
+  FASTCNN_D KA a_k(Idx k) const { return k; }
+  FASTCNN_D void a_step(KA& k) const { k += BK; }
+  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+
+  struct BRow {
+    Idx h0, w0, pix;
+  };
+  struct KB {
+    Idx rh, sw, coff, off;  // off = coff + rh*W + sw
+  };
+  FASTCNN_D BRow b_row(Idx n) const {
+    int64_t p;
+    const Idx q = static_cast<Idx>(div_Q.divmod(n, p));
+    BRow r;
+    r.h0 = static_cast<Idx>(p) * sh - pt;
+    r.w0 = q * sw - pl;
+    r.pix = xo + r.h0 * W + r.w0;
+    return r;
+  }
+  FASTCNN_D KB b_k(Idx k) const {
+    int64_t c, r;
+    const int64_t rs = div_RS.divmod(k, c);
+    const Idx s = static_cast<Idx>(div_S.divmod(rs, r));
+    KB t;
+    t.rh = static_cast<Idx>(r) * dh;
+    t.sw = s * dw;
+    t.coff = static_cast<Idx>(c) * HW;
+    t.off = t.coff + t.rh * W + t.sw;
+    return t;
+  }
+  FASTCNN_D void b_step(KB& t) const {
+    t.sw += st_lo;
+    const bool cs = t.sw >= Sdw;
+    t.sw -= cs ? Sdw : Idx{0};
+    t.rh += st_mid + (cs ? dh : Idx{0});
+    const bool cr = t.rh >= Rdh;
+    t.rh -= cr ? Rdh : Idx{0};
+    t.coff += st_hi + (cr ? HW : Idx{0});
+    t.off = t.coff + t.rh * W + t.sw;
+  }
+  FASTCNN_D float b(const BRow& r, const KB& t) const {
+    using U = std::make_unsigned_t<Idx>;
+    if (static_cast<U>(r.h0 + t.rh) >= static_cast<U>(H) ||
+        static_cast<U>(r.w0 + t.sw) >= static_cast<U>(W))
+      return 0.0f;
+    return x[r.pix + t.off];
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // y is (G, Kg, PQ) contiguous
@@ -121,6 +169,29 @@ struct ConvFwdOp {
 
 gemm::Split fwd_split(const Conv2dParams& p) {
   return gemm::choose_split(p.N * p.groups, p.Kg(), p.P * p.Q, p.CRSg(), true);
+}
+
+// Geometry shared by the forward and backward-weights ops.
+template <class Op>
+void set_geometry(Op& op, const Conv2dParams& p) {
+  using Idx = typename Op::Idx;
+  op.H = static_cast<Idx>(p.H), op.W = static_cast<Idx>(p.W);
+  op.sh = static_cast<Idx>(p.stride_h), op.sw = static_cast<Idx>(p.stride_w);
+  op.pt = static_cast<Idx>(p.pad_top), op.pl = static_cast<Idx>(p.pad_left);
+  op.dh = static_cast<Idx>(p.dil_h), op.dw = static_cast<Idx>(p.dil_w);
+  op.Rdh = static_cast<Idx>(p.R * p.dil_h), op.Sdw = static_cast<Idx>(p.S * p.dil_w);
+  op.HW = static_cast<Idx>(p.H * p.W);
+}
+
+// The 32-bit main loop is exact when every offset it forms stays below 2^31: offsets within one
+// group's x / w / dy planes plus the padding reach (h0 may be -pad, rh up to R*dh, ...).
+bool conv_fits31(const Conv2dParams& p) {
+  const int64_t reach = (p.H + p.pad_top + p.pad_bottom + p.R * p.dil_h + p.stride_h) *
+                        (p.W + p.pad_left + p.pad_right + p.S * p.dil_w + p.stride_w);
+  // (+ BK images: the k states step once past the end of the reduction without loading)
+  return fits31({(p.N + BK) * p.C * p.H * p.W, (p.N + BK) * p.K * p.P * p.Q, p.K * p.CRSg(),
+                 p.N * p.P * p.Q + 2 * BK, p.C * reach + (p.N + BK) * p.C * p.H * p.W,
+                 p.CRSg() + 2 * BK});
 }
 
 // ---- backward-data: dcol = W^T . dy (GEMM), then col2im (gather) ------------------------------
@@ -148,7 +219,9 @@ int64_t col_chunk_images(const Conv2dParams& p) {
 // dcol[n, g] (CgRS x PQ) = W_g^T (CgRS x Kg) . dy[n, g] (Kg x PQ), G = images*groups of a chunk.
 // Row m = (c, r, s) of the group; dcol is (images, C*R*S, P*Q) contiguous, so group g's block
 // starts at g*CgRS*PQ, as dy's (images, K, P*Q) block does at g*Kg*PQ.
+template <typename I>
 struct ConvDcolOp {
+  using Idx = I;
   static constexpr bool kAContigK = false;  // W^T[m, k] = w[k, m]: m = (c, r, s) contiguous
   static constexpr bool kBContigK = false;  // dy[k, n]: pixels n contiguous
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
@@ -156,21 +229,36 @@ struct ConvDcolOp {
   const float* w = nullptr;
   float* col = nullptr;
   FastDiv div_groups;
-  // bound per (image, group)
-  const float* dyg = nullptr;
-  const float* wg = nullptr;
+  // bound per (image, group): offsets of its dy block and its group's weights
+  Idx dyo = 0, wo = 0;
   float* colg = nullptr;
 
   FASTCNN_D void bind(int64_t g) {
     int64_t img;
     const int64_t grp = div_groups.divmod(g, img);
-    dyg = dy + g * K * N;
-    wg = w + grp * K * M;
+    dyo = static_cast<Idx>(g * K * N);
+    wo = static_cast<Idx>(grp * K * M);
     colg = col + g * M * N;
   }
-  FASTCNN_D float a(int64_t m, int64_t k) const { return wg[k * M + m]; }
-  FASTCNN_D float b(int64_t k, int64_t n) const { return dyg[k * N + n]; }
+  // A[m, k] = w[wo + k*M + m], B[k, n] = dy[dyo + k*N + n]: row offsets wo + m / dyo + n,
+  // k states k*M / k*N
+  using ARow = Idx;
+  using KA = Idx;
+  using BRow = Idx;
+  using KB = Idx;
+  FASTCNN_D ARow a_row(Idx m) const { return wo + m; }
+  FASTCNN_D KA a_k(Idx k) const { return k * static_cast<Idx>(M); }
+  FASTCNN_D void a_step(KA& k) const { k += BK * static_cast<Idx>(M); }
+  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+  FASTCNN_D BRow b_row(Idx n) const { return dyo + n; }
+  FASTCNN_D KB b_k(Idx k) const { return k * static_cast<Idx>(N); }
+  FASTCNN_D void b_step(KB& k) const { k += BK * static_cast<Idx>(N); }
+  FASTCNN_D float b(BRow r, KB k) const { return dy[r + k]; }
   FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
+  static constexpr bool kStore4 = true;
+  FASTCNN_D bool store4(int64_t, int64_t m, int64_t n, float4 v) const {
+    return gemm::store_float4(colg + m * N + n, v);
+  }
 };
 
 // dx[i] for i = ((img*C + c)*H + h)*W + w of the chunk: the sum, over the taps (r, s) in
@@ -214,62 +302,132 @@ __global__ void __launch_bounds__(kThreads) col2im_kernel(const Col2ImArgs a) {
 }
 
 // ---- backward-weights --------------------------------------------------------------------------
-template <bool kWide>
+// A = dy (Kg x N*PQ, k = (img, pq) contiguous within an image), B = col(x)^T (N*PQ x CgRS):
+//   A k state: pq and off = img*K*PQ + pq, stepped by BK with one carry;
+//   B k state (k = (img, p, q)): h0 = p*sh - pt, w0 = q*sw - pl, pix = img*C*H*W + h0*W + w0,
+//   stepped by BK with two carries; B row state (n = (c, r, s)): rh = r*dh, sw = s*dw,
+//   off = group offset + c*H*W + rh*W + sw; element: (h0 + rh, w0 + sw) inside H x W ?
+//   x[pix + off] : 0.
+template <typename I>
 struct ConvBwdWeightsOp {
+  using Idx = I;
   static constexpr bool kAContigK = true;  // dy[n, k, pq]: reduction index (n, pq), pq fastest
   static constexpr bool kBContigK = true;  // x gathered along (n, p, q), q fastest
+  static constexpr bool kStore4 = false;
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* dy = nullptr;
   const float* x = nullptr;
-  float* dw = nullptr;
+  float* dW = nullptr;
   float* ws = nullptr;
-  int64_t C = 0, Kout = 0, Cg = 0, PQ = 0, total = 0;
-  Im2col col;
+  int64_t C = 0, Kout = 0, Cg = 0, total = 0;
+  Idx H = 0, W = 0, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  Idx Rdh = 0, Sdw = 0, HW = 0, P = 1, Q = 1, PQ = 1, KPQ = 0, CHW = 0;
+  Idx a_lo = 0, a_hi = 0;            // BK = a_hi*PQ + a_lo (a_hi pre-multiplied by K*PQ)
+  Idx b_lo = 0, b_mid = 0, b_hi = 0;  // BK over (img, p, q): b_hi pre-multiplied by C*H*W
   FastDiv div_PQ, div_Q, div_RS, div_S;
   int64_t g = 0;
-  const float* dyg = nullptr;
-  const float* xg = nullptr;
+  Idx dyo = 0, xo = 0;  // the group's channel offsets in dy and x (folded into the row states)
 
   FASTCNN_D void bind(int64_t grp) {
     g = grp;
-    dyg = dy + grp * M * PQ;
-    xg = x + grp * Cg * col.H * col.W;
+    dyo = static_cast<Idx>(grp * M * PQ);
+    xo = static_cast<Idx>(grp * Cg * H * W);
   }
-  FASTCNN_D float a(int64_t m, int64_t k) const {
+  struct KA {
+    Idx pq, off;
+  };
+  using ARow = Idx;
+  FASTCNN_D ARow a_row(Idx m) const { return dyo + m * PQ; }
+  FASTCNN_D KA a_k(Idx k) const {
     int64_t img;
-    const int64_t pq = div_PQ.divmod_t<kWide>(k, img);
-    return dyg[(img * Kout + m) * PQ + pq];
+    const Idx pq = static_cast<Idx>(div_PQ.divmod(k, img));
+    return KA{pq, static_cast<Idx>(img) * KPQ + pq};
   }
-  FASTCNN_D float b(int64_t k, int64_t n) const {
-    int64_t img, p, c, r;
-    const int64_t pq = div_PQ.divmod_t<kWide>(k, img);
-    const int64_t q = div_Q.divmod_t<kWide>(pq, p);
-    const int64_t rs = div_RS.divmod_t<kWide>(n, c);
-    const int64_t s = div_S.divmod_t<kWide>(rs, r);
-    return col.at(xg + img * C * col.H * col.W, c, r, s, p, q);
+  FASTCNN_D void a_step(KA& t) const {
+    t.pq += a_lo;
+    const bool c = t.pq >= PQ;
+    t.pq -= c ? PQ : Idx{0};
+    t.off += a_lo + a_hi + (c ? KPQ - PQ : Idx{0});
+  }
+  FASTCNN_D float a(ARow r, const KA& t) const { return dy[r + t.off]; }
+
+  struct KB {
+    Idx p, q, img_off, h0, w0, pix;
+  };
+  struct BRow {
+    Idx rh, sw, off;
+  };
+  FASTCNN_D BRow b_row(Idx n) const {
+    int64_t c, r;
+    const int64_t rs = div_RS.divmod(n, c);
+    const Idx s = static_cast<Idx>(div_S.divmod(rs, r));
+    BRow t;
+    t.rh = static_cast<Idx>(r) * dh;
+    t.sw = s * dw;
+    t.off = xo + static_cast<Idx>(c) * HW + t.rh * W + t.sw;
+    return t;
+  }
+  FASTCNN_D void b_pix(KB& t) const {
+    t.h0 = t.p * sh - pt;
+    t.w0 = t.q * sw - pl;
+    t.pix = t.img_off + t.h0 * W + t.w0;
+  }
+  FASTCNN_D KB b_k(Idx k) const {
+    int64_t img, p;
+    const int64_t pq = div_PQ.divmod(k, img);
+    const Idx q = static_cast<Idx>(div_Q.divmod(pq, p));
+    KB t;
+    t.p = static_cast<Idx>(p), t.q = q, t.img_off = static_cast<Idx>(img) * CHW;
+    b_pix(t);
+    return t;
+  }
+  FASTCNN_D void b_step(KB& t) const {
+    t.q += b_lo;
+    const bool cq = t.q >= Q;
+    t.q -= cq ? Q : Idx{0};
+    t.p += b_mid + (cq ? Idx{1} : Idx{0});
+    const bool cp = t.p >= P;
+    t.p -= cp ? P : Idx{0};
+    t.img_off += b_hi + (cp ? CHW : Idx{0});
+    b_pix(t);
+  }
+  FASTCNN_D float b(const BRow& r, const KB& t) const {
+    using U = std::make_unsigned_t<Idx>;
+    if (static_cast<U>(t.h0 + r.rh) >= static_cast<U>(H) ||
+        static_cast<U>(t.w0 + r.sw) >= static_cast<U>(W))
+      return 0.0f;
+    return x[t.pix + r.off];
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // dw is (groups, Kg, CgRS) contiguous
     if (splits > 1)
       ws[split * total + off] = v;
     else
-      dw[off] = v;
+      dW[off] = v;
   }
 };
 
 // db[k] = sum over n, l of dy[(n*K + k)*L + l] (L = P*Q): one block per channel, 256 threads
 // striding over the channel's N*L elements (coalesced along l), then block_sum's fixed tree.
+// Each thread's (n, l) is divided out once and then stepped by kThreads = hi*L + lo with one
+// carry (no division per element; the same elements in the same order as j = n*L + l).
 __global__ void __launch_bounds__(kThreads)
     bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N, int64_t K,
-                    int64_t L, FastDiv div_L) {
+                int64_t L, FastDiv div_L) {
   __shared__ float smem[kThreads];
-  const int64_t NL = N * L;
+  const int64_t NL = N * L, KL = K * L;
+  const int64_t lo = kThreads % L, hi = kThreads / L;
+  int64_t n0;
+  const int64_t l0 = div_L.divmod(threadIdx.x, n0);
   for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
     float acc = 0.0f;
+    int64_t l = l0, off = n0 * KL + k * L + l0;
     for (int64_t j = threadIdx.x; j < NL; j += kThreads) {
-      int64_t n;
-      const int64_t l = div_L.divmod(j, n);
-      acc += dy[(n * K + k) * L + l];
+      acc += dy[off];
+      l += lo;
+      const bool carry = l >= L;
+      l -= carry ? L : 0;
+      off += lo + hi * KL + (carry ? KL - L : 0);
     }
     const float total = block_sum(acc, smem);
     if (threadIdx.x == 0) db[k] = total;
@@ -302,19 +460,24 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, fl
   if (total == 0) return;
   const gemm::Split sp = fwd_split(p);
   auto go = [&](auto op) {
+    using Idx = typename decltype(op)::Idx;
     op.G = p.N * p.groups, op.splits = sp.splits, op.chunk = sp.chunk;
     op.M = p.Kg(), op.N = PQ, op.K = p.CRSg();
     op.x = x, op.w = w, op.bias = b, op.y = y, op.ws = ws;
-    op.C = p.C, op.Cg = p.Cg(), op.groups = p.groups, op.total = total, op.col = im2col_of(p);
+    op.C = p.C, op.Cg = p.Cg(), op.groups = p.groups, op.total = total;
+    set_geometry(op, p);
+    const Step3 st = step3(p.R, p.S);  // k = (c, r, s)
+    op.st_lo = static_cast<Idx>(st.lo * p.dil_w), op.st_mid = static_cast<Idx>(st.mid * p.dil_h);
+    op.st_hi = static_cast<Idx>(st.hi * p.H * p.W);
     op.div_groups = FastDiv(p.groups), op.div_RS = FastDiv(p.R * p.S), op.div_S = FastDiv(p.S);
     op.div_Q = FastDiv(p.Q);
     op.relu = relu ? 1 : 0;
     gemm::run("conv2d", op, op.M, op.N, stream);
   };
-  if (fits31({p.N * p.groups, p.CRSg(), PQ}))
-    go(ConvFwdOp<false>{});
+  if (conv_fits31(p))
+    go(ConvFwdOp<int32_t>{});
   else
-    go(ConvFwdOp<true>{});
+    go(ConvFwdOp<int64_t>{});
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, y, b, PQ, p.K, relu, stream);
 }
 
@@ -324,13 +487,19 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
   const int64_t imgs = col_chunk_images(p), PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
   for (int64_t n0 = 0; n0 < p.N; n0 += imgs) {
     const int64_t nb = imin(imgs, p.N - n0);
-    ConvDcolOp op;
-    op.G = nb * p.groups, op.splits = 1;  // K = Kg: one chunk, no split
-    op.M = p.CRSg(), op.N = PQ, op.K = p.Kg();
-    op.chunk = round_up(imax(op.K, 1), BK);
-    op.dy = dy + n0 * p.K * PQ, op.w = w, op.col = ws;
-    op.div_groups = FastDiv(p.groups);
-    gemm::run("conv2d_backward (dx: dcol)", op, op.M, op.N, stream);
+    auto go = [&](auto op) {
+      op.G = nb * p.groups, op.splits = 1;  // K = Kg: one chunk, no split
+      op.M = p.CRSg(), op.N = PQ, op.K = p.Kg();
+      op.chunk = round_up(imax(op.K, 1), BK);
+      op.dy = dy + n0 * p.K * PQ, op.w = w, op.col = ws;
+      op.div_groups = FastDiv(p.groups);
+      gemm::run("conv2d_backward (dx: dcol)", op, op.M, op.N, stream);
+    };
+    // 32-bit load offsets: all of w and the chunk's dy, plus one k step past the end
+    if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (nb * p.K + BK) * PQ}))
+      go(ConvDcolOp<int32_t>{});
+    else
+      go(ConvDcolOp<int64_t>{});
 
     Col2ImArgs a;
     a.col = ws, a.dx = dx + n0 * CHW, a.total = nb * CHW;
@@ -352,19 +521,26 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
   if (total == 0) return;
   const gemm::Split sp = bwd_weights_split(p);
   auto go = [&](auto op) {
+    using Idx = typename decltype(op)::Idx;
     op.G = p.groups, op.splits = sp.splits, op.chunk = sp.chunk;
     op.M = p.Kg(), op.N = CRSg, op.K = p.N * PQ;
-    op.dy = dy, op.x = x, op.dw = dw, op.ws = ws;
-    op.C = p.C, op.Kout = p.K, op.Cg = p.Cg(), op.PQ = PQ, op.total = total;
-    op.col = im2col_of(p);
+    op.dy = dy, op.x = x, op.dW = dw, op.ws = ws;
+    op.C = p.C, op.Kout = p.K, op.Cg = p.Cg(), op.total = total;
+    set_geometry(op, p);
+    op.P = static_cast<Idx>(p.P), op.Q = static_cast<Idx>(p.Q), op.PQ = static_cast<Idx>(PQ);
+    op.KPQ = static_cast<Idx>(p.K * PQ), op.CHW = static_cast<Idx>(p.C * p.H * p.W);
+    op.a_lo = static_cast<Idx>(BK % PQ), op.a_hi = static_cast<Idx>((BK / PQ) * p.K * PQ);
+    const Step3 st = step3(p.P, p.Q);  // k = (img, p, q)
+    op.b_lo = static_cast<Idx>(st.lo), op.b_mid = static_cast<Idx>(st.mid);
+    op.b_hi = static_cast<Idx>(st.hi * p.C * p.H * p.W);
     op.div_PQ = FastDiv(PQ), op.div_Q = FastDiv(p.Q), op.div_RS = FastDiv(p.R * p.S);
     op.div_S = FastDiv(p.S);
     gemm::run("conv2d_backward (dw)", op, op.M, op.N, stream);  // K = 0 (N = 0) writes zeros
   };
-  if (fits31({p.N * PQ, CRSg}))
-    go(ConvBwdWeightsOp<false>{});
+  if (conv_fits31(p))
+    go(ConvBwdWeightsOp<int32_t>{});
   else
-    go(ConvBwdWeightsOp<true>{});
+    go(ConvBwdWeightsOp<int64_t>{});
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, dw, nullptr, 1, 1, false, stream);
 }
 

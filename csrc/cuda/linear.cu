@@ -1,11 +1,12 @@
 // linear.cu -- the dense (fully connected) layer, forward and backward, on the shared tiled SGEMM
-// core (common.cuh; its split-K reduction is gemm.cu).
+// core (gemm_core.cuh; its split-K reduction is gemm.cu).
 //   forward   y (N, out)   = x (N, in) . w^T + b, ReLU fused     M = N,   N = out, K = in
 //   data      dx (N, in)   = dy (N, out) . w                     M = N,   N = in,  K = out
 //   weights   dw (out, in) = dy^T . x                            M = out, N = in,  K = N
 //   bias      db (out,)    = column sums of dy, rows added in order (one thread per column)
 // Operands are read in place through strides (no transposed copies); each product picks the
-// thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous).
+// thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
+// with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
 // one 64 x 128 tile, K 9216) is split into a fixed number of chunks chosen from the shapes only;
 // each chunk goes to its own workspace slice and splitk_reduce sums the slices in order, then
@@ -20,22 +21,34 @@ namespace {
 using gemm::BK;
 
 // A[m, k] = A[m*sam + k*sak], B[k, n] = B[k*sbk + n*sbn], C (M, N) row-major (+ bias[n], ReLU).
-template <bool AK, bool BKc>
+// Row states m*sam / n*sbn, k states k*sak / k*sbk stepped by BK*stride: one add per step.
+template <bool AK, bool BKc, typename I>
 struct LinearOp {
+  using Idx = I;
   static constexpr bool kAContigK = AK;
   static constexpr bool kBContigK = BKc;
   int64_t G = 1, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* A = nullptr;
   const float* B = nullptr;
-  int64_t sam = 0, sak = 0, sbk = 0, sbn = 0;
+  Idx sam = 0, sak = 0, sbk = 0, sbn = 0;
   float* C = nullptr;
   float* ws = nullptr;
   const float* bias = nullptr;
   int relu = 0;
 
   FASTCNN_D void bind(int64_t) {}
-  FASTCNN_D float a(int64_t m, int64_t k) const { return A[m * sam + k * sak]; }
-  FASTCNN_D float b(int64_t k, int64_t n) const { return B[k * sbk + n * sbn]; }
+  using ARow = Idx;
+  using KA = Idx;
+  using BRow = Idx;
+  using KB = Idx;
+  FASTCNN_D ARow a_row(Idx m) const { return m * sam; }
+  FASTCNN_D KA a_k(Idx k) const { return k * sak; }
+  FASTCNN_D void a_step(KA& k) const { k += BK * sak; }
+  FASTCNN_D float a(ARow r, KA k) const { return A[r + k]; }
+  FASTCNN_D BRow b_row(Idx n) const { return n * sbn; }
+  FASTCNN_D KB b_k(Idx k) const { return k * sbk; }
+  FASTCNN_D void b_step(KB& k) const { k += BK * sbk; }
+  FASTCNN_D float b(BRow r, KB k) const { return B[r + k]; }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = m * N + n;
     if (splits > 1) {
@@ -46,13 +59,34 @@ struct LinearOp {
     if (relu) v = relu_keep_nan(v);
     C[off] = v;
   }
+  static constexpr bool kStore4 = true;
+  FASTCNN_D bool store4(int64_t split, int64_t m, int64_t n, float4 v) const {
+    const int64_t off = m * N + n;
+    if (splits > 1) return gemm::store_float4(ws + split * M * N + off, v);
+    if (bias) v.x += bias[n], v.y += bias[n + 1], v.z += bias[n + 2], v.w += bias[n + 3];
+    if (relu) {
+      v.x = relu_keep_nan(v.x), v.y = relu_keep_nan(v.y);
+      v.z = relu_keep_nan(v.z), v.w = relu_keep_nan(v.w);
+    }
+    return gemm::store_float4(C + off, v);
+  }
 };
 
-template <bool AK, bool BKc>
-LinearOp<AK, BKc> linear_op(int64_t M, int64_t N, int64_t K, gemm::Split sp) {
-  LinearOp<AK, BKc> op;
-  op.M = M, op.N = N, op.K = K, op.splits = sp.splits, op.chunk = sp.chunk;
-  return op;
+// Runs the product on the 32-bit main loop when every operand offset (plus one k step past the
+// end) fits in 31 bits, else on the 64-bit one. set(op) fills the pointers and strides.
+template <bool AK, bool BKc, class Set>
+void run_linear(const char* what, int64_t M, int64_t N, int64_t K, gemm::Split sp,
+                int64_t a_numel, int64_t b_numel, int64_t a_kstride, int64_t b_kstride,
+                Set&& set, Stream stream) {
+  auto go = [&](auto op) {
+    op.M = M, op.N = N, op.K = K, op.splits = sp.splits, op.chunk = sp.chunk;
+    set(op);
+    gemm::run(what, op, M, N, stream);
+  };
+  if (fits31({a_numel + 2 * BK * a_kstride, b_numel + 2 * BK * b_kstride, M * N}))
+    go(LinearOp<AK, BKc, int32_t>{});
+  else
+    go(LinearOp<AK, BKc, int64_t>{});
 }
 
 // db[j] = sum over rows i of dy[i*cols + j]: one thread per column adding the rows in order
@@ -90,33 +124,37 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
                     int64_t N, int64_t in, int64_t out, bool relu, Stream stream) {
   if (N * out == 0) return;
   const gemm::Split sp = fwd_split(N, in, out);
-  auto op = linear_op<true, true>(N, out, in, sp);  // A = x (k contiguous), B[k, n] = w[n, k]
-  op.A = x, op.sam = in, op.sak = 1;
-  op.B = w, op.sbk = 1, op.sbn = in;
-  op.C = y, op.ws = ws, op.bias = b, op.relu = relu ? 1 : 0;
-  gemm::run("linear", op, N, out, stream);
+  // A = x (k contiguous), B[k, n] = w[n, k]
+  run_linear<true, true>("linear", N, out, in, sp, N * in, out * in, 1, 1, [&](auto& op) {
+    op.A = x, op.sam = in, op.sak = 1;
+    op.B = w, op.sbk = 1, op.sbn = in;
+    op.C = y, op.ws = ws, op.bias = b, op.relu = relu ? 1 : 0;
+  }, stream);
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, N * out, y, b, 1, out, relu, stream);
 }
 
 void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N, int64_t in,
                           int64_t out, Stream stream) {
   if (N * in == 0) return;
-  auto op = linear_op<true, false>(N, in, out, gemm::choose_split(1, N, in, out, false));
-  op.A = dy, op.sam = out, op.sak = 1;  // dy (N, out)
-  op.B = w, op.sbk = in, op.sbn = 1;    // w (out, in): B[k, n] = w[k, n]
-  op.C = dx;
-  gemm::run("linear_backward (dx)", op, N, in, stream);
+  const gemm::Split sp = gemm::choose_split(1, N, in, out, false);
+  run_linear<true, false>("linear_backward (dx)", N, in, out, sp, N * out, out * in, 1, in,
+                          [&](auto& op) {
+                            op.A = dy, op.sam = out, op.sak = 1;  // dy (N, out)
+                            op.B = w, op.sbk = in, op.sbn = 1;    // w (out, in): B[k, n] = w[k, n]
+                            op.C = dx;
+                          }, stream);
 }
 
 void linear_backward_weights(const float* dy, const float* x, float* dw, float* ws, int64_t N,
                              int64_t in, int64_t out, Stream stream) {
   if (out * in == 0) return;
   const gemm::Split sp = wgt_split(N, in, out);
-  auto op = linear_op<false, false>(out, in, N, sp);
-  op.A = dy, op.sam = 1, op.sak = out;  // A[m, k] = dy[k, m] (m contiguous)
-  op.B = x, op.sbk = in, op.sbn = 1;    // B[k, n] = x[k, n]
-  op.C = dw, op.ws = ws;
-  gemm::run("linear_backward (dw)", op, out, in, stream);  // N = 0 writes zeros
+  run_linear<false, false>("linear_backward (dw)", out, in, N, sp, N * out, N * in, out, in,
+                           [&](auto& op) {
+                             op.A = dy, op.sam = 1, op.sak = out;  // A[m, k] = dy[k, m]
+                             op.B = x, op.sbk = in, op.sbn = 1;    // B[k, n] = x[k, n]
+                             op.C = dw, op.ws = ws;
+                           }, stream);  // N = 0 writes zeros
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, out * in, dw, nullptr, 1, 1, false, stream);
 }
 

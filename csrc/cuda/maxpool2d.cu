@@ -5,7 +5,8 @@
 // chosen), scanned in row-major tap order with `if (v > maxval || isnan(v))`: ties go to the
 // first maximum, the last NaN wins, an all -inf window gives -inf and the index of its first
 // in-bounds element.
-// Forward: one thread per output element (grid-stride, int64).
+// Forward: one thread per output element (grid-stride; 32-bit index maths when every index
+// fits, int64 otherwise).
 // Backward (gather): one thread per dx element (h, w) visits the windows that can contain it,
 // p in [ceil((h + ph - (kh-1)*dh) / sh), floor((h + ph) / sh)] with (h + ph - p*sh) divisible by
 // dh (q likewise), in increasing (p, q) order, and adds dy[p, q] where idx[p, q] == h*W + w:
@@ -32,34 +33,52 @@ PoolGeom geom(const Pool2dParams& p) {
   return g;
 }
 
+// The 32-bit kernels are exact when every element index, plane offset and window coordinate
+// (padding and dilation included) stays below 2^31.
+bool pool_fits31(const Pool2dParams& p) {
+  const int64_t reach_h = p.H + p.pad_h + (p.kh - 1) * p.dil_h + p.stride_h;
+  const int64_t reach_w = p.W + p.pad_w + (p.kw - 1) * p.dil_w + p.stride_w;
+  return fits31({p.N * p.C * p.H * p.W, p.N * p.C * p.P * p.Q, reach_h * reach_w,
+                 p.P * p.stride_h + reach_h, p.Q * p.stride_w + reach_w});
+}
+
 // first tap >= 0 of an axis starting at i0: PyTorch's `while (i0 < 0) i0 += dil;`
-FASTCNN_D int64_t first_in_bounds(int64_t i0, int64_t dil) {
+template <typename I>
+FASTCNN_D I first_in_bounds(I i0, I dil) {
   return i0 < 0 ? i0 + ((-i0 + dil - 1) / dil) * dil : i0;
 }
 
+// Idx = int32_t (every index below 2^31, see pool_fits31) or int64_t. The grid-stride counter
+// stays int64 (its last step may pass 2^31); the per-element maths is Idx.
+template <typename Idx>
 __global__ void __launch_bounds__(kThreads)
     maxpool_fwd_kernel(const float* __restrict__ x, float* __restrict__ y,
                        int64_t* __restrict__ idx, int64_t total, PoolGeom g) {
   const float ninf = -__int_as_float(0x7f800000);
+  const Idx H = static_cast<Idx>(g.H), W = static_cast<Idx>(g.W);
+  const Idx sh = static_cast<Idx>(g.sh), sw = static_cast<Idx>(g.sw);
+  const Idx dh = static_cast<Idx>(g.dh), dw = static_cast<Idx>(g.dw);
   for (int64_t i = global_thread(); i < total; i += grid_threads()) {
     int64_t t, plane;
-    const int64_t oq = g.div_Q.divmod(i, t);
-    const int64_t op = g.div_P.divmod(t, plane);
-    const float* xp = x + plane * g.H * g.W;
-    const int64_t hs = op * g.sh - g.ph, ws = oq * g.sw - g.pw;
-    const int64_t h1 = imin(hs + (g.kh - 1) * g.dh + 1, g.H);
-    const int64_t w1 = imin(ws + (g.kw - 1) * g.dw + 1, g.W);
-    const int64_t h0 = first_in_bounds(hs, g.dh), w0 = first_in_bounds(ws, g.dw);
+    const Idx oq = static_cast<Idx>(g.div_Q.divmod(i, t));
+    const Idx op = static_cast<Idx>(g.div_P.divmod(t, plane));
+    const float* xp = x + static_cast<Idx>(plane) * H * W;
+    const Idx hs = op * sh - static_cast<Idx>(g.ph), ws = oq * sw - static_cast<Idx>(g.pw);
+    const Idx h1 = hs + static_cast<Idx>(g.kh - 1) * dh + 1 < H
+                       ? hs + static_cast<Idx>(g.kh - 1) * dh + 1 : H;
+    const Idx w1 = ws + static_cast<Idx>(g.kw - 1) * dw + 1 < W
+                       ? ws + static_cast<Idx>(g.kw - 1) * dw + 1 : W;
+    const Idx h0 = first_in_bounds(hs, dh), w0 = first_in_bounds(ws, dw);
     float maxval = ninf;
-    int64_t maxidx = -1;
+    Idx maxidx = -1;
     if (h0 < h1 && w0 < w1) {
-      maxidx = h0 * g.W + w0;
-      for (int64_t h = h0; h < h1; h += g.dh) {
-        for (int64_t w = w0; w < w1; w += g.dw) {
-          const float v = xp[h * g.W + w];
+      maxidx = h0 * W + w0;
+      for (Idx h = h0; h < h1; h += dh) {
+        for (Idx w = w0; w < w1; w += dw) {
+          const float v = xp[h * W + w];
           if (v > maxval || v != v) {
             maxval = v;
-            maxidx = h * g.W + w;
+            maxidx = h * W + w;
           }
         }
       }
@@ -69,33 +88,46 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The windows of one axis containing input position h: [lo, hi] (empty when lo > hi).
-FASTCNN_D void window_range(int64_t h, int64_t pad, int64_t k, int64_t stride, int64_t dil,
-                            int64_t out, int64_t& lo, int64_t& hi) {
-  lo = imax(0, -floor_div(-(h + pad - (k - 1) * dil), stride));  // ceil division
-  hi = imin(out - 1, floor_div(h + pad, stride));
+// floor(a / b) for b > 0 in Idx
+template <typename I>
+FASTCNN_D I floor_div_t(I a, I b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
+// The windows of one axis containing input position h: [lo, hi] (empty when lo > hi).
+template <typename I>
+FASTCNN_D void window_range(I h, I pad, I k, I stride, I dil, I out, I& lo, I& hi) {
+  lo = -floor_div_t<I>(-(h + pad - (k - 1) * dil), stride);  // ceil division
+  lo = lo > 0 ? lo : I{0};
+  hi = floor_div_t<I>(h + pad, stride);
+  hi = hi < out - 1 ? hi : out - 1;
+}
+
+template <typename Idx>
 __global__ void __launch_bounds__(kThreads)
     maxpool_bwd_gather_kernel(const float* __restrict__ dy, const int64_t* __restrict__ idx,
                               float* __restrict__ dx, int64_t total, PoolGeom g) {
-  const int64_t PQ = g.P * g.Q;
+  const Idx P = static_cast<Idx>(g.P), Q = static_cast<Idx>(g.Q), W = static_cast<Idx>(g.W);
+  const Idx ph = static_cast<Idx>(g.ph), pw = static_cast<Idx>(g.pw);
+  const Idx sh = static_cast<Idx>(g.sh), sw = static_cast<Idx>(g.sw);
+  const Idx dh = static_cast<Idx>(g.dh), dw = static_cast<Idx>(g.dw);
+  const Idx PQ = P * Q;
   for (int64_t i = global_thread(); i < total; i += grid_threads()) {
     int64_t t, plane;
-    const int64_t w = g.div_W.divmod(i, t);
-    const int64_t h = g.div_H.divmod(t, plane);
-    const int64_t me = h * g.W + w;
-    const float* dyp = dy + plane * PQ;
-    const int64_t* ip = idx + plane * PQ;
-    int64_t p0, p1, q0, q1;
-    window_range(h, g.ph, g.kh, g.sh, g.dh, g.P, p0, p1);
-    window_range(w, g.pw, g.kw, g.sw, g.dw, g.Q, q0, q1);
+    const Idx w = static_cast<Idx>(g.div_W.divmod(i, t));
+    const Idx h = static_cast<Idx>(g.div_H.divmod(t, plane));
+    const int64_t me = h * W + w;
+    const float* dyp = dy + static_cast<Idx>(plane) * PQ;
+    const int64_t* ip = idx + static_cast<Idx>(plane) * PQ;
+    Idx p0, p1, q0, q1;
+    window_range<Idx>(h, ph, static_cast<Idx>(g.kh), sh, dh, P, p0, p1);
+    window_range<Idx>(w, pw, static_cast<Idx>(g.kw), sw, dw, Q, q0, q1);
     float acc = 0.0f;
-    for (int64_t p = p0; p <= p1; ++p) {
-      if ((h + g.ph - p * g.sh) % g.dh != 0) continue;
-      for (int64_t q = q0; q <= q1; ++q) {
-        if ((w + g.pw - q * g.sw) % g.dw != 0) continue;
-        if (ip[p * g.Q + q] == me) acc += dyp[p * g.Q + q];
+    for (Idx p = p0; p <= p1; ++p) {
+      if (dh != 1 && (h + ph - p * sh) % dh != 0) continue;
+      for (Idx q = q0; q <= q1; ++q) {
+        if (dw != 1 && (w + pw - q * sw) % dw != 0) continue;
+        if (ip[p * Q + q] == me) acc += dyp[p * Q + q];
       }
     }
     dx[i] = acc;
@@ -148,8 +180,12 @@ void max_pool2d_forward(const float* x, float* y, int64_t* idx, const Pool2dPara
                         Stream stream) {
   const int64_t total = p.N * p.C * p.P * p.Q;
   if (total <= 0) return;
-  launch("max_pool2d", maxpool_fwd_kernel, grid_1d(total), dim3(kThreads), stream, x, y, idx,
-         total, geom(p));
+  if (pool_fits31(p))
+    launch("max_pool2d", maxpool_fwd_kernel<int32_t>, grid_1d(total), dim3(kThreads), stream, x,
+           y, idx, total, geom(p));
+  else
+    launch("max_pool2d", maxpool_fwd_kernel<int64_t>, grid_1d(total), dim3(kThreads), stream, x,
+           y, idx, total, geom(p));
 }
 
 void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const Pool2dParams& p,
@@ -185,8 +221,12 @@ void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const P
     launch("max_pool2d_backward", maxpool_bwd_scatter_kernel, grid_1d(p.N * p.C),
            dim3(kThreads), stream, dy, idx, dx, p.N * p.C, p.H * p.W, p.P * p.Q);
   } else {
-    launch("max_pool2d_backward", maxpool_bwd_gather_kernel, grid_1d(total), dim3(kThreads),
-           stream, dy, idx, dx, total, g);
+    if (pool_fits31(p))
+      launch("max_pool2d_backward", maxpool_bwd_gather_kernel<int32_t>, grid_1d(total),
+             dim3(kThreads), stream, dy, idx, dx, total, g);
+    else
+      launch("max_pool2d_backward", maxpool_bwd_gather_kernel<int64_t>, grid_1d(total),
+             dim3(kThreads), stream, dy, idx, dx, total, g);
   }
 }
 
