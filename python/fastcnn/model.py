@@ -278,13 +278,14 @@ class Sequential(Trainer, Saveable, Exportable):
     def trainable_weights(self) -> list[Any]:
         """The weights of the layers with ``trainable=True``, in :attr:`weights` order (what
         the optimizer updates: the arrays of :meth:`parameters`)."""
-        return [p for layer in self.layers if layer.trainable for p in layer.params.values()]
+        return [p for _, p, _ in self.named_parameters()]
 
     @property
     def non_trainable_weights(self) -> list[Any]:
-        """The weights of the frozen layers (``trainable=False``), in :attr:`weights` order."""
-        return [p for layer in self.layers if not layer.trainable
-                for p in layer.params.values()]
+        """The weights of the frozen layers (``trainable=False``) and the layers' state
+        (BatchNormalization's moving statistics), in :attr:`weights` order."""
+        return [p for layer in self.layers for k, p in layer.params.items()
+                if not layer.trainable or k in layer.non_trainable_keys]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights (trainable or not), layer by layer, as NumPy arrays (also for
@@ -339,7 +340,7 @@ class Sequential(Trainer, Saveable, Exportable):
             return "".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
         total = self.count_params()
-        trainable = sum(lay.count_params() for lay in self.layers if lay.trainable)
+        trainable = sum(lay.count_trainable_params() for lay in self.layers)
         print_fn(f'Model: "{self.name}"')
         print_fn("_" * width)
         print_fn(line(rows[0]))
@@ -391,8 +392,10 @@ class Sequential(Trainer, Saveable, Exportable):
         return a
 
     def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        # inference: BatchNormalization folded into the Conv2D / Dense before it (layers/normalization.py)
+        layers = self.layers if training else _layers.inference_layers(self.layers)
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
             if logits and i == last and layer.has_activation:
                 x = layer.forward(x, training, apply_activation=False)  # type: ignore[call-arg]
             else:
