@@ -392,7 +392,7 @@ class Sequential(Trainer, Saveable, Exportable):
         return a
 
     def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        # inference: BatchNormalization folded into the Conv2D / Dense before it (layers/normalization.py)
+        # inference: a BatchNormalization folded into the Conv2D / Dense before it
         layers = self.layers if training else _layers.inference_layers(self.layers)
         last = len(layers) - 1
         for i, layer in enumerate(layers):
