@@ -16,6 +16,10 @@ ONNX                               fastcnn
 ``Identity``, ``Constant``         nothing
 =================================  ==========================================================
 
+and the ops of modern CNNs (``BatchNormalization``, ``AveragePool``, ``GlobalAveragePool``,
+``GlobalMaxPool``, ``Tanh``, ``LeakyRelu``, ``Gelu``, SiLU and GELU as their subgraphs, ``Pad``,
+any ``Reshape`` that keeps the batch dimension), read by :mod:`fastcnn.onnx._load_modern`.
+
 Initializers (and ``Constant`` nodes) are the weights; the graph must have one data input
 ``(N, *input_shape)`` float (``N`` free) and one output, and every node must take the previous
 node's output (a chain). Anything else, the first unsupported node, attribute or wiring, is a
@@ -27,7 +31,6 @@ that :meth:`fastcnn.Sequential.export` writes (empty for other graphs).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -38,6 +41,7 @@ from .. import layers as _layers
 from .._geometry import same_padding
 from ._chain import _attrs, _Chain, _const, _pads_2d, _pairs, _Unsupported, _weight, pool_padding
 from ._common import require_onnx
+from ._load_modern import MODERN_OPS, match_activation, merge_flatten
 from .export import METADATA_KEY, Exportable
 
 if TYPE_CHECKING:
@@ -175,21 +179,7 @@ def _flatten(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) ->
     axis = at["axis"] + rank if at["axis"] < 0 else at["axis"]
     if axis != 1:
         raise _Unsupported(f"axis {at['axis']}: fastcnn flattens from axis 1 (to (N, -1))")
-    if len(ch.shape) > 1:
-        ch.add(_layers.Flatten, {})
-
-
-def _reshape(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
-    at = _attrs(onnx, node, {"allowzero": 0})
-    shape = _const(consts, node, 1, "shape")
-    target = [int(v) for v in np.asarray(shape).reshape(-1)]
-    feats = math.prod(ch.shape)
-    keep_batch = target[:1] == [0] and not at["allowzero"]
-    if len(target) != 2 or not ((keep_batch and target[1] in (-1, feats))
-                                or (target[0] == -1 and target[1] == feats)):
-        raise _Unsupported(f"shape {target}: fastcnn reads only a flatten to (N, -1), i.e. "
-                           f"[0, -1], [0, {feats}] or [-1, {feats}]")
-    if len(ch.shape) > 1:
+    if len(ch.shape) > 1 and not merge_flatten(ch):
         ch.add(_layers.Flatten, {})
 
 
@@ -226,9 +216,9 @@ def _identity(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -
 
 _OPS: dict[str, Callable[..., None]] = {
     "Conv": _conv, "MaxPool": _maxpool, "Gemm": _gemm, "MatMul": _matmul, "Add": _add,
-    "Flatten": _flatten, "Reshape": _reshape, "Relu": _elementwise("relu"),
+    "Flatten": _flatten, "Relu": _elementwise("relu"),
     "Sigmoid": _elementwise("sigmoid"), "Softmax": _softmax, "Dropout": _dropout,
-    "Identity": _identity,
+    "Identity": _identity, **MODERN_OPS,
 }
 #: The ONNX op types :func:`load_onnx` reads (plus ``Constant``).
 SUPPORTED_OPS = tuple(sorted(_OPS))
@@ -336,11 +326,18 @@ def load_onnx(model: str | os.PathLike[str] | Any,
     current, shape = _input_shape(onnx, graph, consts, input_shape)
     ch = _Chain(shape, opset)
     used = {n for node in graph.node for n in node.input} | {graph.output[0].name}
+    skip_to = -1  # the last node of a subgraph read as one activation (SiLU, GELU)
     for i, node in enumerate(graph.node):
         where = f"load_onnx: node #{i} ({node.op_type} {node.name!r})"
         if node.domain not in ("", "ai.onnx"):
             raise ValueError(f"{where}: op domain {node.domain!r} is not supported")
-        if node.op_type == "Constant":
+        if node.op_type == "Constant" or i <= skip_to:
+            continue
+        pattern = match_activation(graph.node, i, current, consts, graph.output[0].name)
+        if pattern is not None:
+            ch.activation(pattern[0])
+            skip_to = pattern[1]
+            current = graph.node[skip_to].output[0]
             continue
         if node.op_type not in _OPS:
             raise ValueError(f"{where}: op {node.op_type!r} is not supported; fastcnn reads "
