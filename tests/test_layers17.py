@@ -543,7 +543,8 @@ ALL_NEW = [
                                  gamma_initializer="he_normal", name="bn"),
     lambda: L.AveragePooling2D((3, 2), strides=1, padding="same"),
     lambda: L.GlobalAveragePooling2D(keepdims=True), lambda: L.GlobalMaxPooling2D(),
-    lambda: L.Activation("gelu"), lambda: L.LeakyReLU(0.05), lambda: L.ZeroPadding2D(((1, 2), (0, 3))),
+    lambda: L.Activation("gelu"), lambda: L.LeakyReLU(0.05),
+    lambda: L.ZeroPadding2D(((1, 2), (0, 3))),
     lambda: L.Reshape((2, -1)), lambda: L.Conv2D(2, 3, activation="swish"),
     lambda: L.Dense(2, activation="tanh"),
 ]
