@@ -203,13 +203,16 @@ class Functional(Model):
         remaining = [len(c) for c in self._consumers]
         caches: dict[int, Any] = {}
         self._node_caches = caches
+        folds = {} if training else self._folds()
         for i, node in enumerate(graph):
             ins = inputs_of[i]
             if not ins:
                 continue
-            layer = node.layer
+            layer = folds.get(i, node.layer)
             arg = [values[j] for j in ins] if multi[i] else values[ins[0]]
-            if logits and i == out and layer.has_activation:
+            if layer is None:  # a BatchNormalization folded into the layer before it
+                y = arg
+            elif logits and i == out and layer.has_activation:
                 y = layer.forward(arg, training, apply_activation=False)
             else:
                 y = layer.forward(arg, training)
@@ -221,6 +224,23 @@ class Functional(Model):
                 if remaining[j] == 0:
                     values[j] = None
         return values[out]
+
+    def _folds(self) -> dict[int, Any]:
+        """For an inference pass: node -> the layer to run instead. A Conv2D / Dense node (no
+        activation) whose only consumer is a BatchNormalization runs
+        :func:`fastcnn.layers.fold_batch_norm`'s folded copy (made from the current weights),
+        and that BatchNormalization node ``None`` (its input passes through), as
+        :func:`fastcnn.layers.inference_layers` does for a stack."""
+        folds: dict[int, Any] = {}
+        for i, node in enumerate(self._graph):
+            ins = self._inputs_of[i]
+            if len(ins) != 1 or self._multi[i] or self._consumers[ins[0]] != [i]:
+                continue
+            prev = self._graph[ins[0]].layer
+            folded = _layers.fold_batch_norm(prev, node.layer) if prev is not None else None
+            if folded is not None:
+                folds[ins[0]], folds[i] = folded, None
+        return folds
 
     def backward(self, dy: Any, accumulate: bool = False, compute_dx: bool = True) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with

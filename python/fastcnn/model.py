@@ -223,8 +223,10 @@ class Sequential(Model):
     load_weights = Saveable.load_weights
 
     def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        # inference: a BatchNormalization folded into the Conv2D / Dense before it
+        layers = self.layers if training else _layers.inference_layers(self.layers)
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
             if logits and i == last and layer.has_activation:
                 x = layer.forward(x, training, apply_activation=False)  # type: ignore[call-arg]
             else:

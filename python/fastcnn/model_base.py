@@ -169,13 +169,14 @@ class Model(Trainer, Saveable, Exportable):
     def trainable_weights(self) -> list[Any]:
         """The weights of the layers with ``trainable=True``, in :attr:`weights` order (what
         the optimizer updates: the arrays of :meth:`parameters`)."""
-        return [p for layer in self.layers if layer.trainable for p in layer.params.values()]
+        return [p for _, p, _ in self.named_parameters()]
 
     @property
     def non_trainable_weights(self) -> list[Any]:
-        """The weights of the frozen layers (``trainable=False``), in :attr:`weights` order."""
-        return [p for layer in self.layers if not layer.trainable
-                for p in layer.params.values()]
+        """The weights of the frozen layers (``trainable=False``) and the layers' state
+        (BatchNormalization's moving statistics), in :attr:`weights` order."""
+        return [p for layer in self.layers for k, p in layer.params.items()
+                if not layer.trainable or k in layer.non_trainable_keys]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights (trainable or not), layer by layer, as NumPy arrays (also for
@@ -244,7 +245,7 @@ class Model(Trainer, Saveable, Exportable):
             return "".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
         total = self.count_params()
-        trainable = sum(lay.count_params() for lay in self.layers if lay.trainable)
+        trainable = sum(lay.count_trainable_params() for lay in self.layers)
         print_fn(f'Model: "{self.name}"')
         print_fn("_" * width)
         print_fn(line(head))

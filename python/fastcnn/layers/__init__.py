@@ -1,5 +1,6 @@
-"""Layers of a :class:`fastcnn.Sequential` model: Conv2D, ReLU, MaxPool2D, Flatten, Dense,
-Dropout, Softmax (plus the generic :class:`Activation`).
+"""Layers of a :class:`fastcnn.Sequential` model: Conv2D, Dense, BatchNormalization, MaxPool2D,
+AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape, ZeroPadding2D,
+Dropout, the activations (the generic :class:`Activation`, ReLU, LeakyReLU, Softmax).
 
 Conventions
 -----------
@@ -20,7 +21,10 @@ The layer protocol (what :class:`fastcnn.Sequential` relies on)
 ---------------------------------------------------------------
 ``build(input_shape, rng) -> output_shape``
     Create the weights (``params``) and gradient buffers (``grads``), both dicts of float32
-    arrays keyed ``"kernel"`` / ``"bias"``, and compute :attr:`Layer.flops`.
+    arrays keyed ``"kernel"`` / ``"bias"``, and compute :attr:`Layer.flops`. Keys listed in
+    :attr:`Layer.non_trainable_keys` (BatchNormalization's moving statistics) are state, not
+    weights to train: no gradient buffer, never given to the optimizer, counted as
+    non-trainable (Keras' non-trainable weights); they are saved and loaded with the rest.
 ``forward(x, training=False) -> y``
     With ``training=True`` the layer caches what its backward needs; with ``training=False`` it
     drops any cache (so ``backward`` after an inference call is an error).
@@ -42,8 +46,11 @@ Layers with an ``activation`` (Conv2D, Dense, Activation/ReLU/Softmax) take
 softmax/sigmoid output layer and fuse the activation into the loss (one numerically stable
 step); ``backward`` then skips the activation's derivative too.
 
-Fusions are declared by the layers, never detected by the model from their types. The one
-there is today, the pooled gradient: after a training forward the model asks a layer
+Fusions are declared by the layers, never detected by the model from their types, with one
+exception at inference: :func:`~fastcnn.layers.normalization.inference_layers` folds a
+BatchNormalization into the Conv2D / Dense before it (the model's inference forward runs the
+folded chain; see :mod:`~fastcnn.layers.normalization`). The training fusion, the pooled
+gradient: after a training forward the model asks a layer
 ``accepts_pooled_grad()`` (Conv2D: when its activation is none or ReLU) and, if so, asks the
 next layer ``offer_pooled_grad()`` (MaxPool2D: its argmax indices and geometry, or None). With
 an offer it calls ``layer.backward(dy, accumulate, pooled_grad=offer)`` on the first of the two
@@ -65,14 +72,17 @@ to another (ValueError; only a redefinition of the same class, same module and q
 replaces it), so it holds no state that could change a result behind the user's back.
 
 Files: :mod:`~fastcnn.layers.base` (the protocol, activation helpers), :mod:`~.conv` (Conv2D),
-:mod:`~.pooling` (MaxPool2D), :mod:`~.core` (Dense, activations, Flatten, Dropout); for the
-functional API (``fastcnn.Model``): :mod:`~.input` (Input, InputLayer), :mod:`~.merge` (Add,
-Concatenate: ``multi_input`` layers, whose forward takes a list and whose backward returns one
-gradient per input), :mod:`~.symbolic` (the symbolic tensors ``Layer.__call__`` returns when
-called on ``Input``'s).
+:mod:`~.pooling` (MaxPool2D, AveragePooling2D, the global poolings), :mod:`~.core` (Dense,
+activations, Flatten, Dropout), :mod:`~.normalization` (BatchNormalization and its folding),
+:mod:`~.reshaping` (ZeroPadding2D, Reshape); for the functional API (``fastcnn.Model``):
+:mod:`~.input` (Input, InputLayer), :mod:`~.merge` (Add, Concatenate: ``multi_input`` layers,
+whose forward takes a list and whose backward returns one gradient per input),
+:mod:`~.symbolic` (the symbolic tensors ``Layer.__call__`` returns when called on ``Input``'s).
 
 FLOPs are forward FLOPs per sample: a multiply-add counts 2, a bias add 1, ReLU 1 per element,
-sigmoid 4, softmax 5, a max over a pooling window ``window - 1`` comparisons per output.
+leaky ReLU 2, sigmoid and tanh 4, SiLU 5, softmax 5, GELU 8, batch normalization 2 (its
+inference form), a max over a pooling window ``window - 1`` comparisons per output, an average
+``window`` (adds and the scale), a global pooling one per input element.
 """
 
 from __future__ import annotations
@@ -82,31 +92,46 @@ from typing import Any, TypeVar
 
 from .base import ACTIVATIONS, Layer
 from .conv import Conv2D
-from .core import Activation, Dense, Dropout, Flatten, ReLU, Softmax
+from .core import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
 from .input import Input, InputLayer
 from .merge import Add, Concatenate
-from .pooling import MaxPool2D
+from .normalization import BatchNormalization, fold_batch_norm, inference_layers
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .reshaping import Reshape, ZeroPadding2D
 from .symbolic import SymbolicTensor
 
 __all__ = [
     "ACTIVATIONS",
     "Activation",
     "Add",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "BatchNormalization",
     "Concatenate",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPooling2D",
     "Input",
     "InputLayer",
     "Layer",
+    "LeakyReLU",
     "MaxPool2D",
+    "MaxPooling2D",
     "ReLU",
+    "Reshape",
     "Softmax",
     "SymbolicTensor",
+    "ZeroPadding2D",
     "check_custom_objects",
     "deserialize",
+    "fold_batch_norm",
     "get_layer_class",
+    "inference_layers",
     "register_layer",
 ]
 
@@ -122,11 +147,19 @@ __all__ = [
 
 _LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Conv2D, Dense, Activation, ReLU, Softmax, MaxPool2D, Flatten, Dropout)
+    for cls in (Conv2D, Dense, Activation, ReLU, Softmax, MaxPool2D, Flatten, Dropout,
+                BatchNormalization, AveragePooling2D, GlobalAveragePooling2D,
+                GlobalMaxPooling2D, LeakyReLU, ZeroPadding2D, Reshape)
 }
 _LAYER_CLASSES.update({cls.__name__: cls for cls in (InputLayer, Add, Concatenate)})
-_LAYER_CLASSES["MaxPooling2D"] = MaxPool2D
-MaxPooling2D = MaxPool2D  # Keras' other spelling
+# Keras' other spellings
+MaxPooling2D = MaxPool2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
+_LAYER_CLASSES.update({"MaxPooling2D": MaxPool2D, "AvgPool2D": AveragePooling2D,
+                       "GlobalAvgPool2D": GlobalAveragePooling2D,
+                       "GlobalMaxPool2D": GlobalMaxPooling2D})
 _BUILTIN = frozenset(_LAYER_CLASSES)
 
 _LayerT = TypeVar("_LayerT", bound=Layer)

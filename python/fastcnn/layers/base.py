@@ -23,19 +23,30 @@ from . import symbolic as _symbolic
 __all__ = [
     "ACTIVATIONS",
     "ACT_FLOPS",
+    "ACT_NEEDS_INPUT",
+    "LEAKY_RELU_SLOPE",
     "ActivationMixin",
     "KernelBiasMixin",
     "Layer",
     "Shape",
     "check_activation",
+    "check_negative_slope",
 ]
 
 Shape = tuple[int, ...]
 
-#: Activation names accepted by Conv2D / Dense / Activation (``None`` and ``"linear"`` = none).
-ACTIVATIONS = (None, "linear", "relu", "sigmoid", "softmax")
+#: Activation names accepted by Conv2D / Dense / Activation (``None`` and ``"linear"`` = none;
+#: ``"swish"`` is another name of ``"silu"``).
+ACTIVATIONS = (None, "linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "gelu",
+               "silu", "swish")
 #: Forward FLOPs per element of each activation.
-ACT_FLOPS = {None: 0, "relu": 1, "sigmoid": 4, "softmax": 5}
+ACT_FLOPS = {None: 0, "relu": 1, "sigmoid": 4, "tanh": 4, "softmax": 5, "leaky_relu": 2,
+             "gelu": 8, "silu": 5}
+#: The activations whose backward needs the activation's INPUT (the others use its output).
+ACT_NEEDS_INPUT = frozenset({"leaky_relu", "gelu", "silu"})
+#: ``negative_slope`` of the ``"leaky_relu"`` activation string: Keras 3's
+#: ``keras.activations.leaky_relu`` default (the LeakyReLU layer's default is 0.3).
+LEAKY_RELU_SLOPE = 0.2
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,14 +54,32 @@ ACT_FLOPS = {None: 0, "relu": 1, "sigmoid": 4, "softmax": 5}
 
 
 def check_activation(activation: str | None, layer: str) -> str | None:
-    """``activation`` checked against :data:`ACTIVATIONS` (``"linear"`` becomes None);
-    ValueError naming ``layer`` otherwise."""
+    """``activation`` checked against :data:`ACTIVATIONS` (``"linear"`` becomes None,
+    ``"swish"`` becomes ``"silu"``); TypeError / ValueError naming ``layer`` otherwise."""
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError(f"{layer}: activation must be a string (one of {list(ACTIVATIONS)}) "
+                        f"or None, got {activation!r} ({type(activation).__name__}); a custom "
+                        f"function needs a custom layer (see fastcnn.layers)")
     if activation == "linear":
         return None
+    if activation == "swish":
+        return "silu"
     if activation not in ACTIVATIONS:
         raise ValueError(f"{layer}: unknown activation {activation!r}; expected one of "
                          f"{list(ACTIVATIONS)}")
     return activation
+
+
+def check_negative_slope(value: Any, layer: str) -> float:
+    """A leaky ReLU's ``negative_slope`` as a float >= 0 (Keras' rule); TypeError / ValueError
+    naming ``layer`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{layer}: negative_slope must be a float >= 0, got {value!r} "
+                        f"({type(value).__name__})")
+    v = float(value)
+    if not (v >= 0.0 and np.isfinite(v)):
+        raise ValueError(f"{layer}: negative_slope must be a finite float >= 0, got {value!r}")
+    return v
 
 
 def _shape_of(a: Any) -> tuple[int, ...]:
@@ -58,14 +87,8 @@ def _shape_of(a: Any) -> tuple[int, ...]:
     return tuple(a.shape) if is_cupy(a) else np.shape(a)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function, float32 in, float32 out (NumPy or CuPy)."""
-    xp = array_module(z)
-    e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
-
-
-def activation_forward(z: np.ndarray, activation: str | None) -> np.ndarray:
+def activation_forward(z: np.ndarray, activation: str | None,
+                       negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
     """``activation(z)``; softmax is over axis 1. Same shape and array kind as ``z``."""
     if activation is None:
         return z
@@ -73,11 +96,24 @@ def activation_forward(z: np.ndarray, activation: str | None) -> np.ndarray:
         return ops.relu(z)
     if activation == "softmax":
         return ops.softmax(z, axis=1)
-    return _sigmoid(z)
+    if activation == "sigmoid":
+        return ops.sigmoid(z)
+    if activation == "tanh":
+        return ops.tanh(z)
+    if activation == "leaky_relu":
+        return ops.leaky_relu(z, negative_slope)
+    if activation == "gelu":
+        return ops.gelu(z)
+    if activation == "silu":
+        return ops.silu(z)
+    raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked
 
 
-def activation_backward(dy: np.ndarray, y: np.ndarray, activation: str | None) -> np.ndarray:
-    """d(loss)/dz from d(loss)/dy and the activation's output ``y`` (both the shape of z)."""
+def activation_backward(dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
+                        activation: str | None,
+                        negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
+    """d(loss)/dz from d(loss)/dy, the activation's input ``z`` (needed only for the
+    :data:`ACT_NEEDS_INPUT` ones, None otherwise) and its output ``y`` (all the shape of z)."""
     if activation is None:
         return dy
     if activation == "relu":
@@ -85,7 +121,17 @@ def activation_backward(dy: np.ndarray, y: np.ndarray, activation: str | None) -
     if activation == "softmax":
         s = array_module(y).sum(dy * y, axis=1, keepdims=True, dtype=np.float32)
         return (y * (dy - s)).astype(np.float32, copy=False)
-    return (dy * y * (np.float32(1) - y)).astype(np.float32, copy=False)
+    if activation == "sigmoid":
+        return ops.sigmoid_backward(dy, y)
+    if activation == "tanh":
+        return ops.tanh_backward(dy, y)
+    if activation == "leaky_relu":
+        return ops.leaky_relu_backward(dy, z, negative_slope)
+    if activation == "gelu":
+        return ops.gelu_backward(dy, z)
+    if activation == "silu":
+        return ops.silu_backward(dy, z)
+    raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,6 +152,10 @@ class Layer:
 
     default_name: ClassVar[str] = "layer"
     has_activation: ClassVar[bool] = False
+    #: Keys of ``params`` that are state rather than weights to train (BatchNormalization's
+    #: moving statistics, Keras' non-trainable weights): they get no gradient buffer, are not
+    #: in :meth:`named_parameters` and count as non-trainable, whatever :attr:`trainable` says.
+    non_trainable_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, name: str | None = None, trainable: bool = True) -> None:
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -137,7 +187,8 @@ class Layer:
         rng = rng if rng is not None else np.random.default_rng()
         self.input_shape = input_shape
         self.output_shape = self._build(input_shape, rng)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()
+                      if k not in self.non_trainable_keys}
         self.built = True
         return self.output_shape
 
@@ -204,10 +255,12 @@ class Layer:
 
     # -- weights ----------------------------------------------------------------------------
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Yield ``(key, param, grad)`` for every weight of a trainable layer."""
+        """Yield ``(key, param, grad)`` for every trainable weight of a trainable layer (not
+        the :attr:`non_trainable_keys`)."""
         if self.trainable:
             for k, p in self.params.items():
-                yield k, p, self.grads[k]
+                if k not in self.non_trainable_keys:
+                    yield k, p, self.grads[k]
 
     def parameters(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(param, grad)`` pairs (empty when ``trainable`` is False)."""
@@ -217,6 +270,14 @@ class Layer:
     def count_params(self) -> int:
         """Number of scalars in all weights (trainable or not)."""
         return sum(int(p.size) for p in self.params.values())
+
+    def count_trainable_params(self) -> int:
+        """Number of scalars the optimizer trains: 0 for a frozen layer, else all but the
+        :attr:`non_trainable_keys` (Keras' "Trainable params")."""
+        if not self.trainable:
+            return 0
+        return sum(int(p.size) for k, p in self.params.items()
+                   if k not in self.non_trainable_keys)
 
     def to_device(self, device: str) -> None:
         """Move ``params`` and ``grads`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy) and drop the
@@ -276,16 +337,25 @@ class Layer:
 
 
 class ActivationMixin:
-    """Shared pieces of layers with an ``activation``."""
+    """Shared pieces of layers with an ``activation`` (and, for ``"leaky_relu"``, its
+    ``negative_slope``: :data:`LEAKY_RELU_SLOPE` unless the layer sets another)."""
 
     activation: str | None
+    negative_slope: float = LEAKY_RELU_SLOPE
 
     def _act(self, z: np.ndarray, apply_activation: bool) -> np.ndarray:
         act = self.activation if apply_activation else None
-        return activation_forward(z, act)
+        return activation_forward(z, act, self.negative_slope)
 
-    def _act_backward(self, dy: np.ndarray, y: np.ndarray, applied: bool) -> np.ndarray:
-        return activation_backward(dy, y, self.activation if applied else None)
+    def _act_input(self, z: np.ndarray, applied: bool) -> np.ndarray | None:
+        """What a training forward caches of the activation's input: ``z`` when the backward
+        needs it (:data:`ACT_NEEDS_INPUT`), else None (no extra memory)."""
+        return z if applied and self.activation in ACT_NEEDS_INPUT else None
+
+    def _act_backward(self, dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
+                      applied: bool) -> np.ndarray:
+        return activation_backward(dy, z, y, self.activation if applied else None,
+                                   self.negative_slope)
 
 
 class KernelBiasMixin(ActivationMixin):

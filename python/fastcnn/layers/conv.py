@@ -32,7 +32,8 @@ class Conv2D(KernelBiasMixin, Layer):
             ``(h, w)`` (symmetric zero padding).
         dilation_rate: int or (h, w).
         groups: grouped convolution; C and filters must both be divisible by it.
-        activation: None, "linear", "relu", "sigmoid" or "softmax" (over channels).
+        activation: None, "linear", "relu", "sigmoid", "tanh", "softmax" (over channels),
+            "leaky_relu" (slope 0.2, Keras' default), "gelu" (exact), "silu" / "swish".
         use_bias: add a bias ``(filters,)``.
         kernel_initializer, bias_initializer: see :mod:`fastcnn.initializers`.
 
@@ -106,7 +107,8 @@ class Conv2D(KernelBiasMixin, Layer):
                        padding=self._pad_arg(), dilation=self.dilation_rate, groups=self.groups,
                        **kw)
         y = z if fuse_relu else self._act(z, apply_activation)
-        self._cache = (x, y, apply_activation) if training else None
+        self._cache = (x, y, apply_activation, self._act_input(z, apply_activation)) \
+            if training else None
         return y
 
     def accepts_pooled_grad(self) -> bool:
@@ -123,7 +125,7 @@ class Conv2D(KernelBiasMixin, Layer):
         max pooling after this layer; ``dy`` is then the gradient of that pooling's output
         (N, K, P', Q') and the pooling's backward runs inside the convolution's (see
         :meth:`accepts_pooled_grad`)."""
-        x, y, applied = self._need_cache()
+        x, y, applied, z = self._need_cache()
         kw: dict[str, Any] = dict(pooled_grad or {})
         if applied and self.activation == "relu":
             dz, kw["relu_y"] = dy, y  # the ReLU's backward fused into the conv's backward
@@ -133,7 +135,7 @@ class Conv2D(KernelBiasMixin, Layer):
                                  f"this layer has {self.activation!r}")
             dz = dy
         else:
-            dz = self._act_backward(dy, y, applied)
+            dz = self._act_backward(dy, z, y, applied)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["kernel"], stride=self.strides,
                                          padding=self._pad_arg(), dilation=self.dilation_rate,
                                          groups=self.groups,

@@ -1,4 +1,4 @@
-"""The other layers: Dense, Activation (ReLU, Softmax), Flatten, Dropout.
+"""The other layers: Dense, Activation (ReLU, Softmax, LeakyReLU), Flatten, Dropout.
 
 Shapes: Dense ``(N, in)`` -> ``(N, units)`` with kernel ``(units, in)``; the activations and
 Dropout keep the shape; Flatten ``(N, C, H, W)`` -> ``(N, C*H*W)``.
@@ -13,9 +13,16 @@ import numpy as np
 
 from .. import ops
 from .._arrays import array_module, is_cupy
-from .base import ACT_FLOPS, ActivationMixin, KernelBiasMixin, Layer, check_activation
+from .base import (
+    ACT_FLOPS,
+    ActivationMixin,
+    KernelBiasMixin,
+    Layer,
+    check_activation,
+    check_negative_slope,
+)
 
-__all__ = ["Activation", "Dense", "Dropout", "Flatten", "ReLU", "Softmax"]
+__all__ = ["Activation", "Dense", "Dropout", "Flatten", "LeakyReLU", "ReLU", "Softmax"]
 
 
 class Dense(KernelBiasMixin, Layer):
@@ -23,7 +30,7 @@ class Dense(KernelBiasMixin, Layer):
 
     Args:
         units: output features.
-        activation: None, "linear", "relu", "sigmoid" or "softmax".
+        activation: one of :data:`~fastcnn.layers.ACTIVATIONS` (as :class:`Conv2D`).
         use_bias, kernel_initializer, bias_initializer: as in :class:`Conv2D`.
 
     Shapes: x ``(N, in)`` -> y ``(N, units)``; a multi-dimensional input needs a
@@ -59,16 +66,17 @@ class Dense(KernelBiasMixin, Layer):
     def forward(self, x, training=False, apply_activation=True):
         fuse_relu = apply_activation and self.activation == "relu"
         if fuse_relu:
-            y = ops.linear(x, self.params["kernel"], self.params.get("bias"), relu=True)
+            y = z = ops.linear(x, self.params["kernel"], self.params.get("bias"), relu=True)
         else:
-            y = self._act(ops.linear(x, self.params["kernel"], self.params.get("bias")),
-                          apply_activation)
-        self._cache = (x, y, apply_activation) if training else None
+            z = ops.linear(x, self.params["kernel"], self.params.get("bias"))
+            y = self._act(z, apply_activation)
+        self._cache = (x, y, apply_activation, self._act_input(z, apply_activation)) \
+            if training else None
         return y
 
     def backward(self, dy, accumulate=False):
-        x, y, applied = self._need_cache()
-        dz = self._act_backward(dy, y, applied)
+        x, y, applied, z = self._need_cache()
+        dz = self._act_backward(dy, z, y, applied)
         dx, dw, db = ops.linear_backward(dz, x, self.params["kernel"],
                                          bias=self.use_bias and self.trainable,
                                          compute_dx=self.compute_dx, compute_dw=self.trainable)
@@ -88,8 +96,11 @@ class Dense(KernelBiasMixin, Layer):
 
 
 class Activation(ActivationMixin, Layer):
-    """Element-wise activation layer: ``"relu"``, ``"sigmoid"``, ``"softmax"`` (over axis 1,
-    the channel / feature axis) or ``None`` / ``"linear"`` (identity). Shape-preserving."""
+    """Element-wise activation layer (Keras' ``Activation``): ``"relu"``, ``"sigmoid"``,
+    ``"tanh"``, ``"softmax"`` (over axis 1, the channel / feature axis), ``"leaky_relu"``
+    (``negative_slope`` 0.2, Keras' ``activations.leaky_relu`` default; :class:`LeakyReLU` takes
+    another), ``"gelu"`` (the exact, erf form: Keras' default), ``"silu"`` / ``"swish"``
+    (``x * sigmoid(x)``) or ``None`` / ``"linear"`` (identity). Shape-preserving."""
 
     default_name = "activation"
     has_activation = True
@@ -105,12 +116,13 @@ class Activation(ActivationMixin, Layer):
 
     def forward(self, x, training=False, apply_activation=True):
         y = self._act(x, apply_activation)
-        self._cache = (y, apply_activation) if training else None
+        self._cache = (self._act_input(x, apply_activation), y, apply_activation) \
+            if training else None
         return y
 
     def backward(self, dy, accumulate=False):
-        y, applied = self._need_cache()
-        return self._act_backward(dy, y, applied)
+        z, y, applied = self._need_cache()
+        return self._act_backward(dy, z, y, applied)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -140,6 +152,26 @@ class Softmax(_FixedActivation):
 
     default_name = "softmax"
     fixed = "softmax"
+
+
+class LeakyReLU(_FixedActivation):
+    """``x`` where ``x > 0``, else ``negative_slope * x`` (Keras' ``LeakyReLU``, default slope
+    0.3). Shape-preserving.
+
+    Args:
+        negative_slope: the slope for ``x <= 0``, a float >= 0.
+    """
+
+    default_name = "leaky_re_lu"
+    fixed = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.3, *, name: str | None = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.negative_slope = check_negative_slope(negative_slope, "LeakyReLU")
+
+    def get_config(self):
+        return {**Layer.get_config(self), "negative_slope": self.negative_slope}
 
 
 # --------------------------------------------------------------------------------------------

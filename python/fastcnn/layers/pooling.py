@@ -1,9 +1,12 @@
-"""MaxPool2D: 2-D max pooling (Keras' "valid" / "same" padding) that offers its backward as a
-``pooled_grad`` to a preceding Conv2D (see :mod:`fastcnn.layers`).
+"""The pooling layers: MaxPool2D (Keras' "valid" / "same" padding; it offers its backward as a
+``pooled_grad`` to a preceding Conv2D, see :mod:`fastcnn.layers`), AveragePooling2D,
+GlobalAveragePooling2D and GlobalMaxPooling2D.
 
-Shapes: x ``(N, C, H, W)`` -> y ``(N, C, P, Q)``; the geometry comes from
-:mod:`fastcnn._geometry`, the arithmetic from :func:`fastcnn.ops.max_pool2d` /
-:func:`fastcnn.ops.max_pool2d_backward`.
+Shapes: x ``(N, C, H, W)`` -> y ``(N, C, P, Q)`` (the global ones: ``(N, C)``, or
+``(N, C, 1, 1)`` with ``keepdims=True``); the geometry comes from :mod:`fastcnn._geometry` (and
+:func:`same_plan`, shared by the max and average poolings), the arithmetic from
+:mod:`fastcnn.ops` (``max_pool2d``, ``avg_pool2d``, ``global_avg_pool2d``,
+``global_max_pool2d`` and their backward).
 """
 
 from __future__ import annotations
@@ -13,11 +16,45 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from .._args import check_bool
 from .._arrays import array_module
 from .._geometry import pair, pool_output_size, same_padding
 from .base import Layer
 
-__all__ = ["MaxPool2D"]
+__all__ = ["AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "MaxPool2D",
+           "same_plan"]
+
+
+def same_plan(H: int, W: int, pool_size: tuple[int, int], strides: tuple[int, int]) -> tuple[
+        tuple[int, int], bool, tuple[int, int, int, int] | None, tuple[int, int]]:
+    """How a pooling with Keras' ``"same"`` padding runs on the ops: ``(padding, ceil_mode,
+    explicit_pad, (P, Q))``. When the padding (TensorFlow's rule, the odd one at the
+    bottom/right) is symmetric, or one extra row/column at the end with stride >= 2, the ops
+    express it with ``padding=(top, left)`` and ``ceil_mode``; otherwise ``explicit_pad`` is
+    ``(top, left, bottom, right)``, for the layer to pad explicitly first."""
+    (kh, kw), (sh, sw) = pool_size, strides
+    P, Q = -(-H // sh), -(-W // sw)
+    t, b = same_padding(H, kh, sh)
+    l, r = same_padding(W, kw, sw)
+    ok_h = b == t or (b == t + 1 and sh >= 2)
+    ok_w = r == l or (r == l + 1 and sw >= 2)
+    if ok_h and ok_w:
+        return (t, l), (b != t) or (r != l), None, (P, Q)
+    return (0, 0), False, (t, l, b, r), (P, Q)
+
+
+def _check_padding(padding: Any, layer: str) -> str:
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"{layer}: padding must be 'valid' or 'same', got {padding!r}")
+    return padding.lower()
+
+
+def _image_shape(layer: Layer, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer._label()}: expects inputs of shape (C, H, W), got "
+                         f"{input_shape}")
+    C, H, W = input_shape
+    return C, H, W
 
 
 class MaxPool2D(Layer):
@@ -48,34 +85,21 @@ class MaxPool2D(Layer):
         self.pool_size = pair(pool_size, "pool_size", op="MaxPool2D", minimum=1)
         self.strides = self.pool_size if strides is None else pair(strides, "strides",
                                                                    op="MaxPool2D", minimum=1)
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f"MaxPool2D: padding must be 'valid' or 'same', got {padding!r}")
-        self.padding = padding.lower()
+        self.padding = _check_padding(padding, "MaxPool2D")
         # ops arguments, resolved at build
         self._ops_padding: tuple[int, int] = (0, 0)
         self._ceil_mode = False
         self._explicit_pad: tuple[int, int, int, int] | None = None  # (top, left, bottom, right)
 
     def _build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self._label()}: expects inputs of shape (C, H, W), got "
-                             f"{input_shape}")
-        C, H, W = input_shape
-        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        C, H, W = _image_shape(self, input_shape)
+        kh, kw = self.pool_size
         self._ops_padding, self._ceil_mode, self._explicit_pad = (0, 0), False, None
         if self.padding == "valid":
             P, Q = pool_output_size(H, W, self.pool_size, self.strides, 0, 1, op=self._label())
         else:
-            P, Q = -(-H // sh), -(-W // sw)
-            t, b = same_padding(H, kh, sh)
-            l, r = same_padding(W, kw, sw)
-            ok_h = b == t or (b == t + 1 and sh >= 2)
-            ok_w = r == l or (r == l + 1 and sw >= 2)
-            if ok_h and ok_w:
-                self._ops_padding = (t, l)
-                self._ceil_mode = (b != t) or (r != l)
-            else:
-                self._explicit_pad = (t, l, b, r)
+            self._ops_padding, self._ceil_mode, self._explicit_pad, (P, Q) = same_plan(
+                H, W, self.pool_size, self.strides)
         self.flops = C * P * Q * (kh * kw - 1)
         return (C, P, Q)
 
@@ -125,3 +149,179 @@ class MaxPool2D(Layer):
                 "strides": list(self.strides), "padding": self.padding}
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# average pooling
+
+
+def _window_counts(n: int, k: int, s: int, begin: int, out: int) -> np.ndarray:
+    """Per output position along one axis: how many real (not padding) elements its window
+    ``[o * s - begin, o * s - begin + k)`` holds."""
+    start = np.arange(out) * s - begin
+    return (np.minimum(start + k, n) - np.maximum(start, 0)).astype(np.float32)
+
+
+class AveragePooling2D(Layer):
+    """2-D average pooling, NCHW (Keras' ``AveragePooling2D``).
+
+    Args:
+        pool_size: int or (h, w) window.
+        strides: int, (h, w) or None (= ``pool_size``).
+        padding: ``"valid"`` (no padding, windows that don't fit are dropped) or ``"same"``
+            (output ``ceil(H / stride)``, TensorFlow's padding rule; as in Keras, the average is
+            over the real elements of a window only: the padding is not counted).
+
+    ``"same"`` runs as one :func:`fastcnn.ops.avg_pool2d` call with ``count_include_pad=False``
+    when :func:`same_plan` can express it; otherwise (e.g. an even window with stride 1) the
+    input is zero-padded explicitly, the window sums (``divisor_override=1``) are divided by the
+    count of real elements per window (a copy more).
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, C, P, Q)``.
+    """
+
+    default_name = "average_pooling2d"
+
+    def __init__(self, pool_size: int | tuple[int, int] = 2, strides: Any = None,
+                 padding: str = "valid", *, name: str | None = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        lbl = "AveragePooling2D"
+        self.pool_size = pair(pool_size, "pool_size", op=lbl, minimum=1)
+        self.strides = self.pool_size if strides is None else pair(strides, "strides", op=lbl,
+                                                                   minimum=1)
+        self.padding = _check_padding(padding, lbl)
+        self._ops_padding: tuple[int, int] = (0, 0)
+        self._ceil_mode = False
+        self._explicit_pad: tuple[int, int, int, int] | None = None  # (top, left, bottom, right)
+        #: (P, Q) float32 NumPy: real elements per window, with _explicit_pad only (uploaded per
+        #: call on the GPU: P * Q floats)
+        self._counts: Any = None
+
+    def _build(self, input_shape, rng):
+        C, H, W = _image_shape(self, input_shape)
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        self._ops_padding, self._ceil_mode, self._explicit_pad, self._counts = \
+            (0, 0), False, None, None
+        if self.padding == "valid":
+            P, Q = pool_output_size(H, W, self.pool_size, self.strides, 0, 1, op=self._label())
+        else:
+            self._ops_padding, self._ceil_mode, self._explicit_pad, (P, Q) = same_plan(
+                H, W, self.pool_size, self.strides)
+            if self._explicit_pad is not None:
+                t, l, _, _ = self._explicit_pad
+                self._counts = np.ascontiguousarray(np.outer(
+                    _window_counts(H, kh, sh, t, P), _window_counts(W, kw, sw, l, Q)))
+        self.flops = C * P * Q * kh * kw  # window - 1 adds and one multiply per output
+        return (C, P, Q)
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        """The :func:`fastcnn.ops.avg_pool2d` options (besides the window)."""
+        if self._explicit_pad is not None:
+            return {"stride": self.strides, "divisor_override": 1}
+        return {"stride": self.strides, "padding": self._ops_padding,
+                "ceil_mode": self._ceil_mode, "count_include_pad": False}
+
+    def _counts_like(self, a: Any) -> Any:
+        xp = array_module(a)
+        return self._counts if xp is np else xp.asarray(self._counts)
+
+    def forward(self, x, training=False):
+        if self._explicit_pad is None:
+            y = ops.avg_pool2d(x, self.pool_size, **self._pool_kwargs())
+            self._cache = x if training else None
+            return y
+        t, l, b, r = self._explicit_pad
+        xp = array_module(x)
+        xpad = xp.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+        y = ops.avg_pool2d(xpad, self.pool_size, **self._pool_kwargs()) / self._counts_like(x)
+        self._cache = xpad if training else None
+        return y.astype(np.float32, copy=False)
+
+    def backward(self, dy, accumulate=False):
+        x = self._need_cache()
+        if self._explicit_pad is None:
+            return ops.avg_pool2d_backward(dy, x, self.pool_size, **self._pool_kwargs())
+        xp = array_module(dy)
+        dsum = xp.ascontiguousarray((dy / self._counts_like(dy)).astype(np.float32, copy=False))
+        dxp = ops.avg_pool2d_backward(dsum, x, self.pool_size, **self._pool_kwargs())
+        t, l, _, _ = self._explicit_pad
+        H, W = self.input_shape[1], self.input_shape[2]  # type: ignore[index]
+        return xp.ascontiguousarray(dxp[:, :, t:t + H, l:l + W])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding}
+
+
+# --------------------------------------------------------------------------------------------
+# global pooling
+
+
+class _GlobalPooling2D(Layer):
+    """Shared pieces of the global poolings: ``keepdims`` and the shapes."""
+
+    def __init__(self, keepdims: bool = False, *, name: str | None = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.keepdims = check_bool(keepdims, "keepdims", op=type(self).__name__)
+
+    def _build(self, input_shape, rng):
+        C, H, W = _image_shape(self, input_shape)
+        self.flops = C * H * W  # one add / compare per element
+        return (C, 1, 1) if self.keepdims else (C,)
+
+    def _shaped(self, y: Any) -> Any:
+        return y.reshape(y.shape[0], y.shape[1], 1, 1) if self.keepdims else y
+
+    def _flat_grad(self, dy: Any) -> Any:
+        return array_module(dy).ascontiguousarray(dy).reshape(dy.shape[0], dy.shape[1])
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """The mean over H and W of every channel (Keras' ``GlobalAveragePooling2D``).
+
+    Args:
+        keepdims: keep the spatial axes, as size 1.
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, C)`` (``(N, C, 1, 1)`` with ``keepdims``).
+    """
+
+    default_name = "global_average_pooling2d"
+
+    def forward(self, x, training=False):
+        self._cache = x if training else None
+        return self._shaped(ops.global_avg_pool2d(x))
+
+    def backward(self, dy, accumulate=False):
+        x = self._need_cache()
+        return ops.global_avg_pool2d_backward(self._flat_grad(dy), x)
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The maximum over H and W of every channel (Keras' ``GlobalMaxPooling2D``; the gradient
+    goes to the first maximum, NaN wins, as in MaxPool2D).
+
+    Args:
+        keepdims: keep the spatial axes, as size 1.
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, C)`` (``(N, C, 1, 1)`` with ``keepdims``).
+    """
+
+    default_name = "global_max_pooling2d"
+
+    def forward(self, x, training=False):
+        if training:
+            y, idx = ops.global_max_pool2d(x, return_indices=True)
+            self._cache = (x, idx)
+        else:
+            y = ops.global_max_pool2d(x)
+            self._cache = None
+        return self._shaped(y)
+
+    def backward(self, dy, accumulate=False):
+        x, idx = self._need_cache()
+        return ops.global_max_pool2d_backward(self._flat_grad(dy), x, indices=idx)

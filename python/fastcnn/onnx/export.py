@@ -16,14 +16,35 @@ Conv2D                 ``Conv`` (kernel ``(K, C/groups, R, S)``, the same layout
 Dense                  ``Gemm`` with ``transB=1`` (kernel ``(units, in)``)
 MaxPool2D              ``MaxPool`` (``"same"`` as explicit pads, which ONNX pads with
                        -inf, as fastcnn does)
+AveragePooling2D       ``AveragePool`` (``"same"`` as explicit pads with
+                       ``count_include_pad=0``: the padding is not averaged, as in Keras)
+GlobalAveragePooling2D ``GlobalAveragePool`` (+ ``Flatten`` unless ``keepdims``)
+GlobalMaxPooling2D     ``GlobalMaxPool`` (+ ``Flatten`` unless ``keepdims``)
+BatchNormalization     folded into the Conv / Gemm before it (``fold_batch_norm=True``, the
+                       default, see below); else ``BatchNormalization`` (inference form:
+                       ``epsilon``, ``momentum`` = Keras', the same convention; a missing
+                       gamma / beta written as ones / zeros)
 Flatten                ``Flatten`` (``axis=1``)
+Reshape                ``Reshape`` to ``[0, *output_shape]`` (0: the batch dimension kept)
+ZeroPadding2D          ``Pad`` (constant zeros, pads ``[0, 0, top, left, 0, 0, bottom, right]``)
 Dropout                nothing (identity at inference)
-activation             ``Relu`` / ``Sigmoid`` / ``Softmax`` (``axis=1``) after the layer,
-                       for Conv2D / Dense's fused activation and Activation / ReLU / Softmax
+activation             ``Relu`` / ``Sigmoid`` / ``Tanh`` / ``Softmax`` (``axis=1``) /
+                       ``LeakyRelu`` (``alpha``) / ``Gelu`` (opset >= 20; below it, PyTorch's
+                       decomposition ``Div(x, sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5``) /
+                       SiLU as ``Sigmoid -> Mul x``, after the layer, for Conv2D / Dense's
+                       activation and the activation layers
 InputLayer             nothing (the graph input)
 Add                    ``Add`` (two inputs) or ``Sum`` (more)
 Concatenate            ``Concat`` (``axis`` made non-negative: 1 for NCHW channels)
 =====================  ===============================================================
+
+BatchNormalization folding: by default the graph is what ``predict`` runs: a
+BatchNormalization right after a Conv2D / Dense without an activation is folded into that
+layer's kernel and bias (:func:`fastcnn.layers.inference_layers`), so the file has one Conv /
+Gemm where the model has two layers (a runtime that does not fuse them itself runs one pass
+less; ``onnxruntime`` would fuse them anyway). ``fold_batch_norm=False`` writes every
+BatchNormalization as its own node instead, keeping the model's structure (the moving
+statistics readable in the file; :func:`fastcnn.onnx.load_onnx` reads either form back).
 
 The graph input is ``"input"`` of shape ``("N", *model.input_shape)`` (a dynamic batch
 dimension), float32; the output is ``"output"`` of shape ``("N", *model.output_shape)``.
@@ -59,15 +80,19 @@ SUPPORTED_FORMATS = ("onnx",)
 #: The ``metadata_props`` key holding ``model.metadata`` as JSON.
 METADATA_KEY = "fastcnn.metadata"
 
-_ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "softmax": "Softmax"}
+_ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "softmax": "Softmax", "tanh": "Tanh",
+                   "leaky_relu": "LeakyRelu"}
+#: The first opset with a ``Gelu`` op (below it GELU is written as its decomposition).
+GELU_OPSET = 20
 
 
 class _Graph:
     """The nodes and initializers being written; ``current`` is the tensor the next node
     takes (a layer's input, set by :func:`to_onnx` for each layer call)."""
 
-    def __init__(self, onnx: Any) -> None:
+    def __init__(self, onnx: Any, opset: int = DEFAULT_OPSET) -> None:
         self.onnx = onnx
+        self.opset = opset
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.current = "input"
@@ -76,9 +101,20 @@ class _Graph:
     def weight(self, name: str, a: Any) -> str:
         if name not in self._weights:  # a shared layer's weights are written once
             arr = np.ascontiguousarray(host_copy(a), dtype=np.float32)
-            self.initializers.append(self.onnx.numpy_helper.from_array(arr, name=name))
-            self._weights.add(name)
+            self.const(name, arr)
         return name
+
+    def const(self, name: str, arr: np.ndarray) -> str:
+        """An initializer of ``arr``'s dtype (int64 shapes and pads, float32 scalars)."""
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(arr), name=name))
+        self._weights.add(name)
+        return name
+
+    def op(self, op: str, name: str, inputs: list[str], **attrs: Any) -> str:
+        """A node with explicit ``inputs`` (not chained); returns its output's name."""
+        out = f"{name}/output"
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=name, **attrs))
+        return out
 
     def node(self, op: str, name: str, extra_inputs: list[str] | None = None,
              inputs: list[str] | None = None, **attrs: Any) -> None:
@@ -88,11 +124,29 @@ class _Graph:
             [out], name=name, **attrs))
         self.current = out
 
-    def activation(self, act: str | None, layer: str) -> None:
+    def activation(self, act: str | None, layer: str, negative_slope: float = 0.2) -> None:
         if act is None:
             return
-        attrs = {"axis": 1} if act == "softmax" else {}
-        self.node(_ACTIVATION_OPS[act], f"{layer}/{act}", **attrs)
+        name, x = f"{layer}/{act}", self.current
+        if act == "silu":  # x * sigmoid(x), as PyTorch exports it
+            s = self.op("Sigmoid", f"{name}/sigmoid", [x])
+            self.current = self.op("Mul", name, [x, s])
+        elif act == "gelu" and self.opset < GELU_OPSET:  # PyTorch's decomposition
+            f32 = np.float32
+            c = [self.const(f"{name}/{k}", np.array(v, f32))
+                 for k, v in (("sqrt2", np.sqrt(2.0)), ("one", 1.0), ("half", 0.5))]
+            t = self.op("Div", f"{name}/div", [x, c[0]])
+            t = self.op("Erf", f"{name}/erf", [t])
+            t = self.op("Add", f"{name}/add", [t, c[1]])
+            t = self.op("Mul", f"{name}/mul", [x, t])
+            self.current = self.op("Mul", name, [t, c[2]])
+        elif act == "gelu":
+            self.node("Gelu", name)
+        else:
+            attrs: dict[str, Any] = {"axis": 1} if act == "softmax" else {}
+            if act == "leaky_relu":
+                attrs["alpha"] = float(negative_slope)
+            self.node(_ACTIVATION_OPS[act], name, **attrs)
 
 
 def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
@@ -113,13 +167,13 @@ def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
         g.node("Conv", node, ws, kernel_shape=[R, S], strides=list(layer.strides),
                pads=[top, left, bottom, right], dilations=list(layer.dilation_rate),
                group=layer.groups)
-        g.activation(layer.activation, node)
+        g.activation(layer.activation, node, layer.negative_slope)
     elif isinstance(layer, _layers.Dense):
         ws = [g.weight(f"{name}/kernel", layer.params["kernel"])]
         if layer.use_bias:
             ws.append(g.weight(f"{name}/bias", layer.params["bias"]))
         g.node("Gemm", node, ws, transB=1)
-        g.activation(layer.activation, node)
+        g.activation(layer.activation, node, layer.negative_slope)
     elif isinstance(layer, _layers.MaxPool2D):
         _c, H, W = layer.input_shape  # type: ignore[misc]
         (kh, kw), (sh, sw) = layer.pool_size, layer.strides
@@ -135,16 +189,82 @@ def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
     elif isinstance(layer, _layers.Dropout | _layers.InputLayer):
         return  # identity at inference
     elif isinstance(layer, _layers.Activation):
-        g.activation(layer.activation, node)
+        g.activation(layer.activation, node, layer.negative_slope)
     elif isinstance(layer, _layers.Add):
         g.node("Add" if len(inputs or ()) == 2 else "Sum", node, inputs=inputs)
     elif isinstance(layer, _layers.Concatenate):
         rank = 1 + len(layer.output_shape)  # type: ignore[arg-type]
         g.node("Concat", node, inputs=inputs, axis=layer.axis % rank)
-    else:
+    elif not _add_new_layer(g, layer, node):
         raise ValueError(f"export: no ONNX translation for layer {layer._label()} of type "
                          f"{type(layer).__name__}; supported: Conv2D, Dense, MaxPool2D, "
-                         f"Flatten, Dropout, Activation / ReLU / Softmax, Add, Concatenate")
+                         f"AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, "
+                         f"BatchNormalization, Flatten, Reshape, ZeroPadding2D, Dropout, "
+                         f"Activation / ReLU / LeakyReLU / Softmax, Add, Concatenate")
+
+
+def _add_new_layer(g: _Graph, layer: _layers.Layer, node: str) -> bool:
+    """:func:`_add_layer` for the average and global poolings, BatchNormalization, Reshape and
+    ZeroPadding2D (``node``: the name of this call's nodes); False for another type."""
+    name = str(layer.name)
+    if isinstance(layer, _layers.AveragePooling2D):
+        _c, H, W = layer.input_shape  # type: ignore[misc]
+        (kh, kw), (sh, sw) = layer.pool_size, layer.strides
+        if layer.padding == "same":
+            top, bottom = same_padding(H, kh, sh)
+            left, right = same_padding(W, kw, sw)
+        else:
+            top = left = bottom = right = 0
+        g.node("AveragePool", node, kernel_shape=[kh, kw], strides=[sh, sw],
+               pads=[top, left, bottom, right], count_include_pad=0)
+    elif isinstance(layer, _layers.GlobalAveragePooling2D | _layers.GlobalMaxPooling2D):
+        op = "GlobalAveragePool" if isinstance(layer, _layers.GlobalAveragePooling2D) \
+            else "GlobalMaxPool"
+        g.node(op, node)
+        if not layer.keepdims:
+            g.node("Flatten", f"{node}/flatten", axis=1)
+    elif isinstance(layer, _layers.BatchNormalization):
+        C = layer.input_shape[0]  # type: ignore[index]
+        p = layer.params
+        gamma = p["gamma"] if layer.scale else np.ones(C, np.float32)
+        beta = p["beta"] if layer.center else np.zeros(C, np.float32)
+        inputs = [g.weight(f"{name}/gamma", gamma), g.weight(f"{name}/beta", beta),
+                  g.weight(f"{name}/moving_mean", p["moving_mean"]),
+                  g.weight(f"{name}/moving_variance", p["moving_variance"])]
+        g.node("BatchNormalization", node, inputs, epsilon=layer.epsilon,
+               momentum=layer.momentum)
+    elif isinstance(layer, _layers.Reshape):
+        shape = np.array([0, *layer.output_shape], np.int64)  # type: ignore[misc]
+        g.node("Reshape", node, [g.const(f"{node}/shape", shape)])
+    elif isinstance(layer, _layers.ZeroPadding2D):
+        t, l, b, r = layer.pads
+        g.node("Pad", node, [g.const(f"{node}/pads", np.array([0, 0, t, l, 0, 0, b, r],
+                                                                np.int64))], mode="constant")
+    else:
+        return False
+    return True
+
+
+def _folded(nodes: list[tuple[Any, tuple[int, ...]]],
+            out: int) -> list[tuple[Any, tuple[int, ...]]]:
+    """``nodes`` (a model's ``_nodes()``) with each BatchNormalization whose input is a Conv2D /
+    Dense node (no activation) read by it alone folded into that node
+    (:func:`fastcnn.layers.fold_batch_norm`); the BatchNormalization node becomes ``(None,
+    (producer,))``, a pass-through."""
+    consumers: list[list[int]] = [[] for _ in nodes]
+    for i, (_, ins) in enumerate(nodes):
+        for j in ins:
+            consumers[j].append(i)
+    nodes = list(nodes)
+    for i, (layer, ins) in enumerate(nodes):
+        if layer is None or len(ins) != 1 or consumers[ins[0]] != [i]:
+            continue
+        prev, prev_ins = nodes[ins[0]]
+        folded = _layers.fold_batch_norm(prev, layer) if prev is not None else None
+        if folded is not None:
+            nodes[ins[0]] = (folded, prev_ins)
+            nodes[i] = (None, ins)
+    return nodes
 
 
 def _check_opset(opset: Any, onnx: Any) -> int:
@@ -156,7 +276,8 @@ def _check_opset(opset: Any, onnx: Any) -> int:
     return int(opset)
 
 
-def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
+def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET, *,
+            fold_batch_norm: bool = True) -> Any:
     """The ONNX model of a built ``model`` (see the module docstring for the translation).
 
     Args:
@@ -164,6 +285,8 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
             either device).
         opset: the default domain's opset version, from 17 to the newest the installed
             ``onnx`` knows.
+        fold_batch_norm: fold each BatchNormalization that follows a Conv2D / Dense into it,
+            as ``predict`` does (False: a ``BatchNormalization`` node each).
 
     Returns:
         ``onnx.ModelProto``, checked: input ``"input"`` ``(N, *input_shape)``, output
@@ -177,12 +300,18 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET) -> Any:
     onnx = require_onnx("export to ONNX")
     opset = _check_opset(opset, onnx)
     model._require_built()
-    g = _Graph(onnx)
+    g = _Graph(onnx, opset)
+    if not isinstance(fold_batch_norm, bool):
+        raise TypeError(f"export: fold_batch_norm must be a bool, got {fold_batch_norm!r}")
     nodes, out = model._nodes()  # (layer or None for the input, input node indices)
+    if fold_batch_norm:  # what predict runs: each BatchNormalization folded into its producer
+        nodes = _folded(nodes, out)
     tensor = ["input"] * len(nodes)  # the ONNX tensor of each node's output
     calls: dict[int, int] = {}
     for i, (layer, ins) in enumerate(nodes):
         if layer is None:
+            if ins:  # a folded BatchNormalization: its input passes through
+                tensor[i] = tensor[ins[0]]
             continue
         k = calls.get(id(layer), 0)
         calls[id(layer)] = k + 1
@@ -227,13 +356,13 @@ def _ir_version_for(onnx: Any, opset: int) -> int:
 
 
 def export(model: Sequential, filepath: str | os.PathLike[str], format: str = "onnx", *,
-           opset: int = DEFAULT_OPSET) -> None:
+           opset: int = DEFAULT_OPSET, fold_batch_norm: bool = True) -> None:
     """:meth:`Sequential.export`: write :func:`to_onnx`'s model to ``filepath``, atomically
     (a temporary file in the same directory, then ``os.replace``)."""
     if format not in SUPPORTED_FORMATS:
         raise ValueError(f"export: format must be one of {list(SUPPORTED_FORMATS)}, got "
                          f"{format!r}")
-    data = to_onnx(model, opset).SerializeToString()
+    data = to_onnx(model, opset, fold_batch_norm=fold_batch_norm).SerializeToString()
     atomic_write(filepath, lambda f: f.write(data))
 
 
@@ -244,13 +373,15 @@ class Exportable:
     model class among this class's subclasses."""
 
     def export(self, filepath: str | os.PathLike[str], format: str = "onnx", *,
-               opset: int = DEFAULT_OPSET) -> None:
+               opset: int = DEFAULT_OPSET, fold_batch_norm: bool = True) -> None:
         """Write the model for inference in another runtime (Keras 3's ``export``).
 
         Args:
             filepath: the file to write (``.onnx``).
             format: ``"onnx"``, the only format so far.
             opset: the ONNX opset (17 to the newest the installed onnx knows).
+            fold_batch_norm: fold a BatchNormalization into the Conv2D / Dense before it, as
+                :meth:`predict` does (the default); False writes it as its own node.
 
         The graph takes ``(N, *input_shape)`` float32 with a dynamic ``N`` and returns what
         :meth:`predict` returns (:mod:`fastcnn.onnx.export` lists the translation).
@@ -260,4 +391,5 @@ class Exportable:
                 layer with no ONNX translation.
             ImportError: onnx is not installed (``pip install "fastcnn[onnx]"``).
         """
-        export(self, filepath, format, opset=opset)  # type: ignore[arg-type]
+        export(self, filepath, format, opset=opset,  # type: ignore[arg-type]
+               fold_batch_norm=fold_batch_norm)

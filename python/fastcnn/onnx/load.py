@@ -16,6 +16,10 @@ ONNX                               fastcnn
 ``Identity``, ``Constant``         nothing
 =================================  ==========================================================
 
+and the ops of modern CNNs (``BatchNormalization``, ``AveragePool``, ``GlobalAveragePool``,
+``GlobalMaxPool``, ``Tanh``, ``LeakyRelu``, ``Gelu``, SiLU and GELU as their subgraphs, ``Pad``,
+any ``Reshape`` that keeps the batch dimension), read by :mod:`fastcnn.onnx._load_modern`.
+
 Initializers (and ``Constant`` nodes) are the weights; the graph must have one data input
 ``(N, *input_shape)`` float (``N`` free) and one output, and every node must take the previous
 node's output (a chain). Anything else, the first unsupported node, attribute or wiring, is a
@@ -27,7 +31,6 @@ that :meth:`fastcnn.Sequential.export` writes (empty for other graphs).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -36,115 +39,15 @@ import numpy as np
 
 from .. import layers as _layers
 from .._geometry import same_padding
+from ._chain import _attrs, _Chain, _const, _pads_2d, _pairs, _Unsupported, _weight, pool_padding
 from ._common import require_onnx
+from ._load_modern import MODERN_OPS, match_activation, merge_flatten
 from .export import METADATA_KEY, Exportable
 
 if TYPE_CHECKING:
     from ..model import Sequential
 
 __all__ = ["SUPPORTED_OPS", "load_onnx"]
-
-
-class _Unsupported(ValueError):
-    """A node fastcnn can't translate (the reason; :func:`load_onnx` adds which node)."""
-
-
-class _Chain:
-    """The layers read so far: ``entries`` of ``[class, kwargs, weights]`` and the per-sample
-    shape of the current tensor."""
-
-    def __init__(self, shape: tuple[int, ...], opset: int) -> None:
-        self.entries: list[list[Any]] = []
-        self.shape = shape
-        self.opset = opset
-        self.bias_pending = False  # the last entry is a MatMul's Dense waiting for its Add
-
-    def add(self, cls: type[_layers.Layer], kwargs: dict[str, Any],
-            weights: list[np.ndarray] | None = None) -> None:
-        try:
-            self.shape = cls(**kwargs).compute_output_shape(self.shape)
-        except ValueError as e:
-            raise _Unsupported(f"the layer {cls.__name__}({kwargs}) does not fit the input "
-                               f"shape {self.shape}: {e}") from e
-        self.entries.append([cls, kwargs, weights or []])
-        self.bias_pending = False
-
-    def activation(self, act: str) -> None:
-        last = self.entries[-1] if self.entries else None
-        if last is not None and last[0] in (_layers.Conv2D, _layers.Dense) \
-                and last[1].get("activation") is None:
-            last[1]["activation"] = act  # folded into the layer (fastcnn fuses ReLU there)
-            self.bias_pending = False
-        elif act == "relu":
-            self.add(_layers.ReLU, {})
-        elif act == "softmax":
-            self.add(_layers.Softmax, {})
-        else:
-            self.add(_layers.Activation, {"activation": act})
-
-
-# --------------------------------------------------------------------------------------------
-# attributes and constants
-
-
-def _attrs(onnx: Any, node: Any, allowed: dict[str, Any]) -> dict[str, Any]:
-    """The node's attributes as Python values, defaults from ``allowed``; _Unsupported for an
-    attribute not in ``allowed``."""
-    out = dict(allowed)
-    for a in node.attribute:
-        if a.name not in allowed:
-            raise _Unsupported(f"attribute {a.name!r} is not supported (fastcnn reads "
-                               f"{sorted(allowed) or 'none'})")
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else v
-    return out
-
-
-def _const(consts: dict[str, np.ndarray], node: Any, i: int, what: str,
-           required: bool = True) -> np.ndarray | None:
-    if i >= len(node.input) or not node.input[i]:
-        if required:
-            raise _Unsupported(f"needs its {what} (input {i})")
-        return None
-    name = node.input[i]
-    if name not in consts:
-        raise _Unsupported(f"its {what} {name!r} must be an initializer or a Constant")
-    return consts[name]
-
-
-def _weight(a: np.ndarray, what: str) -> np.ndarray:
-    if a.dtype.kind != "f":
-        raise _Unsupported(f"its {what} has dtype {a.dtype}; fastcnn weights are float32")
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _pads_2d(at: dict[str, Any], size: tuple[int, int], k: tuple[int, int],
-             s: tuple[int, int], d: tuple[int, int]) -> tuple[int, int, int, int]:
-    """ONNX ``auto_pad`` / ``pads`` resolved to ``(top, left, bottom, right)``."""
-    mode = at["auto_pad"]
-    if mode in ("NOTSET", ""):
-        pads = list(at["pads"] or [0, 0, 0, 0])
-        if len(pads) != 4 or any(p < 0 for p in pads):
-            raise _Unsupported(f"pads {pads} must be 4 non-negative ints")
-        return int(pads[0]), int(pads[1]), int(pads[2]), int(pads[3])
-    if mode == "VALID":
-        return (0, 0, 0, 0)
-    if mode not in ("SAME_UPPER", "SAME_LOWER"):
-        raise _Unsupported(f"auto_pad {mode!r} is not supported")
-    begin, end = [], []
-    for n, kk, ss, dd in zip(size, k, s, d, strict=True):
-        total = max((-(-n // ss) - 1) * ss + (kk - 1) * dd + 1 - n, 0)
-        small = total // 2
-        begin.append(small if mode == "SAME_UPPER" else total - small)
-        end.append(total - begin[-1])
-    return begin[0], begin[1], end[0], end[1]
-
-
-def _pairs(at: dict[str, Any], key: str) -> tuple[int, int]:
-    v = at[key]
-    if len(v) != 2 or any(int(x) < 1 for x in v):
-        raise _Unsupported(f"{key} {list(v)} must be 2 positive ints (2-D only)")
-    return int(v[0]), int(v[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,18 +98,6 @@ def _conv(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> No
                             "use_bias": b is not None}, weights)
 
 
-def _pool_window(n: int, k: int, s: int, begin: int, end: int, ceil_mode: bool) -> int:
-    """Number of ONNX MaxPool windows along one axis (the last must start before the end
-    padding with ``ceil_mode``)."""
-    room = n + begin + end - k
-    if room < 0:
-        raise _Unsupported(f"the window {k} is larger than the padded input {n + begin + end}")
-    out = (room + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= n + begin:
-        out -= 1
-    return out
-
-
 def _maxpool(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
     at = _attrs(onnx, node, {"auto_pad": "NOTSET", "ceil_mode": 0, "dilations": [1, 1],
                              "kernel_shape": None, "pads": None, "storage_order": 0,
@@ -218,22 +109,7 @@ def _maxpool(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) ->
     k, st = _pairs(at, "kernel_shape"), _pairs(at, "strides")
     if _pairs(at, "dilations") != (1, 1):
         raise _Unsupported(f"dilations {list(at['dilations'])}: fastcnn's MaxPool2D has none")
-    size = (ch.shape[1], ch.shape[2])
-    t, l, bo, r = _pads_2d(at, size, k, st, (1, 1))
-    windows = [(b, _pool_window(n, kk, ss, b, e, bool(at["ceil_mode"])))
-               for n, kk, ss, b, e in zip(size, k, st, (t, l), (bo, r), strict=True)]
-    valid = [(0, (n - kk) // ss + 1) if n >= kk else None
-             for n, kk, ss in zip(size, k, st, strict=True)]
-    same = [(same_padding(n, kk, ss)[0], -(-n // ss)) for n, kk, ss in zip(size, k, st,
-                                                                          strict=True)]
-    if windows == valid:
-        padding = "valid"
-    elif windows == same:
-        padding = "same"
-    else:
-        raise _Unsupported(f"pads {[t, l, bo, r]} (ceil_mode {at['ceil_mode']}) on input "
-                           f"{size[0]}x{size[1]} give windows (first offset, count) "
-                           f"{windows}, neither fastcnn's 'valid' {valid} nor 'same' {same}")
+    padding = pool_padding(at, (ch.shape[1], ch.shape[2]), k, st)
     ch.add(_layers.MaxPool2D, {"pool_size": k, "strides": st, "padding": padding})
 
 
@@ -303,21 +179,7 @@ def _flatten(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) ->
     axis = at["axis"] + rank if at["axis"] < 0 else at["axis"]
     if axis != 1:
         raise _Unsupported(f"axis {at['axis']}: fastcnn flattens from axis 1 (to (N, -1))")
-    if len(ch.shape) > 1:
-        ch.add(_layers.Flatten, {})
-
-
-def _reshape(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
-    at = _attrs(onnx, node, {"allowzero": 0})
-    shape = _const(consts, node, 1, "shape")
-    target = [int(v) for v in np.asarray(shape).reshape(-1)]
-    feats = math.prod(ch.shape)
-    keep_batch = target[:1] == [0] and not at["allowzero"]
-    if len(target) != 2 or not ((keep_batch and target[1] in (-1, feats))
-                                or (target[0] == -1 and target[1] == feats)):
-        raise _Unsupported(f"shape {target}: fastcnn reads only a flatten to (N, -1), i.e. "
-                           f"[0, -1], [0, {feats}] or [-1, {feats}]")
-    if len(ch.shape) > 1:
+    if len(ch.shape) > 1 and not merge_flatten(ch):
         ch.add(_layers.Flatten, {})
 
 
@@ -354,9 +216,9 @@ def _identity(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -
 
 _OPS: dict[str, Callable[..., None]] = {
     "Conv": _conv, "MaxPool": _maxpool, "Gemm": _gemm, "MatMul": _matmul, "Add": _add,
-    "Flatten": _flatten, "Reshape": _reshape, "Relu": _elementwise("relu"),
+    "Flatten": _flatten, "Relu": _elementwise("relu"),
     "Sigmoid": _elementwise("sigmoid"), "Softmax": _softmax, "Dropout": _dropout,
-    "Identity": _identity,
+    "Identity": _identity, **MODERN_OPS,
 }
 #: The ONNX op types :func:`load_onnx` reads (plus ``Constant``).
 SUPPORTED_OPS = tuple(sorted(_OPS))
@@ -464,11 +326,18 @@ def load_onnx(model: str | os.PathLike[str] | Any,
     current, shape = _input_shape(onnx, graph, consts, input_shape)
     ch = _Chain(shape, opset)
     used = {n for node in graph.node for n in node.input} | {graph.output[0].name}
+    skip_to = -1  # the last node of a subgraph read as one activation (SiLU, GELU)
     for i, node in enumerate(graph.node):
         where = f"load_onnx: node #{i} ({node.op_type} {node.name!r})"
         if node.domain not in ("", "ai.onnx"):
             raise ValueError(f"{where}: op domain {node.domain!r} is not supported")
-        if node.op_type == "Constant":
+        if node.op_type == "Constant" or i <= skip_to:
+            continue
+        pattern = match_activation(graph.node, i, current, consts, graph.output[0].name)
+        if pattern is not None:
+            ch.activation(pattern[0])
+            skip_to = pattern[1]
+            current = graph.node[skip_to].output[0]
             continue
         if node.op_type not in _OPS:
             raise ValueError(f"{where}: op {node.op_type!r} is not supported; fastcnn reads "

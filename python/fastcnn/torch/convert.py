@@ -9,10 +9,16 @@ modules again, so the state_dict keys are the original model's.
 
 Supported torch modules: ``Conv2d`` (``padding_mode="zeros"``), ``Linear``, ``MaxPool2d``
 (no dilation or return_indices; padding / ceil_mode only where they equal Keras' "valid" or
-"same" for the input size), ``ReLU``, ``Sigmoid``, ``Softmax`` over the channel / feature axis,
-``Flatten()``, ``Dropout``, ``Identity``, nested ``Sequential``s, and the pads that
-:func:`to_torch` writes before a layer with asymmetric "same" padding. Anything else is a
-ValueError naming the module. Weights must be float32 (``module.float()``).
+"same" for the input size), ``AvgPool2d`` (the same, "same" with ``count_include_pad=False``; no
+``divisor_override``), ``BatchNorm1d`` / ``BatchNorm2d`` (``track_running_stats``, a float
+momentum: Keras' momentum is ``1 - momentum``), ``AdaptiveAvgPool2d(1)`` /
+``AdaptiveMaxPool2d(1)`` (a ``Flatten()`` after it is merged: ``keepdims=False``), ``ReLU``,
+``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``GELU`` (``approximate="none"``), ``SiLU``, ``Softmax``
+over the channel / feature axis, ``Flatten()``, ``Unflatten``, ``ZeroPad2d`` (merged into the
+next ``Conv2d`` when it completes its "same" padding, else a ZeroPadding2D), ``Dropout``,
+``Identity``, nested ``Sequential``s, and the ``ConstantPad2d(-inf)`` that :func:`to_torch` writes
+before a MaxPool2D with asymmetric "same" padding. Anything else is a ValueError naming the
+module. Weights must be float32 (``module.float()``).
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ def to_torch(model: Sequential) -> nn.Sequential:
                 for tname, fname in spec.weights.items():
                     param = getattr(module, tname)
                     param.copy_(torch.from_numpy(host_copy(layer.params[fname])))
-                    param.requires_grad_(layer.trainable)
+                    if isinstance(param, nn.Parameter):  # not the buffers (running stats)
+                        param.requires_grad_(layer.trainable)
             modules.append(module)
     return nn.Sequential(*modules)
 
@@ -128,6 +135,108 @@ def _pool(m: nn.MaxPool2d, shape: tuple[int, ...], pad: tuple[int, ...] | None,
                          f"inputs {inner}")
 
 
+def _completes_same(conv: nn.Conv2d, shape: tuple[int, ...], padding: Any) -> bool:
+    """Whether a ZeroPad2d ``padding`` (left, right, top, bottom) before ``conv`` (padding 0)
+    is that conv's Keras "same" padding for the unpadded per-sample ``shape``."""
+    if len(shape) != 3 or conv.padding not in ("valid", 0, (0, 0)):
+        return False
+    left, right, top, bottom = (int(p) for p in padding)
+    R, S = conv.kernel_size
+    return conv_padding("same", shape[1], shape[2], R, S, conv.stride, conv.dilation) == (
+        top, left, bottom, right)
+
+
+def _zero_padding(m: nn.Module, where: str) -> L.ZeroPadding2D:
+    left, right, top, bottom = (int(p) for p in m.padding)
+    if min(left, right, top, bottom) < 0:
+        raise _err(where, m, "a negative padding (cropping)")
+    return L.ZeroPadding2D(((top, bottom), (left, right)))
+
+
+def _avg_pool(m: nn.AvgPool2d, shape: tuple[int, ...], where: str) -> L.AveragePooling2D:
+    if m.divisor_override is not None:
+        raise _err(where, m, "divisor_override")
+    if len(shape) != 3:
+        raise _err(where, m, f"the input per sample is {shape}, not (C, H, W)")
+    k = pair(m.kernel_size, "kernel_size")
+    s = k if m.stride is None else pair(m.stride, "stride")
+    pad, ceil = pair(m.padding, "padding"), bool(m.ceil_mode)
+    for padding in ("valid", "same"):
+        layer = L.AveragePooling2D(k, s, padding)
+        layer.build(shape, np.random.default_rng(0))
+        if layer._explicit_pad is not None:
+            continue
+        kw = layer._pool_kwargs()
+        if (kw["padding"], kw["ceil_mode"]) == (pad, ceil) and (
+                padding == "valid" or pad == (0, 0) or not m.count_include_pad):
+            return L.AveragePooling2D(k, s, padding)
+        if padding == "valid" and pad == (0, 0) and \
+                pool_output_size(shape[1], shape[2], k, s, 0, 1, True) == layer.output_shape[1:]:
+            return L.AveragePooling2D(k, s, padding)  # ceil_mode that adds no window
+    raise _err(where, m, "its padding / ceil_mode / count_include_pad are neither Keras' "
+                         f"'valid' nor 'same' (count_include_pad=False) for inputs {shape}")
+
+
+def _batch_norm(m: nn.Module, shape: tuple[int, ...], where: str) -> tuple[
+        L.BatchNormalization, dict[str, np.ndarray]]:
+    if not m.track_running_stats or m.running_mean is None:
+        raise _err(where, m, "track_running_stats=False (fastcnn keeps moving statistics)")
+    if m.momentum is None:
+        raise _err(where, m, "momentum=None (a cumulative average; fastcnn's is exponential)")
+    want = 3 if isinstance(m, nn.BatchNorm2d) else None
+    if shape[0] != m.num_features or (want is not None and len(shape) != want) or \
+            (want is None and len(shape) not in (1, 2)):
+        raise _err(where, m, f"it normalises {m.num_features} channels of "
+                             f"{'(N, C, H, W)' if want else '(N, C) or (N, C, L)'} inputs, "
+                             f"the input per sample is {shape}")
+    layer = L.BatchNormalization(momentum=round(1.0 - float(m.momentum), 12),
+                                 epsilon=float(m.eps), center=m.affine, scale=m.affine)
+    names = {"running_mean": "moving_mean", "running_var": "moving_variance"}
+    if m.affine:
+        names = {"weight": "gamma", "bias": "beta", **names}
+    w = _weights(m, names, where)
+    return layer, w
+
+
+def _new_module(m: nn.Module, nxt: nn.Module | None, shape: tuple[int, ...],
+                where: str) -> tuple[L.Layer, dict[str, np.ndarray], int]:
+    """The fastcnn layer for one of the newer modules, its weights and how many of the
+    following modules it absorbed (a Flatten after a global pooling)."""
+    if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+        return (*_batch_norm(m, shape, where), 0)
+    if isinstance(m, nn.AvgPool2d):
+        return _avg_pool(m, shape, where), {}, 0
+    if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+        if pair(m.output_size, "output_size") != (1, 1):
+            raise _err(where, m, "only output_size=1 (a global pooling)")
+        flat = isinstance(nxt, nn.Flatten) and (nxt.start_dim, nxt.end_dim) == (1, -1)
+        cls = L.GlobalAveragePooling2D if isinstance(m, nn.AdaptiveAvgPool2d) \
+            else L.GlobalMaxPooling2D
+        if isinstance(m, nn.AdaptiveMaxPool2d) and m.return_indices:
+            raise _err(where, m, "return_indices=True")
+        return cls(keepdims=not flat), {}, int(flat)
+    if isinstance(m, nn.Tanh):
+        return L.Activation("tanh"), {}, 0
+    if isinstance(m, nn.LeakyReLU):
+        if m.negative_slope < 0:
+            raise _err(where, m, "a negative slope (Keras' LeakyReLU takes >= 0)")
+        return L.LeakyReLU(m.negative_slope), {}, 0
+    if isinstance(m, nn.GELU):
+        if m.approximate != "none":
+            raise _err(where, m, f"approximate={m.approximate!r} (fastcnn's GELU layer is the "
+                                 f"exact one, Keras' default)")
+        return L.Activation("gelu"), {}, 0
+    if isinstance(m, nn.SiLU):
+        return L.Activation("silu"), {}, 0
+    if isinstance(m, nn.Unflatten):
+        rank = len(shape) + 1
+        dim = m.dim + rank if m.dim < 0 else m.dim
+        if not 1 <= dim < rank:
+            raise _err(where, m, f"dim={m.dim}: only the per-sample axes can be unflattened")
+        return L.Reshape((*shape[:dim - 1], *m.unflattened_size, *shape[dim:])), {}, 0
+    raise _err(where, m, "no fastcnn layer for this module type")
+
+
 def from_torch(module: nn.Module, input_shape: tuple[int, ...] | None = None, *,
                name: str = "sequential") -> Sequential:
     """A built ``fastcnn.Sequential`` equivalent to a ``torch.nn.Sequential``, weights copied.
@@ -170,8 +279,15 @@ def from_torch(module: nn.Module, input_shape: tuple[int, ...] | None = None, *,
         if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
             value = float(getattr(m, "value", 0.0))
             nxt = mods[i] if i < len(mods) else None
-            ok = (isinstance(nxt, nn.Conv2d) and value == 0.0) or (
+            ok = (isinstance(nxt, nn.Conv2d) and value == 0.0
+                  and _completes_same(nxt, shape, m.padding)) or (
                 isinstance(nxt, nn.MaxPool2d) and value == -math.inf)
+            if pad is None and not ok and value == 0.0 and len(shape) == 3:
+                layer, pad = _zero_padding(m, where), None
+                shape = layer.build(shape, rng)
+                layers.append(layer)
+                weights.append({})
+                continue
             if pad is not None or not ok or len(shape) != 3:
                 raise _err(where, m, "a pad is supported only right before a Conv2d (zeros) "
                                      "or MaxPool2d (-inf) whose 'same' padding it completes")
@@ -216,7 +332,9 @@ def from_torch(module: nn.Module, input_shape: tuple[int, ...] | None = None, *,
         elif isinstance(m, nn.Identity):
             layer = L.Activation(None)
         else:
-            raise _err(where, m, "no fastcnn layer for this module type")
+            new = _new_module(m, mods[i] if i < len(mods) else None, shape, where)
+            layer, w, merged = new
+            i += merged
         pad = None
         layer.trainable = all(p.requires_grad for p in m.parameters()) if w else True
         shape = layer.build(shape, rng)

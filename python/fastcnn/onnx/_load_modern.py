@@ -1,0 +1,236 @@
+"""The ONNX readers of :func:`fastcnn.onnx.load_onnx` for the layers of modern CNNs: batch
+normalization, average and global pooling, the newer activations, padding and reshaping, and the
+two activations that exporters write as small subgraphs (SiLU, GELU below opset 20).
+
+=================================  ==========================================================
+ONNX                               fastcnn
+=================================  ==========================================================
+``BatchNormalization``             BatchNormalization (inference form, ``training_mode=0``;
+                                   ``epsilon``, ``momentum``: Keras' convention already)
+``AveragePool``                    AveragePooling2D ("valid", or "same" with
+                                   ``count_include_pad=0``, Keras' average of real elements)
+``GlobalAveragePool`` /            GlobalAveragePooling2D / GlobalMaxPooling2D
+``GlobalMaxPool``                  (``keepdims=False`` when a flatten follows)
+``Tanh``, ``Gelu``                 the preceding Conv2D / Dense's activation when it has none,
+                                   else an Activation layer (``Gelu``: ``approximate="none"``)
+``LeakyRelu``                      LeakyReLU (``alpha``)
+``Sigmoid`` -> ``Mul(x, .)``       the ``"silu"`` activation (PyTorch's export of SiLU)
+``Div(x, sqrt 2)`` -> ``Erf`` ->   the ``"gelu"`` activation (PyTorch's export of GELU below
+``Add 1`` -> ``Mul x`` ->          opset 20, and fastcnn's); ``Mul(x, 1/sqrt 2)`` for the
+``Mul 0.5``                        first step too
+``Pad``                            ZeroPadding2D (constant zeros on H and W only)
+``Reshape``                        Flatten for ``(N, -1)``, else Reshape (the batch dimension
+                                   kept: ``0`` or ``-1`` first)
+=================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import layers as _layers
+from ._chain import _attrs, _Chain, _const, _pads_2d, _pairs, _Unsupported, _weight, pool_padding
+
+__all__ = ["MODERN_OPS", "match_activation", "merge_flatten"]
+
+
+def _short(v: float) -> float:
+    """A float32 attribute as the short decimal it was written from (0.30000001 -> 0.3)."""
+    return float(f"{float(v):.7g}")
+
+
+def merge_flatten(ch: _Chain) -> bool:
+    """A flatten after a global pooling with ``keepdims=True``: the pooling drops its
+    spatial axes instead (``keepdims=False``), no Flatten layer. True when merged."""
+    last = ch.entries[-1] if ch.entries else None
+    if last is not None and last[0] in (_layers.GlobalAveragePooling2D,
+                                        _layers.GlobalMaxPooling2D) \
+            and last[1].get("keepdims", False):
+        last[1]["keepdims"] = False
+        ch.shape = ch.shape[:1]
+        return True
+    return False
+
+
+def _batch_norm(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+    at = _attrs(onnx, node, {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0,
+                             "spatial": 1})
+    if at["training_mode"] or not at["spatial"]:
+        raise _Unsupported("training_mode=1 or spatial=0 (fastcnn reads the inference form)")
+    if not 1 <= len(ch.shape) <= 3:
+        raise _Unsupported(f"input of per-sample shape {ch.shape}; needs (C,), (C, L) or "
+                           f"(C, H, W)")
+    C = ch.shape[0]
+    names = ("scale", "B", "input_mean", "input_var")
+    ws = [_weight(_const(consts, node, i, what), what)  # type: ignore[arg-type]
+          for i, what in enumerate(names, start=1)]
+    for what, w in zip(names, ws, strict=True):
+        if w.shape != (C,):
+            raise _Unsupported(f"{what} of shape {w.shape}, expected ({C},)")
+    ch.add(_layers.BatchNormalization, {"epsilon": _short(at["epsilon"]),
+                                        "momentum": _short(at["momentum"])}, ws)
+
+
+def _avgpool(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+    at = _attrs(onnx, node, {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0,
+                             "dilations": [1, 1], "kernel_shape": None, "pads": None,
+                             "strides": [1, 1]})
+    if at["kernel_shape"] is None:
+        raise _Unsupported("needs kernel_shape")
+    if len(ch.shape) != 3:
+        raise _Unsupported(f"input of per-sample shape {ch.shape}; AveragePool needs "
+                           f"(C, H, W)")
+    k, st = _pairs(at, "kernel_shape"), _pairs(at, "strides")
+    if _pairs(at, "dilations") != (1, 1):
+        raise _Unsupported(f"dilations {list(at['dilations'])}: fastcnn's AveragePooling2D "
+                           f"has none")
+    size = (ch.shape[1], ch.shape[2])
+    padding = pool_padding(at, size, k, st)
+    if padding == "same" and at["count_include_pad"] and any(_pads_2d(at, size, k, st,
+                                                                      (1, 1))):
+        raise _Unsupported("count_include_pad=1 with padding averages the zeros of the "
+                           "padding; fastcnn's (Keras') 'same' averages the real elements "
+                           "only (count_include_pad=0)")
+    ch.add(_layers.AveragePooling2D, {"pool_size": k, "strides": st, "padding": padding})
+
+
+def _global(cls: type[_layers.Layer]) -> Callable[..., None]:
+    def read(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+        _attrs(onnx, node, {})
+        if len(ch.shape) != 3:
+            raise _Unsupported(f"input of per-sample shape {ch.shape}; needs (C, H, W)")
+        ch.add(cls, {"keepdims": True})
+    return read
+
+
+def _activation(act: str) -> Callable[..., None]:
+    def read(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+        at = _attrs(onnx, node, {"approximate": "none"} if act == "gelu" else {})
+        if at.get("approximate", "none") != "none":
+            raise _Unsupported(f"approximate={at['approximate']!r}: fastcnn's GELU is the "
+                               f"exact one (Keras' default)")
+        ch.activation(act)
+    return read
+
+
+def _leaky_relu(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+    at = _attrs(onnx, node, {"alpha": 0.01})
+    if at["alpha"] < 0:
+        raise _Unsupported(f"alpha {at['alpha']} < 0 (Keras' LeakyReLU takes a slope >= 0)")
+    ch.add(_layers.LeakyReLU, {"negative_slope": _short(at["alpha"])})
+
+
+def _pad(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+    at = _attrs(onnx, node, {"mode": "constant"})
+    if at["mode"] != "constant":
+        raise _Unsupported(f"mode {at['mode']!r}: fastcnn pads with zeros only")
+    pads = [int(v) for v in np.asarray(_const(consts, node, 1, "pads")).reshape(-1)]
+    value = _const(consts, node, 2, "constant_value", required=False)
+    if value is not None and np.asarray(value).size and float(np.asarray(value).reshape(-1)[0]):
+        raise _Unsupported("a constant_value other than 0 (fastcnn's ZeroPadding2D)")
+    if _const(consts, node, 3, "axes", required=False) is not None:
+        raise _Unsupported("the axes input (give pads for every axis)")
+    if len(ch.shape) != 3 or len(pads) != 8:
+        raise _Unsupported(f"pads {pads} on per-sample shape {ch.shape}: fastcnn pads (N, C, "
+                           f"H, W) images, 8 pads")
+    n0, c0, t, l, n1, c1, b, r = pads
+    if n0 or c0 or n1 or c1 or min(t, l, b, r) < 0:
+        raise _Unsupported(f"pads {pads}: only H and W are padded, by >= 0")
+    ch.add(_layers.ZeroPadding2D, {"padding": ((t, b), (l, r))})
+
+
+def _reshape(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
+    at = _attrs(onnx, node, {"allowzero": 0})
+    target = [int(v) for v in np.asarray(_const(consts, node, 1, "shape")).reshape(-1)]
+    feats = math.prod(ch.shape)
+    if not target or target[0] not in (0, -1) or (target[0] == 0 and at["allowzero"]):
+        raise _Unsupported(f"shape {target}: fastcnn reads only a flatten to (N, -1) or a "
+                           f"reshape that keeps the batch dimension (0 or -1 first)")
+    rest = [ch.shape[j] if v == 0 and not at["allowzero"] and j < len(ch.shape) else v
+            for j, v in enumerate(target[1:])]
+    if target[0] == -1 and -1 in rest:
+        raise _Unsupported(f"shape {target}: two sizes to infer")
+    if any(v == 0 for v in rest) or any(v < -1 for v in rest) or rest.count(-1) > 1:
+        raise _Unsupported(f"shape {target} for per-sample shape {ch.shape}: bad sizes")
+    known = math.prod(v for v in rest if v != -1)
+    if known == 0 or feats % known or (-1 not in rest and known != feats):
+        raise _Unsupported(f"shape {target} does not fit per-sample shape {ch.shape} "
+                           f"({feats} elements)")
+    out = tuple(feats // known if v == -1 else v for v in rest)
+    if len(out) == 1:
+        if len(ch.shape) > 1 and not merge_flatten(ch):
+            ch.add(_layers.Flatten, {})
+    elif out != tuple(ch.shape):
+        ch.add(_layers.Reshape, {"target_shape": out})
+
+
+def _scalar(consts: dict[str, np.ndarray], name: str) -> float | None:
+    a = consts.get(name)
+    if a is None or np.asarray(a).size != 1 or np.asarray(a).dtype.kind != "f":
+        return None
+    return float(np.asarray(a).reshape(()))
+
+
+def _is(value: float | None, want: float) -> bool:
+    return value is not None and abs(value - want) <= 1e-6 * abs(want)
+
+
+def match_activation(nodes: Sequence[Any], i: int, current: str, consts: dict[str, np.ndarray],
+                     graph_output: str) -> tuple[str, int] | None:
+    """Whether the non-Constant nodes from ``nodes[i]`` on, applied to ``current``, are the
+    subgraph of SiLU (``Sigmoid``, ``Mul``) or of exact GELU (``Div`` / ``Mul``, ``Erf``,
+    ``Add``, ``Mul``, ``Mul``), each intermediate tensor used by the next node only:
+    ``(activation, index of the subgraph's last node)``, or None."""
+    uses = Counter(n for node in nodes for n in node.input)
+    uses[graph_output] += 1
+    seq = [(j, node) for j, node in enumerate(nodes) if j >= i and node.op_type != "Constant"]
+
+    def op(k: int, kind: str) -> Any:
+        if k >= len(seq) or seq[k][1].op_type != kind or seq[k][1].domain not in ("", "ai.onnx"):
+            return None
+        return seq[k][1]
+
+    def other(node: Any, mine: str) -> str | None:
+        ins = list(node.input)
+        if len(ins) != 2 or mine not in ins:
+            return None
+        ins.remove(mine)
+        return ins[0]
+
+    def private(node: Any) -> bool:  # its output feeds exactly one node, not the graph output
+        return uses[node.output[0]] == 1 and node.output[0] != graph_output
+
+    sig, mul = op(0, "Sigmoid"), op(1, "Mul")
+    if sig is not None and mul is not None and list(sig.input) == [current] and private(sig) \
+            and other(mul, sig.output[0]) == current:
+        return "silu", seq[1][0]
+    first = op(0, "Div") or op(0, "Mul")
+    if first is None or (first.op_type == "Div" and list(first.input[0:1]) != [current]):
+        return None
+    c0 = _scalar(consts, other(first, current) or "")
+    if not (_is(c0, math.sqrt(2.0)) if first.op_type == "Div" else _is(c0, 1 / math.sqrt(2.0))):
+        return None
+    erf, add, mx, half = op(1, "Erf"), op(2, "Add"), op(3, "Mul"), op(4, "Mul")
+    if None in (erf, add, mx, half) or not all(private(n) for n in (first, erf, add, mx)):
+        return None
+    if list(erf.input) != [first.output[0]] \
+            or not _is(_scalar(consts, other(add, erf.output[0]) or ""), 1.0) \
+            or other(mx, add.output[0]) != current \
+            or not _is(_scalar(consts, other(half, mx.output[0]) or ""), 0.5):
+        return None
+    return "gelu", seq[4][0]
+
+
+#: op type -> reader, merged into :mod:`fastcnn.onnx.load`'s table.
+MODERN_OPS: dict[str, Callable[..., None]] = {
+    "BatchNormalization": _batch_norm, "AveragePool": _avgpool,
+    "GlobalAveragePool": _global(_layers.GlobalAveragePooling2D),
+    "GlobalMaxPool": _global(_layers.GlobalMaxPooling2D),
+    "Tanh": _activation("tanh"), "Gelu": _activation("gelu"), "LeakyRelu": _leaky_relu,
+    "Pad": _pad, "Reshape": _reshape,
+}
