@@ -310,12 +310,14 @@ class Functional(Model):
                 grads[j].append((i, d))
 
     # -- other formats ----------------------------------------------------------------------
-    def to_torch(self) -> Any:
-        """Not available for a graph: :func:`fastcnn.torch.to_torch` builds a
-        ``torch.nn.Sequential``, which can't hold a graph. Raises TypeError."""
-        raise TypeError(f"to_torch: {self.name!r} is a graph fastcnn.Model; to_torch converts "
-                        f"a fastcnn.Sequential (a torch.nn.Sequential can't hold a graph). "
-                        f"Export it with model.export('model.onnx') instead")
+    def to_torch(self, *, logits: bool = False) -> Any:
+        """An equivalent ``torch.nn.Module`` holding copies of the weights
+        (:func:`fastcnn.torch.graph.graph_to_torch`: one ``nn.Sequential`` per layer, run in the
+        graph's order; ``logits=True`` leaves out the output softmax / sigmoid). Needs PyTorch
+        (``pip install "fastcnn[torch]"``)."""
+        from .torch.graph import graph_to_torch  # fastcnn.torch never imports this module
+
+        return graph_to_torch(self, logits=logits)
 
     def save_weights(self, path: Any) -> None:
         """Write only the weights to one ``.npz`` (``.safetensors`` is refused: its tensor

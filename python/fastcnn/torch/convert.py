@@ -50,18 +50,23 @@ def to_torch(model: Sequential) -> nn.Sequential:
     fastcnn's kernels with :func:`fastcnn.torch.accelerate`.
     """
     model._require_built()
+    return nn.Sequential(*(m for layer in model.layers for m in layer_to_torch(layer)))
+
+
+def layer_to_torch(layer: L.Layer) -> list[nn.Module]:
+    """The torch.nn modules of one built fastcnn layer (:func:`fastcnn._torch_layout.layer_modules`'
+    plan), holding copies of its weights (a frozen layer's with ``requires_grad=False``)."""
     modules: list[nn.Module] = []
-    for layer in model.layers:
-        for spec in layer_modules(layer):
-            module = getattr(nn, spec.kind)(**spec.kwargs)
-            with torch.no_grad():
-                for tname, fname in spec.weights.items():
-                    param = getattr(module, tname)
-                    param.copy_(torch.from_numpy(host_copy(layer.params[fname])))
-                    if isinstance(param, nn.Parameter):  # not the buffers (running stats)
-                        param.requires_grad_(layer.trainable)
-            modules.append(module)
-    return nn.Sequential(*modules)
+    for spec in layer_modules(layer):
+        module = getattr(nn, spec.kind)(**spec.kwargs)
+        with torch.no_grad():
+            for tname, fname in spec.weights.items():
+                param = getattr(module, tname)
+                param.copy_(torch.from_numpy(host_copy(layer.params[fname])))
+                if isinstance(param, nn.Parameter):  # not the buffers (running stats)
+                    param.requires_grad_(layer.trainable)
+        modules.append(module)
+    return modules
 
 
 # --------------------------------------------------------------------------------------------
