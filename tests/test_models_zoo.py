@@ -85,8 +85,8 @@ def test_a_resnet_tracks_its_pytorch_twin_over_an_epoch() -> None:
         theirs.append(float(loss.detach()))
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     # and the moving statistics / weights after the epoch
-    bn = [lay for lay in m.layers if isinstance(lay, L.BatchNormalization)][0]
-    tbn = [mod for mod in twin.modules() if isinstance(mod, torch.nn.BatchNorm2d)][0]
+    bn = next(lay for lay in m.layers if isinstance(lay, L.BatchNormalization))
+    tbn = next(mod for mod in twin.modules() if isinstance(mod, torch.nn.BatchNorm2d))
     np.testing.assert_allclose(bn.params["moving_mean"], tbn.running_mean.numpy(),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(bn.params["moving_variance"], tbn.running_var.numpy(),
