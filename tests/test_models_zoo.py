@@ -110,3 +110,15 @@ def test_graph_to_torch_computes_what_the_model_computes() -> None:
         logits = m.to_torch(logits=True)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(1, keepdims=True),
                                m.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_cli_trains_a_resnet_and_refuses_an_unknown_model(tmp_path, capsys) -> None:
+    from fastcnn.cli import main
+
+    out = tmp_path / "r.npz"
+    assert main(["train", "--model", "resnet20", "--epochs", "1", "--quiet", "--out",
+                 str(out)]) == 0
+    back = fc.load_model(out)
+    assert back.count_params() == 274_442 - 16 * 9 * 2  # digits: 1 input channel, not 3
+    assert main(["train", "--model", "resnet21", "--epochs", "1"]) == 2
+    assert "--model must be one of" in capsys.readouterr().err

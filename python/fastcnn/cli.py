@@ -43,8 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="print the build: version, CPU ISA, threads, CUDA")
 
-    t = sub.add_parser("train", help="train the seeds' CNN (bundled digits, or --data DIR)")
+    t = sub.add_parser("train", help="train a CNN (the seeds' CNN by default, --model) on the "
+                                      "bundled digits, or --data DIR")
     t.add_argument("--data", metavar="DIR", help="image folder with one sub-folder per class")
+    t.add_argument("--model", default="seeds_cnn", metavar="NAME",
+                   help="the network: seeds_cnn (default), resnet20, resnet32, resnet44, "
+                        "resnet56, resnet110 (the CIFAR ResNets) or vgg_bn")
     t.add_argument("--target-size", nargs=2, type=int, metavar=("H", "W"), default=(64, 64),
                    help="resize images to H x W (with --data; default 64 64)")
     t.add_argument("--color-mode", choices=("rgb", "grayscale", "rgba"), default="rgb",
@@ -198,7 +202,10 @@ def _report(model: Any, history: Any, test: tuple[Any, ...] | None, val: Any,
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from . import data, datasets, optimizers, set_num_threads
-    from .models import seeds_cnn
+    from .models import MODELS, build
+
+    if a.model not in MODELS:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {a.model!r}")
 
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
@@ -220,7 +227,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.data is None:
         (x, y), (x_test, y_test) = datasets.load_digits()
         classes = [str(i) for i in range(10)]
-        model = seeds_cnn(x.shape[1:], 10, seed=a.seed, padding="same")
+        # the seeds' CNN with "same" padding: the digits are only 8x8
+        extra = {"padding": "same"} if a.model == "seeds_cnn" else {}
+        model = build(a.model, x.shape[1:], 10, seed=a.seed, **extra)
         epochs = a.epochs or 20
         # the digits are scaled to [0, 1]: an 8-bit image read by `predict` maps the same way
         meta = {"class_names": classes, "color_mode": "grayscale", "target_size": [8, 8],
@@ -247,7 +256,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
                                 subset="validation", **common) if split else None)
         classes = sorted(train.class_indices, key=train.class_indices.__getitem__)
         channels = {"rgb": 3, "grayscale": 1, "rgba": 4}[a.color_mode]
-        model = seeds_cnn((channels, *a.target_size), len(classes), seed=a.seed)
+        model = build(a.model, (channels, *a.target_size), len(classes), seed=a.seed)
         epochs = a.epochs or 10
         meta = {"class_names": classes, "color_mode": a.color_mode,
                 "target_size": list(a.target_size), "rescale": 1 / 255}
