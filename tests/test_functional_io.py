@@ -85,8 +85,13 @@ def test_save_load_model_round_trip(tmp_path) -> None:
     np.testing.assert_array_equal(other.predict(x), m.predict(x))
     with pytest.raises(ValueError, match=r"no \.safetensors layout"):
         m.save_weights(tmp_path / "w.safetensors")
-    with pytest.raises(TypeError, match=r"to_torch converts a fastcnn\.Sequential"):
-        m.to_torch()
+    try:  # a graph converts to PyTorch too (fastcnn.torch.graph)
+        import torch
+    except ImportError:
+        return
+    with torch.no_grad():
+        np.testing.assert_allclose(m.to_torch().eval()(torch.from_numpy(x)).numpy(),
+                                   m.predict(x), rtol=1e-5, atol=1e-6)
 
 
 def test_json_round_trip() -> None:

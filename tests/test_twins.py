@@ -29,7 +29,9 @@ from fastcnn.bench import cupy_ref
 
 #: the ops the benchmarks time through cupy_ref (fastcnn.bench.impls.api_fn, bench/training.py)
 CUPY_REF_OPS = {"conv2d", "conv2d_backward", "cross_entropy", "linear", "linear_backward",
-                "max_pool2d", "max_pool2d_backward", "relu", "relu_backward"}
+                "max_pool2d", "max_pool2d_backward", "relu", "relu_backward", "avg_pool2d",
+                "avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
+                "global_max_pool2d", "global_max_pool2d_backward"}
 
 #: the compiled module's functions that are not ops (machine facts, settings)
 CPU_NOT_OPS = {"best_isa", "isa", "num_threads", "probe_bandwidth", "probe_fma", "set_isa",

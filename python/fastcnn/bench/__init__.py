@@ -75,6 +75,10 @@ def run_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr) -> dict[
         return run_cuda_benchmark(cfg, progress=progress)
     if cfg.device != "cpu":
         raise ValueError(f"--device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.suite == "resnet":
+        from .resnet import run_resnet_benchmark
+
+        return run_resnet_benchmark(cfg, progress=progress)
     from .cpu import run_cpu_benchmark
 
     return run_cpu_benchmark(cfg, progress=progress)
@@ -95,9 +99,11 @@ def _threads(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``fastcnn bench`` options to ``parser`` (a sub-command parser of the CLI)."""
     g = parser.add_argument_group("what to run")
-    g.add_argument("--suite", choices=("seeds", "imagenet", "all", "smoke"), default="seeds",
+    g.add_argument("--suite", choices=("seeds", "imagenet", "all", "smoke", "resnet"),
+                   default="seeds",
                    help="shape suite (default seeds; all = seeds + imagenet; smoke = tiny "
-                        "shapes for tests)")
+                        "shapes for tests; resnet = the ResNet-20 training step at batch 128 "
+                        "against PyTorch, CPU)")
     g.add_argument("--quick", action="store_true",
                    help="a fast look (under a minute): seeds at batch 64 only, 3 repeats, "
                         "short samples, 4-batch fit epochs")
@@ -214,6 +220,16 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list_cases(cfg)
     doc = run_benchmark(cfg, progress=None if args.quiet else sys.stderr)
+    if doc.get("schema") == "fastcnn.bench.resnet/1":
+        from pathlib import Path
+
+        from .resnet import table
+
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "resnet.json").write_text(report.to_json(doc) + "\n")
+        print(report.to_json(doc) if args.json else table(doc))
+        return 0
     if args.out:
         written = report.write_results(doc, args.out, chart=not args.no_chart)
         doc["files"] = written

@@ -42,9 +42,15 @@ from .._geometry import (
 )
 
 __all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "conv2d",
     "conv2d_backward",
     "cross_entropy",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
     "linear",
     "linear_backward",
     "max_pool2d",
@@ -214,6 +220,101 @@ def max_pool2d_backward(dy: Any, x: Any, kernel_size: Any, *, stride: Any = None
     full = cp.zeros((N, C, H, W), dtype=dy.dtype)
     full[:, :, :P * k, :Q * k] = dx
     return _into(out, full)
+
+
+def _avg_geometry(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+                  count_include_pad: bool, divisor_override: Any, op: str) -> tuple[Any, ...]:
+    """(k, s, p, P, Q, divisor (P, Q) float32) of an average pooling, PyTorch's rules."""
+    cp = _cp()
+    k, st, pd, _ = pool_args(kernel_size, stride, padding, 1, op=op)
+    H, W = x.shape[2], x.shape[3]
+    P, Q = pool_output_size(H, W, k, st, pd, (1, 1), ceil_mode, op=op)
+
+    def counts(n: int, size: int, kk: int, ss: int, pp: int) -> Any:
+        start = cp.arange(n) * ss - pp
+        end = cp.minimum(start + kk, size + pp)
+        if count_include_pad:
+            return end - start
+        return cp.minimum(end, size) - cp.maximum(start, 0)
+
+    if divisor_override:
+        div = cp.full((P, Q), float(divisor_override), dtype=cp.float32)
+    else:
+        div = (counts(P, H, k[0], st[0], pd[0])[:, None]
+               * counts(Q, W, k[1], st[1], pd[1])[None, :]).astype(cp.float32)
+    return k, st, pd, P, Q, div
+
+
+def avg_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: Any = None) -> Any:
+    """y (N, C, P, Q): each window's sum (the k*k taps as strided slices of the zero-padded
+    input) over PyTorch's divisor."""
+    cp = _cp()
+    (kh, kw), (sh, sw), (ph, pw), P, Q, div = _avg_geometry(
+        x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+        "avg_pool2d")
+    N, C, H, W = x.shape
+    Hp, Wp = max(H + 2 * ph, (P - 1) * sh + kh), max(W + 2 * pw, (Q - 1) * sw + kw)
+    xp = cp.zeros((N, C, Hp, Wp), dtype=x.dtype)
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    acc = cp.zeros((N, C, P, Q), dtype=x.dtype)
+    for r in range(kh):
+        for c in range(kw):
+            acc += xp[:, :, r:r + (P - 1) * sh + 1:sh, c:c + (Q - 1) * sw + 1:sw]
+    return acc / div
+
+
+def avg_pool2d_backward(dy: Any, x: Any, kernel_size: Any, *, stride: Any = None,
+                        padding: Any = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: Any = None, out: Any = None) -> Any:
+    """dx (N, C, H, W): ``dy / divisor`` added back to every tap of its window."""
+    cp = _cp()
+    (kh, kw), (sh, sw), (ph, pw), P, Q, div = _avg_geometry(
+        x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+        "avg_pool2d_backward")
+    N, C, H, W = x.shape
+    Hp, Wp = max(H + 2 * ph, (P - 1) * sh + kh), max(W + 2 * pw, (Q - 1) * sw + kw)
+    g = dy / div
+    dxp = cp.zeros((N, C, Hp, Wp), dtype=dy.dtype)
+    for r in range(kh):
+        for c in range(kw):
+            dxp[:, :, r:r + (P - 1) * sh + 1:sh, c:c + (Q - 1) * sw + 1:sw] += g
+    return _into(out, cp.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W]))
+
+
+def global_avg_pool2d(x: Any) -> Any:
+    """y (N, C): the mean of each (H, W) plane."""
+    return x.mean(axis=(2, 3))
+
+
+def global_avg_pool2d_backward(dy: Any, x: Any, *, out: Any = None) -> Any:
+    """dx (N, C, H, W) = dy / (H*W) broadcast over each plane."""
+    cp = _cp()
+    H, W = x.shape[2], x.shape[3]
+    dx = cp.broadcast_to((dy / (H * W))[:, :, None, None], x.shape)
+    return _into(out, cp.ascontiguousarray(dx))
+
+
+def global_max_pool2d(x: Any, *, return_indices: bool = False) -> Any:
+    """y (N, C): each plane's maximum, or ``(y, indices)`` (the first maximum's flat index)."""
+    N, C = x.shape[:2]
+    flat = x.reshape(N, C, -1)
+    if not return_indices:
+        return flat.max(axis=-1)
+    idx = flat.argmax(axis=-1)
+    return flat.max(axis=-1), idx
+
+
+def global_max_pool2d_backward(dy: Any, x: Any, *, indices: Any = None, out: Any = None) -> Any:
+    """dx (N, C, H, W): each ``dy`` at its plane's maximum (recomputed when ``indices`` is
+    None), zeros elsewhere."""
+    cp = _cp()
+    N, C, H, W = x.shape
+    if indices is None:
+        _, indices = global_max_pool2d(x, return_indices=True)
+    dx = (cp.arange(H * W) == indices[..., None]) * dy[..., None]
+    return _into(out, cp.ascontiguousarray(dx.reshape(N, C, H, W).astype(dy.dtype)))
 
 
 def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
