@@ -98,7 +98,7 @@ def run_resnet_benchmark(cfg: Config, *, progress: TextIO | None = sys.stderr,
 def table(doc: dict[str, Any]) -> str:
     """The results as a text table: median ms per step, images/s, speed-up over PyTorch."""
     lines = [f"ResNet-{doc['depth']} training step, batch {doc['batch']}, 3x32x32 "
-             f"({doc['gflop_per_step']:.1f} GFLOP; PyTorch {doc['torch']})",
+             f"({doc['gflop_per_step']:.1f} GFLOP; {doc['torch']})",
              f"{'threads':>7}  {'fastcnn ms':>10}  {'torch ms':>9}  {'img/s':>7}  "
              f"{'torch img/s':>11}  {'speed-up':>8}"]
     for r in doc["rows"]:

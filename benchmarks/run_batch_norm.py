@@ -3,7 +3,7 @@ backward through autograd, side by side in one run, in GB/s of the minimum traff
 (forward 2 reads + 1 write of x = 12 B/element; backward 2 reads of dy and x + 1 write of
 dx = 20 B/element) and as a share of the machine's copy bandwidth (_cpu.probe_bandwidth).
 
-    PYTHONPATH=python python benchmarks/bench_batch_norm.py [--threads 2] [--repeat 7]
+    PYTHONPATH=python python benchmarks/run_batch_norm.py [--threads 2] [--repeat 7]
 """
 
 from __future__ import annotations
