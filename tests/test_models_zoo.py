@@ -122,3 +122,22 @@ def test_cli_trains_a_resnet_and_refuses_an_unknown_model(tmp_path, capsys) -> N
     assert back.count_params() == 274_442 - 16 * 9 * 2  # digits: 1 input channel, not 3
     assert main(["train", "--model", "resnet21", "--epochs", "1"]) == 2
     assert "--model must be one of" in capsys.readouterr().err
+
+
+def test_safetensors_from_pytorch_with_batchnorm_load(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    m = fc.Sequential([L.Conv2D(4, 3, use_bias=False), L.BatchNormalization(), L.ReLU(),
+                       L.GlobalAveragePooling2D(), L.Dense(2)], input_shape=(3, 8, 8), seed=0)
+    net = m.to_torch()
+    with torch.no_grad():
+        net[1].running_mean.add_(0.5)
+    sd = net.state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in sd)
+    st.save_file(sd, str(tmp_path / "w.safetensors"))
+    m.load_weights(tmp_path / "w.safetensors")   # the step counter is ignored, not refused
+    np.testing.assert_allclose(m.layers[1].params["moving_mean"], 0.5)
+    sd["bogus"] = torch.zeros(1)
+    st.save_file(sd, str(tmp_path / "x.safetensors"))
+    with pytest.raises(ValueError, match="unexpected tensors \\['bogus'\\]"):
+        m.load_weights(tmp_path / "x.safetensors")
