@@ -48,11 +48,11 @@ def fastcnn_worker(a: argparse.Namespace) -> None:
     fc.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
     n = a.batch * a.steps
-    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    x = rng.random((n, *_shape(a)), dtype=np.float32)
     y = rng.integers(0, 10, n)
 
     def model() -> fc.Sequential:
-        m = fc.models.seeds_cnn((1, 28, 28), 10, seed=0)
+        m = fc.models.build(a.model, _shape(a), 10, seed=0)
         m.compile(fc.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
         return m
 
@@ -104,6 +104,11 @@ def fastcnn_worker(a: argparse.Namespace) -> None:
     dist.shutdown()
 
 
+def _shape(a: argparse.Namespace) -> tuple[int, int, int]:
+    """Per-sample input shape of the benchmarked model."""
+    return (1, 28, 28) if a.model == "seeds_cnn" else (3, 32, 32)
+
+
 # -- the PyTorch DDP rank ---------------------------------------------------------------------
 
 def _torch_rank(rank: int, world: int, port: int, a: argparse.Namespace, path: str) -> None:
@@ -118,13 +123,17 @@ def _torch_rank(rank: int, world: int, port: int, a: argparse.Namespace, path: s
     net: nn.Module = nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+    if a.model != "seeds_cnn":  # the same network as fastcnn's, from its weights
+        import fastcnn as fc
+
+        net = fc.models.build(a.model, _shape(a), 10, seed=0).to_torch(logits=True)
     if world > 1:
         net = nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     loss_fn = nn.CrossEntropyLoss()
     local = a.batch // world
     g = torch.Generator().manual_seed(rank)
-    xs = torch.rand((a.steps, local, 1, 28, 28), generator=g)
+    xs = torch.rand((a.steps, local, *_shape(a)), generator=g)
     ys = torch.randint(0, 10, (a.steps, local), generator=g)
 
     def epoch(k: int) -> None:
@@ -166,7 +175,7 @@ def fastcnn_run(world: int, a: argparse.Namespace, path: str) -> dict:
     env.update(OMP_NUM_THREADS=str(a.threads), FASTCNN_NUM_THREADS=str(a.threads))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--json", path,
            "--batch", str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads),
-           "--repeats", str(a.repeats)]
+           "--repeats", str(a.repeats), "--model", a.model]
     if world > 1:
         mpiexec = Path(sys.executable).parent / "mpiexec"
         exe = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
@@ -187,7 +196,7 @@ def ceiling_run(world: int, a: argparse.Namespace, out: Path) -> float:
         paths.append(path)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--json", path,
                "--batch", str(a.batch // world), "--steps", str(a.steps), "--threads",
-               str(a.threads), "--repeats", str(a.repeats)]
+               str(a.threads), "--repeats", str(a.repeats), "--model", a.model]
         procs.append(subprocess.Popen(cmd, env=env))
     for p in procs:
         if p.wait() != 0:
@@ -196,8 +205,10 @@ def ceiling_run(world: int, a: argparse.Namespace, out: Path) -> float:
 
 
 def markdown(res: dict) -> str:
-    lines = [f"Seeds' CNN (1x28x28, Adam), global batch {res['batch']}, {res['threads']} "
-             f"thread(s) per rank, {res['steps']} steps per timed epoch; {res['machine']}", "",
+    shape = "x".join(map(str, res.get("shape", (1, 28, 28))))
+    lines = [f"{res.get('model', 'seeds_cnn')} ({shape}, Adam), global batch {res['batch']}, "
+             f"{res['threads']} thread(s) per rank, {res['steps']} steps per timed epoch; "
+             f"{res['machine']}", "",
              "| ranks | fastcnn images/s | scaling eff. | host ceiling images/s | "
              "PyTorch DDP (gloo) images/s | scaling eff. | fastcnn / DDP |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -239,6 +250,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=24, help="steps per timed epoch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="kernel threads per rank")
+    p.add_argument("--model", default="seeds_cnn",
+                   help="seeds_cnn (1x28x28, default) or a fastcnn.models name such as resnet20 "
+                        "(3x32x32)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch DDP")
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -258,7 +272,8 @@ def main() -> int:
     import fastcnn as fc
 
     info = fc.info()
-    res: dict = {"batch": a.batch, "threads": a.threads, "steps": a.steps,
+    res: dict = {"model": a.model, "shape": list(_shape(a)), "batch": a.batch,
+                 "threads": a.threads, "steps": a.steps,
                  "machine": f"{os.cpu_count()} cores, fastcnn {info['version']} "
                             f"({info['cpu_isa']}), load average before "
                             f"{os.getloadavg()[0]:.1f}", "fastcnn": [], "torch": [],

@@ -99,6 +99,17 @@ def main() -> int:
         w = np.concatenate([a.ravel() for a in m.get_weights()])
         save_diag(out, weights=w, pred=pred, crcs=log.crcs, history=h.history, eval=ev,
                   world=world)
+    elif scenario == "batchnorm":  # per-shard batch statistics, moving statistics averaged
+        m = fc.Sequential([fc.layers.Conv2D(4, 3, use_bias=False), fc.layers.BatchNormalization(),
+                           fc.layers.ReLU(), fc.layers.GlobalAveragePooling2D(),
+                           fc.layers.Dense(10, activation="softmax")],
+                          input_shape=x.shape[1:], seed=0)
+        m.compile(fc.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        for _ in range(2):  # a second fit checks the ranks again: they must still agree
+            m.fit(x, y, batch_size=batch, epochs=1, seed=0, verbose=0)
+        bn = m.layers[1]
+        save_diag(out, moving=np.concatenate([bn.params["moving_mean"],
+                                              bn.params["moving_variance"]]), world=world)
     elif scenario == "resume":
         m = fc.load_model(args[1])
         h = m.fit(x, y, batch_size=batch, epochs=2, initial_epoch=1, seed=0, verbose=0)

@@ -152,6 +152,20 @@ def test_resume_from_a_checkpoint_on_another_number_of_ranks(trained: dict[str, 
 
 
 @needs_mpi
+def test_batchnorm_moving_statistics_agree_on_every_rank(tmp_path: Path) -> None:
+    """Each rank normalises with its shard's batch statistics (DDP without SyncBatchNorm); the
+    moving statistics are averaged after every step, so the ranks hold one model (a second
+    ``fit`` would otherwise stop at its start-time check) close to the 1-process run's."""
+    p, _ = run("batchnorm", tmp_path / "two", "32")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    a, b = diag(tmp_path / "two", 0)[1]["moving"], diag(tmp_path / "two", 1)[1]["moving"]
+    assert np.array_equal(a, b)
+    p, _ = run("batchnorm", tmp_path / "one", "32", ranks=1)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    np.testing.assert_allclose(a, diag(tmp_path / "one", 0)[1]["moving"], rtol=0.05, atol=0.02)
+
+
+@needs_mpi
 def test_an_exception_on_rank_1_aborts_the_job(tmp_path: Path) -> None:
     p, took = run("raise", tmp_path, "32")
     assert p.returncode != 0

@@ -186,6 +186,7 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
                                  f"NaN/inf.", value)
     model.backward(dout, compute_dx=False)
     _dist.sync_gradients(model)  # averaged over the ranks (started during the backward)
+    _dist.sync_state(model)  # BatchNorm moving statistics: the ranks' average
     optimizer.step(model)
     return StepResult(value, out, fused)
 

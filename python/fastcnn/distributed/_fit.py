@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _arrays
 from . import _state
 from .consistency import check_consistent
 from .gradients import _ATTACHED, attach, detach, reducer_of
@@ -119,6 +120,30 @@ def sync_gradients(model: Any) -> None:
     r = _ATTACHED.get(model)
     if r is not None:
         r.wait()
+
+
+def sync_state(model: Any) -> None:
+    """Average the layers' non-trainable state (BatchNormalization's moving statistics) over the
+    ranks after a training step, so every rank holds the same model. Each rank normalises with
+    its own shard's batch statistics (PyTorch DDP's BatchNorm without SyncBatchNorm); the
+    average of the ranks' moving means is the moving mean of the global batch for equal
+    shards, the moving variance that of the shards' variances. One small allreduce per step;
+    nothing at world size 1 or for a model without such state."""
+    if _state.comm().size == 1:
+        return
+    entries = [(layer, k) for layer in model.layers if layer.trainable
+               for k in sorted(getattr(layer, "non_trainable_keys", ()))]
+    if not entries:
+        return
+    xp = _arrays.array_module(entries[0][0].params[entries[0][1]])
+    flat = [np.asarray(_arrays.host_copy(layer.params[k]), np.float64).ravel()
+            for layer, k in entries]
+    total = allreduce_sum(np.concatenate(flat), "the BatchNorm statistics") / _state.comm().size
+    i = 0
+    for (layer, k), f in zip(entries, flat, strict=True):
+        p = layer.params[k]
+        p[...] = xp.asarray(total[i:i + f.size].reshape(p.shape).astype(p.dtype))
+        i += f.size
 
 
 def reduce_evaluation(total: float, count: int, metrics: list[Any]) -> tuple[float, int]:
