@@ -192,7 +192,8 @@ def test_beyond_baseline_decoder() -> None:
 # ---- CMake refuses unportable flags ---------------------------------------------------------
 
 @pytest.mark.parametrize("env", [{"CXXFLAGS": "-O2 -march=native"}, {"CXXFLAGS": "-mavx2"},
-                                 {"LDFLAGS": "-flto=auto"}])
+                                 {"LDFLAGS": "-flto=auto"}, {"CXXFLAGS": "-O2 -ffast-math"},
+                                 {"CXXFLAGS": "-Ofast"}])
 def test_cmake_refuses_unportable_flags(tmp_path: Path, env: dict[str, str]) -> None:
     """The check runs right after project(), before Python or pybind11 are looked for."""
     _need("cmake", "g++")
