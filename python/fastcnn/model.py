@@ -9,7 +9,7 @@ and shares its machinery, which is in :mod:`fastcnn.model_base`: the weights,
 and backward (the fastest path). The training machinery (``fit`` / ``evaluate`` /
 ``predict`` around one :func:`fastcnn.training.train_step`) is in :mod:`fastcnn.training`, the
 files (``save`` / ``save_weights`` / ``load_weights`` / ``load_model``) in :mod:`fastcnn.saving`.
-Sequential inherits ``fit`` / ``evaluate`` / ``predict`` from :class:`fastcnn.training.Trainer`,
+Sequential inherits ``fit`` / ``evaluate`` / ``predict`` from :class:`fastcnn.trainer.Trainer`,
 ``save`` / ``save_weights`` / ``load_weights`` from :class:`fastcnn.saving.Saveable` and
 ``export`` from :class:`fastcnn.onnx.Exportable` (Keras 3's layout): this module imports those
 and they never import it, so the dependencies run one way.
@@ -39,7 +39,7 @@ Keras' model handling
 ``model.get_layer(name)`` / ``get_layer(index=i)``, ``model.pop()`` (the last layer off, the
 model still built: replace a head), ``model.weights`` / ``trainable_weights`` /
 ``non_trainable_weights`` (the model's own arrays, layer by layer), ``train_on_batch`` /
-``test_on_batch`` / ``predict_on_batch`` (from :class:`~fastcnn.training.Trainer`) and
+``test_on_batch`` / ``predict_on_batch`` (from :class:`~fastcnn.trainer.Trainer`) and
 ``to_json()`` (from :class:`~fastcnn.saving.Saveable`; :func:`fastcnn.model_from_json`).
 
 Frozen layers: ``layer.trainable = False`` takes the layer's weights out of

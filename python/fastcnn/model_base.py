@@ -8,7 +8,7 @@ The shared machinery lives here once: the compile settings, the weights (``weigh
 optimizers), ``get_layer``, ``count_params`` / ``flops``, ``summary`` (Keras' table; a graph
 adds Keras' "Connected to" column), input conversion (``_input``, ``_on_device``), ``model(x)``
 and ``to(device)``. ``fit`` / ``evaluate`` / ``predict`` come from
-:class:`fastcnn.training.Trainer`, the files from :class:`fastcnn.saving.Saveable`, ``export``
+:class:`fastcnn.trainer.Trainer`, the files from :class:`fastcnn.saving.Saveable`, ``export``
 from :class:`fastcnn.onnx.Exportable`, which never import a model class.
 
 What a subclass provides (the structure): ``layers`` (every layer once, in the order their
@@ -36,7 +36,7 @@ from ._arrays import as_array, assign, host_copy, is_cupy, restore_kind
 from ._arrays import move as _device_move
 from .onnx import Exportable
 from .saving import Saveable
-from .training import Trainer
+from .trainer import Trainer
 
 if TYPE_CHECKING:
     from .callbacks import History

@@ -459,7 +459,7 @@ def load_model(path: str | os.PathLike[str], compile: bool = True, *,
 
 class Saveable:
     """The file methods of a model: :class:`fastcnn.Sequential` inherits them (as it inherits
-    :class:`fastcnn.training.Trainer`'s), so this module never imports :mod:`fastcnn.model`;
+    :class:`fastcnn.trainer.Trainer`'s), so this module never imports :mod:`fastcnn.model`;
     :func:`load_model` finds the class a file names among this class's subclasses."""
 
     def save(self, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:

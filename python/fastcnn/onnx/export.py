@@ -368,7 +368,7 @@ def export(model: Sequential, filepath: str | os.PathLike[str], format: str = "o
 
 class Exportable:
     """The export method of a model: :class:`fastcnn.Sequential` inherits it (as it inherits
-    :class:`fastcnn.training.Trainer`'s and :class:`fastcnn.saving.Saveable`'s), so this
+    :class:`fastcnn.trainer.Trainer`'s and :class:`fastcnn.saving.Saveable`'s), so this
     package never imports :mod:`fastcnn.model`; :func:`fastcnn.onnx.load_onnx` finds the
     model class among this class's subclasses."""
 

@@ -1,0 +1,140 @@
+"""The model-facing training methods: :class:`Trainer`, the mixin every model inherits (Keras 3's
+``Trainer``): ``fit`` / ``evaluate`` / ``predict`` around :mod:`fastcnn.training`'s functions and
+the ``*_on_batch`` methods. It never imports :mod:`fastcnn.model` (the models import it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import callbacks as _callbacks
+from ._arrays import is_cupy
+from .training import _metric_logits, evaluate, fit, predict, train_step
+
+if TYPE_CHECKING:
+    from .model import Sequential
+
+
+class Trainer:
+    """The training methods of a model: :class:`fastcnn.Sequential` inherits them (Keras 3's
+    ``Model(Trainer, ...)`` layout): fit / evaluate / predict call fastcnn.training's functions of
+    those names, the ``*_on_batch`` methods one step; this module never imports the model."""
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
+            verbose: int = 1, callbacks: list[_callbacks.Callback] | None = None,
+            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+            seed: int | None = None, initial_epoch: int = 0, class_weight: Any = None,
+            sample_weight: Any = None, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, validation_batch_size: int | None = None,
+            validation_freq: Any = 1) -> _callbacks.History:
+        """Train for ``epochs`` epochs: one :func:`train_step` per batch (:mod:`fastcnn.training`'s
+        docstring gives the exact steps and the rules of generators, steps and weights).
+
+        Args:
+            x, y: arrays (N, *input_shape) and labels (N, ...), or ``x`` a dataset object
+                (iterable of ``(x_batch, y_batch)`` with ``__len__``), a Sequence-style object
+                (``__getitem__(i)`` + ``__len__``) or a generator / iterator of batches, and
+                ``y`` None; any batch may be ``(x, y, sample_weight)``.
+            batch_size: samples per batch (arrays only).
+            epochs: train until this epoch index (``initial_epoch`` to ``epochs - 1``).
+            verbose: 0 silent, 1 a tqdm progress bar per epoch with the running loss and
+                metrics, 2 one line per epoch.
+            callbacks: :mod:`fastcnn.callbacks` objects.
+            validation_split: fraction of the arrays held out (the last samples) for
+                validation; ignored when ``validation_data`` is given.
+            validation_data: ``(x_val, y_val)``, ``(x_val, y_val, sample_weight_val)``, a
+                dataset, a Sequence or a generator, evaluated after every epoch (``val_loss``,
+                ``val_<metric>``; see ``validation_freq``).
+            shuffle: reshuffle the arrays every epoch (every pass with ``steps_per_epoch``).
+            seed: seed of the shuffling generator (``np.random.default_rng(seed)``).
+            initial_epoch: the first epoch's index (to resume training).
+            class_weight: ``{class id: weight}``: each sample's loss is weighted by its class's
+                weight (missing classes: 1.0); not together with sample weights.
+            sample_weight: per-sample loss weights (N,), arrays only (a dataset or generator
+                yields ``(x, y, w)`` instead): loss ``sum(w * l) / batch_size``.
+            steps_per_epoch: batches per epoch, taken from a pass over the data that continues
+                across epochs (required for an infinite generator).
+            validation_steps: batches per validation (same rule).
+            validation_batch_size: batch size of validation arrays (default ``batch_size``).
+            validation_freq: validate every n-th epoch (an int) or after the listed 1-based
+                epochs.
+
+        Returns:
+            :class:`fastcnn.callbacks.History` (also kept as ``model.history``).
+
+        Raises:
+            NonFiniteLossError: the loss became NaN / inf (names epoch and batch).
+        """
+        return fit(self, x, y, batch_size, epochs, verbose,  # type: ignore[arg-type]
+                   callbacks, validation_split, validation_data, shuffle, seed, initial_epoch,
+                   class_weight, sample_weight, steps_per_epoch, validation_steps,
+                   validation_batch_size, validation_freq)
+
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
+                 return_dict: bool = False, sample_weight: Any = None,
+                 steps: int | None = None) -> float | list[float] | dict[str, float]:
+        """Loss and metrics over ``(x, y)``, a dataset, a Sequence or a generator.
+
+        Args:
+            sample_weight: per-sample loss weights (N,) for arrays (Keras' rule, as ``fit``).
+            steps: evaluate this many batches (required for an infinite generator).
+
+        Returns:
+            the loss (no metrics), ``[loss, metric, ...]`` in compile order, or a dict
+            ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``.
+        """
+        return evaluate(self, x, y, batch_size, verbose,  # type: ignore[arg-type]
+                        return_dict, sample_weight, steps)
+
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
+                steps: int | None = None) -> Any:
+        """Outputs (probabilities for a softmax / sigmoid output) for ``x`` (an array of any
+        kind, a list, or a dataset, Sequence or generator yielding ``(x_batch, y_batch)`` or
+        ``x_batch``), batch by batch; ``steps`` batches at most (required for an infinite
+        generator).
+
+        Returns:
+            float32 NumPy array (N, *output_shape), also for a model on the GPU (its outputs
+            are gathered on the device and copied to the host once, at the end); a torch
+            tensor on ``x``'s device when ``x`` is a torch tensor.
+        """
+        return predict(self, x, batch_size, verbose, steps)  # type: ignore[arg-type]
+
+    def train_on_batch(self: Sequential, x: Any, y: Any,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One :func:`train_step` on the batch ``x`` (N, *input_shape), ``y`` (N, ...).
+
+        Returns, as Keras (metrics reset first: the values are this batch's), Python floats:
+        the loss (no metrics), ``[loss, metric, ...]`` in compile order, or ``{"loss": ...,
+        "<metric>": ...}`` with ``return_dict=True``; the loss is the one before the update."""
+        step = train_step(self, x, y)
+        return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
+
+    def test_on_batch(self: Sequential, x: Any, y: Any,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss and metrics of one batch, no update; returns what :meth:`train_on_batch` does."""
+        loss_fn, _ = self._require_compiled("test_on_batch")
+        xb = self._input(x, "test_on_batch")
+        self._ensure_built(xb)
+        out = self._forward(self._on_device(xb), False, self.output_fused)
+        value, _ = loss_fn.value_and_grad(out, y, logits=self.output_fused)
+        return self._batch_logs(y, out, value, self.output_fused, return_dict)
+
+    def predict_on_batch(self: Sequential, x: Any) -> np.ndarray:
+        """Outputs of one forward pass on the batch ``x`` (N, *input_shape): a float32 NumPy
+        array (N, *output_shape), also for a model on the GPU (as Keras)."""
+        out = self(x)
+        return out.get() if is_cupy(out) else out
+
+    def _batch_logs(self: Sequential, y: Any, out: Any, value: float, logits: bool,
+                    return_dict: bool) -> float | list[float] | dict[str, float]:
+        logs = {"loss": float(value)}
+        for m in self.metrics:
+            m.reset()
+            m.update(y, out, logits=_metric_logits(self.loss, logits))
+            logs[m.name] = m.result()
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
