@@ -35,6 +35,7 @@ def _tool(name: str) -> ModuleType:
 # ---- check_dist -----------------------------------------------------------------------------
 
 GOOD_SDIST = ["PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "CHANGELOG.md",
+              "LICENSE",
               "python/fastcnn/__init__.py", "python/fastcnn/py.typed", "python/fastcnn/_cpu.pyi",
               "python/fastcnn/_cuda.pyi", "python/fastcnn/data_files/digits.npz",
               "csrc/bindings/module_cpu.cpp", "csrc/bindings/module_cuda.cpp",

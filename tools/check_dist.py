@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # what the build reads (relative to the sdist's top folder)
 SDIST_REQUIRED = (
-    "PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "CHANGELOG.md",
+    "PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "CHANGELOG.md", "LICENSE",
     "python/fastcnn/__init__.py", "python/fastcnn/py.typed", "python/fastcnn/_cpu.pyi",
     "python/fastcnn/_cuda.pyi", "python/fastcnn/data_files/digits.npz",
     "csrc/bindings/module_cpu.cpp", "csrc/bindings/module_cuda.cpp",
