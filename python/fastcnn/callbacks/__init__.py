@@ -24,6 +24,7 @@ LambdaCallback), ``history``, ``monitor`` (EarlyStopping, ModelCheckpoint, resol
 
 from __future__ import annotations
 
+from .backup import BackupAndRestore
 from .base import Callback, CallbackList, LambdaCallback, TerminateOnNaN
 from .base import Logs as Logs  # the logs dict type, as before the split
 from .csv_logger import CSVLogger
@@ -33,6 +34,7 @@ from .monitor import resolve_mode as resolve_mode  # used by fastcnn.plot
 from .schedules import LearningRateScheduler, ReduceLROnPlateau
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",

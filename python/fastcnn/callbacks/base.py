@@ -22,6 +22,13 @@ class Callback:
     #: True for callbacks that write files or print (ModelCheckpoint, CSVLogger): under several
     #: ranks (fastcnn.distributed) only rank 0's CallbackList runs them
     main_rank_only: bool = False
+    #: True for callbacks that must see what every other callback did to a batch or epoch
+    #: (BackupAndRestore saves it): CallbackList calls them after all the others, History too
+    runs_last: bool = False
+    #: attribute names of the callback's own state (e.g. EarlyStopping's ``wait`` and
+    #: ``best``) that BackupAndRestore saves and puts back on a resumed run; numbers, strings,
+    #: None, arrays or lists of arrays
+    state_attrs: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -67,6 +74,8 @@ class CallbackList(Callback):
                                 f"got {cb!r}")
         if not _dist.is_main():
             self.callbacks = [cb for cb in self.callbacks if not cb.main_rank_only]
+        self.callbacks = ([cb for cb in self.callbacks if not cb.runs_last]
+                          + [cb for cb in self.callbacks if cb.runs_last])
         if model is not None:
             self.set_model(model)
 

@@ -54,6 +54,8 @@ class EarlyStopping(Callback):
         best, best_epoch: the best monitored value and its epoch.
     """
 
+    state_attrs = ("wait", "stopped_epoch", "best", "best_epoch", "best_weights", "_last_epoch")
+
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  verbose: int = 0, mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False) -> None:
@@ -125,6 +127,7 @@ class ModelCheckpoint(Callback):
     """
 
     main_rank_only = True
+    state_attrs = ("best",)
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False,

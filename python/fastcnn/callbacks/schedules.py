@@ -65,6 +65,8 @@ class ReduceLROnPlateau(Callback):
         best, wait, cooldown_counter: the state of the rule.
     """
 
+    state_attrs = ("best", "wait", "cooldown_counter")
+
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
                  cooldown: int = 0, min_lr: float = 0.0) -> None:
