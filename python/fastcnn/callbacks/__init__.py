@@ -32,6 +32,7 @@ from .history import History
 from .monitor import EarlyStopping, ModelCheckpoint
 from .monitor import resolve_mode as resolve_mode  # used by fastcnn.plot
 from .schedules import LearningRateScheduler, ReduceLROnPlateau
+from .tensorboard import TensorBoard
 
 __all__ = [
     "BackupAndRestore",
@@ -44,5 +45,6 @@ __all__ = [
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TerminateOnNaN",
 ]
