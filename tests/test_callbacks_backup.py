@@ -121,7 +121,9 @@ def test_killed_run_resumes_bitwise(tmp_path: Path, save_freq, kill_at: int) -> 
 def test_resumes_dataset_with_augmentation_and_steps(tmp_path: Path) -> None:
     # a fastcnn.data dataset (own shuffle + augmentation) with steps_per_epoch=4 of 6
     # batches: the pass continues across epochs and is replayed up to where it was
-    for sub, freq, kill_at in (("a", 1, 7), ("b", "epoch", 10)):
+    # kill_at=7: the backup of batch 6 ends the short epoch 1 (4 of the pass before it);
+    # kill_at=5: the backup after epoch 0 leaves the pass open (4 of its 6 batches used)
+    for sub, freq, kill_at in (("a", 1, 7), ("b", "epoch", 5)):
         (tmp_path / sub).mkdir()
         _check_resume(tmp_path / sub, {"backup": {"save_freq": freq}, "dataset": True,
                                        "steps": 4, "epochs": 4}, kill_at)
