@@ -244,3 +244,55 @@ def test_arguments_checked() -> None:
     with pytest.raises(ValueError, match=r"inside model\.fit"):
         C.CallbackList([C.BackupAndRestore("a")], model=_model()).on_train_begin()
     assert fc.callbacks.BackupAndRestore is C.backup.BackupAndRestore
+
+
+class _Seq:
+    """A Keras Sequence of 6 batches."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return self.x[8 * i:8 * i + 8], self.y[8 * i:8 * i + 8]
+
+
+def _forever(x, y):
+    i = 0
+    while True:
+        j, i = i % 6, i + 1
+        yield x[8 * j:8 * j + 8], y[8 * j:8 * j + 8]
+
+
+@pytest.mark.parametrize("kind", ["sequence", "generator"])
+@pytest.mark.parametrize("save_freq,stop_at", [("epoch", 7), (2, 9), (1, 14)])
+def test_resumes_sequence_and_generator(tmp_path: Path, kind: str, save_freq,
+                                        stop_at: int) -> None:
+    # data of one's own is read again and the trained batches skipped; AUC's arrays of counts
+    # and Dropout's generator come back mid-epoch
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((48, 4)).astype(np.float32), rng.integers(0, 3, 48)
+
+    def model(seed: int) -> fc.Sequential:
+        m = fc.Sequential([L.Dense(8, activation="relu"), L.Dropout(0.3),
+                           L.Dense(3, activation="softmax")], input_shape=(4,), seed=seed)
+        m.compile(O.Adam(0.01), "sparse_categorical_crossentropy", ["accuracy", "auc"])
+        return m
+
+    def data():
+        return _Seq(x, y) if kind == "sequence" else _forever(x, y)
+
+    kw = {"epochs": 4, "verbose": 0, "steps_per_epoch": 4 if kind == "generator" else None}
+    ref = model(0)
+    h_ref = ref.fit(data(), **kw)
+    with pytest.raises(_Stop):
+        model(0).fit(data(), callbacks=[C.BackupAndRestore(tmp_path, save_freq=save_freq),
+                                        _RaiseAt(stop_at)], **kw)
+    resumed = model(7)  # other initial weights: only the backup makes them agree
+    h = resumed.fit(data(), callbacks=[C.BackupAndRestore(tmp_path, save_freq=save_freq)],
+                    **kw)
+    assert h.history == h_ref.history
+    for a, b in zip(ref.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
