@@ -223,6 +223,15 @@ def test_backup_kept_when_asked_or_interrupted(tmp_path: Path) -> None:
     h = _model().fit(x, y, batch_size=4, epochs=2, verbose=0,
                      callbacks=[C.BackupAndRestore(keep)])
     assert h.epoch == [0, 1] and not keep.exists()
+    # interrupted (Ctrl-C): the backup stays for the next run
+    def interrupt(batch, logs):
+        if batch == 1:  # after batch 0's backup
+            raise KeyboardInterrupt
+
+    ctrl_c = C.LambdaCallback(on_train_batch_end=interrupt)
+    h = _model().fit(x, y, batch_size=4, epochs=2, verbose=0,
+                     callbacks=[C.BackupAndRestore(keep, save_freq=1), ctrl_c])
+    assert h.interrupted and (keep / "backup.npz").exists()
     # a folder holding other files is kept (only the backup files are removed)
     other = tmp_path / "other"
     other.mkdir()
