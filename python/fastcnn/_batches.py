@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,6 +150,8 @@ class BatchSource:
         self.one_shot = self.kind == "iterable" and iter(data) is data  # a generator
         self.exhausted = False  # a one-shot source has nothing left
         self._it: Iterator[Any] | None = None
+        #: called just before each new pass starts (BackupAndRestore records the data's state)
+        self.on_new_pass: Callable[[], None] | None = None
 
     @property
     def length(self) -> int | None:
@@ -159,6 +161,8 @@ class BatchSource:
         return None if self.kind == "iterable" else len(self.data)
 
     def _new_pass(self) -> Iterator[Any]:
+        if self.on_new_pass is not None:
+            self.on_new_pass()
         if self.kind == "sequence":
             seq = self.data
             return (seq[i] for i in range(len(seq)))

@@ -118,6 +118,7 @@ from ._batches import (
     source_kind,
     validate_now,
 )
+from .callbacks._fit_state import FitState
 from .distributed import _fit as _dist  # identity at world size 1
 
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
@@ -399,6 +400,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     cbs = _callbacks.CallbackList([*(callbacks or []), history], model=model)
     model.history = history
     model.stop_training = False
+    resume = FitState.attach(cbs, model, train, val, metrics, history)  # BackupAndRestore's
 
     dist_owned = _dist.begin_fit(model)  # a gradient reducer, under several ranks
     interrupt = {"flag": False}
@@ -409,7 +411,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     nonfinite = False
     try:
         cbs.on_train_begin({})
-        for epoch in range(initial_epoch, epochs):
+        first_epoch = initial_epoch if resume is None else resume.begin(initial_epoch, epochs)
+        for epoch in range(first_epoch, epochs):
             if train.exhausted:
                 warnings.warn(f"fit: your input ran out of data (a generator can be read "
                               f"once); training stops after {epoch} epoch(s) instead of "
@@ -424,9 +427,15 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
             seen = 0
             for m, _ in metrics:
                 m.reset()
-            batch = -1
-            batches = device_batches(model, fit_batches(model, train.epoch(), cw))
-            for batch, (xb, yb, wb) in enumerate(batches):
+            batch, first_batch = -1, 0
+            items = train.epoch()
+            if resume is not None:  # a run restored mid-epoch continues at first_batch
+                running, seen, first_batch = resume.epoch_begin(epoch)
+                items = resume.items(items)
+                bar.update(first_batch)
+                batch = first_batch - 1
+            batches = device_batches(model, fit_batches(model, items, cw))
+            for batch, (xb, yb, wb) in enumerate(batches, first_batch):
                 cbs.on_train_batch_begin(batch, {})
                 try:
                     step = (train_step(model, xb, yb) if wb is None  # a wrapped
@@ -448,6 +457,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 blogs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
                 bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
                 bar.update(1)
+                if resume is not None:
+                    resume.batch_end(batch, running, seen)
                 cbs.on_train_batch_end(batch, blogs)
                 interrupt["flag"], model.stop_training = _dist.agree(interrupt["flag"],
                                                                      model.stop_training)
