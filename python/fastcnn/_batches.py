@@ -344,9 +344,9 @@ def _model_batches(model: Sequential, items: Iterator[Any], who: str, need_y: bo
     try:
         for item in _dist.local_items(items, who):  # this rank's part (identity for 1)
             xb, yb, wb = split_item(item, who, need_y)
-            xb = model._input(xb, who)
+            given, xb = xb, model._input(xb, who)
             built = model.built
-            check_input_layout(model, xb, who)  # channels-last images: the fixes
+            check_input_layout(model, xb, who, given)  # channels-last images: the fixes
             model._ensure_built(xb)
             if not built:
                 warn_if_channels_last(model, xb, who)

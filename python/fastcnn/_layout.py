@@ -222,11 +222,12 @@ def _known_shape(model: Model) -> tuple[int, ...] | None:
     return tuple(int(s) for s in want)
 
 
-def check_input_layout(model: Model, x: Any, who: str) -> None:
+def check_input_layout(model: Model, x: Any, who: str, given: Any = None) -> None:
     """ValueError when a built ``model`` gets channels-first ``x`` (N, ...) that is not of its
     input shape and looks channels-last (the last axis holds the model's channels and the
-    first does not), naming both fixes; nothing otherwise (the model's own shape check
-    reports plain mismatches)."""
+    first does not), naming both fixes (for ``given``'s kind: ``x.permute`` for a tensor,
+    ``given`` defaulting to ``x``); nothing otherwise (the model's own shape check reports plain
+    mismatches)."""
     want = _known_shape(model)
     if want is None or x.ndim != 4:
         return
@@ -236,7 +237,7 @@ def check_input_layout(model: Model, x: Any, who: str) -> None:
         return
     expected = (f"expected inputs of shape (N, {', '.join(map(str, want))}) for the model's "
                 f"input_shape={want}, got (N, {', '.join(map(str, shape))})")
-    fix = f'pass {_permute_fix(x)} or data_format="channels_last"'
+    fix = f'pass {_permute_fix(x if given is None else given)} or data_format="channels_last"'
     if (shape[2], shape[0], shape[1]) == want:
         raise ValueError(f"{who}: {expected}. The inputs look channels-last (N, H, W, C); "
                          f"fastcnn is channels-first (NCHW): {fix}")

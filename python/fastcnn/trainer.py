@@ -171,10 +171,16 @@ class Trainer:
 
 def _nchw(model: Any, x: Any, data_format: str, who: str) -> Any:
     """``x`` (arrays, a dataset, a Sequence or a generator) in NCHW for ``data_format``
-    (:func:`fastcnn._layout.channels_first_data`); unchanged for ``"channels_first"``."""
-    if _layout.check_data_format(data_format, who) == "channels_first" or x is None:
+    (:func:`fastcnn._layout.channels_first_data`; unchanged for ``"channels_first"``), arrays
+    checked against a built model's input shape (:func:`fastcnn._layout.check_input_layout`)."""
+    if x is None:
         return x
-    return _layout.channels_first_data(x, data_format, who, source_kind(x), model)
+    kind = source_kind(x)
+    if _layout.check_data_format(data_format, who) == "channels_last":
+        x = _layout.channels_first_data(x, data_format, who, kind, model)
+    if kind == "arrays":  # checked here, where the user's kind is known (for the hint)
+        _layout.check_input_layout(model, as_array(x, "x", who), who, x)
+    return x
 
 
 def _nchw_fit(model: Any, x: Any, validation_data: Any, data_format: str) -> tuple[Any, Any]:
@@ -184,7 +190,6 @@ def _nchw_fit(model: Any, x: Any, validation_data: Any, data_format: str) -> tup
     x = _nchw(model, x, data_format, "fit")
     if x is not None and source_kind(x) == "arrays":  # fit builds the model from x[:1] first
         xa = as_array(x, "x", "fit")
-        _layout.check_input_layout(model, xa, "fit")
         if not model.built and xa.ndim >= 2 and len(xa):
             model._ensure_built(model._input(xa[:1], "fit"))
             _layout.warn_if_channels_last(model, xa, "fit")
@@ -200,5 +205,5 @@ def _batch_nchw(model: Any, x: Any, data_format: str, who: str) -> Any:
     naming the fixes)."""
     if _layout.check_data_format(data_format, who) == "channels_last":
         x = _layout.model_channels_first(model, x, who)
-    _layout.check_input_layout(model, as_array(x, "x", who), who)
+    _layout.check_input_layout(model, as_array(x, "x", who), who, x)
     return x
