@@ -520,3 +520,29 @@ def test_pytorch_reads_the_weights_of_a_safetensors_model(tmp_path: Path) -> Non
     with torch.no_grad():
         out = module(torch.from_numpy(X_NCHW))  # ends with the softmax, as the model
     np.testing.assert_allclose(out.numpy(), m.predict(X_NCHW), atol=1e-5)
+
+
+def _graph(seed: int) -> fc.Model:
+    inp = fc.Input((3, 16, 16))
+    a = L.Conv2D(4, 3, padding="same")(inp)
+    b = L.Conv2D(4, 1)(inp)
+    out = L.Dense(2, activation="softmax")(L.Flatten()(L.Add()([a, b])))
+    g = fc.Model(inp, out, seed=seed)
+    g.compile("adam", "sparse_categorical_crossentropy")
+    return g
+
+
+def test_a_graph_model_as_safetensors(tmp_path: Path) -> None:
+    pytest.importorskip("safetensors")
+    from fastcnn import saving
+
+    g = _graph(0)
+    g.fit(X_NCHW, Y, verbose=0)
+    g.save(tmp_path / "g.safetensors")  # no torch.nn.Sequential twin: fastcnn's own names
+    back = fc.load_model(tmp_path / "g.safetensors")
+    assert type(back) is type(g)
+    assert back.predict(X_NCHW).tobytes() == g.predict(X_NCHW).tobytes()
+    other = _graph(5)
+    assert not _weights_equal(other, g)
+    saving.load_weights(other, tmp_path / "g.safetensors")
+    assert _weights_equal(other, g)

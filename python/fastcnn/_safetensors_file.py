@@ -67,9 +67,14 @@ def save_model_safetensors(model: Sequential, path: str | os.PathLike[str],
     ``optimizer/<slot>/<layer>/<param>`` tensors, and the JSON entries (``format``,
     ``architecture``, ``training_config``, ``layer_states``, ``metadata``) as the header's
     string metadata. ``torch``'s ``load_state_dict(load_file(path), strict=False)`` reads the
-    weights; :func:`load_model` the whole model."""
+    weights; :func:`load_model` the whole model. A model without a ``torch.nn.Sequential`` twin
+    (a graph model: ``fastcnn.Model``) has its weights named ``weights/<layer>/<param>``, as in
+    the ``.npz``."""
     st = safetensors_numpy()
-    by_weight = {w: key for key, w in state_dict_names(model.layers).items()}
+    try:
+        by_weight = {w: key for key, w in state_dict_names(model.layers).items()}
+    except ValueError:  # no torch.nn.Sequential twin (a graph model): fastcnn's own names
+        by_weight = {w: f"weights/{w}" for w in model._all_weights()}
     tensors: dict[str, np.ndarray] = {}
     meta: dict[str, str] = {}
     for k, v in arrays.items():
@@ -142,7 +147,10 @@ def model_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarra
 def state_dict_weights(model: Sequential, tensors: dict[str, np.ndarray],
                         path: Any) -> dict[str, np.ndarray]:
     """``{"weights/<layer>/<param>": array}`` from tensors named by ``model``'s state_dict
-    keys; ValueError naming the missing and unexpected ones."""
+    keys (or already ``weights/...``: a graph model's file); ValueError naming the missing and
+    unexpected ones."""
+    if tensors and all(k.startswith("weights/") for k in tensors):
+        return tensors  # matched to the model by load_model's own check
     names = state_dict_names(model.layers)
     missing = [k for k in names if k not in tensors]
     extra = sorted(set(tensors) - set(names))
@@ -178,10 +186,18 @@ def load_safetensors(model: Sequential,
     equivalent torch model's state_dict keys); ValueError naming the tensor before any change."""
     name = os.fspath(path)
     stored, meta = read_safetensors(path)
+    weights = model._all_weights()
     if meta.get("format") == MODEL_FORMAT:  # a whole model (save): its optimizer state too
         stored = {k: v for k, v in stored.items() if not k.startswith("optimizer/")}
+        if stored and all(k.startswith("weights/") for k in stored):  # a graph model's file
+            mine = {f"weights/{k}": p for k, p in weights.items()}
+            if set(stored) != set(mine):
+                raise ValueError(f"{name!r} does not match the model: missing weights "
+                                 f"{sorted(set(mine) - set(stored))}, unexpected weights "
+                                 f"{sorted(set(stored) - set(mine))}")
+            return [checked_pair(name, f"weight {k[8:]!r}", p, stored[k])
+                    for k, p in mine.items()]
     names = state_dict_names(model.layers)
-    weights = model._all_weights()
     missing = [k for k in names if k not in stored]
     # BatchNorm's step counter in a file PyTorch wrote (state_dict() has it; fastcnn keeps no
     # twin of it and torch's momentum update does not read it)
