@@ -190,7 +190,8 @@ def _nchw_fit(model: Any, x: Any, validation_data: Any, data_format: str) -> tup
     x = _nchw(model, x, data_format, "fit")
     if x is not None and source_kind(x) == "arrays":  # fit builds the model from x[:1] first
         xa = as_array(x, "x", "fit")
-        if not model.built and xa.ndim >= 2 and len(xa):
+        if not model.built and xa.ndim >= 2 and len(xa) and model.optimizer is not None \
+                and model.loss is not None:  # (fit reports an uncompiled model first)
             model._ensure_built(model._input(xa[:1], "fit"))
             _layout.warn_if_channels_last(model, xa, "fit")
     if data_format == "channels_last" and validation_data is not None:
