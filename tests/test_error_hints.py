@@ -47,8 +47,7 @@ def test_a_plain_mismatch_has_no_hint() -> None:
         _model((1, 16, 16)).predict(np.zeros((4, 2, 16, 16), np.float32))
 
 
-@pytest.mark.parametrize("name", ["m.keras", "m.h5", "m.HDF5", "m.pt", "m.pth", "m.onnx",
-                                  "m.safetensors"])
+@pytest.mark.parametrize("name", ["m.keras", "m.h5", "m.HDF5", "m.pt", "m.pth", "m.onnx"])
 def test_save_refuses_other_formats_before_writing(tmp_path: Path, name: str) -> None:
     model = _model((1, 8, 8))
     with pytest.raises(ValueError, match=r"does not write; it writes \.npz"):

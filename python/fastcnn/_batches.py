@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from ._arrays import array_module, as_array, is_array_like, is_cupy
 from ._device import BatchUploader
+from ._layout import check_input_layout, warn_if_channels_last
 from .distributed import _fit as _dist
 from .losses import as_sample_weight
 
@@ -347,8 +348,12 @@ def _model_batches(model: Sequential, items: Iterator[Any], who: str, need_y: bo
     try:
         for item in _dist.local_items(items, who):  # this rank's part (identity for 1)
             xb, yb, wb = split_item(item, who, need_y)
-            xb = model._input(xb, who)
+            given, xb = xb, model._input(xb, who)
+            built = model.built
+            check_input_layout(model, xb, who, given)  # channels-last images: the fixes
             model._ensure_built(xb)
+            if not built:
+                warn_if_channels_last(model, xb, who)
             if need_y and yb is None:
                 raise ValueError(f"{who}: the data yielded no labels (y is None)")
             yb = None if yb is None else as_array(yb, "y", who)

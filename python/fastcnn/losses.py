@@ -159,7 +159,8 @@ def _rows(w: Any, ndim: int) -> Any:
 
 
 def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.ndarray:
-    """int64 ids ``(n,)`` or float32 rows ``(n, classes)``, validated, on ``like``'s device."""
+    """int64 ids ``(n,)`` or float32 rows ``(n, classes)``, validated, on ``like``'s device;
+    a ValueError that names the call that works otherwise (:func:`_labels_fix`)."""
     y = as_targets(y_true, like)
     xp = array_module(y)
     if y.ndim == 2 and y.shape == (n, classes) and not (classes == 1):
@@ -168,19 +169,42 @@ def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.nd
         return xp.ascontiguousarray(y, dtype=np.float32)
     if y.size != n or (y.ndim > 1 and y.shape[-1] != 1) or y.ndim > 2:
         raise ValueError(f"labels must be class ids of shape ({n},) or one-hot rows of shape "
-                         f"({n}, {classes}); got shape {y.shape}")
+                         f"({n}, {classes}); got shape {y.shape}" + _shape_fix(y, n, classes))
     y = y.reshape(n)
     if np.issubdtype(y.dtype, np.floating):
         if not bool(xp.all(xp.isfinite(y))) or bool(xp.any(y != xp.round(y))):
-            raise ValueError("class-id labels given as floats must be whole numbers")
+            raise ValueError(f"class-id labels given as floats must be whole numbers; these "
+                             f"(shape {y.shape}, dtype {y.dtype}) are not: pass integer class "
+                             f"ids (y.astype(numpy.int64)) or probability rows of shape "
+                             f"({n}, {classes})")
     elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         raise ValueError(f"labels must be integer class ids or float one-hot rows, "
-                         f"got dtype {y.dtype}")
+                         f"got dtype {y.dtype}; map class names to ids first, e.g. "
+                         f"names, y = numpy.unique(y, return_inverse=True)")
     ids = xp.ascontiguousarray(y, dtype=np.int64)
     if n and bool(xp.any((ids < 0) | (ids >= classes))):
-        raise ValueError(f"class ids must be in [0, {classes}), got values in "
-                         f"[{ids.min()}, {ids.max()}]")
+        lo, hi = int(ids.min()), int(ids.max())
+        fix = ""
+        if lo == 1 and hi == classes:
+            fix = f"; the labels look 1-based (1 to {classes}): pass y - 1"
+        elif lo >= 0:
+            fix = (f"; give the last layer {hi + 1} units (Dense({hi + 1})) for class ids up "
+                   f"to {hi}")
+        raise ValueError(f"class ids must be in [0, {classes}) (the model has {classes} "
+                         f"outputs), got values in [{lo}, {hi}]{fix}")
     return ids
+
+
+def _shape_fix(y: Any, n: int, classes: int) -> str:
+    """The fix for labels of the wrong shape, as a "; ..." clause ("" when none is clear)."""
+    if y.ndim == 2 and y.shape[0] == n and y.shape[1] > 1:
+        k = y.shape[1]
+        return (f": one-hot rows of {k} classes for a model with {classes} outputs; give the "
+                f"last layer {k} units (Dense({k})), or encode the class ids with "
+                f"numpy.eye({classes})[ids]")
+    if y.ndim >= 1 and len(y) != n:
+        return f": {len(y)} labels for a batch of {n} samples (pass one label per sample)"
+    return ""
 
 
 class _CrossEntropy(Loss):

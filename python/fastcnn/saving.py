@@ -6,37 +6,39 @@ is added) holding ``format`` (:data:`MODEL_FORMAT`), the architecture as a JSON 
 NumPy unicode array, ``weights/<layer>/<param>`` arrays, the compile settings (JSON), the
 layers' non-weight state (JSON), ``model.metadata`` (JSON) and ``optimizer/<slot>/<layer>/
 <param>`` state; ``save_weights`` writes only ``format`` (:data:`WEIGHTS_FORMAT`) and the
-weights. Weights are saved as NumPy arrays from either device. ``save_weights`` /
-``load_weights`` with a path ending in ``.safetensors`` use that format instead (optional: the
-safetensors package), tensors named as the equivalent PyTorch model's state_dict
-(:mod:`fastcnn._torch_layout`).
+weights. Weights are saved as NumPy arrays from either device. A path ending in
+``.safetensors`` uses that format instead (optional: the safetensors package;
+:mod:`fastcnn._safetensors_file`): tensors named as the equivalent PyTorch model's state_dict
+(:mod:`fastcnn._torch_layout`), and for ``save`` the optimizer state as ``optimizer/...``
+tensors and the JSON entries as the header's metadata; ``load_model`` reads it back.
 
 A file is written to a temporary file in the same directory and ``os.replace``'d into place,
-so a crash never leaves a half-written file. Loading uses ``allow_pickle=False`` and checks
-every key, shape and dtype before assigning anything: a truncated, mismatched or pickled file
-raises ValueError naming the problem and leaves the model unchanged. :func:`load_model` returns
-a model on the CPU (call ``.to("cuda")``).
+so a crash never leaves a half-written file; a failed write (no such directory, no permission,
+a full disk) raises the same OSError class naming ``path``, and leaves nothing behind. Loading
+uses ``allow_pickle=False`` and checks every key, shape and dtype before assigning anything: a
+truncated, mismatched or pickled file raises ValueError naming the problem and leaves the model
+unchanged; a file that is not a fastcnn file (text, a pickle, a single .npy) is named and
+described, with what a fastcnn file is. :func:`load_model` returns a model on the CPU (call
+``.to("cuda")``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import warnings
-import zipfile
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _safetensors_file as _st
 from . import layers as _layers
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._arrays import assign, to_host
-from ._torch_layout import state_dict_names
+from ._files import MODEL_FORMAT, WEIGHTS_FORMAT, atomic_write, checked_pair, read_npz, savez_atomic
 
 if TYPE_CHECKING:  # a model is known here only by the methods called on it
     from .model import Sequential
@@ -44,96 +46,9 @@ if TYPE_CHECKING:  # a model is known here only by the methods called on it
 __all__ = ["MODEL_FORMAT", "WEIGHTS_FORMAT", "atomic_write", "load_model", "load_weights",
            "model_from_json", "save", "save_weights"]
 
-#: ``format`` of a file written by :func:`save` (architecture, weights, training state).
-MODEL_FORMAT = "fastcnn.Sequential/1"
-#: ``format`` of a file written by :func:`save_weights` (weights only).
-WEIGHTS_FORMAT = "fastcnn.weights/1"
-
 
 # --------------------------------------------------------------------------------------------
-# the container
-
-
-def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to ``path`` atomically (:func:`atomic_write`)."""
-    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
-    """``write(f)`` to a new file in ``path``'s directory, fsync, then ``os.replace``: ``path``
-    is either the previous file or the complete new one, never a half-written mix.
-
-    Where the OS allows it (Linux ``O_TMPFILE``) the data is written to an unnamed file that
-    gets a name only once it is complete, so a process killed mid-write leaves nothing behind;
-    elsewhere a hidden ``.<name>.*.tmp`` file is used and removed on every error path.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    umask = os.umask(0)
-    os.umask(umask)
-    fd = -1
-    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
-        try:
-            fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~umask)
-        except OSError:  # a filesystem without O_TMPFILE: use a named temporary file
-            fd = -1
-    if fd >= 0:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-            # a name for the finished file (an instant before it replaces `path`); passing a
-            # dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which links the open file
-            name = f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-            tmp = os.path.join(directory, name)
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.link(f"/proc/self/fd/{f.fileno()}", name, dst_dir_fd=dir_fd,
-                        follow_symlinks=True)
-            finally:
-                os.close(dir_fd)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (``allow_pickle=False``), read fully (so CRC errors of a
-    damaged file surface here); ValueError naming the problem for anything unreadable."""
-    name = os.fspath(path)
-    with open(name, "rb") as fh:  # our handle: closed on every error path
-        try:
-            obj = np.load(fh, allow_pickle=False)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{name!r} is not a readable fastcnn .npz file (truncated, "
-                             f"damaged or pickled: {e})") from e
-        if not hasattr(obj, "files"):
-            raise ValueError(f"{name!r} is a single .npy array, not a fastcnn .npz file")
-        try:
-            with obj:
-                return {k: obj[k] for k in obj.files}
-        except ValueError as e:
-            raise ValueError(f"{name!r} holds pickled (object) data, which fastcnn never "
-                             f"writes and refuses to load: {e}") from e
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-            raise ValueError(f"{name!r} is truncated or damaged: {e}") from e
+# the container (:mod:`fastcnn._files`; .safetensors: :mod:`fastcnn._safetensors_file`)
 
 
 def _json_field(arrays: dict[str, np.ndarray], key: str, path: Any) -> Any:
@@ -158,7 +73,6 @@ def _format_of(arrays: dict[str, np.ndarray], path: Any) -> str:
         raise ValueError(f"{os.fspath(path)!r}: unsupported format {fmt!r}; expected "
                          f"{MODEL_FORMAT!r} or {WEIGHTS_FORMAT!r}")
     return fmt
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,18 +123,8 @@ def _checked_weights(model: Sequential, arrays: dict[str, np.ndarray],
             raise ValueError(f"{name!r} does not match the model: missing weights "
                              f"{missing}, unexpected weights {extra}")
         stored = dict(zip(mine, stored.values(), strict=True))
-    return [_checked_pair(name, f"weight {k!r}", p, stored[k]) for k, p in mine.items()]
+    return [checked_pair(name, f"weight {k!r}", p, stored[k]) for k, p in mine.items()]
 
-
-def _checked_pair(name: str, what: str, p: np.ndarray,
-                  a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(p, a)`` when the file's array ``a`` can be assigned to the weight ``p``: the same
-    shape and float32; else a ValueError naming the file and ``what`` (the weight or tensor)."""
-    if a.shape != p.shape:
-        raise ValueError(f"{name!r}: {what} has shape {a.shape}, the model expects {p.shape}")
-    if a.dtype != np.float32:
-        raise ValueError(f"{name!r}: {what} has dtype {a.dtype}, expected float32")
-    return p, a
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,8 +141,7 @@ def _check_suffix(path: str | os.PathLike[str], who: str, allowed: tuple[str, ..
     write there (a ``.keras`` file would otherwise silently hold an .npz)."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix in _FOREIGN and suffix not in allowed:
-        fix = {".onnx": "model.export(path) writes ONNX",
-               ".safetensors": "model.save_weights(path) writes the weights as safetensors"}
+        fix = {".onnx": "model.export(path) writes ONNX"}
         raise ValueError(f"{who}: {os.fspath(path)!r} names a {_FOREIGN[suffix]} file, which "
                          f"{who} does not write; it writes {' or '.join(('.npz', *allowed))} "
                          f"(any other name is an .npz)"
@@ -247,9 +150,11 @@ def _check_suffix(path: str | os.PathLike[str], who: str, allowed: tuple[str, ..
 
 def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
     """:meth:`fastcnn.Sequential.save`: architecture, weights, compile settings, layer states,
-    metadata and (with ``include_optimizer``) optimizer state to one ``.npz``, atomically.
-    A name of another format (``.keras``, ``.h5``, ``.pt``, ``.onnx``, ...) is a ValueError."""
-    _check_suffix(path, "save", ())
+    metadata and (with ``include_optimizer``) optimizer state to one ``.npz``, atomically; a
+    ``path`` ending in ``.safetensors`` holds the same in that format
+    (:func:`_save_model_safetensors`). A name of another format (``.keras``, ``.h5``, ``.pt``,
+    ``.onnx``, ...) is a ValueError, before anything is written."""
+    _check_suffix(path, "save", (".safetensors",))
     model._require_built()
     arrays: dict[str, np.ndarray] = {
         "format": np.array(MODEL_FORMAT),
@@ -270,78 +175,10 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
         if include_optimizer and model.optimizer is not None:
             for k, v in model.optimizer.get_state().items():
                 arrays[f"optimizer/{k}"] = v
-    _atomic_savez(path, arrays)
-
-
-def _is_safetensors(path: str | os.PathLike[str]) -> bool:
-    return os.fspath(path).endswith(".safetensors")
-
-
-def _safetensors_numpy() -> Any:
-    try:
-        import safetensors.numpy
-    except ImportError as e:
-        raise ImportError('.safetensors files need the safetensors package: pip install '
-                          '"fastcnn[torch]" (or pip install safetensors)') from e
-    return safetensors.numpy
-
-
-def _save_safetensors(model: Sequential, path: str | os.PathLike[str]) -> None:
-    st = _safetensors_numpy()
-    names = state_dict_names(model.layers)  # torch key -> "<layer>/<param>"
-    weights = model._all_weights()
-    tensors = {key: np.ascontiguousarray(to_host(weights[name])) for key, name in names.items()}
-    data = st.save(tensors, metadata={"format": WEIGHTS_FORMAT})
-    atomic_write(path, lambda f: f.write(data))
-
-
-def _safetensors_damage(data: bytes) -> str:
-    """What is wrong with an unreadable ``.safetensors`` byte string, naming the first tensor
-    whose bytes are missing when the header can be read (8-byte length, JSON header, data)."""
-    if len(data) < 8:
-        return f"{len(data)} bytes: no header"
-    n = int.from_bytes(data[:8], "little")
-    try:
-        header = json.loads(data[8:8 + n])
-    except (ValueError, UnicodeDecodeError):
-        return "the header is truncated or damaged"
-    size = len(data) - 8 - n
-    for key, info in header.items() if isinstance(header, dict) else ():
-        if key == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not offsets or len(offsets) != 2 or offsets[1] > size:
-            return f"tensor {key!r} is truncated or damaged"
-    return "damaged"
-
-
-def _load_safetensors(model: Sequential,
-                      path: str | os.PathLike[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Pair every model weight with its tensor of a ``.safetensors`` file (named by the
-    equivalent torch model's state_dict keys); ValueError naming the tensor before any change."""
-    st = _safetensors_numpy()
-    name = os.fspath(path)
-    with open(name, "rb") as fh:
-        data = fh.read()
-    try:
-        stored = st.load(data)
-    except Exception as e:  # safetensors raises its own SafetensorError (and others) on damage
-        raise ValueError(f"{name!r} is not a readable .safetensors file "
-                         f"({_safetensors_damage(data)}; {e})") from e
-    names = state_dict_names(model.layers)
-    weights = model._all_weights()
-    missing = [k for k in names if k not in stored]
-    # BatchNorm's step counter in a file PyTorch wrote (state_dict() has it; fastcnn keeps no
-    # twin of it and torch's momentum update does not read it)
-    extra = sorted(k for k in set(stored) - set(names) if not (
-        k.endswith(".num_batches_tracked") and k[:-len("num_batches_tracked")] + "running_mean"
-        in names))
-    if missing or extra:
-        raise ValueError(f"{name!r} does not match the model: missing tensors {missing}, "
-                         f"unexpected tensors {extra} (expected the state_dict keys of "
-                         f"model.to_torch(): {list(names)})")
-    return [_checked_pair(name, f"tensor {key!r} (weight {wname!r})", weights[wname],
-                          stored[key]) for key, wname in names.items()]
+    if _st.is_safetensors(path):
+        _st.save_model_safetensors(model, path, arrays)
+        return
+    savez_atomic(path, arrays)
 
 
 def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
@@ -353,10 +190,10 @@ def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
     ``load_state_dict(safetensors.torch.load_file(path))``; any other name is an ``.npz``."""
     _check_suffix(path, "save_weights", (".safetensors",))
     model._require_built()
-    if _is_safetensors(path):
-        _save_safetensors(model, path)
+    if _st.is_safetensors(path):
+        _st.save_safetensors(model, path)
         return
-    _atomic_savez(path, {"format": np.array(WEIGHTS_FORMAT), **_weight_arrays(model)})
+    savez_atomic(path, {"format": np.array(WEIGHTS_FORMAT), **_weight_arrays(model)})
 
 
 def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
@@ -365,10 +202,10 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
     PyTorch wrote with ``safetensors.torch.save_file(module.state_dict(), path)``), all checked
     before any is assigned."""
     model._require_built()
-    if _is_safetensors(path):
-        pairs = _load_safetensors(model, path)
+    if _st.is_safetensors(path):
+        pairs = _st.load_safetensors(model, path)
     else:
-        arrays = _read_npz(path)
+        arrays = read_npz(path)
         _format_of(arrays, path)
         pairs = _checked_weights(model, arrays, path)
     for p, a in pairs:
@@ -377,8 +214,9 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
 
 def load_model(path: str | os.PathLike[str], compile: bool = True, *,
                custom_objects: Mapping[str, type[_layers.Layer]] | None = None) -> Sequential:
-    """Rebuild a model saved by :meth:`Sequential.save`: architecture, weights and (with
-    ``compile=True``) optimizer, loss, metrics and optimizer state.
+    """Rebuild a model saved by :meth:`Sequential.save` (an ``.npz``, or a ``.safetensors``
+    file for a name ending so): architecture, weights and (with ``compile=True``) optimizer,
+    loss, metrics and optimizer state.
 
     Args:
         custom_objects: ``{"Scale": Scale}``: layer classes the file names that are not
@@ -397,7 +235,11 @@ def load_model(path: str | os.PathLike[str], compile: bool = True, *,
         raise TypeError(f"load_model: compile must be a bool, got {type(compile).__name__}; "
                         f"pass custom_objects={{...}} by keyword")
     custom_objects = _layers.check_custom_objects(custom_objects)  # TypeError, before reading
-    arrays = _read_npz(path)
+    tensors: dict[str, np.ndarray] | None = None  # a .safetensors file's weights
+    if _st.is_safetensors(path):
+        arrays, tensors = _st.model_safetensors(path)
+    else:
+        arrays = read_npz(path)
     name = os.fspath(path)
     fmt = _format_of(arrays, path)
     if fmt != MODEL_FORMAT:
@@ -410,6 +252,8 @@ def load_model(path: str | os.PathLike[str], compile: bool = True, *,
         raise ValueError(f"{name!r}: bad architecture: {e}") from e
     if not model.built:
         raise ValueError(f"{name!r}: the architecture has no input shape")
+    if tensors is not None:
+        arrays.update(_st.state_dict_weights(model, tensors, path))
     pairs = _checked_weights(model, arrays, path)
     layer_states: list[tuple[_layers.Layer, Any]] = []
     if "layer_states" in arrays:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .._args import check_int
 from .._arrays import array_module
 from ._door import _backend, _check_array, _converts
@@ -49,4 +51,37 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
         ``(softmax * sum(target) - target) / N``. An empty batch gives 0.0 and an empty dlogits.
     """
     op = "cross_entropy"
+    dtype = getattr(labels, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and (dtype != np.float32 or labels.ndim == 1):
+        _labels_hint(logits, labels, op)
     return _backend(op, logits, labels).cross_entropy(logits, labels)
+
+
+def _labels_hint(logits: Any, labels: Any, op: str) -> None:
+    """TypeError / ValueError for float labels the op can't take, with the call that works:
+    whole-number labels (N,) are class ids (``labels.astype(numpy.int64)``), rows of the
+    logits' shape are probability targets (``labels.astype(numpy.float32)``). Returns for
+    float32 labels of another form (the op's own check reports them)."""
+    shape, want = tuple(labels.shape), tuple(getattr(logits, "shape", ()))
+    if len(want) == 2 and labels.ndim == 1 and len(labels) == want[0]:
+        xp = array_module(labels)
+        whole = bool(xp.all(xp.isfinite(labels) & (labels == xp.round(labels))))
+        if whole:  # a TypeError for a dtype the op never takes, as the op's own check
+            error = TypeError if labels.dtype != np.float32 else ValueError
+            raise error(f"{op}: labels has dtype {labels.dtype}, but these labels of shape "
+                        f"{shape} hold whole numbers: class ids, which are integers (float32 "
+                        f"labels must be probability targets of the logits' shape {want}); "
+                        f"convert them with labels.astype(numpy.int64)")
+        raise ValueError(f"{op}: labels of shape {shape} must be integer class ids, but these "
+                         f"(dtype {labels.dtype}) are not whole numbers; pass class ids "
+                         f"(labels.astype(numpy.int64) after rounding them) or probability "
+                         f"targets of the logits' shape {want}, float32")
+    if shape == want and labels.dtype != np.float32:
+        raise TypeError(f"{op}: labels has dtype {labels.dtype} but fastcnn computes in "
+                        f"float32 only; these are probability targets of the logits' shape "
+                        f"{shape}: convert them with labels.astype(numpy.float32)")
+    if labels.dtype != np.float32:
+        raise ValueError(f"{op}: labels of shape {shape} (dtype {labels.dtype}) fit neither "
+                         f"form for logits of shape {want}: integer class ids of shape "
+                         f"({want[0] if want else 'N'},) or float32 probability targets of "
+                         f"shape {want}")
