@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import saving as _saving
+from .. import _files
 from .base import Callback
 
 if TYPE_CHECKING:
@@ -122,9 +122,9 @@ class BackupAndRestore(Callback):
         if self.double_checkpoint and os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 previous = f.read()
-            _saving.atomic_write(self.path + ".bkp", lambda out: out.write(previous))
+            _files.atomic_write(self.path + ".bkp", lambda out: out.write(previous))
         arrays = {"meta": np.array(json.dumps(meta)), **arrays}
-        _saving.atomic_write(self.path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+        _files.atomic_write(self.path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     def _load(self) -> tuple[dict[str, Any], dict[str, np.ndarray], str] | None:
         """The backup ``(meta, arrays, path)``, the previous one when the latest can't be
@@ -146,7 +146,10 @@ class BackupAndRestore(Callback):
 
 
 def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    arrays = _saving._read_npz(path)
+    try:
+        arrays = _files.read_npz(path)
+    except ValueError as e:
+        raise ValueError(f"BackupAndRestore: {path!r} is not a fastcnn backup ({e})") from None
     try:
         meta = json.loads(str(arrays.pop("meta")[()]))
     except (KeyError, ValueError) as e:
