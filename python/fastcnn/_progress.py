@@ -1,17 +1,19 @@
 """The end-of-epoch line of ``fit``'s progress bar, fitted to the terminal's width.
 
 While an epoch runs, tqdm draws ``Epoch 1/2:  40%|████  | 4/10 [00:01<00:02, loss=..]`` and
-trims it to the terminal. When the epoch ends, the bar's last frame is replaced by one
-Keras-like line that keeps the validation metrics visible (one line, wrapped here)::
+trims it to the terminal. When the epoch ends, the bar's last frame is replaced by one line in
+the bar's own ``name=value`` words that keeps the validation metrics visible (Keras' ``12/12 -
+2s - loss: ...`` layout; one line, wrapped here)::
 
-    Epoch 1/2 - 12/12 - 2.1s - loss: 0.4321 - accuracy: 0.8765 - val_loss: 0.3210
-    - val_accuracy: 0.9012
+    Epoch 1/2 - 12/12 - 2s - loss=0.4321 accuracy=0.8765 val_loss=0.3210
+    val_accuracy=0.9012
 
 and, when that is wider than the terminal (``shutil.get_terminal_size``), the first of these
-shorter forms that fits: without the step count; with ``accuracy`` written ``acc``; compact
-(``loss=0.4321 acc=0.8765``); without the training metrics other than the loss; the
-validation metrics alone; the same without the word ``Epoch``. The numbers keep their 4
-decimals in every form.
+shorter forms that fits: without the step count; compact, with ``accuracy`` written ``acc``
+(``Epoch 1/2 2s loss=0.4321 acc=0.8765 ...``); without the training metrics other than the
+loss; the validation metrics alone; the same without the word ``Epoch``. The numbers keep
+their 4 decimals in every form. (Piped, ``fit(verbose=2)`` prints Keras' ``loss: 0.4321``
+lines instead; that is ``training.py``'s.)
 """
 
 from __future__ import annotations
@@ -51,15 +53,13 @@ def end_of_epoch_line(head: str, steps: str, seconds: float, logs: dict[str, flo
         width: the terminal's columns.
     """
     t = _seconds(seconds)
-    full = [f"{k}: {v:.4f}" for k, v in logs.items()]
-    short = [f"{_short(k)}: {v:.4f}" for k, v in logs.items()]
+    full = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
     compact = {k: f"{_short(k)}={v:.4f}" for k, v in logs.items()}
     keep = [v for k, v in compact.items() if k == "loss" or k.startswith("val_")]
     val = [v for k, v in compact.items() if k.startswith("val_")]
     forms = [
-        " - ".join([head, *([steps] if steps else []), t, *full]),
-        " - ".join([head, t, *full]),
-        " - ".join([head, t, *short]),
+        " - ".join([head, *([steps] if steps else []), t, full]),
+        " - ".join([head, t, full]),
         " ".join([head, t, *compact.values()]),
         " ".join([head, t, *keep]),
         " ".join([head, *(val or keep)]),

@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_predict.add_arguments(sub.add_parser(
         "predict", help="classify image files and folders with a saved model",
-        description=(cli_predict.__doc__ or "").splitlines()[0]))
+        description="Classify image files and folders (searched recursively) with a saved "
+                    "model; unreadable images are skipped with a warning."))
 
     ex = sub.add_parser("export", help="write a saved model as an ONNX graph")
     ex.add_argument("model", metavar="MODEL", help="a model saved by `fastcnn train --out`")
