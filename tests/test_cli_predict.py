@@ -182,3 +182,18 @@ def test_an_empty_folder_among_others_is_a_warning(model_file: Path, images: Pat
     with pytest.warns(fc.data.DataWarning, match="nothing: the folder holds no image files"):
         assert main(["predict", str(model_file), str(empty), str(images / "a")]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+def test_a_model_saved_without_rescale_reads_raw_pixels(images: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    m = fc.models.seeds_cnn((1, 12, 12), 2, seed=3)
+    m.metadata = {"class_names": ["x", "y"], "color_mode": "grayscale", "rescale": None}
+    path = tmp_path / "raw.npz"
+    m.save(path)
+    one = images / "b" / "0.png"
+    assert main(["predict", str(path), str(one), "--csv", "-"]) == 0
+    row = _rows(capsys.readouterr().out)[1]
+    x = fc.data.load_image(one, color_mode="grayscale")[None]  # 0..255, not rescaled
+    p = m.predict(x)[0]
+    assert row[1] == ["x", "y"][int(np.argmax(p))]
+    assert float(row[2]) == pytest.approx(float(p.max()), abs=1e-6)

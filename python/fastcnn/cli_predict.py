@@ -176,7 +176,8 @@ def run(a: argparse.Namespace) -> int:
     mode, size = _input_spec(model, meta, a.model)
     paths = image_paths(a.images)
     names = meta.get("class_names")
-    scale = float(meta.get("rescale", 1 / 255))
+    rescale = meta.get("rescale", 1 / 255)  # saved by `fastcnn train`; None: raw 0..255
+    scale = 1.0 if rescale is None else float(rescale)
     done = 0
     with _csv_out(a.csv) as out:
         writer = None if out is None else csv.writer(out, lineterminator="\n")
