@@ -2,8 +2,13 @@
 
 ``fastcnn train`` with no arguments trains the seeds' CNN (Conv2D 32 -> Conv2D 64 -> MaxPool2D ->
 Flatten -> Dense 128 -> Dense softmax) on the bundled 8x8 digits and reports test accuracy;
-``fastcnn train --data DIR`` trains the same network on an image folder (one sub-folder per
-class). Errors in arguments or data print one line and exit with status 2, without a traceback.
+``fastcnn train --data DIR`` trains :data:`DATA_MODEL` (``vgg_bn``: global average pooling,
+so its size does not grow with ``--target-size``) on an image folder (one sub-folder per class);
+``--model NAME`` picks another from :data:`fastcnn.models.MODELS`; the summary names the model
+and its parameter count. ``--out FILE --no-optimizer`` saves without the optimizer state.
+``fastcnn predict MODEL PATH...`` classifies image files and folders (:mod:`fastcnn.cli_predict`,
+``--csv FILE``). Errors in arguments or data print one line and exit with status 2, without a
+traceback.
 ``python -m fastcnn ...`` is the same command; ``fastcnn --version`` prints the version.
 
 Output: progress bars on a terminal; when stdout is not a terminal (a pipe, a file, CI) ``train``
@@ -25,7 +30,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -33,7 +37,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main"]
+from .cli_io import writable_dir, writable_file
+
+__all__ = ["DATA_MODEL", "main"]
+
+#: ``fastcnn train --data``'s default ``--model``: its global average pooling head keeps the
+#: parameter count (288,610 for RGB and 2 classes) independent of ``--target-size``.
+DATA_MODEL = "vgg_bn"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,9 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a CNN (the seeds' CNN by default, --model) on the "
                                       "bundled digits, or --data DIR")
     t.add_argument("--data", metavar="DIR", help="image folder with one sub-folder per class")
-    t.add_argument("--model", default="seeds_cnn", metavar="NAME",
-                   help="the network: seeds_cnn (default), resnet20, resnet32, resnet44, "
-                        "resnet56, resnet110 (the CIFAR ResNets) or vgg_bn")
+    t.add_argument("--model", default=None, metavar="NAME",
+                   help=f"the network: seeds_cnn (the default on the digits), {DATA_MODEL} "
+                        "(the default with --data: batch-normalised 3x3 convolutions, global "
+                        "average pooling, ~0.29M parameters whatever the image size), "
+                        "resnet20, resnet32, resnet44, resnet56 or resnet110 (the CIFAR "
+                        "ResNets)")
     t.add_argument("--target-size", nargs=2, type=int, metavar=("H", "W"), default=(64, 64),
                    help="resize images to H x W (with --data; default 64 64)")
     t.add_argument("--color-mode", choices=("rgb", "grayscale", "rgba"), default="rgb",
@@ -65,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="CPU threads for the kernels")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", metavar="MODEL", help="save the trained model (.npz)")
+    t.add_argument("--no-optimizer", action="store_true",
+                   help="with --out: save without the optimizer state (a smaller file; "
+                        "training it further starts the optimizer afresh)")
     t.add_argument("--plot", metavar="PNG",
                    help='save the loss and accuracy curves (needs matplotlib: '
                         'pip install "fastcnn[plot]")')
@@ -77,10 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                         "--distributed` (MPI; NCCL with --device cuda); --batch-size is the "
                         "global batch; rank 0 prints and writes the files")
 
-    pr = sub.add_parser("predict", help="classify images with a saved model")
-    pr.add_argument("model", metavar="MODEL", help="a model saved by `fastcnn train --out`")
-    pr.add_argument("images", metavar="IMAGE", nargs="+")
-    pr.add_argument("--top", type=int, default=1, help="print the top-k classes (default 1)")
+    from . import cli_predict
+
+    cli_predict.add_arguments(sub.add_parser(
+        "predict", help="classify image files and folders with a saved model",
+        description="Classify image files and folders (searched recursively) with a saved "
+                    "model; unreadable images are skipped with a warning."))
 
     ex = sub.add_parser("export", help="write a saved model as an ONNX graph")
     ex.add_argument("model", metavar="MODEL", help="a model saved by `fastcnn train --out`")
@@ -103,34 +121,6 @@ def _cmd_info() -> int:
     return 0
 
 
-def _writable_file(path: str, option: str) -> None:
-    """Fail before training when ``path`` can't be written (its folder missing, read-only, ...)."""
-    if os.path.isdir(path):
-        raise ValueError(f"{option} {path}: is a folder; give a file name")
-    _writable_dir(os.path.dirname(os.path.abspath(path)), option, path)
-
-
-def _writable_dir(folder: str, option: str, path: str, create: bool = False) -> None:
-    """Fail before training when files can't be written into ``folder`` (``create``: make it)."""
-    if create:
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as e:
-            raise ValueError(f"{option} {path}: cannot create the folder "
-                             f"({e.strerror or e})") from None
-    if not os.path.isdir(folder):
-        raise ValueError(f"{option} {path}: the folder {folder} does not exist"
-                         if not os.path.exists(folder) else
-                         f"{option} {path}: {folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fastcnn-write-check-")
-    except OSError as e:
-        raise ValueError(f"{option} {path}: cannot write into {folder} "
-                         f"({e.strerror or e})") from None
-    os.close(fd)
-    os.remove(probe)
-
-
 def _check_outputs(a: argparse.Namespace) -> None:
     """Everything that would fail after training, checked before it starts."""
     if a.plot or a.report:
@@ -146,11 +136,11 @@ def _check_outputs(a: argparse.Namespace) -> None:
     if a.report:  # first: --out and --plot may name files inside it
         if os.path.exists(a.report) and not os.path.isdir(a.report):
             raise ValueError(f"--report {a.report}: is a file; give a folder")
-        _writable_dir(a.report, "--report", a.report, create=True)
+        writable_dir(a.report, "--report", a.report, create=True)
     if a.out:
-        _writable_file(a.out, "--out")
+        writable_file(a.out, "--out")
     if a.plot:
-        _writable_file(a.plot, "--plot")
+        writable_file(a.plot, "--plot")
 
 
 def _held_out(model: Any, test: tuple[Any, ...] | None, val: Any,
@@ -200,12 +190,32 @@ def _report(model: Any, history: Any, test: tuple[Any, ...] | None, val: Any,
           f"{wrong} misclassified)")
 
 
+def _build_for_images(name: str, shape: tuple[int, ...], classes: int, seed: int) -> Any:
+    """``models.build`` for ``--data``, a model that can't take the images named by the fix."""
+    from .models import build
+
+    if name == "vgg_bn" and min(shape[1:]) < 8:
+        raise ValueError(f"--model vgg_bn halves the images three times: --target-size must "
+                         f"be at least 8 8, got {shape[1]} {shape[2]}; give a larger "
+                         f"--target-size or --model resnet20 / seeds_cnn")
+    try:
+        return build(name, shape, classes, seed=seed)
+    except ValueError as e:
+        raise ValueError(f"--model {name} can't take {'x'.join(map(str, shape))} images "
+                         f"(--target-size {shape[1]} {shape[2]}): {e}") from None
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
     from . import data, datasets, optimizers, set_num_threads
     from .models import MODELS, build
 
+    if a.model is None:
+        a.model = "seeds_cnn" if a.data is None else DATA_MODEL
     if a.model not in MODELS:
         raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {a.model!r}")
+    if a.no_optimizer and not a.out:
+        raise ValueError("--no-optimizer goes with --out MODEL (it says what the saved file "
+                         "leaves out)")
 
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
@@ -256,7 +266,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
                                 subset="validation", **common) if split else None)
         classes = sorted(train.class_indices, key=train.class_indices.__getitem__)
         channels = {"rgb": 3, "grayscale": 1, "rgba": 4}[a.color_mode]
-        model = build(a.model, (channels, *a.target_size), len(classes), seed=a.seed)
+        model = _build_for_images(a.model, (channels, *a.target_size), len(classes), a.seed)
         epochs = a.epochs or 10
         meta = {"class_names": classes, "color_mode": a.color_mode,
                 "target_size": list(a.target_size), "rescale": 1 / 255}
@@ -268,6 +278,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if not a.quiet:
         model.summary()
+        print(f"model: {a.model}, {model.count_params():,} parameters, input "
+              f"{'x'.join(str(d) for d in model.input_shape)}, {len(classes)} classes")
     t0 = time.perf_counter()
     history = model.fit(epochs=epochs, verbose=verbose, seed=a.seed, **fit_args)
     elapsed = time.perf_counter() - t0
@@ -283,8 +295,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
         loss, acc = model.evaluate(*test, verbose=0)
         print(f"test accuracy {acc:.4f} (loss {loss:.4f}) on {len(test[0])} held-out images")
     if a.out:
-        model.save(a.out)
-        print(f"saved the model to {a.out}")
+        model.save(a.out, include_optimizer=not a.no_optimizer)
+        print(f"saved the model to {a.out}"
+              + (" (without the optimizer state)" if a.no_optimizer else ""))
     if a.plot:
         if history.epoch:
             from . import plot
@@ -296,40 +309,6 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.report:
         _report(model, history, test, val, classes, a.report)
     return 130 if history.interrupted else 0
-
-
-def _cmd_predict(a: argparse.Namespace) -> int:
-    from .data import load_image
-    from .saving import load_model
-
-    if a.top < 1:
-        raise ValueError(f"--top must be >= 1 (the number of classes to print), got {a.top}")
-    model = load_model(a.model, compile=False)
-    meta = getattr(model, "metadata", None) or {}
-    shape = model.input_shape
-    if shape is None or len(shape) != 3:
-        raise ValueError(f"{a.model}: predict needs an image model with input (C, H, W), "
-                         f"got input shape {shape}")
-    c, h, w = shape
-    mode = meta.get("color_mode") or {1: "grayscale", 3: "rgb", 4: "rgba"}.get(c)
-    if mode is None:
-        raise ValueError(f"{a.model}: can't read images for {c} input channels")
-    names = meta.get("class_names")
-    scale = float(meta.get("rescale", 1 / 255))
-    batch = []
-    for path in a.images:
-        try:
-            img = load_image(path, color_mode=mode, target_size=(h, w))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read the image ({e})") from None
-        batch.append(img * scale)
-    probs = model.predict(np.stack(batch).astype(np.float32))
-    k = min(a.top, probs.shape[1])
-    for path, p in zip(a.images, probs, strict=True):
-        best = np.argsort(-p, kind="stable")[:k]
-        parts = [f"{names[i] if names else i} ({p[i]:.4f})" for i in best]
-        print(f"{path}: {', '.join(parts)}")
-    return 0
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
@@ -398,7 +377,9 @@ def _run(args: argparse.Namespace) -> int:
             from . import bench
 
             return bench.run(args)
-        return _cmd_predict(args)
+        from . import cli_predict
+
+        return cli_predict.run(args)
     except KeyboardInterrupt:
         print("fastcnn: interrupted", file=sys.stderr)
         return 130

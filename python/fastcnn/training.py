@@ -118,6 +118,7 @@ from ._batches import (
     source_kind,
     validate_now,
 )
+from ._progress import finish_epoch_bar
 from .callbacks._fit_state import FitState
 from .distributed import _fit as _dist  # identity at world size 1
 
@@ -476,8 +477,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
             if val is not None and validate_now(freq, epoch):
                 vlogs = _evaluate_logs(model, val, 0, "validation")
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
-            bar.close()
+            finish_epoch_bar(bar, logs, time.perf_counter() - t0)  # fitted to the terminal
             bar = None
             if verbose == 2:
                 print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.1f}s - "
