@@ -131,7 +131,8 @@ class Sequential(Model):
             raise ValueError(f"duplicate layer name {layer.name!r}")
         if self.built:
             shape = self.layers[-1].output_shape if self.layers else self.input_shape
-            layer.build(shape, self._rng)  # type: ignore[arg-type]
+            if not _keeps_weights(layer, shape):
+                layer.build(shape, self._rng)  # type: ignore[arg-type]
             layer.to_device(self.device)
         self.layers.append(layer)
 
@@ -168,7 +169,8 @@ class Sequential(Model):
         first = shape
         for layer in self.layers:
             try:
-                shape = layer.build(shape, self._rng)
+                shape = layer.output_shape if _keeps_weights(layer, shape) \
+                    else layer.build(shape, self._rng)
             except ValueError as e:
                 hint = _layout_hint(first)
                 if not hint:
@@ -307,3 +309,7 @@ class Sequential(Model):
                    seed=config.get("seed"), name=config.get("name", "sequential"))
 
 
+def _keeps_weights(layer: _layers.Layer, shape: Any) -> bool:
+    """A model used as a layer that is already built for ``shape`` keeps its weights when the
+    stack builds (Keras' nested models; :mod:`fastcnn.model_base`)."""
+    return isinstance(layer, Model) and layer.built and layer.input_shape == tuple(shape)

@@ -109,6 +109,7 @@ class Trainer:
         Returns, as Keras (metrics reset first: the values are this batch's), Python floats:
         the loss (no metrics), ``[loss, metric, ...]`` in compile order, or ``{"loss": ...,
         "<metric>": ...}`` with ``return_dict=True``; the loss is the one before the update."""
+        y = self._targets(y, "train_on_batch")
         step = train_step(self, x, y)
         return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
 
@@ -116,6 +117,7 @@ class Trainer:
                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
         """Loss and metrics of one batch, no update; returns what :meth:`train_on_batch` does."""
         loss_fn, _ = self._require_compiled("test_on_batch")
+        y = self._targets(y, "test_on_batch")
         xb = self._input(x, "test_on_batch")
         self._ensure_built(xb)
         out = self._forward(self._on_device(xb), False, self.output_fused)
