@@ -203,14 +203,16 @@ class Functional(Model):
             layer.to_device(self.device)
         self._node_caches = {}
 
-    def build(self, input_shape: Any = None, seed: Any = None) -> None:
+    def build(self, input_shape: Any = None, seed: Any = None) -> Any:
         """Re-create every layer's weights from ``np.random.default_rng(seed)`` (``seed``
         defaults to the model's; a model used as a layer re-creates its own too);
-        ``input_shape``, if given, must be the model's."""
+        ``input_shape``, if given, must be the model's. Returns the per-sample output shape
+        (the layer protocol's ``build``)."""
         if input_shape is not None and _norm(input_shape) != _norm(self.input_shape):
             raise ValueError(f"build: the model {self.name!r} takes inputs of shape "
                              f"{self.input_shape} (its Input), got input_shape={input_shape}")
         self._create_weights(only_fresh=False, seed=seed)
+        return self.output_shape
 
     # -- data -------------------------------------------------------------------------------
     def _input(self, x: Any, who: str, name: str = "x") -> Any:

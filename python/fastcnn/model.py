@@ -156,9 +156,11 @@ class Sequential(Model):
             self.built = False
         return layer
 
-    def build(self, input_shape: tuple[int, ...], seed: int | None = None) -> None:
+    def build(self, input_shape: tuple[int, ...], seed: Any = None) -> tuple[int, ...]:
         """(Re)create every layer's weights for per-sample ``input_shape``; the generator is
-        ``np.random.default_rng(seed)`` (``seed`` defaults to the model's)."""
+        ``np.random.default_rng(seed)`` (``seed`` defaults to the model's; a Generator is used
+        as it is). A model among the layers that is already built for its input keeps its
+        weights. Returns the per-sample output shape (the layer protocol's ``build``)."""
         shape = tuple(int(s) for s in input_shape)
         if not shape or any(s < 1 for s in shape):
             raise ValueError(f"input_shape must be a tuple of positive ints such as (C, H, W), "
@@ -179,6 +181,7 @@ class Sequential(Model):
             layer.to_device(self.device)  # weights are created on the host
         self.input_shape = tuple(int(s) for s in input_shape)
         self.built = True
+        return shape
 
     def _ensure_built(self, x: np.ndarray) -> None:
         if not self.built:
