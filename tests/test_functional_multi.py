@@ -379,3 +379,40 @@ def test_save_load_model_round_trip_with_compile_settings(tmp_path) -> None:
         np.testing.assert_array_equal(p, q)
     js = fc.model_from_json(m.to_json())
     assert js.get_config() == m.get_config()
+
+
+def test_an_output_consumed_by_another_node_is_not_fused_and_from_logits_checked() -> None:
+    x = fc.Input((4,))
+    probs = L.Dense(3, activation="softmax", name="probs")(x)
+    score = L.Dense(1, name="score")(probs)  # the softmax output feeds the other output
+    m = fc.Model(x, [probs, score], seed=0)
+    m.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
+    assert m.output_fused == (False, False)
+    xa = _data(8)[0]
+    y1, y2 = np.arange(8) % 3, np.zeros((8, 1), np.float32)
+    p, s = m.predict(xa)
+    logs = m.test_on_batch(xa, [y1, y2], return_dict=True)
+    np.testing.assert_allclose(logs["probs_loss"], -np.mean(np.log(p[np.arange(8), y1])),
+                               rtol=1e-5)
+    np.testing.assert_allclose(logs["score_loss"], np.mean(s ** 2), rtol=1e-5)
+    with pytest.raises(ValueError, match="other layers consume its output"):
+        m(xa, logits=True)
+    x2 = fc.Input((4,))
+    m2 = fc.Model(x2, [L.Dense(3, activation="softmax", name="a")(x2), L.Dense(1)(x2)])
+    m2.compile("sgd", loss=[fc.losses.SparseCategoricalCrossentropy(), "mse"])
+    assert m2.output_fused == (True, False)
+    with pytest.raises(ValueError, match="the loss of output 'a' has from_logits=True"):
+        m2.compile("sgd", loss=[fc.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                "mse"])
+
+
+def test_one_input_given_as_a_list_or_dict() -> None:
+    x = fc.Input((4,), name="inp")
+    m = fc.Model(x, L.Dense(2, name="o")(x), seed=0)
+    xa = _data(10)[0]
+    want = m.predict(xa)
+    np.testing.assert_array_equal(m.predict([xa]), want)
+    np.testing.assert_array_equal(m.predict({"inp": xa}), want)
+    m.compile("sgd", "mse")
+    y = np.zeros((10, 2), np.float32)
+    assert m.evaluate({"inp": xa}, {"o": y}) == m.evaluate(xa, y)

@@ -26,7 +26,7 @@ from . import metrics as _metrics
 from ._arrays import is_cupy
 from ._structure import Arrays
 
-__all__ = ["arrange", "compile_outputs", "gather"]
+__all__ = ["arrange", "check_activations", "compile_outputs", "fused_flags", "gather"]
 
 
 def _describe(data: Any) -> str:
@@ -152,6 +152,37 @@ def compile_outputs(model: str, names: list[str], loss: Any, metrics: Any,
             m.name = f"weighted_{m.name}"
     _metrics.get_list(built[0] + built[1])  # the names together: unique, not "loss"
     return losses, built[0], built[1]
+
+
+def _output_layers(model: Any) -> list[tuple[int, Any, Any]]:
+    """``(node, layer, its activation or None)`` per output of a graph model."""
+    out = []
+    for i in model._out_nodes:
+        layer = model._graph[i].layer
+        out.append((i, layer, getattr(layer, "activation", None) if layer.has_activation
+                    else None))
+    return out
+
+
+def fused_flags(model: Any) -> tuple[bool, ...]:
+    """Per output of a graph model with several outputs: is its activation fused into its
+    compiled loss (softmax / sigmoid with the matching cross-entropy, ``from_logits=False``,
+    an output node no other node consumes)?"""
+    losses = getattr(model.loss, "losses", None) or [None] * len(model._out_nodes)
+    return tuple(lo is not None and not lo.from_logits and act is not None
+                 and act == lo.fused_activation and not model._consumers[i]
+                 and bool(model._inputs_of[i])
+                 for (i, _, act), lo in zip(_output_layers(model), losses, strict=True))
+
+
+def check_activations(model: Any) -> None:
+    """ValueError for an output whose loss has ``from_logits=True`` while its layer already
+    applies softmax / sigmoid."""
+    for (_, layer, act), n, lo in zip(_output_layers(model), model.output_names,
+                                      model.loss.losses, strict=True):
+        if lo is not None and lo.from_logits and act in ("softmax", "sigmoid"):
+            raise ValueError(f"the loss of output {n!r} has from_logits=True but its layer "
+                             f"{layer.name!r} already applies {act!r}; drop one of the two")
 
 
 def gather(outs: list[list[Any]], count: int) -> list[np.ndarray]:

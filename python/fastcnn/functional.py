@@ -221,8 +221,7 @@ class Functional(Model):
         :class:`~fastcnn._structure.Arrays` of them (from a list in input order or a dict
         keyed by :attr:`input_names`)."""
         if not self._multi_in:
-            if isinstance(x, dict) or (isinstance(x, list | tuple) and len(x) == 1
-                                       and hasattr(x[0], "shape")):
+            if _one_array(x):
                 x = _outputs.arrange(x, self.input_names, self.name, "inputs", who)[0]
             return super()._input(x, who, name)
         arrays = _outputs.arrange(x, self.input_names, self.name, "inputs", who)
@@ -263,8 +262,12 @@ class Functional(Model):
         if self._multi_in and isinstance(x, list | tuple | dict):
             x = Arrays(_outputs.arrange(x, self.input_names, self.name, "inputs", "fit"),
                        self.input_names, "fit")
+        elif _one_array(x):  # one input given as [x] or {name: x}
+            x = _outputs.arrange(x, self.input_names, self.name, "inputs", "fit")[0]
         if self._multi_out and isinstance(y, list | tuple | dict):
             y = self._targets(y, "fit")
+        elif _one_array(y):
+            y = _outputs.arrange(y, self.output_names, self.name, "outputs", "fit")[0]
         return x, y
 
     def _present(self, outs: Any) -> Any:
@@ -334,27 +337,13 @@ class Functional(Model):
         (an output another node also consumes is never fused)."""
         if not self._multi_out:
             return super().output_fused and not self._consumers[self._out_nodes[0]]
-        flags = []
-        losses = getattr(self.loss, "losses", None) or [None] * len(self._out_nodes)
-        for i, lo in zip(self._out_nodes, losses, strict=True):
-            layer = self._graph[i].layer
-            act = getattr(layer, "activation", None) if layer.has_activation else None
-            flags.append(lo is not None and not lo.from_logits and act is not None
-                         and act == lo.fused_activation and not self._consumers[i]
-                         and bool(self._inputs_of[i]))
-        return tuple(flags)
+        return _outputs.fused_flags(self)
 
     def _check_loss_activation(self) -> None:
         if not self._multi_out:
             super()._check_loss_activation()
             return
-        for i, n, lo in zip(self._out_nodes, self.output_names, self.loss.losses,  # type: ignore[union-attr]
-                            strict=True):
-            layer = self._graph[i].layer
-            act = getattr(layer, "activation", None) if layer.has_activation else None
-            if lo is not None and lo.from_logits and act in ("softmax", "sigmoid"):
-                raise ValueError(f"the loss of output {n!r} has from_logits=True but its layer "
-                                 f"{layer.name!r} already applies {act!r}; drop one of the two")
+        _outputs.check_activations(self)
 
     # -- running ----------------------------------------------------------------------------
     def _drop_caches(self) -> None:
@@ -576,6 +565,12 @@ class Functional(Model):
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _one_array(x: Any) -> bool:
+    """A dict, or a list / tuple of one array (not nested lists of numbers)."""
+    return isinstance(x, dict) or (isinstance(x, list | tuple) and len(x) == 1
+                                   and hasattr(x[0], "shape"))
 
 
 def _norm(shape: Any) -> Any:
