@@ -416,3 +416,27 @@ def test_one_input_given_as_a_list_or_dict() -> None:
     m.compile("sgd", "mse")
     y = np.zeros((10, 2), np.float32)
     assert m.evaluate({"inp": xa}, {"o": y}) == m.evaluate(xa, y)
+
+
+@pytest.mark.cuda
+def test_several_inputs_and_outputs_train_on_the_gpu_like_on_the_cpu(cp) -> None:
+    xa, xb, y1, y2 = _data(16)
+    cpu, gpu = _two_in_two_out(seed=2), _two_in_two_out(seed=2)
+    gpu.to("cuda")
+    enc_x = fc.Input((4,))
+    for m in (cpu, gpu):
+        m.compile(fc.optimizers.SGD(0.05), loss=["sparse_categorical_crossentropy", "mse"],
+                  loss_weights=[1.0, 0.5], metrics=[["accuracy"], []])
+    hc = cpu.fit([xa, xb], [y1, y2], batch_size=8, epochs=2, seed=0, verbose=0)
+    hg = gpu.fit([xa, xb], [y1, y2], batch_size=8, epochs=2, seed=0, verbose=0)
+    for k in hc.history:
+        np.testing.assert_allclose(hg.history[k], hc.history[k], rtol=2e-4, atol=2e-5)
+    for p, q in zip(gpu.predict([xa, xb]), cpu.predict([xa, xb]), strict=True):
+        assert isinstance(p, np.ndarray)
+        np.testing.assert_allclose(p, q, rtol=2e-4, atol=2e-5)
+    enc = fc.Sequential([L.Dense(3)], input_shape=(4,), seed=0)
+    nested = fc.Model(enc_x, L.Dense(1)(enc(enc_x)), seed=0)
+    want = nested.predict(xa)
+    nested.to("cuda")
+    assert all(isinstance(w, cp.ndarray) for w in enc.weights)
+    np.testing.assert_allclose(nested.predict(xa), want, rtol=2e-4, atol=2e-5)

@@ -36,7 +36,9 @@ class Trainer:
             x, y: arrays (N, *input_shape) and labels (N, ...), or ``x`` a dataset object
                 (iterable of ``(x_batch, y_batch)`` with ``__len__``), a Sequence-style object
                 (``__getitem__(i)`` + ``__len__``) or a generator / iterator of batches, and
-                ``y`` None; any batch may be ``(x, y, sample_weight)``.
+                ``y`` None; any batch may be ``(x, y, sample_weight)``. A graph model with
+                several inputs / outputs takes lists (model order) or dicts (by
+                ``input_names`` / ``output_names``) of arrays, sliced with one shuffle.
             batch_size: samples per batch (arrays only).
             epochs: train until this epoch index (``initial_epoch`` to ``epochs - 1``).
             verbose: 0 silent, 1 a tqdm progress bar per epoch with the running loss and
