@@ -203,3 +203,26 @@ def test_errors() -> None:
     enc = _encoder()
     with pytest.raises(ValueError, match=r"expects|takes inputs|shape"):
         fc.Model(fc.Input((6,)), enc(fc.Input((6,))))
+
+
+class _Scale(L.Layer):
+    """A custom layer (not registered): ``x * 2``."""
+
+    def forward(self, x, training=False):
+        return x * 2.0
+
+    def backward(self, dy, accumulate=False):
+        return dy * 2.0
+
+
+def test_custom_objects_reach_nested_models(tmp_path) -> None:
+    inner = fc.Sequential([L.Dense(3), _Scale()], input_shape=(5,), name="inner")
+    x = fc.Input((5,))
+    graph = fc.Model(x, inner(x), name="g")
+    stack = fc.Sequential([graph, L.Dense(1)], input_shape=(5,))
+    for m in (graph, stack):
+        with pytest.raises(ValueError, match="unknown layer class '_Scale'"):
+            fc.model_from_json(m.to_json())
+        back = fc.model_from_json(m.to_json(), custom_objects={"_Scale": _Scale})
+        back.set_weights(m.get_weights())
+        np.testing.assert_array_equal(back.predict(_x()), m.predict(_x()))

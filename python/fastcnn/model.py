@@ -305,7 +305,10 @@ class Sequential(Model):
         wins over the registry."""
         if not isinstance(config, dict) or config.get("class_name") != "Sequential":
             raise ValueError("not a Sequential architecture")
-        layers = [_layers.deserialize(spec, custom_objects)
+        layers = [Model.from_config(spec.get("config", {}), custom_objects)  # a nested model
+                  if isinstance(spec, dict) and spec.get("class_name") in ("Sequential",
+                                                                          "Functional")
+                  else _layers.deserialize(spec, custom_objects)
                   for spec in config.get("layers", [])]
         shape = config.get("input_shape")
         return cls(layers, input_shape=tuple(shape) if shape else None,
