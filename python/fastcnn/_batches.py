@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ._arrays import array_module, as_array, is_array_like, is_cupy
 from ._device import BatchUploader
 from ._layout import check_input_layout, warn_if_channels_last
+from ._structure import Arrays
 from .distributed import _fit as _dist
 from .losses import as_sample_weight
 
@@ -241,7 +242,10 @@ def split_item(item: Any, who: str, need_y: bool) -> tuple[Any, Any, Any]:
 
 def check_arrays(x: Any, y: Any, who: str) -> tuple[Any, Any]:
     """``x`` and ``y`` as backend arrays (:func:`fastcnn._arrays.as_array`: NumPy and CuPy
-    arrays as they are, tensors viewed without a copy, lists converted), checked."""
+    arrays as they are, tensors viewed without a copy, lists converted), checked. A model's
+    several inputs / outputs come as :class:`fastcnn._structure.Arrays` (as they are)."""
+    if isinstance(x, Arrays) or isinstance(y, Arrays):
+        return _check_structured(x, y, who)
     x = as_array(x, "x", who)
     if x.ndim < 2:
         raise ValueError(f"{who}: x must have a batch axis, got shape {x.shape}")
@@ -250,6 +254,17 @@ def check_arrays(x: Any, y: Any, who: str) -> tuple[Any, Any]:
         if y.ndim == 0 or len(y) != len(x):
             raise ValueError(f"{who}: x and y must have the same number of samples, got "
                              f"{len(x)} and {y.shape}")
+    return x, y
+
+
+def _check_structured(x: Any, y: Any, who: str) -> tuple[Any, Any]:
+    """:func:`check_arrays` where ``x`` or ``y`` is an :class:`Arrays`: one sample count."""
+    x = x if isinstance(x, Arrays) else as_array(x, "x", who)
+    if y is not None and not isinstance(y, Arrays):
+        y = as_array(y, "y", who)
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"{who}: x and y must have the same number of samples, got "
+                         f"{len(x)} and {len(y)}")
     return x, y
 
 
@@ -324,7 +339,8 @@ def device_batches(model: Sequential,
     """Batches (tuples of arrays or None) on the model's device: uploaded one batch ahead on
     the GPU (:class:`fastcnn._device.BatchUploader`), passed through on the CPU."""
     try:
-        if model.device != "cuda":
+        if model.device != "cuda" or getattr(model, "_multi_in", False) \
+                or getattr(model, "_multi_out", False):  # Arrays: uploaded by the model
             yield from items
             return
         up = BatchUploader()
@@ -356,7 +372,7 @@ def _model_batches(model: Sequential, items: Iterator[Any], who: str, need_y: bo
                 warn_if_channels_last(model, xb, who)
             if need_y and yb is None:
                 raise ValueError(f"{who}: the data yielded no labels (y is None)")
-            yb = None if yb is None else as_array(yb, "y", who)
+            yb = None if yb is None else model._targets(yb, who)
             if class_weight is not None:
                 if wb is not None:
                     raise ValueError(f"{who}: class_weight and sample weights can't be used "

@@ -229,7 +229,7 @@ def check_input_layout(model: Model, x: Any, who: str, given: Any = None) -> Non
     ``given`` defaulting to ``x``); nothing otherwise (the model's own shape check reports plain
     mismatches)."""
     want = _known_shape(model)
-    if want is None or x.ndim != 4:
+    if want is None or getattr(x, "ndim", None) != 4:
         return
     shape = tuple(int(s) for s in x.shape[1:])
     c = want[0]
@@ -279,6 +279,8 @@ def looks_channels_last(shape: tuple[int, ...]) -> bool:
 def warn_if_channels_last(model: Model, x: Any, who: str) -> None:
     """One :class:`fastcnn.data.DataWarning` line when a model was just built from ``x`` whose
     per-sample shape :func:`looks_channels_last` and whose first layer is spatial."""
+    if getattr(x, "ndim", None) is None:  # several inputs (one per model input): not checked
+        return
     shape = tuple(int(s) for s in x.shape[1:])
     if not looks_channels_last(shape) or not isinstance(_first_layer(model), _SPATIAL):
         return

@@ -49,6 +49,8 @@ def _activation(act: str | None, layer: L.Layer) -> list[TorchModule]:
         return []
     if act == "leaky_relu":
         return [TorchModule("LeakyReLU", {"negative_slope": layer.negative_slope})]  # type: ignore[attr-defined]
+    if act == "gelu" and getattr(layer, "approximate", False):  # the tanh form
+        return [TorchModule("GELU", {"approximate": "tanh"})]
     kind, kw = _ACTIVATION_MODULES[act]
     return [TorchModule(kind, kw)]
 

@@ -19,17 +19,28 @@ Everything else (``fit`` / ``evaluate`` / ``predict``, ``train_on_batch``, ``sav
 ``summary``, ``export``) is shared with :class:`fastcnn.Sequential`, which is a special case of
 this class (:mod:`fastcnn.model_base`).
 
-Inputs and outputs: one input and one output, each given as a tensor or a list of one. The
-graph engine below (forward, backward, the config) walks any DAG; several inputs or outputs
-need the batching and the losses to take several arrays, which they don't yet: a ValueError.
+Inputs and outputs: a tensor (or a list of one) each, or several as a list or a dict, as in
+Keras: ``Model([in_a, in_b], [out_1, out_2])`` takes a list of arrays (or a dict keyed by the
+Input names) and returns a list of outputs; ``Model({"img": a, "meta": b}, {"cls": c})`` takes
+and returns dicts by those keys. ``compile`` then takes a loss per output (one for all, a
+list, or a dict by output name: :attr:`Functional.output_names`), ``loss_weights`` and metrics
+per output; ``fit`` trains on the weighted sum of the outputs' losses and logs ``loss``,
+``<output>_loss`` and ``<output>_<metric>`` (:mod:`fastcnn._outputs`). The batches slice every
+array with one index (one shuffle: :class:`fastcnn._structure.Arrays`).
+
+A model is also a layer of another (Keras' nested models): ``encoder(x)`` on a symbolic tensor
+records one node whose layer is the ``encoder`` object itself (its weights shared, trained
+through, saved as its nested config; :mod:`fastcnn.model_base`).
 
 Forward: the nodes in order, each layer's ``forward`` on its inputs' values (a merge layer
-gets a list); a value is dropped as soon as its last consumer has run. ``logits=True`` skips
-the output layer's activation (the loss fusion of Sequential).
+gets a list); a value is dropped as soon as its last consumer has run (never an output's).
+``logits=True`` (or one flag per output) skips the output layers' activation (the loss fusion
+of Sequential), on outputs no other node consumes.
 
-Backward: the nodes in reverse order. A tensor used by several nodes (fan-out) gets the sum of
-their gradients, added in the consumers' node order (``((g1 + g2) + g3)``, float32): the same
-result every run, whatever path reached it first. A node runs its backward only when a weight
+Backward: the nodes in reverse order, from one gradient per output (None: that output adds
+nothing). A tensor used by several nodes (fan-out) gets the sum of their gradients, added in
+the consumers' node order (``((g1 + g2) + g3)``, float32; an output's own gradient last): the
+same result every run, whatever path reached it first. A node runs its backward only when a weight
 or the requested ``dx`` lies upstream of it; a layer with no such input skips its ``dx``
 (``compute_dx=False``: a convolution then skips a third of its backward), which generalises
 Sequential's first-layer rule.
@@ -54,8 +65,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _graph, _outputs
 from . import layers as _layers
-from ._arrays import restore_kind
+from ._arrays import array_module, as_array, restore_kind
+from ._structure import Arrays, parts
 from .layers.input import InputLayer
 from .layers.symbolic import SymbolicTensor
 from .model_base import Model, _layout_hint
@@ -68,43 +81,49 @@ class Functional(Model):
     outputs)`` returns).
 
     Args:
-        inputs: the ``fastcnn.Input(shape)`` tensor (or a list of one).
-        outputs: the tensor the model returns, made by layers called on ``inputs`` (or a list
-            of one).
+        inputs: the ``fastcnn.Input(shape)`` tensor, or several as a list or a dict (the
+            model then takes a list / dict of arrays).
+        outputs: the tensor the model returns, made by layers called on ``inputs``, or several
+            as a list or a dict (the model then returns a list / dict of arrays).
         name: shown by :meth:`summary`.
         seed: seed of the weight initialisation, layers in :attr:`layers` order; None gives
             fresh random weights. Layers that had weights before their first call in the
-            graph (taken from another model) keep them.
+            graph (taken from another model, or a model used as a layer) keep them.
 
     Raises:
         TypeError: ``inputs`` / ``outputs`` are not symbolic tensors.
-        ValueError: several inputs or outputs, an input that is not an ``Input``, an output
-            not computed from the input (the graph is disconnected), a graph that is not a
-            DAG, or two layers with one name (each message names the layers).
+        ValueError: an input that is not an ``Input``, an output not computed from the inputs
+            or an input no output uses (the graph is disconnected), a graph that is not a
+            DAG, two layers with one name or two outputs with one name (each message names
+            the layers).
     """
 
     def __init__(self, inputs: Any, outputs: Any, *, name: str = "model",
                  seed: int | None = None) -> None:
         self._init_model(name, seed)
-        inp = _single(inputs, "inputs")
-        out = _single(outputs, "outputs")
-        if not isinstance(inp.layer, InputLayer):
-            raise ValueError(f"Model: the input must be a fastcnn.Input(...) tensor, got "
-                             f"{inp.describe()}")
-        self._set_graph(_topological(inp, out))
+        ins, in_keys, multi_in = _graph.tensors_of(inputs, "inputs")
+        outs, out_keys, multi_out = _graph.tensors_of(outputs, "outputs")
+        for t in ins:
+            if not isinstance(t.layer, InputLayer):
+                raise ValueError(f"Model: the input must be a fastcnn.Input(...) tensor, got "
+                                 f"{t.describe()}")
+        self._in_keys, self._out_keys = in_keys, out_keys
+        self._multi_in, self._multi_out = multi_in, multi_out
+        self._set_graph(_graph.topological(ins, outs), ins, outs)
         self._create_weights(only_fresh=True)
         self.built = True
 
     # -- structure --------------------------------------------------------------------------
-    def _set_graph(self, nodes: list[Any]) -> None:
+    def _set_graph(self, nodes: list[Any], ins: list[SymbolicTensor],
+                   outs: list[SymbolicTensor]) -> None:
         """Index the ordered nodes and name the layers."""
         self._graph = nodes
         index = {id(n): i for i, n in enumerate(nodes)}
         self._inputs_of = [tuple(index[id(t.node)] for t in n.inputs) for n in nodes]
         self._multi = [bool(n.layer.multi_input) for n in nodes]
         self._consumers: list[list[int]] = [[] for _ in nodes]
-        for i, ins in enumerate(self._inputs_of):
-            for j in ins:
+        for i, ins_i in enumerate(self._inputs_of):
+            for j in ins_i:
                 self._consumers[j].append(i)
         layers: list[_layers.Layer] = []
         calls: dict[int, int] = {}
@@ -116,39 +135,64 @@ class Functional(Model):
             calls[id(n.layer)] = k + 1
             self._call_index.append(k)
         self._shared = [calls[id(n.layer)] > 1 for n in nodes]
-        _name_layers(layers)
+        _graph.name_layers(layers)
         self.layers = layers
-        self._input_node = 0  # the post-order starts at the (only) input
-        self._output_node = len(nodes) - 1  # and ends at the output
-        self.input_shape = nodes[0].layer.shape
+        self._in_nodes = [index[id(t.node)] for t in ins]
+        self._out_nodes = [index[id(t.node)] for t in outs]
+        self._out_set = frozenset(self._out_nodes)
+        #: the names the data is keyed by: the dict keys, else the Input layers' names
+        self.input_names = self._in_keys or [nodes[i].layer.name for i in self._in_nodes]
+        #: the outputs' names (Keras' ``output_names``): the dict keys, else the names of the
+        #: layers that make them; ``compile``'s dicts and the logs use them
+        self.output_names = self._out_keys or [nodes[i].layer.name for i in self._out_nodes]
+        if len(set(self.output_names)) != len(self.output_names):
+            raise ValueError(f"Model: two outputs have one name ({self.output_names}: the "
+                             f"layers that make them); give the outputs distinct names, e.g. "
+                             f"pass outputs as a dict or end one with a named layer")
+        shapes = [tuple(nodes[i].layer.shape) for i in self._in_nodes]
+        self.input_shape = shapes if self._multi_in else shapes[0]  # type: ignore[assignment]
         self._node_caches: dict[int, Any] = {}
 
     @property
+    def multi_input(self) -> bool:  # type: ignore[override]
+        """Whether the model (used as a layer) takes a list of inputs."""
+        return bool(getattr(self, "_multi_in", False))
+
+    @property
     def inputs(self) -> list[SymbolicTensor]:
-        """The model's input tensors (a list of one), Keras' ``model.inputs``."""
-        return [self._graph[self._input_node].output]
+        """The model's input tensors (a list), Keras' ``model.inputs``."""
+        return [self._graph[i].output for i in self._in_nodes]
 
     @property
     def outputs(self) -> list[SymbolicTensor]:
-        """The model's output tensors (a list of one), Keras' ``model.outputs``."""
-        return [self._graph[self._output_node].output]
+        """The model's output tensors (a list), Keras' ``model.outputs``."""
+        return [self._graph[i].output for i in self._out_nodes]
 
     @property
-    def output_shape(self) -> tuple[int, ...] | None:
-        """Per-sample output shape."""
-        return tuple(self._graph[self._output_node].output.shape)
+    def output_shape(self) -> Any:
+        """Per-sample output shape (a list of them for several outputs)."""
+        shapes = [tuple(self._graph[i].output.shape) for i in self._out_nodes]
+        return shapes if self._multi_out else shapes[0]
 
     def _output_layer(self) -> _layers.Layer:
-        return self._graph[self._output_node].layer  # type: ignore[no-any-return]
+        if self._multi_out:
+            raise ValueError(f"model {self.name!r} has several outputs {self.output_names}")
+        return self._graph[self._out_nodes[0]].layer  # type: ignore[no-any-return]
 
     def _nodes(self) -> tuple[list[tuple[_layers.Layer | None, tuple[int, ...]]], int]:
         """The graph for the exporters: ``(layer, input node indices)`` per node in order
-        (``None`` for the model's input), and the output node's index."""
+        (``None`` for the model's input), and the output node's index. ValueError for a model
+        with several inputs or outputs (the exporters take one of each)."""
+        if self._multi_in or self._multi_out:
+            raise ValueError(f"model {self.name!r} has {len(self._in_nodes)} input(s) and "
+                             f"{len(self._out_nodes)} output(s) {self.output_names}: the ONNX "
+                             f"and PyTorch exporters take models with one input and one "
+                             f"output")
         return ([(None if not ins else n.layer, ins)
                  for n, ins in zip(self._graph, self._inputs_of, strict=True)],
-                self._output_node)
+                self._out_nodes[0])
 
-    def _create_weights(self, only_fresh: bool, seed: int | None = None) -> None:
+    def _create_weights(self, only_fresh: bool, seed: Any = None) -> None:
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
         for layer in self.layers:
             if isinstance(layer, InputLayer):
@@ -159,30 +203,98 @@ class Functional(Model):
             layer.to_device(self.device)
         self._node_caches = {}
 
-    def build(self, input_shape: tuple[int, ...] | None = None,
-              seed: int | None = None) -> None:
+    def build(self, input_shape: Any = None, seed: Any = None) -> Any:
         """Re-create every layer's weights from ``np.random.default_rng(seed)`` (``seed``
-        defaults to the model's); ``input_shape``, if given, must be the model's."""
-        if input_shape is not None and tuple(int(s) for s in input_shape) != self.input_shape:
+        defaults to the model's; a model used as a layer re-creates its own too);
+        ``input_shape``, if given, must be the model's. Returns the per-sample output shape
+        (the layer protocol's ``build``)."""
+        if input_shape is not None and _norm(input_shape) != _norm(self.input_shape):
             raise ValueError(f"build: the model {self.name!r} takes inputs of shape "
                              f"{self.input_shape} (its Input), got input_shape={input_shape}")
         self._create_weights(only_fresh=False, seed=seed)
+        return self.output_shape
+
+    # -- data -------------------------------------------------------------------------------
+    def _input(self, x: Any, who: str, name: str = "x") -> Any:
+        """``x`` as the model's input: one array (converted as :meth:`Model._input` does; a
+        dict of one or a list of one array is unwrapped), or for several inputs an
+        :class:`~fastcnn._structure.Arrays` of them (from a list in input order or a dict
+        keyed by :attr:`input_names`)."""
+        if not self._multi_in:
+            if _one_array(x):
+                x = _outputs.arrange(x, self.input_names, self.name, "inputs", who)[0]
+            return super()._input(x, who, name)
+        arrays = _outputs.arrange(x, self.input_names, self.name, "inputs", who)
+        return Arrays([super(Functional, self)._input(a, who, f"{name}[{n!r}]")
+                       for a, n in zip(arrays, self.input_names, strict=True)],
+                      self.input_names, who)
+
+    def _on_device(self, a: Any) -> Any:
+        if isinstance(a, Arrays):
+            return Arrays([super(Functional, self)._on_device(v) for v in a.arrays], a.names)
+        return super()._on_device(a)
+
+    def _targets(self, y: Any, who: str) -> Any:
+        """The labels as the compiled loss takes them: one array, or for several outputs an
+        :class:`~fastcnn._structure.Arrays` in output order (from a list or a dict keyed by
+        :attr:`output_names`; an output compiled without a loss may be left out)."""
+        if not self._multi_out:
+            if isinstance(y, dict):
+                y = _outputs.arrange(y, self.output_names, self.name, "outputs", who)[0]
+            return as_array(y, "y", who)
+        losses = getattr(self.loss, "losses", None) or [True] * len(self.output_names)
+        optional = frozenset(n for n, lo in zip(self.output_names, losses, strict=True)
+                             if lo is None)
+        ys = _outputs.arrange(y, self.output_names, self.name, "outputs", who, optional)
+        return Arrays([None if v is None else as_array(v, f"y[{n!r}]", who)
+                       for v, n in zip(ys, self.output_names, strict=True)],
+                      self.output_names, who)
+
+    def _pack_data(self, x: Any, y: Any = None, class_weight: Any = None) -> tuple[Any, Any]:
+        """``fit`` / ``evaluate`` / ``predict``'s ``x`` and ``y`` arrays as
+        :class:`~fastcnn._structure.Arrays` where the model has several inputs / outputs
+        (host arrays, sliced by the batching); anything else as it is. ValueError for
+        ``class_weight`` with several outputs (as Keras: pass ``sample_weight``)."""
+        if self._multi_out and class_weight is not None:
+            raise ValueError(f"fit: class_weight is not supported for model {self.name!r}, "
+                             f"which has several outputs {self.output_names} (as in Keras); "
+                             f"pass sample_weight=w (N,), computed from the labels")
+        if self._multi_in and isinstance(x, list | tuple | dict):
+            x = Arrays(_outputs.arrange(x, self.input_names, self.name, "inputs", "fit"),
+                       self.input_names, "fit")
+        elif _one_array(x):  # one input given as [x] or {name: x}
+            x = _outputs.arrange(x, self.input_names, self.name, "inputs", "fit")[0]
+        if self._multi_out and isinstance(y, list | tuple | dict):
+            y = self._targets(y, "fit")
+        elif _one_array(y):
+            y = _outputs.arrange(y, self.output_names, self.name, "outputs", "fit")[0]
+        return x, y
+
+    def _present(self, outs: Any) -> Any:
+        """The outputs as the user gets them: a list, or a dict keyed as ``outputs`` was."""
+        if self._multi_out and self._out_keys:
+            return dict(zip(self._out_keys, outs, strict=True))
+        return outs
 
     def _ensure_built(self, x: Any) -> None:
-        if tuple(x.shape[1:]) != self.input_shape:
-            layer = self._graph[self._input_node].layer
-            want = ", ".join(str(s) for s in self.input_shape)  # type: ignore[union-attr]
-            got = ", ".join(str(s) for s in x.shape[1:])
-            hint = _layout_hint(tuple(x.shape[1:]), self.input_shape)
-            raise ValueError(f"model {self.name!r}: the input layer {layer.name!r} expects "
-                             f"inputs of shape (N, {want}), got (N, {got})"
-                             + (f". {hint}" if hint else ""))
+        xs = parts(x) if self._multi_in else [x]
+        for a, i, n in zip(xs, self._in_nodes, self.input_names, strict=True):
+            want_shape = tuple(self._graph[i].layer.shape)
+            if tuple(a.shape[1:]) != want_shape:
+                layer = self._graph[i].layer
+                want = ", ".join(str(s) for s in want_shape)
+                got = ", ".join(str(s) for s in a.shape[1:])
+                hint = _layout_hint(tuple(a.shape[1:]), want_shape)
+                what = f" (input {n!r})" if self._multi_in else ""
+                raise ValueError(f"model {self.name!r}: the input layer {layer.name!r}{what} "
+                                 f"expects inputs of shape (N, {want}), got (N, {got})"
+                                 + (f". {hint}" if hint else ""))
 
     @property
     def flops(self) -> int:
         """Forward FLOPs per sample (sum over the layer calls)."""
         self._require_built()
-        return sum(lay.flops for lay, _ in self._nodes()[0] if lay is not None)
+        return sum(n.layer.flops for n in self._graph if n.inputs)
 
     def _connections(self) -> list[list[str]] | None:
         per_layer: dict[int, list[str]] = {id(lay): [] for lay in self.layers}
@@ -191,16 +303,77 @@ class Functional(Model):
                 f"{self._graph[j].layer.name}[{self._call_index[j]}][0]" for j in ins)
         return [per_layer[id(lay)] for lay in self.layers]
 
+    # -- compile ----------------------------------------------------------------------------
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
+                weighted_metrics: Any = None, loss_weights: Any = None) -> None:
+        """As :meth:`fastcnn.Model.compile`; for several outputs (Keras' rules) ``loss`` is
+        one loss for every output, a list (one per output, None: not trained) or a dict by
+        :attr:`output_names`; ``loss_weights`` a list or dict of floats (the model's loss is
+        ``sum(w_k * loss_k)``); ``metrics`` / ``weighted_metrics`` one list for every output,
+        a list of lists or a dict by output name. The logs then hold ``loss``,
+        ``<output>_loss`` and ``<output>_<metric>``.
+
+        Raises:
+            ValueError: a list of the wrong length or a dict naming an unknown output (the
+                message names the model and its outputs), no loss at all."""
+        if not self._multi_out:
+            super().compile(optimizer, loss, metrics, weighted_metrics, loss_weights)
+            return
+        from . import optimizers as _optimizers
+
+        if loss is None:
+            raise ValueError(f"compile: a loss is required (model {self.name!r} has outputs "
+                             f"{self.output_names}: one loss, a list or a dict)")
+        losses, plain, weighted = _outputs.compile_outputs(
+            self.name, self.output_names, loss, metrics, weighted_metrics, loss_weights)
+        self.optimizer, self.loss = _optimizers.get(optimizer), losses
+        self.metrics, self.weighted_metrics = plain, weighted
+        self._check_loss_activation()
+        self._place_optimizer_state()
+
+    @property
+    def output_fused(self) -> Any:
+        """As :attr:`fastcnn.Model.output_fused`; for several outputs one flag per output
+        (an output another node also consumes is never fused)."""
+        if not self._multi_out:
+            return super().output_fused and not self._consumers[self._out_nodes[0]]
+        return _outputs.fused_flags(self)
+
+    def _check_loss_activation(self) -> None:
+        if not self._multi_out:
+            super()._check_loss_activation()
+            return
+        _outputs.check_activations(self)
+
     # -- running ----------------------------------------------------------------------------
     def _drop_caches(self) -> None:
         self._node_caches = {}
 
-    def _forward(self, x: Any, training: bool, logits: bool) -> Any:
+    def _skipped_activations(self, logits: Any) -> set[int]:
+        """The output nodes whose activation the forward skips: every output for
+        ``logits=True``, those flagged for one flag per output; ValueError for an output
+        another node consumes (its activated value is needed)."""
+        if isinstance(logits, tuple | list):
+            flags = list(logits)
+        else:
+            flags = [bool(logits)] * len(self._out_nodes)
+        skip = {i for i, f in zip(self._out_nodes, flags, strict=True) if f}
+        for i in skip:
+            if self._consumers[i]:
+                raise ValueError(f"model {self.name!r}: logits=True can't skip the activation "
+                                 f"of {self._graph[i].layer._label()}: other layers consume "
+                                 f"its output")
+        return skip
+
+    def _forward(self, x: Any, training: bool, logits: Any) -> Any:
         graph, inputs_of, multi, shared = self._graph, self._inputs_of, self._multi, self._shared
-        out = self._output_node
         values: list[Any] = [None] * len(graph)
-        values[self._input_node] = x
+        for i, a in zip(self._in_nodes, parts(x) if self._multi_in else [x], strict=True):
+            values[i] = a
         remaining = [len(c) for c in self._consumers]
+        for i in self._out_nodes:
+            remaining[i] += 1  # an output's value is kept
+        skip = self._skipped_activations(logits) if logits else set()
         caches: dict[int, Any] = {}
         self._node_caches = caches
         folds = {} if training else self._folds()
@@ -212,7 +385,7 @@ class Functional(Model):
             arg = [values[j] for j in ins] if multi[i] else values[ins[0]]
             if layer is None:  # a BatchNormalization folded into the layer before it
                 y = arg
-            elif logits and i == out and layer.has_activation:
+            elif i in skip and layer.has_activation:
                 y = layer.forward(arg, training, apply_activation=False)
             else:
                 y = layer.forward(arg, training)
@@ -223,33 +396,58 @@ class Functional(Model):
                 remaining[j] -= 1
                 if remaining[j] == 0:
                     values[j] = None
-        return values[out]
+        outs = [values[i] for i in self._out_nodes]
+        return outs if self._multi_out else outs[0]
 
     def _folds(self) -> dict[int, Any]:
         """For an inference pass: node -> the layer to run instead. A Conv2D / Dense node (no
-        activation) whose only consumer is a BatchNormalization runs
+        activation) whose only consumer is a BatchNormalization (and that is no output) runs
         :func:`fastcnn.layers.fold_batch_norm`'s folded copy (made from the current weights),
         and that BatchNormalization node ``None`` (its input passes through), as
         :func:`fastcnn.layers.inference_layers` does for a stack."""
         folds: dict[int, Any] = {}
         for i, node in enumerate(self._graph):
             ins = self._inputs_of[i]
-            if len(ins) != 1 or self._multi[i] or self._consumers[ins[0]] != [i]:
+            if len(ins) != 1 or self._multi[i] or self._consumers[ins[0]] != [i] \
+                    or ins[0] in self._out_set or isinstance(node.layer, Model):
                 continue
             prev = self._graph[ins[0]].layer
-            folded = _layers.fold_batch_norm(prev, node.layer) if prev is not None else None
+            if isinstance(prev, Model) or not self._inputs_of[ins[0]]:
+                continue
+            folded = _layers.fold_batch_norm(prev, node.layer)
             if folded is not None:
                 folds[ins[0]], folds[i] = folded, None
         return folds
 
-    def backward(self, dy: Any, accumulate: bool = False, compute_dx: bool = True) -> Any:
+    def _output_grads(self, dy: Any) -> list[Any]:
+        """``backward``'s ``dy``: one gradient per output (a list or dict for several; None
+        entries allowed), each converted and on the model's device."""
+        if self._multi_out:
+            dys = _outputs.arrange(dy, self.output_names, self.name, "outputs", "backward",
+                                   frozenset(self.output_names))
+        else:
+            dys = [dy]
+        return [None if d is None else super(Functional, self)._on_device(
+            Model._input(self, d, "backward", "dy")) for d in dys]
+
+    def backward(self, dy: Any, accumulate: bool = False, compute_dx: Any = None) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with
-        respect to that call's output) -> ``dx`` (N, *input_shape), or None with
-        ``compute_dx=False``. Writes each trainable layer's ``grads`` (adds to them with
-        ``accumulate=True``; a shared layer's later calls always add). See the module
-        docstring for the order of the fan-out sums and the fusions."""
+        respect to that call's output; for several outputs a list or dict of them, None for
+        an output that adds nothing) -> ``dx`` (N, *input_shape), a list of them for several
+        inputs, or None with ``compute_dx=False`` (default: the :attr:`compute_dx` attribute,
+        True unless the model is a layer whose caller needs no dx). Writes each trainable
+        layer's ``grads`` (adds to them with ``accumulate=True``; a shared layer's later calls
+        always add). See the module docstring for the order of the fan-out sums and the
+        fusions."""
         self._require_built()
-        g0 = self._on_device(self._input(dy, "backward", "dy"))
+        compute_dx = self.compute_dx if compute_dx is None else compute_dx
+        seeds = self._output_grads(dy)
+        if all(s is None for s in seeds):
+            raise ValueError(f"backward: model {self.name!r} got no gradient for any of its "
+                             f"outputs {self.output_names} (all None)")
+        like = next((d for d in (parts(dy) if isinstance(dy, list | tuple) else
+                                 list(dy.values()) if isinstance(dy, dict) else [dy])
+                     if d is not None), None)
         graph, inputs_of, multi = self._graph, self._inputs_of, self._multi
         n = len(graph)
         needs = [False] * n  # does a weight or the requested dx lie upstream of node i?
@@ -258,19 +456,21 @@ class Functional(Model):
             needs[i] = bool(compute_dx) if not ins else (
                 (lay.trainable and bool(lay.params)) or any(needs[j] for j in ins))
         grads: list[Any] = [[] for _ in range(n)]
-        grads[self._output_node].append((n, g0))
+        for k, (i, g) in enumerate(zip(self._out_nodes, seeds, strict=True)):
+            if g is not None:
+                grads[i].append((n + k, g))  # after every consumer's
         done = [False] * n
         seen: set[int] = set()
         try:
             for i in range(n - 1, -1, -1):
                 ins = inputs_of[i]
-                if not ins or done[i] or not needs[i]:
+                if not ins or done[i] or not needs[i] or not grads[i]:
                     continue
-                g = _summed(grads[i])
+                g = _graph.summed(grads[i])
                 grads[i] = None
                 p = ins[0]
                 if not multi[i] and inputs_of[p] and not multi[p] and self._consumers[p] == [i] \
-                        and graph[p].layer is not graph[i].layer:
+                        and p not in self._out_set and graph[p].layer is not graph[i].layer:
                     self._restore(p)
                     if graph[p].layer.accepts_pooled_grad():
                         self._restore(i)
@@ -289,7 +489,15 @@ class Functional(Model):
                 lay.compute_dx = True
         if not compute_dx:
             return None
-        return restore_kind(_summed(grads[self._input_node]), dy)
+        dxs = []
+        for i in self._in_nodes:
+            if grads[i]:
+                dxs.append(_graph.summed(grads[i]))
+            else:  # no output's gradient reaches this input
+                ref = next(s for s in seeds if s is not None)
+                dxs.append(array_module(ref).zeros((len(ref), *graph[i].layer.shape),
+                                                   np.float32))
+        return restore_kind(dxs if self._multi_in else dxs[0], like)
 
     def _restore(self, i: int) -> None:
         """Put node ``i``'s forward cache back into its layer (a shared layer's)."""
@@ -314,9 +522,10 @@ class Functional(Model):
         """An equivalent ``torch.nn.Module`` holding copies of the weights
         (:func:`fastcnn.torch.graph.graph_to_torch`: one ``nn.Sequential`` per layer, run in the
         graph's order; ``logits=True`` leaves out the output softmax / sigmoid). Needs PyTorch
-        (``pip install "fastcnn[torch]"``)."""
+        (``pip install "fastcnn[torch]"``); one input and one output."""
         from .torch.graph import graph_to_torch  # fastcnn.torch never imports this module
 
+        self._nodes()  # ValueError for several inputs or outputs
         return graph_to_torch(self, logits=logits)
 
     def save_weights(self, path: Any) -> None:
@@ -332,29 +541,17 @@ class Functional(Model):
 
     def get_config(self) -> dict[str, Any]:
         """The graph as a JSON-serialisable dict (Keras' functional layout): per layer its
-        class, config and ``inbound_nodes`` (per call, its inputs as ``[layer, call, 0]``)."""
-        graph = self._graph
-        inbound: dict[int, list[list[list[Any]]]] = {id(lay): [] for lay in self.layers}
-        for n, ins in zip(graph, self._inputs_of, strict=True):
-            if ins:
-                inbound[id(n.layer)].append([[graph[j].layer.name, self._call_index[j], 0]
-                                             for j in ins])
-        out = self._output_node
-        return {
-            "class_name": "Functional",
-            "name": self.name,
-            "seed": self.seed,
-            "layers": [{"class_name": type(lay).__name__, "config": lay.get_config(),
-                        "inbound_nodes": inbound[id(lay)]} for lay in self.layers],
-            "input_layers": [[graph[self._input_node].layer.name, 0, 0]],
-            "output_layers": [[graph[out].layer.name, self._call_index[out], 0]],
-        }
+        class, config and ``inbound_nodes`` (per call, its inputs as ``[layer, call, 0]``);
+        ``input_layers`` / ``output_layers`` (a dict by key for a model built from dicts).
+        A model used as a layer is there with its own config (nested)."""
+        return _graph.graph_config(self)
 
     @classmethod
     def from_config(cls, config: dict[str, Any],
                     custom_objects: dict[str, type[_layers.Layer]] | None = None) -> Functional:
-        """The model of :meth:`get_config` (built, fresh weights from its seed).
-        ``custom_objects``: as for :meth:`fastcnn.Sequential.from_config`.
+        """The model of :meth:`get_config` (built, fresh weights from its seed; a nested
+        model's from its own). ``custom_objects``: as for
+        :meth:`fastcnn.Sequential.from_config`.
 
         Raises:
             ValueError: not a Model architecture, an unknown layer name in an
@@ -362,133 +559,24 @@ class Functional(Model):
                 message names the layers)."""
         if not isinstance(config, dict) or config.get("class_name") != "Functional":
             raise ValueError("not a fastcnn Functional (graph) architecture")
-        specs = config.get("layers", [])
-        layers = {}
-        for spec in specs:
-            layer = _layers.deserialize(spec, custom_objects)
-            if layer.name is None or layer.name in layers:
-                raise ValueError(f"Model config: every layer needs a unique name, got "
-                                 f"{layer.name!r} twice or none")
-            layers[layer.name] = layer
-        tensors: dict[tuple[str, int], SymbolicTensor] = {}
-        pending: list[tuple[str, int, list[Any]]] = []
-        for spec in specs:
-            name = spec["config"]["name"]
-            if isinstance(layers[name], InputLayer):
-                tensors[(name, 0)] = layers[name].output  # type: ignore[attr-defined]
-            for k, ins in enumerate(spec.get("inbound_nodes", [])):
-                for ref in ins:
-                    if ref[0] not in layers:
-                        raise ValueError(f"Model config: layer {name!r} is called on the "
-                                         f"output of {ref[0]!r}, which is not a layer of "
-                                         f"the model")
-                pending.append((name, k, ins))
-        while pending:  # call each layer once all the tensors it takes exist
-            waiting = []
-            for name, k, ins in pending:
-                if all((r[0], int(r[1])) in tensors for r in ins):
-                    args = [tensors[(r[0], int(r[1]))] for r in ins]
-                    layer = layers[name]
-                    tensors[(name, k)] = layer(args if layer.multi_input else args[0])
-                else:
-                    waiting.append((name, k, ins))
-            if len(waiting) == len(pending):
-                names = sorted({w[0] for w in waiting})
-                raise ValueError(f"Model config: the graph is not a DAG: the layers {names} "
-                                 f"wait on each other's outputs (a cycle)")
-            pending = waiting
-        try:
-            (i_name, i_k, _), = config["input_layers"]
-            (o_name, o_k, _), = config["output_layers"]
-            inp, out = tensors[(i_name, int(i_k))], tensors[(o_name, int(o_k))]
-        except (KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"Model config: bad input_layers / output_layers ({e!r})") from e
-        return cls(inp, out, name=config.get("name", "model"), seed=config.get("seed"))
+        inputs, outputs = _graph.graph_tensors(config, custom_objects)
+        return cls(inputs, outputs, name=config.get("name", "model"), seed=config.get("seed"))
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 
 
-def _single(t: Any, what: str) -> SymbolicTensor:
-    """``t`` (a symbolic tensor or a list / tuple of one) as a tensor."""
-    if isinstance(t, list | tuple):
-        if len(t) != 1:
-            raise ValueError(f"Model: {what} must be one tensor (or a list of one) for now, "
-                             f"got {len(t)}; models with several inputs or outputs are not "
-                             f"supported yet (merge them with Concatenate / Add inside one "
-                             f"model)")
-        t = t[0]
-    if not isinstance(t, SymbolicTensor):
-        raise TypeError(f"Model: {what} must be a symbolic tensor (fastcnn.Input(...) or a "
-                        f"layer called on one), got {type(t).__name__}")
-    return t
+def _one_array(x: Any) -> bool:
+    """A dict, or a list / tuple of one array (not nested lists of numbers)."""
+    return isinstance(x, dict) or (isinstance(x, list | tuple) and len(x) == 1
+                                   and hasattr(x[0], "shape"))
 
 
-def _topological(inp: SymbolicTensor, out: SymbolicTensor) -> list[Any]:
-    """The nodes ``out`` depends on, each after its inputs: an iterative depth-first
-    post-order from ``out`` visiting each node's inputs in their order. ValueError for a
-    cycle or an ``Input`` other than ``inp`` (a disconnected graph)."""
-    order: list[Any] = []
-    state: dict[int, int] = {}  # 1: on the current path, 2: placed
-    stack: list[tuple[Any, int]] = [(out.node, 0)]
-    state[id(out.node)] = 1
-    while stack:
-        node, k = stack.pop()
-        if k < len(node.inputs):
-            stack.append((node, k + 1))
-            child = node.inputs[k].node
-            st = state.get(id(child))
-            if st == 1:
-                raise ValueError(f"Model: the graph is not a DAG: {node.layer._label()} "
-                                 f"takes an input computed from its own output (through "
-                                 f"{child.layer._label()})")
-            if st is None:
-                state[id(child)] = 1
-                stack.append((child, 0))
-            continue
-        if not node.inputs and node is not inp.node:
-            raise ValueError(f"Model: graph disconnected: the output {out.describe()} is "
-                             f"computed from {node.output.describe()}, which is not the "
-                             f"model's input {inp.describe()}; pass the Input it comes from "
-                             f"(models with several inputs are not supported yet)")
-        state[id(node)] = 2
-        order.append(node)
-    if not order or order[0] is not inp.node:
-        raise ValueError(f"Model: graph disconnected: the output {out.describe()} is not "
-                         f"computed from the input {inp.describe()}")
-    return order
-
-
-def _name_layers(layers: list[_layers.Layer]) -> None:
-    """Give the unnamed layers ``<kind>``, ``<kind>_1``, ... (in order, after the names the
-    user chose); ValueError for one name on two layers."""
-    taken: dict[str, _layers.Layer] = {}
-    for lay in layers:
-        if lay.name is not None:
-            if lay.name in taken:
-                raise ValueError(f"Model: duplicate layer name {lay.name!r}: "
-                                 f"{taken[lay.name]._label()} and {lay._label()} (a "
-                                 f"{type(lay).__name__}); layer names must be unique")
-            taken[lay.name] = lay
-    for lay in layers:
-        if lay.name is None:
-            base, i = lay.default_name, 0
-            cand = base
-            while cand in taken:
-                i += 1
-                cand = f"{base}_{i}"
-            lay.name = cand
-            taken[cand] = lay
-
-
-def _summed(contributions: list[tuple[int, Any]]) -> Any:
-    """The sum of the gradients of a tensor's consumers, in their node order."""
-    contributions.sort(key=lambda c: c[0])
-    g = contributions[0][1]
-    for _, c in contributions[1:]:
-        g = g + c
-    return g
+def _norm(shape: Any) -> Any:
+    if shape and isinstance(shape[0], list | tuple):
+        return [tuple(int(s) for s in sh) for sh in shape]
+    return tuple(int(s) for s in shape)
 
 
 def _no_safetensors(path: Any, who: str) -> None:

@@ -61,6 +61,7 @@ import numpy as np
 from . import ops
 from ._arrays import array_module, is_cupy, to_device_like
 from ._registry import Registry
+from ._structure import parts
 
 __all__ = [
     "BinaryCrossentropy",
@@ -68,6 +69,7 @@ __all__ = [
     "Loss",
     "LossFunction",
     "MeanSquaredError",
+    "OutputLosses",
     "SparseCategoricalCrossentropy",
     "as_sample_weight",
     "get",
@@ -377,6 +379,74 @@ class LossFunction(Loss):
         return f"LossFunction({self.name})"
 
 
+class OutputLosses(Loss):
+    """The loss of a model with several outputs (what ``compile(loss=..., loss_weights=...)``
+    builds for one): output ``k``'s loss ``l_k`` (or None: that output is not trained and needs
+    no targets) weighted by ``w_k``; the model's loss is ``sum_k w_k * l_k`` (in output order,
+    as Keras), the gradient of output ``k`` is ``w_k * dl_k`` (``dl_k`` itself when
+    ``w_k == 1``). Each ``l_k`` takes the batch's ``sample_weight`` (N,) as a single-output
+    loss does.
+
+    ``value_and_grad(y_pred, y_true, logits, sample_weight)`` takes the outputs as a list,
+    the targets as a list (or :class:`fastcnn._structure.Arrays`) in output order and
+    ``logits`` as one flag per output; it returns ``(total, [grad per output or None])`` and
+    keeps the outputs' own values in :attr:`last_values` (what the ``<output>_loss`` entries of
+    the logs report).
+
+    Args:
+        losses: output name -> loss identifier (as :func:`get` takes) or None, in output order.
+        loss_weights: output name -> weight (a finite float >= 0; 1.0 when missing).
+    """
+
+    fused_activation = None
+
+    def __init__(self, losses: dict[str, Any],
+                 loss_weights: dict[str, float] | None = None) -> None:
+        super().__init__(from_logits=False)
+        self.output_names = [str(k) for k in losses]
+        self.losses: list[Loss | None] = [None if v is None else get(v) for v in losses.values()]
+        weights = dict(loss_weights or {})
+        self.loss_weights: list[float] = []
+        for n in self.output_names:
+            w = weights.get(n, 1.0)
+            if isinstance(w, bool) or not isinstance(w, int | float | np.number) \
+                    or not np.isfinite(float(w)) or float(w) < 0:
+                raise ValueError(f"loss_weights[{n!r}] must be a finite number >= 0, got {w!r}")
+            self.loss_weights.append(float(w))
+        self.last_values: list[float | None] = [None] * len(self.output_names)
+
+    def value_and_grad(self, y_pred, y_true, logits=False, sample_weight=None):
+        preds, ys = list(y_pred), parts(y_true)
+        n = len(self.output_names)
+        if len(preds) != n or len(ys) != n:
+            raise ValueError(f"OutputLosses: expected {n} outputs and {n} targets "
+                             f"({self.output_names}), got {len(preds)} and {len(ys)}")
+        flags = list(logits) if isinstance(logits, tuple | list) else [bool(logits)] * n
+        total, grads = 0.0, []
+        for k, (loss, w) in enumerate(zip(self.losses, self.loss_weights, strict=True)):
+            if loss is None:
+                self.last_values[k] = None
+                grads.append(None)
+                continue
+            if sample_weight is None:
+                v, g = loss.value_and_grad(preds[k], ys[k], logits=flags[k])
+            else:
+                v, g = loss.value_and_grad(preds[k], ys[k], logits=flags[k],
+                                           sample_weight=sample_weight)
+            self.last_values[k] = float(v)
+            total += w * float(v)
+            grads.append(g if w == 1.0 else g * np.float32(w))
+        return total, grads
+
+    def get_config(self) -> dict[str, Any]:
+        return {"losses": {n: None if loss is None else serialize(loss)
+                           for n, loss in zip(self.output_names, self.losses, strict=True)},
+                "loss_weights": dict(zip(self.output_names, self.loss_weights, strict=True))}
+
+    def __repr__(self) -> str:
+        return f"OutputLosses({dict(zip(self.output_names, self.losses, strict=True))})"
+
+
 _REGISTRY: Registry[Loss] = Registry("loss", Loss, {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
@@ -384,6 +454,9 @@ _REGISTRY: Registry[Loss] = Registry("loss", Loss, {
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
 })
+
+
+_REGISTRY.classes["OutputLosses"] = OutputLosses  # saved by name, never looked up as one
 
 
 def get(identifier: Any) -> Loss:

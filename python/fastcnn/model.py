@@ -131,7 +131,8 @@ class Sequential(Model):
             raise ValueError(f"duplicate layer name {layer.name!r}")
         if self.built:
             shape = self.layers[-1].output_shape if self.layers else self.input_shape
-            layer.build(shape, self._rng)  # type: ignore[arg-type]
+            if not _keeps_weights(layer, shape):
+                layer.build(shape, self._rng)  # type: ignore[arg-type]
             layer.to_device(self.device)
         self.layers.append(layer)
 
@@ -155,9 +156,11 @@ class Sequential(Model):
             self.built = False
         return layer
 
-    def build(self, input_shape: tuple[int, ...], seed: int | None = None) -> None:
+    def build(self, input_shape: tuple[int, ...], seed: Any = None) -> tuple[int, ...]:
         """(Re)create every layer's weights for per-sample ``input_shape``; the generator is
-        ``np.random.default_rng(seed)`` (``seed`` defaults to the model's)."""
+        ``np.random.default_rng(seed)`` (``seed`` defaults to the model's; a Generator is used
+        as it is). A model among the layers that is already built for its input keeps its
+        weights. Returns the per-sample output shape (the layer protocol's ``build``)."""
         shape = tuple(int(s) for s in input_shape)
         if not shape or any(s < 1 for s in shape):
             raise ValueError(f"input_shape must be a tuple of positive ints such as (C, H, W), "
@@ -168,7 +171,8 @@ class Sequential(Model):
         first = shape
         for layer in self.layers:
             try:
-                shape = layer.build(shape, self._rng)
+                shape = layer.output_shape if _keeps_weights(layer, shape) \
+                    else layer.build(shape, self._rng)
             except ValueError as e:
                 hint = _layout_hint(first)
                 if not hint:
@@ -177,6 +181,7 @@ class Sequential(Model):
             layer.to_device(self.device)  # weights are created on the host
         self.input_shape = tuple(int(s) for s in input_shape)
         self.built = True
+        return shape
 
     def _ensure_built(self, x: np.ndarray) -> None:
         if not self.built:
@@ -300,10 +305,17 @@ class Sequential(Model):
         wins over the registry."""
         if not isinstance(config, dict) or config.get("class_name") != "Sequential":
             raise ValueError("not a Sequential architecture")
-        layers = [_layers.deserialize(spec, custom_objects)
+        layers = [Model.from_config(spec.get("config", {}), custom_objects)  # a nested model
+                  if isinstance(spec, dict) and spec.get("class_name") in ("Sequential",
+                                                                          "Functional")
+                  else _layers.deserialize(spec, custom_objects)
                   for spec in config.get("layers", [])]
         shape = config.get("input_shape")
         return cls(layers, input_shape=tuple(shape) if shape else None,
                    seed=config.get("seed"), name=config.get("name", "sequential"))
 
 
+def _keeps_weights(layer: _layers.Layer, shape: Any) -> bool:
+    """A model used as a layer that is already built for ``shape`` keeps its weights when the
+    stack builds (Keras' nested models; :mod:`fastcnn.model_base`)."""
+    return isinstance(layer, Model) and layer.built and layer.input_shape == tuple(shape)

@@ -34,6 +34,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._arrays import as_array, assign, host_copy, is_cupy, restore_kind
 from ._arrays import move as _device_move
+from .layers import symbolic as _symbolic
 from .onnx import Exportable
 from .saving import Saveable
 from .trainer import Trainer
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["Model"]
 
 
-class Model(Trainer, Saveable, Exportable):
+class Model(Trainer, Saveable, Exportable, _layers.Layer):
     """A fastcnn model (Keras' ``Model``): ``Model(inputs, outputs)`` builds a graph of layers
     (the functional API) and returns a :class:`~fastcnn.functional.Functional`;
     :class:`fastcnn.Sequential` is the other kind. This class holds what both share (see the
@@ -55,7 +56,23 @@ class Model(Trainer, Saveable, Exportable):
         outputs: the tensor the model returns, made by layers called on ``inputs``.
         name: shown by :meth:`summary` (``"model"``).
         seed: seed of the weight initialisation (see ``Functional``).
+
+    A model is also a layer (Keras' nested models): called on a symbolic tensor inside
+    another ``Model(inputs, outputs)``, or put into a :class:`fastcnn.Sequential`, it is one
+    node / one layer of the outer model, the same object (its weights are shared, trained by
+    the outer model's ``fit``, listed as ``"<model>/<layer>/<param>"``, saved as its nested
+    config). A model that is already built keeps its weights there (the outer seed builds
+    only an unbuilt one). ``model.trainable = False`` freezes all its layers. A model with
+    several outputs can't be called as a layer.
     """
+
+    default_name = "model"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("fastcnn.") and cls.__name__ in ("Sequential",
+                                                                     "Functional"):
+            _layers.register_layer(cls)  # a nested model's config names its class
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Model:
         if cls is Model:  # Model(inputs, outputs): the functional API (Keras' dispatch)
@@ -89,6 +106,10 @@ class Model(Trainer, Saveable, Exportable):
         #: which ``fastcnn predict`` reads).
         self.metadata: dict[str, Any] = {}
         self._rng = np.random.default_rng(seed)
+        # the layer protocol (a model used as a layer of another model)
+        self._trainable = True
+        self.compute_dx = True
+        self._auto_name = name in ("model", "sequential")  # renamed if taken in an outer graph
 
     # -- what the structure provides ----------------------------------------------------------
     def _output_layer(self) -> _layers.Layer:
@@ -297,27 +318,139 @@ class Model(Trainer, Saveable, Exportable):
             return cupy.asarray(a)
         return a
 
-    def __call__(self, x: Any, training: bool = False, logits: bool = False) -> Any:
-        """Forward pass: ``x`` (N, *input_shape) -> output (N, *output_shape), float32.
+    def __call__(self, x: Any, training: bool = False, logits: Any = False) -> Any:
+        """Forward pass: ``x`` (N, *input_shape) -> output (N, *output_shape), float32; for
+        several inputs / outputs a list (or dict) of arrays in, a list (or dict) out. On a
+        symbolic tensor (inside ``fastcnn.Model(inputs, outputs)``) it records the model as
+        one layer of the outer graph and returns the output's symbolic tensor.
 
         Args:
             training: cache what :meth:`backward` needs and apply Dropout.
             logits: skip the last layer's activation (return its pre-activation values).
         """
+        if _symbolic.is_symbolic(x):
+            if getattr(self, "_multi_out", False):
+                raise ValueError(f"model {self.name!r} has several outputs "
+                                 f"{getattr(self, 'output_names', [])}: it can't be called as "
+                                 f"a layer of another model yet (a layer gives one tensor); "
+                                 f"build the outer graph from its layers or split it")
+            return _symbolic.call_symbolic(self, x)
         xa = self._input(x, "model(x)")
         self._ensure_built(xa)
-        return restore_kind(self._forward(self._on_device(xa), training, logits), x)
+        like = x[0] if isinstance(x, list | tuple) and x else x
+        return self._present(restore_kind(self._forward(self._on_device(xa), training, logits),
+                                          like))
+
+    def _present(self, outs: Any) -> Any:
+        """The forward's result as the user gets it (a graph with dict outputs: a dict)."""
+        return outs
+
+    def _targets(self, y: Any, who: str) -> Any:
+        """The labels of a batch as the compiled loss takes them (one array here; a graph
+        with several outputs: one per output)."""
+        return as_array(y, "y", who)
+
+    def _pack_data(self, x: Any, y: Any = None, class_weight: Any = None) -> tuple[Any, Any]:
+        """``fit`` / ``evaluate`` / ``predict``'s arrays as the batching slices them (as they
+        are here; a graph with several inputs / outputs packs its lists and dicts)."""
+        return x, y
+
+    # -- the layer protocol (a model used as a layer of another) ------------------------------
+    def forward(self, x: Any, training: bool = False,  # type: ignore[override]
+                apply_activation: bool = True) -> Any:
+        """``model(x)`` as a layer runs it: ``x`` already on the model's device."""
+        return self._forward(x, training, not apply_activation)
+
+    @property  # type: ignore[override]
+    def params(self) -> dict[str, Any]:
+        """Every weight as ``{"<layer>/<param>": array}`` (the model's own arrays)."""
+        return self._all_weights()
+
+    @property  # type: ignore[override]
+    def grads(self) -> dict[str, Any]:
+        """The gradient buffers as ``{"<layer>/<param>": array}``."""
+        return {f"{lay.name}/{k}": g for lay in self.layers for k, g in lay.grads.items()}
+
+    @property  # type: ignore[override]
+    def non_trainable_keys(self) -> frozenset[str]:  # type: ignore[override]
+        """The :attr:`params` keys that are not trained: frozen layers' and state."""
+        return frozenset(f"{lay.name}/{k}" for lay in self.layers for k in lay.params
+                         if not lay.trainable or k in lay.non_trainable_keys)
+
+    @property  # type: ignore[override]
+    def trainable(self) -> bool:  # type: ignore[override]
+        """False after ``model.trainable = False``, which freezes every layer (True
+        unfreezes them all), as Keras."""
+        return bool(getattr(self, "_trainable", True))
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for lay in self.layers:
+            lay.trainable = bool(value)
+
+    @property  # type: ignore[override]
+    def _cache(self) -> Any:
+        """The forward state of the last training call (every layer's cache, and a graph's
+        per-node caches): what an outer graph keeps per call of a shared model."""
+        return (tuple(lay._cache for lay in self.layers),
+                dict(getattr(self, "_node_caches", {})))
+
+    @_cache.setter
+    def _cache(self, value: Any) -> None:
+        caches, nodes = value if value is not None else ((None,) * len(self.layers), {})
+        for lay, c in zip(self.layers, caches, strict=True):
+            lay._cache = c
+        if hasattr(self, "_node_caches"):
+            self._node_caches = dict(nodes)
+
+    def count_trainable_params(self) -> int:
+        """Number of scalars the optimizer trains (Keras' "Trainable params")."""
+        return sum(lay.count_trainable_params() for lay in self.layers)
+
+    def to_device(self, device: str) -> None:
+        """Move the weights to ``device`` (what an outer model's ``to`` calls)."""
+        self.device = device
+        for lay in self.layers:
+            lay.to_device(device)
+        self._drop_caches()
+
+    def get_state(self) -> dict[str, Any] | None:
+        """The layers' non-weight states (Dropout's generators) by layer name, or None."""
+        states = {lay.name: st for lay in self.layers if (st := lay.get_state()) is not None}
+        return states or None
+
+    def check_state(self, state: Any) -> Any:
+        """Validate :meth:`get_state`'s value (ValueError naming an unknown layer)."""
+        if state is None:
+            return []
+        by_name = {lay.name: lay for lay in self.layers}
+        if not isinstance(state, dict) or not set(state) <= set(by_name):
+            raise ValueError(f"model {self.name!r}: a layer state names unknown layers "
+                             f"({sorted(state) if isinstance(state, dict) else state!r})")
+        return [(by_name[k], by_name[k].check_state(v)) for k, v in state.items()]
+
+    def set_state(self, checked: Any) -> None:
+        """Assign :meth:`check_state`'s value."""
+        for lay, c in checked:
+            lay.set_state(c)
 
     # -- compile --------------------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
-                weighted_metrics: Any = None) -> None:
+                weighted_metrics: Any = None, loss_weights: Any = None) -> None:
         """Set the optimizer (object or ``"sgd"``/``"adam"``/``"adamw"``/``"rmsprop"``), the
         loss (``"sparse_categorical_crossentropy"``, ``"categorical_crossentropy"``,
         ``"binary_crossentropy"``, ``"mse"``, a Loss or a loss function), metrics
         (``["accuracy", "top_k", ...]``; see :mod:`fastcnn.metrics`) and weighted metrics:
         those that ``fit`` / ``evaluate`` weigh by their ``sample_weight`` / ``class_weight``
         (Keras; ``metrics`` are never weighted). A weighted metric whose name is also in
-        ``metrics`` is reported as ``weighted_<name>``."""
+        ``metrics`` is reported as ``weighted_<name>``. ``loss_weights`` weighs the outputs'
+        losses of a graph with several outputs (:meth:`fastcnn.functional.Functional.compile`:
+        losses and metrics per output); a model with one output takes none."""
+        if loss_weights is not None:
+            raise ValueError(f"compile: loss_weights weighs the losses of a model with several "
+                             f"outputs; model {self.name!r} has one, got "
+                             f"loss_weights={loss_weights!r} (scale the loss instead)")
         if loss is None:
             raise ValueError("compile: a loss is required")
         optimizer, loss = _optimizers.get(optimizer), _losses.get(loss)

@@ -39,7 +39,9 @@ class Trainer:
             x, y: arrays (N, *input_shape) and labels (N, ...), or ``x`` a dataset object
                 (iterable of ``(x_batch, y_batch)`` with ``__len__``), a Sequence-style object
                 (``__getitem__(i)`` + ``__len__``) or a generator / iterator of batches, and
-                ``y`` None; any batch may be ``(x, y, sample_weight)``.
+                ``y`` None; any batch may be ``(x, y, sample_weight)``. A graph model with
+                several inputs / outputs takes lists (model order) or dicts (by
+                ``input_names`` / ``output_names``) of arrays, sliced with one shuffle.
             batch_size: samples per batch (arrays only).
             epochs: train until this epoch index (``initial_epoch`` to ``epochs - 1``).
             verbose: 0 silent, 1 a tqdm progress bar per epoch with the running loss and
@@ -125,8 +127,9 @@ class Trainer:
         "<metric>": ...}`` with ``return_dict=True``; the loss is the one before the update."""
         built = self.built
         x = _batch_nchw(self, x, data_format, "train_on_batch")
+        y = self._targets(y, "train_on_batch")
         step = train_step(self, x, y)
-        if not built:
+        if not built and not _several_inputs(self, data_format, "train_on_batch"):
             _layout.warn_if_channels_last(self, as_array(x), "train_on_batch")
         return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
 
@@ -136,6 +139,7 @@ class Trainer:
         """Loss and metrics of one batch, no update; returns what :meth:`train_on_batch` does
         (``data_format`` as there)."""
         loss_fn, _ = self._require_compiled("test_on_batch")
+        y = self._targets(y, "test_on_batch")
         xb = self._input(_batch_nchw(self, x, data_format, "test_on_batch"), "test_on_batch")
         built = self.built
         self._ensure_built(xb)
@@ -153,7 +157,7 @@ class Trainer:
         built = self.built
         x = _batch_nchw(self, x, data_format, "predict_on_batch")
         out = self(x)
-        if not built:
+        if not built and not _several_inputs(self, data_format, "predict_on_batch"):
             _layout.warn_if_channels_last(self, as_array(x), "predict_on_batch")
         return out.get() if is_cupy(out) else out
 
@@ -169,11 +173,25 @@ class Trainer:
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
 
+def _several_inputs(model: Any, data_format: str, who: str) -> bool:
+    """Whether ``model`` takes several inputs (a list / dict of arrays: no layout check, which
+    is per image array); ``data_format="channels_last"`` is then a ValueError (convert each
+    image input with :func:`fastcnn._layout.to_channels_first`)."""
+    if len(getattr(model, "input_names", ()) or ()) <= 1:
+        return False
+    if _layout.check_data_format(data_format, who) == "channels_last":
+        raise ValueError(f'{who}: data_format="channels_last" converts one image array; this '
+                         f"model has {len(model.input_names)} inputs {list(model.input_names)}: "
+                         f"convert each image input with fastcnn._layout.to_channels_first(x) "
+                         f"and pass the list / dict channels-first")
+    return True
+
+
 def _nchw(model: Any, x: Any, data_format: str, who: str) -> Any:
     """``x`` (arrays, a dataset, a Sequence or a generator) in NCHW for ``data_format``
     (:func:`fastcnn._layout.channels_first_data`; unchanged for ``"channels_first"``), arrays
     checked against a built model's input shape (:func:`fastcnn._layout.check_input_layout`)."""
-    if x is None:
+    if x is None or _several_inputs(model, data_format, who):
         return x
     kind = source_kind(x)
     if _layout.check_data_format(data_format, who) == "channels_last":
@@ -188,6 +206,8 @@ def _nchw_fit(model: Any, x: Any, validation_data: Any, data_format: str) -> tup
     against a built model's input shape, or the model built from them (and a warning when they
     look channels-last: :func:`fastcnn._layout.warn_if_channels_last`)."""
     x = _nchw(model, x, data_format, "fit")
+    if _several_inputs(model, data_format, "fit"):
+        return x, validation_data
     if x is not None and source_kind(x) == "arrays":  # fit builds the model from x[:1] first
         xa = as_array(x, "x", "fit")
         if not model.built and xa.ndim >= 2 and len(xa) and model.optimizer is not None \
@@ -204,6 +224,8 @@ def _batch_nchw(model: Any, x: Any, data_format: str, who: str) -> Any:
     """One batch ``x`` in NCHW for ``data_format``, then checked against a built model's input
     shape (:func:`fastcnn._layout.check_input_layout`: channels-last images are a ValueError
     naming the fixes)."""
+    if _several_inputs(model, data_format, who):
+        return x
     if _layout.check_data_format(data_format, who) == "channels_last":
         x = _layout.model_channels_first(model, x, who)
     _layout.check_input_layout(model, as_array(x, "x", who), who, x)

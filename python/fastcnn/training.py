@@ -102,7 +102,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import callbacks as _callbacks
-from ._arrays import as_array, is_cupy, is_torch
+from ._arrays import is_cupy, is_torch
 from ._batches import (
     ArrayBatches,
     BatchSource,
@@ -176,7 +176,7 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     """
     loss_fn, optimizer = model._require_compiled("train_step")
     xb = model._input(x, "train_step")
-    y = None if y is None else as_array(y, "y", "train_step")
+    y = None if y is None else model._targets(y, "train_step")
     model._ensure_built(xb)
     fused = model.output_fused
     out = model._forward(model._on_device(xb), True, fused)
@@ -216,7 +216,11 @@ def _metric_logits(loss_fn: Any, logits: bool) -> str | bool:
     """What a metric's ``update(..., logits=)`` is told about the outputs: the activation that
     turns them into probabilities (``"softmax"`` / ``"sigmoid"``, the loss's) when they are
     logits, else False. A metric can't tell a several-column sigmoid output from a softmax one
-    by its shape, so it is told which."""
+    by its shape, so it is told which. Several outputs (``logits`` one flag per output): one
+    entry per output, from its own loss (:class:`fastcnn.losses.OutputLosses`)."""
+    if isinstance(logits, tuple):
+        return tuple(False if lo is None else _metric_logits(lo, f)
+                     for lo, f in zip(loss_fn.losses, logits, strict=True))
     if logits or loss_fn.from_logits:
         return loss_fn.fused_activation or bool(logits or loss_fn.from_logits)
     return False
@@ -261,6 +265,7 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0,
     the GPU gathered on the device), as a NumPy array, or a torch tensor on ``x``'s device when
     ``x`` is one (a CUDA tensor's outputs never leave the GPU). ``steps`` batches at most."""
     verbose = _dist.verbosity(verbose)
+    x, _ = model._pack_data(x)  # several inputs: one Arrays, sliced together
     source = make_source(x, None, None, batch_size, check_steps(steps, "steps", "predict"),
                          "predict")
     outs = []
@@ -269,6 +274,8 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0,
         if is_cupy(out) and (out is xb or out.base is not None):
             out = out.copy()  # a view of an upload buffer, which is reused
         outs.append(out)
+    if getattr(model, "_multi_out", False):  # several outputs: a list / dict of arrays
+        return _multi_predictions(model, outs)
     if not outs:
         model._require_built()
         result: Any = np.zeros((0, *model.output_shape), dtype=np.float32)  # type: ignore[misc]
@@ -290,12 +297,24 @@ def predict(model: Sequential, x: Any, batch_size: int = 32, verbose: int = 0,
     return torch.from_numpy(result).to(x.device)
 
 
+def _multi_predictions(model: Any, outs: list[Any]) -> Any:
+    """``predict``'s result for a model with several outputs: per output its batches joined
+    (NumPy arrays), as a list or a dict by output key (:mod:`fastcnn._outputs`)."""
+    from . import _outputs
+
+    if not outs:
+        model._require_built()
+        return model._present([np.zeros((0, *s), np.float32) for s in model.output_shape])
+    return model._present(_outputs.gather(outs, len(model.output_names)))
+
+
 def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
              return_dict: bool = False, sample_weight: Any = None,
              steps: int | None = None) -> float | list[float] | dict[str, float]:
     """:meth:`fastcnn.Sequential.evaluate`: the loss (no metrics), ``[loss, metric, ...]`` in
     compile order, or ``{"loss": ..., "<metric>": ...}`` with ``return_dict=True``."""
     model._require_compiled("evaluate")
+    x, y = model._pack_data(x, y)
     if x is not None and source_kind(x) == "arrays" and y is None:
         raise ValueError("evaluate: y is required with array inputs")
     source = make_source(x, y, sample_weight, batch_size,
@@ -376,6 +395,9 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         raise ValueError("fit: pass class_weight or sample_weight, not both (Keras' rule); "
                          "multiply the class weights into the sample weights")
     freq = check_validation_freq(validation_freq)
+    x, y = model._pack_data(x, y, class_weight)  # several inputs / outputs: Arrays
+    if isinstance(validation_data, tuple | list) and len(validation_data) in (2, 3):
+        validation_data = (*model._pack_data(*validation_data[:2]), *validation_data[2:])
     verbose = _dist.verbosity(verbose)  # rank 0 prints
     rng = np.random.default_rng(_dist.common_seed(seed))  # one shuffle on every rank
     train, val = fit_sources(

@@ -92,7 +92,7 @@ from typing import Any, TypeVar
 
 from .base import ACTIVATIONS, Layer
 from .conv import Conv2D
-from .core import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
+from .core import GELU, Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
 from .input import Input, InputLayer
 from .merge import Add, Concatenate
 from .normalization import BatchNormalization, fold_batch_norm, inference_layers
@@ -102,6 +102,7 @@ from .symbolic import SymbolicTensor
 
 __all__ = [
     "ACTIVATIONS",
+    "GELU",
     "Activation",
     "Add",
     "AveragePooling2D",
@@ -149,7 +150,7 @@ _LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, Dense, Activation, ReLU, Softmax, MaxPool2D, Flatten, Dropout,
                 BatchNormalization, AveragePooling2D, GlobalAveragePooling2D,
-                GlobalMaxPooling2D, LeakyReLU, ZeroPadding2D, Reshape)
+                GlobalMaxPooling2D, LeakyReLU, ZeroPadding2D, Reshape, GELU)
 }
 _LAYER_CLASSES.update({cls.__name__: cls for cls in (InputLayer, Add, Concatenate)})
 # Keras' other spellings

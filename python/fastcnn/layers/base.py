@@ -30,6 +30,7 @@ __all__ = [
     "Layer",
     "Shape",
     "check_activation",
+    "check_approximate",
     "check_negative_slope",
 ]
 
@@ -82,14 +83,29 @@ def check_negative_slope(value: Any, layer: str) -> float:
     return v
 
 
+def check_approximate(value: Any, layer: str) -> bool:
+    """GELU's ``approximate``: a bool (Keras' ``keras.activations.gelu(x, approximate=...)``)
+    or PyTorch's spelling, ``"tanh"`` / ``"none"``; True is the tanh form
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``. TypeError / ValueError naming
+    ``layer`` otherwise."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str) and value in ("tanh", "none"):
+        return value == "tanh"
+    raise TypeError(f"{layer}: approximate must be a bool (True: the tanh form of GELU) or "
+                    f"'tanh' / 'none', got {value!r}")
+
+
 def _shape_of(a: Any) -> tuple[int, ...]:
     """Shape of an array of either kind (or of a nested list)."""
     return tuple(a.shape) if is_cupy(a) else np.shape(a)
 
 
 def activation_forward(z: np.ndarray, activation: str | None,
-                       negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
-    """``activation(z)``; softmax is over axis 1. Same shape and array kind as ``z``."""
+                       negative_slope: float = LEAKY_RELU_SLOPE,
+                       approximate: bool = False) -> np.ndarray:
+    """``activation(z)``; softmax is over axis 1; ``approximate``: GELU's tanh form. Same
+    shape and array kind as ``z``."""
     if activation is None:
         return z
     if activation == "relu":
@@ -103,7 +119,7 @@ def activation_forward(z: np.ndarray, activation: str | None,
     if activation == "leaky_relu":
         return ops.leaky_relu(z, negative_slope)
     if activation == "gelu":
-        return ops.gelu(z)
+        return ops.gelu(z, "tanh" if approximate else "none")
     if activation == "silu":
         return ops.silu(z)
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked
@@ -111,7 +127,8 @@ def activation_forward(z: np.ndarray, activation: str | None,
 
 def activation_backward(dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
                         activation: str | None,
-                        negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
+                        negative_slope: float = LEAKY_RELU_SLOPE,
+                        approximate: bool = False) -> np.ndarray:
     """d(loss)/dz from d(loss)/dy, the activation's input ``z`` (needed only for the
     :data:`ACT_NEEDS_INPUT` ones, None otherwise) and its output ``y`` (all the shape of z)."""
     if activation is None:
@@ -128,7 +145,7 @@ def activation_backward(dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
     if activation == "leaky_relu":
         return ops.leaky_relu_backward(dy, z, negative_slope)
     if activation == "gelu":
-        return ops.gelu_backward(dy, z)
+        return ops.gelu_backward(dy, z, "tanh" if approximate else "none")
     if activation == "silu":
         return ops.silu_backward(dy, z)
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked
@@ -338,14 +355,16 @@ class Layer:
 
 class ActivationMixin:
     """Shared pieces of layers with an ``activation`` (and, for ``"leaky_relu"``, its
-    ``negative_slope``: :data:`LEAKY_RELU_SLOPE` unless the layer sets another)."""
+    ``negative_slope``: :data:`LEAKY_RELU_SLOPE` unless the layer sets another; for
+    ``"gelu"``, ``approximate``: the tanh form when True)."""
 
     activation: str | None
     negative_slope: float = LEAKY_RELU_SLOPE
+    approximate: bool = False
 
     def _act(self, z: np.ndarray, apply_activation: bool) -> np.ndarray:
         act = self.activation if apply_activation else None
-        return activation_forward(z, act, self.negative_slope)
+        return activation_forward(z, act, self.negative_slope, self.approximate)
 
     def _act_input(self, z: np.ndarray, applied: bool) -> np.ndarray | None:
         """What a training forward caches of the activation's input: ``z`` when the backward
@@ -355,7 +374,7 @@ class ActivationMixin:
     def _act_backward(self, dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
                       applied: bool) -> np.ndarray:
         return activation_backward(dy, z, y, self.activation if applied else None,
-                                   self.negative_slope)
+                                   self.negative_slope, self.approximate)
 
 
 class KernelBiasMixin(ActivationMixin):

@@ -19,6 +19,7 @@ from .base import (
     KernelBiasMixin,
     Layer,
     check_activation,
+    check_approximate,
     check_negative_slope,
 )
 
@@ -100,15 +101,24 @@ class Activation(ActivationMixin, Layer):
     ``"tanh"``, ``"softmax"`` (over axis 1, the channel / feature axis), ``"leaky_relu"``
     (``negative_slope`` 0.2, Keras' ``activations.leaky_relu`` default; :class:`LeakyReLU` takes
     another), ``"gelu"`` (the exact, erf form: Keras' default), ``"silu"`` / ``"swish"``
-    (``x * sigmoid(x)``) or ``None`` / ``"linear"`` (identity). Shape-preserving."""
+    (``x * sigmoid(x)``) or ``None`` / ``"linear"`` (identity). Shape-preserving.
+
+    ``approximate=True`` (``"gelu"`` only; Keras' ``keras.activations.gelu(x,
+    approximate=True)``, PyTorch's ``nn.GELU(approximate="tanh")``): GELU's tanh form
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``; :class:`GELU` is the same as a class.
+    """
 
     default_name = "activation"
     has_activation = True
 
-    def __init__(self, activation: str | None, *, name: str | None = None,
-                 trainable: bool = True) -> None:
+    def __init__(self, activation: str | None, *, approximate: bool = False,
+                 name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.activation = check_activation(activation, type(self).__name__)
+        self.approximate = check_approximate(approximate, type(self).__name__)
+        if self.approximate and self.activation != "gelu":
+            raise ValueError(f"{type(self).__name__}: approximate=True is GELU's tanh form; "
+                             f"it needs activation='gelu', got {self.activation!r}")
 
     def _build(self, input_shape, rng):
         self.flops = ACT_FLOPS[self.activation] * math.prod(input_shape)
@@ -125,7 +135,8 @@ class Activation(ActivationMixin, Layer):
         return self._act_backward(dy, z, y, applied)
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation}
+        extra = {"approximate": True} if self.approximate else {}
+        return {**super().get_config(), "activation": self.activation, **extra}
 
 
 class _FixedActivation(Activation):
@@ -138,6 +149,22 @@ class _FixedActivation(Activation):
 
     def get_config(self):
         return Layer.get_config(self)
+
+
+class GELU(Activation):
+    """GELU, ``x * Phi(x)`` element-wise: the exact (erf) form, or with ``approximate=True``
+    (also ``"tanh"``, PyTorch's spelling) the tanh form ``0.5 x (1 + tanh(sqrt(2/pi) (x +
+    0.044715 x^3)))``. Shape-preserving. ``Activation("gelu", approximate=...)`` is the same.
+    """
+
+    default_name = "gelu"
+
+    def __init__(self, approximate: bool = False, *, name: str | None = None,
+                 trainable: bool = True) -> None:
+        super().__init__("gelu", approximate=approximate, name=name, trainable=trainable)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "approximate": self.approximate}
 
 
 class ReLU(_FixedActivation):

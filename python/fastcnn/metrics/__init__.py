@@ -55,6 +55,7 @@ from .mean import (
     TopKAccuracy,
     TopKCategoricalAccuracy,
 )
+from .outputs import OutputLossMetric, OutputMetric
 
 __all__ = [
     "AUC",
@@ -62,6 +63,8 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanMetricWrapper",
     "Metric",
+    "OutputLossMetric",
+    "OutputMetric",
     "Precision",
     "Recall",
     "SparseTopKCategoricalAccuracy",
@@ -76,7 +79,7 @@ _TOP_RE = re.compile(r"^top_(\d+)(_accuracy|_categorical_accuracy)?$")
 _CLASSES: dict[str, type[Metric]] = {
     c.__name__: c for c in (Accuracy, TopKAccuracy, TopKCategoricalAccuracy,
                             SparseTopKCategoricalAccuracy, Precision, Recall, AUC,
-                            MeanAbsoluteError)
+                            MeanAbsoluteError, OutputLossMetric)
 }
 _BY_NAME: dict[str, type[Metric]] = {
     "top_k_categorical_accuracy": TopKCategoricalAccuracy,
@@ -95,6 +98,9 @@ def get(identifier: Any) -> Metric:
         raise TypeError(f"metric: pass an instance, {identifier.__name__}(), not the class")
     if callable(identifier):
         return MeanMetricWrapper(identifier)
+    if isinstance(identifier, dict) and identifier.get("class_name") == "OutputMetric":
+        config = dict(identifier.get("config", {}))  # a saved several-output model's metric
+        return OutputMetric(get(config.pop("metric", None)), **config)
     if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
         return _CLASSES[identifier["class_name"]](**identifier.get("config", {}))
     if not isinstance(identifier, str):

@@ -124,11 +124,26 @@ class _Graph:
             [out], name=name, **attrs))
         self.current = out
 
-    def activation(self, act: str | None, layer: str, negative_slope: float = 0.2) -> None:
+    def activation(self, act: str | None, layer: str, negative_slope: float = 0.2,
+                   approximate: bool = False) -> None:
         if act is None:
             return
         name, x = f"{layer}/{act}", self.current
-        if act == "silu":  # x * sigmoid(x), as PyTorch exports it
+        if act == "gelu" and approximate and self.opset >= GELU_OPSET:  # the tanh form
+            self.node("Gelu", name, approximate="tanh")
+        elif act == "gelu" and approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            c = [self.const(f"{name}/{k}", np.array(v, np.float32)) for k, v in (
+                ("k", 0.044715), ("s", np.sqrt(2.0 / np.pi)), ("one", 1.0), ("half", 0.5))]
+            t = self.op("Mul", f"{name}/x2", [x, x])
+            t = self.op("Mul", f"{name}/x3", [t, x])
+            t = self.op("Mul", f"{name}/kx3", [t, c[0]])
+            t = self.op("Add", f"{name}/inner", [x, t])
+            t = self.op("Mul", f"{name}/scaled", [t, c[1]])
+            t = self.op("Tanh", f"{name}/tanh", [t])
+            t = self.op("Add", f"{name}/add", [t, c[2]])
+            t = self.op("Mul", f"{name}/mul", [x, t])
+            self.current = self.op("Mul", name, [t, c[3]])
+        elif act == "silu":  # x * sigmoid(x), as PyTorch exports it
             s = self.op("Sigmoid", f"{name}/sigmoid", [x])
             self.current = self.op("Mul", name, [x, s])
         elif act == "gelu" and self.opset < GELU_OPSET:  # PyTorch's decomposition
@@ -189,7 +204,7 @@ def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
     elif isinstance(layer, _layers.Dropout | _layers.InputLayer):
         return  # identity at inference
     elif isinstance(layer, _layers.Activation):
-        g.activation(layer.activation, node, layer.negative_slope)
+        g.activation(layer.activation, node, layer.negative_slope, layer.approximate)
     elif isinstance(layer, _layers.Add):
         g.node("Add" if len(inputs or ()) == 2 else "Sum", node, inputs=inputs)
     elif isinstance(layer, _layers.Concatenate):
