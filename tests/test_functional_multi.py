@@ -440,3 +440,24 @@ def test_several_inputs_and_outputs_train_on_the_gpu_like_on_the_cpu(cp) -> None
     nested.to("cuda")
     assert all(isinstance(w, cp.ndarray) for w in enc.weights)
     np.testing.assert_allclose(nested.predict(xa), want, rtol=2e-4, atol=2e-5)
+
+
+def test_on_batch_methods_and_data_format_with_several_inputs() -> None:
+    # the channels-last checks are per image array: a list of inputs trains as it is, and
+    # data_format="channels_last" (one image array) is refused naming the fix
+    m = _two_in_two_out()
+    m.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
+    xa, xb, y1, y2 = _data()
+    before = m.test_on_batch([xa, xb], [y1, y2])  # [loss, cls_loss, reg_loss], as Keras
+    logs = m.train_on_batch([xa, xb], [y1, y2], return_dict=True)
+    assert list(logs) == ["loss", "cls_loss", "reg_loss"]
+    assert list(logs.values()) == pytest.approx(before, rel=1e-6)  # the loss before the update
+    assert m.test_on_batch([xa, xb], [y1, y2])[0] < before[0]
+    out = m.predict_on_batch([xa, xb])
+    assert [o.shape for o in out] == [(len(xa), 3), (len(xa), 2)]
+    m.fit([xa, xb], [y1, y2], epochs=1, batch_size=8, verbose=0)
+    for call in (lambda: m.fit([xa, xb], [y1, y2], verbose=0, data_format="channels_last"),
+                 lambda: m.predict([xa, xb], data_format="channels_last"),
+                 lambda: m.train_on_batch([xa, xb], [y1, y2], data_format="channels_last")):
+        with pytest.raises(ValueError, match="to_channels_first"):
+            call()

@@ -5,6 +5,7 @@ the ``*_on_batch`` methods. It never imports :mod:`fastcnn.model` (the models im
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -129,7 +130,7 @@ class Trainer:
         x = _batch_nchw(self, x, data_format, "train_on_batch")
         y = self._targets(y, "train_on_batch")
         step = train_step(self, x, y)
-        if not built and not _several_inputs(self, data_format, "train_on_batch"):
+        if not built and not _several_inputs(self, x, data_format, "train_on_batch"):
             _layout.warn_if_channels_last(self, as_array(x), "train_on_batch")
         return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
 
@@ -157,7 +158,7 @@ class Trainer:
         built = self.built
         x = _batch_nchw(self, x, data_format, "predict_on_batch")
         out = self(x)
-        if not built and not _several_inputs(self, data_format, "predict_on_batch"):
+        if not built and not _several_inputs(self, x, data_format, "predict_on_batch"):
             _layout.warn_if_channels_last(self, as_array(x), "predict_on_batch")
         return out.get() if is_cupy(out) else out
 
@@ -173,15 +174,16 @@ class Trainer:
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
 
-def _several_inputs(model: Any, data_format: str, who: str) -> bool:
-    """Whether ``model`` takes several inputs (a list / dict of arrays: no layout check, which
-    is per image array); ``data_format="channels_last"`` is then a ValueError (convert each
-    image input with :func:`fastcnn._layout.to_channels_first`)."""
-    if len(getattr(model, "input_names", ()) or ()) <= 1:
+def _several_inputs(model: Any, x: Any, data_format: str, who: str) -> bool:
+    """Whether ``x`` is a graph model's inputs by name or in a list of several (no layout check,
+    which is per image array); ``data_format="channels_last"`` is then a ValueError (convert
+    each image input with :func:`fastcnn._layout.to_channels_first`)."""
+    names = getattr(model, "input_names", None) or ()
+    if not names or (len(names) == 1 and not isinstance(x, Mapping)):
         return False
     if _layout.check_data_format(data_format, who) == "channels_last":
         raise ValueError(f'{who}: data_format="channels_last" converts one image array; this '
-                         f"model has {len(model.input_names)} inputs {list(model.input_names)}: "
+                         f"model takes inputs {list(names)} by name or in a list: "
                          f"convert each image input with fastcnn._layout.to_channels_first(x) "
                          f"and pass the list / dict channels-first")
     return True
@@ -191,7 +193,7 @@ def _nchw(model: Any, x: Any, data_format: str, who: str) -> Any:
     """``x`` (arrays, a dataset, a Sequence or a generator) in NCHW for ``data_format``
     (:func:`fastcnn._layout.channels_first_data`; unchanged for ``"channels_first"``), arrays
     checked against a built model's input shape (:func:`fastcnn._layout.check_input_layout`)."""
-    if x is None or _several_inputs(model, data_format, who):
+    if x is None or _several_inputs(model, x, data_format, who):
         return x
     kind = source_kind(x)
     if _layout.check_data_format(data_format, who) == "channels_last":
@@ -206,7 +208,7 @@ def _nchw_fit(model: Any, x: Any, validation_data: Any, data_format: str) -> tup
     against a built model's input shape, or the model built from them (and a warning when they
     look channels-last: :func:`fastcnn._layout.warn_if_channels_last`)."""
     x = _nchw(model, x, data_format, "fit")
-    if _several_inputs(model, data_format, "fit"):
+    if _several_inputs(model, x, data_format, "fit"):
         return x, validation_data
     if x is not None and source_kind(x) == "arrays":  # fit builds the model from x[:1] first
         xa = as_array(x, "x", "fit")
@@ -224,7 +226,7 @@ def _batch_nchw(model: Any, x: Any, data_format: str, who: str) -> Any:
     """One batch ``x`` in NCHW for ``data_format``, then checked against a built model's input
     shape (:func:`fastcnn._layout.check_input_layout`: channels-last images are a ValueError
     naming the fixes)."""
-    if _several_inputs(model, data_format, who):
+    if _several_inputs(model, x, data_format, who):
         return x
     if _layout.check_data_format(data_format, who) == "channels_last":
         x = _layout.model_channels_first(model, x, who)
