@@ -109,3 +109,22 @@ def test_non_contiguous_tensors_are_right_on_both_doors() -> None:
     ref = xs @ w.T
     assert torch.allclose(ops.linear(xs, w), ref, atol=1e-5)
     assert torch.allclose(ft.linear(xs, w), ref, atol=1e-5)
+
+
+def test_fastcnn_torch_direct_gate_sends_anything_unusual_to_the_full_checks() -> None:
+    from fastcnn.torch import _ops as T
+
+    x, w = torch.randn(2, 3), torch.randn(4, 3)
+    assert T._direct(x, w, None)
+    assert not T._direct(x.double())
+    assert not T._direct(torch.empty(3, device="meta"))
+    assert not T._direct(x, torch.randn(4, 3, requires_grad=True))
+    with torch.no_grad():
+        assert T._direct(x, torch.randn(4, 3, requires_grad=True))
+    assert not T._direct(x, np.zeros((4, 3), np.float32))
+    # and the full checks still word the errors the gate let through
+    with pytest.raises(TypeError, match=r"fastcnn.torch.linear: weight must be float32, got "
+                                        r"torch.float64"):
+        ft.linear(x, w.double())
+    with pytest.raises(TypeError, match=r"fastcnn.torch.relu: x must be a torch.Tensor"):
+        ft.relu(np.zeros(3, np.float32))

@@ -357,18 +357,20 @@ def _back_cpu(r: Any, torch_first: bool, positions: Sequence[tuple[int, str]],
 
 
 _POSITIONS: dict[int, tuple[tuple[int, str], ...]] = {}
+_NO_KEYWORDS: dict[str, Any] = {}  # never written: call_converted reads it only
 
 
-def call_tensors(fn: Callable[..., Any], op: str, tensors: Sequence[Any]) -> Any:
+def call_tensors(fn: Callable[..., Any], *tensors: Any) -> Any:
     """``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of ``tensors`` (None stays
     None), arrays in the result given back as tensors (no copy): :func:`call_converted` with
     every argument an array and ``grad_ok`` (the caller records autograd, as
-    :mod:`fastcnn.torch`'s ops do), so tensors that require grad are detached, not refused."""
+    :mod:`fastcnn.torch`'s ops do, whose ``call`` this is), so tensors that require grad are
+    detached, not refused. Errors name the op ``fastcnn.torch``."""
     positions = _POSITIONS.get(len(tensors))
     if positions is None:
         positions = _POSITIONS[len(tensors)] = tuple(
             (i, f"argument {i}") for i in range(len(tensors)))
-    return call_converted(fn, op, positions, (), tensors, {}, True)
+    return call_converted(fn, "fastcnn.torch", positions, (), tensors, _NO_KEYWORDS, True)
 
 
 def _call_general(fn: Callable[..., Any], op: str, positions: Sequence[tuple[int, str]],

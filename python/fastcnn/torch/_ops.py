@@ -48,12 +48,11 @@ Tensor = torch.Tensor
 # --------------------------------------------------------------------------------------------
 # the crossing: tensors -> arrays -> fastcnn.ops -> tensors
 
-def call(fn: Callable[..., Any], *tensors: Tensor | None) -> Any:
-    """``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of ``tensors`` (None stays
-    None); arrays in the result come back as tensors (no copy). The crossing is
-    :func:`fastcnn._arrays.call_tensors`, the same one :mod:`fastcnn.ops` uses for tensors
-    (tensors that require grad are detached there: these ops record autograd themselves)."""
-    return call_tensors(fn, "fastcnn.torch", tensors)
+#: ``call(fn, *tensors)``: ``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of
+#: ``tensors`` (None stays None), arrays in the result back as tensors (no copy); the crossing
+#: :mod:`fastcnn.ops` uses too (tensors that require grad are detached: these ops record
+#: autograd themselves).
+call = call_tensors
 
 
 def _raw(op: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,6 +86,26 @@ def _path(*tensors: Tensor | None) -> str:
         if grad and t.requires_grad:
             path = _FUNCTION
     return path
+
+
+_F32 = torch.float32
+
+
+def _direct(*tensors: Any) -> bool:
+    """Whether ``_check`` passes and :func:`_path` is ``_DIRECT``, tested cheaply for the
+    common eager case: plain float32 CPU tensors (or None) needing no gradient, outside
+    ``torch.compile`` and dispatch modes. A False sends the op down the full checks, which
+    word any error."""
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is None:
+            continue
+        if type(t) not in _PLAIN or t.dtype is not _F32 or not t.is_cpu or (
+                grad and t.requires_grad):
+            return False
+    return True
 
 
 def _eager(*tensors: Tensor | None) -> bool:
@@ -245,7 +264,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
         (N, K, P, Q) (or (K, P, Q) for an unbatched x).
     """
     op = "conv2d"
-    _check(op, x=x, weight=weight, bias=bias)
+    direct = _direct(x, weight, bias)
+    if not direct:
+        _check(op, x=x, weight=weight, bias=bias)
     x, unbatched = _batched(x, op)
     st = pair(stride, "stride", op=op, minimum=1)
     dil = pair(dilation, "dilation", op=op, minimum=1)
@@ -257,7 +278,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     else:
         same, pad = False, pair(padding, "padding", op=op, minimum=0)
     args = (x, weight, bias, list(st), list(pad), same, list(dil), int(groups))
-    y = _run(_path(x, weight, bias), _conv2d_impl, _conv2d_function, torch.ops.fastcnn.conv2d,
+    y = _run(_DIRECT if direct else _path(x, weight, bias), _conv2d_impl, _conv2d_function,
+             torch.ops.fastcnn.conv2d,
              *args)
     return y.squeeze(0) if unbatched else y
 
@@ -338,13 +360,15 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         as PyTorch's.
     """
     op = "max_pool2d"
-    _check(op, x=x)
+    direct = _direct(x)
+    if not direct:
+        _check(op, x=x)
     x, unbatched = _batched(x, op)
     if stride is not None and not isinstance(stride, int) and len(stride) == 0:
         stride = None  # torch.nn.MaxPool2d's default, as F.max_pool2d reads it
     k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
     args = (x, list(k), list(s), list(p), list(d), bool(ceil_mode))
-    y, idx = _run(_path(x), _max_pool2d_impl, _max_pool2d_function,
+    y, idx = _run(_DIRECT if direct else _path(x), _max_pool2d_impl, _max_pool2d_function,
                   torch.ops.fastcnn.max_pool2d, *args)
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
@@ -395,6 +419,8 @@ _relu_function = _function("_relu", _relu_impl, _relu_setup, _relu_grad)
 def relu(x: Tensor) -> Tensor:
     """``torch.relu`` on fastcnn's kernel (NaN propagates), with autograd. Any shape,
     float32; the result is a new contiguous tensor."""
+    if _direct(x):  # the common eager case: no _check / _path (the same answer, cheaper)
+        return _relu_impl(x)
     _check("relu", x=x)
     return _run(_path(x), _relu_impl, _relu_function, torch.ops.fastcnn.relu, x)
 
@@ -461,8 +487,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     Returns:
         (*, out).
     """
-    _check("linear", x=x, weight=weight, bias=bias)
-    path = _path(x, weight, bias)
+    if _direct(x, weight, bias):
+        path = _DIRECT
+    else:
+        _check("linear", x=x, weight=weight, bias=bias)
+        path = _path(x, weight, bias)
     if x.dim() == 2:
         return _run(path, _linear_impl, _linear_function, torch.ops.fastcnn.linear, x, weight,
                     bias)
