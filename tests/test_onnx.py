@@ -401,7 +401,10 @@ def test_torch_activations_and_flattens(onnx: Any, ort: Any, rng: np.random.Gene
                      ("Softmax", "softmax")]
 
 
-def test_torch_view_flatten_is_not_a_chain(onnx: Any) -> None:
+def test_torch_view_flatten_reads_as_flatten(onnx: Any, ort: Any,
+                                             rng: np.random.Generator) -> None:
+    # issue 18: the Shape / Gather / Unsqueeze / Concat / Reshape subgraph is a Flatten (it was
+    # refused at its Shape node before)
     torch = pytest.importorskip("torch")
     from fastcnn.onnx import load_onnx
 
@@ -410,8 +413,10 @@ def test_torch_view_flatten_is_not_a_chain(onnx: Any) -> None:
             return x.view(x.size(0), -1)
 
     proto = _torch_onnx(torch, Net(), (2, 3, 3), onnx)
-    with pytest.raises(ValueError, match=r"node #0 \(Shape '.*'\): op 'Shape' is not supported"):
-        load_onnx(proto)
+    model = load_onnx(proto)
+    assert [type(lay).__name__ for lay in model.layers] == ["Flatten"]
+    x = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    assert _max_rel(model.predict(x, verbose=0), _run(ort, proto, x)) == 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,18 +595,26 @@ def test_unsupported_nodes_and_attributes(onnx: Any, rng: np.random.Generator) -
            {"B": _f32(rng, 80, 2)}, x4, "weight for 80 input features, the input has 84")
 
 
-def test_a_branch_is_not_a_chain(onnx: Any, rng: np.random.Generator) -> None:
+def test_a_branch_reads_as_a_graph_and_dead_nodes_are_refused(
+        onnx: Any, ort: Any, rng: np.random.Generator) -> None:
+    # issue 18: a residual connection (conv(x) + x) is a fastcnn.Functional now (it was
+    # refused as "not a chain" before); a node the output doesn't use is still refused
+    from fastcnn.onnx import load_onnx
+
     mk = onnx.helper.make_node
     w = {"W": _f32(rng, 2, 2, 3, 3)}
-    # a residual connection: conv(x) + x
-    _fails(onnx, [mk("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-                  mk("Add", ["c", "x"], ["y"], name="skip")], w, ["N", 2, 5, 5],
-           r"node #1 \(Add 'skip'\): takes \['c', 'x'\], expected the previous node's output "
-           r"'c' .*chain")
+    proto = _graph(onnx, [mk("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+                          mk("Add", ["c", "x"], ["y"], name="skip")], w, ["N", 2, 5, 5])
+    model = load_onnx(proto)
+    assert type(model).__name__ == "Functional"
+    x = rng.standard_normal((3, 2, 5, 5)).astype(np.float32)
+    assert _max_rel(model.predict(x, verbose=0), _run(ort, proto, x)) <= 1e-5
     _fails(onnx, [mk("Relu", ["x"], ["a"]), mk("Relu", ["x"], ["y"], name="second")], {},
-           ["N", 2, 5, 5], r"node #1 \(Relu 'second'\): takes \['x'\]")
+           ["N", 2, 5, 5], r"node #0 \(Relu ''\): computes 'a', which the graph output 'y' "
+           r"does not use")
     _fails(onnx, [mk("Relu", ["x"], ["a"]), mk("Relu", ["a"], ["y"])], {}, ["N", 2, 5, 5],
-           "the chain ends at 'y', the graph output is 'a'", output="a")
+           r"node #1 \(Relu ''\): computes 'y', which the graph output 'a' does not use",
+           output="a")
 
 
 def test_bad_inputs(onnx: Any, tmp_path: Any) -> None:

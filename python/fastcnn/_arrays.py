@@ -41,6 +41,7 @@ __all__ = [
     "as_array",
     "assign",
     "call_converted",
+    "call_tensors",
     "host_copy",
     "is_array_like",
     "is_cupy",
@@ -51,7 +52,12 @@ __all__ = [
     "to_backend",
     "to_device_like",
     "to_host",
+    "torch_plain_types",
 ]
+
+# Plain torch tensor types (filled once torch is imported and a tensor is seen): the ops' fast
+# path sends them straight to the crossing.
+_TORCH_PLAIN: set[type] = set()
 
 # Types known to be backend arrays (checked by ``type(a) in NATIVE`` on the ops' fast path);
 # CuPy's ndarray type and NumPy subclasses are added the first time one is seen.
@@ -80,6 +86,7 @@ def is_torch(a: Any) -> bool:
         if torch is None or not hasattr(torch, "Tensor"):
             return False
         _TORCH_TENSOR.append(torch.Tensor)
+        _torch_plain()
     return isinstance(a, _TORCH_TENSOR[0])
 
 
@@ -158,11 +165,7 @@ def _torch_to_backend(t: Any, name: str, op: str) -> Any:
     torch = sys.modules["torch"]
     if t.requires_grad:
         if torch.is_grad_enabled():
-            raise TypeError(
-                f"{op}: {name} is a torch tensor that requires grad; fastcnn does not record "
-                f"autograd, so the result would silently cut your graph. Pass {name}.detach() "
-                "(no gradient flows back through this op), call it under torch.no_grad(), or "
-                "use fastcnn.torch, whose ops are differentiable")
+            raise _grad_refused(op, name)
         t = t.detach()
     if not t.is_cuda:
         try:
@@ -245,19 +248,136 @@ def _cuda_context(tensor: Any, any_cupy: bool, cupy: ModuleType) -> Any:
     return stack
 
 
+def _torch_plain() -> set[type]:
+    """The tensor types the CPU fast path takes as they are, ``{torch.Tensor,
+    torch.nn.Parameter}`` (empty until torch is imported; subclasses take the general path)."""
+    torch = sys.modules.get("torch")
+    nn = getattr(torch, "nn", None)
+    if torch is not None and hasattr(torch, "Tensor") and hasattr(nn, "Parameter"):
+        _TORCH_PLAIN.update((torch.Tensor, nn.Parameter))
+        _FROM_NUMPY.append(torch.from_numpy)
+    return _TORCH_PLAIN
+
+
+_FROM_NUMPY: list[Callable[[np.ndarray], Any]] = []  # [torch.from_numpy] once torch is seen
+
+
+torch_plain_types = _TORCH_PLAIN  # the set itself (filled in place): for ops' _converts
+
+
+def _grad_refused(op: str, name: str) -> TypeError:
+    return TypeError(
+        f"{op}: {name} is a torch tensor that requires grad; fastcnn does not record "
+        f"autograd, so the result would silently cut your graph. Pass {name}.detach() "
+        "(no gradient flows back through this op), call it under torch.no_grad(), or "
+        "use fastcnn.torch, whose ops are differentiable")
+
+
 def call_converted(fn: Callable[..., Any], op: str, positions: Sequence[tuple[int, str]],
-                   keywords: Sequence[str], args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> Any:
+                   keywords: Sequence[str], args: tuple[Any, ...] | list[Any],
+                   kwargs: dict[str, Any], grad_ok: bool = False) -> Any:
     """``fn(*args, **kwargs)`` with the array arguments (``positions``: (index, name) of the
-    positional ones, ``keywords``: the names) viewed as backend arrays and the result given
-    back in the first array argument's kind; a result that *is* a converted argument (an
-    ``out=``) comes back as the caller's object.
+    positional ones in increasing index order, ``keywords``: the names) viewed as backend
+    arrays and the result given back in the first array argument's kind; a result that *is* a
+    converted argument (an ``out=``) comes back as the caller's object. The one crossing of
+    tensors into fastcnn: :mod:`fastcnn.ops` (its ``_converts`` wrapper) and
+    :mod:`fastcnn.torch` (:func:`call_tensors`) both come through here.
+
+    The common case (positional CPU tensors, NumPy arrays or None; no array keyword) takes a
+    fast path: one type test and one ``tensor.numpy()`` per tensor, ``torch.from_numpy`` per
+    array result; anything else (CUDA, DLPack objects, keywords, errors) the general path.
+    ``grad_ok``: tensors that require grad are detached instead of refused (the caller records
+    autograd itself, as :mod:`fastcnn.torch` does).
 
     Raises:
-        TypeError: arrays on two devices (naming both arguments), or a conversion error
+        TypeError: arrays on two devices (naming both arguments), a tensor that requires grad
+            while autograd records (unless ``grad_ok``), or a conversion error
             (:func:`to_backend`).
     """
+    if kwargs:
+        for name in keywords:
+            if kwargs.get(name) is not None:
+                return _call_general(fn, op, positions, keywords, list(args), kwargs, grad_ok)
     args_l = list(args)
+    n = len(args_l)
+    plain = _TORCH_PLAIN or _torch_plain()
+    first: Any = None  # the first array argument (False for a NumPy one)
+    for i, name in positions:
+        if i >= n:
+            break
+        v = args_l[i]
+        t = type(v)
+        if t in plain:
+            if v.requires_grad:
+                if not grad_ok and sys.modules["torch"].is_grad_enabled():
+                    raise _grad_refused(op, name)
+                v = v.detach()
+            try:
+                args_l[i] = v.numpy()  # raises for CUDA / meta / sparse / bfloat16 tensors
+            except (TypeError, RuntimeError, NotImplementedError):
+                return _call_general(fn, op, positions, keywords, list(args), kwargs, grad_ok)
+            if first is None:
+                first = v
+        elif t is np.ndarray:
+            if first is None:
+                first = False
+        elif v is not None:
+            return _call_general(fn, op, positions, keywords, list(args), kwargs, grad_ok)
+    r = fn(*args_l, **kwargs)
+    if type(r) is not np.ndarray or first is None:
+        return r if first is None else _back_cpu(r, first is not False, positions, args_l, args)
+    if r.base is not None:  # a view: perhaps a converted argument (an out=), given back as
+        for i, _ in positions:  # the caller's object
+            if i < n and r is args_l[i]:
+                return args[i]
+    if first is False:
+        return r
+    return _FROM_NUMPY[0](r if r.flags.writeable else r.copy())
+
+
+def _back_cpu(r: Any, torch_first: bool, positions: Sequence[tuple[int, str]],
+              args_l: list[Any], args: Sequence[Any]) -> Any:
+    """The fast path's result that is not one NumPy array: tuples element-wise (a NumPy array
+    as a tensor when the first array argument was one, ``torch.from_numpy``, no copy; a
+    converted argument as the caller's object), lists through :func:`restore_kind`, anything
+    else (None, floats) as it is."""
+    if type(r) is tuple:
+        return tuple([_back_cpu(v, torch_first, positions, args_l, args) for v in r])
+    if isinstance(r, np.ndarray):
+        n = len(args_l)
+        for i, _ in positions:
+            if i < n and r is args_l[i]:
+                return args[i]
+        if not torch_first:
+            return r
+        return _FROM_NUMPY[0](r if r.flags.writeable else r.copy())
+    if torch_first and type(r) is list:
+        return restore_kind(r, sys.modules["torch"].empty(0))
+    return r
+
+
+_POSITIONS: dict[int, tuple[tuple[int, str], ...]] = {}
+_NO_KEYWORDS: dict[str, Any] = {}  # never written: call_converted reads it only
+
+
+def call_tensors(fn: Callable[..., Any], *tensors: Any) -> Any:
+    """``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of ``tensors`` (None stays
+    None), arrays in the result given back as tensors (no copy): :func:`call_converted` with
+    every argument an array and ``grad_ok`` (the caller records autograd, as
+    :mod:`fastcnn.torch`'s ops do, whose ``call`` this is), so tensors that require grad are
+    detached, not refused. Errors name the op ``fastcnn.torch``."""
+    positions = _POSITIONS.get(len(tensors))
+    if positions is None:
+        positions = _POSITIONS[len(tensors)] = tuple(
+            (i, f"argument {i}") for i in range(len(tensors)))
+    return call_converted(fn, "fastcnn.torch", positions, (), tensors, _NO_KEYWORDS, True)
+
+
+def _call_general(fn: Callable[..., Any], op: str, positions: Sequence[tuple[int, str]],
+                  keywords: Sequence[str], args_l: list[Any], kwargs: dict[str, Any],
+                  grad_ok: bool) -> Any:
+    """:func:`call_converted`'s general path: any kinds, keywords, CUDA (run on PyTorch's
+    current stream), every error worded."""
     arrays: list[tuple[Any, Any, str, Any, bool]] = []  # (container, key, name, value, foreign)
     n = len(args_l)
     for i, name in positions:
@@ -267,6 +387,7 @@ def call_converted(fn: Callable[..., Any], op: str, positions: Sequence[tuple[in
             if foreign or type(v) in NATIVE:
                 arrays.append((args_l, i, name, v, foreign))
     if kwargs:
+        kwargs = dict(kwargs)
         for name in keywords:
             v = kwargs.get(name)
             if v is not None:
@@ -295,19 +416,21 @@ def call_converted(fn: Callable[..., Any], op: str, positions: Sequence[tuple[in
             elif cuda_tensor is None and is_torch(value):
                 cuda_tensor = (name, value)
     if cuda_tensor is None:
-        return _run(fn, op, args_l, kwargs, arrays, value0)
+        return _run(fn, op, args_l, kwargs, arrays, value0, grad_ok)
     cupy = _cupy_for(cuda_tensor[0], op, _describe(cuda_tensor[1]))
     with _cuda_context(cuda_tensor[1], any_cupy, cupy):
-        return _run(fn, op, args_l, kwargs, arrays, value0)
+        return _run(fn, op, args_l, kwargs, arrays, value0, grad_ok)
 
 
 def _run(fn: Callable[..., Any], op: str, args_l: list[Any], kwargs: dict[str, Any],
-         arrays: list[tuple[Any, Any, str, Any, bool]], like: Any) -> Any:
+         arrays: list[tuple[Any, Any, str, Any, bool]], like: Any, grad_ok: bool) -> Any:
     back: dict[int, Any] = {}
     for container, key, name, value, foreign in arrays:
         if foreign:
-            conv = _torch_to_backend(value, name, op) if is_torch(value) else to_backend(
-                value, name, op)
+            if is_torch(value):
+                conv = _torch_to_backend(value.detach() if grad_ok else value, name, op)
+            else:
+                conv = to_backend(value, name, op)
             back[id(conv)] = value
             container[key] = conv
     return _give_back(fn(*args_l, **kwargs), like, back)

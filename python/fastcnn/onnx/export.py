@@ -52,6 +52,11 @@ Weights are initializers named ``<layer>/kernel`` and ``<layer>/bias``; ``model.
 (class names, preprocessing) goes, as JSON, into the model's ``metadata_props`` under
 ``"fastcnn.metadata"`` (:func:`fastcnn.onnx.load_onnx` reads it back). The model is checked
 with ``onnx.checker.check_model(full_check=True)`` before it is returned.
+
+External data: weights over protobuf's 2 GB limit for one message (or any size, with
+``export(..., external_data=True)``) are written to ``<file>.data`` beside the ``.onnx`` in
+ONNX's external-data format (:mod:`fastcnn.onnx._external`); ``onnx.load`` / onnxruntime /
+:func:`fastcnn.onnx.load_onnx` read them from the model file's directory.
 """
 
 from __future__ import annotations
@@ -68,6 +73,12 @@ from .._arrays import host_copy
 from .._geometry import conv_padding, same_padding
 from ..saving import atomic_write
 from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx
+from ._external import (
+    data_file_name,
+    initializer_bytes,
+    needs_external_data,
+    write_with_external_data,
+)
 
 if TYPE_CHECKING:  # the model is known here only by the attributes read from it
     from ..model import Model as Sequential  # either kind of model
@@ -305,7 +316,9 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET, *,
 
     Returns:
         ``onnx.ModelProto``, checked: input ``"input"`` ``(N, *input_shape)``, output
-        ``"output"`` ``(N, *output_shape)`` float32, ``N`` dynamic.
+        ``"output"`` ``(N, *output_shape)`` float32, ``N`` dynamic. A model whose weights
+        exceed protobuf's 2 GB limit can't be checked in memory: :func:`export` checks the
+        file it writes (with external data) instead.
 
     Raises:
         ImportError: onnx is not installed.
@@ -357,7 +370,8 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET, *,
         except TypeError as e:
             raise ValueError(f"export: model.metadata must be JSON-serialisable: {e}") from e
         onnx.helper.set_model_props(proto, {METADATA_KEY: text})
-    onnx.checker.check_model(proto, full_check=True)
+    if not needs_external_data(proto):
+        onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
@@ -371,13 +385,31 @@ def _ir_version_for(onnx: Any, opset: int) -> int:
 
 
 def export(model: Sequential, filepath: str | os.PathLike[str], format: str = "onnx", *,
-           opset: int = DEFAULT_OPSET, fold_batch_norm: bool = True) -> None:
+           opset: int = DEFAULT_OPSET, fold_batch_norm: bool = True,
+           external_data: bool | None = None) -> None:
     """:meth:`Sequential.export`: write :func:`to_onnx`'s model to ``filepath``, atomically
-    (a temporary file in the same directory, then ``os.replace``)."""
+    (a temporary file in the same directory, then ``os.replace``); with external data the
+    weights go to ``<filepath>.data`` beside it first (:mod:`fastcnn.onnx._external`)."""
     if format not in SUPPORTED_FORMATS:
         raise ValueError(f"export: format must be one of {list(SUPPORTED_FORMATS)}, got "
                          f"{format!r}")
-    data = to_onnx(model, opset, fold_batch_norm=fold_batch_norm).SerializeToString()
+    if external_data is not None and not isinstance(external_data, bool):
+        raise TypeError(f"export: external_data must be True, False or None (automatic: above "
+                        f"protobuf's 2 GB limit), got {external_data!r}")
+    proto = to_onnx(model, opset, fold_batch_norm=fold_batch_norm)
+    big = needs_external_data(proto)
+    if external_data is False and big:
+        raise ValueError(f"export: the model's weights are {initializer_bytes(proto)} bytes, "
+                         f"over protobuf's 2 GB limit for one .onnx file; pass "
+                         f"external_data=True (or leave it None) to write them to "
+                         f"{data_file_name(filepath)!r} beside it")
+    if external_data or big:
+        onnx = require_onnx("export to ONNX")
+        write_with_external_data(onnx, proto, filepath)
+        if big:  # to_onnx could not check it in memory
+            onnx.checker.check_model(os.fspath(filepath), full_check=True)
+        return
+    data = proto.SerializeToString()
     atomic_write(filepath, lambda f: f.write(data))
 
 
@@ -388,7 +420,8 @@ class Exportable:
     model class among this class's subclasses."""
 
     def export(self, filepath: str | os.PathLike[str], format: str = "onnx", *,
-               opset: int = DEFAULT_OPSET, fold_batch_norm: bool = True) -> None:
+               opset: int = DEFAULT_OPSET, fold_batch_norm: bool = True,
+               external_data: bool | None = None) -> None:
         """Write the model for inference in another runtime (Keras 3's ``export``).
 
         Args:
@@ -397,14 +430,21 @@ class Exportable:
             opset: the ONNX opset (17 to the newest the installed onnx knows).
             fold_batch_norm: fold a BatchNormalization into the Conv2D / Dense before it, as
                 :meth:`predict` does (the default); False writes it as its own node.
+            external_data: write the weights (each tensor of 1 KiB or more) to
+                ``<filepath>.data`` beside the ``.onnx`` (ONNX's external-data format;
+                ``onnx.load`` and onnxruntime read it from the model's directory); None (the
+                default) does so only when they exceed protobuf's 2 GB limit for one file,
+                False never (a ValueError above the limit).
 
         The graph takes ``(N, *input_shape)`` float32 with a dynamic ``N`` and returns what
         :meth:`predict` returns (:mod:`fastcnn.onnx.export` lists the translation).
 
         Raises:
-            ValueError: an unknown ``format``, a bad ``opset``, the model not built or a
-                layer with no ONNX translation.
+            ValueError: an unknown ``format``, a bad ``opset``, the model not built, a
+                layer with no ONNX translation, or ``external_data=False`` for weights over
+                the 2 GB limit.
+            TypeError: ``external_data`` is not a bool or None.
             ImportError: onnx is not installed (``pip install "fastcnn[onnx]"``).
         """
         export(self, filepath, format, opset=opset,  # type: ignore[arg-type]
-               fold_batch_norm=fold_batch_norm)
+               fold_batch_norm=fold_batch_norm, external_data=external_data)

@@ -1,6 +1,8 @@
 """ONNX import: :func:`load_onnx` builds a :class:`fastcnn.Sequential` from an ONNX graph that
 is a chain of the ops fastcnn has layers for, e.g. a CNN exported by
-``torch.onnx.export(..., dynamo=False)`` or by :meth:`fastcnn.Sequential.export`.
+``torch.onnx.export(..., dynamo=False)`` or by :meth:`fastcnn.Sequential.export`, and a
+:class:`fastcnn.Functional` from a graph with branches (residual ``Add``, ``Concat``; the walk
+is :mod:`fastcnn.onnx._graph`).
 
 =================================  ==========================================================
 ONNX                               fastcnn
@@ -20,10 +22,18 @@ and the ops of modern CNNs (``BatchNormalization``, ``AveragePool``, ``GlobalAve
 ``GlobalMaxPool``, ``Tanh``, ``LeakyRelu``, ``Gelu``, SiLU and GELU as their subgraphs, ``Pad``,
 any ``Reshape`` that keeps the batch dimension), read by :mod:`fastcnn.onnx._load_modern`.
 
+Graphs: ``Add`` / ``Sum`` of data tensors become the Add layer, ``Concat`` of them
+Concatenate (along a non-batch axis); shape arithmetic (``Shape``, ``Gather``, ``Unsqueeze``,
+``Concat``, ``Squeeze``, ``Slice``, ``Cast``) is evaluated on the shapes, so the subgraph of
+``x.view(x.size(0), -1)`` is a Flatten.
+
 Initializers (and ``Constant`` nodes) are the weights; the graph must have one data input
-``(N, *input_shape)`` float (``N`` free) and one output, and every node must take the previous
-node's output (a chain). Anything else, the first unsupported node, attribute or wiring, is a
-ValueError naming the node's op type, name and position (``node #i`` in ``graph.node``).
+``(N, *input_shape)`` float (``N`` free) and one output; every node takes one data tensor
+(its first input) and constants, except the merges, and every node's output is used on the way
+to the graph output. Activations, a MatMul's bias and a flatten after a global pooling fold
+into the layer before them only when that layer's output has no other consumer. Anything
+else, the first unsupported node, attribute or wiring, is a ValueError naming the node's op
+type, name and position (``node #i`` in ``graph.node``).
 ``model.metadata`` is read back from the ``"fastcnn.metadata"`` entry of ``metadata_props``
 that :meth:`fastcnn.Sequential.export` writes (empty for other graphs).
 """
@@ -41,7 +51,8 @@ from .. import layers as _layers
 from .._geometry import same_padding
 from ._chain import _attrs, _Chain, _const, _pads_2d, _pairs, _Unsupported, _weight, pool_padding
 from ._common import require_onnx
-from ._load_modern import MODERN_OPS, match_activation, merge_flatten
+from ._graph import Entry, read_graph
+from ._load_modern import MODERN_OPS, merge_flatten
 from .export import METADATA_KEY, Exportable
 
 if TYPE_CHECKING:
@@ -266,23 +277,40 @@ def _input_shape(onnx: Any, graph: Any, consts: dict[str, np.ndarray],
     return v.name, tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
 
 
-def _sequential_class() -> type[Sequential]:
-    """The model class (an :class:`Exportable` subclass named Sequential), found without
-    importing :mod:`fastcnn.model`."""
+def _model_class(name: str) -> Any:
+    """The model class ``name`` (an :class:`Exportable` subclass: Sequential, Functional),
+    found without importing :mod:`fastcnn.model` / :mod:`fastcnn.functional`."""
     pending: list[type] = list(Exportable.__subclasses__())
     while pending:
         cls = pending.pop()
-        if cls.__name__ == "Sequential":
-            return cls  # type: ignore[return-value]
+        if cls.__name__ == name:
+            return cls
         pending.extend(cls.__subclasses__())
-    raise RuntimeError("fastcnn.Sequential is not defined (import fastcnn first)")
+    raise RuntimeError(f"fastcnn.{name} is not defined (import fastcnn first)")
+
+
+def _functional(entries: list[Entry], out: int, shape: tuple[int, ...], name: str) -> Any:
+    """A :class:`fastcnn.Functional` over the entries (a graph), weights set."""
+    x = _layers.Input(shape)
+    values: dict[int, Any] = {-1: x}
+    built = []
+    for k, e in enumerate(entries):
+        layer = e.spec[0](**e.spec[1])
+        ins = [values[j] for j in e.inputs]
+        values[k] = layer(ins if layer.multi_input else ins[0])
+        built.append(layer)
+    model = _model_class("Functional")(x, values[out], name=name, seed=0)
+    for layer, e in zip(built, entries, strict=True):
+        layer.set_weights(e.spec[2])
+    return model
 
 
 def load_onnx(model: str | os.PathLike[str] | Any,
               input_shape: tuple[int, ...] | None = None, *,
               name: str = "sequential") -> Sequential:
-    """A :class:`fastcnn.Sequential` (built, on the CPU, not compiled) computing what an ONNX
-    graph computes, for evaluation or fine-tuning with fastcnn.
+    """A :class:`fastcnn.Sequential` (a chain) or :class:`fastcnn.Functional` (a graph with
+    branches: residual ``Add``, ``Concat``) model (built, on the CPU, not compiled) computing
+    what an ONNX graph computes, for evaluation or fine-tuning with fastcnn.
 
     Args:
         model: path of an ``.onnx`` file (external data next to it is read too) or an
@@ -324,46 +352,18 @@ def load_onnx(model: str | os.PathLike[str] | Any,
     graph = proto.graph
     consts = _constants(onnx, graph)
     current, shape = _input_shape(onnx, graph, consts, input_shape)
-    ch = _Chain(shape, opset)
-    used = {n for node in graph.node for n in node.input} | {graph.output[0].name}
-    skip_to = -1  # the last node of a subgraph read as one activation (SiLU, GELU)
-    for i, node in enumerate(graph.node):
-        where = f"load_onnx: node #{i} ({node.op_type} {node.name!r})"
-        if node.domain not in ("", "ai.onnx"):
-            raise ValueError(f"{where}: op domain {node.domain!r} is not supported")
-        if node.op_type == "Constant" or i <= skip_to:
-            continue
-        pattern = match_activation(graph.node, i, current, consts, graph.output[0].name)
-        if pattern is not None:
-            ch.activation(pattern[0])
-            skip_to = pattern[1]
-            current = graph.node[skip_to].output[0]
-            continue
-        if node.op_type not in _OPS:
-            raise ValueError(f"{where}: op {node.op_type!r} is not supported; fastcnn reads "
-                             f"{', '.join(SUPPORTED_OPS)} (and Constant)")
-        data = [n for n in node.input if n and n not in consts]
-        if data != [current] or (node.input[0] != current and node.op_type != "Add"):
-            raise ValueError(f"{where}: takes {list(node.input)}, expected the previous "
-                             f"node's output {current!r} (and constants): fastcnn imports "
-                             f"a chain of layers only")
-        if any(o and o in used for o in node.output[1:]):
-            raise ValueError(f"{where}: its extra outputs {list(node.output[1:])} are used; "
-                             f"fastcnn reads only the first")
-        try:
-            _OPS[node.op_type](onnx, node, consts, ch)
-        except _Unsupported as e:
-            raise ValueError(f"{where}: {e}") from None
-        current = node.output[0]
-    if current != graph.output[0].name:
-        raise ValueError(f"load_onnx: the chain ends at {current!r}, the graph output is "
-                         f"{graph.output[0].name!r}")
-    if not ch.entries:  # an identity graph
-        ch.add(_layers.Activation, {"activation": None})
-    seq = _sequential_class()([cls(**kw) for cls, kw, _ in ch.entries], input_shape=shape,
-                              seed=0, name=name)
-    for layer, (_, _, weights) in zip(seq.layers, ch.entries, strict=True):
-        layer.set_weights(weights)
+    entries, out = read_graph(onnx, graph, consts, current, shape, opset, _OPS,
+                              ", ".join(SUPPORTED_OPS))
+    if out < 0:  # an identity graph
+        entries, out = [Entry([_layers.Activation, {"activation": None}, []], [-1], 0)], 0
+    chain = out == len(entries) - 1 and all(e.inputs == [k - 1] for k, e in enumerate(entries))
+    if chain:
+        seq = _model_class("Sequential")([e.spec[0](**e.spec[1]) for e in entries],
+                                         input_shape=shape, seed=0, name=name)
+        for layer, e in zip(seq.layers, entries, strict=True):
+            layer.set_weights(e.spec[2])
+    else:
+        seq = _functional(entries, out, shape, name)
     seq.metadata = _metadata(proto)
     return seq
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .. import _native
-from .._arrays import NATIVE, call_converted, is_cupy, is_foreign
+from .._arrays import NATIVE, call_converted, is_cupy, is_foreign, torch_plain_types
 from .._device import cuda_module
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -19,9 +19,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def _converts(*names: str) -> Callable[[_F], _F]:
     """Make an op take any array kind: its array parameters ``names`` are viewed as backend
-    arrays once (:func:`fastcnn._arrays.call_converted`: torch tensors and DLPack objects,
-    zero-copy) and its results given back once in the first array argument's kind. Calls whose
-    arrays are all NumPy / CuPy go straight to the op (one type test per array argument)."""
+    arrays once (:func:`fastcnn._arrays.call_converted`, the one crossing, also used by
+    :mod:`fastcnn.torch`: torch tensors and DLPack objects, zero-copy) and its results given
+    back once in the first array argument's kind. Calls whose arrays are all NumPy / CuPy go
+    straight to the op (one type test per array argument), plain torch tensors straight to the
+    crossing (one more set lookup)."""
 
     def wrap(fn: _F) -> _F:
         params = list(inspect.signature(fn).parameters.values())
@@ -36,8 +38,10 @@ def _converts(*names: str) -> Callable[[_F], _F]:
             # the fast path: one type test per array argument given
             n = len(args)
             for i in indices:
-                if i < n and type(args[i]) not in NATIVE and is_foreign(args[i]):
-                    return call_converted(fn, op, positions, names, args, kwargs)
+                if i < n:
+                    t = type(args[i])
+                    if t not in NATIVE and (t in torch_plain_types or is_foreign(args[i])):
+                        return call_converted(fn, op, positions, names, args, kwargs)
             if kwargs:
                 for k in names:
                     if k in kwargs and type(kwargs[k]) not in NATIVE and is_foreign(kwargs[k]):

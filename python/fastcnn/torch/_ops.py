@@ -15,12 +15,13 @@ classic ``torch.autograd.Function`` with the same setup and backward; under ``to
 a dispatch mode (fake tensors, tracing), on meta tensors or on tensor subclasses the ops go
 through ``torch.ops.fastcnn`` (:func:`_path`).
 
-The crossing: a CPU tensor reaches :mod:`fastcnn.ops` as the NumPy array over its own memory
-(``t.detach().numpy()``; a non-contiguous tensor is made contiguous first, one copy) and the
-result comes back with ``torch.from_numpy`` (no copy). A CUDA tensor goes to CuPy through DLPack
-(``cupy.from_dlpack``, no copy) and back with ``torch.from_dlpack``, and fastcnn's kernels are
-launched on PyTorch's current stream of that device (a CuPy ``ExternalStream``), so they are
-ordered with the surrounding PyTorch work. The CUDA path has not been run on a GPU yet.
+The crossing is :func:`fastcnn._arrays.call_tensors`, the one :mod:`fastcnn.ops` uses too: a CPU
+tensor reaches the kernels as the NumPy array over its own memory (``t.numpy()``; a
+non-contiguous one is copied once by the binding) and the result comes back with
+``torch.from_numpy`` (no copy). A CUDA tensor goes to CuPy through DLPack (``cupy.from_dlpack``,
+no copy) and back with ``torch.from_dlpack``, and fastcnn's kernels are launched on PyTorch's
+current stream of that device (a CuPy ``ExternalStream``), so they are ordered with the
+surrounding PyTorch work. The CUDA path has not been run on a GPU yet.
 
 Shapes follow PyTorch's functional API: x ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), conv
 weight ``(K, C/groups, R, S)``, linear weight ``(out, in)`` with x ``(*, in)``. Tensors must be
@@ -32,11 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import ops
+from .._arrays import call_tensors
 from .._geometry import conv_output_size, conv_padding, pair, pool_args, pool_output_size
 
 __all__ = ["conv2d", "cross_entropy", "linear", "max_pool2d", "relu"]
@@ -47,52 +48,17 @@ Tensor = torch.Tensor
 # --------------------------------------------------------------------------------------------
 # the crossing: tensors -> arrays -> fastcnn.ops -> tensors
 
-def _cupy() -> Any:
-    try:
-        import cupy
-    except ImportError as e:  # pragma: no cover - needs a GPU machine
-        raise RuntimeError("fastcnn.torch: CUDA tensors need CuPy (pip install "
-                           "\"fastcnn[cuda]\")") from e
-    return cupy
+#: ``call(fn, *tensors)``: ``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of
+#: ``tensors`` (None stays None), arrays in the result back as tensors (no copy); the crossing
+#: :mod:`fastcnn.ops` uses too (tensors that require grad are detached: these ops record
+#: autograd themselves).
+call = call_tensors
 
 
-def _np_view(t: Tensor) -> np.ndarray:
-    if t.requires_grad:
-        t = t.detach()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    return t.numpy()
-
-
-def _back(result: Any, wrap: Callable[[Any], Tensor], device: Any) -> Any:
-    if type(result) is np.ndarray:  # the common case first: this runs on every call
-        return wrap(result)
-    if isinstance(result, tuple):
-        return tuple(_back(r, wrap, device) for r in result)
-    if result is None:
-        return None
-    if isinstance(result, float):
-        return torch.tensor(result, dtype=torch.float32, device=device)
-    return wrap(result)
-
-
-def call(fn: Callable[..., Any], *tensors: Tensor | None) -> Any:
-    """``fn(*arrays)`` on zero-copy NumPy (CPU) or CuPy (CUDA) views of ``tensors`` (None stays
-    None); arrays in the result come back as tensors (no copy), a float as a 0-d float32
-    tensor. The one place where tensors cross into fastcnn."""
-    first = tensors[0]  # the first tensor argument of every op is never None
-    if first.is_cpu:
-        return _back(fn(*[None if t is None else _np_view(t) for t in tensors]),
-                     torch.from_numpy, "cpu")
-    device = first.device
-    if device.type == "cuda":  # not run on a GPU yet: see the module docstring
-        cupy = _cupy()
-        stream = torch.cuda.current_stream(device).cuda_stream
-        with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream, device.index):
-            arrays = [None if t is None else cupy.from_dlpack(t.detach().contiguous())
-                      for t in tensors]
-            return _back(fn(*arrays), torch.from_dlpack, device)
-    raise TypeError(f"fastcnn.torch: tensors on {device} are not supported (CPU and CUDA only)")
+def _raw(op: Callable[..., Any]) -> Callable[..., Any]:
+    """A :mod:`fastcnn.ops` function without its array-kind wrapper (``call`` has already
+    given it NumPy / CuPy arrays: one type test per argument less on every call)."""
+    return getattr(op, "__wrapped__", op)
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
@@ -120,6 +86,26 @@ def _path(*tensors: Tensor | None) -> str:
         if grad and t.requires_grad:
             path = _FUNCTION
     return path
+
+
+_F32 = torch.float32
+
+
+def _direct(*tensors: Any) -> bool:
+    """Whether ``_check`` passes and :func:`_path` is ``_DIRECT``, tested cheaply for the
+    common eager case: plain float32 CPU tensors (or None) needing no gradient, outside
+    ``torch.compile`` and dispatch modes. A False sends the op down the full checks, which
+    word any error."""
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is None:
+            continue
+        if type(t) not in _PLAIN or t.dtype is not _F32 or not t.is_cpu or (
+                grad and t.requires_grad):
+            return False
+    return True
 
 
 def _eager(*tensors: Tensor | None) -> bool:
@@ -187,7 +173,7 @@ def _conv2d_impl(x: Tensor, w: Tensor, b: Tensor | None, stride: Sequence[int],
                  padding: Sequence[int], same: bool, dilation: Sequence[int],
                  groups: int) -> Tensor:
     pad = "same" if same else tuple(padding)
-    return call(lambda x_, w_, b_: ops.conv2d(x_, w_, b_, stride=tuple(stride), padding=pad,
+    return call(lambda x_, w_, b_: _raw(ops.conv2d)(x_, w_, b_, stride=tuple(stride), padding=pad,
                                               dilation=tuple(dilation), groups=groups), x, w, b)
 
 
@@ -217,7 +203,7 @@ def _conv2d_backward_impl(dy: Tensor, x: Tensor, w: Tensor, stride: Sequence[int
                           compute_dx: bool, compute_dw: bool, bias: bool
                           ) -> tuple[Tensor, Tensor, Tensor]:
     pad = "same" if same else tuple(padding)
-    dx, dw, db = call(lambda dy_, x_, w_: ops.conv2d_backward(
+    dx, dw, db = call(lambda dy_, x_, w_: _raw(ops.conv2d_backward)(
         dy_, x_, w_, stride=tuple(stride), padding=pad, dilation=tuple(dilation), groups=groups,
         bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
     return _grads_or_empty(x, dx, dw, db)
@@ -278,7 +264,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
         (N, K, P, Q) (or (K, P, Q) for an unbatched x).
     """
     op = "conv2d"
-    _check(op, x=x, weight=weight, bias=bias)
+    direct = _direct(x, weight, bias)
+    if not direct:
+        _check(op, x=x, weight=weight, bias=bias)
     x, unbatched = _batched(x, op)
     st = pair(stride, "stride", op=op, minimum=1)
     dil = pair(dilation, "dilation", op=op, minimum=1)
@@ -290,7 +278,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     else:
         same, pad = False, pair(padding, "padding", op=op, minimum=0)
     args = (x, weight, bias, list(st), list(pad), same, list(dil), int(groups))
-    y = _run(_path(x, weight, bias), _conv2d_impl, _conv2d_function, torch.ops.fastcnn.conv2d,
+    y = _run(_DIRECT if direct else _path(x, weight, bias), _conv2d_impl, _conv2d_function,
+             torch.ops.fastcnn.conv2d,
              *args)
     return y.squeeze(0) if unbatched else y
 
@@ -304,7 +293,7 @@ _POOL = "int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ce
 def _max_pool2d_impl(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
                      padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
                      ) -> tuple[Tensor, Tensor]:
-    return call(lambda x_: ops.max_pool2d(x_, tuple(kernel_size), stride=tuple(stride),
+    return call(lambda x_: _raw(ops.max_pool2d)(x_, tuple(kernel_size), stride=tuple(stride),
                                           padding=tuple(padding), dilation=tuple(dilation),
                                           ceil_mode=ceil_mode, return_indices=True), x)
 
@@ -323,7 +312,7 @@ def _(x, kernel_size, stride, padding, dilation, ceil_mode):
 def _max_pool2d_backward_impl(dy: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
                               stride: Sequence[int], padding: Sequence[int],
                               dilation: Sequence[int], ceil_mode: bool) -> Tensor:
-    return call(lambda dy_, x_, i_: ops.max_pool2d_backward(
+    return call(lambda dy_, x_, i_: _raw(ops.max_pool2d_backward)(
         dy_, x_, tuple(kernel_size), stride=tuple(stride), padding=tuple(padding),
         dilation=tuple(dilation), ceil_mode=ceil_mode, indices=i_), dy, x, indices)
 
@@ -371,13 +360,15 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         as PyTorch's.
     """
     op = "max_pool2d"
-    _check(op, x=x)
+    direct = _direct(x)
+    if not direct:
+        _check(op, x=x)
     x, unbatched = _batched(x, op)
     if stride is not None and not isinstance(stride, int) and len(stride) == 0:
         stride = None  # torch.nn.MaxPool2d's default, as F.max_pool2d reads it
     k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
     args = (x, list(k), list(s), list(p), list(d), bool(ceil_mode))
-    y, idx = _run(_path(x), _max_pool2d_impl, _max_pool2d_function,
+    y, idx = _run(_DIRECT if direct else _path(x), _max_pool2d_impl, _max_pool2d_function,
                   torch.ops.fastcnn.max_pool2d, *args)
     if unbatched:
         y, idx = y.squeeze(0), idx.squeeze(0)
@@ -388,7 +379,7 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
 # relu
 
 def _relu_impl(x: Tensor) -> Tensor:
-    return call(ops.relu, x)
+    return call(_raw(ops.relu), x)
 
 
 _relu = _custom_op("relu", _relu_impl, "(Tensor x) -> Tensor")
@@ -400,7 +391,7 @@ def _(x):
 
 
 def _relu_backward_impl(dy: Tensor, y: Tensor) -> Tensor:
-    return call(ops.relu_backward, dy, y)
+    return call(_raw(ops.relu_backward), dy, y)
 
 
 _relu_backward = _custom_op("relu_backward", _relu_backward_impl, "(Tensor dy, Tensor y) -> Tensor")
@@ -428,6 +419,8 @@ _relu_function = _function("_relu", _relu_impl, _relu_setup, _relu_grad)
 def relu(x: Tensor) -> Tensor:
     """``torch.relu`` on fastcnn's kernel (NaN propagates), with autograd. Any shape,
     float32; the result is a new contiguous tensor."""
+    if _direct(x):  # the common eager case: no _check / _path (the same answer, cheaper)
+        return _relu_impl(x)
     _check("relu", x=x)
     return _run(_path(x), _relu_impl, _relu_function, torch.ops.fastcnn.relu, x)
 
@@ -436,7 +429,7 @@ def relu(x: Tensor) -> Tensor:
 # linear
 
 def _linear_impl(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    return call(ops.linear, x, w, b)
+    return call(_raw(ops.linear), x, w, b)
 
 
 _linear = _custom_op("linear", _linear_impl, "(Tensor x, Tensor w, Tensor? b) -> Tensor")
@@ -449,7 +442,7 @@ def _(x, w, b):
 
 def _linear_backward_impl(dy: Tensor, x: Tensor, w: Tensor, compute_dx: bool, compute_dw: bool,
                           bias: bool) -> tuple[Tensor, Tensor, Tensor]:
-    dx, dw, db = call(lambda dy_, x_, w_: ops.linear_backward(
+    dx, dw, db = call(lambda dy_, x_, w_: _raw(ops.linear_backward)(
         dy_, x_, w_, bias=bias, compute_dx=compute_dx, compute_dw=compute_dw), dy, x, w)
     return _grads_or_empty(x, dx, dw, db)
 
@@ -494,8 +487,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     Returns:
         (*, out).
     """
-    _check("linear", x=x, weight=weight, bias=bias)
-    path = _path(x, weight, bias)
+    if _direct(x, weight, bias):
+        path = _DIRECT
+    else:
+        _check("linear", x=x, weight=weight, bias=bias)
+        path = _path(x, weight, bias)
     if x.dim() == 2:
         return _run(path, _linear_impl, _linear_function, torch.ops.fastcnn.linear, x, weight,
                     bias)
@@ -512,7 +508,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 # cross_entropy
 
 def _cross_entropy_impl(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    return call(ops.cross_entropy, logits, labels)
+    loss, dlogits = call(_raw(ops.cross_entropy), logits, labels)
+    return torch.tensor(loss, dtype=torch.float32, device=logits.device), dlogits
 
 
 _cross_entropy = _custom_op("cross_entropy", _cross_entropy_impl,

@@ -90,6 +90,11 @@ def _weights(module: nn.Module, names: dict[str, str], where: str) -> dict[str, 
     return out
 
 
+_NO_INDICES = ("return_indices=True: a fastcnn model passes one array from layer to layer and "
+               "can't carry the indices; build it with return_indices=False (the indices "
+               "come from fastcnn.torch.max_pool2d(x, ..., return_indices=True))")
+
+
 def _err(where: str, module: nn.Module, what: str) -> ValueError:
     return ValueError(f"from_torch: module {where} ({module!r}) is not supported: {what}")
 
@@ -118,10 +123,13 @@ def _conv(m: nn.Conv2d, shape: tuple[int, ...], pad: tuple[int, ...] | None, whe
 def _pool(m: nn.MaxPool2d, shape: tuple[int, ...], pad: tuple[int, ...] | None,
           where: str) -> L.MaxPool2D:
     if m.return_indices:
-        raise _err(where, m, "return_indices=True")
-    if pair(m.dilation, "dilation") != (1, 1):
-        raise _err(where, m, "dilation (fastcnn's MaxPool2D layer has none; "
-                             "fastcnn.torch.MaxPool2d does)")
+        raise _err(where, m, _NO_INDICES)
+    dilation = pair(m.dilation, "dilation")
+    if dilation != (1, 1):
+        raise _err(where, m, f"dilation={dilation}: fastcnn's MaxPool2D layer has no dilation "
+                             "(the op fastcnn.ops.max_pool2d has); keep the model in PyTorch "
+                             "with fastcnn.torch.accelerate(model), whose MaxPool2d takes it, "
+                             "or use dilation=1")
     k = pair(m.kernel_size, "kernel_size")
     s = k if m.stride is None else pair(m.stride, "stride")
     want = ({"stride": s, "padding": pair(m.padding, "padding"), "ceil_mode": bool(m.ceil_mode)},
@@ -218,7 +226,7 @@ def _new_module(m: nn.Module, nxt: nn.Module | None, shape: tuple[int, ...],
         cls = L.GlobalAveragePooling2D if isinstance(m, nn.AdaptiveAvgPool2d) \
             else L.GlobalMaxPooling2D
         if isinstance(m, nn.AdaptiveMaxPool2d) and m.return_indices:
-            raise _err(where, m, "return_indices=True")
+            raise _err(where, m, _NO_INDICES)
         return cls(keepdims=not flat), {}, int(flat)
     if isinstance(m, nn.Tanh):
         return L.Activation("tanh"), {}, 0
