@@ -1,17 +1,25 @@
-// conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver.
+// conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver,
+// or on the wide grid (conv2d_wide.cpp) where conv2d_route.cpp's shape rule says so.
 //
-//   forward          y[n,g] (Kg x PQ)   = W[g] (Kg x CgRS) . col(x[n,g]) (CgRS x PQ)      G = N*groups
-//   backward-data    dcol[n,g] (CgRS x PQ) = W[g]^T (CgRS x Kg) . dy[n,g] (Kg x PQ), added into
-//                    dx[n,g] tile by tile (col2im) by the one thread that owns (n, g): no
-//                    races, a fixed order, and only real taps contribute (a NaN or inf weight
-//                    stays where PyTorch puts it; a gather over zero-padded dy would spread it).
+// GEMM forms, over blocks of B images (B = conv2d_route.cpp's imgs: 1 for planes of >= 240
+// pixels; for small planes several, so that a problem's columns fill the micro-kernel's NR):
+//   forward          y[n0.., g] (Kg x B*PQ) = W[g] (Kg x CgRS) . col(x[n0..n0+B, g])
+//                    (CgRS x B*PQ), column j = (image b, pixel pq); G = ceil(N/B)*groups
+//   backward-data    dcol (CgRS x B*PQ) = W[g]^T (CgRS x Kg) . dy[n0..n0+B, g] (Kg x B*PQ),
+//                    added into dx tile by tile (col2im) by the one thread that owns the block:
+//                    no races, a fixed order, and only real taps contribute (a NaN or inf
+//                    weight stays where PyTorch puts it; a gather over zero-padded dy would
+//                    spread it).
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
-// col() is never materialised: the B packer (the ISA's conv2d_im2col / conv2d_im2col_wgrad)
-// gathers each KC x NC block straight from the image (zero for padding), so the workspace is
-// bounded by the block sizes, not by the batch.
+// col() is never materialised: the B packer (the ISA's conv2d_im2col_batch /
+// conv2d_im2col_wgrad) gathers each KC x NC block straight from the images (zero for padding
+// and for the columns of a last block past the batch), so the workspace is bounded by the
+// block sizes, not by the batch. The store scatters each tile's columns back image by image.
 // Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
-// GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
+// GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each. ResNet's
+// 32->64 3x3 / 2 (16x16 -> 8x8), batch 128: B = 7 images, 448 columns a problem (19 panels of
+// NR = 24, 0.4 % padding) instead of 64 columns padded to 72 per image (11 %).
 #include <algorithm>
 #include <cstring>
 #include <vector>

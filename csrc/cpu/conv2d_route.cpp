@@ -2,41 +2,53 @@
 //
 // Both forms run the ISA's MR x NR register tile (avx2 4 x 24, avx512 8 x 48, generic 4 x 8)
 // over the same multiply-adds; they differ in how many columns of that tile are wasted and in
-// what feeds it:
-//  * wide grid (conv2d_wide.cpp): the outputs of a plane are numbered on the padded grid,
-//    P rows of Wg = ceil(Wp / sw) columns, Wg - Q of them computed and dropped, and the plane's
-//    P*Wg grid columns run in NR-wide strips: computed / useful = round_up(P*Wg, NR) / (P*Q).
-//    No packing (B rows are read at tap offsets straight from a band copy of the input).
-//  * implicit GEMM (conv2d.cpp): columns are (image, pixel) pairs over a block of `imgs` images,
-//    so a small plane no longer leaves a tile column empty: round_up(imgs*PQ, NR) / (imgs*PQ);
-//    but each column's Cg*R*S im2col values are gathered (forward) or its dcol values scattered
-//    back (backward-data, col2im) once per Kg rows of the tile: kPackCost / (2*Kg) flops of
-//    overhead per useful flop, kPackCost = 16 the cost of gathering one element in flops of the
-//    core's FMA peak (2 FMA ports x 8 lanes x 2 = 32 flops/cycle; a masked 8-float segment
-//    copy costs ~4 cycles: 0.5 cycle = 16 flops per element).
-// A pass takes the cheaper estimate (the wide form on a tie: it was the default before).
-// imgs: the driver's column block is 480 floats (gemm.cpp kNCMax), so a problem spans
-// imgs = 480 / PQ images (1 for a plane of >= 240 pixels: the per-image GEMM), but no more than
-// ceil(N / 16), so that a batch gives >= 16 problems to spread over threads (the backward-data
-// col2im form runs each problem on one thread). It depends on the shape only: with the driver's
-// fixed K slices, every output's reduction order is the same for any imgs and thread count.
+// what feeds it. Costs are "columns computed per useful column + packing", in flops per flop:
+//  * wide grid (conv2d_wide.cpp): the outputs of a plane are numbered on the padded grid and
+//    run in NR-wide strips; no packing (B rows are read at tap offsets from a band copy).
+//    One image per grid: P rows of Wp = W + pl + pr columns, Q kept:
+//      cost = round_up(P*Wp, NR) / (P*Q)              (8x8 "same": round_up(80, 24) / 64 = 1.5)
+//    B images side by side (stride 1, pads >= 0): a grid row is pl zeros, then per image W
+//    columns and sep = max(pl, pr) zeros, so neighbours share their padding:
+//      cost = round_up(P*(pl + B*(W + sep)), NR) / (P*B*Q)   (8x8, B = 8: 600 / 512 = 1.17)
+//    B: the cheapest up to min(16, ceil(N / 16)) (>= 16 work items a batch, for the threads)
+//    whose band (Cin*(P + R - 1)*(pl + B*(W + sep)) floats) fits the 256 KiB scratch, taken
+//    when it saves >= 4 % (kSideGain; the wider band costs a little in copies and stores).
+//  * implicit GEMM (conv2d.cpp): columns are (image, pixel) pairs over imgs images, so a small
+//    plane no longer leaves tile columns empty; but each column's Cg*R*S im2col values are
+//    gathered (forward) or its dcol values scattered back (backward-data, col2im) once per Kg
+//    rows of the tile:
+//      cost = round_up(imgs*P*Q, NR) / (imgs*P*Q) + kPackCost / (2*Kg)
+//    kPackCost = 48: one gathered element costs ~1.5 cycles (short masked segments), against
+//    32 flops / cycle of FMA peak (2 ports x 8 lanes x 2); fitted to the 1-thread forward
+//    timings below (16->16 @32: GEMM 2.1x the wide form's time, 32->32 @16: 1.3x, 64->64 @8: 1.0x
+//    against one image per grid). imgs = min(480 / PQ, ceil(N / 16)): the driver's 480-column
+//    block (gemm.cpp kNCMax), >= 16 problems a batch (col2im runs each on one thread), 1 for a
+//    plane of >= 240 pixels (the per-image GEMM as before).
+// A pass takes the cheaper estimate (the wide form on a tie). Only the shape and the ISA's NR,
+// MR decide, never a timing, and every output is one reduction in a fixed order whatever the
+// form's image count, blocking or thread count (the wide grid sums each output's taps in its
+// fixed chunks, the GEMM in its fixed KC slices; col2im adds each dx element's taps in row
+// order): results are bit-identical for any thread count.
 //
-// Napkin maths, avx2 (NR = 24), 3x3 "same", batch 128:
-//   shape                     wide fwd    GEMM fwd (imgs)         form
-//   64->64 @ 8x8   (Kg 64)    96/64=1.50  1.00 + 16/128 = 1.13 (7)  GEMM
-//   32->32 @16x16  (Kg 32)    288/256=1.13 1.00 + 16/64 = 1.25 (1)   wide
-//   16->16 @32x32  (Kg 16)    1104/1024=1.08 1.00 + 16/32 = 1.50 (1) wide
-//   seeds 32->64 26x26->24x24 624/576=1.08 1.00 + 16/128 = 1.13     wide
-//   seeds 1->32 28x28->26x26  744/676=1.10 1.01 + 16/64 = 1.26      wide
-// Strided 3x3 / 2 and 1x1 / 2 forwards have no wide form (wide_fwd_applicable): always GEMM,
-// now batched where the output plane is small (32->64 @16->8: imgs = 7, 448 columns a problem
-// instead of 64 padded to 72). Backward-data compares the wide form of the transposed
-// correlation (dy padded by (R-1)*dh - pad: the same grid waste over the H x W input plane) with
-// the batched col2im GEMM, whose scatter costs kPackCost / (2*Kg) per flop likewise.
+// Napkin maths, avx2 (NR = 24, MR = 4), 3x3, batch 128 (64 for the seeds' CNN):
+//   shape                        wide: 1 image / chosen B     GEMM (imgs)     form
+//   64->64 @ 8x8  "same"         1.500 / 1.172 (B = 8)        1.393 (7)       wide, B = 8
+//   32->32 @16x16 "same"         1.125 / 1.078 (B = 4)        1.781 (1)       wide, B = 4
+//   16->16 @32x32 "same"         1.078 / -    (B = 1)         2.508 (1)       wide, B = 1
+//   seeds 32->64 26x26 -> 24x24  1.083 / -    (B = 1)         1.375 (1)       wide, B = 1
+//   seeds 1->32  28x28 -> 26x26  1.101 / -    (B = 1: B = 3 saves only 2 %)   wide, B = 1
+// Backward-data: the wide form of the transposed correlation (dy padded by (R-1)*dh - pad: for
+// "same" the same grid as the forward, so the same B) against the batched col2im GEMM (the
+// same cost formula): wide for all of the above, col2im where the weights hold a NaN / inf.
+// Strided 3x3 / 2 and 1x1 / 2 have no wide forward or backward-data (wide_fwd_applicable): the
+// GEMM, batched where the output plane is small (32->64 @16->8: imgs = 7, 448 columns a
+// problem instead of 64 padded to 72).
 // Weight gradient: the wide form's 12-tap x 32-channel tile wastes round_up(Kg, 32) / Kg and
 // Wg / Q; the GEMM form (M = Kg, N = Cg*R*S, K = N*P*Q, already batched) wastes
-// round_up(Kg, MR) / Kg and round_up(CgRS, NR) / CgRS and packs both operands (two passes for
-// im2col rows + transpose: 2*kPackCost / (2*Kg), and dy's transpose kPackCost / (2*CgRS)).
+// round_up(Kg, MR) / Kg and round_up(CgRS, NR) / CgRS and packs both operands (im2col rows +
+// transpose: 2*kPackCost / (2*Kg), dy's transpose kPackCost / (2*CgRS)): the wide form for
+// every shape above (64->64 @8x8: 1.25 against 1.79); the GEMM only where the wide tile is
+// mostly empty and the grid wasteful (4 output channels on a 4x4 plane: 16 against 14.7).
 //
 // FASTCNN_CONV_ROUTE (private, for A/B benchmarks and tests; read on every call): "legacy" the
 // routing before this rule (wide wherever applicable, one image per GEMM problem), "wide" the
@@ -58,7 +70,7 @@ constexpr int64_t kBlockCols = 480;  // the GEMM driver's column block (gemm.cpp
 constexpr int64_t kMinProblems = 16;  // batched problems a batch is cut into, at least
 constexpr int64_t kMaxSide = 16;      // images side by side on one wide grid, at most
 constexpr int64_t kWideScratch = int64_t{1} << 16;  // conv2d_wide.cpp's band scratch (floats)
-constexpr double kSideFrom = 1.1;     // batch the wide grid when one image's cost exceeds this
+constexpr double kSideGain = 1.04;    // batch the wide grid when that saves >= 4 % of its cost
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -93,8 +105,9 @@ double gemm_cols_waste(int64_t cols, int64_t nr) {
 
 // The wide grid of a stride-1 correlation of Cin-channel H x W planes padded by pl, pr (P x Q
 // outputs, R kernel rows of dilation dh): computed / useful columns with B images side by side,
-// and the B it runs with (1 unless one image wastes over kSideFrom - 1; then the cheapest B that
-// keeps the whole plane's band in the scratch, <= kMaxSide and <= ceil(N / kMinProblems)).
+// and the B it runs with: the cheapest B that keeps the whole plane's band in the scratch,
+// <= kMaxSide and <= ceil(N / kMinProblems), if it saves >= 4 % over one image per grid (a wider
+// band costs a little more to copy and store; below that, one image per grid stays).
 struct WideGrid {
   double cost;
   int64_t imgs;
@@ -107,15 +120,16 @@ WideGrid wide_grid(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t pl, int
     const int64_t Wt = B == 1 ? W + pl + pr : pl + B * (W + sep);
     return double(round_up(P * Wt, nr)) / double(P * B * Q);
   };
-  WideGrid best{cost(1), 1};
-  if (best.cost <= kSideFrom || pl < 0 || pr < 0 || Q > W + sep) return best;
+  const WideGrid one{cost(1), 1};
+  WideGrid best = one;
+  if (pl < 0 || pr < 0 || Q > W + sep) return one;
   const int64_t bmax = std::min({kMaxSide, ceil_div(N, kMinProblems), N});
   for (int64_t B = 2; B <= bmax; ++B) {
     if (Cin * (P + halo) * (pl + B * (W + sep)) > kWideScratch) break;
     const double c = cost(B);
     if (c < best.cost) best = {c, B};
   }
-  return best;
+  return best.cost * kSideGain <= one.cost ? best : one;
 }
 
 }  // namespace

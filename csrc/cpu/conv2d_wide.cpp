@@ -44,6 +44,13 @@
 // planes (the band copy / image copy splits them, phase_split), with the taps' offsets into
 // them; the forward only where windows span two strides or more (several taps per phase plane:
 // a 3x3 / 2 measured faster through the GEMM form), the weight gradient wherever they overlap.
+// Small planes (WideConv::imgs > 1, stride 1): B images side by side in one grid, a grid row
+// being pad_left zeros, then per image its W columns and max(pad_left, pad_right) zeros (the
+// neighbours share their padding), image b's output q at grid column b*(W + sep) + q; a strip
+// then straddles images and the store splits it image by image. Each output's taps are the same
+// chunks in the same order as with one image per grid: bit-identical results. 64->64 3x3 on
+// 8x8: 80 grid columns per image in 4 strips of 24 (67 % kept) become, for 8 images, 584
+// columns in 25 strips (85 % kept; conv2d_route.cpp chooses B).
 // Napkin maths (seeds' conv2, 32->64 3x3 on 26x26, batch 64): 1.36 GFLOP per pass; the band copy
 // moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
 #include "cpu/conv2d_wide.h"
