@@ -1,22 +1,31 @@
-// conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver.
+// conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver,
+// or on the wide grid (conv2d_wide.cpp) where conv2d_route.cpp's shape rule says so.
 //
-//   forward          y[n,g] (Kg x PQ)   = W[g] (Kg x CgRS) . col(x[n,g]) (CgRS x PQ)      G = N*groups
-//   backward-data    dcol[n,g] (CgRS x PQ) = W[g]^T (CgRS x Kg) . dy[n,g] (Kg x PQ), added into
-//                    dx[n,g] tile by tile (col2im) by the one thread that owns (n, g): no
-//                    races, a fixed order, and only real taps contribute (a NaN or inf weight
-//                    stays where PyTorch puts it; a gather over zero-padded dy would spread it).
+// GEMM forms, over blocks of B images (B = conv2d_route.cpp's imgs: 1 for planes of >= 240
+// pixels; for small planes several, so that a problem's columns fill the micro-kernel's NR):
+//   forward          y[n0.., g] (Kg x B*PQ) = W[g] (Kg x CgRS) . col(x[n0..n0+B, g])
+//                    (CgRS x B*PQ), column j = (image b, pixel pq); G = ceil(N/B)*groups
+//   backward-data    dcol (CgRS x B*PQ) = W[g]^T (CgRS x Kg) . dy[n0..n0+B, g] (Kg x B*PQ),
+//                    added into dx tile by tile (col2im) by the one thread that owns the block:
+//                    no races, a fixed order, and only real taps contribute (a NaN or inf
+//                    weight stays where PyTorch puts it; a gather over zero-padded dy would
+//                    spread it).
 //   backward-weights dW[g] (Kg x CgRS)  = sum over n of dy[n,g] (Kg x PQ) . col(x[n,g])^T,
 //                    the batch and pixels forming one reduction of length N*P*Q in fixed order.
-// col() is never materialised: the B packer (the ISA's conv2d_im2col / conv2d_im2col_wgrad)
-// gathers each KC x NC block straight from the image (zero for padding), so the workspace is
-// bounded by the block sizes, not by the batch.
+// col() is never materialised: the B packer (the ISA's conv2d_im2col_batch /
+// conv2d_im2col_wgrad) gathers each KC x NC block straight from the images (zero for padding
+// and for the columns of a last block past the batch), so the workspace is bounded by the
+// block sizes, not by the batch. The store scatters each tile's columns back image by image.
 // Napkin maths: seeds' conv2 (32->64, 3x3, 26x26 -> 24x24), batch 64: 2*64*64*288*576 = 1.36
-// GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each.
+// GFLOP per pass; packing gathers CgRS*PQ elements per image against 2*Kg flops each. ResNet's
+// 32->64 3x3 / 2 (16x16 -> 8x8), batch 128: B = 7 images, 448 columns a problem (19 panels of
+// NR = 24, 0.4 % padding) instead of 64 columns padded to 72 per image (11 %).
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "cpu/buffer.h"
+#include "cpu/conv2d_route.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
@@ -33,33 +42,61 @@ struct Rows {
   int64_t bh[kGemmKC], bw[kGemmKC];
 };
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Whole zero panels for columns [ceil(from / nr) * nr, to) of a kc-row B block (the packers
+// zero-pad the panel that holds column from - 1 themselves).
+void zero_columns(float* dst, int64_t kc, int64_t nr, int64_t from, int64_t to) {
+  for (int64_t pn = ceil_div(from, nr); pn < ceil_div(to, nr); ++pn)
+    std::memset(dst + pn * kc * nr, 0, sizeof(float) * static_cast<size_t>(kc * nr));
+}
+
+// The columns [j0, j0 + nc) of a batched problem (column j = image*PQ + pixel) cut at image
+// boundaries, images < nimg only: f(image, first pixel, count, offset of the run in the block).
+template <class F>
+void for_each_image(int64_t j0, int64_t nc, int64_t PQ, int64_t nimg, F&& f) {
+  for (int64_t j = j0; j < j0 + nc;) {
+    const int64_t img = j / PQ, pq = j % PQ, len = std::min(PQ - pq, j0 + nc - j);
+    if (img >= nimg) return;
+    f(img, pq, len, j - j0);
+    j += len;
+  }
+}
+
 }  // namespace
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu) {
-  if (wide_fwd_applicable(p)) {
+  const ConvRoute route = route_forward(p);
+  if (route.wide) {
     WideConv cv;
     cv.x = x, cv.w = w, cv.b = b, cv.y = y;
     cv.N = p.N, cv.C = p.C, cv.H = p.H, cv.W = p.W, cv.K = p.K, cv.R = p.R, cv.S = p.S;
     cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
     cv.pad_top = p.pad_top, cv.pad_left = p.pad_left, cv.pad_bottom = p.pad_bottom;
     cv.pad_right = p.pad_right, cv.stride_h = p.stride_h, cv.stride_w = p.stride_w;
+    cv.imgs = route.imgs;
     wide_correlate(cv, relu);
     return;
   }
+  if (p.N == 0) return;
+  // problem g = blk*groups + grp: images [blk*B, blk*B + B) of group grp, column j = b*PQ + pq
+  // (b < B; the last block's columns past the batch are zeros, computed and dropped)
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
-  const int64_t RS = p.R * p.S;
+  const int64_t RS = p.R * p.S, B = route.imgs, nblk = ceil_div(p.N, B);
   GemmProblem prob;
-  prob.G = p.N * p.groups, prob.M = Kg, prob.N = PQ, prob.K = CRSg, prob.a_groups = p.groups;
+  prob.G = nblk * p.groups, prob.M = Kg, prob.N = B * PQ, prob.K = CRSg, prob.a_groups = p.groups;
   prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, CRSg, 1, i0, mc, k0, kc, dst, mr);
   };
-  const Conv2dIm2colFn conv2d_im2col = kernels().conv2d_im2col;
+  const Conv2dIm2colBatchFn im2col = kernels().conv2d_im2col_batch;
   prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
                     float* scratch) {
-    const int64_t n = g / p.groups, grp = g % p.groups;
-    const float* xg = x + (n * p.C + grp * Cg) * HW;
+    const int64_t n0 = (g / p.groups) * B, grp = g % p.groups;
+    // images past the batch: the columns from there on read nothing (zeros)
+    const int64_t real = std::max<int64_t>(std::min(nc, (p.N - n0) * PQ - j0), 0);
+    const float* xg = x + (n0 * p.C + grp * Cg) * HW;
     Rows rows;
     for (int64_t k = 0; k < kc; ++k) {
       const int64_t c = (k0 + k) / RS, r = ((k0 + k) / p.S) % p.R, s = (k0 + k) % p.S;
@@ -67,15 +104,19 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       rows.bh[k] = r * p.dil_h - p.pad_top;
       rows.bw[k] = s * p.dil_w - p.pad_left;
     }
-    conv2d_im2col(rows.plane, rows.bh, rows.bw, kc, j0, nc, p.Q, p.H, p.W, p.stride_h, p.stride_w,
-                  dst, nr);
+    if (real > 0)
+      im2col(rows.plane, rows.bh, rows.bw, kc, p.C * HW, j0, real, p.P, p.Q, p.H, p.W, p.stride_h,
+             p.stride_w, dst, nr);
+    if (real < nc) zero_columns(dst, kc, nr, real, nc);
   };
   const StoreTileFn store = kernels().store_tile;
   prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
                    int64_t lds) {
-    const int64_t n = g / p.groups, grp = g % p.groups;
-    float* dst = y + (n * p.K + grp * Kg + i0) * PQ + j0;
-    store(dst, PQ, src, lds, mc, nc, b ? b + grp * Kg + i0 : nullptr, nullptr, relu, 0);
+    const int64_t n0 = (g / p.groups) * B, grp = g % p.groups;
+    for_each_image(j0, nc, PQ, p.N - n0, [&](int64_t img, int64_t pq, int64_t len, int64_t off) {
+      float* dst = y + ((n0 + img) * p.K + grp * Kg + i0) * PQ + pq;
+      store(dst, PQ, src + off, lds, mc, len, b ? b + grp * Kg + i0 : nullptr, nullptr, relu, 0);
+    });
   };
   gemm(prob);
 }
@@ -84,71 +125,98 @@ namespace {
 
 // dx[n, g] = col2im(W[g]^T (CgRS x Kg) . dy[n, g] (Kg x PQ)): B is dy itself (a plain copy to
 // pack), A the prepacked transposed weights, and each finished tile of columns is added into dx
-// at its (c, r, s) taps. One thread owns each (n, g), so the additions never race and happen in
-// a fixed order.
-void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+// at its (c, r, s) taps. Problem g = blk*groups + grp covers images [blk*B, blk*B + B) (column
+// j = b*PQ + pq; conv2d_route.cpp's imgs). One thread owns each problem, so the additions never
+// race, and every element of dx receives its taps' values in row (c, r, s) order, one column
+// each: the same sums for any B, blocking or thread count.
+void backward_data_col2im(const float* dy, const float* w, float* dx, const Conv2dParams& p,
+                          int64_t B) {
+  if (p.N == 0) return;
   const int64_t Cg = p.Cg(), Kg = p.Kg(), CRSg = p.CRSg(), HW = p.H * p.W, PQ = p.P * p.Q;
-  const int64_t RS = p.R * p.S;
+  const int64_t RS = p.R * p.S, nblk = ceil_div(p.N, B);
   GemmProblem prob;
-  prob.G = p.N * p.groups, prob.M = CRSg, prob.N = PQ, prob.K = Kg, prob.a_groups = p.groups;
+  prob.G = nblk * p.groups, prob.M = CRSg, prob.N = B * PQ, prob.K = Kg;
+  prob.a_groups = p.groups;
   prob.serial_per_g = true;
   prob.pack_a = [&](int64_t g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, int mr) {
     const int64_t grp = g % p.groups;
     pack_a_strided(w + grp * Kg * CRSg, 1, CRSg, i0, mc, k0, kc, dst, mr);
   };
-  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr, float* scratch) {
-    const int64_t n = g / p.groups, grp = g % p.groups;
-    pack_b_strided(dy + (n * p.K + grp * Kg) * PQ, PQ, 1, k0, kc, j0, nc, dst, nr);
+  prob.pack_b = [&](int64_t g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, int nr,
+                    float*) {
+    const int64_t n0 = (g / p.groups) * B, grp = g % p.groups;
+    if (B == 1) {  // one image: a plain strided block
+      pack_b_strided(dy + (n0 * p.K + grp * Kg) * PQ, PQ, 1, k0, kc, j0, nc, dst, nr);
+      return;
+    }
+    // the block's columns image by image into their panel lanes, zeros past the batch
+    int64_t filled = 0;
+    for_each_image(j0, nc, PQ, p.N - n0, [&](int64_t img, int64_t pq, int64_t len, int64_t off) {
+      const float* src = dy + ((n0 + img) * p.K + grp * Kg + k0) * PQ + pq;
+      for (int64_t t = 0; t < len;) {
+        const int64_t col = off + t, lane = col % nr, cnt = std::min(len - t, nr - lane);
+        float* d = dst + (col / nr) * kc * nr + lane;
+        for (int64_t k = 0; k < kc; ++k)
+          std::memcpy(d + k * nr, src + k * PQ + t, sizeof(float) * static_cast<size_t>(cnt));
+        t += cnt;
+      }
+      filled = off + len;
+    });
+    // the rest of the last written panel, then whole zero panels
+    if (filled % nr != 0) {
+      float* d = dst + (filled / nr) * kc * nr;
+      for (int64_t k = 0; k < kc; ++k)
+        std::memset(d + k * nr + filled % nr, 0,
+                    sizeof(float) * static_cast<size_t>(nr - filled % nr));
+    }
+    zero_columns(dst, kc, nr, filled, nc);
   };
   const AddFn add = kernels().add;
   prob.store = [&](int64_t g, int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* src,
                    int64_t lds) {
-    const int64_t n = g / p.groups, grp = g % p.groups;
-    float* dxg = dx + (n * p.C + grp * Cg) * HW;
-    if (i0 == 0 && j0 == 0) std::memset(dxg, 0, sizeof(float) * static_cast<size_t>(Cg * HW));
-    for (int64_t i = 0; i < mc; ++i) {
-      const int64_t row = i0 + i, c = row / RS, r = (row / p.S) % p.R, s = row % p.S;
-      float* plane = dxg + c * HW;
-      const float* t = src + i * lds;
-      const int64_t bw = s * p.dil_w - p.pad_left;
-      int64_t j = j0;
-      while (j < j0 + nc) {
-        const int64_t op = j / p.Q, oq = j % p.Q;
-        const int64_t len = std::min(p.Q - oq, j0 + nc - j);
-        const int64_t h = op * p.stride_h - p.pad_top + r * p.dil_h;
-        if (h >= 0 && h < p.H) {
-          // columns q in [oq, oq+len) land on w = q*sw + bw; keep those inside [0, W)
-          const int64_t sw = p.stride_w, w0 = oq * sw + bw;
-          const int64_t lo = w0 >= 0 ? 0 : std::min(len, (-w0 + sw - 1) / sw);
-          const int64_t hi = w0 <= p.W - 1 ? std::min(len, (p.W - 1 - w0) / sw + 1) : 0;
-          float* drow = plane + h * p.W;
-          const float* tv = t + (j - j0);
-          if (sw == 1) {
-            if (hi > lo) add(drow + w0 + lo, tv + lo, hi - lo);
-          } else {
-            for (int64_t u = lo; u < hi; ++u) drow[w0 + u * sw] += tv[u];
+    const int64_t n0 = (g / p.groups) * B, grp = g % p.groups;
+    if (i0 == 0 && j0 == 0)
+      for (int64_t img = 0; img < std::min(B, p.N - n0); ++img)
+        std::memset(dx + ((n0 + img) * p.C + grp * Cg) * HW, 0,
+                    sizeof(float) * static_cast<size_t>(Cg * HW));
+    for_each_image(j0, nc, PQ, p.N - n0, [&](int64_t img, int64_t pq0, int64_t cnt, int64_t off) {
+      float* dxg = dx + ((n0 + img) * p.C + grp * Cg) * HW;
+      for (int64_t i = 0; i < mc; ++i) {
+        const int64_t row = i0 + i, c = row / RS, r = (row / p.S) % p.R, s = row % p.S;
+        float* plane = dxg + c * HW;
+        const float* t = src + i * lds + off;
+        const int64_t bw = s * p.dil_w - p.pad_left;
+        int64_t j = pq0;
+        while (j < pq0 + cnt) {
+          const int64_t op = j / p.Q, oq = j % p.Q;
+          const int64_t len = std::min(p.Q - oq, pq0 + cnt - j);
+          const int64_t h = op * p.stride_h - p.pad_top + r * p.dil_h;
+          if (h >= 0 && h < p.H) {
+            // columns q in [oq, oq+len) land on w = q*sw + bw; keep those inside [0, W)
+            const int64_t sw = p.stride_w, w0 = oq * sw + bw;
+            const int64_t lo = w0 >= 0 ? 0 : std::min(len, (-w0 + sw - 1) / sw);
+            const int64_t hi = w0 <= p.W - 1 ? std::min(len, (p.W - 1 - w0) / sw + 1) : 0;
+            float* drow = plane + h * p.W;
+            const float* tv = t + (j - pq0);
+            if (sw == 1) {
+              if (hi > lo) add(drow + w0 + lo, tv + lo, hi - lo);
+            } else {
+              for (int64_t u = lo; u < hi; ++u) drow[w0 + u * sw] += tv[u];
+            }
           }
+          j += len;
         }
-        j += len;
       }
-    }
+    });
   };
   gemm(prob);
-}
-
-// Whether backward-data runs on the wide grid (see conv2d_wide.cpp).
-bool backward_data_wide(const float* w, const Conv2dParams& p) {
-  // the wide form's weight panels are Cg rows tall: not when padding them to MR rows would waste
-  // over a third of the work (a first layer's few input channels)
-  const int64_t Cg = p.Cg(), mr = kernels().mr, rows = (Cg + mr - 1) / mr * mr;
-  return wide_conv_applicable(p) && 2 * rows <= 3 * Cg && all_finite(w, p.K * Cg * p.R * p.S);
 }
 
 // dx = dy (through the ReLU whose output is relu_y, when given) padded by (R-1)*dh - pad,
 // correlated with wt[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s] (flipped taps, (k, c)
 // transposed per group): a stride-1 convolution again.
 void backward_data_wide_run(const float* dy, const float* relu_y, const PooledGrad* pooled,
-                            const float* w, float* dx, const Conv2dParams& p) {
+                            const float* w, float* dx, const Conv2dParams& p, int64_t imgs) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S;
   std::vector<float> wt(static_cast<size_t>(p.K * Cg * RS));
   for (int64_t g = 0; g < p.groups; ++g)
@@ -165,6 +233,7 @@ void backward_data_wide_run(const float* dy, const float* relu_y, const PooledGr
   cv.groups = p.groups, cv.dil_h = p.dil_h, cv.dil_w = p.dil_w;
   cv.pad_top = (p.R - 1) * p.dil_h - p.pad_top, cv.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
   cv.pad_left = (p.S - 1) * p.dil_w - p.pad_left, cv.pad_right = (p.S - 1) * p.dil_w - p.pad_right;
+  cv.imgs = imgs;
   wide_correlate(cv, 0);
 }
 
@@ -244,12 +313,15 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     return dz.get();
   };
   if (dx) {
-    if (backward_data_wide(w, p)) backward_data_wide_run(dy, relu_y, pooled, w, dx, p);
-    else backward_data_col2im(plain_dy(), w, dx, p);
+    // the wide form multiplies the padding's zeros by every weight: finite weights only
+    const bool w_finite = all_finite(w, p.K * p.Cg() * p.R * p.S);
+    const ConvRoute route = route_backward_data(p, w_finite);
+    if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
+    else backward_data_col2im(plain_dy(), w, dx, p, route.imgs);
   }
   bool db_done = false;
   if (dw) {
-    if (wide_wgrad_applicable(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
+    if (route_wgrad_wide(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
       db_done = true;
     else
       backward_weights_gemm(plain_dy(), x, dw, p);

@@ -27,15 +27,19 @@ inline void segment_bounds(const float* row, int64_t W, int64_t w0, int64_t ws, 
 
 inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len);
 
-// B panels of the forward / gather-backward GEMM: row k (k < kc) reads planes[k] (Hs x Ws, or
-// nullptr for zeros) at (jp*a_h + bh[k], jq*a_w + bw[k]) for output j = jp*Qo + jq in
-// [j0, j0 + nc); written as NR-column panels (panel p at dst + p*kc*nr), zero-padded.
-inline void im2col_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
-                        int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
-                        int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr) {
-  const int64_t jp0 = j0 / Qo, jq0 = j0 % Qo;
+// B panels of the forward / gather-backward GEMM over a batch of images: row k (k < kc) reads
+// planes[k] + n*img_stride (Hs x Ws, or nullptr for zeros) at (jp*a_h + bh[k], jq*a_w + bw[k])
+// for output j = (n*Po + jp)*Qo + jq in [j0, j0 + nc) (jp < Po: the flattened (image, p, q)
+// grid, so a panel may straddle two images); written as NR-column panels (panel p at
+// dst + p*kc*nr), zero-padded. Po = INT64_MAX (never reached) is the single-image form.
+inline void im2col_batch_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                              int64_t kc, int64_t img_stride, int64_t j0, int64_t nc, int64_t Po,
+                              int64_t Qo, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,
+                              float* dst, int64_t nr) {
+  const int64_t jr0 = j0 / Qo, jq0 = j0 % Qo;  // output row of the whole grid, column
+  const int64_t n0 = jr0 / Po, jp0 = jr0 % Po;
   for (int64_t k = 0; k < kc; ++k) {
-    const float* plane = planes[k];
+    const float* plane = planes[k] ? planes[k] + n0 * img_stride : nullptr;
     float* panel = dst + k * nr;
     int64_t jp = jp0, jq = jq0, lane = 0, done = 0;
     while (done < nc) {
@@ -48,11 +52,21 @@ inline void im2col_impl(const float* const* planes, const int64_t* bh, const int
       done += len;
       lane += len;
       jq += len;
-      if (jq == Qo) jq = 0, ++jp;
+      if (jq == Qo) {
+        jq = 0;
+        if (++jp == Po) jp = 0, plane = plane ? plane + img_stride : nullptr;
+      }
       if (lane == nr) lane = 0, panel += kc * nr;
     }
     if (lane > 0) segment(panel + lane, nullptr, 0, 0, 1, nr - lane);
   }
+}
+
+// The single-image form: planes[k] at (jp*a_h + bh[k], jq*a_w + bw[k]) for j = jp*Qo + jq.
+inline void im2col_impl(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                        int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
+                        int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr) {
+  im2col_batch_impl(planes, bh, bw, kc, 0, j0, nc, INT64_MAX, Qo, Hs, Ws, a_h, a_w, dst, nr);
 }
 
 // Row-major im2col rows for the weight gradient: row i (i < rows) covers pixels k in

@@ -44,6 +44,13 @@
 // planes (the band copy / image copy splits them, phase_split), with the taps' offsets into
 // them; the forward only where windows span two strides or more (several taps per phase plane:
 // a 3x3 / 2 measured faster through the GEMM form), the weight gradient wherever they overlap.
+// Small planes (WideConv::imgs > 1, stride 1): B images side by side in one grid, a grid row
+// being pad_left zeros, then per image its W columns and max(pad_left, pad_right) zeros (the
+// neighbours share their padding), image b's output q at grid column b*(W + sep) + q; a strip
+// then straddles images and the store splits it image by image. Each output's taps are the same
+// chunks in the same order as with one image per grid: bit-identical results. 64->64 3x3 on
+// 8x8: 80 grid columns per image in 4 strips of 24 (67 % kept) become, for 8 images, 584
+// columns in 25 strips (85 % kept; conv2d_route.cpp chooses B).
 // Napkin maths (seeds' conv2, 32->64 3x3 on 26x26, batch 64): 1.36 GFLOP per pass; the band copy
 // moves 32*26*26 floats per image (86 KB) against 21 MFLOP of micro-kernel work.
 #include "cpu/conv2d_wide.h"
@@ -242,6 +249,16 @@ void wide_correlate(const WideConv& cv, int relu) {
   const int64_t Wg = ceil_div(Wp, sw);
   const int64_t HW = cv.H * cv.W, PQ = P * Q;
   const int64_t halo = (cv.R - 1) * cv.dil_h / sh;
+  // Images side by side (stride 1, cv.imgs > 1, pads >= 0, Q <= W + sep): a grid row holds
+  // pad_left zeros, then per image its W input columns and sep = max(pad_left, pad_right)
+  // zeros; image b's output q sits at grid column b*Ws + q (Ws = W + sep) and its taps read only
+  // its own columns or zeros. B = 1: one image per grid, Ws = Wt = Wg (padded as before).
+  const int64_t sep = std::max(cv.pad_left, cv.pad_right);
+  const bool side = nph == 1 && cv.imgs > 1 && cv.pad_left >= 0 && cv.pad_right >= 0 &&
+                    Q <= cv.W + sep;
+  const int64_t B = side ? std::min(cv.imgs, cv.N) : 1, Ws = B > 1 ? cv.W + sep : Wg;
+  const int64_t Wt_max = B > 1 ? cv.pad_left + B * Ws : Wg;
+  const int64_t nblk = ceil_div(cv.N, B);
 
   // Taps in the order (r, c, s): k = r*CS + c*S + s, so that the taps of one kernel row form a
   // contiguous range (a strip whose rows all read zero padding through kernel row r skips it).
@@ -271,17 +288,17 @@ void wide_correlate(const WideConv& cv, int relu) {
   const double flops = 2.0 * double(cv.N) * double(cv.K) * double(PQ) * double(CRS);
   const int nt = threads_for(flops, 2e6);
   int64_t band = P;
-  while (band > 1 && Cg * nph * (band + halo) * Wg > kScratchFloats) band = ceil_div(band, 2);
-  while (band > 1 && cv.N * G * ceil_div(P, band) < 2 * int64_t{nt}) band = ceil_div(band, 2);
+  while (band > 1 && Cg * nph * (band + halo) * Wt_max > kScratchFloats) band = ceil_div(band, 2);
+  while (band > 1 && nblk * G * ceil_div(P, band) < 2 * int64_t{nt}) band = ceil_div(band, 2);
   const int64_t nbands = ceil_div(P, band);
-  const int64_t items = cv.N * G * nbands;
+  const int64_t items = nblk * G * nbands;
   const int use_threads = static_cast<int>(std::min<int64_t>(nt, items));
 
   // Per thread: the band (Cg planes of (band + halo) x Wp, then a zero tail that the last strip's
   // discarded columns may read), the tap offsets and an MR x NR tile per weight panel.
   const int64_t tail = (cv.S - 1) * cv.dil_w + nr + 16;
-  const int64_t scr_size = checked_mul(Cg * nph, (band + halo) * Wg, "conv2d band") + tail;
-  const int64_t uplane = cv.pooled ? HW : 0;  // one unpooled input plane
+  const int64_t scr_size = checked_mul(Cg * nph, (band + halo) * Wt_max, "conv2d band") + tail;
+  const int64_t uplane = cv.pooled ? B * HW : 0;  // one unpooled input plane per image
   const int64_t per_thread = ceil_div(scr_size + mpan * mr * nr + uplane, 16) * 16;
   Buffer work = alloc_floats(checked_mul(per_thread, use_threads, "conv2d work"));
   std::vector<int64_t> offs(static_cast<size_t>(CRS * use_threads));
@@ -300,12 +317,36 @@ void wide_correlate(const WideConv& cv, int relu) {
     float* up = tile + mpan * mr * nr;  // cv.pooled: the channel's unpooled plane
     int64_t* off = offs.data() + t * CRS;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / (G * nbands), g = (item / nbands) % G, bi = item % nbands;
+      const int64_t n = (item / (G * nbands)) * B, g = (item / nbands) % G, bi = item % nbands;
+      const int64_t nb = std::min(B, cv.N - n);  // images of the item: n .. n + nb
+      const int64_t Wt = B > 1 ? cv.pad_left + nb * Ws : Wg;  // the grid's row width
       const int64_t p0 = bi * band, rows = std::min(band, P - p0), in_rows = rows + halo;
-      const int64_t plane = in_rows * Wg;
+      const int64_t plane = in_rows * Wt;
       // the band: padded rows p0 .. p0 + in_rows of every channel of the group (strided: rows
-      // p0 .. p0 + in_rows of each of the channel's phase planes)
-      for (int64_t c = 0; c < Cg; ++c) {
+      // p0 .. p0 + in_rows of each of the channel's phase planes; side by side: of each image)
+      for (int64_t c = 0; c < Cg && B > 1; ++c) {
+        if (cv.pooled)
+          for (int64_t b = 0; b < nb; ++b)
+            pooled_grad_plane(*cv.pooled, cv.x, (n + b) * cv.C + g * Cg + c, up + b * HW);
+        float* d = scr + c * plane;
+        for (int64_t r = 0; r < in_rows; ++r, d += Wt) {
+          const int64_t h = p0 + r - cv.pad_top;
+          if (h < 0 || h >= cv.H) {
+            zero_row(d, Wt);
+            continue;
+          }
+          zero_row(d, cv.pad_left);
+          for (int64_t b = 0; b < nb; ++b) {
+            const int64_t at = ((n + b) * cv.C + g * Cg + c) * HW + h * cv.W;
+            const float* src = cv.pooled ? up + b * HW + h * cv.W : cv.x + at;
+            float* db = d + cv.pad_left + b * Ws;
+            if (cv.relu_mask) copy_row_relu(db, src, cv.relu_mask + at, cv.W);
+            else copy_row(db, src, cv.W);
+            zero_row(db + cv.W, sep);
+          }
+        }
+      }
+      for (int64_t c = 0; c < Cg && B == 1; ++c) {
         const float* src = cv.x + (n * cv.C + g * Cg + c) * HW;
         if (nph > 1) {
           phase_split<false>(scr + c * nph * plane, src, cv.H, cv.W, cv.pad_top, cv.pad_left, sh,
@@ -327,11 +368,10 @@ void wide_correlate(const WideConv& cv, int relu) {
       for (int64_t k = 0; k < CRS; ++k) {
         const int64_t r = k / CS, c = (k / cv.S) % Cg, s = k % cv.S;
         const int64_t rh = r * cv.dil_h, sv = s * cv.dil_w;
-        off[k] = (c * nph + (rh % sh) * sw + sv % sw) * plane + (rh / sh) * Wg + sv / sw;
+        off[k] = (c * nph + (rh % sh) * sw + sv % sw) * plane + (rh / sh) * Wt + sv / sw;
       }
       const float* ag = apack.data() + g * mpan * mr * CRS;
-      const int64_t J = rows * Wg;  // grid outputs of the band
-      float* yb = cv.y + (n * cv.K + g * Kg) * PQ + p0 * Q;
+      const int64_t J = rows * Wt;  // grid outputs of the band
       for (int64_t j0 = 0; j0 < J; j0 += nr) {
         const int64_t jn = std::min(nr, J - j0);
         // kernel rows that read real input for some row of the strip (the others read only the
@@ -339,7 +379,7 @@ void wide_correlate(const WideConv& cv, int relu) {
         // (the strip's window of cch channels) stay in L1, each chunk run for every weight panel
         int64_t r_lo = 0, r_hi = cv.R - 1;
         if (skip_ok) {  // kernel row r reads padded rows oh*sh + r*dh of output rows oh
-          const int64_t oh_a = p0 + j0 / Wg, oh_b = p0 + (j0 + jn - 1) / Wg;
+          const int64_t oh_a = p0 + j0 / Wt, oh_b = p0 + (j0 + jn - 1) / Wt;
           r_lo = std::max<int64_t>(0, ceil_div_signed(cv.pad_top - oh_b * sh, cv.dil_h));
           r_hi = std::min<int64_t>(cv.R - 1,
                                    floor_div_signed(cv.H - 1 + cv.pad_top - oh_a * sh, cv.dil_h));
@@ -363,16 +403,18 @@ void wide_correlate(const WideConv& cv, int relu) {
           const int64_t i0 = ip * mr, m = std::min(mr, Kg - i0);
           const float* bias = cv.b ? cv.b + g * Kg + i0 : nullptr;
           const float* tp = tile + ip * mr * nr;
-          // the strip's kept columns, one output row at a time
+          // the strip's kept columns, one output row of one image at a time
           for (int64_t j = j0; j < j0 + jn;) {
-            const int64_t pr = j / Wg, q = j % Wg;
-            const int64_t row_end = std::min(j0 + jn, (pr + 1) * Wg);
-            if (q < Q) {
-              const int64_t cnt = std::min(row_end, pr * Wg + Q) - j;
-              store(yb + i0 * PQ + pr * Q + q, PQ, tp + (j - j0), nr, m, cnt, bias, nullptr,
-                    relu, 0);
+            const int64_t pr = j / Wt, col = j % Wt, b = col / Ws, q = col % Ws;
+            const int64_t row_end = std::min(j0 + jn, (pr + 1) * Wt);
+            if (b < nb && q < Q) {
+              const int64_t cnt = std::min(row_end - j, Q - q);
+              float* yb = cv.y + ((n + b) * cv.K + g * Kg + i0) * PQ + (p0 + pr) * Q + q;
+              store(yb, PQ, tp + (j - j0), nr, m, cnt, bias, nullptr, relu, 0);
+              j += cnt;
+            } else {
+              j = std::min(row_end, pr * Wt + (b + 1) * Ws);
             }
-            j = row_end;
           }
         }
       }

@@ -35,6 +35,9 @@ struct WideConv {
   // pooled_grad_plane (the pooling's input layout), produced plane by plane into the thread's
   // scratch.
   const PooledGrad* pooled = nullptr;
+  // > 1: that many images side by side in one grid (stride 1 and pads >= 0 only; else 1): the
+  // grid rows of a small plane then fill the micro-kernel's NR-column strips (conv2d_route.cpp)
+  int64_t imgs = 1;
 };
 
 // Whether the forward pass of p (and its backward-data pass) should run on the wide grid.

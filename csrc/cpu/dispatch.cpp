@@ -14,7 +14,7 @@ namespace {
         ns::conv2d_wgrad_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd,               \
         ns::maxpool2d_fwd, ns::maxpool2d_bwd, ns::sum, ns::add, ns::fma_probe,              \
         ns::kFmaProbeFlopsPerIter, ns::transpose, ns::conv2d_im2col,                        \
-        ns::conv2d_im2col_wgrad,                                                            \
+        ns::conv2d_im2col_wgrad, ns::conv2d_im2col_batch,                                   \
         /* normalization family */                                                          \
         ns::bn_stats, ns::bn_col_stats, ns::bn_bwd_sums, ns::bn_bwd_col_sums, ns::bn_apply, \
         ns::bn_apply_cols, ns::bn_bwd_apply, ns::bn_bwd_apply_cols,                         \

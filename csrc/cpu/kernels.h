@@ -76,6 +76,14 @@ using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_
 using Conv2dIm2colFn = void (*)(const float* const* planes, const int64_t* bh, const int64_t* bw,
                                 int64_t kc, int64_t j0, int64_t nc, int64_t Qo, int64_t Hs,
                                 int64_t Ws, int64_t a_h, int64_t a_w, float* dst, int64_t nr);
+// The same over a batch of images (conv2d_im2col_impl.h, im2col_batch_impl): output
+// j = (n*P + jp)*Q + jq reads planes[k] + n*img_stride, so the GEMM's columns span images
+// (conv2d.cpp's batched forms for small planes).
+using Conv2dIm2colBatchFn = void (*)(const float* const* planes, const int64_t* bh,
+                                     const int64_t* bw, int64_t kc, int64_t img_stride,
+                                     int64_t j0, int64_t nc, int64_t P, int64_t Q, int64_t Hs,
+                                     int64_t Ws, int64_t a_h, int64_t a_w, float* dst,
+                                     int64_t nr);
 // Weight-gradient B panel (see conv2d_im2col_impl.h, im2col_rows_impl, for the im2col rows):
 // element (k, col) = im2col row col (planes[col] of image 0, next image img_stride further;
 // bh[col], bw[col]) at pixel k0 + k of the flattened (image, p, q) grid, written as
@@ -175,6 +183,7 @@ struct KernelTable {
   TransposeFn transpose;
   Conv2dIm2colFn conv2d_im2col;
   Conv2dIm2colWgradFn conv2d_im2col_wgrad;
+  Conv2dIm2colBatchFn conv2d_im2col_batch;
   // normalization family
   BnStatsFn bn_stats;
   BnColStatsFn bn_col_stats;
@@ -233,6 +242,10 @@ struct KernelTable {
                            int64_t cols, int64_t img_stride, int64_t k0, int64_t kc,            \
                            int64_t P, int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h,           \
                            int64_t a_w, float* dst, int64_t nr, float* scratch);                \
+  void conv2d_im2col_batch(const float* const* planes, const int64_t* bh, const int64_t* bw,    \
+                           int64_t kc, int64_t img_stride, int64_t j0, int64_t nc, int64_t P,   \
+                           int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w,         \
+                           float* dst, int64_t nr);                                             \
   extern const int64_t kFmaProbeFlopsPerIter;                                                   \
   /* normalization family */                                                                    \
   void bn_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double* mean,           \

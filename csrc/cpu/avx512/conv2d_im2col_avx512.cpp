@@ -48,6 +48,13 @@ void conv2d_im2col(const float* const* planes, const int64_t* bh, const int64_t*
   im2col_impl(planes, bh, bw, kc, j0, nc, Qo, Hs, Ws, a_h, a_w, dst, nr);
 }
 
+void conv2d_im2col_batch(const float* const* planes, const int64_t* bh, const int64_t* bw,
+                         int64_t kc, int64_t img_stride, int64_t j0, int64_t nc, int64_t P,
+                         int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst,
+                         int64_t nr) {
+  im2col_batch_impl(planes, bh, bw, kc, img_stride, j0, nc, P, Q, Hs, Ws, a_h, a_w, dst, nr);
+}
+
 // Fused gather + transpose: for each run of <= 16 pixels inside one output row, 16 columns at a
 // time: one masked load (or gather) per column of its contiguous im2col run, a 16x16 register
 // transpose, one 16-float store per pixel. No staging pass, no scalar stores.
