@@ -41,6 +41,10 @@ Fusions, as in Sequential, applied where the graph allows:
   convolution's output has the pooling as its only consumer. With fan-out the full-size
   gradient is needed anyway, so the two run apart.
 * A softmax / sigmoid output with the matching cross-entropy: on the output node.
+* A layer that applies the activation of its only consumer in its own pass (a
+  BatchNormalization and a ReLU: :func:`fastcnn.layers.base.fused_activation`): the consumer
+  node passes through, forward and backward (not when it is the output node of a ``logits``
+  pass, whose activation is skipped anyway).
 
 A layer called several times (shared weights) runs one backward per call; the model keeps each
 call's forward cache (the layer's ``_cache``: a custom layer shared this way keeps its forward
@@ -56,6 +60,7 @@ import numpy as np
 
 from . import layers as _layers
 from ._arrays import restore_kind
+from .layers.base import fused_activation
 from .layers.input import InputLayer
 from .layers.symbolic import SymbolicTensor
 from .model_base import Model, _layout_hint
@@ -204,16 +209,21 @@ class Functional(Model):
         caches: dict[int, Any] = {}
         self._node_caches = caches
         folds = {} if training else self._folds()
+        acts, through = self._activation_fusions(folds, logits)
+        if training:
+            self._fused_through = through
         for i, node in enumerate(graph):
             ins = inputs_of[i]
             if not ins:
                 continue
             layer = folds.get(i, node.layer)
             arg = [values[j] for j in ins] if multi[i] else values[ins[0]]
-            if layer is None:  # a BatchNormalization folded into the layer before it
+            if layer is None or i in through:  # folded into / fused with the layer before it
                 y = arg
             elif logits and i == out and layer.has_activation:
                 y = layer.forward(arg, training, apply_activation=False)
+            elif i in acts:
+                y = layer.forward(arg, training, fused_activation=acts[i])
             else:
                 y = layer.forward(arg, training)
             if training and shared[i]:
@@ -242,6 +252,28 @@ class Functional(Model):
                 folds[ins[0]], folds[i] = folded, None
         return folds
 
+    def _activation_fusions(self, folds: dict[int, Any], logits: bool) -> tuple[dict[int, str],
+                                                                               set[int]]:
+        """``(acts, through)``: node -> the activation its layer applies for its only consumer
+        (:func:`fastcnn.layers.base.fused_activation`), and those consumer nodes, which pass
+        their input through."""
+        acts: dict[int, str] = {}
+        through: set[int] = set()
+        for i, node in enumerate(self._graph):
+            ins = self._inputs_of[i]
+            if len(ins) != 1 or self._multi[i] or (logits and i == self._output_node):
+                continue
+            p = ins[0]
+            if not self._inputs_of[p] or self._multi[p] or self._consumers[p] != [i]:
+                continue
+            prev, layer = folds.get(p, self._graph[p].layer), folds.get(i, node.layer)
+            act = fused_activation(prev, layer) if prev is not None and layer is not None \
+                else None
+            if act is not None:
+                acts[p] = act
+                through.add(i)
+        return acts, through
+
     def backward(self, dy: Any, accumulate: bool = False, compute_dx: bool = True) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with
         respect to that call's output) -> ``dx`` (N, *input_shape), or None with
@@ -261,6 +293,7 @@ class Functional(Model):
         grads[self._output_node].append((n, g0))
         done = [False] * n
         seen: set[int] = set()
+        through = getattr(self, "_fused_through", set())
         try:
             for i in range(n - 1, -1, -1):
                 ins = inputs_of[i]
@@ -268,6 +301,9 @@ class Functional(Model):
                     continue
                 g = _summed(grads[i])
                 grads[i] = None
+                if i in through:  # fused into the layer before: the gradient passes through
+                    self._route(i, [g], grads, needs)
+                    continue
                 p = ins[0]
                 if not multi[i] and inputs_of[p] and not multi[p] and self._consumers[p] == [i] \
                         and graph[p].layer is not graph[i].layer:
