@@ -5,9 +5,12 @@
 //  * "row" form, S >= kRowMin: a channel's values are N runs of S contiguous floats (stride
 //    C*S); a tile is R consecutive runs (R = 4096 / S) or, for S >= 4096, a 4096-float piece
 //    of one run. Kernels are vectorised along S.
-//  * "column" form, S < kRowMin (incl. (N, C) inputs): x is an (N, C*S) matrix and a tile is
-//    R rows x J <= 256 columns (R*J <= 16 Ki floats, 64 KiB: the second pass hits L2); each
-//    column (a (channel, position) pair) is vectorised across, i.e. across channels for (N, C).
+//  * "column" form, S < kRowMin (incl. (N, C) inputs, and planes up to 22x22): x is an
+//    (N, C*S) matrix and a tile is R rows x J <= 512 columns (R*J <= 32 Ki floats, 128 KiB: the
+//    second pass hits L2); each column (a (channel, position) pair) is vectorised across, i.e.
+//    across channels for (N, C), across 512 / S channels' planes for small planes. Its runs
+//    are 2 KiB (the row form's are S floats, >= 2 KiB too): 256-byte runs (8x8 planes in the
+//    row form, as before) or 1 KiB ones (256 columns) are too short for the prefetchers.
 //  Tiles are numbered in memory order, so a thread's contiguous range of tiles is a contiguous
 //  stretch of x: small C with large N*S and large C with small S both keep every thread busy.
 //  The elementwise passes (y, dx) need no groups, so they sweep x in memory order instead
@@ -44,9 +47,9 @@
 namespace fastcnn::cpu {
 namespace {
 
-constexpr int64_t kRowMin = 64;         // S at which runs along S are long enough to vectorise
+constexpr int64_t kRowMin = 512;        // S at which a plane's runs are long enough to stream
 constexpr double kGrainElems = 1 << 15;  // elements per thread worth a parallel region
-constexpr int64_t kBnColTileElems = 1 << 14;  // column-form tile: 64 KiB, re-read from L2
+constexpr int64_t kBnColTileElems = 1 << 15;  // column-form tile: 128 KiB, re-read from L2
 
 struct Tiling {
   bool cols = false;
