@@ -136,8 +136,9 @@ def resnet_step(repeat: int) -> None:
 
     t = bench_measure({k: step(k) for k in models}, repeats=repeat, warmup=1, min_sample_s=0.0)
     f, u = t["fused"].median_ms, t["unfused"].median_ms
-    print(f"resnet20 b128 {fastcnn.num_threads()} thread(s): fused {f:.1f} ms, unfused "
-          f"{u:.1f} ms ({u / f:.3f}x)")
+    fm, um = min(t["fused"].samples_ms), min(t["unfused"].samples_ms)
+    print(f"resnet20 b128 {fastcnn.num_threads()} thread(s), median (min) of {repeat}: fused "
+          f"{f:.1f} ({fm:.1f}) ms, unfused {u:.1f} ({um:.1f}) ms: {u / f:.3f}x ({um / fm:.3f}x)")
 
 
 def measure(name: str, shape: tuple[int, ...], rng: np.random.Generator, copy: float,
