@@ -165,3 +165,42 @@ def test_batch_norm_errors_like_cpu(cp: Any) -> None:
     with pytest.raises(TypeError, match="x has dtype float64"):
         ops.batch_norm(cp.asarray(x, dtype=cp.float64), None, None, cp.asarray(c3),
                        cp.asarray(c3))
+
+
+@cuda
+@pytest.mark.parametrize("shape", [(37, 5), (6, 4, 19), (3, 2, 64), (2, 3, 4097), (5, 3, 7, 9),
+                                   (2, 2, 8, 8)], ids=str)
+@pytest.mark.parametrize("aligned", [True, False])
+def test_batch_norm_fused_relu(cp: Any, rng: np.random.Generator, shape: tuple[int, ...],
+                               aligned: bool) -> None:
+    """relu=True / relu_y: the bits of the GPU's unfused pair (relu, relu_backward), close to
+    the CPU's fused op; train and eval, float4 and scalar paths."""
+    x, dy, w, b, rm, rv = _inputs(rng, shape)
+    x = x - 1000  # centred: the ReLU cuts about half
+    rm = rm * 0
+    put = (lambda a: cp.asarray(a)) if aligned else (lambda a: misaligned(cp, a))
+    for training in (True, False):
+        what = f"{shape} training={training} aligned={aligned}"
+        xg, dyg, wg, bg = put(x), put(dy), cp.asarray(w), cp.asarray(b)
+        yf, mf, sf = ops.batch_norm(xg, wg, bg, cp.asarray(rm), cp.asarray(rv),
+                                    training=training, relu=True)
+        y, m, s = ops.batch_norm(xg, wg, bg, cp.asarray(rm), cp.asarray(rv), training=training)
+        y = ops.relu(y)
+        yf_h = host(cp, yf)
+        assert np.array_equal(yf_h.view(np.uint32), host(cp, y).view(np.uint32)), what
+        assert (yf_h == 0).any() and (yf_h > 0).any(), what
+        ry = yf if aligned else misaligned(cp, yf_h)
+        gf = ops.batch_norm_backward(dyg, xg, wg, mf, sf, training=training, relu_y=ry)
+        g = ops.batch_norm_backward(ops.relu_backward(dyg, y), xg, wg, m, s, training=training)
+        for a, e in zip(gf, g, strict=True):
+            assert np.array_equal(host(cp, a).view(np.uint32), host(cp, e).view(np.uint32)), what
+        y_cpu, _, _ = ops.batch_norm(x, w, b, rm.copy(), rv.copy(), training=training,
+                                     relu=True)
+        np.testing.assert_allclose(yf_h, y_cpu, rtol=1e-5, atol=1e-5, err_msg=what)
+        g_cpu = ops.batch_norm_backward(dy, x, w, host(cp, mf), host(cp, sf), training=training,
+                                        relu_y=yf_h)
+        for a, e in zip(gf, g_cpu, strict=True):
+            np.testing.assert_allclose(host(cp, a), e, rtol=1e-4, atol=1e-4, err_msg=what)
+    with pytest.raises(ValueError, match="relu_y has shape"):
+        ops.batch_norm_backward(dyg, xg, wg, mf, sf, relu_y=cp.zeros((1, *shape[1:]),
+                                                                     dtype=cp.float32))

@@ -5,8 +5,9 @@
   (N, C), (N, C, L) and (N, C, H, W));
 * the compiled ops against the float64 reference on inputs with a large mean (1000 + N(0, 1),
   where a float32 E[x^2] - E[x]^2 is useless), at the kernels' edges: spatial sizes around the
-  vector widths (8, 16), the row form's threshold (64) and tile (4096), C*S around the column
-  tile (256), batch sizes around the tiles' row counts; hypothesis random shapes;
+  vector widths (8, 16), the row form's thresholds (64 before, 512 now) and tile (4096), C*S
+  around the column tiles (256 before, 512 now), batch sizes around the tiles' row counts;
+  hypothesis random shapes;
 * the ops against PyTorch directly, torch tensors in and out (running statistics updated in
   place in the caller's tensors);
 * bit-identical results for 1 and 2 threads; empty batches, NaN, bad input (ValueError /
@@ -164,6 +165,8 @@ EDGE_SHAPES = [
     (2, 3, 63), (2, 3, 64), (2, 3, 65), (65, 2, 64), (130, 1, 63),  # row form's threshold, R
     (2, 2, 4095), (2, 2, 4096), (3, 1, 4097), (1, 2, 8200),  # the 4096-value tile
     (4, 3, 5, 5), (3, 2, 8, 8), (2, 3, 9, 9), (2, 2, 1, 1), (9, 4, 7, 7), (2, 2, 31, 33),
+    (40, 511), (40, 512), (65, 513), (65, 1025), (2, 3, 511), (2, 3, 512), (2, 3, 513),  # 512
+    (65, 2, 16, 16), (129, 3, 8, 8), (64, 9, 8, 8), (3, 7, 22, 22), (2, 2, 23, 23),  # R = 64
 ]
 
 

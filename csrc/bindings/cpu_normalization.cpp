@@ -4,7 +4,8 @@
 // drivers of csrc/cpu/batch_norm.cpp).
 // running_mean / running_var are updated in place in training, so there they must be
 // C-contiguous, aligned, writeable float32 arrays (never copied); in inference any float32
-// array is taken (copied once when strided).
+// array is taken (copied once when strided). relu=True fuses a following ReLU into the forward
+// (y = relu(bn(x))); the backward's relu_y (that y) masks dy inside its passes.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -31,7 +32,7 @@ auto data_or_null(const std::optional<A>& a) -> decltype(a->data()) {
 
 py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
                      py::handle running_mean_, py::handle running_var_, bool training,
-                     double momentum, double eps) {
+                     double momentum, double eps, bool relu) {
   const char* op = "batch_norm";
   FArray x = as_float(x_, op, "x");
   auto w = as_float_opt(weight_, op, "weight"), b = as_float_opt(bias_, op, "bias");
@@ -44,8 +45,9 @@ py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
     rv = as_float_opt(running_var_, op, "running_var");
   }
   const auto ws = shape_opt(w), bs = shape_opt(b), ms = shape_opt(rm), vs = shape_opt(rv);
-  const BatchNormParams p = check_batch_norm_args(shape_of(x), ptr(ws), ptr(bs), ptr(ms), ptr(vs),
-                                                  training, momentum, eps);
+  BatchNormParams p = check_batch_norm_args(shape_of(x), ptr(ws), ptr(bs), ptr(ms), ptr(vs),
+                                            training, momentum, eps);
+  p.relu = relu;
   FASTCNN_CHECK(!(training && rm && rv && rm->data() == rv->data()), op,
                 ": running_mean and running_var are the same array; pass two arrays");
   FArray y = new_float(shape_of(x));
@@ -66,7 +68,7 @@ py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
 
 py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
                               py::handle mean_, py::handle invstd_, bool training,
-                              bool compute_dx, bool compute_dw) {
+                              bool compute_dx, bool compute_dw, py::handle relu_y_) {
   const char* op = "batch_norm_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
   auto w = as_float_opt(weight_, op, "weight");
@@ -74,6 +76,11 @@ py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
   const auto ws = shape_opt(w);
   BatchNormParams p = check_batch_norm_backward_args(shape_of(dy), shape_of(x), ptr(ws),
                                                      shape_of(mean), shape_of(invstd), training);
+  std::optional<FArray> relu_y;
+  if (!relu_y_.is_none()) {
+    relu_y = as_float(relu_y_, op, "relu_y");
+    same_shape(*relu_y, x, op, "relu_y", "x");
+  }
   std::optional<FArray> dx, dw, db;
   if (compute_dx) dx = new_float(shape_of(x));
   if (compute_dw) dw = new_float({p.C}), db = new_float({p.C});
@@ -81,7 +88,7 @@ py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
     py::gil_scoped_release nogil;
     cpu::batch_norm_backward(dy.data(), x.data(), data_or_null(w), mean.data(), invstd.data(),
                              dx ? dx->mutable_data() : nullptr, dw ? dw->mutable_data() : nullptr,
-                             db ? db->mutable_data() : nullptr, p);
+                             db ? db->mutable_data() : nullptr, p, data_or_null(relu_y));
   }
   auto obj = [](const std::optional<FArray>& a) -> py::object {
     return a ? py::object(*a) : py::object(py::none());
@@ -94,13 +101,15 @@ py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
 void bind_normalization(py::module_& m) {
   m.def("batch_norm", &batch_norm, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
-        py::arg("momentum"), py::arg("eps"),
-        "(y, mean, invstd): batch normalisation of x (N, C[, L | H, W]) per channel; in "
-        "training the running statistics (when given) are updated in place.");
+        py::arg("momentum"), py::arg("eps"), py::arg("relu") = false,
+        "(y, mean, invstd): batch normalisation of x (N, C[, L | H, W]) per channel (then "
+        "ReLU with relu=True); in training the running statistics (when given) are updated in "
+        "place.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"),
         py::arg("weight"), py::arg("mean"), py::arg("invstd"), py::arg("training"),
-        py::arg("compute_dx"), py::arg("compute_dw"),
-        "(dx, dweight, dbias) of batch_norm (None where not computed).");
+        py::arg("compute_dx"), py::arg("compute_dw"), py::arg("relu_y") = py::none(),
+        "(dx, dweight, dbias) of batch_norm (None where not computed); relu_y: the output of "
+        "batch_norm(..., relu=True), dy then being that ReLU output's gradient.");
 }
 
 }  // namespace fastcnn::bind

@@ -2,7 +2,8 @@
 // batch_norm_forward and batch_norm_backward_plan / batch_norm_backward (device pointers as
 // ints, shapes as tuples, CuPy's stream; the adapter fastcnn._cuda_ops allocates the outputs and
 // the workspace). The checks are the CPU binding's (check_batch_norm_args /
-// check_batch_norm_backward_args), so the messages are the same.
+// check_batch_norm_backward_args), so the messages are the same. relu / relu_y: the fused ReLU
+// (cpu_normalization.cpp).
 #include <pybind11/pybind11.h>
 
 #include <optional>
@@ -45,9 +46,10 @@ void batch_norm_forward(Ptr x, py::handle x_shape, Ptr weight, py::handle weight
                         py::handle bias_shape, Ptr running_mean, py::handle running_mean_shape,
                         Ptr running_var, py::handle running_var_shape, Ptr y, Ptr mean,
                         Ptr invstd, Ptr ws, int64_t ws_bytes, bool training, double momentum,
-                        double eps, Ptr stream) {
-  const BatchNormParams p = forward_params(x_shape, weight_shape, bias_shape, running_mean_shape,
-                                           running_var_shape, training, momentum, eps);
+                        double eps, bool relu, Ptr stream) {
+  BatchNormParams p = forward_params(x_shape, weight_shape, bias_shape, running_mean_shape,
+                                     running_var_shape, training, momentum, eps);
+  p.relu = relu;
   check_ws_bytes(ws_bytes, cuda::batch_norm_workspace(p), "batch_norm");
   py::gil_scoped_release nogil;
   cuda::batch_norm_forward(dev<const float>(x), dev<const float>(weight), dev<const float>(bias),
@@ -58,16 +60,23 @@ void batch_norm_forward(Ptr x, py::handle x_shape, Ptr weight, py::handle weight
 
 void batch_norm_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr weight,
                          py::handle weight_shape, Ptr mean, py::handle mean_shape, Ptr invstd,
-                         py::handle invstd_shape, Ptr dx, Ptr dweight, Ptr dbias, Ptr ws,
-                         int64_t ws_bytes, bool training, Ptr stream) {
+                         py::handle invstd_shape, Ptr relu_y, py::handle relu_y_shape, Ptr dx,
+                         Ptr dweight, Ptr dbias, Ptr ws, int64_t ws_bytes, bool training,
+                         Ptr stream) {
+  const char* op = "batch_norm_backward";
   const BatchNormParams p =
       backward_params(dy_shape, x_shape, weight_shape, mean_shape, invstd_shape, training);
+  if (const auto rs = shape_opt(relu_y_shape, op, "relu_y_shape")) {
+    const Shape xs = shape_of(x_shape, op, "x_shape");
+    FASTCNN_CHECK(*rs == xs, op, ": relu_y has shape ", shape_str(*rs), " but x has shape ",
+                  shape_str(xs), ": expected the same shape");
+  }
   check_ws_bytes(ws_bytes, cuda::batch_norm_workspace(p), "batch_norm_backward");
   py::gil_scoped_release nogil;
   cuda::batch_norm_backward(dev<const float>(dy), dev<const float>(x), dev<const float>(weight),
                             dev<const float>(mean), dev<const float>(invstd), dev<float>(dx),
                             dev<float>(dweight), dev<float>(dbias), dev<void>(ws), p,
-                            stream_of(stream));
+                            stream_of(stream), dev<const float>(relu_y));
 }
 
 }  // namespace
@@ -99,11 +108,11 @@ void bind_normalization(py::module_& m) {
         py::arg("running_mean"), py::arg("running_mean_shape"), py::arg("running_var"),
         py::arg("running_var_shape"), py::arg("y"), py::arg("mean"), py::arg("invstd"),
         py::arg("ws"), py::arg("ws_bytes"), py::arg("training"), py::arg("momentum"),
-        py::arg("eps"), py::arg("stream"));
+        py::arg("eps"), py::arg("relu"), py::arg("stream"));
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("dy_shape"),
         py::arg("x"), py::arg("x_shape"), py::arg("weight"), py::arg("weight_shape"),
         py::arg("mean"), py::arg("mean_shape"), py::arg("invstd"), py::arg("invstd_shape"),
-        py::arg("dx"), py::arg("dweight"), py::arg("dbias"), py::arg("ws"), py::arg("ws_bytes"),
+        py::arg("relu_y"), py::arg("relu_y_shape"), py::arg("dx"), py::arg("dweight"), py::arg("dbias"), py::arg("ws"), py::arg("ws_bytes"),
         py::arg("training"), py::arg("stream"));
 }
 

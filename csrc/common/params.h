@@ -98,6 +98,7 @@ inline int64_t pool_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad,
 struct BatchNormParams {
   int64_t N = 0, C = 0, S = 1;
   bool training = false;
+  bool relu = false;  // forward: y = relu(bn(x)) (the fused ReLU; the backward takes relu_y)
   double momentum = 0.1, eps = 1e-5;
   int64_t M() const { return N * S; }
 };

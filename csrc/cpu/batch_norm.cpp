@@ -5,11 +5,19 @@
 //  * "row" form, S >= kRowMin: a channel's values are N runs of S contiguous floats (stride
 //    C*S); a tile is R consecutive runs (R = 4096 / S) or, for S >= 4096, a 4096-float piece
 //    of one run. Kernels are vectorised along S.
-//  * "column" form, S < kRowMin (incl. (N, C) inputs): x is an (N, C*S) matrix and a tile is
-//    R rows x J <= 256 columns (R*J <= 16 Ki floats, 64 KiB: the second pass hits L2); each
-//    column (a (channel, position) pair) is vectorised across, i.e. across channels for (N, C).
+//  * "column" form, S < kRowMin (incl. (N, C) inputs, and planes up to 22x22): x is an
+//    (N, C*S) matrix and a tile is R rows x J <= 512 columns (R*J <= 32 Ki floats, 128 KiB: the
+//    second pass hits L2); each column (a (channel, position) pair) is vectorised across, i.e.
+//    across channels for (N, C), across 512 / S channels' planes for small planes. Its runs
+//    are 2 KiB (the row form's are S floats, >= 2 KiB too): 256-byte runs (8x8 planes in the
+//    row form, as before) or 1 KiB ones (256 columns) are too short for the prefetchers.
 //  Tiles are numbered in memory order, so a thread's contiguous range of tiles is a contiguous
 //  stretch of x: small C with large N*S and large C with small S both keep every thread busy.
+//  The elementwise passes (y, dx) need no groups, so they sweep x in memory order instead
+//  ("sweeps", make_sweep): x as an (N, C*S) matrix, whole rows at a time with per-column
+//  coefficient arrays (CS <= kSweepMatrixMax: the arrays stay in L2), else plane by plane; a
+//  task is >= 16 Ki contiguous floats (or one piece of a longer row). The reductions' tiles
+//  read short runs (S floats, or <= 256 columns) far apart, which the prefetchers follow badly.
 // Forward (training): pass 1 reads x once: each tile's statistics (bn_stats: its own mean, then
 // the centred sum of squares from L1 -- a chunked two-pass, no E[x^2] - E[x]^2 cancellation),
 // one (count, mean, M2) record per group; the records of a channel are combined in double in a
@@ -21,6 +29,12 @@
 // double), pass 2 reads them again and writes dx = (dy - p) * s - (x - mean) * q; inference
 // (dx = dy * invstd * weight) reads dy only and needs pass 1 only for dweight / dbias.
 // Bytes: forward 2 reads + 1 write of x (12 B/element), backward 2 x (dy, x) + dx (20 B/elt).
+// Fused ReLU (p.relu / relu_y): the forward runs relu_fwd on each tile of y right after its
+// apply, while the tile is in L1/L2 (no pass over memory; the bits of relu_forward on the
+// unfused y). The backward masks dy with relu_bwd into dx tile by tile in pass 1 (into a
+// scratch when dx is not wanted), the sums read that tile back from cache, and pass 2 reads
+// the masked dy from dx in place: 2 x (dy, x, relu_y -> dx) + 2 x (dx, x) -> dx ~ 28 B/elt,
+// against 12 + 20 = 32 B/elt (plus an intermediate array) for relu_backward then BN's.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -33,9 +47,9 @@
 namespace fastcnn::cpu {
 namespace {
 
-constexpr int64_t kRowMin = 64;         // S at which runs along S are long enough to vectorise
+constexpr int64_t kRowMin = 512;        // S at which a plane's runs are long enough to stream
 constexpr double kGrainElems = 1 << 15;  // elements per thread worth a parallel region
-constexpr int64_t kBnColTileElems = 1 << 14;  // column-form tile: 64 KiB, re-read from L2
+constexpr int64_t kBnColTileElems = 1 << 15;  // column-form tile: 128 KiB, re-read from L2
 
 struct Tiling {
   bool cols = false;
@@ -46,6 +60,48 @@ struct Tiling {
 struct Tile {
   int64_t off = 0, rows = 0, cols = 0, c = 0, j0 = 0, ib = 0, b = 0;
 };
+
+// An elementwise pass in memory order: `nrows` rows of `len` floats (the matrix view: N rows of
+// CS; the plane view: N*C planes of S), cut into tasks of rows_per whole rows or, for rows of
+// more than kSweepElems floats, one piece of one row.
+constexpr int64_t kSweepElems = 1 << 14;
+constexpr int64_t kSweepMatrixMax = 1 << 14;  // CS up to this: per-column arrays (L2-resident)
+
+struct Sweep {
+  bool planes = false;
+  int64_t len = 0, nrows = 0, rows_per = 1, piece = 0, pieces = 1, tasks = 0;
+};
+
+Sweep make_sweep(const BatchNormParams& p) {
+  Sweep w;
+  const int64_t CS = p.C * p.S;
+  w.planes = p.S >= kRowMin && CS > kSweepMatrixMax;
+  w.len = w.planes ? p.S : CS;
+  w.nrows = w.planes ? p.N * p.C : p.N;
+  if (w.len == 0 || w.nrows == 0) return w;
+  if (w.len >= kSweepElems) {
+    w.piece = kSweepElems;
+    w.pieces = (w.len + w.piece - 1) / w.piece;
+  } else {
+    w.piece = w.len;
+    w.rows_per = kSweepElems / w.len;
+  }
+  w.tasks = (w.nrows + w.rows_per - 1) / w.rows_per * w.pieces;
+  return w;
+}
+
+// Task i of a sweep as a tile: rows (of len floats, len apart) from row (plane) `ib`, columns
+// j0 .. j0 + cols of each.
+Tile sweep_at(const Sweep& w, int64_t i) {
+  Tile u;
+  const int64_t rb = i / w.pieces, b = i - rb * w.pieces;
+  u.ib = rb * w.rows_per;
+  u.rows = std::min(w.rows_per, w.nrows - u.ib);
+  u.j0 = b * w.piece;
+  u.cols = std::min(w.piece, w.len - u.j0);
+  u.off = u.ib * w.len + u.j0;
+  return u;
+}
 
 Tiling make_tiling(const BatchNormParams& p) {
   Tiling t;
@@ -97,6 +153,12 @@ int tile_threads(const Tiling& t) {
   return threads_for(static_cast<double>(t.N) * static_cast<double>(t.CS), kGrainElems);
 }
 
+// The rows of tile u: f(offset of the row, its length); both forms' rows are CS apart.
+template <typename F>
+void for_rows(const Tiling& t, const Tile& u, F&& f) {
+  for (int64_t r = 0; r < u.rows; ++r) f(u.off + r * t.CS, u.cols);
+}
+
 // Runs f(tile index, tile) over every tile, in parallel over the fixed tiles.
 template <typename F>
 void for_tiles(const Tiling& t, F&& f) {
@@ -104,6 +166,17 @@ void for_tiles(const Tiling& t, F&& f) {
       t.tiles,
       [&](int, int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) f(i, tile_at(t, i));
+      },
+      tile_threads(t));
+}
+
+// Runs f(task) over every task of the sweep, in parallel.
+template <typename F>
+void for_sweep(const Tiling& t, const Sweep& w, F&& f) {
+  parallel_for(
+      w.tasks,
+      [&](int, int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) f(sweep_at(w, i));
       },
       tile_threads(t));
 }
@@ -156,7 +229,7 @@ void for_channels(const Tiling& t, F&& f) {
       threads_for(work, 4096));
 }
 
-// Per-column copies of per-channel coefficients (column form: column j is channel j / S).
+// Per-column copies of per-channel coefficients (the (N, C*S) matrix: column j is channel j / S).
 std::vector<float> expand(const std::vector<float>& v, const Tiling& t) {
   std::vector<float> out(static_cast<size_t>(t.CS));
   for (int64_t c = 0; c < t.C; ++c) std::fill_n(out.begin() + c * t.S, t.S, v[c]);
@@ -267,22 +340,32 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
     vb[c] = static_cast<float>((bias ? bias[c] : 0.0f) - (std::isfinite(lo) ? lo * af : 0.0));
   }
   if (t.tiles == 0) return;
-  if (t.cols) {
+  const Sweep w = make_sweep(p);
+  auto relu_task = [&](const Tile& u) {  // the fused ReLU, on the task just written (in cache)
+    if (!p.relu) return;
+    for (int64_t r = 0; r < u.rows; ++r) k.relu_fwd(y + u.off + r * w.len, y + u.off + r * w.len, u.cols);
+  };
+  if (!w.planes) {
     const std::vector<float> cm = expand(vm, t), ca = expand(va, t), cb = expand(vb, t);
-    for_tiles(t, [&](int64_t, const Tile& u) {
-      k.bn_apply_cols(x + u.off, y + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
+    for_sweep(t, w, [&](const Tile& u) {
+      k.bn_apply_cols(x + u.off, y + u.off, u.rows, u.cols, w.len, cm.data() + u.j0,
                       ca.data() + u.j0, cb.data() + u.j0);
+      relu_task(u);
     });
   } else {
-    for_tiles(t, [&](int64_t, const Tile& u) {
-      k.bn_apply(x + u.off, y + u.off, u.rows, u.cols, t.CS, vm[u.c], va[u.c], vb[u.c]);
+    for_sweep(t, w, [&](const Tile& u) {
+      for (int64_t r = 0; r < u.rows; ++r) {
+        const int64_t c = (u.ib + r) % C, o = u.off + r * w.len;
+        k.bn_apply(x + o, y + o, 1, u.cols, w.len, vm[c], va[c], vb[c]);
+      }
+      relu_task(u);
     });
   }
 }
 
 void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                          const float* invstd, float* dx, float* dweight, float* dbias,
-                         const BatchNormParams& p) {
+                         const BatchNormParams& p, const float* relu_y) {
   const Tiling t = make_tiling(p);
   const KernelTable& k = kernels();
   const int64_t C = p.C, M = p.M();
@@ -291,17 +374,31 @@ void batch_norm_backward(const float* dy, const float* x, const float* weight, c
   std::vector<float> vm(mean, mean + C);
   std::vector<float> cm;
   if (t.cols && t.tiles) cm = expand(vm, t);
+  // With relu_y the passes see gy = relu_backward(dy, relu_y), written tile by tile into dx
+  // (or, when dx is not wanted, a scratch) by whichever pass reads the tile first.
+  std::vector<float> scratch;
+  float* gm = nullptr;
+  if (relu_y && t.tiles && (dx || sums)) {
+    if (!dx) scratch.resize(static_cast<size_t>(t.N * t.CS));
+    gm = dx ? dx : scratch.data();
+  }
+  const float* gy = gm ? gm : dy;
+  auto mask_tile = [&](const Tile& u) {
+    if (gm) for_rows(t, u, [&](int64_t o, int64_t n) { k.relu_bwd(dy + o, relu_y + o, gm + o, n); });
+  };
+  const bool masked_in_sums = sums && t.tiles;  // else the apply pass masks
   if (sums && t.tiles) {
     const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
     std::vector<double> rg(nrec), rh(nrec);
     for_tiles(t, [&](int64_t, const Tile& u) {
+      mask_tile(u);
       if (t.cols) {
         const int64_t r = u.ib * t.CS + u.j0;
-        k.bn_bwd_col_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
+        k.bn_bwd_col_sums(gy + u.off, x + u.off, u.rows, u.cols, t.CS, cm.data() + u.j0,
                           rg.data() + r, rh.data() + r);
       } else {
         const int64_t r = tile_record(t, u);
-        k.bn_bwd_sums(dy + u.off, x + u.off, u.rows, u.cols, t.CS, vm[u.c], &rg[r], &rh[r]);
+        k.bn_bwd_sums(gy + u.off, x + u.off, u.rows, u.cols, t.CS, vm[u.c], &rg[r], &rh[r]);
       }
     });
     if (t.cols) {
@@ -333,31 +430,48 @@ void batch_norm_backward(const float* dy, const float* x, const float* weight, c
     vp[c] = static_cast<float>(sdy[c] / static_cast<double>(M));
     vq[c] = static_cast<float>(is * is * (sdxm[c] / static_cast<double>(M)) * s);
   }
+  const Sweep w = make_sweep(p);
   if (!p.training) {  // dx = dy * invstd * weight: dy only
-    if (t.cols) {
+    auto mask_task = [&](const Tile& u) {  // relu_y without the sums pass: masked here
+      if (masked_in_sums || !gm) return;
+      for (int64_t r = 0; r < u.rows; ++r) {
+        const int64_t o = u.off + r * w.len;
+        k.relu_bwd(dy + o, relu_y + o, gm + o, u.cols);
+      }
+    };
+    if (!w.planes) {
       const std::vector<float> zero(static_cast<size_t>(t.CS), 0.0f), cs = expand(vs, t);
-      for_tiles(t, [&](int64_t, const Tile& u) {
-        k.bn_apply_cols(dy + u.off, dx + u.off, u.rows, u.cols, t.CS, zero.data(),
+      for_sweep(t, w, [&](const Tile& u) {
+        mask_task(u);
+        k.bn_apply_cols(gy + u.off, dx + u.off, u.rows, u.cols, w.len, zero.data(),
                         cs.data() + u.j0, zero.data());
       });
     } else {
-      for_tiles(t, [&](int64_t, const Tile& u) {
-        k.bn_apply(dy + u.off, dx + u.off, u.rows, u.cols, t.CS, 0.0f, vs[u.c], 0.0f);
+      for_sweep(t, w, [&](const Tile& u) {
+        mask_task(u);
+        for (int64_t r = 0; r < u.rows; ++r) {
+          const int64_t o = u.off + r * w.len;
+          k.bn_apply(gy + o, dx + o, 1, u.cols, w.len, 0.0f, vs[(u.ib + r) % C], 0.0f);
+        }
       });
     }
     return;
   }
-  if (t.cols) {
+  // training: pass 1 has masked every tile (sums is true with dx)
+  if (!w.planes) {
+    if (cm.empty()) cm = expand(vm, t);
     const std::vector<float> cp = expand(vp, t), cs = expand(vs, t), cq = expand(vq, t);
-    for_tiles(t, [&](int64_t, const Tile& u) {
-      k.bn_bwd_apply_cols(dy + u.off, x + u.off, dx + u.off, u.rows, u.cols, t.CS,
+    for_sweep(t, w, [&](const Tile& u) {
+      k.bn_bwd_apply_cols(gy + u.off, x + u.off, dx + u.off, u.rows, u.cols, w.len,
                           cm.data() + u.j0, cp.data() + u.j0, cs.data() + u.j0,
                           cq.data() + u.j0);
     });
   } else {
-    for_tiles(t, [&](int64_t, const Tile& u) {
-      k.bn_bwd_apply(dy + u.off, x + u.off, dx + u.off, u.rows, u.cols, t.CS, vm[u.c], vp[u.c],
-                     vs[u.c], vq[u.c]);
+    for_sweep(t, w, [&](const Tile& u) {
+      for (int64_t r = 0; r < u.rows; ++r) {
+        const int64_t c = (u.ib + r) % C, o = u.off + r * w.len;
+        k.bn_bwd_apply(gy + o, x + o, dx + o, 1, u.cols, w.len, vm[c], vp[c], vs[c], vq[c]);
+      }
     });
   }
 }

@@ -101,11 +101,11 @@ using FmaProbeFn = float (*)(int64_t iters);
 
 // ---- normalization family (batch_norm; csrc/cpu/batch_norm.cpp drives these) ----------------
 // A "group" is a tile of rows r < rows, each of `cols` contiguous floats at x + r*ld (rows,
-// cols >= 1); the driver keeps tiles <= 4096 floats (column form: 16 Ki) so that a second pass
+// cols >= 1); the driver keeps tiles <= 4096 floats (column form: 32 Ki) so that a second pass
 // over one hits L1/L2. Column forms: each column j < cols (cols <= kBnColTile) of a tile is its own
 // group, and per-column coefficient arrays replace the scalars.
 constexpr int64_t kBnTileElems = 4096;
-constexpr int64_t kBnColTile = 256;
+constexpr int64_t kBnColTile = 512;
 // Statistics of one group of n = rows*cols values, two passes over the tile: its mean m0 (float
 // lanes, summed in double), then sd = sum(x - m0), sq = sum((x - m0)^2) in float lanes;
 // *mean = m0 + sd/n, *m2 = sq - sd*sd/n (double), the centred sum of squares.

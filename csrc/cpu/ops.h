@@ -80,16 +80,19 @@ double probe_copy_gbps(int64_t bytes, int threads);
 // (C,) or null (both or neither; read in inference, updated in place in training when given);
 // writes y and the per-channel mean and invstd = 1/sqrt(var + eps) used (C,). Training: the
 // batch's statistics (biased variance; the unbiased one for running_var); an empty batch
-// gives NaN mean / invstd and leaves the running statistics alone.
+// gives NaN mean / invstd and leaves the running statistics alone. p.relu: y = relu(bn(x))
+// (the ReLU fused into the apply pass: the bits of relu_forward on the unfused y).
 void batch_norm_forward(const float* x, const float* weight, const float* bias,
                         float* running_mean, float* running_var, float* y, float* mean,
                         float* invstd, const BatchNormParams& p);
 // Gradients for the outputs that are not null: dx (N, C, S), dweight = sum dy * xhat and
 // dbias = sum dy (C,), with xhat = (x - mean) * invstd; p.training: through the batch
 // statistics, else through fixed ones (dx = dy * invstd * weight). weight null = 1.
+// relu_y (N, C, S) or null: the output of a forward with p.relu; dy is then the ReLU output's
+// gradient, masked (relu_y <= 0 -> 0, relu_backward's rule) inside the passes.
 void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                          const float* invstd, float* dx, float* dweight, float* dbias,
-                         const BatchNormParams& p);
+                         const BatchNormParams& p, const float* relu_y = nullptr);
 // ---- pooling family: average and global pooling (issue 17) ------------------------------------
 // y (N, C, P, Q) = avg_pool2d(x) (PyTorch's semantics and bits; avgpool2d.cpp builds the
 // divisor table); dx (N, C, H, W) its gradient, a deterministic gather.

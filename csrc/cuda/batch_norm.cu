@@ -13,6 +13,9 @@
 //   3. bn_apply_kernel: grid-stride over x, y = (x - mean_hi) * a + b (float4 when S % 4 == 0 and
 //      the pointers are 16-byte aligned).
 //  Inference: only a coefficients kernel (from the running statistics) and the apply.
+//  Fused ReLU: p.relu applies relu_f (relu.cu's rule: x < 0 ? 0 : x) in the apply kernel; the
+//  backward's relu_y masks dy (y <= 0 ? 0 : dy, relu.cu's relu_b) where the sums and the dx
+//  kernels load it: the unfused pair's bits, one array (relu_y) more read per pass.
 //  Backward: bn_bwd_sums_kernel (sum dy, sum dy * (x - mean) per chunk, double tree), a
 //  finalize per channel (fixed tree over the chunks: dweight, dbias, p, s, q), then
 //  dx = (dy - p) * s - (x - mean) * q; inference dx = dy * invstd * weight (dy only).
@@ -167,9 +170,14 @@ FASTCNN_D int64_t channel_of(const Geo& g, int64_t j) {
   return r - g.sc_div.div(r) * g.C;
 }
 
-// y = (x - m[c]) * a[c] + b[c] over all n elements (coef = m | a | b, C each).
+FASTCNN_D float relu_f(float v) { return v < 0.0f ? 0.0f : v; }         // relu.cu's forward
+FASTCNN_D float relu_b(float d, float y) { return y <= 0.0f ? 0.0f : d; }  // and backward
+
+// y = (x - m[c]) * a[c] + b[c] over all n elements (coef = m | a | b, C each), then ReLU when
+// relu.
 __global__ void __launch_bounds__(kThreads)
-    bn_apply_kernel(const float* x, float* y, const float* coef, Geo g, int64_t n, int vec) {
+    bn_apply_kernel(const float* x, float* y, const float* coef, Geo g, int64_t n, int vec,
+                    int relu) {
   const int64_t start = global_thread(), step = grid_threads();
   const float* m = coef;
   const float* a = coef + g.C;
@@ -185,18 +193,21 @@ __global__ void __launch_bounds__(kThreads)
       float4 v = x4[i];
       v.x = fmaf(v.x - mc, ac, bc), v.y = fmaf(v.y - mc, ac, bc);
       v.z = fmaf(v.z - mc, ac, bc), v.w = fmaf(v.w - mc, ac, bc);
+      if (relu) v.x = relu_f(v.x), v.y = relu_f(v.y), v.z = relu_f(v.z), v.w = relu_f(v.w);
       y4[i] = v;
     }
     done = n4 * 4;
   }
   for (int64_t i = done + start; i < n; i += step) {
     const int64_t c = channel_of(g, i);
-    y[i] = fmaf(x[i] - m[c], a[c], b[c]);
+    const float v = fmaf(x[i] - m[c], a[c], b[c]);
+    y[i] = relu ? relu_f(v) : v;
   }
 }
 
 __global__ void __launch_bounds__(kThreads)
-    bn_bwd_sums_kernel(const float* dy, const float* x, const float* mean, double* rec, Geo g) {
+    bn_bwd_sums_kernel(const float* dy, const float* ry, const float* x, const float* mean,
+                       double* rec, Geo g) {
   __shared__ double smem[kThreads];
   const int t = threadIdx.x;
   for (int64_t blk = blockIdx.x; blk < g.C * g.G; blk += gridDim.x) {
@@ -209,7 +220,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t i = q * kThreads + t;
       if (i < n) {
         const int64_t a = addr(g, c, i0 + i);
-        const float d = dy[a];
+        const float d = ry ? relu_b(dy[a], ry[a]) : dy[a];
         sg += d;
         sh = fmaf(d, x[a] - mc, sh);
       }
@@ -249,10 +260,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// dx = (dy - p[c]) * s[c] - (x - m[c]) * q[c] (training) or dy * s[c] (x == nullptr).
+// dx = (dy - p[c]) * s[c] - (x - m[c]) * q[c] (training) or dy * s[c] (x == nullptr), dy first
+// masked by ry (the fused ReLU's output) when ry is not null.
 __global__ void __launch_bounds__(kThreads)
-    bn_bwd_apply_kernel(const float* dy, const float* x, float* dx, const float* coef, Geo g,
-                        int64_t n, int vec) {
+    bn_bwd_apply_kernel(const float* dy, const float* ry, const float* x, float* dx,
+                        const float* coef, Geo g, int64_t n, int vec) {
   const int64_t start = global_thread(), step = grid_threads();
   const float* m = coef;
   const float* p = coef + g.C;
@@ -263,11 +275,16 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n4 = n / 4;
     const float4* d4 = reinterpret_cast<const float4*>(dy);
     const float4* x4 = reinterpret_cast<const float4*>(x);
+    const float4* r4 = reinterpret_cast<const float4*>(ry);
     float4* o4 = reinterpret_cast<float4*>(dx);
     for (int64_t i = start; i < n4; i += step) {
       const int64_t c = channel_of(g, 4 * i);
       const float mc = m[c], pc = p[c], sc = s[c], qc = q[c];
-      const float4 d = d4[i];
+      float4 d = d4[i];
+      if (ry) {
+        const float4 r = r4[i];
+        d.x = relu_b(d.x, r.x), d.y = relu_b(d.y, r.y), d.z = relu_b(d.z, r.z), d.w = relu_b(d.w, r.w);
+      }
       if (x) {
         const float4 v = x4[i];
         o4[i] = make_float4(fmaf(d.x - pc, sc, -(v.x - mc) * qc), fmaf(d.y - pc, sc, -(v.y - mc) * qc),
@@ -280,7 +297,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   for (int64_t i = done + start; i < n; i += step) {
     const int64_t c = channel_of(g, i);
-    dx[i] = x ? fmaf(dy[i] - p[c], s[c], -(x[i] - m[c]) * q[c]) : dy[i] * s[c];
+    const float d = ry ? relu_b(dy[i], ry[i]) : dy[i];
+    dx[i] = x ? fmaf(d - p[c], s[c], -(x[i] - m[c]) * q[c]) : d * s[c];
   }
 }
 
@@ -327,12 +345,12 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
   if (n == 0) return;
   const int vec = p.S % 4 == 0 && aligned16(x) && aligned16(y);
   launch("batch_norm", bn_apply_kernel, grid_1d(vec ? ceil_div(n, 4) : n), dim3(kThreads), stream,
-         x, y, static_cast<const float*>(coef), g, n, vec);
+         x, y, static_cast<const float*>(coef), g, n, vec, p.relu ? 1 : 0);
 }
 
 void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                          const float* invstd, float* dx, float* dweight, float* dbias, void* ws,
-                         const BatchNormParams& p, Stream stream) {
+                         const BatchNormParams& p, Stream stream, const float* relu_y) {
   if (p.C == 0) return;
   const Geo g = geo_of(p);
   double* rec = static_cast<double*>(ws);
@@ -341,7 +359,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* weight, c
   Geo gf = g;  // the finalize's view: no records when the sums are not needed (they are then 0)
   if (sums && g.G > 0)
     launch("batch_norm_backward", bn_bwd_sums_kernel, grid_blocks(p.C * g.G), dim3(kThreads),
-           stream, dy, x, mean, rec, g);
+           stream, dy, relu_y, x, mean, rec, g);
   else
     gf.G = 0;
   launch("batch_norm_backward", bn_bwd_finalize_kernel, grid_blocks(p.C), dim3(kThreads), stream,
@@ -349,9 +367,10 @@ void batch_norm_backward(const float* dy, const float* x, const float* weight, c
   const int64_t n = p.N * p.C * p.S;
   if (!dx || n == 0) return;
   const float* xs = p.training ? x : nullptr;
-  const int vec = p.S % 4 == 0 && aligned16(dy) && aligned16(dx) && (!xs || aligned16(xs));
+  const int vec = p.S % 4 == 0 && aligned16(dy) && aligned16(dx) && (!xs || aligned16(xs)) &&
+                  (!relu_y || aligned16(relu_y));
   launch("batch_norm_backward", bn_bwd_apply_kernel, grid_1d(vec ? ceil_div(n, 4) : n),
-         dim3(kThreads), stream, dy, xs, dx, static_cast<const float*>(coef), g, n, vec);
+         dim3(kThreads), stream, dy, relu_y, xs, dx, static_cast<const float*>(coef), g, n, vec);
 }
 
 }  // namespace fastcnn::cuda

@@ -116,10 +116,11 @@ int64_t batch_norm_workspace(const BatchNormParams& p);
 void batch_norm_forward(const float* x, const float* weight, const float* bias,
                         float* running_mean, float* running_var, float* y, float* mean,
                         float* invstd, void* ws, const BatchNormParams& p, Stream stream);
-// dx (N, C, S), dweight, dbias (C,), each may be null (cpu/ops.h batch_norm_backward).
+// dx (N, C, S), dweight, dbias (C,), each may be null (cpu/ops.h batch_norm_backward); p.relu
+// in the forward and relu_y (or null) here: the fused ReLU, as on the CPU.
 void batch_norm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                          const float* invstd, float* dx, float* dweight, float* dbias, void* ws,
-                         const BatchNormParams& p, Stream stream);
+                         const BatchNormParams& p, Stream stream, const float* relu_y = nullptr);
 // ---- pooling family: avgpool2d.cu, global_pool2d.cu (issue 17) -------------------------------
 // avg_pool2d: y (N, C, P, Q); its backward dx (N, C, H, W), a gather (no atomics). The CPU's bits.
 void avg_pool2d_forward(const float* x, float* y, const AvgPool2dParams& a, Stream stream);

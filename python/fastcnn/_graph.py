@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import layers as _layers
+from .layers.base import fused_activation
 from .layers.input import InputLayer
 from .layers.symbolic import SymbolicTensor
 
@@ -119,6 +120,33 @@ def summed(contributions: list[tuple[int, Any]]) -> Any:
     for _, c in contributions[1:]:
         g = g + c
     return g
+
+
+def activation_fusions(model: Any, folds: dict[int, Any], skip: set[int]
+                       ) -> tuple[dict[int, str], set[int]]:
+    """For a pass of the graph ``model`` (``folds``: its inference folds; ``skip``: the
+    output nodes whose activation the pass skips), ``(acts, through)``: node -> the
+    activation its layer applies for its only consumer
+    (:func:`fastcnn.layers.base.fused_activation`), and those consumer nodes, which pass
+    their input through. Never for a producer that is an output (its own value is needed)
+    or a consumer output whose activation this pass skips."""
+    acts: dict[int, str] = {}
+    through: set[int] = set()
+    for i, node in enumerate(model._graph):
+        ins = model._inputs_of[i]
+        if len(ins) != 1 or model._multi[i] or i in skip:
+            continue
+        p = ins[0]
+        if not model._inputs_of[p] or model._multi[p] or model._consumers[p] != [i] \
+                or p in model._out_set:
+            continue
+        prev, layer = folds.get(p, model._graph[p].layer), folds.get(i, node.layer)
+        act = fused_activation(prev, layer) if prev is not None and layer is not None \
+            else None
+        if act is not None:
+            acts[p] = act
+            through.add(i)
+    return acts, through
 
 
 def _refs(model: Any, nodes: list[int], keys: list[str] | None) -> Any:

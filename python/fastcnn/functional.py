@@ -52,6 +52,10 @@ Fusions, as in Sequential, applied where the graph allows:
   convolution's output has the pooling as its only consumer. With fan-out the full-size
   gradient is needed anyway, so the two run apart.
 * A softmax / sigmoid output with the matching cross-entropy: on the output node.
+* A layer that applies the activation of its only consumer in its own pass (a
+  BatchNormalization and a ReLU: :func:`fastcnn.layers.base.fused_activation`): the consumer
+  node passes through, forward and backward (not when the producer is an output, nor for an
+  output whose activation a ``logits`` pass skips).
 
 A layer called several times (shared weights) runs one backward per call; the model keeps each
 call's forward cache (the layer's ``_cache``: a custom layer shared this way keeps its forward
@@ -377,16 +381,21 @@ class Functional(Model):
         caches: dict[int, Any] = {}
         self._node_caches = caches
         folds = {} if training else self._folds()
+        acts, through = _graph.activation_fusions(self, folds, skip)
+        if training:
+            self._fused_through = through
         for i, node in enumerate(graph):
             ins = inputs_of[i]
             if not ins:
                 continue
             layer = folds.get(i, node.layer)
             arg = [values[j] for j in ins] if multi[i] else values[ins[0]]
-            if layer is None:  # a BatchNormalization folded into the layer before it
+            if layer is None or i in through:  # folded into / fused with the layer before it
                 y = arg
             elif i in skip and layer.has_activation:
                 y = layer.forward(arg, training, apply_activation=False)
+            elif i in acts:
+                y = layer.forward(arg, training, fused_activation=acts[i])
             else:
                 y = layer.forward(arg, training)
             if training and shared[i]:
@@ -461,6 +470,7 @@ class Functional(Model):
                 grads[i].append((n + k, g))  # after every consumer's
         done = [False] * n
         seen: set[int] = set()
+        through = getattr(self, "_fused_through", set())
         try:
             for i in range(n - 1, -1, -1):
                 ins = inputs_of[i]
@@ -468,6 +478,9 @@ class Functional(Model):
                     continue
                 g = _graph.summed(grads[i])
                 grads[i] = None
+                if i in through:  # fused into the layer before: the gradient passes through
+                    self._route(i, [g], grads, needs)
+                    continue
                 p = ins[0]
                 if not multi[i] and inputs_of[p] and not multi[p] and self._consumers[p] == [i] \
                         and p not in self._out_set and graph[p].layer is not graph[i].layer:

@@ -80,6 +80,7 @@ import numpy as np
 
 from . import layers as _layers
 from ._arrays import restore_kind
+from .layers.base import fused_activation
 from .model_base import Model, _layout_hint
 from .saving import Saveable
 
@@ -231,11 +232,23 @@ class Sequential(Model):
         # inference: a BatchNormalization folded into the Conv2D / Dense before it
         layers = self.layers if training else _layers.inference_layers(self.layers)
         last = len(layers) - 1
+        through: set[int] = set()  # layers run as a pass-through (fused into the one before)
         for i, layer in enumerate(layers):
+            if i in through:
+                continue
             if logits and i == last and layer.has_activation:
                 x = layer.forward(x, training, apply_activation=False)  # type: ignore[call-arg]
+                continue
+            act = None
+            if i < last and not (logits and i + 1 == last and layers[last].has_activation):
+                act = fused_activation(layer, layers[i + 1])
+            if act is not None:  # the next layer's activation inside this layer's pass
+                x = layer.forward(x, training, fused_activation=act)  # type: ignore[call-arg]
+                through.add(i + 1)
             else:
                 x = layer.forward(x, training)
+        if training:
+            self._fused_through = through
         return x
 
     def backward(self, dy: Any, accumulate: bool = False,
@@ -250,7 +263,9 @@ class Sequential(Model):
 
         A layer that :meth:`~fastcnn.layers.Layer.accepts_pooled_grad` takes the next layer's
         :meth:`~fastcnn.layers.Layer.offer_pooled_grad`, if it makes one: the two backward
-        passes then run as one (``backward(dy, accumulate, pooled_grad=offer)``)."""
+        passes then run as one (``backward(dy, accumulate, pooled_grad=offer)``). A layer whose
+        activation ran inside the previous layer's forward (:func:`fastcnn.layers.base.
+        fused_activation`) passes the gradient through."""
         self._require_built()
         g = self._on_device(self._input(dy, "backward", "dy"))
         lo = 0 if compute_dx else next(
@@ -261,7 +276,11 @@ class Sequential(Model):
             low.compute_dx = bool(compute_dx)
         try:
             i = len(self.layers) - 1
+            through = getattr(self, "_fused_through", set())
             while i >= lo:
+                if i in through:  # fused into the layer before: its gradient passes through
+                    i -= 1
+                    continue
                 layer = self.layers[i]
                 prev = self.layers[i - 1] if i > 0 else None
                 if prev is not None and prev.accepts_pooled_grad():

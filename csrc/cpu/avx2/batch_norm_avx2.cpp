@@ -5,7 +5,7 @@
 //                 pass 2: d = x - m0, sd += d, sq += d*d (lanes), then in double:
 //                 mean = m0 + sd/n, m2 = sq - sd^2/n (the centred sum of squares: no
 //                 E[x^2] - E[x]^2 cancellation; for x = 1000 + N(0,1), d ~ N(0,1)).
-//   bn_col_stats  the same per column j < cols <= 256 (accumulators in stack arrays, L1).
+//   bn_col_stats  the same per column j < cols <= 512 (accumulators in stack arrays, L1).
 //   bn_bwd_sums   sdy = sum dy, sdxm = sum dy*(x - m) (lanes, summed in double).
 //   bn_apply      y = (x - m)*a + b;  bn_bwd_apply  dx = (dy - p)*s - (x - m)*q.
 //   *_cols        the same with per-column m, a, b (p, s, q) arrays (the (N, C*S) layout with

@@ -4,7 +4,7 @@
 //   floats = 16 KiB, so bn_stats' second pass re-reads it from L1 (memory sees one read).
 //   bn_stats      pass 1: s = sum x (lanes, summed in double) -> m0 = s / n; pass 2: d = x - m0,
 //                 sd += d, sq += d*d; mean = m0 + sd/n, m2 = sq - sd^2/n (double).
-//   bn_col_stats  the same per column j < cols <= 256 (accumulators in stack arrays, L1).
+//   bn_col_stats  the same per column j < cols <= 512 (accumulators in stack arrays, L1).
 //   bn_bwd_sums   sdy = sum dy, sdxm = sum dy*(x - m).
 //   bn_apply      y = (x - m)*a + b;  bn_bwd_apply  dx = (dy - p)*s - (x - m)*q;  *_cols: per
 //                 column m, a, b (p, s, q) arrays.

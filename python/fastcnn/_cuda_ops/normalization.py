@@ -21,8 +21,10 @@ from ._common import (
 
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
-               training: bool, momentum: float, eps: float) -> tuple[Any, Any, Any]:
-    """``(y, mean, invstd)``: batch normalisation per channel (the CPU module's contract); in
+               training: bool, momentum: float, eps: float,
+               relu: bool = False) -> tuple[Any, Any, Any]:
+    """``(y, mean, invstd)``: batch normalisation per channel (then ReLU with ``relu``: the
+    CPU module's contract); in
     training ``running_mean`` / ``running_var`` (when given) are updated in place, so they must
     then be C-contiguous float32 cupy arrays."""
     op = "batch_norm"
@@ -46,20 +48,24 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
         _cuda.batch_norm_forward(_ptr(x), x.shape, _ptr(weight), _shape(weight), _ptr(bias),
                                  _shape(bias), _ptr(rm), _shape(rm), _ptr(rv), _shape(rv),
                                  _ptr(y), _ptr(mean), _ptr(invstd), _ptr(ws), nws,
-                                 bool(training), float(momentum), float(eps), _stream())
+                                 bool(training), float(momentum), float(eps), bool(relu),
+                                 _stream())
     return y, mean, invstd
 
 
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, training: bool,
-                        compute_dx: bool, compute_dw: bool) -> tuple[Any, Any, Any]:
-    """``(dx, dweight, dbias)`` of :func:`batch_norm` (None where not computed)."""
+                        compute_dx: bool, compute_dw: bool,
+                        relu_y: Any = None) -> tuple[Any, Any, Any]:
+    """``(dx, dweight, dbias)`` of :func:`batch_norm` (None where not computed); ``relu_y``:
+    the output of ``batch_norm(..., relu=True)``, ``dy`` then that ReLU output's gradient."""
     op = "batch_norm_backward"
     dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
+    relu_y = _f32_opt(relu_y, op, "relu_y")
     weight = _f32_opt(weight, op, "weight")
     mean, invstd = _f32(mean, op, "mean"), _f32(invstd, op, "invstd")
     nws = _cuda.batch_norm_backward_plan(dy.shape, x.shape, _shape(weight), mean.shape,
                                          invstd.shape, bool(training))
-    with _device(op, dy, x, weight, mean, invstd):
+    with _device(op, dy, x, weight, mean, invstd, relu_y):
         c = x.shape[1]
         dx = _empty(x.shape) if compute_dx else None
         dw = _empty((c,)) if compute_dw else None
@@ -67,6 +73,6 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
         ws, nws = _workspace(nws, np.uint8)
         _cuda.batch_norm_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(weight),
                                   _shape(weight), _ptr(mean), mean.shape, _ptr(invstd),
-                                  invstd.shape, _ptr(dx), _ptr(dw), _ptr(db), _ptr(ws), nws,
-                                  bool(training), _stream())
+                                  invstd.shape, _ptr(relu_y), _shape(relu_y), _ptr(dx), _ptr(dw),
+                                  _ptr(db), _ptr(ws), nws, bool(training), _stream())
     return dx, dw, db

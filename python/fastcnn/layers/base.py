@@ -1,10 +1,12 @@
 """The layer base class and the activation helpers the layers share.
 
 :class:`Layer` implements the protocol described in :mod:`fastcnn.layers` (build, forward,
-backward, weights, state, config) and the defaults of its two optional parts: ``compute_dx``
-and the pooled-gradient fusion (:meth:`Layer.accepts_pooled_grad` /
-:meth:`Layer.offer_pooled_grad`). :class:`ActivationMixin` and the ``activation_*`` functions
-run an activation's forward and backward on NumPy or CuPy arrays alike.
+backward, weights, state, config) and the defaults of its optional parts: ``compute_dx``, the
+pooled-gradient fusion (:meth:`Layer.accepts_pooled_grad` / :meth:`Layer.offer_pooled_grad`)
+and the activation fusion (:meth:`Layer.fusable_activation` /
+:meth:`Layer.accepts_fused_activation`, paired by :func:`fused_activation`).
+:class:`ActivationMixin` and the ``activation_*`` functions run an activation's forward and
+backward on NumPy or CuPy arrays alike.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "check_activation",
     "check_approximate",
     "check_negative_slope",
+    "fused_activation",
 ]
 
 Shape = tuple[int, ...]
@@ -255,6 +258,19 @@ class Layer:
         this layer's own :meth:`backward` is then not called."""
         return None
 
+    # -- the activation fusion -----------------------------------------------------------------
+    def fusable_activation(self) -> str | None:
+        """The element-wise activation this layer is and nothing more (``"relu"``), which the
+        layer before it may apply inside its own forward: the model then runs this layer as a
+        pass-through, forward and backward. None (the default): not such a layer."""
+        return None
+
+    def accepts_fused_activation(self, activation: str) -> bool:
+        """Whether ``forward(x, training, fused_activation=activation)`` applies
+        ``activation`` to this layer's output in its own pass, :meth:`backward` then taking the
+        gradient of the activation's output. False by default."""
+        return False
+
     def _need_cache(self) -> Any:
         if self._cache is None:
             raise RuntimeError(f"{self._label()}: backward() needs a preceding "
@@ -351,6 +367,20 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{self._label()} output_shape={self.output_shape}>"
+
+
+#: Private switch (tests, benchmarks): False runs every fusable (layer, activation) pair apart.
+_FUSE_ACTIVATIONS = True
+
+
+def fused_activation(layer: Layer, consumer: Layer) -> str | None:
+    """The activation ``layer`` applies inside its forward for ``consumer``, the only reader of
+    its output (``consumer`` then passes its input through), or None when the two run apart.
+    The models call this on each (producer, only consumer) pair of a forward."""
+    if not _FUSE_ACTIVATIONS or layer is consumer:
+        return None
+    act = consumer.fusable_activation()
+    return act if act is not None and layer.accepts_fused_activation(act) else None
 
 
 class ActivationMixin:

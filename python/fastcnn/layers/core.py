@@ -134,6 +134,11 @@ class Activation(ActivationMixin, Layer):
         z, y, applied = self._need_cache()
         return self._act_backward(dy, z, y, applied)
 
+    def fusable_activation(self) -> str | None:
+        """``"relu"`` for a ReLU (``Activation("relu")`` or :class:`ReLU`), which a preceding
+        BatchNormalization applies in its own pass; None for the other activations."""
+        return "relu" if self.activation == "relu" else None
+
     def get_config(self):
         extra = {"approximate": True} if self.approximate else {}
         return {**super().get_config(), "activation": self.activation, **extra}

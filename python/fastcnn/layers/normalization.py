@@ -18,6 +18,15 @@ pass over the output. :func:`inference_layers` applies it to a chain of layers. 
 weights are computed from the current weights at every call (a kernel-sized multiply, small
 next to a batch's convolution), so they are never stale after training, ``set_weights`` or
 loading; the model's own layers are never modified.
+
+Fused ReLU
+----------
+A BatchNormalization whose output feeds only a ReLU (``layers.ReLU`` or ``Activation("relu")``)
+and that is not folded runs it in its own pass (in training, and at inference when it is not
+folded): :meth:`BatchNormalization.accepts_fused_activation` tells the model, which then calls
+``forward(x, training, fused_activation="relu")`` (:func:`fastcnn.ops.batch_norm` with
+``relu=True``) and runs the ReLU layer as a pass-through; the backward masks the gradient inside
+:func:`fastcnn.ops.batch_norm_backward` (``relu_y``). The bits are the unfused pair's.
 """
 
 from __future__ import annotations
@@ -137,21 +146,31 @@ class BatchNormalization(Layer):
         """PyTorch's momentum, ``1 - momentum`` (rounded to 12 decimals: 0.99 -> 0.01)."""
         return round(1.0 - self.momentum, 12)
 
-    def forward(self, x, training=False):
+    def accepts_fused_activation(self, activation: str) -> bool:
+        """True for ``"relu"``: :meth:`forward` can apply a following ReLU in its own pass."""
+        return activation == "relu"
+
+    def forward(self, x, training=False, fused_activation=None):
+        """``fused_activation="relu"``: returns ``relu(bn(x))`` (the fused ReLU, see the module
+        docstring); :meth:`backward` then takes the gradient of that output."""
+        if fused_activation not in (None, "relu"):
+            raise ValueError(f"{self._label()}: fused_activation must be None or 'relu', got "
+                             f"{fused_activation!r}")
+        relu = fused_activation == "relu"
         batch_stats = bool(training) and self.trainable  # frozen: inference mode (Keras 3)
         y, mean, invstd = ops.batch_norm(
             x, self.params.get("gamma"), self.params.get("beta"), self.params["moving_mean"],
             self.params["moving_variance"], training=batch_stats, momentum=self.torch_momentum,
-            eps=self.epsilon)
-        self._cache = (x, mean, invstd, batch_stats) if training else None
+            eps=self.epsilon, relu=relu)
+        self._cache = (x, mean, invstd, batch_stats, y if relu else None) if training else None
         return y
 
     def backward(self, dy, accumulate=False):
-        x, mean, invstd, batch_stats = self._need_cache()
+        x, mean, invstd, batch_stats, relu_y = self._need_cache()
         want_dw = self.trainable and (self.scale or self.center)
         dx, dgamma, dbeta = ops.batch_norm_backward(
             dy, x, self.params.get("gamma"), mean, invstd, training=batch_stats,
-            compute_dx=self.compute_dx, compute_dw=want_dw)
+            compute_dx=self.compute_dx, compute_dw=want_dw, relu_y=relu_y)
         if self.scale:
             self._store_grad("gamma", dgamma, accumulate)
         if self.center:

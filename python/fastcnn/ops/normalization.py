@@ -5,6 +5,11 @@ Per-channel statistics over N and the spatial axes of channels-first inputs (N, 
 any thread count): each tile's mean, then its centred sum of squares (a chunked two-pass, so a
 large mean costs no accuracy), merged across tiles in float64; the CUDA kernels follow the same
 plan without atomics (deterministic run to run).
+
+Fused ReLU (a fastcnn extension, as ``conv2d(..., relu=True)``): ``batch_norm(..., relu=True)``
+returns ``relu(bn(x))`` from the same pass, and ``batch_norm_backward(..., relu_y=y)`` takes that
+output and the ReLU output's gradient, masking it (``relu_backward``'s rule) inside BN's passes:
+the bits of the unfused pair, without its two extra passes over memory.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ def _real(v: Any, name: str, op: str, *, minimum: float | None = None) -> float:
 
 @_converts("x", "weight", "bias", "running_mean", "running_var")
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
-               training: bool = False, momentum: float = 0.1,
-               eps: float = 1e-5) -> tuple[Any, Any, Any]:
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+               relu: bool = False) -> tuple[Any, Any, Any]:
     """Batch normalisation per channel over N and the spatial axes (``F.batch_norm``).
 
     Args:
@@ -48,6 +53,9 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
             (ValueError otherwise, as PyTorch). False: with the running statistics.
         momentum: PyTorch's convention (Keras's momentum k is ``1 - k`` here).
         eps: added to the variance, >= 0.
+        relu: apply ReLU to the result in the same pass (``y = relu(bn(x))``, the bits of
+            ``relu(batch_norm(...)[0])``; a fastcnn extension); its gradient is then
+            ``batch_norm_backward(..., relu_y=y)``.
 
     Returns:
         ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
@@ -59,14 +67,15 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
     training = check_bool(training, "training", op=op)
     momentum = _real(momentum, "momentum", op)
     eps = _real(eps, "eps", op, minimum=0.0)
+    relu = check_bool(relu, "relu", op=op)
     return _backend(op, x, weight, bias, running_mean, running_var).batch_norm(
-        x, weight, bias, running_mean, running_var, training, momentum, eps)
+        x, weight, bias, running_mean, running_var, training, momentum, eps, relu)
 
 
-@_converts("dy", "x", "weight", "mean", "invstd")
+@_converts("dy", "x", "weight", "mean", "invstd", "relu_y")
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
                         training: bool = True, compute_dx: bool = True,
-                        compute_dw: bool = True) -> tuple[Any, Any, Any]:
+                        compute_dw: bool = True, relu_y: Any = None) -> tuple[Any, Any, Any]:
     """Gradients of :func:`batch_norm`.
 
     Args:
@@ -77,6 +86,10 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
             ``dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * weight``); False:
             through fixed statistics, ``dx = dy * invstd * weight`` (reads dy only).
         compute_dx: False skips dx; compute_dw: False skips dweight and dbias.
+        relu_y: x's shape, the output of the forward ``batch_norm(..., relu=True)`` (a fastcnn
+            extension). ``dy`` is then the gradient of that ReLU's output and is passed through
+            ``relu_backward(dy, relu_y)`` first (0 where ``relu_y <= 0``, PyTorch's rule),
+            inside the passes' reads of ``dy`` (no separate pass, the same bits).
 
     Returns:
         ``(dx, dweight, dbias)``: dx of x's shape or None; dweight = ``sum(dy * xhat)``,
@@ -86,5 +99,5 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
     training = check_bool(training, "training", op=op)
     compute_dx = check_bool(compute_dx, "compute_dx", op=op)
     compute_dw = check_bool(compute_dw, "compute_dw", op=op)
-    return _backend(op, dy, x, weight, mean, invstd).batch_norm_backward(
-        dy, x, weight, mean, invstd, training, compute_dx, compute_dw)
+    return _backend(op, dy, x, weight, mean, invstd, relu_y).batch_norm_backward(
+        dy, x, weight, mean, invstd, training, compute_dx, compute_dw, relu_y)

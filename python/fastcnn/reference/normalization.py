@@ -58,8 +58,8 @@ def _bcast(v: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
-               training: bool = False, momentum: float = 0.1,
-               eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+               relu: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Batch normalisation over N and the spatial axes, per channel (PyTorch's F.batch_norm).
 
     Args:
@@ -71,6 +71,7 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
         training: normalise with the batch statistics (biased variance) instead of the running
             ones. Needs more than one value per channel (M = N * spatial > 1), as PyTorch.
         momentum, eps: PyTorch's (eps > 0 keeps invstd finite; eps >= 0 is accepted).
+        relu: return ``relu(y)`` (NaN kept, -0.0 kept: :func:`fastcnn.reference.relu`'s rule).
 
     Returns:
         ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
@@ -82,6 +83,7 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
     training = check_bool(training, "training", op=op)
     momentum = _real(momentum, "momentum", op)
     eps = _real(eps, "eps", op, minimum=0.0)
+    relu = check_bool(relu, "relu", op=op)
     x = _float_array(x, "x", op)
     n, c, s = _check_x(x, "x", op)
     weight = _per_channel(weight, c, "weight", op, x.shape)
@@ -118,12 +120,15 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
     b64 = np.zeros(c) if bias is None else bias.astype(np.float64)
     y = (x.astype(np.float64) - _bcast(mean, x.ndim)) * _bcast(invstd * w64, x.ndim) \
         + _bcast(b64, x.ndim)
-    return y.astype(dtype), mean.astype(dtype), invstd.astype(dtype)
+    y = y.astype(dtype)
+    if relu:
+        y = np.where(y < 0, y.dtype.type(0), y)  # NaN and -0.0 kept, as relu
+    return y, mean.astype(dtype), invstd.astype(dtype)
 
 
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
                         training: bool = True, compute_dx: bool = True,
-                        compute_dw: bool = True) -> tuple[Any, Any, Any]:
+                        compute_dw: bool = True, relu_y: Any = None) -> tuple[Any, Any, Any]:
     """Gradients of :func:`batch_norm` (PyTorch's formulas).
 
     Args:
@@ -134,6 +139,9 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
             ``dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * weight``;
             False: through fixed statistics, ``dx = dy * invstd * weight``.
         compute_dx, compute_dw: skip dx / (dweight, dbias).
+        relu_y: the output of ``batch_norm(..., relu=True)`` (x's shape): ``dy`` is the
+            gradient of that ReLU's output, first set to 0 where ``relu_y <= 0`` (a NaN passes
+            ``dy``, as :func:`fastcnn.reference.relu_backward`).
 
     Returns:
         ``(dx, dweight, dbias)``: dx of x's shape (None without compute_dx); dweight =
@@ -151,6 +159,12 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
     if dy.shape != x.shape:
         raise ValueError(f"{op}: dy has shape {dy.shape} but x has shape {x.shape}: expected "
                          "the same shape")
+    if relu_y is not None:
+        relu_y = _float_array(relu_y, "relu_y", op)
+        if relu_y.shape != x.shape:
+            raise ValueError(f"{op}: relu_y has shape {relu_y.shape} but x has shape {x.shape}: "
+                             "expected the same shape (the forward's fused output)")
+        dy = np.where(relu_y <= 0, dy.dtype.type(0), dy)
     weight = _per_channel(weight, c, "weight", op, x.shape)
     mean = _per_channel(mean, c, "mean", op, x.shape)
     invstd = _per_channel(invstd, c, "invstd", op, x.shape)
