@@ -117,7 +117,6 @@ def test_safetensors_weights_load_into_the_torch_model(tmp_path, rng):
     (nn.BatchNorm2d(2, track_running_stats=False), (2, 4, 4), "track_running_stats=False"),
     (nn.BatchNorm2d(3), (2, 4, 4), "normalises 3 channels"),
     (nn.BatchNorm1d(2), (2, 4, 4), r"\(N, C\) or \(N, C, L\)"),
-    (nn.GELU(approximate="tanh"), (3,), "approximate='tanh'"),
     (nn.AdaptiveAvgPool2d(2), (1, 4, 4), "output_size=1"),
     (nn.LeakyReLU(-0.1), (3,), "negative slope"),
     (nn.ZeroPad2d(-1), (1, 4, 4), "negative padding"),
@@ -125,6 +124,19 @@ def test_safetensors_weights_load_into_the_torch_model(tmp_path, rng):
 def test_from_torch_refuses(module, shape, match):
     with pytest.raises(ValueError, match=rf"from_torch: module \[0\].*{match}"):
         ft.from_torch(nn.Sequential(module), shape)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_both_forms_convert_both_ways(approximate):
+    net = nn.Sequential(nn.Linear(4, 6), nn.GELU(approximate=approximate))
+    model = ft.from_torch(net, (4,))
+    assert model.layers[-1].approximate is (approximate == "tanh")
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32) * 3
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    back = model.to_torch()
+    assert isinstance(back[-1], nn.GELU) and back[-1].approximate == approximate
 
 
 def test_to_torch_refuses_an_average_pooling_it_cannot_express():

@@ -13,7 +13,7 @@ Supported torch modules: ``Conv2d`` (``padding_mode="zeros"``), ``Linear``, ``Ma
 ``divisor_override``), ``BatchNorm1d`` / ``BatchNorm2d`` (``track_running_stats``, a float
 momentum: Keras' momentum is ``1 - momentum``), ``AdaptiveAvgPool2d(1)`` /
 ``AdaptiveMaxPool2d(1)`` (a ``Flatten()`` after it is merged: ``keepdims=False``), ``ReLU``,
-``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``GELU`` (``approximate="none"``), ``SiLU``, ``Softmax``
+``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``GELU`` (both forms), ``SiLU``, ``Softmax``
 over the channel / feature axis, ``Flatten()``, ``Unflatten``, ``ZeroPad2d`` (merged into the
 next ``Conv2d`` when it completes its "same" padding, else a ZeroPadding2D), ``Dropout``,
 ``Identity``, nested ``Sequential``s, and the ``ConstantPad2d(-inf)`` that :func:`to_torch` writes
@@ -234,11 +234,8 @@ def _new_module(m: nn.Module, nxt: nn.Module | None, shape: tuple[int, ...],
         if m.negative_slope < 0:
             raise _err(where, m, "a negative slope (Keras' LeakyReLU takes >= 0)")
         return L.LeakyReLU(m.negative_slope), {}, 0
-    if isinstance(m, nn.GELU):
-        if m.approximate != "none":
-            raise _err(where, m, f"approximate={m.approximate!r} (fastcnn's GELU layer is the "
-                                 f"exact one, Keras' default)")
-        return L.Activation("gelu"), {}, 0
+    if isinstance(m, nn.GELU):  # approximate is "none" (erf) or "tanh" (torch checks it)
+        return L.Activation("gelu", approximate=m.approximate == "tanh"), {}, 0
     if isinstance(m, nn.SiLU):
         return L.Activation("silu"), {}, 0
     if isinstance(m, nn.Unflatten):
