@@ -228,20 +228,24 @@ int64_t cross_entropy_plan(py::handle logits_shape, py::handle labels_shape,
 }
 
 // labels (int64) or targets (float32): exactly one is non-zero (either may be 0 when N == 0).
-double cross_entropy(Ptr logits, py::handle logits_shape, Ptr labels, Ptr targets,
-                     py::handle labels_shape, Ptr dlogits, Ptr ws, int64_t ws_bytes, Ptr stream) {
+// loss: a device double; check: 2 device int64 (labels only; see launch.h). Queues, no sync.
+void cross_entropy(Ptr logits, py::handle logits_shape, Ptr labels, Ptr targets,
+                   py::handle labels_shape, Ptr dlogits, Ptr ws, int64_t ws_bytes, Ptr loss,
+                   Ptr check, Ptr stream) {
   const char* op = "cross_entropy";
   FASTCNN_CHECK(!(labels && targets), op, ": pass labels or targets, not both");
   const int64_t need = cross_entropy_plan(logits_shape, labels_shape, targets ? "float" : "int");
   const Shape ls = shape_of(logits_shape, op, "logits_shape");
   const int64_t N = ls[0], L = ls[1];
-  if (N == 0) return 0.0;
+  if (N == 0) return;
   FASTCNN_CHECK(labels || targets, op, ": pass labels or targets");
+  FASTCNN_CHECK(loss != 0, op, ": loss must be a device pointer to one double");
+  FASTCNN_CHECK(!labels || check != 0, op, ": labels need a check record (2 int64)");
   check_workspace(ws_bytes, need, op);
   py::gil_scoped_release nogil;
-  return cuda::cross_entropy(dev<const float>(logits), dev<const int64_t>(labels),
-                             dev<const float>(targets), dev<float>(dlogits), dev<void>(ws), N, L,
-                             stream_of(stream));
+  cuda::cross_entropy(dev<const float>(logits), dev<const int64_t>(labels),
+                      dev<const float>(targets), dev<float>(dlogits), dev<void>(ws),
+                      dev<double>(loss), dev<int64_t>(check), N, L, stream_of(stream));
 }
 
 // ---- optimizers --------------------------------------------------------------------------------
@@ -333,9 +337,11 @@ PYBIND11_MODULE(_cuda, m) {
         "Validate a cross_entropy; the workspace size in bytes.");
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("logits_shape"),
         py::arg("labels"), py::arg("targets"), py::arg("labels_shape"), py::arg("dlogits"),
-        py::arg("ws"), py::arg("ws_bytes"), py::arg("stream"),
-        "Mean loss (a float; synchronises the stream). ValueError for a label outside "
-        "[0, classes).");
+        py::arg("ws"), py::arg("ws_bytes"), py::arg("loss"), py::arg("check"),
+        py::arg("stream"),
+        "Mean loss into the device double at `loss`; with labels, `check` (2 device int64) "
+        "receives {first bad row or -1, its label} (the loss is then NaN). Queues only: no "
+        "copy to the host, no synchronisation.");
   m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("n"),
         py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"),
         py::arg("first_step"), py::arg("stream"));
