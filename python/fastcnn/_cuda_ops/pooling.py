@@ -91,9 +91,8 @@ def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph:
         return _max_pool2d_backward_to(dy, tuple(x.shape), geo, indices, dx)
     with _device(op, dy, x, dx):
         shape = _plan(_cuda.max_pool2d_plan, x.shape, *geo, dy.shape)
-        idx = _empty(shape, _I64)
-        _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(_empty(shape)), _ptr(idx), *geo,
-                                 _stream())
+        idx, scratch = _empty(shape, _I64), _empty(shape)  # both alive until the launches
+        _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(scratch), _ptr(idx), *geo, _stream())
         dx = _empty(x.shape) if dx is None else dx
         _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(idx), idx.shape, False,
                                   0, 0, _ptr(dx), *geo, _stream())
@@ -199,8 +198,8 @@ def global_max_pool2d_backward(dy: Any, x: Any, indices: Any, out: Any = None) -
     with _device(op, dy, x, indices, dx):
         out_shape = _plan(_cuda.global_pool2d_plan, x.shape, op, dy.shape)
         if indices is None:
-            idx = _empty(out_shape, _I64)
-            _cuda.global_max_pool2d_forward(_ptr(x), x.shape, _ptr(_empty(out_shape)), _ptr(idx),
+            idx, scratch = _empty(out_shape, _I64), _empty(out_shape)  # alive until launched
+            _cuda.global_max_pool2d_forward(_ptr(x), x.shape, _ptr(scratch), _ptr(idx),
                                             _stream())
             check, ws, nws = False, None, 0
         elif _is_own(indices):  # global_max_pool2d's own
