@@ -105,10 +105,13 @@ void cross_entropy(const float* logits, const int64_t* labels, const float* targ
 
 // ---- optimizer updates (optim.cu), in place, elementwise, bit-identical to the NumPy formulas ----
 // SGD (fastcnn.optimizers.SGD): buf may be null when momentum == 0.
+// skip: null, or a device int: when non-zero at run time the update writes nothing (fit's
+// deferred non-finite loss check, fastcnn._deferred).
 void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
-                float weight_decay, bool nesterov, bool first_step, Stream stream);
+                float weight_decay, bool nesterov, bool first_step, Stream stream,
+                const int* skip = nullptr);
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s,
-                 Stream stream);
+                 Stream stream, const int* skip = nullptr);
 
 // ---- normalization family (batch_norm.cu) -------------------------------------------------------
 // Bytes of the workspace batch_norm_forward / batch_norm_backward need (8-byte aligned).

@@ -26,8 +26,8 @@ import numpy as np
 
 from ._arrays import array_module, to_host
 
-__all__ = ["LazyLogs", "check", "defer", "deferring", "discard", "pending", "scope",
-           "set_where"]
+__all__ = ["LazyLogs", "check", "defer", "deferring", "discard", "guard", "guard_ptr",
+           "pending", "scope", "set_where"]
 
 #: pending records kept before a read is forced (a loop that never reads still reads this often)
 LIMIT = 1024
@@ -47,8 +47,27 @@ class _Check(NamedTuple):
     where: Any  # str(where) is appended to the message; the exception's .where
 
 
-_scopes: list[list[str | None]] = []  # the open scopes, innermost last: [where]
+_scopes: list[list[Any]] = []  # the open scopes, innermost last: [where]
 _pending: list[_Check] = []
+_guard: list[Any] = []  # the outermost scope's skip flag (a device int32 (1,)), once made
+
+
+def guard(xp: Any) -> Any:
+    """The open scope's skip flag, a device int32 array (1,) made (zero) on first use: the
+    optimizer kernels that take it (SGD, Adam on the GPU) write nothing while it is non-zero,
+    so a step after a failed check changes no weight until the host reads the checks. None
+    outside a scope."""
+    if not _scopes:
+        return None
+    if not _guard:
+        _guard.append(xp.zeros(1, dtype=np.int32))
+    return _guard[0]
+
+
+def guard_ptr() -> int:
+    """The skip flag's device address, 0 when there is none (outside a scope, or nothing
+    set it up yet)."""
+    return int(_guard[0].data.ptr) if _guard and _scopes else 0
 
 
 def deferring() -> bool:
@@ -81,6 +100,8 @@ class scope:  # used like a function: ``with scope(): ...``
             if _scopes[i] is self._entry:
                 del _scopes[i]
                 break
+        if not _scopes:
+            _guard.clear()  # the next outermost scope starts with no flag set
         if not ok:
             if not _scopes:
                 discard()

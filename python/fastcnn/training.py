@@ -85,8 +85,10 @@ computes (see :class:`fastcnn._device.BatchUploader`). CuPy inputs are used as t
 and the metrics accumulate on the device and the checks (class ids, a non-finite loss) run there
 (:mod:`fastcnn._deferred`); ``fit`` reads them at most every 0.1 s (a progress refresh; also what
 the callbacks' batch logs read when a callback looks at them) and at the end of each epoch. A
-failed check then raises naming its epoch and batch; the batches queued after it were applied (a
-NaN loss names the first non-finite batch, or stops there with TerminateOnNaN). ``train_step``
+failed check then raises naming its epoch and batch, the batches queued after it applied, except
+after a non-finite loss: the SGD / Adam kernels skip every update from that batch on (a device
+flag), so the weights are those before it (other optimizers' updates until the read are applied;
+the optimizers' host step counters advance). ``train_step``
 called by itself reads its loss (a float) and checks it before the update. ``predict`` returns a
 NumPy array (as Keras does; a torch tensor on the input's device for a torch tensor), ``evaluate``
 Python floats.
@@ -203,18 +205,23 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
 
 def _defer_finite(value: Any) -> None:
     """The non-finite loss check of a GPU step inside fit (:mod:`fastcnn._deferred`): the
-    device computes it, :class:`NonFiniteLossError` comes at fit's next read, naming the
-    batch (the batches queued after it are applied by then)."""
+    device computes it and sets the scope's skip flag (the SGD / Adam kernels then write
+    nothing), :class:`NonFiniteLossError` comes at fit's next read, naming the batch."""
     xp = array_module(value)
     bits = value.astype(np.float64).reshape(1).view(np.int64)
-    rec = xp.concatenate([(~xp.isfinite(value)).astype(np.int64).reshape(1), bits])
+    bad = (~xp.isfinite(value)).reshape(1)
+    rec = xp.concatenate([bad.astype(np.int64), bits])
+    skip = _deferred.guard(xp)
+    if skip is not None:  # SGD / Adam on the GPU: no update from this step on
+        skip |= bad.astype(np.int32)
 
     def message(r: np.ndarray) -> str | None:
         if not r[0]:
             return None
-        return (f"the loss became {float(r[1:2].view(np.float64)[0])}; on the GPU it is read "
-                f"at the next progress refresh, so the batches queued after it were applied. "
-                f"Lower the learning rate or check the inputs for NaN/inf.")
+        return (f"the loss became {float(r[1:2].view(np.float64)[0])}; the weights are those "
+                f"before this batch with SGD / Adam (their GPU updates are skipped from it on; "
+                f"other optimizers' were applied until fit read it). Lower the learning rate "
+                f"or check the inputs for NaN/inf.")
 
     _deferred.defer(rec, message,
                     lambda msg, r: NonFiniteLossError(msg, float(r[1:2].view(np.float64)[0])))
@@ -247,9 +254,11 @@ def _fit_check(cbs: Any, epoch: int, batch: int, length: Any) -> bool:
             return True
         raise NonFiniteLossError(
             f"the loss became {e.loss} at epoch {epoch + 1}, batch {b + 1} (of "
-            f"{length or '?'}), read at batch {batch + 1}: on the GPU fit reads the loss at "
-            f"each progress refresh, so the batches up to that one were applied. Lower the "
-            f"learning rate or check the inputs for NaN/inf.", e.loss) from None
+            f"{length or '?'}), read at batch {batch + 1} (on the GPU fit reads the loss at "
+            f"each progress refresh); the weights are those before that batch with SGD / Adam "
+            f"(their updates were skipped on the device since), other optimizers applied the "
+            f"batches up to the read. Lower the learning rate or check the inputs for "
+            f"NaN/inf.", e.loss) from None
     return False
 
 
