@@ -590,8 +590,9 @@ def test_cross_entropy_labels(cp: Any, rng: np.random.Generator, N: int, C: int,
     labels = rng.integers(0, C, size=N).astype(dtype)
     loss_cpu, d_cpu = ops.cross_entropy(logits, labels)
     loss, d = ops.cross_entropy(gpu(cp, logits), gpu(cp, labels))
-    assert isinstance(loss, float)
-    assert loss == pytest.approx(loss_cpu, rel=1e-5, abs=1e-7)
+    # issue 14: a 0-d float64 device array (no copy, no sync); float() reads it
+    assert isinstance(loss, cp.ndarray) and loss.shape == () and loss.dtype == np.float64
+    assert float(loss) == pytest.approx(loss_cpu, rel=1e-5, abs=1e-7)
     assert_close(host(cp, d), d_cpu, "dlogits")
 
 
@@ -602,7 +603,7 @@ def test_cross_entropy_probabilities(cp: Any, rng: np.random.Generator) -> None:
     t[:20] /= t[:20].sum(axis=1, keepdims=True)  # some rows sum to 1, others don't
     loss_cpu, d_cpu = ops.cross_entropy(logits, t)
     loss, d = ops.cross_entropy(gpu(cp, logits), gpu(cp, t))
-    assert loss == pytest.approx(loss_cpu, rel=1e-5)
+    assert float(loss) == pytest.approx(loss_cpu, rel=1e-5)
     assert_close(host(cp, d), d_cpu, "dlogits", atol=1e-6)
 
 
@@ -610,7 +611,7 @@ def test_cross_entropy_probabilities(cp: Any, rng: np.random.Generator) -> None:
 def test_cross_entropy_edges_and_errors(cp: Any, rng: np.random.Generator) -> None:
     loss, d = ops.cross_entropy(gpu(cp, np.zeros((0, 4), np.float32)),
                                 gpu(cp, np.zeros(0, np.int64)))
-    assert loss == 0.0 and host(cp, d).shape == (0, 4)
+    assert float(loss) == 0.0 and host(cp, d).shape == (0, 4)
     logits, labels = normal(rng, (6, 4)), np.array([0, 1, 2, 3, 4, 1])
     with pytest.raises(ValueError) as cpu_err:
         ops.cross_entropy(logits, labels)

@@ -228,42 +228,48 @@ int64_t cross_entropy_plan(py::handle logits_shape, py::handle labels_shape,
 }
 
 // labels (int64) or targets (float32): exactly one is non-zero (either may be 0 when N == 0).
-double cross_entropy(Ptr logits, py::handle logits_shape, Ptr labels, Ptr targets,
-                     py::handle labels_shape, Ptr dlogits, Ptr ws, int64_t ws_bytes, Ptr stream) {
+// loss: a device double; check: 2 device int64 (labels only; see launch.h). Queues, no sync.
+void cross_entropy(Ptr logits, py::handle logits_shape, Ptr labels, Ptr targets,
+                   py::handle labels_shape, Ptr dlogits, Ptr ws, int64_t ws_bytes, Ptr loss,
+                   Ptr check, Ptr stream) {
   const char* op = "cross_entropy";
   FASTCNN_CHECK(!(labels && targets), op, ": pass labels or targets, not both");
   const int64_t need = cross_entropy_plan(logits_shape, labels_shape, targets ? "float" : "int");
   const Shape ls = shape_of(logits_shape, op, "logits_shape");
   const int64_t N = ls[0], L = ls[1];
-  if (N == 0) return 0.0;
+  if (N == 0) return;
   FASTCNN_CHECK(labels || targets, op, ": pass labels or targets");
+  FASTCNN_CHECK(loss != 0, op, ": loss must be a device pointer to one double");
+  FASTCNN_CHECK(!labels || check != 0, op, ": labels need a check record (2 int64)");
   check_workspace(ws_bytes, need, op);
   py::gil_scoped_release nogil;
-  return cuda::cross_entropy(dev<const float>(logits), dev<const int64_t>(labels),
-                             dev<const float>(targets), dev<float>(dlogits), dev<void>(ws), N, L,
-                             stream_of(stream));
+  cuda::cross_entropy(dev<const float>(logits), dev<const int64_t>(labels),
+                      dev<const float>(targets), dev<float>(dlogits), dev<void>(ws),
+                      dev<double>(loss), dev<int64_t>(check), N, L, stream_of(stream));
 }
 
 // ---- optimizers --------------------------------------------------------------------------------
 
+// skip: 0, or a device int32 that makes the update a no-op when non-zero (see launch.h).
 void sgd_update(Ptr p, Ptr g, Ptr buf, int64_t n, float lr, float momentum, float weight_decay,
-                bool nesterov, bool first_step, Ptr stream) {
+                bool nesterov, bool first_step, Ptr stream, Ptr skip) {
   FASTCNN_CHECK(n >= 0, "sgd_update: n must be >= 0, got ", n);
   FASTCNN_CHECK(momentum == 0.0f || buf != 0, "sgd_update: momentum needs a buffer");
   py::gil_scoped_release nogil;
   cuda::sgd_update(dev<float>(p), dev<const float>(g), dev<float>(buf), n, lr, momentum,
-                   weight_decay, nesterov, first_step, stream_of(stream));
+                   weight_decay, nesterov, first_step, stream_of(stream), dev<const int>(skip));
 }
 
 void adam_update(Ptr p, Ptr g, Ptr m, Ptr v, int64_t n, float step_size, float beta1,
                  float one_minus_beta1, float beta2, float one_minus_beta2, float sqrt_bc2,
-                 float eps, float l2, float decay, bool has_l2, bool has_decay, Ptr stream) {
+                 float eps, float l2, float decay, bool has_l2, bool has_decay, Ptr stream,
+                 Ptr skip) {
   FASTCNN_CHECK(n >= 0, "adam_update: n must be >= 0, got ", n);
   AdamScalars s{step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, sqrt_bc2,
                 eps,       l2,    decay,           has_l2, has_decay};
   py::gil_scoped_release nogil;
   cuda::adam_update(dev<float>(p), dev<const float>(g), dev<float>(m), dev<float>(v), n, s,
-                    stream_of(stream));
+                    stream_of(stream), dev<const int>(skip));
 }
 
 }  // namespace
@@ -333,17 +339,19 @@ PYBIND11_MODULE(_cuda, m) {
         "Validate a cross_entropy; the workspace size in bytes.");
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("logits_shape"),
         py::arg("labels"), py::arg("targets"), py::arg("labels_shape"), py::arg("dlogits"),
-        py::arg("ws"), py::arg("ws_bytes"), py::arg("stream"),
-        "Mean loss (a float; synchronises the stream). ValueError for a label outside "
-        "[0, classes).");
+        py::arg("ws"), py::arg("ws_bytes"), py::arg("loss"), py::arg("check"),
+        py::arg("stream"),
+        "Mean loss into the device double at `loss`; with labels, `check` (2 device int64) "
+        "receives {first bad row or -1, its label} (the loss is then NaN). Queues only: no "
+        "copy to the host, no synchronisation.");
   m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("n"),
         py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"),
-        py::arg("first_step"), py::arg("stream"));
+        py::arg("first_step"), py::arg("stream"), py::arg("skip") = 0);
   m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
         py::arg("n"), py::arg("step_size"), py::arg("beta1"), py::arg("one_minus_beta1"),
         py::arg("beta2"), py::arg("one_minus_beta2"), py::arg("sqrt_bc2"), py::arg("eps"),
         py::arg("l2"), py::arg("decay"), py::arg("has_l2"), py::arg("has_decay"),
-        py::arg("stream"));
+        py::arg("stream"), py::arg("skip") = 0);
   fastcnn::bind::bind_normalization(m);  // normalization family (cuda_normalization.cpp)
   bind_pooling(m);  // cuda_pooling.cpp (issue 17)
   fastcnn::bind::bind_activation(m);  // sigmoid, tanh, leaky_relu, gelu, silu (issue 17)

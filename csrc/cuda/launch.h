@@ -92,20 +92,26 @@ void splitk_reduce(const float* ws, int64_t splits, int64_t total, float* out, c
 
 // ---- softmax / cross-entropy (softmax.cu) ------------------------------------------------------
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log, Stream stream);
-// Bytes of workspace cross_entropy needs (row losses in double + a small result record).
+// Bytes of workspace cross_entropy needs (row losses in double + the bad-label flag).
 int64_t cross_entropy_workspace_bytes(int64_t rows);
-// Mean softmax cross-entropy over rows, dlogits (rows, L). labels (int64 class ids) or, when
-// labels is null, targets (rows, L). Synchronises the stream (the loss is returned to the host);
-// a label outside [0, L) throws std::invalid_argument with the CPU's message.
-double cross_entropy(const float* logits, const int64_t* labels, const float* targets,
-                     float* dlogits, void* ws, int64_t rows, int64_t L, Stream stream);
+// Mean softmax cross-entropy over rows into *loss (a device double), dlogits (rows, L). labels
+// (int64 class ids) or, when labels is null, targets (rows, L). Only queues work: no copy to the
+// host, no synchronisation. With labels, check (2 device int64) receives {first row whose label
+// is outside [0, L), that label} or {-1, 0}, and the loss is NaN when a label is bad: the caller
+// reads the record later and raises (fastcnn._cuda_ops: the CPU's ValueError).
+void cross_entropy(const float* logits, const int64_t* labels, const float* targets,
+                   float* dlogits, void* ws, double* loss, int64_t* check, int64_t rows,
+                   int64_t L, Stream stream);
 
 // ---- optimizer updates (optim.cu), in place, elementwise, bit-identical to the NumPy formulas ----
 // SGD (fastcnn.optimizers.SGD): buf may be null when momentum == 0.
+// skip: null, or a device int: when non-zero at run time the update writes nothing (fit's
+// deferred non-finite loss check, fastcnn._deferred).
 void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
-                float weight_decay, bool nesterov, bool first_step, Stream stream);
+                float weight_decay, bool nesterov, bool first_step, Stream stream,
+                const int* skip = nullptr);
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s,
-                 Stream stream);
+                 Stream stream, const int* skip = nullptr);
 
 // ---- normalization family (batch_norm.cu) -------------------------------------------------------
 // Bytes of the workspace batch_norm_forward / batch_norm_backward need (8-byte aligned).

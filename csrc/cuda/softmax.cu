@@ -11,9 +11,11 @@
 // same result on every run and GPU). Row losses go to a double buffer; one block sums them in a
 // fixed order. Class labels are validated on the device: a bad label sets an integer atomicMin
 // flag (the first bad row), its row is computed without the label term (no out-of-bounds read)
-// and the host, which must copy the loss back anyway (one 24-byte copy + stream sync), raises the
-// CPU's ValueError naming that row and label.
-// Napkin: the seeds' (64, 10) logits are ~3 KB: launch-latency bound (~10 us incl. the sync);
+// and the loss becomes NaN; the final kernel writes the loss (a double) and the check record
+// (bad row or -1, its label) to device memory the caller owns: nothing is copied back and the
+// stream is not synchronised (the adapter reads the record at the next host read and raises the
+// CPU's ValueError naming that row and label).
+// Napkin: the seeds' (64, 10) logits are ~3 KB: launch-latency bound (two launches, ~5 us);
 // (4096, 1000) is 16 MB: one pass of reads for max, one for the sum, one write (~15 us).
 #include "cuda/common.cuh"
 
@@ -23,11 +25,6 @@ namespace {
 constexpr int kRowsPerBlock = kThreads / 32;
 constexpr unsigned kFull = 0xffffffffu;
 
-struct CeResult {
-  double loss;
-  unsigned long long bad;  // first row with a bad label, ~0 when none
-  long long bad_value;
-};
 
 FASTCNN_D float warp_max(float v) {
 #pragma unroll
@@ -106,7 +103,7 @@ __global__ void __launch_bounds__(kThreads)
     ce_rows_kernel(const float* __restrict__ logits, const int64_t* __restrict__ labels,
                    const float* __restrict__ targets, float* __restrict__ dlogits,
                    double* __restrict__ row_loss, int64_t rows, int64_t L, float inv_rows,
-                   CeResult* res) {
+                   unsigned long long* bad) {
   const int lane = threadIdx.x % 32;
   for_each_row(logits, rows, L, lane, [&](int64_t row, const float* xr, float mx, float ls) {
     float* dr = dlogits + row * L;
@@ -114,7 +111,7 @@ __global__ void __launch_bounds__(kThreads)
     if (labels) {
       const int64_t t = labels[row];
       const bool valid = t >= 0 && t < L;
-      if (!valid && lane == 0) atomicMin(&res->bad, static_cast<unsigned long long>(row));
+      if (!valid && lane == 0) atomicMin(bad, static_cast<unsigned long long>(row));
       for (int64_t j = lane; j < L; j += 32) {
         float d = __fmul_rn(__fmul_rn(expf(xr[j] - mx), inv), inv_rows);
         if (valid && j == t) d = __fsub_rn(d, inv_rows);
@@ -145,17 +142,23 @@ __global__ void __launch_bounds__(kThreads)
   });
 }
 
-// One block: the mean of the row losses in a fixed order; the bad label's value for the host.
+// One block: the mean of the row losses in a fixed order (NaN after a bad label); the check
+// record {first bad row or -1, its label} (labels only; check may be null without labels).
 __global__ void __launch_bounds__(kThreads)
     ce_final_kernel(const double* __restrict__ row_loss, int64_t rows,
-                    const int64_t* __restrict__ labels, CeResult* res) {
+                    const int64_t* __restrict__ labels, const unsigned long long* bad,
+                    double* loss, int64_t* check) {
   __shared__ double smem[kThreads];
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < rows; i += kThreads) acc += row_loss[i];
   const double total = block_sum(acc, smem);
   if (threadIdx.x == 0) {
-    res->loss = total / static_cast<double>(rows);
-    res->bad_value = (labels && res->bad != ~0ull) ? labels[res->bad] : 0;
+    const bool ok = !labels || *bad == ~0ull;
+    *loss = ok ? total / static_cast<double>(rows) : static_cast<double>(__int_as_float(0x7fc00000));
+    if (labels && check) {
+      check[0] = ok ? -1 : static_cast<int64_t>(*bad);
+      check[1] = ok ? 0 : labels[*bad];
+    }
   }
 }
 
@@ -169,27 +172,22 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t L, bool log
 
 int64_t cross_entropy_workspace_bytes(int64_t rows) {
   return imax(rows, 0) * static_cast<int64_t>(sizeof(double)) +
-         static_cast<int64_t>(sizeof(CeResult));
+         static_cast<int64_t>(sizeof(unsigned long long));
 }
 
-double cross_entropy(const float* logits, const int64_t* labels, const float* targets,
-                     float* dlogits, void* ws, int64_t rows, int64_t L, Stream stream) {
-  if (rows <= 0) return 0.0;
+void cross_entropy(const float* logits, const int64_t* labels, const float* targets,
+                   float* dlogits, void* ws, double* loss, int64_t* check, int64_t rows,
+                   int64_t L, Stream stream) {
+  if (rows <= 0) return;
   const char* what = "cross_entropy";
-  cudaStream_t s = as_stream(stream);
   auto* row_loss = static_cast<double*>(ws);
-  auto* res = reinterpret_cast<CeResult*>(row_loss + rows);
-  cuda_check(cudaMemsetAsync(&res->bad, 0xff, sizeof(res->bad), s), what);
+  auto* bad = reinterpret_cast<unsigned long long*>(row_loss + rows);
+  cuda_check(cudaMemsetAsync(bad, 0xff, sizeof(*bad), as_stream(stream)), what);
   const float inv_rows = 1.0f / static_cast<float>(rows);
   launch(what, ce_rows_kernel, grid_1d(rows, kRowsPerBlock), dim3(kThreads), stream, logits,
-         labels, targets, dlogits, row_loss, rows, L, inv_rows, res);
-  launch(what, ce_final_kernel, dim3(1), dim3(kThreads), stream, row_loss, rows, labels, res);
-  CeResult host{};
-  cuda_check(cudaMemcpyAsync(&host, res, sizeof(host), cudaMemcpyDeviceToHost, s), what);
-  cuda_check(cudaStreamSynchronize(s), what);
-  FASTCNN_CHECK(host.bad == ~0ull, "cross_entropy: labels[", host.bad, "] = ", host.bad_value,
-                " is not a class id in [0, ", L, ")");
-  return host.loss;
+         labels, targets, dlogits, row_loss, rows, L, inv_rows, bad);
+  launch(what, ce_final_kernel, dim3(1), dim3(kThreads), stream, row_loss, rows, labels,
+         static_cast<const unsigned long long*>(bad), loss, check);
 }
 
 }  // namespace fastcnn::cuda

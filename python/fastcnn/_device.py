@@ -135,7 +135,7 @@ class BatchUploader:
             return tuple(a if a is None or is_cupy(a) else cp.asarray(a) for a in arrays)
         slot = self._slots[self._next]
         self._next ^= 1
-        if slot.event is not None:
+        if slot.event is not None and not slot.event.done:  # a query: no wait when done
             slot.event.synchronize()  # the pinned buffers' previous copy is done
         # the device buffers may still be read by work queued on the compute stream
         self.stream.wait_event(cp.cuda.get_current_stream().record())

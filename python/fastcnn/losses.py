@@ -47,9 +47,12 @@ Devices
 -------
 The losses run on the predictions' device: NumPy arrays on the CPU, CuPy arrays on the GPU
 (``xp = array_module(y_pred)``). Targets on the other device are moved to the predictions'
-(labels are small); the gradient is an array of the predictions' kind and the loss a Python
-float (on the GPU that is the one device-to-host copy of a training step). Checking class ids
-on the GPU costs one reduction and a synchronisation.
+(labels are small); the gradient is an array of the predictions' kind. ``value_and_grad``'s
+loss is a Python float (on the GPU one copy and a synchronisation), except on the GPU inside
+``fit`` (a :func:`fastcnn._deferred.scope`): there it is a 0-d float64 device array and a
+training step copies nothing back. Class ids are checked on the GPU by a few reductions whose
+result is read at once outside ``fit``, or at ``fit``'s next read inside it (the ValueError
+then names the batch).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ import numpy as np
 
 from . import ops
 from ._arrays import array_module, is_cupy, to_device_like
+from ._deferred import defer, deferring
 from ._registry import Registry
 from ._structure import parts
 
@@ -114,8 +118,8 @@ class Loss:
         else:
             y_pred = np.asarray(y_pred, dtype=np.float32)
         if sample_weight is None:
-            return self.value_and_grad(y_pred, y_true)[0]
-        return self.value_and_grad(y_pred, y_true, sample_weight=sample_weight)[0]
+            return float(self.value_and_grad(y_pred, y_true)[0])
+        return float(self.value_and_grad(y_pred, y_true, sample_weight=sample_weight)[0])
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments."""
@@ -155,6 +159,27 @@ def as_sample_weight(sample_weight: Any, n: int, like: Any = None,
     return w
 
 
+def _value(v: Any) -> Any:
+    """A loss value: a Python float, except on the GPU inside a :func:`fastcnn._deferred.scope`
+    (``fit``'s steps), where it stays on the device (0-d) and nothing is read."""
+    return v if is_cupy(v) and deferring() else float(v)
+
+
+def _device_label_checks(y: Any, ids: Any, classes: int, floats: bool) -> None:
+    """The class-id checks of :func:`_class_targets` on CuPy arrays, computed on the device and
+    read through :func:`fastcnn._deferred.defer` (now, or at ``fit``'s next read)."""
+    xp = array_module(ids)
+    if floats:
+        bad = ~xp.all(xp.isfinite(y)) | xp.any(y != xp.round(y))
+        defer(bad.astype(np.int64).reshape(1), lambda r: (
+            "class-id labels given as floats must be whole numbers" if r[0] else None))
+    if ids.size:
+        rec = xp.stack([xp.any((ids < 0) | (ids >= classes)).astype(np.int64), ids.min(),
+                        ids.max()])
+        defer(rec, lambda r: (f"class ids must be in [0, {classes}), got values in "
+                              f"[{int(r[1])}, {int(r[2])}]") if r[0] else None)
+
+
 def _rows(w: Any, ndim: int) -> Any:
     """``w`` (N,) shaped to broadcast over the rows of an (N, ...) array of ``ndim`` axes."""
     return w.reshape(w.shape + (1,) * (ndim - 1))
@@ -173,6 +198,11 @@ def _class_targets(y_true: Any, n: int, classes: int, like: Any = None) -> np.nd
         raise ValueError(f"labels must be class ids of shape ({n},) or one-hot rows of shape "
                          f"({n}, {classes}); got shape {y.shape}" + _shape_fix(y, n, classes))
     y = y.reshape(n)
+    if is_cupy(y) and (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)
+                       or y.dtype == np.bool_):
+        ids = xp.ascontiguousarray(y, dtype=np.int64)
+        _device_label_checks(y, ids, classes, np.issubdtype(y.dtype, np.floating))
+        return ids
     if np.issubdtype(y.dtype, np.floating):
         if not bool(xp.all(xp.isfinite(y))) or bool(xp.any(y != xp.round(y))):
             raise ValueError(f"class-id labels given as floats must be whole numbers; these "
@@ -224,7 +254,7 @@ class _CrossEntropy(Loss):
             z = xp.ascontiguousarray(y_pred, dtype=np.float32)
             loss, dlogits = ops.cross_entropy(z, t)
             if w is None:
-                return float(loss), dlogits
+                return _value(loss), dlogits
             # per-sample losses sum_j t_ij (logsumexp(z_i) - z_ij), weighted
             z64 = z.astype(np.float64)
             zmax = z64.max(axis=1, keepdims=True) if n else z64[:, :1]
@@ -233,22 +263,24 @@ class _CrossEntropy(Loss):
                 per = lse - z64[xp.arange(n), t]
             else:
                 per = xp.sum(t, axis=1, dtype=np.float64) * lse - xp.sum(t * z64, axis=1)
-            return (float(xp.sum(w * per, dtype=np.float64)) / max(n, 1),
+            return (_value(xp.sum(w * per, dtype=np.float64) / max(n, 1)),
                     dlogits * _rows(w, 2))
         # probabilities (Keras: renormalise rows, clip, -sum t log p)
         s = xp.sum(y_pred, axis=1, keepdims=True)
         p = xp.clip(y_pred / s, _EPS, 1.0 - _EPS)
         if t.ndim == 1:
             onehot = xp.zeros((n, c), dtype=np.float32)
+            if is_cupy(t):  # a bad id raises at the check's read: no out-of-bounds write now
+                t = xp.clip(t, 0, c - 1)
             onehot[xp.arange(n), t] = 1.0
             t = onehot
         o = xp.clip(y_pred, _EPS, None)
         grad = ((-t / o + xp.sum(t, axis=1, keepdims=True) / s) / max(n, 1)).astype(np.float32)
         if w is None:
             loss = -xp.sum(t * xp.log(p), dtype=np.float64) / max(n, 1)
-            return float(loss), grad
+            return _value(loss), grad
         per = -xp.sum(t * xp.log(p), axis=1, dtype=np.float64)
-        return float(xp.sum(w * per, dtype=np.float64)) / max(n, 1), grad * _rows(w, 2)
+        return _value(xp.sum(w * per, dtype=np.float64) / max(n, 1)), grad * _rows(w, 2)
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
@@ -295,9 +327,9 @@ class BinaryCrossentropy(Loss):
             elem = -(t * xp.log(p) + (1 - t) * xp.log(1 - p))
             grad = ((p - t) / (p * (1 - p)) / m).astype(np.float32)
         if w is None:
-            return float(xp.sum(elem, dtype=np.float64) / m), grad
+            return _value(xp.sum(elem, dtype=np.float64) / m), grad
         wr = _rows(w, y_pred.ndim)
-        return float(xp.sum(elem * wr, dtype=np.float64) / m), grad * wr
+        return _value(xp.sum(elem * wr, dtype=np.float64) / m), grad * wr
 
 
 class MeanSquaredError(Loss):
@@ -319,9 +351,9 @@ class MeanSquaredError(Loss):
         grad = (diff * np.float32(2.0 / m)).astype(np.float32)
         w = as_sample_weight(sample_weight, y_pred.shape[0] if y_pred.ndim else 1, y_pred)
         if w is None:
-            return float(xp.sum(xp.square(diff, dtype=np.float64)) / m), grad
+            return _value(xp.sum(xp.square(diff, dtype=np.float64)) / m), grad
         wr = _rows(w, y_pred.ndim)
-        return float(xp.sum(xp.square(diff, dtype=np.float64) * wr) / m), grad * wr
+        return _value(xp.sum(xp.square(diff, dtype=np.float64) * wr) / m), grad * wr
 
     def get_config(self):
         return {}
@@ -369,8 +401,8 @@ class LossFunction(Loss):
         scale = np.float32(1.0 / max(n, 1))
         g = grad.astype(np.float32) * scale
         if w is None:
-            return float(xp.sum(per)) / max(n, 1), g
-        return float(xp.sum(w * per)) / max(n, 1), g * _rows(w, y_pred.ndim)
+            return _value(xp.sum(per) / max(n, 1)), g
+        return _value(xp.sum(w * per) / max(n, 1)), g * _rows(w, y_pred.ndim)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name}

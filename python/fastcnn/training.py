@@ -80,8 +80,16 @@ without a copy; :mod:`fastcnn._arrays`); an object is a dataset only when it is 
 tensor is one array, never a dataset of rows. On the GPU, ``fit`` / ``evaluate`` / ``predict`` take
 host inputs (or datasets yielding them) and upload each batch, labels included, one batch ahead:
 with CuPy's pinned memory and streams the copy of batch i + 1 runs on its own stream while batch i
-computes (see :class:`fastcnn._device.BatchUploader`). CuPy inputs are used as they are. A training
-step copies only the loss (and each metric's per-batch sum) back to the host. ``predict`` returns a
+computes (see :class:`fastcnn._device.BatchUploader`). CuPy inputs are used as they are. Inside
+``fit`` a GPU training step neither copies anything to the host nor waits for the device: the loss
+and the metrics accumulate on the device and the checks (class ids, a non-finite loss) run there
+(:mod:`fastcnn._deferred`); ``fit`` reads them at most every 0.1 s (a progress refresh; also what
+the callbacks' batch logs read when a callback looks at them) and at the end of each epoch. A
+failed check then raises naming its epoch and batch, the batches queued after it applied, except
+after a non-finite loss: the SGD / Adam kernels skip every update from that batch on (a device
+flag), so the weights are those before it (other optimizers' updates until the read are applied;
+the optimizers' host step counters advance). ``train_step``
+called by itself reads its loss (a float) and checks it before the update. ``predict`` returns a
 NumPy array (as Keras does; a torch tensor on the input's device for a torch tensor), ``evaluate``
 Python floats.
 """
@@ -101,8 +109,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
+from . import _deferred
 from . import callbacks as _callbacks
-from ._arrays import is_cupy, is_torch
+from ._arrays import array_module, is_cupy, is_torch
 from ._batches import (
     ArrayBatches,
     BatchSource,
@@ -140,7 +149,8 @@ class NonFiniteLossError(FloatingPointError, ValueError):
 class StepResult(NamedTuple):
     """What :func:`train_step` returns."""
 
-    #: the batch's mean loss, a Python float (on the GPU the step's one device-to-host copy)
+    #: the batch's mean loss, a Python float; a 0-d device array on the GPU inside ``fit``
+    #: (a :func:`fastcnn._deferred.scope`), read later
     loss: float
     #: the model's output for the batch (N, *output_shape), float32, on the model's device:
     #: the last layer's pre-activation values when ``logits`` is True
@@ -182,7 +192,9 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     out = model._forward(model._on_device(xb), True, fused)
     value, dout = _loss(loss_fn, out, y, fused, sample_weight)
     value = _dist.step_loss(model, value, len(xb))  # the global batch's, under several ranks
-    if not math.isfinite(value):
+    if is_cupy(value):  # on the GPU inside fit: checked on the device, read at fit's next read
+        _defer_finite(value)
+    elif not math.isfinite(value):
         raise NonFiniteLossError(f"the loss became {value}; the weights are those before this "
                                  f"batch. Lower the learning rate or check the inputs for "
                                  f"NaN/inf.", value)
@@ -191,6 +203,70 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     _dist.sync_state(model)  # BatchNorm moving statistics: the ranks' average
     optimizer.step(model)
     return StepResult(value, out, fused)
+
+
+def _defer_finite(value: Any) -> None:
+    """The non-finite loss check of a GPU step inside fit (:mod:`fastcnn._deferred`): the
+    device computes it and sets the scope's skip flag (the SGD / Adam kernels then write
+    nothing), :class:`NonFiniteLossError` comes at fit's next read, naming the batch."""
+    xp = array_module(value)
+    bits = value.astype(np.float64).reshape(1).view(np.int64)
+    bad = (~xp.isfinite(value)).reshape(1)
+    rec = xp.concatenate([bad.astype(np.int64), bits])
+    skip = _deferred.guard(xp)
+    if skip is not None:  # SGD / Adam on the GPU: no update from this step on
+        skip |= bad.astype(np.int32)
+
+    def message(r: np.ndarray) -> str | None:
+        if not r[0]:
+            return None
+        return (f"the loss became {float(r[1:2].view(np.float64)[0])}; the weights are those "
+                f"before this batch with SGD / Adam (their GPU updates are skipped from it on; "
+                f"other optimizers' were applied until fit read it). Lower the learning rate "
+                f"or check the inputs for NaN/inf.")
+
+    _deferred.defer(rec, message,
+                    lambda msg, r: NonFiniteLossError(msg, float(r[1:2].view(np.float64)[0])))
+
+
+class _Where(NamedTuple):
+    """Where a deferred check was queued (fit's epoch and batch, 0-based)."""
+
+    epoch: int
+    batch: int
+
+    def __str__(self) -> str:
+        return f"epoch {self.epoch + 1}, batch {self.batch + 1}"
+
+
+#: fit reads the device (loss, metrics, deferred checks) at most this often, in seconds
+_READ_INTERVAL = 0.1
+
+
+def _fit_check(cbs: Any, epoch: int, batch: int, length: Any) -> bool:
+    """fit's read of the deferred device checks; True when a callback ends training at a
+    non-finite loss (as for a step that raised it), else a NonFiniteLossError naming the
+    batch is raised; other failed checks raise their ValueError naming the batch."""
+    try:
+        _deferred.check()
+    except NonFiniteLossError as e:
+        where = getattr(e, "where", None)
+        b = where.batch if isinstance(where, _Where) else batch
+        if cbs.on_train_batch_nonfinite(b, {"loss": e.loss}):
+            return True
+        raise NonFiniteLossError(
+            f"the loss became {e.loss} at epoch {epoch + 1}, batch {b + 1} (of "
+            f"{length or '?'}), read at batch {batch + 1} (on the GPU fit reads the loss at "
+            f"each progress refresh); the weights are those before that batch with SGD / Adam "
+            f"(their updates were skipped on the device since), other optimizers applied the "
+            f"batches up to the read. Lower the learning rate or check the inputs for "
+            f"NaN/inf.", e.loss) from None
+    return False
+
+
+def _batch_logs(running: Any, seen: int, metrics: list[tuple[Any, bool]]) -> dict[str, float]:
+    """The running loss and metrics (read from the device on the GPU)."""
+    return {"loss": float(running) / seen, **{m.name: m.result() for m, _ in metrics}}
 
 
 def _loss(loss_fn: Any, out: Any, y: Any, fused: bool, w: Any) -> tuple[float, Any]:
@@ -352,13 +428,17 @@ def _evaluate_logs(model: Sequential, source: BatchSource, verbose: int,
     metrics = _all_metrics(model)
     for m, _ in metrics:
         m.reset()
-    for xb, yb, wb in eval_batches(model, source, who, verbose, need_y=True):
-        out = model._forward(xb, False, fused)
-        value, _ = _loss(loss_fn, out, yb, fused, wb)
-        n = len(xb)
-        total += value * n
-        count += n
-        _update_metrics(metrics, yb, out, _metric_logits(loss_fn, fused), wb)
+    with _deferred.scope():  # GPU: device values and checks, read once at the end
+        for i, (xb, yb, wb) in enumerate(eval_batches(model, source, who, verbose,
+                                                      need_y=True)):
+            _deferred.set_where(f"{who} batch {i + 1}")
+            out = model._forward(xb, False, fused)
+            value, _ = _loss(loss_fn, out, yb, fused, wb)
+            n = len(xb)
+            total += value * n
+            count += n
+            _update_metrics(metrics, yb, out, _metric_logits(loss_fn, fused), wb)
+    total = float(total)
     total, count = _dist.reduce_evaluation(total, count, metrics)  # over the ranks
     if count == 0:
         if source.exhausted:
@@ -430,6 +510,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     old_handler = _install_sigint(interrupt)
     bar: Any = None
     batches: Any = None
+    scope: Any = None
     epoch, batch = initial_epoch, -1
     nonfinite = False
     try:
@@ -458,7 +539,11 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 bar.update(first_batch)
                 batch = first_batch - 1
             batches = device_batches(model, fit_batches(model, items, cw))
+            keys = ["loss", *(m.name for m, _ in metrics)]
+            last_read = time.perf_counter()
+            scope = _deferred.scope(final_check=False).__enter__()  # GPU: no read in a step
             for batch, (xb, yb, wb) in enumerate(batches, first_batch):
+                _deferred.set_where(_Where(epoch, batch))
                 cbs.on_train_batch_begin(batch, {})
                 try:
                     step = (train_step(model, xb, yb) if wb is None  # a wrapped
@@ -477,8 +562,17 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 seen += n
                 _update_metrics(metrics, yb, step.outputs,
                                 _metric_logits(loss_fn, step.logits), wb)
-                blogs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
-                bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()}, refresh=False)
+                blogs = _deferred.LazyLogs(keys, lambda r=running, s=seen: _batch_logs(
+                    r, s, metrics))  # read only when looked at
+                now = time.perf_counter()
+                if now - last_read >= _READ_INTERVAL:  # a refresh: the one read
+                    last_read = now
+                    if _fit_check(cbs, epoch, batch, train.length):
+                        nonfinite = True
+                        break
+                    if not bar.disable:
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in blogs.items()},
+                                        refresh=False)
                 bar.update(1)
                 if resume is not None:
                     resume.batch_end(batch, running, seen)
@@ -488,6 +582,9 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 if interrupt["flag"] or model.stop_training:
                     break
             close_iterator(batches)
+            scope.close()
+            if not nonfinite and _fit_check(cbs, epoch, batch, train.length):
+                nonfinite = True
             if interrupt["flag"] or nonfinite:
                 break
             if seen == 0:
@@ -495,7 +592,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                     break
                 raise ValueError("fit: the training data yielded no batches")
             _dist.reduce_metrics(metrics)  # the epoch's metrics over all ranks
-            logs = {"loss": running / seen, **{m.name: m.result() for m, _ in metrics}}
+            logs = _batch_logs(running, seen, metrics)
             if val is not None and validate_now(freq, epoch):
                 vlogs = _evaluate_logs(model, val, 0, "validation")
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
@@ -514,6 +611,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         # was not applied (the update itself runs with SIGINT deferred)
         interrupt["flag"] = True
     finally:
+        if scope is not None:
+            scope.close(ok=False)  # left by an exception: its pending checks are dropped
         if bar is not None:
             bar.close()
         close_iterator(batches)

@@ -54,19 +54,68 @@ constexpr cudaError_t cudaSuccess = 0;
 typedef struct CUstream_st* cudaStream_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
                       cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
+// Counters of what a GPU would make the host wait for or copy back (read by the tests through
+// fastcnn_emu_counter, see below), and the "kernels off" switch (host-cost measurement: launches,
+// memsets and device-side copies return at once, so only the host's own work is timed).
+namespace fastcnn_emu {
+struct Counters {
+  long long stream_syncs = 0;  // cudaStreamSynchronize / cudaDeviceSynchronize
+  long long d2h_copies = 0;    // cudaMemcpy(Async) device -> host
+  long long launches = 0;      // kernel launches (also counted with kernels off)
+  // FASTCNN_EMU_KERNELS=0 in the environment starts with the kernels off
+  bool kernels_off = [] {
+    const char* e = std::getenv("FASTCNN_EMU_KERNELS");
+    return e != nullptr && e[0] == '0';
+  }();
+};
+inline Counters& C() {
+  static Counters c;
+  return c;
+}
+}  // namespace fastcnn_emu
+
+// What: 0 stream syncs, 1 device-to-host copies, 2 launches; -1 resets them all.
+extern "C" __attribute__((visibility("default"), used)) inline long long fastcnn_emu_counter(
+    int what) {
+  auto& c = fastcnn_emu::C();
+  switch (what) {
+    case 0: return c.stream_syncs;
+    case 1: return c.d2h_copies;
+    case 2: return c.launches;
+    case -1: c.stream_syncs = c.d2h_copies = c.launches = 0; return 0;
+    default: return -1;
+  }
+}
+// on = 0: kernels, memsets and copies are skipped (host-cost mode); 1: normal. Returns the old.
+extern "C" __attribute__((visibility("default"), used)) inline int fastcnn_emu_set_kernels(
+    int on) {
+  auto& c = fastcnn_emu::C();
+  const int old = c.kernels_off ? 0 : 1;
+  c.kernels_off = on == 0;
+  return old;
+}
+
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
-  std::memset(p, v, n);
+  if (!fastcnn_emu::C().kernels_off) std::memset(p, v, n);
   return cudaSuccess;
 }
-inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind,
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind kind,
                                    cudaStream_t = nullptr) {
-  std::memcpy(d, s, n);
+  if (kind == cudaMemcpyDeviceToHost) ++fastcnn_emu::C().d2h_copies;
+  if (!fastcnn_emu::C().kernels_off || kind == cudaMemcpyDeviceToHost) std::memcpy(d, s, n);
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  ++fastcnn_emu::C().stream_syncs;
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceSynchronize() {
+  ++fastcnn_emu::C().stream_syncs;
+  return cudaSuccess;
+}
 inline cudaError_t cudaGetDeviceCount(int* n) {
   *n = 1;
   return cudaSuccess;
@@ -184,6 +233,8 @@ template <typename F>
 void run(dim3 grid, dim3 block, F&& f) {
   auto& s = S();
   ++s.launches;
+  ++C().launches;
+  if (C().kernels_off) return;
   const std::function<void()> body = f;
   s.body = &body;
   gridDim = grid;

@@ -9,13 +9,22 @@
 #   tools/cuda_emu/run.sh [pytest args...]      env: PYTHON (default python3), EXTRA_CXXFLAGS,
 #                                               CAP1D / CAPX / CAPYZ (launch caps), NARROW,
 #                                               TESTS (test files, space-separated; default
-#                                               "tests/test_cuda.py tests/test_cuda_model.py")
+#                                               "tests/test_cuda.py tests/test_cuda_model.py"),
+#                                               RUN (a script + args to run instead of pytest,
+#                                               e.g. benchmarks/run_cuda_host_cost.py),
+#                                               EMU_BUILD (a build folder to keep and reuse)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 py="${PYTHON:-python3}"
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
+if [ -n "${EMU_BUILD:-}" ]; then  # a kept build folder: only what changed is rebuilt
+  out="$EMU_BUILD"
+  mkdir -p "$out"
+  rm -rf "$out/site"
+else
+  out="$(mktemp -d)"
+  trap 'rm -rf "$out"' EXIT
+fi
 extra="${EXTRA_CXXFLAGS:-}"
 
 # 1. the CPU module and the device-neutral library (the argument checks both bindings link)
@@ -33,16 +42,27 @@ defs=("-DFASTCNN_CUDA_EMULATE=\"$here/cuda_emu.h\"" "-DFASTCNN_CUDA_MAX_BLOCKS_1
 flags=(-std=c++17 -O1 -g -fPIC -ffp-contract=off -Wall -Wextra -Wno-unused-parameter
        -Wno-unknown-pragmas -Wno-clobbered $extra)
 objs=()
+# stale: the object is missing or older than its source or any header it may include
+# (with EMU_BUILD, the flags are assumed unchanged between runs)
+headers=("$here/cuda_emu.h" "$root"/csrc/cuda/*.cuh "$root"/csrc/cuda/*.h "$root"/csrc/common/*.h
+         "$root"/csrc/bindings/*.h)
+stale() {
+  [ -e "$2" ] || return 0
+  for h in "$1" "${headers[@]}"; do [ "$h" -nt "$2" ] && return 0; done
+  return 1
+}
 for f in "$root"/csrc/cuda/*.cu; do
   o="$out/$(basename "$f").o"
-  g++ "${flags[@]}" -x c++ "${inc[@]}" "${defs[@]}" -c "$f" -o "$o" &
+  if stale "$f" "$o"; then g++ "${flags[@]}" -x c++ "${inc[@]}" "${defs[@]}" -c "$f" -o "$o" & fi
   objs+=("$o")
 done
 for f in "$root"/csrc/bindings/module_cuda.cpp "$root"/csrc/bindings/cuda_*.cpp; do
   [ -e "$f" ] || continue
   o="$out/$(basename "$f").o"
-  g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' \
-    -DFASTCNN_CUDA_ARCHS='"emulated"' -c "$f" -o "$o" &
+  if stale "$f" "$o"; then
+    g++ "${flags[@]}" "${inc[@]}" -DFASTCNN_VERSION='"0.0.0"' \
+      -DFASTCNN_CUDA_ARCHS='"emulated"' -c "$f" -o "$o" &
+  fi
   objs+=("$o")
 done
 wait
@@ -57,7 +77,12 @@ cp "$out/build/_cpu$suffix" "$site/fastcnn/"
 g++ -shared $extra -o "$site/fastcnn/_cuda$suffix" "${objs[@]}" \
   "$out/build/libfastcnn_common.a"
 
-# 4. the GPU tests, on the emulator
+# 4. the GPU tests (or, with RUN="script.py", that script), on the emulator
 cd "$root"
+if [ -n "${RUN:-}" ]; then
+  read -r -a cmd <<< "$RUN"
+  PYTHONPATH="$site" FASTCNN_CUDA_EMULATED=1 "$py" "${cmd[@]}" "$@"
+  exit
+fi
 read -r -a tests <<< "${TESTS:-tests/test_cuda.py tests/test_cuda_model.py}"
 PYTHONPATH="$site" FASTCNN_CUDA_EMULATED=1 "$py" -m pytest "${tests[@]}" -p no:cacheprovider -q "$@"

@@ -10,10 +10,13 @@ arrays allocated with CuPy (its memory pool), as are the kernels' workspaces.
 Shapes and options are validated in C++ by the same ``check_<op>_args`` functions as the CPU
 module (ValueError, same messages) through ``fastcnn._cuda``'s ``*_plan`` functions, before
 anything is allocated; the kernels are then launched with raw device pointers on CuPy's current
-stream of the arrays' device (all arrays of a call must be on one device). Calls are
-asynchronous like any CuPy operation, except ``cross_entropy`` (it returns the loss as a Python
-float, so it synchronises the stream) and ``max_pool2d_backward`` with user-given ``indices``
-(they are validated on the device: one 16-byte copy and a sync).
+stream of the arrays' device (all arrays of a call must be on one device). Plans are cached
+per shapes and options (``_common._plan``), so a call validates once. Calls are asynchronous
+like any CuPy operation: ``cross_entropy`` returns its loss as a 0-d float64 device array and
+checks class ids on the device (the 16-byte record is read at once, or at ``fit``'s next read
+inside a :func:`fastcnn._deferred.scope`); the pooling indices that ``max_pool2d`` /
+``global_max_pool2d`` return are trusted by their backward (no check, no copy). Only user-given
+pooling ``indices`` are validated with one small copy and a sync.
 
 Optimizer updates (``sgd_update``, ``adam_update``) work in place on C-contiguous float32
 parameters and state and are bit-identical to the NumPy formulas of :mod:`fastcnn.reference`

@@ -1,8 +1,16 @@
 """What every CUDA adapter function shares: the input rule (float32, contiguous copies),
-the arrays' device, raw pointers, the current stream, outputs and workspaces from CuPy's pool."""
+the arrays' device, raw pointers, the current stream, outputs and workspaces from CuPy's pool,
+and the launch-plan cache.
+
+Host cost (issue 14, item 6): a ``*_plan`` call (a validation in C++ and a dict) is made once
+per distinct set of shapes and options and then served from :func:`_plan`'s cache, so a call
+validates once (in the launch function itself); the arrays' device context is entered only
+when it is not the current one.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import cupy
@@ -37,8 +45,29 @@ def _f32_opt(a: Any, op: str, name: str) -> Any:
     return None if a is None else _f32(a, op, name)
 
 
+_SAME = contextlib.nullcontext()  # reusable: entering it does nothing
+
+_PLANS: dict[tuple[Any, ...], Any] = {}
+_PLANS_MAX = 1024  # distinct (op, shapes, options) kept; the cache is emptied when full
+
+
+def _plan(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` (a ``_cuda.*_plan`` function: a validation and the sizes it implies) from
+    the cache when these hashable arguments were seen before. A plan that raises is not
+    cached (the error is raised again the next time). The result is shared: read it only."""
+    key = (fn, *args)
+    r = _PLANS.get(key)
+    if r is None:
+        r = fn(*args)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = r
+    return r
+
+
 def _device(op: str, *arrays: Any) -> Any:
-    """The one device of ``arrays`` (a ``cupy.cuda.Device`` context); ValueError if several."""
+    """The one device of ``arrays`` as a context (``cupy.cuda.Device``, or nothing to do when
+    it is the current device); ValueError if several."""
     dev = None
     for a in arrays:
         if a is None:
@@ -49,7 +78,9 @@ def _device(op: str, *arrays: Any) -> Any:
         elif d != dev:
             raise ValueError(f"{op}: the arrays are on different GPUs ({dev} and {d}); move them "
                              "to one device first")
-    return cupy.cuda.Device(dev if dev is not None else cupy.cuda.runtime.getDevice())
+    if dev is None or dev == cupy.cuda.runtime.getDevice():
+        return _SAME
+    return cupy.cuda.Device(dev)
 
 
 def _ptr(a: Any) -> int:

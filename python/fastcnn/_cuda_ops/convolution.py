@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import cupy
-
 from ._common import (
-    _F32,
     _cuda,
     _device,
     _empty,
     _f32,
     _f32_opt,
+    _plan,
     _ptr,
     _shape,
     _stream,
     _workspace,
 )
 from .activation import relu_backward
-from .pooling import max_pool2d_backward
+from .pooling import _max_pool2d_backward_to
 
 
 def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
@@ -30,7 +28,7 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
     x, w, b = _f32(x, op, "x"), _f32(w, op, "w"), _f32_opt(b, op, "b")
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, x, w, b):
-        plan = _cuda.conv2d_plan(x.shape, w.shape, _shape(b), *geo)
+        plan = _plan(_cuda.conv2d_plan, x.shape, w.shape, _shape(b), *geo)
         y = _empty(plan["y_shape"])
         ws, nws = _workspace(plan["forward_workspace"])
         _cuda.conv2d_forward(_ptr(x), x.shape, _ptr(w), w.shape, _ptr(b), _shape(b), _ptr(y),
@@ -54,14 +52,15 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     if pool_indices is not None:
         geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
         with _device(op, dy, x, w):
-            out = _cuda.conv2d_plan(x.shape, w.shape, None, *geo, None)["y_shape"]
-        dy = max_pool2d_backward(dy, cupy.empty(tuple(out), _F32), pool_kh, pool_kw, pool_sh,
-                                 pool_sw, pool_ph, pool_pw, 1, 1, pool_ceil_mode, pool_indices)
+            out = _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, None)["y_shape"]
+        dy = _max_pool2d_backward_to(dy, tuple(out), (pool_kh, pool_kw, pool_sh, pool_sw,
+                                                      pool_ph, pool_pw, 1, 1,
+                                                      bool(pool_ceil_mode)), pool_indices)
     if relu_y is not None:
         dy = relu_backward(dy, relu_y)
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, dy, x, w):
-        plan = _cuda.conv2d_plan(x.shape, w.shape, None, *geo, dy.shape)
+        plan = _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape)
         dx = _empty(x.shape) if compute_dx else None
         dw = _empty(w.shape) if compute_dw else None
         db = _empty((w.shape[0],)) if bias else None

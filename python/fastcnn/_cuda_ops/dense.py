@@ -10,6 +10,7 @@ from ._common import (
     _empty,
     _f32,
     _f32_opt,
+    _plan,
     _ptr,
     _shape,
     _stream,
@@ -22,7 +23,7 @@ def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
     op = "linear"
     x, w, b = _f32(x, op, "x"), _f32(w, op, "w"), _f32_opt(b, op, "b")
     with _device(op, x, w, b):
-        plan = _cuda.linear_plan(x.shape, w.shape, _shape(b))
+        plan = _plan(_cuda.linear_plan, x.shape, w.shape, _shape(b))
         y = _empty(plan["y_shape"])
         ws, nws = _workspace(plan["forward_workspace"])
         _cuda.linear_forward(_ptr(x), x.shape, _ptr(w), w.shape, _ptr(b), _shape(b), _ptr(y),
@@ -36,7 +37,7 @@ def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw
     op = "linear_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
     with _device(op, dy, x, w):
-        plan = _cuda.linear_plan(x.shape, w.shape, None, dy.shape)
+        plan = _plan(_cuda.linear_plan, x.shape, w.shape, None, dy.shape)
         dx = _empty(x.shape) if compute_dx else None
         dw = _empty(w.shape) if compute_dw else None
         db = _empty((w.shape[0],)) if bias else None

@@ -1,9 +1,12 @@
-"""CUDA adapter: the optimizer updates, in place (optim.cu)."""
+"""CUDA adapter: the optimizer updates, in place (optim.cu). Inside fit's deferred scope the
+kernels take its skip flag (:func:`fastcnn._deferred.guard_ptr`): set on the device by a
+non-finite loss, it turns every later update into a no-op until the host reads the checks."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._deferred import guard_ptr
 from ._common import (
     _cuda,
     _device,
@@ -31,7 +34,7 @@ def sgd_update(p: Any, g: Any, buf: Any, lr: float, momentum: float, nesterov: b
     with _device(op, p, g, buf if momentum else None):
         _cuda.sgd_update(_ptr(p), _ptr(g), _ptr(buf) if momentum else 0, p.size, float(lr),
                          float(momentum), float(weight_decay), bool(nesterov), bool(first),
-                         _stream())
+                         _stream(), guard_ptr())
 
 
 def adam_update(p: Any, g: Any, m: Any, v: Any, step_size: float, beta1: float,
@@ -50,4 +53,4 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, step_size: float, beta1: float,
         _cuda.adam_update(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.size, float(step_size),
                           float(beta1), float(one_minus_beta1), float(beta2),
                           float(one_minus_beta2), float(sqrt_bc2), float(eps), float(l2),
-                          float(decay), bool(has_l2), bool(has_decay), _stream())
+                          float(decay), bool(has_l2), bool(has_decay), _stream(), guard_ptr())

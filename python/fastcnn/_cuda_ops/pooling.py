@@ -1,8 +1,16 @@
 """CUDA adapter: max, average and global pooling with their backward (maxpool2d.cu,
-avgpool2d.cu, global_pool2d.cu)."""
+avgpool2d.cu, global_pool2d.cu).
+
+Indices: the index arrays ``max_pool2d`` / ``global_max_pool2d`` return are remembered (weakly,
+by identity) as fastcnn's own; their backward takes them on the trusted path (the gather kernel
+alone: no check kernel, no copy, no synchronisation), as the layers' training steps do. Any
+other index array (a user's, a copy, a view) is validated on the device first (one small copy
+and a synchronisation). Writing into a returned index array in place is not supported.
+"""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import cupy
@@ -16,11 +24,39 @@ from ._common import (
     _f32,
     _f32_like,
     _out,
+    _plan,
     _ptr,
     _stream,
     _type_name,
     _workspace,
 )
+
+_OWN: dict[int, Any] = {}  # id -> weakref of the index arrays the forwards returned
+
+
+def _own(idx: Any) -> Any:
+    """Remember ``idx`` as produced by a forward here (skipped where CuPy arrays take no weak
+    reference: those indices are then checked like a user's)."""
+    key = id(idx)
+    try:
+        _OWN[key] = weakref.ref(idx, lambda _r, key=key: _OWN.pop(key, None))
+    except TypeError:
+        pass
+    return idx
+
+
+def _is_own(idx: Any) -> bool:
+    r = _OWN.get(id(idx))
+    return r is not None and r() is idx
+
+
+def _check_indices(indices: Any, op: str, forward: str) -> None:
+    if not isinstance(indices, cupy.ndarray):
+        raise TypeError(f"{op}: indices must be a cupy.ndarray of int64, got "
+                        f"{_type_name(indices)}")
+    if indices.dtype != _I64:
+        raise TypeError(f"{op}: indices has dtype {indices.dtype}; expected int64 as returned "
+                        f"by {forward}(..., return_indices=True)")
 
 
 def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
@@ -30,11 +66,11 @@ def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh:
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
     with _device(op, x):
-        out = _cuda.max_pool2d_plan(x.shape, *geo)
+        out = _plan(_cuda.max_pool2d_plan, x.shape, *geo)
         y = _empty(out)
         idx = _empty(out, _I64) if return_indices else None
         _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(y), _ptr(idx), *geo, _stream())
-    return (y, idx) if return_indices else y
+    return (y, _own(idx)) if return_indices else y
 
 
 def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
@@ -42,30 +78,43 @@ def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph:
     """dx (N, C, H, W): dy routed to the argmax of each window (recomputed from x when
     ``indices`` is None), overlapping windows adding up in the CPU's order."""
     op = "max_pool2d_backward"
-    dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
     if indices is not None:
-        if not isinstance(indices, cupy.ndarray):
-            raise TypeError(f"{op}: indices must be a cupy.ndarray of int64, got "
-                            f"{_type_name(indices)}")
-        if indices.dtype != _I64:
-            raise TypeError(f"{op}: indices has dtype {indices.dtype}; expected int64 as returned "
-                            "by max_pool2d(..., return_indices=True)")
+        _check_indices(indices, op, "max_pool2d")
+    if indices is None:
+        dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
+    else:
+        dy, x = _f32(dy, op, "dy"), _f32_like(x, op, "x")  # x: its shape only
     dx = None if out is None else _out(out, x.shape, op, dy=dy, x=x,
                                        **({} if indices is None else {"indices": indices}))
-    with _device(op, dy, x, indices, dx):
-        out = _cuda.max_pool2d_plan(x.shape, *geo, dy.shape)
-        if indices is None:
-            idx = _empty(out, _I64)
-            scratch = _empty(out)
-            _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(scratch), _ptr(idx), *geo, _stream())
-            check, ws, nws = False, None, 0
+    if indices is not None:
+        return _max_pool2d_backward_to(dy, tuple(x.shape), geo, indices, dx)
+    with _device(op, dy, x, dx):
+        shape = _plan(_cuda.max_pool2d_plan, x.shape, *geo, dy.shape)
+        idx, scratch = _empty(shape, _I64), _empty(shape)  # both alive until the launches
+        _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(scratch), _ptr(idx), *geo, _stream())
+        dx = _empty(x.shape) if dx is None else dx
+        _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(idx), idx.shape, False,
+                                  0, 0, _ptr(dx), *geo, _stream())
+    return dx
+
+
+def _max_pool2d_backward_to(dy: Any, x_shape: tuple[int, ...], geo: tuple[Any, ...],
+                            indices: Any, dx: Any = None) -> Any:
+    """dx of shape ``x_shape`` from dy (float32, contiguous) and ``indices``: fastcnn's own
+    take the trusted path, any other array is checked on the device (a copy and a sync)."""
+    op = "max_pool2d_backward"
+    _check_indices(indices, op, "max_pool2d")
+    with _device(op, dy, indices, dx):
+        _plan(_cuda.max_pool2d_plan, x_shape, *geo, dy.shape)
+        if _is_own(indices):  # max_pool2d's own (contiguous, in range, in window)
+            idx, check, ws, nws = indices, False, None, 0
         else:
             idx = cupy.ascontiguousarray(indices)
             check = True
             ws, nws = _workspace(_cuda.POOL_CHECK_WORKSPACE_BYTES, np.uint8)
-        dx = _empty(x.shape) if dx is None else dx
-        _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(idx), idx.shape, check,
+        dx = _empty(x_shape) if dx is None else dx
+        _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x_shape, _ptr(idx), idx.shape, check,
                                   _ptr(ws), nws, _ptr(dx), *geo, _stream())
     return dx
 
@@ -77,7 +126,7 @@ def avg_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, cei
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, bool(ceil_mode), bool(count_include_pad), divisor_override)
     with _device(op, x):
-        y = _empty(_cuda.avg_pool2d_plan(x.shape, *geo))
+        y = _empty(_plan(_cuda.avg_pool2d_plan, x.shape, *geo))
         _cuda.avg_pool2d_forward(_ptr(x), x.shape, _ptr(y), *geo, _stream())
     return y
 
@@ -91,7 +140,7 @@ def avg_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph:
     geo = (kh, kw, sh, sw, ph, pw, bool(ceil_mode), bool(count_include_pad), divisor_override)
     dx = None if out is None else _out(out, x.shape, op, dy=dy, x=x)
     with _device(op, dy, x, dx):
-        _cuda.avg_pool2d_plan(x.shape, *geo, dy.shape)
+        _plan(_cuda.avg_pool2d_plan, x.shape, *geo, dy.shape)
         dx = _empty(x.shape) if dx is None else dx
         _cuda.avg_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(dx), *geo, _stream())
     return dx
@@ -102,7 +151,7 @@ def global_avg_pool2d(x: Any) -> Any:
     op = "global_avg_pool2d"
     x = _f32(x, op, "x")
     with _device(op, x):
-        y = _empty(_cuda.global_pool2d_plan(x.shape, op))
+        y = _empty(_plan(_cuda.global_pool2d_plan, x.shape, op))
         _cuda.global_avg_pool2d_forward(_ptr(x), x.shape, _ptr(y), _stream())
     return y
 
@@ -113,7 +162,7 @@ def global_avg_pool2d_backward(dy: Any, x: Any, out: Any = None) -> Any:
     dy, x = _f32(dy, op, "dy"), _f32_like(x, op, "x")
     dx = None if out is None else _out(out, x.shape, op, dy=dy, x=x)
     with _device(op, dy, x, dx):
-        _cuda.global_pool2d_plan(x.shape, op, dy.shape)
+        _plan(_cuda.global_pool2d_plan, x.shape, op, dy.shape)
         dx = _empty(x.shape) if dx is None else dx
         _cuda.global_avg_pool2d_backward(_ptr(dy), dy.shape, x.shape, _ptr(dx), _stream())
     return dx
@@ -124,11 +173,11 @@ def global_max_pool2d(x: Any, return_indices: bool) -> Any:
     op = "global_max_pool2d"
     x = _f32(x, op, "x")
     with _device(op, x):
-        out = _cuda.global_pool2d_plan(x.shape, op)
+        out = _plan(_cuda.global_pool2d_plan, x.shape, op)
         y = _empty(out)
         idx = _empty(out, _I64) if return_indices else None
         _cuda.global_max_pool2d_forward(_ptr(x), x.shape, _ptr(y), _ptr(idx), _stream())
-    return (y, idx) if return_indices else y
+    return (y, _own(idx)) if return_indices else y
 
 
 def global_max_pool2d_backward(dy: Any, x: Any, indices: Any, out: Any = None) -> Any:
@@ -147,12 +196,14 @@ def global_max_pool2d_backward(dy: Any, x: Any, indices: Any, out: Any = None) -
     dx = None if out is None else _out(out, x.shape, op, dy=dy, x=x,
                                        **({} if indices is None else {"indices": indices}))
     with _device(op, dy, x, indices, dx):
-        out_shape = _cuda.global_pool2d_plan(x.shape, op, dy.shape)
+        out_shape = _plan(_cuda.global_pool2d_plan, x.shape, op, dy.shape)
         if indices is None:
-            idx = _empty(out_shape, _I64)
-            _cuda.global_max_pool2d_forward(_ptr(x), x.shape, _ptr(_empty(out_shape)), _ptr(idx),
+            idx, scratch = _empty(out_shape, _I64), _empty(out_shape)  # alive until launched
+            _cuda.global_max_pool2d_forward(_ptr(x), x.shape, _ptr(scratch), _ptr(idx),
                                             _stream())
             check, ws, nws = False, None, 0
+        elif _is_own(indices):  # global_max_pool2d's own
+            idx, check, ws, nws = indices, False, None, 0
         else:
             idx = cupy.ascontiguousarray(indices)
             check = True

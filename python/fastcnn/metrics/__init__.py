@@ -36,8 +36,11 @@ Keras, ``fit`` / ``evaluate`` weigh a model's ``weighted_metrics``, never its ``
 function ``fn(y_true, y_pred) -> values (N,)`` is a metric too (:class:`MeanMetricWrapper`).
 
 Metrics are computed on the predictions' device (NumPy or CuPy arrays; labels on the other
-device are moved to it); only the batch's sum of per-sample values comes back to the host (one
-scalar per update).
+device are moved to it). On the GPU the mean metrics (accuracy, top-k, MAE, functions)
+accumulate on the device and ``result()`` reads them (one copy); ``update`` returns the batch's
+value as a float, or as a 0-d device array inside ``fit``'s steps (a
+:func:`fastcnn._deferred.scope`), where class-id checks are deferred too. Precision, recall and
+AUC still copy their batch counts to the host at each update.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import array_module, is_cupy, to_host
+from .._deferred import defer, deferring
 from ..losses import as_sample_weight, as_targets
 
 
@@ -46,8 +47,20 @@ class Metric:
             y_pred = np.asarray(y_pred)
         v = self.batch_values(y_true, y_pred, logits)
         xp = array_module(v)
+        if is_cupy(v):  # accumulated on the device: nothing is read until result()
+            if sample_weight is None:
+                dtotal, dcount = xp.sum(v, dtype=np.float64), int(v.size)
+            else:
+                w = row_weights(sample_weight, v, self.name)
+                dtotal, dcount = xp.sum(w * v), xp.sum(w)
+            self._total = self._total + dtotal
+            self._count = self._count + dcount
+            if deferring():  # fit's steps: the batch's value stays on the device too
+                return dtotal / xp.where(dcount == 0, 1.0, dcount)  # type: ignore[no-any-return]
+            total, count = _read(dtotal, dcount)
+            return total / count if count else 0.0
         if sample_weight is None:
-            total = float(xp.sum(v, dtype=np.float64))  # the one device-to-host copy
+            total = float(xp.sum(v, dtype=np.float64))
             count: float = int(v.size)
         else:
             w = row_weights(sample_weight, v, self.name)
@@ -58,7 +71,10 @@ class Metric:
 
     def result(self) -> float:
         """(Sample-weighted) mean over everything since the last :meth:`reset` (0 when
-        empty)."""
+        empty). On the GPU this is where the device-side sums are read (one copy)."""
+        if is_cupy(self._total) or is_cupy(self._count):
+            total, count = _read(self._total, self._count)
+            return total / count if count else 0.0
         return self._total / self._count if self._count else 0.0
 
     def get_config(self) -> dict[str, Any]:
@@ -68,6 +84,17 @@ class Metric:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
+
+
+def _read(*values: Any) -> list[float]:
+    """Device (and host) scalars as floats, with one device-to-host copy."""
+    dev = [v for v in values if is_cupy(v)]
+    if not dev:
+        return [float(v) for v in values]
+    xp = array_module(dev[0])
+    host = iter(to_host(xp.stack([xp.asarray(v, dtype=np.float64).reshape(())
+                                  for v in dev])).tolist())
+    return [float(next(host)) if is_cupy(v) else float(v) for v in values]
 
 
 def row_weights(sample_weight: Any, a: Any, who: str) -> Any:
@@ -105,7 +132,14 @@ def binary_pairs(y_true: Any, y_pred: Any, who: str) -> tuple[Any, Any]:
             and (t.ndim == 1 or t.shape[-1] == 1)):
         ids = t.reshape(n).astype(np.int64)
         c = y_pred.shape[1]
-        if n and (int(ids.min()) < 0 or int(ids.max()) >= c):
+        if n and is_cupy(ids):  # checked on the device, read now or at fit's next read
+            rec = xp.stack([xp.any((ids < 0) | (ids >= c)).astype(np.int64), ids.min(),
+                            ids.max()])
+            defer(rec, lambda r: (f"{who}: class ids must be in [0, {c}) for an output of {c} "
+                                  f"columns, got ids in [{int(r[1])}, {int(r[2])}]")
+                  if r[0] else None)
+            ids = xp.clip(ids, 0, c - 1)
+        elif n and (int(ids.min()) < 0 or int(ids.max()) >= c):
             raise ValueError(f"{who}: class ids must be in [0, {c}) for an output of {c} "
                              f"columns, got ids in [{int(ids.min())}, {int(ids.max())}]")
         return xp.arange(c)[None, :] == ids[:, None], y_pred

@@ -49,6 +49,9 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
     Returns:
         ``(loss, dlogits)``: a Python float and (N, classes) float32
         ``(softmax * sum(target) - target) / N``. An empty batch gives 0.0 and an empty dlogits.
+        On CuPy arrays the loss is a 0-d float64 device array (``float(loss)`` reads it; the
+        call itself copies nothing to the host except the class-id check's record, which
+        ``fit`` defers to its next read, see :mod:`fastcnn._deferred`).
     """
     op = "cross_entropy"
     dtype = getattr(labels, "dtype", None)

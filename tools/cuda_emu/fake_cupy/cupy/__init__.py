@@ -26,9 +26,22 @@ between streams) can only be seen on a GPU. An event records the host clock
 (``time.perf_counter``) when recorded, so ``cuda.get_elapsed_time`` gives the host time between
 two events: with synchronous kernels that is the emulated work's time, nothing like a GPU's.
 ``cuda.runtime.getDeviceProperties`` names the emulator and reports nothing else.
+
+Counters (``cupy._emu``, not in real CuPy): what a GPU would make the host wait for or copy
+back. ``_emu.counts()`` gives ``{"syncs", "d2h", "h2d", "launches", ...}``: ``syncs`` counts
+stream / device / event synchronisations and blocking reads (``get``, ``asnumpy``, ``float(a)``,
+``int(a)``, ``bool(a)``, ``item``, ``tolist``, printing), ``d2h`` the device-to-host copies among
+them, ``h2d`` uploads; the compiled emulated kernels' own stream syncs, copies and launches
+(``native_syncs``, ``native_d2h``, ``launches``) are added, read from ``fastcnn._cuda`` once it is
+loaded. ``_emu.reset()`` zeroes them; ``_emu.kernels(False)`` is the host-cost mode: emulated
+kernels, memsets and device copies return at once and ``empty`` skips its garbage fill, so a
+timing measures only the host's work per call (results are then meaningless).
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 import time
 import types
 from typing import Any
@@ -50,6 +63,69 @@ nan = np.nan
 __version__ = f"fake (tools/cuda_emu/fake_cupy over NumPy {np.__version__})"
 
 
+class _Counters:
+    """See the module docstring (``cupy._emu``)."""
+
+    _KEYS = ("stream_syncs", "device_syncs", "event_syncs", "reads", "d2h", "h2d")
+
+    def __init__(self) -> None:
+        self.kernels_on = os.environ.get("FASTCNN_EMU_KERNELS", "1") != "0"
+        self.reset()
+
+    def _native(self) -> Any:
+        mod = sys.modules.get("fastcnn._cuda")
+        if mod is None or not hasattr(mod, "__file__"):
+            return None
+        lib = ctypes.CDLL(mod.__file__)  # the already loaded module: the same handle
+        lib.fastcnn_emu_counter.restype = ctypes.c_longlong
+        lib.fastcnn_emu_counter.argtypes = [ctypes.c_int]
+        lib.fastcnn_emu_set_kernels.argtypes = [ctypes.c_int]
+        return lib
+
+    def reset(self) -> None:
+        """Zero every counter (the native ones too)."""
+        self.c = dict.fromkeys(self._KEYS, 0)
+        lib = self._native()
+        if lib is not None:
+            lib.fastcnn_emu_counter(-1)
+
+    def counts(self) -> dict[str, int]:
+        """The counters since the last reset; ``syncs`` / ``d2h`` include the native ones."""
+        out = dict(self.c)
+        lib = self._native()
+        ns, nd, nl = ((lib.fastcnn_emu_counter(0), lib.fastcnn_emu_counter(1),
+                       lib.fastcnn_emu_counter(2)) if lib is not None else (0, 0, 0))
+        out.update(native_syncs=ns, native_d2h=nd, launches=nl)
+        out["syncs"] = (self.c["stream_syncs"] + self.c["device_syncs"] + self.c["event_syncs"]
+                        + self.c["reads"] + ns)
+        out["d2h"] = self.c["d2h"] + nd
+        return out
+
+    def kernels(self, on: bool) -> bool:
+        """Switch the emulated kernels on / off (off: the host-cost mode); returns the old
+        setting. Applies to the compiled module once it is loaded (call again after import)."""
+        old = self.kernels_on
+        self.kernels_on = bool(on)
+        if not on:  # like CuPy's pool: large blocks reused, not mmap-ed and unmapped each time
+            try:
+                libc = ctypes.CDLL(None)
+                libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+                libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+            except (OSError, AttributeError):
+                pass
+        lib = self._native()
+        if lib is not None:
+            lib.fastcnn_emu_set_kernels(1 if on else 0)
+        return old
+
+    def read(self) -> None:  # a blocking device-to-host read
+        self.c["reads"] += 1
+        self.c["d2h"] += 1
+
+
+_emu = _Counters()
+
+
 class _Mem:
     def __init__(self, ptr: int) -> None:
         self.ptr = ptr
@@ -66,7 +142,7 @@ class _Device:
         return False
 
     def synchronize(self):
-        pass
+        _emu.c["device_syncs"] += 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,13 +182,17 @@ def _wrap(a: Any) -> Any:
 class ndarray(np.ndarray):
     @property
     def data(self):  # type: ignore[override]
-        return _Mem(self.__array_interface__["data"][0])
+        try:  # the fast way (a few us less per access: the host-cost mode measures fastcnn)
+            return _Mem(ctypes.addressof(ctypes.c_char.from_buffer(self)))
+        except (TypeError, ValueError, BufferError):  # read-only, non-contiguous, empty
+            return _Mem(self.__array_interface__["data"][0])
 
     @property
     def device(self):
         return _Device(0)
 
     def get(self, stream=None, order="C", out=None):
+        _emu.read()
         host = np.array(self.view(np.ndarray), copy=True, order=order)
         if out is not None:
             out[...] = host
@@ -130,7 +210,29 @@ class ndarray(np.ndarray):
             raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
         if not self.flags.c_contiguous:
             raise RuntimeError("Cannot set to non-contiguous array")
+        _emu.c["h2d"] += 1
         self.view(np.ndarray)[...] = arr
+
+    # reading values on the host: a device-to-host copy that waits for the stream (counted)
+    def __float__(self):
+        _emu.read()
+        return float(self.view(np.ndarray))
+
+    def __int__(self):
+        _emu.read()
+        return int(self.view(np.ndarray))
+
+    def __bool__(self):
+        _emu.read()
+        return bool(self.view(np.ndarray))
+
+    def item(self, *args):
+        _emu.read()
+        return self.view(np.ndarray).item(*args)
+
+    def tolist(self):
+        _emu.read()
+        return self.view(np.ndarray).tolist()
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use "
@@ -156,10 +258,17 @@ class ndarray(np.ndarray):
         return impl(*args, **kwargs)
 
     def __repr__(self):
+        _emu.read()
         return repr(self.view(np.ndarray))
 
     def __str__(self):
+        _emu.read()
         return str(self.view(np.ndarray))
+
+    def __format__(self, spec):
+        _emu.read()
+        return format(self.view(np.ndarray)[()] if self.ndim == 0 else self.view(np.ndarray),
+                      spec)
 
 
 ndarray.__module__ = "cupy"
@@ -191,12 +300,14 @@ def asarray(a, dtype=None, order=None):
     """Upload (a copy) from host data; a fake array of the right dtype is returned as is."""
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
+    _emu.c["h2d"] += 1
     return _wrap(np.array(a, dtype=dtype, copy=True, subok=False, order=order or "K"))
 
 
 def array(a, dtype=None, copy=True, order="K"):
     if isinstance(a, ndarray):
         return a.astype(a.dtype if dtype is None else dtype, order=order, copy=True)
+    _emu.c["h2d"] += 1
     return _wrap(np.array(a, dtype=dtype, copy=True, subok=False, order=order))
 
 
@@ -217,7 +328,9 @@ def ascontiguousarray(a, dtype=None):
 
 def empty(shape, dtype=float, order="C"):
     a = np.empty(shape, dtype=dtype, order=order)
-    if a.dtype.kind == "f":
+    if not _emu.kernels_on:
+        pass  # host-cost mode: CuPy's empty is a pool allocation, no fill
+    elif a.dtype.kind == "f":
         a.fill(np.nan)
     else:
         a.view(np.uint8).fill(0x7A)
@@ -284,7 +397,7 @@ class _Event:
         self.time = time.perf_counter()
 
     def synchronize(self):
-        pass
+        _emu.c["event_syncs"] += 1
 
 
 class _Stream:
@@ -301,7 +414,7 @@ class _Stream:
         return False
 
     def synchronize(self):
-        pass
+        _emu.c["stream_syncs"] += 1
 
     def use(self):
         _state["stream"][0] = self

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Host time per CUDA op call: what fastcnn's Python adapter and binding cost the CPU for each
+launch (argument checks, plans, allocations from CuPy's pool, the pybind11 call), without the
+kernels' own time. The target (issue 14, item 6) is at most 10 us per op call.
+
+On the CPU emulator (tools/cuda_emu) the kernels are switched off (``cupy._emu.kernels(False)``:
+launches, memsets and device copies return at once, ``cupy.empty`` skips its fill), so the
+timing is the host's work alone; run it through the emulator's script, which builds the module
+and puts the fake CuPy on the path::
+
+    RUN="benchmarks/run_cuda_host_cost.py" PYTHON=/work/venv-deps/bin/python \\
+        bash tools/cuda_emu/run.sh
+
+On a real GPU (``python benchmarks/run_cuda_host_cost.py``) launches are asynchronous, so the
+same loop measures the host's cost too as long as the queue does not fill (small shapes; the
+stream is synchronised only after each timed loop). Shapes: the seeds' CNN at batch 64 on
+28x28 inputs (``--batch``). Each row: the median over ``--repeats`` loops of ``--calls`` calls,
+in microseconds per call; the last row is one training step (train_step inside fit's deferred
+scope, every op of the seeds' CNN with SGD + momentum), per step and per op launched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def per_call(fn: Callable[[], Any], calls: int, repeats: int, sync: Callable[[], None]) -> float:
+    """Median over ``repeats`` loops of ``calls`` calls of ``fn``, in us per call."""
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
+        sync()
+    return statistics.median(times) * 1e6
+
+
+def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, call) of every op of the seeds' CNN's training step, with its shapes."""
+    from fastcnn import _deferred, ops
+
+    rng = np.random.default_rng(0)
+
+    def ce(z: Any, labels: Any) -> Any:
+        """cross_entropy as fit calls it: its label check deferred (the record is dropped:
+        with the kernels off it holds garbage)."""
+        with _deferred.scope(final_check=False):
+            r = ops.cross_entropy(z, labels)
+        _deferred.discard()
+        return r
+
+    def dev(*shape: int) -> Any:
+        return cp.asarray(rng.normal(size=shape).astype(np.float32))
+
+    x = dev(batch, 1, 28, 28)
+    w1, b1, w2, b2 = dev(32, 1, 3, 3), dev(32), dev(64, 32, 3, 3), dev(64)
+    y1 = ops.conv2d(x, w1, b1, relu=True)
+    y2 = ops.conv2d(y1, w2, b2, relu=True)
+    p, idx = ops.max_pool2d(y2, 2, return_indices=True)
+    f = p.reshape(batch, -1)
+    wd, bd = dev(128, f.shape[1]), dev(128)
+    h = ops.linear(f, wd, bd, relu=True)
+    wo, bo = dev(10, 128), dev(10)
+    z = ops.linear(h, wo, bo)
+    labels = cp.asarray(rng.integers(0, 10, batch))
+    dh = dev(batch, 128)
+    dp = dev(*p.shape)
+    g, buf = dev(*wd.shape), dev(*wd.shape)
+    m, v = cp.zeros(wd.shape, np.float32), cp.zeros(wd.shape, np.float32)
+    return [
+        ("conv2d (relu)", lambda: ops.conv2d(y1, w2, b2, relu=True)),
+        ("conv2d_backward (pool + relu)", lambda: ops.conv2d_backward(
+            dp, y1, w2, relu_y=y2, pool_indices=idx, pool_size=2, compute_dx=True)),
+        ("max_pool2d (indices)", lambda: ops.max_pool2d(y2, 2, return_indices=True)),
+        ("max_pool2d_backward (own indices)",
+         lambda: ops.max_pool2d_backward(dp, y2, 2, indices=idx)),
+        ("linear (relu)", lambda: ops.linear(f, wd, bd, relu=True)),
+        ("linear_backward", lambda: ops.linear_backward(dh, f, wd)),
+        ("relu", lambda: ops.relu(h)),
+        ("relu_backward", lambda: ops.relu_backward(dh, h)),
+        ("softmax", lambda: ops.softmax(z)),
+        ("cross_entropy (labels, in fit's scope)", lambda: ce(z, labels)),
+        ("sgd_update (momentum)", lambda: ops.sgd_update(wd, g, buf, lr=0.01, momentum=0.9)),
+        ("adam_update", lambda: ops.adam_update(wd, g, m, v, lr=1e-3, beta_1=0.9,
+                                                beta_2=0.999, epsilon=1e-7, step=3)),
+    ]
+
+
+def training_step(cp: Any, batch: int) -> tuple[Callable[[], Any], int]:
+    """One deferred training step of the seeds' CNN and the number of launches it makes
+    (counted by the emulator; 0 on a real GPU)."""
+    import fastcnn as fc
+    from fastcnn import _deferred, optimizers
+    from fastcnn.training import train_step
+
+    model = fc.models.seeds_cnn((1, 28, 28), 10, seed=0)
+    model.compile(optimizer=optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    model.to("cuda")
+    rng = np.random.default_rng(1)
+    xb = cp.asarray(rng.normal(size=(batch, 1, 28, 28)).astype(np.float32))
+    yb = cp.asarray(rng.integers(0, 10, batch))
+
+    def step() -> None:
+        with _deferred.scope(final_check=False):
+            train_step(model, xb, yb)
+        _deferred.discard()  # meaningless records with the kernels off
+
+    step()
+    emu = getattr(cp, "_emu", None)
+    if emu is None:
+        return step, 0
+    emu.reset()
+    step()
+    return step, int(emu.counts()["launches"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+    import cupy as cp
+
+    emu = getattr(cp, "_emu", None)
+    if emu is not None:
+        import fastcnn._native
+
+        fastcnn._native.cuda()  # load the module, so that the switch reaches it
+        emu.kernels(False)
+        sync = lambda: None  # noqa: E731 - nothing runs asynchronously there
+        where = "CPU emulator, kernels off"
+    else:
+        sync = cp.cuda.get_current_stream().synchronize
+        where = "GPU (asynchronous launches)"
+    rows = [(name, per_call(fn, args.calls, args.repeats, sync))
+            for name, fn in cases(cp, args.batch)]
+    step, launches = training_step(cp, args.batch)
+    t_step = per_call(step, max(args.calls // 20, 5), args.repeats, sync)
+    ref = np.ones((64, 128), np.float32)
+    t_empty = per_call(lambda: np.empty_like(ref), args.calls * 10, args.repeats, lambda: None)
+    print(f"Host time per op call ({where}; batch {args.batch}; median of {args.repeats} "
+          f"loops of {args.calls} calls). Machine speed reference: numpy.empty_like of a "
+          f"32 KB array took {t_empty:.2f} us (about 0.3 us on an idle desktop core)\n")
+    print("| op | us per call |")
+    print("|---|---:|")
+    for name, us in rows:
+        print(f"| {name} | {us:.1f} |")
+    per_launch = f"; {t_step / launches:.1f} us per launch ({launches} launches)" \
+        if launches else ""
+    print(f"| training step, seeds' CNN, SGD momentum | {t_step:.0f} per step{per_launch} |")
+
+
+if __name__ == "__main__":
+    main()
