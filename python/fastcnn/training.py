@@ -109,9 +109,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from . import _deferred
+from . import _deferred, _fit_checks
 from . import callbacks as _callbacks
-from ._arrays import array_module, is_cupy, is_torch
+from ._arrays import is_cupy, is_torch
 from ._batches import (
     ArrayBatches,
     BatchSource,
@@ -127,6 +127,7 @@ from ._batches import (
     source_kind,
     validate_now,
 )
+from ._fit_checks import NonFiniteLossError
 from ._progress import finish_epoch_bar
 from .callbacks._fit_state import FitState
 from .distributed import _fit as _dist  # identity at world size 1
@@ -135,15 +136,6 @@ if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential
 
 __all__ = ["NonFiniteLossError", "StepResult", "evaluate", "fit", "predict", "train_step"]
-
-
-class NonFiniteLossError(FloatingPointError, ValueError):
-    """The training loss became NaN or infinite (raised by :func:`train_step` and ``fit``,
-    before the batch changes any weight). ``loss`` is the offending value."""
-
-    def __init__(self, message: str, loss: float = math.nan) -> None:
-        super().__init__(message)
-        self.loss = loss
 
 
 class StepResult(NamedTuple):
@@ -193,7 +185,7 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     value, dout = _loss(loss_fn, out, y, fused, sample_weight)
     value = _dist.step_loss(model, value, len(xb))  # the global batch's, under several ranks
     if is_cupy(value):  # on the GPU inside fit: checked on the device, read at fit's next read
-        _defer_finite(value)
+        _fit_checks.defer_finite(value)
     elif not math.isfinite(value):
         raise NonFiniteLossError(f"the loss became {value}; the weights are those before this "
                                  f"batch. Lower the learning rate or check the inputs for "
@@ -203,65 +195,6 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     _dist.sync_state(model)  # BatchNorm moving statistics: the ranks' average
     optimizer.step(model)
     return StepResult(value, out, fused)
-
-
-def _defer_finite(value: Any) -> None:
-    """The non-finite loss check of a GPU step inside fit (:mod:`fastcnn._deferred`): the
-    device computes it and sets the scope's skip flag (the SGD / Adam kernels then write
-    nothing), :class:`NonFiniteLossError` comes at fit's next read, naming the batch."""
-    xp = array_module(value)
-    bits = value.astype(np.float64).reshape(1).view(np.int64)
-    bad = (~xp.isfinite(value)).reshape(1)
-    rec = xp.concatenate([bad.astype(np.int64), bits])
-    skip = _deferred.guard(xp)
-    if skip is not None:  # SGD / Adam on the GPU: no update from this step on
-        skip |= bad.astype(np.int32)
-
-    def message(r: np.ndarray) -> str | None:
-        if not r[0]:
-            return None
-        return (f"the loss became {float(r[1:2].view(np.float64)[0])}; the weights are those "
-                f"before this batch with SGD / Adam (their GPU updates are skipped from it on; "
-                f"other optimizers' were applied until fit read it). Lower the learning rate "
-                f"or check the inputs for NaN/inf.")
-
-    _deferred.defer(rec, message,
-                    lambda msg, r: NonFiniteLossError(msg, float(r[1:2].view(np.float64)[0])))
-
-
-class _Where(NamedTuple):
-    """Where a deferred check was queued (fit's epoch and batch, 0-based)."""
-
-    epoch: int
-    batch: int
-
-    def __str__(self) -> str:
-        return f"epoch {self.epoch + 1}, batch {self.batch + 1}"
-
-
-#: fit reads the device (loss, metrics, deferred checks) at most this often, in seconds
-_READ_INTERVAL = 0.1
-
-
-def _fit_check(cbs: Any, epoch: int, batch: int, length: Any) -> bool:
-    """fit's read of the deferred device checks; True when a callback ends training at a
-    non-finite loss (as for a step that raised it), else a NonFiniteLossError naming the
-    batch is raised; other failed checks raise their ValueError naming the batch."""
-    try:
-        _deferred.check()
-    except NonFiniteLossError as e:
-        where = getattr(e, "where", None)
-        b = where.batch if isinstance(where, _Where) else batch
-        if cbs.on_train_batch_nonfinite(b, {"loss": e.loss}):
-            return True
-        raise NonFiniteLossError(
-            f"the loss became {e.loss} at epoch {epoch + 1}, batch {b + 1} (of "
-            f"{length or '?'}), read at batch {batch + 1} (on the GPU fit reads the loss at "
-            f"each progress refresh); the weights are those before that batch with SGD / Adam "
-            f"(their updates were skipped on the device since), other optimizers applied the "
-            f"batches up to the read. Lower the learning rate or check the inputs for "
-            f"NaN/inf.", e.loss) from None
-    return False
 
 
 def _batch_logs(running: Any, seen: int, metrics: list[tuple[Any, bool]]) -> dict[str, float]:
@@ -543,7 +476,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
             last_read = time.perf_counter()
             scope = _deferred.scope(final_check=False).__enter__()  # GPU: no read in a step
             for batch, (xb, yb, wb) in enumerate(batches, first_batch):
-                _deferred.set_where(_Where(epoch, batch))
+                _deferred.set_where(_fit_checks.Where(epoch, batch))
                 cbs.on_train_batch_begin(batch, {})
                 try:
                     step = (train_step(model, xb, yb) if wb is None  # a wrapped
@@ -565,9 +498,9 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 blogs = _deferred.LazyLogs(keys, lambda r=running, s=seen: _batch_logs(
                     r, s, metrics))  # read only when looked at
                 now = time.perf_counter()
-                if now - last_read >= _READ_INTERVAL:  # a refresh: the one read
+                if now - last_read >= _fit_checks.READ_INTERVAL:  # a refresh: the one read
                     last_read = now
-                    if _fit_check(cbs, epoch, batch, train.length):
+                    if _fit_checks.fit_check(cbs, epoch, batch, train.length):
                         nonfinite = True
                         break
                     if not bar.disable:
@@ -583,7 +516,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                     break
             close_iterator(batches)
             scope.close()
-            if not nonfinite and _fit_check(cbs, epoch, batch, train.length):
+            if not nonfinite and _fit_checks.fit_check(cbs, epoch, batch, train.length):
                 nonfinite = True
             if interrupt["flag"] or nonfinite:
                 break
