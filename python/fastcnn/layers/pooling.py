@@ -39,11 +39,11 @@ def same_plan(H: int, W: int, pool_size: tuple[int, int], strides: tuple[int, in
     P, Q = -(-H // sh), -(-W // sw)
     t, b = same_padding(H, kh, sh, dh)
     l, r = same_padding(W, kw, sw, dw)
-    ok_h = (b == t or (b == t + 1 and sh >= 2)) and t <= kh // 2
-    ok_w = (r == l or (r == l + 1 and sw >= 2)) and l <= kw // 2
+    ok_h = b == t or (b == t + 1 and sh >= 2)
+    ok_w = r == l or (r == l + 1 and sw >= 2)
     if ok_h and ok_w:
         ceil = (b != t) or (r != l)
-        try:  # the ops' own geometry must give the same windows (e.g. no window all padding)
+        try:  # the ops' geometry (padding <= pool_size // 2, no window all padding) must agree
             ok = pool_output_size(H, W, pool_size, strides, (t, l), dilation, ceil) == (P, Q)
         except ValueError:
             ok = False
