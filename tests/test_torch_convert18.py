@@ -1,7 +1,6 @@
-"""from_torch on MaxPool2d options fastcnn's layers can't hold: dilation and return_indices are
-a ValueError naming the module, the option and the fix (fastcnn's MaxPool2D layer has no
-dilation: the op has, and fastcnn.torch keeps it inside a torch model); dilation 1 and
-return_indices=False convert and match torch.
+"""from_torch on MaxPool2d's dilation and return_indices: a dilation converts to MaxPool2D's
+dilation_rate and round-trips through to_torch; return_indices is a ValueError naming the
+module and the option; dilation 1 and return_indices=False convert and match torch.
 
 Skipped without torch.
 """
@@ -23,17 +22,19 @@ def _net(pool: nn.Module) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("dilation", [2, (1, 2)])
-def test_dilated_max_pool_is_refused_with_the_fix(dilation: object) -> None:
+def test_dilated_max_pool_converts_and_round_trips(dilation: object) -> None:
     net = _net(nn.MaxPool2d(2, dilation=dilation))
-    with pytest.raises(ValueError, match=r"module \[2\] \(MaxPool2d.*\) is not supported: "
-                                         r"dilation=\(\d, 2\).*accelerate"):
-        ft.from_torch(net, input_shape=(2, 9, 9))
-    # the advertised fix: fastcnn.torch.accelerate keeps the dilation, and matches torch
+    model = ft.from_torch(net, input_shape=(2, 9, 9))
+    pool = model.layers[1]
+    assert pool.dilation_rate == ((dilation, dilation) if isinstance(dilation, int)
+                                  else dilation)
     x = torch.randn(2, 2, 9, 9)
-    want = net(x)
-    got = ft.accelerate(net, strict=True)[0](x)
-    assert isinstance(net[2], ft.MaxPool2d)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    want = net(x).detach()
+    np.testing.assert_allclose(model.predict(x.numpy()), want.numpy(), rtol=1e-5, atol=1e-5)
+    back = ft.to_torch(model)
+    pools = [m for m in back.modules() if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 1 and tuple(pools[0].dilation) == pool.dilation_rate
+    torch.testing.assert_close(back(x), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("pool", [nn.MaxPool2d(2, return_indices=True),

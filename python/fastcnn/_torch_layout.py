@@ -84,7 +84,7 @@ def layer_modules(layer: L.Layer) -> list[TorchModule]:
                                        "out_features": layer.units, "bias": layer.use_bias},
                             weights), *_activation(layer.activation, layer)]
     if isinstance(layer, L.MaxPool2D):
-        kw = layer._pool_kwargs()  # the resolved ops arguments (stride, padding, ceil_mode)
+        kw = layer._pool_kwargs()  # resolved ops arguments: stride, padding, dilation, ceil_mode
         pool = TorchModule("MaxPool2d", {"kernel_size": layer.pool_size, **kw})
         if layer._explicit_pad is None:
             return [pool]

@@ -25,21 +25,30 @@ __all__ = ["AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "
            "same_plan"]
 
 
-def same_plan(H: int, W: int, pool_size: tuple[int, int], strides: tuple[int, int]) -> tuple[
+def same_plan(H: int, W: int, pool_size: tuple[int, int], strides: tuple[int, int],
+              dilation: tuple[int, int] = (1, 1)) -> tuple[
         tuple[int, int], bool, tuple[int, int, int, int] | None, tuple[int, int]]:
     """How a pooling with Keras' ``"same"`` padding runs on the ops: ``(padding, ceil_mode,
-    explicit_pad, (P, Q))``. When the padding (TensorFlow's rule, the odd one at the
-    bottom/right) is symmetric, or one extra row/column at the end with stride >= 2, the ops
-    express it with ``padding=(top, left)`` and ``ceil_mode``; otherwise ``explicit_pad`` is
+    explicit_pad, (P, Q))``. The total padding is TensorFlow's rule for the dilated window
+    (:func:`fastcnn._geometry.same_padding`, the odd one at the bottom/right). When it is
+    symmetric, or one extra row/column at the end with stride >= 2, and the per-side padding
+    is at most half the (undilated) window (the ops' rule), the ops express it with
+    ``padding=(top, left)`` and ``ceil_mode``; otherwise ``explicit_pad`` is
     ``(top, left, bottom, right)``, for the layer to pad explicitly first."""
-    (kh, kw), (sh, sw) = pool_size, strides
+    (kh, kw), (sh, sw), (dh, dw) = pool_size, strides, dilation
     P, Q = -(-H // sh), -(-W // sw)
-    t, b = same_padding(H, kh, sh)
-    l, r = same_padding(W, kw, sw)
+    t, b = same_padding(H, kh, sh, dh)
+    l, r = same_padding(W, kw, sw, dw)
     ok_h = b == t or (b == t + 1 and sh >= 2)
     ok_w = r == l or (r == l + 1 and sw >= 2)
     if ok_h and ok_w:
-        return (t, l), (b != t) or (r != l), None, (P, Q)
+        ceil = (b != t) or (r != l)
+        try:  # the ops' geometry (padding <= pool_size // 2, no window all padding) must agree
+            ok = pool_output_size(H, W, pool_size, strides, (t, l), dilation, ceil) == (P, Q)
+        except ValueError:
+            ok = False
+        if ok:
+            return (t, l), ceil, None, (P, Q)
     return (0, 0), False, (t, l, b, r), (P, Q)
 
 
@@ -65,7 +74,10 @@ class MaxPool2D(Layer):
         strides: int, (h, w) or None (= ``pool_size``).
         padding: ``"valid"`` (no padding, windows that don't fit are dropped) or ``"same"``
             (TensorFlow's rule: output ``ceil(H / stride)``; the window is padded with -inf,
-            an odd total padding puts the extra row/column at the bottom/right).
+            an odd total padding puts the extra row/column at the bottom/right; with a dilation
+            the total is that of the dilated window, ``dilation * (pool_size - 1) + 1``).
+        dilation_rate: int or (h, w), >= 1: the spacing between the window's taps (PyTorch's
+            ``MaxPool2d(dilation=...)``, ONNX's ``dilations``); 1 = a dense window.
 
     ``"same"`` runs as a single :func:`fastcnn.ops.max_pool2d` call when the padding can be
     expressed by it (symmetric padding, or one extra row/column at the end with stride >= 2,
@@ -79,13 +91,14 @@ class MaxPool2D(Layer):
     default_name = "max_pool2d"
 
     def __init__(self, pool_size: int | tuple[int, int] = 2, strides: Any = None,
-                 padding: str = "valid", *, name: str | None = None,
-                 trainable: bool = True) -> None:
+                 padding: str = "valid", *, dilation_rate: int | tuple[int, int] = 1,
+                 name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.pool_size = pair(pool_size, "pool_size", op="MaxPool2D", minimum=1)
         self.strides = self.pool_size if strides is None else pair(strides, "strides",
                                                                    op="MaxPool2D", minimum=1)
         self.padding = _check_padding(padding, "MaxPool2D")
+        self.dilation_rate = pair(dilation_rate, "dilation_rate", op="MaxPool2D", minimum=1)
         # ops arguments, resolved at build
         self._ops_padding: tuple[int, int] = (0, 0)
         self._ceil_mode = False
@@ -96,16 +109,19 @@ class MaxPool2D(Layer):
         kh, kw = self.pool_size
         self._ops_padding, self._ceil_mode, self._explicit_pad = (0, 0), False, None
         if self.padding == "valid":
-            P, Q = pool_output_size(H, W, self.pool_size, self.strides, 0, 1, op=self._label())
+            P, Q = pool_output_size(H, W, self.pool_size, self.strides, 0, self.dilation_rate,
+                                    op=self._label())
         else:
             self._ops_padding, self._ceil_mode, self._explicit_pad, (P, Q) = same_plan(
-                H, W, self.pool_size, self.strides)
+                H, W, self.pool_size, self.strides, self.dilation_rate)
         self.flops = C * P * Q * (kh * kw - 1)
         return (C, P, Q)
 
     def _pool_kwargs(self) -> dict[str, Any]:
+        """The resolved :func:`fastcnn.ops.max_pool2d` options (besides the window): they are
+        also torch's ``MaxPool2d`` arguments."""
         return {"stride": self.strides, "padding": self._ops_padding,
-                "ceil_mode": self._ceil_mode}
+                "dilation": self.dilation_rate, "ceil_mode": self._ceil_mode}
 
     def forward(self, x, training=False):
         if self._explicit_pad is not None:
@@ -126,9 +142,12 @@ class MaxPool2D(Layer):
         arguments (``pool_indices``, ``pool_size``, ``pool_stride``, ``pool_padding``,
         ``pool_ceil_mode``) that route a gradient of this layer's output back through it inside
         the previous layer's backward (``backward(..., pooled_grad=...)``); None when this
-        pooling can't be expressed that way (Keras "same" padding as an explicit -inf pad).
-        Offering consumes the forward cache."""
-        if self._cache is None or self._explicit_pad is not None:
+        pooling can't be expressed that way (Keras "same" padding as an explicit -inf pad, or
+        a dilation: the fused conv backward's pooling has no dilation argument; the gradient
+        then goes through this layer's own :meth:`backward`). Offering consumes the forward
+        cache."""
+        if self._cache is None or self._explicit_pad is not None or \
+                self.dilation_rate != (1, 1):
             return None
         _, idx = self._cache
         self._cache = None  # consumed: the gradient is routed by the previous layer
@@ -146,7 +165,8 @@ class MaxPool2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
-                "strides": list(self.strides), "padding": self.padding}
+                "strides": list(self.strides), "padding": self.padding,
+                "dilation_rate": list(self.dilation_rate)}
 
 
 

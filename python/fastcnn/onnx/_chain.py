@@ -118,12 +118,14 @@ def _pairs(at: dict[str, Any], key: str) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
-def _pool_window(n: int, k: int, s: int, begin: int, end: int, ceil_mode: bool) -> int:
-    """Number of ONNX MaxPool windows along one axis (the last must start before the end
-    padding with ``ceil_mode``)."""
-    room = n + begin + end - k
+def _pool_window(n: int, k: int, s: int, begin: int, end: int, ceil_mode: bool,
+                 d: int = 1) -> int:
+    """Number of ONNX MaxPool windows along one axis (``k`` taps ``d`` apart; the last must
+    start before the end padding with ``ceil_mode``)."""
+    eff = d * (k - 1) + 1
+    room = n + begin + end - eff
     if room < 0:
-        raise _Unsupported(f"the window {k} is larger than the padded input {n + begin + end}")
+        raise _Unsupported(f"the window {eff} is larger than the padded input {n + begin + end}")
     out = (room + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= n + begin:
         out -= 1
@@ -131,16 +133,17 @@ def _pool_window(n: int, k: int, s: int, begin: int, end: int, ceil_mode: bool) 
 
 
 def pool_padding(at: dict[str, Any], size: tuple[int, int], k: tuple[int, int],
-                 st: tuple[int, int]) -> str:
+                 st: tuple[int, int], dil: tuple[int, int] = (1, 1)) -> str:
     """A MaxPool / AveragePool's ``pads`` / ``auto_pad`` / ``ceil_mode`` as fastcnn's
-    ``"valid"`` or ``"same"`` for the input ``size`` (the same windows); _Unsupported otherwise."""
-    t, l, bo, r = _pads_2d(at, size, k, st, (1, 1))
-    windows = [(b, _pool_window(n, kk, ss, b, e, bool(at["ceil_mode"])))
-               for n, kk, ss, b, e in zip(size, k, st, (t, l), (bo, r), strict=True)]
-    valid = [(0, (n - kk) // ss + 1) if n >= kk else None
-             for n, kk, ss in zip(size, k, st, strict=True)]
-    same = [(same_padding(n, kk, ss)[0], -(-n // ss)) for n, kk, ss in zip(size, k, st,
-                                                                          strict=True)]
+    ``"valid"`` or ``"same"`` for the input ``size`` (the same windows) of a pooling with
+    dilation ``dil``; _Unsupported otherwise."""
+    t, l, bo, r = _pads_2d(at, size, k, st, dil)
+    windows = [(b, _pool_window(n, kk, ss, b, e, bool(at["ceil_mode"]), dd))
+               for n, kk, ss, b, e, dd in zip(size, k, st, (t, l), (bo, r), dil, strict=True)]
+    valid = [(0, (n - dd * (kk - 1) - 1) // ss + 1) if n >= dd * (kk - 1) + 1 else None
+             for n, kk, ss, dd in zip(size, k, st, dil, strict=True)]
+    same = [(same_padding(n, kk, ss, dd)[0], -(-n // ss))
+            for n, kk, ss, dd in zip(size, k, st, dil, strict=True)]
     if windows == valid:
         padding = "valid"
     elif windows == same:

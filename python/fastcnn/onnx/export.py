@@ -15,7 +15,9 @@ Conv2D                 ``Conv`` (kernel ``(K, C/groups, R, S)``, the same layout
                        ``strides``, ``dilations``, ``group``; the bias as third input)
 Dense                  ``Gemm`` with ``transB=1`` (kernel ``(units, in)``)
 MaxPool2D              ``MaxPool`` (``"same"`` as explicit pads, which ONNX pads with
-                       -inf, as fastcnn does)
+                       -inf, as fastcnn does; ``dilations`` when ``dilation_rate`` > 1; a
+                       dilated "same" pad as large as the window as a ``Pad`` of -inf first,
+                       which load_onnx does not read back)
 AveragePooling2D       ``AveragePool`` (``"same"`` as explicit pads with
                        ``count_include_pad=0``: the padding is not averaged, as in Keras)
 GlobalAveragePooling2D ``GlobalAveragePool`` (+ ``Flatten`` unless ``keepdims``)
@@ -202,14 +204,21 @@ def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
         g.activation(layer.activation, node, layer.negative_slope)
     elif isinstance(layer, _layers.MaxPool2D):
         _c, H, W = layer.input_shape  # type: ignore[misc]
-        (kh, kw), (sh, sw) = layer.pool_size, layer.strides
+        (kh, kw), (sh, sw), (dh, dw) = layer.pool_size, layer.strides, layer.dilation_rate
         if layer.padding == "same":
-            top, bottom = same_padding(H, kh, sh)
-            left, right = same_padding(W, kw, sw)
+            top, bottom = same_padding(H, kh, sh, dh)
+            left, right = same_padding(W, kw, sw, dw)
         else:
             top = left = bottom = right = 0
+        if max(top, bottom) >= kh or max(left, right) >= kw:
+            # a dilated "same" window: onnxruntime (and PyTorch) want pads < kernel_shape
+            inf = g.const(f"{node}/pad_value", np.array(-np.inf, np.float32))
+            g.node("Pad", f"{node}/pad", [g.const(f"{node}/pads", np.array(
+                [0, 0, top, left, 0, 0, bottom, right], np.int64)), inf], mode="constant")
+            top = left = bottom = right = 0
         g.node("MaxPool", node, kernel_shape=[kh, kw], strides=[sh, sw],
-               pads=[top, left, bottom, right])
+               pads=[top, left, bottom, right],
+               **({"dilations": [dh, dw]} if (dh, dw) != (1, 1) else {}))
     elif isinstance(layer, _layers.Flatten):
         g.node("Flatten", node, axis=1)
     elif isinstance(layer, _layers.Dropout | _layers.InputLayer):

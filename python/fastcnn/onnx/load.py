@@ -8,7 +8,8 @@ is :mod:`fastcnn.onnx._graph`).
 ONNX                               fastcnn
 =================================  ==========================================================
 ``Conv``                           Conv2D (pads symmetric, or Keras "same" for this input)
-``MaxPool``                        MaxPool2D (windows those of "valid" or "same")
+``MaxPool``                        MaxPool2D (windows those of "valid" or "same";
+                                   ``dilations`` as ``dilation_rate``)
 ``Gemm``, ``MatMul`` [+ ``Add``]   Dense (``transB`` / ``alpha`` / ``beta`` folded in)
 ``Flatten`` (axis 1),              Flatten
 ``Reshape`` to ``(N, -1)``
@@ -117,11 +118,10 @@ def _maxpool(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) ->
         raise _Unsupported("needs kernel_shape")
     if len(ch.shape) != 3:
         raise _Unsupported(f"input of per-sample shape {ch.shape}; MaxPool needs (C, H, W)")
-    k, st = _pairs(at, "kernel_shape"), _pairs(at, "strides")
-    if _pairs(at, "dilations") != (1, 1):
-        raise _Unsupported(f"dilations {list(at['dilations'])}: fastcnn's MaxPool2D has none")
-    padding = pool_padding(at, (ch.shape[1], ch.shape[2]), k, st)
-    ch.add(_layers.MaxPool2D, {"pool_size": k, "strides": st, "padding": padding})
+    k, st, dil = _pairs(at, "kernel_shape"), _pairs(at, "strides"), _pairs(at, "dilations")
+    padding = pool_padding(at, (ch.shape[1], ch.shape[2]), k, st, dil)
+    ch.add(_layers.MaxPool2D, {"pool_size": k, "strides": st, "padding": padding,
+                               "dilation_rate": dil})
 
 
 def _dense(ch: _Chain, kernel: np.ndarray, bias: np.ndarray | None) -> None:

@@ -8,10 +8,11 @@ activation: fastcnn then applies it in the GEMM epilogue); converting back gives
 modules again, so the state_dict keys are the original model's.
 
 Supported torch modules: ``Conv2d`` (``padding_mode="zeros"``), ``Linear``, ``MaxPool2d``
-(no dilation or return_indices; padding / ceil_mode only where they equal Keras' "valid" or
-"same" for the input size), ``AvgPool2d`` (the same, "same" with ``count_include_pad=False``; no
-``divisor_override``), ``BatchNorm1d`` / ``BatchNorm2d`` (``track_running_stats``, a float
-momentum: Keras' momentum is ``1 - momentum``), ``AdaptiveAvgPool2d(1)`` /
+(dilation as ``dilation_rate``; no return_indices; padding / ceil_mode only where they equal
+Keras' "valid" or "same" for the input size), ``AvgPool2d`` (the same, "same" with
+``count_include_pad=False``; no ``divisor_override``), ``BatchNorm1d`` / ``BatchNorm2d``
+(``track_running_stats``, a float momentum: Keras' momentum is ``1 - momentum``),
+``AdaptiveAvgPool2d(1)`` /
 ``AdaptiveMaxPool2d(1)`` (a ``Flatten()`` after it is merged: ``keepdims=False``), ``ReLU``,
 ``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``GELU`` (both forms), ``SiLU``, ``Softmax``
 over the channel / feature axis, ``Flatten()``, ``Unflatten``, ``ZeroPad2d`` (merged into the
@@ -125,25 +126,22 @@ def _pool(m: nn.MaxPool2d, shape: tuple[int, ...], pad: tuple[int, ...] | None,
     if m.return_indices:
         raise _err(where, m, _NO_INDICES)
     dilation = pair(m.dilation, "dilation")
-    if dilation != (1, 1):
-        raise _err(where, m, f"dilation={dilation}: fastcnn's MaxPool2D layer has no dilation "
-                             "(the op fastcnn.ops.max_pool2d has); keep the model in PyTorch "
-                             "with fastcnn.torch.accelerate(model), whose MaxPool2d takes it, "
-                             "or use dilation=1")
     k = pair(m.kernel_size, "kernel_size")
     s = k if m.stride is None else pair(m.stride, "stride")
-    want = ({"stride": s, "padding": pair(m.padding, "padding"), "ceil_mode": bool(m.ceil_mode)},
+    want = ({"stride": s, "padding": pair(m.padding, "padding"), "dilation": dilation,
+             "ceil_mode": bool(m.ceil_mode)},
             None if pad is None else (pad[2], pad[0], pad[3], pad[1]))
     inner = shape if pad is None else (shape[0], shape[1] - pad[2] - pad[3],
                                        shape[2] - pad[0] - pad[1])
     for padding in ("valid", "same"):
-        layer = L.MaxPool2D(k, s, padding)
+        layer = L.MaxPool2D(k, s, padding, dilation_rate=dilation)
         layer.build(inner, np.random.default_rng(0))
         if want == (layer._pool_kwargs(), layer._explicit_pad):
-            return L.MaxPool2D(k, s, padding)
+            return L.MaxPool2D(k, s, padding, dilation_rate=dilation)
         if padding == "valid" and pad is None and want[0]["padding"] == (0, 0) and \
-                pool_output_size(shape[1], shape[2], k, s, 0, 1, True) == layer.output_shape[1:]:
-            return L.MaxPool2D(k, s, padding)  # ceil_mode that adds no window
+                pool_output_size(shape[1], shape[2], k, s, 0, dilation,
+                                 True) == layer.output_shape[1:]:
+            return L.MaxPool2D(k, s, padding, dilation_rate=dilation)  # ceil adds no window
     raise _err(where, m, "its padding / ceil_mode are neither Keras' 'valid' nor 'same' for "
                          f"inputs {inner}")
 
