@@ -183,15 +183,20 @@ def test_pickled_data_is_refused_and_never_unpickled(model_file: Path, tmp_path:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"just text", "not a NumPy .npy / .npz file"),
-    (None, "dtype <U1"),
+@pytest.mark.parametrize("name, content, words", [
+    ("bad.npy", b"just text", "not a NumPy .npy / .npz file"),
+    ("bad.npy", None, "dtype <U1"),
+    ("cut.npy", "npy", "not a readable .npy file"),
+    ("cut.npz", "npz", "not a readable .npy / .npz file"),
 ])
-def test_not_an_array_of_numbers(model_file: Path, tmp_path: Path, capsys, content: bytes | None,
-                                 words: str) -> None:
-    f = tmp_path / "bad.npy"
+def test_not_an_array_of_numbers(model_file: Path, x: np.ndarray, tmp_path: Path, capsys,
+                                 name: str, content: bytes | str | None, words: str) -> None:
+    f = tmp_path / name
     if content is None:
         np.save(f, np.full((2, 3, 8, 8), "a"))
+    elif isinstance(content, str):  # a file cut short
+        np.savez(f, x=x) if content == "npz" else np.save(f, x)
+        f.write_bytes(f.read_bytes()[:300])
     else:
         f.write_bytes(content)
     assert main(["predict", str(model_file), str(f)]) == 2

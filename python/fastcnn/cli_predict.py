@@ -29,7 +29,7 @@ Unreadable images (corrupt, truncated, not images) are skipped: each one prints
 ``warning: PATH: cannot read the image (...); skipped`` on stderr (a
 :class:`fastcnn.data.DataWarning`) and the others are still classified, with exit status 0.
 Only when no image at all could be read is it an error (exit status 2). A PATH that does not
-exist, or no image file found at all, is an error before anything is read.
+exist, or no image file found at all (and no array file), is an error before anything is read.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import os
 import sys
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
@@ -50,7 +51,8 @@ import numpy as np
 from ._layout import DATA_FORMATS
 from .cli_io import writable_file
 
-__all__ = ["ARRAY_EXTENSIONS", "add_arguments", "image_paths", "load_array", "run"]
+__all__ = ["ARRAY_EXTENSIONS", "add_arguments", "image_paths", "is_array_file", "load_array",
+           "run"]
 
 #: the PATH endings read as arrays of images rather than as image files
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -218,8 +220,20 @@ def load_array(path: str) -> np.ndarray:
     refused = (f"{path}: holds pickled Python objects, which fastcnn does not load "
                f"(allow_pickle=False: unpickling can run code); save a numeric array instead, "
                f"e.g. np.save(path, np.asarray(x, dtype=np.float32))")
-    if head.startswith(_ZIP_MAGIC):
-        with np.load(path, allow_pickle=False) as z:
+    try:
+        a = _read_array(path, head, refused)
+    except (zipfile.BadZipFile, EOFError) as e:  # truncated or corrupt
+        raise ValueError(f"{path}: not a readable .npy / .npz file ({e})") from e
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: an array of dtype {a.dtype}; predict takes numbers (bool, "
+                         f"integer or floating images)")
+    return a
+
+
+def _read_array(path: str, head: bytes, refused: str) -> np.ndarray:
+    """:func:`load_array`'s reading, by the file's first bytes ``head``."""
+    if head.startswith(_ZIP_MAGIC):  # our own handle: np.load leaks its own on a corrupt zip
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             names = list(z.files)
             if "x" in names:
                 name = "x"
@@ -249,9 +263,6 @@ def load_array(path: str) -> np.ndarray:
     else:
         raise ValueError(f"{path}: not a NumPy .npy / .npz file (it does not start as one); "
                          f"write arrays with np.save / np.savez")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: an array of dtype {a.dtype}; predict takes numbers (bool, "
-                         f"integer or floating images)")
     return a
 
 
