@@ -6,9 +6,9 @@ Flatten -> Dense 128 -> Dense softmax) on the bundled 8x8 digits and reports tes
 so its size does not grow with ``--target-size``) on an image folder (one sub-folder per class);
 ``--model NAME`` picks another from :data:`fastcnn.models.MODELS`; the summary names the model
 and its parameter count. ``--out FILE --no-optimizer`` saves without the optimizer state.
-``fastcnn predict MODEL PATH...`` classifies image files and folders (:mod:`fastcnn.cli_predict`,
-``--csv FILE``). Errors in arguments or data print one line and exit with status 2, without a
-traceback.
+``fastcnn predict MODEL PATH...`` classifies image files, folders and .npy / .npz arrays
+(:mod:`fastcnn.cli_predict`, ``--csv FILE``, ``--data-format`` of the arrays). Errors in
+arguments or data print one line and exit with status 2, without a traceback.
 ``python -m fastcnn ...`` is the same command; ``fastcnn --version`` prints the version.
 
 Output: progress bars on a terminal; when stdout is not a terminal (a pipe, a file, CI) ``train``
@@ -96,9 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     from . import cli_predict
 
     cli_predict.add_arguments(sub.add_parser(
-        "predict", help="classify image files and folders with a saved model",
-        description="Classify image files and folders (searched recursively) with a saved "
-                    "model; unreadable images are skipped with a warning."))
+        "predict", help="classify image files, folders and .npy / .npz arrays with a saved "
+                        "model",
+        description="Classify image files, folders (searched recursively) and .npy / .npz "
+                    "arrays of images (rows named PATH[i]) with a saved model; unreadable "
+                    "images are skipped with a warning."))
 
     ex = sub.add_parser("export", help="write a saved model as an ONNX graph")
     ex.add_argument("model", metavar="MODEL", help="a model saved by `fastcnn train --out`")
