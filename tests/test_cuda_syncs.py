@@ -76,7 +76,7 @@ def test_train_step_outside_fit_reads_the_loss(cp: Any, emu: Any) -> None:
 
 
 def _fit_syncs(cp: Any, emu: Any, n: int, monkeypatch: Any) -> tuple[int, int]:
-    monkeypatch.setattr("fastcnn.training._READ_INTERVAL", 1e9)  # reads only at the epoch end
+    monkeypatch.setattr("fastcnn._fit_checks.READ_INTERVAL", 1e9)  # reads only at the epoch end
     model = _seeds_cnn()
     x, y = _data(n)
     xd, yd = cp.asarray(x), cp.asarray(y)
@@ -97,7 +97,7 @@ def test_fit_reads_per_epoch_not_per_batch(cp: Any, emu: Any, monkeypatch: Any) 
 
 
 def test_fit_refresh_reads_at_most_every_interval(cp: Any, emu: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr("fastcnn.training._READ_INTERVAL", 0.0)  # a read after every batch
+    monkeypatch.setattr("fastcnn._fit_checks.READ_INTERVAL", 0.0)  # a read after every batch
     model = _seeds_cnn()
     x, y = _data(12)
     emu.reset()
@@ -107,7 +107,7 @@ def test_fit_refresh_reads_at_most_every_interval(cp: Any, emu: Any, monkeypatch
 
 def test_bad_label_raises_at_the_next_read_naming_the_batch(cp: Any, emu: Any,
                                                             monkeypatch: Any) -> None:
-    monkeypatch.setattr("fastcnn.training._READ_INTERVAL", 1e9)
+    monkeypatch.setattr("fastcnn._fit_checks.READ_INTERVAL", 1e9)
     model = _seeds_cnn()
     x, y = _data(12)
     y[5] = 9  # batch 2 (of 3, batch_size 4)
@@ -155,7 +155,7 @@ def test_fit_loss_equals_the_synced_steps(cp: Any, emu: Any) -> None:
 
 
 def test_nonfinite_loss_raises_at_the_next_read(cp: Any, emu: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr("fastcnn.training._READ_INTERVAL", 1e9)
+    monkeypatch.setattr("fastcnn._fit_checks.READ_INTERVAL", 1e9)
     x, y = _data(12)
     x[6] = np.nan  # batch 2
     model = _seeds_cnn()
