@@ -421,6 +421,33 @@ class KernelBiasMixin(ActivationMixin):
         self.kernel_initializer = _init.get(kernel_initializer)
         self.bias_initializer = _init.get(bias_initializer)
 
+    def accepts_fused_activation(self, activation: str) -> bool:
+        """True for ``"relu"`` when the layer has no activation of its own (None /
+        ``"linear"``): :meth:`forward` can then apply a following ReLU in its kernel's epilogue
+        (``fused_activation="relu"``) and the backward masks the gradient in the kernel
+        (``relu_y``) or with ``ops.relu_backward``, the bits of the unfused pair."""
+        return activation == "relu" and self.activation is None
+
+    def _pass_activation(self, apply_activation: bool, fused_activation: str | None
+                         ) -> str | None:
+        """The activation a forward applies: ``fused_activation`` (the next layer's, see
+        :meth:`accepts_fused_activation`), else the layer's own unless ``apply_activation`` is
+        False. ValueError for a ``fused_activation`` the layer does not accept."""
+        if fused_activation is None:
+            return self.activation if apply_activation else None
+        if not self.accepts_fused_activation(fused_activation):
+            raise ValueError(f"{self._label()}: fused_activation must be None, or 'relu' "  # type: ignore[attr-defined]
+                             f"for a layer without an activation of its own; got "
+                             f"{fused_activation!r} (this layer's activation: "
+                             f"{self.activation!r})")
+        return fused_activation
+
+    def _pass_backward(self, dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
+                       act: str | None) -> np.ndarray:
+        """The gradient of the activation ``act`` that a forward applied
+        (:meth:`_pass_activation`)."""
+        return activation_backward(dy, z, y, act, self.negative_slope, self.approximate)
+
     def _store_kernel_bias(self, dw: np.ndarray, db: np.ndarray | None,
                            accumulate: bool) -> None:
         """Store the ops' ``dw`` and ``db`` (None without a bias) into ``grads``."""
