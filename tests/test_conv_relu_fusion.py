@@ -139,6 +139,32 @@ def test_fused_activation_pairs() -> None:
         assert layers_base.fused_activation(L.Dense(2, activation=act), relu) is None
 
 
+class _ClippedReLU(L.ReLU):
+    """A user subclass with its own forward: never run as a pass-through."""
+
+    def forward(self, x, training=False, apply_activation=True):
+        return np.minimum(super().forward(x, training, apply_activation), 0.5)
+
+
+class _ScaledConv(L.Conv2D):
+    """A user subclass whose forward has no ``fused_activation`` argument."""
+
+    def forward(self, x, training=False, apply_activation=True):
+        return super().forward(x, training, apply_activation) * np.float32(2)
+
+
+def test_user_subclasses_run_apart(monkeypatch: pytest.MonkeyPatch,
+                                   rng: np.random.Generator) -> None:
+    assert layers_base.fused_activation(L.Conv2D(2, 3), _ClippedReLU()) is None
+    assert layers_base.fused_activation(_ScaledConv(2, 3), L.ReLU()) is None
+    m = fc.Sequential([_ScaledConv(3, 3), L.ReLU(), L.Conv2D(3, 3), _ClippedReLU()],
+                      input_shape=(2, 7, 7), seed=1)
+    x = rng.standard_normal((3, 2, 7, 7)).astype(np.float32)
+    c = _Counts(monkeypatch)
+    y = m.predict(x, verbose=0)
+    assert c.snapshot()[:2] == (2, 0) and y.max() == np.float32(0.5)
+
+
 def test_bad_fused_activation_is_a_value_error() -> None:
     conv, dense = L.Conv2D(2, 3, activation="tanh"), L.Dense(3)
     conv.build((1, 5, 5))
@@ -229,9 +255,10 @@ def test_sequential_relu_output_and_logits(monkeypatch: pytest.MonkeyPatch,
 
 def _graph() -> Any:
     x = fc.Input((3, 6, 6))
-    a = L.ReLU()(L.Conv2D(4, 3, padding="same")(x))               # fused
+    relu = L.ReLU()  # a shared ReLU layer
+    a = relu(L.Conv2D(4, 3, padding="same")(x))                    # fused
     shared = L.Conv2D(4, 3, padding="same")
-    s1 = L.ReLU()(shared(a))                                       # fused at this call
+    s1 = relu(shared(a))                                           # fused at this call
     s2 = shared(s1)                                                # fans out: apart
     b = L.Add()([L.ReLU()(s2), s2])
     t = L.ReLU()(L.Conv2D(4, 1, activation="tanh")(b))            # own activation: apart

@@ -12,6 +12,8 @@ backward on NumPy or CuPy arrays alike.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -380,7 +382,18 @@ def fused_activation(layer: Layer, consumer: Layer) -> str | None:
     if not _FUSE_ACTIVATIONS or layer is consumer:
         return None
     act = consumer.fusable_activation()
-    return act if act is not None and layer.accepts_fused_activation(act) else None
+    if act is None or not _takes_fused_activation(type(layer).forward):
+        return None  # e.g. a subclass whose own forward has no fused_activation argument
+    return act if layer.accepts_fused_activation(act) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_fused_activation(forward: Any) -> bool:
+    """Whether a layer class's ``forward`` has a ``fused_activation`` parameter."""
+    try:
+        return "fused_activation" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
 
 
 class ActivationMixin:

@@ -142,8 +142,11 @@ class Activation(ActivationMixin, Layer):
     def fusable_activation(self) -> str | None:
         """``"relu"`` for a ReLU (``Activation("relu")`` or :class:`ReLU`), which a preceding
         BatchNormalization, or Conv2D / Dense without an activation, applies in its own pass;
-        None for the other activations."""
-        return "relu" if self.activation == "relu" else None
+        None for the other activations, and for a subclass with its own forward or backward
+        (the pass-through would skip them)."""
+        plain = type(self).forward is Activation.forward \
+            and type(self).backward is Activation.backward
+        return "relu" if plain and self.activation == "relu" else None
 
     def get_config(self):
         extra = {"approximate": True} if self.approximate else {}
