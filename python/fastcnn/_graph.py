@@ -129,7 +129,9 @@ def activation_fusions(model: Any, folds: dict[int, Any], skip: set[int]
     activation its layer applies for its only consumer
     (:func:`fastcnn.layers.base.fused_activation`), and those consumer nodes, which pass
     their input through. Never for a producer that is an output (its own value is needed)
-    or a consumer output whose activation this pass skips."""
+    or a consumer output whose activation this pass skips. A consumer of a folded
+    BatchNormalization pairs with the folded Conv2D / Dense before it (one kernel call for
+    Conv -> BN -> ReLU at inference)."""
     acts: dict[int, str] = {}
     through: set[int] = set()
     for i, node in enumerate(model._graph):
@@ -140,6 +142,8 @@ def activation_fusions(model: Any, folds: dict[int, Any], skip: set[int]
         if not model._inputs_of[p] or model._multi[p] or model._consumers[p] != [i] \
                 or p in model._out_set:
             continue
+        if p in folds and folds[p] is None:  # a folded BatchNormalization: its producer's
+            p = model._inputs_of[p][0]  # folded copy (its only reader is that BN) applies it
         prev, layer = folds.get(p, model._graph[p].layer), folds.get(i, node.layer)
         act = fused_activation(prev, layer) if prev is not None and layer is not None \
             else None

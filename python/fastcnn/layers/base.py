@@ -12,6 +12,8 @@ backward on NumPy or CuPy arrays alike.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -380,7 +382,18 @@ def fused_activation(layer: Layer, consumer: Layer) -> str | None:
     if not _FUSE_ACTIVATIONS or layer is consumer:
         return None
     act = consumer.fusable_activation()
-    return act if act is not None and layer.accepts_fused_activation(act) else None
+    if act is None or not _takes_fused_activation(type(layer).forward):
+        return None  # e.g. a subclass whose own forward has no fused_activation argument
+    return act if layer.accepts_fused_activation(act) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_fused_activation(forward: Any) -> bool:
+    """Whether a layer class's ``forward`` has a ``fused_activation`` parameter."""
+    try:
+        return "fused_activation" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
 
 
 class ActivationMixin:
@@ -420,6 +433,33 @@ class KernelBiasMixin(ActivationMixin):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init.get(kernel_initializer)
         self.bias_initializer = _init.get(bias_initializer)
+
+    def accepts_fused_activation(self, activation: str) -> bool:
+        """True for ``"relu"`` when the layer has no activation of its own (None /
+        ``"linear"``): :meth:`forward` can then apply a following ReLU in its kernel's epilogue
+        (``fused_activation="relu"``) and the backward masks the gradient in the kernel
+        (``relu_y``) or with ``ops.relu_backward``, the bits of the unfused pair."""
+        return activation == "relu" and self.activation is None
+
+    def _pass_activation(self, apply_activation: bool, fused_activation: str | None
+                         ) -> str | None:
+        """The activation a forward applies: ``fused_activation`` (the next layer's, see
+        :meth:`accepts_fused_activation`), else the layer's own unless ``apply_activation`` is
+        False. ValueError for a ``fused_activation`` the layer does not accept."""
+        if fused_activation is None:
+            return self.activation if apply_activation else None
+        if not self.accepts_fused_activation(fused_activation):
+            raise ValueError(f"{self._label()}: fused_activation must be None, or 'relu' "  # type: ignore[attr-defined]
+                             f"for a layer without an activation of its own; got "
+                             f"{fused_activation!r} (this layer's activation: "
+                             f"{self.activation!r})")
+        return fused_activation
+
+    def _pass_backward(self, dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
+                       act: str | None) -> np.ndarray:
+        """The gradient of the activation ``act`` that a forward applied
+        (:meth:`_pass_activation`)."""
+        return activation_backward(dy, z, y, act, self.negative_slope, self.approximate)
 
     def _store_kernel_bias(self, dw: np.ndarray, db: np.ndarray | None,
                            accumulate: bool) -> None:

@@ -1,5 +1,6 @@
 """Conv2D: 2-D convolution with an optional activation, fused with a following max pooling's
-backward when that layer offers its ``pooled_grad`` (see :mod:`fastcnn.layers`).
+backward when that layer offers its ``pooled_grad``, and (without an activation of its own)
+with a following ReLU layer (``fused_activation="relu"``, see :mod:`fastcnn.layers`).
 
 Shapes: x ``(N, C, H, W)``, kernel ``(K, C/groups, R, S)``, bias ``(K,)`` -> y ``(N, K, P, Q)``;
 the geometry (padding in (top, left, bottom, right) order, output size) comes from
@@ -15,7 +16,7 @@ import numpy as np
 
 from .. import ops
 from .._geometry import conv_output_size, conv_padding, pair
-from .base import ACT_FLOPS, KernelBiasMixin, Layer
+from .base import ACT_FLOPS, ACT_NEEDS_INPUT, KernelBiasMixin, Layer, activation_forward
 
 __all__ = ["Conv2D"]
 
@@ -98,24 +99,27 @@ class Conv2D(KernelBiasMixin, Layer):
     def _pad_arg(self) -> Any:
         return self.padding if isinstance(self.padding, str) else tuple(self.padding)
 
-    def forward(self, x, training=False, apply_activation=True):
+    def forward(self, x, training=False, apply_activation=True, fused_activation=None):
+        """``fused_activation="relu"`` (a layer without an activation of its own, for the ReLU
+        layer that alone reads its output): returns ``relu(conv(x))`` from the GEMM epilogue;
+        :meth:`backward` then takes the gradient of that output."""
+        act = self._pass_activation(apply_activation, fused_activation)
         kw: dict[str, Any] = {}
-        fuse_relu = apply_activation and self.activation == "relu"
-        if fuse_relu:
+        if act == "relu":
             kw["relu"] = True  # ReLU in the GEMM epilogue (a fastcnn.ops extension)
         z = ops.conv2d(x, self.params["kernel"], self.params.get("bias"), stride=self.strides,
                        padding=self._pad_arg(), dilation=self.dilation_rate, groups=self.groups,
                        **kw)
-        y = z if fuse_relu else self._act(z, apply_activation)
-        self._cache = (x, y, apply_activation, self._act_input(z, apply_activation)) \
-            if training else None
+        y = z if act in (None, "relu") else activation_forward(
+            z, act, self.negative_slope, self.approximate)
+        self._cache = (x, y, act, z if act in ACT_NEEDS_INPUT else None) if training else None
         return y
 
     def accepts_pooled_grad(self) -> bool:
         """Whether :meth:`backward` can take the next layer's ``pooled_grad`` (a max pooling
         then routed inside the convolution's backward, fused with its ReLU's): after a training
         forward whose activation is none or ReLU."""
-        return self._cache is not None and (not self._cache[2] or self.activation in (None, "relu"))
+        return self._cache is not None and self._cache[2] in (None, "relu")
 
     def backward(self, dy, accumulate=False, pooled_grad=None):
         """``dy`` (N, K, P, Q) -> ``dx`` (N, C, H, W), or None when :attr:`compute_dx` is
@@ -125,17 +129,17 @@ class Conv2D(KernelBiasMixin, Layer):
         max pooling after this layer; ``dy`` is then the gradient of that pooling's output
         (N, K, P', Q') and the pooling's backward runs inside the convolution's (see
         :meth:`accepts_pooled_grad`)."""
-        x, y, applied, z = self._need_cache()
+        x, y, act, z = self._need_cache()
         kw: dict[str, Any] = dict(pooled_grad or {})
-        if applied and self.activation == "relu":
-            dz, kw["relu_y"] = dy, y  # the ReLU's backward fused into the conv's backward
+        if act == "relu":  # own or fused: the ReLU's backward inside the conv's backward
+            dz, kw["relu_y"] = dy, y
         elif pooled_grad:
-            if applied and self.activation is not None:
+            if act is not None:
                 raise ValueError(f"{self._label()}: pooled_grad needs no activation or ReLU, "
-                                 f"this layer has {self.activation!r}")
+                                 f"this layer has {act!r}")
             dz = dy
         else:
-            dz = self._act_backward(dy, z, y, applied)
+            dz = self._pass_backward(dy, z, y, act)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["kernel"], stride=self.strides,
                                          padding=self._pad_arg(), dilation=self.dilation_rate,
                                          groups=self.groups,

@@ -15,9 +15,11 @@ from .. import ops
 from .._arrays import array_module, is_cupy
 from .base import (
     ACT_FLOPS,
+    ACT_NEEDS_INPUT,
     ActivationMixin,
     KernelBiasMixin,
     Layer,
+    activation_forward,
     check_activation,
     check_approximate,
     check_negative_slope,
@@ -64,20 +66,23 @@ class Dense(KernelBiasMixin, Layer):
             + ACT_FLOPS[self.activation] * self.units
         return (self.units,)
 
-    def forward(self, x, training=False, apply_activation=True):
-        fuse_relu = apply_activation and self.activation == "relu"
-        if fuse_relu:
+    def forward(self, x, training=False, apply_activation=True, fused_activation=None):
+        """``fused_activation="relu"`` (a layer without an activation of its own, for the ReLU
+        layer that alone reads its output): returns ``relu(x @ kernel.T + bias)`` from the GEMM
+        epilogue; :meth:`backward` then takes the gradient of that output."""
+        act = self._pass_activation(apply_activation, fused_activation)
+        if act == "relu":
             y = z = ops.linear(x, self.params["kernel"], self.params.get("bias"), relu=True)
         else:
             z = ops.linear(x, self.params["kernel"], self.params.get("bias"))
-            y = self._act(z, apply_activation)
-        self._cache = (x, y, apply_activation, self._act_input(z, apply_activation)) \
-            if training else None
+            y = z if act is None else activation_forward(z, act, self.negative_slope,
+                                                         self.approximate)
+        self._cache = (x, y, act, z if act in ACT_NEEDS_INPUT else None) if training else None
         return y
 
     def backward(self, dy, accumulate=False):
-        x, y, applied, z = self._need_cache()
-        dz = self._act_backward(dy, z, y, applied)
+        x, y, act, z = self._need_cache()
+        dz = self._pass_backward(dy, z, y, act)
         dx, dw, db = ops.linear_backward(dz, x, self.params["kernel"],
                                          bias=self.use_bias and self.trainable,
                                          compute_dx=self.compute_dx, compute_dw=self.trainable)
@@ -136,8 +141,12 @@ class Activation(ActivationMixin, Layer):
 
     def fusable_activation(self) -> str | None:
         """``"relu"`` for a ReLU (``Activation("relu")`` or :class:`ReLU`), which a preceding
-        BatchNormalization applies in its own pass; None for the other activations."""
-        return "relu" if self.activation == "relu" else None
+        BatchNormalization, or Conv2D / Dense without an activation, applies in its own pass;
+        None for the other activations, and for a subclass with its own forward or backward
+        (the pass-through would skip them)."""
+        plain = type(self).forward is Activation.forward \
+            and type(self).backward is Activation.backward
+        return "relu" if plain and self.activation == "relu" else None
 
     def get_config(self):
         extra = {"approximate": True} if self.approximate else {}

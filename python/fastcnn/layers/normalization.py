@@ -18,6 +18,9 @@ pass over the output. :func:`inference_layers` applies it to a chain of layers. 
 weights are computed from the current weights at every call (a kernel-sized multiply, small
 next to a batch's convolution), so they are never stale after training, ``set_weights`` or
 loading; the model's own layers are never modified.
+A ReLU layer that alone reads a folded BatchNormalization's output runs inside the folded copy's
+kernel (``forward(x, fused_activation="relu")``, the GEMM epilogue): Conv -> BN -> ReLU is one
+convolution call at inference (the models plan it, :func:`fastcnn.layers.base.fused_activation`).
 
 Fused ReLU
 ----------
