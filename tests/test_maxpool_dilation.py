@@ -262,11 +262,8 @@ def test_onnx_export_runs_in_onnxruntime_and_loads_back(pool: Any, hw: int,
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert _rel(got, want) <= 1e-5
-    if pad_node:  # load_onnx reads only zero Pads (ZeroPadding2D): a clear refusal
-        with pytest.raises(ValueError, match=r"Pad .*constant_value other than 0"):
-            load_onnx(proto)
-        return
-    back = load_onnx(proto)
+    back = load_onnx(proto)  # the -inf Pad (pad_node) merges back into the MaxPool's padding
+    assert [type(lay) for lay in back.layers] == [type(lay) for lay in model.layers]
     bp = back.layers[1]
     assert isinstance(bp, L.MaxPool2D)
     assert (bp.pool_size, bp.strides, bp.padding, bp.dilation_rate) == (
@@ -385,3 +382,23 @@ def test_a_fit_step_equals_sgd_on_the_reference_gradients() -> None:
     assert loss == pytest.approx(float(np.mean((pf - t) ** 2)), rel=1e-5)
     np.testing.assert_allclose(conv.params["kernel"], w0 - lr * dw, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(conv.params["bias"], b0 - lr * db, rtol=1e-5, atol=1e-6)
+
+
+def test_load_onnx_refuses_a_neg_inf_pad_that_feeds_no_max_pool() -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastcnn.onnx import load_onnx
+
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "p")
+    value = numpy_helper.from_array(np.array(-np.inf, np.float32), "v")
+    graph = helper.make_graph(
+        [helper.make_node("Pad", ["x", "p", "v"], ["padded"], name="pad"),
+         helper.make_node("Relu", ["padded"], ["y"], name="relu")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 7, 7])], [pads, value])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ValueError, match=r"node #0 \(Pad 'pad'\): a Pad of -inf that feeds"):
+        load_onnx(proto)
+    assert onnx is not None
+

@@ -125,14 +125,31 @@ def _leaky_relu(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain)
     ch.add(_layers.LeakyReLU, {"negative_slope": _short(at["alpha"])})
 
 
+class NegInfPad:
+    """A ``Pad`` of -inf read before the ``MaxPool`` it feeds: fastcnn's export writes one for
+    a dilated "same" pooling whose pads reach the window (onnxruntime refuses such MaxPool
+    pads). Not a layer: :func:`fastcnn.onnx.load._maxpool` merges it into the MaxPool2D's
+    padding, and a NegInfPad left over (feeding anything else) is refused."""
+
+    def __init__(self, padding: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        self.padding = padding
+
+    def compute_output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        (t, b), (lft, r) = self.padding
+        return (shape[0], shape[1] + t + b, shape[2] + lft + r)
+
+
 def _pad(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
     at = _attrs(onnx, node, {"mode": "constant"})
     if at["mode"] != "constant":
         raise _Unsupported(f"mode {at['mode']!r}: fastcnn pads with zeros only")
     pads = [int(v) for v in np.asarray(_const(consts, node, 1, "pads")).reshape(-1)]
     value = _const(consts, node, 2, "constant_value", required=False)
-    if value is not None and np.asarray(value).size and float(np.asarray(value).reshape(-1)[0]):
-        raise _Unsupported("a constant_value other than 0 (fastcnn's ZeroPadding2D)")
+    fill = float(np.asarray(value).reshape(-1)[0]) if value is not None and np.asarray(
+        value).size else 0.0
+    if fill and fill != -np.inf:
+        raise _Unsupported("a constant_value other than 0 (fastcnn's ZeroPadding2D) or -inf "
+                           "(before a MaxPool)")
     if _const(consts, node, 3, "axes", required=False) is not None:
         raise _Unsupported("the axes input (give pads for every axis)")
     if len(ch.shape) != 3 or len(pads) != 8:
@@ -141,6 +158,9 @@ def _pad(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> Non
     n0, c0, t, l, n1, c1, b, r = pads
     if n0 or c0 or n1 or c1 or min(t, l, b, r) < 0:
         raise _Unsupported(f"pads {pads}: only H and W are padded, by >= 0")
+    if fill == -np.inf:
+        ch.add(NegInfPad, {"padding": ((t, b), (l, r))})  # type: ignore[arg-type]
+        return
     ch.add(_layers.ZeroPadding2D, {"padding": ((t, b), (l, r))})
 
 

@@ -17,7 +17,7 @@ Dense                  ``Gemm`` with ``transB=1`` (kernel ``(units, in)``)
 MaxPool2D              ``MaxPool`` (``"same"`` as explicit pads, which ONNX pads with
                        -inf, as fastcnn does; ``dilations`` when ``dilation_rate`` > 1; a
                        dilated "same" pad as large as the window as a ``Pad`` of -inf first,
-                       which load_onnx does not read back)
+                       which load_onnx merges back into the MaxPool2D)
 AveragePooling2D       ``AveragePool`` (``"same"`` as explicit pads with
                        ``count_include_pad=0``: the padding is not averaged, as in Keras)
 GlobalAveragePooling2D ``GlobalAveragePool`` (+ ``Flatten`` unless ``keepdims``)

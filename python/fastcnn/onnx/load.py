@@ -20,8 +20,9 @@ ONNX                               fastcnn
 =================================  ==========================================================
 
 and the ops of modern CNNs (``BatchNormalization``, ``AveragePool``, ``GlobalAveragePool``,
-``GlobalMaxPool``, ``Tanh``, ``LeakyRelu``, ``Gelu``, SiLU and GELU as their subgraphs, ``Pad``,
-any ``Reshape`` that keeps the batch dimension), read by :mod:`fastcnn.onnx._load_modern`.
+``GlobalMaxPool``, ``Tanh``, ``LeakyRelu``, ``Gelu``, SiLU and GELU as their subgraphs, ``Pad``
+(zeros; -inf before a MaxPool), any ``Reshape`` that keeps the batch dimension), read by
+:mod:`fastcnn.onnx._load_modern`.
 
 Graphs: ``Add`` / ``Sum`` of data tensors become the Add layer, ``Concat`` of them
 Concatenate (along a non-batch axis); shape arithmetic (``Shape``, ``Gather``, ``Unsqueeze``,
@@ -52,8 +53,8 @@ from .. import layers as _layers
 from .._geometry import same_padding
 from ._chain import _attrs, _Chain, _const, _pads_2d, _pairs, _Unsupported, _weight, pool_padding
 from ._common import require_onnx
-from ._graph import Entry, read_graph
-from ._load_modern import MODERN_OPS, merge_flatten
+from ._graph import Entry, _where, read_graph
+from ._load_modern import MODERN_OPS, NegInfPad, merge_flatten
 from .export import METADATA_KEY, Exportable
 
 if TYPE_CHECKING:
@@ -119,6 +120,17 @@ def _maxpool(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) ->
     if len(ch.shape) != 3:
         raise _Unsupported(f"input of per-sample shape {ch.shape}; MaxPool needs (C, H, W)")
     k, st, dil = _pairs(at, "kernel_shape"), _pairs(at, "strides"), _pairs(at, "dilations")
+    last = ch.entries[-1] if ch.entries else None
+    if last is not None and last[0] is NegInfPad:  # the -inf Pad before it: one padding
+        (t, b), (lft, r) = last[1]["padding"]
+        shape = (ch.shape[0], ch.shape[1] - t - b, ch.shape[2] - lft - r)
+        pt, pl, pb, pr = _pads_2d(at, (ch.shape[1], ch.shape[2]), k, st, dil)
+        at = {**at, "auto_pad": "NOTSET", "pads": [t + pt, lft + pl, b + pb, r + pr]}
+        kwargs = {"pool_size": k, "strides": st, "dilation_rate": dil,
+                  "padding": pool_padding(at, (shape[1], shape[2]), k, st, dil)}
+        last[0], last[1], last[2] = _layers.MaxPool2D, kwargs, []  # the Pad's entry, in place
+        ch.shape = _layers.MaxPool2D(**kwargs).compute_output_shape(shape)
+        return
     padding = pool_padding(at, (ch.shape[1], ch.shape[2]), k, st, dil)
     ch.add(_layers.MaxPool2D, {"pool_size": k, "strides": st, "padding": padding,
                                "dilation_rate": dil})
@@ -354,6 +366,11 @@ def load_onnx(model: str | os.PathLike[str] | Any,
     current, shape = _input_shape(onnx, graph, consts, input_shape)
     entries, out = read_graph(onnx, graph, consts, current, shape, opset, _OPS,
                               ", ".join(SUPPORTED_OPS))
+    for e in entries:
+        if e.spec[0] is NegInfPad:  # not merged into a MaxPool (fan-out, or another op)
+            raise ValueError(f"{_where(e.node, graph.node[e.node])}: a Pad of -inf that feeds "
+                             f"anything but one MaxPool; fastcnn reads it only as a "
+                             f"MaxPool's padding")
     if out < 0:  # an identity graph
         entries, out = [Entry([_layers.Activation, {"activation": None}, []], [-1], 0)], 0
     chain = out == len(entries) - 1 and all(e.inputs == [k - 1] for k, e in enumerate(entries))
