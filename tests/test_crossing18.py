@@ -128,3 +128,24 @@ def test_fastcnn_torch_direct_gate_sends_anything_unusual_to_the_full_checks() -
         ft.linear(x, w.double())
     with pytest.raises(TypeError, match=r"fastcnn.torch.relu: x must be a torch.Tensor"):
         ft.relu(np.zeros(3, np.float32))
+
+
+def test_cross_entropy_keeps_a_device_loss_as_a_float32_tensor(monkeypatch) -> None:
+    # On CUDA, ops.cross_entropy returns its loss as a 0-d float64 device array (no host read)
+    # and the crossing hands it back as a tensor: fastcnn.torch gives it as the float32 0-d
+    # loss its schema promises (simulated here on the CPU by the crossing's result).
+    from fastcnn.torch import _ops as tops
+
+    logits = torch.randn(4, 3)
+    labels = torch.tensor([0, 2, 1, 0])
+    real = tops.call
+
+    def device_like(fn: Any, *tensors: Any) -> Any:
+        loss, dlogits = real(fn, *tensors)
+        return torch.tensor(loss, dtype=torch.float64), dlogits
+
+    monkeypatch.setattr(tops, "call", device_like)
+    loss, dlogits = tops._cross_entropy_impl(logits, labels)
+    assert loss.dtype == torch.float32 and loss.shape == () and dlogits.shape == (4, 3)
+    want = torch.nn.functional.cross_entropy(logits, labels)
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)

@@ -509,6 +509,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def _cross_entropy_impl(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     loss, dlogits = call(_raw(ops.cross_entropy), logits, labels)
+    if isinstance(loss, Tensor):  # CUDA: a 0-d float64 device array (no host read), as a tensor
+        return loss.to(dtype=torch.float32).reshape(()), dlogits
     return torch.tensor(loss, dtype=torch.float32, device=logits.device), dlogits
 
 
