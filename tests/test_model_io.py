@@ -202,3 +202,25 @@ def test_load_weights_matches_by_position_when_names_differ(tmp_path):
                        L.Dense(3, activation="softmax", name="head")], input_shape=(1, 5, 5))
     b.load_weights(tmp_path / "w.npz")
     assert _same_weights(a, b)
+
+
+def test_files_saved_with_the_old_format_name_still_load(tmp_path) -> None:
+    # whole-model files now say "fastcnn.Model/1" (graph models too); files written before
+    # graph models existed say "fastcnn.Sequential/1" (the same layout) and load as before
+    from fastcnn import _files
+
+    m = _trained()
+    path = tmp_path / "m.npz"
+    m.save(path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    assert str(arrays["format"]) == "fastcnn.Model/1" == _files.MODEL_FORMAT
+    arrays["format"] = np.array("fastcnn.Sequential/1")
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    x, _ = _data()
+    np.testing.assert_array_equal(fc.load_model(old).predict(x), m.predict(x))
+    arrays["format"] = np.array("fastcnn.Sequential/2")
+    np.savez(old, **arrays)
+    with pytest.raises(ValueError, match=r"unsupported format 'fastcnn\.Sequential/2'"):
+        fc.load_model(old)

@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "MODEL_FORMAT",
+    "MODEL_FORMATS",
     "WEIGHTS_FORMAT",
     "WHAT_FILE",
     "atomic_write",
@@ -28,7 +29,10 @@ __all__ = [
 ]
 
 #: ``format`` of a file written by :func:`save` (architecture, weights, training state).
-MODEL_FORMAT = "fastcnn.Sequential/1"
+MODEL_FORMAT = "fastcnn.Model/1"
+#: every ``format`` a whole-model file may carry: files saved before graph models existed
+#: say "fastcnn.Sequential/1" (the same layout), and load as before
+MODEL_FORMATS = (MODEL_FORMAT, "fastcnn.Sequential/1")
 #: ``format`` of a file written by :func:`save_weights` (weights only).
 WEIGHTS_FORMAT = "fastcnn.weights/1"
 

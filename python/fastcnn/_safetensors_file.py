@@ -15,7 +15,7 @@ import numpy as np
 
 from ._arrays import to_host
 from ._files import (
-    MODEL_FORMAT,
+    MODEL_FORMATS,
     WEIGHTS_FORMAT,
     WHAT_FILE,
     atomic_write,
@@ -135,7 +135,7 @@ def model_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarra
     :func:`_state_dict_weights`)."""
     name = os.fspath(path)
     stored, meta = read_safetensors(path)
-    if meta.get("format") != MODEL_FORMAT:
+    if meta.get("format") not in MODEL_FORMATS:
         raise ValueError(f"{name!r} holds only weights (no fastcnn architecture in its "
                          f"metadata: save_weights, or PyTorch's save_file); build the model "
                          f"and call model.load_weights(path) instead")
@@ -187,7 +187,7 @@ def load_safetensors(model: Sequential,
     name = os.fspath(path)
     stored, meta = read_safetensors(path)
     weights = model._all_weights()
-    if meta.get("format") == MODEL_FORMAT:  # a whole model (save): its optimizer state too
+    if meta.get("format") in MODEL_FORMATS:  # a whole model (save): its optimizer state too
         stored = {k: v for k, v in stored.items() if not k.startswith("optimizer/")}
         if stored and all(k.startswith("weights/") for k in stored):  # a graph model's file
             mine = {f"weights/{k}": p for k, p in weights.items()}

@@ -38,7 +38,15 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._arrays import assign, to_host
-from ._files import MODEL_FORMAT, WEIGHTS_FORMAT, atomic_write, checked_pair, read_npz, savez_atomic
+from ._files import (
+    MODEL_FORMAT,
+    MODEL_FORMATS,
+    WEIGHTS_FORMAT,
+    atomic_write,
+    checked_pair,
+    read_npz,
+    savez_atomic,
+)
 
 if TYPE_CHECKING:  # a model is known here only by the methods called on it
     from .model import Sequential
@@ -69,7 +77,9 @@ def _format_of(arrays: dict[str, np.ndarray], path: Any) -> str:
     if a is None or a.shape != () or a.dtype.kind != "U":
         raise ValueError(f"{os.fspath(path)!r} is not a fastcnn file (no 'format' entry)")
     fmt = str(a)
-    if fmt not in (MODEL_FORMAT, WEIGHTS_FORMAT):
+    if fmt in MODEL_FORMATS:
+        return MODEL_FORMAT
+    if fmt != WEIGHTS_FORMAT:
         raise ValueError(f"{os.fspath(path)!r}: unsupported format {fmt!r}; expected "
                          f"{MODEL_FORMAT!r} or {WEIGHTS_FORMAT!r}")
     return fmt
