@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastcnn as fc
+from _bitwise import same_bits, step_data
 from fastcnn import layers as L
 from fastcnn import ops
 from fastcnn.layers import base as layers_base
@@ -53,27 +54,13 @@ def _run(make: Callable[[], Any], fuse: bool, monkeypatch: pytest.MonkeyPatch,
     return out, train_calls, predict_calls
 
 
-def _same(a: list[Any], b: list[Any]) -> None:
-    assert len(a) == len(b)
-    for i, (u, v) in enumerate(zip(a, b, strict=True)):
-        u, v = np.atleast_1d(np.asarray(u)), np.atleast_1d(np.asarray(v))
-        assert u.shape == v.shape and np.array_equal(u.view(np.uint8), v.view(np.uint8)), i
-
-
-def _data(rng: np.random.Generator, steps: int, n: int, shape: tuple[int, ...],
-          classes: int) -> tuple[np.ndarray, np.ndarray]:
-    xs = rng.standard_normal((steps, n, *shape)).astype(np.float32)
-    ys = rng.integers(0, classes, (steps, n))
-    return xs, ys
-
-
 def test_resnet20_training_fused_is_bitwise_the_unfused(monkeypatch: pytest.MonkeyPatch,
                                                         rng: np.random.Generator) -> None:
-    xs, ys = _data(rng, 3, 8, (3, 32, 32), 10)
+    xs, ys = step_data(rng, 3, 8, (3, 32, 32), 10)
     make = lambda: fc.models.resnet(20)  # noqa: E731
     fused, f_train, f_pred = _run(make, True, monkeypatch, xs, ys, 3)
     unfused, u_train, u_pred = _run(make, False, monkeypatch, xs, ys, 3)
-    _same(fused, unfused)
+    same_bits(fused, unfused)
     # 19 ReLUs: 10 after a BatchNormalization (stem + first conv of 9 blocks), 9 after an Add
     assert (u_train, f_train) == (19, 9)
     # predict: the BatchNormalizations are folded into the convolutions, whose folded copies
@@ -95,10 +82,10 @@ def _seq_bn_not_folded() -> Any:
 
 def test_sequential_fused_is_bitwise_the_unfused(monkeypatch: pytest.MonkeyPatch,
                                                  rng: np.random.Generator) -> None:
-    xs, ys = _data(rng, 4, 16, (3, 8, 8), 4)
+    xs, ys = step_data(rng, 4, 16, (3, 8, 8), 4)
     fused, f_train, f_pred = _run(_seq_bn_not_folded, True, monkeypatch, xs, ys, 4)
     unfused, u_train, u_pred = _run(_seq_bn_not_folded, False, monkeypatch, xs, ys, 4)
-    _same(fused, unfused)
+    same_bits(fused, unfused)
     # ops.relu: the conv's own ReLU runs in its GEMM; the two ReLU layers run fused
     assert (u_train, f_train) == (2, 0)
     # inference: the first pair fused (its BN is not folded: the conv has an activation); the
@@ -114,10 +101,10 @@ def test_sequential_bn_first_without_dx(monkeypatch: pytest.MonkeyPatch,
         return fc.Sequential([L.BatchNormalization(), L.ReLU(), L.Flatten(), L.Dense(3),
                               L.Activation("softmax")], input_shape=(2, 5, 5), seed=1)
 
-    xs, ys = _data(rng, 3, 10, (2, 5, 5), 3)
+    xs, ys = step_data(rng, 3, 10, (2, 5, 5), 3)
     fused, f_train, _ = _run(make, True, monkeypatch, xs, ys, 3)
     unfused, u_train, _ = _run(make, False, monkeypatch, xs, ys, 3)
-    _same(fused, unfused)
+    same_bits(fused, unfused)
     assert (u_train, f_train) == (1, 0)
 
 
@@ -138,10 +125,10 @@ def _graph(fan_out: bool) -> Any:
 @pytest.mark.parametrize("fan_out", [False, True])
 def test_graph_fused_is_bitwise_the_unfused(monkeypatch: pytest.MonkeyPatch,
                                             rng: np.random.Generator, fan_out: bool) -> None:
-    xs, ys = _data(rng, 3, 6, (4, 6, 6), 3)
+    xs, ys = step_data(rng, 3, 6, (4, 6, 6), 3)
     fused, f_train, f_pred = _run(lambda: _graph(fan_out), True, monkeypatch, xs, ys, 3)
     unfused, u_train, u_pred = _run(lambda: _graph(fan_out), False, monkeypatch, xs, ys, 3)
-    _same(fused, unfused)
+    same_bits(fused, unfused)
     assert u_train == u_pred == 3
     # training: the first pair (unless it fans out) and the last; inference: the first BN is
     # folded into its conv, whose folded copy applies the ReLU (unless the BN fans out: then

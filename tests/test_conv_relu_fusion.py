@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import fastcnn as fc
+from _bitwise import same_bits, step_data
 from fastcnn import layers as L
 from fastcnn import ops
 from fastcnn.layers import base as layers_base
@@ -100,25 +101,11 @@ def _run(make: Callable[[], Any], fuse: bool, monkeypatch: pytest.MonkeyPatch,
     return out, train, pred, call
 
 
-def _same(a: list[Any], b: list[Any]) -> None:
-    assert len(a) == len(b)
-    for i, (u, v) in enumerate(zip(a, b, strict=True)):
-        u, v = np.atleast_1d(np.asarray(u)), np.atleast_1d(np.asarray(v))
-        assert u.shape == v.shape and np.array_equal(u.view(np.uint8), v.view(np.uint8)), i
-
-
-def _data(rng: np.random.Generator, steps: int, n: int, shape: tuple[int, ...],
-          classes: int) -> tuple[np.ndarray, np.ndarray]:
-    xs = rng.standard_normal((steps, n, *shape)).astype(np.float32)
-    ys = rng.integers(0, classes, (steps, n))
-    return xs, ys
-
-
 def _compare(make: Callable[[], Any], monkeypatch: pytest.MonkeyPatch, xs: np.ndarray,
              ys: np.ndarray, steps: int) -> tuple[tuple[int, ...], ...]:
     fused, f_train, f_pred, f_call = _run(make, True, monkeypatch, xs, ys, steps)
     unfused, u_train, u_pred, u_call = _run(make, False, monkeypatch, xs, ys, steps)
-    _same(fused, unfused)
+    same_bits(fused, unfused)
     assert f_pred == f_call and u_pred == u_call
     return f_train, u_train, f_pred, u_pred
 
@@ -190,7 +177,7 @@ def test_layer_fused_forward_backward_is_the_pair(kind: str, rng: np.random.Gene
     z = lay.forward(x, training=True)
     y0 = ops.relu(z)
     dx0 = lay.backward(ops.relu_backward(dy, y0))
-    _same([y, dx, *grads], [y0, dx0, *lay.grads.values()])
+    same_bits([y, dx, *grads], [y0, dx0, *lay.grads.values()])
     assert (y == 0).any() and (y > 0).any()
 
 
@@ -217,7 +204,7 @@ def _seq() -> Any:
 
 def test_sequential_fused_is_bitwise_the_unfused(monkeypatch: pytest.MonkeyPatch,
                                                  rng: np.random.Generator) -> None:
-    xs, ys = _data(rng, 4, 16, (3, 8, 8), 4)
+    xs, ys = step_data(rng, 4, 16, (3, 8, 8), 4)
     f_train, u_train, f_pred, u_pred = _compare(_seq, monkeypatch, xs, ys, 4)
     # (ops.relu, conv2d relu=True, linear relu=True, pooled conv backward)
     # training: 3 conv -> ReLU and 1 Dense -> ReLU fused; the BN pairs are fused with the BN
@@ -244,7 +231,7 @@ def test_sequential_relu_output_and_logits(monkeypatch: pytest.MonkeyPatch,
         m = make()
         c = _Counts(monkeypatch)
         got[fuse] = (m.predict(x, verbose=0), m._forward(x, False, logits=True), c.snapshot())
-    _same(list(got[True][:2]), list(got[False][:2]))
+    same_bits(list(got[True][:2]), list(got[False][:2]))
     assert got[True][2] == (0, 0, 1, 0) and got[False][2] == (1, 0, 0, 0)
     assert (got[True][1] < 0).any()  # logits: the ReLU skipped, not fused
 
@@ -271,7 +258,7 @@ def _graph() -> Any:
 
 def test_graph_fused_is_bitwise_the_unfused(monkeypatch: pytest.MonkeyPatch,
                                             rng: np.random.Generator) -> None:
-    xs, ys = _data(rng, 3, 6, (3, 6, 6), 3)
+    xs, ys = step_data(rng, 3, 6, (3, 6, 6), 3)
     f_train, u_train, f_pred, u_pred = _compare(_graph, monkeypatch, xs, ys, 3)
     assert u_train == (6, 0, 0, 0) and u_pred == (6, 0, 0, 0)
     # training: conv, the shared conv's first call and the Dense fused, the BN pair fused
@@ -297,13 +284,13 @@ def test_graph_producer_output_is_not_fused(monkeypatch: pytest.MonkeyPatch,
         c = _Counts(monkeypatch)
         outs[fuse] = m.predict(x, verbose=0)
         assert c.snapshot() == (1, 0, 0, 0)
-    _same(list(outs[True]), list(outs[False]))
+    same_bits(list(outs[True]), list(outs[False]))
     assert (outs[True][0] < 0).any()
 
 
 def test_resnet20_predict_is_one_conv_call_per_conv_bn_relu(
         monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
-    xs, ys = _data(rng, 2, 8, (3, 32, 32), 10)
+    xs, ys = step_data(rng, 2, 8, (3, 32, 32), 10)
     f_train, u_train, f_pred, u_pred = _compare(lambda: fc.models.resnet(20), monkeypatch,
                                                 xs, ys, 2)
     # 19 ReLUs: 10 after a BN (stem + first conv of 9 blocks), 9 after an Add
