@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastcnn
+from _torch_onnx import torch_onnx
 from fastcnn import layers as L
 from fastcnn.cli import main as cli_main
 from fastcnn.models import seeds_cnn
@@ -288,25 +289,12 @@ def test_without_onnx_an_import_error_names_the_extra(monkeypatch: Any, tmp_path
 # import: a CNN exported by PyTorch
 
 
-def _torch_onnx(torch: Any, net: Any, shape: tuple[int, ...], onnx: Any) -> Any:
-    import io
-    import warnings
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation warning
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), torch.zeros(1, *shape), buf, dynamo=False,
-                          input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    return onnx.load_from_string(buf.getvalue())
-
-
 def _torch_check(torch: Any, onnx: Any, ort: Any, net: Any, shape: tuple[int, ...],
                  rng: np.random.Generator) -> fastcnn.Sequential:
     """Import ``net``'s ONNX graph; its predictions equal onnxruntime's and PyTorch's."""
     from fastcnn.onnx import load_onnx
 
-    proto = _torch_onnx(torch, net, shape, onnx)
+    proto = torch_onnx(torch, net, shape, onnx)
     model = load_onnx(proto)
     x = rng.standard_normal((6, *shape)).astype(np.float32)
     got = model.predict(x)
@@ -412,7 +400,7 @@ def test_torch_view_flatten_reads_as_flatten(onnx: Any, ort: Any,
         def forward(self, x: Any) -> Any:
             return x.view(x.size(0), -1)
 
-    proto = _torch_onnx(torch, Net(), (2, 3, 3), onnx)
+    proto = torch_onnx(torch, Net(), (2, 3, 3), onnx)
     model = load_onnx(proto)
     assert [type(lay).__name__ for lay in model.layers] == ["Flatten"]
     x = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)

@@ -9,14 +9,13 @@ Skipped without onnx / onnxruntime (and the PyTorch graphs without torch).
 
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 
 import fastcnn as fc
+from _torch_onnx import torch_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -31,16 +30,6 @@ def _max_rel(a: np.ndarray, b: np.ndarray) -> float:
 def _ort(proto: Any, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
-
-
-def _torch_onnx(torch: Any, net: Any, shape: tuple[int, ...]) -> Any:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation warning
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), torch.zeros(1, *shape), buf, dynamo=False,
-                          input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    return onnx.load_from_string(buf.getvalue())
 
 
 def _fit_one_step(model: Any, x: np.ndarray, classes: int) -> None:
@@ -69,7 +58,7 @@ def test_torch_cnn_with_view_or_flatten_reads_as_flatten(flatten: str) -> None:
             return self.fc(h)
 
     torch.manual_seed(0)
-    proto = _torch_onnx(torch, Net(), (2, 6, 6))
+    proto = torch_onnx(torch, Net(), (2, 6, 6), onnx)
     ops = [n.op_type for n in proto.graph.node]
     if flatten == "view":
         assert {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"} <= set(ops), ops
@@ -120,7 +109,7 @@ def test_torch_residual_module_with_concat_reads_as_a_graph() -> None:
     with torch.no_grad():  # BatchNorm statistics that are not the identity
         net.bn.running_mean.uniform_(-0.5, 0.5)
         net.bn.running_var.uniform_(0.5, 2.0)
-    proto = _torch_onnx(torch, net, (3, 6, 6))
+    proto = torch_onnx(torch, net, (3, 6, 6), onnx)
     ops = {n.op_type for n in proto.graph.node}
     assert {"Add", "Concat", "Shape"} <= ops, ops
     model = load_onnx(proto)
