@@ -1,5 +1,9 @@
 """Metrics that count a confusion matrix over binary decisions: precision, recall and AUC
-(ROC / PR, Keras's thresholds and interpolation)."""
+(ROC / PR, Keras's thresholds and interpolation).
+
+On CuPy arrays the counts accumulate on the device: nothing is read back per batch inside
+``fit`` (the batch's value is returned as a 0-d device array there, read at the progress bar's
+refresh); :meth:`result` and the count attributes read the device once."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import array_module, is_cupy, to_host
+from .._deferred import deferring
 from .base import (
     Metric,
     binary_pairs,
@@ -40,10 +45,33 @@ class _ConfusionMetric(Metric):
         super().__init__(name or who.lower())
 
     def reset(self) -> None:
-        self.true_positives = self.false_positives = self.false_negatives = 0
+        self._c: Any = np.zeros(3, np.int64)  # tp, fp, fn (float64 once weighted; CuPy on GPU)
+
+    @property
+    def true_positives(self) -> float:
+        """Positive decisions on positive labels since :meth:`reset` (an int unweighted)."""
+        return self._host_counts()[0]
+
+    @property
+    def false_positives(self) -> float:
+        """Positive decisions on negative labels since :meth:`reset`."""
+        return self._host_counts()[1]
+
+    @property
+    def false_negatives(self) -> float:
+        """Negative decisions on positive labels since :meth:`reset`."""
+        return self._host_counts()[2]
+
+    def _host_counts(self) -> tuple[float, float, float]:
+        c = to_host(self._c)  # one device-to-host copy on the GPU
+        if c.dtype.kind in "iu":
+            return int(c[0]), int(c[1]), int(c[2])
+        return float(c[0]), float(c[1]), float(c[2])
 
     def _counts(self, y_true: Any, y_pred: Any, logits: bool | str,
-                sample_weight: Any = None) -> tuple[float, float, float]:
+                sample_weight: Any = None) -> Any:
+        """This batch's (tp, fp, fn) as a (3,) array on the predictions' device (int64, or
+        float64 with sample weights)."""
         who = type(self).__name__
         if not is_cupy(y_pred):
             y_pred = np.asarray(y_pred)
@@ -64,25 +92,41 @@ class _ConfusionMetric(Metric):
         pred = class_column(pred, self.class_id, who)
         pos = class_column(pos, self.class_id, who)
         if sample_weight is None:
-            c = to_host(xp.stack([xp.sum(pred & pos), xp.sum(pred & ~pos),
-                                  xp.sum(~pred & pos)]))  # the one device-to-host copy
-            return int(c[0]), int(c[1]), int(c[2])
+            return xp.stack([xp.sum(pred & pos), xp.sum(pred & ~pos),
+                             xp.sum(~pred & pos)]).astype(np.int64)
         w = row_weights(sample_weight, pred, who)  # every decision of sample i weighs w_i
-        c = to_host(xp.stack([xp.sum((pred & pos) * w), xp.sum((pred & ~pos) * w),
-                              xp.sum((~pred & pos) * w)]))
-        return float(c[0]), float(c[1]), float(c[2])
+        return xp.stack([xp.sum((pred & pos) * w), xp.sum((pred & ~pos) * w),
+                         xp.sum((~pred & pos) * w)])
 
     def update(self, y_true, y_pred, logits=False, sample_weight=None):
-        tp, fp, fn = self._counts(y_true, y_pred, logits, sample_weight)
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += fn
-        return self._value(tp, fp, fn)
+        c = self._counts(y_true, y_pred, logits, sample_weight)
+        if is_cupy(c):
+            if not is_cupy(self._c):
+                self._c = array_module(c).asarray(self._c)
+            self._c = self._c + c
+            if deferring():  # fit's steps: the batch's value stays on the device too
+                return self._device_value(c)
+        else:
+            self._c = self._c + c
+        c = to_host(c)
+        return self._value(*(v.item() for v in c))
 
     def result(self) -> float:
-        return self._value(self.true_positives, self.false_positives, self.false_negatives)
+        return self._value(*self._host_counts())
 
-    def _value(self, tp: int, fp: int, fn: int) -> float:
+    def _value(self, tp: float, fp: float, fn: float) -> float:
+        num, den = self._ratio(tp, fp, fn)
+        return num / den if den else 0.0
+
+    def _device_value(self, c: Any) -> Any:
+        """:meth:`_value` of device counts (3,), as a 0-d float64 device array (no read)."""
+        xp = array_module(c)
+        c = c.astype(np.float64)
+        num, den = self._ratio(c[0], c[1], c[2])
+        return xp.where(den != 0, num / xp.where(den != 0, den, 1.0), 0.0)
+
+    def _ratio(self, tp: Any, fp: Any, fn: Any) -> tuple[Any, Any]:
+        """(numerator, denominator) of the metric from the counts."""
         raise NotImplementedError
 
     def get_config(self):
@@ -106,16 +150,16 @@ class Precision(_ConfusionMetric):
         name: the key in the History (default ``"precision"``).
     """
 
-    def _value(self, tp, fp, fn):
-        return tp / (tp + fp) if tp + fp else 0.0
+    def _ratio(self, tp, fp, fn):
+        return tp, tp + fp
 
 
 class Recall(_ConfusionMetric):
     """``tp / (tp + fn)`` over everything since :meth:`reset` (0 when there is no positive
     label), Keras' ``Recall``; arguments as :class:`Precision` (default name ``"recall"``)."""
 
-    def _value(self, tp, fp, fn):
-        return tp / (tp + fn) if tp + fn else 0.0
+    def _ratio(self, tp, fp, fn):
+        return tp, tp + fn
 
 
 class AUC(Metric):
@@ -195,41 +239,53 @@ class AUC(Metric):
         idx = xp.where(xp.isnan(p), 0, idx)  # NaN is above no threshold
         if w is None:
             hist = xp.stack([xp.bincount(idx[pos], minlength=t + 1),
-                             xp.bincount(idx[~pos], minlength=t + 1)])
-            hist = to_host(hist).astype(np.int64)  # the one device-to-host copy
+                             xp.bincount(idx[~pos], minlength=t + 1)]).astype(np.int64)
         else:
-            hist = to_host(xp.stack([xp.bincount(idx[pos], weights=w[pos], minlength=t + 1),
-                                     xp.bincount(idx[~pos], weights=w[~pos],
-                                                 minlength=t + 1)]))
-        above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]  # above[:, j]: idx > j
+            hist = xp.stack([xp.bincount(idx[pos], weights=w[pos], minlength=t + 1),
+                             xp.bincount(idx[~pos], weights=w[~pos], minlength=t + 1)])
+        device = is_cupy(hist)
+        if not device:
+            hist = np.asarray(hist)
+        above = xp.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]  # above[:, j]: idx > j
         tp, fp = above[0], above[1]
         fn, tn = hist[0].sum() - tp, hist[1].sum() - fp
+        if device and not is_cupy(self.true_positives):  # the first batch, or a restored state
+            for k in ("true_positives", "false_positives", "false_negatives", "true_negatives"):
+                setattr(self, k, xp.asarray(getattr(self, k)))
         self.true_positives = self.true_positives + tp
         self.false_positives = self.false_positives + fp
         self.false_negatives = self.false_negatives + fn
         self.true_negatives = self.true_negatives + tn
-        return self._auc(tp, fp, tn, fn)
+        if device and deferring():  # fit's steps: the batch's AUC stays on the device
+            return self._auc(xp, tp, fp, tn, fn)
+        return float(self._auc(xp, tp, fp, tn, fn))  # on the GPU, one read
 
     def result(self) -> float:
-        return self._auc(self.true_positives, self.false_positives, self.true_negatives,
-                         self.false_negatives)
+        """The AUC of everything since :meth:`reset` (on the GPU: the counts are read once)."""
+        c = [self.true_positives, self.false_positives, self.true_negatives,
+             self.false_negatives]
+        if any(is_cupy(a) for a in c):
+            xp = array_module(next(a for a in c if is_cupy(a)))
+            c = list(to_host(xp.stack([xp.asarray(a, dtype=np.float64) for a in c])))
+        return float(self._auc(np, *c))
 
-    def _auc(self, tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray) -> float:
+    def _auc(self, xp: Any, tp: Any, fp: Any, tn: Any, fn: Any) -> Any:
+        """The area from the counts at each threshold (t,), as a 0-d array of ``xp``."""
         tp, fp, tn, fn = (a.astype(np.float64) for a in (tp, fp, tn, fn))
         if self.curve == "PR" and self.summation_method == "interpolation":
-            return _interpolate_pr_auc(tp, fp, fn)
-        recall = _div(tp, tp + fn)
+            return _interpolate_pr_auc(xp, tp, fp, fn)
+        recall = _div(xp, tp, tp + fn)
         if self.curve == "ROC":
-            x, y = _div(fp, fp + tn), recall
+            x, y = _div(xp, fp, fp + tn), recall
         else:
-            x, y = recall, _div(tp, tp + fp)
+            x, y = recall, _div(xp, tp, tp + fp)
         if self.summation_method == "interpolation":
             heights = (y[:-1] + y[1:]) / 2.0
         elif self.summation_method == "minoring":
-            heights = np.minimum(y[:-1], y[1:])
+            heights = xp.minimum(y[:-1], y[1:])
         else:
-            heights = np.maximum(y[:-1], y[1:])
-        return float(np.sum((x[:-1] - x[1:]) * heights))
+            heights = xp.maximum(y[:-1], y[1:])
+        return xp.sum((x[:-1] - x[1:]) * heights)
 
     def get_config(self):
         cfg: dict[str, Any] = {"name": self.name, "num_thresholds": self.num_thresholds,
@@ -240,24 +296,22 @@ class AUC(Metric):
         return cfg
 
 
-def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a / b`` with 0 where ``b`` is 0 (Keras' divide_no_nan)."""
-    out = np.zeros_like(a)
-    np.divide(a, b, out=out, where=b != 0)
-    return out
+def _div(xp: Any, a: Any, b: Any) -> Any:
+    """``a / b`` with 0 where ``b`` is 0 (Keras' divide_no_nan), on ``xp``'s device."""
+    nz = b != 0
+    return xp.where(nz, a / xp.where(nz, b, 1.0), 0.0)
 
 
-def _interpolate_pr_auc(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> float:
+def _interpolate_pr_auc(xp: Any, tp: Any, fp: Any, fn: Any) -> Any:
     """Keras' PR-AUC: tp and p = tp + fp linear between neighbouring thresholds (Davis &
-    Goadrich 2006), integrated in closed form."""
+    Goadrich 2006), integrated in closed form; a 0-d array of ``xp``."""
     dtp = tp[:-1] - tp[1:]
     p = tp + fp
     dp = p[:-1] - p[1:]
-    slope = _div(dtp, np.maximum(dp, 0))
+    slope = _div(xp, dtp, xp.maximum(dp, 0))
     intercept = tp[1:] - slope * p[1:]
     both = (p[:-1] > 0) & (p[1:] > 0)
-    ratio = np.where(both, _div(p[:-1], np.maximum(p[1:], 0)), 1.0)
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log(np.where(ratio > 0, ratio, 1.0))
-    inc = _div(slope * (dtp + intercept * log_ratio), np.maximum(tp[1:] + fn[1:], 0))
-    return float(np.sum(inc))
+    ratio = xp.where(both, _div(xp, p[:-1], xp.maximum(p[1:], 0)), 1.0)
+    log_ratio = xp.log(xp.where(ratio > 0, ratio, 1.0))
+    inc = _div(xp, slope * (dtp + intercept * log_ratio), xp.maximum(tp[1:] + fn[1:], 0))
+    return xp.sum(inc)

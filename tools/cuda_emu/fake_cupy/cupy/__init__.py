@@ -377,7 +377,8 @@ matmul = _api(np.matmul, "matmul")
 
 for _name in ("exp", "log", "log1p", "sqrt", "square", "abs", "absolute", "maximum", "minimum",
               "isnan", "isfinite", "add", "subtract", "multiply", "divide", "true_divide",
-              "negative", "greater", "less", "equal", "logical_and", "logical_or"):
+              "negative", "greater", "less", "equal", "logical_and", "logical_or",
+              "searchsorted", "bincount", "cumsum", "argsort", "isclose"):
     globals()[_name] = _api(getattr(np, _name), _name)
 del _name
 
