@@ -32,23 +32,23 @@ class NonFiniteLossError(FloatingPointError, ValueError):
 
 def defer_finite(value: Any) -> None:
     """The non-finite loss check of a GPU step inside fit (:mod:`fastcnn._deferred`): the
-    device computes it and sets the scope's skip flag (the SGD / Adam kernels then write
+    device computes it and sets the scope's skip flag (the built-in optimizers then write
     nothing), :class:`NonFiniteLossError` comes at fit's next read, naming the batch."""
     xp = array_module(value)
     bits = value.astype(np.float64).reshape(1).view(np.int64)
     bad = (~xp.isfinite(value)).reshape(1)
     rec = xp.concatenate([bad.astype(np.int64), bits])
     skip = _deferred.guard(xp)
-    if skip is not None:  # SGD / Adam on the GPU: no update from this step on
+    if skip is not None:  # the built-in optimizers on the GPU: no update from this step on
         skip |= bad.astype(np.int32)
 
     def message(r: np.ndarray) -> str | None:
         if not r[0]:
             return None
         return (f"the loss became {float(r[1:2].view(np.float64)[0])}; the weights are those "
-                f"before this batch with SGD / Adam (their GPU updates are skipped from it on; "
-                f"other optimizers' were applied until fit read it). Lower the learning rate "
-                f"or check the inputs for NaN/inf.")
+                f"before this batch with the built-in optimizers (their GPU updates are "
+                f"skipped from it on; a custom optimizer's were applied until fit read it). "
+                f"Lower the learning rate or check the inputs for NaN/inf.")
 
     _deferred.defer(rec, message,
                     lambda msg, r: NonFiniteLossError(msg, float(r[1:2].view(np.float64)[0])))
@@ -82,8 +82,8 @@ def fit_check(cbs: Any, epoch: int, batch: int, length: Any) -> bool:
         raise NonFiniteLossError(
             f"the loss became {e.loss} at epoch {epoch + 1}, batch {b + 1} (of "
             f"{length or '?'}), read at batch {batch + 1} (on the GPU fit reads the loss at "
-            f"each progress refresh); the weights are those before that batch with SGD / Adam "
-            f"(their updates were skipped on the device since), other optimizers applied the "
-            f"batches up to the read. Lower the learning rate or check the inputs for "
-            f"NaN/inf.", e.loss) from None
+            f"each progress refresh); the weights are those before that batch with the "
+            f"built-in optimizers (their updates were skipped on the device since), a custom "
+            f"optimizer applied the batches up to the read. Lower the learning rate or check "
+            f"the inputs for NaN/inf.", e.loss) from None
     return False

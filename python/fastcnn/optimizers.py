@@ -54,7 +54,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import ops
+from . import _deferred, ops
 from ._arrays import array_module, host_copy, is_cupy, move, to_host
 from ._registry import Registry
 
@@ -289,11 +289,10 @@ class Optimizer:
     def _clipped(self, named: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
         """``named`` with each gradient replaced by its clipped copy (module docstring)."""
         if self.clipnorm is not None:
-            return [(k, p, _scaled(g, self.clipnorm, _sumsq(g))) for k, p, g in named]
+            return [(k, p, _scaled(g, self.clipnorm, _sumsq_device(g))) for k, p, g in named]
         if self.global_clipnorm is not None and named:
             total = sum(_sumsq_device(g) for _, _, g in named)
-            sumsq = float(total)  # the one device-to-host copy of the step
-            return [(k, p, _scaled(g, self.global_clipnorm, sumsq)) for k, p, g in named]
+            return [(k, p, _scaled(g, self.global_clipnorm, total)) for k, p, g in named]
         if self.clipvalue is not None:
             v = self.clipvalue
             return [(k, p, array_module(g).clip(g, np.float32(-v), np.float32(v))
@@ -408,14 +407,19 @@ def _sumsq_device(g: Any) -> Any:
     return array_module(g).sum(g64 * g64)
 
 
-def _sumsq(g: Any) -> float:
-    return float(_sumsq_device(g))
-
-
-def _scaled(g: Any, bound: float, sumsq: float) -> Any:
+def _scaled(g: Any, bound: float, sumsq: Any) -> Any:
     """``g * bound / max(sqrt(sumsq), bound)`` (Keras' clip_by_norm): ``g`` itself when
     within the bound, else a float32 copy. A non-finite norm leaves ``g`` as it is (NaN in,
-    NaN out)."""
+    NaN out). ``sumsq`` on the GPU is a 0-d device array: the factor is computed there (1 when
+    within the bound or not finite, which leaves every bit of ``g`` as it is), so clipping
+    reads nothing back."""
+    if is_cupy(sumsq):
+        xp = array_module(sumsq)
+        norm = xp.sqrt(xp.where(sumsq >= 0, sumsq, xp.nan))
+        clip = xp.isfinite(norm) & (norm > bound)
+        factor = xp.where(clip, bound / xp.where(clip, norm, 1.0), 1.0).astype(np.float32)
+        return (g * factor).astype(np.float32, copy=False)
+    sumsq = float(sumsq)
     norm = math.sqrt(sumsq) if sumsq >= 0 else math.nan
     if not math.isfinite(norm) or norm <= bound:
         return g
@@ -534,24 +538,39 @@ class RMSprop(Optimizer):
             g = g + np.float32(self.weight_decay) * p
         rho = np.float32(self.rho)
         xp = array_module(p)  # NumPy or CuPy: the same formulas on either device
+        # new values first, then stored: in place, or on the GPU inside fit only where the
+        # deferred skip flag is clear (a non-finite loss stops every later update on the
+        # device, as the SGD / Adam kernels do, with no host read)
+        skip = _deferred.guard(xp) if is_cupy(p) else None
+        keep = None if skip is None else skip == 0
+
+        def store(dst: Any, new: Any) -> None:
+            if keep is None:
+                dst[...] = new
+            else:
+                xp.copyto(dst, new, where=keep)
+
         v = self._slot(st, "v", p)
-        v *= rho
-        v += (np.float32(1) - rho) * (g * g)
+        v_new = v * rho
+        v_new += (np.float32(1) - rho) * (g * g)
         if self.centered:
             mg = self._slot(st, "mg", p)
-            mg *= rho
-            mg += (np.float32(1) - rho) * g
-            avg = xp.sqrt(v - mg * mg)
+            mg_new = mg * rho
+            mg_new += (np.float32(1) - rho) * g
+            avg = xp.sqrt(v_new - mg_new * mg_new)
+            store(mg, mg_new)
         else:
-            avg = xp.sqrt(v)
+            avg = xp.sqrt(v_new)
+        store(v, v_new)
         avg += np.float32(self.epsilon)
         if self.momentum > 0:
             buf = self._slot(st, "momentum", p)
-            buf *= np.float32(self.momentum)
-            buf += g / avg
-            p -= np.float32(lr) * buf
+            buf_new = buf * np.float32(self.momentum)
+            buf_new += g / avg
+            store(buf, buf_new)
+            store(p, p - np.float32(lr) * buf_new)
         else:
-            p -= np.float32(lr) * (g / avg)
+            store(p, p - np.float32(lr) * (g / avg))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

@@ -86,12 +86,12 @@ and the metrics accumulate on the device and the checks (class ids, a non-finite
 (:mod:`fastcnn._deferred`); ``fit`` reads them at most every 0.1 s (a progress refresh; also what
 the callbacks' batch logs read when a callback looks at them) and at the end of each epoch. A
 failed check then raises naming its epoch and batch, the batches queued after it applied, except
-after a non-finite loss: the SGD / Adam kernels skip every update from that batch on (a device
-flag), so the weights are those before it (other optimizers' updates until the read are applied;
-the optimizers' host step counters advance). ``train_step``
-called by itself reads its loss (a float) and checks it before the update. ``predict`` returns a
-NumPy array (as Keras does; a torch tensor on the input's device for a torch tensor), ``evaluate``
-Python floats.
+after a non-finite loss: the built-in optimizers (the SGD / Adam kernels, RMSprop's CuPy
+formulas) skip every update from that batch on (a device flag), so the weights are those before
+it (a custom optimizer's updates until the read are applied; the host step counters advance).
+``train_step`` called by itself reads its loss (a float) and checks it before the update.
+``predict`` returns a NumPy array (as Keras does; a torch tensor on the input's device for a torch
+tensor), ``evaluate`` Python floats.
 """
 
 from __future__ import annotations
