@@ -59,6 +59,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/kernels.h"
 
@@ -71,17 +72,23 @@ constexpr int64_t kMinProblems = 16;  // batched problems a batch is cut into, a
 constexpr int64_t kMaxSide = 16;      // images side by side on one wide grid, at most
 constexpr int64_t kWideScratch = int64_t{1} << 16;  // conv2d_wide.cpp's band scratch (floats)
 constexpr double kSideGain = 1.04;    // batch the wide grid when that saves >= 4 % of its cost
+// the blocked form (conv2d_blocked.cpp): its tile rule's cost (cycles per useful FMA at peak)
+// times kBlockedScale is on this file's scale; its input reorder costs kReorderCost flops of
+// peak per element (calibrated below)
+constexpr double kBlockedScale = 0.8;
+constexpr double kReorderCost = 16.0;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-enum class Override { none, legacy, wide, gemm };
+enum class Override { none, legacy, wide, gemm, blocked };
 
 // FASTCNN_CONV_ROUTE: "legacy", "wide[:B]", "gemm[:B]" (B: images per grid / problem), else none
 Override route_override(int64_t* imgs = nullptr) {
   const char* v = std::getenv("FASTCNN_CONV_ROUTE");
   if (!v) return Override::none;
   if (std::strcmp(v, "legacy") == 0) return Override::legacy;
+  if (std::strcmp(v, "blocked") == 0) return Override::blocked;
   Override o = Override::none;
   if (std::strncmp(v, "wide", 4) == 0) o = Override::wide, v += 4;
   else if (std::strncmp(v, "gemm", 4) == 0) o = Override::gemm, v += 4;
@@ -192,16 +199,33 @@ double gemm_wgrad_cost(const Conv2dParams& p) {
          2.0 * kPackCost / (2.0 * double(Kg)) + kPackCost / (2.0 * double(CRS));
 }
 
+double blocked_fwd_cost(const Conv2dParams& p) {
+  if (!blocked_fwd_applicable(p)) return 1e300;
+  // the tile rule's cycles per useful FMA at peak, on the scale of the other two forms (their
+  // cost 1 runs at ~kFormEfficiency of peak in place), plus the input reorder: every padded input
+  // element of a channel block written once and read back (kReorderCost flops each)
+  const int64_t VL = kernels().blocked_vl;
+  const double reorder = double(round_up(p.C, VL)) * double(p.H + p.pad_top + p.pad_bottom) *
+                         double(p.W + p.pad_left + p.pad_right);
+  const double useful = 2.0 * double(p.K) * double(p.C) * double(p.R * p.S) * double(p.P * p.Q);
+  return blocked_tiling(p).cost * kBlockedScale + kReorderCost * reorder / useful;
+}
+
 ConvRoute route_forward(const Conv2dParams& p) {
   int64_t forced = 0;
   const Override o = route_override(&forced);
   const bool can_wide = wide_fwd_applicable(p);
-  if (o == Override::legacy) return {can_wide, 1};
+  if (o == Override::legacy) return {can_wide, false, 1};
+  if (o == Override::blocked && blocked_fwd_applicable(p)) return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::gemm || !can_wide) return {false, imgs};
+  if (o == Override::none && blocked_fwd_applicable(p)) {
+    const double other = std::min(can_wide ? wide_fwd_cost(p) : 1e300, gemm_fwd_cost(p, imgs));
+    if (blocked_fwd_cost(p) < other) return {false, true, 1};
+  }
+  if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_fwd_cost(p) <= gemm_fwd_cost(p, imgs))
-    return {true, forced ? forced : wide_fwd_images(p)};
-  return {false, imgs};
+    return {true, false, forced ? forced : wide_fwd_images(p)};
+  return {false, false, imgs};
 }
 
 ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
@@ -211,12 +235,12 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   const bool can_wide = wide_conv_applicable(p) && 2 * rows <= 3 * Cg && w_finite;
   int64_t forced = 0;
   const Override o = route_override(&forced);
-  if (o == Override::legacy) return {can_wide, 1};
+  if (o == Override::legacy) return {can_wide, false, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::gemm || !can_wide) return {false, imgs};
+  if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_bwd_data_cost(p) <= gemm_bwd_data_cost(p, imgs))
-    return {true, forced ? forced : wide_bwd_data_images(p)};
-  return {false, imgs};
+    return {true, false, forced ? forced : wide_bwd_data_images(p)};
+  return {false, false, imgs};
 }
 
 bool route_wgrad_wide(const Conv2dParams& p) {

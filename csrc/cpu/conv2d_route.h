@@ -11,6 +11,7 @@ namespace fastcnn::cpu {
 
 struct ConvRoute {
   bool wide = false;  // the wide-grid direct convolution; else the implicit GEMM
+  bool blocked = false;  // forward only: the blocked direct convolution (conv2d_blocked.cpp)
   // GEMM: images whose (image, pixel) columns form one problem's N dimension; wide: images side
   // by side in one grid (WideConv::imgs)
   int64_t imgs = 1;
@@ -27,6 +28,9 @@ bool route_wgrad_wide(const Conv2dParams& p);
 // The cost estimates behind the rule, in "computed micro-kernel flops + packing, per useful
 // flop" (>= 1; exposed for the header's tables and tests of the rule's monotonicity).
 double wide_fwd_cost(const Conv2dParams& p);
+// The blocked direct convolution's forward (conv2d_blocked.cpp), on the same scale; a large
+// value where it does not apply.
+double blocked_fwd_cost(const Conv2dParams& p);
 double gemm_fwd_cost(const Conv2dParams& p, int64_t imgs);
 double wide_bwd_data_cost(const Conv2dParams& p);
 double gemm_bwd_data_cost(const Conv2dParams& p, int64_t imgs);
