@@ -72,11 +72,10 @@ constexpr int64_t kMinProblems = 16;  // batched problems a batch is cut into, a
 constexpr int64_t kMaxSide = 16;      // images side by side on one wide grid, at most
 constexpr int64_t kWideScratch = int64_t{1} << 16;  // conv2d_wide.cpp's band scratch (floats)
 constexpr double kSideGain = 1.04;    // batch the wide grid when that saves >= 4 % of its cost
-// the blocked form (conv2d_blocked.cpp): its tile rule's cost (cycles per useful FMA at peak)
-// times kBlockedScale is on this file's scale; its input reorder costs kReorderCost flops of
-// peak per element (calibrated below)
-constexpr double kBlockedScale = 0.8;
-constexpr double kReorderCost = 16.0;
+// the blocked forward (conv2d_blocked.cpp): problems of at least kBlockedMinFlops, channel
+// blocks padded by at most kBlockedMaxTail x (see the header)
+constexpr double kBlockedMinFlops = 4.0e6;
+constexpr int64_t kBlockedMaxTail = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -199,16 +198,15 @@ double gemm_wgrad_cost(const Conv2dParams& p) {
          2.0 * kPackCost / (2.0 * double(Kg)) + kPackCost / (2.0 * double(CRS));
 }
 
-double blocked_fwd_cost(const Conv2dParams& p) {
-  if (!blocked_fwd_applicable(p)) return 1e300;
-  // the tile rule's cycles per useful FMA at peak, on the scale of the other two forms (their
-  // cost 1 runs at ~kFormEfficiency of peak in place), plus the input reorder: every padded input
-  // element of a channel block written once and read back (kReorderCost flops each)
+bool blocked_fwd_wins(const Conv2dParams& p) {
+  if (!blocked_fwd_applicable(p)) return false;
+  if (p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1) return false;  // a plain GEMM
   const int64_t VL = kernels().blocked_vl;
-  const double reorder = double(round_up(p.C, VL)) * double(p.H + p.pad_top + p.pad_bottom) *
-                         double(p.W + p.pad_left + p.pad_right);
-  const double useful = 2.0 * double(p.K) * double(p.C) * double(p.R * p.S) * double(p.P * p.Q);
-  return blocked_tiling(p).cost * kBlockedScale + kReorderCost * reorder / useful;
+  if (round_up(p.C, VL) > kBlockedMaxTail * p.C || round_up(p.K, VL) > kBlockedMaxTail * p.K)
+    return false;
+  const double flops = 2.0 * double(p.N) * double(p.K) * double(p.C) * double(p.R * p.S) *
+                       double(p.P * p.Q);
+  return flops >= kBlockedMinFlops;
 }
 
 ConvRoute route_forward(const Conv2dParams& p) {
@@ -218,10 +216,7 @@ ConvRoute route_forward(const Conv2dParams& p) {
   if (o == Override::legacy) return {can_wide, false, 1};
   if (o == Override::blocked && blocked_fwd_applicable(p)) return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::none && blocked_fwd_applicable(p)) {
-    const double other = std::min(can_wide ? wide_fwd_cost(p) : 1e300, gemm_fwd_cost(p, imgs));
-    if (blocked_fwd_cost(p) < other) return {false, true, 1};
-  }
+  if (o == Override::none && blocked_fwd_wins(p)) return {false, true, 1};
   if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_fwd_cost(p) <= gemm_fwd_cost(p, imgs))
     return {true, false, forced ? forced : wide_fwd_images(p)};

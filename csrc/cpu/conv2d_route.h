@@ -28,9 +28,9 @@ bool route_wgrad_wide(const Conv2dParams& p);
 // The cost estimates behind the rule, in "computed micro-kernel flops + packing, per useful
 // flop" (>= 1; exposed for the header's tables and tests of the rule's monotonicity).
 double wide_fwd_cost(const Conv2dParams& p);
-// The blocked direct convolution's forward (conv2d_blocked.cpp), on the same scale; a large
-// value where it does not apply.
-double blocked_fwd_cost(const Conv2dParams& p);
+// Whether the forward of p runs as the blocked direct convolution (conv2d_blocked.cpp) under
+// the rule (conv2d_route.cpp's header).
+bool blocked_fwd_wins(const Conv2dParams& p);
 double gemm_fwd_cost(const Conv2dParams& p, int64_t imgs);
 double wide_bwd_data_cost(const Conv2dParams& p);
 double gemm_bwd_data_cost(const Conv2dParams& p, int64_t imgs);

@@ -99,23 +99,27 @@ constexpr TileFn pick(int nc, std::integer_sequence<int, I...>) {
   return fns[nc - 1];
 }
 
+TileFn select(int ocb, int nc) {
+  const auto seq = std::make_integer_sequence<int, 16>{};
+  return ocb == 1 ? pick<1>(nc, seq) : ocb == 2 ? pick<2>(nc, seq) : ocb == 3 ? pick<3>(nc, seq) : pick<4>(nc, seq);
+}
+
 }  // namespace
 
 void conv2d_blocked(const Conv2dBlockedArgs& args) {
   const int ocb = static_cast<int>(args.ocb);
   const int cap = max_nc(ocb);
+  if (args.nc <= cap) {  // the driver's tiles: no copy of the arguments
+    select(ocb, static_cast<int>(args.nc))(args);
+    return;
+  }
   Conv2dBlockedArgs a = args;
   for (int64_t j0 = 0; j0 < args.nc; j0 += cap) {
     const int nc = static_cast<int>(std::min<int64_t>(cap, args.nc - j0));
     for (int j = 0; j < nc; ++j) a.in[j] = args.in[j0 + j];
     a.y = args.y + j0;
     a.nc = nc;
-    const auto seq = std::make_integer_sequence<int, 16>{};
-    const TileFn fn = ocb == 1   ? pick<1>(nc, seq)
-                      : ocb == 2 ? pick<2>(nc, seq)
-                      : ocb == 3 ? pick<3>(nc, seq)
-                                 : pick<4>(nc, seq);
-    fn(a);
+    select(ocb, nc)(a);
   }
 }
 
