@@ -221,3 +221,90 @@ def test_against_torch(isa: str, blocked: None, rng: np.random.Generator) -> Non
             padding=pad)).numpy()
         got = ops.conv2d(x, w, b, stride=stride, padding=pad, relu=True)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def check_backward_data(rng: np.random.Generator, xs: tuple[int, ...], ws: tuple[int, ...],
+                        opts: dict[str, Any], what: str) -> None:
+    """dx (plain and through the forward's ReLU) against the reference: integers exactly,
+    normals within the tolerance."""
+    K, C, R, S = ws
+    x, w = small_ints(rng, xs), small_ints(rng, ws)
+    y = ops.conv2d(x, w, **opts)
+    dy = small_ints(rng, y.shape)
+    dx, _, _ = ops.conv2d_backward(dy, x, w, compute_dw=False, bias=False, **opts)
+    dx_ref = ref.conv2d_backward(f64(dy), f64(x), f64(w), bias=False, **opts)[0]
+    check_exact(dx, dx_ref, f"{what} dx (ints)")
+    yr = ops.conv2d(x, w, relu=True, **opts)
+    dxr, _, _ = ops.conv2d_backward(dy, x, w, relu_y=yr, compute_dw=False, bias=False, **opts)
+    check_exact(dxr, ref.conv2d_backward(f64(dy), f64(x), f64(w), bias=False, relu_y=f64(yr),
+                                         **opts)[0], f"{what} dx (ints, relu_y)")
+    x, w = normal(rng, xs), normal(rng, ws)
+    dy = normal(rng, y.shape)
+    dx, _, _ = ops.conv2d_backward(dy, x, w, compute_dw=False, bias=False, **opts)
+    exact = ref.conv2d_backward(f64(dy), f64(x), f64(w), bias=False, **opts)[0]
+    absd = ref.conv2d_backward(abs64(dy), abs64(x), abs64(w), bias=False, **opts)[0]
+    check_sum_close(dx, exact, absd, K * R * S, f"{what} dx")
+
+
+@pytest.mark.parametrize("c", [7, 8, 9, 16, 17])
+@pytest.mark.parametrize(("ksize", "padding"), [(1, 0), (3, 0), (3, 1), (3, 2), (5, 2), (5, 3)])
+def test_backward_data(isa: str, blocked: None, rng: np.random.Generator, c: int, ksize: int,
+                       padding: int) -> None:
+    """Stride-1 backward-data as the blocked forward of dy padded by (R-1) - pad with the
+    flipped, transposed weights; channel counts around the blocks on both sides."""
+    for n, k in ((1, 16), (3, 9)):
+        check_backward_data(rng, (n, c, 9, 10), (k, c, ksize, ksize), {"padding": padding},
+                            f"[{isa}] N={n} C={c} K={k} {ksize}x{ksize} pad {padding}")
+
+
+def test_backward_data_other_geometry(isa: str, blocked: None, rng: np.random.Generator) -> None:
+    """Asymmetric "same" padding, dilation, a padding past R-1 (not the blocked form's: another
+    form runs it), strides (likewise) and groups."""
+    cases = [((2, 9, 7, 10), (9, 9, 2, 4), {"padding": "same"}),
+             ((2, 8, 11, 9), (16, 8, 3, 3), {"padding": 2, "dilation": 2}),
+             ((1, 8, 6, 6), (8, 8, 3, 3), {"padding": 3}),
+             ((2, 8, 9, 9), (8, 8, 3, 3), {"padding": 1, "stride": 2}),
+             ((2, 8, 6, 6), (8, 4, 3, 3), {"padding": 1, "groups": 2})]
+    for xs, ws, opts in cases:
+        check_backward_data(rng, xs, ws, opts, f"[{isa}] x{xs} w{ws} {opts}")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_backward_data_nonfinite(isa: str, blocked: None, bad: float) -> None:
+    """A NaN / inf weight keeps backward-data off the padded form (the col2im GEMM keeps it
+    local); a NaN / inf in dy reaches the dx elements its taps reach, as in the reference."""
+    x = np.ones((1, 8, 5, 9), np.float32)
+    w = np.ones((8, 8, 3, 3), np.float32)
+    w[2, 3, 0, 0] = bad
+    dy = np.ones((1, 8, 5, 9), np.float32)
+    dx, _, _ = ops.conv2d_backward(dy, x, w, padding=1, compute_dw=False, bias=False)
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy, x, w, padding=1, bias=False)[0]
+    assert np.array_equal(dx, want, equal_nan=True)
+    assert np.isfinite(dx).sum() == np.isfinite(want).sum() > 0
+    w = np.ones((8, 8, 3, 3), np.float32)
+    w[4] = 0.0
+    dy[0, 4, 2, 3] = bad
+    dx, _, _ = ops.conv2d_backward(dy, x, w, padding=1, compute_dw=False, bias=False)
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy, x, w, padding=1, bias=False)[0]
+    assert np.array_equal(dx, want, equal_nan=True)
+    assert np.isfinite(dx).sum() == np.isfinite(want).sum() > 0
+
+
+@pytest.mark.parametrize("route", ["blocked", None])
+def test_backward_data_bit_identical_for_any_thread_count(isa: str, rng: np.random.Generator,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          route: str | None) -> None:
+    if route:
+        monkeypatch.setenv(ROUTE, route)
+    else:
+        monkeypatch.delenv(ROUTE, raising=False)
+    x, w = normal(rng, (3, 16, 16, 16)), normal(rng, (32, 16, 3, 3))
+    dy = normal(rng, (3, 32, 16, 16))
+    fastcnn.set_num_threads(1)
+    one = ops.conv2d_backward(dy, x, w, padding=1, compute_dw=False, bias=False)[0]
+    for n in (2, 3, 4):
+        fastcnn.set_num_threads(n)
+        got = ops.conv2d_backward(dy, x, w, padding=1, compute_dw=False, bias=False)[0]
+        check_bitwise(got, one, f"[{isa}] {route} dx: {n} threads vs 1")

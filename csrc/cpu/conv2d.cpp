@@ -322,7 +322,8 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     // the wide form multiplies the padding's zeros by every weight: finite weights only
     const bool w_finite = all_finite(w, p.K * p.Cg() * p.R * p.S);
     const ConvRoute route = route_backward_data(p, w_finite);
-    if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
+    if (route.blocked) conv2d_blocked_backward_data(plain_dy(), w, dx, p);
+    else if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
     else backward_data_col2im(plain_dy(), w, dx, p, route.imgs);
   }
   bool db_done = false;

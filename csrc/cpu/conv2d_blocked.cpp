@@ -184,4 +184,32 @@ void conv2d_blocked_forward(const float* x, const float* w, const float* b, floa
   }, nt);
 }
 
+Conv2dParams blocked_bwd_data_params(const Conv2dParams& p) {
+  Conv2dParams q;
+  q.N = p.N, q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.R = p.R, q.S = p.S, q.P = p.H;
+  q.Q = p.W, q.dil_h = p.dil_h, q.dil_w = p.dil_w, q.groups = 1;
+  const int64_t eh = (p.R - 1) * p.dil_h, ew = (p.S - 1) * p.dil_w;
+  q.pad_top = eh - p.pad_top, q.pad_bottom = eh - p.pad_bottom;
+  q.pad_left = ew - p.pad_left, q.pad_right = ew - p.pad_right;
+  return q;
+}
+
+bool blocked_bwd_data_applicable(const Conv2dParams& p) {
+  return p.stride_h == 1 && p.stride_w == 1 && p.groups == 1 && p.H > 0 && p.W > 0 &&
+         blocked_fwd_applicable(blocked_bwd_data_params(p));
+}
+
+void conv2d_blocked_backward_data(const float* dy, const float* w, float* dx,
+                                  const Conv2dParams& p) {
+  const int64_t RS = p.R * p.S;
+  std::vector<float> wt(static_cast<size_t>(p.K * p.C * RS));
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t c = 0; c < p.C; ++c) {
+      const float* src = w + (k * p.C + c) * RS;
+      float* dst = wt.data() + (c * p.K + k) * RS;
+      for (int64_t t = 0; t < RS; ++t) dst[t] = src[RS - 1 - t];
+    }
+  conv2d_blocked_forward(dy, wt.data(), nullptr, dx, blocked_bwd_data_params(p), 0);
+}
+
 }  // namespace fastcnn::cpu

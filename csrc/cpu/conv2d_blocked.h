@@ -23,4 +23,14 @@ bool blocked_fwd_applicable(const Conv2dParams& p);
 void conv2d_blocked_forward(const float* x, const float* w, const float* b, float* y,
                             const Conv2dParams& p, int relu);
 
+// Backward-data of a stride-1, groups = 1 convolution as the same forward: dx (N, C, H, W) =
+// dy (N, K, P, Q) padded by (R-1)*dil - pad on each side, correlated with the flipped, transposed
+// weights wt[c, k, r, s] = w[k, c, R-1-r, S-1-s]. Needs every (R-1)*dil - pad >= 0, and finite
+// weights for the reference's locality (the padding's zeros meet every weight).
+bool blocked_bwd_data_applicable(const Conv2dParams& p);
+// The forward problem that pass runs (C and K swapped, P x Q -> H x W, pads (R-1)*dil - pad).
+Conv2dParams blocked_bwd_data_params(const Conv2dParams& p);
+void conv2d_blocked_backward_data(const float* dy, const float* w, float* dx,
+                                  const Conv2dParams& p);
+
 }  // namespace fastcnn::cpu

@@ -199,7 +199,7 @@ double gemm_wgrad_cost(const Conv2dParams& p) {
 }
 
 bool blocked_fwd_wins(const Conv2dParams& p) {
-  if (!blocked_fwd_applicable(p)) return false;
+  if (!blocked_fwd_applicable(p) || kernels().isa == Isa::generic) return false;
   if (p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1) return false;  // a plain GEMM
   const int64_t VL = kernels().blocked_vl;
   if (round_up(p.C, VL) > kBlockedMaxTail * p.C || round_up(p.K, VL) > kBlockedMaxTail * p.K)
@@ -231,6 +231,11 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   int64_t forced = 0;
   const Override o = route_override(&forced);
   if (o == Override::legacy) return {can_wide, false, 1};
+  // the blocked form: the forward of the transposed problem, finite weights only (as the wide)
+  const bool can_blocked = w_finite && blocked_bwd_data_applicable(p);
+  if (can_blocked && (o == Override::blocked ||
+                      (o == Override::none && blocked_fwd_wins(blocked_bwd_data_params(p)))))
+    return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
   if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_bwd_data_cost(p) <= gemm_bwd_data_cost(p, imgs))

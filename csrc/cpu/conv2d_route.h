@@ -11,7 +11,8 @@ namespace fastcnn::cpu {
 
 struct ConvRoute {
   bool wide = false;  // the wide-grid direct convolution; else the implicit GEMM
-  bool blocked = false;  // forward only: the blocked direct convolution (conv2d_blocked.cpp)
+  // the blocked direct convolution (conv2d_blocked.cpp): the forward, or backward-data of stride 1
+  bool blocked = false;
   // GEMM: images whose (image, pixel) columns form one problem's N dimension; wide: images side
   // by side in one grid (WideConv::imgs)
   int64_t imgs = 1;
