@@ -73,11 +73,12 @@ def main() -> None:
         flops = 2.0 * y.size * c * r * r
         fns: dict[str, Callable[[], Any]] = {}
         for rt in routes:
-            fns[rt] = lambda: ops.conv2d(x, w, b, stride=s, padding=pad)
+            fns[rt] = lambda x=x, w=w, b=b, s=s, pad=pad: ops.conv2d(x, w, b, stride=s,
+                                                                     padding=pad)
         if torch is not None:
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
 
-            def tf() -> Any:
+            def tf(tx: Any = tx, tw: Any = tw, tb: Any = tb, s: int = s, pad: int = pad) -> Any:
                 with torch.no_grad():
                     return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=pad)
             fns["torch"] = tf

@@ -227,7 +227,7 @@ def check_backward_data(rng: np.random.Generator, xs: tuple[int, ...], ws: tuple
                         opts: dict[str, Any], what: str) -> None:
     """dx (plain and through the forward's ReLU) against the reference: integers exactly,
     normals within the tolerance."""
-    K, C, R, S = ws
+    K, _, R, S = ws
     x, w = small_ints(rng, xs), small_ints(rng, ws)
     y = ops.conv2d(x, w, **opts)
     dy = small_ints(rng, y.shape)

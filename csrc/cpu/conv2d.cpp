@@ -1,6 +1,6 @@
 // conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver,
-// or on the wide grid (conv2d_wide.cpp) or, forward only, as the blocked direct convolution
-// (conv2d_blocked.cpp) where conv2d_route.cpp's shape rule says so.
+// or on the wide grid (conv2d_wide.cpp) or, for the forward and stride-1 backward-data, as the
+// blocked direct convolution (conv2d_blocked.cpp) where conv2d_route.cpp's shape rule says so.
 //
 // GEMM forms, over blocks of B images (B = conv2d_route.cpp's imgs: 1 for planes of >= 240
 // pixels; for small planes several, so that a problem's columns fill the micro-kernel's NR):

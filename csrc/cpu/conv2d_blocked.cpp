@@ -1,6 +1,7 @@
 // conv2d_blocked.cpp -- the forward convolution as a direct convolution over blocked activations
 // (oneDNN's nChw8c on AVX2 / generic, nChw16c on AVX-512), conv2d.cpp's third form next to the
-// wide grid and the implicit GEMM (conv2d_route.cpp chooses).
+// wide grid and the implicit GEMM (conv2d_route.cpp chooses); stride-1 backward-data runs as the
+// same forward on dy with the flipped, transposed weights (pads (R-1)*dil - pad, end of file).
 //
 // Layouts (VL = kernels().blocked_vl, Cb = ceil(C / VL), Kb = ceil(K / VL)):
 //   weights  wb[kb][cb][r][s][c][k] = w[kb*VL + k, cb*VL + c, r, s], zero past K and C: one
@@ -28,8 +29,10 @@
 // the useful K/VL * P*Q / 2 cycles, times Cb*VL / C (the channel tail's zero lanes). The
 // cheapest (O, N) with O <= blocked_max_ocb, N <= min(blocked_max_nc, blocked_max_acc / O)
 // wins (the larger tile on a tie). AVX2, P*Q = 1024 / 256 / 64:
-//   K = 16 (Kb = 2)  2 x 6: step 6 for 12 FMAs, cost 1.00 (1 x 8: 1.13, 2 x 4: 1.25)
-//   K = 32, 64       2 x 6 (1.00); K = 8: 1 x 8 (1.13); K = 24: 3 x 4 (1.00)
+//   K = 16 (Kb = 2)  2 x 6: step 6 for 12 FMAs, cost 1.00 (1 x 8 and 2 x 4: step 5 for 8, 1.25)
+//   K = 32, 64       2 x 6 (1.00); K = 8: 1 x 8 (1.25); K = 24: 3 x 4 (1.00)
+// AVX-512 (budget 24 accumulators): K = 16: 1 x 16 (step 8.5 for 16 FMAs, 1.06); K = 32: 2 x 12;
+// K = 64: 2 x 12 (1.00; 4 x 6 ties).
 // The band: the largest number of output rows whose input rows fit 128 Ki floats of scratch
 // (L2), and no more than ceil(P / ceil(4 * threads / N)) so a small batch still spreads.
 #include "cpu/conv2d_blocked.h"

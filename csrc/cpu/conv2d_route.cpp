@@ -1,6 +1,6 @@
 // conv2d_route.cpp -- the shape rule that picks each convolution pass's form (conv2d_route.h).
 //
-// Both forms run the ISA's MR x NR register tile (avx2 4 x 24, avx512 8 x 48, generic 4 x 8)
+// The wide grid and the GEMM run the ISA's MR x NR register tile (avx2 4 x 24, avx512 8 x 48, generic 4 x 8)
 // over the same multiply-adds; they differ in how many columns of that tile are wasted and in
 // what feeds it. Costs are "columns computed per useful column + packing", in flops per flop:
 //  * wide grid (conv2d_wide.cpp): the outputs of a plane are numbered on the padded grid and
@@ -50,9 +50,30 @@
 // every shape above (64->64 @8x8: 1.25 against 1.79); the GEMM only where the wide tile is
 // mostly empty and the grid wasteful (4 output channels on a 4x4 plane: 16 against 14.7).
 //
+// The blocked direct convolution (conv2d_blocked.cpp: channel blocks of VL = 8 / 16, the
+// padding and channel tail as real zeros, accumulators stored straight into NCHW) runs the
+// forward, and stride-1 backward-data as the forward of the transposed problem (finite weights
+// only, as the wide form), before both forms above wherever blocked_fwd_wins(p):
+//   groups = 1 and pads >= 0 (for backward-data: (R-1)*dil - pad >= 0); not 1x1 / 1 (a plain
+//   GEMM with no gather: 1x1 64->64 @8 measured 0.97x); channel blocks padded by at most 8x on
+//   both sides (the worst case measured, 1->32 @28, still wins on AVX2); >= 4 MFLOP (below, calls
+//   of <= ~0.1 ms where it measured 1.02-1.16x and its per-call weight reorder and scratch
+//   weigh most; ResNet-20's smallest 3x3 layer at batch 1 is 4.7 MFLOP); not the generic ISA
+//   (its scalar tile kernel can't keep the tile in SSE registers: 3-4x slower than the wide form).
+// Its tile (ocb x nc) comes from its own cost rule (conv2d_blocked.cpp). Measured on AVX2 (AMD
+// EPYC, 1 thread, CPU time, a loaded machine), blocked against the better of wide / GEMM:
+//   forward    16->16 @32 1.36x, 32->32 @16 1.25x, 64->64 @8 1.39x, 16->32 @32/2 2.3x,
+//              32->64 @16/2 1.9x, seeds 32->64 @26 1.29x; 8->8 @32 1.35x, 3->16 @32 1.23x,
+//              1->32 @28 1.29x, 1x1 16->32 /2 1.05x (benchmarks/run_conv_blocked_ab.py)
+//   bwd-data   16->16 @32 1.64x, 32->32 @16 1.38x, 64->64 @8 1.36x, seeds 1.25x
+// Every output is still one fixed-order sum whatever the thread count (the rule reads only the
+// shape and the ISA), so results stay bit-identical for any thread count.
+//
 // FASTCNN_CONV_ROUTE (private, for A/B benchmarks and tests; read on every call): "legacy" the
 // routing before this rule (wide wherever applicable, one image per GEMM problem), "wide" the
-// wide form wherever applicable, "gemm" the GEMM form everywhere; unset: the rule.
+// wide form wherever applicable, "gemm" the GEMM form everywhere, "blocked" the blocked form
+// wherever it applies (forward; stride-1 backward-data with finite weights), the rule elsewhere;
+// unset: the rule.
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>

@@ -1,5 +1,6 @@
-// conv2d_route.h -- which form runs each pass of a convolution: the wide grid (conv2d_wide.cpp)
-// or the implicit GEMM (conv2d.cpp), and how many images one GEMM problem's columns span. The
+// conv2d_route.h -- which form runs each pass of a convolution: the blocked direct convolution
+// (conv2d_blocked.cpp; forward and stride-1 backward-data), the wide grid (conv2d_wide.cpp) or the
+// implicit GEMM (conv2d.cpp), and how many images one GEMM problem's columns span. The
 // choice is a rule on the shape and the active ISA's register tile (kernels().mr x nr), never a
 // timing; conv2d_route.cpp holds the rule and its napkin maths.
 #pragma once
