@@ -173,11 +173,12 @@ void conv2d_blocked_forward(const float* x, const float* w, const float* b, floa
         a.bias = b ? bb.get() + kb0 * VL : nullptr;
         a.kvalid = std::min(p.K - kb0 * VL, a.ocb * VL);
         float* yk = y + (n * p.K + kb0 * VL) * PQ;
+        int64_t op = p0, oq = 0;  // the next tile's first pixel (no division per pixel)
         for (int64_t j0 = q0; j0 < q1; j0 += nc) {
           a.nc = std::min(nc, q1 - j0);
           for (int64_t j = 0; j < a.nc; ++j) {
-            const int64_t op = (j0 + j) / p.Q, oq = (j0 + j) % p.Q;
             a.in[j] = xs + ((op - p0) * p.stride_h * Wp + oq * p.stride_w) * VL;
+            if (++oq == p.Q) oq = 0, ++op;
           }
           a.y = yk + j0;
           kernel(a);
