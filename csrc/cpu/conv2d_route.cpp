@@ -61,11 +61,12 @@
 //   weigh most; ResNet-20's smallest 3x3 layer at batch 1 is 4.7 MFLOP); not the generic ISA
 //   (its scalar tile kernel can't keep the tile in SSE registers: 3-4x slower than the wide form).
 // Its tile (ocb x nc) comes from its own cost rule (conv2d_blocked.cpp). Measured on AVX2 (AMD
-// EPYC, 1 thread, CPU time, a loaded machine), blocked against the better of wide / GEMM:
-//   forward    16->16 @32 1.36x, 32->32 @16 1.25x, 64->64 @8 1.39x, 16->32 @32/2 2.3x,
-//              32->64 @16/2 1.9x, seeds 32->64 @26 1.29x; 8->8 @32 1.35x, 3->16 @32 1.23x,
-//              1->32 @28 1.29x, 1x1 16->32 /2 1.05x (benchmarks/run_conv_blocked_ab.py)
-//   bwd-data   16->16 @32 1.64x, 32->32 @16 1.38x, 64->64 @8 1.36x, seeds 1.25x
+// EPYC, 1 thread, CPU time, interleaved medians, a machine loaded ~6x), blocked against the
+// better of wide / GEMM (benchmarks/run_conv_blocked_ab.py; batch 128, seeds 64):
+//   forward    16->16 @32 1.37x, 32->32 @16 1.46x, 64->64 @8 1.37x, 16->32 @32/2 2.16x,
+//              32->64 @16/2 1.70x, seeds 32->64 @26 1.36x; 8->8 @32 1.35x, 3->16 @32 1.23x,
+//              1->32 @28 1.29x, 1x1 16->32 /2 1.05x
+//   bwd-data   16->16 @32 1.38x, 32->32 @16 1.35x, 64->64 @8 1.49x, seeds 1.15x
 // Every output is still one fixed-order sum whatever the thread count (the rule reads only the
 // shape and the ISA), so results stay bit-identical for any thread count.
 //
