@@ -1,5 +1,6 @@
 // conv2d.cpp -- 2-D convolution, forward and backward, as implicit GEMMs on the packed driver,
-// or on the wide grid (conv2d_wide.cpp) where conv2d_route.cpp's shape rule says so.
+// or on the wide grid (conv2d_wide.cpp) or, for the forward and stride-1 backward-data, as the
+// blocked direct convolution (conv2d_blocked.cpp) where conv2d_route.cpp's shape rule says so.
 //
 // GEMM forms, over blocks of B images (B = conv2d_route.cpp's imgs: 1 for planes of >= 240
 // pixels; for small planes several, so that a problem's columns fill the micro-kernel's NR):
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "cpu/buffer.h"
+#include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_route.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
@@ -68,6 +70,10 @@ void for_each_image(int64_t j0, int64_t nc, int64_t PQ, int64_t nimg, F&& f) {
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, int relu) {
   const ConvRoute route = route_forward(p);
+  if (route.blocked) {
+    conv2d_blocked_forward(x, w, b, y, p, relu);
+    return;
+  }
   if (route.wide) {
     WideConv cv;
     cv.x = x, cv.w = w, cv.b = b, cv.y = y;
@@ -316,7 +322,8 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     // the wide form multiplies the padding's zeros by every weight: finite weights only
     const bool w_finite = all_finite(w, p.K * p.Cg() * p.R * p.S);
     const ConvRoute route = route_backward_data(p, w_finite);
-    if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
+    if (route.blocked) conv2d_blocked_backward_data(plain_dy(), w, dx, p);
+    else if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
     else backward_data_col2im(plain_dy(), w, dx, p, route.imgs);
   }
   bool db_done = false;

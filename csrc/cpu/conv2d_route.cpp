@@ -1,6 +1,6 @@
 // conv2d_route.cpp -- the shape rule that picks each convolution pass's form (conv2d_route.h).
 //
-// Both forms run the ISA's MR x NR register tile (avx2 4 x 24, avx512 8 x 48, generic 4 x 8)
+// The wide grid and the GEMM run the ISA's MR x NR register tile (avx2 4 x 24, avx512 8 x 48, generic 4 x 8)
 // over the same multiply-adds; they differ in how many columns of that tile are wasted and in
 // what feeds it. Costs are "columns computed per useful column + packing", in flops per flop:
 //  * wide grid (conv2d_wide.cpp): the outputs of a plane are numbered on the padded grid and
@@ -50,15 +50,38 @@
 // every shape above (64->64 @8x8: 1.25 against 1.79); the GEMM only where the wide tile is
 // mostly empty and the grid wasteful (4 output channels on a 4x4 plane: 16 against 14.7).
 //
+// The blocked direct convolution (conv2d_blocked.cpp: channel blocks of VL = 8 / 16, the
+// padding and channel tail as real zeros, accumulators stored straight into NCHW) runs the
+// forward, and stride-1 backward-data as the forward of the transposed problem (finite weights
+// only, as the wide form), before both forms above wherever blocked_fwd_wins(p):
+//   groups = 1 and pads >= 0 (for backward-data: (R-1)*dil - pad >= 0); not 1x1 / 1 (a plain
+//   GEMM with no gather: 1x1 64->64 @8 measured 0.97x); channel blocks padded by at most 8x on
+//   both sides (the worst case measured, 1->32 @28, still wins on AVX2); >= 4 MFLOP (below, calls
+//   of <= ~0.1 ms where it measured 1.02-1.16x and its per-call weight reorder and scratch
+//   weigh most; ResNet-20's smallest 3x3 layer at batch 1 is 4.7 MFLOP); not the generic ISA
+//   (its scalar tile kernel can't keep the tile in SSE registers: 3-4x slower than the wide form).
+// Its tile (ocb x nc) comes from its own cost rule (conv2d_blocked.cpp). Measured on AVX2 (AMD
+// EPYC, 1 thread, CPU time, interleaved medians, a machine loaded ~6x), blocked against the
+// better of wide / GEMM (benchmarks/run_conv_blocked_ab.py; batch 128, seeds 64):
+//   forward    16->16 @32 1.37x, 32->32 @16 1.46x, 64->64 @8 1.37x, 16->32 @32/2 2.16x,
+//              32->64 @16/2 1.70x, seeds 32->64 @26 1.36x; 8->8 @32 1.35x, 3->16 @32 1.23x,
+//              1->32 @28 1.29x, 1x1 16->32 /2 1.05x
+//   bwd-data   16->16 @32 1.38x, 32->32 @16 1.35x, 64->64 @8 1.49x, seeds 1.15x
+// Every output is still one fixed-order sum whatever the thread count (the rule reads only the
+// shape and the ISA), so results stay bit-identical for any thread count.
+//
 // FASTCNN_CONV_ROUTE (private, for A/B benchmarks and tests; read on every call): "legacy" the
 // routing before this rule (wide wherever applicable, one image per GEMM problem), "wide" the
-// wide form wherever applicable, "gemm" the GEMM form everywhere; unset: the rule.
+// wide form wherever applicable, "gemm" the GEMM form everywhere, "blocked" the blocked form
+// wherever it applies (forward; stride-1 backward-data with finite weights), the rule elsewhere;
+// unset: the rule.
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/kernels.h"
 
@@ -71,17 +94,22 @@ constexpr int64_t kMinProblems = 16;  // batched problems a batch is cut into, a
 constexpr int64_t kMaxSide = 16;      // images side by side on one wide grid, at most
 constexpr int64_t kWideScratch = int64_t{1} << 16;  // conv2d_wide.cpp's band scratch (floats)
 constexpr double kSideGain = 1.04;    // batch the wide grid when that saves >= 4 % of its cost
+// the blocked forward (conv2d_blocked.cpp): problems of at least kBlockedMinFlops, channel
+// blocks padded by at most kBlockedMaxTail x (see the header)
+constexpr double kBlockedMinFlops = 4.0e6;
+constexpr int64_t kBlockedMaxTail = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-enum class Override { none, legacy, wide, gemm };
+enum class Override { none, legacy, wide, gemm, blocked };
 
 // FASTCNN_CONV_ROUTE: "legacy", "wide[:B]", "gemm[:B]" (B: images per grid / problem), else none
 Override route_override(int64_t* imgs = nullptr) {
   const char* v = std::getenv("FASTCNN_CONV_ROUTE");
   if (!v) return Override::none;
   if (std::strcmp(v, "legacy") == 0) return Override::legacy;
+  if (std::strcmp(v, "blocked") == 0) return Override::blocked;
   Override o = Override::none;
   if (std::strncmp(v, "wide", 4) == 0) o = Override::wide, v += 4;
   else if (std::strncmp(v, "gemm", 4) == 0) o = Override::gemm, v += 4;
@@ -192,16 +220,29 @@ double gemm_wgrad_cost(const Conv2dParams& p) {
          2.0 * kPackCost / (2.0 * double(Kg)) + kPackCost / (2.0 * double(CRS));
 }
 
+bool blocked_fwd_wins(const Conv2dParams& p) {
+  if (!blocked_fwd_applicable(p) || kernels().isa == Isa::generic) return false;
+  if (p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1) return false;  // a plain GEMM
+  const int64_t VL = kernels().blocked_vl;
+  if (round_up(p.C, VL) > kBlockedMaxTail * p.C || round_up(p.K, VL) > kBlockedMaxTail * p.K)
+    return false;
+  const double flops = 2.0 * double(p.N) * double(p.K) * double(p.C) * double(p.R * p.S) *
+                       double(p.P * p.Q);
+  return flops >= kBlockedMinFlops;
+}
+
 ConvRoute route_forward(const Conv2dParams& p) {
   int64_t forced = 0;
   const Override o = route_override(&forced);
   const bool can_wide = wide_fwd_applicable(p);
-  if (o == Override::legacy) return {can_wide, 1};
+  if (o == Override::legacy) return {can_wide, false, 1};
+  if (o == Override::blocked && blocked_fwd_applicable(p)) return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::gemm || !can_wide) return {false, imgs};
+  if (o == Override::none && blocked_fwd_wins(p)) return {false, true, 1};
+  if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_fwd_cost(p) <= gemm_fwd_cost(p, imgs))
-    return {true, forced ? forced : wide_fwd_images(p)};
-  return {false, imgs};
+    return {true, false, forced ? forced : wide_fwd_images(p)};
+  return {false, false, imgs};
 }
 
 ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
@@ -211,12 +252,17 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   const bool can_wide = wide_conv_applicable(p) && 2 * rows <= 3 * Cg && w_finite;
   int64_t forced = 0;
   const Override o = route_override(&forced);
-  if (o == Override::legacy) return {can_wide, 1};
+  if (o == Override::legacy) return {can_wide, false, 1};
+  // the blocked form: the forward of the transposed problem, finite weights only (as the wide)
+  const bool can_blocked = w_finite && blocked_bwd_data_applicable(p);
+  if (can_blocked && (o == Override::blocked ||
+                      (o == Override::none && blocked_fwd_wins(blocked_bwd_data_params(p)))))
+    return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::gemm || !can_wide) return {false, imgs};
+  if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_bwd_data_cost(p) <= gemm_bwd_data_cost(p, imgs))
-    return {true, forced ? forced : wide_bwd_data_images(p)};
-  return {false, imgs};
+    return {true, false, forced ? forced : wide_bwd_data_images(p)};
+  return {false, false, imgs};
 }
 
 bool route_wgrad_wide(const Conv2dParams& p) {

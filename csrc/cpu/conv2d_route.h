@@ -1,5 +1,6 @@
-// conv2d_route.h -- which form runs each pass of a convolution: the wide grid (conv2d_wide.cpp)
-// or the implicit GEMM (conv2d.cpp), and how many images one GEMM problem's columns span. The
+// conv2d_route.h -- which form runs each pass of a convolution: the blocked direct convolution
+// (conv2d_blocked.cpp; forward and stride-1 backward-data), the wide grid (conv2d_wide.cpp) or the
+// implicit GEMM (conv2d.cpp), and how many images one GEMM problem's columns span. The
 // choice is a rule on the shape and the active ISA's register tile (kernels().mr x nr), never a
 // timing; conv2d_route.cpp holds the rule and its napkin maths.
 #pragma once
@@ -11,6 +12,8 @@ namespace fastcnn::cpu {
 
 struct ConvRoute {
   bool wide = false;  // the wide-grid direct convolution; else the implicit GEMM
+  // the blocked direct convolution (conv2d_blocked.cpp): the forward, or backward-data of stride 1
+  bool blocked = false;
   // GEMM: images whose (image, pixel) columns form one problem's N dimension; wide: images side
   // by side in one grid (WideConv::imgs)
   int64_t imgs = 1;
@@ -27,6 +30,9 @@ bool route_wgrad_wide(const Conv2dParams& p);
 // The cost estimates behind the rule, in "computed micro-kernel flops + packing, per useful
 // flop" (>= 1; exposed for the header's tables and tests of the rule's monotonicity).
 double wide_fwd_cost(const Conv2dParams& p);
+// Whether the forward of p runs as the blocked direct convolution (conv2d_blocked.cpp) under
+// the rule (conv2d_route.cpp's header).
+bool blocked_fwd_wins(const Conv2dParams& p);
 double gemm_fwd_cost(const Conv2dParams& p, int64_t imgs);
 double wide_bwd_data_cost(const Conv2dParams& p);
 double gemm_bwd_data_cost(const Conv2dParams& p, int64_t imgs);

@@ -24,7 +24,10 @@ namespace {
         /* activation family (issue 17) */                                                 \
         ns::sigmoid_fwd, ns::sigmoid_bwd, ns::tanh_fwd, ns::tanh_bwd, ns::leaky_relu_fwd,   \
         ns::leaky_relu_bwd, ns::gelu_fwd, ns::gelu_bwd, ns::gelu_tanh_fwd,                  \
-        ns::gelu_tanh_bwd, ns::silu_fwd, ns::silu_bwd                                       \
+        ns::gelu_tanh_bwd, ns::silu_fwd, ns::silu_bwd,                                      \
+        /* blocked direct convolution (issue 16) */                                         \
+        ns::conv2d_blocked, ns::kBlockedVL, ns::kBlockedMaxOCB, ns::kBlockedMaxNC,          \
+        ns::kBlockedMaxAcc                                                                  \
   }
 
 const KernelTable& table_for(Isa isa) {

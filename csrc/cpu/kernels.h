@@ -165,6 +165,34 @@ using LeakyReluFwdFn = void (*)(const float* x, float* y, int64_t n, float slope
 using LeakyReluBwdFn = void (*)(const float* dy, const float* x, float* dx, int64_t n,
                                 float slope);
 
+// ---- blocked direct convolution (conv2d_blocked.cpp drives it; issue 16) ----------------------
+// Activations in channel blocks of VL (kBlockedVL: generic 8, avx2 8, avx512 16): an input plane
+// is (cblocks, rows, cols, VL) with the padding written as zeros; weights (kb, cb, tap, c, k),
+// VL x VL per (kb, cb, tap). One call computes a tile of `nc` consecutive output pixels (of the
+// flattened p*Q + q numbering: a tile may wrap to the next output row) by `ocb` output-channel
+// blocks of VL:
+//   acc[o][j][k] = sum over cb < cblocks, t < taps, c < VL (in that order, one FMA each, from 0)
+//                  of w[o*w_ob_stride + (cb*taps + t)*VL*VL + c*VL + k]
+//                   * in[j][cb*in_cb_stride + tap_off[t] + c]
+//   v = acc + (bias ? bias[o*VL + k] : 0); v = relu ? max(v, 0) (NaN kept) : v
+//   y[(o*VL + k)*y_ch_stride + j] = v   for o*VL + k < kvalid, j < nc
+// 1 <= ocb <= kBlockedMaxOCB; nc >= 1 (the kernel splits nc above its register budget).
+constexpr int kBlockedMaxNC = 16;
+struct Conv2dBlockedArgs {
+  const float* in[kBlockedMaxNC];  // per output column: its input window's first element
+  int64_t nc = 0, ocb = 0;
+  const float* w = nullptr;        // the first oc block's weights
+  int64_t w_ob_stride = 0;         // floats from one oc block's weights to the next
+  int64_t cblocks = 0, in_cb_stride = 0;
+  const int64_t* tap_off = nullptr;  // taps offsets (floats) inside a channel block
+  int64_t taps = 0;
+  const float* bias = nullptr;     // ocb*VL values (zero-padded) or null
+  int relu = 0;
+  float* y = nullptr;              // output channel 0 of the tile, pixel 0
+  int64_t y_ch_stride = 0, kvalid = 0;
+};
+using Conv2dBlockedFn = void (*)(const Conv2dBlockedArgs& a);
+
 struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
@@ -213,6 +241,10 @@ struct KernelTable {
   ActBwdFn gelu_tanh_bwd;
   ActFwdFn silu_fwd;
   ActBwdFn silu_bwd;
+  // blocked direct convolution (issue 16): the tile kernel, VL, and the register budget
+  // (ocb <= blocked_max_ocb, nc <= blocked_max_nc, ocb*nc <= blocked_max_acc per call)
+  Conv2dBlockedFn conv2d_blocked;
+  int blocked_vl, blocked_max_ocb, blocked_max_nc, blocked_max_acc;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -289,6 +321,9 @@ struct KernelTable {
   void gelu_tanh_bwd(const float* dy, const float* x, float* dx, int64_t n);                    \
   void silu_fwd(const float* x, float* y, int64_t n);                                           \
   void silu_bwd(const float* dy, const float* x, float* dx, int64_t n);                         \
+  /* blocked direct convolution (issue 16) */                                                   \
+  void conv2d_blocked(const Conv2dBlockedArgs& a);                                              \
+  extern const int kBlockedVL, kBlockedMaxOCB, kBlockedMaxNC, kBlockedMaxAcc;                  \
                                                                                                 \
                                                                                                 \
   }

@@ -1,0 +1,108 @@
+"""A/B of the blocked direct convolution (csrc/cpu/conv2d_blocked.cpp) on the forward pass.
+
+ResNet-20's 3x3 layers at batch 128 and the seeds' conv2 (32->64, 26x26, batch 64), timed under
+FASTCNN_CONV_ROUTE=blocked, the other forms ("wide", "gemm") and the rule (unset), interleaved
+in one process (the order reversed every other round), with PyTorch's forward alongside at the
+same thread count; medians in ms, GFLOP/s and % of the FMA peak (--peak GFLOP/s per thread;
+default: the clock in /proc/cpuinfo x 32 flops a cycle, AVX2's 2 FMA ports x 8 lanes x 2).
+
+    python benchmarks/run_conv_blocked_ab.py --routes rule,blocked --threads 1 --repeats 9 --cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import fastcnn
+from fastcnn import ops
+
+# name, N, C, H (= W), K, kernel, stride, padding
+SHAPES = [
+    ("16->16 @32", 128, 16, 32, 16, 3, 1, 1),
+    ("32->32 @16", 128, 32, 16, 32, 3, 1, 1),
+    ("64->64 @8", 128, 64, 8, 64, 3, 1, 1),
+    ("16->32 @32/2", 128, 16, 32, 32, 3, 2, 1),
+    ("32->64 @16/2", 128, 32, 16, 64, 3, 2, 1),
+    ("seeds 32->64 @26", 64, 32, 26, 64, 3, 1, 0),
+]
+
+
+def _clock_ghz() -> float:
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
+        return max(mhz) / 1e3 if mhz else 0.0
+    except OSError:
+        return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--routes", default="rule,blocked")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--cpu", action="store_true", help="process CPU time instead of wall time")
+    ap.add_argument("--peak", type=float, default=None, help="GFLOP/s of one thread's FMA peak")
+    ap.add_argument("--only", default=None, help="comma-separated shape names")
+    args = ap.parse_args()
+    routes = args.routes.split(",")
+    clock = time.process_time if args.cpu else time.perf_counter
+    fastcnn.set_num_threads(args.threads)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+    peak = (args.peak or _clock_ghz() * 32.0) * args.threads
+    print(f"{args.threads} thread(s), {'CPU' if args.cpu else 'wall'} time, peak {peak:.1f} "
+          f"GFLOP/s, ISA {fastcnn.info().get('isa')}, load average {os.getloadavg()}")
+    rng = np.random.default_rng(0)
+    for name, n, c, h, k, r, s, pad in SHAPES:
+        if args.only and name not in args.only.split(","):
+            continue
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = rng.standard_normal((k, c, r, r), dtype=np.float32) * np.float32(0.1)
+        b = rng.standard_normal(k, dtype=np.float32)
+        y = ops.conv2d(x, w, b, stride=s, padding=pad)
+        flops = 2.0 * y.size * c * r * r
+        fns: dict[str, Callable[[], Any]] = {}
+        for rt in routes:
+            fns[rt] = lambda x=x, w=w, b=b, s=s, pad=pad: ops.conv2d(x, w, b, stride=s,
+                                                                     padding=pad)
+        if torch is not None:
+            tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+
+            def tf(tx: Any = tx, tw: Any = tw, tb: Any = tb, s: int = s, pad: int = pad) -> Any:
+                with torch.no_grad():
+                    return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=pad)
+            fns["torch"] = tf
+        times: dict[str, list[float]] = {key: [] for key in fns}
+        keys = list(fns)
+        for it in range(args.repeats + 1):  # round 0: warm-up
+            for key in keys if it % 2 == 0 else keys[::-1]:
+                if key in ("rule", "torch"):
+                    os.environ.pop("FASTCNN_CONV_ROUTE", None)
+                else:
+                    os.environ["FASTCNN_CONV_ROUTE"] = key
+                t = clock()
+                fns[key]()
+                t = clock() - t
+                if it:
+                    times[key].append(t)
+        os.environ.pop("FASTCNN_CONV_ROUTE", None)
+        med = {key: float(np.median(v)) for key, v in times.items()}
+        cells = "  ".join(f"{key}={med[key] * 1e3:7.2f}ms {flops / med[key] / 1e9:6.1f}GF/s "
+                          f"{100 * flops / med[key] / 1e9 / peak:4.0f}%" for key in keys)
+        ratio = (" ".join(f"torch/{rt}={med['torch'] / med[rt]:.2f}" for rt in routes)
+                 if "torch" in med else "")
+        print(f"{name:17s} {cells}  {ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
