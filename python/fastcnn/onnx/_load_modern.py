@@ -201,13 +201,13 @@ def _is(value: float | None, want: float) -> bool:
 
 
 def match_activation(nodes: Sequence[Any], i: int, current: str, consts: dict[str, np.ndarray],
-                     graph_output: str) -> tuple[str, int] | None:
+                     graph_outputs: frozenset[str]) -> tuple[str, int] | None:
     """Whether the non-Constant nodes from ``nodes[i]`` on, applied to ``current``, are the
     subgraph of SiLU (``Sigmoid``, ``Mul``) or of exact GELU (``Div`` / ``Mul``, ``Erf``,
     ``Add``, ``Mul``, ``Mul``), each intermediate tensor used by the next node only:
     ``(activation, index of the subgraph's last node)``, or None."""
     uses = Counter(n for node in nodes for n in node.input)
-    uses[graph_output] += 1
+    uses.update(graph_outputs)
     seq = [(j, node) for j, node in enumerate(nodes) if j >= i and node.op_type != "Constant"]
 
     def op(k: int, kind: str) -> Any:
@@ -223,7 +223,7 @@ def match_activation(nodes: Sequence[Any], i: int, current: str, consts: dict[st
         return ins[0]
 
     def private(node: Any) -> bool:  # its output feeds exactly one node, not the graph output
-        return uses[node.output[0]] == 1 and node.output[0] != graph_output
+        return uses[node.output[0]] == 1 and node.output[0] not in graph_outputs
 
     sig, mul = op(0, "Sigmoid"), op(1, "Mul")
     if sig is not None and mul is not None and list(sig.input) == [current] and private(sig) \
