@@ -184,14 +184,15 @@ class Functional(Model):
         return self._graph[self._out_nodes[0]].layer  # type: ignore[no-any-return]
 
     def _nodes(self) -> tuple[list[tuple[_layers.Layer | None, tuple[int, ...]]], int]:
-        """The graph for the exporters: ``(layer, input node indices)`` per node in order
-        (``None`` for the model's input), and the output node's index. ValueError for a model
-        with several inputs or outputs (the exporters take one of each)."""
+        """The graph as ``(layer, input node indices)`` per node in order (``None`` for the
+        model's input), and the output node's index, for a model with one input and one
+        output (ValueError otherwise; the exporters use :func:`fastcnn._flat.flatten`, which
+        takes any model)."""
         if self._multi_in or self._multi_out:
             raise ValueError(f"model {self.name!r} has {len(self._in_nodes)} input(s) and "
-                             f"{len(self._out_nodes)} output(s) {self.output_names}: the ONNX "
-                             f"and PyTorch exporters take models with one input and one "
-                             f"output")
+                             f"{len(self._out_nodes)} output(s) {self.output_names}: _nodes() "
+                             f"lists models with one input and one output (use "
+                             f"fastcnn._flat.flatten for any model)")
         return ([(None if not ins else n.layer, ins)
                  for n, ins in zip(self._graph, self._inputs_of, strict=True)],
                 self._out_nodes[0])
@@ -534,11 +535,13 @@ class Functional(Model):
     def to_torch(self, *, logits: bool = False) -> Any:
         """An equivalent ``torch.nn.Module`` holding copies of the weights
         (:func:`fastcnn.torch.graph.graph_to_torch`: one ``nn.Sequential`` per layer, run in the
-        graph's order; ``logits=True`` leaves out the output softmax / sigmoid). Needs PyTorch
-        (``pip install "fastcnn[torch]"``); one input and one output."""
+        graph's order, nested models inlined; ``logits=True`` leaves out the output softmax /
+        sigmoid). Several inputs: its ``forward`` takes them positionally, as a list or as a
+        dict by :attr:`input_names`; several outputs: it returns a tuple (a dict by
+        :attr:`output_names` where this model returns a dict). Needs PyTorch
+        (``pip install "fastcnn[torch]"``)."""
         from .torch.graph import graph_to_torch  # fastcnn.torch never imports this module
 
-        self._nodes()  # ValueError for several inputs or outputs
         return graph_to_torch(self, logits=logits)
 
     def save_weights(self, path: Any) -> None:

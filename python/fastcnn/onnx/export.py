@@ -337,9 +337,9 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET, *,
     Returns:
         ``onnx.ModelProto``, checked: input ``"input"`` ``(N, *input_shape)``, output
         ``"output"`` ``(N, *output_shape)`` float32, ``N`` dynamic (for several inputs /
-        outputs one graph input / output each, named as the model's, in its order). A model whose weights
-        exceed protobuf's 2 GB limit can't be checked in memory: :func:`export` checks the
-        file it writes (with external data) instead.
+        outputs one graph input / output each, named as the model's, in its order). A model
+        whose weights exceed protobuf's 2 GB limit can't be checked in memory:
+        :func:`export` checks the file it writes (with external data) instead.
 
     Raises:
         ImportError: onnx is not installed.
