@@ -179,16 +179,18 @@ def read_graph(onnx: Any, graph: Any, consts: dict[str, np.ndarray],
             if node.op_type in ("Add", "Sum", "Concat") and len(data) >= 2:
                 _merge(node, data, tensors, entries, i, onnx)
                 continue
-            pattern = match_activation(graph.node, i, data[0], consts, outs_set) \
-                if len(data) == 1 else None
+            distinct = list(dict.fromkeys(data))  # Mul(x, x) reads one tensor
+            pattern = match_activation(graph.node, i, distinct[0], consts, outs_set) \
+                if len(distinct) == 1 else None
             if pattern is None and node.op_type not in readers:
                 raise ValueError(f"{where}: op {node.op_type!r} is not supported; fastcnn "
                                  f"reads {supported} (and Constant)")
-            if len(data) != 1 or (node.input[0] != data[0] and node.op_type != "Add"):
+            if pattern is None and (len(data) != 1 or (node.input[0] != data[0]
+                                                       and node.op_type != "Add")):
                 raise ValueError(f"{where}: takes {list(node.input)}; fastcnn reads nodes "
                                  f"with one data input (the first; and constants), Add / Sum "
                                  f"and Concat of several")
-            src = data[0]
+            src = distinct[0]
             last = pattern[1] if pattern is not None else i
             inside = sum(list(n.input).count(src) for n in graph.node[i:last + 1])
             prod, in_shape = tensors[src]
