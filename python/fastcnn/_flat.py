@@ -16,7 +16,9 @@ keeps one node per layer call, each with the names its exported form takes.
   ``output_names``; ``["input"]`` / ``["output"]`` for a model with one of each) and whether
   the model takes / returns a dict (``input_keys`` / ``output_keys``) or a list.
 
-Models are recognised by their attributes (``_nodes`` and ``layers``; a graph model also has
+Output ``k`` of a call of a nested model with several outputs (an ``OutputOf`` node,
+:mod:`fastcnn._multi_call`) is that model's ``k``-th output node. Models are recognised by
+their attributes (``_nodes`` and ``layers``; a graph model also has
 ``_inputs_of``), so this module imports nothing of fastcnn's models (the exporters it serves
 are imported by them).
 """
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._multi_call import is_output_of
 
 __all__ = ["FlatGraph", "FlatNode", "flatten", "is_model"]
 
@@ -134,6 +138,9 @@ def _expand(model: Any, ins: list[int], prefix: str, g: FlatGraph, calls: dict[i
     for i, node in enumerate(model._graph):
         srcs = model._inputs_of[i]
         if not srcs:
+            continue
+        if is_output_of(node.layer):
+            local[i] = [local[srcs[0]][node.layer.index]]  # output k of a model call
             continue
         args: list[int] = []
         for j in srcs:

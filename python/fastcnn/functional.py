@@ -72,9 +72,10 @@ import numpy as np
 from . import _graph, _outputs
 from . import layers as _layers
 from ._arrays import array_module, as_array, restore_kind
+from ._multi_call import call_multi_output, is_output_of
 from ._structure import Arrays, parts
 from .layers.input import InputLayer
-from .layers.symbolic import SymbolicTensor
+from .layers.symbolic import SymbolicTensor, is_symbolic
 from .model_base import Model, _layout_hint
 
 __all__ = ["Functional"]
@@ -134,7 +135,7 @@ class Functional(Model):
         self._call_index = []
         for n in nodes:
             k = calls.get(id(n.layer), 0)
-            if k == 0:
+            if k == 0 and not is_output_of(n.layer):  # a pick of a model's output: no layer
                 layers.append(n.layer)
             calls[id(n.layer)] = k + 1
             self._call_index.append(k)
@@ -156,6 +157,16 @@ class Functional(Model):
         shapes = [tuple(nodes[i].layer.shape) for i in self._in_nodes]
         self.input_shape = shapes if self._multi_in else shapes[0]  # type: ignore[assignment]
         self._node_caches: dict[int, Any] = {}
+
+    def __call__(self, x: Any, training: bool = False, logits: Any = False) -> Any:
+        """As :meth:`fastcnn.Model.__call__`; on symbolic tensors a model with several outputs
+        returns one tensor per output (a list, or a dict as its outputs; Keras' nested
+        multi-output models: :mod:`fastcnn._multi_call`)."""
+        symbolic = is_symbolic(x) or (isinstance(x, dict) and any(
+            isinstance(v, SymbolicTensor) for v in x.values()))
+        if symbolic and self._multi_out:
+            return call_multi_output(self, x)
+        return super().__call__(x, training, logits)
 
     @property
     def multi_input(self) -> bool:  # type: ignore[override]
@@ -304,8 +315,8 @@ class Functional(Model):
     def _connections(self) -> list[list[str]] | None:
         per_layer: dict[int, list[str]] = {id(lay): [] for lay in self.layers}
         for n, ins in zip(self._graph, self._inputs_of, strict=True):
-            per_layer[id(n.layer)].extend(
-                f"{self._graph[j].layer.name}[{self._call_index[j]}][0]" for j in ins)
+            if id(n.layer) in per_layer:
+                per_layer[id(n.layer)].extend(_graph.ref_text(self, j) for j in ins)
         return [per_layer[id(lay)] for lay in self.layers]
 
     # -- compile ----------------------------------------------------------------------------
