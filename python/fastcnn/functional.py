@@ -30,7 +30,8 @@ array with one index (one shuffle: :class:`fastcnn._structure.Arrays`).
 
 A model is also a layer of another (Keras' nested models): ``encoder(x)`` on a symbolic tensor
 records one node whose layer is the ``encoder`` object itself (its weights shared, trained
-through, saved as its nested config; :mod:`fastcnn.model_base`).
+through, saved as its nested config; :mod:`fastcnn.model_base`). A model with several outputs
+gives one tensor per output (``cls, reg = heads(x)``; :mod:`fastcnn._multi_call`).
 
 Forward: the nodes in order, each layer's ``forward`` on its inputs' values (a merge layer
 gets a list); a value is dropped as soon as its last consumer has run (never an output's).
