@@ -169,3 +169,16 @@ def test_errors_name_the_output() -> None:
 
     with pytest.raises(ValueError, match=r"sample_weight\['reg'\]"):
         m.evaluate(bad())
+
+
+def test_one_output_model_on_batch_takes_sample_weight_too() -> None:
+    m = fc.Sequential([L.Dense(1)], input_shape=(4,), seed=0)
+    m.compile("sgd", "mse", weighted_metrics=["mae"])
+    x, _, y2, w1, _ = _data()
+    want = m.evaluate(x, y2, sample_weight=w1, return_dict=True)
+    got = m.test_on_batch(x, y2, sample_weight=w1, return_dict=True)
+    _close(got, want)
+    assert m.test_on_batch(x, y2, return_dict=True)["loss"] != pytest.approx(want["loss"])
+    _close(m.train_on_batch(x, y2, sample_weight=w1, return_dict=True), want)
+    with pytest.raises(ValueError, match=r"sample weights must have shape \(10,\)"):
+        m.train_on_batch(x, y2, sample_weight=w1[:3])
