@@ -182,3 +182,17 @@ def test_one_output_model_on_batch_takes_sample_weight_too() -> None:
     _close(m.train_on_batch(x, y2, sample_weight=w1, return_dict=True), want)
     with pytest.raises(ValueError, match=r"sample weights must have shape \(10,\)"):
         m.train_on_batch(x, y2, sample_weight=w1[:3])
+
+
+def test_two_inputs_and_validation_weights() -> None:
+    a, b = fc.Input((4,), name="a"), fc.Input((4,), name="b")
+    h = L.Concatenate()([a, b])
+    m = fc.Model([a, b], [L.Dense(3, activation="softmax", name="cls")(h),
+                          L.Dense(1, name="reg")(h)], seed=0)
+    m.compile("sgd", ["sparse_categorical_crossentropy", "mse"])
+    x, y1, y2, w1, w2 = _data()
+    h = m.fit([x, x], [y1, y2], sample_weight=[w1, w2], epochs=1, verbose=0,
+              validation_data=([x, x], [y1, y2], {"reg": w2}))
+    p1, p2 = (p.astype(np.float64) for p in m.predict([x, x]))
+    want = (-np.log(p1[np.arange(N), y1])).mean() + (w2 * ((p2 - y2) ** 2)[:, 0]).mean()
+    assert h.history["val_loss"][0] == pytest.approx(want, rel=2e-5)

@@ -423,9 +423,9 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     x, y = model._pack_data(x, y, class_weight)  # several inputs / outputs: Arrays
     sample_weight = _array_weights(model, x, sample_weight, "fit")  # several outputs
     if isinstance(validation_data, tuple | list) and len(validation_data) in (2, 3):
-        validation_data = (*model._pack_data(*validation_data[:2]), *(
-            _array_weights(model, validation_data[0], w, "validation")
-            for w in validation_data[2:]))
+        vx, vy = model._pack_data(*validation_data[:2])
+        validation_data = (vx, vy, *(_array_weights(model, vx, w, "validation")
+                                     for w in validation_data[2:]))
     verbose = _dist.verbosity(verbose)  # rank 0 prints
     rng = np.random.default_rng(_dist.common_seed(seed))  # one shuffle on every rank
     train, val = fit_sources(
