@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ._arrays import array_module, as_array, is_array_like, is_cupy
 from ._device import BatchUploader
 from ._layout import check_input_layout, warn_if_channels_last
+from ._outputs import output_weights
 from ._structure import Arrays
 from .distributed import _fit as _dist
 from .losses import as_sample_weight
@@ -269,8 +270,8 @@ def _check_structured(x: Any, y: Any, who: str) -> tuple[Any, Any]:
 
 
 def _check_sample_weight(w: Any, n: int, who: str) -> Any:
-    if w is None:
-        return None
+    if w is None or isinstance(w, Arrays):  # per-output weights: checked by the model
+        return w
     w = as_array(w, "sample_weight", who)
     if w.ndim == 0 or len(w) != n or w.size != n:
         raise ValueError(f"{who}: sample_weight must have shape ({n},), one weight per "
@@ -379,7 +380,8 @@ def _model_batches(model: Sequential, items: Iterator[Any], who: str, need_y: bo
                                      f"together (the data yields (x, y, sample_weight)); fold "
                                      f"the class weights into the sample weights")
                 wb = class_sample_weight(class_weight, yb)
-            if wb is not None:  # checked here, on the host, before an upload
+            wb = output_weights(model, wb, len(xb), who)  # several outputs: per output
+            if wb is not None and not isinstance(wb, Arrays):  # checked here, on the host
                 wb = as_array(wb, "sample_weight", who)
                 wb = as_sample_weight(wb, len(xb), wb, who)
             yield xb, yb, wb

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import layers as _layers
+from ._multi_call import PartialGrads, is_output_of
 from .layers.base import fused_activation
 from .layers.input import InputLayer
 from .layers.symbolic import SymbolicTensor
@@ -114,12 +115,29 @@ def name_layers(layers: list[Any]) -> None:
 
 
 def summed(contributions: list[tuple[int, Any]]) -> Any:
-    """The sum of the gradients of a tensor's consumers, in their node order."""
+    """The sum of the gradients of a tensor's consumers, in their node order (for a
+    multi-output model call, :class:`fastcnn._multi_call.PartialGrads` merged per output)."""
     contributions.sort(key=lambda c: c[0])
     g = contributions[0][1]
     for _, c in contributions[1:]:
-        g = g + c
+        g = g.merged(c) if isinstance(g, PartialGrads) else g + c
     return g
+
+
+def ref(model: Any, j: int) -> list[Any]:
+    """Node ``j``'s output as a config reference ``[layer, call, tensor]`` (Keras'): output
+    ``k`` of a multi-output model's call is ``[model, call, k]``."""
+    layer = model._graph[j].layer
+    if is_output_of(layer):
+        src = model._inputs_of[j][0]
+        return [model._graph[src].layer.name, model._call_index[src], layer.index]
+    return [layer.name, model._call_index[j], 0]
+
+
+def ref_text(model: Any, j: int) -> str:
+    """``layer[call][tensor]`` (summary's "Connected to" column) of node ``j``'s output."""
+    name, call, k = ref(model, j)
+    return f"{name}[{call}][{k}]"
 
 
 def activation_fusions(model: Any, folds: dict[int, Any], skip: set[int]
@@ -154,7 +172,7 @@ def activation_fusions(model: Any, folds: dict[int, Any], skip: set[int]
 
 
 def _refs(model: Any, nodes: list[int], keys: list[str] | None) -> Any:
-    refs = [[model._graph[i].layer.name, model._call_index[i], 0] for i in nodes]
+    refs = [ref(model, i) for i in nodes]
     return dict(zip(keys, refs, strict=True)) if keys else refs
 
 
@@ -166,9 +184,8 @@ def graph_config(model: Any) -> dict[str, Any]:
     graph = model._graph
     inbound: dict[int, list[list[list[Any]]]] = {id(lay): [] for lay in model.layers}
     for n, ins in zip(graph, model._inputs_of, strict=True):
-        if ins:
-            inbound[id(n.layer)].append([[graph[j].layer.name, model._call_index[j], 0]
-                                         for j in ins])
+        if ins and id(n.layer) in inbound:  # (an output pick is no layer: see ref)
+            inbound[id(n.layer)].append([ref(model, j) for j in ins])
     return {
         "class_name": "Functional",
         "name": model.name,
@@ -200,12 +217,12 @@ def graph_tensors(config: dict[str, Any], custom_objects: Any) -> tuple[Any, Any
             raise ValueError(f"Model config: every layer needs a unique name, got "
                              f"{layer.name!r} twice or none")
         layers[layer.name] = layer
-    tensors: dict[tuple[str, int], SymbolicTensor] = {}
+    tensors: dict[tuple[str, int, int], SymbolicTensor] = {}
     pending: list[tuple[str, int, list[Any]]] = []
     for spec in specs:
         name = spec["config"]["name"]
         if isinstance(layers[name], InputLayer):
-            tensors[(name, 0)] = layers[name].output
+            tensors[(name, 0, 0)] = layers[name].output
         for k, ins in enumerate(spec.get("inbound_nodes", [])):
             for ref in ins:
                 if ref[0] not in layers:
@@ -215,10 +232,14 @@ def graph_tensors(config: dict[str, Any], custom_objects: Any) -> tuple[Any, Any
     while pending:  # call each layer once all the tensors it takes exist
         waiting = []
         for name, k, ins in pending:
-            if all((r[0], int(r[1])) in tensors for r in ins):
-                args = [tensors[(r[0], int(r[1]))] for r in ins]
+            if all(_key(r) in tensors for r in ins):
+                args = [tensors[_key(r)] for r in ins]
                 layer = layers[name]
-                tensors[(name, k)] = layer(args if layer.multi_input else args[0])
+                out = layer(args if layer.multi_input else args[0])
+                if isinstance(out, dict):  # a model with several outputs: one tensor each
+                    out = list(out.values())
+                for t, o in enumerate(out if isinstance(out, list) else [out]):
+                    tensors[(name, k, t)] = o
             else:
                 waiting.append((name, k, ins))
         if len(waiting) == len(pending):
@@ -229,8 +250,8 @@ def graph_tensors(config: dict[str, Any], custom_objects: Any) -> tuple[Any, Any
 
     def resolve(refs: Any) -> Any:
         if isinstance(refs, dict):
-            return {k: tensors[(r[0], int(r[1]))] for k, r in refs.items()}
-        out = [tensors[(r[0], int(r[1]))] for r in refs]
+            return {k: tensors[_key(r)] for k, r in refs.items()}
+        out = [tensors[_key(r)] for r in refs]
         return out[0] if len(out) == 1 else out
 
     try:
@@ -238,3 +259,8 @@ def graph_tensors(config: dict[str, Any], custom_objects: Any) -> tuple[Any, Any
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise ValueError(f"Model config: bad input_layers / output_layers ({e!r})") from e
     return inputs, outputs
+
+
+def _key(r: Any) -> tuple[str, int, int]:
+    """A config reference ``[layer, call, tensor]`` as a key (the tensor index defaults to 0)."""
+    return (str(r[0]), int(r[1]), int(r[2]) if len(r) > 2 else 0)

@@ -11,6 +11,13 @@ output (used by :class:`fastcnn.functional.Functional`).
   ``<output>_loss`` entry (:class:`fastcnn.metrics.OutputLossMetric`), then each metric as
   ``<output>_<metric>`` (:class:`fastcnn.metrics.OutputMetric`).
 * :func:`gather`: ``predict``'s batches of outputs joined per output, on the host.
+* :func:`output_weights`: ``fit`` / ``evaluate`` / ``train_on_batch``'s ``sample_weight`` for
+  a model with several outputs, as Keras takes it: one array (N,) for every output, or one per
+  output as a list (None: that output unweighted) or a dict by output name (a missing output
+  unweighted); the per-output form becomes an :class:`Arrays` of float32 weights (or None)
+  that the batching slices with the data and that each output's loss and weighted metrics
+  take their own entry of (:class:`fastcnn.losses.OutputLosses`,
+  :class:`fastcnn.metrics.OutputMetric`).
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ import numpy as np
 
 from . import losses as _losses
 from . import metrics as _metrics
-from ._arrays import is_cupy
+from ._arrays import as_array, is_cupy
 from ._structure import Arrays
 
-__all__ = ["arrange", "check_activations", "compile_outputs", "fused_flags", "gather"]
+__all__ = ["arrange", "check_activations", "compile_outputs", "fused_flags", "gather",
+           "output_weights", "pick_weight"]
 
 
 def _describe(data: Any) -> str:
@@ -198,3 +206,57 @@ def gather(outs: list[list[Any]], count: int) -> list[np.ndarray]:
         else:
             joined.append(np.concatenate(parts, axis=0))
     return joined
+
+
+def _scalar_list(w: Any) -> bool:
+    return isinstance(w, list | tuple) and all(
+        isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in w)
+
+
+def output_weights(model: Any, sample_weight: Any, n: int, who: str) -> Any:
+    """``sample_weight`` as the losses of ``model`` take it (see the module docstring): as it
+    is for a model with one output, ``None`` or one array (a list of numbers is one array);
+    for a list / tuple of per-output entries or a dict by output name, an :class:`Arrays`
+    of float32 ``(n,)`` weights (None: that output unweighted), each checked.
+
+    Raises:
+        ValueError: a list with the wrong number of entries or a dict naming an unknown
+            output, or an output's weights of another length than ``n`` (``n``: the number of
+            samples of ``x``), not numbers, NaN / infinite or negative (the message names the
+            output, e.g. ``sample_weight['reg']``).
+    """
+    names = list(getattr(model, "output_names", None) or [])
+    if sample_weight is None or not getattr(model, "_multi_out", False):
+        return sample_weight
+    if isinstance(sample_weight, Arrays):
+        if sample_weight.names == names:
+            return sample_weight
+        sample_weight = sample_weight.arrays
+    if not isinstance(sample_weight, Mapping | list | tuple) or _scalar_list(sample_weight):
+        return sample_weight  # one array for every output: each loss checks it
+    try:
+        per = arrange(sample_weight, names, model.name, "outputs", who, frozenset(names))
+    except ValueError as e:
+        raise ValueError(f"{e}; sample_weight is one array (N,) for every output or one per "
+                         f"output (a list, or a dict by output name)") from None
+    checked = []
+    for name, w in zip(names, per, strict=True):
+        if w is None:
+            checked.append(None)
+            continue
+        arr = np.asarray(w) if isinstance(w, list | tuple) else as_array(
+            w, f"sample_weight[{name!r}]", who)
+        if arr.ndim == 0 or arr.shape[0] != n or arr.size != n:
+            raise ValueError(f"{who}: sample_weight[{name!r}] (output {name!r} of model "
+                             f"{model.name!r}) must have shape ({n},), one weight per sample "
+                             f"of x, got shape {tuple(arr.shape)}")
+        checked.append(_losses.as_sample_weight(arr, n, arr, f"{who}: sample_weight[{name!r}]"))
+    return Arrays(checked, names, who)
+
+
+def pick_weight(sample_weight: Any, index: int) -> Any:
+    """Output ``index``'s weights: its entry of an :class:`Arrays` of per-output weights (None:
+    unweighted), or the one array every output shares."""
+    if isinstance(sample_weight, Arrays):
+        return sample_weight.arrays[index]
+    return sample_weight

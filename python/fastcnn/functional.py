@@ -30,7 +30,8 @@ array with one index (one shuffle: :class:`fastcnn._structure.Arrays`).
 
 A model is also a layer of another (Keras' nested models): ``encoder(x)`` on a symbolic tensor
 records one node whose layer is the ``encoder`` object itself (its weights shared, trained
-through, saved as its nested config; :mod:`fastcnn.model_base`).
+through, saved as its nested config; :mod:`fastcnn.model_base`). A model with several outputs
+gives one tensor per output (``cls, reg = heads(x)``; :mod:`fastcnn._multi_call`).
 
 Forward: the nodes in order, each layer's ``forward`` on its inputs' values (a merge layer
 gets a list); a value is dropped as soon as its last consumer has run (never an output's).
@@ -72,9 +73,10 @@ import numpy as np
 from . import _graph, _outputs
 from . import layers as _layers
 from ._arrays import array_module, as_array, restore_kind
+from ._multi_call import call_multi_output, is_output_of
 from ._structure import Arrays, parts
 from .layers.input import InputLayer
-from .layers.symbolic import SymbolicTensor
+from .layers.symbolic import SymbolicTensor, is_symbolic
 from .model_base import Model, _layout_hint
 
 __all__ = ["Functional"]
@@ -134,7 +136,7 @@ class Functional(Model):
         self._call_index = []
         for n in nodes:
             k = calls.get(id(n.layer), 0)
-            if k == 0:
+            if k == 0 and not is_output_of(n.layer):  # a pick of a model's output: no layer
                 layers.append(n.layer)
             calls[id(n.layer)] = k + 1
             self._call_index.append(k)
@@ -156,6 +158,16 @@ class Functional(Model):
         shapes = [tuple(nodes[i].layer.shape) for i in self._in_nodes]
         self.input_shape = shapes if self._multi_in else shapes[0]  # type: ignore[assignment]
         self._node_caches: dict[int, Any] = {}
+
+    def __call__(self, x: Any, training: bool = False, logits: Any = False) -> Any:
+        """As :meth:`fastcnn.Model.__call__`; on symbolic tensors a model with several outputs
+        returns one tensor per output (a list, or a dict as its outputs; Keras' nested
+        multi-output models: :mod:`fastcnn._multi_call`)."""
+        symbolic = is_symbolic(x) or (isinstance(x, dict) and any(
+            isinstance(v, SymbolicTensor) for v in x.values()))
+        if symbolic and self._multi_out:
+            return call_multi_output(self, x)
+        return super().__call__(x, training, logits)
 
     @property
     def multi_input(self) -> bool:  # type: ignore[override]
@@ -184,14 +196,15 @@ class Functional(Model):
         return self._graph[self._out_nodes[0]].layer  # type: ignore[no-any-return]
 
     def _nodes(self) -> tuple[list[tuple[_layers.Layer | None, tuple[int, ...]]], int]:
-        """The graph for the exporters: ``(layer, input node indices)`` per node in order
-        (``None`` for the model's input), and the output node's index. ValueError for a model
-        with several inputs or outputs (the exporters take one of each)."""
+        """The graph as ``(layer, input node indices)`` per node in order (``None`` for the
+        model's input), and the output node's index, for a model with one input and one
+        output (ValueError otherwise; the exporters use :func:`fastcnn._flat.flatten`, which
+        takes any model)."""
         if self._multi_in or self._multi_out:
             raise ValueError(f"model {self.name!r} has {len(self._in_nodes)} input(s) and "
-                             f"{len(self._out_nodes)} output(s) {self.output_names}: the ONNX "
-                             f"and PyTorch exporters take models with one input and one "
-                             f"output")
+                             f"{len(self._out_nodes)} output(s) {self.output_names}: _nodes() "
+                             f"lists models with one input and one output (use "
+                             f"fastcnn._flat.flatten for any model)")
         return ([(None if not ins else n.layer, ins)
                  for n, ins in zip(self._graph, self._inputs_of, strict=True)],
                 self._out_nodes[0])
@@ -303,8 +316,8 @@ class Functional(Model):
     def _connections(self) -> list[list[str]] | None:
         per_layer: dict[int, list[str]] = {id(lay): [] for lay in self.layers}
         for n, ins in zip(self._graph, self._inputs_of, strict=True):
-            per_layer[id(n.layer)].extend(
-                f"{self._graph[j].layer.name}[{self._call_index[j]}][0]" for j in ins)
+            if id(n.layer) in per_layer:
+                per_layer[id(n.layer)].extend(_graph.ref_text(self, j) for j in ins)
         return [per_layer[id(lay)] for lay in self.layers]
 
     # -- compile ----------------------------------------------------------------------------
@@ -534,11 +547,13 @@ class Functional(Model):
     def to_torch(self, *, logits: bool = False) -> Any:
         """An equivalent ``torch.nn.Module`` holding copies of the weights
         (:func:`fastcnn.torch.graph.graph_to_torch`: one ``nn.Sequential`` per layer, run in the
-        graph's order; ``logits=True`` leaves out the output softmax / sigmoid). Needs PyTorch
-        (``pip install "fastcnn[torch]"``); one input and one output."""
+        graph's order, nested models inlined; ``logits=True`` leaves out the output softmax /
+        sigmoid). Several inputs: its ``forward`` takes them positionally, as a list or as a
+        dict by :attr:`input_names`; several outputs: it returns a tuple (a dict by
+        :attr:`output_names` where this model returns a dict). Needs PyTorch
+        (``pip install "fastcnn[torch]"``)."""
         from .torch.graph import graph_to_torch  # fastcnn.torch never imports this module
 
-        self._nodes()  # ValueError for several inputs or outputs
         return graph_to_torch(self, logits=logits)
 
     def save_weights(self, path: Any) -> None:

@@ -65,7 +65,7 @@ from . import ops
 from ._arrays import array_module, is_cupy, to_device_like
 from ._deferred import defer, deferring
 from ._registry import Registry
-from ._structure import parts
+from ._structure import Arrays, parts
 
 __all__ = [
     "BinaryCrossentropy",
@@ -417,7 +417,9 @@ class OutputLosses(Loss):
     no targets) weighted by ``w_k``; the model's loss is ``sum_k w_k * l_k`` (in output order,
     as Keras), the gradient of output ``k`` is ``w_k * dl_k`` (``dl_k`` itself when
     ``w_k == 1``). Each ``l_k`` takes the batch's ``sample_weight`` (N,) as a single-output
-    loss does.
+    loss does: one array for every output, or, as an :class:`fastcnn._structure.Arrays` of
+    per-output weights (``fit(sample_weight=[w1, w2])`` / ``{name: w}``), its own entry (None:
+    unweighted).
 
     ``value_and_grad(y_pred, y_true, logits, sample_weight)`` takes the outputs as a list,
     the targets as a list (or :class:`fastcnn._structure.Arrays`) in output order and
@@ -460,11 +462,13 @@ class OutputLosses(Loss):
                 self.last_values[k] = None
                 grads.append(None)
                 continue
-            if sample_weight is None:
+            wk = sample_weight.arrays[k] if isinstance(sample_weight, Arrays) \
+                else sample_weight  # per-output weights, or one array for every output
+            if wk is None:
                 v, g = loss.value_and_grad(preds[k], ys[k], logits=flags[k])
             else:
                 v, g = loss.value_and_grad(preds[k], ys[k], logits=flags[k],
-                                           sample_weight=sample_weight)
+                                           sample_weight=wk)
             self.last_values[k] = float(v)
             total += w * float(v)
             grads.append(g if w == 1.0 else g * np.float32(w))

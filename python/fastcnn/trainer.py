@@ -14,7 +14,8 @@ from . import _layout
 from . import callbacks as _callbacks
 from ._arrays import as_array, is_cupy
 from ._batches import source_kind
-from .training import _metric_logits, evaluate, fit, predict, train_step
+from ._outputs import output_weights
+from .training import _loss, _metric_logits, evaluate, fit, predict, train_step
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -118,10 +119,13 @@ class Trainer:
         return predict(self, x, batch_size, verbose, steps)  # type: ignore[arg-type]
 
     def train_on_batch(self: Sequential, x: Any, y: Any, return_dict: bool = False,
-                       data_format: str = "channels_first",
+                       data_format: str = "channels_first", sample_weight: Any = None,
                        ) -> float | list[float] | dict[str, float]:
         """One :func:`train_step` on the batch ``x`` (N, *input_shape), ``y`` (N, ...);
-        ``data_format="channels_last"``: ``x`` is (N, H, W, C), converted first.
+        ``data_format="channels_last"``: ``x`` is (N, H, W, C), converted first;
+        ``sample_weight``: per-sample loss weights (N,), as :meth:`fit` takes them (for
+        several outputs also one per output, a list or a dict by output name); the
+        ``weighted_metrics`` then take them too.
 
         Returns, as Keras (metrics reset first: the values are this batch's), Python floats:
         the loss (no metrics), ``[loss, metric, ...]`` in compile order, or ``{"loss": ...,
@@ -129,16 +133,18 @@ class Trainer:
         built = self.built
         x = _batch_nchw(self, x, data_format, "train_on_batch")
         y = self._targets(y, "train_on_batch")
-        step = train_step(self, x, y)
+        n = len(self._input(x, "train_on_batch")) if sample_weight is not None else 0
+        w = output_weights(self, sample_weight, n, "train_on_batch")
+        step = train_step(self, x, y, sample_weight=w)
         if not built and not _several_inputs(self, x, data_format, "train_on_batch"):
             _layout.warn_if_channels_last(self, as_array(x), "train_on_batch")
-        return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict)
+        return self._batch_logs(y, step.outputs, step.loss, step.logits, return_dict, w)
 
     def test_on_batch(self: Sequential, x: Any, y: Any, return_dict: bool = False,
-                      data_format: str = "channels_first",
+                      data_format: str = "channels_first", sample_weight: Any = None,
                       ) -> float | list[float] | dict[str, float]:
         """Loss and metrics of one batch, no update; returns what :meth:`train_on_batch` does
-        (``data_format`` as there)."""
+        (``data_format`` and ``sample_weight`` as there)."""
         loss_fn, _ = self._require_compiled("test_on_batch")
         y = self._targets(y, "test_on_batch")
         xb = self._input(_batch_nchw(self, x, data_format, "test_on_batch"), "test_on_batch")
@@ -147,8 +153,12 @@ class Trainer:
         if not built:
             _layout.warn_if_channels_last(self, xb, "test_on_batch")
         out = self._forward(self._on_device(xb), False, self.output_fused)
-        value, _ = loss_fn.value_and_grad(out, y, logits=self.output_fused)
-        return self._batch_logs(y, out, value, self.output_fused, return_dict)
+        w = output_weights(self, sample_weight, len(xb), "test_on_batch")
+        if w is None:
+            value, _ = loss_fn.value_and_grad(out, y, logits=self.output_fused)
+        else:
+            value, _ = _loss(loss_fn, out, y, self.output_fused, w)
+        return self._batch_logs(y, out, value, self.output_fused, return_dict, w)
 
     def predict_on_batch(self: Sequential, x: Any,
                          data_format: str = "channels_first") -> np.ndarray:
@@ -163,11 +173,20 @@ class Trainer:
         return out.get() if is_cupy(out) else out
 
     def _batch_logs(self: Sequential, y: Any, out: Any, value: float, logits: bool,
-                    return_dict: bool) -> float | list[float] | dict[str, float]:
+                    return_dict: bool, sample_weight: Any = None,
+                    ) -> float | list[float] | dict[str, float]:
         logs = {"loss": float(value)}
         for m in self.metrics:
             m.reset()
             m.update(y, out, logits=_metric_logits(self.loss, logits))
+            logs[m.name] = m.result()
+        for m in self.weighted_metrics:  # as fit logs them (unweighted without weights)
+            m.reset()
+            if sample_weight is None:
+                m.update(y, out, logits=_metric_logits(self.loss, logits))
+            else:
+                m.update(y, out, logits=_metric_logits(self.loss, logits),
+                         sample_weight=sample_weight)
             logs[m.name] = m.result()
         if return_dict:
             return logs

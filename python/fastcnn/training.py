@@ -128,6 +128,7 @@ from ._batches import (
     validate_now,
 )
 from ._fit_checks import NonFiniteLossError
+from ._outputs import output_weights
 from ._progress import finish_epoch_bar
 from .callbacks._fit_state import FitState
 from .distributed import _fit as _dist  # identity at world size 1
@@ -179,6 +180,7 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     loss_fn, optimizer = model._require_compiled("train_step")
     xb = model._input(x, "train_step")
     y = None if y is None else model._targets(y, "train_step")
+    sample_weight = output_weights(model, sample_weight, len(xb), "train_step")
     model._ensure_built(xb)
     fused = model.output_fused
     out = model._forward(model._on_device(xb), True, fused)
@@ -326,6 +328,7 @@ def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, ver
     x, y = model._pack_data(x, y)
     if x is not None and source_kind(x) == "arrays" and y is None:
         raise ValueError("evaluate: y is required with array inputs")
+    sample_weight = _array_weights(model, x, sample_weight, "evaluate")
     source = make_source(x, y, sample_weight, batch_size,
                          check_steps(steps, "steps", "evaluate"), "evaluate")
     logs = _evaluate_logs(model, source, _dist.verbosity(verbose), "evaluate")
@@ -334,6 +337,15 @@ def evaluate(model: Sequential, x: Any, y: Any = None, batch_size: int = 32, ver
     if len(logs) == 1:
         return logs["loss"]
     return list(logs.values())
+
+
+def _array_weights(model: Any, x: Any, sample_weight: Any, who: str) -> Any:
+    """``sample_weight`` for arrays ``x`` as :func:`fastcnn._outputs.output_weights` gives it
+    (per-output weights of a model with several outputs, checked against ``len(x)``); as it
+    is otherwise (the batching checks it)."""
+    if sample_weight is None or x is None or source_kind(x) != "arrays":
+        return sample_weight
+    return output_weights(model, sample_weight, len(x), who)
 
 
 def _all_metrics(model: Sequential) -> list[tuple[Any, bool]]:
@@ -409,8 +421,11 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                          "multiply the class weights into the sample weights")
     freq = check_validation_freq(validation_freq)
     x, y = model._pack_data(x, y, class_weight)  # several inputs / outputs: Arrays
+    sample_weight = _array_weights(model, x, sample_weight, "fit")  # several outputs
     if isinstance(validation_data, tuple | list) and len(validation_data) in (2, 3):
-        validation_data = (*model._pack_data(*validation_data[:2]), *validation_data[2:])
+        vx, vy = model._pack_data(*validation_data[:2])
+        validation_data = (vx, vy, *(_array_weights(model, vx, w, "validation")
+                                     for w in validation_data[2:]))
     verbose = _dist.verbosity(verbose)  # rank 0 prints
     rng = np.random.default_rng(_dist.common_seed(seed))  # one shuffle on every rank
     train, val = fit_sources(

@@ -4,7 +4,8 @@ named ``<output>_<metric>`` as Keras names it) and :class:`OutputLossMetric` (th
 
 Both are updated as every metric is, ``update(y_true, y_pred, logits, sample_weight)``, with
 the model's outputs as a list, its targets as a list or :class:`fastcnn._structure.Arrays` and
-``logits`` as one entry per output; each picks its own output. ``compile`` builds them
+``logits`` as one entry per output; each picks its own output (and, from per-output sample
+weights, an :class:`~fastcnn._structure.Arrays`, its own weights). ``compile`` builds them
 (:mod:`fastcnn._outputs`).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._structure import parts
+from .._structure import Arrays, parts
 from .base import Metric
 
 __all__ = ["OutputLossMetric", "OutputMetric"]
@@ -45,6 +46,8 @@ class OutputMetric(Metric):
     def update(self, y_true: Any, y_pred: Any, logits: Any = False,
                sample_weight: Any = None) -> float:
         y, p = parts(y_true)[self.index], list(y_pred)[self.index]
+        if isinstance(sample_weight, Arrays):  # per-output weights: this output's (or None)
+            sample_weight = sample_weight.arrays[self.index]
         if sample_weight is None:
             return self.metric.update(y, p, logits=_pick(logits, self.index))
         return self.metric.update(y, p, logits=_pick(logits, self.index),

@@ -41,6 +41,12 @@ class _Chain:
         self.bias_pending = False
 
     def activation(self, act: str) -> None:
+        """Apply ``act`` to the chain: folded into the Conv2D / Dense before it when that has
+        none, else its layer; ``"gelu_tanh"`` (GELU's tanh form, which Conv2D / Dense can't
+        hold) is always its own ``GELU(approximate=True)``."""
+        if act == "gelu_tanh":
+            self.add(_layers.GELU, {"approximate": True})
+            return
         last = self.entries[-1] if self.entries else None
         if last is not None and last[0] in (_layers.Conv2D, _layers.Dense) \
                 and last[1].get("activation") is None:

@@ -15,8 +15,9 @@ so residual graphs (``Add`` of two tensors, ``Concat`` of several) are read as w
   size as ``0`` (keep it), so ``(N, -1)`` is a Flatten. A shape value used for anything else is
   a ValueError.
 
-The entries come back with their inputs (entry indices, -1 the graph input); load.py builds a
-Sequential when they form a chain and a Functional graph model otherwise.
+The entries come back with their inputs (entry indices, ``-1 - k`` graph input ``k``); load.py
+builds a Sequential when they form a chain from one input to one output and a Functional
+graph model otherwise (several inputs / outputs: one ``Input`` / output each).
 """
 
 from __future__ import annotations
@@ -127,20 +128,24 @@ def _const_of(consts: dict[str, np.ndarray], node: Any, k: int) -> np.ndarray:
     return consts[node.input[k]]
 
 
-def read_graph(onnx: Any, graph: Any, consts: dict[str, np.ndarray], input_name: str,
-               shape: tuple[int, ...], opset: int,
+def read_graph(onnx: Any, graph: Any, consts: dict[str, np.ndarray],
+               inputs: list[tuple[str, tuple[int, ...]]], opset: int,
                readers: dict[str, Callable[..., None]], supported: str
-               ) -> tuple[list[Entry], int]:
-    """The graph's layers as entries and the index of the entry computing the graph output
-    (-1: the output is the input). Raises ValueError naming the first node it can't read."""
-    out_name = graph.output[0].name
-    used = {n for node in graph.node for n in node.input} | {out_name}
+               ) -> tuple[list[Entry], list[int]]:
+    """The graph's layers as entries and, per graph output, the index of the entry computing
+    it (``-1 - k``: the output is graph input ``k``). ``inputs``: the data inputs' names and
+    per-sample shapes, in the graph's order. Raises ValueError naming the first node it can't
+    read."""
+    out_names = [o.name for o in graph.output]
+    outs_set = frozenset(out_names)
+    used = {n for node in graph.node for n in node.input} | outs_set
     data_uses: Counter[str] = Counter()
     for node in graph.node:
         if node.op_type != "Shape":  # a Shape reads no values: it doesn't block a fold
             data_uses.update(n for n in node.input if n and n not in consts)
-    data_uses[out_name] += 1
-    tensors: dict[str, tuple[int, tuple[int, ...]]] = {input_name: (-1, shape)}
+    data_uses.update(out_names)
+    tensors: dict[str, tuple[int, tuple[int, ...]]] = {
+        name: (-1 - k, shape) for k, (name, shape) in enumerate(inputs)}
     values: dict[str, tuple[list[Any], bool]] = {}  # shape arithmetic
     entries: list[Entry] = []
     skip_to = -1
@@ -174,20 +179,22 @@ def read_graph(onnx: Any, graph: Any, consts: dict[str, np.ndarray], input_name:
             if node.op_type in ("Add", "Sum", "Concat") and len(data) >= 2:
                 _merge(node, data, tensors, entries, i, onnx)
                 continue
-            pattern = match_activation(graph.node, i, data[0], consts, out_name) \
-                if len(data) == 1 else None
+            distinct = list(dict.fromkeys(data))  # Mul(x, x) reads one tensor
+            pattern = match_activation(graph.node, i, distinct[0], consts, outs_set) \
+                if len(distinct) == 1 else None
             if pattern is None and node.op_type not in readers:
                 raise ValueError(f"{where}: op {node.op_type!r} is not supported; fastcnn "
                                  f"reads {supported} (and Constant)")
-            if len(data) != 1 or (node.input[0] != data[0] and node.op_type != "Add"):
+            if pattern is None and (len(data) != 1 or (node.input[0] != data[0]
+                                                       and node.op_type != "Add")):
                 raise ValueError(f"{where}: takes {list(node.input)}; fastcnn reads nodes "
                                  f"with one data input (the first; and constants), Add / Sum "
                                  f"and Concat of several")
-            src = data[0]
+            src = distinct[0]
             last = pattern[1] if pattern is not None else i
             inside = sum(list(n.input).count(src) for n in graph.node[i:last + 1])
             prod, in_shape = tensors[src]
-            fold = prod >= 0 and data_uses[src] == inside and src != out_name
+            fold = prod >= 0 and data_uses[src] == inside and src not in outs_set
             ch = _Chain(in_shape, opset)
             if fold:
                 ch.entries = [entries[prod].spec]
@@ -207,11 +214,13 @@ def read_graph(onnx: Any, graph: Any, consts: dict[str, np.ndarray], input_name:
             tensors[graph.node[last].output[0]] = (key, tuple(ch.shape))
         except _Unsupported as e:
             raise ValueError(f"{where}: {e}") from None
-    if out_name not in tensors:
-        raise ValueError(f"load_onnx: the graph output {out_name!r} is not a tensor computed "
-                         f"from the input (a shape?)")
-    out = tensors[out_name][0]
-    reach, stack = set(), [out]
+    for out_name in out_names:
+        if out_name not in tensors:
+            raise ValueError(f"load_onnx: the graph output {out_name!r} is not a tensor "
+                             f"computed from the inputs (a shape?)")
+    outs = [tensors[o][0] for o in out_names]
+    reach: set[int] = set()
+    stack = list(outs)
     while stack:
         k = stack.pop()
         if k >= 0 and k not in reach:
@@ -220,9 +229,11 @@ def read_graph(onnx: Any, graph: Any, consts: dict[str, np.ndarray], input_name:
     for k, e in enumerate(entries):
         if k not in reach:
             node = graph.node[e.node]
-            raise ValueError(f"{_where(e.node, node)}: computes {node.output[0]!r}, which the "
-                             f"graph output {out_name!r} does not use")
-    return entries, out
+            what = f"the graph output {out_names[0]!r} does not use" if len(out_names) == 1 \
+                else f"no graph output {out_names} uses"
+            raise ValueError(f"{_where(e.node, node)}: computes {node.output[0]!r}, which "
+                             f"{what}")
+    return entries, outs
 
 
 def _merge(node: Any, data: list[str], tensors: dict[str, tuple[int, tuple[int, ...]]],

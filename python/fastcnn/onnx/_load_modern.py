@@ -12,12 +12,18 @@ ONNX                               fastcnn
 ``GlobalAveragePool`` /            GlobalAveragePooling2D / GlobalMaxPooling2D
 ``GlobalMaxPool``                  (``keepdims=False`` when a flatten follows)
 ``Tanh``, ``Gelu``                 the preceding Conv2D / Dense's activation when it has none,
-                                   else an Activation layer (``Gelu``: ``approximate="none"``)
+                                   else an Activation layer; ``Gelu(approximate="tanh")``
+                                   (opset 20) is ``GELU(approximate=True)``, its own layer
 ``LeakyRelu``                      LeakyReLU (``alpha``)
 ``Sigmoid`` -> ``Mul(x, .)``       the ``"silu"`` activation (PyTorch's export of SiLU)
 ``Div(x, sqrt 2)`` -> ``Erf`` ->   the ``"gelu"`` activation (PyTorch's export of GELU below
 ``Add 1`` -> ``Mul x`` ->          opset 20, and fastcnn's); ``Mul(x, 1/sqrt 2)`` for the
 ``Mul 0.5``                        first step too
+``Mul(x, x)`` -> ``Mul x`` (or     ``GELU(approximate=True)`` (PyTorch's export of
+``Pow(x, 3)``) -> ``Mul 0.044715`` ``nn.GELU(approximate="tanh")`` below opset 20, and
+-> ``Add x`` -> ``Mul sqrt(2/pi)`` fastcnn's); a subgraph that starts so and then differs
+-> ``Tanh`` -> ``Add 1`` ->        is refused naming the first node that differs
+``Mul x`` -> ``Mul 0.5``
 ``Pad``                            ZeroPadding2D (constant zeros on H and W only)
 ``Reshape``                        Flatten for ``(N, -1)``, else Reshape (the batch dimension
                                    kept: ``0`` or ``-1`` first)
@@ -111,10 +117,11 @@ def _global(cls: type[_layers.Layer]) -> Callable[..., None]:
 def _activation(act: str) -> Callable[..., None]:
     def read(onnx: Any, node: Any, consts: dict[str, np.ndarray], ch: _Chain) -> None:
         at = _attrs(onnx, node, {"approximate": "none"} if act == "gelu" else {})
-        if at.get("approximate", "none") != "none":
-            raise _Unsupported(f"approximate={at['approximate']!r}: fastcnn's GELU is the "
-                               f"exact one (Keras' default)")
-        ch.activation(act)
+        form = at.get("approximate", "none")
+        if form not in ("none", "tanh"):
+            raise _Unsupported(f"approximate={form!r}: ONNX's Gelu takes 'none' (fastcnn's "
+                               f"GELU) or 'tanh' (GELU(approximate=True))")
+        ch.activation("gelu_tanh" if form == "tanh" else act)
     return read
 
 
@@ -201,13 +208,15 @@ def _is(value: float | None, want: float) -> bool:
 
 
 def match_activation(nodes: Sequence[Any], i: int, current: str, consts: dict[str, np.ndarray],
-                     graph_output: str) -> tuple[str, int] | None:
+                     graph_outputs: frozenset[str]) -> tuple[str, int] | None:
     """Whether the non-Constant nodes from ``nodes[i]`` on, applied to ``current``, are the
     subgraph of SiLU (``Sigmoid``, ``Mul``) or of exact GELU (``Div`` / ``Mul``, ``Erf``,
-    ``Add``, ``Mul``, ``Mul``), each intermediate tensor used by the next node only:
-    ``(activation, index of the subgraph's last node)``, or None."""
+    ``Add``, ``Mul``, ``Mul``) or of GELU's tanh form (``"gelu_tanh"``: :func:`_gelu_tanh`),
+    each intermediate tensor used by the next node only: ``(activation, index of the
+    subgraph's last node)``, or None. Raises ``_Unsupported`` for a subgraph that starts as
+    the tanh GELU's (``Mul(x, x)`` / ``Pow(x, 3)``) and then differs."""
     uses = Counter(n for node in nodes for n in node.input)
-    uses[graph_output] += 1
+    uses.update(graph_outputs)
     seq = [(j, node) for j, node in enumerate(nodes) if j >= i and node.op_type != "Constant"]
 
     def op(k: int, kind: str) -> Any:
@@ -223,12 +232,15 @@ def match_activation(nodes: Sequence[Any], i: int, current: str, consts: dict[st
         return ins[0]
 
     def private(node: Any) -> bool:  # its output feeds exactly one node, not the graph output
-        return uses[node.output[0]] == 1 and node.output[0] != graph_output
+        return uses[node.output[0]] == 1 and node.output[0] not in graph_outputs
 
     sig, mul = op(0, "Sigmoid"), op(1, "Mul")
     if sig is not None and mul is not None and list(sig.input) == [current] and private(sig) \
             and other(mul, sig.output[0]) == current:
         return "silu", seq[1][0]
+    tanh_form = _gelu_tanh(seq, current, consts, op, other, private)
+    if tanh_form is not None:
+        return "gelu_tanh", tanh_form
     first = op(0, "Div") or op(0, "Mul")
     if first is None or (first.op_type == "Div" and list(first.input[0:1]) != [current]):
         return None
@@ -244,6 +256,73 @@ def match_activation(nodes: Sequence[Any], i: int, current: str, consts: dict[st
             or not _is(_scalar(consts, other(half, mx.output[0]) or ""), 0.5):
         return None
     return "gelu", seq[4][0]
+
+
+#: GELU's tanh form after ``x^3``: (op, the other operand: a scalar constant, or None for
+#: ``x``; Tanh has none), as PyTorch writes it (either operand order).
+_TANH_STEPS: tuple[tuple[str, float | None], ...] = (
+    ("Mul", 0.044715), ("Add", None), ("Mul", math.sqrt(2.0 / math.pi)), ("Tanh", None),
+    ("Add", 1.0), ("Mul", None), ("Mul", 0.5))
+_TANH_FORM = "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"
+
+
+def _gelu_tanh(seq: list[tuple[int, Any]], current: str, consts: dict[str, np.ndarray],
+               op: Callable[[int, str], Any], other: Callable[[Any, str], str | None],
+               private: Callable[[Any], bool]) -> int | None:
+    """The index of the last node of GELU's tanh form applied to ``current`` from ``seq[0]``
+    on (:data:`_TANH_STEPS` after ``Mul(x, x) -> Mul x`` or ``Pow(x, 3)``), None when
+    ``seq[0]`` does not start it; ``_Unsupported`` naming the first node that differs when it
+    starts it and does not complete it."""
+    first = seq[0][1] if seq else None
+    if first is None or first.domain not in ("", "ai.onnx"):
+        return None
+    if first.op_type == "Pow":
+        e = consts.get(first.input[1]) if len(first.input) > 1 else None
+        if list(first.input[:1]) != [current] or e is None or np.asarray(e).size != 1 \
+                or float(np.asarray(e).reshape(())) != 3.0:
+            return None
+        k = 1
+    elif first.op_type == "Mul" and list(first.input) == [current, current]:
+        k = 2
+    else:
+        return None
+
+    def name(j: int) -> str:
+        return f"node #{seq[j][0]} ({seq[j][1].op_type} {seq[j][1].name!r})"
+
+    def fail(j: int, want: str, shared: bool = False) -> _Unsupported:
+        if shared:
+            what = f"the output of {name(j - 1)} is read by other nodes too (or is a graph " \
+                   f"output)"
+        else:
+            what = f"{name(j) if j < len(seq) else 'the end of the graph'} is not {want}"
+        return _Unsupported(f"starts GELU's tanh form {_TANH_FORM} (x * x or x^3), but "
+                            f"{what}; fastcnn reads the whole subgraph (each intermediate "
+                            f"tensor used once) as GELU(approximate=True), or the opset-20 "
+                            f"Gelu(approximate='tanh')")
+    if k == 2:
+        cube = op(1, "Mul")
+        if cube is None or other(cube, first.output[0]) != current:
+            raise fail(1, "Mul(x, x * x) (x^3)")
+        if not private(first):
+            raise fail(1, "", shared=True)
+    prev = seq[k - 1][1]
+    for j, (kind, c) in enumerate(_TANH_STEPS, start=k):
+        node = op(j, kind)
+        want = f"{kind}({'' if kind == 'Tanh' else 'x, ' if c is None else f'{c:.7g}, '}.)"
+        if not private(prev):
+            raise fail(j, want, shared=True)
+        if node is None:
+            raise fail(j, want)
+        if kind == "Tanh":
+            ok = list(node.input) == [prev.output[0]]
+        else:
+            rest = other(node, prev.output[0])
+            ok = rest == current if c is None else _is(_scalar(consts, rest or ""), c)
+        if not ok:
+            raise fail(j, want)
+        prev = node
+    return int(seq[k + len(_TANH_STEPS) - 1][0])
 
 
 #: op type -> reader, merged into :mod:`fastcnn.onnx.load`'s table.

@@ -50,6 +50,14 @@ statistics readable in the file; :func:`fastcnn.onnx.load_onnx` reads either for
 
 The graph input is ``"input"`` of shape ``("N", *model.input_shape)`` (a dynamic batch
 dimension), float32; the output is ``"output"`` of shape ``("N", *model.output_shape)``.
+A model with several inputs or outputs has one graph input per model input, named as
+``model.input_names``, and one graph output per model output, named as
+``model.output_names``, in the model's order (float32, ``N`` dynamic); its names and whether it
+takes / returns dicts go into ``metadata_props`` under ``"fastcnn.structure"``, so
+:func:`fastcnn.onnx.load_onnx` rebuilds the same structure. Nested models (a Sequential or
+graph Model used as a layer) are inlined (:mod:`fastcnn._flat`): their layers' nodes and
+weights are named ``<model>/<layer>`` (``<outer>/<inner>/<layer>`` deeper), written once
+however often the nested model is called.
 Weights are initializers named ``<layer>/kernel`` and ``<layer>/bias``; ``model.metadata``
 (class names, preprocessing) goes, as JSON, into the model's ``metadata_props`` under
 ``"fastcnn.metadata"`` (:func:`fastcnn.onnx.load_onnx` reads it back). The model is checked
@@ -72,6 +80,7 @@ import numpy as np
 from .. import _native
 from .. import layers as _layers
 from .._arrays import host_copy
+from .._flat import FlatGraph, flatten
 from .._geometry import conv_padding, same_padding
 from ..saving import atomic_write
 from ._common import DEFAULT_OPSET, MIN_OPSET, require_onnx
@@ -85,13 +94,16 @@ from ._external import (
 if TYPE_CHECKING:  # the model is known here only by the attributes read from it
     from ..model import Model as Sequential  # either kind of model
 
-__all__ = ["METADATA_KEY", "SUPPORTED_FORMATS", "Exportable", "export", "to_onnx"]
+__all__ = ["METADATA_KEY", "STRUCTURE_KEY", "SUPPORTED_FORMATS", "Exportable", "export", "to_onnx"]
 
 #: The ``format`` values :meth:`Sequential.export` accepts.
 SUPPORTED_FORMATS = ("onnx",)
 
 #: The ``metadata_props`` key holding ``model.metadata`` as JSON.
 METADATA_KEY = "fastcnn.metadata"
+#: The ``metadata_props`` key holding, for a model with several inputs or outputs, its input
+#: and output names and whether it takes / returns dicts (JSON).
+STRUCTURE_KEY = "fastcnn.structure"
 
 _ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "softmax": "Softmax", "tanh": "Tanh",
                    "leaky_relu": "LeakyRelu"}
@@ -178,11 +190,12 @@ class _Graph:
 
 
 def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
-               call: str | None = None) -> None:
+               call: str | None = None, weights: str | None = None) -> None:
     """Append ``layer``'s node(s) to ``g`` (its input shape is ``layer.input_shape``), taking
-    ``g.current`` (or, for a merge layer, the tensors ``inputs``); ``call`` names the nodes
-    of a shared layer's later calls (the weights keep the layer's name)."""
-    name = str(layer.name)
+    ``g.current`` (or, for a merge layer, the tensors ``inputs``); ``call`` names this call's
+    nodes (a shared layer's later calls, a nested model's layers), ``weights`` the prefix of
+    its initializers (default: the layer's name)."""
+    name = weights or str(layer.name)
     node = call or name
     if isinstance(layer, _layers.Conv2D):
         _c, H, W = layer.input_shape  # type: ignore[misc]
@@ -230,7 +243,7 @@ def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
     elif isinstance(layer, _layers.Concatenate):
         rank = 1 + len(layer.output_shape)  # type: ignore[arg-type]
         g.node("Concat", node, inputs=inputs, axis=layer.axis % rank)
-    elif not _add_new_layer(g, layer, node):
+    elif not _add_new_layer(g, layer, node, name):
         raise ValueError(f"export: no ONNX translation for layer {layer._label()} of type "
                          f"{type(layer).__name__}; supported: Conv2D, Dense, MaxPool2D, "
                          f"AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, "
@@ -238,10 +251,10 @@ def _add_layer(g: _Graph, layer: _layers.Layer, inputs: list[str] | None = None,
                          f"Activation / ReLU / LeakyReLU / Softmax, Add, Concatenate")
 
 
-def _add_new_layer(g: _Graph, layer: _layers.Layer, node: str) -> bool:
+def _add_new_layer(g: _Graph, layer: _layers.Layer, node: str, name: str) -> bool:
     """:func:`_add_layer` for the average and global poolings, BatchNormalization, Reshape and
-    ZeroPadding2D (``node``: the name of this call's nodes); False for another type."""
-    name = str(layer.name)
+    ZeroPadding2D (``node``: the name of this call's nodes, ``name`` its weights'); False for
+    another type."""
     if isinstance(layer, _layers.AveragePooling2D):
         _c, H, W = layer.input_shape  # type: ignore[misc]
         (kh, kw), (sh, sw) = layer.pool_size, layer.strides
@@ -280,26 +293,24 @@ def _add_new_layer(g: _Graph, layer: _layers.Layer, node: str) -> bool:
     return True
 
 
-def _folded(nodes: list[tuple[Any, tuple[int, ...]]],
-            out: int) -> list[tuple[Any, tuple[int, ...]]]:
-    """``nodes`` (a model's ``_nodes()``) with each BatchNormalization whose input is a Conv2D /
-    Dense node (no activation) read by it alone folded into that node
-    (:func:`fastcnn.layers.fold_batch_norm`); the BatchNormalization node becomes ``(None,
-    (producer,))``, a pass-through."""
-    consumers: list[list[int]] = [[] for _ in nodes]
-    for i, (_, ins) in enumerate(nodes):
-        for j in ins:
-            consumers[j].append(i)
-    nodes = list(nodes)
-    for i, (layer, ins) in enumerate(nodes):
-        if layer is None or len(ins) != 1 or consumers[ins[0]] != [i]:
+def _folded(flat: FlatGraph) -> None:
+    """Fold, in ``flat``, each BatchNormalization whose input is a Conv2D / Dense node (no
+    activation) read by it alone and that is no model output into that node
+    (:func:`fastcnn.layers.fold_batch_norm`); the BatchNormalization node becomes a
+    pass-through (``layer=None``, one input)."""
+    consumers = flat.consumers()
+    outs = set(flat.outputs)
+    for i, node in enumerate(flat.nodes):
+        if node.layer is None or len(node.inputs) != 1:
             continue
-        prev, prev_ins = nodes[ins[0]]
-        folded = _layers.fold_batch_norm(prev, layer) if prev is not None else None
+        p = node.inputs[0]
+        prev = flat.nodes[p]
+        if consumers[p] != [i] or p in outs or prev.layer is None:
+            continue
+        folded = _layers.fold_batch_norm(prev.layer, node.layer)
         if folded is not None:
-            nodes[ins[0]] = (folded, prev_ins)
-            nodes[i] = (None, ins)
-    return nodes
+            prev.layer = folded
+            node.layer = None
 
 
 def _check_opset(opset: Any, onnx: Any) -> int:
@@ -325,9 +336,10 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET, *,
 
     Returns:
         ``onnx.ModelProto``, checked: input ``"input"`` ``(N, *input_shape)``, output
-        ``"output"`` ``(N, *output_shape)`` float32, ``N`` dynamic. A model whose weights
-        exceed protobuf's 2 GB limit can't be checked in memory: :func:`export` checks the
-        file it writes (with external data) instead.
+        ``"output"`` ``(N, *output_shape)`` float32, ``N`` dynamic (for several inputs /
+        outputs one graph input / output each, named as the model's, in its order). A model
+        whose weights exceed protobuf's 2 GB limit can't be checked in memory:
+        :func:`export` checks the file it writes (with external data) instead.
 
     Raises:
         ImportError: onnx is not installed.
@@ -340,48 +352,64 @@ def to_onnx(model: Sequential, opset: int = DEFAULT_OPSET, *,
     g = _Graph(onnx, opset)
     if not isinstance(fold_batch_norm, bool):
         raise TypeError(f"export: fold_batch_norm must be a bool, got {fold_batch_norm!r}")
-    nodes, out = model._nodes()  # (layer or None for the input, input node indices)
+    flat = flatten(model)  # nested models inlined, one node per layer call
     if fold_batch_norm:  # what predict runs: each BatchNormalization folded into its producer
-        nodes = _folded(nodes, out)
-    tensor = ["input"] * len(nodes)  # the ONNX tensor of each node's output
-    calls: dict[int, int] = {}
-    for i, (layer, ins) in enumerate(nodes):
-        if layer is None:
-            if ins:  # a folded BatchNormalization: its input passes through
-                tensor[i] = tensor[ins[0]]
+        _folded(flat)
+    tensor = [""] * len(flat.nodes)  # the ONNX tensor of each node's output
+    for i, name in zip(flat.inputs, flat.input_names, strict=True):
+        tensor[i] = name
+    for i, node in enumerate(flat.nodes):
+        if node.layer is None:
+            if node.inputs:  # a folded BatchNormalization: its input passes through
+                tensor[i] = tensor[node.inputs[0]]
             continue
-        k = calls.get(id(layer), 0)
-        calls[id(layer)] = k + 1
-        g.current = tensor[ins[0]]
-        _add_layer(g, layer, [tensor[j] for j in ins], f"{layer.name}/call{k}" if k else None)
+        g.current = tensor[node.inputs[0]]
+        _add_layer(g, node.layer, [tensor[j] for j in node.inputs], node.name, node.weights)
         tensor[i] = g.current
-    final = tensor[out]
-    producer = next((nd for nd in g.nodes if final in nd.output), None)
-    if producer is None or any(final in nd.input for nd in g.nodes):
-        # the input itself (nothing but identities) or a tensor other nodes read too
-        g.current = final
-        g.node("Identity", "identity")
-        producer = g.nodes[-1]
-    producer.output[0] = "output"
+    _name_outputs(g, flat, tensor)
     f32 = onnx.TensorProto.FLOAT
     graph = onnx.helper.make_graph(
         g.nodes, str(model.name),
-        [onnx.helper.make_tensor_value_info("input", f32, ["N", *model.input_shape])],
-        [onnx.helper.make_tensor_value_info("output", f32, ["N", *model.output_shape])],
+        [onnx.helper.make_tensor_value_info(n, f32, ["N", *s])
+         for n, s in zip(flat.input_names, flat.input_shapes, strict=True)],
+        [onnx.helper.make_tensor_value_info(n, f32, ["N", *s])
+         for n, s in zip(flat.output_names, flat.output_shapes, strict=True)],
         initializer=g.initializers)
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
                                    producer_name="fastcnn",
                                    producer_version=_native.cpu.__version__)
     proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
+    props = {}
     if model.metadata:
         try:
-            text = json.dumps(model.metadata)
+            props[METADATA_KEY] = json.dumps(model.metadata)
         except TypeError as e:
             raise ValueError(f"export: model.metadata must be JSON-serialisable: {e}") from e
-        onnx.helper.set_model_props(proto, {METADATA_KEY: text})
+    if flat.multi_in or flat.multi_out:  # how load_onnx rebuilds the model's lists / dicts
+        props[STRUCTURE_KEY] = json.dumps({
+            "inputs": flat.input_names, "outputs": flat.output_names,
+            "input_keys": flat.input_keys, "output_keys": flat.output_keys})
+    if props:
+        onnx.helper.set_model_props(proto, props)
     if not needs_external_data(proto):
         onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _name_outputs(g: _Graph, flat: FlatGraph, tensor: list[str]) -> None:
+    """Give each model output its graph output name: the node computing it is renamed, or,
+    when that tensor is a graph input, read by other nodes or another output's too, an
+    ``Identity`` to the name is added."""
+    renamed: dict[str, str] = {n: n for n in flat.input_names}  # tensor -> its name now
+    for i, name in zip(flat.outputs, flat.output_names, strict=True):
+        final = tensor[i]
+        producer = next((nd for nd in g.nodes if final in nd.output), None)
+        if producer is None or final in renamed or any(final in nd.input for nd in g.nodes):
+            g.nodes.append(g.onnx.helper.make_node("Identity", [renamed.get(final, final)],
+                                                   [name], name=f"{name}/identity"))
+        else:
+            producer.output[0] = name
+            renamed[final] = name
 
 
 def _ir_version_for(onnx: Any, opset: int) -> int:

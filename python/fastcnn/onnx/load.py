@@ -29,8 +29,11 @@ Concatenate (along a non-batch axis); shape arithmetic (``Shape``, ``Gather``, `
 ``Concat``, ``Squeeze``, ``Slice``, ``Cast``) is evaluated on the shapes, so the subgraph of
 ``x.view(x.size(0), -1)`` is a Flatten.
 
-Initializers (and ``Constant`` nodes) are the weights; the graph must have one data input
-``(N, *input_shape)`` float (``N`` free) and one output; every node takes one data tensor
+Initializers (and ``Constant`` nodes) are the weights; the graph's data inputs are
+``(N, *input_shape)`` float (``N`` free); a graph with several inputs or outputs becomes a
+graph model with one ``Input`` per graph input and one output per graph output, named as in
+the graph (lists in the graph's order; the dicts a fastcnn export recorded under
+``"fastcnn.structure"`` come back as dicts); every node takes one data tensor
 (its first input) and constants, except the merges, and every node's output is used on the way
 to the graph output. Activations, a MatMul's bias and a flatten after a global pooling fold
 into the layer before them only when that layer's output has no other consumer. Anything
@@ -55,7 +58,7 @@ from ._chain import _attrs, _Chain, _const, _pads_2d, _pairs, _Unsupported, _wei
 from ._common import require_onnx
 from ._graph import Entry, _where, read_graph
 from ._load_modern import MODERN_OPS, NegInfPad, merge_flatten
-from .export import METADATA_KEY, Exportable
+from .export import METADATA_KEY, STRUCTURE_KEY, Exportable
 
 if TYPE_CHECKING:
     from ..model import Sequential
@@ -262,14 +265,39 @@ def _constants(onnx: Any, graph: Any) -> dict[str, np.ndarray]:
     return consts
 
 
-def _input_shape(onnx: Any, graph: Any, consts: dict[str, np.ndarray],
-                 input_shape: tuple[int, ...] | None) -> tuple[str, tuple[int, ...]]:
+def _input_shapes(onnx: Any, graph: Any, consts: dict[str, np.ndarray],
+                  input_shape: Any) -> list[tuple[str, tuple[int, ...]]]:
+    """The data inputs' ``(name, per-sample shape)``, in the graph's order; ``input_shape``
+    (one shape; for several inputs a list of them or a dict by input name) fills in the free
+    dimensions."""
     inputs = [v for v in graph.input if v.name not in consts]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise ValueError(f"load_onnx: the graph must have one data input and one output, got "
-                         f"inputs {[v.name for v in inputs]} and outputs "
+    if not inputs or not graph.output:
+        raise ValueError(f"load_onnx: the graph must have at least one data input and one "
+                         f"output, got inputs {[v.name for v in inputs]} and outputs "
                          f"{[v.name for v in graph.output]}")
-    v = inputs[0]
+    names = [v.name for v in inputs]
+    given: list[Any]
+    if input_shape is None:
+        given = [None] * len(inputs)
+    elif len(inputs) == 1:
+        given = [input_shape]
+    elif isinstance(input_shape, dict):
+        unknown = sorted(str(k) for k in input_shape if k not in names)
+        if unknown:
+            raise ValueError(f"load_onnx: input_shape names {unknown}, which are not inputs of "
+                             f"the graph; its inputs are {names}")
+        given = [input_shape.get(n) for n in names]
+    elif isinstance(input_shape, list | tuple) and len(input_shape) == len(inputs) and all(
+            s is None or isinstance(s, list | tuple) for s in input_shape):
+        given = list(input_shape)
+    else:
+        raise ValueError(f"load_onnx: the graph has {len(inputs)} inputs {names}; pass "
+                         f"input_shape as a list of {len(inputs)} per-sample shapes (None: "
+                         f"from the graph) or a dict by input name, got {input_shape!r}")
+    return [(v.name, _one_shape(onnx, v, g)) for v, g in zip(inputs, given, strict=True)]
+
+
+def _one_shape(onnx: Any, v: Any, input_shape: Any) -> tuple[int, ...]:
     tt = v.type.tensor_type
     if not v.type.HasField("tensor_type") or tt.elem_type not in (
             onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
@@ -281,12 +309,12 @@ def _input_shape(onnx: Any, graph: Any, consts: dict[str, np.ndarray],
                 d is not None and d != s for d, s in zip(dims[1:], want, strict=True))):
             raise ValueError(f"load_onnx: input_shape={want} does not fit the graph input "
                              f"{v.name!r} of shape {dims} (None: free)")
-        return v.name, want
+        return want
     if len(dims) not in (2, 4) or any(d is None or d < 1 for d in dims[1:]):
         raise ValueError(f"load_onnx: the graph input {v.name!r} has shape {dims} (None: "
                          f"free); fastcnn needs (N, C, H, W) or (N, features) with every "
                          f"dimension but N fixed: pass input_shape=(C, H, W)")
-    return v.name, tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
+    return tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
 
 
 def _model_class(name: str) -> Any:
@@ -301,24 +329,49 @@ def _model_class(name: str) -> Any:
     raise RuntimeError(f"fastcnn.{name} is not defined (import fastcnn first)")
 
 
-def _functional(entries: list[Entry], out: int, shape: tuple[int, ...], name: str) -> Any:
-    """A :class:`fastcnn.Functional` over the entries (a graph), weights set."""
-    x = _layers.Input(shape)
-    values: dict[int, Any] = {-1: x}
+def _functional(entries: list[Entry], outs: list[int],
+                inputs: list[tuple[str, tuple[int, ...]]], out_names: list[str], name: str,
+                structure: dict[str, Any] | None) -> Any:
+    """A :class:`fastcnn.Functional` over the entries (a graph), weights set. With several
+    inputs / outputs each graph input becomes an ``Input`` of its name and each graph output
+    an output of its name (the layer computing it is named so); ``structure`` (the file's
+    ``"fastcnn.structure"``) says whether the model took / returns dicts."""
+    multi_in, multi_out = len(inputs) > 1, len(outs) > 1
+    in_keys = bool(structure and structure.get("input_keys"))
+    out_keys = bool(structure and structure.get("output_keys"))
+    xs = [_layers.Input(shape, name=n if (multi_in or in_keys) else None)
+          for n, shape in inputs]
+    values: dict[int, Any] = {-1 - k: x for k, x in enumerate(xs)}
     built = []
+    # an output that is a graph input, or the value of another output too: an identity
+    seen: set[int] = set()
+    for k, o in enumerate(outs):
+        if o < 0 or o in seen:
+            entries.append(Entry([_layers.Activation, {"activation": None}, []], [o], 0))
+            outs[k] = len(entries) - 1
+        seen.add(outs[k])
+    names = dict(zip(outs, out_names, strict=True)) if multi_out and not out_keys else {}
     for k, e in enumerate(entries):
-        layer = e.spec[0](**e.spec[1])
+        kwargs = dict(e.spec[1])
+        if k in names:
+            kwargs["name"] = names[k]
+        layer = e.spec[0](**kwargs)
         ins = [values[j] for j in e.inputs]
         values[k] = layer(ins if layer.multi_input else ins[0])
         built.append(layer)
-    model = _model_class("Functional")(x, values[out], name=name, seed=0)
+    inp: Any = {n: x for (n, _), x in zip(inputs, xs, strict=True)} if in_keys else (
+        xs if multi_in else xs[0])
+    res = [values[o] for o in outs]
+    out: Any = dict(zip(out_names, res, strict=True)) if out_keys else (
+        res if multi_out else res[0])
+    model = _model_class("Functional")(inp, out, name=name, seed=0)
     for layer, e in zip(built, entries, strict=True):
         layer.set_weights(e.spec[2])
     return model
 
 
 def load_onnx(model: str | os.PathLike[str] | Any,
-              input_shape: tuple[int, ...] | None = None, *,
+              input_shape: Any = None, *,
               name: str = "sequential") -> Sequential:
     """A :class:`fastcnn.Sequential` (a chain) or :class:`fastcnn.Functional` (a graph with
     branches: residual ``Add``, ``Concat``) model (built, on the CPU, not compiled) computing
@@ -328,7 +381,8 @@ def load_onnx(model: str | os.PathLike[str] | Any,
         model: path of an ``.onnx`` file (external data next to it is read too) or an
             ``onnx.ModelProto``.
         input_shape: per-sample input shape ``(C, H, W)`` / ``(features,)``; needed only when
-            the graph's input leaves more than the batch dimension free.
+            the graph's input leaves more than the batch dimension free (several inputs: a
+            list of shapes, None entries taken from the graph, or a dict by input name).
         name: the model's name.
 
     Returns:
@@ -363,26 +417,49 @@ def load_onnx(model: str | os.PathLike[str] | Any,
                 default=1)
     graph = proto.graph
     consts = _constants(onnx, graph)
-    current, shape = _input_shape(onnx, graph, consts, input_shape)
-    entries, out = read_graph(onnx, graph, consts, current, shape, opset, _OPS,
-                              ", ".join(SUPPORTED_OPS))
+    inputs = _input_shapes(onnx, graph, consts, input_shape)
+    entries, outs = read_graph(onnx, graph, consts, inputs, opset, _OPS,
+                               ", ".join(SUPPORTED_OPS))
     for e in entries:
         if e.spec[0] is NegInfPad:  # not merged into a MaxPool (fan-out, or another op)
             raise ValueError(f"{_where(e.node, graph.node[e.node])}: a Pad of -inf that feeds "
                              f"anything but one MaxPool; fastcnn reads it only as a "
                              f"MaxPool's padding")
-    if out < 0:  # an identity graph
-        entries, out = [Entry([_layers.Activation, {"activation": None}, []], [-1], 0)], 0
-    chain = out == len(entries) - 1 and all(e.inputs == [k - 1] for k, e in enumerate(entries))
+    structure = _structure(proto, inputs, [o.name for o in graph.output])
+    if len(inputs) == 1 and len(outs) == 1 and outs[0] < 0:  # an identity graph
+        entries, outs = [Entry([_layers.Activation, {"activation": None}, []], [-1], 0)], [0]
+    chain = len(inputs) == 1 and len(outs) == 1 and structure is None and \
+        outs[0] == len(entries) - 1 and all(e.inputs == [k - 1] for k, e in enumerate(entries))
     if chain:
         seq = _model_class("Sequential")([e.spec[0](**e.spec[1]) for e in entries],
-                                         input_shape=shape, seed=0, name=name)
+                                         input_shape=inputs[0][1], seed=0, name=name)
         for layer, e in zip(seq.layers, entries, strict=True):
             layer.set_weights(e.spec[2])
     else:
-        seq = _functional(entries, out, shape, name)
+        seq = _functional(entries, outs, inputs, [o.name for o in graph.output], name,
+                          structure)
     seq.metadata = _metadata(proto)
     return seq
+
+
+def _structure(proto: Any, inputs: list[tuple[str, tuple[int, ...]]],
+               out_names: list[str]) -> dict[str, Any] | None:
+    """The ``"fastcnn.structure"`` entry of ``metadata_props`` (written for a model with
+    several inputs / outputs), checked against the graph; None when absent."""
+    for prop in proto.metadata_props:
+        if prop.key == STRUCTURE_KEY:
+            try:
+                st = json.loads(prop.value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"load_onnx: metadata_props {STRUCTURE_KEY!r} is not valid "
+                                 f"JSON: {e}") from e
+            if not isinstance(st, dict) or st.get("inputs") != [n for n, _ in inputs] \
+                    or st.get("outputs") != out_names:
+                raise ValueError(f"load_onnx: metadata_props {STRUCTURE_KEY!r} ({prop.value}) "
+                                 f"does not match the graph's inputs {[n for n, _ in inputs]} "
+                                 f"and outputs {out_names}")
+            return st
+    return None
 
 
 def _metadata(proto: Any) -> dict[str, Any]:

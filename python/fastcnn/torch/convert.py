@@ -33,6 +33,7 @@ from torch import nn
 
 from .. import layers as L
 from .._arrays import host_copy
+from .._flat import is_model
 from .._geometry import conv_padding, pair, pool_output_size
 from .._torch_layout import layer_modules
 from ..saving import _model_class
@@ -48,10 +49,19 @@ def to_torch(model: Sequential) -> nn.Sequential:
     holding copies of ``model``'s weights (frozen layers' with ``requires_grad=False``).
 
     Shapes: the same input ``(N, *model.input_shape)`` and output as ``model(x)``. Run it on
-    fastcnn's kernels with :func:`fastcnn.torch.accelerate`.
+    fastcnn's kernels with :func:`fastcnn.torch.accelerate`. A nested model (a Sequential or
+    graph Model used as a layer) becomes one submodule: its own ``to_torch()`` (an
+    ``nn.Sequential``, which :func:`from_torch` reads back flattened, or a
+    :class:`fastcnn.torch.graph.GraphModule`).
     """
     model._require_built()
-    return nn.Sequential(*(m for layer in model.layers for m in layer_to_torch(layer)))
+    mods: list[nn.Module] = []
+    for layer in model.layers:
+        if is_model(layer):
+            mods.append(layer.to_torch())
+        else:
+            mods += layer_to_torch(layer)
+    return nn.Sequential(*mods)
 
 
 def layer_to_torch(layer: L.Layer) -> list[nn.Module]:
