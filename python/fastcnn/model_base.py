@@ -63,7 +63,8 @@ class Model(Trainer, Saveable, Exportable, _layers.Layer):
     the outer model's ``fit``, listed as ``"<model>/<layer>/<param>"``, saved as its nested
     config). A model that is already built keeps its weights there (the outer seed builds
     only an unbuilt one). ``model.trainable = False`` freezes all its layers. A model with
-    several outputs can't be called as a layer.
+    several outputs gives one symbolic tensor per output (a list, or a dict by name), to
+    unpack or index as in Keras.
     """
 
     default_name = "model"
