@@ -135,6 +135,41 @@ def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
     ]
 
 
+def floors(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, call) of what every op call needs at the least: the bare compiled calls (the
+    pybind11 binding with its arguments, validation included), a CuPy allocation and a device
+    pointer read. An op's host time can't go below the sum of the ones it makes."""
+    from fastcnn import _native
+
+    cuda = _native.cuda()
+    x = cp.empty((batch, 32, 26, 26), np.float32)
+    w, b = cp.empty((64, 32, 3, 3), np.float32), cp.empty(64, np.float32)
+    y = cp.empty((batch, 64, 24, 24), np.float32)
+    px, pw, pb, py = x.data.ptr, w.data.ptr, b.data.ptr, y.data.ptr
+    xs, ws, bs = x.shape, w.shape, b.shape
+    geo = (1, 1, 0, 0, 0, 0, 1, 1, 1)
+    fx, fw = cp.empty((batch, 9216), np.float32), cp.empty((128, 9216), np.float32)
+    pfx, pfw, fxs, fws = fx.data.ptr, fw.data.ptr, fx.shape, fw.shape
+    out = cp.empty((batch, 128), np.float32)
+    po = out.data.ptr
+    n_ws = int(cuda.linear_plan(fxs, fws, None)["forward_workspace"])
+    lws = cp.empty(max(n_ws, 1), np.float32)
+    plws = lws.data.ptr
+    stream = cp.cuda.get_current_stream
+    return [
+        ("bare _cuda.conv2d_forward (20 arguments, 3 shapes)",
+         lambda: cuda.conv2d_forward(px, xs, pw, ws, pb, bs, py, 0, 0, *geo, True, 0)),
+        ("bare _cuda.linear_forward (11 arguments, 3 shapes)",
+         lambda: cuda.linear_forward(pfx, fxs, pfw, fws, 0, None, po, plws, n_ws, True, 0)),
+        ("bare _cuda.relu (4 arguments)", lambda: cuda.relu(px, py, 1000, 0)),
+        ("bare _cuda.sgd_update (11 arguments)",
+         lambda: cuda.sgd_update(pfw, pfw, pfw, 1000, 0.1, 0.9, 0.0, False, False, 0, 0)),
+        ("cupy.empty of conv2d's output", lambda: cp.empty((batch, 64, 24, 24), np.float32)),
+        ("a.data.ptr (one array)", lambda: x.data.ptr),
+        ("cupy.cuda.get_current_stream().ptr", lambda: stream().ptr),
+    ]
+
+
 def training_step(cp: Any, batch: int) -> tuple[Callable[[], Any], int]:
     """One deferred training step of the seeds' CNN and the number of launches it makes
     (counted by the emulator; 0 on a real GPU)."""
@@ -205,6 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     per_launch = f"; {t_step / launches:.1f} us per launch ({launches} launches)" \
         if launches else ""
     print(f"| training step, seeds' CNN, SGD momentum | {t_step:.0f} per step{per_launch} | |")
+    print("\nFloors: what an op call can't avoid (the compiled call alone, CuPy's own work)\n")
+    print("| call | us per call |")
+    print("|---|---:|")
+    for name, fn in floors(cp, args.batch):
+        print(f"| {name} | {per_call(fn, args.calls, args.repeats, sync, clock):.2f} |")
 
 
 if __name__ == "__main__":
