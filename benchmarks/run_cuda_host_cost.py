@@ -15,33 +15,66 @@ On a real GPU (``python benchmarks/run_cuda_host_cost.py``) launches are asynchr
 same loop measures the host's cost too as long as the queue does not fill (small shapes; the
 stream is synchronised only after each timed loop). Shapes: the seeds' CNN at batch 64 on
 28x28 inputs (``--batch``). Each row: the median over ``--repeats`` loops of ``--calls`` calls,
-in microseconds per call; the last row is one training step (train_step inside fit's deferred
-scope, every op of the seeds' CNN with SGD + momentum), per step and per op launched.
+in microseconds per call, of this process's CPU time (``--clock cpu``, the default: a loaded
+machine's other processes don't count) or of the wall clock (``--clock wall``); and the Python
+function calls one op call makes (counted with a profiler hook, so independent of the load:
+fastcnn's own frames, and all frames including CuPy's). The last row is one training step
+(train_step inside fit's deferred scope, every op of the seeds' CNN with SGD + momentum), per
+step and per op launched. ``tests/test_cuda_host_cost.py`` runs this on the emulator and bounds
+each op's calls and time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
-def per_call(fn: Callable[[], Any], calls: int, repeats: int, sync: Callable[[], None]) -> float:
+
+def per_call(fn: Callable[[], Any], calls: int, repeats: int, sync: Callable[[], None],
+             clock: Callable[[], float] = time.process_time) -> float:
     """Median over ``repeats`` loops of ``calls`` calls of ``fn``, in us per call."""
     fn()
     sync()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(calls):
             fn()
-        times.append((time.perf_counter() - t0) / calls)
+        times.append((clock() - t0) / calls)
         sync()
     return statistics.median(times) * 1e6
+
+
+def python_calls(fn: Callable[[], Any]) -> tuple[int, int]:
+    """(fastcnn's, all) Python function calls that one call of ``fn`` makes (after a first,
+    warming call), counted with :func:`sys.setprofile`; the calling lambda itself is not
+    counted."""
+    import fastcnn
+
+    pkg = os.path.dirname(fastcnn.__file__) + os.sep
+    fn()
+    own = total = 0
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        nonlocal own, total
+        if event == "call":
+            total += 1
+            own += frame.f_code.co_filename.startswith(pkg)
+    sys.setprofile(hook)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return own, total - 1
 
 
 def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
@@ -76,6 +109,9 @@ def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
     dp = dev(*p.shape)
     g, buf = dev(*wd.shape), dev(*wd.shape)
     m, v = cp.zeros(wd.shape, np.float32), cp.zeros(wd.shape, np.float32)
+    gamma, beta, rmean, rvar = dev(32), dev(32), dev(32), cp.ones(32, np.float32)
+    bn_y, bn_mean, bn_invstd = ops.batch_norm(y1, gamma, beta, rmean, rvar, training=True,
+                                              relu=True)
     return [
         ("conv2d (relu)", lambda: ops.conv2d(y1, w2, b2, relu=True)),
         ("conv2d_backward (pool + relu)", lambda: ops.conv2d_backward(
@@ -83,6 +119,10 @@ def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
         ("max_pool2d (indices)", lambda: ops.max_pool2d(y2, 2, return_indices=True)),
         ("max_pool2d_backward (own indices)",
          lambda: ops.max_pool2d_backward(dp, y2, 2, indices=idx)),
+        ("batch_norm (training, relu)", lambda: ops.batch_norm(
+            y1, gamma, beta, rmean, rvar, training=True, relu=True)),
+        ("batch_norm_backward (relu)", lambda: ops.batch_norm_backward(
+            y1, y1, gamma, bn_mean, bn_invstd, relu_y=bn_y)),
         ("linear (relu)", lambda: ops.linear(f, wd, bd, relu=True)),
         ("linear_backward", lambda: ops.linear_backward(dh, f, wd)),
         ("relu", lambda: ops.relu(h)),
@@ -92,6 +132,41 @@ def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
         ("sgd_update (momentum)", lambda: ops.sgd_update(wd, g, buf, lr=0.01, momentum=0.9)),
         ("adam_update", lambda: ops.adam_update(wd, g, m, v, lr=1e-3, beta_1=0.9,
                                                 beta_2=0.999, epsilon=1e-7, step=3)),
+    ]
+
+
+def floors(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, call) of what every op call needs at the least: the bare compiled calls (the
+    pybind11 binding with its arguments, validation included), a CuPy allocation and a device
+    pointer read. An op's host time can't go below the sum of the ones it makes."""
+    from fastcnn import _native
+
+    cuda = _native.cuda()
+    x = cp.empty((batch, 32, 26, 26), np.float32)
+    w, b = cp.empty((64, 32, 3, 3), np.float32), cp.empty(64, np.float32)
+    y = cp.empty((batch, 64, 24, 24), np.float32)
+    px, pw, pb, py = x.data.ptr, w.data.ptr, b.data.ptr, y.data.ptr
+    xs, ws, bs = x.shape, w.shape, b.shape
+    geo = (1, 1, 0, 0, 0, 0, 1, 1, 1)
+    fx, fw = cp.empty((batch, 9216), np.float32), cp.empty((128, 9216), np.float32)
+    pfx, pfw, fxs, fws = fx.data.ptr, fw.data.ptr, fx.shape, fw.shape
+    out = cp.empty((batch, 128), np.float32)
+    po = out.data.ptr
+    n_ws = int(cuda.linear_plan(fxs, fws, None)["forward_workspace"])
+    lws = cp.empty(max(n_ws, 1), np.float32)
+    plws = lws.data.ptr
+    stream = cp.cuda.get_current_stream
+    return [
+        ("bare _cuda.conv2d_forward (20 arguments, 3 shapes)",
+         lambda: cuda.conv2d_forward(px, xs, pw, ws, pb, bs, py, 0, 0, *geo, True, 0)),
+        ("bare _cuda.linear_forward (11 arguments, 3 shapes)",
+         lambda: cuda.linear_forward(pfx, fxs, pfw, fws, 0, None, po, plws, n_ws, True, 0)),
+        ("bare _cuda.relu (4 arguments)", lambda: cuda.relu(px, py, 1000, 0)),
+        ("bare _cuda.sgd_update (11 arguments)",
+         lambda: cuda.sgd_update(pfw, pfw, pfw, 1000, 0.1, 0.9, 0.0, False, False, 0, 0)),
+        ("cupy.empty of conv2d's output", lambda: cp.empty((batch, 64, 24, 24), np.float32)),
+        ("a.data.ptr (one array)", lambda: x.data.ptr),
+        ("cupy.cuda.get_current_stream().ptr", lambda: stream().ptr),
     ]
 
 
@@ -129,7 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                    help="cpu: this process's CPU time (default); wall: the wall clock")
     args = ap.parse_args(argv)
+    clock = CLOCKS[args.clock]
     import cupy as cp
 
     emu = getattr(cp, "_emu", None)
@@ -143,22 +221,30 @@ def main(argv: list[str] | None = None) -> None:
     else:
         sync = cp.cuda.get_current_stream().synchronize
         where = "GPU (asynchronous launches)"
-    rows = [(name, per_call(fn, args.calls, args.repeats, sync))
+    rows = [(name, per_call(fn, args.calls, args.repeats, sync, clock), python_calls(fn))
             for name, fn in cases(cp, args.batch)]
     step, launches = training_step(cp, args.batch)
-    t_step = per_call(step, max(args.calls // 20, 5), args.repeats, sync)
+    t_step = per_call(step, max(args.calls // 20, 5), args.repeats, sync, clock)
     ref = np.ones((64, 128), np.float32)
-    t_empty = per_call(lambda: np.empty_like(ref), args.calls * 10, args.repeats, lambda: None)
+    t_empty = per_call(lambda: np.empty_like(ref), args.calls * 10, args.repeats, lambda: None,
+                       clock)
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"Host time per op call ({where}; batch {args.batch}; median of {args.repeats} "
-          f"loops of {args.calls} calls). Machine speed reference: numpy.empty_like of a "
-          f"32 KB array took {t_empty:.2f} us (about 0.3 us on an idle desktop core)\n")
-    print("| op | us per call |")
-    print("|---|---:|")
-    for name, us in rows:
-        print(f"| {name} | {us:.1f} |")
+          f"loops of {args.calls} calls; {args.clock} time; load average {load} on "
+          f"{os.cpu_count()} CPUs). Machine speed reference: numpy.empty_like of a 32 KB "
+          f"array took {t_empty:.2f} us (about 0.3 us on an idle desktop core)\n")
+    print("| op | us per call | Python calls: fastcnn / all |")
+    print("|---|---:|---:|")
+    for name, us, (own, total) in rows:
+        print(f"| {name} | {us:.1f} | {own} / {total} |")
     per_launch = f"; {t_step / launches:.1f} us per launch ({launches} launches)" \
         if launches else ""
-    print(f"| training step, seeds' CNN, SGD momentum | {t_step:.0f} per step{per_launch} |")
+    print(f"| training step, seeds' CNN, SGD momentum | {t_step:.0f} per step{per_launch} | |")
+    print("\nFloors: what an op call can't avoid (the compiled call alone, CuPy's own work)\n")
+    print("| call | us per call |")
+    print("|---|---:|")
+    for name, fn in floors(cp, args.batch):
+        print(f"| {name} | {per_call(fn, args.calls, args.repeats, sync, clock):.2f} |")
 
 
 if __name__ == "__main__":

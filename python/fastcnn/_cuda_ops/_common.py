@@ -5,12 +5,14 @@ and the launch-plan cache.
 Host cost (issue 14, item 6): a ``*_plan`` call (a validation in C++ and a dict) is made once
 per distinct set of shapes and options and then served from :func:`_plan`'s cache, so a call
 validates once (in the launch function itself); the arrays' device context is entered only
-when it is not the current one.
+when it is not the current one, and with a single visible GPU it is never looked up. The hot
+helpers (:func:`_f32`, :func:`_empty`, :func:`_stream`) test the common case first (a float32
+C-contiguous ``cupy.ndarray``) and reach CuPy through names bound once at import, not through
+attribute chains per call.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import cupy
@@ -26,6 +28,21 @@ _F32 = np.dtype(np.float32)
 
 _I64 = np.dtype(np.int64)
 
+_ND = cupy.ndarray
+_cupy_empty = cupy.empty
+_current_stream = cupy.cuda.get_current_stream
+_get_device = cupy.cuda.runtime.getDevice
+
+
+def _visible_gpus() -> int:
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no count: check every call's devices
+        return 0
+
+
+_ONE_GPU = _visible_gpus() == 1  # then every array is on the current device
+
 
 def _type_name(a: Any) -> str:
     return type(a).__name__
@@ -33,6 +50,8 @@ def _type_name(a: Any) -> str:
 
 def _f32(a: Any, op: str, name: str) -> Any:
     """``a`` as a C-contiguous float32 cupy array; TypeError (the CPU's wording) otherwise."""
+    if a.__class__ is _ND and a.dtype is _F32 and a.flags.c_contiguous:
+        return a  # the common case: three tests
     if not isinstance(a, cupy.ndarray):
         raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
     if a.dtype != _F32:
@@ -45,7 +64,18 @@ def _f32_opt(a: Any, op: str, name: str) -> Any:
     return None if a is None else _f32(a, op, name)
 
 
-_SAME = contextlib.nullcontext()  # reusable: entering it does nothing
+class _Nothing(str):
+    """A context that does nothing, entered and left without a Python frame: ``__enter__`` and
+    ``__exit__`` are ``str.format`` bound to the empty string (C code returning ``""``, which
+    is falsy, so an exception inside the block propagates). What :func:`_device` returns when
+    the arrays are on the current device (every call, with one GPU)."""
+
+    __slots__ = ()
+    __enter__ = str.format
+    __exit__ = str.format
+
+
+_SAME = _Nothing()  # reusable
 
 _PLANS: dict[tuple[Any, ...], Any] = {}
 _PLANS_MAX = 1024  # distinct (op, shapes, options) kept; the cache is emptied when full
@@ -54,7 +84,8 @@ _PLANS_MAX = 1024  # distinct (op, shapes, options) kept; the cache is emptied w
 def _plan(fn: Any, *args: Any) -> Any:
     """``fn(*args)`` (a ``_cuda.*_plan`` function: a validation and the sizes it implies) from
     the cache when these hashable arguments were seen before. A plan that raises is not
-    cached (the error is raised again the next time). The result is shared: read it only."""
+    cached (the error is raised again the next time). The result is shared: read it only.
+    Hot callers look ``_PLANS.get((fn, *args))`` up themselves and call this on a miss."""
     key = (fn, *args)
     r = _PLANS.get(key)
     if r is None:
@@ -68,6 +99,8 @@ def _plan(fn: Any, *args: Any) -> Any:
 def _device(op: str, *arrays: Any) -> Any:
     """The one device of ``arrays`` as a context (``cupy.cuda.Device``, or nothing to do when
     it is the current device); ValueError if several."""
+    if _ONE_GPU:
+        return _SAME
     dev = None
     for a in arrays:
         if a is None:
@@ -78,7 +111,7 @@ def _device(op: str, *arrays: Any) -> Any:
         elif d != dev:
             raise ValueError(f"{op}: the arrays are on different GPUs ({dev} and {d}); move them "
                              "to one device first")
-    if dev is None or dev == cupy.cuda.runtime.getDevice():
+    if dev is None or dev == _get_device():
         return _SAME
     return cupy.cuda.Device(dev)
 
@@ -92,17 +125,17 @@ def _shape(a: Any) -> tuple[int, ...] | None:
 
 
 def _stream() -> int:
-    return int(cupy.cuda.get_current_stream().ptr)
+    return int(_current_stream().ptr)
 
 
 def _empty(shape: Any, dtype: Any = _F32) -> Any:
-    return cupy.empty(tuple(shape), dtype=dtype)
+    return _cupy_empty(shape, dtype)
 
 
 def _workspace(n: int, dtype: Any = _F32) -> tuple[Any, int]:
-    """A workspace of n elements (None when n == 0) and n."""
+    """A workspace of n elements (None when n == 0: nothing allocated) and n."""
     n = int(n)
-    return (cupy.empty(n, dtype=dtype) if n > 0 else None), n
+    return (_cupy_empty(n, dtype) if n > 0 else None), n
 
 
 def _same_shape(a: Any, b: Any, op: str, an: str, bn: str) -> None:
@@ -135,6 +168,9 @@ def _out(out: Any, shape: tuple[int, ...], op: str, **inputs: Any) -> Any:
 
 
 def _inplace(a: Any, op: str, name: str, like: Any = None) -> Any:
+    if (a.__class__ is _ND and a.dtype is _F32 and a.flags.c_contiguous
+            and (like is None or a.size == like.size)):
+        return a  # the common case
     if not isinstance(a, cupy.ndarray):
         raise TypeError(f"{op}: {name} must be a cupy.ndarray of float32, got {_type_name(a)}")
     if a.dtype != _F32:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import (
+    _F32,
     _cuda,
+    _cupy_empty,
+    _current_stream,
     _device,
-    _empty,
     _f32,
     _out,
     _ptr,
     _same_shape,
-    _stream,
 )
 
 
@@ -21,8 +22,8 @@ def relu(x: Any, out: Any = None) -> Any:
     x = _f32(x, "relu", "x")
     y = None if out is None else _out(out, x.shape, "relu", x=x)
     with _device("relu", x, y):
-        y = _empty(x.shape) if y is None else y
-        _cuda.relu(_ptr(x), _ptr(y), x.size, _stream())
+        y = _cupy_empty(x.shape, _F32) if y is None else y
+        _cuda.relu(x.data.ptr, y.data.ptr, x.size, _current_stream().ptr)
     return y
 
 
@@ -30,11 +31,12 @@ def relu_backward(dy: Any, y: Any, out: Any = None) -> Any:
     """``dy`` where ``y > 0`` (a NaN y passes dy), else 0."""
     op = "relu_backward"
     dy, y = _f32(dy, op, "dy"), _f32(y, op, "y")
-    _same_shape(dy, y, op, "dy", "y")
+    if dy.shape != y.shape:
+        _same_shape(dy, y, op, "dy", "y")
     dx = None if out is None else _out(out, dy.shape, op, dy=dy, y=y)
     with _device(op, dy, y, dx):
-        dx = _empty(dy.shape) if dx is None else dx
-        _cuda.relu_backward(_ptr(dy), _ptr(y), _ptr(dx), dy.size, _stream())
+        dx = _cupy_empty(dy.shape, _F32) if dx is None else dx
+        _cuda.relu_backward(dy.data.ptr, y.data.ptr, dx.data.ptr, dy.size, _current_stream().ptr)
     return dx
 
 
@@ -42,8 +44,9 @@ def _act_forward(op: str, x: Any, out: Any, **options: Any) -> Any:
     x = _f32(x, op, "x")
     y = None if out is None else _out(out, x.shape, op, x=x)
     with _device(op, x, y):
-        y = _empty(x.shape) if y is None else y
-        _cuda.activation_forward(op, _ptr(x), _ptr(y), x.size, stream=_stream(), **options)
+        y = _cupy_empty(x.shape, _F32) if y is None else y
+        _cuda.activation_forward(op, _ptr(x), _ptr(y), x.size, stream=_current_stream().ptr,
+                                 **options)
     return y
 
 
@@ -53,8 +56,9 @@ def _act_backward(op: str, dy: Any, t: Any, tname: str, out: Any, **options: Any
     _same_shape(dy, t, name, "dy", tname)
     dx = None if out is None else _out(out, dy.shape, name, dy=dy, **{tname: t})
     with _device(name, dy, t, dx):
-        dx = _empty(dy.shape) if dx is None else dx
-        _cuda.activation_backward(op, _ptr(dy), _ptr(t), _ptr(dx), dy.size, stream=_stream(),
+        dx = _cupy_empty(dy.shape, _F32) if dx is None else dx
+        _cuda.activation_backward(op, _ptr(dy), _ptr(t), _ptr(dx), dy.size,
+                                  stream=_current_stream().ptr,
                                   **options)
     return dx
 

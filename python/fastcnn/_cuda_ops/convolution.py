@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import (
+    _F32,
+    _PLANS,
     _cuda,
+    _cupy_empty,
+    _current_stream,
     _device,
-    _empty,
     _f32,
-    _f32_opt,
     _plan,
-    _ptr,
-    _shape,
-    _stream,
-    _workspace,
+    _same_shape,
 )
 from .activation import relu_backward
 from .pooling import _max_pool2d_backward_to
@@ -25,14 +24,22 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
            relu: bool = False) -> Any:
     """y (N, K, P, Q) = conv(x, w) + b, ReLU fused when ``relu``."""
     op = "conv2d"
-    x, w, b = _f32(x, op, "x"), _f32(w, op, "w"), _f32_opt(b, op, "b")
+    x, w = _f32(x, op, "x"), _f32(w, op, "w")
+    if b is None:
+        bp, bs = 0, None
+    else:
+        b = _f32(b, op, "b")
+        bp, bs = b.data.ptr, b.shape
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, x, w, b):
-        plan = _plan(_cuda.conv2d_plan, x.shape, w.shape, _shape(b), *geo)
-        y = _empty(plan["y_shape"])
-        ws, nws = _workspace(plan["forward_workspace"])
-        _cuda.conv2d_forward(_ptr(x), x.shape, _ptr(w), w.shape, _ptr(b), _shape(b), _ptr(y),
-                             _ptr(ws), nws, *geo, bool(relu), _stream())
+        plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, bs, *geo))
+                or _plan(_cuda.conv2d_plan, x.shape, w.shape, bs, *geo))
+        y = _cupy_empty(plan["y_shape"], _F32)
+        n = plan["forward_workspace"]
+        ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
+        _cuda.conv2d_forward(x.data.ptr, x.shape, w.data.ptr, w.shape, bp, bs, y.data.ptr,
+                             0 if ws is None else ws.data.ptr, n, *geo, bool(relu),
+                             _current_stream().ptr)
     return y
 
 
@@ -46,26 +53,40 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With
     ``pool_indices`` ``dy`` is the gradient of a max pooling of the output and is first routed
     back through it; with ``relu_y`` (the forward's ReLU output) it then goes through the ReLU's
-    backward (separate passes here; the CPU kernels fuse them)."""
+    backward (separate passes here, the ReLU's in place on the pooling's fresh output; the CPU
+    kernels fuse them)."""
     op = "conv2d_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
-    if pool_indices is not None:
-        geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
-        with _device(op, dy, x, w):
-            out = _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, None)["y_shape"]
-        dy = _max_pool2d_backward_to(dy, tuple(out), (pool_kh, pool_kw, pool_sh, pool_sw,
-                                                      pool_ph, pool_pw, 1, 1,
-                                                      bool(pool_ceil_mode)), pool_indices)
-    if relu_y is not None:
-        dy = relu_backward(dy, relu_y)
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
+    fresh = False  # dy is an array of ours (the pooling's output): the ReLU may work in place
+    if pool_indices is not None:
+        with _device(op, dy, x, w):
+            out = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, None, *geo, None))
+                or _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, None))["y_shape"]
+        dy = _max_pool2d_backward_to(dy, out, (pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
+                                               pool_pw, 1, 1, bool(pool_ceil_mode)),
+                                     pool_indices)
+        fresh = True
+    if relu_y is not None:
+        if fresh:
+            relu_y = _f32(relu_y, "relu_backward", "y")
+            _same_shape(dy, relu_y, "relu_backward", "dy", "y")
+            with _device("relu_backward", dy, relu_y):
+                p = dy.data.ptr
+                _cuda.relu_backward(p, relu_y.data.ptr, p, dy.size, _current_stream().ptr)
+        else:
+            dy = relu_backward(dy, relu_y)
     with _device(op, dy, x, w):
-        plan = _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape)
-        dx = _empty(x.shape) if compute_dx else None
-        dw = _empty(w.shape) if compute_dw else None
-        db = _empty((w.shape[0],)) if bias else None
-        ws, nws = _workspace(max(plan["backward_data_workspace"] if compute_dx else 0,
-                                 plan["backward_weights_workspace"] if compute_dw else 0))
-        _cuda.conv2d_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
-                              _ptr(dw), _ptr(db), _ptr(ws), nws, *geo, _stream())
+        plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
+                or _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
+        dx = _cupy_empty(x.shape, _F32) if compute_dx else None
+        dw = _cupy_empty(w.shape, _F32) if compute_dw else None
+        db = _cupy_empty((w.shape[0],), _F32) if bias else None
+        n = max(plan["backward_data_workspace"] if compute_dx else 0,
+                plan["backward_weights_workspace"] if compute_dw else 0)
+        ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
+        _cuda.conv2d_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
+                              0 if dx is None else dx.data.ptr, 0 if dw is None else dw.data.ptr,
+                              0 if db is None else db.data.ptr, 0 if ws is None else ws.data.ptr,
+                              n, *geo, _current_stream().ptr)
     return dx, dw, db

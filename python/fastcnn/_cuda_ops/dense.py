@@ -5,29 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import (
+    _F32,
+    _PLANS,
     _cuda,
+    _cupy_empty,
+    _current_stream,
     _device,
-    _empty,
     _f32,
-    _f32_opt,
     _plan,
-    _ptr,
-    _shape,
-    _stream,
-    _workspace,
 )
 
 
 def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
     """y (N, out) = x (N, in) @ w (out, in).T + b, ReLU fused when ``relu``."""
     op = "linear"
-    x, w, b = _f32(x, op, "x"), _f32(w, op, "w"), _f32_opt(b, op, "b")
+    x, w = _f32(x, op, "x"), _f32(w, op, "w")
+    if b is None:
+        bp, bs = 0, None
+    else:
+        b = _f32(b, op, "b")
+        bp, bs = b.data.ptr, b.shape
     with _device(op, x, w, b):
-        plan = _plan(_cuda.linear_plan, x.shape, w.shape, _shape(b))
-        y = _empty(plan["y_shape"])
-        ws, nws = _workspace(plan["forward_workspace"])
-        _cuda.linear_forward(_ptr(x), x.shape, _ptr(w), w.shape, _ptr(b), _shape(b), _ptr(y),
-                             _ptr(ws), nws, bool(relu), _stream())
+        plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, bs))
+                or _plan(_cuda.linear_plan, x.shape, w.shape, bs))
+        y = _cupy_empty(plan["y_shape"], _F32)
+        n = plan["forward_workspace"]
+        ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
+        _cuda.linear_forward(x.data.ptr, x.shape, w.data.ptr, w.shape, bp, bs, y.data.ptr,
+                             0 if ws is None else ws.data.ptr, n, bool(relu), _current_stream().ptr)
     return y
 
 
@@ -37,11 +42,15 @@ def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw
     op = "linear_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
     with _device(op, dy, x, w):
-        plan = _plan(_cuda.linear_plan, x.shape, w.shape, None, dy.shape)
-        dx = _empty(x.shape) if compute_dx else None
-        dw = _empty(w.shape) if compute_dw else None
-        db = _empty((w.shape[0],)) if bias else None
-        ws, nws = _workspace(plan["backward_weights_workspace"] if compute_dw else 0)
-        _cuda.linear_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(w), w.shape, _ptr(dx),
-                              _ptr(dw), _ptr(db), _ptr(ws), nws, _stream())
+        plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
+                or _plan(_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
+        dx = _cupy_empty(x.shape, _F32) if compute_dx else None
+        dw = _cupy_empty(w.shape, _F32) if compute_dw else None
+        db = _cupy_empty((w.shape[0],), _F32) if bias else None
+        n = plan["backward_weights_workspace"] if compute_dw else 0
+        ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
+        _cuda.linear_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
+                              0 if dx is None else dx.data.ptr, 0 if dw is None else dw.data.ptr,
+                              0 if db is None else db.data.ptr, 0 if ws is None else ws.data.ptr,
+                              n, _current_stream().ptr)
     return dx, dw, db

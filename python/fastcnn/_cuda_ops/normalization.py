@@ -7,17 +7,22 @@ from typing import Any
 import numpy as np
 
 from ._common import (
+    _F32,
+    _PLANS,
     _cuda,
+    _cupy_empty,
+    _current_stream,
     _device,
-    _empty,
     _f32,
-    _f32_opt,
     _inplace,
-    _ptr,
-    _shape,
-    _stream,
-    _workspace,
+    _plan,
 )
+
+_U8 = np.dtype(np.uint8)
+
+
+def _p(a: Any) -> int:
+    return 0 if a is None else a.data.ptr
 
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
@@ -29,27 +34,33 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
     then be C-contiguous float32 cupy arrays."""
     op = "batch_norm"
     x = _f32(x, op, "x")
-    weight, bias = _f32_opt(weight, op, "weight"), _f32_opt(bias, op, "bias")
+    weight = None if weight is None else _f32(weight, op, "weight")
+    bias = None if bias is None else _f32(bias, op, "bias")
     if training:
         rm = None if running_mean is None else _inplace(running_mean, op, "running_mean")
         rv = None if running_var is None else _inplace(running_var, op, "running_var")
-        if rm is not None and rv is not None and _ptr(rm) == _ptr(rv):
+        if rm is not None and rv is not None and rm.data.ptr == rv.data.ptr:
             raise ValueError(f"{op}: running_mean and running_var are the same array; pass two "
                              "arrays")
     else:
-        rm, rv = _f32_opt(running_mean, op, "running_mean"), _f32_opt(running_var, op,
-                                                                      "running_var")
-    nws = _cuda.batch_norm_plan(x.shape, _shape(weight), _shape(bias), _shape(rm), _shape(rv),
-                                bool(training), float(momentum), float(eps))
+        rm = None if running_mean is None else _f32(running_mean, op, "running_mean")
+        rv = None if running_var is None else _f32(running_var, op, "running_var")
+    shapes = (x.shape, None if weight is None else weight.shape,
+              None if bias is None else bias.shape, None if rm is None else rm.shape,
+              None if rv is None else rv.shape)
+    training, momentum, eps = bool(training), float(momentum), float(eps)
+    key = (_cuda.batch_norm_plan, *shapes, training, momentum, eps)
+    nws = _PLANS.get(key)
+    if nws is None:
+        nws = _plan(*key)
     with _device(op, x, weight, bias, rm, rv):
         c = x.shape[1]
-        y, mean, invstd = _empty(x.shape), _empty((c,)), _empty((c,))
-        ws, nws = _workspace(nws, np.uint8)
-        _cuda.batch_norm_forward(_ptr(x), x.shape, _ptr(weight), _shape(weight), _ptr(bias),
-                                 _shape(bias), _ptr(rm), _shape(rm), _ptr(rv), _shape(rv),
-                                 _ptr(y), _ptr(mean), _ptr(invstd), _ptr(ws), nws,
-                                 bool(training), float(momentum), float(eps), bool(relu),
-                                 _stream())
+        y, mean, invstd = _cupy_empty(x.shape, _F32), _cupy_empty(c, _F32), _cupy_empty(c, _F32)
+        ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
+        _cuda.batch_norm_forward(x.data.ptr, x.shape, _p(weight), shapes[1], _p(bias),
+                                 shapes[2], _p(rm), shapes[3], _p(rv), shapes[4],
+                                 y.data.ptr, mean.data.ptr, invstd.data.ptr, _p(ws), nws,
+                                 training, momentum, eps, bool(relu), _current_stream().ptr)
     return y, mean, invstd
 
 
@@ -60,19 +71,25 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
     the output of ``batch_norm(..., relu=True)``, ``dy`` then that ReLU output's gradient."""
     op = "batch_norm_backward"
     dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
-    relu_y = _f32_opt(relu_y, op, "relu_y")
-    weight = _f32_opt(weight, op, "weight")
+    relu_y = None if relu_y is None else _f32(relu_y, op, "relu_y")
+    weight = None if weight is None else _f32(weight, op, "weight")
     mean, invstd = _f32(mean, op, "mean"), _f32(invstd, op, "invstd")
-    nws = _cuda.batch_norm_backward_plan(dy.shape, x.shape, _shape(weight), mean.shape,
-                                         invstd.shape, bool(training))
+    ws_shape = None if weight is None else weight.shape
+    training = bool(training)
+    key = (_cuda.batch_norm_backward_plan, dy.shape, x.shape, ws_shape, mean.shape,
+           invstd.shape, training)
+    nws = _PLANS.get(key)
+    if nws is None:
+        nws = _plan(*key)
     with _device(op, dy, x, weight, mean, invstd, relu_y):
         c = x.shape[1]
-        dx = _empty(x.shape) if compute_dx else None
-        dw = _empty((c,)) if compute_dw else None
-        db = _empty((c,)) if compute_dw else None
-        ws, nws = _workspace(nws, np.uint8)
-        _cuda.batch_norm_backward(_ptr(dy), dy.shape, _ptr(x), x.shape, _ptr(weight),
-                                  _shape(weight), _ptr(mean), mean.shape, _ptr(invstd),
-                                  invstd.shape, _ptr(relu_y), _shape(relu_y), _ptr(dx), _ptr(dw),
-                                  _ptr(db), _ptr(ws), nws, bool(training), _stream())
+        dx = _cupy_empty(x.shape, _F32) if compute_dx else None
+        dw = _cupy_empty(c, _F32) if compute_dw else None
+        db = _cupy_empty(c, _F32) if compute_dw else None
+        ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
+        _cuda.batch_norm_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, _p(weight),
+                                  ws_shape, mean.data.ptr, mean.shape, invstd.data.ptr,
+                                  invstd.shape, _p(relu_y),
+                                  None if relu_y is None else relu_y.shape, _p(dx), _p(dw),
+                                  _p(db), _p(ws), nws, training, _current_stream().ptr)
     return dx, dw, db

@@ -12,7 +12,6 @@ from ._common import (
     _device,
     _f32,
     _inplace,
-    _ptr,
     _stream,
 )
 
@@ -32,7 +31,8 @@ def sgd_update(p: Any, g: Any, buf: Any, lr: float, momentum: float, nesterov: b
             raise ValueError(f"{op}: momentum={momentum} needs a momentum buffer")
         buf = _inplace(buf, op, "buf", p)
     with _device(op, p, g, buf if momentum else None):
-        _cuda.sgd_update(_ptr(p), _ptr(g), _ptr(buf) if momentum else 0, p.size, float(lr),
+        _cuda.sgd_update(p.data.ptr, g.data.ptr, buf.data.ptr if momentum else 0, p.size,
+                         float(lr),
                          float(momentum), float(weight_decay), bool(nesterov), bool(first),
                          _stream(), guard_ptr())
 
@@ -50,7 +50,8 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, step_size: float, beta1: float,
     if g.size != p.size:
         raise ValueError(f"{op}: g has {g.size} elements but p has {p.size}")
     with _device(op, p, g, m, v):
-        _cuda.adam_update(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.size, float(step_size),
+        _cuda.adam_update(p.data.ptr, g.data.ptr, m.data.ptr, v.data.ptr, p.size,
+                          float(step_size),
                           float(beta1), float(one_minus_beta1), float(beta2),
                           float(one_minus_beta2), float(sqrt_bc2), float(eps), float(l2),
                           float(decay), bool(has_l2), bool(has_decay), _stream(), guard_ptr())

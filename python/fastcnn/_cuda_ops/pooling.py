@@ -17,8 +17,13 @@ import cupy
 import numpy as np
 
 from ._common import (
+    _F32,
     _I64,
+    _ND,
+    _PLANS,
     _cuda,
+    _cupy_empty,
+    _current_stream,
     _device,
     _empty,
     _f32,
@@ -51,6 +56,8 @@ def _is_own(idx: Any) -> bool:
 
 
 def _check_indices(indices: Any, op: str, forward: str) -> None:
+    if indices.__class__ is _ND and indices.dtype is _I64:
+        return
     if not isinstance(indices, cupy.ndarray):
         raise TypeError(f"{op}: indices must be a cupy.ndarray of int64, got "
                         f"{_type_name(indices)}")
@@ -66,11 +73,17 @@ def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh:
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
     with _device(op, x):
-        out = _plan(_cuda.max_pool2d_plan, x.shape, *geo)
-        y = _empty(out)
-        idx = _empty(out, _I64) if return_indices else None
-        _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(y), _ptr(idx), *geo, _stream())
-    return (y, _own(idx)) if return_indices else y
+        out = (_PLANS.get((_cuda.max_pool2d_plan, x.shape, *geo))
+               or _plan(_cuda.max_pool2d_plan, x.shape, *geo))
+        y = _cupy_empty(out, _F32)
+        if return_indices:
+            idx = _cupy_empty(out, _I64)
+            _cuda.max_pool2d_forward(x.data.ptr, x.shape, y.data.ptr, idx.data.ptr, *geo,
+                                     _current_stream().ptr)
+            return y, _own(idx)
+        _cuda.max_pool2d_forward(x.data.ptr, x.shape, y.data.ptr, 0, *geo,
+                                 _current_stream().ptr)
+    return y
 
 
 def max_pool2d_backward(dy: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
@@ -106,16 +119,19 @@ def _max_pool2d_backward_to(dy: Any, x_shape: tuple[int, ...], geo: tuple[Any, .
     op = "max_pool2d_backward"
     _check_indices(indices, op, "max_pool2d")
     with _device(op, dy, indices, dx):
-        _plan(_cuda.max_pool2d_plan, x_shape, *geo, dy.shape)
-        if _is_own(indices):  # max_pool2d's own (contiguous, in range, in window)
+        if (_cuda.max_pool2d_plan, x_shape, *geo, dy.shape) not in _PLANS:
+            _plan(_cuda.max_pool2d_plan, x_shape, *geo, dy.shape)
+        r = _OWN.get(id(indices))
+        if r is not None and r() is indices:  # max_pool2d's own (contiguous, in range, ...)
             idx, check, ws, nws = indices, False, None, 0
         else:
             idx = cupy.ascontiguousarray(indices)
             check = True
             ws, nws = _workspace(_cuda.POOL_CHECK_WORKSPACE_BYTES, np.uint8)
-        dx = _empty(x_shape) if dx is None else dx
-        _cuda.max_pool2d_backward(_ptr(dy), dy.shape, x_shape, _ptr(idx), idx.shape, check,
-                                  _ptr(ws), nws, _ptr(dx), *geo, _stream())
+        dx = _cupy_empty(x_shape, _F32) if dx is None else dx
+        _cuda.max_pool2d_backward(dy.data.ptr, dy.shape, x_shape, idx.data.ptr, idx.shape,
+                                  check, _ptr(ws), nws, dx.data.ptr, *geo,
+                                  _current_stream().ptr)
     return dx
 
 

@@ -9,16 +9,20 @@ import numpy as np
 
 from .._deferred import defer
 from ._common import (
+    _F32,
     _I64,
+    _PLANS,
     _cuda,
+    _cupy_empty,
+    _current_stream,
     _device,
-    _empty,
     _f32,
     _plan,
     _ptr,
-    _stream,
     _type_name,
 )
+
+_F64 = np.dtype(np.float64)
 
 
 def softmax(x: Any, log: bool = False) -> Any:
@@ -26,12 +30,22 @@ def softmax(x: Any, log: bool = False) -> Any:
     op = "log_softmax" if log else "softmax"
     x = _f32(x, op, "x")
     with _device(op, x):
-        y = _empty(x.shape)
-        _cuda.softmax(_ptr(x), x.shape, _ptr(y), bool(log), _stream())
+        y = _cupy_empty(x.shape, _F32)
+        _cuda.softmax(x.data.ptr, x.shape, y.data.ptr, bool(log), _current_stream().ptr)
     return y
 
 
+_MESSAGES: dict[int, Any] = {}  # classes -> the label check's message function
+
+
 def _label_message(classes: int) -> Any:
+    fn = _MESSAGES.get(classes)
+    if fn is None:
+        fn = _MESSAGES[classes] = _make_label_message(classes)
+    return fn
+
+
+def _make_label_message(classes: int) -> Any:
     def message(rec: np.ndarray) -> str | None:
         if rec[0] < 0:
             return None
@@ -58,24 +72,27 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[Any, Any]:
     lab = tgt = None
     with _device(op, logits, labels):
         if integer:
-            nws = _plan(_cuda.cross_entropy_plan, logits.shape, labels.shape, "int")
-            lab = cupy.ascontiguousarray(labels.astype(_I64, copy=False))
+            nws = _PLANS.get((_cuda.cross_entropy_plan, logits.shape, labels.shape, "int"))
+            if nws is None:
+                nws = _plan(_cuda.cross_entropy_plan, logits.shape, labels.shape, "int")
+            lab = labels if labels.dtype is _I64 and labels.flags.c_contiguous else \
+                cupy.ascontiguousarray(labels.astype(_I64, copy=False))
         else:
             tgt = _f32(labels, op, "labels")
             nws = _plan(_cuda.cross_entropy_plan, logits.shape, labels.shape, "float")
-        dlogits = _empty(logits.shape)
+        dlogits = _cupy_empty(logits.shape, _F32)
         if logits.shape[0] == 0:
             return cupy.zeros((), np.float64), dlogits
         # one allocation: the kernels' workspace, then the loss (a double) and the check record
         nws = int(nws)
-        buf = cupy.empty(nws // 8 + 3, dtype=_I64)
         lo = nws // 8
-        loss = buf[lo:lo + 1].view(np.float64).reshape(())
+        buf = _cupy_empty(lo + 3, _I64)
+        loss = buf[lo:lo + 1].view(_F64).reshape(())
         check = buf[lo + 1:lo + 3]
-        base = _ptr(buf)
-        _cuda.cross_entropy(_ptr(logits), logits.shape, _ptr(lab), _ptr(tgt), labels.shape,
-                            _ptr(dlogits), base, nws, base + 8 * lo,
-                            base + 8 * (lo + 1) if integer else 0, _stream())
+        base = buf.data.ptr
+        _cuda.cross_entropy(logits.data.ptr, logits.shape, _ptr(lab), _ptr(tgt), labels.shape,
+                            dlogits.data.ptr, base, nws, base + 8 * lo,
+                            base + 8 * (lo + 1) if integer else 0, _current_stream().ptr)
         if integer:
             defer(check, _label_message(int(logits.shape[1])))
     return loss, dlogits

@@ -6,10 +6,30 @@ from typing import Any
 
 from .._args import check_bool, check_int
 from .._geometry import conv_padding, pair, pool_args
-from ._door import _backend, _check_array, _converts
+from ._door import _ARRAY_TYPES, _backend, _check_array, _converts, _memo, _plain_key
+
+_CONV_ARGS: dict[Any, tuple[int, ...]] = {}  # (options, x.shape[2:], w.shape[2:]) -> geometry
+_POOL_ARGS: dict[Any, Any] = {}  # (pool options) -> the pooling's pairs
 
 
 def _conv_args(
+    op: str, x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> tuple[int, ...]:
+    """The compiled module's geometry arguments (stride, pads, dilation, groups), memoised for
+    plain options (:func:`~fastcnn.ops._door._plain_key`) per input and kernel size."""
+    key = _plain_key(stride, padding, dilation, groups)
+    if key is not None and type(x) in _ARRAY_TYPES and type(w) in _ARRAY_TYPES:
+        key = (key, x.shape[2:], w.shape[2:])
+        r = _CONV_ARGS.get(key)
+        if r is not None:
+            return r
+    else:
+        key = None
+    return _memo(_CONV_ARGS, key, _conv_args_checked, op, x, w, stride, padding, dilation,
+                 groups)
+
+
+def _conv_args_checked(
     op: str, x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: Any
 ) -> tuple[int, ...]:
     _check_array(x, "x", op)
@@ -55,7 +75,9 @@ def conv2d(
     """
     op = "conv2d"
     args = _conv_args(op, x, w, stride, padding, dilation, groups)
-    return _backend(op, x, w, b).conv2d(x, w, b, *args, check_bool(relu, "relu", op=op))
+    if type(relu) is not bool:
+        relu = check_bool(relu, "relu", op=op)
+    return _backend(op, x, w, b).conv2d(x, w, b, *args, relu)
 
 
 @_converts("dy", "x", "w", "relu_y", "pool_indices")
@@ -115,14 +137,23 @@ def conv2d_backward(
         if pool_size is None:
             raise ValueError(f"{op}: pool_indices needs pool_size (the max_pool2d kernel_size "
                              "that produced them)")
-        k, st, pd, _ = pool_args(pool_size, pool_stride, pool_padding, op=op,
-                                 names=("pool_size", "pool_stride", "pool_padding", "dilation"))
+        k, st, pd, _ = _memo(_POOL_ARGS, _plain_key(pool_size, pool_stride, pool_padding),
+                             _pool_pairs, pool_size, pool_stride, pool_padding, op)
+        if type(pool_ceil_mode) is not bool:
+            pool_ceil_mode = check_bool(pool_ceil_mode, "pool_ceil_mode", op=op)
         pool = {"pool_indices": pool_indices, "pool_kh": k[0], "pool_kw": k[1],
                 "pool_sh": st[0], "pool_sw": st[1], "pool_ph": pd[0], "pool_pw": pd[1],
-                "pool_ceil_mode": check_bool(pool_ceil_mode, "pool_ceil_mode", op=op)}
+                "pool_ceil_mode": pool_ceil_mode}
     elif pool_size is not None or pool_stride is not None:
         raise ValueError(f"{op}: pool_size / pool_stride given without pool_indices")
+    if not (type(compute_dx) is bool and type(compute_dw) is bool and type(bias) is bool):
+        compute_dx = check_bool(compute_dx, "compute_dx", op=op)
+        compute_dw = check_bool(compute_dw, "compute_dw", op=op)
+        bias = check_bool(bias, "bias", op=op)
     return _backend(op, dy, x, w, relu_y, pool_indices).conv2d_backward(
-        dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op),
-        check_bool(compute_dw, "compute_dw", op=op), check_bool(bias, "bias", op=op),
-        relu_y=relu_y, **pool)
+        dy, x, w, *args, compute_dx, compute_dw, bias, relu_y=relu_y, **pool)
+
+
+def _pool_pairs(size: Any, stride: Any, padding: Any, op: str) -> Any:
+    return pool_args(size, stride, padding, op=op,
+                     names=("pool_size", "pool_stride", "pool_padding", "dilation"))

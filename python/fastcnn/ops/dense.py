@@ -18,8 +18,9 @@ def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
     Returns:
         y: (N, out) float32.
     """
-    op = "linear"
-    return _backend(op, x, w, b).linear(x, w, b, check_bool(relu, "relu", op=op))
+    if type(relu) is not bool:
+        relu = check_bool(relu, "relu", op="linear")
+    return _backend("linear", x, w, b).linear(x, w, b, relu)
 
 
 @_converts("dy", "x", "w")
@@ -30,6 +31,8 @@ def linear_backward(
     """Gradients of :func:`linear`: ``(dx (N, in) or None when compute_dx=False, dw (out, in)
     or None when compute_dw=False, db (out,) or None when bias=False)``."""
     op = "linear_backward"
-    return _backend(op, dy, x, w).linear_backward(
-        dy, x, w, check_bool(compute_dx, "compute_dx", op=op),
-        check_bool(compute_dw, "compute_dw", op=op), check_bool(bias, "bias", op=op))
+    if not (type(compute_dx) is bool and type(compute_dw) is bool and type(bias) is bool):
+        compute_dx = check_bool(compute_dx, "compute_dx", op=op)
+        compute_dw = check_bool(compute_dw, "compute_dw", op=op)
+        bias = check_bool(bias, "bias", op=op)
+    return _backend(op, dy, x, w).linear_backward(dy, x, w, compute_dx, compute_dw, bias)

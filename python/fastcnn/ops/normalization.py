@@ -22,6 +22,8 @@ import numpy as np
 from .._args import check_bool
 from ._door import _backend, _converts
 
+_isfinite = math.isfinite
+
 
 def _real(v: Any, name: str, op: str, *, minimum: float | None = None) -> float:
     """``v`` as a finite Python float; TypeError for a non-number (bools too), ValueError
@@ -64,10 +66,13 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
         training gives NaN mean / invstd and leaves the running statistics alone.
     """
     op = "batch_norm"
-    training = check_bool(training, "training", op=op)
-    momentum = _real(momentum, "momentum", op)
-    eps = _real(eps, "eps", op, minimum=0.0)
-    relu = check_bool(relu, "relu", op=op)
+    if not (type(training) is bool and type(relu) is bool):
+        training = check_bool(training, "training", op=op)
+        relu = check_bool(relu, "relu", op=op)
+    if not (type(momentum) is float and type(eps) is float and eps >= 0.0
+            and _isfinite(momentum) and _isfinite(eps)):  # the common case: two tests
+        momentum = _real(momentum, "momentum", op)
+        eps = _real(eps, "eps", op, minimum=0.0)
     return _backend(op, x, weight, bias, running_mean, running_var).batch_norm(
         x, weight, bias, running_mean, running_var, training, momentum, eps, relu)
 
@@ -96,8 +101,9 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
         dbias = ``sum(dy)`` over N and the spatial axes, (C,) each, or None.
     """
     op = "batch_norm_backward"
-    training = check_bool(training, "training", op=op)
-    compute_dx = check_bool(compute_dx, "compute_dx", op=op)
-    compute_dw = check_bool(compute_dw, "compute_dw", op=op)
+    if not (type(training) is bool and type(compute_dx) is bool and type(compute_dw) is bool):
+        training = check_bool(training, "training", op=op)
+        compute_dx = check_bool(compute_dx, "compute_dx", op=op)
+        compute_dw = check_bool(compute_dw, "compute_dw", op=op)
     return _backend(op, dy, x, weight, mean, invstd, relu_y).batch_norm_backward(
         dy, x, weight, mean, invstd, training, compute_dx, compute_dw, relu_y)

@@ -29,11 +29,13 @@ def sgd_update(p: Any, g: Any, buf: Any = None, *, lr: float, momentum: float = 
         first: the first step: ``buf = g`` (buf's old contents are ignored).
     """
     op = "sgd_update"
+    if not (type(nesterov) is bool and type(first) is bool):
+        nesterov = check_bool(nesterov, "nesterov", op=op)
+        first = check_bool(first, "first", op=op)
     f32 = np.float32
     _backend(op, p, g, buf).sgd_update(
-        p, g, buf, lr=float(f32(lr)), momentum=float(f32(momentum)),
-        nesterov=check_bool(nesterov, "nesterov", op=op),
-        weight_decay=float(f32(weight_decay)), first=check_bool(first, "first", op=op))
+        p, g, buf, lr=float(f32(lr)), momentum=float(f32(momentum)), nesterov=nesterov,
+        weight_decay=float(f32(weight_decay)), first=first)
 
 
 @_converts("p", "g", "m", "v")
@@ -56,14 +58,37 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, *, lr: float, beta_1: float, bet
         step: the step number, counting from 1.
     """
     op = "adam_update"
-    t = check_int(step, "step", op=op, minimum=1)
-    decoupled = check_bool(decoupled, "decoupled", op=op)
-    lr, beta_1, beta_2, wd = float(lr), float(beta_1), float(beta_2), float(weight_decay)
+    t = step if type(step) is int and 1 <= step < 2**31 else check_int(step, "step", op=op,
+                                                                          minimum=1)
+    if type(decoupled) is not bool:
+        decoupled = check_bool(decoupled, "decoupled", op=op)
+    lr, beta_1, beta_2 = float(lr), float(beta_1), float(beta_2)
+    key = (lr, beta_1, beta_2, epsilon, weight_decay, decoupled)
+    fixed = _ADAM.get(key) if type(epsilon) in _REALS and type(weight_decay) in _REALS else None
+    if fixed is None:
+        fixed = _adam_fixed(lr, beta_1, beta_2, float(epsilon), float(weight_decay), decoupled)
+        if len(_ADAM) >= 64:
+            _ADAM.clear()
+        _ADAM[key] = fixed
+    f32 = np.float32
+    b1, omb1, b2, omb2, eps, l2, decay, has_l2, has_decay = fixed
+    _backend(op, p, g, m, v).adam_update(
+        p, g, m, v, step_size=float(f32(lr / (1.0 - beta_1 ** t))), beta1=b1,
+        one_minus_beta1=omb1, beta2=b2, one_minus_beta2=omb2,
+        sqrt_bc2=float(f32(math.sqrt(1.0 - beta_2 ** t))), eps=eps, l2=l2, decay=decay,
+        has_l2=has_l2, has_decay=has_decay)
+
+
+_REALS = (float, int)
+_ADAM: dict[Any, tuple[Any, ...]] = {}  # the step-independent scalars per hyperparameters
+
+
+def _adam_fixed(lr: float, beta_1: float, beta_2: float, epsilon: float, wd: float,
+                decoupled: bool) -> tuple[Any, ...]:
+    """Adam's float32 scalars that don't depend on the step, in the compiled modules' order
+    (beta1, one_minus_beta1, beta2, one_minus_beta2; eps, l2, decay, has_l2, has_decay)."""
     f32 = np.float32
     b1, b2 = f32(beta_1), f32(beta_2)
-    _backend(op, p, g, m, v).adam_update(
-        p, g, m, v, step_size=float(f32(lr / (1.0 - beta_1 ** t))), beta1=float(b1),
-        one_minus_beta1=float(f32(1) - b1), beta2=float(b2), one_minus_beta2=float(f32(1) - b2),
-        sqrt_bc2=float(f32(math.sqrt(1.0 - beta_2 ** t))), eps=float(f32(epsilon)),
-        l2=float(f32(wd)), decay=float(f32(1.0 - lr * wd)) if decoupled and wd else 1.0,
-        has_l2=bool(wd and not decoupled), has_decay=bool(wd and decoupled))
+    return (float(b1), float(f32(1) - b1), float(b2), float(f32(1) - b2), float(f32(epsilon)),
+            float(f32(wd)), float(f32(1.0 - lr * wd)) if decoupled and wd else 1.0,
+            bool(wd and not decoupled), bool(wd and decoupled))

@@ -7,7 +7,9 @@ from typing import Any
 
 from .._args import check_bool, check_int
 from .._geometry import pool_args
-from ._door import _backend, _converts
+from ._door import _backend, _converts, _memo, _plain_key
+
+_POOL_ARGS: dict[Any, Any] = {}  # plain (kernel_size, stride, padding, dilation) -> pairs
 
 
 @_converts("x")
@@ -34,10 +36,22 @@ def max_pool2d(
         y (N, C, P, Q), or ``(y, indices)``.
     """
     op = "max_pool2d"
-    k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
-    return _backend(op, x).max_pool2d(
-        x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op),
-        check_bool(return_indices, "return_indices", op=op))
+    k, s, p, d = _max_pool_args(kernel_size, stride, padding, dilation, op)
+    if not (type(ceil_mode) is bool and type(return_indices) is bool):
+        ceil_mode = check_bool(ceil_mode, "ceil_mode", op=op)
+        return_indices = check_bool(return_indices, "return_indices", op=op)
+    return _backend(op, x).max_pool2d(x, *k, *s, *p, *d, ceil_mode, return_indices)
+
+
+def _max_pool_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                   op: str) -> Any:
+    """:func:`~fastcnn._geometry.pool_args`, memoised for plain options."""
+    return _memo(_POOL_ARGS, _plain_key(kernel_size, stride, padding, dilation), _pool_args,
+                 kernel_size, stride, padding, dilation, op)
+
+
+def _pool_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any, op: str) -> Any:
+    return pool_args(kernel_size, stride, padding, dilation, op=op)
 
 
 @_converts("dy", "x", "indices", "out")
@@ -61,9 +75,11 @@ def max_pool2d_backward(
     partially), written and returned; it saves a fresh array's page faults on large inputs.
     """
     op = "max_pool2d_backward"
-    k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
+    k, s, p, d = _max_pool_args(kernel_size, stride, padding, dilation, op)
+    if type(ceil_mode) is not bool:
+        ceil_mode = check_bool(ceil_mode, "ceil_mode", op=op)
     return _backend(op, dy, x, indices, out).max_pool2d_backward(
-        dy, x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op), indices, out=out)
+        dy, x, *k, *s, *p, *d, ceil_mode, indices, out=out)
 
 
 def _avg_args(kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any,

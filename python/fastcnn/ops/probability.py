@@ -14,7 +14,7 @@ from ._door import _backend, _check_array, _converts
 def _softmax(x: Any, axis: Any, log: bool) -> Any:
     op = "log_softmax" if log else "softmax"
     _check_array(x, "x", op)
-    ax = check_int(axis, "axis", op=op)
+    ax = axis if type(axis) is int else check_int(axis, "axis", op=op)
     if not -x.ndim <= ax < x.ndim:
         raise ValueError(f"{op}: axis={ax} is out of range for x of shape {x.shape}")
     ax %= x.ndim
