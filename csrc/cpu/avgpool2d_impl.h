@@ -308,6 +308,11 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
     cols.get(w, pw, kw, sw, Q, qa, qb);
     return avg_grad_elem_q(g, Q, oa, ob, qa, qb);
   };
+  // The next plane's dy is prefetched a slice per dx row while this plane's gather runs (it
+  // reads only the scratch, from L1): the scratch pass then finds dy in cache instead of
+  // starting a demand stream from DRAM every plane (the hardware prefetchers stop while no dy
+  // is read). Prefetches never fault; the last plane's run past the range is harmless.
+  const int64_t pf_row = ((PQ + H - 1) / H + 15) / 16 * 16;  // floats a row, whole lines
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* dyp = dy + pl * PQ;
     float* dxp = dx + pl * H * W;
@@ -318,6 +323,8 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
       V::store_n(g + o, V::div(V::load_n(dyp + o, PQ - o), V::load_n(div + o, PQ - o)), PQ - o);
     for (int64_t h = 0; h < H; ++h) {
       float* dr = dxp + h * W;
+      for (int64_t f = h * pf_row, fe = imin(PQ, f + pf_row); f < fe; f += 16)
+        __builtin_prefetch(dyp + PQ + f);
       int64_t oa, ob;
       rows.get(h, ph, kh, sh, P, oa, ob);
       if (oa > ob) {  // a row in no window (stride > kernel)
