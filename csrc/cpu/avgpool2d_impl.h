@@ -10,6 +10,8 @@
 //                                                   p[2i+1]; reads only p[0 .. 2n-1]
 //   F even_n(const float* p, int64_t n);            lanes i < n: p[2i]; reads only p[0 .. 2n-2]
 //   F gather_n(const float* p, int64_t s, int64_t n);   lanes i < n: p[i*s] (s*kW < 2^31)
+//   F load_range(const float* p, int64_t lo, int64_t hi);  lanes [lo, hi) = p[lane], others 0
+//                                                   (0 <= lo, hi <= kW; reads only those lanes)
 //   void store_interleaved_n(float* p, F a, F b, int64_t n);  p[2i] = a[i], p[2i+1] = b[i], i < n
 // No std:: calls here (see maxpool2d_impl.h: an ISA file's out-of-line copy could be kept for
 // baseline callers); the includer includes <cstdint> and <cstring>.
@@ -18,7 +20,11 @@
 // from 0) / div[p, q], as generic/avgpool2d.cpp (PyTorch's CPU loop). Interior columns (window
 // inside [0, W)) go kW at a time, up to 4 vectors interleaved (independent add chains: a 3x3
 // window is a 9-add chain per lane); each lane keeps its own row-major sum, so the bits are the
-// scalar loop's. Border columns go scalar.
+// scalar loop's. Border columns go scalar, except at stride 1: there the first and last blocks
+// load each tap with the lanes whose column is outside [0, W) masked to 0. Adding +0 leaves
+// every sum's bits alone (a sum starting from +0 is never -0, and NaN / inf stay), so those
+// lanes give the scalar loop's bits too, and the 3x3/1 border columns (2 of 56, a third of the
+// time as scalar 6-add chains) go 8 or 16 at a time with their neighbours.
 // Backward, plane by plane: scratch = dy / div (P*Q), then each dx element sums scratch over the
 // windows that contain it in increasing (p, q) order from 0 (a gather: PyTorch's scatter order,
 // so its bits). Stride 1 along W: dx[w] takes scratch[oh, w + pw - kw + 1 + j], j < kw, one unit
@@ -85,6 +91,24 @@ __attribute__((always_inline)) inline void avg_blocks(const float* x, int64_t W,
     V::store_n(yr + u * L, V::add(V::zero(), V::div(acc[u], V::load_n(dr + u * L, n))), n);
 }
 
+// Stride 1: n (<= kW) outputs from window column ws (any: columns outside [0, W) count as 0).
+template <int KW>
+__attribute__((always_inline)) inline void avg_block_masked(const float* x, int64_t W, int64_t h0,
+                                                            int64_t h1, int64_t kw_rt, int64_t ws,
+                                                            int64_t n, const float* dr,
+                                                            float* yr) {
+  const int64_t kw = KW > 0 ? KW : kw_rt;
+  typename V::F acc = V::zero();
+  for (int64_t h = h0; h < h1; ++h) {
+    const float* src = x + h * W + ws;
+    for (int64_t j = 0; j < kw; ++j) {
+      const int64_t c0 = ws + j;  // column of lane 0
+      acc = V::add(acc, V::load_range(src + j, imax(0, -c0), imin(n, W - c0)));
+    }
+  }
+  V::store_n(yr, V::add(V::zero(), V::div(acc, V::load_n(dr, n))), n);
+}
+
 template <Mode M, int KW>
 void avg_fwd_planes(const float* x, float* y, const float* div, const Pool2dParams& p,
                     int64_t planes) {
@@ -104,16 +128,25 @@ void avg_fwd_planes(const float* x, float* y, const float* div, const Pool2dPara
       const int64_t h0 = imax(hs, 0), h1 = imin(hs + kh, H);
       float* yr = yp + op * Q;
       const float* dr = div + op * Q;
-      for (int64_t q = 0; q < qa; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
-      int64_t q = qa;
+      int64_t q = 0;
+      if constexpr (M == Mode::unit) {
+        for (; q < qa; q += L) avg_block_masked<KW>(xp, W, h0, h1, kw, q - pw, imin(L, Q - q), dr + q, yr + q);
+      } else {
+        for (; q < qa; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
+      }
       for (; q + 4 * L <= qb; q += 4 * L)
         avg_blocks<M, KW, 4>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
       for (; q + 2 * L <= qb; q += 2 * L)
         avg_blocks<M, KW, 2>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
-      for (; q < qb; q += L)
-        avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q * sw - pw, imin(L, qb - q), dr + q,
-                             yr + q);
-      for (q = qb; q < Q; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
+      if constexpr (M == Mode::unit) {  // full interior blocks, then masked ones to Q
+        for (; q + L <= qb; q += L) avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q - pw, L, dr + q, yr + q);
+        for (; q < Q; q += L) avg_block_masked<KW>(xp, W, h0, h1, kw, q - pw, imin(L, Q - q), dr + q, yr + q);
+      } else {
+        for (; q < qb; q += L)
+          avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q * sw - pw, imin(L, qb - q), dr + q,
+                               yr + q);
+        for (q = qb; q < Q; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
+      }
     }
   }
 }
