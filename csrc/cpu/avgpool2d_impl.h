@@ -25,6 +25,9 @@
 // every sum's bits alone (a sum starting from +0 is never -0, and NaN / inf stay), so those
 // lanes give the scalar loop's bits too, and the 3x3/1 border columns (2 of 56, a third of the
 // time as scalar 6-add chains) go 8 or 16 at a time with their neighbours.
+// A row's last vector block, when short, moves back to end where it ends and overlaps the block
+// before (those outputs computed again, the same bits) instead of a masked store (vmaskmovps
+// stores are slow on AMD Zen: 6 % of the 3x3/2 backward on its own); the backward too.
 // Backward, plane by plane: scratch = dy / div (P*Q), then each dx element sums scratch over the
 // windows that contain it in increasing (p, q) order from 0 (a gather: PyTorch's scatter order,
 // so its bits). Stride 1 along W: dx[w] takes scratch[oh, w + pw - kw + 1 + j], j < kw, one unit
@@ -140,11 +143,16 @@ void avg_fwd_planes(const float* x, float* y, const float* div, const Pool2dPara
         avg_blocks<M, KW, 2>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
       if constexpr (M == Mode::unit) {  // full interior blocks, then masked ones to Q
         for (; q + L <= qb; q += L) avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q - pw, L, dr + q, yr + q);
-        for (; q < Q; q += L) avg_block_masked<KW>(xp, W, h0, h1, kw, q - pw, imin(L, Q - q), dr + q, yr + q);
+        for (; q < Q; q += L) {
+          if (Q - q < L && Q >= L) q = Q - L;  // overlap the block before: no masked store
+          avg_block_masked<KW>(xp, W, h0, h1, kw, q - pw, imin(L, Q - q), dr + q, yr + q);
+        }
       } else {
-        for (; q < qb; q += L)
+        for (; q < qb; q += L) {
+          if (qb - q < L && qb - qa >= L) q = qb - L;  // overlap the block before
           avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q * sw - pw, imin(L, qb - q), dr + q,
                                yr + q);
+        }
         for (q = qb; q < Q; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
       }
     }
@@ -372,15 +380,18 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
           grad_unit_blocks<4>(g, Q, oa, ob, kw, w + off, L, dr + w);
         for (; w + 2 * L <= wb; w += 2 * L)
           grad_unit_blocks<2>(g, Q, oa, ob, kw, w + off, L, dr + w);
-        for (; w < wb; w += L)
+        for (; w < wb; w += L) {
+          if (wb - w < L && wb - wa >= L) w = wb - L;  // overlap the block before
           grad_unit_blocks<1>(g, Q, oa, ob, kw, w + off, imin(L, wb - w), dr + w);
+        }
         w = wb;
       } else if (sw == 2) {  // blocks step by an even count: the phases' runs are fixed per plane
         for (; w + 4 * L <= wb; w += 4 * L)
           grad_pair_blocks<2>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, L,
                               dr + w);
         while (wb - w >= 2) {
-          const int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
+          int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
+          if (n < L && w - 2 * (L - n) >= wa) w -= 2 * (L - n), n = L;  // overlap the one before
           grad_pair_blocks<1>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, n,
                               dr + w);
           w += 2 * n;
