@@ -351,6 +351,31 @@ def test_bit_identical_for_1_and_2_threads(isa: str, rng: np.random.Generator) -
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+@pytest.mark.parametrize("opts", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                                  dict(kernel_size=3, stride=2, padding=1)], ids=str)
+def test_avg_pool2d_threads_1_to_4_bit_identical(isa: str, rng: np.random.Generator,
+                                                 opts: dict[str, Any]) -> None:
+    """The 2x2/2 direct backward, the masked stride-1 borders and the overlapping last blocks:
+    the same bits on 1-4 threads (planes split differently), widths around the lane count."""
+    for w in (7, 8, 9, 17, 56):
+        x = normal(rng, (3, 7, 12, w))
+        y = ops.avg_pool2d(x, **opts)
+        dy = normal(rng, y.shape)
+        results = []
+        previous = fastcnn.num_threads()
+        for t in (1, 2, 3, 4):
+            fastcnn.set_num_threads(t)
+            try:
+                results.append((ops.avg_pool2d(x, **opts), ops.avg_pool2d_backward(dy, x, **opts)))
+            finally:
+                fastcnn.set_num_threads(previous)
+        for r in results[1:]:
+            for a, b in zip(results[0], r, strict=True):
+                assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        check_bitwise(results[0][0], ref.avg_pool2d(x, **opts), f"{w} {opts} y")
+        check_bitwise(results[0][1], ref.avg_pool2d_backward(dy, x, **opts), f"{w} {opts} dx")
+
+
 def test_out_semantics(isa: str, rng: np.random.Generator) -> None:
     x = normal(rng, (2, 3, 8, 9))
     dy = normal(rng, (2, 3, 4, 4))
