@@ -98,6 +98,33 @@ def test_avg_pool2d_widths(isa: str, rng: np.random.Generator, w: int, opts: dic
     check_avg(rng, (1, 2, max(kh, 3), 4 * w + 3), opts, isa)  # long rows: 4-block path
 
 
+@pytest.mark.parametrize("opts", [dict(kernel_size=2), dict(kernel_size=2, ceil_mode=True),
+                                  dict(kernel_size=(3, 2), stride=(3, 2)),
+                                  dict(kernel_size=(3, 2), stride=(3, 2), ceil_mode=True),
+                                  dict(kernel_size=(1, 2), stride=(1, 2), divisor_override=3)],
+                         ids=str)
+@pytest.mark.parametrize("q", [1, 7, 8, 9, 15, 16, 17, 33])
+def test_avg_pool2d_backward_non_overlapping_2_wide(isa: str, rng: np.random.Generator,
+                                                    q: int, opts: dict[str, Any]) -> None:
+    """The 2x2/2-style backward (each dx element in at most one window, no scratch pass): Q
+    around the 8 and 16 lane widths, even and odd W (ceil_mode: a last window of one column),
+    rows no window covers."""
+    for w in (2 * q, 2 * q + 1):
+        for h in (6, 7, 8):
+            check_avg(rng, (2, 3, h, w), opts, isa, specials=True)
+
+
+@pytest.mark.parametrize("h,w", [(3, 2047), (3, 2048), (3, 2049), (2049, 3), (2050, 9)])
+@pytest.mark.parametrize("opts", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                                  dict(kernel_size=3, stride=3, padding=1, ceil_mode=True)],
+                         ids=str)
+def test_avg_pool2d_long_axes(isa: str, rng: np.random.Generator, h: int, w: int,
+                              opts: dict[str, Any]) -> None:
+    """The backward tables every row's and column's windows for axes up to 2048 long and
+    divides per row beyond: both sides of that limit give the reference's bits."""
+    check_avg(rng, (1, 2, h, w), opts, isa, specials=True)
+
+
 @pytest.mark.parametrize("h,w", [(56, 56), (112, 112), (8, 8), (7, 7), (14, 15)])
 @pytest.mark.parametrize("opts", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
                                   dict(kernel_size=3, stride=1, padding=1)], ids=str)
@@ -322,6 +349,31 @@ def test_bit_identical_for_1_and_2_threads(isa: str, rng: np.random.Generator) -
                         ops.global_avg_pool2d_backward(g, x), ops.global_max_pool2d_backward(g, x)])
     for a, b in zip(*results, strict=True):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("opts", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                                  dict(kernel_size=3, stride=2, padding=1)], ids=str)
+def test_avg_pool2d_threads_1_to_4_bit_identical(isa: str, rng: np.random.Generator,
+                                                 opts: dict[str, Any]) -> None:
+    """The 2x2/2 direct backward, the masked stride-1 borders and the overlapping last blocks:
+    the same bits on 1-4 threads (planes split differently), widths around the lane count."""
+    for w in (7, 8, 9, 17, 56):
+        x = normal(rng, (3, 7, 12, w))
+        y = ops.avg_pool2d(x, **opts)
+        dy = normal(rng, y.shape)
+        results = []
+        previous = fastcnn.num_threads()
+        for t in (1, 2, 3, 4):
+            fastcnn.set_num_threads(t)
+            try:
+                results.append((ops.avg_pool2d(x, **opts), ops.avg_pool2d_backward(dy, x, **opts)))
+            finally:
+                fastcnn.set_num_threads(previous)
+        for r in results[1:]:
+            for a, b in zip(results[0], r, strict=True):
+                assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        check_bitwise(results[0][0], ref.avg_pool2d(x, **opts), f"{w} {opts} y")
+        check_bitwise(results[0][1], ref.avg_pool2d_backward(dy, x, **opts), f"{w} {opts} dx")
 
 
 def test_out_semantics(isa: str, rng: np.random.Generator) -> None:

@@ -10,6 +10,8 @@
 //                                                   p[2i+1]; reads only p[0 .. 2n-1]
 //   F even_n(const float* p, int64_t n);            lanes i < n: p[2i]; reads only p[0 .. 2n-2]
 //   F gather_n(const float* p, int64_t s, int64_t n);   lanes i < n: p[i*s] (s*kW < 2^31)
+//   F load_range(const float* p, int64_t lo, int64_t hi);  lanes [lo, hi) = p[lane], others 0
+//                                                   (0 <= lo, hi <= kW; reads only those lanes)
 //   void store_interleaved_n(float* p, F a, F b, int64_t n);  p[2i] = a[i], p[2i+1] = b[i], i < n
 // No std:: calls here (see maxpool2d_impl.h: an ISA file's out-of-line copy could be kept for
 // baseline callers); the includer includes <cstdint> and <cstring>.
@@ -18,14 +20,24 @@
 // from 0) / div[p, q], as generic/avgpool2d.cpp (PyTorch's CPU loop). Interior columns (window
 // inside [0, W)) go kW at a time, up to 4 vectors interleaved (independent add chains: a 3x3
 // window is a 9-add chain per lane); each lane keeps its own row-major sum, so the bits are the
-// scalar loop's. Border columns go scalar.
+// scalar loop's. Border columns go scalar, except at stride 1: there the first and last blocks
+// load each tap with the lanes whose column is outside [0, W) masked to 0. Adding +0 leaves
+// every sum's bits alone (a sum starting from +0 is never -0, and NaN / inf stay), so those
+// lanes give the scalar loop's bits too, and the 3x3/1 border columns (2 of 56, a third of the
+// time as scalar 6-add chains) go 8 or 16 at a time with their neighbours.
+// A row's last vector block, when short, moves back to end where it ends and overlaps the block
+// before (those outputs computed again, the same bits) instead of a masked store (vmaskmovps
+// stores are slow on AMD Zen: 6 % of the 3x3/2 backward on its own); the backward too.
 // Backward, plane by plane: scratch = dy / div (P*Q), then each dx element sums scratch over the
 // windows that contain it in increasing (p, q) order from 0 (a gather: PyTorch's scatter order,
 // so its bits). Stride 1 along W: dx[w] takes scratch[oh, w + pw - kw + 1 + j], j < kw, one unit
 // load per tap for kW columns. Stride 2: the kW even and kW odd columns of a block of 2*kW dx
 // elements each read a contiguous run of windows (lane i of the even ones takes windows
 // i + A0 .. i + B0, the odd ones i + A1 .. i + B1), then the two sums are interleaved. Other
-// strides and border columns go scalar.
+// strides and border columns go scalar. The window ranges of every row and every column are
+// tabled once per call (WinTab, axes up to 2048 long; longer ones divide per row as before).
+// Non-overlapping 2-wide windows without padding (2x2/2) skip the scratch: dx = 0 + dy / div,
+// each quotient stored to its 2 x kh dx elements (avg_bwd_upsample2).
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -82,6 +94,24 @@ __attribute__((always_inline)) inline void avg_blocks(const float* x, int64_t W,
     V::store_n(yr + u * L, V::add(V::zero(), V::div(acc[u], V::load_n(dr + u * L, n))), n);
 }
 
+// Stride 1: n (<= kW) outputs from window column ws (any: columns outside [0, W) count as 0).
+template <int KW>
+__attribute__((always_inline)) inline void avg_block_masked(const float* x, int64_t W, int64_t h0,
+                                                            int64_t h1, int64_t kw_rt, int64_t ws,
+                                                            int64_t n, const float* dr,
+                                                            float* yr) {
+  const int64_t kw = KW > 0 ? KW : kw_rt;
+  typename V::F acc = V::zero();
+  for (int64_t h = h0; h < h1; ++h) {
+    const float* src = x + h * W + ws;
+    for (int64_t j = 0; j < kw; ++j) {
+      const int64_t c0 = ws + j;  // column of lane 0
+      acc = V::add(acc, V::load_range(src + j, imax(0, -c0), imin(n, W - c0)));
+    }
+  }
+  V::store_n(yr, V::add(V::zero(), V::div(acc, V::load_n(dr, n))), n);
+}
+
 template <Mode M, int KW>
 void avg_fwd_planes(const float* x, float* y, const float* div, const Pool2dParams& p,
                     int64_t planes) {
@@ -101,16 +131,30 @@ void avg_fwd_planes(const float* x, float* y, const float* div, const Pool2dPara
       const int64_t h0 = imax(hs, 0), h1 = imin(hs + kh, H);
       float* yr = yp + op * Q;
       const float* dr = div + op * Q;
-      for (int64_t q = 0; q < qa; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
-      int64_t q = qa;
+      int64_t q = 0;
+      if constexpr (M == Mode::unit) {
+        for (; q < qa; q += L) avg_block_masked<KW>(xp, W, h0, h1, kw, q - pw, imin(L, Q - q), dr + q, yr + q);
+      } else {
+        for (; q < qa; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
+      }
       for (; q + 4 * L <= qb; q += 4 * L)
         avg_blocks<M, KW, 4>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
       for (; q + 2 * L <= qb; q += 2 * L)
         avg_blocks<M, KW, 2>(xp, W, h0, h1, kw, sw, q * sw - pw, L, dr + q, yr + q);
-      for (; q < qb; q += L)
-        avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q * sw - pw, imin(L, qb - q), dr + q,
-                             yr + q);
-      for (q = qb; q < Q; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
+      if constexpr (M == Mode::unit) {  // full interior blocks, then masked ones to Q
+        for (; q + L <= qb; q += L) avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q - pw, L, dr + q, yr + q);
+        for (; q < Q; q += L) {
+          if (Q - q < L && Q >= L) q = Q - L;  // overlap the block before: no masked store
+          avg_block_masked<KW>(xp, W, h0, h1, kw, q - pw, imin(L, Q - q), dr + q, yr + q);
+        }
+      } else {
+        for (; q < qb; q += L) {
+          if (qb - q < L && qb - qa >= L) q = qb - L;  // overlap the block before
+          avg_blocks<M, KW, 1>(xp, W, h0, h1, kw, sw, q * sw - pw, imin(L, qb - q), dr + q,
+                               yr + q);
+        }
+        for (q = qb; q < Q; ++q) yr[q] = avg_window(xp, W, h0, h1, q * sw - pw, kw, dr[q]);
+      }
     }
   }
 }
@@ -157,17 +201,6 @@ inline void windows_of(int64_t i, int64_t pad, int64_t k, int64_t s, int64_t out
   hi = imin(out - 1, (i + pad) / s);
 }
 
-// One dx element: the scalar gather over rows [oa, ob] of the windows.
-inline float avg_grad_elem(const float* g, int64_t Q, int64_t oa, int64_t ob, int64_t w,
-                           int64_t pw, int64_t kw, int64_t sw) {
-  int64_t qa, qb;
-  windows_of(w, pw, kw, sw, Q, qa, qb);
-  float acc = 0.0f;
-  for (int64_t oh = oa; oh <= ob; ++oh)
-    for (int64_t oq = qa; oq <= qb; ++oq) acc += g[oh * Q + oq];
-  return acc;
-}
-
 // U blocks of n (<= kW; n < kW only when U == 1) consecutive dx elements of one row, stride 1:
 // lane i of block u sums g[oh, start + u*kW + i + j] over oh in [oa, ob], j < kw, in that order.
 template <int U>
@@ -206,8 +239,88 @@ __attribute__((always_inline)) inline void grad_pair_blocks(const float* g, int6
   for (int u = 0; u < U; ++u) V::store_interleaved_n(d + 2 * u * L, e[u], o[u], n);
 }
 
+// The windows of every position of one axis, [lo[i], hi[i]], for axes up to kWinTab long: the
+// backward's per-row and per-border-column window ranges, computed once per call instead of two
+// integer divisions per row and per border element of every plane (a 64-bit idiv is ~10-20
+// cycles on Zen 3 / Ice Lake: 6 a row made the 3x3/1 backward of a 56x56 plane compute-bound).
+constexpr int64_t kWinTab = 2048;
+
+struct WinTab {
+  int32_t lo[kWinTab], hi[kWinTab];
+  bool ok = false;
+  void build(int64_t n, int64_t pad, int64_t k, int64_t s, int64_t out) {
+    ok = n <= kWinTab;
+    if (!ok) return;
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t a, b;
+      windows_of(i, pad, k, s, out, a, b);
+      lo[i] = static_cast<int32_t>(a), hi[i] = static_cast<int32_t>(b);
+    }
+  }
+  void get(int64_t i, int64_t pad, int64_t k, int64_t s, int64_t out, int64_t& a,
+           int64_t& b) const {
+    if (ok) {
+      a = lo[i], b = hi[i];
+    } else {
+      windows_of(i, pad, k, s, out, a, b);
+    }
+  }
+};
+
+// One dx element of column w with its column windows [qa, qb] given.
+inline float avg_grad_elem_q(const float* g, int64_t Q, int64_t oa, int64_t ob, int64_t qa,
+                             int64_t qb) {
+  float acc = 0.0f;
+  for (int64_t oh = oa; oh <= ob; ++oh)
+    for (int64_t oq = qa; oq <= qb; ++oq) acc += g[oh * Q + oq];
+  return acc;
+}
+
+// Non-overlapping 2-wide windows (kw == sw == 2, kh == sh, no padding: the 2x2/2 pool of
+// DenseNet transitions): every dx element is in at most one window, so dx = 0 + dy / div of its
+// window (the bits of the general gather: 0 + one term), computed straight from dy, each
+// quotient duplicated to its 2 columns and kh rows in registers: one pass over dy and dx, no
+// scratch pass. Rows and columns no window covers are 0; a ceil_mode window overhanging W
+// gives its last column alone.
+inline void avg_bwd_upsample2(const float* dy, float* dx, const float* div, const Pool2dParams& p,
+                              int64_t planes) {
+  constexpr int64_t L = V::kW;
+  const int64_t H = p.H, W = p.W, P = p.P, Q = p.Q, kh = p.kh;
+  const int64_t qn = imin(Q, W / 2);             // windows with both columns inside
+  const bool odd = qn < Q && 2 * qn < W;          // a last window covering column W - 1 only
+  const int64_t wz = 2 * qn + (odd ? 1 : 0);      // columns [wz, W) are in no window
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const float* dyp = dy + pl * P * Q;
+    float* dxp = dx + pl * H * W;
+    int64_t h = 0;
+    for (int64_t oh = 0; oh < P && h < H; ++oh) {
+      const int64_t h1 = imin(h + kh, H), nr = h1 - h;
+      const float* gr = dyp + oh * Q;
+      const float* dr = div + oh * Q;
+      float* row = dxp + h * W;
+      int64_t q = 0;
+      for (; q < qn; q += L) {
+        const int64_t n = imin(L, qn - q);
+        const typename V::F v = V::add(V::zero(), V::div(V::load_n(gr + q, n), V::load_n(dr + q, n)));
+        for (int64_t r = 0; r < nr; ++r) V::store_interleaved_n(row + r * W + 2 * q, v, v, n);
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        float* o = row + r * W;
+        if (odd) o[2 * qn] = 0.0f + gr[qn] / dr[qn];
+        for (int64_t w = wz; w < W; ++w) o[w] = 0.0f;
+      }
+      h = h1;
+    }
+    if (h < H) std::memset(dxp + h * W, 0, static_cast<size_t>((H - h) * W) * sizeof(float));
+  }
+}
+
 inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, float* g,
                                const Pool2dParams& p, int64_t planes) {
+  if (p.kw == 2 && p.stride_w == 2 && p.kh == p.stride_h && p.pad_h == 0 && p.pad_w == 0) {
+    avg_bwd_upsample2(dy, dx, div, p, planes);
+    return;
+  }
   constexpr int64_t L = V::kW;
   const int64_t H = p.H, W = p.W, P = p.P, Q = p.Q, PQ = P * Q;
   const int64_t kh = p.kh, kw = p.kw, sh = p.stride_h, sw = p.stride_w;
@@ -227,6 +340,20 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
   const int64_t c = wa + pw;
   const int64_t a0 = ceil_div_any(c - kw + 1, 2), c0 = c / 2 - a0 + 1;
   const int64_t a1 = ceil_div_any(c + 2 - kw, 2), c1 = (c + 1) / 2 - a1 + 1;
+  // 2 x 16 KiB on the stack (OpenMP worker and main stacks are MiBs)
+  WinTab rows, cols;
+  rows.build(H, ph, kh, sh, P);
+  cols.build(W, pw, kw, sw, Q);
+  auto col_elem = [&](int64_t oa, int64_t ob, int64_t w) {
+    int64_t qa, qb;
+    cols.get(w, pw, kw, sw, Q, qa, qb);
+    return avg_grad_elem_q(g, Q, oa, ob, qa, qb);
+  };
+  // The next plane's dy is prefetched a slice per dx row while this plane's gather runs (it
+  // reads only the scratch, from L1): the scratch pass then finds dy in cache instead of
+  // starting a demand stream from DRAM every plane (the hardware prefetchers stop while no dy
+  // is read). Prefetches never fault; the last plane's run past the range is harmless.
+  const int64_t pf_row = ((PQ + H - 1) / H + 15) / 16 * 16;  // floats a row, whole lines
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* dyp = dy + pl * PQ;
     float* dxp = dx + pl * H * W;
@@ -237,13 +364,15 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
       V::store_n(g + o, V::div(V::load_n(dyp + o, PQ - o), V::load_n(div + o, PQ - o)), PQ - o);
     for (int64_t h = 0; h < H; ++h) {
       float* dr = dxp + h * W;
+      for (int64_t f = h * pf_row, fe = imin(PQ, f + pf_row); f < fe; f += 16)
+        __builtin_prefetch(dyp + PQ + f);
       int64_t oa, ob;
-      windows_of(h, ph, kh, sh, P, oa, ob);
+      rows.get(h, ph, kh, sh, P, oa, ob);
       if (oa > ob) {  // a row in no window (stride > kernel)
         std::memset(dr, 0, static_cast<size_t>(W) * sizeof(float));
         continue;
       }
-      for (int64_t w = 0; w < wa; ++w) dr[w] = avg_grad_elem(g, Q, oa, ob, w, pw, kw, sw);
+      for (int64_t w = 0; w < wa; ++w) dr[w] = col_elem(oa, ob, w);
       int64_t w = wa;
       if (sw == 1) {  // dx[w] takes g[oh, w + off + j], j < kw
         const int64_t off = pw - kw + 1;
@@ -251,21 +380,24 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
           grad_unit_blocks<4>(g, Q, oa, ob, kw, w + off, L, dr + w);
         for (; w + 2 * L <= wb; w += 2 * L)
           grad_unit_blocks<2>(g, Q, oa, ob, kw, w + off, L, dr + w);
-        for (; w < wb; w += L)
+        for (; w < wb; w += L) {
+          if (wb - w < L && wb - wa >= L) w = wb - L;  // overlap the block before
           grad_unit_blocks<1>(g, Q, oa, ob, kw, w + off, imin(L, wb - w), dr + w);
+        }
         w = wb;
       } else if (sw == 2) {  // blocks step by an even count: the phases' runs are fixed per plane
         for (; w + 4 * L <= wb; w += 4 * L)
           grad_pair_blocks<2>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, L,
                               dr + w);
         while (wb - w >= 2) {
-          const int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
+          int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
+          if (n < L && w - 2 * (L - n) >= wa) w -= 2 * (L - n), n = L;  // overlap the one before
           grad_pair_blocks<1>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, n,
                               dr + w);
           w += 2 * n;
         }
       }
-      for (; w < W; ++w) dr[w] = avg_grad_elem(g, Q, oa, ob, w, pw, kw, sw);
+      for (; w < W; ++w) dr[w] = col_elem(oa, ob, w);
     }
   }
 }

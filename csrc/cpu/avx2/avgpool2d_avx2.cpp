@@ -36,6 +36,10 @@ struct V {
   static F load_n(const float* p, int64_t n) {
     return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes_below(n));
   }
+  // lanes i in [lo, hi) (0 <= lo, hi <= 8) = p[i], others 0; masked-off lanes never fault
+  static F load_range(const float* p, int64_t lo, int64_t hi) {
+    return _mm256_maskload_ps(p, _mm256_andnot_si256(lanes_below(lo), lanes_below(hi)));
+  }
   static void store_n(float* p, F v, int64_t n) {
     if (n >= 8) {
       _mm256_storeu_ps(p, v);

@@ -37,6 +37,10 @@ struct V {
   static F load_n(const float* p, int64_t n) {
     return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes_below(n), p);
   }
+  // lanes i in [lo, hi) (0 <= lo, hi <= 16) = p[i], others 0; masked-off lanes never fault
+  static F load_range(const float* p, int64_t lo, int64_t hi) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes_below(hi) & ~lanes_below(lo)), p);
+  }
   static void store_n(float* p, F v, int64_t n) {
     if (n >= 16) {
       _mm512_storeu_ps(p, v);
