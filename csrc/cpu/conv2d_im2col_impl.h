@@ -8,6 +8,17 @@
 // AVX code into baseline callers). No includes here: the including file provides <cstdint> and
 // its ISA's `transpose` (kernels.h).
 
+// n / d for n >= 0: the strides 2, 3 and 4 divide by a constant (a shift or a multiply, not a
+// ~20-40 cycle division: two of these per segment of 8-24 floats would cost more than its copy).
+inline int64_t div_stride(int64_t n, int64_t d) {
+  switch (d) {
+    case 2: return n / 2;
+    case 3: return n / 3;
+    case 4: return n / 4;
+    default: return n / d;
+  }
+}
+
 // The in-bounds part [lo, hi) of a segment (lo = hi = len for a null row): 0 <= w0 + t*ws < W.
 inline void segment_bounds(const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len,
                            int64_t& lo, int64_t& hi) {
@@ -17,8 +28,8 @@ inline void segment_bounds(const float* row, int64_t W, int64_t w0, int64_t ws, 
     lo = w0 >= 0 ? 0 : -w0;
     hi = W - w0;
   } else {
-    lo = w0 >= 0 ? 0 : (-w0 + ws - 1) / ws;
-    hi = w0 <= W - 1 ? (W - 1 - w0) / ws + 1 : 0;
+    lo = w0 >= 0 ? 0 : div_stride(-w0 + ws - 1, ws);
+    hi = w0 <= W - 1 ? div_stride(W - 1 - w0, ws) + 1 : 0;
   }
   lo = lo < len ? lo : len;
   hi = hi < len ? hi : len;
