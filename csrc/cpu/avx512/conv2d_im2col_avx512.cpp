@@ -79,9 +79,8 @@ inline __m512 window16(const float* row, int64_t W, int64_t first, int64_t ws, i
   return strided16(row + first, ws, a, b, full, k);
 }
 
-inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len) {
-  int64_t lo, hi;
-  segment_bounds(row, W, w0, ws, len, lo, hi);
+inline void segment_span(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws,
+                         int64_t len, int64_t lo, int64_t hi) {
   const Strided k(ws);
   for (int64_t t = 0; t < len; t += 16) {
     const int64_t a = lo - t > 0 ? lo - t : 0, b = hi - t < 16 ? hi - t : 16;
@@ -113,13 +112,16 @@ void conv2d_im2col_wgrad(const float* const* planes, const int64_t* bh, const in
                          int64_t cols, int64_t img_stride, int64_t k0, int64_t kc, int64_t P,
                          int64_t Q, int64_t Hs, int64_t Ws, int64_t a_h, int64_t a_w, float* dst,
                          int64_t nr, float* scratch) {
-  if (nr % 16 != 0) {  // the kernel table's nr is 48: never taken, kept for safety
+  constexpr int64_t kMaxNr = 64;
+  if (nr % 16 != 0 || nr > kMaxNr) {  // the kernel table's nr is 48: never taken, kept for safety
     im2col_wgrad_two_pass(planes, bh, bw, cols, img_stride, k0, kc, P, Q, Hs, Ws, a_h, a_w, dst,
                           nr, scratch);
     return;
   }
   const int64_t PQ = P * Q;
   const Strided strided(a_w);
+  int64_t qlo[kMaxNr], qhi[kMaxNr];  // each column's in-bounds output columns (row_bounds)
+  for (int64_t col = 0; col < cols; ++col) row_bounds(Ws, bw[col], a_w, qlo[col], qhi[col]);
   int64_t k = 0, n = k0 / PQ, pq = k0 % PQ;
   int64_t op = pq / Q, oq = pq % Q;
   while (k < kc) {
@@ -132,11 +134,11 @@ void conv2d_im2col_wgrad(const float* const* planes, const int64_t* bh, const in
         r[i] = _mm512_setzero_ps();
         if (col >= cols) continue;
         const int64_t h = op * a_h + bh[col];
-        const float* row = (h >= 0 && h < Hs) ? planes[col] + n * img_stride + h * Ws : nullptr;
-        const int64_t w0 = oq * a_w + bw[col];
+        if (h < 0 || h >= Hs) continue;
+        const float* row = planes[col] + n * img_stride + h * Ws;
         int64_t lo, hi;
-        segment_bounds(row, Ws, w0, a_w, len, lo, hi);
-        if (lo < hi) r[i] = window16(row, Ws, w0, a_w, lo, hi, strided);
+        clamp_bounds(qlo[col], qhi[col], oq, len, lo, hi);
+        if (lo < hi) r[i] = window16(row, Ws, oq * a_w + bw[col], a_w, lo, hi, strided);
       }
       transpose16(r);
       for (int64_t t = 0; t < len; ++t) _mm512_storeu_ps(dst + (k + t) * nr + g, r[t]);
