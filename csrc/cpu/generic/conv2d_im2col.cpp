@@ -8,9 +8,9 @@ namespace {
 
 #include "cpu/conv2d_im2col_impl.h"
 
-inline void segment(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws, int64_t len) {
-  int64_t lo, hi;
-  segment_bounds(row, W, w0, ws, len, lo, hi);
+inline void segment_span(float* dst, const float* row, int64_t W, int64_t w0, int64_t ws,
+                         int64_t len, int64_t lo, int64_t hi) {
+  (void)W;
   for (int64_t t = 0; t < lo; ++t) dst[t] = 0.0f;
   for (int64_t t = lo; t < hi; ++t) dst[t] = row[w0 + t * ws];
   for (int64_t t = hi; t < len; ++t) dst[t] = 0.0f;
