@@ -18,13 +18,14 @@ from ._common import (
     _stream,
     _workspace,
 )
+from ._dest import _dest
 
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
                training: bool, momentum: float, eps: float,
-               relu: bool = False) -> tuple[Any, Any, Any]:
+               relu: bool = False, out: Any = None) -> tuple[Any, Any, Any]:
     """``(y, mean, invstd)``: batch normalisation per channel (then ReLU with ``relu``: the
-    CPU module's contract); in
+    CPU module's contract; y written into ``out`` when given); in
     training ``running_mean`` / ``running_var`` (when given) are updated in place, so they must
     then be C-contiguous float32 cupy arrays."""
     op = "batch_norm"
@@ -43,7 +44,8 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
                                 bool(training), float(momentum), float(eps))
     with _device(op, x, weight, bias, rm, rv):
         c = x.shape[1]
-        y, mean, invstd = _empty(x.shape), _empty((c,)), _empty((c,))
+        y = _dest(out, tuple(x.shape), op, "out", x=x)
+        mean, invstd = _empty((c,)), _empty((c,))
         ws, nws = _workspace(nws, np.uint8)
         _cuda.batch_norm_forward(_ptr(x), x.shape, _ptr(weight), _shape(weight), _ptr(bias),
                                  _shape(bias), _ptr(rm), _shape(rm), _ptr(rv), _shape(rv),
@@ -55,10 +57,13 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
 
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, training: bool,
                         compute_dx: bool, compute_dw: bool,
-                        relu_y: Any = None) -> tuple[Any, Any, Any]:
+                        relu_y: Any = None, dx_out: Any = None) -> tuple[Any, Any, Any]:
     """``(dx, dweight, dbias)`` of :func:`batch_norm` (None where not computed); ``relu_y``:
-    the output of ``batch_norm(..., relu=True)``, ``dy`` then that ReLU output's gradient."""
+    the output of ``batch_norm(..., relu=True)``, ``dy`` then that ReLU output's gradient; dx
+    goes into ``dx_out`` when given."""
     op = "batch_norm_backward"
+    if dx_out is not None and not compute_dx:
+        raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
     relu_y = _f32_opt(relu_y, op, "relu_y")
     weight = _f32_opt(weight, op, "weight")
@@ -67,7 +72,8 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
                                          invstd.shape, bool(training))
     with _device(op, dy, x, weight, mean, invstd, relu_y):
         c = x.shape[1]
-        dx = _empty(x.shape) if compute_dx else None
+        dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, relu_y=relu_y) \
+            if compute_dx else None
         dw = _empty((c,)) if compute_dw else None
         db = _empty((c,)) if compute_dw else None
         ws, nws = _workspace(nws, np.uint8)

@@ -30,6 +30,7 @@ from ._common import (
     _type_name,
     _workspace,
 )
+from ._dest import _dest
 
 _OWN: dict[int, Any] = {}  # id -> weakref of the index arrays the forwards returned
 
@@ -60,15 +61,16 @@ def _check_indices(indices: Any, op: str, forward: str) -> None:
 
 
 def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
-               ceil_mode: bool, return_indices: bool) -> Any:
-    """y (N, C, P, Q), or ``(y, indices)`` with int64 indices into each (H, W) plane."""
+               ceil_mode: bool, return_indices: bool, out: Any = None) -> Any:
+    """y (N, C, P, Q), or ``(y, indices)`` with int64 indices into each (H, W) plane; y
+    written into ``out`` when given."""
     op = "max_pool2d"
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
     with _device(op, x):
-        out = _plan(_cuda.max_pool2d_plan, x.shape, *geo)
-        y = _empty(out)
-        idx = _empty(out, _I64) if return_indices else None
+        shape = tuple(_plan(_cuda.max_pool2d_plan, x.shape, *geo))
+        y = _dest(out, shape, op, "out", x=x)
+        idx = _empty(shape, _I64) if return_indices else None
         _cuda.max_pool2d_forward(_ptr(x), x.shape, _ptr(y), _ptr(idx), *geo, _stream())
     return (y, _own(idx)) if return_indices else y
 

@@ -26,7 +26,7 @@ def _conv_args(
     return (sh, sw, *pads, dh, dw, g)
 
 
-@_converts("x", "w", "b")
+@_converts("x", "w", "b", "out")
 def conv2d(
     x: Any,
     w: Any,
@@ -37,6 +37,7 @@ def conv2d(
     dilation: Any = 1,
     groups: int = 1,
     relu: bool = False,
+    out: Any = None,
 ) -> Any:
     """2-D cross-correlation (PyTorch's ``conv2d``), optionally followed by a fused ReLU.
 
@@ -49,16 +50,21 @@ def conv2d(
             an odd total puts the extra row/column at the bottom/right).
         groups: >= 1, dividing C and K.
         relu: apply ReLU to the result in the GEMM epilogue.
+        out: optional destination of y, written and returned instead of a fresh array: a
+            C-contiguous float32 (N, K, P, Q) array on the op's device that overlaps none of
+            the inputs. Reusing a buffer saves a fresh array's page faults on large tensors
+            (fastcnn's layers do: :mod:`fastcnn._workspace`).
 
     Returns:
-        y: (N, K, P, Q) float32.
+        y: (N, K, P, Q) float32 (``out`` when given).
     """
     op = "conv2d"
     args = _conv_args(op, x, w, stride, padding, dilation, groups)
-    return _backend(op, x, w, b).conv2d(x, w, b, *args, check_bool(relu, "relu", op=op))
+    return _backend(op, x, w, b, out).conv2d(x, w, b, *args, check_bool(relu, "relu", op=op),
+                                             out=out)
 
 
-@_converts("dy", "x", "w", "relu_y", "pool_indices")
+@_converts("dy", "x", "w", "relu_y", "pool_indices", "dx_out")
 def conv2d_backward(
     dy: Any,
     x: Any,
@@ -77,6 +83,7 @@ def conv2d_backward(
     pool_stride: Any = None,
     pool_padding: Any = 0,
     pool_ceil_mode: bool = False,
+    dx_out: Any = None,
 ) -> tuple[Any, Any, Any]:
     """Gradients of :func:`conv2d`.
 
@@ -100,6 +107,9 @@ def conv2d_backward(
             passes (each image's pooled gradient scattered into a cache-sized scratch as it is
             read; the full-size gradient is never materialised), so the pooling's backward
             costs no separate pass over memory.
+        dx_out: optional destination of dx (needs ``compute_dx``), as ``out`` of
+            :func:`conv2d`: a C-contiguous float32 (N, C, H, W) array on the op's device that
+            overlaps none of the inputs.
 
     Returns:
         ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S)
@@ -122,7 +132,7 @@ def conv2d_backward(
                 "pool_ceil_mode": check_bool(pool_ceil_mode, "pool_ceil_mode", op=op)}
     elif pool_size is not None or pool_stride is not None:
         raise ValueError(f"{op}: pool_size / pool_stride given without pool_indices")
-    return _backend(op, dy, x, w, relu_y, pool_indices).conv2d_backward(
+    return _backend(op, dy, x, w, relu_y, pool_indices, dx_out).conv2d_backward(
         dy, x, w, *args, check_bool(compute_dx, "compute_dx", op=op),
         check_bool(compute_dw, "compute_dw", op=op), check_bool(bias, "bias", op=op),
-        relu_y=relu_y, **pool)
+        relu_y=relu_y, **pool, dx_out=dx_out)

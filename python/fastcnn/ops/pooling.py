@@ -10,7 +10,7 @@ from .._geometry import pool_args
 from ._door import _backend, _converts
 
 
-@_converts("x")
+@_converts("x", "out")
 def max_pool2d(
     x: Any,
     kernel_size: Any,
@@ -20,6 +20,7 @@ def max_pool2d(
     dilation: Any = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
+    out: Any = None,
 ) -> Any:
     """Max pooling over (H, W), PyTorch's semantics (ties to the first maximum, NaN wins).
 
@@ -29,15 +30,18 @@ def max_pool2d(
             dilation: int or (h, w).
         ceil_mode: let the last window overhang the input (it must start inside).
         return_indices: also return int64 indices (N, C, P, Q) into each flattened (H, W) plane.
+        out: optional destination of y, written and returned instead of a fresh array: a
+            C-contiguous float32 (N, C, P, Q) array on the op's device that overlaps none of
+            the inputs (reusing a buffer saves a fresh array's page faults on large tensors).
 
     Returns:
-        y (N, C, P, Q), or ``(y, indices)``.
+        y (N, C, P, Q) (``out`` when given), or ``(y, indices)``.
     """
     op = "max_pool2d"
     k, s, p, d = pool_args(kernel_size, stride, padding, dilation, op=op)
-    return _backend(op, x).max_pool2d(
+    return _backend(op, x, out).max_pool2d(
         x, *k, *s, *p, *d, check_bool(ceil_mode, "ceil_mode", op=op),
-        check_bool(return_indices, "return_indices", op=op))
+        check_bool(return_indices, "return_indices", op=op), out=out)
 
 
 @_converts("dy", "x", "indices", "out")
