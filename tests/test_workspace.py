@@ -403,3 +403,43 @@ def test_out_checks_dtype_layout_and_overlap() -> None:
     with pytest.raises(ValueError, match="dx_out overlaps dy"):
         ops.conv2d_backward(big[:288].reshape(x.shape), x, w,
                             dx_out=big[8:].reshape(x.shape))
+
+
+def test_cuda_ops_take_out_and_leave_the_pool_alone() -> None:
+    """On the GPU (or the CUDA emulator, tools/cuda_emu) the ops take ``out=`` / ``dx_out=``
+    with the CPU's rules, and the layers never ask the (CPU-only) pool."""
+    cp = pytest.importorskip("cupy")
+    if not fc.cuda_available():
+        pytest.skip("no usable GPU")
+    x, w, b = (cp.asarray(a) for a in _conv_case())
+    out = cp.empty((2, 4, 6, 6), dtype=cp.float32)
+    assert ops.conv2d(x, w, b, out=out) is out
+    same_bits([cp.asnumpy(out)], [cp.asnumpy(ops.conv2d(x, w, b))])
+    dy = cp.ones_like(out)
+    dxo = cp.empty_like(x)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, dx_out=dxo)
+    assert dx is dxo
+    same_bits([cp.asnumpy(a) for a in (dx, dw, db)],
+              [cp.asnumpy(a) for a in ops.conv2d_backward(dy, x, w)])
+    with pytest.raises(ValueError, match="out overlaps x"):
+        ops.conv2d(x, w, b, out=x)
+    with pytest.raises(ValueError, match=r"dx_out has shape \(2, 4, 6, 7\)"):
+        ops.conv2d_backward(dy, x, w, dx_out=cp.empty((2, 4, 6, 7), dtype=cp.float32))
+    xs, wl = cp.ones((2, 16), dtype=cp.float32), cp.ones((3, 16), dtype=cp.float32)
+    yo = cp.empty((2, 3), dtype=cp.float32)
+    assert ops.linear(xs, wl, out=yo) is yo
+    dxo = cp.empty_like(xs)
+    assert ops.linear_backward(cp.ones((2, 3), dtype=cp.float32), xs, wl, dx_out=dxo)[0] is dxo
+    g = cp.ones(4, dtype=cp.float32)
+    yo = cp.empty_like(x)
+    y, mean, invstd = ops.batch_norm(x, g, g * 0, g * 0, g, training=False, out=yo)
+    assert y is yo
+    dxo = cp.empty_like(x)
+    assert ops.batch_norm_backward(dy, x, g, mean, invstd, dx_out=dxo)[0] is dxo
+    yo = cp.empty((2, 4, 3, 3), dtype=cp.float32)
+    assert ops.max_pool2d(x, 2, out=yo) is yo
+    with workspace(True):
+        model = _resnet_block_model().to("cuda")
+        model.train_on_batch(cp.asarray(np.ones((16, 4, 12, 12), np.float32)), np.zeros(16))
+        model.predict(np.ones((16, 4, 12, 12), np.float32))
+        assert _workspace.POOL.nbytes() == 0
