@@ -4,7 +4,8 @@
 // Array arguments must be numpy.ndarray of dtype float32 (class labels: any integer dtype;
 // pooling indices: int64); anything else is a TypeError naming the argument and the
 // conversion. Arrays that are not C-contiguous and aligned are copied once; outputs are fresh
-// C-contiguous arrays, except an `out=` array (as_out: used as it is, never copied).
+// C-contiguous arrays, except an `out=` / `dx_out=` array (as_dest: used as it is, never
+// copied; fastcnn's layers pass their reused buffers this way, python/fastcnn/_workspace.py).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -61,41 +62,63 @@ inline Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + 
 
 inline FArray new_float(const Shape& shape) { return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end())); }
 
-// An `out=` destination: a writeable, C-contiguous, aligned float32 numpy.ndarray of `shape`,
-// used as it is (never copied). It may be one of `inputs` itself (in place: the elementwise
-// kernels read each element before writing it; max pooling's backward reads x only before
-// writing) but must not overlap one partially.
-inline FArray as_out(py::handle obj, const Shape& shape, const char* op,
-              std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
+// A destination array given by the caller as argument `name` (`out=`, `dx_out=`): a writeable,
+// C-contiguous, aligned float32 numpy.ndarray of `shape`, used as it is (never copied): the op
+// writes every element, so its old contents never matter. With `in_place_ok` it may be one of
+// `inputs` itself (in place: the elementwise kernels read each element before writing it; max
+// pooling's backward reads x only before writing) but must not overlap one partially; without
+// it (convolutions, GEMMs, batch norm: several passes over the inputs) it must not overlap any.
+inline FArray as_dest(py::handle obj, const Shape& shape, const char* op, const char* name,
+                      std::initializer_list<std::pair<const char*, const py::array*>> inputs,
+                      bool in_place_ok) {
   if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(cat(op, ": out must be a numpy.ndarray of float32, got ",
+    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray of float32, got ",
                              type_name(obj)));
   }
   auto a = py::reinterpret_borrow<py::array>(obj);
   if (!a.dtype().equal(py::dtype::of<float>())) {
-    throw py::type_error(cat(op, ": out has dtype ", py::str(a.dtype()).cast<std::string>(),
-                             "; expected float32"));
+    throw py::type_error(cat(op, ": ", name, " has dtype ",
+                             py::str(a.dtype()).cast<std::string>(), "; expected float32"));
   }
-  FASTCNN_CHECK(shape_of(a) == shape, op, ": out has shape ", shape_str(shape_of(a)),
+  FASTCNN_CHECK(shape_of(a) == shape, op, ": ", name, " has shape ", shape_str(shape_of(a)),
                 " but the result has shape ", shape_str(shape));
   const int flags = a.flags();
   FASTCNN_CHECK((flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) &&
                     (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_),
-                op, ": out must be C-contiguous and aligned (it is written in place), got strides ",
-                shape_str(Shape(a.strides(), a.strides() + a.ndim())));
-  FASTCNN_CHECK(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, op,
-                ": out is read-only");
+                op, ": ", name, " must be C-contiguous and aligned (it is written in place), ",
+                "got strides ", shape_str(Shape(a.strides(), a.strides() + a.ndim())));
+  FASTCNN_CHECK(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, op, ": ", name,
+                " is read-only");
   const auto lo = reinterpret_cast<uintptr_t>(a.data());
   const auto hi = lo + static_cast<uintptr_t>(a.nbytes());
-  for (const auto& [name, in] : inputs) {
+  for (const auto& [in_name, in] : inputs) {
     const auto ilo = reinterpret_cast<uintptr_t>(in->data());
     const auto ihi = ilo + static_cast<uintptr_t>(in->nbytes());
-    const bool same = ilo == lo && ihi == hi;
-    FASTCNN_CHECK(same || ihi <= lo || hi <= ilo || lo == hi, op, ": out overlaps ", name,
-                  " without being the same array; pass ", name,
-                  " itself (in place) or a separate array");
+    const bool apart = ihi <= lo || hi <= ilo || lo == hi || ilo == ihi;
+    if (in_place_ok) {
+      const bool same = ilo == lo && ihi == hi;
+      FASTCNN_CHECK(same || apart, op, ": ", name, " overlaps ", in_name,
+                    " without being the same array; pass ", in_name,
+                    " itself (in place) or a separate array");
+    } else {
+      FASTCNN_CHECK(apart, op, ": ", name, " overlaps ", in_name, "; pass a separate array ",
+                    "(this op reads ", in_name, " while it writes ", name, ")");
+    }
   }
   return py::reinterpret_borrow<FArray>(a);
+}
+
+// An `out=` destination of an elementwise op (as_dest with in-place use allowed).
+inline FArray as_out(py::handle obj, const Shape& shape, const char* op,
+              std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
+  return as_dest(obj, shape, op, "out", inputs, true);
+}
+
+// A fresh array of `shape`, or the caller's destination `obj` (argument `name`; see as_dest,
+// without in-place use) when it is not None.
+inline FArray dest_or_new(py::handle obj, const Shape& shape, const char* op, const char* name,
+                          std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
+  return obj.is_none() ? new_float(shape) : as_dest(obj, shape, op, name, inputs, false);
 }
 
 // Pooling indices from the user (argument `name`): an int64 numpy.ndarray of dy's shape, made

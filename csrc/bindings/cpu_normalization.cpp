@@ -5,7 +5,8 @@
 // running_mean / running_var are updated in place in training, so there they must be
 // C-contiguous, aligned, writeable float32 arrays (never copied); in inference any float32
 // array is taken (copied once when strided). relu=True fuses a following ReLU into the forward
-// (y = relu(bn(x))); the backward's relu_y (that y) masks dy inside its passes.
+// (y = relu(bn(x))); the backward's relu_y (that y) masks dy inside its passes. out= / dx_out=:
+// the caller's destination for y / dx (as_dest: must not overlap the inputs).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -32,7 +33,7 @@ auto data_or_null(const std::optional<A>& a) -> decltype(a->data()) {
 
 py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
                      py::handle running_mean_, py::handle running_var_, bool training,
-                     double momentum, double eps, bool relu) {
+                     double momentum, double eps, bool relu, py::handle out_) {
   const char* op = "batch_norm";
   FArray x = as_float(x_, op, "x");
   auto w = as_float_opt(weight_, op, "weight"), b = as_float_opt(bias_, op, "bias");
@@ -50,7 +51,7 @@ py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
   p.relu = relu;
   FASTCNN_CHECK(!(training && rm && rv && rm->data() == rv->data()), op,
                 ": running_mean and running_var are the same array; pass two arrays");
-  FArray y = new_float(shape_of(x));
+  FArray y = dest_or_new(out_, shape_of(x), op, "out", {{"x", &x}});
   FArray mean = new_float({p.C}), invstd = new_float({p.C});
   float* rm_p = training && rm ? rm->mutable_data() : nullptr;
   float* rv_p = training && rv ? rv->mutable_data() : nullptr;
@@ -68,7 +69,8 @@ py::tuple batch_norm(py::handle x_, py::handle weight_, py::handle bias_,
 
 py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
                               py::handle mean_, py::handle invstd_, bool training,
-                              bool compute_dx, bool compute_dw, py::handle relu_y_) {
+                              bool compute_dx, bool compute_dw, py::handle relu_y_,
+                              py::handle dx_out_) {
   const char* op = "batch_norm_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x");
   auto w = as_float_opt(weight_, op, "weight");
@@ -82,7 +84,13 @@ py::tuple batch_norm_backward(py::handle dy_, py::handle x_, py::handle weight_,
     same_shape(*relu_y, x, op, "relu_y", "x");
   }
   std::optional<FArray> dx, dw, db;
-  if (compute_dx) dx = new_float(shape_of(x));
+  if (compute_dx) {
+    dx = relu_y ? dest_or_new(dx_out_, shape_of(x), op, "dx_out",
+                              {{"dy", &dy}, {"x", &x}, {"relu_y", &*relu_y}})
+                : dest_or_new(dx_out_, shape_of(x), op, "dx_out", {{"dy", &dy}, {"x", &x}});
+  } else {
+    FASTCNN_CHECK(dx_out_.is_none(), op, ": dx_out is given but compute_dx=False");
+  }
   if (compute_dw) dw = new_float({p.C}), db = new_float({p.C});
   {
     py::gil_scoped_release nogil;
@@ -102,12 +110,14 @@ void bind_normalization(py::module_& m) {
   m.def("batch_norm", &batch_norm, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
         py::arg("momentum"), py::arg("eps"), py::arg("relu") = false,
+        py::arg("out") = py::none(),
         "(y, mean, invstd): batch normalisation of x (N, C[, L | H, W]) per channel (then "
         "ReLU with relu=True); in training the running statistics (when given) are updated in "
         "place.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"),
         py::arg("weight"), py::arg("mean"), py::arg("invstd"), py::arg("training"),
         py::arg("compute_dx"), py::arg("compute_dw"), py::arg("relu_y") = py::none(),
+        py::arg("dx_out") = py::none(),
         "(dx, dweight, dbias) of batch_norm (None where not computed); relu_y: the output of "
         "batch_norm(..., relu=True), dy then being that ReLU output's gradient.");
 }

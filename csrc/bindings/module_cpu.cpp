@@ -4,8 +4,8 @@
 // dtype float32 (class labels: any integer dtype; pooling indices: int64); anything else is a
 // TypeError that names the argument and says how to convert. Never a silent cast. Arrays that
 // are not C-contiguous and aligned (Fortran order, slices, negative or zero strides, misaligned
-// buffers) are copied once here; outputs are fresh C-contiguous arrays, except an `out=` array
-// given to relu, relu_backward or max_pool2d_backward (as_out: used as it is, never copied).
+// buffers) are copied once here; outputs are fresh C-contiguous arrays, except an `out=` /
+// `dx_out=` array given by the caller (as_dest in cpu_arrays.h: used as it is, never copied).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -42,11 +42,13 @@ Conv2dParams conv_params(const py::array& x, const py::array& w, const std::opti
 
 FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t sw, int64_t pt,
               int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw, int64_t groups,
-              bool relu) {
+              bool relu, py::handle out_) {
   FArray x = as_float(x_, "conv2d", "x"), w = as_float(w_, "conv2d", "w");
   auto b = as_float_opt(b_, "conv2d", "b");
   const auto p = conv_params(x, w, b, sh, sw, pt, pl, pb, pr, dh, dw, groups);
-  FArray y = new_float({p.N, p.K, p.P, p.Q});
+  FArray y = b ? dest_or_new(out_, {p.N, p.K, p.P, p.Q}, "conv2d", "out",
+                             {{"x", &x}, {"w", &w}, {"b", &*b}})
+               : dest_or_new(out_, {p.N, p.K, p.P, p.Q}, "conv2d", "out", {{"x", &x}, {"w", &w}});
   {
     py::gil_scoped_release nogil;
     cpu::conv2d_forward(x.data(), w.data(), b ? b->data() : nullptr, y.mutable_data(), p, relu);
@@ -59,7 +61,7 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
                           int64_t groups, bool compute_dx, bool compute_dw, bool bias,
                           py::handle relu_y_, py::handle pool_indices_, int64_t pool_kh,
                           int64_t pool_kw, int64_t pool_sh, int64_t pool_sw, int64_t pool_ph,
-                          int64_t pool_pw, bool pool_ceil_mode) {
+                          int64_t pool_pw, bool pool_ceil_mode, py::handle dx_out_) {
   const char* op = "conv2d_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = conv_params(x, w, std::nullopt, sh, sw, pt, pl, pb, pr, dh, dw, groups);
@@ -86,7 +88,14 @@ py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t 
   }
   py::object dx = py::none(), dwt = py::none(), db = py::none();
   std::optional<FArray> dxa, dwa, dba;
-  if (compute_dx) dxa = new_float(shape_of(x));
+  if (compute_dx) {
+    dxa = relu_y ? dest_or_new(dx_out_, shape_of(x), op, "dx_out",
+                               {{"dy", &dy}, {"x", &x}, {"w", &w}, {"relu_y", &*relu_y}})
+                 : dest_or_new(dx_out_, shape_of(x), op, "dx_out",
+                               {{"dy", &dy}, {"x", &x}, {"w", &w}});
+  } else {
+    FASTCNN_CHECK(dx_out_.is_none(), op, ": dx_out is given but compute_dx=False");
+  }
   if (compute_dw) dwa = new_float(shape_of(w));
   if (bias) dba = new_float({p.K});
   {
@@ -163,10 +172,11 @@ FArray relu_backward(py::handle dy_, py::handle y_, py::handle out_) {
 }
 
 py::object max_pool2d(py::handle x_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                      int64_t pw, int64_t dh, int64_t dw, bool ceil_mode, bool return_indices) {
+                      int64_t pw, int64_t dh, int64_t dw, bool ceil_mode, bool return_indices,
+                      py::handle out_) {
   FArray x = as_float(x_, "max_pool2d", "x");
   const auto p = check_max_pool2d_args(shape_of(x), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
-  FArray y = new_float({p.N, p.C, p.P, p.Q});
+  FArray y = dest_or_new(out_, {p.N, p.C, p.P, p.Q}, "max_pool2d", "out", {{"x", &x}});
   std::optional<IArray> idx;
   if (return_indices) idx = IArray(std::vector<py::ssize_t>{p.N, p.C, p.P, p.Q});
   {
@@ -212,11 +222,13 @@ LinearParams linear_params(const py::array& x, const py::array& w,
   return check_linear_args(shape_of(x), shape_of(w), b ? &bs : nullptr);
 }
 
-FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
+FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu, py::handle out_) {
   FArray x = as_float(x_, "linear", "x"), w = as_float(w_, "linear", "w");
   auto b = as_float_opt(b_, "linear", "b");
   const auto p = linear_params(x, w, b);
-  FArray y = new_float({p.N, p.out});
+  FArray y = b ? dest_or_new(out_, {p.N, p.out}, "linear", "out",
+                             {{"x", &x}, {"w", &w}, {"b", &*b}})
+               : dest_or_new(out_, {p.N, p.out}, "linear", "out", {{"x", &x}, {"w", &w}});
   {
     py::gil_scoped_release nogil;
     cpu::linear_forward(x.data(), w.data(), b ? b->data() : nullptr, y.mutable_data(), p, relu);
@@ -225,13 +237,17 @@ FArray linear(py::handle x_, py::handle w_, py::handle b_, bool relu) {
 }
 
 py::tuple linear_backward(py::handle dy_, py::handle x_, py::handle w_, bool compute_dx,
-                          bool compute_dw, bool bias) {
+                          bool compute_dw, bool bias, py::handle dx_out_) {
   const char* op = "linear_backward";
   FArray dy = as_float(dy_, op, "dy"), x = as_float(x_, op, "x"), w = as_float(w_, op, "w");
   const auto p = linear_params(x, w, std::nullopt);
   check_linear_grad(shape_of(dy), p);
   std::optional<FArray> dxa, dwa, dba;
-  if (compute_dx) dxa = new_float({p.N, p.in});
+  if (compute_dx) {
+    dxa = dest_or_new(dx_out_, {p.N, p.in}, op, "dx_out", {{"dy", &dy}, {"x", &x}, {"w", &w}});
+  } else {
+    FASTCNN_CHECK(dx_out_.is_none(), op, ": dx_out is given but compute_dx=False");
+  }
   if (compute_dw) dwa = new_float({p.out, p.in});
   if (bias) dba = new_float({p.out});
   {
@@ -326,7 +342,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride_h"),
         py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("pad_bottom"),
         py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
-        py::arg("relu") = false);
+        py::arg("relu") = false, py::arg("out") = py::none());
   m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
@@ -334,7 +350,8 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("bias") = true, py::arg("relu_y") = py::none(),
         py::arg("pool_indices") = py::none(), py::arg("pool_kh") = 1, py::arg("pool_kw") = 1,
         py::arg("pool_sh") = 1, py::arg("pool_sw") = 1, py::arg("pool_ph") = 0,
-        py::arg("pool_pw") = 0, py::arg("pool_ceil_mode") = false);
+        py::arg("pool_pw") = 0, py::arg("pool_ceil_mode") = false,
+        py::arg("dx_out") = py::none());
   m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("lr"),
         py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"), py::arg("first"));
   m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
@@ -346,13 +363,15 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("out") = py::none());
   m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
         py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-        py::arg("ceil_mode"), py::arg("return_indices"));
+        py::arg("ceil_mode"), py::arg("return_indices"), py::arg("out") = py::none());
   m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("x"), py::arg("kh"),
         py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
         py::arg("dw"), py::arg("ceil_mode"), py::arg("indices"), py::arg("out") = py::none());
-  m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false);
+  m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false,
+        py::arg("out") = py::none());
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
-        py::arg("compute_dx") = true, py::arg("compute_dw") = true, py::arg("bias") = true);
+        py::arg("compute_dx") = true, py::arg("compute_dw") = true, py::arg("bias") = true,
+        py::arg("dx_out") = py::none());
   m.def("softmax", &softmax, py::arg("x"), py::arg("log") = false);
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"));
   fastcnn::bind::bind_normalization(m);  // normalization family (cpu_normalization.cpp)

@@ -15,14 +15,16 @@ from ._common import (
     _plan,
     _same_shape,
 )
+from ._dest import _dest
 from .activation import relu_backward
 from .pooling import _max_pool2d_backward_to
 
 
 def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
            pad_bottom: int, pad_right: int, dil_h: int, dil_w: int, groups: int,
-           relu: bool = False) -> Any:
-    """y (N, K, P, Q) = conv(x, w) + b, ReLU fused when ``relu``."""
+           relu: bool = False, out: Any = None) -> Any:
+    """y (N, K, P, Q) = conv(x, w) + b, ReLU fused when ``relu``; written into ``out`` when
+    given."""
     op = "conv2d"
     x, w = _f32(x, op, "x"), _f32(w, op, "w")
     if b is None:
@@ -34,7 +36,8 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
     with _device(op, x, w, b):
         plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, bs, *geo))
                 or _plan(_cuda.conv2d_plan, x.shape, w.shape, bs, *geo))
-        y = _cupy_empty(plan["y_shape"], _F32)
+        y = (_cupy_empty(plan["y_shape"], _F32) if out is None
+             else _dest(out, tuple(plan["y_shape"]), op, "out", x=x, w=w, b=b))
         n = plan["forward_workspace"]
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
         _cuda.conv2d_forward(x.data.ptr, x.shape, w.data.ptr, w.shape, bp, bs, y.data.ptr,
@@ -49,14 +52,16 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
                     bias: bool = True, relu_y: Any = None, pool_indices: Any = None,
                     pool_kh: int = 1, pool_kw: int = 1, pool_sh: int = 1, pool_sw: int = 1,
                     pool_ph: int = 0, pool_pw: int = 0,
-                    pool_ceil_mode: bool = False) -> tuple[Any, Any, Any]:
+                    pool_ceil_mode: bool = False, dx_out: Any = None) -> tuple[Any, Any, Any]:
     """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With
     ``pool_indices`` ``dy`` is the gradient of a max pooling of the output and is first routed
     back through it; with ``relu_y`` (the forward's ReLU output) it then goes through the ReLU's
     backward (separate passes here, the ReLU's in place on the pooling's fresh output; the CPU
-    kernels fuse them)."""
+    kernels fuse them). dx goes into ``dx_out`` when given."""
     op = "conv2d_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
+    if dx_out is not None and not compute_dx:
+        raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     fresh = False  # dy is an array of ours (the pooling's output): the ReLU may work in place
     if pool_indices is not None:
@@ -79,7 +84,12 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     with _device(op, dy, x, w):
         plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
                 or _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
-        dx = _cupy_empty(x.shape, _F32) if compute_dx else None
+        if not compute_dx:
+            dx = None
+        elif dx_out is None:
+            dx = _cupy_empty(x.shape, _F32)
+        else:
+            dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
         n = max(plan["backward_data_workspace"] if compute_dx else 0,

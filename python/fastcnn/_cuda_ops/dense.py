@@ -14,10 +14,12 @@ from ._common import (
     _f32,
     _plan,
 )
+from ._dest import _dest
 
 
-def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
-    """y (N, out) = x (N, in) @ w (out, in).T + b, ReLU fused when ``relu``."""
+def linear(x: Any, w: Any, b: Any, relu: bool = False, out: Any = None) -> Any:
+    """y (N, out) = x (N, in) @ w (out, in).T + b, ReLU fused when ``relu``; written into
+    ``out`` when given."""
     op = "linear"
     x, w = _f32(x, op, "x"), _f32(w, op, "w")
     if b is None:
@@ -28,7 +30,8 @@ def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
     with _device(op, x, w, b):
         plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, bs))
                 or _plan(_cuda.linear_plan, x.shape, w.shape, bs))
-        y = _cupy_empty(plan["y_shape"], _F32)
+        y = (_cupy_empty(plan["y_shape"], _F32) if out is None
+             else _dest(out, tuple(plan["y_shape"]), op, "out", x=x, w=w, b=b))
         n = plan["forward_workspace"]
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
         _cuda.linear_forward(x.data.ptr, x.shape, w.data.ptr, w.shape, bp, bs, y.data.ptr,
@@ -37,14 +40,22 @@ def linear(x: Any, w: Any, b: Any, relu: bool = False) -> Any:
 
 
 def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw: bool = True,
-                    bias: bool = True) -> tuple[Any, Any, Any]:
-    """``(dx (N, in), dw (out, in), db (out,))``; an entry is None when not asked for."""
+                    bias: bool = True, dx_out: Any = None) -> tuple[Any, Any, Any]:
+    """``(dx (N, in), dw (out, in), db (out,))``; an entry is None when not asked for; dx
+    goes into ``dx_out`` when given."""
     op = "linear_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
+    if dx_out is not None and not compute_dx:
+        raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     with _device(op, dy, x, w):
         plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
                 or _plan(_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
-        dx = _cupy_empty(x.shape, _F32) if compute_dx else None
+        if not compute_dx:
+            dx = None
+        elif dx_out is None:
+            dx = _cupy_empty(x.shape, _F32)
+        else:
+            dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
         n = plan["backward_weights_workspace"] if compute_dw else 0

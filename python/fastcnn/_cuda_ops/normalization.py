@@ -17,6 +17,7 @@ from ._common import (
     _inplace,
     _plan,
 )
+from ._dest import _dest
 
 _U8 = np.dtype(np.uint8)
 
@@ -27,9 +28,9 @@ def _p(a: Any) -> int:
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
                training: bool, momentum: float, eps: float,
-               relu: bool = False) -> tuple[Any, Any, Any]:
+               relu: bool = False, out: Any = None) -> tuple[Any, Any, Any]:
     """``(y, mean, invstd)``: batch normalisation per channel (then ReLU with ``relu``: the
-    CPU module's contract); in
+    CPU module's contract; y written into ``out`` when given); in
     training ``running_mean`` / ``running_var`` (when given) are updated in place, so they must
     then be C-contiguous float32 cupy arrays."""
     op = "batch_norm"
@@ -55,7 +56,9 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
         nws = _plan(*key)
     with _device(op, x, weight, bias, rm, rv):
         c = x.shape[1]
-        y, mean, invstd = _cupy_empty(x.shape, _F32), _cupy_empty(c, _F32), _cupy_empty(c, _F32)
+        y = (_cupy_empty(x.shape, _F32) if out is None
+             else _dest(out, tuple(x.shape), op, "out", x=x))
+        mean, invstd = _cupy_empty(c, _F32), _cupy_empty(c, _F32)
         ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
         _cuda.batch_norm_forward(x.data.ptr, x.shape, _p(weight), shapes[1], _p(bias),
                                  shapes[2], _p(rm), shapes[3], _p(rv), shapes[4],
@@ -66,10 +69,13 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
 
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, training: bool,
                         compute_dx: bool, compute_dw: bool,
-                        relu_y: Any = None) -> tuple[Any, Any, Any]:
+                        relu_y: Any = None, dx_out: Any = None) -> tuple[Any, Any, Any]:
     """``(dx, dweight, dbias)`` of :func:`batch_norm` (None where not computed); ``relu_y``:
-    the output of ``batch_norm(..., relu=True)``, ``dy`` then that ReLU output's gradient."""
+    the output of ``batch_norm(..., relu=True)``, ``dy`` then that ReLU output's gradient; dx
+    goes into ``dx_out`` when given."""
     op = "batch_norm_backward"
+    if dx_out is not None and not compute_dx:
+        raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     dy, x = _f32(dy, op, "dy"), _f32(x, op, "x")
     relu_y = None if relu_y is None else _f32(relu_y, op, "relu_y")
     weight = None if weight is None else _f32(weight, op, "weight")
@@ -83,7 +89,12 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
         nws = _plan(*key)
     with _device(op, dy, x, weight, mean, invstd, relu_y):
         c = x.shape[1]
-        dx = _cupy_empty(x.shape, _F32) if compute_dx else None
+        if not compute_dx:
+            dx = None
+        elif dx_out is None:
+            dx = _cupy_empty(x.shape, _F32)
+        else:
+            dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, relu_y=relu_y)
         dw = _cupy_empty(c, _F32) if compute_dw else None
         db = _cupy_empty(c, _F32) if compute_dw else None
         ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned

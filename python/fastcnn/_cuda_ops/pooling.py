@@ -35,6 +35,7 @@ from ._common import (
     _type_name,
     _workspace,
 )
+from ._dest import _dest
 
 _OWN: dict[int, Any] = {}  # id -> weakref of the index arrays the forwards returned
 
@@ -67,17 +68,19 @@ def _check_indices(indices: Any, op: str, forward: str) -> None:
 
 
 def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
-               ceil_mode: bool, return_indices: bool) -> Any:
-    """y (N, C, P, Q), or ``(y, indices)`` with int64 indices into each (H, W) plane."""
+               ceil_mode: bool, return_indices: bool, out: Any = None) -> Any:
+    """y (N, C, P, Q), or ``(y, indices)`` with int64 indices into each (H, W) plane; y
+    written into ``out`` when given."""
     op = "max_pool2d"
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
     with _device(op, x):
-        out = (_PLANS.get((_cuda.max_pool2d_plan, x.shape, *geo))
-               or _plan(_cuda.max_pool2d_plan, x.shape, *geo))
-        y = _cupy_empty(out, _F32)
+        shape = (_PLANS.get((_cuda.max_pool2d_plan, x.shape, *geo))
+                 or _plan(_cuda.max_pool2d_plan, x.shape, *geo))
+        y = (_cupy_empty(shape, _F32) if out is None
+             else _dest(out, tuple(shape), op, "out", x=x))
         if return_indices:
-            idx = _cupy_empty(out, _I64)
+            idx = _cupy_empty(shape, _I64)
             _cuda.max_pool2d_forward(x.data.ptr, x.shape, y.data.ptr, idx.data.ptr, *geo,
                                      _current_stream().ptr)
             return y, _own(idx)

@@ -101,8 +101,9 @@ def _im2col(x: Any, R: int, S: int, st: tuple[int, int], dil: tuple[int, int],
 
 
 def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1, relu: bool = False) -> Any:
-    """y (N, K, P, Q) = im2col(x) times w, + b, ReLU when ``relu``."""
+           dilation: Any = 1, groups: int = 1, relu: bool = False, out: Any = None) -> Any:
+    """y (N, K, P, Q) = im2col(x) times w, + b, ReLU when ``relu`` (copied into ``out`` when
+    given)."""
     cp = _cp()
     st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups, "conv2d")
     N = x.shape[0]
@@ -112,19 +113,20 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
     y = cp.ascontiguousarray(y + b[:, None, None] if b is not None else y)
     if relu:
         cp.maximum(y, y.dtype.type(0), out=y)
-    return y
+    return _into(out, y)
 
 
 def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 0,
                     dilation: Any = 1, groups: int = 1, bias: bool = True,
                     compute_dx: bool = True, compute_dw: bool = True, relu_y: Any = None,
                     pool_indices: Any = None, pool_size: Any = None, pool_stride: Any = None,
-                    pool_padding: Any = 0, pool_ceil_mode: bool = False) -> tuple[Any, Any, Any]:
+                    pool_padding: Any = 0, pool_ceil_mode: bool = False,
+                    dx_out: Any = None) -> tuple[Any, Any, Any]:
     """``(dx, dw, db)`` of :func:`conv2d`; dx is None when ``compute_dx=False``, dw when
     ``compute_dw=False``, db when ``bias=False``. ``pool_indices`` / ``pool_*``: ``dy`` is the
     gradient of a max pooling of the output, routed back first (:func:`max_pool2d_backward`);
     ``relu_y`` (the output of ``conv2d(..., relu=True)``): ``dy`` then goes through the ReLU's
-    backward."""
+    backward. dx is copied into ``dx_out`` when given."""
     cp = _cp()
     st, dil, pads, P, Q = _conv_geometry(x, w, stride, padding, dilation, groups,
                                          "conv2d_backward")
@@ -150,7 +152,7 @@ def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 
             for s in range(S):
                 rows, cols_ = _tap_slices(r, s, st, dil, P, Q)
                 dxp[:, :, rows, cols_] += dcols[:, r, s].transpose(1, 0, 2, 3)
-        dx = cp.ascontiguousarray(dxp[:, :, top:top + H, left:left + W])
+        dx = _into(dx_out, cp.ascontiguousarray(dxp[:, :, top:top + H, left:left + W]))
     return dx, dw, db
 
 
@@ -182,19 +184,20 @@ def _pool_k(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mod
 
 
 def max_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
-               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False,
+               out: Any = None) -> Any:
     """y (N, C, P, Q), or ``(y, indices)`` with int64 flat indices ``h*W + w`` into each
-    plane (the first maximum of a window)."""
+    plane (the first maximum of a window); y copied into ``out`` when given."""
     cp = _cp()
     k = _pool_k(kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     N, C, H, W = x.shape
     P, Q = pool_output_size(H, W, k, k, 0, 1, op="max_pool2d")
     win = x[:, :, :P * k, :Q * k].reshape(N, C, P, k, Q, k)
     if not return_indices:
-        return win.max(axis=(3, 5))
+        return _into(out, win.max(axis=(3, 5)))
     taps = win.transpose(0, 1, 2, 4, 3, 5).reshape(N, C, P, Q, k * k)
     tap = taps.argmax(axis=-1)
-    y = taps.max(axis=-1)
+    y = _into(out, taps.max(axis=-1))
     ih = cp.arange(P).reshape(P, 1) * k + tap // k
     iw = cp.arange(Q) * k + tap % k
     return y, ih * W + iw
@@ -317,21 +320,22 @@ def global_max_pool2d_backward(dy: Any, x: Any, *, indices: Any = None, out: Any
     return _into(out, cp.ascontiguousarray(dx.reshape(N, C, H, W).astype(dy.dtype)))
 
 
-def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False) -> Any:
-    """y (N, out) = x @ w.T + b, ReLU when ``relu``."""
+def linear(x: Any, w: Any, b: Any = None, *, relu: bool = False, out: Any = None) -> Any:
+    """y (N, out) = x @ w.T + b, ReLU when ``relu`` (copied into ``out`` when given)."""
     cp = _cp()
     y = x @ w.T
     if b is not None:
         y += b
     if relu:
         cp.maximum(y, y.dtype.type(0), out=y)
-    return y
+    return _into(out, y)
 
 
 def linear_backward(dy: Any, x: Any, w: Any, *, bias: bool = True, compute_dx: bool = True,
-                    compute_dw: bool = True) -> tuple[Any, Any, Any]:
-    """``(dy @ w, dy.T @ x, dy.sum(0))``, each None when not asked for."""
-    return (dy @ w if compute_dx else None, dy.T @ x if compute_dw else None,
+                    compute_dw: bool = True, dx_out: Any = None) -> tuple[Any, Any, Any]:
+    """``(dy @ w, dy.T @ x, dy.sum(0))``, each None when not asked for (dx copied into
+    ``dx_out`` when given)."""
+    return (_into(dx_out, dy @ w) if compute_dx else None, dy.T @ x if compute_dw else None,
             dy.sum(axis=0) if bias else None)
 
 

@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import _workspace, ops
 from .. import initializers as _init
-from .. import ops
 from .._arrays import array_module, assign, host_copy, is_cupy, move
 from . import symbolic as _symbolic
 
@@ -106,53 +106,63 @@ def _shape_of(a: Any) -> tuple[int, ...]:
     return tuple(a.shape) if is_cupy(a) else np.shape(a)
 
 
+def pooled(shape: tuple[int, ...], like: Any) -> Any:
+    """A reused destination of ``shape`` for an op's ``out=`` / ``dx_out=`` (the process-wide
+    :data:`fastcnn._workspace.POOL`: a buffer nothing else references, so steady-state steps
+    allocate nothing large), or None (the op allocates) on the GPU, for small arrays or with
+    the workspace off. ``like``: an input of the op (its device)."""
+    return _workspace.POOL.empty(shape, like)
+
+
 def activation_forward(z: np.ndarray, activation: str | None,
                        negative_slope: float = LEAKY_RELU_SLOPE,
-                       approximate: bool = False) -> np.ndarray:
+                       approximate: bool = False, out: Any = None) -> np.ndarray:
     """``activation(z)``; softmax is over axis 1; ``approximate``: GELU's tanh form. Same
-    shape and array kind as ``z``."""
+    shape and array kind as ``z``; written into ``out`` (z's shape, apart from z) when given,
+    except for softmax and no activation."""
     if activation is None:
         return z
     if activation == "relu":
-        return ops.relu(z)
+        return ops.relu(z, out=out)
     if activation == "softmax":
         return ops.softmax(z, axis=1)
     if activation == "sigmoid":
-        return ops.sigmoid(z)
+        return ops.sigmoid(z, out=out)
     if activation == "tanh":
-        return ops.tanh(z)
+        return ops.tanh(z, out=out)
     if activation == "leaky_relu":
-        return ops.leaky_relu(z, negative_slope)
+        return ops.leaky_relu(z, negative_slope, out=out)
     if activation == "gelu":
-        return ops.gelu(z, "tanh" if approximate else "none")
+        return ops.gelu(z, "tanh" if approximate else "none", out=out)
     if activation == "silu":
-        return ops.silu(z)
+        return ops.silu(z, out=out)
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked
 
 
 def activation_backward(dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
                         activation: str | None,
                         negative_slope: float = LEAKY_RELU_SLOPE,
-                        approximate: bool = False) -> np.ndarray:
+                        approximate: bool = False, out: Any = None) -> np.ndarray:
     """d(loss)/dz from d(loss)/dy, the activation's input ``z`` (needed only for the
-    :data:`ACT_NEEDS_INPUT` ones, None otherwise) and its output ``y`` (all the shape of z)."""
+    :data:`ACT_NEEDS_INPUT` ones, None otherwise) and its output ``y`` (all the shape of z);
+    written into ``out`` (apart from the inputs) when given, except for softmax and none."""
     if activation is None:
         return dy
     if activation == "relu":
-        return ops.relu_backward(dy, y)
+        return ops.relu_backward(dy, y, out=out)
     if activation == "softmax":
         s = array_module(y).sum(dy * y, axis=1, keepdims=True, dtype=np.float32)
         return (y * (dy - s)).astype(np.float32, copy=False)
     if activation == "sigmoid":
-        return ops.sigmoid_backward(dy, y)
+        return ops.sigmoid_backward(dy, y, out=out)
     if activation == "tanh":
-        return ops.tanh_backward(dy, y)
+        return ops.tanh_backward(dy, y, out=out)
     if activation == "leaky_relu":
-        return ops.leaky_relu_backward(dy, z, negative_slope)
+        return ops.leaky_relu_backward(dy, z, negative_slope, out=out)
     if activation == "gelu":
-        return ops.gelu_backward(dy, z, "tanh" if approximate else "none")
+        return ops.gelu_backward(dy, z, "tanh" if approximate else "none", out=out)
     if activation == "silu":
-        return ops.silu_backward(dy, z)
+        return ops.silu_backward(dy, z, out=out)
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked
 
 
@@ -272,6 +282,14 @@ class Layer:
         ``activation`` to this layer's output in its own pass, :meth:`backward` then taking the
         gradient of the activation's output. False by default."""
         return False
+
+    def _pooled_output(self, x: Any) -> Any:
+        """A reused destination (:func:`pooled`) for this layer's output of the input ``x``
+        ``(N, *input_shape)``: ``(N, *output_shape)``; None (the op allocates) for an input of
+        another shape than the layer was built for, on the GPU or with the workspace off."""
+        if self.output_shape is None or tuple(x.shape[1:]) != self.input_shape:
+            return None
+        return pooled((x.shape[0], *self.output_shape), x)
 
     def _need_cache(self) -> Any:
         if self._cache is None:
@@ -407,7 +425,8 @@ class ActivationMixin:
 
     def _act(self, z: np.ndarray, apply_activation: bool) -> np.ndarray:
         act = self.activation if apply_activation else None
-        return activation_forward(z, act, self.negative_slope, self.approximate)
+        out = None if act in (None, "softmax") else pooled(z.shape, z)
+        return activation_forward(z, act, self.negative_slope, self.approximate, out)
 
     def _act_input(self, z: np.ndarray, applied: bool) -> np.ndarray | None:
         """What a training forward caches of the activation's input: ``z`` when the backward
@@ -416,8 +435,9 @@ class ActivationMixin:
 
     def _act_backward(self, dy: np.ndarray, z: np.ndarray | None, y: np.ndarray,
                       applied: bool) -> np.ndarray:
-        return activation_backward(dy, z, y, self.activation if applied else None,
-                                   self.negative_slope, self.approximate)
+        act = self.activation if applied else None
+        out = None if act in (None, "softmax") else pooled(dy.shape, dy)
+        return activation_backward(dy, z, y, act, self.negative_slope, self.approximate, out)
 
 
 class KernelBiasMixin(ActivationMixin):
@@ -459,7 +479,8 @@ class KernelBiasMixin(ActivationMixin):
                        act: str | None) -> np.ndarray:
         """The gradient of the activation ``act`` that a forward applied
         (:meth:`_pass_activation`)."""
-        return activation_backward(dy, z, y, act, self.negative_slope, self.approximate)
+        out = None if act in (None, "softmax") else pooled(dy.shape, dy)
+        return activation_backward(dy, z, y, act, self.negative_slope, self.approximate, out)
 
     def _store_kernel_bias(self, dw: np.ndarray, db: np.ndarray | None,
                            accumulate: bool) -> None:

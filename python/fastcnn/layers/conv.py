@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import ops
 from .._geometry import conv_output_size, conv_padding, pair
-from .base import ACT_FLOPS, ACT_NEEDS_INPUT, KernelBiasMixin, Layer, activation_forward
+from .base import ACT_FLOPS, ACT_NEEDS_INPUT, KernelBiasMixin, Layer, activation_forward, pooled
 
 __all__ = ["Conv2D"]
 
@@ -109,9 +109,10 @@ class Conv2D(KernelBiasMixin, Layer):
             kw["relu"] = True  # ReLU in the GEMM epilogue (a fastcnn.ops extension)
         z = ops.conv2d(x, self.params["kernel"], self.params.get("bias"), stride=self.strides,
                        padding=self._pad_arg(), dilation=self.dilation_rate, groups=self.groups,
-                       **kw)
+                       out=self._pooled_output(x), **kw)  # a reused buffer: no page faults
         y = z if act in (None, "relu") else activation_forward(
-            z, act, self.negative_slope, self.approximate)
+            z, act, self.negative_slope, self.approximate,
+            None if act == "softmax" else pooled(z.shape, z))
         self._cache = (x, y, act, z if act in ACT_NEEDS_INPUT else None) if training else None
         return y
 
@@ -145,7 +146,9 @@ class Conv2D(KernelBiasMixin, Layer):
                                          groups=self.groups,
                                          bias=self.use_bias and self.trainable,
                                          compute_dx=self.compute_dx,
-                                         compute_dw=self.trainable, **kw)
+                                         compute_dw=self.trainable,
+                                         dx_out=pooled(x.shape, x) if self.compute_dx else None,
+                                         **kw)
         self._store_kernel_bias(dw, db, accumulate)
         return dx
 

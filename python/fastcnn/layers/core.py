@@ -23,6 +23,7 @@ from .base import (
     check_activation,
     check_approximate,
     check_negative_slope,
+    pooled,
 )
 
 __all__ = ["Activation", "Dense", "Dropout", "Flatten", "LeakyReLU", "ReLU", "Softmax"]
@@ -71,12 +72,15 @@ class Dense(KernelBiasMixin, Layer):
         layer that alone reads its output): returns ``relu(x @ kernel.T + bias)`` from the GEMM
         epilogue; :meth:`backward` then takes the gradient of that output."""
         act = self._pass_activation(apply_activation, fused_activation)
+        out = self._pooled_output(x)  # a reused buffer for large outputs: no page faults
         if act == "relu":
-            y = z = ops.linear(x, self.params["kernel"], self.params.get("bias"), relu=True)
+            y = z = ops.linear(x, self.params["kernel"], self.params.get("bias"), relu=True,
+                               out=out)
         else:
-            z = ops.linear(x, self.params["kernel"], self.params.get("bias"))
-            y = z if act is None else activation_forward(z, act, self.negative_slope,
-                                                         self.approximate)
+            z = ops.linear(x, self.params["kernel"], self.params.get("bias"), out=out)
+            y = z if act is None else activation_forward(
+                z, act, self.negative_slope, self.approximate,
+                None if act == "softmax" else pooled(z.shape, z))
         self._cache = (x, y, act, z if act in ACT_NEEDS_INPUT else None) if training else None
         return y
 
@@ -85,7 +89,8 @@ class Dense(KernelBiasMixin, Layer):
         dz = self._pass_backward(dy, z, y, act)
         dx, dw, db = ops.linear_backward(dz, x, self.params["kernel"],
                                          bias=self.use_bias and self.trainable,
-                                         compute_dx=self.compute_dx, compute_dw=self.trainable)
+                                         compute_dx=self.compute_dx, compute_dw=self.trainable,
+                                         dx_out=pooled(x.shape, x) if self.compute_dx else None)
         self._store_kernel_bias(dw, db, accumulate)
         return dx
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .._arrays import array_module
-from .base import Layer, Shape
+from .base import Layer, Shape, pooled
 from .symbolic import batch_shape
 
 __all__ = ["Add", "Concatenate"]
@@ -92,7 +94,9 @@ class Add(_Merge):
             if x.shape != first:
                 raise ValueError(f"{self._label()}: Inputs have incompatible shapes. Received "
                                  f"shapes {tuple(first)} and {tuple(x.shape)}")
-        y = xs[0] + xs[1]
+        out = pooled(tuple(first), xs[0]) if all(
+            type(x) is np.ndarray and x.dtype == np.float32 for x in xs) else None
+        y = xs[0] + xs[1] if out is None else np.add(xs[0], xs[1], out=out)  # out: reused
         for x in xs[2:]:
             y += x  # y is ours: add in place, left to right
         self._cache = len(xs) if training else None

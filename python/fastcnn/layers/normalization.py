@@ -45,7 +45,7 @@ from .. import initializers as _init
 from .. import ops
 from .._args import check_bool, is_int
 from .._arrays import array_module
-from .base import Layer
+from .base import Layer, pooled
 from .conv import Conv2D
 from .core import Dense
 
@@ -164,7 +164,7 @@ class BatchNormalization(Layer):
         y, mean, invstd = ops.batch_norm(
             x, self.params.get("gamma"), self.params.get("beta"), self.params["moving_mean"],
             self.params["moving_variance"], training=batch_stats, momentum=self.torch_momentum,
-            eps=self.epsilon, relu=relu)
+            eps=self.epsilon, relu=relu, out=pooled(x.shape, x))  # reused: no page faults
         self._cache = (x, mean, invstd, batch_stats, y if relu else None) if training else None
         return y
 
@@ -173,7 +173,8 @@ class BatchNormalization(Layer):
         want_dw = self.trainable and (self.scale or self.center)
         dx, dgamma, dbeta = ops.batch_norm_backward(
             dy, x, self.params.get("gamma"), mean, invstd, training=batch_stats,
-            compute_dx=self.compute_dx, compute_dw=want_dw, relu_y=relu_y)
+            compute_dx=self.compute_dx, compute_dw=want_dw, relu_y=relu_y,
+            dx_out=pooled(x.shape, x) if self.compute_dx else None)
         if self.scale:
             self._store_grad("gamma", dgamma, accumulate)
         if self.center:

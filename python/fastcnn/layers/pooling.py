@@ -19,7 +19,7 @@ from .. import ops
 from .._args import check_bool
 from .._arrays import array_module
 from .._geometry import pair, pool_output_size, same_padding
-from .base import Layer
+from .base import Layer, pooled
 
 __all__ = ["AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "MaxPool2D",
            "same_plan"]
@@ -128,12 +128,13 @@ class MaxPool2D(Layer):
             t, l, b, r = self._explicit_pad
             x = array_module(x).pad(x, ((0, 0), (0, 0), (t, b), (l, r)),
                                     constant_values=-np.inf)
+        out = None if self._explicit_pad is not None else self._pooled_output(x)  # reused
         if training:
-            y, idx = ops.max_pool2d(x, self.pool_size, return_indices=True,
+            y, idx = ops.max_pool2d(x, self.pool_size, return_indices=True, out=out,
                                     **self._pool_kwargs())
             self._cache = (x, idx)
         else:
-            y = ops.max_pool2d(x, self.pool_size, **self._pool_kwargs())
+            y = ops.max_pool2d(x, self.pool_size, out=out, **self._pool_kwargs())
             self._cache = None
         return y
 
@@ -156,7 +157,9 @@ class MaxPool2D(Layer):
 
     def backward(self, dy, accumulate=False):
         x, idx = self._need_cache()
-        dx = ops.max_pool2d_backward(dy, x, self.pool_size, indices=idx, **self._pool_kwargs())
+        out = pooled(x.shape, x) if self._explicit_pad is None else None
+        dx = ops.max_pool2d_backward(dy, x, self.pool_size, indices=idx, out=out,
+                                     **self._pool_kwargs())
         if self._explicit_pad is not None:
             t, l, _, _ = self._explicit_pad
             H, W = self.input_shape[1], self.input_shape[2]  # type: ignore[index]
@@ -261,7 +264,8 @@ class AveragePooling2D(Layer):
     def backward(self, dy, accumulate=False):
         x = self._need_cache()
         if self._explicit_pad is None:
-            return ops.avg_pool2d_backward(dy, x, self.pool_size, **self._pool_kwargs())
+            return ops.avg_pool2d_backward(dy, x, self.pool_size, out=pooled(x.shape, x),
+                                           **self._pool_kwargs())
         xp = array_module(dy)
         dsum = xp.ascontiguousarray((dy / self._counts_like(dy)).astype(np.float32, copy=False))
         dxp = ops.avg_pool2d_backward(dsum, x, self.pool_size, **self._pool_kwargs())
@@ -318,7 +322,7 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
     def backward(self, dy, accumulate=False):
         x = self._need_cache()
-        return ops.global_avg_pool2d_backward(self._flat_grad(dy), x)
+        return ops.global_avg_pool2d_backward(self._flat_grad(dy), x, out=pooled(x.shape, x))
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
@@ -344,4 +348,5 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
     def backward(self, dy, accumulate=False):
         x, idx = self._need_cache()
-        return ops.global_max_pool2d_backward(self._flat_grad(dy), x, indices=idx)
+        return ops.global_max_pool2d_backward(self._flat_grad(dy), x, indices=idx,
+                                              out=pooled(x.shape, x))

@@ -46,7 +46,7 @@ def _conv_args_checked(
     return (sh, sw, *pads, dh, dw, g)
 
 
-@_converts("x", "w", "b")
+@_converts("x", "w", "b", "out")
 def conv2d(
     x: Any,
     w: Any,
@@ -57,6 +57,7 @@ def conv2d(
     dilation: Any = 1,
     groups: int = 1,
     relu: bool = False,
+    out: Any = None,
 ) -> Any:
     """2-D cross-correlation (PyTorch's ``conv2d``), optionally followed by a fused ReLU.
 
@@ -69,18 +70,22 @@ def conv2d(
             an odd total puts the extra row/column at the bottom/right).
         groups: >= 1, dividing C and K.
         relu: apply ReLU to the result in the GEMM epilogue.
+        out: optional destination of y, written and returned instead of a fresh array: a
+            C-contiguous float32 (N, K, P, Q) array on the op's device that overlaps none of
+            the inputs. Reusing a buffer saves a fresh array's page faults on large tensors
+            (fastcnn's layers do: :mod:`fastcnn._workspace`).
 
     Returns:
-        y: (N, K, P, Q) float32.
+        y: (N, K, P, Q) float32 (``out`` when given).
     """
     op = "conv2d"
     args = _conv_args(op, x, w, stride, padding, dilation, groups)
     if type(relu) is not bool:
         relu = check_bool(relu, "relu", op=op)
-    return _backend(op, x, w, b).conv2d(x, w, b, *args, relu)
+    return _backend(op, x, w, b, out).conv2d(x, w, b, *args, relu, out=out)
 
 
-@_converts("dy", "x", "w", "relu_y", "pool_indices")
+@_converts("dy", "x", "w", "relu_y", "pool_indices", "dx_out")
 def conv2d_backward(
     dy: Any,
     x: Any,
@@ -99,6 +104,7 @@ def conv2d_backward(
     pool_stride: Any = None,
     pool_padding: Any = 0,
     pool_ceil_mode: bool = False,
+    dx_out: Any = None,
 ) -> tuple[Any, Any, Any]:
     """Gradients of :func:`conv2d`.
 
@@ -122,6 +128,9 @@ def conv2d_backward(
             passes (each image's pooled gradient scattered into a cache-sized scratch as it is
             read; the full-size gradient is never materialised), so the pooling's backward
             costs no separate pass over memory.
+        dx_out: optional destination of dx (needs ``compute_dx``), as ``out`` of
+            :func:`conv2d`: a C-contiguous float32 (N, C, H, W) array on the op's device that
+            overlaps none of the inputs.
 
     Returns:
         ``(dx, dw, db)``: (N, C, H, W) or None when ``compute_dx=False``, (K, C/groups, R, S)
@@ -150,8 +159,8 @@ def conv2d_backward(
         compute_dx = check_bool(compute_dx, "compute_dx", op=op)
         compute_dw = check_bool(compute_dw, "compute_dw", op=op)
         bias = check_bool(bias, "bias", op=op)
-    return _backend(op, dy, x, w, relu_y, pool_indices).conv2d_backward(
-        dy, x, w, *args, compute_dx, compute_dw, bias, relu_y=relu_y, **pool)
+    return _backend(op, dy, x, w, relu_y, pool_indices, dx_out).conv2d_backward(
+        dy, x, w, *args, compute_dx, compute_dw, bias, relu_y=relu_y, **pool, dx_out=dx_out)
 
 
 def _pool_pairs(size: Any, stride: Any, padding: Any, op: str) -> Any:

@@ -38,10 +38,10 @@ def _real(v: Any, name: str, op: str, *, minimum: float | None = None) -> float:
     return f
 
 
-@_converts("x", "weight", "bias", "running_mean", "running_var")
+@_converts("x", "weight", "bias", "running_mean", "running_var", "out")
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
-               relu: bool = False) -> tuple[Any, Any, Any]:
+               relu: bool = False, out: Any = None) -> tuple[Any, Any, Any]:
     """Batch normalisation per channel over N and the spatial axes (``F.batch_norm``).
 
     Args:
@@ -58,6 +58,10 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
         relu: apply ReLU to the result in the same pass (``y = relu(bn(x))``, the bits of
             ``relu(batch_norm(...)[0])``; a fastcnn extension); its gradient is then
             ``batch_norm_backward(..., relu_y=y)``.
+        out: optional destination of y, written and returned instead of a fresh array: a
+            C-contiguous float32 array of x's shape on the op's device that overlaps none of
+            the inputs (reusing a buffer saves a fresh array's page faults on large tensors;
+            fastcnn's layers do: :mod:`fastcnn._workspace`).
 
     Returns:
         ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
@@ -73,14 +77,15 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
             and _isfinite(momentum) and _isfinite(eps)):  # the common case: two tests
         momentum = _real(momentum, "momentum", op)
         eps = _real(eps, "eps", op, minimum=0.0)
-    return _backend(op, x, weight, bias, running_mean, running_var).batch_norm(
-        x, weight, bias, running_mean, running_var, training, momentum, eps, relu)
+    return _backend(op, x, weight, bias, running_mean, running_var, out).batch_norm(
+        x, weight, bias, running_mean, running_var, training, momentum, eps, relu, out=out)
 
 
-@_converts("dy", "x", "weight", "mean", "invstd", "relu_y")
+@_converts("dy", "x", "weight", "mean", "invstd", "relu_y", "dx_out")
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
                         training: bool = True, compute_dx: bool = True,
-                        compute_dw: bool = True, relu_y: Any = None) -> tuple[Any, Any, Any]:
+                        compute_dw: bool = True, relu_y: Any = None,
+                        dx_out: Any = None) -> tuple[Any, Any, Any]:
     """Gradients of :func:`batch_norm`.
 
     Args:
@@ -95,6 +100,9 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
             extension). ``dy`` is then the gradient of that ReLU's output and is passed through
             ``relu_backward(dy, relu_y)`` first (0 where ``relu_y <= 0``, PyTorch's rule),
             inside the passes' reads of ``dy`` (no separate pass, the same bits).
+        dx_out: optional destination of dx (needs ``compute_dx``), as ``out`` of
+            :func:`batch_norm`: a C-contiguous float32 array of x's shape on the op's device
+            that overlaps none of the inputs.
 
     Returns:
         ``(dx, dweight, dbias)``: dx of x's shape or None; dweight = ``sum(dy * xhat)``,
@@ -105,5 +113,5 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
         training = check_bool(training, "training", op=op)
         compute_dx = check_bool(compute_dx, "compute_dx", op=op)
         compute_dw = check_bool(compute_dw, "compute_dw", op=op)
-    return _backend(op, dy, x, weight, mean, invstd, relu_y).batch_norm_backward(
-        dy, x, weight, mean, invstd, training, compute_dx, compute_dw, relu_y)
+    return _backend(op, dy, x, weight, mean, invstd, relu_y, dx_out).batch_norm_backward(
+        dy, x, weight, mean, invstd, training, compute_dx, compute_dw, relu_y, dx_out=dx_out)

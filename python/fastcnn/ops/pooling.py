@@ -12,7 +12,7 @@ from ._door import _backend, _converts, _memo, _plain_key
 _POOL_ARGS: dict[Any, Any] = {}  # plain (kernel_size, stride, padding, dilation) -> pairs
 
 
-@_converts("x")
+@_converts("x", "out")
 def max_pool2d(
     x: Any,
     kernel_size: Any,
@@ -22,6 +22,7 @@ def max_pool2d(
     dilation: Any = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
+    out: Any = None,
 ) -> Any:
     """Max pooling over (H, W), PyTorch's semantics (ties to the first maximum, NaN wins).
 
@@ -31,16 +32,20 @@ def max_pool2d(
             dilation: int or (h, w).
         ceil_mode: let the last window overhang the input (it must start inside).
         return_indices: also return int64 indices (N, C, P, Q) into each flattened (H, W) plane.
+        out: optional destination of y, written and returned instead of a fresh array: a
+            C-contiguous float32 (N, C, P, Q) array on the op's device that overlaps none of
+            the inputs (reusing a buffer saves a fresh array's page faults on large tensors).
 
     Returns:
-        y (N, C, P, Q), or ``(y, indices)``.
+        y (N, C, P, Q) (``out`` when given), or ``(y, indices)``.
     """
     op = "max_pool2d"
     k, s, p, d = _max_pool_args(kernel_size, stride, padding, dilation, op)
     if not (type(ceil_mode) is bool and type(return_indices) is bool):
         ceil_mode = check_bool(ceil_mode, "ceil_mode", op=op)
         return_indices = check_bool(return_indices, "return_indices", op=op)
-    return _backend(op, x).max_pool2d(x, *k, *s, *p, *d, ceil_mode, return_indices)
+    return _backend(op, x, out).max_pool2d(x, *k, *s, *p, *d, ceil_mode, return_indices,
+                                           out=out)
 
 
 def _max_pool_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any,

@@ -27,10 +27,18 @@ def _check_shape(a: np.ndarray, expected: tuple[int, ...], name: str, op: str,
         raise ValueError(f"{op}: {name} has shape {a.shape}, expected {tuple(expected)}{why}")
 
 
-def _into(out: Any, result: np.ndarray, op: str) -> np.ndarray:
-    """``result``, or with ``out`` given: ``result`` copied into it (same shape), ``out``."""
+def _into(out: Any, result: np.ndarray, op: str, name: str = "out") -> np.ndarray:
+    """``result``, or with ``out`` given (the argument ``name``): ``result`` copied into it
+    (same shape), ``out``."""
     if out is None:
         return result
-    _check_shape(out, result.shape, "out", op, " (the result's shape)")
+    _check_shape(np.asarray(out), result.shape, name, op, " (the result's shape)")
     out[...] = result
     return out
+
+
+def _dx_into(dx_out: Any, dx: np.ndarray | None, op: str) -> np.ndarray | None:
+    """A backward's ``dx_out=``: dx copied into it (ValueError when dx is not computed)."""
+    if dx_out is not None and dx is None:
+        raise ValueError(f"{op}: dx_out is given but compute_dx=False")
+    return None if dx is None else _into(dx_out, dx, op, "dx_out")

@@ -16,7 +16,7 @@ from .._geometry import (
     pair,
     tap_slice,
 )
-from ._checks import _check_ndim, _check_shape, _float_array
+from ._checks import _check_ndim, _check_shape, _dx_into, _float_array, _into
 from .activation import relu_backward
 from .pooling import max_pool2d_backward
 
@@ -78,7 +78,8 @@ def _im2col(x: np.ndarray, geo: _ConvGeom) -> np.ndarray:
 
 
 def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1, relu: bool = False) -> np.ndarray:
+           dilation: Any = 1, groups: int = 1, relu: bool = False,
+           out: Any = None) -> np.ndarray:
     """2-D cross-correlation (PyTorch's ``conv2d``), followed by ReLU when ``relu=True``.
 
     Args:
@@ -89,6 +90,7 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
         padding: int or (h, w) zero padding, ``"valid"`` (= 0) or ``"same"`` (output
             ceil(H/stride) for any stride; odd total padding: extra row/column bottom/right).
         groups: >= 1, divides C and K.
+        out: optional (N, K, P, Q) array the result is written into and returned.
 
     Returns:
         y: (N, K, P, Q), ``P = (H + pad_top + pad_bottom - dil_h*(R-1) - 1) // stride_h + 1``.
@@ -113,7 +115,7 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
         y = y + b.astype(dtype, copy=False)[:, None, None]
     if check_bool(relu, "relu", op=op):
         y = np.where(y < 0, dtype.type(0), y)
-    return np.ascontiguousarray(y)
+    return _into(out, np.ascontiguousarray(y), op)
 
 
 def conv2d_backward(
@@ -121,6 +123,7 @@ def conv2d_backward(
     groups: int = 1, bias: bool = True, compute_dx: bool = True, compute_dw: bool = True,
     relu_y: Any = None, pool_indices: Any = None, pool_size: Any = None,
     pool_stride: Any = None, pool_padding: Any = 0, pool_ceil_mode: bool = False,
+    dx_out: Any = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv2d` (``dx`` / ``dw`` is None when ``compute_dx`` / ``compute_dw``
     is False).
@@ -135,6 +138,7 @@ def conv2d_backward(
         pool_indices, pool_size, pool_stride, pool_padding, pool_ceil_mode: ``dy`` is the
             gradient of ``max_pool2d`` of the convolution's output with these indices and
             options: it is first routed back with :func:`max_pool2d_backward`.
+        dx_out: optional (N, C, H, W) array dx is written into (needs ``compute_dx``).
 
     Returns:
         dx (N, C, H, W), dw (K, C/groups, R, S), db (K,) or None when not asked for.
@@ -171,7 +175,7 @@ def conv2d_backward(
         dw = np.ascontiguousarray(np.matmul(dyg, cols.transpose(0, 2, 1)).reshape(K, Cg, R, S))
     db = dy.sum(axis=(0, 2, 3)) if bias else None
     if not compute_dx:
-        return None, dw, db
+        return _dx_into(dx_out, None, op), dw, db
     # col2im: dcols (G, CgRS, NPQ) -> (C, R, S, N, P, Q), one strided slice add per tap.
     wmat = w.astype(dtype, copy=False).reshape(G, Kg, Cg * R * S)
     dcols = np.matmul(wmat.transpose(0, 2, 1), dyg).reshape(C, R, S, N, P, Q)
@@ -181,4 +185,4 @@ def conv2d_backward(
             dxp[:, :, tap_slice(r * dh, sh, P), tap_slice(s * dw_, sw, Q)] += (
                 dcols[:, r, s].transpose(1, 0, 2, 3))
     dx = np.ascontiguousarray(dxp[:, :, top:top + H, left:left + W])
-    return dx, dw, db
+    return _dx_into(dx_out, dx, op), dw, db

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._args import check_bool
-from ._checks import _float_array
+from ._checks import _dx_into, _float_array, _into
 
 _OP = "batch_norm"
 
@@ -59,7 +59,8 @@ def _bcast(v: np.ndarray, ndim: int) -> np.ndarray:
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
-               relu: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               relu: bool = False,
+               out: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Batch normalisation over N and the spatial axes, per channel (PyTorch's F.batch_norm).
 
     Args:
@@ -72,6 +73,7 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
             ones. Needs more than one value per channel (M = N * spatial > 1), as PyTorch.
         momentum, eps: PyTorch's (eps > 0 keeps invstd finite; eps >= 0 is accepted).
         relu: return ``relu(y)`` (NaN kept, -0.0 kept: :func:`fastcnn.reference.relu`'s rule).
+        out: optional array of x's shape y is written into and returned.
 
     Returns:
         ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
@@ -123,12 +125,13 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
     y = y.astype(dtype)
     if relu:
         y = np.where(y < 0, y.dtype.type(0), y)  # NaN and -0.0 kept, as relu
-    return y, mean.astype(dtype), invstd.astype(dtype)
+    return _into(out, y, op), mean.astype(dtype), invstd.astype(dtype)
 
 
 def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
                         training: bool = True, compute_dx: bool = True,
-                        compute_dw: bool = True, relu_y: Any = None) -> tuple[Any, Any, Any]:
+                        compute_dw: bool = True, relu_y: Any = None,
+                        dx_out: Any = None) -> tuple[Any, Any, Any]:
     """Gradients of :func:`batch_norm` (PyTorch's formulas).
 
     Args:
@@ -142,6 +145,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
         relu_y: the output of ``batch_norm(..., relu=True)`` (x's shape): ``dy`` is the
             gradient of that ReLU's output, first set to 0 where ``relu_y <= 0`` (a NaN passes
             ``dy``, as :func:`fastcnn.reference.relu_backward`).
+        dx_out: optional array of x's shape dx is written into (needs ``compute_dx``).
 
     Returns:
         ``(dx, dweight, dbias)``: dx of x's shape (None without compute_dx); dweight =
@@ -188,6 +192,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, *,
             dx = (g * _bcast(ist * w64, nd)).astype(dtype)
         else:
             dx = (dy64 * _bcast(ist * w64, nd)).astype(dtype)
+    dx = _dx_into(dx_out, dx, op)
     if not compute_dw:
         return dx, None, None
     return dx, (sum_dy_xmu * ist).astype(dtype), sum_dy.astype(dtype)

@@ -68,7 +68,7 @@ def _pool_setup(x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: A
 
 def max_pool2d(
     x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-    ceil_mode: bool = False, return_indices: bool = False,
+    ceil_mode: bool = False, return_indices: bool = False, out: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """2-D max pooling with PyTorch's semantics.
 
@@ -80,6 +80,7 @@ def max_pool2d(
         ceil_mode: round the output size up (the last window must start inside the input or the
             left padding).
         return_indices: also return the argmax indices.
+        out: optional (N, C, P, Q) array y is written into and returned.
 
     Returns:
         y (N, C, P, Q), and with ``return_indices`` int64 indices (N, C, P, Q), flat ``h*W + w``
@@ -91,6 +92,7 @@ def max_pool2d(
     return_indices = check_bool(return_indices, "return_indices", op=op)
     x, k, s, p, d, P, Q = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, op)
     y, idx = _pool_forward(x, k, s, p, d, P, Q)
+    y = _into(out, y, op)
     return (y, idx) if return_indices else y
 
 

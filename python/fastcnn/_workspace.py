@@ -1,0 +1,148 @@
+"""The layers' output buffers, reused across calls: :class:`Workspace` and its process-wide
+instance :data:`POOL`.
+
+Why: a fresh NumPy array of more than glibc's mmap threshold (dynamic, at most 32 MiB) is a
+fresh mapping, and the kernel zeroes each of its pages on the first write: on a large batch
+norm (2048, 256, 7, 7) that page zeroing was 29 % of the forward. Below the threshold glibc
+reuses its heap, but a step of ResNet-20 at batch 128 still faulted ~1,700 pages (6.9 MB).
+Reusing the last step's arrays makes steady-state training and predict allocate nothing large.
+
+How: :meth:`Workspace.empty` hands a layer an array of the shape it is about to compute, a
+view of a pooled buffer of that byte size; the layer passes it to the op as ``out=`` /
+``dx_out=`` (which writes every element) and returns it. A pooled buffer is handed out again
+only when nothing but the pool references it (``sys.getrefcount``; a view, a torch tensor made
+with ``torch.from_numpy`` or a DLPack capsule each hold a reference). So an array is never
+overwritten while anything can still read it: predict's result the user keeps, a layer output a
+callback captured, the inputs a layer's forward cache keeps for its backward (the next layer's
+cached input is this layer's output), a graph's fan-out. A buffer is free again as soon as its
+last reader drops it, which also makes it available to the other layers of the same byte size
+(a stage of ResNet): the pool holds about what the step holds at its peak, not a copy per layer.
+
+The pool is process-wide, like CuPy's memory pool, and CPU-only: on the GPU (CuPy arrays)
+:meth:`Workspace.empty` returns None and the ops allocate from CuPy's pool, which already
+reuses device memory. Thread-safe (a lock around the hand-out; a buffer another thread is
+filling is referenced by that thread's view). Buffers that have not been handed out during the
+last :attr:`Workspace.idle` hand-outs are dropped (so the odd shape of an epoch's last batch,
+or a deleted model's buffers, are not kept while fastcnn runs); :meth:`Workspace.clear` drops
+every free buffer now.
+
+Switch: the environment variable ``FASTCNN_WORKSPACE=0`` (read at import) or
+``fastcnn._workspace.POOL.enabled = False`` turns it off: every op then allocates its result, as
+before; the results are bit-identical either way (tests/test_workspace.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+
+__all__ = ["POOL", "Workspace"]
+
+_F32 = np.dtype(np.float32)
+
+
+def _refs(buffers: list[np.ndarray], i: int) -> int:
+    """The reference count of ``buffers[i]`` as seen from here (the list's reference and this
+    call's own temporaries included; :data:`_FREE` is the count of an unreferenced one)."""
+    return sys.getrefcount(buffers[i])
+
+
+#: :func:`_refs` of a buffer that only the pool's list holds (measured, so that the rule does
+#: not depend on how this Python version counts a call's temporaries).
+_FREE = _refs([np.empty(1, np.float32)], 0)
+
+
+class Workspace:
+    """A pool of float32 buffers, by byte size, handed out as arrays of the requested shape.
+
+    Attributes:
+        enabled: False: :meth:`empty` returns None (every op allocates its own result).
+        min_bytes: smaller arrays are not pooled (malloc reuses its heap for those).
+        idle: a free buffer not handed out during this many hand-outs is dropped.
+        poison: fill every array handed out with NaN first (for tests: an op that read its
+            ``out=`` before writing all of it would then show NaN).
+    """
+
+    def __init__(self, *, enabled: bool = True, min_bytes: int = 1 << 18,
+                 idle: int = 4096) -> None:
+        self.enabled = bool(enabled)
+        self.poison = False
+        self.min_bytes = int(min_bytes)
+        self.idle = int(idle)
+        self._buffers: dict[int, list[np.ndarray]] = {}  # nbytes -> 1-D float32 buffers
+        self._last: dict[int, int] = {}  # id(buffer) -> tick of its last hand-out
+        self._tick = 0
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], like: Any) -> np.ndarray | None:
+        """An uninitialised C-contiguous float32 array of ``shape`` from the pool, for an op's
+        ``out=``, or None (the op then allocates) when the pool is disabled, ``like`` (an
+        input of the op) is not a NumPy array (CuPy: the GPU has its own pool) or the array is
+        smaller than :attr:`min_bytes`. The array is a view of a pooled buffer that nothing
+        else references; it stays the caller's until every reference to it is dropped."""
+        if not self.enabled or type(like) is not np.ndarray:
+            return None
+        n = 1
+        for s in shape:
+            n *= s
+        nbytes = 4 * n
+        if nbytes < self.min_bytes:
+            return None
+        with self._lock:
+            self._tick += 1
+            buffers = self._buffers.setdefault(nbytes, [])
+            # the most recently handed out first (kept last): the likeliest still in cache
+            for i in range(len(buffers) - 1, -1, -1):
+                if _refs(buffers, i) == _FREE:
+                    buf = buffers.pop(i)
+                    buffers.append(buf)
+                    break
+            else:
+                buf = np.empty(n, _F32)
+                buffers.append(buf)
+                self._trim()
+            self._last[id(buf)] = self._tick
+            if self._tick % 1024 == 0:
+                self._trim()
+            if self.poison:
+                buf.fill(np.nan)
+            return buf.reshape(shape)
+
+    def _trim(self) -> None:
+        """Drop the free buffers not handed out during the last :attr:`idle` hand-outs (with
+        the lock held)."""
+        old = self._tick - self.idle
+        for nbytes in list(self._buffers):
+            buffers = self._buffers[nbytes]
+            keep = []
+            for i in range(len(buffers)):
+                if _refs(buffers, i) != _FREE or self._last.get(id(buffers[i]), 0) > old:
+                    keep.append(buffers[i])
+                else:
+                    self._last.pop(id(buffers[i]), None)
+            if keep:
+                self._buffers[nbytes] = keep
+            else:
+                del self._buffers[nbytes]
+
+    def clear(self) -> None:
+        """Drop every free buffer now (those still referenced are dropped by the pool too and
+        freed when their last reference goes)."""
+        with self._lock:
+            self._buffers.clear()
+            self._last.clear()
+
+    def nbytes(self) -> int:
+        """Bytes held by the pool (free or in use)."""
+        with self._lock:
+            return sum(k * len(v) for k, v in self._buffers.items())
+
+
+#: The process-wide pool the layers use (``FASTCNN_WORKSPACE=0`` in the environment turns it
+#: off).
+POOL = Workspace(enabled=os.environ.get("FASTCNN_WORKSPACE", "1").strip().lower()
+                 not in ("0", "false", "off", "no"))
