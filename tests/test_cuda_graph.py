@@ -26,6 +26,7 @@ def emu(cp: Any) -> Any:
     if counters is None:
         pytest.skip("needs the CPU emulator's counters (tools/cuda_emu/run.sh)")
     counters.kernels(True)
+    counters.reset()
     yield counters
     _deferred.discard()
 
@@ -121,7 +122,7 @@ def test_a_changed_learning_rate_captures_again(cp: Any) -> None:
 @pytest.mark.cuda
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_fit_with_graphs_equals_eager_fit(cp: Any, opt: str) -> None:
-    x, y = _data(10, (1, 6, 6), 4)  # batches of 4, 4 and a partial 2
+    x, y = _data(13, (1, 6, 6), 4)  # 10 to train (batches of 4, 4 and 2), 3 to validate
     runs = []
     for mode in ("auto", False):
         m = _seeds_cnn(opt)
