@@ -56,6 +56,16 @@ def _resnet_bn(opt: str = "sgd") -> Any:
     return m.to("cuda")
 
 
+def _padded_pool(opt: str = "sgd") -> Any:
+    """Copies of strided views (ZeroPadding2D, a 'same' AveragePooling2D's explicit pad and its
+    backward's crop): work CuPy launches outside fastcnn's kernels."""
+    m = fc.Sequential([layers.ZeroPadding2D(((1, 0), (0, 1))), layers.Conv2D(3, 3),
+                       layers.AveragePooling2D(2, strides=1, padding="same"), layers.Flatten(),
+                       layers.Dense(4, activation="softmax")], input_shape=(1, 6, 6), seed=0)
+    m.compile(optimizer=_optimizer(opt), loss="sparse_categorical_crossentropy")
+    return m.to("cuda")
+
+
 def _data(n: int, shape: tuple[int, ...], classes: int, seed: int = 1) -> tuple[Any, Any]:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, *shape)).astype(np.float32), rng.integers(0, classes, n)
@@ -68,10 +78,11 @@ def _same_weights(a: Any, b: Any) -> None:
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
-@pytest.mark.parametrize("arch", ["seeds_cnn", "resnet_bn"])
+@pytest.mark.parametrize("arch", ["seeds_cnn", "resnet_bn", "padded_pool"])
 def test_replay_is_bitwise_the_eager_step(cp: Any, arch: str, opt: str) -> None:
-    make, shape, classes = ((_seeds_cnn, (1, 6, 6), 4) if arch == "seeds_cnn"
-                            else (_resnet_bn, (2, 6, 6), 3))
+    make, shape, classes = {"seeds_cnn": (_seeds_cnn, (1, 6, 6), 4),
+                            "resnet_bn": (_resnet_bn, (2, 6, 6), 3),
+                            "padded_pool": (_padded_pool, (1, 6, 6), 4)}[arch]
     graph, eager = make(opt), make(opt)
     step = CompiledStep(graph)
     for i in range(5):

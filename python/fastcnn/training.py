@@ -89,9 +89,11 @@ failed check then raises naming its epoch and batch, the batches queued after it
 after a non-finite loss: the SGD / Adam kernels skip every update from that batch on (a device
 flag), so the weights are those before it (other optimizers' updates until the read are applied;
 the optimizers' host step counters advance). ``train_step``
-called by itself reads its loss (a float) and checks it before the update. ``predict`` returns a
-NumPy array (as Keras does; a torch tensor on the input's device for a torch tensor), ``evaluate``
-Python floats.
+called by itself reads its loss (a float) and checks it before the update. ``fit`` replays
+each batch shape's step as one CUDA graph (``cuda_graph="auto"``, :class:`CompiledStep`; the
+same bits as the eager step; what runs eagerly and why: :mod:`fastcnn._cuda_graph`).
+``predict`` returns a NumPy array (as Keras does; a torch tensor on the input's device for a
+torch tensor), ``evaluate`` Python floats.
 """
 
 from __future__ import annotations

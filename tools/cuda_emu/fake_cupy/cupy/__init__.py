@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 
 from . import _capture as _cap
+from ._memory import ALLOCATORS as _ALLOCATORS
+from ._memory import _MemoryPointer, _MemoryPool, _UsingAllocator
 
 float16 = np.float16
 float32 = np.float32
@@ -262,9 +264,9 @@ class ndarray(np.ndarray):
             _unwrap(kwargs, where)  # host arrays refused as below
             f = getattr(ufunc, method)
             if out is not None or method == "at":
-                _capture_inplace(cap, f, inputs, kwargs)
+                _cap.capture_inplace(cap, f, inputs, kwargs)
                 return None if out is None else (out[0] if len(out) == 1 else out)
-            return _capture_call(cap, f, inputs, kwargs)
+            return _cap.capture_call(cap, f, inputs, kwargs)
         if out is not None:
             kwargs["out"] = _unwrap(out, where)
         if "where" in kwargs:
@@ -309,9 +311,9 @@ def _api(np_func, name=None):
         u_kwargs = _unwrap(kwargs, f"cupy.{name}")
         if _cap._active and (cap := _recording()) is not None:
             if name == "copyto" or out is not None:
-                _capture_inplace(cap, np_func, args, kwargs)
+                _cap.capture_inplace(cap, np_func, args, kwargs)
                 return out
-            return _capture_call(cap, np_func, args, kwargs)
+            return _cap.capture_call(cap, np_func, args, kwargs)
         r = np_func(*u_args, **u_kwargs)
         return out if isinstance(out, ndarray) else _wrap(r)
 
@@ -355,6 +357,8 @@ def ascontiguousarray(a, dtype=None):
                         f"{type(a).__name__})")
     if a.flags.c_contiguous and (dtype is None or a.dtype == np.dtype(dtype)):
         return a
+    if _cap._active and (cap := _recording()) is not None:  # a copy kernel: recorded
+        return _cap.capture_call(cap, np.ascontiguousarray, (a,), {"dtype": dtype})
     return _wrap(np.ascontiguousarray(a.view(np.ndarray), dtype=dtype))
 
 
@@ -526,47 +530,12 @@ def _alloc_pinned_memory(size: int):
 # memory: CuPy's allocator hooks (only used when an allocator is set; the plain path is np.empty)
 
 
-class _MemoryPointer:
-    """``cupy.cuda.MemoryPointer``: owns ``size`` bytes (64-byte aligned)."""
-
-    def __init__(self, size: int) -> None:
-        raw = np.empty(int(size) + 64, dtype=np.uint8)
-        off = (-raw.__array_interface__["data"][0]) % 64
-        self._buf = raw[off:off + int(size)]
-        self.ptr = self._buf.__array_interface__["data"][0] if size else 0
-        self.size = int(size)
-
-
-class _MemoryPool:
-    def malloc(self, size: int) -> _MemoryPointer:
-        return _MemoryPointer(size)
-
-    def used_bytes(self) -> int:
-        return 0
-
-    def free_all_blocks(self, stream=None) -> None:
-        pass
-
-
 _pool = _MemoryPool()
-_allocator: list[Any] = []  # using_allocator's stack (innermost last)
+_allocator = _ALLOCATORS  # using_allocator's stack (innermost last)
 
 
 def get_default_memory_pool() -> _MemoryPool:
     return _pool
-
-
-class _UsingAllocator:
-    def __init__(self, allocator=None) -> None:
-        self.allocator = allocator
-
-    def __enter__(self):
-        _allocator.append(self.allocator)
-        return self
-
-    def __exit__(self, *exc):
-        _allocator.pop()
-        return False
 
 
 def _new(shape, dtype, order):
@@ -597,54 +566,15 @@ def _recording():
     return _cap.on_capturing_stream(_state["stream"][-1])
 
 
-def _capture_call(cap, fn, args, kwargs):
-    """Record ``fn(*args, **kwargs)`` (out of place): a view is returned as it is (no work);
-    a new result gets a new array now, written by the node at each replay."""
-    u_args, u_kwargs = _unwrap(args, "capture"), _unwrap(kwargs, "capture")
-    r = _cap.dry_run(fn, *u_args, **u_kwargs)
-    if isinstance(r, np.ndarray) and _cap.is_view(r, _cap.arrays_in((u_args, u_kwargs))):
-        return _wrap(r)
-    if not isinstance(r, np.ndarray | np.generic):
-        return r  # shapes, flags: nothing launched
-    out = empty(np.shape(r), np.asarray(r).dtype)
-    w_args, w_kwargs = _cap.weaken(args, ndarray), _cap.weaken(kwargs, ndarray)
-    w_out = _cap.Weak(out, True)
-
-    def node():
-        res = fn(*_cap.resolve(w_args), **_cap.resolve(w_kwargs))
-        np.copyto(w_out.get(), res, casting="no")
-
-    cap.record(node)
-    return out
-
-
-def _capture_inplace(cap, fn, args, kwargs):
-    """Record ``fn(*args, **kwargs)`` that writes its operands (``out=``, ``fill``, ...)."""
-    w_args, w_kwargs = _cap.weaken(args, ndarray), _cap.weaken(kwargs, ndarray)
-    cap.record(lambda: fn(*_cap.resolve(w_args), **_cap.resolve(w_kwargs)))
-
-
-def _method(name, writes=False):
-    base = getattr(np.ndarray, name)
-
-    def m(self, *args, **kwargs):
-        if _cap._active and (cap := _recording()) is not None:
-            _unwrap(args, f"cupy.ndarray.{name}")  # host arrays refused
-            if writes:
-                _capture_inplace(cap, base, (self, *args), kwargs)
-                return None
-            return _capture_call(cap, base, (self, *args), kwargs)
-        return base(self, *args, **kwargs)
-
-    m.__name__ = name
-    return m
-
-
+# every method that may launch work (a copy, a reduction): recorded while capturing (views are
+# returned as they are)
 for _name in ("astype", "copy", "flatten", "ravel", "reshape", "__getitem__", "argmax",
-              "argmin"):
-    setattr(ndarray, _name, _method(_name))
-for _name in ("fill", "__setitem__"):
-    setattr(ndarray, _name, _method(_name, writes=True))
+              "argmin", "sum", "mean", "max", "min", "any", "all", "prod", "std", "var", "clip",
+              "round", "dot", "cumsum", "take", "repeat", "argsort", "nonzero", "squeeze",
+              "transpose", "swapaxes", "__copy__", "__deepcopy__"):
+    setattr(ndarray, _name, _cap.method(_name, _recording))
+for _name in ("fill", "__setitem__", "sort", "put"):
+    setattr(ndarray, _name, _cap.method(_name, _recording, writes=True))
 del _name
 
 

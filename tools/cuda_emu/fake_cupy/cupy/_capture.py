@@ -304,3 +304,56 @@ def dry_run(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def is_view(result: Any, operands: list[np.ndarray]) -> bool:
     return any(np.may_share_memory(result, a) for a in operands)
+
+
+# ------------------------------------------------------------------------------------------------
+# recording the fake's own operations (cupy.__init__ calls these while the current stream captures)
+
+
+def _fake() -> Any:
+    return sys.modules[__package__]
+
+
+def capture_call(cap, fn, args, kwargs):
+    """Record ``fn(*args, **kwargs)`` (out of place): a view is returned as it is (no work);
+    a new result gets a new array now, written by the node at each replay."""
+    cp = _fake()
+    u_args, u_kwargs = cp._unwrap(args, "capture"), cp._unwrap(kwargs, "capture")
+    r = dry_run(fn, *u_args, **u_kwargs)
+    if isinstance(r, np.ndarray) and is_view(r, arrays_in((u_args, u_kwargs))):
+        return cp._wrap(r)
+    if not isinstance(r, np.ndarray | np.generic):
+        return r  # shapes, flags: nothing launched
+    out = cp.empty(np.shape(r), np.asarray(r).dtype)
+    w_args, w_kwargs = weaken(args, cp.ndarray), weaken(kwargs, cp.ndarray)
+    w_out = Weak(out, True)
+
+    def node():
+        res = fn(*resolve(w_args), **resolve(w_kwargs))
+        np.copyto(w_out.get(), res, casting="no")
+
+    cap.record(node)
+    return out
+
+
+def capture_inplace(cap, fn, args, kwargs):
+    """Record ``fn(*args, **kwargs)`` that writes its operands (``out=``, ``fill``, ...)."""
+    cp = _fake()
+    w_args, w_kwargs = weaken(args, cp.ndarray), weaken(kwargs, cp.ndarray)
+    cap.record(lambda: fn(*resolve(w_args), **resolve(w_kwargs)))
+
+
+def method(name: str, recording: Any, writes: bool = False) -> Any:
+    base = getattr(np.ndarray, name)
+
+    def m(self, *args, **kwargs):
+        if _active and (cap := recording()) is not None:
+            _fake()._unwrap(args, f"cupy.ndarray.{name}")  # host arrays refused
+            if writes:
+                capture_inplace(cap, base, (self, *args), kwargs)
+                return None
+            return capture_call(cap, base, (self, *args), kwargs)
+        return base(self, *args, **kwargs)
+
+    m.__name__ = name
+    return m
