@@ -73,7 +73,8 @@ template <typename... KArgs, typename... Args>
 void launch(const char* what, void (*kernel)(KArgs...), dim3 grid, dim3 block, Stream stream,
             Args&&... args) {
 #ifdef FASTCNN_CUDA_EMULATE
-  fastcnn_emu::run(grid, block, [&] { kernel(args...); });
+  fastcnn_emu::run(grid, block, [=] { kernel(args...); }, as_stream(stream));  // by value: a
+  // capturing stream records the launch to replay it later
 #else
   kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<Args&&>(args)...);
 #endif

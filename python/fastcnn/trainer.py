@@ -33,7 +33,8 @@ class Trainer:
             sample_weight: Any = None, steps_per_epoch: int | None = None,
             validation_steps: int | None = None, validation_batch_size: int | None = None,
             validation_freq: Any = 1,
-            data_format: str = "channels_first") -> _callbacks.History:
+            data_format: str = "channels_first",
+            cuda_graph: Any = "auto") -> _callbacks.History:
         """Train for ``epochs`` epochs: one :func:`train_step` per batch (:mod:`fastcnn.training`'s
         docstring gives the exact steps and the rules of generators, steps and weights).
 
@@ -71,6 +72,9 @@ class Trainer:
                 ``"channels_last"`` (N, H, W, C, e.g. Keras' or PIL's): ``x`` and the
                 validation inputs are converted to NCHW float32 once (arrays: one copy before
                 training; a dataset, Sequence or generator: each batch as it comes).
+            cuda_graph: ``"auto"`` (a GPU model replays each batch shape's step as one CUDA
+                graph: :class:`fastcnn.training.CompiledStep`; the same bits as eager), True
+                (the same, a ValueError on a CPU model) or False (eager steps).
 
         Returns:
             :class:`fastcnn.callbacks.History` (also kept as ``model.history``).
@@ -82,7 +86,7 @@ class Trainer:
         return fit(self, x, y, batch_size, epochs, verbose,  # type: ignore[arg-type]
                    callbacks, validation_split, validation_data, shuffle, seed, initial_epoch,
                    class_weight, sample_weight, steps_per_epoch, validation_steps,
-                   validation_batch_size, validation_freq)
+                   validation_batch_size, validation_freq, cuda_graph)
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int = 0,
                  return_dict: bool = False, sample_weight: Any = None,

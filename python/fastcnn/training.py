@@ -90,8 +90,10 @@ after a non-finite loss: the built-in optimizers (the SGD / Adam kernels, RMSpro
 formulas) skip every update from that batch on (a device flag), so the weights are those before
 it (a custom optimizer's updates until the read are applied; the host step counters advance).
 ``train_step`` called by itself reads its loss (a float) and checks it before the update.
-``predict`` returns a NumPy array (as Keras does; a torch tensor on the input's device for a torch
-tensor), ``evaluate`` Python floats.
+``fit`` replays each batch shape's step as one CUDA graph (``cuda_graph="auto"``,
+:class:`CompiledStep`; the same bits as the eager step; what runs eagerly and why:
+:mod:`fastcnn._cuda_graph`). ``predict`` returns a NumPy array (as Keras does; a torch tensor on
+the input's device for a torch tensor), ``evaluate`` Python floats.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from . import _deferred, _fit_checks
+from . import _cuda_graph, _deferred, _fit_checks
 from . import callbacks as _callbacks
 from ._arrays import is_cupy, is_torch
 from ._batches import (
@@ -136,7 +138,10 @@ from .distributed import _fit as _dist  # identity at world size 1
 if TYPE_CHECKING:  # the model is known here only by the methods called on it
     from .model import Sequential
 
-__all__ = ["NonFiniteLossError", "StepResult", "evaluate", "fit", "predict", "train_step"]
+__all__ = ["CompiledStep", "CudaGraphWarning", "NonFiniteLossError", "StepResult", "evaluate",
+           "fit", "predict", "train_step"]
+
+CudaGraphWarning = _cuda_graph.CudaGraphWarning
 
 
 class StepResult(NamedTuple):
@@ -197,6 +202,25 @@ def train_step(model: Sequential, x: Any, y: Any, sample_weight: Any = None) -> 
     _dist.sync_state(model)  # BatchNorm moving statistics: the ranks' average
     optimizer.step(model)
     return StepResult(value, out, fused)
+
+
+class CompiledStep(_cuda_graph.GraphStep):
+    """:func:`train_step` as a CUDA graph per batch shape (what ``fit(..., cuda_graph="auto")``
+    runs on a GPU model), for custom loops: ``step = CompiledStep(model)``, then ``step(x, y)``
+    or ``step(x, y, sample_weight)`` per batch gives ``train_step``'s :class:`StepResult`,
+    bitwise. What is captured, what runs eagerly and why: :mod:`fastcnn._cuda_graph`. ``warn``:
+    a :class:`CudaGraphWarning` when the model can't be captured (a failed capture always warns).
+    """
+
+    def __init__(self, model: Any, warn: bool = True) -> None:
+        super().__init__(model, _train_step_call, StepResult, warn)
+
+
+def _train_step_call(model: Any, x: Any, y: Any, sample_weight: Any = None) -> StepResult:
+    """:func:`train_step` as ``fit`` calls it (looked up at each call: a wrapped one too)."""
+    if sample_weight is None:
+        return train_step(model, x, y)
+    return train_step(model, x, y, sample_weight=sample_weight)
 
 
 def _batch_logs(running: Any, seen: int, metrics: list[tuple[Any, bool]]) -> dict[str, float]:
@@ -406,10 +430,12 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         seed: int | None = None, initial_epoch: int = 0, class_weight: Any = None,
         sample_weight: Any = None, steps_per_epoch: int | None = None,
         validation_steps: int | None = None, validation_batch_size: int | None = None,
-        validation_freq: Any = 1) -> _callbacks.History:
+        validation_freq: Any = 1, cuda_graph: Any = "auto") -> _callbacks.History:
     """:meth:`fastcnn.Sequential.fit` (arguments documented there; the steps in this module's
     docstring): one :func:`train_step` per batch, callbacks, progress bar, validation,
-    SIGINT deferred to the end of the batch. Returns the History."""
+    SIGINT deferred to the end of the batch. Returns the History. ``cuda_graph``: "auto"
+    (a CUDA graph per batch shape on a GPU model: :class:`CompiledStep`), True (the same; a
+    ValueError on the CPU) or False (every step eager)."""
     loss_fn, _ = model._require_compiled("fit")
     if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
@@ -420,6 +446,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
         raise ValueError("fit: pass class_weight or sample_weight, not both (Keras' rule); "
                          "multiply the class weights into the sample weights")
     freq = check_validation_freq(validation_freq)
+    graphs = _cuda_graph.graph_mode(model, cuda_graph)
     x, y = model._pack_data(x, y, class_weight)  # several inputs / outputs: Arrays
     sample_weight = _array_weights(model, x, sample_weight, "fit")  # several outputs
     if isinstance(validation_data, tuple | list) and len(validation_data) in (2, 3):
@@ -461,6 +488,7 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
     scope: Any = None
     epoch, batch = initial_epoch, -1
     nonfinite = False
+    compiled = CompiledStep(model, warn=cuda_graph is True) if graphs else None
     try:
         cbs.on_train_begin({})
         first_epoch = initial_epoch if resume is None else resume.begin(initial_epoch, epochs)
@@ -494,7 +522,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
                 _deferred.set_where(_fit_checks.Where(epoch, batch))
                 cbs.on_train_batch_begin(batch, {})
                 try:
-                    step = (train_step(model, xb, yb) if wb is None  # a wrapped
+                    step = (compiled(xb, yb, wb) if compiled is not None  # a CUDA graph
+                            else train_step(model, xb, yb) if wb is None  # a wrapped
                             else train_step(model, xb, yb, sample_weight=wb))  # one too
                 except NonFiniteLossError as e:
                     if cbs.on_train_batch_nonfinite(batch, {"loss": e.loss}):
@@ -569,6 +598,8 @@ def fit(model: Sequential, x: Any = None, y: Any = None, batch_size: int = 32, e
             val.close()
         _restore_sigint(old_handler)
         _dist.end_fit(model, dist_owned)
+        if compiled is not None:
+            compiled.close()
     if interrupt["flag"]:
         history.interrupted = True
         print(f"Training interrupted (Ctrl-C) during epoch {epoch + 1}, after batch "

@@ -5,6 +5,12 @@
 // run between barriers is shuffled (seeded), so a missing barrier shows up as a wrong result.
 // Divergent barriers (some threads waiting on one that others never reach) abort with a message.
 // Compile the .cu files as C++ (-x c++ -std=c++20) with -DFASTCNN_CUDA_EMULATE='"cuda_emu.h"'.
+// Stream capture (CUDA graphs): while a stream captures (fastcnn_emu_begin_capture, called by
+// fake_cupy's Stream.begin_capture), kernel launches, memsets and device-to-device copies issued
+// on it are recorded as closures instead of run, and replayed by fastcnn_emu_graph_run; what CUDA
+// refuses during a capture (a sync, a copy to / from pageable host memory, cudaMalloc outside
+// relaxed mode, the legacy stream while a blocking stream captures) returns CUDA's error and
+// invalidates the capture (ending it then gives cudaErrorStreamCaptureInvalidated).
 #pragma once
 #include <ucontext.h>
 
@@ -16,6 +22,8 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -51,6 +59,15 @@ inline dim3 blockDim, gridDim;
 // ---- runtime API subset ----
 typedef int cudaError_t;
 constexpr cudaError_t cudaSuccess = 0;
+constexpr cudaError_t cudaErrorInvalidValue = 1;
+constexpr cudaError_t cudaErrorInvalidResourceHandle = 400;
+constexpr cudaError_t cudaErrorIllegalState = 401;
+constexpr cudaError_t cudaErrorStreamCaptureUnsupported = 900;
+constexpr cudaError_t cudaErrorStreamCaptureInvalidated = 901;
+constexpr cudaError_t cudaErrorStreamCaptureUnmatched = 903;
+constexpr cudaError_t cudaErrorStreamCaptureImplicit = 906;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
 typedef struct CUstream_st* cudaStream_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
                       cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
@@ -61,7 +78,8 @@ namespace fastcnn_emu {
 struct Counters {
   long long stream_syncs = 0;  // cudaStreamSynchronize / cudaDeviceSynchronize
   long long d2h_copies = 0;    // cudaMemcpy(Async) device -> host
-  long long launches = 0;      // kernel launches (also counted with kernels off)
+  long long launches = 0;      // kernels run (eagerly or as graph nodes; counted with kernels off)
+  long long recorded = 0;      // kernels, memsets and copies recorded into a graph by a capture
   // FASTCNN_EMU_KERNELS=0 in the environment starts with the kernels off
   bool kernels_off = [] {
     const char* e = std::getenv("FASTCNN_EMU_KERNELS");
@@ -72,9 +90,64 @@ inline Counters& C() {
   static Counters c;
   return c;
 }
+
+// The one capture in progress (CUDA allows one per stream; fastcnn uses one at a time) and the
+// finished graphs (id = index; a destroyed graph's slot is emptied).
+struct Capture {
+  bool active = false;
+  cudaStream_t stream = nullptr;
+  int mode = cudaStreamCaptureModeRelaxed;
+  bool blocking = false;  // a blocking stream: the legacy stream may not be touched meanwhile
+  bool invalid = false;
+  std::string why;  // what invalidated the last capture (kept after it ended)
+  std::vector<std::function<void()>> nodes;
+};
+inline Capture& Cap() {
+  static Capture c;
+  return c;
+}
+inline std::vector<std::vector<std::function<void()>>>& Graphs() {
+  static std::vector<std::vector<std::function<void()>>> g;
+  return g;
+}
+inline cudaError_t& last_error() {
+  static cudaError_t e = cudaSuccess;
+  return e;
+}
+// Invalidates the capture (CUDA does so at the first illegal call) and returns err.
+inline cudaError_t refuse(cudaError_t err, const char* what) {
+  auto& c = Cap();
+  if (!c.invalid) {
+    c.invalid = true;
+    c.why = what;
+  }
+  return err;
+}
+enum Action { RUN, RECORD, FAIL };
+// What an operation issued on stream s does now: run, be recorded, or fail with *err.
+inline Action classify(cudaStream_t s, cudaError_t* err, const char* what) {
+  auto& c = Cap();
+  if (!c.active) return RUN;
+  if (s == c.stream) {
+    if (c.invalid) {
+      *err = cudaErrorStreamCaptureInvalidated;
+      return FAIL;
+    }
+    return RECORD;
+  }
+  if (s == nullptr && c.blocking) {
+    *err = refuse(cudaErrorStreamCaptureImplicit, what);
+    return FAIL;
+  }
+  return RUN;  // another stream: runs as usual
+}
+inline void record(std::function<void()> node) {
+  ++C().recorded;
+  Cap().nodes.push_back(std::move(node));
+}
 }  // namespace fastcnn_emu
 
-// What: 0 stream syncs, 1 device-to-host copies, 2 launches; -1 resets them all.
+// What: 0 stream syncs, 1 device-to-host copies, 2 launches, 3 recorded graph nodes; -1 resets.
 extern "C" __attribute__((visibility("default"), used)) inline long long fastcnn_emu_counter(
     int what) {
   auto& c = fastcnn_emu::C();
@@ -82,7 +155,8 @@ extern "C" __attribute__((visibility("default"), used)) inline long long fastcnn
     case 0: return c.stream_syncs;
     case 1: return c.d2h_copies;
     case 2: return c.launches;
-    case -1: c.stream_syncs = c.d2h_copies = c.launches = 0; return 0;
+    case 3: return c.recorded;
+    case -1: c.stream_syncs = c.d2h_copies = c.launches = c.recorded = 0; return 0;
     default: return -1;
   }
 }
@@ -95,25 +169,112 @@ extern "C" __attribute__((visibility("default"), used)) inline int fastcnn_emu_s
   return old;
 }
 
-inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
-inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
-inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t e = fastcnn_emu::last_error();
+  fastcnn_emu::last_error() = cudaSuccess;
+  return e;
+}
+inline const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    default: return "cudaErrorEmulated";
+  }
+}
+inline const char* cudaGetErrorString(cudaError_t e) {  // the CUDA runtime's wording
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnmatched:
+      return "capture was not initiated in this stream";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
+    default: return "emulated error";
+  }
+}
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t s = nullptr) {
+  cudaError_t err = cudaSuccess;
+  switch (fastcnn_emu::classify(s, &err, "cudaMemsetAsync on the legacy stream")) {
+    case fastcnn_emu::RECORD:
+      fastcnn_emu::record([p, v, n] {
+        if (!fastcnn_emu::C().kernels_off) std::memset(p, v, n);
+      });
+      return cudaSuccess;
+    case fastcnn_emu::FAIL: return err;
+    case fastcnn_emu::RUN: break;
+  }
   if (!fastcnn_emu::C().kernels_off) std::memset(p, v, n);
   return cudaSuccess;
 }
+// Device memory is host memory here: a copy's kind says which side is the host (pageable memory,
+// as fastcnn's own host buffers are), which CUDA refuses to capture.
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind kind,
-                                   cudaStream_t = nullptr) {
+                                   cudaStream_t stream = nullptr) {
+  const bool host = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToDevice ||
+                    kind == cudaMemcpyHostToHost;
+  auto& cap = fastcnn_emu::Cap();
+  if (host && cap.active && (stream == cap.stream || (stream == nullptr && cap.blocking)))
+    return fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported,
+                               "cudaMemcpyAsync between the device and pageable host memory");
+  cudaError_t err = cudaSuccess;
+  switch (fastcnn_emu::classify(stream, &err, "cudaMemcpyAsync on the legacy stream")) {
+    case fastcnn_emu::RECORD:
+      fastcnn_emu::record([d, s, n] {
+        if (!fastcnn_emu::C().kernels_off) std::memcpy(d, s, n);
+      });
+      return cudaSuccess;
+    case fastcnn_emu::FAIL: return err;
+    case fastcnn_emu::RUN: break;
+  }
   if (kind == cudaMemcpyDeviceToHost) ++fastcnn_emu::C().d2h_copies;
   if (!fastcnn_emu::C().kernels_off || kind == cudaMemcpyDeviceToHost) std::memcpy(d, s, n);
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   ++fastcnn_emu::C().stream_syncs;
+  auto& cap = fastcnn_emu::Cap();
+  if (cap.active && (s == cap.stream || (s == nullptr && cap.blocking)))
+    return fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported,
+                               "cudaStreamSynchronize of the capturing stream");
+  if (cap.active && s == nullptr && cap.mode != cudaStreamCaptureModeRelaxed)
+    return fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported,
+                               "cudaStreamSynchronize of the legacy stream (not relaxed mode)");
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceSynchronize() {
   ++fastcnn_emu::C().stream_syncs;
+  if (fastcnn_emu::Cap().active)
+    return fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported,
+                               "cudaDeviceSynchronize while a stream captures");
+  return cudaSuccess;
+}
+// cudaMalloc is "unsafe" during a capture unless the mode is relaxed (CuPy's default).
+inline cudaError_t cudaMalloc(void** p, size_t n) {
+  auto& cap = fastcnn_emu::Cap();
+  if (cap.active && cap.mode != cudaStreamCaptureModeRelaxed)
+    return fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported,
+                               "cudaMalloc during a capture in global / thread-local mode");
+  *p = std::malloc(n == 0 ? 1 : n);
+  return *p == nullptr ? 2 : cudaSuccess;  // 2: cudaErrorMemoryAllocation
+}
+inline cudaError_t cudaFree(void* p) {
+  auto& cap = fastcnn_emu::Cap();
+  if (cap.active && cap.mode != cudaStreamCaptureModeRelaxed)
+    return fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported,
+                               "cudaFree during a capture in global / thread-local mode");
+  std::free(p);
   return cudaSuccess;
 }
 inline cudaError_t cudaGetDeviceCount(int* n) {
@@ -229,13 +390,12 @@ inline int linear_tid() {
   return static_cast<int>(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z));
 }
 
-template <typename F>
-void run(dim3 grid, dim3 block, F&& f) {
+// Runs one kernel launch now: every block, one fiber per thread.
+inline void exec(dim3 grid, dim3 block, const std::function<void()>& body) {
   auto& s = S();
   ++s.launches;
   ++C().launches;
   if (C().kernels_off) return;
-  const std::function<void()> body = f;
   s.body = &body;
   gridDim = grid;
   blockDim = block;
@@ -309,7 +469,99 @@ void run(dim3 grid, dim3 block, F&& f) {
   s.body = nullptr;
 }
 
+// A kernel launch on `stream`: run now, or recorded when the stream captures (f must own its
+// arguments: common.cuh's launch() captures them by value), or refused with CUDA's error (left
+// for cudaGetLastError, as a failed <<<>>> launch does).
+template <typename F>
+void run(dim3 grid, dim3 block, F&& f, cudaStream_t stream = nullptr) {
+  std::function<void()> body(std::forward<F>(f));
+  cudaError_t err = cudaSuccess;
+  switch (classify(stream, &err, "a kernel launch on the legacy stream")) {
+    case RECORD:
+      record([grid, block, body] { exec(grid, block, body); });
+      return;
+    case FAIL:
+      last_error() = err;
+      return;
+    case RUN:
+      exec(grid, block, body);
+      return;
+  }
+}
+
 }  // namespace fastcnn_emu
+
+// ---- stream capture and graphs, for fake_cupy (extern "C", read through ctypes) ----------------
+// Begins capturing `stream` (mode: cudaStreamCaptureMode; blocking: the stream syncs with the
+// legacy stream). 0 or CUDA's error (the legacy stream can't capture; one capture at a time).
+extern "C" __attribute__((visibility("default"), used)) inline int fastcnn_emu_begin_capture(
+    void* stream, int mode, int blocking) {
+  auto& c = fastcnn_emu::Cap();
+  if (stream == nullptr) return cudaErrorStreamCaptureUnsupported;
+  if (c.active) return cudaErrorIllegalState;
+  c.active = true;
+  c.stream = static_cast<cudaStream_t>(stream);
+  c.mode = mode;
+  c.blocking = blocking != 0;
+  c.invalid = false;
+  c.why.clear();
+  c.nodes.clear();
+  return cudaSuccess;
+}
+// Nodes recorded so far by the capture in progress (-1 when none is).
+extern "C" __attribute__((visibility("default"), used)) inline long long
+fastcnn_emu_capture_size() {
+  auto& c = fastcnn_emu::Cap();
+  return c.active ? static_cast<long long>(c.nodes.size()) : -1;
+}
+// Invalidates the capture in progress from the Python side (a refused CuPy call); 0, or
+// cudaErrorIllegalState when nothing captures.
+extern "C" __attribute__((visibility("default"), used)) inline int fastcnn_emu_invalidate_capture(
+    const char* why) {
+  if (!fastcnn_emu::Cap().active) return cudaErrorIllegalState;
+  fastcnn_emu::refuse(cudaErrorStreamCaptureUnsupported, why);
+  return cudaSuccess;
+}
+// Ends the capture of `stream`: *id = the graph's handle, 0; or CUDA's error (the graph is then
+// discarded: cudaErrorStreamCaptureInvalidated after a refused call).
+extern "C" __attribute__((visibility("default"), used)) inline int fastcnn_emu_end_capture(
+    void* stream, long long* id) {
+  auto& c = fastcnn_emu::Cap();
+  if (!c.active) return cudaErrorIllegalState;
+  if (static_cast<cudaStream_t>(stream) != c.stream) return cudaErrorStreamCaptureUnmatched;
+  c.active = false;
+  if (c.invalid) {
+    c.nodes.clear();
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  auto& g = fastcnn_emu::Graphs();
+  g.push_back(std::move(c.nodes));
+  c.nodes.clear();
+  *id = static_cast<long long>(g.size()) - 1;
+  return cudaSuccess;
+}
+// What invalidated the last capture ("" when nothing did).
+extern "C" __attribute__((visibility("default"), used)) inline const char*
+fastcnn_emu_capture_why() {
+  return fastcnn_emu::Cap().why.c_str();
+}
+// Runs nodes [begin, end) of graph `id` (a replay runs them all, in capture order). 0, or
+// cudaErrorInvalidResourceHandle for a destroyed graph or a bad range.
+extern "C" __attribute__((visibility("default"), used)) inline int fastcnn_emu_graph_run(
+    long long id, long long begin, long long end) {
+  auto& g = fastcnn_emu::Graphs();
+  if (id < 0 || id >= static_cast<long long>(g.size())) return cudaErrorInvalidResourceHandle;
+  auto& nodes = g[static_cast<size_t>(id)];
+  if (begin < 0 || end > static_cast<long long>(nodes.size()) || begin > end)
+    return cudaErrorInvalidResourceHandle;
+  for (long long i = begin; i < end; ++i) nodes[static_cast<size_t>(i)]();
+  return cudaSuccess;
+}
+extern "C" __attribute__((visibility("default"), used)) inline void fastcnn_emu_graph_destroy(
+    long long id) {
+  auto& g = fastcnn_emu::Graphs();
+  if (id >= 0 && id < static_cast<long long>(g.size())) g[static_cast<size_t>(id)].clear();
+}
 
 inline void __syncthreads() { fastcnn_emu::wait(fastcnn_emu::AT_BLOCK); }
 

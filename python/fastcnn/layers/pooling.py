@@ -217,15 +217,17 @@ class AveragePooling2D(Layer):
         self._ops_padding: tuple[int, int] = (0, 0)
         self._ceil_mode = False
         self._explicit_pad: tuple[int, int, int, int] | None = None  # (top, left, bottom, right)
-        #: (P, Q) float32 NumPy: real elements per window, with _explicit_pad only (uploaded per
-        #: call on the GPU: P * Q floats)
+        #: (P, Q) float32 NumPy: real elements per window, with _explicit_pad only (uploaded
+        #: once on the GPU, _counts_dev: a step that uploads can't be a CUDA graph)
         self._counts: Any = None
+        self._counts_dev: Any = None
 
     def _build(self, input_shape, rng):
         C, H, W = _image_shape(self, input_shape)
         (kh, kw), (sh, sw) = self.pool_size, self.strides
         self._ops_padding, self._ceil_mode, self._explicit_pad, self._counts = \
             (0, 0), False, None, None
+        self._counts_dev = None
         if self.padding == "valid":
             P, Q = pool_output_size(H, W, self.pool_size, self.strides, 0, 1, op=self._label())
         else:
@@ -247,7 +249,11 @@ class AveragePooling2D(Layer):
 
     def _counts_like(self, a: Any) -> Any:
         xp = array_module(a)
-        return self._counts if xp is np else xp.asarray(self._counts)
+        if xp is np:
+            return self._counts
+        if self._counts_dev is None:
+            self._counts_dev = xp.asarray(self._counts)
+        return self._counts_dev
 
     def forward(self, x, training=False):
         if self._explicit_pad is None:

@@ -36,17 +36,30 @@ them, ``h2d`` uploads; the compiled emulated kernels' own stream syncs, copies a
 loaded. ``_emu.reset()`` zeroes them; ``_emu.kernels(False)`` is the host-cost mode: emulated
 kernels, memsets and device copies return at once and ``empty`` skips its garbage fill, so a
 timing measures only the host's work per call (results are then meaningless).
+
+Stream capture and CUDA graphs (``Stream.begin_capture`` / ``end_capture`` / ``is_capturing``,
+``cupy.cuda.graph.Graph.launch``) are emulated by ``cupy._capture`` (read its docstring: what
+is recorded, what is refused with CUDA's error); ``captures`` / ``replays`` count them, and the
+native ``recorded`` the kernels, memsets and copies a capture recorded. Allocations go through
+``cupy.cuda.using_allocator`` / ``get_default_memory_pool().malloc`` when an allocator is set
+(a ``MemoryPointer`` owns the memory, as in CuPy).
 """
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import sys
 import time
 import types
+import weakref
 from typing import Any
 
 import numpy as np
+
+from . import _capture as _cap
+from ._memory import ALLOCATORS as _ALLOCATORS
+from ._memory import _MemoryPointer, _MemoryPool, _UsingAllocator
 
 float16 = np.float16
 float32 = np.float32
@@ -66,7 +79,8 @@ __version__ = f"fake (tools/cuda_emu/fake_cupy over NumPy {np.__version__})"
 class _Counters:
     """See the module docstring (``cupy._emu``)."""
 
-    _KEYS = ("stream_syncs", "device_syncs", "event_syncs", "reads", "d2h", "h2d")
+    _KEYS = ("stream_syncs", "device_syncs", "event_syncs", "reads", "d2h", "h2d", "captures",
+             "replays")
 
     def __init__(self) -> None:
         self.kernels_on = os.environ.get("FASTCNN_EMU_KERNELS", "1") != "0"
@@ -93,9 +107,10 @@ class _Counters:
         """The counters since the last reset; ``syncs`` / ``d2h`` include the native ones."""
         out = dict(self.c)
         lib = self._native()
-        ns, nd, nl = ((lib.fastcnn_emu_counter(0), lib.fastcnn_emu_counter(1),
-                       lib.fastcnn_emu_counter(2)) if lib is not None else (0, 0, 0))
-        out.update(native_syncs=ns, native_d2h=nd, launches=nl)
+        ns, nd, nl, nr = ((lib.fastcnn_emu_counter(0), lib.fastcnn_emu_counter(1),
+                           lib.fastcnn_emu_counter(2), lib.fastcnn_emu_counter(3))
+                          if lib is not None else (0, 0, 0, 0))
+        out.update(native_syncs=ns, native_d2h=nd, launches=nl, recorded=nr)
         out["syncs"] = (self.c["stream_syncs"] + self.c["device_syncs"] + self.c["event_syncs"]
                         + self.c["reads"] + ns)
         out["d2h"] = self.c["d2h"] + nd
@@ -121,6 +136,7 @@ class _Counters:
     def read(self) -> None:  # a blocking device-to-host read
         self.c["reads"] += 1
         self.c["d2h"] += 1
+        _cap.refuse(_state["stream"][-1], "a blocking device-to-host read")
 
 
 _emu = _Counters()
@@ -143,6 +159,7 @@ class _Device:
 
     def synchronize(self):
         _emu.c["device_syncs"] += 1
+        _cap.refuse(_state["stream"][-1], "Device.synchronize", any_stream=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,6 +228,7 @@ class ndarray(np.ndarray):
         if not self.flags.c_contiguous:
             raise RuntimeError("Cannot set to non-contiguous array")
         _emu.c["h2d"] += 1
+        _cap.refuse(_state["stream"][-1], "ndarray.set (an upload from pageable host memory)")
         self.view(np.ndarray)[...] = arr
 
     # reading values on the host: a device-to-host copy that waits for the stream (counted)
@@ -242,6 +260,13 @@ class ndarray(np.ndarray):
         where = f"cupy.{ufunc.__name__}"
         args = _unwrap(inputs, where)
         out = kwargs.get("out")
+        if _cap._active and (cap := _recording()) is not None:
+            _unwrap(kwargs, where)  # host arrays refused as below
+            f = getattr(ufunc, method)
+            if out is not None or method == "at":
+                _cap.capture_inplace(cap, f, inputs, kwargs)
+                return None if out is None else (out[0] if len(out) == 1 else out)
+            return _cap.capture_call(cap, f, inputs, kwargs)
         if out is not None:
             kwargs["out"] = _unwrap(out, where)
         if "where" in kwargs:
@@ -284,6 +309,11 @@ def _api(np_func, name=None):
         out = kwargs.get("out")
         u_args = _unwrap(args, f"cupy.{name}")
         u_kwargs = _unwrap(kwargs, f"cupy.{name}")
+        if _cap._active and (cap := _recording()) is not None:
+            if name == "copyto" or out is not None:
+                _cap.capture_inplace(cap, np_func, args, kwargs)
+                return out
+            return _cap.capture_call(cap, np_func, args, kwargs)
         r = np_func(*u_args, **u_kwargs)
         return out if isinstance(out, ndarray) else _wrap(r)
 
@@ -301,6 +331,8 @@ def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
     _emu.c["h2d"] += 1
+    _cap.refuse(_state["stream"][-1], "cupy.asarray of host data (an upload from pageable "
+                "host memory)")
     return _wrap(np.array(a, dtype=dtype, copy=True, subok=False, order=order or "K"))
 
 
@@ -308,6 +340,8 @@ def array(a, dtype=None, copy=True, order="K"):
     if isinstance(a, ndarray):
         return a.astype(a.dtype if dtype is None else dtype, order=order, copy=True)
     _emu.c["h2d"] += 1
+    _cap.refuse(_state["stream"][-1], "cupy.array of host data (an upload from pageable "
+                "host memory)")
     return _wrap(np.array(a, dtype=dtype, copy=True, subok=False, order=order))
 
 
@@ -323,17 +357,19 @@ def ascontiguousarray(a, dtype=None):
                         f"{type(a).__name__})")
     if a.flags.c_contiguous and (dtype is None or a.dtype == np.dtype(dtype)):
         return a
+    if _cap._active and (cap := _recording()) is not None:  # a copy kernel: recorded
+        return _cap.capture_call(cap, np.ascontiguousarray, (a,), {"dtype": dtype})
     return _wrap(np.ascontiguousarray(a.view(np.ndarray), dtype=dtype))
 
 
 def empty(shape, dtype=float, order="C"):
-    a = np.empty(shape, dtype=dtype, order=order)
+    a = _new(shape, dtype, order)
     if not _emu.kernels_on:
         pass  # host-cost mode: CuPy's empty is a pool allocation, no fill
     elif a.dtype.kind == "f":
         a.fill(np.nan)
     else:
-        a.view(np.uint8).fill(0x7A)
+        a.reshape(-1).view(np.uint8).fill(0x7A)  # (0-d arrays too)
     return _wrap(a)
 
 
@@ -344,10 +380,18 @@ def empty_like(a, dtype=None, order="K", shape=None):
 
 
 def zeros(shape, dtype=float, order="C"):
+    if _cap._active or _allocator:
+        a = empty(shape, dtype, order)
+        a.fill(0)  # a memset: recorded while capturing
+        return a
     return _wrap(np.zeros(shape, dtype=dtype, order=order))
 
 
 def ones(shape, dtype=float, order="C"):
+    if _cap._active or _allocator:
+        a = empty(shape, dtype, order)
+        a.fill(1)
+        return a
     return _wrap(np.ones(shape, dtype=dtype, order=order))
 
 
@@ -396,14 +440,24 @@ class _Event:
     def record(self, stream=None):
         self.done = True
         self.time = time.perf_counter()
+        self.stream = _get_current_stream() if stream is None else stream
 
     def synchronize(self):
         _emu.c["event_syncs"] += 1
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            _cap.refuse(stream, "Event.synchronize of an event recorded in the capture")
+
+
+_stream_ids = itertools.count(0x5EED0, 0x10)  # distinct handles: captures compare them
 
 
 class _Stream:
     def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False) -> None:
-        self.ptr = 0 if null else 0x5EED
+        if null:
+            self.ptr = 0
+        else:
+            self.ptr = next(_stream_ids)
         self.non_blocking = non_blocking
 
     def __enter__(self):
@@ -416,6 +470,19 @@ class _Stream:
 
     def synchronize(self):
         _emu.c["stream_syncs"] += 1
+        _cap.refuse(self, "Stream.synchronize of the capturing stream")
+
+    def begin_capture(self, mode=None):
+        """Start recording the work issued on this stream (CuPy's default mode: relaxed)."""
+        _cap.begin(self, mode)
+
+    def end_capture(self):
+        """End the capture: the recorded work as a ``cupy.cuda.graph.Graph``."""
+        return _cap.end(self, _emu)
+
+    def is_capturing(self):
+        cap = _cap.active()
+        return cap is not None and cap.stream is self
 
     def use(self):
         _state["stream"][0] = self
@@ -460,6 +527,58 @@ def _alloc_pinned_memory(size: int):
     return bytearray(int(size))
 
 
+# ------------------------------------------------------------------------------------------------
+# memory: CuPy's allocator hooks (only used when an allocator is set; the plain path is np.empty)
+
+
+_pool = _MemoryPool()
+_allocator = _ALLOCATORS  # using_allocator's stack (innermost last)
+
+
+def get_default_memory_pool() -> _MemoryPool:
+    return _pool
+
+
+def _new(shape, dtype, order):
+    """A new uninitialised host array: through the allocator when one is set; tracked by a
+    capture in progress (and refused in its non-relaxed modes: the fake has no pool)."""
+    cap = _cap.active()
+    if cap is not None and cap.mode != _cap.RELAXED:
+        cap.invalidate("an allocation (cudaMalloc) in global / thread-local capture mode")
+        raise _cap.error(900, "cudaMalloc during a capture in global / thread-local mode")
+    alloc = _allocator[-1] if _allocator else None
+    if alloc is None:
+        a = np.empty(shape, dtype=dtype, order=order)
+    else:
+        dt = np.dtype(dtype)
+        shp = (int(shape),) if np.ndim(shape) == 0 else tuple(int(d) for d in shape)
+        mem = alloc(int(np.prod(shp, dtype=np.int64)) * dt.itemsize)
+        a = np.ndarray(shp, dt, buffer=mem._buf, order=order)
+    if cap is not None:
+        cap.allocs.append(weakref.ref(_cap._root(a)))
+    return a
+
+
+# ------------------------------------------------------------------------------------------------
+# recording while the current stream captures (cupy._capture)
+
+
+def _recording():
+    return _cap.on_capturing_stream(_state["stream"][-1])
+
+
+# every method that may launch work (a copy, a reduction): recorded while capturing (views are
+# returned as they are)
+for _name in ("astype", "copy", "flatten", "ravel", "reshape", "__getitem__", "argmax",
+              "argmin", "sum", "mean", "max", "min", "any", "all", "prod", "std", "var", "clip",
+              "round", "dot", "cumsum", "take", "repeat", "argsort", "nonzero", "squeeze",
+              "transpose", "swapaxes", "__copy__", "__deepcopy__"):
+    setattr(ndarray, _name, _cap.method(_name, _recording))
+for _name in ("fill", "__setitem__", "sort", "put"):
+    setattr(ndarray, _name, _cap.method(_name, _recording, writes=True))
+del _name
+
+
 cuda = types.SimpleNamespace(
     is_available=lambda: True,
     get_current_stream=_get_current_stream,
@@ -468,7 +587,13 @@ cuda = types.SimpleNamespace(
     Event=_Event,
     get_elapsed_time=_get_elapsed_time,
     alloc_pinned_memory=_alloc_pinned_memory,
+    using_allocator=_UsingAllocator,
+    MemoryPointer=_MemoryPointer,
+    graph=types.SimpleNamespace(Graph=_cap.Graph),
     runtime=types.SimpleNamespace(
+        CUDARuntimeError=_cap.CUDARuntimeError,
+        streamCaptureModeGlobal=_cap.GLOBAL, streamCaptureModeThreadLocal=_cap.THREAD_LOCAL,
+        streamCaptureModeRelaxed=_cap.RELAXED,
         getDevice=lambda: 0, getDeviceCount=lambda: 1,
         getDeviceProperties=lambda device: {"name": b"CPU emulation (tools/cuda_emu)"}),
 )
