@@ -5,6 +5,8 @@ forward, dy rows for dx, dy's columns for dw) and packs only B; a last row panel
 MR rows is packed. The forward computes y^T = w x^T when out > N (w read in place, x packed)
 and y = x w^T otherwise; B is packed once into a shared workspace when several row blocks
 (> 256 rows) read it; K splits into shape-fixed chunks for long reductions into small outputs.
+The in-place kernel computes only the column vectors a tile's last panel needs (1, 2 or 3 of
+8 floats on AVX2, of 16 on AVX-512): every last-panel width class is taken for each GEMM.
 Each path is taken at tile-1 / tile / tile+1 of MR (4, 8), NR (8, 24, 48), KC (128), the row
 block (256) and the column block (480), checked exactly against fastcnn.reference with small
 integers, within the summation tolerance with normals, and bit-identical on 1 to 4 threads.
@@ -47,6 +49,14 @@ CASES = [
 def test_linear_paths_against_reference(isa: str, rng: np.random.Generator, N: int, fin: int,
                                         fout: int) -> None:
     run_linear_case(rng, N, fin, fout, what=f"[{isa}] N={N} in={fin} out={fout}")
+
+
+@pytest.mark.parametrize("v", [8, 9, 16, 17, 23, 32, 33, 40, 41, 47, 48, 49, 128])
+def test_linear_last_panel_widths(isa: str, rng: np.random.Generator, v: int) -> None:
+    """GEMM N = v for every pass: forward y = x w^T (out = v <= N), dx and dw (in = v); then
+    the forward y^T = w x^T with batch = v < out."""
+    run_linear_case(rng, 130, v, v, what=f"[{isa}] in=out={v}")
+    run_linear_case(rng, v, 40, 140, what=f"[{isa}] batch={v}")
 
 
 @pytest.mark.parametrize(("N", "fin", "fout"), [

@@ -29,22 +29,31 @@ void copy_rows(const float* src, float* dst, int64_t panels, int64_t kc) {
     std::memcpy(dst + p * kc * NR, src + p * NR, sizeof(float) * NR);
 }
 
-// f(thread, item) for every item < n on up to nt threads, the items handed out one at a time
-// from a shared counter rather than in fixed halves: on a busy machine a thread the OS has
-// descheduled holds up one item, not half the call (a 2-thread region on 2 shared cores
-// otherwise runs at the pace of its slower thread, slower than 1 thread). Which thread runs an
-// item never changes what the item computes.
+// f(thread, item) for every item < n on up to nt threads. Each thread runs its own contiguous
+// range in order (neighbouring output blocks, so fresh output pages are touched by one thread)
+// and then helps the others, taking their next items from the same counters: on a busy machine
+// a thread the OS has descheduled holds up one item, not half the call (a static split on 2
+// shared cores otherwise runs at the pace of its slower thread, slower than 1 thread). Which
+// thread runs an item never changes what the item computes.
 template <class F>
 void for_each_item(int64_t n, int64_t nt, F&& f) {
-  if (nt <= 1 || n <= 1) {
+  nt = std::min(nt, n);
+  if (nt <= 1) {
     for (int64_t i = 0; i < n; ++i) f(0, i);
     return;
   }
-  std::atomic<int64_t> next{0};
-  parallel_for(std::min(nt, n), [&](int t, int64_t, int64_t) {
-    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
-         i = next.fetch_add(1, std::memory_order_relaxed))
-      f(t, i);
+  struct alignas(64) Counter {
+    std::atomic<int64_t> next;
+  };
+  std::unique_ptr<Counter[]> ctr(new Counter[static_cast<size_t>(nt)]);
+  for (int64_t t = 0; t < nt; ++t) ctr[t].next.store(n * t / nt, std::memory_order_relaxed);
+  parallel_for(nt, [&](int t, int64_t, int64_t) {
+    for (int64_t v = 0; v < nt; ++v) {  // own range first, then the others' in turn
+      const int64_t u = (t + v) % nt, end = n * (u + 1) / nt;
+      for (int64_t i = ctr[u].next.fetch_add(1, std::memory_order_relaxed); i < end;
+           i = ctr[u].next.fetch_add(1, std::memory_order_relaxed))
+        f(t, i);
+    }
   });
 }
 
@@ -149,7 +158,7 @@ void gemm(const GemmProblem& prob) {
         float* cp = cbuf + ip * mr * c_ld + jp * nr;
         if (ip < mfull)
           kt.gemm_ukernel_sa(kc, prob.a_base + (i0 + ip * mr) * prob.a_rs + k0 * prob.a_cs,
-                             prob.a_rs, prob.a_cs, bp, cp, c_ld, acc);
+                             prob.a_rs, prob.a_cs, bp, cp, c_ld, acc, n - jp * nr);
         else
           kt.gemm_ukernel(kc, ap + (ip - mfull) * kc * mr, bp, cp, c_ld, acc);
       };

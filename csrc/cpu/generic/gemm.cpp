@@ -22,9 +22,9 @@ void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
     for (int j = 0; j < 8; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-// The same with A read in place: a(i, k) = a[i*ars + k*acs].
+// The same with A read in place: a(i, k) = a[i*ars + k*acs] (all 8 columns, whatever ncols).
 void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
-                     float* c, int64_t ldc, int accumulate) {
+                     float* c, int64_t ldc, int accumulate, int64_t) {
   float acc[4][8] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < 4; ++i) {
