@@ -11,9 +11,9 @@
 // of C owned by one thread, which packs A (MC x KC, <= 256 KB) and B (KC x NC, <= 240 KB) for
 // each slice into its own workspace (L2-resident) and runs the MR x NR micro-kernel over them,
 // the B micro-panel (KC x NR) staying in L1. Workspace: per thread, bounded by the block sizes,
-// never by the batch. Work items are split finer when there are too few for the threads, and
-// handed out one at a time from a shared counter (a descheduled thread on a busy machine holds
-// up one item, not half the call); which thread runs an item never changes its result.
+// never by the batch. Work items are split finer when there are too few for the threads; each
+// thread runs one contiguous range of them, and which thread runs an item never changes its
+// result.
 #pragma once
 #include <cstdint>
 #include <functional>
