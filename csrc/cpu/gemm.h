@@ -11,7 +11,9 @@
 // of C owned by one thread, which packs A (MC x KC, <= 256 KB) and B (KC x NC, <= 240 KB) for
 // each slice into its own workspace (L2-resident) and runs the MR x NR micro-kernel over them,
 // the B micro-panel (KC x NR) staying in L1. Workspace: per thread, bounded by the block sizes,
-// never by the batch. Work items are split finer when there are too few for the threads.
+// never by the batch. Work items are split finer when there are too few for the threads; each
+// thread runs one contiguous range of them, and which thread runs an item never changes its
+// result.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -39,6 +41,16 @@ struct GemmProblem {
   // When > 0, A_g depends only on g % a_groups (weights shared by every image): the driver packs
   // each distinct A once per call (weight-sized workspace) instead of once per work item.
   int64_t a_groups = 0;
+  // When a_base is set (G == 1 only), A(i, k) = a_base[i*a_rs + k*a_cs] is read in place by the
+  // micro-kernel (kernels().gemm_ukernel_sa: no packing; A costs 16 bytes per k step of the
+  // 4 x 24 tile against B's 96, so reading it from L2 in place keeps the kernel FMA-bound);
+  // pack_a is then called only for a last panel of fewer than mr rows.
+  const float* a_base = nullptr;
+  int64_t a_rs = 0, a_cs = 0;
+  // G == 1 only: pack all of B once per call (every K slice and column, in parallel) into one
+  // shared workspace (round_up(N, nr) x K floats) that every row block reads, instead of once
+  // per (block, K slice): for a B that several row blocks would each pack again.
+  bool b_shared = false;
   // Split a long reduction (weight gradients: K = batch x pixels) into at most 16 chunks of
   // >= 4*KC rows each, fixed by K alone; chunks run in parallel into a (chunks x G x M x N)
   // workspace and are summed in chunk order, so results never depend on the thread count.

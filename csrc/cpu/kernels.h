@@ -19,6 +19,12 @@ namespace fastcnn::cpu {
 // C is row-major with row stride ldc and always a full MR x NR tile (the driver's own buffer).
 using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                int accumulate);
+// The same with A read in place (no packed panel): a[k*MR + i] above becomes a[i*ars + k*acs].
+// Only columns j < ncols (1..NR) are wanted: the kernel may skip whole vectors past them (a
+// tile's last panel), leaving those C columns unwritten.
+using GemmUkernelSaFn = void (*)(int64_t kc, const float* a, int64_t ars, int64_t acs,
+                                 const float* b, float* c, int64_t ldc, int accumulate,
+                                 int64_t ncols);
 
 // Micro-kernel of the wide-grid direct convolution (conv2d_wide.cpp): the GEMM micro-kernel whose
 // B row k is read at an offset instead of from a packed panel,
@@ -197,6 +203,7 @@ struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
   GemmUkernelFn gemm_ukernel;
+  GemmUkernelSaFn gemm_ukernel_sa;
   Conv2dUkernelFn conv2d_ukernel;
   Conv2dWgradUkernelFn conv2d_wgrad_ukernel;
   StoreTileFn store_tile;
@@ -252,6 +259,8 @@ struct KernelTable {
   extern const int kMR, kNR;                                                                    \
   void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,          \
                     int accumulate);                                                            \
+  void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,    \
+                       float* c, int64_t ldc, int accumulate, int64_t ncols);                   \
   void conv2d_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off,         \
                       float* c, int64_t ldc, int accumulate);                                   \
   void conv2d_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,   \

@@ -3,6 +3,10 @@
 // C[4 x 24] += A_panel[kc][4]^T * B_panel[kc][24]: per k, 3 ymm loads of B, 4 broadcasts of A,
 // 12 FMAs into 12 ymm accumulators (15 of 16 registers). 12 FMA x 8 lanes x 2 = 192 flops per
 // k step, 6 cycles at 2 FMA ports against 7 loads: FMA-bound, 32 flops/cycle/core peak.
+// gemm_ukernel_sa is the same kernel reading A in place, a(i, k) = a[i*ars + k*acs] (the rows
+// of a row-major matrix, or the columns of a transposed one): the 4 broadcasts come from 4
+// strided pointers instead of a packed panel, so the driver need not pack A at all. A costs
+// 16 bytes per k step against B's 96, so A read from L1/L2 in place keeps the kernel FMA-bound.
 #include <immintrin.h>
 
 #include "cpu/kernels.h"
@@ -17,6 +21,71 @@ const int kMR = 4, kNR = 24;
 void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                   int accumulate) {
   ukernel_4x24(kc, a, [b](int64_t k) { return b + k * 24; }, c, ldc, accumulate);
+}
+
+namespace {
+// The first NV (1 or 2) of the 3 column vectors of gemm_ukernel_sa: a tile's last panel with
+// <= 8 or <= 16 columns wanted (out = 128 is 5 panels and 8 columns) costs 4 or 8 FMAs per k
+// instead of 12. Same per-element order of operations as the full kernel.
+template <int NV>
+void ukernel_sa_narrow(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                       float* c, int64_t ldc, int accumulate) {
+  __m256 acc[4][NV];
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  const float* ar[4] = {a, a + ars, a + 2 * ars, a + 3 * ars};
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+    for (int i = 0; i < 4; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(ar[i] + k * acs);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+    b += 24;
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < NV; ++v) {
+      float* ci = c + i * ldc + 8 * v;
+      const __m256 r = accumulate ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][v]) : acc[i][v];
+      _mm256_storeu_ps(ci, r);
+    }
+}
+}  // namespace
+
+void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                     float* c, int64_t ldc, int accumulate, int64_t ncols) {
+  if (ncols <= 8) return ukernel_sa_narrow<1>(kc, a, ars, acs, b, c, ldc, accumulate);
+  if (ncols <= 16) return ukernel_sa_narrow<2>(kc, a, ars, acs, b, c, ldc, accumulate);
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars;
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
+#define FASTCNN_ROW(i)                                \
+  {                                                   \
+    const __m256 ai = _mm256_broadcast_ss(a##i + k * acs); \
+    c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);       \
+    c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);       \
+    c##i##2 = _mm256_fmadd_ps(ai, b2, c##i##2);       \
+  }
+    FASTCNN_ROW(0) FASTCNN_ROW(1) FASTCNN_ROW(2) FASTCNN_ROW(3)
+#undef FASTCNN_ROW
+    b += 24;
+  }
+#define FASTCNN_STORE(i)                                             \
+  {                                                                  \
+    float* ci = c + (i) * ldc;                                       \
+    if (accumulate) {                                                \
+      c##i##0 = _mm256_add_ps(_mm256_loadu_ps(ci), c##i##0);         \
+      c##i##1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), c##i##1);     \
+      c##i##2 = _mm256_add_ps(_mm256_loadu_ps(ci + 16), c##i##2);    \
+    }                                                                \
+    _mm256_storeu_ps(ci, c##i##0);                                   \
+    _mm256_storeu_ps(ci + 8, c##i##1);                               \
+    _mm256_storeu_ps(ci + 16, c##i##2);                              \
+  }
+  FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3)
+#undef FASTCNN_STORE
 }
 
 namespace {

@@ -24,6 +24,77 @@ void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
   }, c, ldc, accumulate);
 }
 
+namespace {
+// The first NV (1 or 2) of the 3 column vectors of gemm_ukernel_sa, for a tile's last panel
+// with <= 16 or <= 32 columns wanted. Same per-element order of operations as the full kernel.
+template <int NV>
+void ukernel_sa_narrow(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                       float* c, int64_t ldc, int accumulate) {
+  __m512 acc[8][NV];
+  for (int i = 0; i < 8; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+    for (int i = 0; i < 8; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * ars + k * acs]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+    b += 48;
+  }
+  for (int i = 0; i < 8; ++i)
+    for (int v = 0; v < NV; ++v) {
+      float* ci = c + i * ldc + 16 * v;
+      const __m512 r = accumulate ? _mm512_add_ps(_mm512_loadu_ps(ci), acc[i][v]) : acc[i][v];
+      _mm512_storeu_ps(ci, r);
+    }
+}
+}  // namespace
+
+// The same kernel reading A in place: a(i, k) = a[i*ars + k*acs] (8 strided broadcasts per k).
+void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                     float* c, int64_t ldc, int accumulate, int64_t ncols) {
+  if (ncols <= 16) return ukernel_sa_narrow<1>(kc, a, ars, acs, b, c, ldc, accumulate);
+  if (ncols <= 32) return ukernel_sa_narrow<2>(kc, a, ars, acs, b, c, ldc, accumulate);
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m512 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  __m512 c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
+  __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+  const float* lo = a;             // rows 0..3 at lo + i*ars
+  const float* hi = a + 4 * ars;   // rows 4..7 at hi + (i-4)*ars
+  for (int64_t k = 0; k < kc; ++k) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * 48), _MM_HINT_T0);
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+    const int64_t o = k * acs;
+#define FASTCNN_ROW(i, base, r)                               \
+  {                                                           \
+    const __m512 ai = _mm512_set1_ps(base[o + (r) * ars]);    \
+    c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);               \
+    c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);               \
+    c##i##2 = _mm512_fmadd_ps(ai, b2, c##i##2);               \
+  }
+    FASTCNN_ROW(0, lo, 0) FASTCNN_ROW(1, lo, 1) FASTCNN_ROW(2, lo, 2) FASTCNN_ROW(3, lo, 3)
+    FASTCNN_ROW(4, hi, 0) FASTCNN_ROW(5, hi, 1) FASTCNN_ROW(6, hi, 2) FASTCNN_ROW(7, hi, 3)
+#undef FASTCNN_ROW
+    b += 48;
+  }
+#define FASTCNN_STORE(i)                                                          \
+  {                                                                               \
+    float* ci = c + (i) * ldc;                                                    \
+    if (accumulate) {                                                             \
+      c##i##0 = _mm512_add_ps(_mm512_loadu_ps(ci), c##i##0);                      \
+      c##i##1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), c##i##1);                 \
+      c##i##2 = _mm512_add_ps(_mm512_loadu_ps(ci + 32), c##i##2);                 \
+    }                                                                             \
+    _mm512_storeu_ps(ci, c##i##0);                                                \
+    _mm512_storeu_ps(ci + 16, c##i##1);                                           \
+    _mm512_storeu_ps(ci + 32, c##i##2);                                           \
+  }
+  FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3)
+  FASTCNN_STORE(4) FASTCNN_STORE(5) FASTCNN_STORE(6) FASTCNN_STORE(7)
+#undef FASTCNN_STORE
+}
+
 void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,
                 const float* bias_row, const float* bias_col, int relu, int accumulate) {
   const __m512 zero = _mm512_setzero_ps();

@@ -22,6 +22,21 @@ void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
     for (int j = 0; j < 8; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+// The same with A read in place: a(i, k) = a[i*ars + k*acs] (all 8 columns, whatever ncols).
+void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                     float* c, int64_t ldc, int accumulate, int64_t) {
+  float acc[4][8] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < 4; ++i) {
+      const float ai = a[i * ars + k * acs];
+      for (int j = 0; j < 8; ++j) acc[i][j] += ai * b[j];
+    }
+    b += 8;
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 8; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
 void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,
                 const float* bias_row, const float* bias_col, int relu, int accumulate) {
   for (int64_t i = 0; i < m; ++i) {
