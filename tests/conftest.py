@@ -79,6 +79,23 @@ def cp() -> Any:
     return cupy
 
 
+@pytest.fixture
+def emu(cp: Any) -> Any:
+    """The CPU emulator's counters (``cupy._emu``: syncs, device-to-host copies, launches,
+    captures; tools/cuda_emu/fake_cupy), reset, with the kernels on; skipped on a real GPU or
+    without the emulator. Pending deferred device checks are discarded afterwards."""
+    from fastcnn import _deferred
+
+    counters = getattr(cp, "_emu", None)
+    if counters is None:
+        pytest.skip("needs the CPU emulator's counters (tools/cuda_emu/run.sh)")
+    counters.kernels(True)
+    counters.reset()
+    yield counters
+    counters.kernels(True)
+    _deferred.discard()
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state() -> Iterator[None]:
     """Tests may change the thread count or the ISA: put both back afterwards."""

@@ -20,17 +20,6 @@ from fastcnn import _deferred, layers, ops, optimizers
 from fastcnn.training import CompiledStep, CudaGraphWarning, train_step
 
 
-@pytest.fixture
-def emu(cp: Any) -> Any:
-    counters = getattr(cp, "_emu", None)
-    if counters is None:
-        pytest.skip("needs the CPU emulator's counters (tools/cuda_emu/run.sh)")
-    counters.kernels(True)
-    counters.reset()
-    yield counters
-    _deferred.discard()
-
-
 def _optimizer(name: str) -> Any:
     return (optimizers.SGD(0.05, momentum=0.9) if name == "sgd"
             else optimizers.Adam(0.01))

@@ -20,16 +20,6 @@ from fastcnn import metrics as M
 pytestmark = pytest.mark.cuda
 
 
-@pytest.fixture
-def emu(cp: Any) -> Any:
-    counters = getattr(cp, "_emu", None)
-    if counters is None:
-        pytest.skip("needs the CPU emulator's counters (tools/cuda_emu/run.sh)")
-    counters.kernels(True)
-    yield counters
-    _deferred.discard()
-
-
 def _metrics() -> list[Any]:
     return [M.Precision(), M.Recall(), M.AUC(num_thresholds=17), M.AUC(curve="PR", name="pr_auc"),
             M.Precision(top_k=1, name="p_top1")]

@@ -14,21 +14,11 @@ import numpy as np
 import pytest
 
 import fastcnn as fc
-from fastcnn import _deferred, optimizers
+from fastcnn import optimizers
 from fastcnn.optimizers import _scaled
 from fastcnn.training import NonFiniteLossError, train_step
 
 pytestmark = pytest.mark.cuda
-
-
-@pytest.fixture
-def emu(cp: Any) -> Any:
-    counters = getattr(cp, "_emu", None)
-    if counters is None:
-        pytest.skip("needs the CPU emulator's counters (tools/cuda_emu/run.sh)")
-    counters.kernels(True)
-    yield counters
-    _deferred.discard()
 
 
 def _model(opt: Any) -> fc.Sequential:

@@ -22,17 +22,6 @@ from fastcnn.training import NonFiniteLossError, train_step
 pytestmark = pytest.mark.cuda
 
 
-@pytest.fixture
-def emu(cp: Any) -> Any:
-    counters = getattr(cp, "_emu", None)
-    if counters is None:
-        pytest.skip("needs the CPU emulator's counters (tools/cuda_emu/run.sh)")
-    counters.kernels(True)
-    yield counters
-    counters.kernels(True)
-    _deferred.discard()
-
-
 def _seeds_cnn(optimizer: Any = None) -> fc.Sequential:
     """The seeds' CNN, small inputs (the emulator runs one fiber per CUDA thread)."""
     m = fc.models.seeds_cnn((1, 6, 6), 4, seed=0, padding="same")

@@ -12,7 +12,7 @@ from typing import Any
 
 import cupy
 
-from ._common import _F32, _empty, _ptr, _type_name
+from ._common import _F32, _cupy_empty, _empty, _ptr, _type_name
 
 
 def _dest(out: Any, shape: tuple[int, ...], op: str, name: str, **inputs: Any) -> Any:
@@ -40,3 +40,14 @@ def _dest(out: Any, shape: tuple[int, ...], op: str, name: str, **inputs: Any) -
             raise ValueError(f"{op}: {name} overlaps {in_name}; pass a separate array (this op "
                              f"reads {in_name} while it writes {name})")
     return out
+
+
+def _dx_dest(dx_out: Any, compute_dx: bool, shape: tuple[int, ...], op: str,
+             **inputs: Any) -> Any:
+    """A backward's dx: None when not computed, else ``dx_out`` checked as :func:`_dest` does
+    (the inputs it must not overlap as keywords), or a fresh array from CuPy's pool."""
+    if not compute_dx:
+        return None
+    if dx_out is None:
+        return _cupy_empty(shape, _F32)
+    return _dest(dx_out, tuple(shape), op, "dx_out", **inputs)

@@ -15,7 +15,7 @@ from ._common import (
     _plan,
     _same_shape,
 )
-from ._dest import _dest
+from ._dest import _dest, _dx_dest
 from .activation import relu_backward
 from .pooling import _max_pool2d_backward_to
 
@@ -84,12 +84,7 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     with _device(op, dy, x, w):
         plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
                 or _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
-        if not compute_dx:
-            dx = None
-        elif dx_out is None:
-            dx = _cupy_empty(x.shape, _F32)
-        else:
-            dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, w=w)
+        dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
         n = max(plan["backward_data_workspace"] if compute_dx else 0,

@@ -14,7 +14,7 @@ from ._common import (
     _f32,
     _plan,
 )
-from ._dest import _dest
+from ._dest import _dest, _dx_dest
 
 
 def linear(x: Any, w: Any, b: Any, relu: bool = False, out: Any = None) -> Any:
@@ -50,12 +50,7 @@ def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw
     with _device(op, dy, x, w):
         plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
                 or _plan(_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
-        if not compute_dx:
-            dx = None
-        elif dx_out is None:
-            dx = _cupy_empty(x.shape, _F32)
-        else:
-            dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, w=w)
+        dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
         n = plan["backward_weights_workspace"] if compute_dw else 0

@@ -17,7 +17,7 @@ from ._common import (
     _inplace,
     _plan,
 )
-from ._dest import _dest
+from ._dest import _dest, _dx_dest
 
 _U8 = np.dtype(np.uint8)
 
@@ -89,12 +89,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
         nws = _plan(*key)
     with _device(op, dy, x, weight, mean, invstd, relu_y):
         c = x.shape[1]
-        if not compute_dx:
-            dx = None
-        elif dx_out is None:
-            dx = _cupy_empty(x.shape, _F32)
-        else:
-            dx = _dest(dx_out, tuple(x.shape), op, "dx_out", dy=dy, x=x, relu_y=relu_y)
+        dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, relu_y=relu_y)
         dw = _cupy_empty(c, _F32) if compute_dw else None
         db = _cupy_empty(c, _F32) if compute_dw else None
         ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
