@@ -2,10 +2,11 @@
 share in the sm_90 SASS).
 
 The parser tests run everywhere (synthetic ptxas / SASS text). ``test_static_report_floors``
-compiles the GEMM sources with nvcc and disassembles them with cuobjdump: it is skipped unless
-both are found (PATH, /usr/local/cuda*/bin or the nvidia-cuda-cuobjdump wheel) and fails when a
-main loop's FFMA share is below its floor or a 32-bit path spills. It takes a few minutes of
-nvcc; FASTCNN_STATIC_FILES (space-separated csrc/cuda files) narrows it.
+compiles the GEMM sources with nvcc and disassembles them with cuobjdump (which runs nvdisasm):
+it is skipped unless all three are found (PATH, /usr/local/cuda*/bin or the NVIDIA wheels: the
+cuda-tools extra) and fails when a main loop's FFMA share is below its floor or a 32-bit path
+spills. It takes a few minutes of nvcc; FASTCNN_STATIC_FILES (space-separated csrc/cuda
+files) narrows it.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def test_floors_cover_every_gemm_op() -> None:
             assert floors and floors[0] is not None, name
 
 
-@pytest.mark.skipif(not (cs.find_tool("nvcc") and cs.find_tool("cuobjdump")),
-                    reason="needs nvcc and cuobjdump (pip install nvidia-cuda-cuobjdump)")
+@pytest.mark.skipif(not (cs.find_tool("nvcc") and cs.find_tool("cuobjdump")
+                         and cs.find_tool("nvdisasm")),
+                    reason="needs nvcc, cuobjdump and nvdisasm (pip install \".[cuda-tools]\")")
 def test_static_report_floors() -> None:
     files = os.environ.get("FASTCNN_STATIC_FILES", " ".join(cs.DEFAULT_FILES)).split()
     ks = cs.analyse(files, cs.find_tool("nvcc"), cs.find_tool("cuobjdump"), [])

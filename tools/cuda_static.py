@@ -13,8 +13,9 @@ so the share caps the fraction of FP32 peak the loop can reach.
 
 ``--check`` exits 1 when a GEMM main loop's FFMA share is below its floor (FLOORS below) or a
 kernel on a 32-bit (or single) index path spills. Tools are found on PATH, under
-/usr/local/cuda*/bin, or in the ``nvidia-cuda-cuobjdump`` wheel (``pip install
-nvidia-cuda-cuobjdump``). Exit code 2: a tool is missing.
+/usr/local/cuda*/bin, or in the NVIDIA wheels (``pip install nvidia-cuda-cuobjdump
+nvidia-cuda-nvdisasm``, the ``cuda-tools`` extra: cuobjdump -sass runs nvdisasm). Exit code 2: a
+tool is missing.
 """
 
 from __future__ import annotations
@@ -217,6 +218,16 @@ def occupancy(k: Kernel) -> None:
     k.occupancy = k.blocks_per_sm * warps / (SM_THREADS // 32)
 
 
+def _tool_env() -> dict[str, str]:
+    """The environment for cuobjdump: NVDISASM_PATH set to the nvdisasm found (cuobjdump -sass
+    runs it, and looks only on PATH and there)."""
+    env = dict(os.environ)
+    nvdisasm = find_tool("nvdisasm")
+    if nvdisasm and "NVDISASM_PATH" not in env:
+        env["NVDISASM_PATH"] = str(Path(nvdisasm).parent)
+    return env
+
+
 def analyse(files: list[str], nvcc: str, cuobjdump: str, extra: list[str]) -> list[Kernel]:
     """Compile each file for ARCH and return its kernels."""
     out: list[Kernel] = []
@@ -230,8 +241,11 @@ def analyse(files: list[str], nvcc: str, cuobjdump: str, extra: list[str]) -> li
             if r.returncode != 0:
                 raise RuntimeError(f"nvcc failed on {f}:\n{r.stderr[-4000:]}")
             ks = parse_ptxas(r.stderr + r.stdout, f)
-            sass = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True,
-                                  text=True, check=True).stdout
+            r = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True,
+                               text=True, env=_tool_env())
+            if r.returncode != 0:
+                raise RuntimeError(f"cuobjdump -sass failed on {f}:\n{r.stderr[-4000:]}")
+            sass = r.stdout
             funcs = parse_sass(sass)
             names = demangle(list(ks))
             for mangled, k in ks.items():
@@ -286,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-D", dest="defines", action="append", default=[], help="extra -D for nvcc")
     args = ap.parse_args(argv)
     nvcc, cuobjdump = find_tool("nvcc"), find_tool("cuobjdump")
-    if not nvcc or not cuobjdump:
-        print(f"cuda_static: needs nvcc ({nvcc}) and cuobjdump ({cuobjdump}); "
-              "pip install nvidia-cuda-cuobjdump", file=sys.stderr)
+    nvdisasm = find_tool("nvdisasm")
+    if not nvcc or not cuobjdump or not nvdisasm:
+        print(f"cuda_static: needs nvcc ({nvcc}), cuobjdump ({cuobjdump}) and nvdisasm "
+              f"({nvdisasm}); pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm",
+              file=sys.stderr)
         return 2
     ks = analyse(args.files, nvcc, cuobjdump, [f"-D{d}" for d in args.defines])
     print(table(ks))
