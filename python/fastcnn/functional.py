@@ -70,9 +70,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _graph, _outputs
+from . import _graph, _graph_backward, _outputs
 from . import layers as _layers
-from ._arrays import array_module, as_array, restore_kind
+from ._arrays import as_array
 from ._multi_call import call_multi_output, is_output_of
 from ._structure import Arrays, parts
 from .layers.input import InputLayer
@@ -441,17 +441,6 @@ class Functional(Model):
                 folds[ins[0]], folds[i] = folded, None
         return folds
 
-    def _output_grads(self, dy: Any) -> list[Any]:
-        """``backward``'s ``dy``: one gradient per output (a list or dict for several; None
-        entries allowed), each converted and on the model's device."""
-        if self._multi_out:
-            dys = _outputs.arrange(dy, self.output_names, self.name, "outputs", "backward",
-                                   frozenset(self.output_names))
-        else:
-            dys = [dy]
-        return [None if d is None else super(Functional, self)._on_device(
-            Model._input(self, d, "backward", "dy")) for d in dys]
-
     def backward(self, dy: Any, accumulate: bool = False, compute_dx: Any = None) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with
         respect to that call's output; for several outputs a list or dict of them, None for
@@ -461,87 +450,7 @@ class Functional(Model):
         layer's ``grads`` (adds to them with ``accumulate=True``; a shared layer's later calls
         always add). See the module docstring for the order of the fan-out sums and the
         fusions."""
-        self._require_built()
-        compute_dx = self.compute_dx if compute_dx is None else compute_dx
-        seeds = self._output_grads(dy)
-        if all(s is None for s in seeds):
-            raise ValueError(f"backward: model {self.name!r} got no gradient for any of its "
-                             f"outputs {self.output_names} (all None)")
-        like = next((d for d in (parts(dy) if isinstance(dy, list | tuple) else
-                                 list(dy.values()) if isinstance(dy, dict) else [dy])
-                     if d is not None), None)
-        graph, inputs_of, multi = self._graph, self._inputs_of, self._multi
-        n = len(graph)
-        needs = [False] * n  # does a weight or the requested dx lie upstream of node i?
-        for i, ins in enumerate(inputs_of):
-            lay = graph[i].layer
-            needs[i] = bool(compute_dx) if not ins else (
-                (lay.trainable and bool(lay.params)) or any(needs[j] for j in ins))
-        grads: list[Any] = [[] for _ in range(n)]
-        for k, (i, g) in enumerate(zip(self._out_nodes, seeds, strict=True)):
-            if g is not None:
-                grads[i].append((n + k, g))  # after every consumer's
-        done = [False] * n
-        seen: set[int] = set()
-        through = getattr(self, "_fused_through", set())
-        try:
-            for i in range(n - 1, -1, -1):
-                ins = inputs_of[i]
-                if not ins or done[i] or not needs[i] or not grads[i]:
-                    continue
-                g = _graph.summed(grads[i])
-                grads[i] = None
-                if i in through:  # fused into the layer before: the gradient passes through
-                    self._route(i, [g], grads, needs)
-                    continue
-                p = ins[0]
-                if not multi[i] and inputs_of[p] and not multi[p] and self._consumers[p] == [i] \
-                        and p not in self._out_set and graph[p].layer is not graph[i].layer:
-                    self._restore(p)
-                    if graph[p].layer.accepts_pooled_grad():
-                        self._restore(i)
-                        offer = graph[i].layer.offer_pooled_grad()
-                        if offer is not None:  # the pooling's backward inside the conv's
-                            dx = self._node_backward(p, g, accumulate, seen, needs,
-                                                     pooled_grad=offer)
-                            self._route(p, [dx], grads, needs)
-                            done[p] = True
-                            continue
-                self._restore(i)
-                dx = self._node_backward(i, g, accumulate, seen, needs)
-                self._route(i, dx if multi[i] else [dx], grads, needs)
-        finally:
-            for lay in self.layers:
-                lay.compute_dx = True
-        if not compute_dx:
-            return None
-        dxs = []
-        for i in self._in_nodes:
-            if grads[i]:
-                dxs.append(_graph.summed(grads[i]))
-            else:  # no output's gradient reaches this input
-                ref = next(s for s in seeds if s is not None)
-                dxs.append(array_module(ref).zeros((len(ref), *graph[i].layer.shape),
-                                                   np.float32))
-        return restore_kind(dxs if self._multi_in else dxs[0], like)
-
-    def _restore(self, i: int) -> None:
-        """Put node ``i``'s forward cache back into its layer (a shared layer's)."""
-        if self._shared[i]:
-            self._graph[i].layer._cache = self._node_caches.get(i)
-
-    def _node_backward(self, i: int, g: Any, accumulate: bool, seen: set[int],
-                       needs: list[bool], **kw: Any) -> Any:
-        layer = self._graph[i].layer
-        layer.compute_dx = self._multi[i] or any(needs[j] for j in self._inputs_of[i])
-        acc = accumulate or id(layer) in seen  # a shared layer's later calls add
-        seen.add(id(layer))
-        return layer.backward(g, acc, **kw)
-
-    def _route(self, i: int, dxs: list[Any], grads: list[Any], needs: list[bool]) -> None:
-        for j, d in zip(self._inputs_of[i], dxs, strict=True):
-            if needs[j] and d is not None:
-                grads[j].append((i, d))
+        return _graph_backward.backward(self, dy, accumulate, compute_dx)
 
     # -- other formats ----------------------------------------------------------------------
     def to_torch(self, *, logits: bool = False) -> Any:

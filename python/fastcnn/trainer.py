@@ -15,7 +15,8 @@ from . import callbacks as _callbacks
 from ._arrays import as_array, is_cupy
 from ._batches import source_kind
 from ._outputs import output_weights
-from .training import _loss, _metric_logits, evaluate, fit, predict, train_step
+from .evaluation import _loss, _metric_logits, evaluate, predict
+from .training import fit, train_step
 
 if TYPE_CHECKING:
     from .model import Sequential
