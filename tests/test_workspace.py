@@ -180,10 +180,14 @@ def test_steady_state_steps_fault_no_pages() -> None:
     (9,200 pages each); with it a step faults almost nothing, with the same bits."""
     without, a = _step_faults(False)
     with_pool, b = _step_faults(True)
-    assert without > 27_000, without  # several fresh 37.7 MB arrays (9,216 pages) per step
-    # what remains: the max pooling's int64 indices (not pooled) and the convolution
-    # backward's internal scratch (csrc/cpu), ~1,500-4,600 pages
-    assert with_pool < 0.15 * without, (with_pool, without)
+    # Without the pool each step maps several fresh 37.7 MB arrays (9,216 pages each): 38,000-
+    # 41,000 faults here, 24,600 on a CI machine (glibc's mmap threshold and the kernel's page
+    # handling differ between machines, so the count is a floor, not a fixed number). What
+    # remains with it: the max pooling's int64 indices (not pooled) and the convolution
+    # backward's internal scratch (csrc/cpu), 0-4,600 pages.
+    assert without > 2 * 9_216, without
+    assert without - with_pool > 9_216, (with_pool, without)  # at least one big array's pages
+    assert with_pool < 0.3 * without, (with_pool, without)
     same_bits(a, b)
 
 
