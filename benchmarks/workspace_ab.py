@@ -34,16 +34,18 @@ def _sample(fn: Callable[[], Any]) -> tuple[float, float]:
     return 1e3 * (t1 - t0), float(r1.ru_minflt - r0.ru_minflt)
 
 
-def ab(name: str, fn: Callable[[], Any], reps: int) -> dict[str, Any]:
-    """Run ``fn`` alternately with the pool on and off (2 warm-ups each), ``reps`` times."""
+def ab(name: str, fn: Callable[[], Any], pool: _workspace.Workspace,
+       reps: int) -> dict[str, Any]:
+    """Run ``fn`` alternately with ``pool`` (a model's workspace) on and off (2 warm-ups each),
+    ``reps`` times."""
     got: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for i in range(reps + 2):
         for on in (True, False) if i % 2 == 0 else (False, True):
-            _workspace.POOL.enabled = on
+            pool.enabled = on
             s = _sample(fn)
             if i >= 2:
                 got[on].append(s)
-    _workspace.POOL.enabled = True
+    pool.enabled = True
     row = {"case": name}
     for on, key in ((True, "on"), (False, "off")):
         row[f"{key}_ms"] = statistics.median(t for t, _ in got[on])
@@ -66,12 +68,14 @@ def main() -> None:
         bn.build((256, 7, 7))
         x = rng.standard_normal((2048, 256, 7, 7), dtype=np.float32)
         dy = rng.standard_normal(x.shape, dtype=np.float32)
+        pool = _workspace.Workspace()  # as the layer's model would give it
 
         def bn_step() -> None:
-            bn.forward(x, training=True)
-            bn.backward(dy)
+            with _workspace.active(pool):
+                bn.forward(x, training=True)
+                bn.backward(dy)
 
-        rows.append(ab("BatchNormalization fwd+bwd (2048, 256, 7, 7)", bn_step, a.reps))
+        rows.append(ab("BatchNormalization fwd+bwd (2048, 256, 7, 7)", bn_step, pool, a.reps))
         del bn, x, dy
     if "resnet" in cases or "predict" in cases:
         model = fc.models.resnet(20, (3, 32, 32), 10, seed=0)
@@ -80,10 +84,10 @@ def main() -> None:
         yb = rng.integers(0, 10, 128)
         if "resnet" in cases:
             rows.append(ab("ResNet-20 train_on_batch, batch 128",
-                           lambda: model.train_on_batch(xb, yb), a.reps))
+                           lambda: model.train_on_batch(xb, yb), model.workspace, a.reps))
         if "predict" in cases:
             rows.append(ab("ResNet-20 predict_on_batch, batch 128",
-                           lambda: model.predict_on_batch(xb), a.reps))
+                           lambda: model.predict_on_batch(xb), model.workspace, a.reps))
     print(f"threads={a.threads} reps={a.reps} (medians; CPU time of the process)")
     print("| case | CPU ms on | CPU ms off | on/off | pages faulted on | off |")
     print("|---|---|---|---|---|---|")

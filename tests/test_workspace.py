@@ -28,20 +28,13 @@ from fastcnn import _workspace, ops, reference
 from fastcnn import layers as L
 
 
-@contextlib.contextmanager
-def workspace(enabled: bool, poison: bool = True, min_bytes: int = 0) -> Iterator[None]:
-    """The process-wide pool on or off (and emptied) for the block; ``poison``: every buffer
-    it hands out is NaN first, so an op that left part of its ``out=`` unwritten shows;
-    ``min_bytes``: 0 pools every array (small test shapes then take the pooled paths)."""
-    pool = _workspace.POOL
-    old = pool.enabled, pool.poison, pool.min_bytes
+def workspace(model: Any, enabled: bool, poison: bool = True, min_bytes: int = 0) -> Any:
+    """``model`` with its workspace on or off; ``poison``: every buffer it hands out is NaN
+    first, so an op that left part of its ``out=`` unwritten shows; ``min_bytes``: 0 pools
+    every array (small test shapes then take the pooled paths)."""
+    pool = model.workspace
     pool.enabled, pool.poison, pool.min_bytes = enabled, poison, min_bytes
-    pool.clear()
-    try:
-        yield
-    finally:
-        pool.enabled, pool.poison, pool.min_bytes = old
-        pool.clear()
+    return model
 
 
 def _faults() -> int:
@@ -162,9 +155,9 @@ def _step_faults(enabled: bool, steps: int = 3) -> tuple[float, list[Any]]:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 8, 96, 96), dtype=np.float32)
     y = rng.integers(0, 10, 16)
-    with workspace(enabled, poison=False, min_bytes=1 << 18), small_pages():  # (poison: would
-        # write each page itself)
-        model = _big_model()
+    with small_pages():
+        # (poison: would write each page itself)
+        model = workspace(_big_model(), enabled, poison=False, min_bytes=1 << 18)
         losses = [model.train_on_batch(x, y) for _ in range(2)]  # warm-up: the pool fills
         before = _faults()
         for _ in range(steps):
@@ -194,8 +187,8 @@ def test_steady_state_steps_fault_no_pages() -> None:
 def test_predict_faults_no_pages_and_keeps_results() -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((16, 8, 96, 96), dtype=np.float32)
-    with workspace(True, poison=False, min_bytes=1 << 18), small_pages():
-        model = _big_model()
+    with small_pages():
+        model = workspace(_big_model(), True, poison=False, min_bytes=1 << 18)
         first = model.predict(x, batch_size=16)
         keep = first.copy()
         model.predict(x, batch_size=16)
@@ -234,17 +227,16 @@ def _run_everything(enabled: bool, make: Any, shape: tuple[int, ...]) -> list[An
     rng = np.random.default_rng(7)
     xs = rng.standard_normal((3, 16, *shape), dtype=np.float32)
     ys = rng.integers(0, 10, (3, 16))
-    with workspace(enabled):
-        model = make()
-        got: list[Any] = []
-        for x, y in zip(xs, ys, strict=True):
-            got.append(model.train_on_batch(x, y))
-        hist = model.fit(xs.reshape(-1, *shape), ys.reshape(-1), batch_size=20, epochs=2,
-                         verbose=0, shuffle=False)
-        got += [hist.history["loss"], model.evaluate(xs[0], ys[0], verbose=0)]
-        got += [model.predict(xs[1], batch_size=10), model(xs[2]), *model.get_weights()]
-        if enabled:
-            assert _workspace.POOL.nbytes() > 0  # the pool was used
+    model = workspace(make(), enabled)
+    got: list[Any] = []
+    for x, y in zip(xs, ys, strict=True):
+        got.append(model.train_on_batch(x, y))
+    hist = model.fit(xs.reshape(-1, *shape), ys.reshape(-1), batch_size=20, epochs=2,
+                     verbose=0, shuffle=False)
+    got += [hist.history["loss"], model.evaluate(xs[0], ys[0], verbose=0)]
+    got += [model.predict(xs[1], batch_size=10), model(xs[2]), *model.get_weights()]
+    if enabled:
+        assert model.workspace.nbytes() > 0  # the pool was used
     return got
 
 
@@ -271,21 +263,22 @@ def test_resnet_is_bit_identical_with_and_without_the_pool() -> None:
 
 def test_held_outputs_are_never_overwritten() -> None:
     rng = np.random.default_rng(5)
-    with workspace(True):
-        model = _resnet_block_model()
-        x1, x2 = (rng.standard_normal((16, 4, 12, 12), dtype=np.float32) for _ in range(2))
-        conv = next(lay for lay in model.layers if isinstance(lay, L.Conv2D))
+    model = workspace(_resnet_block_model(), True)
+    x1, x2 = (rng.standard_normal((16, 4, 12, 12), dtype=np.float32) for _ in range(2))
+    conv = next(lay for lay in model.layers if isinstance(lay, L.Conv2D))
+    with _workspace.active(model.workspace):  # the layer run as its model runs it
         h1 = conv(x1)  # a layer's output, held
         h1_keep = h1.copy()
         view = conv(x2)[::2]  # only a view of the second is held
         view_keep = view.copy()
-        p1 = model(x1)  # a model's output, held
-        p1_keep = p1.copy()
-        for _ in range(3):
-            model.train_on_batch(x2, rng.integers(0, 10, 16))
+    p1 = model(x1)  # a model's output, held
+    p1_keep = p1.copy()
+    for _ in range(3):
+        model.train_on_batch(x2, rng.integers(0, 10, 16))
+        with _workspace.active(model.workspace):
             conv(x2)
-            model(x2)
-        same_bits([h1, view, p1], [h1_keep, view_keep, p1_keep])
+        model(x2)
+    same_bits([h1, view, p1], [h1_keep, view_keep, p1_keep])
 
 
 def test_a_callback_keeping_outputs_sees_them_unchanged() -> None:
@@ -301,12 +294,63 @@ def test_a_callback_keeping_outputs_sees_them_unchanged() -> None:
                 for a in lay._cache[:2]:
                     kept.append((a, a.copy()))
 
-    with workspace(True):
-        model = _resnet_block_model()
-        model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[Keep()])
+    model = workspace(_resnet_block_model(), True)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[Keep()])
     assert kept
     for held, copy in kept:
         same_bits([held], [copy])
+
+
+def test_each_model_owns_its_workspace() -> None:
+    """Buffers belong to one model: another model, a nested model and a layer called on its own
+    draw nothing from it, and they go with the model."""
+    import copy
+    import weakref
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((16, 4, 12, 12), dtype=np.float32)
+    y = rng.integers(0, 10, 16)
+    a = workspace(_resnet_block_model(), True)
+    b = workspace(_resnet_block_model(), True)
+    a.train_on_batch(x, y)
+    assert a.workspace.nbytes() > 0 and b.workspace.nbytes() == 0
+    assert _workspace.current() is None  # nothing stays active after a call
+    conv = next(lay for lay in a.layers if isinstance(lay, L.Conv2D))
+    before = a.workspace.nbytes()
+    conv(x)  # on its own: allocates, takes nothing from its model's workspace
+    assert a.workspace.nbytes() == before
+    held = [weakref.ref(buf) for bufs in a.workspace._buffers.values() for buf in bufs]
+    assert held
+    twin = copy.deepcopy(a)  # a copy starts with an empty workspace of the same settings
+    assert twin.workspace is not a.workspace and twin.workspace.nbytes() == 0
+    assert twin.workspace.min_bytes == 0 and twin.workspace.poison
+    del a, conv, twin
+    import gc
+
+    gc.collect()
+    assert all(r() is None for r in held)  # the buffers went with the model
+
+    inner = workspace(_resnet_block_model(), True)
+    inp = fc.Input((4, 12, 12))
+    outer = workspace(fc.Model(inp, L.Dense(3)(inner(inp))), True)
+    outer.compile(optimizer="sgd",
+                  loss=fc.losses.SparseCategoricalCrossentropy(from_logits=True))
+    outer.train_on_batch(x, rng.integers(0, 3, 16))
+    assert outer.workspace.nbytes() > 0 and inner.workspace.nbytes() == 0  # the outer's
+
+
+def test_the_active_workspace_is_per_thread() -> None:
+    model = workspace(_resnet_block_model(), True)
+    seen: list[Any] = []
+    with _workspace.active(model.workspace):
+        assert _workspace.current() is model.workspace
+        t = threading.Thread(target=lambda: seen.append(_workspace.current()))
+        t.start()
+        t.join()
+        other = _workspace.Workspace()
+        with _workspace.active(other):  # the outermost stays
+            assert _workspace.current() is model.workspace
+    assert seen == [None] and _workspace.current() is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,8 +486,7 @@ def test_cuda_ops_take_out_and_leave_the_pool_alone() -> None:
     assert ops.batch_norm_backward(dy, x, g, mean, invstd, dx_out=dxo)[0] is dxo
     yo = cp.empty((2, 4, 3, 3), dtype=cp.float32)
     assert ops.max_pool2d(x, 2, out=yo) is yo
-    with workspace(True):
-        model = _resnet_block_model().to("cuda")
-        model.train_on_batch(cp.asarray(np.ones((16, 4, 12, 12), np.float32)), np.zeros(16))
-        model.predict(np.ones((16, 4, 12, 12), np.float32))
-        assert _workspace.POOL.nbytes() == 0
+    model = workspace(_resnet_block_model(), True).to("cuda")
+    model.train_on_batch(cp.asarray(np.ones((16, 4, 12, 12), np.float32)), np.zeros(16))
+    model.predict(np.ones((16, 4, 12, 12), np.float32))
+    assert model.workspace.nbytes() == 0

@@ -1,5 +1,6 @@
-"""The layers' output buffers, reused across calls: :class:`Workspace` and its process-wide
-instance :data:`POOL`.
+"""The layers' output buffers, reused across calls of a model: :class:`Workspace`, one per model
+(``model.workspace``), and :func:`active`, which makes a model's workspace the one its layers
+draw from while it runs.
 
 Why: a fresh NumPy array of more than glibc's mmap threshold (dynamic, at most 32 MiB) is a
 fresh mapping, and the kernel zeroes each of its pages on the first write: on a large batch
@@ -7,40 +8,51 @@ norm (2048, 256, 7, 7) that page zeroing was 29 % of the forward. Below the thre
 reuses its heap, but a step of ResNet-20 at batch 128 still faulted ~1,700 pages (6.9 MB).
 Reusing the last step's arrays makes steady-state training and predict allocate nothing large.
 
-How: :meth:`Workspace.empty` hands a layer an array of the shape it is about to compute, a
-view of a pooled buffer of that byte size; the layer passes it to the op as ``out=`` /
-``dx_out=`` (which writes every element) and returns it. A pooled buffer is handed out again
-only when nothing but the pool references it (``sys.getrefcount``; a view, a torch tensor made
-with ``torch.from_numpy`` or a DLPack capsule each hold a reference). So an array is never
-overwritten while anything can still read it: predict's result the user keeps, a layer output a
-callback captured, the inputs a layer's forward cache keeps for its backward (the next layer's
-cached input is this layer's output), a graph's fan-out. A buffer is free again as soon as its
-last reader drops it, which also makes it available to the other layers of the same byte size
-(a stage of ResNet): the pool holds about what the step holds at its peak, not a copy per layer.
+How: while a model runs a forward or backward pass (``Sequential`` / ``Model``: ``_forward``
+and ``backward``, which ``fit``, ``evaluate``, ``predict``, ``train_on_batch`` and ``model(x)``
+all go through) its workspace is the :func:`current` one; :func:`fastcnn.layers.base.pooled`
+asks it for an array of the shape a layer is about to compute, a view of a pooled buffer of
+that byte size; the layer passes it to the op as ``out=`` / ``dx_out=`` (which writes every
+element) and returns it. A pooled buffer is handed out again only when nothing but the pool
+references it (``sys.getrefcount``; a view, a torch tensor made with ``torch.from_numpy`` or a
+DLPack capsule each hold a reference). So an array is never overwritten while anything can still
+read it: predict's result the user keeps, a layer output a callback captured, the inputs a
+layer's forward cache keeps for its backward (the next layer's cached input is this layer's
+output), a graph's fan-out. A buffer is free again as soon as its last reader drops it, which
+also makes it available to the other layers of the same byte size (a stage of ResNet): the pool
+holds about what the step holds at its peak, not a copy per layer.
 
-The pool is process-wide, like CuPy's memory pool, and CPU-only: on the GPU (CuPy arrays)
-:meth:`Workspace.empty` returns None and the ops allocate from CuPy's pool, which already
-reuses device memory. Thread-safe (a lock around the hand-out; a buffer another thread is
-filling is referenced by that thread's view). Buffers that have not been handed out during the
-last :attr:`Workspace.idle` hand-outs are dropped (so the odd shape of an epoch's last batch,
-or a deleted model's buffers, are not kept while fastcnn runs); :meth:`Workspace.clear` drops
-every free buffer now.
+Ownership: each model owns its workspace, and its buffers go with the model (no process-wide
+pool: nothing is shared between models or kept after one is deleted). A model used as a layer of
+another runs on the outer model's workspace (the outermost active one wins). A layer called on
+its own, outside any model, allocates its result as an op does. The current workspace is a
+:class:`contextvars.ContextVar`, so each thread (and each asyncio task) sees only the model it
+runs. CPU only: on the GPU (CuPy arrays) :meth:`Workspace.empty` returns None and the ops
+allocate from CuPy's pool, which already reuses device memory. Thread-safe (a lock around the
+hand-out; a buffer another thread is filling is referenced by that thread's view). Buffers that
+have not been handed out during the last :attr:`Workspace.idle` hand-outs are dropped (the odd
+shape of an epoch's last batch is not kept); :meth:`Workspace.clear` drops every free buffer now.
 
-Switch: the environment variable ``FASTCNN_WORKSPACE=0`` (read at import) or
-``fastcnn._workspace.POOL.enabled = False`` turns it off: every op then allocates its result, as
-before; the results are bit-identical either way (tests/test_workspace.py).
+Switch: the environment variable ``FASTCNN_WORKSPACE=0`` (read at import: :data:`ENABLED`, the
+default of every new workspace) or ``model.workspace.enabled = False`` for one model: every op
+then allocates its result, as before; the results are bit-identical either way
+(tests/test_workspace.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["POOL", "Workspace"]
+__all__ = ["ENABLED", "Workspace", "active", "current", "in_model_workspace"]
 
 _F32 = np.dtype(np.float32)
 
@@ -60,16 +72,24 @@ class Workspace:
     """A pool of float32 buffers, by byte size, handed out as arrays of the requested shape.
 
     Attributes:
-        enabled: False: :meth:`empty` returns None (every op allocates its own result).
+        enabled: False: :meth:`empty` returns None (every op allocates its own result);
+            default :data:`ENABLED`.
         min_bytes: smaller arrays are not pooled (malloc reuses its heap for those).
         idle: a free buffer not handed out during this many hand-outs is dropped.
         poison: fill every array handed out with NaN first (for tests: an op that read its
             ``out=`` before writing all of it would then show NaN).
     """
 
-    def __init__(self, *, enabled: bool = True, min_bytes: int = 1 << 18,
+    def __deepcopy__(self, memo: dict[int, Any]) -> Workspace:
+        """A copy of a model gets an empty workspace of the same settings (buffers and the
+        lock are never shared or copied)."""
+        new = Workspace(enabled=self.enabled, min_bytes=self.min_bytes, idle=self.idle)
+        new.poison = self.poison
+        return new
+
+    def __init__(self, *, enabled: bool | None = None, min_bytes: int = 1 << 18,
                  idle: int = 4096) -> None:
-        self.enabled = bool(enabled)
+        self.enabled = ENABLED if enabled is None else bool(enabled)
         self.poison = False
         self.min_bytes = int(min_bytes)
         self.idle = int(idle)
@@ -142,7 +162,43 @@ class Workspace:
             return sum(k * len(v) for k, v in self._buffers.items())
 
 
-#: The process-wide pool the layers use (``FASTCNN_WORKSPACE=0`` in the environment turns it
-#: off).
-POOL = Workspace(enabled=os.environ.get("FASTCNN_WORKSPACE", "1").strip().lower()
-                 not in ("0", "false", "off", "no"))
+#: Whether a new :class:`Workspace` is on (``FASTCNN_WORKSPACE=0`` / ``false`` / ``off`` / ``no``
+#: in the environment at import turns every model's off).
+ENABLED = os.environ.get("FASTCNN_WORKSPACE", "1").strip().lower() not in ("0", "false", "off",
+                                                                          "no")
+
+_CURRENT: contextvars.ContextVar[Workspace | None] = contextvars.ContextVar(
+    "fastcnn_workspace", default=None)
+
+
+def current() -> Workspace | None:
+    """The workspace of the model running in this thread / task (None outside a model)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def active(pool: Workspace) -> Iterator[None]:
+    """Make ``pool`` the :func:`current` workspace for the block, unless one already is (a
+    model run as a layer of another uses the outer model's)."""
+    if _CURRENT.get() is not None:
+        yield
+        return
+    token = _CURRENT.set(pool)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def in_model_workspace(method: _F) -> _F:
+    """Decorate a model's pass (``_forward`` / ``backward``): it runs with the model's
+    :attr:`~fastcnn.Model.workspace` :func:`active`."""
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with active(self.workspace):
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]

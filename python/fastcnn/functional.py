@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _graph, _graph_backward, _outputs
+from . import _graph, _graph_backward, _outputs, _workspace
 from . import layers as _layers
 from ._arrays import as_array
 from ._multi_call import call_multi_output, is_output_of
@@ -382,6 +382,7 @@ class Functional(Model):
                                  f"its output")
         return skip
 
+    @_workspace.in_model_workspace
     def _forward(self, x: Any, training: bool, logits: Any) -> Any:
         graph, inputs_of, multi, shared = self._graph, self._inputs_of, self._multi, self._shared
         values: list[Any] = [None] * len(graph)
@@ -441,6 +442,7 @@ class Functional(Model):
                 folds[ins[0]], folds[i] = folded, None
         return folds
 
+    @_workspace.in_model_workspace
     def backward(self, dy: Any, accumulate: bool = False, compute_dx: Any = None) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with
         respect to that call's output; for several outputs a list or dict of them, None for

@@ -78,6 +78,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _workspace
 from . import layers as _layers
 from ._arrays import restore_kind
 from .layers.base import fused_activation
@@ -228,6 +229,7 @@ class Sequential(Model):
     save_weights = Saveable.save_weights
     load_weights = Saveable.load_weights
 
+    @_workspace.in_model_workspace
     def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
         # inference: a BatchNormalization folded into the Conv2D / Dense before it
         layers = self.layers if training else _layers.inference_layers(self.layers)
@@ -251,6 +253,7 @@ class Sequential(Model):
             self._fused_through = through
         return x
 
+    @_workspace.in_model_workspace
     def backward(self, dy: Any, accumulate: bool = False,
                  compute_dx: bool = True) -> Any:
         """Backward pass after ``model(x, training=True)``: ``dy`` (gradient of the loss with

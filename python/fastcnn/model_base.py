@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _device
+from . import _device, _workspace
 from . import layers as _layers
 from . import losses as _losses
 from . import metrics as _metrics
@@ -111,6 +111,18 @@ class Model(Trainer, Saveable, Exportable, _layers.Layer):
         self._trainable = True
         self.compute_dx = True
         self._auto_name = name in ("model", "sequential")  # renamed if taken in an outer graph
+
+    @property
+    def workspace(self) -> _workspace.Workspace:
+        """The model's reused output buffers (:mod:`fastcnn._workspace`): its layers draw their
+        large CPU outputs and gradients from it while the model runs, so steady-state steps
+        allocate (and page-fault) nothing large. ``model.workspace.enabled = False`` turns it
+        off for this model; ``model.workspace.clear()`` frees its free buffers now; its
+        buffers go with the model."""
+        pool = self.__dict__.get("_workspace")
+        if pool is None:
+            pool = self.__dict__["_workspace"] = _workspace.Workspace()
+        return pool
 
     # -- what the structure provides ----------------------------------------------------------
     def _output_layer(self) -> _layers.Layer:

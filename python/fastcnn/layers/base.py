@@ -107,11 +107,13 @@ def _shape_of(a: Any) -> tuple[int, ...]:
 
 
 def pooled(shape: tuple[int, ...], like: Any) -> Any:
-    """A reused destination of ``shape`` for an op's ``out=`` / ``dx_out=`` (the process-wide
-    :data:`fastcnn._workspace.POOL`: a buffer nothing else references, so steady-state steps
-    allocate nothing large), or None (the op allocates) on the GPU, for small arrays or with
-    the workspace off. ``like``: an input of the op (its device)."""
-    return _workspace.POOL.empty(shape, like)
+    """A reused destination of ``shape`` for an op's ``out=`` / ``dx_out=`` (the running
+    model's :attr:`~fastcnn.Model.workspace`, :mod:`fastcnn._workspace`: a buffer nothing else
+    references, so steady-state steps allocate nothing large), or None (the op allocates)
+    outside a model, on the GPU, for small arrays or with the workspace off. ``like``: an input
+    of the op (its device)."""
+    pool = _workspace.current()
+    return None if pool is None else pool.empty(shape, like)
 
 
 def activation_forward(z: np.ndarray, activation: str | None,
