@@ -12,7 +12,10 @@
 #                                               "tests/test_cuda.py tests/test_cuda_model.py"),
 #                                               RUN (a script + args to run instead of pytest,
 #                                               e.g. benchmarks/run_cuda_host_cost.py),
-#                                               EMU_BUILD (a build folder to keep and reuse)
+#                                               EMU_BUILD (a build folder to keep and reuse),
+#                                               EMU_CPU_MODULE (an already built _cpu module of
+#                                               these sources, e.g. the installed one: CI; then
+#                                               only the small fastcnn_common library is built)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -31,7 +34,11 @@ extra="${EXTRA_CXXFLAGS:-}"
 cmake -S "$root" -B "$out/build" -G Ninja -DFASTCNN_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
   -DPython_EXECUTABLE="$("$py" -c 'import sys; print(sys.executable)')" \
   -Dpybind11_DIR="$("$py" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
-cmake --build "$out/build" --target _cpu fastcnn_common -j 2 >/dev/null
+if [ -n "${EMU_CPU_MODULE:-}" ]; then
+  cmake --build "$out/build" --target fastcnn_common -j 2 >/dev/null
+else
+  cmake --build "$out/build" --target _cpu fastcnn_common -j 2 >/dev/null
+fi
 
 # 2. the CUDA sources as C++ against the emulator, small launch caps so every grid-stride loop
 #    runs several rounds
@@ -73,7 +80,7 @@ site="$out/site"
 mkdir -p "$site"
 cp -r "$here/fake_cupy/cupy" "$site/"
 cp -r "$root/python/fastcnn" "$site/fastcnn"
-cp "$out/build/_cpu$suffix" "$site/fastcnn/"
+cp "${EMU_CPU_MODULE:-$out/build/_cpu$suffix}" "$site/fastcnn/_cpu$suffix"
 g++ -shared $extra -o "$site/fastcnn/_cuda$suffix" "${objs[@]}" \
   "$out/build/libfastcnn_common.a"
 
