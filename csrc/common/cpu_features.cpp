@@ -54,6 +54,9 @@ Isa detect_isa() {
   const bool avx2 = b & (1u << 5);
   const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
   if (avx2 && f && dq && bw && vl && zmm_state) return Isa::avx512;
+#ifdef FASTCNN_AVX512_SIMDE
+  if (avx2) return Isa::avx512;  // the test build: AVX-512 through SIMDe (CMakeLists.txt)
+#endif
   if (avx2) return Isa::avx2;
 #endif
   return Isa::generic;
