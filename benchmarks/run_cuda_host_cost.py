@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+IDLE_REFERENCE_US = 0.3  # numpy.empty_like of a 32 KB array on an idle desktop core
 
 
 def per_call(fn: Callable[[], Any], calls: int, repeats: int, sync: Callable[[], None],
@@ -272,11 +273,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Host time per op call ({where}; batch {args.batch}; median of {args.repeats} "
           f"loops of {args.calls} calls; {args.clock} time; load average {load} on "
           f"{os.cpu_count()} CPUs). Machine speed reference: numpy.empty_like of a 32 KB "
-          f"array took {t_empty:.2f} us (about 0.3 us on an idle desktop core)\n")
-    print("| op | us per call | Python calls: fastcnn / all |")
-    print("|---|---:|---:|")
+          f"array took {t_empty:.2f} us (about {IDLE_REFERENCE_US} us on an idle desktop core; "
+          "the idle-core estimate scales by that ratio)\n")
+    idle = IDLE_REFERENCE_US / t_empty  # this machine's time -> an idle desktop core's
+    print(f"| op | us per call | idle-core estimate (x {idle:.2f}) | Python calls: fastcnn "
+          "/ all |")
+    print("|---|---:|---:|---:|")
     for name, us, (own, total), _ in rows:
-        print(f"| {name} | {us:.1f} | {own} / {total} |")
+        print(f"| {name} | {us:.1f} | {us * idle:.1f} | {own} / {total} |")
     per_launch = f"; {t_step / launches:.1f} us per launch ({launches} launches)" \
         if launches else ""
     print(f"| training step, seeds' CNN, SGD momentum | {t_step:.0f} per step{per_launch} | |")
