@@ -20,8 +20,10 @@ machine's other processes don't count) or of the wall clock (``--clock wall``); 
 function calls one op call makes (counted with a profiler hook, so independent of the load:
 fastcnn's own frames, and all frames including CuPy's). The last row is one training step
 (train_step inside fit's deferred scope, every op of the seeds' CNN with SGD + momentum), per
-step and per op launched. ``tests/test_cuda_host_cost.py`` runs this on the emulator and bounds
-each op's calls and time.
+step and per op launched. On the emulator a last table splits each op's time by what it asks
+of CuPy (allocations, pointer reads, stream reads) and the compiled module, each priced at its
+floor, the rest being fastcnn's Python. ``tests/test_cuda_host_cost.py`` runs this on the
+emulator and bounds each op's calls and time.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+IDLE_REFERENCE_US = 0.3  # numpy.empty_like of a 32 KB array on an idle desktop core
 
 
 def per_call(fn: Callable[[], Any], calls: int, repeats: int, sync: Callable[[], None],
@@ -75,6 +78,40 @@ def python_calls(fn: Callable[[], Any]) -> tuple[int, int]:
     finally:
         sys.setprofile(None)
     return own, total - 1
+
+
+PARTS = ("cupy.empty", "stream", "compiled")
+
+
+def parts(fn: Callable[[], Any]) -> dict[str, int]:
+    """What one call of ``fn`` (after a warming call) asks of CuPy and the compiled module,
+    counted with :func:`sys.setprofile`: ``cupy.empty`` allocations, current-stream reads and
+    calls into ``fastcnn._cuda`` (its functions and its plans' methods). The fake CuPy's
+    functions are Python, so this counts on the emulator only (real CuPy's are compiled:
+    nothing to see there). Device-pointer reads (``a.data.ptr``) are plain attribute reads
+    after an array's first, as in CuPy: no call to count (their ~0.1 us each is in the rest)."""
+    import cupy
+
+    fn()
+    where = os.path.dirname(cupy.__file__) + os.sep
+    names = {"empty": "cupy.empty", "_get_current_stream": "stream"}
+    n = dict.fromkeys(PARTS, 0)
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            k = names.get(code.co_name)
+            if k is not None and code.co_filename.startswith(where):
+                # empty_like / zeros call empty: counted once, at the innermost
+                n[k] += 1
+        elif event == "c_call" and getattr(arg, "__module__", None) == "fastcnn._cuda":
+            n["compiled"] += 1  # a function of the module or a method of one of its plans
+    sys.setprofile(hook)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return n
 
 
 def cases(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
@@ -156,9 +193,12 @@ def floors(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
     lws = cp.empty(max(n_ws, 1), np.float32)
     plws = lws.data.ptr
     stream = cp.cuda.get_current_stream
+    conv = cuda.Conv2dPlan(xs, ws, bs, *geo).forward
     return [
         ("bare _cuda.conv2d_forward (20 arguments, 3 shapes)",
          lambda: cuda.conv2d_forward(px, xs, pw, ws, pb, bs, py, 0, 0, *geo, True, 0)),
+        ("bare Conv2dPlan.forward (8 integers: the call an op makes)",
+         lambda: conv(px, pw, pb, py, 0, 0, True, 0)),
         ("bare _cuda.linear_forward (11 arguments, 3 shapes)",
          lambda: cuda.linear_forward(pfx, fxs, pfw, fws, 0, None, po, plws, n_ws, True, 0)),
         ("bare _cuda.relu (4 arguments)", lambda: cuda.relu(px, py, 1000, 0)),
@@ -221,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         sync = cp.cuda.get_current_stream().synchronize
         where = "GPU (asynchronous launches)"
-    rows = [(name, per_call(fn, args.calls, args.repeats, sync, clock), python_calls(fn))
+    rows = [(name, per_call(fn, args.calls, args.repeats, sync, clock), python_calls(fn),
+             parts(fn) if emu is not None else None)
             for name, fn in cases(cp, args.batch)]
     step, launches = training_step(cp, args.batch)
     t_step = per_call(step, max(args.calls // 20, 5), args.repeats, sync, clock)
@@ -232,19 +273,42 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Host time per op call ({where}; batch {args.batch}; median of {args.repeats} "
           f"loops of {args.calls} calls; {args.clock} time; load average {load} on "
           f"{os.cpu_count()} CPUs). Machine speed reference: numpy.empty_like of a 32 KB "
-          f"array took {t_empty:.2f} us (about 0.3 us on an idle desktop core)\n")
-    print("| op | us per call | Python calls: fastcnn / all |")
-    print("|---|---:|---:|")
-    for name, us, (own, total) in rows:
-        print(f"| {name} | {us:.1f} | {own} / {total} |")
+          f"array took {t_empty:.2f} us (about {IDLE_REFERENCE_US} us on an idle desktop core; "
+          "the idle-core estimate scales by that ratio)\n")
+    idle = IDLE_REFERENCE_US / t_empty  # this machine's time -> an idle desktop core's
+    print(f"| op | us per call | idle-core estimate (x {idle:.2f}) | Python calls: fastcnn "
+          "/ all |")
+    print("|---|---:|---:|---:|")
+    for name, us, (own, total), _ in rows:
+        print(f"| {name} | {us:.1f} | {us * idle:.1f} | {own} / {total} |")
     per_launch = f"; {t_step / launches:.1f} us per launch ({launches} launches)" \
         if launches else ""
     print(f"| training step, seeds' CNN, SGD momentum | {t_step:.0f} per step{per_launch} | |")
     print("\nFloors: what an op call can't avoid (the compiled call alone, CuPy's own work)\n")
     print("| call | us per call |")
     print("|---|---:|")
+    floor_us = {}
     for name, fn in floors(cp, args.batch):
-        print(f"| {name} | {per_call(fn, args.calls, args.repeats, sync, clock):.2f} |")
+        floor_us[name] = us = per_call(fn, args.calls, args.repeats, sync, clock)
+        print(f"| {name} | {us:.2f} |")
+    if emu is not None:
+        breakdown(rows, floor_us)
+
+
+def breakdown(rows: list[Any], floor_us: dict[str, float]) -> None:
+    """Each op's time split by what it asks of CuPy and the compiled module (counted by
+    :func:`parts`), each priced at its floor above; the rest is fastcnn's Python (the ops'
+    door, option normalisation, the adapter's checks and plan lookup)."""
+    price = {"cupy.empty": floor_us["cupy.empty of conv2d's output"],
+             "stream": floor_us["cupy.cuda.get_current_stream().ptr"],
+             "compiled": floor_us["bare Conv2dPlan.forward (8 integers: the call an op makes)"]}
+    print("\nWhere each op's time goes (count x floor, us; the rest: fastcnn's Python)\n")
+    print("| op | total | " + " | ".join(PARTS) + " | fastcnn's Python |")
+    print("|---|---:|" + "---:|" * (len(PARTS) + 1))
+    for name, us, _, n in rows:
+        cells = [f"{n[k]} x {price[k]:.2f}" for k in PARTS]
+        rest = us - sum(n[k] * price[k] for k in PARTS)
+        print(f"| {name} | {us:.1f} | " + " | ".join(cells) + f" | {rest:.1f} |")
 
 
 if __name__ == "__main__":

@@ -108,3 +108,107 @@ def test_the_benchmark_runs_and_prints_every_row(cp: Any, bench: Any,
     for name in BUDGET:
         assert f"| {name} |" in out
     assert "per launch" in out  # the training step's row, launches counted
+
+
+def test_the_breakdown_counts_what_an_op_asks_of_cupy_and_the_module(cp: Any,
+                                                                     bench: Any) -> None:
+    """relu makes one allocation, reads the stream once and calls the compiled module once;
+    one more allocation counts one more; conv2d's backward through a pooling and a ReLU makes
+    three compiled calls."""
+    from fastcnn import ops
+
+    x = cp.asarray(np.ones((4, 5), np.float32))
+    n = bench.parts(lambda: ops.relu(x))
+    assert n == {"cupy.empty": 1, "stream": 1, "compiled": 1}
+    assert bench.parts(lambda: (ops.relu(x), cp.empty(3)))["cupy.empty"] == 2
+    rows = dict(bench.cases(cp, 2))
+    assert bench.parts(rows["conv2d_backward (pool + relu)"])["compiled"] == 3
+
+
+def _raises(fn: Any, *args: Any, **kwargs: Any) -> str:
+    """The error ``fn(*args, **kwargs)`` raises, as "TypeName: message"."""
+    with pytest.raises((ValueError, TypeError)) as e:
+        fn(*args, **kwargs)
+    return f"{type(e.value).__name__}: {e.value}"
+
+
+def test_a_cached_plan_never_serves_another_shape_or_option(cp: Any) -> None:
+    """The launch plans are cached per shapes and options: after a call, one that differs in
+    any of them gets its own plan (its result matches the CPU's), a bad one raises the CPU's
+    error, and the cached plan still serves its own call."""
+    from fastcnn import ops
+
+    rng = np.random.default_rng(0)
+
+    def f32(*shape: int) -> np.ndarray:
+        return rng.normal(size=shape).astype(np.float32)
+
+    x, w, b = f32(2, 3, 8, 8), f32(4, 3, 3, 3), f32(4)
+    calls = [dict(), dict(padding=1), dict(stride=2), dict(dilation=2), dict(padding="same")]
+    for kw in calls + calls[:1]:
+        got = ops.conv2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), **kw)
+        np.testing.assert_allclose(got.get(), ops.conv2d(x, w, b, **kw), rtol=1e-5,
+                                   atol=1e-5, err_msg=str(kw))
+    for xs in [(2, 3, 5, 5), (1, 3, 8, 8)]:  # another shape of x, after the cached one
+        xx = f32(*xs)
+        np.testing.assert_allclose(ops.conv2d(cp.asarray(xx), cp.asarray(w)).get(),
+                                   ops.conv2d(xx, w), rtol=1e-5, atol=1e-5)
+    bad_x, bad_w = f32(2, 2, 8, 8), f32(4, 3, 9, 9)  # channels / kernel that don't fit
+    for args in [(bad_x, w), (x, bad_w)]:
+        assert _raises(ops.conv2d, *map(cp.asarray, args)) == _raises(ops.conv2d, *args)
+    dy = f32(2, 4, 6, 6)
+    assert _raises(lambda: ops.conv2d_backward(cp.asarray(f32(2, 4, 5, 5)), cp.asarray(x),
+                                               cp.asarray(w))) == \
+        _raises(lambda: ops.conv2d_backward(f32(2, 4, 5, 5), x, w))
+    got = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w))
+    for g, r in zip(got, ops.conv2d_backward(dy, x, w), strict=True):
+        np.testing.assert_allclose(g.get(), r, rtol=1e-4, atol=1e-4)
+    # dense: a bias of the wrong size after the cached call with the right one
+    xd, wd = f32(3, 7), f32(5, 7)
+    ops.linear(cp.asarray(xd), cp.asarray(wd), cp.asarray(f32(5)))
+    assert _raises(lambda: ops.linear(cp.asarray(xd), cp.asarray(wd), cp.asarray(f32(4)))) == \
+        _raises(lambda: ops.linear(xd, wd, f32(4)))
+    np.testing.assert_allclose(ops.linear(cp.asarray(xd), cp.asarray(wd)).get(),
+                               ops.linear(xd, wd), rtol=1e-5, atol=1e-5)
+    # pooling: own indices of another pooling's shape are refused after the cached call
+    y = f32(2, 4, 6, 6)
+    p, idx = ops.max_pool2d(cp.asarray(y), 2, return_indices=True)
+    ops.max_pool2d_backward(cp.asarray(f32(*p.shape)), cp.asarray(y), 2, indices=idx)
+    _, idx3 = ops.max_pool2d(cp.asarray(y), 3, return_indices=True)
+    msg = _raises(lambda: ops.max_pool2d_backward(cp.asarray(f32(*p.shape)), cp.asarray(y), 2,
+                                                  indices=idx3))
+    assert "indices has shape (2, 4, 2, 2) but dy has shape (2, 4, 3, 3)" in msg, msg
+    # softmax / cross_entropy: another row length; labels of another length
+    for L in (10, 7):
+        z = f32(4, L)
+        np.testing.assert_allclose(ops.softmax(cp.asarray(z)).get(), ops.softmax(z),
+                                   rtol=1e-5, atol=1e-6)
+    z, labels = f32(4, 10), np.array([1, 2, 3, 4])
+    ops.cross_entropy(cp.asarray(z), cp.asarray(labels))
+    assert _raises(lambda: ops.cross_entropy(cp.asarray(z), cp.asarray(labels[:3]))) == \
+        _raises(lambda: ops.cross_entropy(z, labels[:3]))
+
+
+def test_a_plan_refuses_what_it_was_not_built_for(cp: Any) -> None:
+    """The plans' launch methods check what the pointers alone can't say: a backward on a
+    forward plan, a bias the plan has no shape for, a workspace smaller than the plan's."""
+    from fastcnn import _native
+
+    cuda = _native.cuda()
+    fwd = cuda.Conv2dPlan((1, 64, 4, 4), (8, 64, 3, 3), None, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    assert fwd.y_shape == (1, 8, 4, 4) and fwd.forward_workspace > 0
+    with pytest.raises(ValueError, match="conv2d_backward: this plan was built without dy_shape"):
+        fwd.backward(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="conv2d: a bias pointer given to a plan built without"):
+        fwd.forward(0, 0, 64, 0, 0, fwd.forward_workspace, False, 0)
+    with pytest.raises(ValueError, match="conv2d: workspace of 1 elements is smaller than"):
+        fwd.forward(0, 0, 0, 0, 0, 1, False, 0)
+    lin = cuda.LinearPlan((4, 2048), (16, 2048), None)
+    assert lin.y_shape == (4, 16)
+    with pytest.raises(ValueError, match="linear: workspace of 0 elements is smaller than"):
+        lin.forward(0, 0, 0, 0, 0, 0, False, 0)
+    with pytest.raises(ValueError, match="max_pool2d_backward: this plan was built without"):
+        cuda.MaxPool2dPlan((1, 1, 4, 4), 2, 2, 2, 2, 0, 0, 1, 1, False).backward(
+            0, 0, False, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="cross_entropy: labels given to a plan for float"):
+        cuda.CrossEntropyPlan((4, 3), (4, 3), "float").run(8, 8, 0, 0, 0, 1 << 20, 8, 8, 0)

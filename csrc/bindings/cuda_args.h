@@ -55,5 +55,6 @@ inline void check_workspace(int64_t have, int64_t need, const char* op) {
 void bind_normalization(py::module_& m);  // cuda_normalization.cpp (batch_norm)
 void bind_pooling(py::module_& m);  // cuda_pooling.cpp: avg and global pooling (issue 17)
 void bind_activation(py::module_& m);  // cuda_activation.cpp (issue 17)
+void bind_plans(py::module_& m);  // cuda_plans.cpp: launch plans (Conv2dPlan, ...; issue 14)
 
 }  // namespace fastcnn::bind

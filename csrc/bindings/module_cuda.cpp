@@ -355,4 +355,5 @@ PYBIND11_MODULE(_cuda, m) {
   fastcnn::bind::bind_normalization(m);  // normalization family (cuda_normalization.cpp)
   bind_pooling(m);  // cuda_pooling.cpp (issue 17)
   fastcnn::bind::bind_activation(m);  // sigmoid, tanh, leaky_relu, gelu, silu (issue 17)
+  fastcnn::bind::bind_plans(m);  // launch plans by raw pointers (cuda_plans.cpp, issue 14)
 }

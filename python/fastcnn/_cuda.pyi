@@ -65,3 +65,60 @@ def adam_update(p: int, g: int, m: int, v: int, n: int, step_size: float, beta1:
                 one_minus_beta1: float, beta2: float, one_minus_beta2: float, sqrt_bc2: float,
                 eps: float, l2: float, decay: float, has_l2: bool, has_decay: bool,
                 stream: int, skip: int = 0) -> None: ...
+
+# launch plans (csrc/bindings/cuda_plans.cpp): built once per shapes and options with the
+# matching *_plan function's arguments and checks, launched with device pointers only
+class Conv2dPlan:
+    y_shape: Shape
+    forward_workspace: int
+    backward_data_workspace: int
+    backward_weights_workspace: int
+    def __init__(self, x_shape: Shape, w_shape: Shape, b_shape: Shape | None, stride_h: int,
+                 stride_w: int, pad_top: int, pad_left: int, pad_bottom: int, pad_right: int,
+                 dil_h: int, dil_w: int, groups: int, dy_shape: Shape | None = None) -> None: ...
+    def forward(self, x: int, w: int, b: int, y: int, ws: int, ws_floats: int, relu: bool,
+                stream: int) -> None: ...
+    def backward(self, dy: int, x: int, w: int, dx: int, dw: int, db: int, ws: int,
+                 ws_floats: int, stream: int) -> None: ...
+class LinearPlan:
+    y_shape: Shape
+    forward_workspace: int
+    backward_weights_workspace: int
+    def __init__(self, x_shape: Shape, w_shape: Shape, b_shape: Shape | None,
+                 dy_shape: Shape | None = None) -> None: ...
+    def forward(self, x: int, w: int, b: int, y: int, ws: int, ws_floats: int, relu: bool,
+                stream: int) -> None: ...
+    def backward(self, dy: int, x: int, w: int, dx: int, dw: int, db: int, ws: int,
+                 ws_floats: int, stream: int) -> None: ...
+class MaxPool2dPlan:
+    y_shape: Shape
+    def __init__(self, x_shape: Shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+                 dh: int, dw: int, ceil_mode: bool, dy_shape: Shape | None = None,
+                 indices_shape: Shape | None = None) -> None: ...
+    def forward(self, x: int, y: int, indices: int, stream: int) -> None: ...
+    def backward(self, dy: int, indices: int, check_indices: bool, ws: int, ws_bytes: int,
+                 dx: int, stream: int) -> None: ...
+class BatchNormPlan:
+    workspace_bytes: int
+    def __init__(self, x_shape: Shape, weight_shape: Shape | None, bias_shape: Shape | None,
+                 running_mean_shape: Shape | None, running_var_shape: Shape | None,
+                 training: bool, momentum: float, eps: float) -> None: ...
+    def forward(self, x: int, weight: int, bias: int, running_mean: int, running_var: int,
+                y: int, mean: int, invstd: int, ws: int, ws_bytes: int, relu: bool,
+                stream: int) -> None: ...
+class BatchNormBackwardPlan:
+    workspace_bytes: int
+    def __init__(self, dy_shape: Shape, x_shape: Shape, weight_shape: Shape | None,
+                 mean_shape: Shape, invstd_shape: Shape, training: bool,
+                 relu_y_shape: Shape | None = None) -> None: ...
+    def backward(self, dy: int, x: int, weight: int, mean: int, invstd: int, relu_y: int,
+                 dx: int, dweight: int, dbias: int, ws: int, ws_bytes: int,
+                 stream: int) -> None: ...
+class SoftmaxPlan:
+    def __init__(self, x_shape: Shape, log: bool) -> None: ...
+    def forward(self, x: int, y: int, stream: int) -> None: ...
+class CrossEntropyPlan:
+    workspace_bytes: int
+    def __init__(self, logits_shape: Shape, labels_shape: Shape, labels_kind: str) -> None: ...
+    def run(self, logits: int, labels: int, targets: int, dlogits: int, ws: int, ws_bytes: int,
+            loss: int, check: int, stream: int) -> None: ...

@@ -8,10 +8,13 @@ non-contiguous inputs are copied once (``cupy.ascontiguousarray``); outputs are 
 arrays allocated with CuPy (its memory pool), as are the kernels' workspaces.
 
 Shapes and options are validated in C++ by the same ``check_<op>_args`` functions as the CPU
-module (ValueError, same messages) through ``fastcnn._cuda``'s ``*_plan`` functions, before
-anything is allocated; the kernels are then launched with raw device pointers on CuPy's current
-stream of the arrays' device (all arrays of a call must be on one device). Plans are cached
-per shapes and options (``_common._plan``), so a call validates once. Calls are asynchronous
+module (ValueError, same messages) through ``fastcnn._cuda``'s launch plans (``Conv2dPlan``,
+``LinearPlan``, ``MaxPool2dPlan``, ``BatchNormPlan``, ``SoftmaxPlan``, ... built with the
+``*_plan`` functions' arguments) or ``*_plan`` functions, before anything is allocated; the
+kernels are then launched with raw device pointers on CuPy's current stream of the arrays'
+device (all arrays of a call must be on one device). Plans are cached under every shape and
+option they were built from (``_common._plan``), so a repeated call validates nothing again in
+C++ and passes only pointers, sizes and the stream. Calls are asynchronous
 like any CuPy operation: ``cross_entropy`` returns its loss as a 0-d float64 device array and
 checks class ids on the device (the 16-byte record is read at once, or at ``fit``'s next read
 inside a :func:`fastcnn._deferred.scope`); the pooling indices that ``max_pool2d`` /

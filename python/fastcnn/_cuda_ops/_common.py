@@ -2,9 +2,11 @@
 the arrays' device, raw pointers, the current stream, outputs and workspaces from CuPy's pool,
 and the launch-plan cache.
 
-Host cost (issue 14, item 6): a ``*_plan`` call (a validation in C++ and a dict) is made once
-per distinct set of shapes and options and then served from :func:`_plan`'s cache, so a call
-validates once (in the launch function itself); the arrays' device context is entered only
+Host cost (issue 14, item 6): a launch plan (``_cuda.Conv2dPlan`` and the like: a validation
+in C++, kept as its bound launch methods and sizes) or a ``*_plan`` call is made once per
+distinct set of shapes and options and then served from :func:`_plan`'s cache, keyed by all of
+them, so a repeated call launches with pointers only (the one-off launch functions of the ops
+without a plan class validate again, cheaply); the arrays' device context is entered only
 when it is not the current one, and with a single visible GPU it is never looked up. The hot
 helpers (:func:`_f32`, :func:`_empty`, :func:`_stream`) test the common case first (a float32
 C-contiguous ``cupy.ndarray``) and reach CuPy through names bound once at import, not through

@@ -20,6 +20,16 @@ from .activation import relu_backward
 from .pooling import _max_pool2d_backward_to
 
 
+def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
+    """A ``_cuda.Conv2dPlan`` of ``args`` (conv2d_plan's: shapes, geometry, dy's shape or
+    nothing; validated once, in C++) as the tuple a call reads: its bound ``forward`` and
+    ``backward``, y's shape and the forward / backward-data / backward-weights workspace sizes
+    (floats). Cached by :func:`._common._plan` under every argument."""
+    p = _cuda.Conv2dPlan(*args)
+    return (p.forward, p.backward, p.y_shape, p.forward_workspace, p.backward_data_workspace,
+            p.backward_weights_workspace)
+
+
 def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
            pad_bottom: int, pad_right: int, dil_h: int, dil_w: int, groups: int,
            relu: bool = False, out: Any = None) -> Any:
@@ -34,15 +44,13 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
         bp, bs = b.data.ptr, b.shape
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, x, w, b):
-        plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, bs, *geo))
-                or _plan(_cuda.conv2d_plan, x.shape, w.shape, bs, *geo))
-        y = (_cupy_empty(plan["y_shape"], _F32) if out is None
-             else _dest(out, tuple(plan["y_shape"]), op, "out", x=x, w=w, b=b))
-        n = plan["forward_workspace"]
+        key = (_conv2d_entry, x.shape, w.shape, bs, *geo)
+        fwd, _, y_shape, n, _, _ = _PLANS.get(key) or _plan(*key)
+        y = (_cupy_empty(y_shape, _F32) if out is None
+             else _dest(out, y_shape, op, "out", x=x, w=w, b=b))
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
-        _cuda.conv2d_forward(x.data.ptr, x.shape, w.data.ptr, w.shape, bp, bs, y.data.ptr,
-                             0 if ws is None else ws.data.ptr, n, *geo, bool(relu),
-                             _current_stream().ptr)
+        fwd(x.data.ptr, w.data.ptr, bp, y.data.ptr, 0 if ws is None else ws.data.ptr, n,
+            bool(relu), _current_stream().ptr)
     return y
 
 
@@ -66,8 +74,8 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     fresh = False  # dy is an array of ours (the pooling's output): the ReLU may work in place
     if pool_indices is not None:
         with _device(op, dy, x, w):
-            out = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, None, *geo, None))
-                or _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, None))["y_shape"]
+            key = (_conv2d_entry, x.shape, w.shape, None, *geo)
+            out = (_PLANS.get(key) or _plan(*key))[2]
         dy = _max_pool2d_backward_to(dy, out, (pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
                                                pool_pw, 1, 1, bool(pool_ceil_mode)),
                                      pool_indices)
@@ -82,16 +90,14 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
         else:
             dy = relu_backward(dy, relu_y)
     with _device(op, dy, x, w):
-        plan = (_PLANS.get((_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
-                or _plan(_cuda.conv2d_plan, x.shape, w.shape, None, *geo, dy.shape))
+        key = (_conv2d_entry, x.shape, w.shape, None, *geo, dy.shape)
+        _, bwd, _, _, n_data, n_weights = _PLANS.get(key) or _plan(*key)
         dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
-        n = max(plan["backward_data_workspace"] if compute_dx else 0,
-                plan["backward_weights_workspace"] if compute_dw else 0)
+        n = max(n_data if compute_dx else 0, n_weights if compute_dw else 0)
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
-        _cuda.conv2d_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
-                              0 if dx is None else dx.data.ptr, 0 if dw is None else dw.data.ptr,
-                              0 if db is None else db.data.ptr, 0 if ws is None else ws.data.ptr,
-                              n, *geo, _current_stream().ptr)
+        bwd(dy.data.ptr, x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr,
+            0 if dw is None else dw.data.ptr, 0 if db is None else db.data.ptr,
+            0 if ws is None else ws.data.ptr, n, _current_stream().ptr)
     return dx, dw, db

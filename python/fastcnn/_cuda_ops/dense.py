@@ -17,6 +17,13 @@ from ._common import (
 from ._dest import _dest, _dx_dest
 
 
+def _linear_entry(*args: Any) -> tuple[Any, ...]:
+    """A ``_cuda.LinearPlan`` of ``args`` (linear_plan's) as the tuple a call reads: bound
+    ``forward`` / ``backward``, y's shape, the forward and backward-weights workspace sizes."""
+    p = _cuda.LinearPlan(*args)
+    return p.forward, p.backward, p.y_shape, p.forward_workspace, p.backward_weights_workspace
+
+
 def linear(x: Any, w: Any, b: Any, relu: bool = False, out: Any = None) -> Any:
     """y (N, out) = x (N, in) @ w (out, in).T + b, ReLU fused when ``relu``; written into
     ``out`` when given."""
@@ -28,14 +35,13 @@ def linear(x: Any, w: Any, b: Any, relu: bool = False, out: Any = None) -> Any:
         b = _f32(b, op, "b")
         bp, bs = b.data.ptr, b.shape
     with _device(op, x, w, b):
-        plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, bs))
-                or _plan(_cuda.linear_plan, x.shape, w.shape, bs))
-        y = (_cupy_empty(plan["y_shape"], _F32) if out is None
-             else _dest(out, tuple(plan["y_shape"]), op, "out", x=x, w=w, b=b))
-        n = plan["forward_workspace"]
+        key = (_linear_entry, x.shape, w.shape, bs)
+        fwd, _, y_shape, n, _ = _PLANS.get(key) or _plan(*key)
+        y = (_cupy_empty(y_shape, _F32) if out is None
+             else _dest(out, y_shape, op, "out", x=x, w=w, b=b))
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
-        _cuda.linear_forward(x.data.ptr, x.shape, w.data.ptr, w.shape, bp, bs, y.data.ptr,
-                             0 if ws is None else ws.data.ptr, n, bool(relu), _current_stream().ptr)
+        fwd(x.data.ptr, w.data.ptr, bp, y.data.ptr, 0 if ws is None else ws.data.ptr, n,
+            bool(relu), _current_stream().ptr)
     return y
 
 
@@ -48,15 +54,14 @@ def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw
     if dx_out is not None and not compute_dx:
         raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     with _device(op, dy, x, w):
-        plan = (_PLANS.get((_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
-                or _plan(_cuda.linear_plan, x.shape, w.shape, None, dy.shape))
+        key = (_linear_entry, x.shape, w.shape, None, dy.shape)
+        _, bwd, _, _, n_weights = _PLANS.get(key) or _plan(*key)
         dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
-        n = plan["backward_weights_workspace"] if compute_dw else 0
+        n = n_weights if compute_dw else 0
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
-        _cuda.linear_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
-                              0 if dx is None else dx.data.ptr, 0 if dw is None else dw.data.ptr,
-                              0 if db is None else db.data.ptr, 0 if ws is None else ws.data.ptr,
-                              n, _current_stream().ptr)
+        bwd(dy.data.ptr, x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr,
+            0 if dw is None else dw.data.ptr, 0 if db is None else db.data.ptr,
+            0 if ws is None else ws.data.ptr, n, _current_stream().ptr)
     return dx, dw, db

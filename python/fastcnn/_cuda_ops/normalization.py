@@ -26,6 +26,20 @@ def _p(a: Any) -> int:
     return 0 if a is None else a.data.ptr
 
 
+def _batch_norm_entry(*args: Any) -> tuple[Any, int]:
+    """A ``_cuda.BatchNormPlan`` of ``args`` (batch_norm_plan's; validated once, in C++) as
+    ``(bound forward, workspace bytes)``. Cached by :func:`._common._plan`."""
+    p = _cuda.BatchNormPlan(*args)
+    return p.forward, p.workspace_bytes
+
+
+def _batch_norm_backward_entry(*args: Any) -> tuple[Any, int]:
+    """A ``_cuda.BatchNormBackwardPlan`` (batch_norm_backward_plan's arguments and relu_y's
+    shape) as ``(bound backward, workspace bytes)``."""
+    p = _cuda.BatchNormBackwardPlan(*args)
+    return p.backward, p.workspace_bytes
+
+
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
                training: bool, momentum: float, eps: float,
                relu: bool = False, out: Any = None) -> tuple[Any, Any, Any]:
@@ -50,20 +64,16 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
               None if bias is None else bias.shape, None if rm is None else rm.shape,
               None if rv is None else rv.shape)
     training, momentum, eps = bool(training), float(momentum), float(eps)
-    key = (_cuda.batch_norm_plan, *shapes, training, momentum, eps)
-    nws = _PLANS.get(key)
-    if nws is None:
-        nws = _plan(*key)
+    key = (_batch_norm_entry, *shapes, training, momentum, eps)
+    fwd, nws = _PLANS.get(key) or _plan(*key)
     with _device(op, x, weight, bias, rm, rv):
         c = x.shape[1]
         y = (_cupy_empty(x.shape, _F32) if out is None
              else _dest(out, tuple(x.shape), op, "out", x=x))
         mean, invstd = _cupy_empty(c, _F32), _cupy_empty(c, _F32)
         ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
-        _cuda.batch_norm_forward(x.data.ptr, x.shape, _p(weight), shapes[1], _p(bias),
-                                 shapes[2], _p(rm), shapes[3], _p(rv), shapes[4],
-                                 y.data.ptr, mean.data.ptr, invstd.data.ptr, _p(ws), nws,
-                                 training, momentum, eps, bool(relu), _current_stream().ptr)
+        fwd(x.data.ptr, _p(weight), _p(bias), _p(rm), _p(rv), y.data.ptr, mean.data.ptr,
+            invstd.data.ptr, _p(ws), nws, bool(relu), _current_stream().ptr)
     return y, mean, invstd
 
 
@@ -82,20 +92,15 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
     mean, invstd = _f32(mean, op, "mean"), _f32(invstd, op, "invstd")
     ws_shape = None if weight is None else weight.shape
     training = bool(training)
-    key = (_cuda.batch_norm_backward_plan, dy.shape, x.shape, ws_shape, mean.shape,
-           invstd.shape, training)
-    nws = _PLANS.get(key)
-    if nws is None:
-        nws = _plan(*key)
+    key = (_batch_norm_backward_entry, dy.shape, x.shape, ws_shape, mean.shape, invstd.shape,
+           training, None if relu_y is None else relu_y.shape)
+    bwd, nws = _PLANS.get(key) or _plan(*key)
     with _device(op, dy, x, weight, mean, invstd, relu_y):
         c = x.shape[1]
         dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, relu_y=relu_y)
         dw = _cupy_empty(c, _F32) if compute_dw else None
         db = _cupy_empty(c, _F32) if compute_dw else None
         ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
-        _cuda.batch_norm_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, _p(weight),
-                                  ws_shape, mean.data.ptr, mean.shape, invstd.data.ptr,
-                                  invstd.shape, _p(relu_y),
-                                  None if relu_y is None else relu_y.shape, _p(dx), _p(dw),
-                                  _p(db), _p(ws), nws, training, _current_stream().ptr)
+        bwd(dy.data.ptr, x.data.ptr, _p(weight), mean.data.ptr, invstd.data.ptr, _p(relu_y),
+            _p(dx), _p(dw), _p(db), _p(ws), nws, _current_stream().ptr)
     return dx, dw, db

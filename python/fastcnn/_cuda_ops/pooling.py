@@ -56,6 +56,14 @@ def _is_own(idx: Any) -> bool:
     return r is not None and r() is idx
 
 
+def _max_pool2d_entry(*args: Any) -> tuple[Any, ...]:
+    """A ``_cuda.MaxPool2dPlan`` of ``args`` (x's shape, the geometry, and for the backward
+    dy's and the indices' shapes; validated once, in C++) as the tuple a call reads: bound
+    ``forward`` / ``backward`` and y's shape. Cached by :func:`._common._plan`."""
+    p = _cuda.MaxPool2dPlan(*args)
+    return p.forward, p.backward, p.y_shape
+
+
 def _check_indices(indices: Any, op: str, forward: str) -> None:
     if indices.__class__ is _ND and indices.dtype is _I64:
         return
@@ -75,17 +83,15 @@ def max_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh:
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, dh, dw, bool(ceil_mode))
     with _device(op, x):
-        shape = (_PLANS.get((_cuda.max_pool2d_plan, x.shape, *geo))
-                 or _plan(_cuda.max_pool2d_plan, x.shape, *geo))
+        key = (_max_pool2d_entry, x.shape, *geo)
+        fwd, _, shape = _PLANS.get(key) or _plan(*key)
         y = (_cupy_empty(shape, _F32) if out is None
-             else _dest(out, tuple(shape), op, "out", x=x))
+             else _dest(out, shape, op, "out", x=x))
         if return_indices:
             idx = _cupy_empty(shape, _I64)
-            _cuda.max_pool2d_forward(x.data.ptr, x.shape, y.data.ptr, idx.data.ptr, *geo,
-                                     _current_stream().ptr)
+            fwd(x.data.ptr, y.data.ptr, idx.data.ptr, _current_stream().ptr)
             return y, _own(idx)
-        _cuda.max_pool2d_forward(x.data.ptr, x.shape, y.data.ptr, 0, *geo,
-                                 _current_stream().ptr)
+        fwd(x.data.ptr, y.data.ptr, 0, _current_stream().ptr)
     return y
 
 
@@ -122,8 +128,8 @@ def _max_pool2d_backward_to(dy: Any, x_shape: tuple[int, ...], geo: tuple[Any, .
     op = "max_pool2d_backward"
     _check_indices(indices, op, "max_pool2d")
     with _device(op, dy, indices, dx):
-        if (_cuda.max_pool2d_plan, x_shape, *geo, dy.shape) not in _PLANS:
-            _plan(_cuda.max_pool2d_plan, x_shape, *geo, dy.shape)
+        key = (_max_pool2d_entry, x_shape, *geo, dy.shape, indices.shape)
+        bwd = (_PLANS.get(key) or _plan(*key))[1]
         r = _OWN.get(id(indices))
         if r is not None and r() is indices:  # max_pool2d's own (contiguous, in range, ...)
             idx, check, ws, nws = indices, False, None, 0
@@ -132,9 +138,7 @@ def _max_pool2d_backward_to(dy: Any, x_shape: tuple[int, ...], geo: tuple[Any, .
             check = True
             ws, nws = _workspace(_cuda.POOL_CHECK_WORKSPACE_BYTES, np.uint8)
         dx = _cupy_empty(x_shape, _F32) if dx is None else dx
-        _cuda.max_pool2d_backward(dy.data.ptr, dy.shape, x_shape, idx.data.ptr, idx.shape,
-                                  check, _ptr(ws), nws, dx.data.ptr, *geo,
-                                  _current_stream().ptr)
+        bwd(dy.data.ptr, idx.data.ptr, check, _ptr(ws), nws, dx.data.ptr, _current_stream().ptr)
     return dx
 
 

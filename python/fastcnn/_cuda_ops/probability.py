@@ -29,10 +29,25 @@ def softmax(x: Any, log: bool = False) -> Any:
     """softmax (or log_softmax) over the last axis."""
     op = "log_softmax" if log else "softmax"
     x = _f32(x, op, "x")
+    log = bool(log)
     with _device(op, x):
+        key = (_softmax_entry, x.shape, log)
+        fwd = _PLANS.get(key) or _plan(*key)
         y = _cupy_empty(x.shape, _F32)
-        _cuda.softmax(x.data.ptr, x.shape, y.data.ptr, bool(log), _current_stream().ptr)
+        fwd(x.data.ptr, y.data.ptr, _current_stream().ptr)
     return y
+
+
+def _softmax_entry(x_shape: tuple[int, ...], log: bool) -> Any:
+    """The bound ``forward`` of a ``_cuda.SoftmaxPlan`` (validated once, in C++)."""
+    return _cuda.SoftmaxPlan(x_shape, log).forward
+
+
+def _cross_entropy_entry(*args: Any) -> tuple[Any, int]:
+    """A ``_cuda.CrossEntropyPlan`` of ``args`` (cross_entropy_plan's; validated once, in C++)
+    as ``(bound run, workspace bytes)``. Cached by :func:`._common._plan`."""
+    p = _cuda.CrossEntropyPlan(*args)
+    return p.run, p.workspace_bytes
 
 
 _MESSAGES: dict[int, Any] = {}  # classes -> the label check's message function
@@ -72,27 +87,24 @@ def cross_entropy(logits: Any, labels: Any) -> tuple[Any, Any]:
     lab = tgt = None
     with _device(op, logits, labels):
         if integer:
-            nws = _PLANS.get((_cuda.cross_entropy_plan, logits.shape, labels.shape, "int"))
-            if nws is None:
-                nws = _plan(_cuda.cross_entropy_plan, logits.shape, labels.shape, "int")
+            key = (_cross_entropy_entry, logits.shape, labels.shape, "int")
+            run, nws = _PLANS.get(key) or _plan(*key)
             lab = labels if labels.dtype is _I64 and labels.flags.c_contiguous else \
                 cupy.ascontiguousarray(labels.astype(_I64, copy=False))
         else:
             tgt = _f32(labels, op, "labels")
-            nws = _plan(_cuda.cross_entropy_plan, logits.shape, labels.shape, "float")
+            run, nws = _plan(_cross_entropy_entry, logits.shape, labels.shape, "float")
         dlogits = _cupy_empty(logits.shape, _F32)
         if logits.shape[0] == 0:
             return cupy.zeros((), np.float64), dlogits
         # one allocation: the kernels' workspace, then the loss (a double) and the check record
-        nws = int(nws)
         lo = nws // 8
         buf = _cupy_empty(lo + 3, _I64)
         loss = buf[lo:lo + 1].view(_F64).reshape(())
         check = buf[lo + 1:lo + 3]
         base = buf.data.ptr
-        _cuda.cross_entropy(logits.data.ptr, logits.shape, _ptr(lab), _ptr(tgt), labels.shape,
-                            dlogits.data.ptr, base, nws, base + 8 * lo,
-                            base + 8 * (lo + 1) if integer else 0, _current_stream().ptr)
+        run(logits.data.ptr, _ptr(lab), _ptr(tgt), dlogits.data.ptr, base, nws, base + 8 * lo,
+            base + 8 * (lo + 1) if integer else 0, _current_stream().ptr)
         if integer:
             defer(check, _label_message(int(logits.shape[1])))
     return loss, dlogits
