@@ -73,8 +73,9 @@
 // FASTCNN_CONV_ROUTE (private, for A/B benchmarks and tests; read on every call): "legacy" the
 // routing before this rule (wide wherever applicable, one image per GEMM problem), "wide" the
 // wide form wherever applicable, "gemm" the GEMM form everywhere, "blocked" the blocked form
-// wherever it applies (forward; stride-1 backward-data with finite weights), the rule elsewhere;
-// unset: the rule.
+// wherever it applies (forward; backward-data of any stride with finite weights; the weight
+// gradient), the rule elsewhere; "unblocked" the rule without the blocked forms (the routing
+// before them, for A/B); unset: the rule.
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>
@@ -82,6 +83,7 @@
 #include <cstring>
 
 #include "cpu/conv2d_blocked.h"
+#include "cpu/conv2d_blocked_bwd.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/kernels.h"
 
@@ -102,7 +104,7 @@ constexpr int64_t kBlockedMaxTail = 8;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-enum class Override { none, legacy, wide, gemm, blocked };
+enum class Override { none, legacy, wide, gemm, blocked, unblocked };
 
 // FASTCNN_CONV_ROUTE: "legacy", "wide[:B]", "gemm[:B]" (B: images per grid / problem), else none
 Override route_override(int64_t* imgs = nullptr) {
@@ -110,6 +112,7 @@ Override route_override(int64_t* imgs = nullptr) {
   if (!v) return Override::none;
   if (std::strcmp(v, "legacy") == 0) return Override::legacy;
   if (std::strcmp(v, "blocked") == 0) return Override::blocked;
+  if (std::strcmp(v, "unblocked") == 0) return Override::unblocked;
   Override o = Override::none;
   if (std::strncmp(v, "wide", 4) == 0) o = Override::wide, v += 4;
   else if (std::strncmp(v, "gemm", 4) == 0) o = Override::gemm, v += 4;
@@ -258,11 +261,33 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   if (can_blocked && (o == Override::blocked ||
                       (o == Override::none && blocked_fwd_wins(blocked_bwd_data_params(p)))))
     return {false, true, 1};
+  // strided: the phase sub-convolutions (conv2d_blocked_bwd.cpp), under the forward's rule
+  const bool strided = p.stride_h > 1 || p.stride_w > 1;
+  if (strided && w_finite && blocked_bwd_data_strided_applicable(p) &&
+      (o == Override::blocked || (o == Override::none && blocked_fwd_wins(p))))
+    return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
   if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_bwd_data_cost(p) <= gemm_bwd_data_cost(p, imgs))
     return {true, false, forced ? forced : wide_bwd_data_images(p)};
   return {false, false, imgs};
+}
+
+bool blocked_wgrad_wins(const Conv2dParams& p) {
+  if (!blocked_wgrad_applicable(p) || kernels().isa == Isa::generic) return false;
+  if (p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1) return false;  // a plain GEMM
+  const int64_t VL = kernels().blocked_vl;
+  if (round_up(p.C, VL) > kBlockedMaxTail * p.C || round_up(p.K, VL) > kBlockedMaxTail * p.K)
+    return false;
+  const double flops = 2.0 * double(p.N) * double(p.K) * double(p.C) * double(p.R * p.S) *
+                       double(p.P * p.Q);
+  return flops >= kBlockedMinFlops;
+}
+
+bool route_wgrad_blocked(const Conv2dParams& p) {
+  const Override o = route_override();
+  if (o == Override::blocked) return blocked_wgrad_applicable(p);
+  return o == Override::none && blocked_wgrad_wins(p);
 }
 
 bool route_wgrad_wide(const Conv2dParams& p) {

@@ -26,6 +26,10 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite);
 // The weight gradient: whether it runs on the wide grid (where wide_wgrad_applicable(p)); the
 // GEMM form already reduces over the whole batch (K = N*P*Q).
 bool route_wgrad_wide(const Conv2dParams& p);
+// The weight gradient: whether it runs as the blocked direct convolution
+// (conv2d_blocked_wgrad.cpp), before the wide and GEMM forms; blocked_wgrad_wins is the rule.
+bool route_wgrad_blocked(const Conv2dParams& p);
+bool blocked_wgrad_wins(const Conv2dParams& p);
 
 // The cost estimates behind the rule, in "computed micro-kernel flops + packing, per useful
 // flop" (>= 1; exposed for the header's tables and tests of the rule's monotonicity).
