@@ -39,8 +39,9 @@ def _out_shape(xs: tuple[int, ...], ws: tuple[int, ...], opts: dict[str, Any]) -
 
 
 def check_backward(rng: np.random.Generator, xs: tuple[int, ...], ws: tuple[int, ...],
-                   opts: dict[str, Any], what: str) -> None:
-    """dx, dw, db against the reference: integers exactly, normals within the tolerance."""
+                   opts: dict[str, Any], what: str, *, normals: bool = True) -> None:
+    """dx, dw, db against the reference: integers exactly, normals (unless `normals` is False)
+    within the tolerance."""
     K, _, R, S = ws
     ys = _out_shape(xs, ws, opts)
     x, w, dy = small_ints(rng, xs), small_ints(rng, ws), small_ints(rng, ys)
@@ -49,6 +50,8 @@ def check_backward(rng: np.random.Generator, xs: tuple[int, ...], ws: tuple[int,
     check_exact(dx, rdx, f"{what} dx (ints)")
     check_exact(dw, rdw, f"{what} dw (ints)")
     check_exact(db, rdb, f"{what} db (ints)")
+    if not normals:
+        return
     x, w, dy = normal(rng, xs), normal(rng, ws), normal(rng, ys)
     dx, dw, _ = ops.conv2d_backward(dy, x, w, bias=False, **opts)
     rdx, rdw, _ = ref.conv2d_backward(f64(dy), f64(x), f64(w), bias=False, **opts)
@@ -94,7 +97,8 @@ def test_geometry(isa: str, blocked: None, rng: np.random.Generator) -> None:
 
 
 def test_resnet_and_seed_shapes(isa: str, blocked: None, rng: np.random.Generator) -> None:
-    """ResNet-20's stages and the seeds' conv2 at batch 1."""
+    """ResNet-20's stages and the seeds' conv2 at batch 1 (integers: exact; the float64
+    reference's cost keeps the normals to the smaller shapes)."""
     cases = [((1, 16, 32, 32), (16, 16, 3, 3), {"padding": 1}),
              ((1, 32, 16, 16), (32, 32, 3, 3), {"padding": 1}),
              ((1, 64, 8, 8), (64, 64, 3, 3), {"padding": 1}),
@@ -102,7 +106,7 @@ def test_resnet_and_seed_shapes(isa: str, blocked: None, rng: np.random.Generato
              ((1, 32, 16, 16), (64, 32, 3, 3), {"padding": 1, "stride": 2}),
              ((1, 32, 26, 26), (64, 32, 3, 3), {})]
     for xs, ws, opts in cases:
-        check_backward(rng, xs, ws, opts, f"[{isa}] x{xs} w{ws} {opts}")
+        check_backward(rng, xs, ws, opts, f"[{isa}] x{xs} w{ws} {opts}", normals=False)
 
 
 def test_against_the_gemm_forms(isa: str, rng: np.random.Generator,

@@ -33,8 +33,8 @@
 // (cost 1.00); 1x1: 8 columns: 1 x 8 (1.25) against 2 x 6 + 2 x 2 (1.25, the larger tile wins).
 // The band: the most output rows whose x rows fit 128 Ki floats and whose dy lines fit 64 Ki
 // floats of the thread's scratch (L2), the chunk's rows inside one image at a time; a plane of
-// under 256 pixels takes several whole images of its chunk into one band (the kernel's image
-// loop: 64->64 @8 runs 4 images, 256 pixels, a call instead of 64), in the same pixel order.
+// under 1024 pixels takes several whole images of its chunk into one band (the kernel's image
+// loop: 64->64 @8 runs 8 images, 512 pixels, a call instead of 64), in the same pixel order.
 // Napkin maths, ResNet-20's 32->32 @16, batch 128: 302 MFLOP; the per-band reorders move
 // 32*18*18 + 32*256 floats per image (18 K) against 2.4 MFLOP of FMAs; the final reduction adds
 // 16 partials of 9216 floats.
@@ -55,7 +55,7 @@ constexpr int64_t kXScratch = int64_t{1} << 17;   // floats of x band per thread
 constexpr int64_t kDyScratch = int64_t{1} << 16;  // floats of dy band per thread
 constexpr int64_t kMaxChunks = 16;                // reduction chunks of the batch rows
 constexpr int64_t kPartialCap = int64_t{1} << 24; // floats of partial sums, all chunks
-constexpr int64_t kMinPixels = 256;               // pixels a tile call, where images allow
+constexpr int64_t kMinPixels = 1024;              // pixels a tile call, where images allow
 
 double step_cycles(int64_t o, int64_t n) {
   return std::max({double(o * n) / 2.0, double(o + n) / 2.0, 5.0});
@@ -202,24 +202,24 @@ void conv2d_blocked_weight_grad(const float* dy, const float* x, float* dw,
     }
   }, nt);
 
-  // the chunks' partials added in chunk order, into dw (K, C, R, S)
+  // the chunks' partials added in chunk order into chunk 0's (contiguous lines), then
+  // transposed into dw (K, C, R, S)
   const int64_t chunk = Kb * wtile;
-  parallel_for(p.K, [&](int, int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t kb = k / VL, kl = k % VL;
-      for (int64_t c = 0; c < p.C; ++c) {
-        const int64_t cb = c / VL, cl = c % VL;
-        const float* src = part.get() + (kb * Cb + cb) * cols * VL + cl * VL + kl;
-        float* d = dw + (k * p.C + c) * RS;
-        for (int64_t t = 0; t < RS; ++t) {
-          const float* e = src + t * VL * VL;
-          float v = e[0];
-          for (int64_t sp = 1; sp < NS; ++sp) v += e[sp * chunk];
-          d[t] = v;
+  const AddFn add = kt.add;
+  parallel_for(Kb, [&](int, int64_t k0, int64_t k1) {
+    for (int64_t sp = 1; sp < NS; ++sp)
+      add(part.get() + k0 * wtile, part.get() + sp * chunk + k0 * wtile, (k1 - k0) * wtile);
+    for (int64_t kb = k0; kb < k1; ++kb)
+      for (int64_t kl = 0; kl < VL && kb * VL + kl < p.K; ++kl) {
+        const int64_t k = kb * VL + kl;
+        for (int64_t c = 0; c < p.C; ++c) {
+          const int64_t cb = c / VL, cl = c % VL;
+          const float* src = part.get() + (kb * Cb + cb) * cols * VL + cl * VL + kl;
+          float* d = dw + (k * p.C + c) * RS;
+          for (int64_t t = 0; t < RS; ++t) d[t] = src[t * VL * VL];
         }
       }
-    }
-  }, threads_for(double(NS) * double(p.K) * double(p.C * RS), 1 << 16));
+  }, threads_for(double(NS) * double(chunk), 1 << 21));  // its own threads only when large
 }
 
 }  // namespace fastcnn::cpu
