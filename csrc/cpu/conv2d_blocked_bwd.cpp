@@ -94,7 +94,8 @@ void blocked_reorder_rows(const float* src, int64_t C, int64_t H, int64_t W, int
         if (h < 0 || h >= H) continue;
       } else {
         std::memset(d, 0, sizeof(float) * static_cast<size_t>(pad_left * VL));
-        std::memset(d + (pad_left + W) * VL, 0, sizeof(float) * static_cast<size_t>(pad_right * VL));
+        std::memset(d + (pad_left + W) * VL, 0,
+                    sizeof(float) * static_cast<size_t>(pad_right * VL));
       }
       kt.transpose(xc + h * W, HW, cn, W, d + pad_left * VL, VL);
     }

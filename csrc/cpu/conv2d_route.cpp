@@ -67,6 +67,20 @@
 //              32->64 @16/2 1.70x, seeds 32->64 @26 1.36x; 8->8 @32 1.35x, 3->16 @32 1.23x,
 //              1->32 @28 1.29x, 1x1 16->32 /2 1.05x
 //   bwd-data   16->16 @32 1.38x, 32->32 @16 1.35x, 64->64 @8 1.49x, seeds 1.15x
+// The blocked backward passes (conv2d_blocked_bwd.h), before the wide and GEMM forms:
+//   weight gradient (conv2d_blocked_wgrad.cpp)  blocked_wgrad_wins: the forward's conditions
+//     (groups = 1, pads >= 0, not 1x1 / 1, tails <= 8x, >= 4 MFLOP, not generic). Its tile has
+//     no discarded columns (the wide grid's Wg / Q) and no 32-channel tile for 16 channels (the
+//     wide form's round_up(K, 32) / K = 2 at K = 16), so it needs no finite-x fallback either.
+//   backward-data of stride > 1 (conv2d_blocked_bwd.cpp, phase sub-convolutions): the
+//     forward's rule on p, finite weights, and every output phase has a tap (not 1x1 / 2).
+// Measured on AVX2 (AMD EPYC, 1 thread, CPU time, interleaved medians, batch 128 / seeds 64,
+// the machine loaded 13-24 on 2 cores: +-10 %), blocked against the routing before it
+// (benchmarks/run_conv_blocked_ab.py --pass wgrad / dgrad --routes unblocked,blocked):
+//   wgrad      16->16 @32 2.0-2.45x, 32->32 @16 0.92-1.00x, 64->64 @8 0.97-0.98x,
+//              16->32 @32/2 1.25-2.1x, 32->64 @16/2 0.99-1.05x, seeds 1.09-1.28x,
+//              3->16 @32 1.44x, 1x1 16->32 /2 1.26x, 1x1 32->64 /2 0.90x
+//   dgrad /2   16->32 @32/2 1.31x, 32->64 @16/2 1.35x (1x1 /2: 0.63x, 0.79x: not routed)
 // Every output is still one fixed-order sum whatever the thread count (the rule reads only the
 // shape and the ISA), so results stay bit-identical for any thread count.
 //
@@ -81,6 +95,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_blocked_bwd.h"
@@ -161,6 +176,18 @@ WideGrid wide_grid(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t pl, int
     if (c < best.cost) best = {c, B};
   }
   return best.cost * kSideGain <= one.cost ? best : one;
+}
+
+// Whether the taps r*dil (r < R) reach every residue mod st: every output phase of a stride-st
+// backward-data then has a tap (conv2d_blocked_bwd.cpp).
+bool every_phase_has_a_tap(int64_t st, int64_t dil, int64_t R) {
+  std::vector<bool> hit(static_cast<size_t>(st), false);
+  int64_t n = 0;
+  for (int64_t r = 0; r < R && n < st; ++r) {
+    const size_t i = static_cast<size_t>((r * dil) % st);
+    if (!hit[i]) hit[i] = true, ++n;
+  }
+  return n == st;
 }
 
 }  // namespace
@@ -261,10 +288,14 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   if (can_blocked && (o == Override::blocked ||
                       (o == Override::none && blocked_fwd_wins(blocked_bwd_data_params(p)))))
     return {false, true, 1};
-  // strided: the phase sub-convolutions (conv2d_blocked_bwd.cpp), under the forward's rule
+  // strided: the phase sub-convolutions (conv2d_blocked_bwd.cpp), under the forward's rule,
+  // where every phase has a tap (1x1 / 2: three of four phases are zeros, measured 0.63-0.79x)
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
   if (strided && w_finite && blocked_bwd_data_strided_applicable(p) &&
-      (o == Override::blocked || (o == Override::none && blocked_fwd_wins(p))))
+      (o == Override::blocked ||
+       (o == Override::none && blocked_fwd_wins(p) &&
+        every_phase_has_a_tap(p.stride_h, p.dil_h, p.R) &&
+        every_phase_has_a_tap(p.stride_w, p.dil_w, p.S))))
     return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
   if (o == Override::gemm || !can_wide) return {false, false, imgs};

@@ -2,8 +2,8 @@
 // convolution (csrc/cpu/conv2d_blocked_wgrad.cpp drives it; the contract is
 // Conv2dBlockedWgradArgs in kernels.h). Plain C++ with VL = 8 (the AVX2 layout): the reference
 // for the ISA kernels' loop order. Per accumulator the products dy * x are added pixel by pixel
-// (images, rows, then columns), one multiply and one add each (baseline x86-64 has no FMA and the build
-// contracts nothing), starting from the tile's stored value when accumulating.
+// (images, rows, then columns), one multiply and one add each (baseline x86-64 has no FMA and
+// the build contracts nothing), starting from the tile's stored value when accumulating.
 // Tile: up to 2 k blocks x 8 columns = 128 float accumulators; no napkin maths beyond
 // "portable": the ISA files are the fast path (the route never picks the blocked form here
 // unless forced).
