@@ -89,7 +89,8 @@
 // wide form wherever applicable, "gemm" the GEMM form everywhere, "blocked" the blocked form
 // wherever it applies (forward; backward-data of any stride with finite weights; the weight
 // gradient), the rule elsewhere; "unblocked" the rule without the blocked forms (the routing
-// before them, for A/B); unset: the rule.
+// before them, for A/B); "nobwd" the rule without this session's blocked weight gradient and
+// strided backward-data (the routing before them, for A/B); unset: the rule.
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>
@@ -119,7 +120,7 @@ constexpr int64_t kBlockedMaxTail = 8;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-enum class Override { none, legacy, wide, gemm, blocked, unblocked };
+enum class Override { none, legacy, wide, gemm, blocked, unblocked, nobwd };
 
 // FASTCNN_CONV_ROUTE: "legacy", "wide[:B]", "gemm[:B]" (B: images per grid / problem), else none
 Override route_override(int64_t* imgs = nullptr) {
@@ -128,6 +129,7 @@ Override route_override(int64_t* imgs = nullptr) {
   if (std::strcmp(v, "legacy") == 0) return Override::legacy;
   if (std::strcmp(v, "blocked") == 0) return Override::blocked;
   if (std::strcmp(v, "unblocked") == 0) return Override::unblocked;
+  if (std::strcmp(v, "nobwd") == 0) return Override::nobwd;
   Override o = Override::none;
   if (std::strncmp(v, "wide", 4) == 0) o = Override::wide, v += 4;
   else if (std::strncmp(v, "gemm", 4) == 0) o = Override::gemm, v += 4;
@@ -268,7 +270,7 @@ ConvRoute route_forward(const Conv2dParams& p) {
   if (o == Override::legacy) return {can_wide, false, 1};
   if (o == Override::blocked && blocked_fwd_applicable(p)) return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::none && blocked_fwd_wins(p)) return {false, true, 1};
+  if ((o == Override::none || o == Override::nobwd) && blocked_fwd_wins(p)) return {false, true, 1};
   if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_fwd_cost(p) <= gemm_fwd_cost(p, imgs))
     return {true, false, forced ? forced : wide_fwd_images(p)};
@@ -286,7 +288,8 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   // the blocked form: the forward of the transposed problem, finite weights only (as the wide)
   const bool can_blocked = w_finite && blocked_bwd_data_applicable(p);
   if (can_blocked && (o == Override::blocked ||
-                      (o == Override::none && blocked_fwd_wins(blocked_bwd_data_params(p)))))
+                      ((o == Override::none || o == Override::nobwd) &&
+                       blocked_fwd_wins(blocked_bwd_data_params(p)))))
     return {false, true, 1};
   // strided: the phase sub-convolutions (conv2d_blocked_bwd.cpp), under the forward's rule,
   // where every phase has a tap (1x1 / 2: three of four phases are zeros, measured 0.63-0.79x)
