@@ -75,12 +75,16 @@
 //   backward-data of stride > 1 (conv2d_blocked_bwd.cpp, phase sub-convolutions): the
 //     forward's rule on p, finite weights, and every output phase has a tap (not 1x1 / 2).
 // Measured on AVX2 (AMD EPYC, 1 thread, CPU time, interleaved medians, batch 128 / seeds 64,
-// the machine loaded 13-24 on 2 cores: +-10 %), blocked against the routing before it
-// (benchmarks/run_conv_blocked_ab.py --pass wgrad / dgrad --routes unblocked,blocked):
-//   wgrad      16->16 @32 2.0-2.45x, 32->32 @16 0.92-1.00x, 64->64 @8 0.97-0.98x,
-//              16->32 @32/2 1.25-2.1x, 32->64 @16/2 0.99-1.05x, seeds 1.09-1.28x,
-//              3->16 @32 1.44x, 1x1 16->32 /2 1.26x, 1x1 32->64 /2 0.90x
+// the machine loaded 7-24 on 2 cores: +-10 %), blocked against the routing before it
+// (benchmarks/run_conv_blocked_ab.py --pass wgrad / dgrad --routes unblocked,blocked), ranges
+// over 2-3 runs:
+//   wgrad      16->16 @32 2.0-2.45x, 32->32 @16 0.92-1.09x, 64->64 @8 0.97-1.05x,
+//              16->32 @32/2 1.25-1.40x, 32->64 @16/2 0.99-1.09x, seeds 1.09-1.28x,
+//              3->16 @32 0.98-1.44x, 1x1 16->32 /2 1.26-1.40x, 1x1 32->64 /2 0.78-0.90x (a gap:
+//              the GEMM's 64-row A tiles fill; the rule still takes the blocked form there)
 //   dgrad /2   16->32 @32/2 1.31x, 32->64 @16/2 1.35x (1x1 /2: 0.63x, 0.79x: not routed)
+//   ResNet-20 training step, batch 128, 1 thread: 1.14-1.15x (FASTCNN_CONV_ROUTE=nobwd vs
+//              the rule, interleaved, CPU time)
 // Every output is still one fixed-order sum whatever the thread count (the rule reads only the
 // shape and the ISA), so results stay bit-identical for any thread count.
 //
