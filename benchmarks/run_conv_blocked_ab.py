@@ -1,12 +1,16 @@
-"""A/B of the blocked direct convolution (csrc/cpu/conv2d_blocked.cpp) on the forward pass.
+"""A/B of the blocked direct convolution (csrc/cpu/conv2d_blocked*.cpp) on each pass.
 
 ResNet-20's 3x3 layers at batch 128 and the seeds' conv2 (32->64, 26x26, batch 64), timed under
-FASTCNN_CONV_ROUTE=blocked, the other forms ("wide", "gemm") and the rule (unset), interleaved
-in one process (the order reversed every other round), with PyTorch's forward alongside at the
-same thread count; medians in ms, GFLOP/s and % of the FMA peak (--peak GFLOP/s per thread;
-default: the clock in /proc/cpuinfo x 32 flops a cycle, AVX2's 2 FMA ports x 8 lanes x 2).
+FASTCNN_CONV_ROUTE=blocked, the other forms ("wide", "gemm", "unblocked": the rule without the
+blocked forms, i.e. the routing before them) and the rule (unset), interleaved in one process
+(the order reversed every other round), with PyTorch's same pass alongside at the same thread
+count; medians in ms, GFLOP/s and % of the FMA peak (--peak GFLOP/s per thread; default: the
+clock in /proc/cpuinfo x 32 flops a cycle, AVX2's 2 FMA ports x 8 lanes x 2).
+--pass forward (y = conv(x, w) + b), wgrad (dw alone) or dgrad (dx alone).
 
     python benchmarks/run_conv_blocked_ab.py --routes rule,blocked --threads 1 --repeats 9 --cpu
+    python benchmarks/run_conv_blocked_ab.py --pass wgrad --routes unblocked,rule --cpu
+    python benchmarks/run_conv_blocked_ab.py --pass dgrad --only "16->32 @32/2,32->64 @16/2"
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ SHAPES = [
     ("16->32 @32/2", 128, 16, 32, 32, 3, 2, 1),
     ("32->64 @16/2", 128, 32, 16, 64, 3, 2, 1),
     ("seeds 32->64 @26", 64, 32, 26, 64, 3, 1, 0),
+    # ResNet-20's first layer and projection shortcuts
+    ("3->16 @32", 128, 3, 32, 16, 3, 1, 1),
+    ("1x1 16->32 @32/2", 128, 16, 32, 32, 1, 2, 0),
+    ("1x1 32->64 @16/2", 128, 32, 16, 64, 1, 2, 0),
 ]
 
 
@@ -50,6 +58,8 @@ def main() -> None:
     ap.add_argument("--cpu", action="store_true", help="process CPU time instead of wall time")
     ap.add_argument("--peak", type=float, default=None, help="GFLOP/s of one thread's FMA peak")
     ap.add_argument("--only", default=None, help="comma-separated shape names")
+    ap.add_argument("--pass", dest="which", default="forward",
+                    choices=["forward", "wgrad", "dgrad"])
     args = ap.parse_args()
     routes = args.routes.split(",")
     clock = time.process_time if args.cpu else time.perf_counter
@@ -60,7 +70,8 @@ def main() -> None:
     except ImportError:
         torch = None
     peak = (args.peak or _clock_ghz() * 32.0) * args.threads
-    print(f"{args.threads} thread(s), {'CPU' if args.cpu else 'wall'} time, peak {peak:.1f} "
+    print(f"{args.which}: {args.threads} thread(s), {'CPU' if args.cpu else 'wall'} time, "
+          f"peak {peak:.1f} "
           f"GFLOP/s, ISA {fastcnn.info().get('isa')}, load average {os.getloadavg()}")
     rng = np.random.default_rng(0)
     for name, n, c, h, k, r, s, pad in SHAPES:
@@ -72,10 +83,25 @@ def main() -> None:
         y = ops.conv2d(x, w, b, stride=s, padding=pad)
         flops = 2.0 * y.size * c * r * r
         fns: dict[str, Callable[[], Any]] = {}
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
         for rt in routes:
-            fns[rt] = lambda x=x, w=w, b=b, s=s, pad=pad: ops.conv2d(x, w, b, stride=s,
-                                                                     padding=pad)
-        if torch is not None:
+            if args.which == "forward":
+                fns[rt] = lambda x=x, w=w, b=b, s=s, pad=pad: ops.conv2d(x, w, b, stride=s,
+                                                                         padding=pad)
+            else:
+                fns[rt] = lambda x=x, w=w, dy=dy, s=s, pad=pad: ops.conv2d_backward(
+                    dy, x, w, stride=s, padding=pad, bias=False,
+                    compute_dx=args.which == "dgrad", compute_dw=args.which == "wgrad")
+        if torch is not None and args.which != "forward":
+            tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy))
+            mask = [args.which == "dgrad", args.which == "wgrad", False]
+
+            def tb(tx: Any = tx, tw: Any = tw, tdy: Any = tdy, s: int = s, pad: int = pad,
+                   mask: list[bool] = mask) -> Any:
+                return torch.ops.aten.convolution_backward(
+                    tdy, tx, tw, None, [s, s], [pad, pad], [1, 1], False, [0, 0], 1, mask)
+            fns["torch"] = tb
+        elif torch is not None:
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
 
             def tf(tx: Any = tx, tw: Any = tw, tb: Any = tb, s: int = s, pad: int = pad) -> Any:

@@ -27,6 +27,7 @@
 
 #include "cpu/buffer.h"
 #include "cpu/conv2d_blocked.h"
+#include "cpu/conv2d_blocked_bwd.h"
 #include "cpu/conv2d_route.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
@@ -322,13 +323,17 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     // the wide form multiplies the padding's zeros by every weight: finite weights only
     const bool w_finite = all_finite(w, p.K * p.Cg() * p.R * p.S);
     const ConvRoute route = route_backward_data(p, w_finite);
-    if (route.blocked) conv2d_blocked_backward_data(plain_dy(), w, dx, p);
+    if (route.blocked && (p.stride_h > 1 || p.stride_w > 1))
+      conv2d_blocked_backward_data_strided(plain_dy(), w, dx, p);
+    else if (route.blocked) conv2d_blocked_backward_data(plain_dy(), w, dx, p);
     else if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
     else backward_data_col2im(plain_dy(), w, dx, p, route.imgs);
   }
   bool db_done = false;
   if (dw) {
-    if (route_wgrad_wide(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
+    if (route_wgrad_blocked(p))
+      conv2d_blocked_weight_grad(plain_dy(), x, dw, p);
+    else if (route_wgrad_wide(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
       db_done = true;
     else
       backward_weights_gemm(plain_dy(), x, dw, p);

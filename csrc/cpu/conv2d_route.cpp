@@ -67,21 +67,43 @@
 //              32->64 @16/2 1.70x, seeds 32->64 @26 1.36x; 8->8 @32 1.35x, 3->16 @32 1.23x,
 //              1->32 @28 1.29x, 1x1 16->32 /2 1.05x
 //   bwd-data   16->16 @32 1.38x, 32->32 @16 1.35x, 64->64 @8 1.49x, seeds 1.15x
+// The blocked backward passes (conv2d_blocked_bwd.h), before the wide and GEMM forms:
+//   weight gradient (conv2d_blocked_wgrad.cpp)  blocked_wgrad_wins: the forward's conditions
+//     (groups = 1, pads >= 0, not 1x1 / 1, tails <= 8x, >= 4 MFLOP, not generic). Its tile has
+//     no discarded columns (the wide grid's Wg / Q) and no 32-channel tile for 16 channels (the
+//     wide form's round_up(K, 32) / K = 2 at K = 16), so it needs no finite-x fallback either.
+//   backward-data of stride > 1 (conv2d_blocked_bwd.cpp, phase sub-convolutions): the
+//     forward's rule on p, finite weights, and every output phase has a tap (not 1x1 / 2).
+// Measured on AVX2 (AMD EPYC, 1 thread, CPU time, interleaved medians, batch 128 / seeds 64,
+// the machine loaded 7-24 on 2 cores: +-10 %), blocked against the routing before it
+// (benchmarks/run_conv_blocked_ab.py --pass wgrad / dgrad --routes unblocked,blocked), ranges
+// over 2-3 runs:
+//   wgrad      16->16 @32 2.0-2.45x, 32->32 @16 0.92-1.09x, 64->64 @8 0.97-1.05x,
+//              16->32 @32/2 1.25-1.40x, 32->64 @16/2 0.99-1.09x, seeds 1.09-1.28x,
+//              3->16 @32 0.98-1.44x, 1x1 16->32 /2 1.26-1.40x, 1x1 32->64 /2 0.78-0.90x (a gap:
+//              the GEMM's 64-row A tiles fill; the rule still takes the blocked form there)
+//   dgrad /2   16->32 @32/2 1.31x, 32->64 @16/2 1.35x (1x1 /2: 0.63x, 0.79x: not routed)
+//   ResNet-20 training step, batch 128, 1 thread: 1.14-1.15x (FASTCNN_CONV_ROUTE=nobwd vs
+//              the rule, interleaved, CPU time)
 // Every output is still one fixed-order sum whatever the thread count (the rule reads only the
 // shape and the ISA), so results stay bit-identical for any thread count.
 //
 // FASTCNN_CONV_ROUTE (private, for A/B benchmarks and tests; read on every call): "legacy" the
 // routing before this rule (wide wherever applicable, one image per GEMM problem), "wide" the
 // wide form wherever applicable, "gemm" the GEMM form everywhere, "blocked" the blocked form
-// wherever it applies (forward; stride-1 backward-data with finite weights), the rule elsewhere;
-// unset: the rule.
+// wherever it applies (forward; backward-data of any stride with finite weights; the weight
+// gradient), the rule elsewhere; "unblocked" the rule without the blocked forms (the routing
+// before them, for A/B); "nobwd" the rule without this session's blocked weight gradient and
+// strided backward-data (the routing before them, for A/B); unset: the rule.
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "cpu/conv2d_blocked.h"
+#include "cpu/conv2d_blocked_bwd.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/kernels.h"
 
@@ -102,7 +124,7 @@ constexpr int64_t kBlockedMaxTail = 8;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-enum class Override { none, legacy, wide, gemm, blocked };
+enum class Override { none, legacy, wide, gemm, blocked, unblocked, nobwd };
 
 // FASTCNN_CONV_ROUTE: "legacy", "wide[:B]", "gemm[:B]" (B: images per grid / problem), else none
 Override route_override(int64_t* imgs = nullptr) {
@@ -110,6 +132,8 @@ Override route_override(int64_t* imgs = nullptr) {
   if (!v) return Override::none;
   if (std::strcmp(v, "legacy") == 0) return Override::legacy;
   if (std::strcmp(v, "blocked") == 0) return Override::blocked;
+  if (std::strcmp(v, "unblocked") == 0) return Override::unblocked;
+  if (std::strcmp(v, "nobwd") == 0) return Override::nobwd;
   Override o = Override::none;
   if (std::strncmp(v, "wide", 4) == 0) o = Override::wide, v += 4;
   else if (std::strncmp(v, "gemm", 4) == 0) o = Override::gemm, v += 4;
@@ -158,6 +182,18 @@ WideGrid wide_grid(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t pl, int
     if (c < best.cost) best = {c, B};
   }
   return best.cost * kSideGain <= one.cost ? best : one;
+}
+
+// Whether the taps r*dil (r < R) reach every residue mod st: every output phase of a stride-st
+// backward-data then has a tap (conv2d_blocked_bwd.cpp).
+bool every_phase_has_a_tap(int64_t st, int64_t dil, int64_t R) {
+  std::vector<bool> hit(static_cast<size_t>(st), false);
+  int64_t n = 0;
+  for (int64_t r = 0; r < R && n < st; ++r) {
+    const size_t i = static_cast<size_t>((r * dil) % st);
+    if (!hit[i]) hit[i] = true, ++n;
+  }
+  return n == st;
 }
 
 }  // namespace
@@ -238,7 +274,7 @@ ConvRoute route_forward(const Conv2dParams& p) {
   if (o == Override::legacy) return {can_wide, false, 1};
   if (o == Override::blocked && blocked_fwd_applicable(p)) return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
-  if (o == Override::none && blocked_fwd_wins(p)) return {false, true, 1};
+  if ((o == Override::none || o == Override::nobwd) && blocked_fwd_wins(p)) return {false, true, 1};
   if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_fwd_cost(p) <= gemm_fwd_cost(p, imgs))
     return {true, false, forced ? forced : wide_fwd_images(p)};
@@ -256,13 +292,40 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite) {
   // the blocked form: the forward of the transposed problem, finite weights only (as the wide)
   const bool can_blocked = w_finite && blocked_bwd_data_applicable(p);
   if (can_blocked && (o == Override::blocked ||
-                      (o == Override::none && blocked_fwd_wins(blocked_bwd_data_params(p)))))
+                      ((o == Override::none || o == Override::nobwd) &&
+                       blocked_fwd_wins(blocked_bwd_data_params(p)))))
+    return {false, true, 1};
+  // strided: the phase sub-convolutions (conv2d_blocked_bwd.cpp), under the forward's rule,
+  // where every phase has a tap (1x1 / 2: three of four phases are zeros, measured 0.63-0.79x)
+  const bool strided = p.stride_h > 1 || p.stride_w > 1;
+  if (strided && w_finite && blocked_bwd_data_strided_applicable(p) &&
+      (o == Override::blocked ||
+       (o == Override::none && blocked_fwd_wins(p) &&
+        every_phase_has_a_tap(p.stride_h, p.dil_h, p.R) &&
+        every_phase_has_a_tap(p.stride_w, p.dil_w, p.S))))
     return {false, true, 1};
   const int64_t imgs = forced ? forced : gemm_images(p);
   if (o == Override::gemm || !can_wide) return {false, false, imgs};
   if (o == Override::wide || wide_bwd_data_cost(p) <= gemm_bwd_data_cost(p, imgs))
     return {true, false, forced ? forced : wide_bwd_data_images(p)};
   return {false, false, imgs};
+}
+
+bool blocked_wgrad_wins(const Conv2dParams& p) {
+  if (!blocked_wgrad_applicable(p) || kernels().isa == Isa::generic) return false;
+  if (p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1) return false;  // a plain GEMM
+  const int64_t VL = kernels().blocked_vl;
+  if (round_up(p.C, VL) > kBlockedMaxTail * p.C || round_up(p.K, VL) > kBlockedMaxTail * p.K)
+    return false;
+  const double flops = 2.0 * double(p.N) * double(p.K) * double(p.C) * double(p.R * p.S) *
+                       double(p.P * p.Q);
+  return flops >= kBlockedMinFlops;
+}
+
+bool route_wgrad_blocked(const Conv2dParams& p) {
+  const Override o = route_override();
+  if (o == Override::blocked) return blocked_wgrad_applicable(p);
+  return o == Override::none && blocked_wgrad_wins(p);
 }
 
 bool route_wgrad_wide(const Conv2dParams& p) {

@@ -1,5 +1,5 @@
 // conv2d_route.h -- which form runs each pass of a convolution: the blocked direct convolution
-// (conv2d_blocked.cpp; forward and stride-1 backward-data), the wide grid (conv2d_wide.cpp) or the
+// (conv2d_blocked*.cpp; every pass), the wide grid (conv2d_wide.cpp) or the
 // implicit GEMM (conv2d.cpp), and how many images one GEMM problem's columns span. The
 // choice is a rule on the shape and the active ISA's register tile (kernels().mr x nr), never a
 // timing; conv2d_route.cpp holds the rule and its napkin maths.
@@ -12,7 +12,8 @@ namespace fastcnn::cpu {
 
 struct ConvRoute {
   bool wide = false;  // the wide-grid direct convolution; else the implicit GEMM
-  // the blocked direct convolution (conv2d_blocked.cpp): the forward, or backward-data of stride 1
+  // the blocked direct convolution: the forward (conv2d_blocked.cpp), or backward-data (stride 1
+  // there, stride > 1 as phase sub-convolutions in conv2d_blocked_bwd.cpp)
   bool blocked = false;
   // GEMM: images whose (image, pixel) columns form one problem's N dimension; wide: images side
   // by side in one grid (WideConv::imgs)
@@ -26,6 +27,10 @@ ConvRoute route_backward_data(const Conv2dParams& p, bool w_finite);
 // The weight gradient: whether it runs on the wide grid (where wide_wgrad_applicable(p)); the
 // GEMM form already reduces over the whole batch (K = N*P*Q).
 bool route_wgrad_wide(const Conv2dParams& p);
+// The weight gradient: whether it runs as the blocked direct convolution
+// (conv2d_blocked_wgrad.cpp), before the wide and GEMM forms; blocked_wgrad_wins is the rule.
+bool route_wgrad_blocked(const Conv2dParams& p);
+bool blocked_wgrad_wins(const Conv2dParams& p);
 
 // The cost estimates behind the rule, in "computed micro-kernel flops + packing, per useful
 // flop" (>= 1; exposed for the header's tables and tests of the rule's monotonicity).

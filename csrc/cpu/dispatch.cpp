@@ -28,7 +28,7 @@ namespace {
         ns::gelu_tanh_bwd, ns::silu_fwd, ns::silu_bwd,                                      \
         /* blocked direct convolution (issue 16) */                                         \
         ns::conv2d_blocked, ns::kBlockedVL, ns::kBlockedMaxOCB, ns::kBlockedMaxNC,          \
-        ns::kBlockedMaxAcc                                                                  \
+        ns::kBlockedMaxAcc, ns::conv2d_blocked_wgrad                                        \
   }
 
 const KernelTable& table_for(Isa isa) {

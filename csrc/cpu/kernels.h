@@ -199,6 +199,29 @@ struct Conv2dBlockedArgs {
 };
 using Conv2dBlockedFn = void (*)(const Conv2dBlockedArgs& a);
 
+// The weight gradient's tile (conv2d_blocked_wgrad.cpp drives it): `ocb` blocks of VL output
+// channels k (dy vectors) x `nc` columns j, each column one (tap, input channel) pair read
+// through its own pointer x[j] (the blocked input band, window origin of output pixel 0):
+//   acc[o][j][k] = (accumulate ? out[o*out_ob_stride + j*VL + k] : 0)
+//                  + sum over b < imgs, i < rows, q < cols (in that order, one FMA each)
+//                    of dy[o*dy_ob_stride + ((b*rows + i)*cols + q)*VL + k]
+//                     * x[j][b*x_img_stride + i*x_row_stride + q*x_col_stride]
+//   out[o*out_ob_stride + j*VL + k] = acc[o][j][k]   for every o < ocb, j < nc, k < VL
+// 1 <= ocb <= kBlockedMaxOCB; nc >= 1 (the kernel splits nc above its register budget); the
+// same register budget as the forward tile (blocked_max_ocb / _nc / _acc).
+struct Conv2dBlockedWgradArgs {
+  const float* x[kBlockedMaxNC];  // per column: its input element for output pixel (0, 0)
+  int64_t nc = 0, ocb = 0;
+  const float* dy = nullptr;      // the first k block's dy band, pixel-major lines of VL
+  int64_t dy_ob_stride = 0;       // floats from one k block's dy band to the next
+  int64_t imgs = 1, rows = 0, cols = 0;  // images x output rows of the band x columns (Q)
+  int64_t x_img_stride = 0, x_row_stride = 0, x_col_stride = 0;  // floats per image / row / col
+  float* out = nullptr;           // the tile's accumulators: [o][j][k]
+  int64_t out_ob_stride = 0;
+  int accumulate = 0;
+};
+using Conv2dBlockedWgradFn = void (*)(const Conv2dBlockedWgradArgs& a);
+
 struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
@@ -252,6 +275,8 @@ struct KernelTable {
   // (ocb <= blocked_max_ocb, nc <= blocked_max_nc, ocb*nc <= blocked_max_acc per call)
   Conv2dBlockedFn conv2d_blocked;
   int blocked_vl, blocked_max_ocb, blocked_max_nc, blocked_max_acc;
+  // its weight-gradient tile (conv2d_blocked_wgrad.cpp), under the same register budget
+  Conv2dBlockedWgradFn conv2d_blocked_wgrad;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -333,6 +358,7 @@ struct KernelTable {
   /* blocked direct convolution (issue 16) */                                                   \
   void conv2d_blocked(const Conv2dBlockedArgs& a);                                              \
   extern const int kBlockedVL, kBlockedMaxOCB, kBlockedMaxNC, kBlockedMaxAcc;                  \
+  void conv2d_blocked_wgrad(const Conv2dBlockedWgradArgs& a);                                  \
                                                                                                 \
                                                                                                 \
   }
