@@ -13,7 +13,7 @@ import fastcnn as fc
 from fastcnn import ops, optimizers
 from fastcnn.bench import profile as prof
 from fastcnn.bench.profile_calls import _all_layers, _copier
-from fastcnn.bench.profile_report import by_kind, gap, table, totals
+from fastcnn.bench.profile_report import by_kind, gap, split_cost, table, totals
 
 
 def _residual() -> fc.Model:
@@ -80,6 +80,9 @@ def _check(doc: dict, model_names: set[str], torch: object) -> None:
         g = gap(run, 1.5)
         assert g is not None and g["needed_ms"] > 0 and 0 <= g["cut_pct"] < 100
     assert sum(a["rows"] for a in by_kind(run)) == len(rows)
+    split, whole = split_cost(run)  # the split backwards timed unsplit too
+    assert split > 0 and whole > 0
+    assert "split backward calls" in text
 
 
 def _torch_or_none() -> object:

@@ -13,7 +13,8 @@
 2. **Parts.** Each op call becomes one or more rows ``(layer, pass)``: ``conv2d`` -> forward;
    ``conv2d_backward`` -> backward-data (``compute_dw=False``) and weight gradient (dw and db,
    ``compute_dx=False``), timed as two calls (a fused ReLU's or max pool's backward is then
-   routed in both; the real step does it once); the same for ``linear``; batch norm, pooling,
+   routed in both; the real step does it once: the unsplit call is timed too, and the report
+   gives both sums); the same for ``linear``; batch norm, pooling,
    activation, loss (``cross_entropy``: softmax, loss and gradient in one call); every
    ``sgd_update`` / ``adam_update`` of the step together in one optimizer row. Each row has a
    PyTorch twin on the same arrays (:mod:`fastcnn.bench.profile_torch`: the ATen calls autograd
@@ -69,6 +70,8 @@ class Part:
     fastcnn: Callable[[], Any]
     torch: Callable[[], Any] | None = None
     torch_note: str = ""
+    call: int = -1  # index of the captured call (a split backward has two rows)
+    whole: Callable[[], Any] | None = None  # the unsplit call, on a split call's first row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,6 +109,14 @@ def _conv_parts(c: Call) -> list[Part]:
     if k.get("compute_dw", True):
         out.append(Part(c.layer, c.layer_class, "conv weight gradient", what, flop,
                         _call(c, compute_dx=False, dx_out=None)))
+    return _whole(c, out)
+
+
+def _whole(c: Call, out: list[Part]) -> list[Part]:
+    """A backward split into two rows: the first one also carries the call as the step makes
+    it (both passes in one call), timed beside them to show what the split costs."""
+    if len(out) == 2:
+        out[0].whole = _call(c)
     return out
 
 
@@ -124,7 +135,7 @@ def _linear_parts(c: Call) -> list[Part]:
     if c.kwargs.get("compute_dw", True):
         out.append(Part(c.layer, c.layer_class, "dense weight gradient", what, flop,
                         _call(c, compute_dx=False, dx_out=None)))
-    return out
+    return _whole(c, out)
 
 
 def _shape(a: Any) -> str:
@@ -156,7 +167,7 @@ def build_parts(calls: list[Call], torch: Any = None) -> list[Part]:
     (:mod:`fastcnn.bench.profile_torch`) when ``torch`` is given."""
     parts: list[Part] = []
     optim = [c for c in calls if c.op in _OPTIM_OPS]
-    for c in calls:
+    for ci, c in enumerate(calls):
         if c.op in _OPTIM_OPS:
             continue
         if c.op.startswith("conv2d"):
@@ -174,6 +185,8 @@ def build_parts(calls: list[Call], torch: Any = None) -> list[Part]:
 
             for p in new:
                 p.torch, p.torch_note = twin(torch, c, p.kind)
+        for p in new:
+            p.call = ci
         parts.extend(new)
     if optim:
         n_el = sum(int(c.args[0].size) for c in optim)
@@ -350,7 +363,9 @@ def profile_step(model: Any = "resnet20", batch: int = 128, *, threads: list[int
         "fused": {layer: the layer whose row holds its work}, "runs": [{"threads", "step":
         {"fastcnn": {"cpu_ms", "wall_ms"}, "torch": ...},
         "rows": [{"layer", "class", "kind", "what", "flop", "fastcnn_cpu_ms",
-        "fastcnn_wall_ms", "torch_cpu_ms", "torch_wall_ms", "torch_note"}]}]}``.
+        "fastcnn_wall_ms", "torch_cpu_ms", "torch_wall_ms", "torch_note", "call",
+        "fastcnn_whole_cpu_ms"}]}]}`` (``fastcnn_whole_cpu_ms``: on the first row of a backward
+        split into two, that call unsplit, as the step makes it).
     """
     threads = threads or [1]
     if rounds < 1 or min_sample_s < 0:
@@ -381,6 +396,8 @@ def profile_step(model: Any = "resnet20", batch: int = 128, *, threads: list[int
                 fns[f"{i}.fastcnn"] = p.fastcnn
                 if p.torch is not None:
                     fns[f"{i}.torch"] = p.torch
+                if p.whole is not None:
+                    fns[f"{i}.whole"] = p.whole
             t = _interleaved(fns, rounds, min_sample_s, gap_s)
             rows = []
             for i, p in enumerate(parts):
@@ -390,7 +407,8 @@ def profile_step(model: Any = "resnet20", batch: int = 128, *, threads: list[int
                              "fastcnn_wall_ms": fc[1],
                              "torch_cpu_ms": th[0] if th else None,
                              "torch_wall_ms": th[1] if th else None,
-                             "torch_note": p.torch_note})
+                             "torch_note": p.torch_note, "call": p.call,
+                             "fastcnn_whole_cpu_ms": t[f"{i}.whole"][0] if p.whole else None})
             step = {k.split(".")[1]: {"cpu_ms": v[0], "wall_ms": v[1]}
                     for k, v in t.items() if k.startswith("step.")}
             runs.append({"threads": n, "step": step, "rows": rows})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["by_kind", "gap", "table", "totals"]
+__all__ = ["by_kind", "gap", "split_cost", "table", "totals"]
 
 
 def _f(v: float | None, fmt: str, width: int) -> str:
@@ -30,6 +30,17 @@ def totals(run: dict[str, Any]) -> dict[str, dict[str, float | None]]:
                      "overhead": (step["cpu_ms"] - parts) if step and parts is not None
                      else None}
     return out
+
+
+def split_cost(run: dict[str, Any]) -> tuple[float, float] | None:
+    """(the split backward calls' rows summed, the same calls unsplit) in CPU ms, or None when
+    no backward was split."""
+    whole = {r["call"]: r["fastcnn_whole_cpu_ms"] for r in run["rows"]
+             if r.get("fastcnn_whole_cpu_ms") is not None}
+    if not whole:
+        return None
+    split = sum(r["fastcnn_cpu_ms"] for r in run["rows"] if r.get("call") in whole)
+    return split, sum(whole.values())
 
 
 def by_kind(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -116,6 +127,13 @@ def table(doc: dict[str, Any], target: float | None = None) -> str:
                   f"    whole step (wall)      fastcnn {_f(f['wall'], '.1f', 8)} ms   "
                   f"torch {_f(th['wall'], '.1f', 8)} ms   ratio "
                   f"{_f(_ratio(th['wall'], f['wall']), '.2f', 5)}"]
+        sc = split_cost(run)
+        if sc and f["overhead"] is not None:
+            lines += [f"    split backward calls   as rows {sc[0]:.1f} ms, as the step's single "
+                      f"calls {sc[1]:.1f} ms ({sc[0] - sc[1]:+.1f} ms: a fused pool / ReLU "
+                      "backward routed in both passes, ...)",
+                      f"    overhead with those single calls: fastcnn "
+                      f"{f['overhead'] + sc[0] - sc[1]:.1f} ms"]
         g = gap(run, target) if target else None
         if g:
             lines.append(f"    target {target:.2f}x: fastcnn's step must be {g['needed_ms']:.1f} "
