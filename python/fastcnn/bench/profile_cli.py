@@ -58,7 +58,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_bench(args: argparse.Namespace) -> int:
     """Run the profile from parsed ``fastcnn bench`` options (``--out DIR``: also
-    ``DIR/profile.json``)."""
+    ``DIR/profile.json``; ``--json``: print the document instead of the table)."""
     if getattr(args, "device", "cpu") != "cpu":
         raise ValueError("--profile: the step profile runs on the CPU; leave out --device "
                          f"{args.device}")
@@ -69,13 +69,14 @@ def from_bench(args: argparse.Namespace) -> int:
     return run(args.profile, args.batch, args.threads or [1, 2], args.repeats or 7,
                not args.no_torch, args.target,
                args.min_sample_ms if args.min_sample_ms is not None else 5.0, json_path,
-               args.peak_gflops)
+               args.peak_gflops, print_json=bool(getattr(args, "json", False)))
 
 
 def run(model: str, batch: int | None, threads: list[int], repeats: int, use_torch: bool,
         target: float | None, min_sample_ms: float, json_path: str | None,
-        peak_gflops: float | None = None, out: Any = sys.stdout) -> int:
-    """Profile and print (see :func:`fastcnn.bench.profile.profile_step`); 0 on success."""
+        peak_gflops: float | None = None, out: Any = None, print_json: bool = False) -> int:
+    """Profile and print the table (``print_json``: the document instead; see
+    :func:`fastcnn.bench.profile.profile_step`); 0 on success."""
     from .profile import profile_step
     from .profile_report import table
 
@@ -89,7 +90,8 @@ def run(model: str, batch: int | None, threads: list[int], repeats: int, use_tor
         batch = 128 if model.startswith("resnet") else 64
     doc = profile_step(model, batch, threads=threads, rounds=repeats,
                        min_sample_s=min_sample_ms / 1e3, torch=torch, peak_gflops=peak_gflops)
-    print(table(doc, target), file=out)
+    print(json.dumps(doc, indent=1) if print_json else table(doc, target),
+          file=out if out is not None else sys.stdout)
     if json_path:
         Path(json_path).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
