@@ -21,6 +21,7 @@ Use::
     python -m fastcnn.bench --quick                 # under a minute: seeds at batch 64
     python -m fastcnn.bench --suite all --out DIR   # everything, files written to DIR
     fastcnn bench --device cuda --suite all         # the GPU benchmark
+    fastcnn bench --profile resnet20 --batch 128    # one step per layer and pass vs PyTorch
     fastcnn bench ...                               # the same options
 
 or from Python: ``doc = fastcnn.bench.run_benchmark(fastcnn.bench.Config(suite="seeds"))``.
@@ -165,6 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="print the JSON document to stdout instead of the table")
     o.add_argument("--no-chart", action="store_true", help="don't write the PNG chart")
     o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    from .profile_cli import add_bench_arguments
+
+    add_bench_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -216,6 +220,10 @@ def run(args: argparse.Namespace) -> int:
     """
     from . import report
 
+    if getattr(args, "profile", None):
+        from .profile_cli import from_bench
+
+        return from_bench(args)
     cfg = config_from_args(args)
     if args.list:
         return _list_cases(cfg)
