@@ -3,7 +3,7 @@
 Every linear GEMM reads its A operand in place (GemmProblem::a_base: x or w rows for the
 forward, dy rows for dx, dy's columns for dw) and packs only B; a last row panel of fewer than
 MR rows is packed. The forward computes y^T = w x^T when out > N (w read in place, x packed)
-and y = x w^T otherwise; B is packed once into a shared workspace when several row blocks
+and y = x w^T otherwise, swapped when that avoids a last column panel of <= NR/3 columns; B is packed once into a shared workspace when several row blocks
 (> 256 rows) read it; K splits into shape-fixed chunks for long reductions into small outputs.
 The in-place kernel computes only the column vectors a tile's last panel needs (1, 2 or 3 of
 8 floats on AVX2, of 16 on AVX-512): every last-panel width class is taken for each GEMM.
@@ -42,6 +42,11 @@ CASES = [
     # split K (in >= 1024, small output), both orientations, with row and column tails
     pytest.param(9, 1030, 13, id="splitk-wT"), pytest.param(13, 1031, 9, id="splitk-x"),
     pytest.param(3, 2177, 301, id="splitk-shared"),
+    # orientation by the last column panel (AVX2, NR 24): out <= N with a thin last panel
+    # (<= 8 columns) and N without one runs as y^T = w x^T; a 2-row tail of w's row panels;
+    # with split K (partials computed straight into the padded chunk buffer) and without
+    pytest.param(41, 1030, 30, id="thin-out-splitk"), pytest.param(40, 130, 32, id="thin-out"),
+    pytest.param(48, 129, 24, id="out-tile"), pytest.param(49, 1029, 25, id="out-tile+1-splitk"),
 ]
 
 
@@ -62,7 +67,7 @@ def test_linear_last_panel_widths(isa: str, rng: np.random.Generator, v: int) ->
 @pytest.mark.parametrize(("N", "fin", "fout"), [
     pytest.param(64, 1100, 130, id="splitk-wT"), pytest.param(130, 1100, 61, id="splitk-x"),
     pytest.param(37, 300, 301, id="shared-B"), pytest.param(301, 200, 45, id="rows-x"),
-    pytest.param(70, 481, 1000, id="wT-big"),
+    pytest.param(70, 481, 1000, id="wT-big"), pytest.param(41, 1030, 30, id="thin-out-splitk"),
 ])
 def test_linear_paths_bit_identical_for_any_thread_count(isa: str, rng: np.random.Generator,
                                                          N: int, fin: int, fout: int) -> None:
@@ -82,3 +87,18 @@ def test_linear_paths_bit_identical_for_any_thread_count(isa: str, rng: np.rando
             assert run() == expected, f"[{isa}] N={N} in={fin} out={fout}: {n} threads differ"
     finally:
         fastcnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("N", [1, 32, 40, 64])
+def test_linear_output_columns_do_not_depend_on_out(isa: str, rng: np.random.Generator,
+                                                    N: int) -> None:
+    """y[:, :o] of a layer with out = 48 equals, bit for bit, the layer made of w's first o rows:
+    every output is one fixed-order sum whichever edge kernel (a last panel of 8, 16 or 24
+    columns), orientation (y = x w^T or y^T = w x^T) or row tail computes it. in = 1030 with
+    N * out <= 32768: both split K into the same chunks, fixed by in alone."""
+    fin = 1030
+    x, w, b = normal(rng, (N, fin)), normal(rng, (48, fin)), normal(rng, (48,))
+    full = ops.linear(x, w, b)
+    for o in (7, 8, 9, 16, 17, 24, 25, 30):
+        part = ops.linear(x, np.ascontiguousarray(w[:o]), b[:o].copy())
+        np.testing.assert_array_equal(part, full[:, :o], err_msg=f"[{isa}] N={N} out={o}")

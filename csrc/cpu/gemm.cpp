@@ -110,12 +110,15 @@ void gemm(const GemmProblem& prob) {
     });
   }
 
-  // C block (g, i0.., j0..) over k in [kb, ke) into cbuf (row stride c_ld).
-  auto compute = [&](float* abuf, float* bbuf, float* cbuf, int64_t g, int64_t i0, int64_t m,
-                     int64_t j0, int64_t n, int64_t kb, int64_t ke) {
+  // C block (g, i0.., j0..) over k in [kb, ke) into cbuf (row stride ldc >= round_up(n, nr)):
+  // whole mr x nr tiles, so rows up to round_up(m, mr) and columns up to round_up(n, nr).
+  auto compute = [&](float* abuf, float* bbuf, float* cbuf, int64_t ldc, int64_t g, int64_t i0,
+                     int64_t m, int64_t j0, int64_t n, int64_t kb, int64_t ke) {
     const int64_t mpan = ceil_div(m, mr), npan = ceil_div(n, nr);
     const int64_t mfull = a_inplace ? m / mr : 0;  // panels read in place
-    if (ke <= kb) std::memset(cbuf, 0, sizeof(float) * static_cast<size_t>(mpan * mr * c_ld));
+    if (ke <= kb)
+      for (int64_t i = 0; i < mpan * mr; ++i)
+        std::memset(cbuf + i * ldc, 0, sizeof(float) * static_cast<size_t>(npan * nr));
     for (int64_t k0 = kb; k0 < ke; k0 += kKC) {
       const int64_t kc = std::min(kKC, ke - k0);
       const float* bp0;
@@ -138,12 +141,12 @@ void gemm(const GemmProblem& prob) {
       const int acc = k0 > kb;
       auto tile = [&](int64_t ip, int64_t jp) {
         const float* bp = bp0 + jp * kc * nr;
-        float* cp = cbuf + ip * mr * c_ld + jp * nr;
+        float* cp = cbuf + ip * mr * ldc + jp * nr;
         if (ip < mfull)
           kt.gemm_ukernel_sa(kc, prob.a_base + (i0 + ip * mr) * prob.a_rs + k0 * prob.a_cs,
-                             prob.a_rs, prob.a_cs, bp, cp, c_ld, acc, n - jp * nr);
+                             prob.a_rs, prob.a_cs, bp, cp, ldc, acc, n - jp * nr);
         else
-          kt.gemm_ukernel(kc, ap + (ip - mfull) * kc * mr, bp, cp, c_ld, acc);
+          kt.gemm_ukernel(kc, ap + (ip - mfull) * kc * mr, bp, cp, ldc, acc);
       };
       for (int64_t jp = 0; jp < npan; ++jp)  // one B panel in L1, A streaming past it
         for (int64_t ip = 0; ip < mpan; ++ip) tile(ip, jp);
@@ -162,7 +165,7 @@ void gemm(const GemmProblem& prob) {
         for (int64_t blk = b0; blk < b1; ++blk) {
           const int64_t i0 = (blk / nblocks) * mc, j0 = (blk % nblocks) * nc;
           const int64_t m = std::min(mc, M - i0), n = std::min(nc, N - j0);
-          compute(abuf, bbuf, cbuf, g, i0, m, j0, n, 0, K);
+          compute(abuf, bbuf, cbuf, c_ld, g, i0, m, j0, n, 0, K);
           prob.store(g, i0, m, j0, n, cbuf, c_ld);
         }
       }
@@ -170,23 +173,22 @@ void gemm(const GemmProblem& prob) {
     return;
   }
 
-  // Split K: each (g, chunk, block) item writes its partial block to part[(g, chunk)] (M x N),
-  // then each (g, block) sums its chunks in chunk order and stores.
-  Buffer part = alloc_floats(checked_mul(checked_mul(G, nchunks, "gemm K chunks"), M * N,
+  // Split K: each (g, chunk, block) item computes its partial block straight into
+  // part[(g, chunk)] (Mp x Np: whole tiles, row stride Np, no copy out of a C buffer), then each
+  // (g, block) sums its chunks in chunk order and stores.
+  const int64_t part_size = checked_mul(Mp, Np, "gemm K chunks");
+  Buffer part = alloc_floats(checked_mul(checked_mul(G, nchunks, "gemm K chunks"), part_size,
                                          "gemm K chunks"));
   for_each_item(nitems, use_threads, [&](int t, int64_t item) {
     float* abuf = work.get() + t * per_thread;
     float* bbuf = abuf + a_size;
-    float* cbuf = bbuf + 2 * b_size;
     {
       const int64_t blk = item % blocks, gc = item / blocks;  // gc = g * nchunks + chunk
       const int64_t g = gc / nchunks, chunk = gc % nchunks;
       const int64_t i0 = (blk / nblocks) * mc, j0 = (blk % nblocks) * nc;
       const int64_t m = std::min(mc, M - i0), n = std::min(nc, N - j0);
-      compute(abuf, bbuf, cbuf, g, i0, m, j0, n, chunk * kchunk, std::min(K, (chunk + 1) * kchunk));
-      float* dst = part.get() + gc * M * N + i0 * N + j0;
-      for (int64_t i = 0; i < m; ++i)
-        std::memcpy(dst + i * N, cbuf + i * c_ld, sizeof(float) * static_cast<size_t>(n));
+      compute(abuf, bbuf, part.get() + gc * part_size + i0 * Np + j0, Np, g, i0, m, j0, n,
+              chunk * kchunk, std::min(K, (chunk + 1) * kchunk));
     }
   });
   for_each_item(G * blocks, use_threads, [&](int t, int64_t item) {
@@ -197,9 +199,9 @@ void gemm(const GemmProblem& prob) {
       const int64_t m = std::min(mc, M - i0), n = std::min(nc, N - j0);
       for (int64_t i = 0; i < m; ++i) {
         float* c = cbuf + i * c_ld;
-        const float* src = part.get() + g * nchunks * M * N + (i0 + i) * N + j0;
+        const float* src = part.get() + g * nchunks * part_size + (i0 + i) * Np + j0;
         std::memcpy(c, src, sizeof(float) * static_cast<size_t>(n));
-        for (int64_t chunk = 1; chunk < nchunks; ++chunk) kt.add(c, src + chunk * M * N, n);
+        for (int64_t chunk = 1; chunk < nchunks; ++chunk) kt.add(c, src + chunk * part_size, n);
       }
       prob.store(g, i0, m, j0, n, cbuf, c_ld);
     }

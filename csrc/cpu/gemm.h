@@ -52,8 +52,9 @@ struct GemmProblem {
   // per (block, K slice): for a B that several row blocks would each pack again.
   bool b_shared = false;
   // Split a long reduction (weight gradients: K = batch x pixels) into at most 16 chunks of
-  // >= 4*KC rows each, fixed by K alone; chunks run in parallel into a (chunks x G x M x N)
-  // workspace and are summed in chunk order, so results never depend on the thread count.
+  // >= 4*KC rows each, fixed by K alone; chunks run in parallel, the micro-kernels writing
+  // straight into a (chunks x G x round_up(M, mr) x round_up(N, nr)) workspace, and are summed
+  // in chunk order, so results never depend on the thread count.
   bool split_k = false;
   // One thread computes every block of a given g, in order: the store may then accumulate into
   // output regions that blocks of the same g share (col2im).

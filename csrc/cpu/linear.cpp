@@ -7,7 +7,8 @@
 // Every GEMM reads its A operand in place (GemmProblem::a_base): x and dy rows, w rows, dy's
 // columns; only B is packed. The forward picks the orientation whose A is the larger of x and
 // w, so only the smaller one is ever packed (a transpose): at 9216 -> 128, batch 64, that is
-// x's 2.4 MB instead of w's 4.7 MB (plus x's 2.4 MB, as before this rule).
+// x's 2.4 MB instead of w's 4.7 MB (plus x's 2.4 MB, as before this rule), unless that leaves
+// the micro-kernel a thin last column panel the other orientation avoids (see linear_forward).
 // Napkin maths: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP per pass, 4.7 MB of w:
 // about 2 ms at the 78 GFLOP/s of one AVX2 core, against ~0.5 ms to read w from DRAM once.
 #include <algorithm>
@@ -68,7 +69,17 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, co
   // operand again. Larger outputs (4096 -> 1000 at batch 64) split the output: no partial sums
   // to write and add (measured 10 % faster on 1 thread, 25 % on 2).
   const bool split_k = p.in >= 1024 && p.N * p.out <= 32768;
-  if (p.out > p.N)  // w is the larger operand: y^T = w . x^T, w read in place, x packed
+  // w is the larger operand: y^T = w . x^T, w read in place, x packed. Except when that leaves
+  // the micro-kernel a thin last column panel (<= nr/3 columns: AVX2's 4 x 8 edge kernel has 4
+  // accumulators, FMA-latency-bound at half speed) and the other orientation does not: 9216 ->
+  // 128 at batch 256 is 5 panels + 8 columns as x . w^T, 10 + 16 as w . x^T (measured 3-5 %
+  // faster at 1 thread on the AVX2 machine, though x, the larger operand, is then packed).
+  // Either orientation sums every output in the same order, so the choice never changes bits.
+  const int nr = kernels().nr;
+  const auto thin = [nr](int64_t n) { return nr > 8 && n % nr != 0 && 3 * (n % nr) <= nr; };
+  bool transposed = p.out > p.N;
+  if (thin(transposed ? p.N : p.out) && !thin(transposed ? p.out : p.N)) transposed = !transposed;
+  if (transposed)
     strided_gemm({w, p.in, 1}, {x, 1, p.in}, y, p.out, p.N, p.in, split_k, true, b, relu, true);
   else
     strided_gemm({x, p.in, 1}, {w, 1, p.in}, y, p.N, p.out, p.in, split_k, true, b, relu);

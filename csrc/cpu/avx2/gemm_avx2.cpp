@@ -26,29 +26,39 @@ void gemm_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 namespace {
 // The first NV (1 or 2) of the 3 column vectors of gemm_ukernel_sa: a tile's last panel with
 // <= 8 or <= 16 columns wanted (out = 128 is 5 panels and 8 columns) costs 4 or 8 FMAs per k
-// instead of 12. Same per-element order of operations as the full kernel.
+// instead of 12. Same per-element order of operations as the full kernel. Named accumulators,
+// not an array: GCC kept an `acc[4][NV]` array on the stack (a store per FMA, 25 GF/s).
 template <int NV>
 void ukernel_sa_narrow(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
                        float* c, int64_t ldc, int accumulate) {
-  __m256 acc[4][NV];
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
-  const float* ar[4] = {a, a + ars, a + 2 * ars, a + 3 * ars};
+  __m256 c00 = _mm256_setzero_ps(), c10 = c00, c20 = c00, c30 = c00;
+  __m256 c01 = c00, c11 = c00, c21 = c00, c31 = c00;
+  const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars;
   for (int64_t k = 0; k < kc; ++k) {
-    __m256 bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
-    for (int i = 0; i < 4; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(ar[i] + k * acs);
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
-    }
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
+#define FASTCNN_ROW(i)                                       \
+  {                                                          \
+    const __m256 ai = _mm256_broadcast_ss(a##i + k * acs);   \
+    c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);              \
+    if constexpr (NV > 1) c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1); \
+  }
+    FASTCNN_ROW(0) FASTCNN_ROW(1) FASTCNN_ROW(2) FASTCNN_ROW(3)
+#undef FASTCNN_ROW
     b += 24;
   }
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < NV; ++v) {
-      float* ci = c + i * ldc + 8 * v;
-      const __m256 r = accumulate ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][v]) : acc[i][v];
-      _mm256_storeu_ps(ci, r);
-    }
+#define FASTCNN_STORE(i)                                                        \
+  {                                                                             \
+    float* ci = c + (i) * ldc;                                                  \
+    if (accumulate) c##i##0 = _mm256_add_ps(_mm256_loadu_ps(ci), c##i##0);      \
+    _mm256_storeu_ps(ci, c##i##0);                                              \
+    if constexpr (NV > 1) {                                                     \
+      if (accumulate) c##i##1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), c##i##1); \
+      _mm256_storeu_ps(ci + 8, c##i##1);                                        \
+    }                                                                           \
+  }
+  FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3)
+#undef FASTCNN_STORE
 }
 }  // namespace
 
