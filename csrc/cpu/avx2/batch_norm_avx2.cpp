@@ -229,7 +229,8 @@ void bn_bwd_col_sums(const float* dy, const float* x, int64_t rows, int64_t cols
           masked ? _mm256_maskload_ps(px + k * ld + j, tm) : _mm256_loadu_ps(px + k * ld + j), mj);
       if (masked) u[k] = _mm256_and_ps(u[k], tmf);
     }
-    const __m256 q = _mm256_fmadd_ps(a[1], u[1], _mm256_fmadd_ps(a[0], u[0], _mm256_load_ps(h + j)));
+    const __m256 q =
+        _mm256_fmadd_ps(a[1], u[1], _mm256_fmadd_ps(a[0], u[0], _mm256_load_ps(h + j)));
     _mm256_store_ps(g + j, _mm256_add_ps(_mm256_load_ps(g + j), _mm256_add_ps(a[0], a[1])));
     _mm256_store_ps(h + j, q);
   };
