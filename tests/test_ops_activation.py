@@ -437,3 +437,24 @@ def test_bad_arguments(impl: Any) -> None:
     with pytest.raises(TypeError, match="floating-point"):
         ref.sigmoid(np.zeros(3, np.int64))
     assert ops.leaky_relu(x + 1, np.float64(0.5)).dtype == np.float32
+
+
+@pytest.mark.parametrize("form", ["none", "tanh"])
+def test_gelu_fast_path_gives_the_general_bits(isa: str, form: str) -> None:
+    """The SIMD gelu loops take a cheaper path for a vector whose lanes are all finite with
+    |x| < 8 (activation_avx2.cpp): it must give the general path's bits. The same inputs go once
+    in vectors of small values only, once with one lane of every 8 (the AVX2 width; every
+    AVX-512 vector too) set to 100, which sends each vector down the general path."""
+    g = np.random.default_rng(7)
+    x = np.concatenate([g.uniform(-8, 8, 900), g.standard_normal(900) * 2,
+                        [7.9999995, -7.9999995, 0.75, -0.75, 0.7499999, -0.7499999, 0.0, -0.0,
+                         1e-30, -1e-30, 1e-40, -1e-40, 3.0, -3.0, 5.5, -5.5]]).astype(np.float32)
+    x = x[: x.size // 8 * 8]
+    mixed = x.copy()
+    mixed[7::8] = 100.0
+    keep = np.ones(x.size, bool)
+    keep[7::8] = False
+    dy = g.standard_normal(x.size).astype(np.float32)
+    for f in (lambda v: ops.gelu(v, form), lambda v: ops.gelu_backward(dy, v, form)):
+        a, b = f(x), f(mixed)
+        np.testing.assert_array_equal(a.view(np.uint32)[keep], b.view(np.uint32)[keep])

@@ -376,6 +376,24 @@ def test_avg_pool2d_threads_1_to_4_bit_identical(isa: str, rng: np.random.Genera
         check_bitwise(results[0][1], ref.avg_pool2d_backward(dy, x, **opts), f"{w} {opts} dx")
 
 
+@pytest.mark.parametrize("opts", [dict(kernel_size=2, stride=1), dict(kernel_size=3, stride=1),
+                                  dict(kernel_size=4, stride=1, padding=2),
+                                  dict(kernel_size=3, stride=2), dict(kernel_size=3, stride=2,
+                                                                      padding=1),
+                                  dict(kernel_size=5, stride=2, padding=2)], ids=str)
+def test_avg_pool2d_backward_unrolled_rows(isa: str, rng: np.random.Generator,
+                                           opts: dict[str, Any]) -> None:
+    """The backward's interior rows with the tap count (stride 1: kw 2, 3; others at run time)
+    or the two phases' window runs (stride 2: 3x3 pad 0 and pad 1; others at run time) fixed
+    at compile time: the reference's bits, widths around the 4-vector block (31, 32, 33) and
+    one odd width; N = 1."""
+    for w in (31, 32, 33, 45):
+        x = normal(rng, (1, 2, 5, w))
+        dy = normal(rng, ops.avg_pool2d(x, **opts).shape)
+        check_bitwise(ops.avg_pool2d_backward(dy, x, **opts),
+                      ref.avg_pool2d_backward(dy, x, **opts), f"{w} {opts} dx")
+
+
 def test_out_semantics(isa: str, rng: np.random.Generator) -> None:
     x = normal(rng, (2, 3, 8, 9))
     dy = normal(rng, (2, 3, 4, 4))

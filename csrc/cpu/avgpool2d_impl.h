@@ -34,7 +34,10 @@
 // load per tap for kW columns. Stride 2: the kW even and kW odd columns of a block of 2*kW dx
 // elements each read a contiguous run of windows (lane i of the even ones takes windows
 // i + A0 .. i + B0, the odd ones i + A1 .. i + B1), then the two sums are interleaved. Other
-// strides and border columns go scalar. The window ranges of every row and every column are
+// strides and border columns go scalar. The interior rows' tap counts (stride 1, kw 2 or 3) and
+// the two phases' run lengths (stride 2, 3x3: 1 and 2) are template arguments (unrolled; the
+// run-time one- or two-trip loops were the 3x3/2 backward's hottest code: 0-25 % faster,
+// measured, the same bits). The window ranges of every row and every column are
 // tabled once per call (WinTab, axes up to 2048 long; longer ones divide per row as before).
 // Non-overlapping 2-wide windows without padding (2x2/2) skip the scratch: dx = 0 + dy / div,
 // each quotient stored to its 2 x kh dx elements (avg_bwd_upsample2).
@@ -203,11 +206,13 @@ inline void windows_of(int64_t i, int64_t pad, int64_t k, int64_t s, int64_t out
 
 // U blocks of n (<= kW; n < kW only when U == 1) consecutive dx elements of one row, stride 1:
 // lane i of block u sums g[oh, start + u*kW + i + j] over oh in [oa, ob], j < kw, in that order.
-template <int U>
+// KW > 0: kw known at compile time (the tap loop unrolled; KW == 0: kw at run time).
+template <int U, int KW = 0>
 __attribute__((always_inline)) inline void grad_unit_blocks(const float* g, int64_t Q, int64_t oa,
-                                                            int64_t ob, int64_t kw, int64_t start,
-                                                            int64_t n, float* d) {
+                                                            int64_t ob, int64_t kw_rt,
+                                                            int64_t start, int64_t n, float* d) {
   constexpr int64_t L = V::kW;
+  const int64_t kw = KW > 0 ? KW : kw_rt;
   typename V::F acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V::zero();
   for (int64_t oh = oa; oh <= ob; ++oh) {
@@ -221,12 +226,15 @@ __attribute__((always_inline)) inline void grad_unit_blocks(const float* g, int6
 // U blocks of 2n (n <= kW; n < kW only when U == 1) consecutive dx elements of one row, stride 2:
 // the even element of lane i (block u) sums g[oh, e0 + u*kW + i + m], m < ce, the odd one
 // g[oh, o0 + u*kW + i + m], m < co, over oh in [oa, ob]; then the two are interleaved.
-template <int U>
+// CE, CO > 0: the run lengths ce, co known at compile time (3x3/2: 1 and 2, unrolled; a run-time
+// loop of one or two trips was the 3x3/2 backward's hottest code); 0: at run time.
+template <int U, int CE = 0, int CO = 0>
 __attribute__((always_inline)) inline void grad_pair_blocks(const float* g, int64_t Q, int64_t oa,
-                                                            int64_t ob, int64_t e0, int64_t ce,
-                                                            int64_t o0, int64_t co, int64_t n,
-                                                            float* d) {
+                                                            int64_t ob, int64_t e0,
+                                                            int64_t ce_rt, int64_t o0,
+                                                            int64_t co_rt, int64_t n, float* d) {
   constexpr int64_t L = V::kW;
+  const int64_t ce = CE > 0 ? CE : ce_rt, co = CO > 0 ? CO : co_rt;
   typename V::F e[U], o[U];
   for (int u = 0; u < U; ++u) e[u] = V::zero(), o[u] = V::zero();
   for (int64_t oh = oa; oh <= ob; ++oh) {
@@ -237,6 +245,45 @@ __attribute__((always_inline)) inline void grad_pair_blocks(const float* g, int6
       for (int u = 0; u < U; ++u) o[u] = V::add(o[u], V::load_n(row + o0 + m + u * L, n));
   }
   for (int u = 0; u < U; ++u) V::store_interleaved_n(d + 2 * u * L, e[u], o[u], n);
+}
+
+// The interior dx columns [wa, wb) of one row at stride 1 (dx[w] takes g[oh, w + pw - kw + 1 + j],
+// j < kw, oh in [oa, ob]); returns wb.
+template <int KW>
+inline int64_t grad_row_unit(const float* g, int64_t Q, int64_t oa, int64_t ob, int64_t kw,
+                             int64_t pw, int64_t wa, int64_t wb, float* dr) {
+  constexpr int64_t L = V::kW;
+  const int64_t off = pw - kw + 1;
+  int64_t w = wa;
+  for (; w + 4 * L <= wb; w += 4 * L) grad_unit_blocks<4, KW>(g, Q, oa, ob, kw, w + off, L, dr + w);
+  for (; w + 2 * L <= wb; w += 2 * L) grad_unit_blocks<2, KW>(g, Q, oa, ob, kw, w + off, L, dr + w);
+  for (; w < wb; w += L) {
+    if (wb - w < L && wb - wa >= L) w = wb - L;  // overlap the block before
+    grad_unit_blocks<1, KW>(g, Q, oa, ob, kw, w + off, imin(L, wb - w), dr + w);
+  }
+  return wb;
+}
+
+// The interior dx columns [wa, wb) of one row at stride 2 (the even ones' runs of c0 windows from
+// a0 + i, the odd ones' c1 from a1 + i); blocks step by an even count, so the phases' runs are
+// fixed per plane. Returns the first column not done (wb, or wb - 1 for an odd count).
+template <int CE, int CO>
+inline int64_t grad_row_pair(const float* g, int64_t Q, int64_t oa, int64_t ob, int64_t a0,
+                             int64_t c0, int64_t a1, int64_t c1, int64_t wa, int64_t wb,
+                             float* dr) {
+  constexpr int64_t L = V::kW;
+  int64_t w = wa;
+  for (; w + 4 * L <= wb; w += 4 * L)
+    grad_pair_blocks<2, CE, CO>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, L,
+                                dr + w);
+  while (wb - w >= 2) {
+    int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
+    if (n < L && w - 2 * (L - n) >= wa) w -= 2 * (L - n), n = L;  // overlap the one before
+    grad_pair_blocks<1, CE, CO>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, n,
+                                dr + w);
+    w += 2 * n;
+  }
+  return w;
 }
 
 // The windows of every position of one axis, [lo[i], hi[i]], for axes up to kWinTab long: the
@@ -374,27 +421,21 @@ inline void avgpool2d_bwd_impl(const float* dy, float* dx, const float* div, flo
       }
       for (int64_t w = 0; w < wa; ++w) dr[w] = col_elem(oa, ob, w);
       int64_t w = wa;
-      if (sw == 1) {  // dx[w] takes g[oh, w + off + j], j < kw
-        const int64_t off = pw - kw + 1;
-        for (; w + 4 * L <= wb; w += 4 * L)
-          grad_unit_blocks<4>(g, Q, oa, ob, kw, w + off, L, dr + w);
-        for (; w + 2 * L <= wb; w += 2 * L)
-          grad_unit_blocks<2>(g, Q, oa, ob, kw, w + off, L, dr + w);
-        for (; w < wb; w += L) {
-          if (wb - w < L && wb - wa >= L) w = wb - L;  // overlap the block before
-          grad_unit_blocks<1>(g, Q, oa, ob, kw, w + off, imin(L, wb - w), dr + w);
+      if (sw == 1) {
+        if (kw == 3) {
+          w = grad_row_unit<3>(g, Q, oa, ob, kw, pw, wa, wb, dr);
+        } else if (kw == 2) {
+          w = grad_row_unit<2>(g, Q, oa, ob, kw, pw, wa, wb, dr);
+        } else {
+          w = grad_row_unit<0>(g, Q, oa, ob, kw, pw, wa, wb, dr);
         }
-        w = wb;
-      } else if (sw == 2) {  // blocks step by an even count: the phases' runs are fixed per plane
-        for (; w + 4 * L <= wb; w += 4 * L)
-          grad_pair_blocks<2>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, L,
-                              dr + w);
-        while (wb - w >= 2) {
-          int64_t n = imin(L, (wb - w) / 2);  // 2n dx elements
-          if (n < L && w - 2 * (L - n) >= wa) w -= 2 * (L - n), n = L;  // overlap the one before
-          grad_pair_blocks<1>(g, Q, oa, ob, a0 + (w - wa) / 2, c0, a1 + (w - wa) / 2, c1, n,
-                              dr + w);
-          w += 2 * n;
+      } else if (sw == 2) {
+        if (c0 == 1 && c1 == 2) {  // kw == 3, pw odd (3x3/2 pad 1)
+          w = grad_row_pair<1, 2>(g, Q, oa, ob, a0, c0, a1, c1, wa, wb, dr);
+        } else if (c0 == 2 && c1 == 1) {  // kw == 3, pw even
+          w = grad_row_pair<2, 1>(g, Q, oa, ob, a0, c0, a1, c1, wa, wb, dr);
+        } else {
+          w = grad_row_pair<0, 0>(g, Q, oa, ob, a0, c0, a1, c1, wa, wb, dr);
         }
       }
       for (; w < W; ++w) dr[w] = col_elem(oa, ob, w);

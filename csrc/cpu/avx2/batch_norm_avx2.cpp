@@ -5,7 +5,11 @@
 //                 pass 2: d = x - m0, sd += d, sq += d*d (lanes), then in double:
 //                 mean = m0 + sd/n, m2 = sq - sd^2/n (the centred sum of squares: no
 //                 E[x^2] - E[x]^2 cancellation; for x = 1000 + N(0,1), d ~ N(0,1)).
-//   bn_col_stats  the same per column j < cols <= 512 (accumulators in stack arrays, L1).
+//   bn_col_stats  the same per column j < cols <= 512 (accumulators in stack arrays, L1), two
+//                 rows a sweep (s += x0 + x1; sd += u0 + u1, sq: 2 FMAs): half the accumulator
+//                 loads / stores, and two rows' streams in flight (measured 20-35 % faster out of
+//                 cache than row by row; four rows no better).
+//   bn_bwd_col_sums  the same, two rows a sweep (four rows' 8 streams: 15 % slower, measured).
 //   bn_bwd_sums   sdy = sum dy, sdxm = sum dy*(x - m) (lanes, summed in double).
 //   bn_apply      y = (x - m)*a + b;  bn_bwd_apply  dx = (dy - p)*s - (x - m)*q.
 //   *_cols        the same with per-column m, a, b (p, s, q) arrays (the (N, C*S) layout with
@@ -94,13 +98,30 @@ void bn_col_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double
   alignas(32) float s[kBnColTile], sd[kBnColTile], sq[kBnColTile];
   const int64_t full = cols & ~int64_t{7}, tail = cols - full;
   const __m256i tm = tail_mask(tail);
+  const __m256 tmf = _mm256_castsi256_ps(tm);
   const int64_t padded = full + (tail ? 8 : 0);
   for (int64_t j = 0; j < padded; j += 8) {
     _mm256_store_ps(s + j, _mm256_setzero_ps());
     _mm256_store_ps(sd + j, _mm256_setzero_ps());
     _mm256_store_ps(sq + j, _mm256_setzero_ps());
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  // pass 1, 2 rows a sweep: s += x0 + x1 (4 rows: no faster, measured)
+  auto sum2_at = [ld](const float* p, int64_t j, __m256i m, bool masked) {
+    __m256 v[2];
+    for (int k = 0; k < 2; ++k)
+      v[k] = masked ? _mm256_maskload_ps(p + k * ld + j, m) : _mm256_loadu_ps(p + k * ld + j);
+    return _mm256_add_ps(v[0], v[1]);
+  };
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const float* p = x + r * ld;
+    for (int64_t j = 0; j < full; j += 8)
+      _mm256_store_ps(s + j, _mm256_add_ps(_mm256_load_ps(s + j), sum2_at(p, j, tm, false)));
+    if (tail)
+      _mm256_store_ps(s + full,
+                      _mm256_add_ps(_mm256_load_ps(s + full), sum2_at(p, full, tm, true)));
+  }
+  for (; r < rows; ++r) {
     const float* p = x + r * ld;
     for (int64_t j = 0; j < full; j += 8)
       _mm256_store_ps(s + j, _mm256_add_ps(_mm256_load_ps(s + j), _mm256_loadu_ps(p + j)));
@@ -112,7 +133,27 @@ void bn_col_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double
   const __m256 vinv = _mm256_set1_ps(inv_n);
   for (int64_t j = 0; j < padded; j += 8)
     _mm256_store_ps(s + j, _mm256_mul_ps(_mm256_load_ps(s + j), vinv));  // s now holds m0
-  for (int64_t r = 0; r < rows; ++r) {
+  // pass 2 (from L2), 2 rows a sweep: sd += u0 + u1, sq: 2 FMAs, u = x - m0
+  auto centred2_at = [&](const float* p, int64_t j, bool masked) {
+    const __m256 m0 = _mm256_load_ps(s + j);
+    __m256 v[2];
+    for (int k = 0; k < 2; ++k) {
+      v[k] = _mm256_sub_ps(
+          masked ? _mm256_maskload_ps(p + k * ld + j, tm) : _mm256_loadu_ps(p + k * ld + j), m0);
+      if (masked) v[k] = _mm256_and_ps(v[k], tmf);
+    }
+    __m256 q = _mm256_load_ps(sq + j);
+    for (int k = 0; k < 2; ++k) q = _mm256_fmadd_ps(v[k], v[k], q);
+    const __m256 t = _mm256_add_ps(v[0], v[1]);
+    _mm256_store_ps(sd + j, _mm256_add_ps(_mm256_load_ps(sd + j), t));
+    _mm256_store_ps(sq + j, q);
+  };
+  for (r = 0; r + 2 <= rows; r += 2) {
+    const float* p = x + r * ld;
+    for (int64_t j = 0; j < full; j += 8) centred2_at(p, j, false);
+    if (tail) centred2_at(p, full, true);
+  }
+  for (; r < rows; ++r) {
     const float* p = x + r * ld;
     for (int64_t j = 0; j < full; j += 8) {
       const __m256 u = _mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_load_ps(s + j));
@@ -121,8 +162,7 @@ void bn_col_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double
     }
     if (tail) {
       const __m256 u = _mm256_and_ps(
-          _mm256_sub_ps(_mm256_maskload_ps(p + full, tm), _mm256_load_ps(s + full)),
-          _mm256_castsi256_ps(tm));
+          _mm256_sub_ps(_mm256_maskload_ps(p + full, tm), _mm256_load_ps(s + full)), tmf);
       _mm256_store_ps(sd + full, _mm256_add_ps(_mm256_load_ps(sd + full), u));
       _mm256_store_ps(sq + full, _mm256_fmadd_ps(u, u, _mm256_load_ps(sq + full)));
     }
@@ -172,12 +212,36 @@ void bn_bwd_col_sums(const float* dy, const float* x, int64_t rows, int64_t cols
   alignas(32) float g[kBnColTile], h[kBnColTile];
   const int64_t full = cols & ~int64_t{7}, tail = cols - full;
   const __m256i tm = tail_mask(tail);
+  const __m256 tmf = _mm256_castsi256_ps(tm);
   const int64_t padded = full + (tail ? 8 : 0);
   for (int64_t j = 0; j < padded; j += 8) {
     _mm256_store_ps(g + j, _mm256_setzero_ps());
     _mm256_store_ps(h + j, _mm256_setzero_ps());
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  // 2 rows a sweep (4 streams; 4 rows' 8 streams, 4 KiB-aliased when ld is a multiple of 1024,
+  // measured 15 % slower): g += a0 + a1, h: 2 FMAs
+  auto sums2_at = [&](const float* pg, const float* px, int64_t j, bool masked) {
+    const __m256 mj = masked ? _mm256_maskload_ps(m + j, tm) : _mm256_loadu_ps(m + j);
+    __m256 a[2], u[2];
+    for (int k = 0; k < 2; ++k) {
+      a[k] = masked ? _mm256_maskload_ps(pg + k * ld + j, tm) : _mm256_loadu_ps(pg + k * ld + j);
+      u[k] = _mm256_sub_ps(
+          masked ? _mm256_maskload_ps(px + k * ld + j, tm) : _mm256_loadu_ps(px + k * ld + j), mj);
+      if (masked) u[k] = _mm256_and_ps(u[k], tmf);
+    }
+    const __m256 q =
+        _mm256_fmadd_ps(a[1], u[1], _mm256_fmadd_ps(a[0], u[0], _mm256_load_ps(h + j)));
+    _mm256_store_ps(g + j, _mm256_add_ps(_mm256_load_ps(g + j), _mm256_add_ps(a[0], a[1])));
+    _mm256_store_ps(h + j, q);
+  };
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const float* pg = dy + r * ld;
+    const float* px = x + r * ld;
+    for (int64_t j = 0; j < full; j += 8) sums2_at(pg, px, j, false);
+    if (tail) sums2_at(pg, px, full, true);
+  }
+  for (; r < rows; ++r) {
     const float* pg = dy + r * ld;
     const float* px = x + r * ld;
     for (int64_t j = 0; j < full; j += 8) {
@@ -190,7 +254,7 @@ void bn_bwd_col_sums(const float* dy, const float* x, int64_t rows, int64_t cols
       const __m256 a = _mm256_maskload_ps(pg + full, tm);
       const __m256 u = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(px + full, tm),
                                                    _mm256_maskload_ps(m + full, tm)),
-                                     _mm256_castsi256_ps(tm));
+                                     tmf);
       _mm256_store_ps(g + full, _mm256_add_ps(_mm256_load_ps(g + full), a));
       _mm256_store_ps(h + full, _mm256_fmadd_ps(a, u, _mm256_load_ps(h + full)));
     }

@@ -25,6 +25,13 @@
 //  * x sigmoid(v) with v of x's sign: e = exp(-|v|), x >= 0: x / (1 + e), x < 0: x m s / (1 + e).
 //    gelu(tanh) forms v = x (k0 + k1 x^2) in double-float arithmetic (FMA products, two-sum,
 //    k0 and k1 split in two floats), since e^v has relative error |v| x (error of v).
+//  * The small-argument forms (template argument kSmall = true: exp_split_small, and
+//    exp_half_square / sig_v on it) are for x in [-80, 0] only (the callers' fast path, every
+//    lane finite with |x| < 8): there 2^n is normal, so m = p 2^n with s = 1 is the same value
+//    as the split m s, and every product x m s rounds the same (scaling by a power of two is
+//    exact away from the subnormals): the same bits as the general form, with no clamp, no split
+//    of n and no -112 mask (8 of exp_split's ~24 operations), and no multiply by s (a * 1.0f is
+//    folded). The callers check the lanes and take the general form otherwise.
 // Special values: see activation_avx2.cpp (PyTorch's).
 #pragma once
 #include <immintrin.h>
@@ -70,6 +77,32 @@ inline Exp exp_split(__m256 x) {
   // keep: not (x < -112), true for NaN
   const __m256 keep = _mm256_cmp_ps(x, c(-112.0f), _CMP_NLT_UQ);
   return Exp{_mm256_and_ps(_mm256_mul_ps(p, s1), keep), s2};
+}
+
+// exp_split for x in [-80, 0] (finite): e^x = m with s = 1, m = p 2^n (n in [-116, 0]: normal)
+inline Exp exp_split_small(__m256 x) {
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, c(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, c(0.693359375f), x);  // n * 0.693359375 is exact
+  r = _mm256_fnmadd_ps(n, c(-2.12194440e-4f), r);
+  __m256 p = c(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, c(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, c(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, c(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, c(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, c(5.0000001201e-1f));
+  p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), c(1.0f));
+  const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  return Exp{_mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23))), c(1.0f)};
+}
+
+template <bool kSmall>
+inline Exp exp_split_t(__m256 x) {
+  if constexpr (kSmall) {
+    return exp_split_small(x);
+  } else {
+    return exp_split(x);
+  }
 }
 
 inline __m256 exp(__m256 x) {
@@ -126,11 +159,12 @@ inline __m256 mills(__m256 t) {
   return _mm256_div_ps(p, q);
 }
 
-// exp(-t^2 / 2) = m * s for t = min(|x|, 16), with t^2 taken exactly (h + l)
+// exp(-t^2 / 2) = m * s for t = min(|x|, 16), with t^2 taken exactly (h + l); kSmall: t < 8
+template <bool kSmall = false>
 inline Exp exp_half_square(__m256 t) {
   const __m256 h = _mm256_mul_ps(t, t);
   const __m256 l = _mm256_fmsub_ps(t, t, h);
-  Exp e = exp_split(_mm256_mul_ps(c(-0.5f), h));
+  Exp e = exp_split_t<kSmall>(_mm256_mul_ps(c(-0.5f), h));
   e.m = _mm256_fnmadd_ps(e.m, _mm256_mul_ps(c(0.5f), l), e.m);  // * exp(-l / 2) = 1 - l / 2
   return e;
 }
@@ -141,9 +175,11 @@ struct SigV {
   __m256 d;  // 1 + exp(-|v|)
 };
 
+// kSmall: |vh| <= 80
+template <bool kSmall = false>
 inline SigV sig_v(__m256 x, __m256 vh, __m256 vl) {
   SigV r;
-  r.e = exp_split(neg_abs(vh));
+  r.e = exp_split_t<kSmall>(neg_abs(vh));
   // exp(-|vh + vl|) = exp(-|vh|) exp(-sign(x) vl) ~ m (1 - sign(x) vl)
   const __m256 vls = _mm256_xor_ps(vl, _mm256_and_ps(x, sign_bit()));
   r.e.m = _mm256_fnmadd_ps(r.e.m, vls, r.e.m);

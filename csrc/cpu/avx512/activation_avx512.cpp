@@ -51,12 +51,40 @@ inline void map2(const float* dy, const float* t, float* dx, int64_t n, F f) {
   }
 }
 
+// The gelu family's loops: each vector by `fast` when every lane is finite with |x| <
+// kFastAbs (the same bits as `full` there: vmath_avx512.h's kSmall forms), else by `full`; two
+// zmm per iteration (32 registers: no spills). The masked tail's dead lanes read as 0 (fast).
+constexpr float kFastAbs = 8.0f;
+
+inline bool all_small(__m512 v) {
+  return _mm512_cmp_ps_mask(vm::vabs(v), c(kFastAbs), _CMP_LT_OQ) == 0xFFFF;
+}
+
+template <typename Fast, typename Full>
+inline __m512 split1(__m512 v, Fast fast, Full full) {
+  return all_small(v) ? fast(v) : full(v);
+}
+
+template <typename Fast, typename Full>
+inline void map1_split(const float* x, float* y, int64_t n, Fast fast, Full full) {
+  map1(x, y, n, [&](__m512 v) { return split1(v, fast, full); });
+}
+
+// dx = dy * grad(t), split on t
+template <typename Fast, typename Full>
+inline void map2_split(const float* dy, const float* t, float* dx, int64_t n, Fast fast,
+                       Full full) {
+  map2(dy, t, dx, n, [&](__m512 d, __m512 v) { return _mm512_mul_ps(d, split1(v, fast, full)); });
+}
+
+// kSmall: |x| < kFastAbs (t^2 / 2 < 32); the clamp to 16 is then a no-op and is left out
+template <bool kSmall = false>
 inline __m512 gelu1(__m512 x) {
   const __m512 t = vm::vabs(x);
   const __m512 small = vm::phi_cdf_small(x);
   const __m512 y_small = _mm512_mul_ps(x, small);
-  const __m512 tc = _mm512_min_ps(c(16.0f), t);
-  const vm::Exp e = vm::exp_half_square(tc);
+  const __m512 tc = kSmall ? t : _mm512_min_ps(c(16.0f), t);
+  const vm::Exp e = vm::exp_half_square<kSmall>(tc);
   const __m512 r = vm::mills(tc);
   const __m512 q = _mm512_mul_ps(_mm512_mul_ps(e.m, e.s), r);  // Phi(-|x|)
   const __m512 y_pos = _mm512_mul_ps(x, _mm512_sub_ps(c(1.0f), q));
@@ -65,11 +93,12 @@ inline __m512 gelu1(__m512 x) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, c(0.75f), _CMP_LT_OQ), y_big, y_small);
 }
 
+template <bool kSmall = false>
 inline __m512 gelu_grad1(__m512 x) {
   const __m512 kc = c(0.3989422917366028f);  // 1 / sqrt(2 pi)
   const __m512 t = vm::vabs(x);
-  const __m512 tc = _mm512_min_ps(c(16.0f), t);
-  const vm::Exp e = vm::exp_half_square(tc);
+  const __m512 tc = kSmall ? t : _mm512_min_ps(c(16.0f), t);
+  const vm::Exp e = vm::exp_half_square<kSmall>(tc);
   const __m512 k = _mm512_mul_ps(x, kc);
   // |x| < 0.75: Phi + x c exp(-x^2 / 2)
   const __m512 g_small = _mm512_fmadd_ps(k, _mm512_mul_ps(e.m, e.s), vm::phi_cdf_small(x));
@@ -82,14 +111,18 @@ inline __m512 gelu_grad1(__m512 x) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, c(0.75f), _CMP_LT_OQ), g_big, g_small);
 }
 
+// kSmall: |x| < kFastAbs, so |v| < 8 (1.596 + 0.0714 * 64) < 50 and the clamp is a no-op
+template <bool kSmall = false>
 inline __m512 gelu_tanh1(__m512 x) {
   __m512 vh, vl;
-  vm::gelu_tanh_v(vm::clamp(x, -30.0f, 30.0f), vh, vl);  // beyond +-30: sigmoid(v) is 0 / 1
-  return vm::x_sigmoid(x, vm::sig_v(x, vh, vl));
+  // beyond +-30: sigmoid(v) is 0 / 1
+  vm::gelu_tanh_v(kSmall ? x : vm::clamp(x, -30.0f, 30.0f), vh, vl);
+  return vm::x_sigmoid(x, vm::sig_v<kSmall>(x, vh, vl));
 }
 
+template <bool kSmall = false>
 inline __m512 gelu_tanh_grad1(__m512 x) {
-  const __m512 xc = vm::clamp(x, -30.0f, 30.0f);
+  const __m512 xc = kSmall ? x : vm::clamp(x, -30.0f, 30.0f);
   __m512 vh, vl;
   vm::gelu_tanh_v(xc, vh, vl);
   // v' = k0 + 3 k1 x^2
@@ -98,7 +131,7 @@ inline __m512 gelu_tanh_grad1(__m512 x) {
   // x v' from the clamped x (no overflow for |x| > 30, where the gradient is 0 or 1), plus
   // x - x: NaN at +-inf, as PyTorch's formula gives there
   const __m512 xs = _mm512_add_ps(xc, _mm512_sub_ps(x, x));
-  return vm::x_sigmoid_grad(xs, dv, vm::sig_v(x, vh, vl));
+  return vm::x_sigmoid_grad(xs, dv, vm::sig_v<kSmall>(x, vh, vl));
 }
 
 }  // namespace
@@ -132,16 +165,20 @@ void leaky_relu_bwd(const float* dy, const float* x, float* dx, int64_t n, float
   });
 }
 
-void gelu_fwd(const float* x, float* y, int64_t n) { map1(x, y, n, gelu1); }
-
-void gelu_bwd(const float* dy, const float* x, float* dx, int64_t n) {
-  map2(dy, x, dx, n, [](__m512 d, __m512 v) { return _mm512_mul_ps(d, gelu_grad1(v)); });
+void gelu_fwd(const float* x, float* y, int64_t n) {
+  map1_split(x, y, n, gelu1<true>, gelu1<false>);
 }
 
-void gelu_tanh_fwd(const float* x, float* y, int64_t n) { map1(x, y, n, gelu_tanh1); }
+void gelu_bwd(const float* dy, const float* x, float* dx, int64_t n) {
+  map2_split(dy, x, dx, n, gelu_grad1<true>, gelu_grad1<false>);
+}
+
+void gelu_tanh_fwd(const float* x, float* y, int64_t n) {
+  map1_split(x, y, n, gelu_tanh1<true>, gelu_tanh1<false>);
+}
 
 void gelu_tanh_bwd(const float* dy, const float* x, float* dx, int64_t n) {
-  map2(dy, x, dx, n, [](__m512 d, __m512 v) { return _mm512_mul_ps(d, gelu_tanh_grad1(v)); });
+  map2_split(dy, x, dx, n, gelu_tanh_grad1<true>, gelu_tanh_grad1<false>);
 }
 
 void silu_fwd(const float* x, float* y, int64_t n) {

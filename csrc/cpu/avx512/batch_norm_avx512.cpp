@@ -89,7 +89,21 @@ void bn_col_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double
     _mm512_store_ps(sd + j, _mm512_setzero_ps());
     _mm512_store_ps(sq + j, _mm512_setzero_ps());
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  auto load = [tm](const float* q, bool masked) {
+    return masked ? _mm512_maskz_loadu_ps(tm, q) : _mm512_loadu_ps(q);
+  };
+  // pass 1, 2 rows a sweep (as the AVX2 file): s += x0 + x1
+  auto sum2_at = [&](const float* p, int64_t j, bool masked) {
+    const __m512 t = _mm512_add_ps(load(p + j, masked), load(p + ld + j, masked));
+    _mm512_store_ps(s + j, _mm512_add_ps(_mm512_load_ps(s + j), t));
+  };
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const float* p = x + r * ld;
+    for (int64_t j = 0; j < full; j += 16) sum2_at(p, j, false);
+    if (tail) sum2_at(p, full, true);
+  }
+  for (; r < rows; ++r) {
     const float* p = x + r * ld;
     for (int64_t j = 0; j < full; j += 16)
       _mm512_store_ps(s + j, _mm512_add_ps(_mm512_load_ps(s + j), _mm512_loadu_ps(p + j)));
@@ -100,7 +114,22 @@ void bn_col_stats(const float* x, int64_t rows, int64_t cols, int64_t ld, double
   const __m512 vinv = _mm512_set1_ps(1.0f / static_cast<float>(rows));  // m0: only a shift
   for (int64_t j = 0; j < padded; j += 16)
     _mm512_store_ps(s + j, _mm512_mul_ps(_mm512_load_ps(s + j), vinv));  // s now holds m0
-  for (int64_t r = 0; r < rows; ++r) {
+  // pass 2 (from L2), 2 rows a sweep: sd += u0 + u1, sq: 2 FMAs, u = x - m0 (0 off the tail)
+  auto centred2_at = [&](const float* p, int64_t j, bool masked) {
+    const __m512 m0 = _mm512_load_ps(s + j);
+    const __mmask16 k = masked ? tm : __mmask16(0xFFFF);
+    const __m512 u0 = _mm512_maskz_sub_ps(k, load(p + j, masked), m0);
+    const __m512 u1 = _mm512_maskz_sub_ps(k, load(p + ld + j, masked), m0);
+    const __m512 q = _mm512_fmadd_ps(u1, u1, _mm512_fmadd_ps(u0, u0, _mm512_load_ps(sq + j)));
+    _mm512_store_ps(sd + j, _mm512_add_ps(_mm512_load_ps(sd + j), _mm512_add_ps(u0, u1)));
+    _mm512_store_ps(sq + j, q);
+  };
+  for (r = 0; r + 2 <= rows; r += 2) {
+    const float* p = x + r * ld;
+    for (int64_t j = 0; j < full; j += 16) centred2_at(p, j, false);
+    if (tail) centred2_at(p, full, true);
+  }
+  for (; r < rows; ++r) {
     const float* p = x + r * ld;
     for (int64_t j = 0; j < full; j += 16) {
       const __m512 u = _mm512_sub_ps(_mm512_loadu_ps(p + j), _mm512_load_ps(s + j));
@@ -163,7 +192,28 @@ void bn_bwd_col_sums(const float* dy, const float* x, int64_t rows, int64_t cols
     _mm512_store_ps(g + j, _mm512_setzero_ps());
     _mm512_store_ps(h + j, _mm512_setzero_ps());
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  auto load = [tm](const float* q, bool masked) {
+    return masked ? _mm512_maskz_loadu_ps(tm, q) : _mm512_loadu_ps(q);
+  };
+  // 2 rows a sweep (as the AVX2 file): g += a0 + a1, h: 2 FMAs
+  auto sums2_at = [&](const float* pg, const float* px, int64_t j, bool masked) {
+    const __m512 mj = load(m + j, masked);
+    const __mmask16 k = masked ? tm : __mmask16(0xFFFF);
+    const __m512 a0 = load(pg + j, masked), a1 = load(pg + ld + j, masked);
+    const __m512 u0 = _mm512_maskz_sub_ps(k, load(px + j, masked), mj);
+    const __m512 u1 = _mm512_maskz_sub_ps(k, load(px + ld + j, masked), mj);
+    const __m512 q = _mm512_fmadd_ps(a1, u1, _mm512_fmadd_ps(a0, u0, _mm512_load_ps(h + j)));
+    _mm512_store_ps(g + j, _mm512_add_ps(_mm512_load_ps(g + j), _mm512_add_ps(a0, a1)));
+    _mm512_store_ps(h + j, q);
+  };
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const float* pg = dy + r * ld;
+    const float* px = x + r * ld;
+    for (int64_t j = 0; j < full; j += 16) sums2_at(pg, px, j, false);
+    if (tail) sums2_at(pg, px, full, true);
+  }
+  for (; r < rows; ++r) {
     const float* pg = dy + r * ld;
     const float* px = x + r * ld;
     for (int64_t j = 0; j < full; j += 16) {

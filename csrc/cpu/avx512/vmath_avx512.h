@@ -50,6 +50,33 @@ inline Exp exp_split(__m512 x) {
   return Exp{_mm512_maskz_mov_ps(keep, _mm512_mul_ps(p, s1)), s2};
 }
 
+// exp_split for x in [-80, 0] (finite): e^x = m with s = 1, m = p 2^n (n in [-116, 0]: normal);
+// the same bits as exp_split's m s there (vmath_avx2.h's kSmall forms)
+inline Exp exp_split_small(__m512 x) {
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, c(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, c(0.693359375f), x);  // n * 0.693359375 is exact
+  r = _mm512_fnmadd_ps(n, c(-2.12194440e-4f), r);
+  __m512 p = c(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, c(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, c(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, c(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, c(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, c(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), c(1.0f));
+  const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+  return Exp{_mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(e, 23))), c(1.0f)};
+}
+
+template <bool kSmall>
+inline Exp exp_split_t(__m512 x) {
+  if constexpr (kSmall) {
+    return exp_split_small(x);
+  } else {
+    return exp_split(x);
+  }
+}
+
 inline __m512 exp(__m512 x) {
   const Exp e = exp_split(x);
   return _mm512_mul_ps(e.m, e.s);
@@ -104,11 +131,12 @@ inline __m512 mills(__m512 t) {
   return _mm512_div_ps(p, q);
 }
 
-// exp(-t^2 / 2) = m * s for t = min(|x|, 16), with t^2 taken exactly (h + l)
+// exp(-t^2 / 2) = m * s for t = min(|x|, 16), with t^2 taken exactly (h + l); kSmall: t < 8
+template <bool kSmall = false>
 inline Exp exp_half_square(__m512 t) {
   const __m512 h = _mm512_mul_ps(t, t);
   const __m512 l = _mm512_fmsub_ps(t, t, h);
-  Exp e = exp_split(_mm512_mul_ps(c(-0.5f), h));
+  Exp e = exp_split_t<kSmall>(_mm512_mul_ps(c(-0.5f), h));
   e.m = _mm512_fnmadd_ps(e.m, _mm512_mul_ps(c(0.5f), l), e.m);  // * exp(-l / 2) = 1 - l / 2
   return e;
 }
@@ -119,9 +147,11 @@ struct SigV {
   __m512 d;  // 1 + exp(-|v|)
 };
 
+// kSmall: |vh| <= 80
+template <bool kSmall = false>
 inline SigV sig_v(__m512 x, __m512 vh, __m512 vl) {
   SigV r;
-  r.e = exp_split(neg_abs(vh));
+  r.e = exp_split_t<kSmall>(neg_abs(vh));
   // exp(-|vh + vl|) = exp(-|vh|) exp(-sign(x) vl) ~ m (1 - sign(x) vl)
   const __m512 vls = _mm512_xor_ps(vl, _mm512_and_ps(x, sign_bit()));
   r.e.m = _mm512_fnmadd_ps(r.e.m, vls, r.e.m);

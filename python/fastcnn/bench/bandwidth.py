@@ -4,7 +4,8 @@ Every op here moves a tensor far larger than the last-level cache (``--mib`` MiB
 default 128: 4x a 32 MiB L3); its rate is the minimum traffic (bytes read + written once each,
 float32, int64 indices; batch norm in training: x read twice, forward 12 B/element, backward
 20) over the time of one call, and is compared with a copy (``np.copyto``) of one input's bytes
-timed the same way, interleaved with the ops in one process (copy, op, copy, op, ...).
+timed the same way, interleaved with the ops in one process (copy, op, copy, op, ...). Names
+ending in ``_out`` write into a warm destination (``out=`` / ``dx_out=``): the kernel alone.
 
 Times are CPU time (``time.process_time``) divided by the thread count, so other processes on a
 shared machine cost little; wall-clock medians are kept too. Each rate is the median over
@@ -82,14 +83,21 @@ def make_cases(mib: int) -> list[Case]:
         w, b = np.ones(c, np.float32), np.zeros(c, np.float32)
         rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
         _, mean, inv = ops.batch_norm(x4, w, b, rm, rv, training=True)
+        yo = np.empty_like(x4)  # warm destinations: the kernels alone, no fresh-page faults
         out += [(f"{name}.fwd", 12 * m,
                  lambda x4=x4, w=w, b=b, rm=rm, rv=rv: ops.batch_norm(x4, w, b, rm, rv,
                                                                       training=True)),
+                (f"{name}.fwd_out", 12 * m,
+                 lambda x4=x4, w=w, b=b, rm=rm, rv=rv, yo=yo:
+                 ops.batch_norm(x4, w, b, rm, rv, training=True, out=yo)),
                 (f"{name}.fwd_infer", 8 * m,
                  lambda x4=x4, w=w, b=b, rm=rm, rv=rv: ops.batch_norm(x4, w, b, rm, rv)),
                 (f"{name}.bwd", 20 * m,
                  lambda d4=d4, x4=x4, w=w, mean=mean, inv=inv:
-                 ops.batch_norm_backward(d4, x4, w, mean, inv))]
+                 ops.batch_norm_backward(d4, x4, w, mean, inv)),
+                (f"{name}.bwd_out", 20 * m,
+                 lambda d4=d4, x4=x4, w=w, mean=mean, inv=inv, yo=yo:
+                 ops.batch_norm_backward(d4, x4, w, mean, inv, dx_out=yo))]
     # pools on (N, 64, 32, 32) / (N, 16, 112, 112)-like planes
     for name, (c, h, k, s, p) in {"avg2x2s2": (64, 56, 2, 2, 0), "avg3x3s2p1": (64, 56, 3, 2, 1),
                                   "avg3x3s1p1": (64, 56, 3, 1, 1),
