@@ -88,7 +88,8 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
         n = max(plan["backward_data_workspace"] if compute_dx else 0,
-                plan["backward_weights_workspace"] if compute_dw else 0)
+                plan["backward_weights_workspace"] if compute_dw else 0,
+                plan["backward_bias_workspace"] if bias else 0)
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
         _cuda.conv2d_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
                               0 if dx is None else dx.data.ptr, 0 if dw is None else dw.data.ptr,

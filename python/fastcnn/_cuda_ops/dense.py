@@ -53,7 +53,8 @@ def linear_backward(dy: Any, x: Any, w: Any, compute_dx: bool = True, compute_dw
         dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
-        n = plan["backward_weights_workspace"] if compute_dw else 0
+        n = max(plan["backward_weights_workspace"] if compute_dw else 0,
+                plan["backward_bias_workspace"] if bias else 0)
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
         _cuda.linear_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
                               0 if dx is None else dx.data.ptr, 0 if dw is None else dw.data.ptr,
