@@ -110,7 +110,8 @@ struct ConvFwdOp {
   FASTCNN_D ARow a_row(Idx m) const { return wo + m * static_cast<Idx>(K); }
   FASTCNN_D KA a_k(Idx k) const { return k; }
   FASTCNN_D void a_step(KA& k) const { k += BK; }
-  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+  FASTCNN_D const float* a_ptr(ARow r, KA k) const { return w + (r + k); }
+  FASTCNN_D bool a_ok(ARow, KA) const { return true; }
 
   struct BRow {
     Idx h0, w0, pix;
@@ -148,12 +149,11 @@ struct ConvFwdOp {
     t.coff += st_hi + (cr ? HW : Idx{0});
     t.off = t.coff + t.rh * W + t.sw;
   }
-  FASTCNN_D float b(const BRow& r, const KB& t) const {
+  FASTCNN_D const float* b_ptr(const BRow& r, const KB& t) const { return x + (r.pix + t.off); }
+  FASTCNN_D bool b_ok(const BRow& r, const KB& t) const {
     using U = std::make_unsigned_t<Idx>;
-    if (static_cast<U>(r.h0 + t.rh) >= static_cast<U>(H) ||
-        static_cast<U>(r.w0 + t.sw) >= static_cast<U>(W))
-      return 0.0f;
-    return x[r.pix + t.off];
+    return static_cast<U>(r.h0 + t.rh) < static_cast<U>(H) &&
+           static_cast<U>(r.w0 + t.sw) < static_cast<U>(W);
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // y is (G, Kg, PQ) contiguous
@@ -249,11 +249,13 @@ struct ConvDcolOp {
   FASTCNN_D ARow a_row(Idx m) const { return wo + m; }
   FASTCNN_D KA a_k(Idx k) const { return k * static_cast<Idx>(M); }
   FASTCNN_D void a_step(KA& k) const { k += BK * static_cast<Idx>(M); }
-  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+  FASTCNN_D const float* a_ptr(ARow r, KA k) const { return w + (r + k); }
+  FASTCNN_D bool a_ok(ARow, KA) const { return true; }
   FASTCNN_D BRow b_row(Idx n) const { return dyo + n; }
   FASTCNN_D KB b_k(Idx k) const { return k * static_cast<Idx>(N); }
   FASTCNN_D void b_step(KB& k) const { k += BK * static_cast<Idx>(N); }
-  FASTCNN_D float b(BRow r, KB k) const { return dy[r + k]; }
+  FASTCNN_D const float* b_ptr(BRow r, KB k) const { return dy + (r + k); }
+  FASTCNN_D bool b_ok(BRow, KB) const { return true; }
   FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
   static constexpr bool kStore4 = true;
   FASTCNN_D bool store4(int64_t, int64_t m, int64_t n, float4 v) const {
@@ -349,7 +351,8 @@ struct ConvBwdWeightsOp {
     t.pq -= c ? PQ : Idx{0};
     t.off += a_lo + a_hi + (c ? KPQ - PQ : Idx{0});
   }
-  FASTCNN_D float a(ARow r, const KA& t) const { return dy[r + t.off]; }
+  FASTCNN_D const float* a_ptr(ARow r, const KA& t) const { return dy + (r + t.off); }
+  FASTCNN_D bool a_ok(ARow, const KA&) const { return true; }
 
   struct KB {
     Idx p, q, img_off, h0, w0, pix;
@@ -391,12 +394,11 @@ struct ConvBwdWeightsOp {
     t.img_off += b_hi + (cp ? CHW : Idx{0});
     b_pix(t);
   }
-  FASTCNN_D float b(const BRow& r, const KB& t) const {
+  FASTCNN_D const float* b_ptr(const BRow& r, const KB& t) const { return x + (t.pix + r.off); }
+  FASTCNN_D bool b_ok(const BRow& r, const KB& t) const {
     using U = std::make_unsigned_t<Idx>;
-    if (static_cast<U>(t.h0 + r.rh) >= static_cast<U>(H) ||
-        static_cast<U>(t.w0 + r.sw) >= static_cast<U>(W))
-      return 0.0f;
-    return x[t.pix + r.off];
+    return static_cast<U>(t.h0 + r.rh) < static_cast<U>(H) &&
+           static_cast<U>(t.w0 + r.sw) < static_cast<U>(W);
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // dw is (groups, Kg, CgRS) contiguous

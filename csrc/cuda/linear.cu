@@ -44,11 +44,13 @@ struct LinearOp {
   FASTCNN_D ARow a_row(Idx m) const { return m * sam; }
   FASTCNN_D KA a_k(Idx k) const { return k * sak; }
   FASTCNN_D void a_step(KA& k) const { k += BK * sak; }
-  FASTCNN_D float a(ARow r, KA k) const { return A[r + k]; }
+  FASTCNN_D const float* a_ptr(ARow r, KA k) const { return A + (r + k); }
+  FASTCNN_D bool a_ok(ARow, KA) const { return true; }
   FASTCNN_D BRow b_row(Idx n) const { return n * sbn; }
   FASTCNN_D KB b_k(Idx k) const { return k * sbk; }
   FASTCNN_D void b_step(KB& k) const { k += BK * sbk; }
-  FASTCNN_D float b(BRow r, KB k) const { return B[r + k]; }
+  FASTCNN_D const float* b_ptr(BRow r, KB k) const { return B + (r + k); }
+  FASTCNN_D bool b_ok(BRow, KB) const { return true; }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = m * N + n;
     if (splits > 1) {
