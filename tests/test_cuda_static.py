@@ -133,7 +133,7 @@ def test_static_report_floors() -> None:
 
 def test_gemm_main_loops_must_fill_shared_memory_with_cp_async() -> None:
     sass = SASS.replace("LDS.128 R8, [R9]", "LDGSTS.E.LTC128B [R9], desc[UR4][R10.64]")
-    n, ffma, mix = cs.main_loop(cs.parse_sass(sass)["_Z3fooPf"])
+    _, _, mix = cs.main_loop(cs.parse_sass(sass)["_Z3fooPf"])
     assert mix["LDGSTS"] == 1
     name = "void gemm_kernel<64x128, LinearOp<true, true, int> >"
     sync = cs.Kernel(file="x", mangled="a", name=name, path="32-bit", floor=0.70, ffma_share=0.75,
