@@ -4,8 +4,11 @@ Every output element of the GEMM core is one FMA chain over k in increasing orde
 block tile; only the split-K (chosen from the shapes alone) decides the order. So conv2d forward
 and backward and linear forward and backward must give identical bits under every tile the
 rule can pick, forced with the ``FASTCNN_CUDA_TILE`` test hook, and must match the CPU within
-the float32 summation tolerance. Runs on a GPU or on the CUDA emulator (tools/cuda_emu/run.sh
-with TESTS="tests/test_cuda_tiles.py").
+the float32 summation tolerance. The bias gradients' two-stage reduction (csrc/cuda/reduce.cu)
+must give exactly the bits of its documented order (a NumPy mirror), whatever the launch caps.
+Runs on a GPU or on the CUDA emulator (tools/cuda_emu/run.sh with
+TESTS="tests/test_cuda_tiles.py"; CAP1D=1 CAPX=1 CAPYZ=1 and
+EXTRA_CXXFLAGS=-DFASTCNN_CUDA_NO_CP_ASYNC run the other grids and the pre-sm_80 main loop).
 """
 
 from __future__ import annotations

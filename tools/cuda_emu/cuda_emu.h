@@ -4,6 +4,8 @@
 // once every live thread (of the block / of the warp) has reached it. The order in which fibers
 // run between barriers is shuffled (seeded), so a missing barrier shows up as a wrong result.
 // Divergent barriers (some threads waiting on one that others never reach) abort with a message.
+// cp.async (global -> shared copies) lands only at the issuing thread's matching wait_group and
+// poisons its destination at issue (see __emu_cp_async below).
 // Compile the .cu files as C++ (-x c++ -std=c++20) with -DFASTCNN_CUDA_EMULATE='"cuda_emu.h"'.
 // Stream capture (CUDA graphs): while a stream captures (fastcnn_emu_begin_capture, called by
 // fake_cupy's Stream.begin_capture), kernel launches, memsets and device-to-device copies issued
