@@ -129,3 +129,17 @@ def test_static_report_floors() -> None:
         assert gemms, "no 32-bit GEMM main loop found"
         assert all(k.loop_ffma > 0 for k in gemms)
     assert cs.problems(ks) == [], cs.table(ks)
+
+
+def test_gemm_main_loops_must_fill_shared_memory_with_cp_async() -> None:
+    sass = SASS.replace("LDS.128 R8, [R9]", "LDGSTS.E.LTC128B [R9], desc[UR4][R10.64]")
+    _, _, mix = cs.main_loop(cs.parse_sass(sass)["_Z3fooPf"])
+    assert mix["LDGSTS"] == 1
+    name = "void gemm_kernel<64x128, LinearOp<true, true, int> >"
+    sync = cs.Kernel(file="x", mangled="a", name=name, path="32-bit", floor=0.70, ffma_share=0.75,
+                     loop_instructions=340, loop_ffma=256, loop_ldgsts=0)
+    bad = cs.problems([sync])
+    assert len(bad) == 1 and "no LDGSTS" in bad[0]
+    sync.loop_ldgsts = 6
+    assert cs.problems([sync]) == []
+    assert "| 6 |" in cs.table([sync])

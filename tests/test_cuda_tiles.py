@@ -4,8 +4,11 @@ Every output element of the GEMM core is one FMA chain over k in increasing orde
 block tile; only the split-K (chosen from the shapes alone) decides the order. So conv2d forward
 and backward and linear forward and backward must give identical bits under every tile the
 rule can pick, forced with the ``FASTCNN_CUDA_TILE`` test hook, and must match the CPU within
-the float32 summation tolerance. Runs on a GPU or on the CUDA emulator (tools/cuda_emu/run.sh
-with TESTS="tests/test_cuda_tiles.py").
+the float32 summation tolerance. The bias gradients' two-stage reduction (csrc/cuda/reduce.cu)
+must give exactly the bits of its documented order (a NumPy mirror), whatever the launch caps.
+Runs on a GPU or on the CUDA emulator (tools/cuda_emu/run.sh with
+TESTS="tests/test_cuda_tiles.py"; CAP1D=1 CAPX=1 CAPYZ=1 and
+EXTRA_CXXFLAGS=-DFASTCNN_CUDA_NO_CP_ASYNC run the other grids and the pre-sm_80 main loop).
 """
 
 from __future__ import annotations
@@ -96,3 +99,120 @@ def test_linear_same_bits_on_every_tile(cp: Any, rng: np.random.Generator,
         monkeypatch.setenv("FASTCNN_CUDA_TILE", tile)
         check_exact(cp.asnumpy(ops.linear(cp.asarray(xi), cp.asarray(wi))),
                     f64(ops.linear(xi, wi)), f"y (ints) on {tile}")
+
+
+# ---- the bias gradients' two-stage reduction (csrc/cuda/reduce.cu) -------------------------------
+# A NumPy mirror of its documented order (chunks from the shapes alone, each thread's run in
+# increasing order, the fixed trees, the partials added in chunk order): the GPU's bits must be
+# exactly these under every launch cap (tools/cuda_emu/run.sh with CAP1D=1 and the defaults),
+# run to run, and on every GPU.
+_TARGET, _MIN_VALUES, _MIN_ROWS, _MAX_CHUNKS, _THREADS, _COLS = 264, 4096, 64, 1024, 256, 32
+_LANES = _THREADS // _COLS
+
+
+def _chunks(units: int, count: int, min_len: int, align: int) -> tuple[int, int]:
+    up = lambda a, b: -(-a // b) * b  # noqa: E731
+    want = min(-(-_TARGET // max(units, 1)), count // min_len, _MAX_CHUNKS)
+    if want <= 1:
+        return 1, up(max(count, 1), align)
+    n = up(-(-count // want), align)
+    return -(-count // n), n
+
+
+def _strided_sums(seg: np.ndarray, lanes: int) -> np.ndarray:
+    """Per lane t, the float32 sum of seg[t], seg[t + lanes], ... in order (seg: (n, ...))."""
+    rows = -(-seg.shape[0] // lanes)
+    pad = np.zeros((rows * lanes, *seg.shape[1:]), np.float32)
+    pad[: seg.shape[0]] = seg
+    acc = np.zeros((lanes, *seg.shape[1:]), np.float32)
+    for r in range(rows):
+        acc = acc + pad[r * lanes:(r + 1) * lanes]
+    return acc
+
+
+def _tree(s: np.ndarray) -> np.ndarray:
+    s = s.copy()
+    h = s.shape[0] // 2
+    while h:
+        s[:h] = s[:h] + s[h:2 * h]
+        h //= 2
+    return s[0]
+
+
+def _bias_mirror(dy: np.ndarray, N: int, K: int, L: int) -> tuple[np.ndarray, int]:
+    """db and the chunk count G of reduce.cu's order for dy seen as (N, K, L)."""
+    v = dy.reshape(N, K, L).astype(np.float32)
+    if L == 1:
+        G, n = _chunks(-(-K // _COLS), N, _MIN_ROWS, _LANES)
+        parts = [_tree(_strided_sums(v[g * n:(g + 1) * n, :, 0], _LANES)) for g in range(G)]
+    else:
+        G, n = _chunks(K, N * L, _MIN_VALUES, _THREADS)
+        flat = v.transpose(1, 0, 2).reshape(K, N * L)
+        parts = [np.array([_tree(_strided_sums(flat[k, g * n:(g + 1) * n], _THREADS))
+                           for k in range(K)], np.float32) for g in range(G)]
+    db = parts[0]
+    for p in parts[1:]:
+        db = db + p
+    return np.asarray(db, np.float32), G
+
+
+BIAS_CONV_CASES = [
+    # (x shape, w shape): chunks G > 1 with a tail chunk; G == 1; a 1 x 1 output (the column
+    # layout) with two row chunks
+    ((5, 1, 43, 41), (3, 1, 1, 1)),
+    ((2, 2, 5, 7), (3, 2, 3, 3)),
+    ((130, 3, 1, 1), (5, 3, 1, 1)),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", BIAS_CONV_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_conv2d_bias_gradient_is_the_fixed_two_stage_order(cp: Any, rng: np.random.Generator,
+                                                           case: Any) -> None:
+    from fastcnn import _cuda
+
+    xs, ws = case
+    y = ops.conv2d(np.zeros(xs, np.float32), np.zeros(ws, np.float32))
+    N, K, P, Q = y.shape
+    dy = normal(rng, y.shape)
+    dyg, xg, wg = cp.asarray(dy), cp.asarray(np.zeros(xs, np.float32)), cp.asarray(
+        np.zeros(ws, np.float32))
+    want, G = _bias_mirror(dy, N, K, P * Q)
+    plan = _cuda.conv2d_plan(xs, ws, None, 1, 1, 0, 0, 0, 0, 1, 1, 1, y.shape)
+    assert plan["backward_bias_workspace"] == (K * G if G > 1 else 0)
+    for _ in range(2):  # and run to run
+        _, _, db = ops.conv2d_backward(dyg, xg, wg, compute_dx=False, compute_dw=False)
+        check_bitwise(cp.asnumpy(db), want, f"db of dy {y.shape} ({G} chunks)")
+    # with the other gradients (one workspace shared in stream order): the same bits
+    check_bitwise(cp.asnumpy(ops.conv2d_backward(dyg, xg, wg)[2]), want, "db with dx, dw")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("N", "fout"), [(200, 40), (9, 5)])
+def test_linear_bias_gradient_is_the_fixed_two_stage_order(cp: Any, rng: np.random.Generator,
+                                                           N: int, fout: int) -> None:
+    from fastcnn import _cuda
+
+    dy = normal(rng, (N, fout))
+    xg, wg = cp.asarray(normal(rng, (N, 3))), cp.asarray(normal(rng, (fout, 3)))
+    want, G = _bias_mirror(dy, N, fout, 1)
+    plan = _cuda.linear_plan((N, 3), (fout, 3), None, (N, fout))
+    assert plan["backward_bias_workspace"] == (fout * G if G > 1 else 0)
+    for compute in (False, True):
+        _, _, db = ops.linear_backward(cp.asarray(dy), xg, wg, compute_dx=compute,
+                                       compute_dw=compute)
+        check_bitwise(cp.asnumpy(db), want, f"db of dy ({N}, {fout}) ({G} chunks)")
+
+
+@pytest.mark.cuda
+def test_bias_reduction_workspace_is_checked(cp: Any) -> None:
+    from fastcnn import _cuda
+
+    dy = cp.asarray(np.ones((200, 40), np.float32))
+    x, w = cp.asarray(np.ones((200, 3), np.float32)), cp.asarray(np.ones((40, 3), np.float32))
+    need = _cuda.linear_plan((200, 3), (40, 3), None, (200, 40))["backward_bias_workspace"]
+    assert need > 0
+    db = cp.empty((40,), cp.float32)
+    with pytest.raises(ValueError, match="workspace"):
+        _cuda.linear_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
+                              0, 0, db.data.ptr, 0, 0, cp.cuda.get_current_stream().ptr)

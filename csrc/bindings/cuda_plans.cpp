@@ -40,7 +40,7 @@ void check_grad_plan(bool has_grad, const char* op) {
 struct Conv2dPlan {
   Conv2dParams p;
   bool has_bias = false, has_grad = false;
-  int64_t fwd_ws = 0, data_ws = 0, weights_ws = 0;
+  int64_t fwd_ws = 0, data_ws = 0, weights_ws = 0, bias_ws = 0;
 
   Conv2dPlan(py::handle x_shape, py::handle w_shape, py::handle b_shape, int64_t sh, int64_t sw,
              int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
@@ -57,6 +57,7 @@ struct Conv2dPlan {
     fwd_ws = cuda::conv2d_forward_workspace(p);
     data_ws = cuda::conv2d_backward_data_workspace(p);
     weights_ws = cuda::conv2d_backward_weights_workspace(p);
+    bias_ws = cuda::conv2d_backward_bias_workspace(p.N, p.K, p.P * p.Q);
   }
 
   void forward(Ptr x, Ptr w, Ptr b, Ptr y, Ptr ws, int64_t ws_floats, bool relu,
@@ -73,8 +74,10 @@ struct Conv2dPlan {
                 Ptr stream) const {
     const char* op = "conv2d_backward";
     check_grad_plan(has_grad, op);
-    check_ws(ws_floats, std::max(dx ? data_ws : int64_t{0}, dwt ? weights_ws : int64_t{0}), op,
-             "elements");
+    check_ws(ws_floats,
+             std::max({dx ? data_ws : int64_t{0}, dwt ? weights_ws : int64_t{0},
+                       db ? bias_ws : int64_t{0}}),
+             op, "elements");
     py::gil_scoped_release nogil;
     const cuda::Stream s = stream_of(stream);
     if (dx)
@@ -83,7 +86,9 @@ struct Conv2dPlan {
     if (dwt)
       cuda::conv2d_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                     dev<float>(ws), p, s);
-    if (db) cuda::conv2d_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.K, p.P * p.Q, s);
+    if (db)  // the workspace's partials, after dx / dw in stream order (reduce.cu)
+      cuda::conv2d_backward_bias(dev<const float>(dy), dev<float>(db), dev<float>(ws), p.N, p.K,
+                                 p.P * p.Q, s);
   }
 };
 
@@ -92,7 +97,7 @@ struct Conv2dPlan {
 struct LinearPlan {
   LinearParams p;
   bool has_bias = false, has_grad = false;
-  int64_t fwd_ws = 0, weights_ws = 0;
+  int64_t fwd_ws = 0, weights_ws = 0, bias_ws = 0;
 
   LinearPlan(py::handle x_shape, py::handle w_shape, py::handle b_shape, py::handle dy_shape) {
     const char* op = "linear";
@@ -106,6 +111,7 @@ struct LinearPlan {
     }
     fwd_ws = cuda::linear_forward_workspace(p.N, p.in, p.out);
     weights_ws = cuda::linear_backward_weights_workspace(p.N, p.in, p.out);
+    bias_ws = cuda::linear_backward_bias_workspace(p.N, p.out);
   }
 
   void forward(Ptr x, Ptr w, Ptr b, Ptr y, Ptr ws, int64_t ws_floats, bool relu,
@@ -121,7 +127,8 @@ struct LinearPlan {
                 Ptr stream) const {
     const char* op = "linear_backward";
     check_grad_plan(has_grad, op);
-    if (dwt) check_ws(ws_floats, weights_ws, op, "elements");
+    check_ws(ws_floats, std::max(dwt ? weights_ws : int64_t{0}, db ? bias_ws : int64_t{0}), op,
+             "elements");
     py::gil_scoped_release nogil;
     const cuda::Stream s = stream_of(stream);
     if (dx)
@@ -130,7 +137,9 @@ struct LinearPlan {
     if (dwt)
       cuda::linear_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                     dev<float>(ws), p.N, p.in, p.out, s);
-    if (db) cuda::linear_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.out, s);
+    if (db)
+      cuda::linear_backward_bias(dev<const float>(dy), dev<float>(db), dev<float>(ws), p.N,
+                                 p.out, s);
   }
 };
 
@@ -317,6 +326,7 @@ void bind_plans(py::module_& m) {
       .def_readonly("forward_workspace", &Conv2dPlan::fwd_ws)
       .def_readonly("backward_data_workspace", &Conv2dPlan::data_ws)
       .def_readonly("backward_weights_workspace", &Conv2dPlan::weights_ws)
+      .def_readonly("backward_bias_workspace", &Conv2dPlan::bias_ws)
       .def("forward", &Conv2dPlan::forward, py::arg("x"), py::arg("w"), py::arg("b"),
            py::arg("y"), py::arg("ws"), py::arg("ws_floats"), py::arg("relu"), py::arg("stream"))
       .def("backward", &Conv2dPlan::backward, py::arg("dy"), py::arg("x"), py::arg("w"),
@@ -329,6 +339,7 @@ void bind_plans(py::module_& m) {
                              [](const LinearPlan& q) { return to_tuple({q.p.N, q.p.out}); })
       .def_readonly("forward_workspace", &LinearPlan::fwd_ws)
       .def_readonly("backward_weights_workspace", &LinearPlan::weights_ws)
+      .def_readonly("backward_bias_workspace", &LinearPlan::bias_ws)
       .def("forward", &LinearPlan::forward, py::arg("x"), py::arg("w"), py::arg("b"),
            py::arg("y"), py::arg("ws"), py::arg("ws_floats"), py::arg("relu"), py::arg("stream"))
       .def("backward", &LinearPlan::backward, py::arg("dy"), py::arg("x"), py::arg("w"),

@@ -57,6 +57,7 @@ py::dict conv2d_plan(py::handle x_shape, py::handle w_shape, py::handle b_shape,
   d["forward_workspace"] = cuda::conv2d_forward_workspace(p);
   d["backward_data_workspace"] = cuda::conv2d_backward_data_workspace(p);
   d["backward_weights_workspace"] = cuda::conv2d_backward_weights_workspace(p);
+  d["backward_bias_workspace"] = cuda::conv2d_backward_bias_workspace(p.N, p.K, p.P * p.Q);
   return d;
 }
 
@@ -83,8 +84,10 @@ void conv2d_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
                              groups, op);
   check_conv2d_grad(shape_of(dy_shape, op, "dy_shape"), p);
   // one workspace serves both passes (queued in order on one stream)
-  const int64_t need = std::max(dx ? cuda::conv2d_backward_data_workspace(p) : int64_t{0},
-                                dwt ? cuda::conv2d_backward_weights_workspace(p) : int64_t{0});
+  const int64_t need = std::max({dx ? cuda::conv2d_backward_data_workspace(p) : int64_t{0},
+                                 dwt ? cuda::conv2d_backward_weights_workspace(p) : int64_t{0},
+                                 db ? cuda::conv2d_backward_bias_workspace(p.N, p.K, p.P * p.Q)
+                                    : int64_t{0}});
   check_workspace(ws_floats, need, op);
   py::gil_scoped_release nogil;
   const cuda::Stream s = stream_of(stream);
@@ -94,7 +97,9 @@ void conv2d_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   if (dwt)
     cuda::conv2d_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p, s);
-  if (db) cuda::conv2d_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.K, p.P * p.Q, s);
+  if (db)
+    cuda::conv2d_backward_bias(dev<const float>(dy), dev<float>(db), dev<float>(ws), p.N, p.K,
+                               p.P * p.Q, s);
 }
 
 // ---- relu --------------------------------------------------------------------------------------
@@ -173,6 +178,7 @@ py::dict linear_plan(py::handle x_shape, py::handle w_shape, py::handle b_shape,
   d["y_shape"] = to_tuple({p.N, p.out});
   d["forward_workspace"] = cuda::linear_forward_workspace(p.N, p.in, p.out);
   d["backward_weights_workspace"] = cuda::linear_backward_weights_workspace(p.N, p.in, p.out);
+  d["backward_bias_workspace"] = cuda::linear_backward_bias_workspace(p.N, p.out);
   return d;
 }
 
@@ -192,7 +198,11 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   const char* op = "linear_backward";
   const auto p = linear_params(x_shape, w_shape, py::handle(Py_None), op);
   check_linear_grad(shape_of(dy_shape, op, "dy_shape"), p);
-  if (dwt) check_workspace(ws_floats, cuda::linear_backward_weights_workspace(p.N, p.in, p.out), op);
+  // one workspace serves both reductions (queued in order on one stream)
+  const int64_t need =
+      std::max(dwt ? cuda::linear_backward_weights_workspace(p.N, p.in, p.out) : int64_t{0},
+               db ? cuda::linear_backward_bias_workspace(p.N, p.out) : int64_t{0});
+  check_workspace(ws_floats, need, op);
   py::gil_scoped_release nogil;
   const cuda::Stream s = stream_of(stream);
   if (dx) cuda::linear_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx), p.N,
@@ -200,7 +210,8 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   if (dwt)
     cuda::linear_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p.N, p.in, p.out, s);
-  if (db) cuda::linear_backward_bias(dev<const float>(dy), dev<float>(db), p.N, p.out, s);
+  if (db)
+    cuda::linear_backward_bias(dev<const float>(dy), dev<float>(db), dev<float>(ws), p.N, p.out, s);
 }
 
 // ---- softmax / cross-entropy -------------------------------------------------------------------

@@ -28,12 +28,12 @@
 //                    shapes only (never from the GPU), each chunk summed in order by one block
 //                    into its own workspace slice, then the slices summed in order
 //                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
-//   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: one block per channel, a fixed
-//                    shared-memory tree (block_sum).
+//   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: reduce.cu's two-stage grid
+//                    reduction (fixed chunks, fixed trees, partials summed in order).
 // Index maths: each GEMM op computes a thread's operand coordinates once per tile (FastDiv) and
 // steps them by BK between k steps with compare-and-select carries, so the k loop has no
 // division; its offsets are int32 when conv_fits31 holds (every offset below 2^31: the usual
-// case) and int64 otherwise. col2im and the bias reduction: FastDiv, 32-bit where it fits.
+// case) and int64 otherwise. col2im: FastDiv, 32-bit where it fits.
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
 // 1.36 GFLOP as 64 images x 5 tiles = 320 blocks; backward-weights: M 64, N 288, K 36864 ->
 // 3 tiles x 64 splits of 576 = 192 blocks + a 1.2 M-element reduction; at ~20-30 TFLOP/s of
@@ -110,7 +110,8 @@ struct ConvFwdOp {
   FASTCNN_D ARow a_row(Idx m) const { return wo + m * static_cast<Idx>(K); }
   FASTCNN_D KA a_k(Idx k) const { return k; }
   FASTCNN_D void a_step(KA& k) const { k += BK; }
-  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+  FASTCNN_D const float* a_ptr(ARow r, KA k) const { return w + (r + k); }
+  FASTCNN_D bool a_ok(ARow, KA) const { return true; }
 
   struct BRow {
     Idx h0, w0, pix;
@@ -148,12 +149,11 @@ struct ConvFwdOp {
     t.coff += st_hi + (cr ? HW : Idx{0});
     t.off = t.coff + t.rh * W + t.sw;
   }
-  FASTCNN_D float b(const BRow& r, const KB& t) const {
+  FASTCNN_D const float* b_ptr(const BRow& r, const KB& t) const { return x + (r.pix + t.off); }
+  FASTCNN_D bool b_ok(const BRow& r, const KB& t) const {
     using U = std::make_unsigned_t<Idx>;
-    if (static_cast<U>(r.h0 + t.rh) >= static_cast<U>(H) ||
-        static_cast<U>(r.w0 + t.sw) >= static_cast<U>(W))
-      return 0.0f;
-    return x[r.pix + t.off];
+    return static_cast<U>(r.h0 + t.rh) < static_cast<U>(H) &&
+           static_cast<U>(r.w0 + t.sw) < static_cast<U>(W);
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // y is (G, Kg, PQ) contiguous
@@ -249,11 +249,13 @@ struct ConvDcolOp {
   FASTCNN_D ARow a_row(Idx m) const { return wo + m; }
   FASTCNN_D KA a_k(Idx k) const { return k * static_cast<Idx>(M); }
   FASTCNN_D void a_step(KA& k) const { k += BK * static_cast<Idx>(M); }
-  FASTCNN_D float a(ARow r, KA k) const { return w[r + k]; }
+  FASTCNN_D const float* a_ptr(ARow r, KA k) const { return w + (r + k); }
+  FASTCNN_D bool a_ok(ARow, KA) const { return true; }
   FASTCNN_D BRow b_row(Idx n) const { return dyo + n; }
   FASTCNN_D KB b_k(Idx k) const { return k * static_cast<Idx>(N); }
   FASTCNN_D void b_step(KB& k) const { k += BK * static_cast<Idx>(N); }
-  FASTCNN_D float b(BRow r, KB k) const { return dy[r + k]; }
+  FASTCNN_D const float* b_ptr(BRow r, KB k) const { return dy + (r + k); }
+  FASTCNN_D bool b_ok(BRow, KB) const { return true; }
   FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
   static constexpr bool kStore4 = true;
   FASTCNN_D bool store4(int64_t, int64_t m, int64_t n, float4 v) const {
@@ -349,7 +351,8 @@ struct ConvBwdWeightsOp {
     t.pq -= c ? PQ : Idx{0};
     t.off += a_lo + a_hi + (c ? KPQ - PQ : Idx{0});
   }
-  FASTCNN_D float a(ARow r, const KA& t) const { return dy[r + t.off]; }
+  FASTCNN_D const float* a_ptr(ARow r, const KA& t) const { return dy + (r + t.off); }
+  FASTCNN_D bool a_ok(ARow, const KA&) const { return true; }
 
   struct KB {
     Idx p, q, img_off, h0, w0, pix;
@@ -391,12 +394,11 @@ struct ConvBwdWeightsOp {
     t.img_off += b_hi + (cp ? CHW : Idx{0});
     b_pix(t);
   }
-  FASTCNN_D float b(const BRow& r, const KB& t) const {
+  FASTCNN_D const float* b_ptr(const BRow& r, const KB& t) const { return x + (t.pix + r.off); }
+  FASTCNN_D bool b_ok(const BRow& r, const KB& t) const {
     using U = std::make_unsigned_t<Idx>;
-    if (static_cast<U>(t.h0 + r.rh) >= static_cast<U>(H) ||
-        static_cast<U>(t.w0 + r.sw) >= static_cast<U>(W))
-      return 0.0f;
-    return x[t.pix + r.off];
+    return static_cast<U>(t.h0 + r.rh) < static_cast<U>(H) &&
+           static_cast<U>(t.w0 + r.sw) < static_cast<U>(W);
   }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = (g * M + m) * N + n;  // dw is (groups, Kg, CgRS) contiguous
@@ -406,33 +408,6 @@ struct ConvBwdWeightsOp {
       dW[off] = v;
   }
 };
-
-// db[k] = sum over n, l of dy[(n*K + k)*L + l] (L = P*Q): one block per channel, 256 threads
-// striding over the channel's N*L elements (coalesced along l), then block_sum's fixed tree.
-// Each thread's (n, l) is divided out once and then stepped by kThreads = hi*L + lo with one
-// carry (no division per element; the same elements in the same order as j = n*L + l).
-__global__ void __launch_bounds__(kThreads)
-    bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N, int64_t K,
-                int64_t L, FastDiv div_L) {
-  __shared__ float smem[kThreads];
-  const int64_t NL = N * L, KL = K * L;
-  const int64_t lo = kThreads % L, hi = kThreads / L;
-  int64_t n0;
-  const int64_t l0 = div_L.divmod(threadIdx.x, n0);
-  for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
-    float acc = 0.0f;
-    int64_t l = l0, off = n0 * KL + k * L + l0;
-    for (int64_t j = threadIdx.x; j < NL; j += kThreads) {
-      acc += dy[off];
-      l += lo;
-      const bool carry = l >= L;
-      l -= carry ? L : 0;
-      off += lo + hi * KL + (carry ? KL - L : 0);
-    }
-    const float total = block_sum(acc, smem);
-    if (threadIdx.x == 0) db[k] = total;
-  }
-}
 
 gemm::Split bwd_weights_split(const Conv2dParams& p) {
   return gemm::choose_split(p.groups, p.Kg(), p.CRSg(), p.N * p.P * p.Q, true);
@@ -542,13 +517,6 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
   else
     go(ConvBwdWeightsOp<int64_t>{});
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, dw, nullptr, 1, 1, false, stream);
-}
-
-void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L,
-                          Stream stream) {
-  if (K <= 0) return;
-  launch("conv2d_backward (db)", bias_kernel, grid_1d(K, 1), dim3(kThreads), stream, dy, db,
-         N, K, L, FastDiv(L));
 }
 
 }  // namespace fastcnn::cuda

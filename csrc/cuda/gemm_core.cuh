@@ -13,9 +13,11 @@
 //       __device__ void bind(int64_t g);                // per-group geometry (a copy of the Op)
 //       // per operand X in {a, b}: a row state (m of A / n of B, computed once per tile), a
 //       // k state (computed once per tile, stepped by BK between k steps: no division in the
-//       // k loop), and the load of an element with m < M (n < N) and k < K:
+//       // k loop), and where an element with m < M (n < N) and k < K lives: its address
+//       // (x_ptr) and whether it exists (x_ok: false for a padding zero, whose address is
+//       // then never read):
 //       XRow x_row(Idx mn) const;  KX x_k(Idx k) const;  void x_step(KX&) const;
-//       float a(const ARow&, const KA&) const;  float b(const BRow&, const KB&) const;
+//       const float* a_ptr(const ARow&, const KA&) const;  bool a_ok(...) const;  (b likewise)
 //       __device__ void store(int64_t s, int64_t m, int64_t n, float v) const;
 //       static constexpr bool kStore4;  // and, when true, columns n..n+3 in one store:
 //       __device__ bool store4(int64_t s, int64_t m, int64_t n, float4 v) const;  // false
@@ -32,9 +34,10 @@
 // operands: k = tid % BK; others: k = tid / (THREADS/BK)) and extent/(THREADS/BK) rows of it,
 // consecutive threads on consecutive addresses along the operand's contiguous index (coalesced),
 // so its k state is one object per operand. Tiles go to shared memory k-major (As[k][m],
-// Bs[k][n], rows padded by 4 floats: conflict-free stores for both mappings), double-buffered:
-// the next tile's global loads are issued before the current tile's BK x TM x TN FMAs, one
-// barrier per step.
+// Bs[k][n], rows padded by 4 floats: conflict-free stores for both mappings), double-buffered,
+// one barrier per step: on sm_80+ the next tile's cp.async copies (LDGSTS, zero-fill for
+// padding, no staging registers) are in flight during the current tile's BK x TM x TN FMAs;
+// before sm_80 its global loads go to registers before the FMAs and to shared memory after.
 // Each output element is the FMA chain over k in increasing order from its split's start, in
 // every Cfg: the tile shape changes speed, never bits; only the split (chosen from the shapes
 // alone) decides the summation order.
@@ -106,6 +109,49 @@ inline TileKind choose_tile(int64_t G, int64_t M, int64_t N, int64_t splits, int
   return TileKind::k64x64;
 }
 
+// ---- asynchronous global -> shared copies (cp.async) ---------------------------------------------
+// On sm_80 and newer the main loop fills its shared tiles with cp.async (LDGSTS: no staging
+// registers, the next tile's copies in flight during the current tile's FMAs); older
+// architectures keep the synchronous register-staged path. The emulator runs the asynchronous
+// path (tools/cuda_emu/cuda_emu.h models cp.async: poison at issue, data at the wait);
+// -DFASTCNN_CUDA_NO_CP_ASYNC forces the synchronous one (tests of the old-arch path).
+#if defined(FASTCNN_CUDA_NO_CP_ASYNC)
+#define FASTCNN_GEMM_ASYNC 0
+#elif defined(FASTCNN_CUDA_EMULATE) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+#define FASTCNN_GEMM_ASYNC 1
+#else
+#define FASTCNN_GEMM_ASYNC 0
+#endif
+
+#if FASTCNN_GEMM_ASYNC
+// *dst = ok ? *src : 0.0f, asynchronously (cp.async.ca, 4 bytes; src-size 0 zero-fills without
+// reading src). Lands at the thread's next cp_async_wait_all after a cp_async_commit.
+FASTCNN_D void cp_async4(float* dst, const float* src, bool ok) {
+#if defined(FASTCNN_CUDA_EMULATE)
+  __emu_cp_async(dst, src, 4, ok ? 4 : 0);
+#else
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src),
+               "r"(ok ? 4 : 0)
+               : "memory");
+#endif
+}
+FASTCNN_D void cp_async_commit() {
+#if defined(FASTCNN_CUDA_EMULATE)
+  __emu_cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+FASTCNN_D void cp_async_wait_all() {
+#if defined(FASTCNN_CUDA_EMULATE)
+  __emu_cp_async_wait(0);
+#else
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+#endif
+
 // *p = v as one 128-bit store when p is 16-byte aligned (true), else nothing (false).
 FASTCNN_D bool store_float4(float* p, const float4& v) {
   if ((reinterpret_cast<uintptr_t>(p) & 15u) != 0) return false;
@@ -161,13 +207,70 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
   typename Op::KA ak = v.a_k(gka);
   typename Op::KB bk = v.b_k(gkb);
 
+  // BK x TM x TN FMAs of the tile in buffer buf
+  auto fmas = [&](int buf) {
+#pragma unroll
+    for (int kk = 0; kk < BK_; ++kk) {
+      float a[C::TM], b[C::TN];
+#pragma unroll
+      for (int g = 0; g < C::TM / 4; ++g) {
+        const float4 t = *reinterpret_cast<const float4*>(&As[buf][kk][g * C::TY * 4 + ty * 4]);
+        a[4 * g] = t.x, a[4 * g + 1] = t.y, a[4 * g + 2] = t.z, a[4 * g + 3] = t.w;
+      }
+#pragma unroll
+      for (int g = 0; g < C::TN / 4; ++g) {
+        const float4 t = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * C::TX * 4 + tx * 4]);
+        b[4 * g] = t.x, b[4 * g + 1] = t.y, b[4 * g + 2] = t.z, b[4 * g + 3] = t.w;
+      }
+#pragma unroll
+      for (int i = 0; i < C::TM; ++i)
+#pragma unroll
+        for (int j = 0; j < C::TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+  };
+
+#if FASTCNN_GEMM_ASYNC
+  // Asynchronous double buffering, one barrier per step: at the top of step k every thread
+  // waits for its own copies of tile k, and the barrier makes all of them visible and ends
+  // every thread's reads of tile k-1, whose buffer the copies of tile k+1 (issued right
+  // after, in flight during tile k's FMAs) then overwrite.
+  auto issue = [&](int buf) {
+    const bool ina = gka < kend, inb = gkb < kend;
+#pragma unroll
+    for (int i = 0; i < C::A_LOADS; ++i)
+      cp_async4(&As[buf][ka][mn_of<C, Op::kAContigK>(tid, i)], v.a_ptr(ar[i], ak),
+                ina && v.a_ok(ar[i], ak));
+#pragma unroll
+    for (int i = 0; i < C::B_LOADS; ++i)
+      cp_async4(&Bs[buf][kb][mn_of<C, Op::kBContigK>(tid, i)], v.b_ptr(br[i], bk),
+                inb && v.b_ok(br[i], bk));
+    cp_async_commit();
+    gka += BK_, gkb += BK_;
+    v.a_step(ak);
+    v.b_step(bk);
+  };
+  if (kbeg < kend) issue(0);
+  int buf = 0;
+  for (Idx k0 = kbeg; k0 < kend; k0 += BK_) {
+    cp_async_wait_all();
+    __syncthreads();
+    if (k0 + BK_ < kend) issue(buf ^ 1);
+    fmas(buf);
+    buf ^= 1;
+  }
+  __syncthreads();  // every read of the shared tiles done before the block's next tile
+#else
+  // Synchronous double buffering (before sm_80): the next tile's global loads go to registers
+  // before the current tile's FMAs and to shared memory after them, one barrier per step.
   float ra[C::A_LOADS], rb[C::B_LOADS];
   auto load = [&]() {
     const bool ina = gka < kend, inb = gkb < kend;
 #pragma unroll
-    for (int i = 0; i < C::A_LOADS; ++i) ra[i] = ina ? v.a(ar[i], ak) : 0.0f;
+    for (int i = 0; i < C::A_LOADS; ++i)
+      ra[i] = ina && v.a_ok(ar[i], ak) ? *v.a_ptr(ar[i], ak) : 0.0f;
 #pragma unroll
-    for (int i = 0; i < C::B_LOADS; ++i) rb[i] = inb ? v.b(br[i], bk) : 0.0f;
+    for (int i = 0; i < C::B_LOADS; ++i)
+      rb[i] = inb && v.b_ok(br[i], bk) ? *v.b_ptr(br[i], bk) : 0.0f;
     gka += BK_, gkb += BK_;
     v.a_step(ak);
     v.b_step(bk);
@@ -188,28 +291,12 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
   for (Idx k0 = kbeg; k0 < kend; k0 += BK_) {
     const bool more = k0 + BK_ < kend;
     if (more) load();
-#pragma unroll
-    for (int kk = 0; kk < BK_; ++kk) {
-      float a[C::TM], b[C::TN];
-#pragma unroll
-      for (int g = 0; g < C::TM / 4; ++g) {
-        const float4 t = *reinterpret_cast<const float4*>(&As[buf][kk][g * C::TY * 4 + ty * 4]);
-        a[4 * g] = t.x, a[4 * g + 1] = t.y, a[4 * g + 2] = t.z, a[4 * g + 3] = t.w;
-      }
-#pragma unroll
-      for (int g = 0; g < C::TN / 4; ++g) {
-        const float4 t = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * C::TX * 4 + tx * 4]);
-        b[4 * g] = t.x, b[4 * g + 1] = t.y, b[4 * g + 2] = t.z, b[4 * g + 3] = t.w;
-      }
-#pragma unroll
-      for (int i = 0; i < C::TM; ++i)
-#pragma unroll
-        for (int j = 0; j < C::TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    fmas(buf);
     if (more) stash(buf ^ 1);
     __syncthreads();
     buf ^= 1;
   }
+#endif
 
   // Epilogue. Ops with kStore4 send each row's four-column groups out as one 128-bit store where
   // the destination is 16-byte aligned and all four columns exist (store4 returns false, writing

@@ -47,8 +47,11 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
 void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* ws,
                              const Conv2dParams& p, Stream stream);
 
-// db[k] = sum over n < N, l < L of dy[(n*K + k)*L + l]  (L = P*Q)
-void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t L,
+// db[k] = sum over n < N, l < L of dy[(n*K + k)*L + l]  (L = P*Q), a deterministic two-stage
+// grid reduction (reduce.cu): ws holds conv2d_backward_bias_workspace floats of partials (0:
+// ws may be null). ws may be the one the other backward passes use (same stream, in order).
+int64_t conv2d_backward_bias_workspace(int64_t N, int64_t K, int64_t L);
+void conv2d_backward_bias(const float* dy, float* db, float* ws, int64_t N, int64_t K, int64_t L,
                           Stream stream);
 
 // ---- relu (relu.cu) ----------------------------------------------------------------------------
@@ -81,8 +84,11 @@ void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N,
 // dw (out, in) = dy^T . x (reduction over the batch, fixed split-K)
 void linear_backward_weights(const float* dy, const float* x, float* dw, float* ws, int64_t N,
                              int64_t in, int64_t out, Stream stream);
-// db[j] = sum over rows i < N of dy[i*cols + j], rows added in order
-void linear_backward_bias(const float* dy, float* db, int64_t N, int64_t cols, Stream stream);
+// db[j] = sum over rows i < N of dy[i*cols + j], the same two-stage reduction (reduce.cu); ws:
+// linear_backward_bias_workspace floats (may be backward-weights' workspace: same stream)
+int64_t linear_backward_bias_workspace(int64_t N, int64_t cols);
+void linear_backward_bias(const float* dy, float* db, float* ws, int64_t N, int64_t cols,
+                          Stream stream);
 
 // ---- the split-K reduction of the GEMM core (gemm.cu) ------------------------------------------
 // out[i] = epilogue(sum over s < splits of ws[s*total + i]) in order of s; the epilogue adds

@@ -3,7 +3,7 @@
 //   forward   y (N, out)   = x (N, in) . w^T + b, ReLU fused     M = N,   N = out, K = in
 //   data      dx (N, in)   = dy (N, out) . w                     M = N,   N = in,  K = out
 //   weights   dw (out, in) = dy^T . x                            M = out, N = in,  K = N
-//   bias      db (out,)    = column sums of dy, rows added in order (one thread per column)
+//   bias      db (out,)    = column sums of dy (reduce.cu's two-stage grid reduction)
 // Operands are read in place through strides (no transposed copies); each product picks the
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
 // with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
@@ -44,11 +44,13 @@ struct LinearOp {
   FASTCNN_D ARow a_row(Idx m) const { return m * sam; }
   FASTCNN_D KA a_k(Idx k) const { return k * sak; }
   FASTCNN_D void a_step(KA& k) const { k += BK * sak; }
-  FASTCNN_D float a(ARow r, KA k) const { return A[r + k]; }
+  FASTCNN_D const float* a_ptr(ARow r, KA k) const { return A + (r + k); }
+  FASTCNN_D bool a_ok(ARow, KA) const { return true; }
   FASTCNN_D BRow b_row(Idx n) const { return n * sbn; }
   FASTCNN_D KB b_k(Idx k) const { return k * sbk; }
   FASTCNN_D void b_step(KB& k) const { k += BK * sbk; }
-  FASTCNN_D float b(BRow r, KB k) const { return B[r + k]; }
+  FASTCNN_D const float* b_ptr(BRow r, KB k) const { return B + (r + k); }
+  FASTCNN_D bool b_ok(BRow, KB) const { return true; }
   FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
     const int64_t off = m * N + n;
     if (splits > 1) {
@@ -87,18 +89,6 @@ void run_linear(const char* what, int64_t M, int64_t N, int64_t K, gemm::Split s
     go(LinearOp<AK, BKc, int32_t>{});
   else
     go(LinearOp<AK, BKc, int64_t>{});
-}
-
-// db[j] = sum over rows i of dy[i*cols + j]: one thread per column adding the rows in order
-// (the CPU's order, so the same bits).
-__global__ void __launch_bounds__(kThreads)
-    bias_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N,
-                     int64_t cols) {
-  for (int64_t j = global_thread(); j < cols; j += grid_threads()) {
-    float acc = 0.0f;
-    for (int64_t i = 0; i < N; ++i) acc += dy[i * cols + j];
-    db[j] = acc;
-  }
 }
 
 gemm::Split fwd_split(int64_t N, int64_t in, int64_t out) {
@@ -156,12 +146,6 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, float* 
                              op.C = dw, op.ws = ws;
                            }, stream);  // N = 0 writes zeros
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, out * in, dw, nullptr, 1, 1, false, stream);
-}
-
-void linear_backward_bias(const float* dy, float* db, int64_t N, int64_t cols, Stream stream) {
-  if (cols <= 0) return;
-  launch("linear_backward (db)", bias_kernel, grid_1d(cols), dim3(kThreads), stream, dy, db,
-         N, cols);
 }
 
 }  // namespace fastcnn::cuda

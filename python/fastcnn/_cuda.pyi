@@ -73,6 +73,7 @@ class Conv2dPlan:
     forward_workspace: int
     backward_data_workspace: int
     backward_weights_workspace: int
+    backward_bias_workspace: int
     def __init__(self, x_shape: Shape, w_shape: Shape, b_shape: Shape | None, stride_h: int,
                  stride_w: int, pad_top: int, pad_left: int, pad_bottom: int, pad_right: int,
                  dil_h: int, dil_w: int, groups: int, dy_shape: Shape | None = None) -> None: ...
@@ -84,6 +85,7 @@ class LinearPlan:
     y_shape: Shape
     forward_workspace: int
     backward_weights_workspace: int
+    backward_bias_workspace: int
     def __init__(self, x_shape: Shape, w_shape: Shape, b_shape: Shape | None,
                  dy_shape: Shape | None = None) -> None: ...
     def forward(self, x: int, w: int, b: int, y: int, ws: int, ws_floats: int, relu: bool,

@@ -4,6 +4,8 @@
 // once every live thread (of the block / of the warp) has reached it. The order in which fibers
 // run between barriers is shuffled (seeded), so a missing barrier shows up as a wrong result.
 // Divergent barriers (some threads waiting on one that others never reach) abort with a message.
+// cp.async (global -> shared copies) lands only at the issuing thread's matching wait_group and
+// poisons its destination at issue (see __emu_cp_async below).
 // Compile the .cu files as C++ (-x c++ -std=c++20) with -DFASTCNN_CUDA_EMULATE='"cuda_emu.h"'.
 // Stream capture (CUDA graphs): while a stream captures (fastcnn_emu_begin_capture, called by
 // fake_cupy's Stream.begin_capture), kernel launches, memsets and device-to-device copies issued
@@ -319,11 +321,20 @@ namespace fastcnn_emu {
 
 enum State { RUNNABLE, AT_BLOCK, AT_WARP, DONE };
 
+// One cp.async copy (global -> shared) in flight: lands at its thread's matching wait.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes;  // src_bytes < bytes: the rest is zero-filled (0: all zeros, src unread)
+};
+
 struct Fiber {
   ucontext_t ctx;
   std::vector<char> stack;
   State state = RUNNABLE;
   uint3 tid;
+  std::vector<AsyncCopy> open;                 // issued, not yet committed
+  std::vector<std::vector<AsyncCopy>> groups;  // committed groups, oldest first
 };
 
 struct Sched {
@@ -372,6 +383,8 @@ inline void trampoline() {
 #endif
   (*s.body)();
   Fiber& f = s.fibers[s.cur];
+  if (!f.open.empty() || !f.groups.empty())
+    fail("a thread exited with cp.async copies in flight (missing cp.async.wait_group)");
   f.state = DONE;
   switch_to_main(f, true);
 }
@@ -415,6 +428,8 @@ inline void exec(dim3 grid, dim3 block, const std::function<void()>& body) {
                          (static_cast<unsigned>(t) / block.x) % block.y,
                          static_cast<unsigned>(t) / (block.x * block.y)};
           fb.state = RUNNABLE;
+          fb.open.clear();
+          fb.groups.clear();
           getcontext(&fb.ctx);
           fb.ctx.uc_stack.ss_sp = fb.stack.data();
           fb.ctx.uc_stack.ss_size = fb.stack.size();
@@ -564,6 +579,38 @@ extern "C" __attribute__((visibility("default"), used)) inline void fastcnn_emu_
 }
 
 inline void __syncthreads() { fastcnn_emu::wait(fastcnn_emu::AT_BLOCK); }
+
+// ---- cp.async (sm_80+: asynchronous copies from global to shared memory) ----
+// Modelled as late and as hostile as the PTX ISA allows, so that a missing wait or barrier shows:
+// at issue the destination is poisoned (all-ones bytes: a float NaN), so a thread still reading
+// the old contents (no barrier between its reads and the copy) sees garbage; the data lands only
+// when the issuing thread waits for the copy's group (cp.async.wait_group N: every committed
+// group but the N most recent), so a read before that wait -- or, from another thread, before
+// the barrier that follows every thread's wait -- sees the poison. Copies not yet committed are
+// not landed by a wait (as on the GPU); a thread that exits with copies in flight aborts.
+// src_bytes < bytes zero-fills the rest (cp.async's src-size operand; 0: src is not read).
+inline void __emu_cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  auto& s = fastcnn_emu::S();
+  std::memset(dst, 0xFF, static_cast<size_t>(bytes));
+  s.fibers[s.cur].open.push_back(fastcnn_emu::AsyncCopy{dst, src, bytes, src_bytes});
+}
+inline void __emu_cp_async_commit() {
+  auto& f = fastcnn_emu::S().fibers[fastcnn_emu::S().cur];
+  f.groups.push_back(std::move(f.open));
+  f.open.clear();
+}
+inline void __emu_cp_async_wait(int pending) {
+  auto& f = fastcnn_emu::S().fibers[fastcnn_emu::S().cur];
+  const size_t keep = static_cast<size_t>(pending < 0 ? 0 : pending);
+  while (f.groups.size() > keep) {
+    for (const auto& c : f.groups.front()) {
+      unsigned char* d = static_cast<unsigned char*>(c.dst);
+      if (c.src_bytes > 0) std::memcpy(d, c.src, static_cast<size_t>(c.src_bytes));
+      std::memset(d + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
+    }
+    f.groups.erase(f.groups.begin());
+  }
+}
 
 template <typename T>
 T __emu_shfl(T v, int src) {

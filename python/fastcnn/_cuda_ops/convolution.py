@@ -23,11 +23,11 @@ from .pooling import _max_pool2d_backward_to
 def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
     """A ``_cuda.Conv2dPlan`` of ``args`` (conv2d_plan's: shapes, geometry, dy's shape or
     nothing; validated once, in C++) as the tuple a call reads: its bound ``forward`` and
-    ``backward``, y's shape and the forward / backward-data / backward-weights workspace sizes
-    (floats). Cached by :func:`._common._plan` under every argument."""
+    ``backward``, y's shape and the forward / backward-data / backward-weights / backward-bias
+    workspace sizes (floats). Cached by :func:`._common._plan` under every argument."""
     p = _cuda.Conv2dPlan(*args)
     return (p.forward, p.backward, p.y_shape, p.forward_workspace, p.backward_data_workspace,
-            p.backward_weights_workspace)
+            p.backward_weights_workspace, p.backward_bias_workspace)
 
 
 def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
@@ -91,11 +91,13 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
             dy = relu_backward(dy, relu_y)
     with _device(op, dy, x, w):
         key = (_conv2d_entry, x.shape, w.shape, None, *geo, dy.shape)
-        _, bwd, _, _, n_data, n_weights = _PLANS.get(key) or _plan(*key)
+        _, bwd, _, _, n_data, n_weights, n_bias = _PLANS.get(key) or _plan(*key)
         dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
         dw = _cupy_empty(w.shape, _F32) if compute_dw else None
         db = _cupy_empty((w.shape[0],), _F32) if bias else None
-        n = max(n_data if compute_dx else 0, n_weights if compute_dw else 0)
+        # one workspace in stream order: backward-data's, backward-weights', the bias partials
+        n = max(n_data if compute_dx else 0, n_weights if compute_dw else 0,
+                n_bias if bias else 0)
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launches returned
         bwd(dy.data.ptr, x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr,
             0 if dw is None else dw.data.ptr, 0 if db is None else db.data.ptr,
