@@ -9,7 +9,7 @@
 // for 8: 94 %). 12 column pointers + dy and loop registers exceed the 16 GPRs: the compiler keeps
 // a few pointers on the stack (one more load each). Compiled here, not run: this machine has no
 // AVX-512 (the generic kernel of the same loop order is the tested reference).
-#include <immintrin.h>
+#include "cpu/avx512/intrin.h"
 
 #include <algorithm>
 #include <utility>

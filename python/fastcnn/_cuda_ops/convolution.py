@@ -45,7 +45,7 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
     with _device(op, x, w, b):
         key = (_conv2d_entry, x.shape, w.shape, bs, *geo)
-        fwd, _, y_shape, n, _, _ = _PLANS.get(key) or _plan(*key)
+        fwd, _, y_shape, n, _, _, _ = _PLANS.get(key) or _plan(*key)
         y = (_cupy_empty(y_shape, _F32) if out is None
              else _dest(out, y_shape, op, "out", x=x, w=w, b=b))
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned

@@ -38,7 +38,7 @@ def linear(x: Any, w: Any, b: Any, relu: bool = False, out: Any = None) -> Any:
         bp, bs = b.data.ptr, b.shape
     with _device(op, x, w, b):
         key = (_linear_entry, x.shape, w.shape, bs)
-        fwd, _, y_shape, n, _ = _PLANS.get(key) or _plan(*key)
+        fwd, _, y_shape, n, _, _ = _PLANS.get(key) or _plan(*key)
         y = (_cupy_empty(y_shape, _F32) if out is None
              else _dest(out, y_shape, op, "out", x=x, w=w, b=b))
         ws = _cupy_empty(n, _F32) if n else None  # alive until the launch returned
