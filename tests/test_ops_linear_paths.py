@@ -2,14 +2,15 @@
 
 Every linear GEMM reads its A operand in place (GemmProblem::a_base: x or w rows for the
 forward, dy rows for dx, dy's columns for dw) and packs only B; a last row panel of fewer than
-MR rows is packed. The forward computes y^T = w x^T when out > N (w read in place, x packed)
-and y = x w^T otherwise, swapped when that avoids a last column panel of <= NR/3 columns; B is packed once into a shared workspace when several row blocks
-(> 256 rows) read it; K splits into shape-fixed chunks for long reductions into small outputs.
-The in-place kernel computes only the column vectors a tile's last panel needs (1, 2 or 3 of
-8 floats on AVX2, of 16 on AVX-512): every last-panel width class is taken for each GEMM.
-Each path is taken at tile-1 / tile / tile+1 of MR (4, 8), NR (8, 24, 48), KC (128), the row
-block (256) and the column block (480), checked exactly against fastcnn.reference with small
-integers, within the summation tolerance with normals, and bit-identical on 1 to 4 threads.
+MR rows is packed. The forward computes y^T = w x^T when out > N (w read in place, x packed) and
+y = x w^T otherwise, swapped when that avoids a last column panel of <= NR/3 columns; B is
+packed once into a shared workspace when several row blocks (> 256 rows) read it; K splits into
+shape-fixed chunks for long reductions into small outputs. The in-place kernel computes only the
+column vectors a tile's last panel needs (1, 2 or 3 of 8 floats on AVX2, of 16 on AVX-512):
+every last-panel width class is taken for each GEMM. Each path is taken at tile-1 / tile /
+tile+1 of MR (4, 8), NR (8, 24, 48), KC (128), the row block (256) and the column block (480),
+checked exactly against fastcnn.reference with small integers, within the summation tolerance
+with normals, and bit-identical on 1 to 4 threads.
 """
 
 from __future__ import annotations
