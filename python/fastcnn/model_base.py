@@ -7,7 +7,8 @@ The shared machinery lives here once: the compile settings, the weights (``weigh
 ``trainable_weights``, ``get_weights`` / ``set_weights``, ``parameters()`` for the
 optimizers), ``get_layer``, ``count_params`` / ``flops``, ``summary`` (Keras' table; a graph
 adds Keras' "Connected to" column), input conversion (``_input``, ``_on_device``), ``model(x)``
-and ``to(device)``. ``fit`` / ``evaluate`` / ``predict`` come from
+and ``to(device)``; the layer protocol (a model as a layer of another) from
+:class:`fastcnn._model_layer.ModelAsLayer`. ``fit`` / ``evaluate`` / ``predict`` come from
 :class:`fastcnn.trainer.Trainer`, the files from :class:`fastcnn.saving.Saveable`, ``export``
 from :class:`fastcnn.onnx.Exportable`, which never import a model class.
 
@@ -34,6 +35,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._arrays import as_array, assign, host_copy, is_cupy, restore_kind
 from ._arrays import move as _device_move
+from ._model_layer import ModelAsLayer
 from .layers import symbolic as _symbolic
 from .onnx import Exportable
 from .saving import Saveable
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Model"]
 
 
-class Model(Trainer, Saveable, Exportable, _layers.Layer):
+class Model(Trainer, Saveable, Exportable, ModelAsLayer, _layers.Layer):
     """A fastcnn model (Keras' ``Model``): ``Model(inputs, outputs)`` builds a graph of layers
     (the functional API) and returns a :class:`~fastcnn.functional.Functional`;
     :class:`fastcnn.Sequential` is the other kind. This class holds what both share (see the
@@ -367,86 +369,6 @@ class Model(Trainer, Saveable, Exportable, _layers.Layer):
         """``fit`` / ``evaluate`` / ``predict``'s arrays as the batching slices them (as they
         are here; a graph with several inputs / outputs packs its lists and dicts)."""
         return x, y
-
-    # -- the layer protocol (a model used as a layer of another) ------------------------------
-    def forward(self, x: Any, training: bool = False,  # type: ignore[override]
-                apply_activation: bool = True) -> Any:
-        """``model(x)`` as a layer runs it: ``x`` already on the model's device."""
-        return self._forward(x, training, not apply_activation)
-
-    @property  # type: ignore[override]
-    def params(self) -> dict[str, Any]:
-        """Every weight as ``{"<layer>/<param>": array}`` (the model's own arrays)."""
-        return self._all_weights()
-
-    @property  # type: ignore[override]
-    def grads(self) -> dict[str, Any]:
-        """The gradient buffers as ``{"<layer>/<param>": array}``."""
-        return {f"{lay.name}/{k}": g for lay in self.layers for k, g in lay.grads.items()}
-
-    @property  # type: ignore[override]
-    def non_trainable_keys(self) -> frozenset[str]:  # type: ignore[override]
-        """The :attr:`params` keys that are not trained: frozen layers' and state."""
-        return frozenset(f"{lay.name}/{k}" for lay in self.layers for k in lay.params
-                         if not lay.trainable or k in lay.non_trainable_keys)
-
-    @property  # type: ignore[override]
-    def trainable(self) -> bool:  # type: ignore[override]
-        """False after ``model.trainable = False``, which freezes every layer (True
-        unfreezes them all), as Keras."""
-        return bool(getattr(self, "_trainable", True))
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        for lay in self.layers:
-            lay.trainable = bool(value)
-
-    @property  # type: ignore[override]
-    def _cache(self) -> Any:
-        """The forward state of the last training call (every layer's cache, and a graph's
-        per-node caches): what an outer graph keeps per call of a shared model."""
-        return (tuple(lay._cache for lay in self.layers),
-                dict(getattr(self, "_node_caches", {})))
-
-    @_cache.setter
-    def _cache(self, value: Any) -> None:
-        caches, nodes = value if value is not None else ((None,) * len(self.layers), {})
-        for lay, c in zip(self.layers, caches, strict=True):
-            lay._cache = c
-        if hasattr(self, "_node_caches"):
-            self._node_caches = dict(nodes)
-
-    def count_trainable_params(self) -> int:
-        """Number of scalars the optimizer trains (Keras' "Trainable params")."""
-        return sum(lay.count_trainable_params() for lay in self.layers)
-
-    def to_device(self, device: str) -> None:
-        """Move the weights to ``device`` (what an outer model's ``to`` calls)."""
-        self.device = device
-        for lay in self.layers:
-            lay.to_device(device)
-        self._drop_caches()
-
-    def get_state(self) -> dict[str, Any] | None:
-        """The layers' non-weight states (Dropout's generators) by layer name, or None."""
-        states = {lay.name: st for lay in self.layers if (st := lay.get_state()) is not None}
-        return states or None
-
-    def check_state(self, state: Any) -> Any:
-        """Validate :meth:`get_state`'s value (ValueError naming an unknown layer)."""
-        if state is None:
-            return []
-        by_name = {lay.name: lay for lay in self.layers}
-        if not isinstance(state, dict) or not set(state) <= set(by_name):
-            raise ValueError(f"model {self.name!r}: a layer state names unknown layers "
-                             f"({sorted(state) if isinstance(state, dict) else state!r})")
-        return [(by_name[k], by_name[k].check_state(v)) for k, v in state.items()]
-
-    def set_state(self, checked: Any) -> None:
-        """Assign :meth:`check_state`'s value."""
-        for lay, c in checked:
-            lay.set_state(c)
 
     # -- compile --------------------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
