@@ -60,6 +60,9 @@ def test_avg_pool2d_against_cpu(cp: Any, rng: np.random.Generator, case: Any) ->
     x = avg_input(rng, xs)
     y = ops.avg_pool2d(x, **opts)
     check_bitwise(host(cp, ops.avg_pool2d(gpu(cp, x), **opts)), y, "y")
+    yo = cp.asarray(np.full(y.shape, 7.0, np.float32))
+    assert ops.avg_pool2d(gpu(cp, x), **opts, out=yo) is yo
+    check_bitwise(host(cp, yo), y, "y (out=)")
     dy = avg_input(rng, y.shape)
     dx = ops.avg_pool2d_backward(dy, x, **opts)
     check_bitwise(host(cp, ops.avg_pool2d_backward(gpu(cp, dy), gpu(cp, x), **opts)), dx, "dx")

@@ -411,6 +411,15 @@ def test_out_semantics(isa: str, rng: np.random.Generator) -> None:
             call(np.zeros((2, 3, 8, 8), np.float32))
         with pytest.raises(TypeError, match="out"):
             call(np.zeros(x.shape, np.float64))
+    y = np.full((2, 3, 4, 4), 7.0, np.float32)  # the forward's y into out
+    assert ops.avg_pool2d(x, 2, out=y) is y
+    check_bitwise(y, ref.avg_pool2d(x, 2), "forward out")
+    with pytest.raises(ValueError, match="out has shape"):
+        ops.avg_pool2d(x, 2, out=np.zeros((2, 3, 4, 5), np.float32))
+    with pytest.raises(TypeError, match="out"):
+        ops.avg_pool2d(x, 2, out=np.zeros((2, 3, 4, 4), np.float64))
+    with pytest.raises(ValueError, match="overlap"):
+        ops.avg_pool2d(x, 2, out=x.reshape(-1)[:96].reshape(2, 3, 4, 4))
     xc = x.copy()  # out may be x itself: only its shape is used
     r = ops.avg_pool2d_backward(dy, xc, 2, out=xc)
     assert r is xc

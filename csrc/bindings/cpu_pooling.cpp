@@ -1,7 +1,8 @@
 // cpu_pooling.cpp -- fastcnn._cpu's average and global pooling (bind_pooling; max_pool2d stays
 // in module_cpu.cpp): NumPy arrays in (cpu_arrays.h's rules), arguments checked by
 // common/args.cpp (the CUDA module's checks too), the GIL released around the kernels.
-//   avg_pool2d(x, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, divisor_override) -> y
+//   avg_pool2d(x, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, divisor_override,
+//              out=None) -> y
 //   avg_pool2d_backward(dy, x, ..., divisor_override, out=None) -> dx   (x: only its shape)
 //   global_avg_pool2d(x) -> y (N, C); global_avg_pool2d_backward(dy, x, out=None) -> dx
 //   global_max_pool2d(x, return_indices) -> y or (y, indices (N, C) int64)
@@ -43,13 +44,14 @@ py::array shape_source(py::handle obj, const char* op) {
 }
 
 FArray avg_pool2d(py::handle x_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                  int64_t pw, bool ceil_mode, bool count_include_pad, py::handle divisor) {
+                  int64_t pw, bool ceil_mode, bool count_include_pad, py::handle divisor,
+                  py::handle out_) {
   const char* op = "avg_pool2d";
   FArray x = as_float(x_, op, "x");
   const auto a = avg_params(shape_of(x), kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad,
                             divisor, op);
   const Pool2dParams& p = a.pool;
-  FArray y = new_float({p.N, p.C, p.P, p.Q});
+  FArray y = dest_or_new(out_, {p.N, p.C, p.P, p.Q}, op, "out", {{"x", &x}});
   py::gil_scoped_release nogil;
   cpu::avg_pool2d_forward(x.data(), y.mutable_data(), a);
   return y;
@@ -144,7 +146,7 @@ FArray global_max_pool2d_backward(py::handle dy_, py::handle x_, py::handle indi
 void bind_pooling(py::module_& m) {
   m.def("avg_pool2d", &avg_pool2d, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
         py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("ceil_mode"),
-        py::arg("count_include_pad"), py::arg("divisor_override"));
+        py::arg("count_include_pad"), py::arg("divisor_override"), py::arg("out") = py::none());
   m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("x"), py::arg("kh"),
         py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
         py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"),

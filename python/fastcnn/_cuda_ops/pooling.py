@@ -143,13 +143,15 @@ def _max_pool2d_backward_to(dy: Any, x_shape: tuple[int, ...], geo: tuple[Any, .
 
 
 def avg_pool2d(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, ceil_mode: bool,
-               count_include_pad: bool, divisor_override: int | None) -> Any:
-    """y (N, C, P, Q): PyTorch's average pooling (the CPU module's bits)."""
+               count_include_pad: bool, divisor_override: int | None, out: Any = None) -> Any:
+    """y (N, C, P, Q): PyTorch's average pooling (the CPU module's bits); written into ``out``
+    when given."""
     op = "avg_pool2d"
     x = _f32(x, op, "x")
     geo = (kh, kw, sh, sw, ph, pw, bool(ceil_mode), bool(count_include_pad), divisor_override)
     with _device(op, x):
-        y = _empty(_plan(_cuda.avg_pool2d_plan, x.shape, *geo))
+        shape = _plan(_cuda.avg_pool2d_plan, x.shape, *geo)
+        y = _empty(shape) if out is None else _dest(out, tuple(shape), op, "out", x=x)
         _cuda.avg_pool2d_forward(_ptr(x), x.shape, _ptr(y), *geo, _stream())
     return y
 

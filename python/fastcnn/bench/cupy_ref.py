@@ -250,9 +250,9 @@ def _avg_geometry(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode
 
 def avg_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
                ceil_mode: bool = False, count_include_pad: bool = True,
-               divisor_override: Any = None) -> Any:
+               divisor_override: Any = None, out: Any = None) -> Any:
     """y (N, C, P, Q): each window's sum (the k*k taps as strided slices of the zero-padded
-    input) over PyTorch's divisor."""
+    input) over PyTorch's divisor; copied into ``out`` when given."""
     cp = _cp()
     (kh, kw), (sh, sw), (ph, pw), P, Q, div = _avg_geometry(
         x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
@@ -265,7 +265,7 @@ def avg_pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0
     for r in range(kh):
         for c in range(kw):
             acc += xp[:, :, r:r + (P - 1) * sh + 1:sh, c:c + (Q - 1) * sw + 1:sw]
-    return acc / div
+    return _into(out, acc / div)
 
 
 def avg_pool2d_backward(dy: Any, x: Any, kernel_size: Any, *, stride: Any = None,

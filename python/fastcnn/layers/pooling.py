@@ -257,7 +257,8 @@ class AveragePooling2D(Layer):
 
     def forward(self, x, training=False):
         if self._explicit_pad is None:
-            y = ops.avg_pool2d(x, self.pool_size, **self._pool_kwargs())
+            y = ops.avg_pool2d(x, self.pool_size, out=self._pooled_output(x),  # reused
+                               **self._pool_kwargs())
             self._cache = x if training else None
             return y
         t, l, b, r = self._explicit_pad

@@ -99,7 +99,7 @@ def _avg_args(kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any,
             check_bool(count_include_pad, "count_include_pad", op=op), divisor_override)
 
 
-@_converts("x")
+@_converts("x", "out")
 def avg_pool2d(
     x: Any,
     kernel_size: Any,
@@ -109,6 +109,7 @@ def avg_pool2d(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: Any = None,
+    out: Any = None,
 ) -> Any:
     """Average pooling over (H, W), PyTorch's ``avg_pool2d`` (the same bits on the CPU).
 
@@ -120,14 +121,15 @@ def avg_pool2d(
         count_include_pad: divide by the window's size counting the padding (a ceil_mode window
             counts it only up to the padded input's edge), else by the input elements covered.
         divisor_override: a nonzero int dividing every window's sum instead.
+        out: optional destination of y, as in :func:`max_pool2d`.
 
     Returns:
-        y (N, C, P, Q).
+        y (N, C, P, Q) (``out`` when given).
     """
     op = "avg_pool2d"
-    return _backend(op, x).avg_pool2d(
+    return _backend(op, x, out).avg_pool2d(
         x, *_avg_args(kernel_size, stride, padding, ceil_mode, count_include_pad,
-                      divisor_override, op))
+                      divisor_override, op), out=out)
 
 
 @_converts("dy", "x", "out")

@@ -180,7 +180,7 @@ def _padded_extent(size: int, k: int, s: int, pad: int, out: int) -> int:
 
 def avg_pool2d(
     x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-    count_include_pad: bool = True, divisor_override: Any = None,
+    count_include_pad: bool = True, divisor_override: Any = None, out: Any = None,
 ) -> np.ndarray:
     """2-D average pooling with PyTorch's semantics (``torch.nn.functional.avg_pool2d``).
 
@@ -194,6 +194,7 @@ def avg_pool2d(
             input elements it covers (False). A ceil_mode window hanging past the padded input
             counts the padding only up to the padded input's edge.
         divisor_override: a nonzero int dividing every window's sum instead.
+        out: optional (N, C, P, Q) array y is written into and returned.
 
     Returns:
         y (N, C, P, Q): ``0 + sum / divisor``, the sum taken over the window's input elements in
@@ -210,7 +211,7 @@ def avg_pool2d(
     for i in range(kh):  # row-major tap order: one rounding per added element
         for j in range(kw):
             acc += xp[:, :, i:i + (P - 1) * sh + 1:sh, j:j + (Q - 1) * sw + 1:sw]
-    return x.dtype.type(0) + acc / div
+    return _into(out, x.dtype.type(0) + acc / div, op)
 
 
 def avg_pool2d_backward(
