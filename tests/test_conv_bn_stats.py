@@ -31,15 +31,15 @@ FUSE = "FASTCNN_FUSE_BN_STATS"
 
 # (x shape, w shape, options): N = 1 with 1x1 planes and a channel tail, a blocked-size problem
 # with channel tails (K = 24: 3 AVX2 blocks, 1.5 AVX-512 ones), a strided odd plane, a grouped
-# one (GEMM / wide only), a long row (Q = 300 > the 256-float chunk: one row a chunk), a plane
-# whose rows cut into a short last chunk (P = 11, Q = 30: 9 rows a chunk).
+# one (GEMM / wide only), a row longer than a kernel tile (Q = 4200 > 4096: merged pieces), a
+# plane whose rows cut into a short last chunk (Q = 30: 35 rows a chunk, P = 40 = 35 + 5).
 SHAPES = [
     ((1, 5, 1, 1), (9, 5, 1, 1), {}),
     ((3, 16, 16, 16), (24, 16, 3, 3), {"padding": 1}),
     ((2, 3, 9, 7), (5, 3, 3, 3), {"stride": 2, "padding": "same"}),
     ((2, 8, 6, 6), (6, 4, 3, 3), {"padding": 1, "groups": 2}),
-    ((1, 2, 2, 300), (3, 2, 1, 3), {"padding": (0, 1)}),
-    ((2, 4, 11, 30), (17, 4, 1, 1), {}),
+    ((1, 2, 2, 4200), (3, 2, 1, 3), {"padding": (0, 1)}),
+    ((2, 4, 40, 30), (17, 4, 1, 1), {}),
 ]
 
 
@@ -103,15 +103,16 @@ def test_large_mean_keeps_float32_accuracy(isa: str, rng: np.random.Generator,
 
 
 @pytest.mark.parametrize("route", [None, "blocked", "wide", "gemm"])
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("xs, ws", [((1, 8, 128, 128), (8, 8, 3, 3)),
+                                    ((3, 16, 20, 20), (32, 16, 3, 3))])
 def test_bit_identical_for_any_thread_count(rng: np.random.Generator,
-                                            monkeypatch: pytest.MonkeyPatch,
-                                            route: str | None, n: int) -> None:
-    """The blocked form's band depends on the thread count (N = 1: more bands for 2 threads);
-    the chunks and their combine do not."""
+                                            monkeypatch: pytest.MonkeyPatch, route: str | None,
+                                            xs: tuple[int, ...], ws: tuple[int, ...]) -> None:
+    """The blocked form's band depends on the thread count (N = 1, 128 x 128: 32 rows for one
+    thread, 16 for two, 8-row chunks); the chunks and their combine do not."""
     if route is not None:
         monkeypatch.setenv(ROUTE, route)
-    x, w, b = _data(rng, (n, 16, 20, 20), (32, 16, 3, 3))
+    x, w, b = _data(rng, xs, ws)
     outs = []
     for t in (1, 2):
         fastcnn.set_num_threads(t)
@@ -210,8 +211,8 @@ def _moving(model: Any) -> list[np.ndarray]:
 
 def test_resnet20_step_fused_vs_unfused(monkeypatch: pytest.MonkeyPatch,
                                         rng: np.random.Generator) -> None:
-    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, 4)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 2)
     runs = []
     for fuse in ("1", "0"):
         monkeypatch.setenv(FUSE, fuse)
@@ -223,7 +224,7 @@ def test_resnet20_step_fused_vs_unfused(monkeypatch: pytest.MonkeyPatch,
     (lf, wf, mf, nf), (lu, wu, mu, nu) = runs
     assert nf == 2 * 19 and nu == 0  # all 19 Conv -> BN pairs fused, two steps
     # The first loss is a forward of the same weights: float32 rounding only. After a step the
-    # network (batch 4: BN's backward divides by small spreads) amplifies rounding: measured,
+    # network (batch 2: BN's backward divides by small spreads) amplifies rounding: measured,
     # fused vs unfused differ by 1.4e-4 in a weight and 4.6e-5 in the second loss, exactly as
     # much as the unfused step does from itself on an input moved by 1 ulp.
     np.testing.assert_allclose(lf[0], lu[0], rtol=1e-6)

@@ -104,7 +104,7 @@ def conv2d_stats(
     var))``, which then skips its own pass over ``y``.
 
     The statistics are reduced in chunks fixed by the shape alone (a few output rows of one
-    image and channel, about 256 values), each chunk's (count, mean, centred sum of squares)
+    image and channel, about 1024 values), each chunk's (count, mean, centred sum of squares)
     taken while the chunk is in cache (in the blocked form's epilogue; right after the other
     forms), and combined per channel in a fixed pairwise tree in float64: the same bits for any
     thread count, and no loss of accuracy when ``|mean| >> std``.
