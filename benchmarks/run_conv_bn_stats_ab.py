@@ -9,6 +9,10 @@ processes share the cores). --relu adds the fused ReLU of BN (ResNet's Conv -> B
 
     python benchmarks/run_conv_bn_stats_ab.py --threads 1 --repeats 21 --relu
     python benchmarks/run_conv_bn_stats_ab.py --conv-only   # the gathering's own cost
+    python benchmarks/run_conv_bn_stats_ab.py --step --repeats 11   # ResNet-20 train steps
+
+--step: whole ResNet-20 training steps (batch --batch, SGD) of one model, the fusion switched
+on and off per step with FASTCNN_FUSE_BN_STATS (read on every call), interleaved the same way.
 """
 
 from __future__ import annotations
@@ -75,6 +79,36 @@ def _ab(args: argparse.Namespace, rng: np.random.Generator, n: int, c: int, h: i
             float(np.median(np.subtract(ta, tb))) * 1e3)
 
 
+def _step_ab(args: argparse.Namespace) -> None:
+    from fastcnn.models import resnet
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, args.batch)
+    model = resnet(20, seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+
+    def step(fuse: str) -> Callable[[], object]:
+        def run() -> object:
+            os.environ["FASTCNN_FUSE_BN_STATS"] = fuse
+            return model.train_on_batch(x, y)
+        return run
+
+    on, off = step("1"), step("0")
+    on(), off()  # warm
+    ta, tb = [], []
+    for r in range(args.repeats):
+        if r % 2:
+            tb.append(_time(on)), ta.append(_time(off))
+        else:
+            ta.append(_time(off)), tb.append(_time(on))
+    a, b = float(np.median(ta)) * 1e3, float(np.median(tb)) * 1e3
+    d = float(np.median(np.subtract(ta, tb))) * 1e3
+    print(f"ResNet-20 train step, batch {args.batch}: unfused {a:.1f} ms, fused {b:.1f} ms, "
+          f"saved {a - b:.1f} ms (paired median {d:.1f} ms), {a / b:.3f}x")
+    print(f"load average after: {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -82,8 +116,15 @@ def main() -> None:
     ap.add_argument("--relu", action="store_true")
     ap.add_argument("--conv-only", action="store_true",
                     help="time conv2d against conv2d_stats alone (the gathering's cost)")
+    ap.add_argument("--step", action="store_true", help="whole ResNet-20 training steps")
+    ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
     fastcnn.set_num_threads(args.threads)
+    if args.step:
+        print(f"{args.threads} thread(s), CPU time, medians of {args.repeats}, ISA "
+              f"{fastcnn._cpu.isa()}, load average {os.getloadavg()}")
+        _step_ab(args)
+        return
     print(f"conv + BN training forward, {args.threads} thread(s), CPU time, medians of "
           f"{args.repeats}, ISA {fastcnn._cpu.isa()}, load average {os.getloadavg()}")
     print(f"{'shape':<14} {'unfused ms':>10} {'fused ms':>9} {'saved ms':>9} {'paired':>7} "

@@ -27,7 +27,9 @@ Options beyond PyTorch's signatures (also in the reference): ``conv2d(..., relu=
 ``linear(..., relu=True)`` apply ReLU in the GEMM epilogue (one pass over the output instead of
 two); ``conv2d_backward(..., compute_dx=False)`` and ``linear_backward(..., compute_dx=False)``
 skip the input gradient (a network's first layer doesn't need it), ``compute_dw=False`` the
-weights' gradient.
+weights' gradient. ``conv2d_stats`` (CPU) is ``conv2d`` returning its output's per-channel batch
+mean and variance too, gathered in the convolution's epilogue, for ``batch_norm(...,
+training=True, batch_stats=(mean, var))``, which then skips its own pass over the output.
 
 Optimizer updates: :func:`sgd_update` and :func:`adam_update` update a parameter and its state
 in place, in one pass, with the same float32 operations as the NumPy formulas
