@@ -34,7 +34,8 @@ folded): :meth:`BatchNormalization.accepts_fused_activation` tells the model, wh
 Batch statistics from the convolution (training, CPU)
 -----------------------------------------------------
 A trainable BatchNormalization whose input is written by a Conv2D without an activation (the
-BN its only reader) takes its batch statistics from that convolution's epilogue: the models
+BN its only reader; output planes of >= 16x16 pixels, where it pays) takes its batch statistics
+from that convolution's epilogue: the models
 plan the pair with :func:`batch_stats_fusion` and call ``conv.forward(x, training,
 return_batch_stats=True)`` (:func:`fastcnn.ops.conv2d_stats`), then ``bn.forward(y, training,
 batch_stats=(mean, var))`` (:func:`fastcnn.ops.batch_norm`'s ``batch_stats``), which skips its
@@ -231,14 +232,22 @@ class BatchNormalization(Layer):
 # the batch statistics in the convolution's epilogue (training)
 
 
+#: Output planes (P * Q) from which gathering the statistics in the convolution pays: the
+#: gathering costs a kernel call per plane chunk, about as much as batch_norm's own pass for
+#: 8x8 planes (ResNet-20 batch 128, 1 thread, interleaved CPU time: 64 @8x8 0.15-0.25 ms a layer
+#: slower fused, 16 @32x32 and 32 @16x16 0.3-0.5 ms faster).
+_MIN_PLANE = 256
+
+
 def batch_stats_fusion(layer: Layer, consumer: Layer) -> bool:
     """Whether, in a training forward, ``layer`` hands ``consumer`` (the only reader of its
     output) the batch statistics of that output: a Conv2D without an activation on the CPU
     (``forward(x, training, return_batch_stats=True)``, :func:`fastcnn.ops.conv2d_stats`)
-    followed by a trainable BatchNormalization over the channel axis of its 4-D output
-    (``forward(y, training, batch_stats=...)``), both with those forward arguments (a subclass
-    that overrides them runs apart). False otherwise: the two then run unfused, with the same
-    semantics. The models call this on each (producer, only consumer) pair of a training pass.
+    with output planes of at least 256 pixels (16x16; smaller ones gain nothing), followed by a
+    trainable BatchNormalization over the channel axis of its 4-D output (``forward(y,
+    training, batch_stats=...)``), both with those forward arguments (a subclass that overrides
+    them runs apart). False otherwise: the two then run unfused, with the same semantics. The
+    models call this on each (producer, only consumer) pair of a training pass.
 
     Private switch for A/B measurements: ``FASTCNN_FUSE_BN_STATS=0`` (read on every call)
     turns the fusion off."""
@@ -251,6 +260,9 @@ def batch_stats_fusion(layer: Layer, consumer: Layer) -> bool:
         return False
     if not isinstance(layer.params.get("kernel"), np.ndarray):
         return False  # on CUDA: unfused (conv2d_stats is CPU only)
+    out = layer.output_shape
+    if out is None or len(out) != 3 or out[1] * out[2] < _MIN_PLANE:
+        return False
     return _takes(type(layer).forward, "return_batch_stats") \
         and _takes(type(consumer).forward, "batch_stats")
 
