@@ -169,6 +169,7 @@ def _pool_bw() -> tuple[tuple[Any, ...], dict[str, Any]]:
 CASES: dict[str, Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "conv2d": lambda: ((_f(2, 3, 6, 6), _f(4, 3, 3, 3), _f(4)), dict(padding="same")),
     "conv2d_backward": _conv_bw,
+    "conv2d_stats": lambda: ((_f(2, 3, 6, 6), _f(4, 3, 3, 3), _f(4)), dict(padding="same")),
     "relu": lambda: ((_f(4, 5),), {}),
     "relu_backward": lambda: ((_f(4, 5), _f(4, 5)), {}),
     "max_pool2d": lambda: ((_f(2, 3, 6, 6), 2), dict(return_indices=True)),

@@ -56,6 +56,28 @@ FArray conv2d(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t s
   return y;
 }
 
+// (y, mean, var): conv2d without ReLU, and the per-channel batch statistics of y (float64 (K,),
+// the biased variance) gathered as it is written (cpu::ConvBatchStats).
+py::tuple conv2d_stats(py::handle x_, py::handle w_, py::handle b_, int64_t sh, int64_t sw,
+                       int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
+                       int64_t groups, py::handle out_) {
+  FArray x = as_float(x_, "conv2d_stats", "x"), w = as_float(w_, "conv2d_stats", "w");
+  auto b = as_float_opt(b_, "conv2d_stats", "b");
+  const auto p = conv_params(x, w, b, sh, sw, pt, pl, pb, pr, dh, dw, groups);
+  FArray y = b ? dest_or_new(out_, {p.N, p.K, p.P, p.Q}, "conv2d_stats", "out",
+                             {{"x", &x}, {"w", &w}, {"b", &*b}})
+               : dest_or_new(out_, {p.N, p.K, p.P, p.Q}, "conv2d_stats", "out",
+                             {{"x", &x}, {"w", &w}});
+  py::array_t<double> mean(p.K), var(p.K);
+  {
+    py::gil_scoped_release nogil;
+    cpu::ConvBatchStats st{mean.mutable_data(), var.mutable_data()};
+    cpu::conv2d_forward(x.data(), w.data(), b ? b->data() : nullptr, y.mutable_data(), p, 0,
+                        &st);
+  }
+  return py::make_tuple(y, mean, var);
+}
+
 py::tuple conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, int64_t sh, int64_t sw,
                           int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh, int64_t dw,
                           int64_t groups, bool compute_dx, bool compute_dw, bool bias,
@@ -343,6 +365,10 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("pad_bottom"),
         py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
         py::arg("relu") = false, py::arg("out") = py::none());
+  m.def("conv2d_stats", &conv2d_stats, py::arg("x"), py::arg("w"), py::arg("b"),
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
+        py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),
+        py::arg("groups"), py::arg("out") = py::none());
   m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"),
         py::arg("pad_bottom"), py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"),

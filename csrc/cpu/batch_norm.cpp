@@ -24,7 +24,9 @@
 // fixed pairwise tree (Chan et al.'s parallel variance formula), so the statistics are the same
 // bits for any thread count. Pass 2 reads x again and writes y = (x - mean_hi) * a + b' with
 // a = invstd * weight, b' = bias - mean_lo * a (mean split in two floats: x - mean_hi is exact
-// near the mean, so a large mean costs no accuracy). Inference skips pass 1.
+// near the mean, so a large mean costs no accuracy). Inference skips pass 1, and so does a
+// training call given the statistics (`given`: gathered in the convolution that wrote x,
+// conv2d_stats.h); the running statistics are then updated from those, as from pass 1's.
 // Backward: pass 1 reads dy and x (sum dy, sum dy * (x - mean) per group, tree-summed in
 // double), pass 2 reads them again and writes dx = (dy - p) * s - (x - mean) * q; inference
 // (dx = dy * invstd * weight) reads dy only and needs pass 1 only for dweight / dbias.
@@ -264,7 +266,7 @@ double rows_below(const Tiling& t, int64_t ib, int64_t step) {
 
 void batch_norm_forward(const float* x, const float* weight, const float* bias,
                         float* running_mean, float* running_var, float* y, float* mean,
-                        float* invstd, const BatchNormParams& p) {
+                        float* invstd, const BatchNormParams& p, const ConvBatchStats* given) {
   const Tiling t = make_tiling(p);
   const KernelTable& k = kernels();
   const int64_t C = p.C, M = p.M();
@@ -276,31 +278,34 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
       std::fill_n(invstd, C, nan);
       return;  // PyTorch leaves the running statistics alone for an empty batch
     }
-    const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
-    std::vector<double> rmean(nrec), rm2(nrec);
-    for_tiles(t, [&](int64_t, const Tile& u) {
-      if (t.cols) {
-        const int64_t r = u.ib * t.CS + u.j0;
-        k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, rmean.data() + r, rm2.data() + r);
-      } else {
-        const int64_t r = tile_record(t, u);
-        k.bn_stats(x + u.off, u.rows, u.cols, t.CS, &rmean[r], &rm2[r]);
-      }
-    });
-    if (t.cols) {
-      merge_row_blocks(t, [&](int64_t ia, int64_t ib, int64_t j0, int64_t j1, int64_t step) {
-        const double na = rows_below(t, ia, step), nb = rows_below(t, ib, step);
-        const double fb = nb / (na + nb), fab = na * fb;
-        double* ma = rmean.data() + ia * t.CS;
-        double* qa = rm2.data() + ia * t.CS;
-        const double* mb = rmean.data() + ib * t.CS;
-        const double* qb = rm2.data() + ib * t.CS;
-        for (int64_t j = j0; j < j1; ++j) {  // merge(a, b) of Moments, one column each
-          const double delta = mb[j] - ma[j];
-          ma[j] += delta * fb;
-          qa[j] += qb[j] + delta * delta * fab;
+    if (given) {  // gathered by the convolution that wrote x: pass 1 is done
+      for (int64_t c = 0; c < C; ++c) mean_d[c] = given->mean[c], var_d[c] = given->var[c];
+    } else {
+      const int64_t nrec = t.cols ? t.nb * t.CS : C * groups_of(t);
+      std::vector<double> rmean(nrec), rm2(nrec);
+      for_tiles(t, [&](int64_t, const Tile& u) {
+        if (t.cols) {
+          const int64_t r = u.ib * t.CS + u.j0;
+          k.bn_col_stats(x + u.off, u.rows, u.cols, t.CS, rmean.data() + r, rm2.data() + r);
+        } else {
+          const int64_t r = tile_record(t, u);
+          k.bn_stats(x + u.off, u.rows, u.cols, t.CS, &rmean[r], &rm2[r]);
         }
       });
+      if (t.cols) {
+        merge_row_blocks(t, [&](int64_t ia, int64_t ib, int64_t j0, int64_t j1, int64_t step) {
+          const double na = rows_below(t, ia, step), nb = rows_below(t, ib, step);
+          const double fb = nb / (na + nb), fab = na * fb;
+          double* ma = rmean.data() + ia * t.CS;
+          double* qa = rm2.data() + ia * t.CS;
+          const double* mb = rmean.data() + ib * t.CS;
+          const double* qb = rm2.data() + ib * t.CS;
+          for (int64_t j = j0; j < j1; ++j) {  // merge(a, b) of Moments, one column each
+            const double delta = mb[j] - ma[j];
+            ma[j] += delta * fb;
+            qa[j] += qb[j] + delta * delta * fab;
+          }
+        });
     }
     const int64_t G = t.cols ? t.S : groups_of(t);
     for_channels(t, [&](int64_t c) {
@@ -316,6 +321,7 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias,
       const double v = m.m2 / static_cast<double>(M);
       var_d[c] = v < 0.0 ? 0.0 : v;  // rounding can leave a tiny negative; NaN stays NaN
     });
+    }
     if (running_mean) {
       const double mo = p.momentum, keep = 1.0 - p.momentum;
       const double unbias = static_cast<double>(M) / static_cast<double>(M - 1);

@@ -29,6 +29,7 @@
 #include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_blocked_bwd.h"
 #include "cpu/conv2d_route.h"
+#include "cpu/conv2d_stats.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
@@ -69,7 +70,17 @@ void for_each_image(int64_t j0, int64_t nc, int64_t PQ, int64_t nimg, F&& f) {
 }  // namespace
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, int relu) {
+                    const Conv2dParams& p, int relu, const ConvBatchStats* stats) {
+  if (stats) {  // the blocked form gathers them band by band, the others right after
+    ConvStatsPlan plan = conv_stats_plan(p);
+    if (route_forward(p).blocked) conv2d_blocked_forward(x, w, b, y, p, relu, &plan);
+    else {
+      conv2d_forward(x, w, b, y, p, relu, nullptr);
+      conv_stats_gather_all(plan, y);
+    }
+    conv_stats_finish(plan, *stats);
+    return;
+  }
   const ConvRoute route = route_forward(p);
   if (route.blocked) {
     conv2d_blocked_forward(x, w, b, y, p, relu);

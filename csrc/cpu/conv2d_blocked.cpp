@@ -35,6 +35,8 @@
 // K = 64: 2 x 12 (1.00; 4 x 6 ties).
 // The band: the largest number of output rows whose input rows fit 128 Ki floats of scratch
 // (L2), and no more than ceil(P / ceil(4 * threads / N)) so a small batch still spreads.
+// With batch statistics (conv2d_stats.h) the band is rounded to whole chunks of the shape's
+// fixed rows, and each oc group's chunks are reduced right after its tiles are stored.
 #include "cpu/conv2d_blocked.h"
 
 #include <algorithm>
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "cpu/buffer.h"
+#include "cpu/conv2d_stats.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 
@@ -89,7 +92,7 @@ BlockedTiling blocked_tiling(const Conv2dParams& p) {
 }
 
 void conv2d_blocked_forward(const float* x, const float* w, const float* b, float* y,
-                            const Conv2dParams& p, int relu) {
+                            const Conv2dParams& p, int relu, ConvStatsPlan* stats) {
   const KernelTable& kt = kernels();
   const int64_t VL = kt.blocked_vl, Kb = ceil_div(p.K, VL), Cb = ceil_div(p.C, VL);
   const int64_t RS = p.R * p.S, HW = p.H * p.W, PQ = p.P * p.Q;
@@ -121,6 +124,7 @@ void conv2d_blocked_forward(const float* x, const float* w, const float* b, floa
                                  1 << 20);
   int64_t band = std::min<int64_t>(p.P, ceil_div(p.P, ceil_div(4 * int64_t{nt_all}, p.N)));
   while (band > 1 && Cb * rows_in(band) * Wp * VL > kBandScratch) --band;
+  if (stats && band < p.P) band = std::max(stats->rows, band / stats->rows * stats->rows);
   const int64_t nband = ceil_div(p.P, band), items = p.N * nband;
   const int nt = static_cast<int>(std::min<int64_t>(nt_all, items));
   const int64_t plane = rows_in(band) * Wp * VL;  // floats per channel block of a band
@@ -183,6 +187,8 @@ void conv2d_blocked_forward(const float* x, const float* w, const float* b, floa
           a.y = yk + j0;
           kernel(a);
         }
+        // the group's band, just stored (in L1 / L2): its chunks' statistics
+        if (stats) conv_stats_gather(*stats, y, n, kb0 * VL, kb0 * VL + a.kvalid, p0, p1);
       }
     }
   }, nt);

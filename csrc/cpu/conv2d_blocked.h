@@ -20,8 +20,11 @@ BlockedTiling blocked_tiling(const Conv2dParams& p);
 // Whether conv2d_blocked_forward handles p (groups = 1, N, P, Q >= 1).
 bool blocked_fwd_applicable(const Conv2dParams& p);
 // y (N, K, P, Q) = relu?(bias + conv(x (N, C, H, W), w (K, C, R, S))): every element written.
+// stats (optional): each oc group's chunks of the band gathered right after its tiles are
+// stored (conv2d_stats.h; the band is then a whole number of chunks).
+struct ConvStatsPlan;
 void conv2d_blocked_forward(const float* x, const float* w, const float* b, float* y,
-                            const Conv2dParams& p, int relu);
+                            const Conv2dParams& p, int relu, ConvStatsPlan* stats = nullptr);
 
 // Backward-data of a stride-1, groups = 1 convolution as the same forward: dx (N, C, H, W) =
 // dy (N, K, P, Q) padded by (R-1)*dil - pad on each side, correlated with the flipped, transposed

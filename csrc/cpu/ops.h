@@ -10,9 +10,18 @@
 namespace fastcnn::cpu {
 
 // ---- conv2d ---------------------------------------------------------------------------------
-// y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu != 0 (fused epilogue).
+// The per-channel batch statistics of a convolution's output that conv2d_forward gathers when
+// given them (for a following batch_norm_forward's `given`): mean and biased variance, (K,)
+// each, in double (conv2d_stats.h: fixed chunks, a fixed combine, any thread count's bits).
+struct ConvBatchStats {
+  double* mean = nullptr;
+  double* var = nullptr;
+};
+// y (N, K, P, Q) = conv(x, w) + b, then ReLU when relu != 0 (fused epilogue). stats: also the
+// statistics of y (needs relu == 0: they are the convolution's output's), gathered chunk by
+// chunk in the blocked form's epilogue, right after the other forms.
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, int relu);
+                    const Conv2dParams& p, int relu, const ConvBatchStats* stats = nullptr);
 // The pooled-gradient fusion (conv2d_backward's pool_indices= in Python): the gradient given is
 // that of max_pool2d(conv output), dy (N, K, P', Q'), to be routed back through the pooling
 // (max_pool2d_backward's rule) into the conv output's gradient (N, K, P, Q).
@@ -82,9 +91,12 @@ double probe_copy_gbps(int64_t bytes, int threads);
 // batch's statistics (biased variance; the unbiased one for running_var); an empty batch
 // gives NaN mean / invstd and leaves the running statistics alone. p.relu: y = relu(bn(x))
 // (the ReLU fused into the apply pass: the bits of relu_forward on the unfused y).
+// given (training only, optional): the batch's statistics already gathered (conv2d_forward's
+// ConvBatchStats of x), used instead of pass 1; the rest as without.
 void batch_norm_forward(const float* x, const float* weight, const float* bias,
                         float* running_mean, float* running_var, float* y, float* mean,
-                        float* invstd, const BatchNormParams& p);
+                        float* invstd, const BatchNormParams& p,
+                        const ConvBatchStats* given = nullptr);
 // Gradients for the outputs that are not null: dx (N, C, S), dweight = sum dy * xhat and
 // dbias = sum dy (C,), with xhat = (x - mean) * invstd; p.training: through the batch
 // statistics, else through fixed ones (dx = dy * invstd * weight). weight null = 1.

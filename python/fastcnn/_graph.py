@@ -15,6 +15,7 @@ from . import layers as _layers
 from ._multi_call import PartialGrads, is_output_of
 from .layers.base import fused_activation
 from .layers.input import InputLayer
+from .layers.normalization import batch_stats_fusion
 from .layers.symbolic import SymbolicTensor
 
 __all__ = ["graph_config", "graph_tensors", "name_layers", "summed", "tensors_of",
@@ -169,6 +170,26 @@ def activation_fusions(model: Any, folds: dict[int, Any], skip: set[int]
             acts[p] = act
             through.add(i)
     return acts, through
+
+
+def batch_stats_fusions(model: Any) -> dict[int, int]:
+    """For a training pass of the graph ``model``: producer node -> its only consumer node, for
+    each pair whose producer hands the consumer its output's batch statistics
+    (:func:`fastcnn.layers.normalization.batch_stats_fusion`: a Conv2D without an activation
+    and a trainable BatchNormalization, on the CPU). Never for a producer that is an output or
+    whose output another node also reads."""
+    pairs: dict[int, int] = {}
+    for i, node in enumerate(model._graph):
+        ins = model._inputs_of[i]
+        if len(ins) != 1 or model._multi[i] or node.layer is None:
+            continue
+        p = ins[0]
+        if not model._inputs_of[p] or model._multi[p] or model._consumers[p] != [i] \
+                or p in model._out_set or model._graph[p].layer is None:
+            continue
+        if batch_stats_fusion(model._graph[p].layer, node.layer):
+            pairs[p] = i
+    return pairs
 
 
 def _refs(model: Any, nodes: list[int], keys: list[str] | None) -> Any:

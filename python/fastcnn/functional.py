@@ -396,6 +396,8 @@ class Functional(Model):
         self._node_caches = caches
         folds = {} if training else self._folds()
         acts, through = _graph.activation_fusions(self, folds, skip)
+        stats_to = _graph.batch_stats_fusions(self) if training else {}
+        given: dict[int, Any] = {}  # consumer node -> the batch statistics its producer gathered
         if training:
             self._fused_through = through
         for i, node in enumerate(graph):
@@ -404,14 +406,17 @@ class Functional(Model):
                 continue
             layer = folds.get(i, node.layer)
             arg = [values[j] for j in ins] if multi[i] else values[ins[0]]
+            kw = {"batch_stats": given.pop(i)} if i in given else {}
             if layer is None or i in through:  # folded into / fused with the layer before it
                 y = arg
             elif i in skip and layer.has_activation:
                 y = layer.forward(arg, training, apply_activation=False)
             elif i in acts:
-                y = layer.forward(arg, training, fused_activation=acts[i])
+                y = layer.forward(arg, training, fused_activation=acts[i], **kw)
+            elif i in stats_to:
+                y, given[stats_to[i]] = layer.forward(arg, training, return_batch_stats=True)
             else:
-                y = layer.forward(arg, training)
+                y = layer.forward(arg, training, **kw)
             if training and shared[i]:
                 caches[i] = layer._cache
             values[i] = y

@@ -82,6 +82,7 @@ from . import _workspace
 from . import layers as _layers
 from ._arrays import restore_kind
 from .layers.base import fused_activation
+from .layers.normalization import batch_stats_fusion
 from .model_base import Model, _layout_hint
 from .saving import Saveable
 
@@ -235,9 +236,11 @@ class Sequential(Model):
         layers = self.layers if training else _layers.inference_layers(self.layers)
         last = len(layers) - 1
         through: set[int] = set()  # layers run as a pass-through (fused into the one before)
+        stats: dict[str, Any] = {}  # batch statistics from the layer before (batch_stats_fusion)
         for i, layer in enumerate(layers):
             if i in through:
                 continue
+            given, stats = stats, {}
             if logits and i == last and layer.has_activation:
                 x = layer.forward(x, training, apply_activation=False)  # type: ignore[call-arg]
                 continue
@@ -245,10 +248,14 @@ class Sequential(Model):
             if i < last and not (logits and i + 1 == last and layers[last].has_activation):
                 act = fused_activation(layer, layers[i + 1])
             if act is not None:  # the next layer's activation inside this layer's pass
-                x = layer.forward(x, training, fused_activation=act)  # type: ignore[call-arg]
+                x = layer.forward(x, training, fused_activation=act,  # type: ignore[call-arg]
+                                  **given)
                 through.add(i + 1)
+            elif training and i < last and batch_stats_fusion(layer, layers[i + 1]):
+                x, st = layer.forward(x, training, return_batch_stats=True)  # type: ignore[call-arg]
+                stats = {"batch_stats": st}
             else:
-                x = layer.forward(x, training)
+                x = layer.forward(x, training, **given)
         if training:
             self._fused_through = through
         return x

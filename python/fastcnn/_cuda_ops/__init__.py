@@ -47,7 +47,7 @@ from .activation import (
     tanh,
     tanh_backward,
 )
-from .convolution import conv2d, conv2d_backward
+from .convolution import conv2d, conv2d_backward, conv2d_stats
 from .dense import linear, linear_backward
 from .normalization import batch_norm, batch_norm_backward
 from .optim import adam_update, sgd_update
@@ -71,6 +71,7 @@ __all__ = [
     "batch_norm_backward",
     "conv2d",
     "conv2d_backward",
+    "conv2d_stats",
     "cross_entropy",
     "gelu",
     "gelu_backward",

@@ -54,6 +54,16 @@ def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, p
     return y
 
 
+def conv2d_stats(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int,
+                 pad_left: int, pad_bottom: int, pad_right: int, dil_h: int, dil_w: int,
+                 groups: int, out: Any = None) -> Any:
+    """The CPU module's ``conv2d_stats`` (the forward with its output's batch statistics) is
+    CPU only: NotImplementedError naming the unfused pair to call instead."""
+    raise NotImplementedError("conv2d_stats: the batch statistics in the convolution's "
+                              "epilogue are CPU only; on CUDA call conv2d, then batch_norm("
+                              "..., training=True)")
+
+
 def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_top: int,
                     pad_left: int, pad_bottom: int, pad_right: int, dil_h: int, dil_w: int,
                     groups: int, compute_dx: bool = True, compute_dw: bool = True,

@@ -42,12 +42,17 @@ def _batch_norm_backward_entry(*args: Any) -> tuple[Any, int]:
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
                training: bool, momentum: float, eps: float,
-               relu: bool = False, out: Any = None) -> tuple[Any, Any, Any]:
+               relu: bool = False, out: Any = None, batch_mean: Any = None,
+               batch_var: Any = None) -> tuple[Any, Any, Any]:
     """``(y, mean, invstd)``: batch normalisation per channel (then ReLU with ``relu``: the
     CPU module's contract; y written into ``out`` when given); in
     training ``running_mean`` / ``running_var`` (when given) are updated in place, so they must
-    then be C-contiguous float32 cupy arrays."""
+    then be C-contiguous float32 cupy arrays. ``batch_mean`` / ``batch_var`` (given batch
+    statistics, :func:`fastcnn.ops.conv2d_stats`'s) are CPU only: NotImplementedError."""
     op = "batch_norm"
+    if batch_mean is not None or batch_var is not None:
+        raise NotImplementedError(f"{op}: batch_stats (given batch statistics) are CPU only; on "
+                                  "CUDA call batch_norm(..., training=True) without them")
     x = _f32(x, op, "x")
     weight = None if weight is None else _f32(weight, op, "weight")
     bias = None if bias is None else _f32(bias, op, "bias")

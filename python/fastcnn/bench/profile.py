@@ -94,9 +94,10 @@ def _call(c: Call, **override: Any) -> Callable[[], Any]:
 
 def _conv_parts(c: Call) -> list[Part]:
     geo = conv_geometry(c)
-    if c.op == "conv2d":
+    if c.op in ("conv2d", "conv2d_stats"):
         flop, what = _conv_flop(c.args[0], c.args[1], geo)
         what += " +relu" if c.kwargs.get("relu") else ""
+        what += " +BN stats" if c.op == "conv2d_stats" else ""
         return [Part(c.layer, c.layer_class, "conv forward", what, flop, _call(c))]
     flop, what = _conv_flop(c.args[1], c.args[2], geo)
     k = c.kwargs
@@ -179,6 +180,7 @@ def build_parts(calls: list[Call], torch: Any = None) -> list[Part]:
             if c.op.startswith("batch_norm"):
                 what += " +relu" if c.kwargs.get("relu") or c.kwargs.get(
                     "relu_y") is not None else ""
+                what += " (stats given)" if c.kwargs.get("batch_stats") is not None else ""
             new = [Part(c.layer, c.layer_class, _kind(c.op), what, 0, _call(c))]
         if torch is not None:
             from .profile_torch import twin

@@ -112,11 +112,15 @@ def capture(model: Any, step: Callable[[], Any]) -> list[Call]:
     return calls
 
 
+#: the convolution forwards (conv2d_stats: with the batch statistics for a following BN)
+_FORWARDS = ("conv2d", "conv2d_stats")
+
+
 def conv_geometry(c: Call) -> tuple[int, ...]:
     """(sh, sw, pad top, left, bottom, right, dh, dw, groups) of a conv call."""
     from ..ops.convolution import _conv_args
 
-    x, w = (c.args[0], c.args[1]) if c.op == "conv2d" else (c.args[1], c.args[2])
+    x, w = (c.args[0], c.args[1]) if c.op in _FORWARDS else (c.args[1], c.args[2])
     k = c.kwargs
     return _conv_args(c.op, x, w, k.get("stride", 1), k.get("padding", 0),
                       k.get("dilation", 1), k.get("groups", 1))

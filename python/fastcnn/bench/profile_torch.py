@@ -64,7 +64,7 @@ def _conv(torch: Any, c: Any, kind: str) -> Twin:
     note = "" if sym else "F.pad + conv (asymmetric padding)"
     if kind == "conv forward":
         b = _t(torch, a["b"])
-        relu = a["relu"]
+        relu = a.get("relu", False)  # conv2d_stats has none (its BN row is torch's BN)
         xin = _t(torch, a["x"])
 
         def fwd() -> Any:

@@ -99,10 +99,20 @@ class Conv2D(KernelBiasMixin, Layer):
     def _pad_arg(self) -> Any:
         return self.padding if isinstance(self.padding, str) else tuple(self.padding)
 
-    def forward(self, x, training=False, apply_activation=True, fused_activation=None):
+    def forward(self, x, training=False, apply_activation=True, fused_activation=None,
+                return_batch_stats=False):
         """``fused_activation="relu"`` (a layer without an activation of its own, for the ReLU
         layer that alone reads its output): returns ``relu(conv(x))`` from the GEMM epilogue;
-        :meth:`backward` then takes the gradient of that output."""
+        :meth:`backward` then takes the gradient of that output.
+
+        ``return_batch_stats=True`` (CPU, a layer without an activation, for the training-mode
+        BatchNormalization that alone reads its output: the models plan it with
+        :func:`fastcnn.layers.normalization.batch_stats_fusion`): returns ``(y, (mean, var))``,
+        y's per-channel batch statistics gathered in the convolution's epilogue
+        (:func:`fastcnn.ops.conv2d_stats`), for that layer's ``forward(y, training,
+        batch_stats=...)``."""
+        if return_batch_stats:
+            return self._forward_with_stats(x, training, apply_activation, fused_activation)
         act = self._pass_activation(apply_activation, fused_activation)
         kw: dict[str, Any] = {}
         if act == "relu":
@@ -115,6 +125,20 @@ class Conv2D(KernelBiasMixin, Layer):
             None if act == "softmax" else pooled(z.shape, z))
         self._cache = (x, y, act, z if act in ACT_NEEDS_INPUT else None) if training else None
         return y
+
+    def _forward_with_stats(self, x: Any, training: bool, apply_activation: bool,
+                            fused_activation: str | None) -> tuple[Any, tuple[Any, Any]]:
+        act = self._pass_activation(apply_activation, fused_activation)
+        if act is not None:
+            raise ValueError(f"{self._label()}: return_batch_stats needs no activation (the "
+                             f"statistics are of the convolution's output), this call applies "
+                             f"{act!r}")
+        y, mean, var = ops.conv2d_stats(
+            x, self.params["kernel"], self.params.get("bias"), stride=self.strides,
+            padding=self._pad_arg(), dilation=self.dilation_rate, groups=self.groups,
+            out=self._pooled_output(x))
+        self._cache = (x, y, None, None) if training else None
+        return y, (mean, var)
 
     def accepts_pooled_grad(self) -> bool:
         """Whether :meth:`backward` can take the next layer's ``pooled_grad`` (a max pooling

@@ -30,12 +30,26 @@ folded): :meth:`BatchNormalization.accepts_fused_activation` tells the model, wh
 ``forward(x, training, fused_activation="relu")`` (:func:`fastcnn.ops.batch_norm` with
 ``relu=True``) and runs the ReLU layer as a pass-through; the backward masks the gradient inside
 :func:`fastcnn.ops.batch_norm_backward` (``relu_y``). The bits are the unfused pair's.
+
+Batch statistics from the convolution (training, CPU)
+-----------------------------------------------------
+A trainable BatchNormalization whose input is written by a Conv2D without an activation (the
+BN its only reader; output planes of >= 16x16 pixels, where it pays) takes its batch statistics
+from that convolution's epilogue: the models
+plan the pair with :func:`batch_stats_fusion` and call ``conv.forward(x, training,
+return_batch_stats=True)`` (:func:`fastcnn.ops.conv2d_stats`), then ``bn.forward(y, training,
+batch_stats=(mean, var))`` (:func:`fastcnn.ops.batch_norm`'s ``batch_stats``), which skips its
+own reduction pass over ``y``; both backward passes are unchanged. The statistics agree with
+BN's own to float64 rounding (different fixed chunks, both float64 combines), not bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +63,7 @@ from .base import Layer, pooled
 from .conv import Conv2D
 from .core import Dense
 
-__all__ = ["BatchNormalization", "fold_batch_norm", "inference_layers"]
+__all__ = ["BatchNormalization", "batch_stats_fusion", "fold_batch_norm", "inference_layers"]
 
 
 def _check_fraction(value: Any, name: str, low_open: bool) -> float:
@@ -153,19 +167,24 @@ class BatchNormalization(Layer):
         """True for ``"relu"``: :meth:`forward` can apply a following ReLU in its own pass."""
         return activation == "relu"
 
-    def forward(self, x, training=False, fused_activation=None):
+    def forward(self, x, training=False, fused_activation=None, batch_stats=None):
         """``fused_activation="relu"``: returns ``relu(bn(x))`` (the fused ReLU, see the module
-        docstring); :meth:`backward` then takes the gradient of that output."""
+        docstring); :meth:`backward` then takes the gradient of that output.
+
+        ``batch_stats=(mean, var)``: x's batch statistics, gathered by the Conv2D that wrote x
+        (:func:`batch_stats_fusion`); used in place of x's own in training mode (the same
+        normalisation and moving statistics, one pass over x fewer), ignored otherwise."""
         if fused_activation not in (None, "relu"):
             raise ValueError(f"{self._label()}: fused_activation must be None or 'relu', got "
                              f"{fused_activation!r}")
         relu = fused_activation == "relu"
-        batch_stats = bool(training) and self.trainable  # frozen: inference mode (Keras 3)
+        use_batch = bool(training) and self.trainable  # frozen: inference mode (Keras 3)
+        given = {"batch_stats": batch_stats} if use_batch and batch_stats is not None else {}
         y, mean, invstd = ops.batch_norm(
             x, self.params.get("gamma"), self.params.get("beta"), self.params["moving_mean"],
-            self.params["moving_variance"], training=batch_stats, momentum=self.torch_momentum,
-            eps=self.epsilon, relu=relu, out=pooled(x.shape, x))  # reused: no page faults
-        self._cache = (x, mean, invstd, batch_stats, y if relu else None) if training else None
+            self.params["moving_variance"], training=use_batch, momentum=self.torch_momentum,
+            eps=self.epsilon, relu=relu, out=pooled(x.shape, x), **given)  # reused: no faults
+        self._cache = (x, mean, invstd, use_batch, y if relu else None) if training else None
         return y
 
     def backward(self, dy, accumulate=False):
@@ -207,6 +226,54 @@ class BatchNormalization(Layer):
             "moving_mean_initializer": _init.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": _init.serialize(self.moving_variance_initializer),
         }
+
+
+# --------------------------------------------------------------------------------------------
+# the batch statistics in the convolution's epilogue (training)
+
+
+#: Output planes (P * Q) from which gathering the statistics in the convolution pays: the
+#: gathering costs a kernel call per plane chunk, about as much as batch_norm's own pass for
+#: 8x8 planes (ResNet-20 batch 128, 1 thread, interleaved CPU time: 64 @8x8 0.15-0.25 ms a layer
+#: slower fused, 16 @32x32 and 32 @16x16 0.3-0.5 ms faster).
+_MIN_PLANE = 256
+
+
+def batch_stats_fusion(layer: Layer, consumer: Layer) -> bool:
+    """Whether, in a training forward, ``layer`` hands ``consumer`` (the only reader of its
+    output) the batch statistics of that output: a Conv2D without an activation on the CPU
+    (``forward(x, training, return_batch_stats=True)``, :func:`fastcnn.ops.conv2d_stats`)
+    with output planes of at least 256 pixels (16x16; smaller ones gain nothing), followed by a
+    trainable BatchNormalization over the channel axis of its 4-D output (``forward(y,
+    training, batch_stats=...)``), both with those forward arguments (a subclass that overrides
+    them runs apart). False otherwise: the two then run unfused, with the same semantics. The
+    models call this on each (producer, only consumer) pair of a training pass.
+
+    Private switch for A/B measurements: ``FASTCNN_FUSE_BN_STATS=0`` (read on every call)
+    turns the fusion off."""
+    if os.environ.get("FASTCNN_FUSE_BN_STATS", "1") == "0":
+        return False
+    if not (isinstance(layer, Conv2D) and isinstance(consumer, BatchNormalization)):
+        return False
+    if layer is consumer or layer.activation is not None or not layer.built \
+            or not consumer.built or not consumer.trainable or consumer.axis % 4 != 1:
+        return False
+    if not isinstance(layer.params.get("kernel"), np.ndarray):
+        return False  # on CUDA: unfused (conv2d_stats is CPU only)
+    out = layer.output_shape
+    if out is None or len(out) != 3 or out[1] * out[2] < _MIN_PLANE:
+        return False
+    return _takes(type(layer).forward, "return_batch_stats") \
+        and _takes(type(consumer).forward, "batch_stats")
+
+
+@functools.lru_cache(maxsize=64)
+def _takes(forward: Any, name: str) -> bool:
+    """Whether a layer class's ``forward`` has the parameter ``name``."""
+    try:
+        return name in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
 
 
 # --------------------------------------------------------------------------------------------

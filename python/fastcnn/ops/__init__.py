@@ -27,7 +27,9 @@ Options beyond PyTorch's signatures (also in the reference): ``conv2d(..., relu=
 ``linear(..., relu=True)`` apply ReLU in the GEMM epilogue (one pass over the output instead of
 two); ``conv2d_backward(..., compute_dx=False)`` and ``linear_backward(..., compute_dx=False)``
 skip the input gradient (a network's first layer doesn't need it), ``compute_dw=False`` the
-weights' gradient.
+weights' gradient. ``conv2d_stats`` (CPU) is ``conv2d`` returning its output's per-channel batch
+mean and variance too, gathered in the convolution's epilogue, for ``batch_norm(...,
+training=True, batch_stats=(mean, var))``, which then skips its own pass over the output.
 
 Optimizer updates: :func:`sgd_update` and :func:`adam_update` update a parameter and its state
 in place, in one pass, with the same float32 operations as the NumPy formulas
@@ -56,7 +58,7 @@ from .activation import (
     tanh,
     tanh_backward,
 )
-from .convolution import conv2d, conv2d_backward
+from .convolution import conv2d, conv2d_backward, conv2d_stats
 from .dense import linear, linear_backward
 from .normalization import batch_norm, batch_norm_backward  # normalization family
 from .optim import adam_update, sgd_update
@@ -80,6 +82,7 @@ __all__ = [
     "batch_norm_backward",
     "conv2d",
     "conv2d_backward",
+    "conv2d_stats",
     "cross_entropy",
     "gelu",
     "gelu_backward",

@@ -1,4 +1,5 @@
-"""Convolution: :func:`conv2d` and its gradients, :func:`conv2d_backward`."""
+"""Convolution: :func:`conv2d` and its gradients, :func:`conv2d_backward`; :func:`conv2d_stats`
+(the forward with its output's batch statistics, for a following :func:`batch_norm`)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,42 @@ def conv2d(
     if type(relu) is not bool:
         relu = check_bool(relu, "relu", op=op)
     return _backend(op, x, w, b, out).conv2d(x, w, b, *args, relu, out=out)
+
+
+@_converts("x", "w", "b", "out")
+def conv2d_stats(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    out: Any = None,
+) -> tuple[Any, Any, Any]:
+    """:func:`conv2d` and the per-channel batch statistics of its output, gathered as the
+    output is written (a fastcnn extension, CPU only): what :func:`batch_norm` in training
+    would compute from ``y``, for ``batch_norm(y, ..., training=True, batch_stats=(mean,
+    var))``, which then skips its own pass over ``y``.
+
+    The statistics are reduced in chunks fixed by the shape alone (a few output rows of one
+    image and channel, about 1024 values), each chunk's (count, mean, centred sum of squares)
+    taken while the chunk is in cache (in the blocked form's epilogue; right after the other
+    forms), and combined per channel in a fixed pairwise tree in float64: the same bits for any
+    thread count, and no loss of accuracy when ``|mean| >> std``.
+
+    Args:
+        x, w, b, stride, padding, dilation, groups, out: as in :func:`conv2d` (no ReLU: the
+            statistics are the convolution's output's).
+
+    Returns:
+        ``(y, mean, var)``: y (N, K, P, Q) float32 (``out`` when given); mean and the biased
+        variance over N, P and Q, (K,) float64 each (NaN for an empty output).
+    """
+    op = "conv2d_stats"
+    args = _conv_args(op, x, w, stride, padding, dilation, groups)
+    return _backend(op, x, w, b, out).conv2d_stats(x, w, b, *args, out=out)
 
 
 @_converts("dy", "x", "w", "relu_y", "pool_indices", "dx_out")

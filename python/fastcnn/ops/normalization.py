@@ -10,6 +10,10 @@ Fused ReLU (a fastcnn extension, as ``conv2d(..., relu=True)``): ``batch_norm(..
 returns ``relu(bn(x))`` from the same pass, and ``batch_norm_backward(..., relu_y=y)`` takes that
 output and the ReLU output's gradient, masking it (``relu_backward``'s rule) inside BN's passes:
 the bits of the unfused pair, without its two extra passes over memory.
+
+Given statistics (a fastcnn extension, CPU only): ``batch_norm(y, ..., training=True,
+batch_stats=(mean, var))`` normalises with statistics gathered by the convolution that wrote
+``y`` (:func:`fastcnn.ops.conv2d_stats`), saving its own pass over ``y``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _native
 from .._args import check_bool
 from ._door import _backend, _converts
 
@@ -41,7 +46,8 @@ def _real(v: Any, name: str, op: str, *, minimum: float | None = None) -> float:
 @_converts("x", "weight", "bias", "running_mean", "running_var", "out")
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
-               relu: bool = False, out: Any = None) -> tuple[Any, Any, Any]:
+               relu: bool = False, out: Any = None,
+               batch_stats: Any = None) -> tuple[Any, Any, Any]:
     """Batch normalisation per channel over N and the spatial axes (``F.batch_norm``).
 
     Args:
@@ -62,6 +68,13 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
             C-contiguous float32 array of x's shape on the op's device that overlaps none of
             the inputs (reusing a buffer saves a fresh array's page faults on large tensors;
             fastcnn's layers do: :mod:`fastcnn._workspace`).
+        batch_stats: ``(mean, var)``, x's batch statistics already gathered (training only; a
+            fastcnn extension, CPU only): (C,) float64 (or float32) arrays, the mean and the
+            biased variance over N and the spatial axes, as :func:`fastcnn.ops.conv2d_stats`
+            returns them for its output. x is then not reduced again: it is normalised with
+            them, the running statistics are updated from them exactly as from the batch's
+            own (unbiased ``var * M / (M - 1)`` for ``running_var``), and the returned mean /
+            invstd are theirs (:func:`batch_norm_backward` unchanged).
 
     Returns:
         ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
@@ -77,8 +90,34 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
             and _isfinite(momentum) and _isfinite(eps)):  # the common case: two tests
         momentum = _real(momentum, "momentum", op)
         eps = _real(eps, "eps", op, minimum=0.0)
-    return _backend(op, x, weight, bias, running_mean, running_var, out).batch_norm(
-        x, weight, bias, running_mean, running_var, training, momentum, eps, relu, out=out)
+    mod = _backend(op, x, weight, bias, running_mean, running_var, out)
+    if batch_stats is None:
+        return mod.batch_norm(x, weight, bias, running_mean, running_var, training, momentum,
+                              eps, relu, out=out)
+    bm, bv = _given_stats(batch_stats, training, op, mod is _native.cpu)
+    return mod.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                          relu, out=out, batch_mean=bm, batch_var=bv)
+
+
+def _given_stats(stats: Any, training: bool, op: str, cpu: bool) -> tuple[Any, Any]:
+    """``batch_stats`` as the compiled module's ``(batch_mean, batch_var)``: on the CPU float64
+    NumPy arrays (a float32 one widened exactly); the compiled module checks their shapes."""
+    if not isinstance(stats, tuple | list) or len(stats) != 2:
+        raise TypeError(f"{op}: batch_stats must be a pair (mean, var) of (C,) arrays "
+                        f"(conv2d_stats' outputs), got {type(stats).__name__}")
+    if not training:
+        raise ValueError(f"{op}: batch_stats (the batch's statistics) are for training=True; "
+                         "inference normalises with running_mean / running_var")
+    if not cpu:
+        return stats[0], stats[1]
+    out = []
+    for v, name in zip(stats, ("mean", "var"), strict=True):
+        a = v if isinstance(v, np.ndarray) else np.asarray(v)
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{op}: batch_stats' {name} has dtype {a.dtype}; expected float64 "
+                            f"(or float32), convert it with .astype(numpy.float64)")
+        out.append(np.ascontiguousarray(a, dtype=np.float64))
+    return out[0], out[1]
 
 
 @_converts("dy", "x", "weight", "mean", "invstd", "relu_y", "dx_out")

@@ -54,7 +54,7 @@ from .activation import (
     tanh,
     tanh_backward,
 )
-from .convolution import conv2d, conv2d_backward
+from .convolution import conv2d, conv2d_backward, conv2d_stats
 from .dense import linear, linear_backward
 from .normalization import batch_norm, batch_norm_backward  # normalization family
 from .optim import adam_update, sgd_update
@@ -80,6 +80,7 @@ __all__ = [
     "check_int",
     "conv2d",
     "conv2d_backward",
+    "conv2d_stats",
     "conv_output_size",
     "conv_padding",
     "cross_entropy",

@@ -118,6 +118,30 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
     return _into(out, np.ascontiguousarray(y), op)
 
 
+def conv2d_stats(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, groups: int = 1,
+                 out: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`conv2d` (no ReLU) and the per-channel batch statistics of its output.
+
+    Args:
+        x, w, b, stride, padding, dilation, groups, out: as in :func:`conv2d`.
+
+    Returns:
+        ``(y, mean, var)``: y (N, K, P, Q) as :func:`conv2d` returns it; the mean and biased
+        variance of y over N, P and Q, (K,) float64 each (two passes in float64: the centred
+        squares), NaN for an empty output.
+    """
+    y = conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
+               out=out)
+    k = y.shape[1]
+    y64 = y.astype(np.float64).transpose(1, 0, 2, 3).reshape(k, -1)
+    if y64.shape[1] == 0:
+        return y, np.full(k, np.nan), np.full(k, np.nan)
+    mean = y64.mean(axis=1)
+    var = ((y64 - mean[:, None]) ** 2).mean(axis=1)
+    return y, mean, var
+
+
 def conv2d_backward(
     dy: Any, x: Any, w: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
     groups: int = 1, bias: bool = True, compute_dx: bool = True, compute_dw: bool = True,

@@ -57,10 +57,25 @@ def _bcast(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+def _given(stats: Any, c: int, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_stats`` as float64 (C,) mean and variance; TypeError / ValueError otherwise."""
+    if not isinstance(stats, tuple | list) or len(stats) != 2:
+        raise TypeError(f"{op}: batch_stats must be a pair (mean, var) of (C,) arrays, got "
+                        f"{type(stats).__name__}")
+    mean, var = (np.asarray(v, dtype=np.float64) for v in stats)
+    for v, name in ((mean, "mean"), (var, "var")):
+        if v.shape != (c,):
+            raise ValueError(f"{op}: batch_stats' {name} has shape {v.shape} but x has {c} "
+                             f"channels; expected ({c},)")
+    if np.any(var < 0):
+        raise ValueError(f"{op}: batch_stats' var has a negative value; a variance is >= 0")
+    return mean, var
+
+
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, *,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
-               relu: bool = False,
-               out: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               relu: bool = False, out: Any = None,
+               batch_stats: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Batch normalisation over N and the spatial axes, per channel (PyTorch's F.batch_norm).
 
     Args:
@@ -74,6 +89,9 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
         momentum, eps: PyTorch's (eps > 0 keeps invstd finite; eps >= 0 is accepted).
         relu: return ``relu(y)`` (NaN kept, -0.0 kept: :func:`fastcnn.reference.relu`'s rule).
         out: optional array of x's shape y is written into and returned.
+        batch_stats: ``(mean, var)`` (C,) each (training only): the batch's mean and biased
+            variance given (:func:`fastcnn.reference.conv2d_stats`'), used instead of x's own
+            (the running statistics updated from them the same way).
 
     Returns:
         ``(y, mean, invstd)``: y of x's shape, ``(x - mean) * invstd * weight + bias``, and the
@@ -102,7 +120,12 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
                              f"x of shape {x.shape} (N * spatial = 1); use a larger batch or "
                              "training=False")
         x64 = x.astype(np.float64).transpose(1, 0, *range(2, x.ndim)).reshape(c, m)
-        if m == 0:
+        if batch_stats is not None:
+            mean, var = _given(batch_stats, c, op)
+            if m and rm is not None:
+                rm[...] = (1.0 - momentum) * rm.astype(np.float64) + momentum * mean
+                rv[...] = (1.0 - momentum) * rv.astype(np.float64) + momentum * var * (m / (m - 1))
+        elif m == 0:
             mean = np.full(c, np.nan)
             var = np.full(c, np.nan)
         else:
@@ -112,6 +135,10 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
                 rm[...] = (1.0 - momentum) * rm.astype(np.float64) + momentum * mean
                 rv[...] = (1.0 - momentum) * rv.astype(np.float64) + momentum * var * (m / (m - 1))
     else:
+        if batch_stats is not None:
+            raise ValueError(f"{op}: batch_stats (the batch's statistics) are for "
+                             "training=True; inference normalises with running_mean / "
+                             "running_var")
         if rm is None:
             raise ValueError(f"{op}: training=False normalises with running_mean and "
                              "running_var; pass them (or training=True)")
