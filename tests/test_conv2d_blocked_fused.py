@@ -7,7 +7,7 @@ Against the float64 reference (integers: exact), and bit for bit against the mat
 the bias gradient of a call without the weight gradient, i.e. conv2d_backward_bias's pass), at 1
 and 2 threads. Shapes: the seeds' 32->64 @26 (+2x2 pool) at N = 2, N = 1, odd planes under the
 pool, overlapping pool windows with padding, channel counts around the block (7, 8, 9, 17),
-stride 2 (the phase form), NaN in the pooled gradient.
+stride 2 (the phase form), NaN in the pooled gradient; every ISA for the bitwise check.
 """
 
 from __future__ import annotations
@@ -100,7 +100,10 @@ def test_fused_matches_reference(blocked: None, case: tuple[Any, ...]) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_fused_bitwise_materialised(blocked: None, threads: Any, case: tuple[Any, ...]) -> None:
+def test_fused_bitwise_materialised(isa: str, blocked: None, threads: Any,
+                                    case: tuple[Any, ...]) -> None:
+    """Every ISA (its channel block: 8 or 16 lanes), 1 and 2 threads, the passes together and
+    alone: the materialised route's bits."""
     rng = np.random.default_rng(2)
     f = _forward(rng, case, ints=False)
     f["dy"].flat[3] = np.nan  # a NaN of the pooled gradient reaches the same elements
