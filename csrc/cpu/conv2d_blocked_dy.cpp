@@ -10,14 +10,17 @@
 // tensor (relu_backward cuts it into chunks for the same elementwise kernel): the same bits.
 // Napkin maths, the seeds' 32->64 @26 (dy 64 @24x24 pooled to 12x12), batch 64: the tensor is
 // 2.36 M floats (9.4 MB written, then read by each pass from memory); one image's 64 planes are
-// 36.9 K floats (147 KB), built in L2 and read back from there by the band reorder.
+// 36.9 K floats (147 KB), a channel block's 4.6 K (18 KB), built and read back in L1 / L2 by the
+// band reorder (building the whole image's first measured 3 ms slower per call: 147 KB more
+// beside the 200 KB band and the 74 KB of weights the tiles re-read from L2).
 //
 // The fused stride-1 backward-data is conv2d_blocked_backward_data's problem (the forward of
 // blocked_bwd_data_params(p): dy padded by (R-1)*dil - pad, flipped transposed weights) run with
 // the forward's layouts, tile rule and kernel calls (conv2d_blocked.cpp: weights
 // [kb][cb][tap][c][k], per (image, band of output rows) the input rows blocked into the thread's
-// scratch, oc groups x pixel tiles), the band's input rows reordered from the image's planes in
-// the thread's scratch (built when the thread's item moves to a new image). Every output is the
+// scratch, oc groups x pixel tiles), the band's input rows reordered channel block by channel
+// block from that block's planes, built for the band in the thread's scratch (VL planes: 18 KB
+// for the seeds' 24x24; an image of several bands rebuilds them per band). Every output is the
 // same (cb, tap, c)-ordered sum from 0 as there, whatever the band: bit-identical to the
 // materialised route, for any thread count. NaN / inf: the same products (finite weights only).
 #include <algorithm>
@@ -94,9 +97,8 @@ void conv2d_blocked_backward_data_fused(const BlockedDy& g, const float* w, floa
   std::vector<Buffer> scratch, planes;
   for (int t = 0; t < nt; ++t) {
     scratch.push_back(alloc_floats(Cb * plane));
-    planes.push_back(alloc_floats(q.C * HWin));  // one image's gradient planes
+    planes.push_back(alloc_floats(VL * HWin));  // one channel block's gradient planes
   }
-  std::vector<int64_t> have(static_cast<size_t>(nt), -1);  // the image in planes[t]
 
   std::vector<int64_t> tap_off(static_cast<size_t>(RS));
   for (int64_t r = 0; r < q.R; ++r)
@@ -110,13 +112,15 @@ void conv2d_blocked_backward_data_fused(const BlockedDy& g, const float* w, floa
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t n = item / nband, p0 = (item % nband) * band;
       const int64_t p1 = std::min(q.P, p0 + band);
-      if (have[static_cast<size_t>(tid)] != n) {
-        blocked_dy_planes(g, p, n, 0, p.K, gs);
-        have[static_cast<size_t>(tid)] = n;
+      // 1. the band's input rows, blocked and padded, channel block by channel block from
+      // that block's gradient planes (built for the band: 8 or 16 planes stay in L1 / L2 beside
+      // the band and the weights the tiles read)
+      for (int64_t cb = 0; cb < Cb; ++cb) {
+        const int64_t c0 = cb * VL, c1 = std::min(q.C, c0 + VL);
+        blocked_dy_planes(g, p, n, c0, c1, gs);
+        blocked_reorder_rows(gs, c1 - c0, q.H, q.W, p0 * q.stride_h, rows_in(p1 - p0),
+                             q.pad_top, q.pad_left, Wp, xs + cb * plane, plane);
       }
-      // 1. the band's input rows (of the image's gradient planes), blocked and padded
-      blocked_reorder_rows(gs, q.C, q.H, q.W, p0 * q.stride_h, rows_in(p1 - p0), q.pad_top,
-                           q.pad_left, Wp, xs, plane);
       // 2. oc groups x pixel tiles of the band (conv2d_blocked_forward's loop, no bias / ReLU)
       Conv2dBlockedArgs a;
       a.cblocks = Cb, a.in_cb_stride = plane, a.tap_off = tap_off.data(), a.taps = RS;
