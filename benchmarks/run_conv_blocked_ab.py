@@ -11,6 +11,10 @@ clock in /proc/cpuinfo x 32 flops a cycle, AVX2's 2 FMA ports x 8 lanes x 2).
     python benchmarks/run_conv_blocked_ab.py --routes rule,blocked --threads 1 --repeats 9 --cpu
     python benchmarks/run_conv_blocked_ab.py --pass wgrad --routes unblocked,rule --cpu
     python benchmarks/run_conv_blocked_ab.py --pass dgrad --only "16->32 @32/2,32->64 @16/2"
+
+--step-call times a backward pass as a layer's training step calls it: the bias gradient on,
+and for the seeds' layer (a ReLU and a 2x2 max pool after it) dy given as the pooled gradient
+with relu_y and pool_indices (conv2d_backward's fused ReLU + max-pool backward).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated shape names")
     ap.add_argument("--pass", dest="which", default="forward",
                     choices=["forward", "wgrad", "dgrad"])
+    ap.add_argument("--step-call", action="store_true",
+                    help="backward passes with db and (seeds) the fused ReLU + 2x2 max pool")
     args = ap.parse_args()
     routes = args.routes.split(",")
     clock = time.process_time if args.cpu else time.perf_counter
@@ -84,16 +90,28 @@ def main() -> None:
         flops = 2.0 * y.size * c * r * r
         fns: dict[str, Callable[[], Any]] = {}
         dy = rng.standard_normal(y.shape, dtype=np.float32)
+        dy_conv = dy  # PyTorch's twin: the conv output's gradient (its ReLU / pool not timed)
+        step_kw: dict[str, Any] = {}
+        if args.step_call and args.which != "forward":
+            step_kw["bias"] = True  # the layer's call: db with the weight gradient
+            if name.startswith("seeds"):
+                yr = ops.conv2d(x, w, b, stride=s, padding=pad, relu=True)
+                pooled, idx = ops.max_pool2d(yr, 2, return_indices=True)
+                step_kw.update(relu_y=yr, pool_indices=idx, pool_size=2)
+                dy = rng.standard_normal(pooled.shape, dtype=np.float32)
         for rt in routes:
             if args.which == "forward":
                 fns[rt] = lambda x=x, w=w, b=b, s=s, pad=pad: ops.conv2d(x, w, b, stride=s,
                                                                          padding=pad)
             else:
-                fns[rt] = lambda x=x, w=w, dy=dy, s=s, pad=pad: ops.conv2d_backward(
-                    dy, x, w, stride=s, padding=pad, bias=False,
-                    compute_dx=args.which == "dgrad", compute_dw=args.which == "wgrad")
+                kw = {"bias": False, **step_kw}
+                if args.which == "dgrad":
+                    kw["bias"] = False  # the profile's backward-data row: no db
+                fns[rt] = lambda x=x, w=w, dy=dy, s=s, pad=pad, kw=kw: ops.conv2d_backward(
+                    dy, x, w, stride=s, padding=pad,
+                    compute_dx=args.which == "dgrad", compute_dw=args.which == "wgrad", **kw)
         if torch is not None and args.which != "forward":
-            tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy))
+            tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy_conv))
             mask = [args.which == "dgrad", args.which == "wgrad", False]
 
             def tb(tx: Any = tx, tw: Any = tw, tdy: Any = tdy, s: int = s, pad: int = pad,

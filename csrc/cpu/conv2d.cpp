@@ -313,8 +313,9 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
                      const float* x, const float* w, float* dx, float* dw, float* db,
                      const Conv2dParams& p) {
   // The gradient of the convolution's output: dy, or dy routed back through the pooling, then
-  // through the ReLU. The wide passes build it plane by plane / row by row in their own
-  // scratch from those; it is materialised only for a path that can't (the GEMM forms).
+  // through the ReLU. The wide and blocked passes build it plane by plane / image by image in
+  // their own scratch from those; it is materialised only for a path that can't (the GEMM
+  // forms, a bias gradient without the blocked weight gradient).
   Buffer dz;
   auto plain_dy = [&]() -> const float* {
     if (!relu_y && !pooled) return dy;
@@ -330,21 +331,26 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
     }
     return dz.get();
   };
+  // the blocked passes build a fused gradient image by image in their scratch (BlockedDy)
+  BlockedDy bdy;
+  bdy.dy = dy, bdy.relu_y = relu_y, bdy.pooled = pooled;
   if (dx) {
     // the wide form multiplies the padding's zeros by every weight: finite weights only
     const bool w_finite = all_finite(w, p.K * p.Cg() * p.R * p.S);
     const ConvRoute route = route_backward_data(p, w_finite);
     if (route.blocked && (p.stride_h > 1 || p.stride_w > 1))
-      conv2d_blocked_backward_data_strided(plain_dy(), w, dx, p);
-    else if (route.blocked) conv2d_blocked_backward_data(plain_dy(), w, dx, p);
+      conv2d_blocked_backward_data_strided(bdy, w, dx, p);
+    else if (route.blocked && bdy.fused()) conv2d_blocked_backward_data_fused(bdy, w, dx, p);
+    else if (route.blocked) conv2d_blocked_backward_data(dy, w, dx, p);
     else if (route.wide) backward_data_wide_run(dy, relu_y, pooled, w, dx, p, route.imgs);
     else backward_data_col2im(plain_dy(), w, dx, p, route.imgs);
   }
   bool db_done = false;
   if (dw) {
-    if (route_wgrad_blocked(p))
-      conv2d_blocked_weight_grad(plain_dy(), x, dw, p);
-    else if (route_wgrad_wide(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
+    if (route_wgrad_blocked(p)) {
+      conv2d_blocked_weight_grad(bdy, x, dw, db, p);  // db from the same reads of dy
+      db_done = true;
+    } else if (route_wgrad_wide(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))
       db_done = true;
     else
       backward_weights_gemm(plain_dy(), x, dw, p);

@@ -18,7 +18,8 @@
 // then interleaved into dx rows hh*sh + a, columns ww*sw + b.
 // Work items: (image, band of phase rows hh), all phases inside; items write disjoint dx rows.
 // Every dx element is one sum in (kb, tap, k) order from 0, whatever the band, tile or thread
-// count: bit-identical for any thread count. NaN / inf: the padding is real zeros multiplied by
+// count: bit-identical for any thread count. A fused gradient (BlockedDy: through a max pool and
+// ReLU) is built one image at a time in the thread's scratch, reordered from there. NaN / inf: the padding is real zeros multiplied by
 // weights (finite weights only, conv2d_route.cpp), dy's channel tail zero lanes meet zero
 // weights; every other product is one of the reference's col2im sums.
 // Napkin maths, ResNet-20's 32->64 @16 / 2 (dx 32 @16x16 from dy 64 @8x8), batch 128: 302 MFLOP;
@@ -107,7 +108,7 @@ bool blocked_bwd_data_strided_applicable(const Conv2dParams& p) {
          p.Q > 0 && p.pad_top >= 0 && p.pad_left >= 0 && p.pad_bottom >= 0 && p.pad_right >= 0;
 }
 
-void conv2d_blocked_backward_data_strided(const float* dy, const float* w, float* dx,
+void conv2d_blocked_backward_data_strided(const BlockedDy& g, const float* w, float* dx,
                                           const Conv2dParams& p) {
   const KernelTable& kt = kernels();
   const int64_t VL = kt.blocked_vl, Kb = ceil_div(p.K, VL), Cb = ceil_div(p.C, VL);
@@ -169,11 +170,13 @@ void conv2d_blocked_backward_data_strided(const float* dy, const float* w, float
   const int64_t nband = ceil_div(Hh, band), items = p.N * nband;
   const int nt = static_cast<int>(std::min<int64_t>(nt_all, items));
   const int64_t plane = rows_in(band) * Wd * VL;
-  std::vector<Buffer> scratch, outs;
+  std::vector<Buffer> scratch, outs, planes;  // planes: a fused gradient's image (BlockedDy)
   for (int t = 0; t < nt; ++t) {
     scratch.push_back(alloc_floats(Kb * plane));
     outs.push_back(alloc_floats(p.C * band * Wh));
+    if (g.fused()) planes.push_back(alloc_floats(p.K * PQ));
   }
+  std::vector<int64_t> have(static_cast<size_t>(nt), -1);  // the image in planes[t]
   const Conv2dBlockedFn kernel = kt.conv2d_blocked;
   parallel_for(items, [&](int tid, int64_t i0, int64_t i1) {
     float* ds = scratch[static_cast<size_t>(tid)].get();
@@ -182,7 +185,14 @@ void conv2d_blocked_backward_data_strided(const float* dy, const float* w, float
       const int64_t n = item / nband, h0 = (item % nband) * band;
       const int64_t h1 = std::min(Hh, h0 + band);
       // 1. the band's dy rows: padded row h0 + PT + dmin on, i.e. dy row h0 + dmin on
-      blocked_reorder_rows(dy + n * p.K * PQ, p.K, p.P, p.Q, h0 + ph.pad_lo + ph.dmin,
+      const float* dyn = g.dy + n * p.K * PQ;
+      if (g.fused()) {
+        float* gs = planes[static_cast<size_t>(tid)].get();
+        if (have[static_cast<size_t>(tid)] != n) blocked_dy_planes(g, p, n, 0, p.K, gs);
+        have[static_cast<size_t>(tid)] = n;
+        dyn = gs;
+      }
+      blocked_reorder_rows(dyn, p.K, p.P, p.Q, h0 + ph.pad_lo + ph.dmin,
                            rows_in(h1 - h0), ph.pad_lo, PL, Wd, ds, plane);
       // 2. each phase: tiles of its band into ys, then interleaved into dx
       for (int64_t a = 0; a < sh; ++a) {

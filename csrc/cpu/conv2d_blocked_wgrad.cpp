@@ -7,7 +7,14 @@
 //   x        per band of output rows, the input rows it reads, blocked and padded exactly as the
 //            forward's band ([cb][row][Wp][c], blocked_reorder_rows in conv2d_blocked_bwd.cpp).
 //   dy       per band, the item's k blocks as pixel-major lines: [kb][p*Q + q][k] (the ISA's
-//            block transpose; the channel tail zeros).
+//            block transpose; the channel tail zeros). A fused gradient (BlockedDy: dy routed
+//            back through a max pool and a ReLU) is first built for the item's k planes of the
+//            image in the thread's scratch (blocked_dy_planes, at the image's first band) and
+//            transposed from there: never materialised, the same values.
+//   db       (optional) per image, the plane sums of conv2d_backward_bias (the ISA's sum over
+//            each (n, k) plane, read right after its transpose, in cache) by the one item whose
+//            chunk holds the image's first row; then db[k] = sum over n in order from 0: the
+//            bits of that separate pass, without its second read of dy from memory.
 //   columns  per channel block RS*VL columns j = tap*VL + c, column j reading x at
 //            tap_off[tap] + c: the (tap, channel) pairs of that block.
 //   partial  per reduction chunk, [kb][cb][j][k]: Kb*Cb*RS*VL*VL floats.
@@ -98,7 +105,7 @@ int64_t blocked_wgrad_chunks(const Conv2dParams& p) {
   return ns;
 }
 
-void conv2d_blocked_weight_grad(const float* dy, const float* x, float* dw,
+void conv2d_blocked_weight_grad(const BlockedDy& g, const float* x, float* dw, float* db,
                                 const Conv2dParams& p) {
   const KernelTable& kt = kernels();
   const int64_t VL = kt.blocked_vl, Kb = ceil_div(p.K, VL), Cb = ceil_div(p.C, VL);
@@ -132,12 +139,20 @@ void conv2d_blocked_weight_grad(const float* dy, const float* x, float* dw,
   const int64_t dstride = imgs * band * p.Q * VL;  // floats per k block of a dy band
   const double flops = 2.0 * double(p.N) * double(p.K) * double(p.C) * double(RS) * double(PQ);
   const int nt = static_cast<int>(std::min<int64_t>(threads_for(flops, 1 << 20), items));
-  std::vector<Buffer> xs_buf, dys_buf;
+  // a fused gradient: the item's planes of each image of a band, built in the thread's scratch
+  const bool fused = g.fused();
+  const int64_t gimg = kbs * VL * PQ;  // floats per image of those planes
+  std::vector<Buffer> xs_buf, dys_buf, gs_buf;
   for (int t = 0; t < nt; ++t) {
     xs_buf.push_back(alloc_floats(Cb * plane));
     dys_buf.push_back(alloc_floats(kbs * dstride));
+    if (fused) gs_buf.push_back(alloc_floats(imgs * gimg));
   }
   Buffer part = alloc_floats(NS * Kb * wtile);
+  // db: the plane sums (n, k) of conv2d_backward_bias, each by the item whose chunk holds the
+  // image's first row, added over n in order at the end
+  Buffer psum = db ? alloc_floats(p.N * p.K) : Buffer();
+  const SumFn sum = kt.sum;
 
   std::vector<int64_t> col_off(static_cast<size_t>(cols));
   for (int64_t r = 0; r < p.R; ++r)
@@ -151,6 +166,7 @@ void conv2d_blocked_weight_grad(const float* dy, const float* x, float* dw,
   parallel_for(items, [&](int tid, int64_t i0, int64_t i1) {
     float* xs = xs_buf[static_cast<size_t>(tid)].get();
     float* dys = dys_buf[static_cast<size_t>(tid)].get();
+    float* gs = fused ? gs_buf[static_cast<size_t>(tid)].get() : nullptr;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t sp = item / KGI, gi = item % KGI;
       const int64_t kg0 = kgroups * gi / KGI, kg1 = kgroups * (gi + 1) / KGI;
@@ -164,18 +180,24 @@ void conv2d_blocked_weight_grad(const float* dy, const float* x, float* dw,
         const int64_t nb = pa == 0 ? std::max<int64_t>(1, std::min(imgs, (r1 - gr) / p.P)) : 1;
         for (int64_t p0 = pa; p0 < pe; p0 += band) {
           const int64_t p1 = std::min(pe, p0 + band), nrow = p1 - p0;
-          // 1. the band's x rows and dy lines, blocked, image by image
+          // 1. the band's x rows and dy lines, blocked, image by image (a fused gradient's
+          // planes built at the image's first band of the item, kept for its other bands)
+          const int64_t k0 = kb0 * VL, k1 = std::min(p.K, kb1 * VL);
           for (int64_t b = 0; b < nb; ++b) {
             blocked_reorder_rows(x + (n + b) * p.C * p.H * p.W, p.C, p.H, p.W, p0 * p.stride_h,
                                  rows_in(nrow), p.pad_top, p.pad_left, Wp, xs + b * ximg, plane);
+            if (fused && p0 == pa) blocked_dy_planes(g, p, n + b, k0, k1, gs + b * gimg);
+            const float* src = fused ? gs + b * gimg : g.dy + ((n + b) * p.K + k0) * PQ;
             for (int64_t kb = kb0; kb < kb1; ++kb) {
               const int64_t kn = std::min(VL, p.K - kb * VL);
               float* dst = dys + (kb - kb0) * dstride + b * nrow * p.Q * VL;
               if (kn < VL)
                 std::memset(dst, 0, sizeof(float) * static_cast<size_t>(nrow * p.Q * VL));
-              transpose(dy + ((n + b) * p.K + kb * VL) * PQ + p0 * p.Q, PQ, kn, nrow * p.Q, dst,
-                        VL);
+              transpose(src + (kb - kb0) * VL * PQ + p0 * p.Q, PQ, kn, nrow * p.Q, dst, VL);
             }
+            if (db && p0 == 0)  // the image's first row is in this chunk: its plane sums
+              for (int64_t k = k0; k < k1; ++k)
+                psum[(n + b) * p.K + k] = sum(src + (k - k0) * PQ, PQ);
           }
           // 2. the item's tiles over the band's pixels
           Conv2dBlockedWgradArgs a;
@@ -220,6 +242,12 @@ void conv2d_blocked_weight_grad(const float* dy, const float* x, float* dw,
         }
       }
   }, threads_for(double(NS) * double(chunk), 1 << 21));  // its own threads only when large
+  if (db)
+    for (int64_t k = 0; k < p.K; ++k) {
+      float s = 0.0f;
+      for (int64_t n = 0; n < p.N; ++n) s += psum[n * p.K + k];
+      db[k] = s;
+    }
 }
 
 }  // namespace fastcnn::cpu
