@@ -17,7 +17,7 @@ from ._common import (
 )
 from ._dest import _dest, _dx_dest
 from .activation import relu_backward
-from .pooling import _max_pool2d_backward_to
+from .pooling import _OWN, _max_pool2d_backward_to
 
 
 def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
@@ -27,6 +27,17 @@ def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
     workspace sizes (floats). Cached by :func:`._common._plan` under every argument."""
     p = _cuda.Conv2dPlan(*args)
     return (p.forward, p.backward, p.y_shape, p.forward_workspace, p.backward_data_workspace,
+            p.backward_weights_workspace, p.backward_bias_workspace)
+
+
+def _pooled_entry(*args: Any) -> tuple[Any, ...]:
+    """A ``_cuda.Conv2dPooledBackwardPlan`` of ``args`` (the conv's shapes and geometry, the
+    pooled dy's and the indices' shapes, the pooling's geometry, relu_y's shape or None;
+    validated once, in C++) as ``(bound backward, the pooled-to-conv gradient's workspace
+    floats, backward-data's, backward-weights', backward-bias')``. Cached by
+    :func:`._common._plan`."""
+    p = _cuda.Conv2dPooledBackwardPlan(*args)
+    return (p.backward, p.grad_workspace, p.backward_data_workspace,
             p.backward_weights_workspace, p.backward_bias_workspace)
 
 
@@ -71,6 +82,11 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     if dx_out is not None and not compute_dx:
         raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
+    r = None if pool_indices is None else _OWN.get(id(pool_indices))
+    if r is not None and r() is pool_indices:  # max_pool2d's own indices: the one-call plan
+        return _pooled_backward(dy, x, w, geo, compute_dx, compute_dw, bias, relu_y,
+                                pool_indices, (pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
+                                               pool_pw, bool(pool_ceil_mode)), dx_out)
     fresh = False  # dy is an array of ours (the pooling's output): the ReLU may work in place
     if pool_indices is not None:
         with _device(op, dy, x, w):
@@ -102,4 +118,40 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
         bwd(dy.data.ptr, x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr,
             0 if dw is None else dw.data.ptr, 0 if db is None else db.data.ptr,
             0 if ws is None else ws.data.ptr, n, _current_stream().ptr)
+    return dx, dw, db
+
+
+def _pooled_backward(dy: Any, x: Any, w: Any, geo: tuple[Any, ...], compute_dx: bool,
+                     compute_dw: bool, bias: bool, relu_y: Any, indices: Any,
+                     pool: tuple[Any, ...], dx_out: Any) -> tuple[Any, Any, Any]:
+    """:func:`conv2d_backward` of a pooled ``dy`` with max_pool2d's own ``indices`` (the
+    trusted path): one plan, one compiled call (the pooling's backward, the ReLU's, the conv
+    passes, in stream order), one workspace holding the conv output's gradient, and dw / db
+    carved out of one allocation."""
+    op = "conv2d_backward"
+    if relu_y is not None:
+        relu_y = _f32(relu_y, op, "relu_y")
+    with _device(op, dy, x, w, indices, relu_y):
+        key = (_pooled_entry, x.shape, w.shape, *geo, dy.shape, indices.shape, *pool,
+               None if relu_y is None else relu_y.shape)
+        bwd, n_g, n_data, n_weights, n_bias = _PLANS.get(key) or _plan(*key)
+        dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
+        k = w.shape[0]
+        if compute_dw and bias:  # the parameters' gradients: one allocation, same lifetime
+            nw = w.size
+            gw = _cupy_empty(nw + k, _F32)
+            dw, db = gw[:nw].reshape(w.shape), gw[nw:]
+            pdw = gw.data.ptr
+            pdb = pdw + 4 * nw
+        else:
+            dw = _cupy_empty(w.shape, _F32) if compute_dw else None
+            db = _cupy_empty((k,), _F32) if bias else None
+            pdw = 0 if dw is None else dw.data.ptr
+            pdb = 0 if db is None else db.data.ptr
+        n = n_g + max(n_data if compute_dx else 0, n_weights if compute_dw else 0,
+                      n_bias if bias else 0)
+        ws = _cupy_empty(n, _F32)  # alive until the launches returned
+        bwd(dy.data.ptr, indices.data.ptr, 0 if relu_y is None else relu_y.data.ptr,
+            x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr, pdw, pdb, ws.data.ptr,
+            n, _current_stream().ptr)
     return dx, dw, db
