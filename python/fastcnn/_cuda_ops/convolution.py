@@ -6,7 +6,9 @@ from typing import Any
 
 from ._common import (
     _F32,
+    _ONE_GPU,
     _PLANS,
+    _SAME,
     _cuda,
     _cupy_empty,
     _current_stream,
@@ -30,15 +32,27 @@ def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
             p.backward_weights_workspace, p.backward_bias_workspace)
 
 
-def _pooled_entry(*args: Any) -> tuple[Any, ...]:
-    """A ``_cuda.Conv2dPooledBackwardPlan`` of ``args`` (the conv's shapes and geometry, the
-    pooled dy's and the indices' shapes, the pooling's geometry, relu_y's shape or None;
-    validated once, in C++) as ``(bound backward, the pooled-to-conv gradient's workspace
-    floats, backward-data's, backward-weights', backward-bias')``. Cached by
+def _pooled_entry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], geo: tuple[int, ...],
+                  dy_shape: tuple[int, ...], idx_shape: tuple[int, ...], pool: tuple[Any, ...],
+                  relu_y_shape: tuple[int, ...] | None) -> tuple[Any, ...]:
+    """A ``_cuda.Conv2dPooledBackwardPlan`` (the conv's shapes and geometry, the pooled dy's
+    and the indices' shapes, the pooling's geometry, relu_y's shape or None; validated once, in
+    C++) as ``(bound backward, the workspace floats of the eight (dx, dw, db) flag
+    combinations, dx's floats rounded up to 64, w's size, K)``. Cached by
     :func:`._common._plan`."""
-    p = _cuda.Conv2dPooledBackwardPlan(*args)
-    return (p.backward, p.grad_workspace, p.backward_data_workspace,
-            p.backward_weights_workspace, p.backward_bias_workspace)
+    p = _cuda.Conv2dPooledBackwardPlan(x_shape, w_shape, *geo, dy_shape, idx_shape, *pool,
+                                       relu_y_shape)
+    need = tuple(p.grad_workspace + max(p.backward_data_workspace if cx else 0,
+                                        p.backward_weights_workspace if cw else 0,
+                                        p.backward_bias_workspace if cb else 0)
+                 for cx in (False, True) for cw in (False, True) for cb in (False, True))
+    nx = 1
+    for d in x_shape:
+        nx *= d
+    nw = 1
+    for d in w_shape:
+        nw *= d
+    return p.backward, need, -(-nx // 64) * 64, nw, w_shape[0]
 
 
 def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
@@ -126,32 +140,38 @@ def _pooled_backward(dy: Any, x: Any, w: Any, geo: tuple[Any, ...], compute_dx: 
                      pool: tuple[Any, ...], dx_out: Any) -> tuple[Any, Any, Any]:
     """:func:`conv2d_backward` of a pooled ``dy`` with max_pool2d's own ``indices`` (the
     trusted path): one plan, one compiled call (the pooling's backward, the ReLU's, the conv
-    passes, in stream order), one workspace holding the conv output's gradient, and dw / db
-    carved out of one allocation."""
+    passes, in stream order) and two allocations: dx and the workspace (the conv output's
+    gradient and the passes' scratch) in one, dw and db (the parameters' gradients: the same
+    lifetime) in the other. The workspace lives as long as dx (in a training step: until the
+    layer below has used it)."""
     op = "conv2d_backward"
     if relu_y is not None:
         relu_y = _f32(relu_y, op, "relu_y")
-    with _device(op, dy, x, w, indices, relu_y):
-        key = (_pooled_entry, x.shape, w.shape, *geo, dy.shape, indices.shape, *pool,
+    with _SAME if _ONE_GPU else _device(op, dy, x, w, indices, relu_y):
+        key = (_pooled_entry, x.shape, w.shape, geo, dy.shape, indices.shape, pool,
                None if relu_y is None else relu_y.shape)
-        bwd, n_g, n_data, n_weights, n_bias = _PLANS.get(key) or _plan(*key)
-        dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
-        k = w.shape[0]
-        if compute_dw and bias:  # the parameters' gradients: one allocation, same lifetime
-            nw = w.size
+        bwd, need, nx, nw, k = _PLANS.get(key) or _plan(*key)
+        n = need[4 * bool(compute_dx) + 2 * bool(compute_dw) + bool(bias)]
+        if compute_dx and dx_out is None:  # [dx | workspace]
+            buf = _cupy_empty(nx + n, _F32)
+            pdx = buf.data.ptr
+            pws = pdx + 4 * nx
+            dx = buf[:x.size].reshape(x.shape)
+        else:
+            dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
+            pdx = 0 if dx is None else dx.data.ptr
+            buf = _cupy_empty(n, _F32)  # alive until the launches returned
+            pws = buf.data.ptr
+        if compute_dw and bias:  # [dw | db]
             gw = _cupy_empty(nw + k, _F32)
-            dw, db = gw[:nw].reshape(w.shape), gw[nw:]
             pdw = gw.data.ptr
             pdb = pdw + 4 * nw
+            dw, db = gw[:nw].reshape(w.shape), gw[nw:]
         else:
             dw = _cupy_empty(w.shape, _F32) if compute_dw else None
             db = _cupy_empty((k,), _F32) if bias else None
             pdw = 0 if dw is None else dw.data.ptr
             pdb = 0 if db is None else db.data.ptr
-        n = n_g + max(n_data if compute_dx else 0, n_weights if compute_dw else 0,
-                      n_bias if bias else 0)
-        ws = _cupy_empty(n, _F32)  # alive until the launches returned
         bwd(dy.data.ptr, indices.data.ptr, 0 if relu_y is None else relu_y.data.ptr,
-            x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr, pdw, pdb, ws.data.ptr,
-            n, _current_stream().ptr)
+            x.data.ptr, w.data.ptr, pdx, pdw, pdb, pws, n, _current_stream().ptr)
     return dx, dw, db
