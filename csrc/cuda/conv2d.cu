@@ -36,8 +36,9 @@
 // case) and int64 otherwise. col2im: FastDiv, 32-bit where it fits.
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
 // 1.36 GFLOP as 64 images x 5 tiles = 320 blocks; backward-weights: M 64, N 288, K 36864 ->
-// 3 tiles x 64 splits of 576 = 192 blocks + a 1.2 M-element reduction; at ~20-30 TFLOP/s of
-// FP32 FMA on an H100 each pass is ~0.1 ms, dominated by the B-tile gathers (L1/L2-resident).
+// 64 splits of 576 x 5 tiles of 64 x 64 = 320 blocks (gemm_rule.h) + a 1.2 M-element
+// reduction; at ~20-30 TFLOP/s of FP32 FMA on an H100 each pass is ~0.1 ms, dominated by the
+// B-tile gathers (L1/L2-resident).
 // Backward-data: dcol is 288 x 576 = 166 k floats (648 KiB) per image -> 2 chunks of 32 images
 // (21 MiB of workspace, L2-sized on an H100); the GEMM is the same 1.36 GFLOP (25 tiles per
 // image, 800 blocks per chunk, but only Kg/BK = 8 k-steps per tile, so tile set-up and the

@@ -8,11 +8,12 @@
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
 // with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
-// one 64 x 128 tile, K 9216; or its backward-data, 144 tiles of K 128: gemm_rule.h) is split into a fixed number of chunks chosen from the shapes only;
+// one 64 x 128 tile, K 9216; or its backward-data, 144 tiles of K 128: gemm_rule.h) is split
+// into a fixed number of chunks chosen from the shapes only;
 // each chunk goes to its own workspace slice and splitk_reduce sums the slices in order, then
 // adds the bias and applies ReLU: deterministic on every GPU, no atomics.
-// Napkin: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP; 36 splits of 256 -> 36 blocks,
-// 4.7 MB of w read once (~2 us of HBM) and a 36 x 8192 float reduction.
+// Napkin: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP; 36 splits of 256 -> 72 blocks
+// of 64 x 64, 4.7 MB of w read once (~2 us of HBM) and a 36 x 8192 float reduction.
 #include <vector>
 
 #include "cuda/common.cuh"
