@@ -89,8 +89,10 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With
     ``pool_indices`` ``dy`` is the gradient of a max pooling of the output and is first routed
     back through it; with ``relu_y`` (the forward's ReLU output) it then goes through the ReLU's
-    backward (separate passes here, the ReLU's in place on the pooling's fresh output; the CPU
-    kernels fuse them). dx goes into ``dx_out`` when given."""
+    backward. With max_pool2d's own indices all of it is one plan and one compiled call
+    (:func:`_pooled_backward`: the pooling's and the ReLU's backward into the workspace, then the
+    conv passes); other indices are checked on the device and take separate passes (the
+    ReLU's in place on the pooling's fresh output). dx goes into ``dx_out`` when given."""
     op = "conv2d_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
     if dx_out is not None and not compute_dx:
