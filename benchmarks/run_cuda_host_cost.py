@@ -193,12 +193,16 @@ def floors(cp: Any, batch: int) -> list[tuple[str, Callable[[], Any]]]:
     lws = cp.empty(max(n_ws, 1), np.float32)
     plws = lws.data.ptr
     stream = cp.cuda.get_current_stream
-    conv = cuda.Conv2dPlan(xs, ws, bs, *geo).forward
+    plan = cuda.Conv2dPlan(xs, ws, bs, *geo)
+    conv, n_cws = plan.forward, int(plan.forward_workspace)  # (a split-K at small batches)
+    cws = cp.empty(max(n_cws, 1), np.float32)
+    pcws = cws.data.ptr
+    n_fws = int(cuda.conv2d_plan(xs, ws, bs, *geo)["forward_workspace"])
     return [
         ("bare _cuda.conv2d_forward (20 arguments, 3 shapes)",
-         lambda: cuda.conv2d_forward(px, xs, pw, ws, pb, bs, py, 0, 0, *geo, True, 0)),
+         lambda: cuda.conv2d_forward(px, xs, pw, ws, pb, bs, py, pcws, n_fws, *geo, True, 0)),
         ("bare Conv2dPlan.forward (8 integers: the call an op makes)",
-         lambda: conv(px, pw, pb, py, 0, 0, True, 0)),
+         lambda: conv(px, pw, pb, py, pcws, n_cws, True, 0)),
         ("bare _cuda.linear_forward (11 arguments, 3 shapes)",
          lambda: cuda.linear_forward(pfx, fxs, pfw, fws, 0, None, po, plws, n_ws, True, 0)),
         ("bare _cuda.relu (4 arguments)", lambda: cuda.relu(px, py, 1000, 0)),

@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bindings/cuda_args.h"
+#include "cuda/gemm_rule.h"
 
 namespace fastcnn::bind {
 namespace {
@@ -28,6 +30,34 @@ const Shape* opt_ptr(const std::optional<Shape>& s) { return s ? &*s : nullptr; 
 void check_ws(int64_t have, int64_t need, const char* op, const char* unit) {
   FASTCNN_CHECK(have >= need, op, ": workspace of ", have, " ", unit, " is smaller than the ",
                 need, " this problem needs (size it with the plan's workspace size)");
+}
+
+// The tile report: the GEMMs of one pass ("forward", "backward_data", "backward_weights") with
+// the rule's choice on a GPU of `sms` SMs (gemm_rule.h: the functions the launchers use).
+cuda::gemm::Pass pass_of(const std::string& name, const char* op) {
+  if (name == "forward") return cuda::gemm::Pass::forward;
+  if (name == "backward_data") return cuda::gemm::Pass::data;
+  if (name == "backward_weights") return cuda::gemm::Pass::weights;
+  throw py::value_error(cat(op, ": pass_ must be 'forward', 'backward_data' or "
+                            "'backward_weights', got '", name, "'"));
+}
+
+py::list gemm_rows(const std::vector<cuda::gemm::GemmLaunch>& launches, int64_t sms,
+                   const char* op) {
+  FASTCNN_CHECK(sms >= 1 && sms <= (int64_t{1} << 20), op,
+                ": sms must be a multiprocessor count >= 1, got ", sms);
+  py::list rows;
+  for (const auto& g : launches) {
+    const cuda::gemm::GemmChoice c = cuda::gemm::choose(g, static_cast<int>(sms));
+    const cuda::gemm::TileDims d = cuda::gemm::tile_dims(c.tile);
+    py::dict r;
+    r["what"] = g.what, r["count"] = g.count, r["G"] = g.G, r["M"] = g.M, r["N"] = g.N;
+    r["K"] = g.K, r["splits"] = g.split.splits, r["chunk"] = g.split.chunk;
+    r["tile"] = cuda::gemm::tile_name(c.tile), r["bm"] = d.bm, r["bn"] = d.bn;
+    r["blocks"] = c.blocks, r["blocks_per_sm"] = cuda::gemm::kBlocksPerSm, r["sms"] = sms;
+    rows.append(r);
+  }
+  return rows;
 }
 
 void check_grad_plan(bool has_grad, const char* op) {
@@ -69,6 +99,10 @@ struct Conv2dPlan {
                          dev<float>(y), dev<float>(ws), p, relu, stream_of(stream));
   }
 
+  py::list gemms(const std::string& pass, int64_t sms) const {
+    return gemm_rows(cuda::gemm::conv2d_gemms(p, pass_of(pass, "conv2d")), sms, "conv2d");
+  }
+
   // dx, dwt, db: 0 to skip that gradient (module_cuda.cpp's conv2d_backward, same order)
   void backward(Ptr dy, Ptr x, Ptr w, Ptr dx, Ptr dwt, Ptr db, Ptr ws, int64_t ws_floats,
                 Ptr stream) const {
@@ -92,12 +126,76 @@ struct Conv2dPlan {
   }
 };
 
+// ---- conv2d backward through a max pooling and a ReLU, in one call ------------------------------
+// The training step of Conv2D(relu) + MaxPool2D: dy is the *pooled* gradient (N, K, P', Q'),
+// the indices are fastcnn's own (max_pool2d_forward's: the trusted gather, no check kernel, no
+// copy, no sync). One call queues, on one stream, in order: the pooling's backward into g, the
+// conv output's gradient (N, K, P, Q) at the head of the workspace; the ReLU's backward on g
+// in place (relu_y given); then the conv passes on g with the rest of the workspace. One
+// validation when the plan is built (the shapes of every argument), pointers only per call.
+// Workspace (floats): g_floats (N*K*P*Q rounded up to 64: 256-byte aligned) + the largest
+// workspace of the passes run (as Conv2dPlan.backward's).
+struct Conv2dPooledBackwardPlan {
+  Conv2dParams p;
+  Pool2dParams q;
+  bool relu = false;
+  int64_t g_floats = 0, data_ws = 0, weights_ws = 0, bias_ws = 0;
+
+  Conv2dPooledBackwardPlan(py::handle x_shape, py::handle w_shape, int64_t sh, int64_t sw,
+                           int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh,
+                           int64_t dw, int64_t groups, py::handle dy_shape,
+                           py::handle indices_shape, int64_t kh, int64_t kw, int64_t psh,
+                           int64_t psw, int64_t pph, int64_t ppw, bool ceil_mode,
+                           py::handle relu_y_shape) {
+    const char* op = "conv2d_backward";
+    const Shape xs = shape_of(x_shape, op, "x_shape"), ws = shape_of(w_shape, op, "w_shape");
+    p = check_conv2d_args(xs, ws, nullptr, sh, sw, pt, pl, pb, pr, dh, dw, groups);
+    const Shape dys = shape_of(dy_shape, op, "dy_shape");
+    q = check_conv2d_pooled_grad(dys, p, kh, kw, psh, psw, pph, ppw, ceil_mode);
+    check_indices_shape(shape_of(indices_shape, op, "indices_shape"), dys, op, "pool_indices");
+    if (const auto rs = shape_opt(relu_y_shape, op, "relu_y_shape")) {
+      const Shape ys{p.N, p.K, p.P, p.Q};
+      FASTCNN_CHECK(*rs == ys, op, ": relu_y has shape ", shape_str(*rs),
+                    " but the convolution's output has shape ", shape_str(ys),
+                    ": pass the forward conv2d(..., relu=True)'s output");
+      relu = true;
+    }
+    g_floats = (p.N * p.K * p.P * p.Q + 63) / 64 * 64;
+    data_ws = cuda::conv2d_backward_data_workspace(p);
+    weights_ws = cuda::conv2d_backward_weights_workspace(p);
+    bias_ws = cuda::conv2d_backward_bias_workspace(p.N, p.K, p.P * p.Q);
+  }
+
+  void backward(Ptr dy, Ptr idx, Ptr relu_y, Ptr x, Ptr w, Ptr dx, Ptr dwt, Ptr db, Ptr ws,
+                int64_t ws_floats, Ptr stream) const {
+    const char* op = "conv2d_backward";
+    FASTCNN_CHECK(!relu || relu_y, op, ": this plan was built with relu_y_shape: pass relu_y");
+    FASTCNN_CHECK(relu || !relu_y, op,
+                  ": a relu_y pointer given to a plan built without relu_y_shape");
+    check_ws(ws_floats,
+             g_floats + std::max({dx ? data_ws : int64_t{0}, dwt ? weights_ws : int64_t{0},
+                                  db ? bias_ws : int64_t{0}}),
+             op, "elements");
+    py::gil_scoped_release nogil;
+    const cuda::Stream s = stream_of(stream);
+    float* g = dev<float>(ws);
+    float* rest = g + g_floats;
+    cuda::max_pool2d_backward(dev<const float>(dy), dev<const int64_t>(idx), g, q, false,
+                              nullptr, s);
+    if (relu) cuda::relu_backward(g, dev<const float>(relu_y), g, p.N * p.K * p.P * p.Q, s);
+    if (dx) cuda::conv2d_backward_data(g, dev<const float>(w), dev<float>(dx), rest, p, s);
+    if (dwt)
+      cuda::conv2d_backward_weights(g, dev<const float>(x), dev<float>(dwt), rest, p, s);
+    if (db) cuda::conv2d_backward_bias(g, dev<float>(db), rest, p.N, p.K, p.P * p.Q, s);
+  }
+};
+
 // ---- linear ------------------------------------------------------------------------------------
 
 struct LinearPlan {
   LinearParams p;
   bool has_bias = false, has_grad = false;
-  int64_t fwd_ws = 0, weights_ws = 0, bias_ws = 0;
+  int64_t fwd_ws = 0, data_ws = 0, weights_ws = 0, bias_ws = 0;
 
   LinearPlan(py::handle x_shape, py::handle w_shape, py::handle b_shape, py::handle dy_shape) {
     const char* op = "linear";
@@ -110,8 +208,14 @@ struct LinearPlan {
       has_grad = true;
     }
     fwd_ws = cuda::linear_forward_workspace(p.N, p.in, p.out);
+    data_ws = cuda::linear_backward_data_workspace(p.N, p.in, p.out);
     weights_ws = cuda::linear_backward_weights_workspace(p.N, p.in, p.out);
     bias_ws = cuda::linear_backward_bias_workspace(p.N, p.out);
+  }
+
+  py::list gemms(const std::string& pass, int64_t sms) const {
+    return gemm_rows(cuda::gemm::linear_gemms(p.N, p.in, p.out, pass_of(pass, "linear")), sms,
+                     "linear");
   }
 
   void forward(Ptr x, Ptr w, Ptr b, Ptr y, Ptr ws, int64_t ws_floats, bool relu,
@@ -127,13 +231,15 @@ struct LinearPlan {
                 Ptr stream) const {
     const char* op = "linear_backward";
     check_grad_plan(has_grad, op);
-    check_ws(ws_floats, std::max(dwt ? weights_ws : int64_t{0}, db ? bias_ws : int64_t{0}), op,
-             "elements");
+    check_ws(ws_floats,
+             std::max({dx ? data_ws : int64_t{0}, dwt ? weights_ws : int64_t{0},
+                       db ? bias_ws : int64_t{0}}),
+             op, "elements");
     py::gil_scoped_release nogil;
     const cuda::Stream s = stream_of(stream);
     if (dx)
-      cuda::linear_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx), p.N,
-                                 p.in, p.out, s);
+      cuda::linear_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx),
+                                 dev<float>(ws), p.N, p.in, p.out, s);
     if (dwt)
       cuda::linear_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                     dev<float>(ws), p.N, p.in, p.out, s);
@@ -327,18 +433,44 @@ void bind_plans(py::module_& m) {
       .def_readonly("backward_data_workspace", &Conv2dPlan::data_ws)
       .def_readonly("backward_weights_workspace", &Conv2dPlan::weights_ws)
       .def_readonly("backward_bias_workspace", &Conv2dPlan::bias_ws)
+      .def("gemms", &Conv2dPlan::gemms, py::arg("pass_"), py::arg("sms") = 132,
+           "The GEMMs a pass ('forward', 'backward_data', 'backward_weights') launches and the "
+           "tile rule's choice on a GPU of sms multiprocessors (a list of dicts; no launch).")
       .def("forward", &Conv2dPlan::forward, py::arg("x"), py::arg("w"), py::arg("b"),
            py::arg("y"), py::arg("ws"), py::arg("ws_floats"), py::arg("relu"), py::arg("stream"))
       .def("backward", &Conv2dPlan::backward, py::arg("dy"), py::arg("x"), py::arg("w"),
            py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("ws"), py::arg("ws_floats"),
            py::arg("stream"));
+  py::class_<Conv2dPooledBackwardPlan>(
+      m, "Conv2dPooledBackwardPlan",
+      "A validated conv2d_backward through a max pooling (fastcnn's own indices) and "
+      "optionally a ReLU: backward launches all of it in one call.")
+      .def(py::init<py::handle, py::handle, int64_t, int64_t, int64_t, int64_t, int64_t,
+                    int64_t, int64_t, int64_t, int64_t, py::handle, py::handle, int64_t,
+                    int64_t, int64_t, int64_t, int64_t, int64_t, bool, py::handle>(),
+           py::arg("x_shape"), py::arg("w_shape"), py::arg("stride_h"), py::arg("stride_w"),
+           py::arg("pad_top"), py::arg("pad_left"), py::arg("pad_bottom"),
+           py::arg("pad_right"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
+           py::arg("dy_shape"), py::arg("indices_shape"), py::arg("pool_kh"),
+           py::arg("pool_kw"), py::arg("pool_sh"), py::arg("pool_sw"), py::arg("pool_ph"),
+           py::arg("pool_pw"), py::arg("pool_ceil_mode"), py::arg("relu_y_shape") = none)
+      .def_readonly("grad_workspace", &Conv2dPooledBackwardPlan::g_floats)
+      .def_readonly("backward_data_workspace", &Conv2dPooledBackwardPlan::data_ws)
+      .def_readonly("backward_weights_workspace", &Conv2dPooledBackwardPlan::weights_ws)
+      .def_readonly("backward_bias_workspace", &Conv2dPooledBackwardPlan::bias_ws)
+      .def("backward", &Conv2dPooledBackwardPlan::backward, py::arg("dy"), py::arg("indices"),
+           py::arg("relu_y"), py::arg("x"), py::arg("w"), py::arg("dx"), py::arg("dw"),
+           py::arg("db"), py::arg("ws"), py::arg("ws_floats"), py::arg("stream"));
   py::class_<LinearPlan>(m, "LinearPlan", "A validated linear (linear_plan's arguments).")
       .def(py::init<py::handle, py::handle, py::handle, py::handle>(), py::arg("x_shape"),
            py::arg("w_shape"), py::arg("b_shape"), py::arg("dy_shape") = none)
       .def_property_readonly("y_shape",
                              [](const LinearPlan& q) { return to_tuple({q.p.N, q.p.out}); })
       .def_readonly("forward_workspace", &LinearPlan::fwd_ws)
+      .def_readonly("backward_data_workspace", &LinearPlan::data_ws)
       .def_readonly("backward_weights_workspace", &LinearPlan::weights_ws)
+      .def("gemms", &LinearPlan::gemms, py::arg("pass_"), py::arg("sms") = 132,
+           "As Conv2dPlan.gemms, for the dense layer's passes.")
       .def_readonly("backward_bias_workspace", &LinearPlan::bias_ws)
       .def("forward", &LinearPlan::forward, py::arg("x"), py::arg("w"), py::arg("b"),
            py::arg("y"), py::arg("ws"), py::arg("ws_floats"), py::arg("relu"), py::arg("stream"))

@@ -177,6 +177,7 @@ py::dict linear_plan(py::handle x_shape, py::handle w_shape, py::handle b_shape,
   py::dict d;
   d["y_shape"] = to_tuple({p.N, p.out});
   d["forward_workspace"] = cuda::linear_forward_workspace(p.N, p.in, p.out);
+  d["backward_data_workspace"] = cuda::linear_backward_data_workspace(p.N, p.in, p.out);
   d["backward_weights_workspace"] = cuda::linear_backward_weights_workspace(p.N, p.in, p.out);
   d["backward_bias_workspace"] = cuda::linear_backward_bias_workspace(p.N, p.out);
   return d;
@@ -198,15 +199,16 @@ void linear_backward(Ptr dy, py::handle dy_shape, Ptr x, py::handle x_shape, Ptr
   const char* op = "linear_backward";
   const auto p = linear_params(x_shape, w_shape, py::handle(Py_None), op);
   check_linear_grad(shape_of(dy_shape, op, "dy_shape"), p);
-  // one workspace serves both reductions (queued in order on one stream)
+  // one workspace serves every pass (queued in order on one stream)
   const int64_t need =
-      std::max(dwt ? cuda::linear_backward_weights_workspace(p.N, p.in, p.out) : int64_t{0},
-               db ? cuda::linear_backward_bias_workspace(p.N, p.out) : int64_t{0});
+      std::max({dx ? cuda::linear_backward_data_workspace(p.N, p.in, p.out) : int64_t{0},
+                dwt ? cuda::linear_backward_weights_workspace(p.N, p.in, p.out) : int64_t{0},
+                db ? cuda::linear_backward_bias_workspace(p.N, p.out) : int64_t{0}});
   check_workspace(ws_floats, need, op);
   py::gil_scoped_release nogil;
   const cuda::Stream s = stream_of(stream);
-  if (dx) cuda::linear_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx), p.N,
-                                     p.in, p.out, s);
+  if (dx) cuda::linear_backward_data(dev<const float>(dy), dev<const float>(w), dev<float>(dx),
+                                     dev<float>(ws), p.N, p.in, p.out, s);
   if (dwt)
     cuda::linear_backward_weights(dev<const float>(dy), dev<const float>(x), dev<float>(dwt),
                                   dev<float>(ws), p.N, p.in, p.out, s);
@@ -336,7 +338,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.attr("POOL_CHECK_WORKSPACE_BYTES") = cuda::kPoolCheckWorkspaceBytes;
   m.def("linear_plan", &linear_plan, py::arg("x_shape"), py::arg("w_shape"), py::arg("b_shape"),
         py::arg("dy_shape") = py::none(),
-        "Validate a linear; dict with y_shape and the workspace sizes (floats).");
+        "Validate a linear; dict with y_shape and the workspace sizes (floats; linear_backward "
+        "takes the largest of those it runs).");
   m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
         py::arg("w_shape"), py::arg("b"), py::arg("b_shape"), py::arg("y"), py::arg("ws"),
         py::arg("ws_floats"), py::arg("relu"), py::arg("stream"));

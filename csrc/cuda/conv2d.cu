@@ -36,8 +36,9 @@
 // case) and int64 otherwise. col2im: FastDiv, 32-bit where it fits.
 // Napkin (the seeds' conv2: 32->64, 3x3, 26x26 -> 24x24, batch 64): forward 2*64*64*288*576 =
 // 1.36 GFLOP as 64 images x 5 tiles = 320 blocks; backward-weights: M 64, N 288, K 36864 ->
-// 3 tiles x 64 splits of 576 = 192 blocks + a 1.2 M-element reduction; at ~20-30 TFLOP/s of
-// FP32 FMA on an H100 each pass is ~0.1 ms, dominated by the B-tile gathers (L1/L2-resident).
+// 64 splits of 576 x 5 tiles of 64 x 64 = 320 blocks (gemm_rule.h) + a 1.2 M-element
+// reduction; at ~20-30 TFLOP/s of FP32 FMA on an H100 each pass is ~0.1 ms, dominated by the
+// B-tile gathers (L1/L2-resident).
 // Backward-data: dcol is 288 x 576 = 166 k floats (648 KiB) per image -> 2 chunks of 32 images
 // (21 MiB of workspace, L2-sized on an H100); the GEMM is the same 1.36 GFLOP (25 tiles per
 // image, 800 blocks per chunk, but only Kg/BK = 8 k-steps per tile, so tile set-up and the
@@ -45,6 +46,7 @@
 // elements (coalesced along w): dcol written once and read once, ~2 x 42 MB, ~30 us at HBM
 // speed, less from L2 -- the price of never multiplying a weight by a padding zero.
 #include <type_traits>
+#include <vector>
 
 #include "cuda/common.cuh"
 
@@ -167,9 +169,15 @@ struct ConvFwdOp {
   }
 };
 
-gemm::Split fwd_split(const Conv2dParams& p) {
-  return gemm::choose_split(p.N * p.groups, p.Kg(), p.P * p.Q, p.CRSg(), true);
+// The GEMM of each pass as its launcher runs it (and the tile report prints it: conv2d_gemms).
+gemm::GemmLaunch fwd_gemm(const Conv2dParams& p) {
+  gemm::GemmLaunch g;
+  g.what = "conv2d";
+  g.G = p.N * p.groups, g.M = p.Kg(), g.N = p.P * p.Q, g.K = p.CRSg();
+  g.split = gemm::choose_split(g.G, g.M, g.N, g.K, true);
+  return g;
 }
+gemm::Split fwd_split(const Conv2dParams& p) { return fwd_gemm(p).split; }
 
 // Geometry shared by the forward and backward-weights ops.
 template <class Op>
@@ -409,8 +417,22 @@ struct ConvBwdWeightsOp {
   }
 };
 
-gemm::Split bwd_weights_split(const Conv2dParams& p) {
-  return gemm::choose_split(p.groups, p.Kg(), p.CRSg(), p.N * p.P * p.Q, true);
+gemm::GemmLaunch bwd_weights_gemm(const Conv2dParams& p) {
+  gemm::GemmLaunch g;
+  g.what = "conv2d_backward (dw)";
+  g.G = p.groups, g.M = p.Kg(), g.N = p.CRSg(), g.K = p.N * p.P * p.Q;
+  g.split = gemm::choose_split(g.G, g.M, g.N, g.K, true);
+  return g;
+}
+gemm::Split bwd_weights_split(const Conv2dParams& p) { return bwd_weights_gemm(p).split; }
+
+// dcol of a chunk of nb images: no split (K = Kg: one chunk)
+gemm::GemmLaunch dcol_gemm(const Conv2dParams& p, int64_t nb) {
+  gemm::GemmLaunch g;
+  g.what = "conv2d_backward (dx: dcol)";
+  g.G = nb * p.groups, g.M = p.CRSg(), g.N = p.P * p.Q, g.K = p.Kg();
+  g.split = gemm::choose_split(g.G, g.M, g.N, g.K, false);
+  return g;
 }
 
 }  // namespace
@@ -433,11 +455,12 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, fl
                     const Conv2dParams& p, bool relu, Stream stream) {
   const int64_t PQ = p.P * p.Q, total = p.N * p.K * PQ;
   if (total == 0) return;
-  const gemm::Split sp = fwd_split(p);
+  const gemm::GemmLaunch g = fwd_gemm(p);
+  const gemm::Split sp = g.split;
   auto go = [&](auto op) {
     using Idx = typename decltype(op)::Idx;
-    op.G = p.N * p.groups, op.splits = sp.splits, op.chunk = sp.chunk;
-    op.M = p.Kg(), op.N = PQ, op.K = p.CRSg();
+    op.G = g.G, op.splits = sp.splits, op.chunk = sp.chunk;
+    op.M = g.M, op.N = g.N, op.K = g.K;
     op.x = x, op.w = w, op.bias = b, op.y = y, op.ws = ws;
     op.C = p.C, op.Cg = p.Cg(), op.groups = p.groups, op.total = total;
     set_geometry(op, p);
@@ -447,7 +470,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, fl
     op.div_groups = FastDiv(p.groups), op.div_RS = FastDiv(p.R * p.S), op.div_S = FastDiv(p.S);
     op.div_Q = FastDiv(p.Q);
     op.relu = relu ? 1 : 0;
-    gemm::run("conv2d", op, op.M, op.N, stream);
+    gemm::run(g.what, op, op.M, op.N, stream);
   };
   if (conv_fits31(p))
     go(ConvFwdOp<int32_t>{});
@@ -462,13 +485,13 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
   const int64_t imgs = col_chunk_images(p), PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
   for (int64_t n0 = 0; n0 < p.N; n0 += imgs) {
     const int64_t nb = imin(imgs, p.N - n0);
+    const gemm::GemmLaunch g = dcol_gemm(p, nb);
     auto go = [&](auto op) {
-      op.G = nb * p.groups, op.splits = 1;  // K = Kg: one chunk, no split
-      op.M = p.CRSg(), op.N = PQ, op.K = p.Kg();
-      op.chunk = round_up(imax(op.K, 1), BK);
+      op.G = g.G, op.splits = g.split.splits, op.chunk = g.split.chunk;
+      op.M = g.M, op.N = g.N, op.K = g.K;
       op.dy = dy + n0 * p.K * PQ, op.w = w, op.col = ws;
       op.div_groups = FastDiv(p.groups);
-      gemm::run("conv2d_backward (dx: dcol)", op, op.M, op.N, stream);
+      gemm::run(g.what, op, op.M, op.N, stream);
     };
     // 32-bit load offsets: all of w and the chunk's dy, plus one k step past the end
     if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (nb * p.K + BK) * PQ}))
@@ -494,11 +517,12 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
                              const Conv2dParams& p, Stream stream) {
   const int64_t CRSg = p.CRSg(), total = p.K * CRSg, PQ = p.P * p.Q;
   if (total == 0) return;
-  const gemm::Split sp = bwd_weights_split(p);
+  const gemm::GemmLaunch g = bwd_weights_gemm(p);
+  const gemm::Split sp = g.split;
   auto go = [&](auto op) {
     using Idx = typename decltype(op)::Idx;
-    op.G = p.groups, op.splits = sp.splits, op.chunk = sp.chunk;
-    op.M = p.Kg(), op.N = CRSg, op.K = p.N * PQ;
+    op.G = g.G, op.splits = sp.splits, op.chunk = sp.chunk;
+    op.M = g.M, op.N = g.N, op.K = g.K;
     op.dy = dy, op.x = x, op.dW = dw, op.ws = ws;
     op.C = p.C, op.Kout = p.K, op.Cg = p.Cg(), op.total = total;
     set_geometry(op, p);
@@ -510,7 +534,7 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
     op.b_hi = static_cast<Idx>(st.hi * p.C * p.H * p.W);
     op.div_PQ = FastDiv(PQ), op.div_Q = FastDiv(p.Q), op.div_RS = FastDiv(p.R * p.S);
     op.div_S = FastDiv(p.S);
-    gemm::run("conv2d_backward (dw)", op, op.M, op.N, stream);  // K = 0 (N = 0) writes zeros
+    gemm::run(g.what, op, op.M, op.N, stream);  // K = 0 (N = 0) writes zeros
   };
   if (conv_fits31(p))
     go(ConvBwdWeightsOp<int32_t>{});
@@ -518,5 +542,21 @@ void conv2d_backward_weights(const float* dy, const float* x, float* dw, float* 
     go(ConvBwdWeightsOp<int64_t>{});
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, total, dw, nullptr, 1, 1, false, stream);
 }
+
+namespace gemm {
+std::vector<GemmLaunch> conv2d_gemms(const Conv2dParams& p, Pass pass) {
+  if (pass == Pass::forward) return {fwd_gemm(p)};
+  if (pass == Pass::weights) return {bwd_weights_gemm(p)};
+  // backward-data: one dcol GEMM per chunk of images (the launcher's loop), then col2im
+  std::vector<GemmLaunch> out;
+  if (p.N * p.C * p.H * p.W == 0) return out;
+  const int64_t imgs = col_chunk_images(p), full = p.N / imgs, rest = p.N - full * imgs;
+  GemmLaunch g = dcol_gemm(p, imgs);
+  g.count = full;
+  out.push_back(g);
+  if (rest > 0) out.push_back(dcol_gemm(p, rest));
+  return out;
+}
+}  // namespace gemm
 
 }  // namespace fastcnn::cuda

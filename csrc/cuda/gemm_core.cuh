@@ -47,6 +47,8 @@
 #pragma once
 #include <type_traits>
 
+#include "cuda/gemm_rule.h"
+
 namespace fastcnn::cuda {
 namespace gemm {
 
@@ -62,52 +64,26 @@ struct Cfg {
   static_assert(THREADS % 32 == 0, "whole warps");
 };
 
-// The tile shapes (the rule in choose_tile picks one per problem; see conv2d.cu / linear.cu).
+// The tile shapes (the rule in gemm_rule.h's choose_tile picks one per problem).
 using Tile64x128 = Cfg<64, 128, 4, 8, 2>;
 using Tile64x64 = Cfg<64, 64, 4, 4, 2>;
 using Tile32x128 = Cfg<32, 128, 4, 4, 2>;
 
 // The historical names (the split rule and the workspaces are defined on the 64 x 128 tile).
 constexpr int BM = Tile64x128::BM, BN = Tile64x128::BN, BK = 8;
-// Split-K policy (a function of the shapes only, so results are identical on every GPU): aim at
-// kTargetBlocks blocks of the 64 x 128 tile, never below kMinChunk reduction steps per split,
-// at most kMaxSplits.
-constexpr int64_t kTargetBlocks = 264, kMinChunk = 256, kMaxSplits = 64;
-
-struct Split {
-  int64_t splits = 1, chunk = BK;
-};
-
-inline int64_t tiles(int64_t G, int64_t M, int64_t N, int64_t bm = BM, int64_t bn = BN) {
-  return G * ceil_div(imax(M, 1), bm) * ceil_div(imax(N, 1), bn);
-}
-
-// A fixed split of a reduction of length K (allow = false: never split).
-inline Split choose_split(int64_t G, int64_t M, int64_t N, int64_t K, bool allow) {
-  Split s;
-  s.chunk = round_up(imax(K, 1), BK);
-  if (!allow || K < 2 * kMinChunk) return s;
-  const int64_t want = ceil_div(kTargetBlocks, tiles(G, M, N));
-  const int64_t n = imax(1, imin(imin(want, K / kMinChunk), kMaxSplits));
-  if (n <= 1) return s;
-  s.chunk = round_up(ceil_div(K, n), BK);
-  s.splits = ceil_div(K, s.chunk);
-  if (s.splits <= 1) s = Split{1, round_up(imax(K, 1), BK)};
-  return s;
-}
-
-// The tile rule: which Cfg a problem of G groups of M x N (reduction K) in `splits` splits runs
-// on. Tile shapes never change results (see above), so the rule may use the GPU's SM count;
-// it never looks at timings. The largest tile that still gives at least one block per SM wins;
-// when none does, the one with the most blocks (the narrow 32-row tile when M <= 32).
-enum class TileKind { k64x128 = 0, k64x64 = 1, k32x128 = 2 };
-
-inline TileKind choose_tile(int64_t G, int64_t M, int64_t N, int64_t splits, int sms) {
-  const int64_t gs = G * imax(splits, 1);
-  if (M <= 32) return TileKind::k32x128;  // half the 64-row tile would be padding
-  if (gs * tiles(1, M, N, 64, 128) >= sms) return TileKind::k64x128;
-  return TileKind::k64x64;
-}
+// The split and tile rule (choose_split, choose_tile, Split, TileKind, tiles) is host-only C++
+// in gemm_rule.h, shared with the bindings' tile report; it must describe these Cfgs.
+static_assert(BK == kRuleBK, "gemm_rule.h's BK");
+static_assert(tile_dims(TileKind::k64x128).bm == Tile64x128::BM &&
+                  tile_dims(TileKind::k64x128).bn == Tile64x128::BN &&
+                  tile_dims(TileKind::k64x64).bm == Tile64x64::BM &&
+                  tile_dims(TileKind::k64x64).bn == Tile64x64::BN &&
+                  tile_dims(TileKind::k32x128).bm == Tile32x128::BM &&
+                  tile_dims(TileKind::k32x128).bn == Tile32x128::BN,
+              "gemm_rule.h's tile shapes");
+static_assert(Tile64x128::MIN_BLOCKS == kBlocksPerSm && Tile64x64::MIN_BLOCKS == kBlocksPerSm &&
+                  Tile32x128::MIN_BLOCKS == kBlocksPerSm,
+              "gemm_rule.h's blocks per SM");
 
 // ---- asynchronous global -> shared copies (cp.async) ---------------------------------------------
 // On sm_80 and newer the main loop fills its shared tiles with cp.async (LDGSTS: no staging

@@ -74,13 +74,15 @@ void max_pool2d_backward(const float* dy, const int64_t* idx, float* dx, const P
 
 // ---- linear (linear.cu) ------------------------------------------------------------------------
 int64_t linear_forward_workspace(int64_t N, int64_t in, int64_t out);          // floats
+int64_t linear_backward_data_workspace(int64_t N, int64_t in, int64_t out);     // floats
 int64_t linear_backward_weights_workspace(int64_t N, int64_t in, int64_t out);  // floats
 // y (N, out) = x (N, in) . w (out, in)^T + b, then ReLU when relu
 void linear_forward(const float* x, const float* w, const float* b, float* y, float* ws,
                     int64_t N, int64_t in, int64_t out, bool relu, Stream stream);
-// dx (N, in) = dy (N, out) . w
-void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N, int64_t in,
-                          int64_t out, Stream stream);
+// dx (N, in) = dy (N, out) . w (a fixed split-K for short grids: ws of
+// linear_backward_data_workspace floats, may be the one backward-weights uses: same stream)
+void linear_backward_data(const float* dy, const float* w, float* dx, float* ws, int64_t N,
+                          int64_t in, int64_t out, Stream stream);
 // dw (out, in) = dy^T . x (reduction over the batch, fixed split-K)
 void linear_backward_weights(const float* dy, const float* x, float* dw, float* ws, int64_t N,
                              int64_t in, int64_t out, Stream stream);

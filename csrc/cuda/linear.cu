@@ -8,11 +8,14 @@
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
 // with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
-// one 64 x 128 tile, K 9216) is split into a fixed number of chunks chosen from the shapes only;
+// one 64 x 128 tile, K 9216; or its backward-data, 144 tiles of K 128: gemm_rule.h) is split
+// into a fixed number of chunks chosen from the shapes only;
 // each chunk goes to its own workspace slice and splitk_reduce sums the slices in order, then
 // adds the bias and applies ReLU: deterministic on every GPU, no atomics.
-// Napkin: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP; 36 splits of 256 -> 36 blocks,
-// 4.7 MB of w read once (~2 us of HBM) and a 36 x 8192 float reduction.
+// Napkin: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP; 36 splits of 256 -> 72 blocks
+// of 64 x 64, 4.7 MB of w read once (~2 us of HBM) and a 36 x 8192 float reduction.
+#include <vector>
+
 #include "cuda/common.cuh"
 
 namespace fastcnn::cuda {
@@ -91,18 +94,39 @@ void run_linear(const char* what, int64_t M, int64_t N, int64_t K, gemm::Split s
     go(LinearOp<AK, BKc, int64_t>{});
 }
 
-gemm::Split fwd_split(int64_t N, int64_t in, int64_t out) {
-  return gemm::choose_split(1, N, out, in, true);
+// The GEMM of each pass as its launcher runs it (and the tile report prints it: linear_gemms).
+gemm::GemmLaunch gemm_of(const char* what, int64_t M, int64_t N, int64_t K) {
+  gemm::GemmLaunch g;
+  g.what = what;
+  g.G = 1, g.M = M, g.N = N, g.K = K;
+  g.split = gemm::choose_split(1, M, N, K, true);
+  return g;
 }
-gemm::Split wgt_split(int64_t N, int64_t in, int64_t out) {
-  return gemm::choose_split(1, out, in, N, true);
+gemm::GemmLaunch fwd_gemm(int64_t N, int64_t in, int64_t out) {
+  return gemm_of("linear", N, out, in);
 }
+gemm::GemmLaunch data_gemm(int64_t N, int64_t in, int64_t out) {
+  return gemm_of("linear_backward (dx)", N, in, out);
+}
+gemm::GemmLaunch wgt_gemm(int64_t N, int64_t in, int64_t out) {
+  return gemm_of("linear_backward (dw)", out, in, N);
+}
+gemm::Split fwd_split(int64_t N, int64_t in, int64_t out) { return fwd_gemm(N, in, out).split; }
+gemm::Split data_split(int64_t N, int64_t in, int64_t out) {
+  return data_gemm(N, in, out).split;
+}
+gemm::Split wgt_split(int64_t N, int64_t in, int64_t out) { return wgt_gemm(N, in, out).split; }
 
 }  // namespace
 
 int64_t linear_forward_workspace(int64_t N, int64_t in, int64_t out) {
   const gemm::Split s = fwd_split(N, in, out);
   return s.splits > 1 ? s.splits * N * out : 0;
+}
+
+int64_t linear_backward_data_workspace(int64_t N, int64_t in, int64_t out) {
+  const gemm::Split s = data_split(N, in, out);
+  return s.splits > 1 ? s.splits * N * in : 0;
 }
 
 int64_t linear_backward_weights_workspace(int64_t N, int64_t in, int64_t out) {
@@ -123,16 +147,17 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, N * out, y, b, 1, out, relu, stream);
 }
 
-void linear_backward_data(const float* dy, const float* w, float* dx, int64_t N, int64_t in,
-                          int64_t out, Stream stream) {
+void linear_backward_data(const float* dy, const float* w, float* dx, float* ws, int64_t N,
+                          int64_t in, int64_t out, Stream stream) {
   if (N * in == 0) return;
-  const gemm::Split sp = gemm::choose_split(1, N, in, out, false);
+  const gemm::Split sp = data_split(N, in, out);
   run_linear<true, false>("linear_backward (dx)", N, in, out, sp, N * out, out * in, 1, in,
                           [&](auto& op) {
                             op.A = dy, op.sam = out, op.sak = 1;  // dy (N, out)
                             op.B = w, op.sbk = in, op.sbn = 1;    // w (out, in): B[k, n] = w[k, n]
-                            op.C = dx;
-                          }, stream);
+                            op.C = dx, op.ws = ws;
+                          }, stream);  // out = 0 writes zeros
+  if (sp.splits > 1) splitk_reduce(ws, sp.splits, N * in, dx, nullptr, 1, 1, false, stream);
 }
 
 void linear_backward_weights(const float* dy, const float* x, float* dw, float* ws, int64_t N,
@@ -147,5 +172,13 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, float* 
                            }, stream);  // N = 0 writes zeros
   if (sp.splits > 1) splitk_reduce(ws, sp.splits, out * in, dw, nullptr, 1, 1, false, stream);
 }
+
+namespace gemm {
+std::vector<GemmLaunch> linear_gemms(int64_t N, int64_t in, int64_t out, Pass pass) {
+  if (pass == Pass::forward) return {fwd_gemm(N, in, out)};
+  if (pass == Pass::data) return {data_gemm(N, in, out)};
+  return {wgt_gemm(N, in, out)};
+}
+}  // namespace gemm
 
 }  // namespace fastcnn::cuda

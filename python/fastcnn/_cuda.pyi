@@ -81,9 +81,23 @@ class Conv2dPlan:
                 stream: int) -> None: ...
     def backward(self, dy: int, x: int, w: int, dx: int, dw: int, db: int, ws: int,
                  ws_floats: int, stream: int) -> None: ...
+    def gemms(self, pass_: str, sms: int = 132) -> list[dict[str, Any]]: ...
+class Conv2dPooledBackwardPlan:
+    grad_workspace: int
+    backward_data_workspace: int
+    backward_weights_workspace: int
+    backward_bias_workspace: int
+    def __init__(self, x_shape: Shape, w_shape: Shape, stride_h: int, stride_w: int,
+                 pad_top: int, pad_left: int, pad_bottom: int, pad_right: int, dil_h: int,
+                 dil_w: int, groups: int, dy_shape: Shape, indices_shape: Shape, pool_kh: int,
+                 pool_kw: int, pool_sh: int, pool_sw: int, pool_ph: int, pool_pw: int,
+                 pool_ceil_mode: bool, relu_y_shape: Shape | None = None) -> None: ...
+    def backward(self, dy: int, indices: int, relu_y: int, x: int, w: int, dx: int, dw: int,
+                 db: int, ws: int, ws_floats: int, stream: int) -> None: ...
 class LinearPlan:
     y_shape: Shape
     forward_workspace: int
+    backward_data_workspace: int
     backward_weights_workspace: int
     backward_bias_workspace: int
     def __init__(self, x_shape: Shape, w_shape: Shape, b_shape: Shape | None,
@@ -92,6 +106,7 @@ class LinearPlan:
                 stream: int) -> None: ...
     def backward(self, dy: int, x: int, w: int, dx: int, dw: int, db: int, ws: int,
                  ws_floats: int, stream: int) -> None: ...
+    def gemms(self, pass_: str, sms: int = 132) -> list[dict[str, Any]]: ...
 class MaxPool2dPlan:
     y_shape: Shape
     def __init__(self, x_shape: Shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,

@@ -6,7 +6,9 @@ from typing import Any
 
 from ._common import (
     _F32,
+    _ONE_GPU,
     _PLANS,
+    _SAME,
     _cuda,
     _cupy_empty,
     _current_stream,
@@ -17,7 +19,7 @@ from ._common import (
 )
 from ._dest import _dest, _dx_dest
 from .activation import relu_backward
-from .pooling import _max_pool2d_backward_to
+from .pooling import _OWN, _max_pool2d_backward_to
 
 
 def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
@@ -28,6 +30,29 @@ def _conv2d_entry(*args: Any) -> tuple[Any, ...]:
     p = _cuda.Conv2dPlan(*args)
     return (p.forward, p.backward, p.y_shape, p.forward_workspace, p.backward_data_workspace,
             p.backward_weights_workspace, p.backward_bias_workspace)
+
+
+def _pooled_entry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], geo: tuple[int, ...],
+                  dy_shape: tuple[int, ...], idx_shape: tuple[int, ...], pool: tuple[Any, ...],
+                  relu_y_shape: tuple[int, ...] | None) -> tuple[Any, ...]:
+    """A ``_cuda.Conv2dPooledBackwardPlan`` (the conv's shapes and geometry, the pooled dy's
+    and the indices' shapes, the pooling's geometry, relu_y's shape or None; validated once, in
+    C++) as ``(bound backward, the workspace floats of the eight (dx, dw, db) flag
+    combinations, dx's floats rounded up to 64, w's size, K)``. Cached by
+    :func:`._common._plan`."""
+    p = _cuda.Conv2dPooledBackwardPlan(x_shape, w_shape, *geo, dy_shape, idx_shape, *pool,
+                                       relu_y_shape)
+    need = tuple(p.grad_workspace + max(p.backward_data_workspace if cx else 0,
+                                        p.backward_weights_workspace if cw else 0,
+                                        p.backward_bias_workspace if cb else 0)
+                 for cx in (False, True) for cw in (False, True) for cb in (False, True))
+    nx = 1
+    for d in x_shape:
+        nx *= d
+    nw = 1
+    for d in w_shape:
+        nw *= d
+    return p.backward, need, -(-nx // 64) * 64, nw, w_shape[0]
 
 
 def conv2d(x: Any, w: Any, b: Any, stride_h: int, stride_w: int, pad_top: int, pad_left: int,
@@ -74,13 +99,20 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
     """``(dx, dw, db)`` of :func:`conv2d`; an entry is None when not asked for. With
     ``pool_indices`` ``dy`` is the gradient of a max pooling of the output and is first routed
     back through it; with ``relu_y`` (the forward's ReLU output) it then goes through the ReLU's
-    backward (separate passes here, the ReLU's in place on the pooling's fresh output; the CPU
-    kernels fuse them). dx goes into ``dx_out`` when given."""
+    backward. With max_pool2d's own indices all of it is one plan and one compiled call
+    (:func:`_pooled_backward`: the pooling's and the ReLU's backward into the workspace, then the
+    conv passes); other indices are checked on the device and take separate passes (the
+    ReLU's in place on the pooling's fresh output). dx goes into ``dx_out`` when given."""
     op = "conv2d_backward"
     dy, x, w = _f32(dy, op, "dy"), _f32(x, op, "x"), _f32(w, op, "w")
     if dx_out is not None and not compute_dx:
         raise ValueError(f"{op}: dx_out is given but compute_dx=False")
     geo = (stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, groups)
+    r = None if pool_indices is None else _OWN.get(id(pool_indices))
+    if r is not None and r() is pool_indices:  # max_pool2d's own indices: the one-call plan
+        return _pooled_backward(dy, x, w, geo, compute_dx, compute_dw, bias, relu_y,
+                                pool_indices, (pool_kh, pool_kw, pool_sh, pool_sw, pool_ph,
+                                               pool_pw, bool(pool_ceil_mode)), dx_out)
     fresh = False  # dy is an array of ours (the pooling's output): the ReLU may work in place
     if pool_indices is not None:
         with _device(op, dy, x, w):
@@ -112,4 +144,46 @@ def conv2d_backward(dy: Any, x: Any, w: Any, stride_h: int, stride_w: int, pad_t
         bwd(dy.data.ptr, x.data.ptr, w.data.ptr, 0 if dx is None else dx.data.ptr,
             0 if dw is None else dw.data.ptr, 0 if db is None else db.data.ptr,
             0 if ws is None else ws.data.ptr, n, _current_stream().ptr)
+    return dx, dw, db
+
+
+def _pooled_backward(dy: Any, x: Any, w: Any, geo: tuple[Any, ...], compute_dx: bool,
+                     compute_dw: bool, bias: bool, relu_y: Any, indices: Any,
+                     pool: tuple[Any, ...], dx_out: Any) -> tuple[Any, Any, Any]:
+    """:func:`conv2d_backward` of a pooled ``dy`` with max_pool2d's own ``indices`` (the
+    trusted path): one plan, one compiled call (the pooling's backward, the ReLU's, the conv
+    passes, in stream order) and two allocations: dx and the workspace (the conv output's
+    gradient and the passes' scratch) in one, dw and db (the parameters' gradients: the same
+    lifetime) in the other. The workspace lives as long as dx (in a training step: until the
+    layer below has used it)."""
+    op = "conv2d_backward"
+    if relu_y is not None:
+        relu_y = _f32(relu_y, op, "relu_y")
+    with _SAME if _ONE_GPU else _device(op, dy, x, w, indices, relu_y):
+        key = (_pooled_entry, x.shape, w.shape, geo, dy.shape, indices.shape, pool,
+               None if relu_y is None else relu_y.shape)
+        bwd, need, nx, nw, k = _PLANS.get(key) or _plan(*key)
+        n = need[4 * bool(compute_dx) + 2 * bool(compute_dw) + bool(bias)]
+        if compute_dx and dx_out is None:  # [dx | workspace]
+            buf = _cupy_empty(nx + n, _F32)
+            pdx = buf.data.ptr
+            pws = pdx + 4 * nx
+            dx = buf[:x.size].reshape(x.shape)
+        else:
+            dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, w=w)
+            pdx = 0 if dx is None else dx.data.ptr
+            buf = _cupy_empty(n, _F32)  # alive until the launches returned
+            pws = buf.data.ptr
+        if compute_dw and bias:  # [dw | db]
+            gw = _cupy_empty(nw + k, _F32)
+            pdw = gw.data.ptr
+            pdb = pdw + 4 * nw
+            dw, db = gw[:nw].reshape(w.shape), gw[nw:]
+        else:
+            dw = _cupy_empty(w.shape, _F32) if compute_dw else None
+            db = _cupy_empty((k,), _F32) if bias else None
+            pdw = 0 if dw is None else dw.data.ptr
+            pdb = 0 if db is None else db.data.ptr
+        bwd(dy.data.ptr, indices.data.ptr, 0 if relu_y is None else relu_y.data.ptr,
+            x.data.ptr, w.data.ptr, pdx, pdw, pdb, pws, n, _current_stream().ptr)
     return dx, dw, db

@@ -19,25 +19,44 @@ from ._common import (
 )
 from ._dest import _dest, _dx_dest
 
-_U8 = np.dtype(np.uint8)
-
 
 def _p(a: Any) -> int:
     return 0 if a is None else a.data.ptr
 
 
-def _batch_norm_entry(*args: Any) -> tuple[Any, int]:
+def _up64(n: int) -> int:
+    return -(-n // 64) * 64  # floats: 256-byte boundaries
+
+
+def _batch_norm_entry(*args: Any) -> tuple[Any, ...]:
     """A ``_cuda.BatchNormPlan`` of ``args`` (batch_norm_plan's; validated once, in C++) as
-    ``(bound forward, workspace bytes)``. Cached by :func:`._common._plan`."""
+    ``(bound forward, workspace bytes, layout)``: the one allocation a call makes (floats) is
+    ``[y (ny) | mean (C) | invstd (C) | workspace]``, each part from a 256-byte boundary
+    (y's part absent when the caller gives ``out``); layout = ``(ny, C, mean offset, invstd
+    offset, workspace offset, total, total without y)``. Cached by :func:`._common._plan`."""
     p = _cuda.BatchNormPlan(*args)
-    return p.forward, p.workspace_bytes
+    x_shape = args[0]
+    ny = int(np.prod(x_shape, dtype=np.int64))
+    c = int(x_shape[1])
+    nws = int(p.workspace_bytes)
+    o_mean = _up64(ny)
+    o_inv = o_mean + _up64(c)
+    o_ws = o_inv + _up64(c)
+    total = o_ws + -(-nws // 4)
+    return p.forward, nws, (ny, c, o_mean, o_inv, o_ws, total, total - o_mean)
 
 
-def _batch_norm_backward_entry(*args: Any) -> tuple[Any, int]:
+def _batch_norm_backward_entry(*args: Any) -> tuple[Any, ...]:
     """A ``_cuda.BatchNormBackwardPlan`` (batch_norm_backward_plan's arguments and relu_y's
-    shape) as ``(bound backward, workspace bytes)``."""
+    shape) as ``(bound backward, workspace bytes, C, db's offset, the workspace's offset, total
+    floats)``: dweight, dbias and the workspace share one allocation (floats, each part from a
+    256-byte boundary)."""
     p = _cuda.BatchNormBackwardPlan(*args)
-    return p.backward, p.workspace_bytes
+    c = int(args[1][1])
+    nws = int(p.workspace_bytes)
+    o_db = _up64(c)
+    o_ws = o_db + _up64(c)
+    return p.backward, nws, c, o_db, o_ws, o_ws + -(-nws // 4)
 
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
@@ -70,15 +89,23 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
               None if rv is None else rv.shape)
     training, momentum, eps = bool(training), float(momentum), float(eps)
     key = (_batch_norm_entry, *shapes, training, momentum, eps)
-    fwd, nws = _PLANS.get(key) or _plan(*key)
+    fwd, nws, (ny, c, o_mean, o_inv, o_ws, total, total_no_y) = _PLANS.get(key) or _plan(*key)
     with _device(op, x, weight, bias, rm, rv):
-        c = x.shape[1]
-        y = (_cupy_empty(x.shape, _F32) if out is None
-             else _dest(out, tuple(x.shape), op, "out", x=x))
-        mean, invstd = _cupy_empty(c, _F32), _cupy_empty(c, _F32)
-        ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
-        fwd(x.data.ptr, _p(weight), _p(bias), _p(rm), _p(rv), y.data.ptr, mean.data.ptr,
-            invstd.data.ptr, _p(ws), nws, bool(relu), _current_stream().ptr)
+        # one allocation: y (unless out), mean, invstd and the workspace (small: it lives as
+        # long as the outputs do)
+        if out is None:
+            buf = _cupy_empty(total, _F32)
+            y, start = buf[:ny].reshape(x.shape), 0
+            py = base = buf.data.ptr
+        else:
+            y = _dest(out, tuple(x.shape), op, "out", x=x)
+            py = y.data.ptr
+            buf, start = _cupy_empty(total_no_y, _F32), o_mean  # from the layout's mean part
+            base = buf.data.ptr - 4 * start  # the layout's offset 0
+        mean = buf[o_mean - start:o_mean - start + c]
+        invstd = buf[o_inv - start:o_inv - start + c]
+        fwd(x.data.ptr, _p(weight), _p(bias), _p(rm), _p(rv), py, base + 4 * o_mean,
+            base + 4 * o_inv, base + 4 * o_ws, nws, bool(relu), _current_stream().ptr)
     return y, mean, invstd
 
 
@@ -99,13 +126,16 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, mean: Any, invstd: Any, tr
     training = bool(training)
     key = (_batch_norm_backward_entry, dy.shape, x.shape, ws_shape, mean.shape, invstd.shape,
            training, None if relu_y is None else relu_y.shape)
-    bwd, nws = _PLANS.get(key) or _plan(*key)
+    bwd, nws, c, o_db, o_ws, total = _PLANS.get(key) or _plan(*key)
     with _device(op, dy, x, weight, mean, invstd, relu_y):
-        c = x.shape[1]
         dx = _dx_dest(dx_out, compute_dx, x.shape, op, dy=dy, x=x, relu_y=relu_y)
-        dw = _cupy_empty(c, _F32) if compute_dw else None
-        db = _cupy_empty(c, _F32) if compute_dw else None
-        ws = _cupy_empty(nws, _U8) if nws else None  # alive until the launches returned
+        buf = _cupy_empty(total, _F32)  # [dweight | dbias | workspace]: alive until launched
+        base = buf.data.ptr
+        if compute_dw:
+            dw, db, pdw, pdb = buf[:c], buf[o_db:o_db + c], base, base + 4 * o_db
+        else:
+            dw = db = None
+            pdw = pdb = 0
         bwd(dy.data.ptr, x.data.ptr, _p(weight), mean.data.ptr, invstd.data.ptr, _p(relu_y),
-            _p(dx), _p(dw), _p(db), _p(ws), nws, _current_stream().ptr)
+            _p(dx), pdw, pdb, base + 4 * o_ws, nws, _current_stream().ptr)
     return dx, dw, db
