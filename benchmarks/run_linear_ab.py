@@ -6,7 +6,10 @@ process, calls interleaved (old, new, torch per round), medians of wall and CPU 
 Passes: ``fwd`` is linear (torch.nn.functional.linear); ``bwd`` is linear_backward with dx, dw
 and db (torch: autograd.grad of that linear's output, the backward alone). Ratios are CPU-time
 ratios: ``new/old`` > 1 means the new build is faster, ``torch/new`` > 1 that fastcnn is.
-The old build is any ``_cpu*.so`` (copy one aside before rebuilding). Example::
+The old build is any ``_cpu*.so`` (copy one aside before rebuilding). ``--cold`` evicts the
+caches before every timed call (a 64 MiB buffer written, untimed): x and w then come from DRAM,
+as inside a training step where the other layers' data runs between two dense calls (the
+``profile_step.py`` rows). Example::
 
     python benchmarks/run_linear_ab.py --old /tmp/old/_cpu.cpython-311-x86_64-linux-gnu.so \\
         --shapes 9216,128,64 9216,128,256 4096,1000,64 4096,1000,256 --threads 1 2
@@ -37,7 +40,21 @@ def _load(path: str) -> ModuleType:
     return module
 
 
-def _time(f: Callable[[], Any]) -> tuple[float, float]:
+_EVICT: np.ndarray | None = None
+
+
+def _evict() -> None:
+    """Write a 64 MiB buffer: pushes x, w and the workspaces out of L2 and L3 (untimed)."""
+    global _EVICT
+    if _EVICT is None:
+        _EVICT = np.zeros(16 << 20, dtype=np.float32)
+    _EVICT += np.float32(1.0)
+
+
+def _time(f: Callable[[], Any], cold: bool = False) -> tuple[float, float]:
+    """Wall and CPU seconds of one call of ``f`` (after evicting the caches when ``cold``)."""
+    if cold:
+        _evict()
     w0, c0 = time.perf_counter(), time.process_time()
     f()
     return time.perf_counter() - w0, time.process_time() - c0
@@ -69,12 +86,15 @@ def main() -> None:
                     help="in,out,batch")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--cold", action="store_true",
+                    help="evict the caches before each timed call (as inside a training step)")
+    ap.add_argument("--passes", nargs="+", default=["fwd", "bwd"], choices=["fwd", "bwd"])
     args = ap.parse_args()
     import torch
     import torch.nn.functional as F
 
     old = _load(args.old)
-    print(f"isa {new.isa()}  load {os.getloadavg()}")
+    print(f"isa {new.isa()}  load {os.getloadavg()}  {'cold' if args.cold else 'warm'} caches")
     rng = np.random.default_rng(0)
     for shape in args.shapes:
         fin, fout, n = (int(v) for v in shape.split(","))
@@ -91,12 +111,14 @@ def main() -> None:
             ty = F.linear(tx, tw, tb)
             passes = _passes(old, (x, w, b, dy), (tx, tw, tb, tdy, ty))
             for name, fs in passes.items():
+                if name not in args.passes:
+                    continue
                 for f in fs.values():
                     f()
                 times: dict[str, list[tuple[float, float]]] = {k: [] for k in fs}
                 for _ in range(args.rounds):
                     for k, f in fs.items():
-                        times[k].append(_time(f))
+                        times[k].append(_time(f, args.cold))
                 wall = {k: statistics.median(t[0] for t in v) * 1e3 for k, v in times.items()}
                 cpu = {k: statistics.median(t[1] for t in v) * 1e3 for k, v in times.items()}
                 cols = "  ".join(f"{k} {wall[k]:.2f}/{cpu[k]:.2f}" for k in fs)

@@ -80,8 +80,11 @@
 // over 2-3 runs:
 //   wgrad      16->16 @32 2.0-2.45x, 32->32 @16 0.92-1.09x, 64->64 @8 0.97-1.05x,
 //              16->32 @32/2 1.25-1.40x, 32->64 @16/2 0.99-1.09x, seeds 1.09-1.28x,
-//              3->16 @32 0.98-1.44x, 1x1 16->32 /2 1.26-1.40x, 1x1 32->64 /2 0.78-0.90x (a gap:
-//              the GEMM's 64-row A tiles fill; the rule still takes the blocked form there)
+//              3->16 @32 0.98-1.44x, 1x1 16->32 /2 1.26-1.40x, 1x1 32->64 /2 0.78-0.90x: for
+//              1x1 / 2 the rule now compares costs (blocked_wgrad_wins): 1x1 / 2, batch 128,
+//              blocked / GEMM 16->32 @32 1.18-1.31x, 32->64 @32 1.32-1.38x, 8->16 @32 1.47x
+//              (blocked); 32->64 @16 0.68-0.86x, 64->128 @16 0.68-0.70x, @8 0.68x (GEMM);
+//              64->128 @32 1.08x (GEMM by the rule: a marginal miss)
 //   dgrad /2   16->32 @32/2 1.31x, 32->64 @16/2 1.35x (1x1 /2: 0.63x, 0.79x: not routed)
 //   ResNet-20 training step, batch 128, 1 thread: 1.14-1.15x (FASTCNN_CONV_ROUTE=nobwd vs
 //              the rule, interleaved, CPU time)
@@ -120,6 +123,9 @@ constexpr double kSideGain = 1.04;    // batch the wide grid when that saves >= 
 // blocks padded by at most kBlockedMaxTail x (see the header)
 constexpr double kBlockedMinFlops = 4.0e6;
 constexpr int64_t kBlockedMaxTail = 8;
+// the blocked weight gradient's fixed cost per output row, in pixel steps of its tile (1x1 only;
+// fitted to the 1x1 / 2 timings in the header: 32->64 @16 GEMM, 16->32 @32 and 32->64 @32 blocked)
+constexpr double kBlockedRowPixels = 16.0;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -319,7 +325,15 @@ bool blocked_wgrad_wins(const Conv2dParams& p) {
     return false;
   const double flops = 2.0 * double(p.N) * double(p.K) * double(p.C) * double(p.R * p.S) *
                        double(p.P * p.Q);
-  return flops >= kBlockedMinFlops;
+  if (flops < kBlockedMinFlops) return false;
+  // 1x1 / 2 (projection shortcuts): one tap, so the GEMM form's only extra cost is its tile's
+  // column waste and packing (gemm_wgrad_cost), while the blocked tile pays a fixed cost per
+  // output row (the tile's row loop, the band's per-row reorder): kBlockedRowPixels pixel steps
+  // a row of Q pixels. The cheaper estimate wins.
+  if (p.R == 1 && p.S == 1)
+    return blocked_wgrad_tiling(p).cost * (1.0 + kBlockedRowPixels / double(p.Q)) <=
+           gemm_wgrad_cost(p);
+  return true;
 }
 
 bool route_wgrad_blocked(const Conv2dParams& p) {

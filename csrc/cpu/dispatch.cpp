@@ -11,7 +11,7 @@ namespace {
 #define FASTCNN_TABLE(ns, isa_value)                                                        \
   KernelTable {                                                                             \
     isa_value, ns::kMR, ns::kNR, ns::gemm_ukernel,                                          \
-        ns::gemm_ukernel_sa, ns::conv2d_ukernel,                                            \
+        ns::gemm_ukernel_sa, ns::gemm_ukernel_sa_tall, ns::conv2d_ukernel,                  \
         ns::conv2d_wgrad_ukernel, ns::store_tile, ns::relu_fwd, ns::relu_bwd,               \
         ns::maxpool2d_fwd, ns::maxpool2d_bwd, ns::sum, ns::add, ns::fma_probe,              \
         ns::kFmaProbeFlopsPerIter, ns::transpose, ns::conv2d_im2col,                        \

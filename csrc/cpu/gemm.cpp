@@ -82,6 +82,12 @@ void gemm(const GemmProblem& prob) {
   const int64_t Mp = round_up(M, mr), kblocks = ceil_div(K, kKC);
   const int64_t ag = prob.a_groups;
   const bool a_inplace = prob.a_base != nullptr;
+  // the tall edge kernel reads 3*mr rows in place at once: not when their row stride is a
+  // multiple of 2 KiB (in = 9216 or 4096 floats: 36 / 16 KiB), which puts >= 6 of those rows'
+  // lines in each L1 set they use (8 ways, with B's): the kernel would miss L1 on every
+  // broadcast (x w^T, 1 thread, out = 8, batch 256, tall / narrow: 0.94x at in = 9216, 0.85x at
+  // 4096, 1.12x at 9232; 1.24-1.37x at in = 1000, batch 512)
+  const bool tall_ok = a_inplace && prob.a_rs % 512 != 0;
   FASTCNN_CHECK(!(a_inplace || prob.b_shared) || G == 1, "gemm: a_base / b_shared need G == 1");
   Buffer apre;
   if (ag > 0 && K > 0 && !a_inplace) {
@@ -148,8 +154,17 @@ void gemm(const GemmProblem& prob) {
         else
           kt.gemm_ukernel(kc, ap + (ip - mfull) * kc * mr, bp, cp, ldc, acc);
       };
-      for (int64_t jp = 0; jp < npan; ++jp)  // one B panel in L1, A streaming past it
-        for (int64_t ip = 0; ip < mpan; ++ip) tile(ip, jp);
+      for (int64_t jp = 0; jp < npan; ++jp) {  // one B panel in L1, A streaming past it
+        int64_t ip = 0;
+        // a thin last panel (<= nr/3 columns) of rows read in place: three row panels a call
+        // (gemm_ukernel_sa_tall: 3x the accumulators of the narrow kernel, FMA-bound again)
+        if (tall_ok && 3 * (n - jp * nr) <= nr)
+          for (; ip + 3 <= mfull; ip += 3)
+            kt.gemm_ukernel_sa_tall(kc, prob.a_base + (i0 + ip * mr) * prob.a_rs + k0 * prob.a_cs,
+                                    prob.a_rs, prob.a_cs, bp0 + jp * kc * nr,
+                                    cbuf + ip * mr * ldc + jp * nr, ldc, acc, n - jp * nr);
+        for (; ip < mpan; ++ip) tile(ip, jp);
+      }
     }
   };
 

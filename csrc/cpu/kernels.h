@@ -25,6 +25,10 @@ using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float
 using GemmUkernelSaFn = void (*)(int64_t kc, const float* a, int64_t ars, int64_t acs,
                                  const float* b, float* c, int64_t ldc, int accumulate,
                                  int64_t ncols);
+// gemm_ukernel_sa_tall: the same for three row panels at once, i < 3*MR (a[i*ars + k*acs]),
+// C[i*ldc + j] for j < ncols <= NR/3 only (the driver's thin last panel: the narrow kernel's few
+// accumulators wait on the FMA latency; three panels' worth keep the FMA ports busy). Every
+// element is the sum gemm_ukernel_sa computes, in the same order: bit-identical to 3 calls of it.
 
 // Micro-kernel of the wide-grid direct convolution (conv2d_wide.cpp): the GEMM micro-kernel whose
 // B row k is read at an offset instead of from a packed panel,
@@ -227,6 +231,7 @@ struct KernelTable {
   int mr, nr;  // micro-tile of gemm_ukernel
   GemmUkernelFn gemm_ukernel;
   GemmUkernelSaFn gemm_ukernel_sa;
+  GemmUkernelSaFn gemm_ukernel_sa_tall;
   Conv2dUkernelFn conv2d_ukernel;
   Conv2dWgradUkernelFn conv2d_wgrad_ukernel;
   StoreTileFn store_tile;
@@ -286,6 +291,9 @@ struct KernelTable {
                     int accumulate);                                                            \
   void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,    \
                        float* c, int64_t ldc, int accumulate, int64_t ncols);                   \
+  void gemm_ukernel_sa_tall(int64_t kc, const float* a, int64_t ars, int64_t acs,             \
+                            const float* b, float* c, int64_t ldc, int accumulate,              \
+                            int64_t ncols);                                                     \
   void conv2d_ukernel(int64_t kc, const float* a, const float* src, const int64_t* off,         \
                       float* c, int64_t ldc, int accumulate);                                   \
   void conv2d_wgrad_ukernel(int64_t kc, const float* src, const int64_t* off, const float* b,   \

@@ -12,6 +12,8 @@
 // Napkin maths: 9216 -> 128 at batch 64 is 2*64*128*9216 = 151 MFLOP per pass, 4.7 MB of w:
 // about 2 ms at the 78 GFLOP/s of one AVX2 core, against ~0.5 ms to read w from DRAM once.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
@@ -75,10 +77,18 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, co
   // 128 at batch 256 is 5 panels + 8 columns as x . w^T, 10 + 16 as w . x^T (measured 3-5 %
   // faster at 1 thread on the AVX2 machine, though x, the larger operand, is then packed).
   // Either orientation sums every output in the same order, so the choice never changes bits.
+  // (Where both last panels are thin, or in dx / dw, the driver's tall edge kernel runs them at
+  // full FMA speed, unless the in-place rows alias in L1: gemm.cpp. With in = 9216 they do, so
+  // the rule above still decides.) FASTCNN_LINEAR_ORIENT=x|w (private, read on every call: the
+  // A/B benchmarks and tests) forces y = x w^T or y^T = w x^T.
   const int nr = kernels().nr;
   const auto thin = [nr](int64_t n) { return nr > 8 && n % nr != 0 && 3 * (n % nr) <= nr; };
   bool transposed = p.out > p.N;
   if (thin(transposed ? p.N : p.out) && !thin(transposed ? p.out : p.N)) transposed = !transposed;
+  if (const char* o = std::getenv("FASTCNN_LINEAR_ORIENT")) {  // private: A/B benchmarks, tests
+    if (std::strcmp(o, "x") == 0) transposed = false;
+    if (std::strcmp(o, "w") == 0) transposed = true;
+  }
   if (transposed)
     strided_gemm({w, p.in, 1}, {x, 1, p.in}, y, p.out, p.N, p.in, split_k, true, b, relu, true);
   else

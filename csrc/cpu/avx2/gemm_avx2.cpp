@@ -7,6 +7,7 @@
 // of a row-major matrix, or the columns of a transposed one): the 4 broadcasts come from 4
 // strided pointers instead of a packed panel, so the driver need not pack A at all. A costs
 // 16 bytes per k step against B's 96, so A read from L1/L2 in place keeps the kernel FMA-bound.
+// gemm_ukernel_sa_tall is its edge for a last panel of <= 8 columns: 12 rows x 8 columns.
 #include <immintrin.h>
 
 #include "cpu/kernels.h"
@@ -95,6 +96,42 @@ void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const
     _mm256_storeu_ps(ci + 16, c##i##2);                              \
   }
   FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3)
+#undef FASTCNN_STORE
+}
+
+// gemm_ukernel_sa_tall: three row panels (12 rows) x the first 8 columns, for a tile's thin last
+// panel (<= 8 of 24 columns wanted: out = 128 is 5 panels and 8 columns). The 4-row narrow
+// kernel has 4 accumulators, bound by the FMA latency (4 cycles, 2 ports: 8 in flight needed);
+// this one has 12 and 12 FMAs per k against 12 broadcasts and 1 B load: FMA-bound, 6 cycles a
+// k step as the full kernel. Every element's order of operations is the narrow kernel's (one
+// FMA per k from 0, then + C when accumulating), so the result is bit-identical to it.
+void gemm_ukernel_sa_tall(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                          float* c, int64_t ldc, int accumulate, int64_t) {
+  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+  __m256 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+  const float *a0 = a, *a4 = a + 4 * ars, *a8 = a + 8 * ars;  // rows i at a(4*(i/4)) + (i%4)*ars
+  const int64_t r1 = ars, r2 = 2 * ars, r3 = 3 * ars;
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const int64_t o = k * acs;
+#define FASTCNN_ROW(acc, base, off) \
+  acc = _mm256_fmadd_ps(_mm256_broadcast_ss(base + o + (off)), b0, acc);
+    FASTCNN_ROW(c0, a0, 0) FASTCNN_ROW(c1, a0, r1) FASTCNN_ROW(c2, a0, r2) FASTCNN_ROW(c3, a0, r3)
+    FASTCNN_ROW(c4, a4, 0) FASTCNN_ROW(c5, a4, r1) FASTCNN_ROW(c6, a4, r2) FASTCNN_ROW(c7, a4, r3)
+    FASTCNN_ROW(c8, a8, 0) FASTCNN_ROW(c9, a8, r1) FASTCNN_ROW(c10, a8, r2)
+    FASTCNN_ROW(c11, a8, r3)
+#undef FASTCNN_ROW
+    b += 24;
+  }
+#define FASTCNN_STORE(i)                                                  \
+  {                                                                       \
+    float* ci = c + (i) * ldc;                                            \
+    if (accumulate) c##i = _mm256_add_ps(_mm256_loadu_ps(ci), c##i);      \
+    _mm256_storeu_ps(ci, c##i);                                           \
+  }
+  FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3) FASTCNN_STORE(4)
+  FASTCNN_STORE(5) FASTCNN_STORE(6) FASTCNN_STORE(7) FASTCNN_STORE(8) FASTCNN_STORE(9)
+  FASTCNN_STORE(10) FASTCNN_STORE(11)
 #undef FASTCNN_STORE
 }
 

@@ -5,6 +5,7 @@
 // Napkin maths: 24 FMA x 16 lanes x 2 flops = 768 flops per k step; at 2 FMA ports that is
 // 12 cycles, against 3 vector loads + 8 scalar broadcasts, so the kernel is FMA-bound:
 // 64 flops/cycle/core peak. The 8-row tile divides the usual channel counts (32, 64, 128).
+// gemm_ukernel_sa_tall: the in-place kernel's edge for a last panel of <= 16 columns, 24 x 16.
 #include "cpu/avx512/intrin.h"
 
 #include "cpu/kernels.h"
@@ -110,6 +111,50 @@ void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const
   }
   FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3)
   FASTCNN_STORE(4) FASTCNN_STORE(5) FASTCNN_STORE(6) FASTCNN_STORE(7)
+#undef FASTCNN_STORE
+}
+
+// gemm_ukernel_sa_tall: three row panels (24 rows) x the first 16 columns, for a tile's thin
+// last panel (<= 16 of 48 columns wanted: batch 64 is 1 panel and 16 columns). The 8-row narrow
+// kernel has 8 accumulators, bound by the FMA latency (4 cycles, 2 ports: 8 in flight, none to
+// spare); this one has 24 (+1 B register) and 24 FMAs per k against 24 broadcasts: FMA-bound,
+// 12 cycles a k step as the full kernel. Every element's order of operations is the narrow
+// kernel's (one FMA per k from 0, then + C when accumulating): bit-identical to it.
+void gemm_ukernel_sa_tall(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                          float* c, int64_t ldc, int accumulate, int64_t) {
+  __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0;
+  __m512 c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0;
+  __m512 c15 = c0, c16 = c0, c17 = c0, c18 = c0, c19 = c0, c20 = c0, c21 = c0, c22 = c0;
+  __m512 c23 = c0;
+  // row i at base(i / 4) + (i % 4) * ars
+  const float *a0 = a, *a4 = a + 4 * ars, *a8 = a + 8 * ars, *a12 = a + 12 * ars;
+  const float *a16 = a + 16 * ars, *a20 = a + 20 * ars;
+  const int64_t r1 = ars, r2 = 2 * ars, r3 = 3 * ars;
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const int64_t o = k * acs;
+#define FASTCNN_ROW(acc, base, off) acc = _mm512_fmadd_ps(_mm512_set1_ps(base[o + (off)]), b0, acc);
+#define FASTCNN_ROWS4(i0, i1, i2, i3, base) \
+  FASTCNN_ROW(c##i0, base, 0) FASTCNN_ROW(c##i1, base, r1) FASTCNN_ROW(c##i2, base, r2) \
+  FASTCNN_ROW(c##i3, base, r3)
+    FASTCNN_ROWS4(0, 1, 2, 3, a0) FASTCNN_ROWS4(4, 5, 6, 7, a4) FASTCNN_ROWS4(8, 9, 10, 11, a8)
+    FASTCNN_ROWS4(12, 13, 14, 15, a12) FASTCNN_ROWS4(16, 17, 18, 19, a16)
+    FASTCNN_ROWS4(20, 21, 22, 23, a20)
+#undef FASTCNN_ROWS4
+#undef FASTCNN_ROW
+    b += 48;
+  }
+#define FASTCNN_STORE(i)                                                  \
+  {                                                                       \
+    float* ci = c + (i) * ldc;                                            \
+    if (accumulate) c##i = _mm512_add_ps(_mm512_loadu_ps(ci), c##i);      \
+    _mm512_storeu_ps(ci, c##i);                                           \
+  }
+  FASTCNN_STORE(0) FASTCNN_STORE(1) FASTCNN_STORE(2) FASTCNN_STORE(3) FASTCNN_STORE(4)
+  FASTCNN_STORE(5) FASTCNN_STORE(6) FASTCNN_STORE(7) FASTCNN_STORE(8) FASTCNN_STORE(9)
+  FASTCNN_STORE(10) FASTCNN_STORE(11) FASTCNN_STORE(12) FASTCNN_STORE(13) FASTCNN_STORE(14)
+  FASTCNN_STORE(15) FASTCNN_STORE(16) FASTCNN_STORE(17) FASTCNN_STORE(18) FASTCNN_STORE(19)
+  FASTCNN_STORE(20) FASTCNN_STORE(21) FASTCNN_STORE(22) FASTCNN_STORE(23)
 #undef FASTCNN_STORE
 }
 

@@ -37,6 +37,14 @@ void gemm_ukernel_sa(int64_t kc, const float* a, int64_t ars, int64_t acs, const
     for (int j = 0; j < 8; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+// Three row panels (12 rows) in place: the ISA kernels' edge for a thin last panel; here three
+// calls of the kernel above (its 4 x 8 tile has no narrower variant to replace).
+void gemm_ukernel_sa_tall(int64_t kc, const float* a, int64_t ars, int64_t acs, const float* b,
+                          float* c, int64_t ldc, int accumulate, int64_t ncols) {
+  for (int p = 0; p < 3; ++p)
+    gemm_ukernel_sa(kc, a + 4 * p * ars, ars, acs, b, c + 4 * p * ldc, ldc, accumulate, ncols);
+}
+
 void store_tile(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t m, int64_t n,
                 const float* bias_row, const float* bias_col, int relu, int accumulate) {
   for (int64_t i = 0; i < m; ++i) {
