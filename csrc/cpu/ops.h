@@ -35,7 +35,8 @@ struct PooledGrad {
 // through the backward of the ReLU whose output is relu_y (a Conv2D(relu)'s own output), fused
 // into the passes' dy reads. pooled (optional): dy is a pooled gradient (PooledGrad), routed back
 // through the pooling first, then through the ReLU; unpooled plane by plane inside the passes
-// where they can (the wide-grid forms), materialised once otherwise.
+// where they can (the wide-grid forms; the blocked forms image by image into their scratch,
+// conv2d_blocked_dy.cpp, with db from the same planes), materialised once otherwise.
 void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* pooled,
                      const float* x, const float* w, float* dx, float* dw, float* db,
                      const Conv2dParams& p);
