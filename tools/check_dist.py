@@ -39,7 +39,7 @@ FORBIDDEN = (
     "*.so", "*.so.*", "*.o", "*.a", "*.pyc", "*.whl", "*.tar.gz", "*/__pycache__/*",
     "*/.pytest_cache/*", "*/.hypothesis/*", "*/.ruff_cache/*", "*/.git/*", "build/*", "dist/*",
     "wheelhouse/*", "*/.venv/*", ".venv/*", "venv/*", "benchmarks/results/*",
-    "benchmarks/latest/*", ".ci/*",
+    "benchmarks/latest/*", "benchmarks/amd-avx2/*", ".ci/*",
 )
 # tracked trees the sdist must carry completely
 SDIST_TREES = ("csrc", "python", "tests")
