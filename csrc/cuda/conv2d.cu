@@ -30,6 +30,11 @@
 //                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
 //   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: reduce.cu's two-stage grid
 //                    reduction (fixed chunks, fixed trees, partials summed in order).
+// Memory widths: 128-bit epilogue stores on aligned output rows (P*Q or C*R*S/groups a multiple of
+// 4: every row; else the rows that happen to be aligned), scalar elsewhere and on the 64-bit
+// path; 16-byte cp.async for dcol's operands when C*R*S/groups and P*Q are multiples of 4 and w,
+// dy are aligned, and for the forward's x in a 1 x 1, stride-1, unpadded convolution with
+// H*W % 4 == 0 (every other im2col operand is gathered element by element, 4 bytes).
 // Index maths: each GEMM op computes a thread's operand coordinates once per tile (FastDiv) and
 // steps them by BK between k steps with compare-and-select carries, so the k loop has no
 // division; its offsets are int32 when conv_fits31 holds (every offset below 2^31: the usual

@@ -44,12 +44,21 @@
 // one barrier per step: on sm_80+ the next tile's cp.async copies (LDGSTS, zero-fill for
 // padding, no staging registers) are in flight during the current tile's BK x TM x TN FMAs;
 // before sm_80 its global loads go to registers before the FMAs and to shared memory after.
+// Copy widths: 4 bytes (cp.async.ca, zero-fill) per element for k-contiguous, gathered or
+// padded operands; 16 bytes (cp.async.cg: four consecutive rows m / n of one k lane per thread,
+// Vec) for an operand the launcher declares kXVec (rows contiguous and aligned: dcol's w^T and
+// dy, dense dx's w and dw's dy / x, a 1 x 1 stride-1 unpadded conv's x). Epilogue: per row, the
+// destination and the fused epilogue's row data once; each thread's TN columns are TN/4 groups
+// of four contiguous outputs, one 128-bit store (st.global.v4) each where the row is 16-byte
+// aligned and the group inside N, scalar stores otherwise.
 // Each output element is the FMA chain over k in increasing order from its split's start, in
 // every Cfg: the tile shape changes speed, never bits; only the split (chosen from the shapes
 // alone) decides the summation order.
 // Napkin (64 x 128): 2*64*128*8 = 131 kflop per block step from 6 KB of shared tiles; per k a
 // thread does 32 FMAs for 3 shared float4 loads; ~12.8 KB shared per block, <= 128 registers,
-// 2 blocks per SM.
+// 2 blocks per SM. Per k step a block copies 512 + 1024 floats: 6 LDGSTS per thread at 4 bytes,
+// 1-2 at 16 bytes (A: 128 of the 256 threads, B: all); its 8192 outputs leave as 2048 128-bit
+// stores (8 per thread) on aligned rows instead of 8192 scalar ones.
 #pragma once
 #include <type_traits>
 

@@ -6,7 +6,10 @@
 //   bias      db (out,)    = column sums of dy (reduce.cu's two-stage grid reduction)
 // Operands are read in place through strides (no transposed copies); each product picks the
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
-// with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
+// with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear); operands
+// whose rows run along m / n (dx's w, dw's dy and x) are copied 16 bytes at a time when their
+// leading dimensions are multiples of 4 and their pointers 16-byte aligned (the forward's x and
+// w are both k-contiguous: 4-byte copies); outputs leave as 128-bit stores on aligned rows.
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
 // one 64 x 128 tile, K 9216) is split into a fixed number of chunks chosen from the shapes only;
 // each chunk goes to its own workspace slice and splitk_reduce sums the slices in order, then
