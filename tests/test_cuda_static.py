@@ -143,3 +143,38 @@ def test_gemm_main_loops_must_fill_shared_memory_with_cp_async() -> None:
     sync.loop_ldgsts = 6
     assert cs.problems([sync]) == []
     assert "| 6 |" in cs.table([sync])
+
+
+def test_widths_16_byte_copies_and_128_bit_stores() -> None:
+    sass = SASS.replace("LDS.128 R8, [R9]", "LDGSTS.E.BYPASS.128.ZFILL [R9], desc[UR4][R10.64]")
+    sass = sass.replace("MOV R1, c[0x0][0x28]", "STG.E.128 desc[UR4][R2.64], R4")
+    ins = cs.parse_sass(sass)["_Z3fooPf"]
+    lo, hi = cs.loop_span(ins)
+    loop_ops = [op for _, op, _ in ins[lo:hi + 1]]
+    assert cs.wide(loop_ops, "LDGSTS") == 1
+    assert cs.wide(loop_ops, "STG") == 0  # the store is outside the loop
+    assert cs.wide([op for _, op, _ in ins], "STG") == 1
+    assert cs.wide(["LDGSTS.E.LTC128B", "STG.E"], "LDGSTS") == 0  # 4-byte forms
+    assert cs.loop_span(cs.parse_sass(SASS.replace("FFMA", "FADD"))["_Z3fooPf"]) is None
+
+
+def test_problems_flags_missing_16_byte_copies_and_128_bit_stores() -> None:
+    def k(name: str, **kw: int) -> object:
+        return cs.Kernel(file="x", mangled=name, name=name, path="32-bit", floor=0.5,
+                         ffma_share=0.7, loop_instructions=300, loop_ffma=210, loop_ldgsts=6,
+                         **kw)
+
+    vec = k("void gemm_kernel<64x128, ConvDcolOp<int, true> >", stg128=8)
+    fwd = k("void gemm_kernel<64x128, ConvFwdOp<int, false> >")
+    dw = k("void gemm_kernel<32x128, ConvBwdWeightsOp<int> >", stg128=4)
+    wide = k("void gemm_kernel<64x128, ConvFwdOp<long, false> >")  # 64-bit: scalar epilogue
+    wide.path = "64-bit"
+    bad = cs.problems([vec, fwd, dw, wide])
+    assert len(bad) == 2, bad
+    assert "ConvDcolOp<int, true>" in bad[0] and "no LDGSTS.128" in bad[0]
+    assert "ConvFwdOp<int, false>" in bad[1] and "no 128-bit store" in bad[1]
+    vec.loop_ldgsts128, fwd.stg128 = 2, 8
+    assert cs.problems([vec, fwd, dw, wide]) == []
+    assert "| 2 | 8 |" in cs.table([vec])
+    lin = k("void gemm_kernel<64x64, LinearOp<false, false, int, true> >")
+    assert "no LDGSTS.128" in cs.problems([lin])[0]

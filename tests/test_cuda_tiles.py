@@ -216,3 +216,124 @@ def test_bias_reduction_workspace_is_checked(cp: Any) -> None:
     with pytest.raises(ValueError, match="workspace"):
         _cuda.linear_backward(dy.data.ptr, dy.shape, x.data.ptr, x.shape, w.data.ptr, w.shape,
                               0, 0, db.data.ptr, 0, 0, cp.cuda.get_current_stream().ptr)
+
+
+# ---- 16-byte copies and 128-bit epilogue stores (csrc/cuda/gemm_core.cuh) ------------------------
+# The GEMM core copies operand rows that are contiguous along m / n 16 bytes at a time
+# (cp.async.cg) when the launcher finds them aligned (dcol: C*R*S/groups and P*Q multiples of 4;
+# dense dx / dw: in (and out) multiples of 4; every pointer 16-byte aligned), and stores each
+# four-column group of an aligned output row with one 128-bit store (scalar stores for unaligned
+# rows and the last group of a row). Neither changes arithmetic: the same data at an aligned and
+# at an unaligned address give the same bits, and small integers give the CPU's exact results.
+# On the emulator its counters (cuda_emu.h) also show which paths ran.
+
+
+def _unaligned(cp: Any, a: np.ndarray) -> Any:
+    """a on the device at an address 4 bytes past a 16-byte boundary (a contiguous view)."""
+    buf = cp.zeros(a.size + 4, dtype=cp.float32)
+    off = next(i for i in range(4) if (buf[i:].data.ptr % 16) == 4)
+    view = buf[off:off + a.size].reshape(a.shape)
+    view[...] = cp.asarray(a)
+    assert view.data.ptr % 16 == 4 and view.flags.c_contiguous
+    return view
+
+
+def _widths(cp: Any, fn: Any) -> tuple[Any, dict[str, int] | None]:
+    """fn()'s result and, on the emulator, the 128-bit stores and 16- / 4-byte cp.async copies
+    it made (None on a GPU)."""
+    lib = cp._emu._native() if hasattr(cp, "_emu") else None
+    if lib is not None:
+        lib.fastcnn_emu_counter(-1)
+    out = fn()
+    if lib is None:
+        return out, None
+    return out, {"st128": lib.fastcnn_emu_counter(4), "cp16": lib.fastcnn_emu_counter(5),
+                 "cp4": lib.fastcnn_emu_counter(6)}
+
+
+WIDTH_CONV_CASES = [
+    # (x shape, w shape, options, 16-byte copies in the forward, in dcol): P*Q 36 and C*R*S 36
+    # (aligned rows, k tails: K 8 of BK 8, C*R*S 36 -> 5 steps); P*Q 15 and C*R*S 27 (rows at
+    # every alignment, the 4-byte copies); a 1 x 1 convolution with groups (the forward's x
+    # rows contiguous: H*W 20; C*R*S/groups 2); a 1 x 1 one with H*W 15
+    ((2, 4, 6, 6), (8, 4, 3, 3), {"padding": 1}, False, True),
+    ((1, 3, 5, 7), (5, 3, 3, 3), {}, False, False),
+    ((2, 4, 4, 5), (6, 2, 1, 1), {"groups": 2}, True, False),
+    ((1, 8, 3, 5), (4, 8, 1, 1), {}, False, False),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", WIDTH_CONV_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_conv2d_128bit_paths_same_bits(cp: Any, rng: np.random.Generator, case: Any) -> None:
+    xs, ws, opts, fwd_vec, vec = case
+    x, w, b = small_ints(rng, xs), small_ints(rng, ws), small_ints(rng, (ws[0],))
+    y = ops.conv2d(x, w, b, relu=True, **opts)
+    dy = small_ints(rng, y.shape)
+    dx, dw, _ = ops.conv2d_backward(dy, x, w, **opts)
+    xg, wg, bg, dyg = (cp.asarray(a) for a in (x, w, b, dy))
+    fwd = lambda xa: ops.conv2d(xa, wg, bg, relu=True, **opts)  # noqa: E731
+    bwd = lambda dya, xa: ops.conv2d_backward(dya, xa, wg, **opts)[:2]  # noqa: E731
+    yg, nf = _widths(cp, lambda: fwd(xg))
+    (dxg, dwg), nb = _widths(cp, lambda: bwd(dyg, xg))
+    check_exact(cp.asnumpy(yg), f64(y), "y")
+    check_exact(cp.asnumpy(dxg), f64(dx), "dx")
+    check_exact(cp.asnumpy(dwg), f64(dw), "dw")
+    # the same data at unaligned addresses: 4-byte copies, the same bits
+    xu, dyu = _unaligned(cp, x), _unaligned(cp, dy)
+    yu, _ = _widths(cp, lambda: fwd(xu))
+    (dxu, dwu), nu = _widths(cp, lambda: bwd(dyu, xu))
+    for name, a, ref in (("y", yu, yg), ("dx", dxu, dxg), ("dw", dwu, dwg)):
+        check_bitwise(cp.asnumpy(a), cp.asnumpy(ref), f"{name} from unaligned inputs")
+    if nf is None:
+        return
+    P, Q = y.shape[2:]
+    crs = ws[1] * ws[2] * ws[3]
+    # 128-bit stores: y rows of P*Q and dw rows of C*R*S/groups floats, aligned when a multiple
+    # of 4 (else only some rows, or none when a row has fewer than 4 columns)
+    assert (nf["st128"] > 0) == (P * Q >= 4), nf
+    assert (nb["st128"] > 0) == (crs >= 4 or P * Q >= 4), nb
+    if nf["cp4"] + nf["cp16"] == 0:
+        return  # the synchronous pre-sm_80 main loop (-DFASTCNN_CUDA_NO_CP_ASYNC): no cp.async
+    assert (nf["cp16"] > 0) == fwd_vec, nf  # w is k-contiguous, x gathered unless 1 x 1
+    assert (nb["cp16"] > 0) == vec, nb
+    assert nu["cp16"] == 0 and nu["cp4"] > 0, nu
+
+
+WIDTH_LINEAR_CASES = [
+    # (N, in, out): dx and dw with 16-byte copies (in, out multiples of 4; K = N 6 and out 8:
+    # one k step with a tail); dx only (out 9); neither (in 7)
+    (6, 12, 8),
+    (5, 8, 9),
+    (5, 7, 9),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("N", "fin", "fout"), WIDTH_LINEAR_CASES)
+def test_linear_128bit_paths_same_bits(cp: Any, rng: np.random.Generator, N: int, fin: int,
+                                       fout: int) -> None:
+    x, w, b = small_ints(rng, (N, fin)), small_ints(rng, (fout, fin)), small_ints(rng, (fout,))
+    dy = small_ints(rng, (N, fout))
+    y = ops.linear(x, w, b, relu=True)
+    dx, dw, _ = ops.linear_backward(dy, x, w)
+    xg, wg, bg, dyg = (cp.asarray(a) for a in (x, w, b, dy))
+    yg, nf = _widths(cp, lambda: ops.linear(xg, wg, bg, relu=True))
+    (dxg, _, _), ndx = _widths(cp, lambda: ops.linear_backward(dyg, xg, wg, compute_dw=False))
+    (_, dwg, _), ndw = _widths(cp, lambda: ops.linear_backward(dyg, xg, wg, compute_dx=False))
+    check_exact(cp.asnumpy(yg), f64(y), "y")
+    check_exact(cp.asnumpy(dxg), f64(dx), "dx")
+    check_exact(cp.asnumpy(dwg), f64(dw), "dw")
+    xu, wu, dyu = _unaligned(cp, x), _unaligned(cp, w), _unaligned(cp, dy)
+    (dxu, dwu, _), nu = _widths(cp, lambda: ops.linear_backward(dyu, xu, wu))
+    check_bitwise(cp.asnumpy(dxu), cp.asnumpy(dxg), "dx from unaligned inputs")
+    check_bitwise(cp.asnumpy(dwu), cp.asnumpy(dwg), "dw from unaligned inputs")
+    if nf is None:
+        return
+    assert nf["st128"] > 0 and nf["cp16"] == 0, nf  # x . w^T: both operands k-contiguous
+    assert (ndx["st128"] > 0) == (fin >= 4), ndx
+    if nf["cp4"] == 0:
+        return  # the synchronous pre-sm_80 main loop (-DFASTCNN_CUDA_NO_CP_ASYNC): no cp.async
+    assert (ndx["cp16"] > 0) == (fin % 4 == 0), ndx
+    assert (ndw["cp16"] > 0) == (fin % 4 == 0 and fout % 4 == 0), ndw
+    assert nu["cp16"] == 0 and nu["cp4"] > 0, nu

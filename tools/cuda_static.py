@@ -8,16 +8,20 @@ the cubin (``cuobjdump -sass``) and finds each kernel's main loop: the smallest 
 span that holds the most FFMA instructions (for a GEMM, the k loop). Its "FFMA share" is FFMA
 over all instructions of that span; one instruction issues per clock per scheduler on Hopper,
 so the share caps the fraction of FP32 peak the loop can reach. "LDGSTS" counts the loop's
-cp.async copies (global -> shared without registers: sm_80+ GEMM main loops must have them).
+cp.async copies (global -> shared without registers: sm_80+ GEMM main loops must have them),
+"LDGSTS.128" those of them that copy 16 bytes (cp.async.cg: operands whose rows are contiguous
+and aligned), "STG.128" the kernel's 128-bit global stores (the GEMM epilogues' four-column
+groups).
 
     python tools/cuda_static.py [--files conv2d.cu linear.cu ...] [--json out.json] [--check]
 
 ``--check`` exits 1 when a GEMM main loop's FFMA share is below its floor (FLOORS below), has no
-LDGSTS (its shared tiles not filled by cp.async), or a kernel on a 32-bit (or single) index
-path spills. Tools are found on PATH, under
-/usr/local/cuda*/bin, or in the NVIDIA wheels (``pip install nvidia-cuda-cuobjdump
-nvidia-cuda-nvdisasm``, the ``cuda-tools`` extra: cuobjdump -sass runs nvdisasm). Exit code 2: a
-tool is missing.
+LDGSTS (its shared tiles not filled by cp.async), a 16-byte-copy variant (VEC16) has no
+LDGSTS.128 in its main loop, a conv forward / weight-gradient kernel on the 32-bit path has no
+128-bit epilogue store (STORE128), or a kernel on a 32-bit (or single) index path spills.
+Tools are found on PATH, under /usr/local/cuda*/bin, or in the NVIDIA wheels (``pip install
+nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm``, the ``cuda-tools`` extra: cuobjdump -sass runs
+nvdisasm). Exit code 2: a tool is missing.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ FLOORS: list[tuple[str, str, float | None]] = [
     (r"gemm_kernel<", "gemm", None),
 ]
 
+# Kernels whose main loop must copy with 16-byte cp.async (LDGSTS.128): the variants the
+# launchers pick for aligned operands whose rows are contiguous along m / n.
+VEC16 = (r"gemm_kernel<.*(Conv(Fwd|Dcol)Op<int, true>"
+         r"|LinearOp<(true|false), (true|false), int, true>)")
+# Kernels whose epilogue must have 128-bit stores (STG.E.128): the conv forward and weight
+# gradient on the 32-bit path (their 64-bit path, at its register cap, stores scalars).
+STORE128 = r"gemm_kernel<.*Conv(Fwd|BwdWeights)Op<int\b"
+
+
 @dataclass
 class Kernel:
     """One kernel's compiler facts (ptxas) and its main loop's instruction mix (SASS)."""
@@ -80,6 +93,8 @@ class Kernel:
     loop_instructions: int = 0
     loop_ffma: int = 0
     loop_ldgsts: int = 0
+    loop_ldgsts128: int = 0  # of loop_ldgsts: 16-byte copies
+    stg128: int = 0  # 128-bit global stores in the whole kernel
     ffma_share: float = 0.0
     floor: float | None = None
     mix: dict[str, int] = field(default_factory=dict)
@@ -184,6 +199,26 @@ def parse_sass(text: str) -> dict[str, list[tuple[int, str, str]]]:
 
 def main_loop(ins: list[tuple[int, str, str]]) -> tuple[int, int, dict[str, int]]:
     """(instructions, FFMA, opcode mix) of the smallest backward-branch span with the most FFMA."""
+    span = loop_span(ins)
+    if span is None:
+        return 0, 0, {}
+    lo, hi = span
+    mix: dict[str, int] = {}
+    for j in range(lo, hi + 1):
+        base = ins[j][1].split(".")[0]
+        if base != "NOP":
+            mix[base] = mix.get(base, 0) + 1
+    total = sum(mix.values())
+    return total, mix.get("FFMA", 0), mix
+
+
+def wide(ops: list[str], prefix: str) -> int:
+    """How many opcodes start with prefix and have a .128 width (STG.E.128, LDGSTS.E....128)."""
+    return sum(1 for op in ops if op.startswith(prefix) and ".128" in op)
+
+
+def loop_span(ins: list[tuple[int, str, str]]) -> tuple[int, int] | None:
+    """Indices (first, last) of the smallest backward-branch span with the most FFMA, or None."""
     addr_idx = {a: i for i, (a, _, _) in enumerate(ins)}
     best: tuple[int, int, int, int] | None = None  # (-ffma, size, lo, hi)
     for i, (a, op, body) in enumerate(ins):
@@ -201,15 +236,8 @@ def main_loop(ins: list[tuple[int, str, str]]) -> tuple[int, int, dict[str, int]
         if ffma > 0 and (best is None or key < best):
             best = key
     if best is None:
-        return 0, 0, {}
-    _, _, lo, hi = best
-    mix: dict[str, int] = {}
-    for j in range(lo, hi + 1):
-        base = ins[j][1].split(".")[0]
-        if base != "NOP":
-            mix[base] = mix.get(base, 0) + 1
-    total = sum(mix.values())
-    return total, mix.get("FFMA", 0), mix
+        return None
+    return best[2], best[3]
 
 
 def occupancy(k: Kernel) -> None:
@@ -261,9 +289,15 @@ def analyse(files: list[str], nvcc: str, cuobjdump: str, extra: list[str]) -> li
                         k.label, k.floor = label, floor
                         break
                 occupancy(k)
-                n, ffma, mix = main_loop(funcs.get(mangled, []))
+                ins = funcs.get(mangled, [])
+                n, ffma, mix = main_loop(ins)
                 k.loop_instructions, k.loop_ffma, k.mix = n, ffma, mix
                 k.loop_ldgsts = mix.get("LDGSTS", 0)
+                span = loop_span(ins)
+                if span is not None:
+                    k.loop_ldgsts128 = wide([op for _, op, _ in ins[span[0]:span[1] + 1]],
+                                            "LDGSTS")
+                k.stg128 = wide([op for _, op, _ in ins], "STG")
                 k.ffma_share = ffma / n if n else 0.0
                 out.append(k)
     return out
@@ -272,23 +306,31 @@ def analyse(files: list[str], nvcc: str, cuobjdump: str, extra: list[str]) -> li
 def table(ks: list[Kernel]) -> str:
     """A Markdown table of the kernels."""
     rows = ["| kernel | path | regs | spill st/ld (B) | smem (B) | blocks/SM (occ.) "
-            "| main loop: FFMA / instr | FFMA share | floor | LDGSTS |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| main loop: FFMA / instr | FFMA share | floor | LDGSTS | LDGSTS.128 | STG.128 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for k in ks:
         loop = f"{k.loop_ffma} / {k.loop_instructions}" if k.loop_instructions else "-"
         share = f"{100 * k.ffma_share:.0f} %" if k.loop_instructions else "-"
         floor = f"{100 * k.floor:.0f} %" if k.floor is not None else ""
         rows.append(f"| `{k.name}` | {k.path} | {k.registers} | {k.spill_stores}/{k.spill_loads} "
                     f"| {k.smem} | {k.blocks_per_sm} ({100 * k.occupancy:.0f} %) | {loop} "
-                    f"| {share} | {floor} | {k.loop_ldgsts if k.loop_instructions else '-'} |")
+                    f"| {share} | {floor} | {k.loop_ldgsts if k.loop_instructions else '-'} "
+                    f"| {k.loop_ldgsts128 if k.loop_instructions else '-'} | {k.stg128} |")
     return "\n".join(rows)
 
 
 def problems(ks: list[Kernel]) -> list[str]:
     """What --check fails on: a main loop under its floor, a GEMM main loop without cp.async
-    (LDGSTS), a spill on a 32-bit / single path."""
+    (LDGSTS), a 16-byte-copy variant without LDGSTS.128, a conv forward / weight-gradient epilogue
+    without 128-bit stores, a spill on a 32-bit / single path. (The width rules apply to kernels
+    read from SASS: loop_instructions > 0.)"""
     bad = []
     for k in ks:
+        if k.loop_instructions and re.search(VEC16, k.name) and not k.loop_ldgsts128:
+            bad.append(f"{k.name}: no LDGSTS.128 (16-byte cp.async) in the main loop of a "
+                       f"16-byte-copy variant")
+        if k.loop_instructions and re.search(STORE128, k.name) and not k.stg128:
+            bad.append(f"{k.name}: no 128-bit store (STG.E.128) in the epilogue")
         if k.name.startswith("void gemm_kernel<") and k.loop_instructions and not k.loop_ldgsts:
             bad.append(f"{k.name}: no LDGSTS (cp.async) in the main loop: its shared tiles are "
                        f"filled synchronously")

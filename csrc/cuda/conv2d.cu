@@ -30,6 +30,11 @@
 //                    (splitk_reduce, gemm.cu): deterministic, no float atomics.
 //   backward-bias    db[k] = sum over n, p, q of dy[n, k, p, q]: reduce.cu's two-stage grid
 //                    reduction (fixed chunks, fixed trees, partials summed in order).
+// Memory widths: 128-bit epilogue stores on aligned output rows (P*Q or C*R*S/groups a multiple of
+// 4: every row; else the rows that happen to be aligned), scalar elsewhere and on the 64-bit
+// path; 16-byte cp.async for dcol's operands when C*R*S/groups and P*Q are multiples of 4 and w,
+// dy are aligned, and for the forward's x in a 1 x 1, stride-1, unpadded convolution with
+// H*W % 4 == 0 (every other im2col operand is gathered element by element, 4 bytes).
 // Index maths: each GEMM op computes a thread's operand coordinates once per tile (FastDiv) and
 // steps them by BK between k steps with compare-and-select carries, so the k loop has no
 // division; its offsets are int32 when conv_fits31 holds (every offset below 2^31: the usual
@@ -75,12 +80,18 @@ inline Step3 step3(int64_t L1, int64_t L0) {
 //                                    with two carries (no division in the k loop);
 //   element: (h0 + rh, w0 + sw) inside H x W ? x[pix + off] : 0 (pix includes the group's
 //   plane offset, so a load is the base pointer plus one Idx offset).
-template <typename I>
+// V: 16-byte copies of B, for a 1 x 1 convolution with stride 1 and no padding (B[k, n] =
+// x[c, n]: output pixels are input pixels, contiguous along n) where the launcher checked
+// H*W % 4 == 0 and a 16-byte aligned x.
+template <typename I, bool V = false>
 struct ConvFwdOp {
   using Idx = I;
   static constexpr bool kAContigK = true;   // w[m, k]: k = (c, r, s) contiguous
   static constexpr bool kBContigK = false;  // x gathered along output pixels n
-  static constexpr bool kStore4 = false;
+  static constexpr bool kAVec = false, kBVec = V;
+  // 128-bit epilogue stores on the 32-bit path (the 64-bit one, at its register cap, spills
+  // more with them)
+  static constexpr bool kStore128 = sizeof(I) == 4;
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* x = nullptr;
   const float* w = nullptr;
@@ -157,15 +168,22 @@ struct ConvFwdOp {
     return static_cast<U>(r.h0 + t.rh) < static_cast<U>(H) &&
            static_cast<U>(r.w0 + t.sw) < static_cast<U>(W);
   }
-  FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
-    const int64_t off = (g * M + m) * N + n;  // y is (G, Kg, PQ) contiguous
-    if (splits > 1) {
-      ws[split * total + off] = v;
-      return;
-    }
-    if (bg) v += bg[m];
+  // y is (G, Kg, PQ) contiguous; split partials go to ws (splits, G, Kg, PQ) and splitk_reduce
+  // applies bias and ReLU
+  struct ERow {
+    float* c;
+    float b;
+  };
+  FASTCNN_D ERow e_row(int64_t split, int64_t m) const {
+    const int64_t off = (g * M + m) * N;
+    if (splits > 1) return ERow{ws + split * total + off, 0.0f};
+    return ERow{y + off, bg ? bg[m] : 0.0f};
+  }
+  FASTCNN_D float e_val(const ERow& r, int64_t, float v) const {
+    if (splits > 1) return v;
+    if (bg) v += r.b;
     if (relu) v = relu_keep_nan(v);
-    y[off] = v;
+    return v;
   }
 };
 
@@ -227,11 +245,15 @@ int64_t col_chunk_images(const Conv2dParams& p) {
 // dcol[n, g] (CgRS x PQ) = W_g^T (CgRS x Kg) . dy[n, g] (Kg x PQ), G = images*groups of a chunk.
 // Row m = (c, r, s) of the group; dcol is (images, C*R*S, P*Q) contiguous, so group g's block
 // starts at g*CgRS*PQ, as dy's (images, K, P*Q) block does at g*Kg*PQ.
-template <typename I>
+// V: 16-byte copies of both operands (the launcher checked CgRS % 4 == 0, P*Q % 4 == 0 and
+// 16-byte aligned w and dy).
+template <typename I, bool V = false>
 struct ConvDcolOp {
   using Idx = I;
   static constexpr bool kAContigK = false;  // W^T[m, k] = w[k, m]: m = (c, r, s) contiguous
   static constexpr bool kBContigK = false;  // dy[k, n]: pixels n contiguous
+  static constexpr bool kAVec = V, kBVec = V;
+  static constexpr bool kStore128 = true;
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* dy = nullptr;  // the chunk's first image
   const float* w = nullptr;
@@ -264,11 +286,11 @@ struct ConvDcolOp {
   FASTCNN_D void b_step(KB& k) const { k += BK * static_cast<Idx>(N); }
   FASTCNN_D const float* b_ptr(BRow r, KB k) const { return dy + (r + k); }
   FASTCNN_D bool b_ok(BRow, KB) const { return true; }
-  FASTCNN_D void store(int64_t, int64_t m, int64_t n, float v) const { colg[m * N + n] = v; }
-  static constexpr bool kStore4 = true;
-  FASTCNN_D bool store4(int64_t, int64_t m, int64_t n, float4 v) const {
-    return gemm::store_float4(colg + m * N + n, v);
-  }
+  struct ERow {
+    float* c;
+  };
+  FASTCNN_D ERow e_row(int64_t, int64_t m) const { return ERow{colg + m * N}; }
+  FASTCNN_D float e_val(const ERow&, int64_t, float v) const { return v; }
 };
 
 // dx[i] for i = ((img*C + c)*H + h)*W + w of the chunk: the sum, over the taps (r, s) in
@@ -323,7 +345,8 @@ struct ConvBwdWeightsOp {
   using Idx = I;
   static constexpr bool kAContigK = true;  // dy[n, k, pq]: reduction index (n, pq), pq fastest
   static constexpr bool kBContigK = true;  // x gathered along (n, p, q), q fastest
-  static constexpr bool kStore4 = false;
+  static constexpr bool kAVec = false, kBVec = false;  // both k-contiguous
+  static constexpr bool kStore128 = sizeof(I) == 4;  // (as the forward's)
   int64_t G = 0, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* dy = nullptr;
   const float* x = nullptr;
@@ -408,13 +431,15 @@ struct ConvBwdWeightsOp {
     return static_cast<U>(t.h0 + r.rh) < static_cast<U>(H) &&
            static_cast<U>(t.w0 + r.sw) < static_cast<U>(W);
   }
-  FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
-    const int64_t off = (g * M + m) * N + n;  // dw is (groups, Kg, CgRS) contiguous
-    if (splits > 1)
-      ws[split * total + off] = v;
-    else
-      dW[off] = v;
+  // dw is (groups, Kg, CgRS) contiguous; split partials go to ws (splits, groups, Kg, CgRS)
+  struct ERow {
+    float* c;
+  };
+  FASTCNN_D ERow e_row(int64_t split, int64_t m) const {
+    const int64_t off = (g * M + m) * N;
+    return ERow{splits > 1 ? ws + split * total + off : dW + off};
   }
+  FASTCNN_D float e_val(const ERow&, int64_t, float v) const { return v; }
 };
 
 gemm::GemmLaunch bwd_weights_gemm(const Conv2dParams& p) {
@@ -472,7 +497,11 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, fl
     op.relu = relu ? 1 : 0;
     gemm::run(g.what, op, op.M, op.N, stream);
   };
-  if (conv_fits31(p))
+  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+                         p.pad_top == 0 && p.pad_left == 0 && p.P == p.H && p.Q == p.W;
+  if (conv_fits31(p) && pointwise && (p.H * p.W) % 4 == 0 && gemm::aligned16(x))
+    go(ConvFwdOp<int32_t, true>{});
+  else if (conv_fits31(p))
     go(ConvFwdOp<int32_t>{});
   else
     go(ConvFwdOp<int64_t>{});
@@ -493,8 +522,13 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, float* ws,
       op.div_groups = FastDiv(p.groups);
       gemm::run(g.what, op, op.M, op.N, stream);
     };
-    // 32-bit load offsets: all of w and the chunk's dy, plus one k step past the end
-    if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (nb * p.K + BK) * PQ}))
+    // 32-bit load offsets: all of w and the chunk's dy, plus one k step past the end; 16-byte
+    // copies when every row of both operands starts 16-byte aligned
+    const float* dyc = dy + n0 * p.K * PQ;
+    const bool vec = p.CRSg() % 4 == 0 && PQ % 4 == 0 && gemm::aligned16(w) && gemm::aligned16(dyc);
+    if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (nb * p.K + BK) * PQ}) && vec)
+      go(ConvDcolOp<int32_t, true>{});
+    else if (fits31({p.K * p.CRSg() + BK * p.CRSg(), (nb * p.K + BK) * PQ}))
       go(ConvDcolOp<int32_t>{});
     else
       go(ConvDcolOp<int64_t>{});

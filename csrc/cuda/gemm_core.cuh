@@ -8,6 +8,10 @@
 //     struct Op {
 //       using Idx = int32_t or int64_t;                 // index type of the main loop
 //       static constexpr bool kAContigK, kBContigK;     // which index is contiguous in memory
+//       static constexpr bool kAVec, kBVec;  // 16-byte copies: only for an operand whose rows
+//           // m (n) are contiguous (!kXContigK) with no padding (x_ok always true), where the
+//           // launcher has checked that x_ptr(x_row(mn), k) is 16-byte aligned for every mn
+//           // that is a multiple of 4 (base pointer, leading dimension, group offsets)
 //       int64_t G, splits, chunk;                       // chunk: multiple of BK
 //       int64_t M, N, K;                                // may be set per group by bind()
 //       __device__ void bind(int64_t g);                // per-group geometry (a copy of the Op)
@@ -18,10 +22,12 @@
 //       // then never read):
 //       XRow x_row(Idx mn) const;  KX x_k(Idx k) const;  void x_step(KX&) const;
 //       const float* a_ptr(const ARow&, const KA&) const;  bool a_ok(...) const;  (b likewise)
-//       __device__ void store(int64_t s, int64_t m, int64_t n, float v) const;
-//       static constexpr bool kStore4;  // and, when true, columns n..n+3 in one store:
-//       __device__ bool store4(int64_t s, int64_t m, int64_t n, float4 v) const;  // false
-//                                       // (nothing written) when not 16-byte aligned
+//       // the epilogue: a row state per output row m of split s (member c = &C_s[m, 0], the
+//       // row of split s's destination, and what the fused epilogue needs of the row, e.g. the
+//       // conv bias b[m]), and the value stored at column n (bias, ReLU; none for a split's
+//       // partial sums):
+//       ERow e_row(int64_t s, int64_t m) const;  float e_val(const ERow&, int64_t n, float) const;
+//       static constexpr bool kStore128;  // 128-bit stores where a row is aligned (else scalar)
 //     };
 // A and B are read through these, so im2col and strided or transposed operands are computed on
 // the fly (zero for padding) and nothing is materialised. Idx = int32_t when the launcher has
@@ -38,12 +44,21 @@
 // one barrier per step: on sm_80+ the next tile's cp.async copies (LDGSTS, zero-fill for
 // padding, no staging registers) are in flight during the current tile's BK x TM x TN FMAs;
 // before sm_80 its global loads go to registers before the FMAs and to shared memory after.
+// Copy widths: 4 bytes (cp.async.ca, zero-fill) per element for k-contiguous, gathered or
+// padded operands; 16 bytes (cp.async.cg: four consecutive rows m / n of one k lane per thread,
+// Vec) for an operand the launcher declares kXVec (rows contiguous and aligned: dcol's w^T and
+// dy, dense dx's w and dw's dy / x, a 1 x 1 stride-1 unpadded conv's x). Epilogue: per row, the
+// destination and the fused epilogue's row data once; each thread's TN columns are TN/4 groups
+// of four contiguous outputs, one 128-bit store (st.global.v4) each where the row is 16-byte
+// aligned and the group inside N, scalar stores otherwise.
 // Each output element is the FMA chain over k in increasing order from its split's start, in
 // every Cfg: the tile shape changes speed, never bits; only the split (chosen from the shapes
 // alone) decides the summation order.
 // Napkin (64 x 128): 2*64*128*8 = 131 kflop per block step from 6 KB of shared tiles; per k a
 // thread does 32 FMAs for 3 shared float4 loads; ~12.8 KB shared per block, <= 128 registers,
-// 2 blocks per SM.
+// 2 blocks per SM. Per k step a block copies 512 + 1024 floats: 6 LDGSTS per thread at 4 bytes,
+// 1-2 at 16 bytes (A: 128 of the 256 threads, B: all); its 8192 outputs leave as 2048 128-bit
+// stores (8 per thread) on aligned rows instead of 8192 scalar ones.
 #pragma once
 #include <type_traits>
 
@@ -112,6 +127,22 @@ FASTCNN_D void cp_async4(float* dst, const float* src, bool ok) {
                : "memory");
 #endif
 }
+// When issue: dst[0..3] = src[0..3] of which the first src_bytes bytes are read and the rest
+// zero-filled, asynchronously (cp.async.cg, 16 bytes, L2 only; dst and src 16-byte aligned
+// whatever src_bytes; 0: src is not read). issue is a predicate of the instruction (no branch
+// around it: the threads of a tile with fewer groups than threads skip it in place).
+FASTCNN_D void cp_async16(float* dst, const float* src, int src_bytes, bool issue) {
+#if defined(FASTCNN_CUDA_EMULATE)
+  if (issue) __emu_cp_async(dst, src, 16, src_bytes);
+#else
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %3, 0;\n"
+      " @p cp.async.cg.shared.global [%0], [%1], 16, %2;\n}\n" ::"r"(d),
+      "l"(src), "r"(src_bytes), "r"(static_cast<int>(issue))
+      : "memory");
+#endif
+}
 FASTCNN_D void cp_async_commit() {
 #if defined(FASTCNN_CUDA_EMULATE)
   __emu_cp_async_commit();
@@ -128,11 +159,21 @@ FASTCNN_D void cp_async_wait_all() {
 }
 #endif
 
-// *p = v as one 128-bit store when p is 16-byte aligned (true), else nothing (false).
-FASTCNN_D bool store_float4(float* p, const float4& v) {
-  if ((reinterpret_cast<uintptr_t>(p) & 15u) != 0) return false;
-  *reinterpret_cast<float4*>(p) = v;
-  return true;
+// True when p is 16-byte aligned (what 16-byte copies and 128-bit stores need).
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// *p = v as one 128-bit store (st.global.v4.f32, a plain weak store: STG.E.128; p 16-byte
+// aligned: the caller checked). Not a float4 assignment, which the compiler splits into four
+// scalar stores when a scalar fallback stores the same values beside it; not __stwb, whose
+// .wb operator becomes a strong store (STG.E.128.STRONG.SM) on sm_90.
+FASTCNN_D void st128(float* p, const float4& v) {
+#if defined(FASTCNN_CUDA_EMULATE)
+  __emu_st128(p, &v);
+#else
+  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y),
+               "f"(v.z), "f"(v.w)
+               : "memory");
+#endif
 }
 
 // k lane and the i-th row (m / n) a thread loads of a tile of `extent` rows by BK.
@@ -144,6 +185,18 @@ template <class C, bool kContigK>
 FASTCNN_D int mn_of(int tid, int i) {
   return kContigK ? tid / C::BK + i * C::KROW : tid % C::KROW + i * C::KROW;
 }
+
+// 16-byte operands (Op::kAVec / kBVec): a tile of `extent` rows by BK is BK*extent/4 groups of
+// four consecutive rows of one k lane; thread t < BK*extent/4 copies group t: k lane
+// t / (extent/4), rows 4*(t % (extent/4)) .. +3 (consecutive threads on consecutive 16 bytes).
+template <class C, int kExtent>
+struct Vec {
+  static constexpr int PER_K = kExtent / 4, GROUPS = C::BK * PER_K;
+  static_assert(kExtent % 4 == 0 && GROUPS <= C::THREADS, "one 16-byte group per thread");
+  static FASTCNN_D int k_lane(int tid) { return tid / PER_K % C::BK; }  // (idle threads: any)
+  static FASTCNN_D int row(int tid) { return 4 * (tid % PER_K); }
+  static FASTCNN_D bool active(int tid) { return GROUPS == C::THREADS || tid < GROUPS; }
+};
 
 template <class C, class Op>
 FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_t kend_,
@@ -166,18 +219,34 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
   // per-thread operand state: rows fixed for the tile, one k state per operand. A row past M
   // (a column past N) only feeds outputs that are never stored, so it is clamped to the last
   // row and loaded without a predicate; only k past the end must read as zero.
-  const int ka = k_lane<C, Op::kAContigK>(tid), kb = k_lane<C, Op::kBContigK>(tid);
-  typename Op::ARow ar[C::A_LOADS];
-  typename Op::BRow br[C::B_LOADS];
+  // 16-byte operands (kAVec / kBVec: rows contiguous along m / n, no padding) take one group of
+  // four rows per thread (Vec); a group that runs past M (N) reads only its rows that exist
+  // (src-size; the rest zero-filled, never stored), a group wholly past it reads nothing (its
+  // row state is the tile's first group's: a valid, aligned address).
+  constexpr bool AV = Op::kAVec, BV = Op::kBVec;
+  static_assert(!(AV && Op::kAContigK) && !(BV && Op::kBContigK),
+                "16-byte copies need an operand whose rows are contiguous along m / n");
+  using VA = Vec<C, C::BM>;
+  using VB = Vec<C, C::BN>;
+  constexpr int AN = AV ? 1 : C::A_LOADS, BN_ = BV ? 1 : C::B_LOADS;  // row states per thread
+  const int ka = AV ? VA::k_lane(tid) : k_lane<C, Op::kAContigK>(tid);
+  const int kb = BV ? VB::k_lane(tid) : k_lane<C, Op::kBContigK>(tid);
+  auto a_mn = [&](int i) { return AV ? VA::row(tid) : mn_of<C, Op::kAContigK>(tid, i); };
+  auto b_mn = [&](int i) { return BV ? VB::row(tid) : mn_of<C, Op::kBContigK>(tid, i); };
+  typename Op::ARow ar[AN];
+  typename Op::BRow br[BN_];
+  [[maybe_unused]] int a_bytes = 16, b_bytes = 16;  // 16-byte operands: bytes that exist
 #pragma unroll
-  for (int i = 0; i < C::A_LOADS; ++i) {
-    const Idx gm = m0 + mn_of<C, Op::kAContigK>(tid, i);
-    ar[i] = v.a_row(gm < M ? gm : M - 1);
+  for (int i = 0; i < AN; ++i) {
+    const Idx gm = m0 + a_mn(i);
+    if (AV) a_bytes = gm < M ? 4 * static_cast<int>(M - gm < 4 ? M - gm : 4) : 0;
+    ar[i] = v.a_row(gm < M ? gm : (AV ? m0 : M - 1));
   }
 #pragma unroll
-  for (int i = 0; i < C::B_LOADS; ++i) {
-    const Idx gn = n0 + mn_of<C, Op::kBContigK>(tid, i);
-    br[i] = v.b_row(gn < N ? gn : N - 1);
+  for (int i = 0; i < BN_; ++i) {
+    const Idx gn = n0 + b_mn(i);
+    if (BV) b_bytes = gn < N ? 4 * static_cast<int>(N - gn < 4 ? N - gn : 4) : 0;
+    br[i] = v.b_row(gn < N ? gn : (BV ? n0 : N - 1));
   }
   Idx gka = kbeg + ka, gkb = kbeg + kb;
   typename Op::KA ak = v.a_k(gka);
@@ -212,14 +281,20 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
   // after, in flight during tile k's FMAs) then overwrite.
   auto issue = [&](int buf) {
     const bool ina = gka < kend, inb = gkb < kend;
+    if constexpr (AV) {
+      cp_async16(&As[buf][ka][a_mn(0)], v.a_ptr(ar[0], ak), ina ? a_bytes : 0, VA::active(tid));
+    } else {
 #pragma unroll
-    for (int i = 0; i < C::A_LOADS; ++i)
-      cp_async4(&As[buf][ka][mn_of<C, Op::kAContigK>(tid, i)], v.a_ptr(ar[i], ak),
-                ina && v.a_ok(ar[i], ak));
+      for (int i = 0; i < C::A_LOADS; ++i)
+        cp_async4(&As[buf][ka][a_mn(i)], v.a_ptr(ar[i], ak), ina && v.a_ok(ar[i], ak));
+    }
+    if constexpr (BV) {
+      cp_async16(&Bs[buf][kb][b_mn(0)], v.b_ptr(br[0], bk), inb ? b_bytes : 0, VB::active(tid));
+    } else {
 #pragma unroll
-    for (int i = 0; i < C::B_LOADS; ++i)
-      cp_async4(&Bs[buf][kb][mn_of<C, Op::kBContigK>(tid, i)], v.b_ptr(br[i], bk),
-                inb && v.b_ok(br[i], bk));
+      for (int i = 0; i < C::B_LOADS; ++i)
+        cp_async4(&Bs[buf][kb][b_mn(i)], v.b_ptr(br[i], bk), inb && v.b_ok(br[i], bk));
+    }
     cp_async_commit();
     gka += BK_, gkb += BK_;
     v.a_step(ak);
@@ -238,24 +313,36 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
 #else
   // Synchronous double buffering (before sm_80): the next tile's global loads go to registers
   // before the current tile's FMAs and to shared memory after them, one barrier per step.
-  float ra[C::A_LOADS], rb[C::B_LOADS];
+  // (a 16-byte operand: its thread's group of four, element by element)
+  constexpr int AE = AV ? 4 : C::A_LOADS, BE = BV ? 4 : C::B_LOADS;
+  float ra[AE], rb[BE];
   auto load = [&]() {
     const bool ina = gka < kend, inb = gkb < kend;
 #pragma unroll
-    for (int i = 0; i < C::A_LOADS; ++i)
-      ra[i] = ina && v.a_ok(ar[i], ak) ? *v.a_ptr(ar[i], ak) : 0.0f;
+    for (int i = 0; i < AE; ++i) {
+      if (AV)
+        ra[i] = ina && VA::active(tid) && 4 * i < a_bytes ? v.a_ptr(ar[0], ak)[i] : 0.0f;
+      else
+        ra[i] = ina && v.a_ok(ar[i], ak) ? *v.a_ptr(ar[i], ak) : 0.0f;
+    }
 #pragma unroll
-    for (int i = 0; i < C::B_LOADS; ++i)
-      rb[i] = inb && v.b_ok(br[i], bk) ? *v.b_ptr(br[i], bk) : 0.0f;
+    for (int i = 0; i < BE; ++i) {
+      if (BV)
+        rb[i] = inb && VB::active(tid) && 4 * i < b_bytes ? v.b_ptr(br[0], bk)[i] : 0.0f;
+      else
+        rb[i] = inb && v.b_ok(br[i], bk) ? *v.b_ptr(br[i], bk) : 0.0f;
+    }
     gka += BK_, gkb += BK_;
     v.a_step(ak);
     v.b_step(bk);
   };
   auto stash = [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < C::A_LOADS; ++i) As[buf][ka][mn_of<C, Op::kAContigK>(tid, i)] = ra[i];
+    for (int i = 0; i < AE; ++i)
+      if (!AV || VA::active(tid)) As[buf][ka][AV ? a_mn(0) + i : a_mn(i)] = ra[i];
 #pragma unroll
-    for (int i = 0; i < C::B_LOADS; ++i) Bs[buf][kb][mn_of<C, Op::kBContigK>(tid, i)] = rb[i];
+    for (int i = 0; i < BE; ++i)
+      if (!BV || VB::active(tid)) Bs[buf][kb][BV ? b_mn(0) + i : b_mn(i)] = rb[i];
   };
 
   if (kbeg < kend) {
@@ -274,25 +361,29 @@ FASTCNN_D void tile(const Op& v, int64_t m0_, int64_t n0_, int64_t kbeg_, int64_
   }
 #endif
 
-  // Epilogue. Ops with kStore4 send each row's four-column groups out as one 128-bit store where
-  // the destination is 16-byte aligned and all four columns exist (store4 returns false, writing
-  // nothing, otherwise); the rest store column by column. (The conv forward and weight-gradient
-  // ops stay scalar: at their 128-register cap the vector epilogue spills.)
+  // Epilogue: per output row the op's row state (its destination &C_s[m, 0] and what the fused
+  // epilogue needs of the row), the 16-byte alignment of the row checked once; each four-column
+  // group goes out as one 128-bit store where the row is aligned and all four columns exist,
+  // column by column otherwise (unaligned rows, the last group of a row). The values are the
+  // same either way (e_val per element), so the store width never changes the bits.
 #pragma unroll
   for (int i = 0; i < C::TM; ++i) {
     const int64_t gm = m0_ + (i / 4) * C::TY * 4 + ty * 4 + i % 4;
     if (gm >= v.M) continue;
+    const typename Op::ERow er = v.e_row(split, gm);
+    const bool aligned = (reinterpret_cast<uintptr_t>(er.c) & 15u) == 0;
 #pragma unroll
     for (int g = 0; g < C::TN / 4; ++g) {
       const int64_t gn = n0_ + g * C::TX * 4 + tx * 4;
-      if constexpr (Op::kStore4) {
-        const float4 q = make_float4(acc[i][4 * g], acc[i][4 * g + 1], acc[i][4 * g + 2],
-                                     acc[i][4 * g + 3]);
-        if (gn + 3 < v.N && v.store4(split, gm, gn, q)) continue;
+      const float* a = &acc[i][4 * g];
+      if (Op::kStore128 && aligned && gn + 3 < v.N) {
+        st128(er.c + gn, make_float4(v.e_val(er, gn, a[0]), v.e_val(er, gn + 1, a[1]),
+                                     v.e_val(er, gn + 2, a[2]), v.e_val(er, gn + 3, a[3])));
+        continue;
       }
 #pragma unroll
       for (int j = 0; j < 4; ++j)
-        if (gn + j < v.N) v.store(split, gm, gn + j, acc[i][4 * g + j]);
+        if (gn + j < v.N) er.c[gn + j] = v.e_val(er, gn + j, a[j]);
     }
   }
 }

@@ -6,7 +6,10 @@
 //   bias      db (out,)    = column sums of dy (reduce.cu's two-stage grid reduction)
 // Operands are read in place through strides (no transposed copies); each product picks the
 // thread-to-element mapping that makes its loads coalesced (k-contiguous or m/n-contiguous),
-// with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear).
+// with 32-bit offsets whenever the operands have fewer than 2^31 elements (run_linear); operands
+// whose rows run along m / n (dx's w, dw's dy and x) are copied 16 bytes at a time when their
+// leading dimensions are multiples of 4 and their pointers 16-byte aligned (the forward's x and
+// w are both k-contiguous: 4-byte copies); outputs leave as 128-bit stores on aligned rows.
 // A reduction long enough and a grid too small to fill a GPU (e.g. 9216 -> 128 at batch 64:
 // one 64 x 128 tile, K 9216; or its backward-data, 144 tiles of K 128: gemm_rule.h) is split
 // into a fixed number of chunks chosen from the shapes only;
@@ -25,11 +28,15 @@ using gemm::BK;
 
 // A[m, k] = A[m*sam + k*sak], B[k, n] = B[k*sbk + n*sbn], C (M, N) row-major (+ bias[n], ReLU).
 // Row states m*sam / n*sbn, k states k*sak / k*sbk stepped by BK*stride: one add per step.
-template <bool AK, bool BKc, typename I>
+// V: 16-byte copies of the operands whose rows are contiguous along m / n (!AK: A, !BKc: B;
+// the launcher checked sam / sbn == 1, sak / sbk % 4 == 0 and 16-byte aligned pointers).
+template <bool AK, bool BKc, typename I, bool V = false>
 struct LinearOp {
   using Idx = I;
   static constexpr bool kAContigK = AK;
   static constexpr bool kBContigK = BKc;
+  static constexpr bool kAVec = V && !AK, kBVec = V && !BKc;
+  static constexpr bool kStore128 = true;
   int64_t G = 1, splits = 1, chunk = BK, M = 0, N = 0, K = 0;
   const float* A = nullptr;
   const float* B = nullptr;
@@ -54,41 +61,38 @@ struct LinearOp {
   FASTCNN_D void b_step(KB& k) const { k += BK * sbk; }
   FASTCNN_D const float* b_ptr(BRow r, KB k) const { return B + (r + k); }
   FASTCNN_D bool b_ok(BRow, KB) const { return true; }
-  FASTCNN_D void store(int64_t split, int64_t m, int64_t n, float v) const {
-    const int64_t off = m * N + n;
-    if (splits > 1) {
-      ws[split * M * N + off] = v;
-      return;
-    }
+  struct ERow {
+    float* c;
+  };
+  FASTCNN_D ERow e_row(int64_t split, int64_t m) const {
+    return ERow{(splits > 1 ? ws + split * M * N : C) + m * N};
+  }
+  FASTCNN_D float e_val(const ERow&, int64_t n, float v) const {
+    if (splits > 1) return v;  // a partial sum: splitk_reduce applies the epilogue
     if (bias) v += bias[n];
     if (relu) v = relu_keep_nan(v);
-    C[off] = v;
-  }
-  static constexpr bool kStore4 = true;
-  FASTCNN_D bool store4(int64_t split, int64_t m, int64_t n, float4 v) const {
-    const int64_t off = m * N + n;
-    if (splits > 1) return gemm::store_float4(ws + split * M * N + off, v);
-    if (bias) v.x += bias[n], v.y += bias[n + 1], v.z += bias[n + 2], v.w += bias[n + 3];
-    if (relu) {
-      v.x = relu_keep_nan(v.x), v.y = relu_keep_nan(v.y);
-      v.z = relu_keep_nan(v.z), v.w = relu_keep_nan(v.w);
-    }
-    return gemm::store_float4(C + off, v);
+    return v;
   }
 };
 
 // Runs the product on the 32-bit main loop when every operand offset (plus one k step past the
 // end) fits in 31 bits, else on the 64-bit one. set(op) fills the pointers and strides.
+// vec: the m / n-contiguous operands (A when !AK, B when !BKc) have k strides that are multiples
+// of 4 floats and 16-byte aligned pointers, so the 32-bit path copies them 16 bytes at a time.
 template <bool AK, bool BKc, class Set>
 void run_linear(const char* what, int64_t M, int64_t N, int64_t K, gemm::Split sp,
                 int64_t a_numel, int64_t b_numel, int64_t a_kstride, int64_t b_kstride,
-                Set&& set, Stream stream) {
+                bool vec, Set&& set, Stream stream) {
   auto go = [&](auto op) {
     op.M = M, op.N = N, op.K = K, op.splits = sp.splits, op.chunk = sp.chunk;
     set(op);
     gemm::run(what, op, M, N, stream);
   };
-  if (fits31({a_numel + 2 * BK * a_kstride, b_numel + 2 * BK * b_kstride, M * N}))
+  const bool fits = fits31({a_numel + 2 * BK * a_kstride, b_numel + 2 * BK * b_kstride, M * N});
+  if constexpr (!AK || !BKc) {
+    if (fits && vec) return go(LinearOp<AK, BKc, int32_t, true>{});
+  }
+  if (fits)
     go(LinearOp<AK, BKc, int32_t>{});
   else
     go(LinearOp<AK, BKc, int64_t>{});
@@ -139,7 +143,7 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, fl
   if (N * out == 0) return;
   const gemm::Split sp = fwd_split(N, in, out);
   // A = x (k contiguous), B[k, n] = w[n, k]
-  run_linear<true, true>("linear", N, out, in, sp, N * in, out * in, 1, 1, [&](auto& op) {
+  run_linear<true, true>("linear", N, out, in, sp, N * in, out * in, 1, 1, false, [&](auto& op) {
     op.A = x, op.sam = in, op.sak = 1;
     op.B = w, op.sbk = 1, op.sbn = in;
     op.C = y, op.ws = ws, op.bias = b, op.relu = relu ? 1 : 0;
@@ -152,7 +156,7 @@ void linear_backward_data(const float* dy, const float* w, float* dx, float* ws,
   if (N * in == 0) return;
   const gemm::Split sp = data_split(N, in, out);
   run_linear<true, false>("linear_backward (dx)", N, in, out, sp, N * out, out * in, 1, in,
-                          [&](auto& op) {
+                          in % 4 == 0 && gemm::aligned16(w), [&](auto& op) {
                             op.A = dy, op.sam = out, op.sak = 1;  // dy (N, out)
                             op.B = w, op.sbk = in, op.sbn = 1;    // w (out, in): B[k, n] = w[k, n]
                             op.C = dx, op.ws = ws;
@@ -165,6 +169,7 @@ void linear_backward_weights(const float* dy, const float* x, float* dw, float* 
   if (out * in == 0) return;
   const gemm::Split sp = wgt_split(N, in, out);
   run_linear<false, false>("linear_backward (dw)", out, in, N, sp, N * out, N * in, out, in,
+                           out % 4 == 0 && in % 4 == 0 && gemm::aligned16(dy) && gemm::aligned16(x),
                            [&](auto& op) {
                              op.A = dy, op.sam = 1, op.sak = out;  // A[m, k] = dy[k, m]
                              op.B = x, op.sbk = in, op.sbn = 1;    // B[k, n] = x[k, n]

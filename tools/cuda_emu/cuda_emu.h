@@ -82,6 +82,8 @@ struct Counters {
   long long d2h_copies = 0;    // cudaMemcpy(Async) device -> host
   long long launches = 0;      // kernels run (eagerly or as graph nodes; counted with kernels off)
   long long recorded = 0;      // kernels, memsets and copies recorded into a graph by a capture
+  long long st128 = 0;         // 128-bit global stores (__emu_st128: the GEMM epilogues)
+  long long cp16 = 0, cp4 = 0;  // cp.async copies of 16 bytes (cp.async.cg) and of 4 (.ca)
   // FASTCNN_EMU_KERNELS=0 in the environment starts with the kernels off
   bool kernels_off = [] {
     const char* e = std::getenv("FASTCNN_EMU_KERNELS");
@@ -149,7 +151,8 @@ inline void record(std::function<void()> node) {
 }
 }  // namespace fastcnn_emu
 
-// What: 0 stream syncs, 1 device-to-host copies, 2 launches, 3 recorded graph nodes; -1 resets.
+// What: 0 stream syncs, 1 device-to-host copies, 2 launches, 3 recorded graph nodes, 4 128-bit
+// global stores, 5 16-byte cp.async copies, 6 4-byte cp.async copies; -1 resets.
 extern "C" __attribute__((visibility("default"), used)) inline long long fastcnn_emu_counter(
     int what) {
   auto& c = fastcnn_emu::C();
@@ -158,7 +161,12 @@ extern "C" __attribute__((visibility("default"), used)) inline long long fastcnn
     case 1: return c.d2h_copies;
     case 2: return c.launches;
     case 3: return c.recorded;
-    case -1: c.stream_syncs = c.d2h_copies = c.launches = c.recorded = 0; return 0;
+    case 4: return c.st128;
+    case 5: return c.cp16;
+    case 6: return c.cp4;
+    case -1:
+      c.stream_syncs = c.d2h_copies = c.launches = c.recorded = c.st128 = c.cp16 = c.cp4 = 0;
+      return 0;
     default: return -1;
   }
 }
@@ -589,8 +597,17 @@ inline void __syncthreads() { fastcnn_emu::wait(fastcnn_emu::AT_BLOCK); }
 // the barrier that follows every thread's wait -- sees the poison. Copies not yet committed are
 // not landed by a wait (as on the GPU); a thread that exits with copies in flight aborts.
 // src_bytes < bytes zero-fills the rest (cp.async's src-size operand; 0: src is not read).
+// Sizes are those of the PTX forms: 4 or 8 (cp.async.ca) or 16 (cp.async.cg / .ca), both
+// addresses aligned to the size whatever src_bytes (a misaligned copy faults on a GPU: here it
+// aborts), 0 <= src_bytes <= bytes.
 inline void __emu_cp_async(void* dst, const void* src, int bytes, int src_bytes) {
   auto& s = fastcnn_emu::S();
+  if (bytes != 4 && bytes != 8 && bytes != 16) fastcnn_emu::fail("cp.async of 4, 8 or 16 bytes");
+  if (src_bytes < 0 || src_bytes > bytes) fastcnn_emu::fail("cp.async src-size out of range");
+  const auto mis = static_cast<uintptr_t>(bytes - 1);
+  if ((reinterpret_cast<uintptr_t>(dst) & mis) || (reinterpret_cast<uintptr_t>(src) & mis))
+    fastcnn_emu::fail("misaligned cp.async (addresses must be aligned to the copy size)");
+  ++(bytes == 16 ? fastcnn_emu::C().cp16 : fastcnn_emu::C().cp4);
   std::memset(dst, 0xFF, static_cast<size_t>(bytes));
   s.fibers[s.cur].open.push_back(fastcnn_emu::AsyncCopy{dst, src, bytes, src_bytes});
 }
@@ -610,6 +627,14 @@ inline void __emu_cp_async_wait(int pending) {
     }
     f.groups.erase(f.groups.begin());
   }
+}
+
+// A 128-bit global store (st.global.v4.f32): p must be 16-byte aligned (a GPU faults on a
+// misaligned one: here it aborts); counted (fastcnn_emu_counter(4)) so tests see the path run.
+inline void __emu_st128(void* p, const void* v) {
+  if (reinterpret_cast<uintptr_t>(p) & 15u) fastcnn_emu::fail("misaligned 128-bit store");
+  std::memcpy(p, v, 16);
+  ++fastcnn_emu::C().st128;
 }
 
 template <typename T>
