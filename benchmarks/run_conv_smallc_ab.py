@@ -4,7 +4,8 @@ The seeds' 1->32 3x3 @28 (batch 64) and ResNet-20's 3->16 3x3 @32 "same" stem (b
 pass as a training step runs it: the forward with its bias (and the seeds' fused ReLU), the
 weight gradient with db (through the fused ReLU's backward for the seeds; no dx: a first layer
 needs none). Routes: FASTCNN_CONV_ROUTE=nosmallc (the rule without this form: the routing before
-it), "smallc" and the rule (unset), with PyTorch's same work alongside (conv2d + relu;
+it), "smallc" and the rule (unset; fastcnn's forward into a reused output, as its layers do),
+with PyTorch's same work alongside (conv2d + relu;
 threshold_backward + convolution_backward for dw, db), interleaved in one process (the order
 reversed every other round); medians in ms, GFLOP/s and % of the FMA peak (--peak GFLOP/s per
 thread; default: the clock in /proc/cpuinfo x 32 flops a cycle, AVX2's 2 FMA ports x 8 lanes x
@@ -48,9 +49,10 @@ def _fns(which: str, routes: list[str], x: np.ndarray, w: np.ndarray, b: np.ndar
     y = ops.conv2d(x, w, b, padding=pad, relu=relu)
     dy = np.random.default_rng(1).standard_normal(y.shape, dtype=np.float32)
     fns: dict[str, Callable[[], Any]] = {}
+    out = np.empty_like(y)  # fastcnn's layers reuse their outputs (fastcnn._workspace)
     for rt in routes:
         if which == "forward":
-            fns[rt] = lambda: ops.conv2d(x, w, b, padding=pad, relu=relu)
+            fns[rt] = lambda: ops.conv2d(x, w, b, padding=pad, relu=relu, out=out)
         else:
             fns[rt] = lambda: ops.conv2d_backward(dy, x, w, padding=pad, compute_dx=False,
                                                   relu_y=y if relu else None)

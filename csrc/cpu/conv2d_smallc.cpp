@@ -35,8 +35,8 @@
 // one image's rows re-read it from L1), and takes a fused ReLU's backward as it reads (relu_y:
 // no materialised gradient).
 // Work: forward items (image, band of output rows), bands cut only when the batch is small
-// (< 4 items a thread); weight gradient: the N*P output rows cut into nchunk = min(N*P, 32)
-// fixed chunks (from the shape, never the thread count), one vector partial sum per (chunk, k,
+// (< 4 items a thread); weight gradient: the N*P output rows cut into nchunk = N*P / 16
+// (1..32) fixed chunks (from the shape, never the thread count), one vector partial sum per (chunk, k,
 // tap, lane), then per (k, tap) the chunks added in order and the lanes in order: every output
 // of both passes is one fixed-order sum, bit-identical for any thread count. NaN / inf: the
 // padding is real zeros multiplied by every weight (forward) and every dy (weight gradient), as
@@ -58,7 +58,8 @@ namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-constexpr int64_t kMaxChunks = 32;  // weight-gradient reduction chunks, at most
+constexpr int64_t kMaxChunks = 32;     // weight-gradient reduction chunks, at most
+constexpr int64_t kMinChunkRows = 16;  // output rows a chunk, at least (its tiles' fixed costs)
 
 double step_cycles(int64_t a, int64_t b) {
   return std::max({double(a * b) / 2.0, double(a + b) / 2.0, 5.0});
@@ -216,7 +217,7 @@ bool conv2d_smallc_weight_grad(const float* dy, const float* relu_y, const float
   const int64_t PQ = p.P * p.Q, T = p.C * p.R * p.S, Tt = T + (db ? 1 : 0);
   const SmallcTiling tiling = smallc_wgrad_tiling(p, db != nullptr);
   const Layout L = make_layout(p, p.P, db != nullptr);
-  const int64_t VL = L.VL, NP = p.N * p.P, nchunk = std::min(NP, kMaxChunks);
+  const int64_t VL = L.VL, NP = p.N * p.P, nchunk = std::clamp<int64_t>(NP / kMinChunkRows, 1, kMaxChunks);
   const int64_t per_chunk = p.K * Tt * VL;
   Buffer part = alloc_floats(nchunk * per_chunk);
   std::memset(part.get(), 0, sizeof(float) * static_cast<size_t>(nchunk * per_chunk));

@@ -9,9 +9,10 @@
 // takes KT = 6, QV = 2 (12 accumulators, 8 loads per 12 FMAs: 6 cycles, FMA-bound; 12 chains >=
 // 2 ports x latency 5); the row's 4 vectors carry 26 useful lanes of 32 (81 %). Stores: the
 // accumulators (+ bias, ReLU: max(0, v) keeps NaN) straight into the NCHW rows, the last
-// vector of a row masked (vmaskmovps). No transpose, no tile buffer.
+// vector of a row as 16-, 8- and 4-byte stores of its valid lanes. No transpose, no tile buffer.
 // Weight-gradient tile: KT output channels x TT taps of vector partial sums (lane = q mod 8).
-// Per row vector: KT loads of dy, then per tap one load of x and KT FMAs. Registers: KT*TT
+// Per row vector: KT loads of dy, then per tap one load of x (kept in a register, not folded
+// into the KT FMAs as a memory operand each) and KT FMAs. Registers: KT*TT
 // accumulators + KT dy + 1 x <= 16 ymm; 1->32 (9 taps + the driver's ones tap for db = 10):
 // KT = 2, TT = 5 (10 accumulators, 7 loads per 10 FMAs: 5 cycles). The last vector of a row is
 // a masked load of both operands (zeros past Q, so an unused input column's NaN stays out).
@@ -37,12 +38,36 @@ inline __m256i lane_mask(int64_t n) {  // lanes < n (0 <= n <= 8)
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// the first n lanes of v to dst (1 <= n <= 8): 16-, 8- and 4-byte stores (vmaskmovps stores are
+// microcoded on AMD Zen: several times slower)
+inline void store_n(float* dst, __m256 v, int64_t n) {
+  if (n == 8) {
+    _mm256_storeu_ps(dst, v);
+    return;
+  }
+  __m128 lo = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(dst, lo);
+    lo = _mm256_extractf128_ps(v, 1);
+    dst += 4, n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst), lo);
+    lo = _mm_movehl_ps(lo, lo);
+    dst += 2, n -= 2;
+  }
+  if (n) _mm_store_ss(dst, lo);
+}
+
+// keeps v in a register: the compiler would otherwise fold its load into each FMA that uses
+// it (one load per use instead of one)
+inline void in_register(__m256& v) { __asm__("" : "+x"(v)); }
+
 // outputs [k0, k0 + KT) x columns [q0, q0 + qn) (qn <= QV*8, > (QV-1)*8) of every row
 template <int KT, int QV>
 void fwd_tile(const Conv2dSmallcArgs& a, int64_t k0, int64_t q0, int64_t qn) {
   const __m256 zero = _mm256_setzero_ps();
-  const __m256i tail = lane_mask(qn - (QV - 1) * 8);
-  const bool whole = qn == QV * 8;  // the tile's last vector is full
+  const int64_t tail = qn - (QV - 1) * 8;  // lanes of the tile's last vector
   __m256 bv[KT];
   #pragma GCC unroll 16
   for (int k = 0; k < KT; ++k) bv[k] = a.bias ? _mm256_broadcast_ss(a.bias + k0 + k) : zero;
@@ -75,8 +100,8 @@ void fwd_tile(const Conv2dSmallcArgs& a, int64_t k0, int64_t q0, int64_t qn) {
         __m256 r = acc[k][v];
         if (a.bias) r = _mm256_add_ps(r, bv[k]);
         if (a.relu) r = _mm256_max_ps(zero, r);  // returns r when r is NaN
-        if (v + 1 < QV || whole) _mm256_storeu_ps(yk + v * 8, r);
-        else _mm256_maskstore_ps(yk + v * 8, tail, r);
+        if (v + 1 < QV) _mm256_storeu_ps(yk + v * 8, r);
+        else store_n(yk + v * 8, r, tail);
       }
     }
   }
@@ -112,7 +137,8 @@ void wgrad_tile(const Conv2dSmallcWgradArgs& a, int64_t k0, int64_t t0) {
       }
       #pragma GCC unroll 16
       for (int t = 0; t < TT; ++t) {
-        const __m256 xv = _mm256_loadu_ps(xi + off[t] + q);
+        __m256 xv = _mm256_loadu_ps(xi + off[t] + q);
+        in_register(xv);
         #pragma GCC unroll 16
         for (int k = 0; k < KT; ++k) acc[k][t] = _mm256_fmadd_ps(d[k], xv, acc[k][t]);
       }
@@ -131,7 +157,8 @@ void wgrad_tile(const Conv2dSmallcWgradArgs& a, int64_t k0, int64_t t0) {
       }
       #pragma GCC unroll 16
       for (int t = 0; t < TT; ++t) {
-        const __m256 xv = _mm256_maskload_ps(xi + off[t] + full, tail);
+        __m256 xv = _mm256_maskload_ps(xi + off[t] + full, tail);
+        in_register(xv);
         #pragma GCC unroll 16
         for (int k = 0; k < KT; ++k) acc[k][t] = _mm256_fmadd_ps(d[k], xv, acc[k][t]);
       }

@@ -29,6 +29,14 @@ inline __mmask16 lane_mask(int64_t n) {  // lanes < n (0 <= n <= 16)
   return static_cast<__mmask16>((uint32_t{1} << n) - 1);
 }
 
+// keeps v in a register: the compiler would otherwise fold its load into each FMA that uses
+// it (one load per use instead of one); nothing under SIMDe (no zmm registers there)
+#ifdef FASTCNN_AVX512_SIMDE
+inline void in_register(__m512&) {}
+#else
+inline void in_register(__m512& v) { __asm__("" : "+v"(v)); }
+#endif
+
 // outputs [k0, k0 + KT) x columns [q0, q0 + qn) (qn <= QV*16, > (QV-1)*16) of every row
 template <int KT, int QV>
 void fwd_tile(const Conv2dSmallcArgs& a, int64_t k0, int64_t q0, int64_t qn) {
@@ -105,7 +113,8 @@ void wgrad_tile(const Conv2dSmallcWgradArgs& a, int64_t k0, int64_t t0) {
       }
       #pragma GCC unroll 16
       for (int t = 0; t < TT; ++t) {
-        const __m512 xv = _mm512_loadu_ps(xi + off[t] + q);
+        __m512 xv = _mm512_loadu_ps(xi + off[t] + q);
+        in_register(xv);
         #pragma GCC unroll 16
         for (int k = 0; k < KT; ++k) acc[k][t] = _mm512_fmadd_ps(d[k], xv, acc[k][t]);
       }
@@ -124,7 +133,8 @@ void wgrad_tile(const Conv2dSmallcWgradArgs& a, int64_t k0, int64_t t0) {
       }
       #pragma GCC unroll 16
       for (int t = 0; t < TT; ++t) {
-        const __m512 xv = _mm512_maskz_loadu_ps(tail, xi + off[t] + full);
+        __m512 xv = _mm512_maskz_loadu_ps(tail, xi + off[t] + full);
+        in_register(xv);
         #pragma GCC unroll 16
         for (int k = 0; k < KT; ++k) acc[k][t] = _mm512_fmadd_ps(d[k], xv, acc[k][t]);
       }
