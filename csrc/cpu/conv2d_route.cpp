@@ -107,8 +107,14 @@
 // AVX-512 row of Q = 8 fills half a vector: cost >= 2, left to the others), not the generic ISA
 // (its scalar loops). The other forms' cost estimates above do not model so short a reduction
 // (the wide form's 1.10 for 1->32 @28 measured 4.9 ms, 15x its FMA time), so the rule is the
-// domain and the form's own cost, not a comparison with theirs. Measured: the header of
-// benchmarks/run_conv_smallc_ab.py and this session's report.
+// domain and the form's own cost, not a comparison with theirs. Measured on AVX2 (AMD EPYC,
+// 1 thread, CPU time, interleaved medians of 21, load 5-15 on 2 cores: +-20 %; forward into a
+// reused output with its bias, the seeds' with the fused ReLU; weight gradient with db, the
+// seeds' through the fused ReLU's backward; benchmarks/run_conv_smallc_ab.py), against the
+// routing before it (FASTCNN_CONV_ROUTE=nosmallc):
+//   seeds 1->32 @28 (batch 64)   forward 1.3-1.7 ms (was 3.3-4.7: blocked), wgrad 2.1-2.9 ms
+//                                (was 7.7-10.1: GEMM)
+//   ResNet 3->16 @32 (batch 128) forward 3.3-3.4 ms (was 6.7-6.9), wgrad 4.4-4.8 ms (was 7.3-8.1)
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>
