@@ -4,7 +4,7 @@ weight gradient (+db, the fused ReLU backward), on every ISA.
 FASTCNN_CONV_ROUTE=smallc forces it wherever it applies (groups = 1, pads >= 0, C*R*S <= 32);
 the shape rule (conv2d_route.cpp) takes it for first layers (C <= 4) on AVX2 / AVX-512. Cases:
 the seeds' 1->32 @28 and ResNet-20's 3->16 @32 stem, C = 1..4, K around the register tiles
-(forward 6 channels on generic / avx2, 14 on avx512; weight gradient 2), Q around the vector
+(forward 5-6 channels on generic / avx2, 8 on avx512; weight gradient 2), Q around the vector
 (VL - 1, VL, VL + 1), stride 2, dilation 2, padding 0 / 1 / asymmetric, N = 1. Integer inputs
 match the float64 reference exactly, random-normal ones within the summation tolerance; the
 weight gradient's chunks come from the shape, so 1 and 2 threads give the same bits; a NaN in an
@@ -25,7 +25,7 @@ from fastcnn import reference as ref
 
 ROUTE = "FASTCNN_CONV_ROUTE"
 VL = {"generic": 8, "avx2": 8, "avx512": 16}
-TILE_K = {"generic": 6, "avx2": 6, "avx512": 14}  # the forward tile's channels on Q <= 2 VL
+TILE_K = {"generic": 6, "avx2": 6, "avx512": 8}  # forward tiles' channels (Q <= 2 VL)
 
 
 @pytest.fixture

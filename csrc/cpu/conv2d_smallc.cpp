@@ -24,11 +24,11 @@
 // summed over the tiles that cover K x round_up(Q, VL) (forward) or K x taps (weight gradient,
 // lanes past Q counted), divided by the useful K*Q/VL/2 (K*taps/2 times Q / round_up(Q, VL)):
 // the cheapest tile wins (smallc_fwd_tiling / smallc_wgrad_tiling; the first on a tie). AVX2:
-//   1->32 @28 (Q = 26, 4 vectors: 81 % of the lanes useful)  forward 6 x 2, cost 1.35 (74 %
+//   1->32 @28 (Q = 26, 4 vectors: 81 % of the lanes useful)  forward 5 x 2, cost 1.35 (74 %
 //     of peak inside the kernel); weight gradient (10 taps with db) 2 x 5, cost 1.23
-//   3->16 @32 pad 1 (Q = 32)  forward 6 x 2, cost 1.06; weight gradient (28) 2 x 5 / 2 x 3,
-//     cost 1.0
-// AVX-512: 1->32 @28 forward 14 x 2 (1.31), weight gradient 2 x 10 (1.23).
+//   3->16 @32 pad 1 (Q = 32)  forward 6 x 2, cost 1.06; weight gradient (28 taps) 2 x 6, 1.04
+// AVX-512: 1->32 @28 forward 8 x 2 (1.23), weight gradient 2 x 5 (1.23); 3->16 @32 forward
+// 8 x 2 (1.0), weight gradient 2 x 7 (1.0).
 // Memory: the forward writes K*P*Q floats per image against K*C*R*S*P*Q FMAs (C = 1: 9 FMAs a
 // stored float, 36 bytes a 9-FMA step: at 1-thread store bandwidth the first layer's forward is
 // bound by its output stream, not by the FMAs); the weight gradient reads dy once (the tiles of

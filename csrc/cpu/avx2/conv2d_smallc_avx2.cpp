@@ -6,7 +6,7 @@
 // call in turn). Per tap t: QV unaligned loads of the input row at off[t] + q, KT broadcasts of
 // w[t][k] (vbroadcastss from memory: a load-port op), KT*QV FMAs. Registers: KT*QV accumulators
 // + QV inputs + 1 broadcast <= 16 ymm. Seeds' 1->32 @28 (Q = 26 = 3x8 + 2): the driver's rule
-// takes KT = 6, QV = 2 (12 accumulators, 8 loads per 12 FMAs: 6 cycles, FMA-bound; 12 chains >=
+// takes KT = 5, QV = 2 (10 accumulators, 7 loads per 10 FMAs: 5 cycles, FMA-bound; 10 chains =
 // 2 ports x latency 5); the row's 4 vectors carry 26 useful lanes of 32 (81 %). Stores: the
 // accumulators (+ bias, ReLU: max(0, v) keeps NaN) straight into the NCHW rows, the last
 // vector of a row as 16-, 8- and 4-byte stores of its valid lanes. No transpose, no tile buffer.

@@ -5,11 +5,11 @@
 //
 // Forward tile: KT output channels x QV vectors of q. Per tap: QV unaligned loads, KT
 // broadcasts, KT*QV FMAs; KT*QV + QV + 1 <= 32 zmm. Seeds' 1->32 @28 (Q = 26 = 16 + 10: 2
-// vectors, 26 of 32 lanes useful): the rule takes KT = 14, QV = 2 (28 accumulators, 16 loads per
-// 28 FMAs: 14 cycles on 2 FMA ports, FMA-bound).
+// vectors, 26 of 32 lanes useful): the rule takes KT = 8, QV = 2 (16 accumulators, 10 loads per
+// 16 FMAs: 8 cycles on 2 FMA ports, FMA-bound).
 // Weight-gradient tile: KT channels x TT taps of vector partials (lane = q mod 16); KT*TT + KT
-// + 1 <= 32 zmm: 1->32 (10 taps with the ones tap for db): KT = 2, TT = 10 (20 accumulators,
-// 12 loads per 20 FMAs). The last vector of a row loads both operands under the k-mask.
+// + 1 <= 32 zmm: 1->32 (10 taps with the ones tap for db): KT = 2, TT = 5 (10 accumulators,
+// 7 loads per 10 FMAs; the model's ties go to the first, smaller tile). The last vector of a row loads both operands under the k-mask.
 #include "cpu/avx512/intrin.h"
 
 #include <algorithm>
