@@ -29,6 +29,7 @@
 #include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_blocked_bwd.h"
 #include "cpu/conv2d_route.h"
+#include "cpu/conv2d_smallc.h"
 #include "cpu/conv2d_stats.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/gemm.h"
@@ -82,6 +83,10 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     return;
   }
   const ConvRoute route = route_forward(p);
+  if (route.smallc) {
+    conv2d_smallc_forward(x, w, b, y, p, relu);
+    return;
+  }
   if (route.blocked) {
     conv2d_blocked_forward(x, w, b, y, p, relu);
     return;
@@ -347,7 +352,10 @@ void conv2d_backward(const float* dy, const float* relu_y, const PooledGrad* poo
   }
   bool db_done = false;
   if (dw) {
-    if (route_wgrad_blocked(p)) {
+    if (route_wgrad_smallc(p))
+      db_done = conv2d_smallc_weight_grad(pooled ? plain_dy() : dy, pooled ? nullptr : relu_y, x,
+                                          dw, db, p);
+    else if (route_wgrad_blocked(p)) {
       conv2d_blocked_weight_grad(bdy, x, dw, db, p);  // db from the same reads of dy
       db_done = true;
     } else if (route_wgrad_wide(p) && wide_weight_grad(p, dy, relu_y, pooled, x, dw, db))

@@ -97,7 +97,27 @@
 // wherever it applies (forward; backward-data of any stride with finite weights; the weight
 // gradient), the rule elsewhere; "unblocked" the rule without the blocked forms (the routing
 // before them, for A/B); "nobwd" the rule without this session's blocked weight gradient and
-// strided backward-data (the routing before them, for A/B); unset: the rule.
+// strided backward-data (the routing before them, for A/B); "smallc" the small-channel form
+// wherever it applies (forward and weight gradient; the rule elsewhere), "nosmallc" the rule
+// without it (the routing before it, for A/B); unset: the rule.
+//
+// The small-channel direct convolution (conv2d_smallc.cpp: vectors along q, the C*R*S taps
+// unrolled in one register tile) runs the forward and the weight gradient ahead of every form
+// above wherever smallc_*_wins(p): groups = 1, pads >= 0, C <= 4 and C*R*S <= 32 (a first
+// layer: the blocked form pads C to VL, 2x-8x the FMAs on AVX2, 4x-16x on AVX-512; the GEMM and
+// wide tiles reduce over <= 32 steps, too few to carry their tile's load / store and packing),
+// its own tile cost (conv2d_smallc.cpp's napkin maths, lanes past Q included) <= 1.6 (an
+// AVX-512 row of Q = 8 fills half a vector: cost >= 2, left to the others), not the generic ISA
+// (its scalar loops). The other forms' cost estimates above do not model so short a reduction
+// (the wide form's 1.10 for 1->32 @28 measured 4.9 ms, 15x its FMA time), so the rule is the
+// domain and the form's own cost, not a comparison with theirs. Measured on AVX2 (AMD EPYC,
+// 1 thread, CPU time, interleaved medians of 21, load 5-15 on 2 cores: +-20 %; forward into a
+// reused output with its bias, the seeds' with the fused ReLU; weight gradient with db, the
+// seeds' through the fused ReLU's backward; benchmarks/run_conv_smallc_ab.py), against the
+// routing before it (FASTCNN_CONV_ROUTE=nosmallc):
+//   seeds 1->32 @28 (batch 64)   forward 1.3-1.7 ms (was 3.3-4.7: blocked), wgrad 2.1-2.9 ms
+//                                (was 7.7-10.1: GEMM)
+//   ResNet 3->16 @32 (batch 128) forward 3.3-3.4 ms (was 6.7-6.9), wgrad 4.4-4.8 ms (was 7.3-8.1)
 #include "cpu/conv2d_route.h"
 
 #include <algorithm>
@@ -107,6 +127,7 @@
 
 #include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_blocked_bwd.h"
+#include "cpu/conv2d_smallc.h"
 #include "cpu/conv2d_wide.h"
 #include "cpu/kernels.h"
 
@@ -126,6 +147,9 @@ constexpr int64_t kBlockedMaxTail = 8;
 // the blocked weight gradient's fixed cost per output row, in pixel steps of its tile (1x1 only;
 // fitted to the 1x1 / 2 timings in the header: 32->64 @16 GEMM, 16->32 @32 and 32->64 @32 blocked)
 constexpr double kBlockedRowPixels = 16.0;
+// the small-channel form: input channels at most, its tile cost at most (see the header)
+constexpr int64_t kSmallcMaxC = 4;
+constexpr double kSmallcMaxCost = 1.6;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -149,6 +173,18 @@ Override route_override(int64_t* imgs = nullptr) {
     if (b >= 1 && b <= 64) *imgs = b;
   }
   return o;
+}
+
+// FASTCNN_CONV_ROUTE's small-channel settings: 1 "smallc", -1 "nosmallc", 0 anything else
+int smallc_override() {
+  const char* v = std::getenv("FASTCNN_CONV_ROUTE");
+  if (!v) return 0;
+  if (std::strcmp(v, "smallc") == 0) return 1;
+  return std::strcmp(v, "nosmallc") == 0 ? -1 : 0;
+}
+
+bool smallc_domain(const Conv2dParams& p) {
+  return smallc_applicable(p) && kernels().isa != Isa::generic && p.C <= kSmallcMaxC;
 }
 
 // computed / useful columns of NR-wide strips over a plane of `rows` grid rows of `grid_w`
@@ -273,9 +309,26 @@ bool blocked_fwd_wins(const Conv2dParams& p) {
   return flops >= kBlockedMinFlops;
 }
 
+bool smallc_fwd_wins(const Conv2dParams& p) {
+  return smallc_domain(p) && smallc_fwd_tiling(p).cost <= kSmallcMaxCost;
+}
+
+bool smallc_wgrad_wins(const Conv2dParams& p) {
+  return smallc_domain(p) && smallc_wgrad_tiling(p, true).cost <= kSmallcMaxCost;
+}
+
+bool route_wgrad_smallc(const Conv2dParams& p) {
+  const int so = smallc_override();
+  if (so != 0) return so > 0 && smallc_applicable(p);
+  return route_override() == Override::none && smallc_wgrad_wins(p);
+}
+
 ConvRoute route_forward(const Conv2dParams& p) {
   int64_t forced = 0;
   const Override o = route_override(&forced);
+  const int so = smallc_override();
+  if (so > 0 ? smallc_applicable(p) : so == 0 && o == Override::none && smallc_fwd_wins(p))
+    return {false, false, 1, true};
   const bool can_wide = wide_fwd_applicable(p);
   if (o == Override::legacy) return {can_wide, false, 1};
   if (o == Override::blocked && blocked_fwd_applicable(p)) return {false, true, 1};

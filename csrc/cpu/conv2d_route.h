@@ -18,6 +18,8 @@ struct ConvRoute {
   // GEMM: images whose (image, pixel) columns form one problem's N dimension; wide: images side
   // by side in one grid (WideConv::imgs)
   int64_t imgs = 1;
+  // the small-channel direct convolution (conv2d_smallc.cpp), ahead of the other forms
+  bool smallc = false;
 };
 
 // The forward pass (wide only where wide_fwd_applicable(p)).
@@ -31,6 +33,12 @@ bool route_wgrad_wide(const Conv2dParams& p);
 // (conv2d_blocked_wgrad.cpp), before the wide and GEMM forms; blocked_wgrad_wins is the rule.
 bool route_wgrad_blocked(const Conv2dParams& p);
 bool blocked_wgrad_wins(const Conv2dParams& p);
+// The small-channel direct convolution (conv2d_smallc.cpp), ahead of every other form: whether
+// the rule takes it for the forward / the weight gradient (smallc_*_wins), and the routing with
+// FASTCNN_CONV_ROUTE's "smallc" (wherever it applies) / "nosmallc" (never) applied.
+bool smallc_fwd_wins(const Conv2dParams& p);
+bool smallc_wgrad_wins(const Conv2dParams& p);
+bool route_wgrad_smallc(const Conv2dParams& p);
 
 // The cost estimates behind the rule, in "computed micro-kernel flops + packing, per useful
 // flop" (>= 1; exposed for the header's tables and tests of the rule's monotonicity).

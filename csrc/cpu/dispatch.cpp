@@ -28,7 +28,9 @@ namespace {
         ns::gelu_tanh_bwd, ns::silu_fwd, ns::silu_bwd,                                      \
         /* blocked direct convolution (issue 16) */                                         \
         ns::conv2d_blocked, ns::kBlockedVL, ns::kBlockedMaxOCB, ns::kBlockedMaxNC,          \
-        ns::kBlockedMaxAcc, ns::conv2d_blocked_wgrad                                        \
+        ns::kBlockedMaxAcc, ns::conv2d_blocked_wgrad,                                       \
+        /* small-channel direct convolution (issue 16) */                                   \
+        ns::conv2d_smallc, ns::conv2d_smallc_wgrad, ns::kSmallcVL, ns::kSmallcRegs          \
   }
 
 const KernelTable& table_for(Isa isa) {

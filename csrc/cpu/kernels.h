@@ -226,6 +226,56 @@ struct Conv2dBlockedWgradArgs {
 };
 using Conv2dBlockedWgradFn = void (*)(const Conv2dBlockedWgradArgs& a);
 
+// ---- small-channel direct convolution (conv2d_smallc.cpp drives it; issue 16) ----------------
+// First layers (C*R*S <= 32): vectors along the output row q. The input is the driver's padded,
+// phase-split copy of an image (conv2d_smallc.cpp), in which tap t of output row i, column q is
+// x[i*x_row_stride + off[t] + q] for every stride and dilation; a kernel may read every column
+// up to round_up(Q, smallc_vl) - 1 of a tap's row (the driver makes them readable).
+// Forward, one call: `rows` output rows x `kt` output channels, tiles of tile_k channels x
+// tile_v vectors (kernels ignore tiles they have no registers for: generic):
+//   acc = sum over t < taps (in order, one FMA each, from 0) of w[t*ldw + k] * x(t, i, q)
+//   v = bias ? acc + bias[k] : acc; v = relu ? max(v, 0) (NaN kept) : v
+//   y[k*y_ch_stride + i*y_row_stride + q] = v   for k < kt, i < rows, q < Q
+// Tile caps every ISA instantiates (the driver's rule, conv2d_smallc.cpp, stays inside them):
+constexpr int kSmallcMaxTileK = 16, kSmallcMaxTileV = 4;      // forward: channels x vectors
+constexpr int kSmallcMaxWgradK = 4, kSmallcMaxWgradT = 14;    // weight gradient: channels x taps
+struct Conv2dSmallcArgs {
+  const float* x = nullptr;
+  int64_t x_row_stride = 0;
+  const int64_t* off = nullptr;
+  int64_t taps = 0;
+  const float* w = nullptr;  // [t][k]: w[t*ldw + k]
+  int64_t ldw = 0;
+  const float* bias = nullptr;
+  int relu = 0;
+  float* y = nullptr;
+  int64_t y_ch_stride = 0, y_row_stride = 0;
+  int64_t kt = 0, rows = 0, Q = 0;
+  int64_t tile_k = 1, tile_v = 1;
+};
+using Conv2dSmallcFn = void (*)(const Conv2dSmallcArgs& a);
+// Weight gradient, one call (same input layout): vector partial sums, lane l = q mod VL
+// (VL = smallc_vl), per (k, t, l) in row, then column order, one FMA each:
+//   acc[k*acc_ld + t*VL + l] += sum over i < rows, q < Q with q mod VL = l of
+//       g(k, i, q) * x(t, i, q),   g = dy[k*dy_ch_stride + i*dy_row_stride + q], or 0 where
+//       relu_y is given and relu_y[same index] <= 0 (ReLU's backward fused; a NaN y passes dy)
+// for k < kt, t < taps; tiles of tile_k channels x tile_t taps. Lanes past Q read nothing (both
+// operands masked to zero), so a NaN in an unused input column stays out, as in the reference.
+struct Conv2dSmallcWgradArgs {
+  const float* x = nullptr;
+  int64_t x_row_stride = 0;
+  const int64_t* off = nullptr;
+  int64_t taps = 0;
+  const float* dy = nullptr;
+  const float* relu_y = nullptr;  // the forward's ReLU output, dy's layout, or null
+  int64_t dy_ch_stride = 0, dy_row_stride = 0;
+  float* acc = nullptr;
+  int64_t acc_ld = 0;
+  int64_t kt = 0, rows = 0, Q = 0;
+  int64_t tile_k = 1, tile_t = 1;
+};
+using Conv2dSmallcWgradFn = void (*)(const Conv2dSmallcWgradArgs& a);
+
 struct KernelTable {
   Isa isa;
   int mr, nr;  // micro-tile of gemm_ukernel
@@ -282,6 +332,11 @@ struct KernelTable {
   int blocked_vl, blocked_max_ocb, blocked_max_nc, blocked_max_acc;
   // its weight-gradient tile (conv2d_blocked_wgrad.cpp), under the same register budget
   Conv2dBlockedWgradFn conv2d_blocked_wgrad;
+  // small-channel direct convolution (conv2d_smallc.cpp): forward, weight gradient, the vector
+  // width and the vector registers the driver's tile rule may fill
+  Conv2dSmallcFn conv2d_smallc;
+  Conv2dSmallcWgradFn conv2d_smallc_wgrad;
+  int smallc_vl, smallc_regs;
 };
 
 #define FASTCNN_DECLARE_ISA_KERNELS(ns)                                                         \
@@ -367,6 +422,10 @@ struct KernelTable {
   void conv2d_blocked(const Conv2dBlockedArgs& a);                                              \
   extern const int kBlockedVL, kBlockedMaxOCB, kBlockedMaxNC, kBlockedMaxAcc;                  \
   void conv2d_blocked_wgrad(const Conv2dBlockedWgradArgs& a);                                  \
+  /* small-channel direct convolution (issue 16) */                                             \
+  void conv2d_smallc(const Conv2dSmallcArgs& a);                                                \
+  void conv2d_smallc_wgrad(const Conv2dSmallcWgradArgs& a);                                     \
+  extern const int kSmallcVL, kSmallcRegs;                                                      \
                                                                                                 \
                                                                                                 \
   }
