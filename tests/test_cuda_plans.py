@@ -82,7 +82,17 @@ SEEDS_B64 = {
 }
 
 
+def _default_col_budget(cuda: Any) -> None:
+    """The backward-data rows assume the default column budget (2^23 floats); the emulator's CI
+    build lowers it (-DFASTCNN_CUDA_COL_BUDGET=2000) to run several chunks."""
+    budget = getattr(cuda, "COL_BUDGET_FLOATS", 1 << 23)
+    if budget != 1 << 23:
+        pytest.skip(f"this CUDA module was built with a column budget of {budget} floats, not "
+                    f"the default 2^23 its backward-data rows assume")
+
+
 def test_seeds_rows_match_the_hand_computed_ones(cuda: Any, tool: ModuleType) -> None:
+    _default_col_budget(cuda)
     rows = tool.rows(tool.suite_cases("seeds"), 132, cuda)
     for (layer, pass_), want in SEEDS_B64.items():
         assert _row(rows, layer, pass_) == want, (layer, pass_)
@@ -108,6 +118,7 @@ def test_every_seeds_and_imagenet_gemm_fills_a_wave_splits_or_is_tiny(cuda: Any,
     """Issue 14's promise: each GEMM of the seeds' CNN and the ImageNet suite fills a wave of a
     132-SM GPU or uses split-K; the ones that do neither are the dense 128 -> 10 layer's (under
     1 MFLOP: latency-bound, a split would only add a launch)."""
+    _default_col_budget(cuda)
     rows = tool.rows([c for s in ("seeds", "imagenet") for c in tool.suite_cases(s)], 132, cuda)
     # 4 layers x 2 batches + 4 layers, 3 passes each; backward-data: a row per distinct chunk
     assert {(r["layer"], r["pass"]) for r in rows} == {

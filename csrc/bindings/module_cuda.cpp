@@ -336,6 +336,7 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
         py::arg("dh"), py::arg("dw"), py::arg("ceil_mode"), py::arg("stream"));
   m.attr("POOL_CHECK_WORKSPACE_BYTES") = cuda::kPoolCheckWorkspaceBytes;
+  m.attr("COL_BUDGET_FLOATS") = cuda::kColBudget;  // backward-data's column buffer, at most
   m.def("linear_plan", &linear_plan, py::arg("x_shape"), py::arg("w_shape"), py::arg("b_shape"),
         py::arg("dy_shape") = py::none(),
         "Validate a linear; dict with y_shape and the workspace sizes (floats; linear_backward "

@@ -225,12 +225,8 @@ bool conv_fits31(const Conv2dParams& p) {
 // whatever the batch (at least one image per chunk); the chunks are as even as possible. A
 // function of the shapes only (the result does not depend on it anyway: every dcol element is
 // the same whatever the chunk, and col2im's order is fixed).
-// Tests can lower it with -D (EXTRA_CXXFLAGS=-DFASTCNN_CUDA_COL_BUDGET=2000 tools/cuda_emu/run.sh)
-// so that small batches run several chunks.
-#ifndef FASTCNN_CUDA_COL_BUDGET
-#define FASTCNN_CUDA_COL_BUDGET (int64_t{1} << 23)  // 32 MiB of floats
-#endif
-constexpr int64_t kColBudget = FASTCNN_CUDA_COL_BUDGET;
+// kColBudget (launch.h): tests can lower it with -D (EXTRA_CXXFLAGS=-DFASTCNN_CUDA_COL_BUDGET=2000
+// tools/cuda_emu/run.sh) so that small batches run several chunks.
 
 int64_t col_per_image(const Conv2dParams& p) {
   return checked_numel({p.C, p.R, p.S, p.P, p.Q}, "conv2d_backward column buffer of one image");

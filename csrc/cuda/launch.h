@@ -29,6 +29,12 @@ int runtime_version() noexcept;  // e.g. 13000; the statically linked runtime's 
 int driver_version() noexcept;   // 0 without a driver
 
 // ---- conv2d (conv2d.cu) ------------------------------------------------------------------------
+// conv2d_backward's column buffer, in floats, at most (conv2d.cu: images per col2im chunk);
+// the bindings report it (_cuda.COL_BUDGET_FLOATS), tests lower it with -D
+#ifndef FASTCNN_CUDA_COL_BUDGET
+#define FASTCNN_CUDA_COL_BUDGET (int64_t{1} << 23)  // 32 MiB of floats
+#endif
+constexpr int64_t kColBudget = FASTCNN_CUDA_COL_BUDGET;
 // Workspace sizes in floats (forward / backward-weights: 0 when the split-K path is not used for
 // these shapes; backward-data: the column buffer of a chunk of images, 0 for an empty batch).
 int64_t conv2d_forward_workspace(const Conv2dParams& p);

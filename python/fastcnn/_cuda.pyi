@@ -17,6 +17,7 @@ Shape = tuple[int, ...]
 __version__: str
 cuda_archs: str  # the GPU code inside, e.g. "sm_75 sm_90 compute_90"
 POOL_CHECK_WORKSPACE_BYTES: int
+COL_BUDGET_FLOATS: int
 
 def device_count() -> int: ...
 def runtime_version() -> int: ...
