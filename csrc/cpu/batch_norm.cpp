@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/moments.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
 
@@ -194,23 +195,6 @@ int64_t tile_record(const Tiling& t, const Tile& u) { return (u.c * t.nb + u.ib)
 double count_of(const Tiling& t, int64_t c, int64_t g) {
   const int64_t ib = g / t.jb, b = g % t.jb;
   return static_cast<double>(std::min(t.R, t.N - ib * t.R) * std::min(t.J, t.S - b * t.J));
-}
-
-struct Moments {
-  double n = 0, mean = 0, m2 = 0;
-};
-
-Moments merge(const Moments& a, const Moments& b) {  // Chan, Golub & LeVeque
-  const double n = a.n + b.n;
-  const double delta = b.mean - a.mean;
-  return {n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta * delta * (a.n * (b.n / n))};
-}
-
-template <typename Leaf>
-Moments tree_moments(int64_t lo, int64_t hi, const Leaf& leaf) {
-  if (hi - lo == 1) return leaf(lo);
-  const int64_t mid = lo + (hi - lo) / 2;
-  return merge(tree_moments(lo, mid, leaf), tree_moments(mid, hi, leaf));
 }
 
 template <typename Leaf>

@@ -17,29 +17,13 @@
 #include <limits>
 
 #include "cpu/kernels.h"
+#include "cpu/moments.h"
 #include "cpu/parallel.h"
 
 namespace fastcnn::cpu {
 namespace {
 
 constexpr int64_t kConvStatsChunk = 1024;  // floats a chunk, about (whole rows): 4 KiB, in L1
-
-struct Moments {
-  double n = 0, mean = 0, m2 = 0;
-};
-
-Moments merge(const Moments& a, const Moments& b) {  // Chan, Golub & LeVeque
-  const double n = a.n + b.n;
-  const double delta = b.mean - a.mean;
-  return {n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta * delta * (a.n * (b.n / n))};
-}
-
-template <typename Leaf>
-Moments tree(int64_t lo, int64_t hi, const Leaf& leaf) {
-  if (hi - lo == 1) return leaf(lo);
-  const int64_t mid = lo + (hi - lo) / 2;
-  return merge(tree(lo, mid, leaf), tree(mid, hi, leaf));
-}
 
 }  // namespace
 
@@ -79,7 +63,7 @@ void conv_stats_gather(ConvStatsPlan& s, const float* y, int64_t n, int64_t k0, 
         const int64_t l = std::min(kBnTileElems, len - o);
         Moments q{static_cast<double>(l), 0.0, 0.0};
         stats(c + o, 1, l, l, &q.mean, &q.m2);
-        m = o == 0 ? q : merge(m, q);
+        m = o == 0 ? q : merge_moments(m, q);
       }
       s.mean[i] = m.mean, s.m2[i] = m.m2;
     }
@@ -108,7 +92,7 @@ void conv_stats_finish(const ConvStatsPlan& s, const ConvBatchStats& out) {
   parallel_for(s.K, [&](int, int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const size_t base = static_cast<size_t>(k * G);
-      const Moments m = tree(0, G, [&](int64_t g) {
+      const Moments m = tree_moments(0, G, [&](int64_t g) {
         return Moments{count(g), s.mean[base + static_cast<size_t>(g)],
                        s.m2[base + static_cast<size_t>(g)]};
       });
